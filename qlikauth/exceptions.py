@@ -1,0 +1,184 @@
+"""The exceptions qlikauth raises, all under one root.
+
+The tree::
+
+    QlikAuthError
+    ├── ConfigurationError(ValueError)    a setting is missing or wrong
+    ├── IdentityError(ValueError)         a user directory, user id or attribute is invalid
+    ├── CertificateError                  Qlik's exported certificates cannot be used
+    ├── RedirectError(ValueError)         a redirect target / proxyRestUri is not allowed
+    ├── HeaderError(ValueError)           a header name or value cannot be injected safely
+    ├── QpsError                          a call to the Qlik Proxy Service failed
+    │   ├── QpsConnectionError            no answer from any node
+    │   │   ├── QpsTLSError               the mutual-TLS handshake failed
+    │   │   └── QpsTimeout                connect or read timed out
+    │   ├── QpsHTTPError(.status_code)    QPS answered with an error status
+    │   │   ├── QpsForbidden              403: certificate not trusted or xrfkey rejected
+    │   │   ├── QpsNotFound               404: wrong virtual proxy prefix (or unknown object)
+    │   │   └── QpsTooManySessions        the user has too many sessions in parallel
+    │   └── QpsResponseError              QPS answered something that is not what the API says
+    └── BridgeError                       turning an IdP login into a Qlik user failed
+        ├── SamlError
+        ├── OidcError
+        └── JwtError
+
+Every message says what was wrong and what to do. Secrets (tickets, session ids,
+private keys, passphrases, JWTs) never appear in a message: at most a short prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "QlikAuthError",
+    "ConfigurationError",
+    "IdentityError",
+    "CertificateError",
+    "RedirectError",
+    "HeaderError",
+    "QpsError",
+    "QpsConnectionError",
+    "QpsTLSError",
+    "QpsTimeout",
+    "QpsHTTPError",
+    "QpsForbidden",
+    "QpsNotFound",
+    "QpsTooManySessions",
+    "QpsResponseError",
+    "BridgeError",
+    "SamlError",
+    "OidcError",
+    "JwtError",
+]
+
+
+class QlikAuthError(Exception):
+    """Root of every error qlikauth raises.
+
+    ``status`` is the HTTP status a web integration should answer with when the
+    error reaches a browser (502 for upstream failures, 400 for bad input, ...).
+    """
+
+    status: int = 500
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        for key, value in context.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(QlikAuthError, ValueError):
+    """A setting is missing or has a value qlikauth cannot use."""
+
+    status = 500
+
+
+class IdentityError(QlikAuthError, ValueError):
+    """A user directory, user id or attribute breaks Qlik's rules.
+
+    ``field`` names the offending field (``"user_directory"``, ``"user_id"``,
+    ``"attributes[2].name"``...).
+    """
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None, **context: Any) -> None:
+        super().__init__(message, field=field, **context)
+
+
+class CertificateError(QlikAuthError):
+    """Qlik's exported certificates are missing, unreadable, mismatched or expired.
+
+    ``path`` names the file concerned when there is one.
+    """
+
+    status = 500
+
+    def __init__(self, message: str, *, path: str | None = None, **context: Any) -> None:
+        super().__init__(message, path=path, **context)
+
+
+class RedirectError(QlikAuthError, ValueError):
+    """A redirect target, ``proxyRestUri`` or ``TargetUri`` is not in the configuration."""
+
+    status = 400
+
+
+class HeaderError(QlikAuthError, ValueError):
+    """A header name or value cannot be injected safely (non-ASCII, CR/LF, reserved)."""
+
+    status = 400
+
+
+class QpsError(QlikAuthError):
+    """A call to the Qlik Proxy Service API failed.
+
+    ``node`` is the base URL of the node concerned, when known.
+    """
+
+    status = 502
+
+    def __init__(self, message: str, *, node: str | None = None, **context: Any) -> None:
+        super().__init__(message, node=node, **context)
+
+
+class QpsConnectionError(QpsError):
+    """No usable answer: the node refused, reset or could not be reached."""
+
+
+class QpsTLSError(QpsConnectionError):
+    """The mutual-TLS handshake failed (untrusted server, wrong host name, client cert refused)."""
+
+
+class QpsTimeout(QpsConnectionError):
+    """The connection or the answer took longer than the configured timeout."""
+
+    status = 504
+
+
+class QpsHTTPError(QpsError):
+    """QPS answered with an error status; ``status_code`` holds it."""
+
+    def __init__(
+        self, message: str, *, status_code: int, node: str | None = None, **context: Any
+    ) -> None:
+        super().__init__(message, node=node, status_code=status_code, **context)
+
+
+class QpsForbidden(QpsHTTPError):
+    """403: the client certificate is not trusted or the xrfkey was rejected."""
+
+
+class QpsNotFound(QpsHTTPError):
+    """404: the virtual proxy prefix is wrong, or the session/user is unknown."""
+
+
+class QpsTooManySessions(QpsHTTPError):
+    """QPS refused a new session: the user already has the maximum in parallel."""
+
+
+class QpsResponseError(QpsError):
+    """QPS answered, but not with what its API promises (bad JSON, missing fields)."""
+
+
+class BridgeError(QlikAuthError):
+    """Turning an identity provider's login into a Qlik user failed."""
+
+    status = 401
+
+
+class SamlError(BridgeError):
+    """A SAML response was refused."""
+
+
+class OidcError(BridgeError):
+    """An OpenID Connect login was refused."""
+
+
+class JwtError(BridgeError):
+    """A JWT could not be minted or was refused."""
