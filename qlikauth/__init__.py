@@ -20,13 +20,35 @@ from .exceptions import (
     QpsTooManySessions,
     RedirectError,
 )
+from .authenticators import (
+    Authenticator,
+    Cookie,
+    HeaderAuthenticator,
+    Headers,
+    Redirect,
+    SessionAuthenticator,
+    TicketAuthenticator,
+)
+from .certs import Certificates
 from .identity import QlikUser
+from .qps import ProxySession, QpsClient, Ticket
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "__version__",
     "QlikUser",
+    "Certificates",
+    "QpsClient",
+    "Ticket",
+    "ProxySession",
+    "Authenticator",
+    "TicketAuthenticator",
+    "SessionAuthenticator",
+    "HeaderAuthenticator",
+    "Redirect",
+    "Cookie",
+    "Headers",
     "QlikAuthError",
     "ConfigurationError",
     "IdentityError",

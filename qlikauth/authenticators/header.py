@@ -1,0 +1,112 @@
+"""Header authentication: the header a trusted reverse proxy injects for a header virtual proxy.
+
+A header virtual proxy believes whatever header reaches it, so it is only safe behind
+a proxy that sets the header itself and drops any copy the client sent (see
+``qlikauth nginx-config``). Static user directory: the header carries the user id.
+Dynamic: it carries both, laid out by a pattern with ``$ud`` and ``$id``
+(``$ud\\$id`` gives ``ACME\\jdoe``). Qlik reads US-ASCII only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..exceptions import ConfigurationError, HeaderError, IdentityError
+from ..identity import QlikUser
+from .base import Headers
+
+__all__ = ["HeaderAuthenticator", "RESERVED_HEADERS", "check_header_name"]
+
+#: Headers QPS sets or reads itself; a header virtual proxy may not use them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "X-Qlik-Security", "X-Qlik-User", "X-Qlik-ProxySession", "X-Qlik-ProxyId",
+        "X-Qlik-Trace", "X-Qlik-App", "X-Qlik-Capabilities",
+    )
+)
+_NAME = re.compile(r"[A-Za-z0-9-]+\Z")
+
+
+def check_header_name(name: str) -> str:
+    """Validate a header virtual proxy's header name."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"header name {name!r} must be letters, digits and '-' only (no underscores: nginx "
+            "drops such headers, and WSGI folds '_' and '-' together so they can be spoofed)."
+        )
+    if name.lower() in RESERVED_HEADERS:
+        raise ConfigurationError(
+            f"header name {name!r} is reserved by Qlik; choose another, e.g. X-Portal-User."
+        )
+    return name
+
+
+def _check_value(value: str, what: str) -> str:
+    if not value.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise HeaderError(
+            f"{what} {value!r} cannot be sent in a header: Qlik reads US-ASCII only and CR, LF "
+            "and other control characters would split the header. Map the user to an ASCII id."
+        )
+    return value
+
+
+class HeaderAuthenticator:
+    """Build the identity header for a header virtual proxy.
+
+    :param header_name: the virtual proxy's header name (QMC: *Header authentication
+        header name*).
+    :param user_directory: set for a *static* user directory virtual proxy; the users
+        signed in must belong to it.
+    :param pattern: for a *dynamic* one, how directory and id are laid out (QMC: *Header
+        authentication dynamic user directory*), with ``$ud`` and ``$id``.
+    """
+
+    def __init__(self, header_name: str, user_directory: str | None = None,
+                 pattern: str = "$ud\\$id") -> None:
+        self.header_name = check_header_name(header_name)
+        self.user_directory = user_directory.strip() if user_directory else None
+        if self.user_directory is None:
+            if pattern.count("$ud") != 1 or pattern.count("$id") != 1:
+                raise ConfigurationError(
+                    f"dynamic header pattern {pattern!r} must contain $ud and $id once each, "
+                    "e.g. '$ud\\$id'."
+                )
+            _check_value(pattern, "pattern")
+        self.pattern = pattern
+
+    @property
+    def dynamic(self) -> bool:
+        """True for a dynamic user directory virtual proxy."""
+        return self.user_directory is None
+
+    def value(self, user: QlikUser) -> str:
+        """The header value for ``user``."""
+        if self.user_directory is not None:
+            if user.user_directory.casefold() != self.user_directory.casefold():
+                raise IdentityError(
+                    f"user {user.qualified_name!r} is not in {self.user_directory!r}, the static "
+                    "user directory of this header virtual proxy.",
+                    field="user_directory",
+                )
+            return _check_value(user.user_id, "user id")
+        _check_value(user.user_directory, "user directory")
+        _check_value(user.user_id, "user id")
+        # The text between $ud and $id separates them; a directory containing it could
+        # be parsed into another user.
+        ud, idx = self.pattern.index("$ud"), self.pattern.index("$id")
+        sep = self.pattern[ud + 3:idx] if ud < idx else self.pattern[idx + 3:ud]
+        if sep and (sep in user.user_directory or (ud > idx and sep in user.user_id)):
+            raise HeaderError(
+                f"user {user.qualified_name!r} contains the pattern's separator {sep!r}; Qlik "
+                "would split the header in the wrong place."
+            )
+        return self.pattern.replace("$ud", user.user_directory).replace("$id", user.user_id)
+
+    def headers(self, user: QlikUser) -> Headers:
+        """The header(s) to inject for ``user``."""
+        return Headers(((self.header_name, self.value(user)),))
+
+    def login(self, user: QlikUser) -> Headers:
+        """Same as :meth:`headers` (the :class:`Authenticator` interface)."""
+        return self.headers(user)
