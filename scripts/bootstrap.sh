@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for qlikauth: Debian packages the tests use (only with --system)
+# and a virtualenv in .venv with qlikauth and its extras installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_system=0
+for arg in "$@"; do
+  case "$arg" in
+    --system) want_system=1 ;;
+  esac
+done
+
+if [ "$want_system" = 1 ]; then
+  # nginx: header-auth tests; chromium: browser tests; xmlsec1: SAML; redis-server: shared state.
+  missing=()
+  for pkg in nginx chromium xmlsec1 redis-server; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    echo "==> installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Debian starts these as services on install; the tests start their own on free ports.
+  (service nginx stop || true) >/dev/null 2>&1
+  (service redis-server stop || true) >/dev/null 2>&1
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.qlikauth-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "==> installing qlikauth and its test dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[all,dev]'
+  touch "$stamp"
+fi
