@@ -415,7 +415,7 @@ class QpsClient:
             ) from None
         if len(data) > cap:
             resp.raw.close()
-            raise QpsResponseError(f"{what}: {node} sent more than {cap} bytes; refused.", node=node)
+            raise QpsResponseError(f"{what}: {node} sent more than {cap} bytes, over the limit; refused.", node=node)
         return data
 
     def _http_error(self, status: int, payload: bytes, node: str, what: str) -> QpsHTTPError:
@@ -557,7 +557,14 @@ class QpsClient:
                     continue
             if status == 404:
                 raise self._http_error(404, b"", node, "session request")
-            return self._session_from(data, node, fallback_user=user)
+            created = self._session_from(data, node, fallback_user=user)
+            if created.session_id != session_id:
+                raise QpsResponseError(
+                    f"session request: {node} answered with another SessionId than the one sent; "
+                    "refusing to hand the browser a cookie QPS may not know.",
+                    node=node,
+                )
+            return created
         raise self._all_failed("session request", errors)
 
     def _session_from(self, data: Any, node: str, fallback_user: QlikUser | None = None) -> ProxySession:

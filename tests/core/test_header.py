@@ -1,0 +1,46 @@
+"""HeaderAuthenticator: static and dynamic user directories, refusing unsafe headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from qlikauth import ConfigurationError, HeaderAuthenticator, QlikUser
+from qlikauth.exceptions import HeaderError, IdentityError
+
+
+def test_dynamic_pattern():
+    h = HeaderAuthenticator("X-Portal-User")
+    assert h.headers(QlikUser("ACME", "jdoe")).as_dict() == {"X-Portal-User": "ACME\\jdoe"}
+    h2 = HeaderAuthenticator("X-Portal-User", pattern="$id@$ud")
+    assert h2.value(QlikUser("ACME", "jdoe")) == "jdoe@ACME"
+
+
+def test_static_directory():
+    h = HeaderAuthenticator("X-Portal-User", user_directory="ACME")
+    assert h.value(QlikUser("acme", "jdoe")) == "jdoe"
+    with pytest.raises(IdentityError, match="static"):
+        h.value(QlikUser("OTHER", "jdoe"))
+
+
+@pytest.mark.parametrize("name", ["X-Qlik-User", "x-qlik-security", "X-Qlik-ProxySession", "X_Portal_User",
+                                  "X Portal", "X-Portal:User", "", "X-Portal-User\r\n"])
+def test_reserved_or_unsafe_names(name):
+    with pytest.raises(ConfigurationError):
+        HeaderAuthenticator(name)
+
+
+@pytest.mark.parametrize("user_id", ["jdöe", "j\u00a0doe", "日本"])
+def test_non_ascii_refused(user_id):
+    with pytest.raises(HeaderError, match="US-ASCII"):
+        HeaderAuthenticator("X-Portal-User").value(QlikUser("ACME", user_id))
+
+
+def test_separator_in_directory_refused():
+    with pytest.raises(HeaderError, match="separator"):
+        HeaderAuthenticator("X-Portal-User", pattern="$ud:$id").value(QlikUser("AC:ME", "jdoe"))
+
+
+@pytest.mark.parametrize("pattern", ["$id", "$ud$ud$id", "nothing"])
+def test_bad_patterns(pattern):
+    with pytest.raises(ConfigurationError):
+        HeaderAuthenticator("X-Portal-User", pattern=pattern)

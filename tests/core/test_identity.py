@@ -1,0 +1,116 @@
+"""QlikUser: Qlik's validation rules, attribute payloads, and property tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qlikauth import IdentityError, QlikUser
+from qlikauth.identity import security_header_value
+
+
+def test_trims_and_serialises_repeated_and_empty_attributes():
+    user = QlikUser("  ACME ", "\tjdoe ", attributes=[("group", "Sales"), ("group", "Finance"), ("email", "")])
+    assert (user.user_directory, user.user_id) == ("ACME", "jdoe")
+    assert user.to_qps() == {
+        "UserDirectory": "ACME",
+        "UserId": "jdoe",
+        "Attributes": [{"group": "Sales"}, {"group": "Finance"}, {"email": ""}],
+    }
+    assert user.groups == ["Sales", "Finance"]
+    assert user.get_all("EMAIL") == [""]
+
+
+def test_parse_qualified_name():
+    user = QlikUser.parse("ACME\\jdoe", {"group": ["A", "B"]})
+    assert user.qualified_name == "ACME\\jdoe"
+    assert user.attributes == (("group", "A"), ("group", "B"))
+
+
+@pytest.mark.parametrize("bad", ["jdoe", "", "\\jdoe", "ACME\\"])
+def test_parse_refuses_malformed(bad):
+    with pytest.raises(IdentityError):
+        QlikUser.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("directory", "user_id", "field"),
+    [
+        ("", "jdoe", "user_directory"),
+        ("   ", "jdoe", "user_directory"),
+        ("ACME", " \t ", "user_id"),
+        ("AC\\ME", "jdoe", "user_directory"),
+        ("ACME", "j\\doe", "user_id"),
+        ("ACME", "j\ndoe", "user_id"),
+        ("AC\x00ME", "jdoe", "user_directory"),
+        ("ACME", "jdoe\u200b", "user_id"),
+        ("ACME", "x" * 1025, "user_id"),
+    ],
+)
+def test_invalid_identity_names_the_field(directory, user_id, field):
+    with pytest.raises(IdentityError) as info:
+        QlikUser(directory, user_id)
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        [("group", "Sales; Admin=1")],
+        [("gro;up", "x")],
+        [("a=b", "x")],
+        [("", "x")],
+        [("group", "x\r\nX-Qlik-User: evil")],
+        [("group", None)],
+        [("group",)],
+        "group=Sales",
+        [{"a": "1", "b": "2"}],
+    ],
+)
+def test_attributes_that_could_forge_another_are_refused(attrs):
+    with pytest.raises(IdentityError):
+        QlikUser("ACME", "jdoe", attributes=attrs)
+
+
+def test_from_qps_accepts_both_casings():
+    a = QlikUser.from_qps({"UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "S"}]})
+    b = QlikUser.from_qps({"userDirectory": "ACME", "userId": "jdoe", "attributes": [{"group": "S"}]})
+    assert a == b
+    assert a.same_user(QlikUser("acme", "JDOE"))
+
+
+def test_security_header_rendering():
+    user = QlikUser("ACME", "jdoe", [("group", "Sales"), ("empty", "")])
+    assert security_header_value(user.attributes) == "SecureRequest=true; Context=AppAccess; group=Sales; empty="
+
+
+_name_part = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+
+
+@given(directory=_name_part, user_id=_name_part)
+def test_property_valid_or_clear_error(directory, user_id):
+    """Any text either becomes a user whose fields obey Qlik's rules, or an IdentityError."""
+    try:
+        user = QlikUser(directory, user_id)
+    except IdentityError as exc:
+        assert exc.field in ("user_directory", "user_id")
+        bad = directory if exc.field == "user_directory" else user_id
+        assert "\\" in bad or any(not c.isprintable() or c in "\u2028\u2029" for c in bad) or not bad.strip()
+        return
+    for value in (user.user_directory, user.user_id):
+        assert value == value.strip() and value
+        assert "\\" not in value
+    assert QlikUser.parse(user.qualified_name) == user
+
+
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,10}", fullmatch=True),
+                          st.text(max_size=20).filter(lambda v: ";" not in v and v.isprintable()))))
+def test_property_attribute_round_trip(pairs):
+    user = QlikUser("ACME", "jdoe", pairs)
+    again = QlikUser.from_qps(user.to_qps())
+    assert again.attributes == user.attributes
+    rendered = security_header_value(user.attributes)
+    # Each attribute adds exactly one "; " separated pair: none can forge another.
+    assert rendered.count("; ") == 1 + len(pairs)
