@@ -179,6 +179,14 @@ def _load_key(data: bytes, path: str | None, passphrase: str | bytes | None):  #
         ) from None
 
 
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, Exception):  # InvalidSignature and unsupported key types
+        return False
+    return True
+
+
 def _public_bytes(key) -> bytes:  # noqa: ANN001
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -361,7 +369,7 @@ class Certificates:
                 f"root certificate {root_path!r} is not marked as a CA; server verification "
                 "will probably fail. Make sure it is root.pem from the QMC export, not server.pem."
             )
-        if not any(cert.issuer == r.subject for r in roots):
+        if not any(_issued_by(cert, r) for r in roots):
             found.append(
                 f"client certificate {cert_path!r} was not issued by root.pem; the files may come "
                 "from different sites' exports."
