@@ -1,0 +1,245 @@
+"""The QPS client over real mutual TLS against the emulator: tickets, sessions, nodes, failures."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from qlikauth import (
+    QlikUser,
+    QpsClient,
+    QpsConnectionError,
+    QpsNotFound,
+    QpsTimeout,
+    QpsTLSError,
+    QpsTooManySessions,
+    SessionAuthenticator,
+    TicketAuthenticator,
+)
+from qlikauth.certgen import generate_certificates
+from qlikauth.emulator import Emulator, VirtualProxy
+
+USER = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance"), ("email", "")])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cert_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("site")
+    generate_certificates(d, ["localhost", "127.0.0.1"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def node1(cert_dir):
+    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def node2(cert_dir):
+    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:
+        yield emu
+
+
+@pytest.fixture
+def hub(cert_dir):
+    """A browser stand-in that verifies the hub against root.pem."""
+    s = requests.Session()
+    s.verify = str(cert_dir / "root.pem")
+    s.trust_env = False
+    yield s
+    s.close()
+
+
+def _redeem(hub, url):
+    """Follow a ticket redirect like a browser; return the hub's JSON view of who is signed in."""
+    r = hub.get(url, allow_redirects=True, headers={"Accept": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+    return r.json()
+
+
+def test_ticket_redeemed_at_the_hub_with_attributes(node1, cert_dir, hub):
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        auth = TicketAuthenticator(qps, hub_url=node1.hub_url_for("portal"))
+        redirect = auth.login(USER)
+    assert "qlikTicket=" in redirect.location
+    seen = _redeem(hub, redirect.location)
+    assert seen["userDirectory"] == "ACME" and seen["userId"] == "jdoe"
+    assert seen["attributes"] == [{"group": "Sales"}, {"group": "Finance"}, {"email": ""}]
+    # single use: the same ticket URL signs nobody in a second time
+    fresh = requests.Session()
+    fresh.verify = str(cert_dir / "root.pem")
+    again = fresh.get(redirect.location, allow_redirects=False)
+    assert again.status_code == 403
+    assert not any(c.name.startswith("X-Qlik-Session") for c in fresh.cookies)
+
+
+def test_hundred_tickets_use_one_connection(node1, cert_dir):
+    before = node1.state.connections_accepted
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        tickets = {qps.request_ticket(USER).ticket for _ in range(100)}
+    assert len(tickets) == 100
+    assert node1.state.connections_accepted - before == 1
+
+
+def test_failover_when_first_node_is_down(node2, cert_dir, hub):
+    dead = f"https://localhost:{_free_port()}"
+    with QpsClient([dead, node2.qps_url], cert_dir, virtual_proxy="portal", timeout=2) as qps:
+        t = qps.request_ticket(USER)
+        assert t.node == node2.qps_url
+        auth = TicketAuthenticator(qps, hub_url=node2.hub_url_for("portal"))
+        seen = _redeem(hub, auth.login(USER).location)
+        assert seen["userId"] == "jdoe"
+        alive = qps.alive()
+    assert alive == {dead: False, node2.qps_url: True}
+
+
+def test_ticket_only_redeems_on_its_node(node1, node2, cert_dir):
+    with QpsClient([node1.qps_url, node2.qps_url], cert_dir, virtual_proxy="portal") as qps:
+        t = qps.request_ticket(USER)
+    assert t.node == node1.qps_url
+    s = requests.Session()
+    s.verify = str(cert_dir / "root.pem")
+    r = s.get(f"{node2.hub_url_for('portal')}?qlikTicket={t.ticket}", allow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_sessions_across_two_nodes(node1, node2, cert_dir):
+    user = QlikUser("ACME", "sessions-user", [("group", "X")])
+    with QpsClient([node1.qps_url, node2.qps_url], cert_dir, virtual_proxy="portal") as q1, \
+         QpsClient([node2.qps_url, node1.qps_url], cert_dir, virtual_proxy="portal") as q2:
+        a = q1.add_session(user)
+        b = q2.add_session(user)
+        assert a.node == node1.qps_url and b.node == node2.qps_url
+        assert q1.get_session(b.session_id).node == node2.qps_url  # found on the other node
+        listed = q1.user_sessions(user)
+        assert {s.session_id for s in listed} == {a.session_id, b.session_id}
+        assert q1.delete_session(a.session_id) is True
+        assert q1.delete_session(a.session_id) is False
+        assert q1.get_session(a.session_id) is None
+        ended = q1.logout_user(user)
+        assert [s.session_id for s in ended] == [b.session_id]
+        assert q1.user_sessions(user) == []
+
+
+def test_session_cookie_signs_the_browser_in(node1, cert_dir, hub):
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        auth = SessionAuthenticator(qps, cookie_domain=None)
+        cookie = auth.login(QlikUser("ACME", "cookie-user", [("group", "G")]))
+        hub.cookies.set(cookie.name, cookie.value, domain="localhost", path="/")
+        r = hub.get(node1.hub_url_for("portal"), headers={"Accept": "application/json"})
+        assert r.status_code == 200 and r.json()["userId"] == "cookie-user"
+        auth.logout(cookie.value)
+        r = hub.get(f"{node1.hub_url}/portal/qps/user")
+        assert r.json() == {"session": "inactive"}
+
+
+def test_five_sessions_per_user(node1, cert_dir):
+    user = QlikUser("ACME", "busy")
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        for _ in range(5):
+            qps.add_session(user)
+        with pytest.raises(QpsTooManySessions, match="too many sessions"):
+            qps.add_session(user)
+        assert len(qps.logout_user(user)) == 5
+        qps.add_session(user)
+        qps.logout_user(user)
+
+
+def test_module_flow_round_trip(cert_dir, hub):
+    vp = VirtualProxy("portal", method="ticket", module_uri="https://portal.example/qlik/module")
+    with Emulator(certs_dir=cert_dir, virtual_proxies=[vp]) as emu, \
+         QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        wanted = f"{emu.hub_url}/portal/sense/app/abc?sheet=1"
+        r = hub.get(wanted, allow_redirects=False)
+        assert r.status_code == 302
+        loc = urlsplit(r.headers["Location"])
+        assert f"{loc.scheme}://{loc.netloc}{loc.path}" == "https://portal.example/qlik/module"
+        q = {k: v[0] for k, v in parse_qs(loc.query).items()}
+        assert q["proxyRestUri"] == emu.rest_uri_for("portal")
+        auth = TicketAuthenticator(qps, hub_url=emu.hub_url_for("portal"))
+        back = auth.module_login(USER, q["proxyRestUri"], q["targetId"])
+        assert back.location.startswith(wanted + "&qlikTicket=")
+        r = hub.get(back.location, allow_redirects=False)
+        assert r.status_code == 302 and "qlikTicket" not in r.headers["Location"]
+        me = hub.get(f"{emu.hub_url}/portal/qps/user").json()
+        assert me["userId"] == "jdoe"
+
+
+def test_wrong_prefix_is_not_found(node1, cert_dir):
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="nosuchproxy") as qps:
+        with pytest.raises(QpsNotFound, match="virtual proxy prefix"):
+            qps.request_ticket(USER)
+
+
+def test_untrusted_server(node1, tmp_path):
+    other = tmp_path / "other"
+    generate_certificates(other, ["localhost"])
+    with QpsClient(node1.qps_url, other, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsTLSError, match="not signed by root.pem"):
+            qps.request_ticket(USER)
+
+
+def test_hostname_mismatch(tmp_path):
+    d = tmp_path / "only-localhost"
+    generate_certificates(d, ["localhost"])
+    with Emulator(certs_dir=d) as emu:
+        port = urlsplit(emu.qps_url).port
+        with QpsClient(f"https://127.0.0.1:{port}", d) as qps:
+            with pytest.raises(QpsTLSError, match="not issued to"):
+                qps.request_ticket(USER)
+
+
+def test_client_certificate_rejected(node1, cert_dir, tmp_path):
+    other = tmp_path / "other"
+    generate_certificates(other, ["localhost"])
+    # The right root (so the server is trusted) but a client certificate from another site.
+    import shutil
+    shutil.copy(cert_dir / "root.pem", other / "root.pem")
+    with QpsClient(node1.qps_url, other, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsTLSError, match="refused our client certificate"):
+            qps.request_ticket(USER)
+
+
+def test_silent_server_times_out():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        port = listener.getsockname()[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_certificates(tmp, ["localhost"])
+            with QpsClient(f"https://localhost:{port}", tmp, timeout=0.5) as qps:
+                with pytest.raises(QpsTimeout) as info:
+                    qps.request_ticket(USER)
+        assert "timed out" in str(info.value) or "did not answer" in str(info.value)
+    finally:
+        stop.set()
+        t.join()
+        listener.close()
+        for c in held:
+            c.close()
