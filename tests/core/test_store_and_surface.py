@@ -1,0 +1,76 @@
+"""The state store contract, the curated export surface, and a core free of web frameworks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import qlikauth
+from qlikauth.store import MemoryStore, StateStore
+
+
+def test_memory_store_contract():
+    s = MemoryStore()
+    assert isinstance(s, StateStore)
+    s.put("a", b"1", ttl=10)
+    assert s.get("a") == b"1"
+    assert s.add("a", b"2", ttl=10) is False and s.get("a") == b"1"
+    assert s.take("a") == b"1" and s.take("a") is None
+    s.put("short", b"x", ttl=0.05)
+    time.sleep(0.1)
+    assert s.get("short") is None and s.add("short", b"y", ttl=10) is True
+
+
+def test_take_is_used_once_under_concurrency():
+    s = MemoryStore()
+    s.put("state", b"v", ttl=10)
+    won = []
+    barrier = threading.Barrier(8)
+
+    def grab():
+        barrier.wait()
+        if s.take("state") is not None:
+            won.append(1)
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert won == [1]
+
+
+def test_memory_store_is_bounded():
+    s = MemoryStore(max_items=100)
+    for i in range(1000):
+        s.put(f"k{i}", b"v", ttl=60)
+    assert len(s) <= 100
+
+
+def test_export_surface():
+    expected = {
+        "QlikUser", "Certificates", "QpsClient", "TicketAuthenticator", "SessionAuthenticator",
+        "HeaderAuthenticator", "QlikAuthError", "Ticket", "ProxySession",
+    }
+    assert expected <= set(qlikauth.__all__)
+    for name in qlikauth.__all__:
+        assert hasattr(qlikauth, name), name
+    assert not any(n.startswith("_") and n != "__version__" for n in qlikauth.__all__)
+
+
+def test_core_imports_without_django_or_flask():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('django', 'flask', 'werkzeug'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import qlikauth, qlikauth.qps, qlikauth.authenticators, qlikauth.cli, qlikauth.store, qlikauth.certgen\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
