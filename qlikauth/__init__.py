@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from ._version import __version__
+from .authenticators import (
+    Authenticator,
+    Cookie,
+    HeaderAuthenticator,
+    Headers,
+    Redirect,
+    SessionAuthenticator,
+    TicketAuthenticator,
+)
+from .certs import Certificates
 from .exceptions import (
     BridgeError,
     CertificateError,
@@ -20,20 +31,8 @@ from .exceptions import (
     QpsTooManySessions,
     RedirectError,
 )
-from .authenticators import (
-    Authenticator,
-    Cookie,
-    HeaderAuthenticator,
-    Headers,
-    Redirect,
-    SessionAuthenticator,
-    TicketAuthenticator,
-)
-from .certs import Certificates
 from .identity import QlikUser
 from .qps import ProxySession, QpsClient, Ticket
-
-from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -80,7 +80,7 @@ class DemoPortal:
 
     def page(self, q: dict[str, str]) -> str:
         """The user chooser (keeps ``targetId``/``proxyRestUri`` from the module redirect)."""
-        extra = {k: q[k] for k in ("targetId", "proxyRestUri") if k in q}
+        extra: dict[str, str] = {k: q[k] for k in ("targetId", "proxyRestUri") if k in q}
         items = "".join(
             f'<li><a id="login-{key}" href="/login?{html.escape(urlencode({"user": key, **extra}))}">'
             f"{html.escape(u.qualified_name)}</a> {html.escape(', '.join(f'{n}={v}' for n, v in u.attributes))}</li>"

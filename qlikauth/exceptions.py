@@ -86,6 +86,7 @@ class IdentityError(QlikAuthError, ValueError):
     """
 
     status = 400
+    field: str | None
 
     def __init__(self, message: str, *, field: str | None = None, **context: Any) -> None:
         super().__init__(message, field=field, **context)
@@ -98,6 +99,7 @@ class CertificateError(QlikAuthError):
     """
 
     status = 500
+    path: str | None
 
     def __init__(self, message: str, *, path: str | None = None, **context: Any) -> None:
         super().__init__(message, path=path, **context)
@@ -122,6 +124,7 @@ class QpsError(QlikAuthError):
     """
 
     status = 502
+    node: str | None
 
     def __init__(self, message: str, *, node: str | None = None, **context: Any) -> None:
         super().__init__(message, node=node, **context)
@@ -143,6 +146,8 @@ class QpsTimeout(QpsConnectionError):
 
 class QpsHTTPError(QpsError):
     """QPS answered with an error status; ``status_code`` holds it."""
+
+    status_code: int
 
     def __init__(
         self, message: str, *, status_code: int, node: str | None = None, **context: Any

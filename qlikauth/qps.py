@@ -332,7 +332,7 @@ class QpsClient:
         xrf = new_xrfkey()
         base = self._base[node] if not path.startswith("/") else node
         url = f"{base}{path}{'&' if '?' in path else '?'}xrfkey={xrf}"
-        headers = CaseInsensitiveDict(
+        headers: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(
             {"X-Qlik-Xrfkey": xrf, "Accept": "application/json", "User-Agent": _USER_AGENT}
         )
         data: bytes | None = None

@@ -13,7 +13,6 @@ import requests
 from qlikauth import (
     QlikUser,
     QpsClient,
-    QpsConnectionError,
     QpsNotFound,
     QpsTimeout,
     QpsTLSError,
