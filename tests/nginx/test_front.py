@@ -1,0 +1,290 @@
+"""nginx from the generated config in front of a recording TLS upstream.
+
+The portal here is a minimal Flask app using ``HeaderAuthenticator`` the way the integrations do
+(200 + ``X-Qlik-Header-Value`` for a signed-in user, 401 otherwise), so these tests pin down
+nginx's behaviour on its own; ``test_e2e.py`` runs the real ``flask_qlikauth`` endpoint and the
+emulator. Every spoofing test asserts the exact identity list the upstream received.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+
+import pytest
+import requests
+import websocket
+from flask import Flask, Response, request, session
+
+from qlikauth import HeaderAuthenticator, QlikUser
+
+from .conftest import HEADER, PREFIX, front_block, start_wsgi
+from .helpers import free_port, raw_request, status_of
+
+pytestmark = pytest.mark.nginx
+
+
+def _portal_app() -> Flask:
+    app = Flask("mini_portal")
+    app.secret_key = "test-only"
+    auth = HeaderAuthenticator(HEADER, user_directory="PORTAL")
+    app.config["calls"] = []
+
+    @app.get("/login")
+    def login():
+        user = request.args.get("user")
+        if not user:
+            return "login page", 200
+        session["user"] = user
+        return "ok"
+
+    @app.get("/qlik/header-auth")
+    def header_auth():
+        app.config["calls"].append(dict(request.headers))
+        if "user" not in session:
+            return Response(status=401)
+        value = auth.value(QlikUser("PORTAL", session["user"]))
+        return Response(status=200, headers={"X-Qlik-Header-Value": value, "Cache-Control": "no-store"})
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def portal():
+    app = _portal_app()
+    srv, port = start_wsgi(app)
+    yield app, port
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def front(certs, recorder, portal, start_nginx):
+    _app, pport = portal
+    port = free_port()
+    block = front_block(certs, pport, [f"https://localhost:{recorder.port}"], port)
+    return start_nginx(block, port)
+
+
+@pytest.fixture
+def alice(portal):
+    """A signed-in portal session (the portal's cookie, as the browser would hold it)."""
+    _app, pport = portal
+    s = requests.Session()
+    r = s.get(f"http://localhost:{pport}/login", params={"user": "alice"}, timeout=5)
+    assert r.status_code == 200
+    cookie = s.cookies.get("session")
+    assert cookie
+    return f"session={cookie}"
+
+
+def _url(front, path="/hdr/hub/"):
+    return f"https://localhost:{front.port}{path}"
+
+
+def _last(recorder, mark):
+    hits = [r for r in recorder.requests if mark in r["path"]]
+    return hits
+
+
+def _raw_get(front, certs, path: str, extra: list[tuple[str, str]], cookie: str | None) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", f"Host: localhost:{front.port}", "Connection: close"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    lines += [f"{k}: {v}" for k, v in extra]
+    return raw_request(front.port, certs / "root.pem", ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+# -- the signed-in path ----------------------------------------------------------------------
+def test_signed_in_hub_request_carries_exactly_the_user(front, recorder, certs, alice):
+    r = requests.get(_url(front, "/hdr/hub/?mark=hub1"), headers={"Cookie": alice},
+                     verify=str(certs / "root.pem"), timeout=5)
+    assert r.status_code == 200
+    (hit,) = _last(recorder, "mark=hub1")
+    assert hit["identity"] == ["alice"]
+    host = [v for k, v in hit["headers"] if k.lower() == "host"]
+    assert host == [f"localhost:{front.port}"], "the client's Host must reach Qlik"
+    assert hit["path"] == "/hdr/hub/?mark=hub1", "the raw URI is forwarded"
+
+
+def test_websocket_upgrade_passes_with_the_user(front, recorder, certs, alice):
+    ws = websocket.create_connection(
+        f"wss://localhost:{front.port}/hdr/app/abc-123?mark=ws1", header=[f"Cookie: {alice}"],
+        sslopt={"ca_certs": str(certs / "root.pem")}, timeout=5,
+    )
+    try:
+        assert ws.recv() == "alice"
+    finally:
+        ws.close()
+    (hit,) = _last(recorder, "mark=ws1")
+    assert hit["identity"] == ["alice"]
+    assert hit["path"].startswith("/hdr/app/abc-123")
+
+
+def test_not_signed_in_is_sent_to_login_and_nothing_reaches_qlik(front, recorder, certs, portal):
+    _app, pport = portal
+    before = len(recorder.requests)
+    r = requests.get(_url(front, "/hdr/sense/app/abc"), verify=str(certs / "root.pem"),
+                     allow_redirects=False, timeout=5)
+    assert r.status_code == 302
+    assert r.headers["Location"] == (
+        f"http://localhost:{pport}/login?next=https://localhost:{front.port}/hdr/sense/app/abc"
+    )
+    assert len(recorder.requests) == before
+
+
+def test_login_next_falls_back_to_the_hub_for_unusual_urls(front, certs, portal):
+    _app, pport = portal
+    r = requests.get(_url(front, "/hdr/hub/?a=1&next=https://evil.example"), verify=str(certs / "root.pem"),
+                     allow_redirects=False, timeout=5)
+    assert r.status_code == 302
+    assert r.headers["Location"] == f"http://localhost:{pport}/login?next=https://localhost:{front.port}/hdr/hub/"
+
+
+# -- spoofing --------------------------------------------------------------------------------
+SPOOFS = {
+    "same-name": [(HEADER, "ADMIN")],
+    "lower-case": [(HEADER.lower(), "ADMIN")],
+    "upper-case": [(HEADER.upper(), "ADMIN")],
+    "underscores": [(HEADER.replace("-", "_"), "ADMIN")],
+    "dots": [(HEADER.replace("-", "."), "ADMIN")],
+    "tildes": [(HEADER.replace("-", "~"), "ADMIN")],
+    "two-copies": [(HEADER, "ADMIN"), (HEADER, "root")],
+    "mixed-copies": [(HEADER.lower(), "ADMIN"), (HEADER.replace("-", "_"), "root")],
+    "connection-named": [("Connection", f"keep-alive, {HEADER}"), (HEADER, "ADMIN")],
+    "x-qlik-user": [("X-Qlik-User", "UserDirectory=PORTAL; UserId=ADMIN"), ("x_qlik_user", "ADMIN")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPOOFS))
+def test_spoofed_identity_headers_never_reach_qlik_signed_in(front, recorder, certs, alice, name):
+    mark = f"spoof-in-{name}"
+    resp = _raw_get(front, certs, f"/hdr/hub/?mark={mark}", SPOOFS[name], alice)
+    assert status_of(resp) == 200, resp[:200]
+    (hit,) = _last(recorder, f"mark={mark}")
+    assert hit["identity"] == ["alice"], hit["headers"]
+    names = [k.lower().replace("_", "-").replace(".", "-").replace("~", "-") for k, _ in hit["headers"]]
+    assert "x-qlik-user" not in names
+    assert all(v != "ADMIN" and v != "root" for _k, v in hit["headers"])
+
+
+@pytest.mark.parametrize("name", sorted(SPOOFS))
+def test_spoofed_identity_headers_never_reach_qlik_anonymous(front, recorder, certs, name):
+    mark = f"spoof-anon-{name}"
+    resp = _raw_get(front, certs, f"/hdr/hub/?mark={mark}", SPOOFS[name], None)
+    assert status_of(resp) == 302
+    assert _last(recorder, f"mark={mark}") == []
+
+
+def test_spoofed_header_is_not_shown_to_the_portal(front, portal, certs, alice):
+    app, _ = portal
+    app.config["calls"].clear()
+    _raw_get(front, certs, "/hdr/hub/?mark=portal-view", [(HEADER, "ADMIN")], alice)
+    assert app.config["calls"], "the portal was asked"
+    assert all(HEADER.lower() not in {k.lower() for k in call} for call in app.config["calls"])
+    assert all(call.get("X-Original-Uri") == "/hdr/hub/?mark=portal-view" for call in app.config["calls"])
+
+
+def test_header_value_with_crlf_is_refused_by_nginx_before_anything(front, recorder, certs, alice):
+    # A raw CR or LF inside a header value ends the line for nginx: either the request is
+    # refused or the remainder becomes another (ignored or overwritten) header; never a value.
+    for i, value in enumerate(["ADMIN\r\nX-Portal-User: ADMIN", "ADMIN\rX-Portal-User: x", "A\nB"]):
+        mark = f"crlf-{i}"
+        resp = _raw_get(front, certs, f"/hdr/hub/?mark={mark}", [(HEADER, value)], alice)
+        hits = _last(recorder, f"mark={mark}")
+        if status_of(resp) == 200:
+            assert [h["identity"] for h in hits] == [["alice"]]
+        else:
+            assert status_of(resp) == 400 and hits == []
+
+
+def test_identity_endpoint_is_not_reachable_from_outside(front, portal, certs, alice):
+    app, _ = portal
+    app.config["calls"].clear()
+    for path in ("/qlik/header-auth", "/qlik//header-auth", "/_qlikauth/identity/hdr",
+                 "/_qlikauth/identity/hdr?x=1", "/%71lik/header-auth"):
+        r = requests.get(_url(front, path), headers={"Cookie": alice}, verify=str(certs / "root.pem"),
+                         allow_redirects=False, timeout=5)
+        assert r.status_code in (400, 403, 404), path
+        assert "X-Qlik-Header-Value" not in r.headers
+    assert app.config["calls"] == []
+
+
+# -- tunnelling and traversal ------------------------------------------------------------------
+TRAVERSALS = [
+    "/resources/qmc/fonts/../../../qrs/ReloadTask",
+    "/hdr/resources/qmc/fonts/../../../qrs/ReloadTask",
+    "/hdr/hub/%2e%2e/%2e%2e/qrs/about",
+    "/hdr/hub/%2E%2E/qrs/about",
+    "/hdr/hub/..%2fqrs/about",
+    "/hdr/hub/..%2Fqrs",
+    "/hdr/hub/.%2e/qrs",
+    "/hdr/hub/%252e%252e/qrs",
+    "/hdr/hub/..\\qrs",
+    "/hdr/hub/..;/qrs",
+    "/hdr/hub/..",
+    "/hdr/hub/..?x=1",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_traversal_is_refused_with_400(front, recorder, certs, alice, path):
+    before = len(recorder.requests)
+    resp = _raw_get(front, certs, path, [], alice)
+    assert status_of(resp) == 400, resp[:200]
+    assert len(recorder.requests) == before
+
+
+def test_dots_inside_names_are_not_traversal(front, recorder, certs, alice):
+    resp = _raw_get(front, certs, "/hdr/hub/file..name/x...y?mark=dots", [], alice)
+    assert status_of(resp) == 200
+    assert [h["identity"] for h in _last(recorder, "mark=dots")] == [["alice"]]
+
+
+def _framed(front, cookie, headers: list[str], body: bytes) -> bytes:
+    return ("\r\n".join([
+        "POST /hdr/qrs/about?mark=framing HTTP/1.1", f"Host: localhost:{front.port}",
+        f"Cookie: {cookie}", *headers,
+    ]) + "\r\n\r\n").encode() + body
+
+
+SMUGGLE = {
+    "cl-te": (["Content-Length: 44", "Transfer-Encoding: chunked"],
+              b"0\r\n\r\nGET /hdr/hub/?mark=smuggled HTTP/1.1\r\n\r\n"),
+    "te-cl": (["Transfer-Encoding: chunked", "Content-Length: 4"],
+              b"5c\r\nGET /hdr/hub/?mark=smuggled HTTP/1.1\r\n\r\n0\r\n\r\n"),
+    "te-identity": (["Transfer-Encoding: identity", "Content-Length: 3"], b"abc"),
+    "te-obfuscated": (["Transfer-Encoding: xchunked", "Content-Length: 3"], b"abc"),
+    "te-list": (["Transfer-Encoding: chunked, identity"], b"0\r\n\r\n"),
+    "two-cl": (["Content-Length: 3", "Content-Length: 40"], b"abc"),
+    "two-te": (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    "te-space": (["Transfer-Encoding : chunked", "Content-Length: 3"], b"abc"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLE))
+def test_tunnelling_shapes_are_refused(front, recorder, certs, alice, name):
+    before = len(recorder.requests)
+    headers, body = SMUGGLE[name]
+    resp = raw_request(front.port, certs / "root.pem", _framed(front, alice, headers, body))
+    assert 400 <= status_of(resp) < 500 or status_of(resp) == 501, resp[:200]
+    assert len(recorder.requests) == before
+    assert _last(recorder, "mark=smuggled") == []
+
+
+def test_plain_bodies_still_pass(front, recorder, certs, alice):
+    for headers, body in ((["Content-Length: 3"], b"abc"), (["Transfer-Encoding: chunked"], b"3\r\nabc\r\n0\r\n\r\n")):
+        before = len(recorder.requests)
+        resp = raw_request(front.port, certs / "root.pem",
+                           _framed(front, alice, [*headers, "Connection: close"], body))
+        assert status_of(resp) == 200, resp[:200]
+        assert recorder.requests[before]["identity"] == ["alice"]
+
+
+def test_h2c_upgrade_is_not_passed_on(front, recorder, certs, alice):
+    resp = _raw_get(front, certs, "/hdr/hub/?mark=h2c", [("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABkAAQAAP__")],
+                    alice)
+    assert status_of(resp) == 200
+    (hit,) = _last(recorder, "mark=h2c")
+    assert not [v for k, v in hit["headers"] if k.lower() == "upgrade"]
+    assert hit["identity"] == ["alice"]
