@@ -25,7 +25,7 @@ from .identity import QlikUser
 from .qps import QpsClient
 from .urls import RedirectPolicy, normalise_base_url
 
-__all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "MODES"]
+__all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "describe_error", "MODES"]
 
 MODES = ("ticket", "session")
 
@@ -360,3 +360,54 @@ def build_runtime(config: QlikAuthConfig | Mapping[str, Any]) -> QlikAuthRuntime
     if not isinstance(config, QlikAuthConfig):
         config = QlikAuthConfig.from_mapping(config)
     return QlikAuthRuntime(config)
+
+
+_HINTS: dict[str, tuple[str, str]] = {
+    # class name: (title, what to do)
+    "RedirectError": ("This link cannot be followed",
+                      "The link points somewhere this portal does not send users. Go back to the "
+                      "portal's home page and open Qlik Sense from there."),
+    "IdentityError": ("Your account cannot be used in Qlik Sense",
+                      "Your user name or one of your groups contains characters Qlik Sense cannot "
+                      "take. Ask the portal administrator to fix the account."),
+    "HeaderError": ("Your account cannot be used in Qlik Sense",
+                    "Your user name cannot be sent to Qlik Sense. Ask the portal administrator."),
+    "QpsTimeout": ("Qlik Sense did not answer in time",
+                   "Try again in a minute. If it keeps happening, tell the portal administrator."),
+    "QpsConnectionError": ("Qlik Sense cannot be reached",
+                           "Try again in a minute. If it keeps happening, tell the portal administrator."),
+    "QpsTLSError": ("Qlik Sense cannot be reached securely",
+                    "The portal and Qlik Sense do not trust each other's certificates. "
+                    "The portal administrator must check the certificates (server log has details)."),
+    "QpsTooManySessions": ("Too many Qlik Sense sessions",
+                           "Close Qlik Sense in your other tabs or devices, or sign out, then try again."),
+    "QpsError": ("Qlik Sense refused the sign-in",
+                 "Try again; if it keeps happening, tell the portal administrator (server log has details)."),
+    "ConfigurationError": ("The portal's Qlik Sense settings are wrong",
+                           "The portal administrator must fix the QLIKAUTH settings (server log has details)."),
+    "CertificateError": ("The portal's Qlik Sense certificates cannot be used",
+                         "The portal administrator must export the certificates again from the QMC "
+                         "(server log has details)."),
+    "QlikAuthError": ("Signing in to Qlik Sense failed",
+                      "Try again; if it keeps happening, tell the portal administrator."),
+}
+
+#: Errors whose message is for the administrator (paths, settings), not the browser.
+_ADMIN_ONLY = ("ConfigurationError", "CertificateError", "QpsTLSError")
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """What a web integration shows for ``exc``: status, code, title, detail and hint.
+
+    The detail is the exception's message (never a secret, by the error tree's
+    contract) except for configuration and certificate problems, whose detail stays in
+    the server log.
+    """
+    names = [cls.__name__ for cls in type(exc).__mro__]
+    key = next((n for n in names if n in _HINTS), "QlikAuthError")
+    title, hint = _HINTS[key]
+    status = int(getattr(exc, "status", 500) or 500)
+    admin_only = any(n in _ADMIN_ONLY for n in names)
+    detail = ("The server log has the details." if admin_only else str(exc))
+    return {"status": status, "error": type(exc).__name__, "title": title,
+            "detail": detail, "hint": hint}

@@ -1,0 +1,157 @@
+"""A small Flask portal that signs its users into Qlik Sense with tickets (flask_qlikauth).
+
+Run it with one command; with no QLIKAUTH_* settings in the environment it starts the
+qlikauth emulator (a local QPS node and hub over real TLS) and points itself at it::
+
+    .venv/bin/python examples/flask_portal/app.py            # http://localhost:5000/
+
+To point it at a real site, set the environment (see examples/README.md)::
+
+    QLIKAUTH_QPS_NODES=https://qlik.example.com:4243 QLIKAUTH_CERTS=/etc/qlik/certs \
+    QLIKAUTH_HUB_URL=https://qlik.example.com/portal/hub/ QLIKAUTH_VIRTUAL_PROXY=portal \
+    QLIKAUTH_USER_DIRECTORY=PORTAL PORTAL_SECRET_KEY=... python examples/flask_portal/app.py
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, abort, redirect, render_template, request, session, url_for
+from werkzeug.security import check_password_hash, generate_password_hash
+
+try:
+    from flask_qlikauth import QlikAuth
+except ImportError:  # running from a checkout without an editable install
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "integrations"))
+    from flask_qlikauth import QlikAuth
+
+from qlikauth.config import _KEYS as QLIKAUTH_KEYS
+from qlikauth.identity import QlikUser
+
+#: Demo users: password "demo" for all; different groups show Section Access attributes.
+DEMO_USERS: dict[str, dict[str, Any]] = {
+    "alice": {"name": "Alice Andersen", "groups": ["Sales", "Finance"]},
+    "bob": {"name": "Bob Berg", "groups": ["Marketing"]},
+    "carol": {"name": "Carol Christensen", "groups": ["Admins", "Sales"]},
+}
+DEMO_PASSWORD = "demo"
+_HASHES = {name: generate_password_hash(DEMO_PASSWORD) for name in DEMO_USERS}
+
+qlikauth = QlikAuth()
+
+
+@qlikauth.user_loader
+def load_qlik_user() -> QlikUser | None:
+    """Who is signed in to the portal, as Qlik should see them."""
+    name = session.get("user")
+    if name not in DEMO_USERS:
+        return None
+    return qlikauth.runtime.user_for(name, DEMO_USERS[name]["groups"])
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        abort(400, "The form expired; go back and try again.")
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The QLIKAUTH_* variables qlikauth knows (others, like QLIKAUTH_REQUIRE_ALL, are not ours)."""
+    return {f"QLIKAUTH_{k}": environ[f"QLIKAUTH_{k}"] for k in QLIKAUTH_KEYS if f"QLIKAUTH_{k}" in environ}
+
+
+def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
+    """The portal app; ``settings`` are QLIKAUTH_* keys (default: from the environment)."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=os.environ.get("PORTAL_SECRET_KEY") or secrets.token_hex(32),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="portal_session",
+        QLIKAUTH_USER_DIRECTORY="PORTAL",
+        QLIKAUTH_LOGIN_URL="/login",
+    )
+    app.config.update(settings if settings is not None else settings_from_env(os.environ))
+    qlikauth.init_app(app)
+    app.jinja_env.globals["csrf_token"] = _csrf_token
+
+    @app.get("/")
+    def home() -> str:
+        user = load_qlik_user()
+        return render_template("home.html", user=user, demo_users=DEMO_USERS,
+                               hub_url=app.config["QLIKAUTH_HUB_URL"])
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        next_url = qlikauth.runtime.local_redirect(request.values.get("next"), url_for("qlikauth.login"))
+        error = None
+        if request.method == "POST":
+            _check_csrf()
+            name = request.form.get("username", "").strip().lower()
+            password = request.form.get("password", "")
+            if name in _HASHES and check_password_hash(_HASHES[name], password):
+                # Session fixation: nothing from before sign-in survives, new CSRF token.
+                session.clear()
+                session["user"] = name
+                session["csrf"] = secrets.token_urlsafe(24)
+                return redirect(next_url)
+            error = "Unknown user or wrong password."
+        return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
+                               demo_password=DEMO_PASSWORD), (401 if error else 200)
+
+    @app.post("/logout")
+    def logout() -> Any:
+        _check_csrf()
+        response = redirect(url_for("login", next="/"))
+        try:
+            qlikauth.end_sessions(response)
+        finally:
+            session.clear()
+        return response
+
+    return app
+
+
+def _start_emulator(port: int) -> dict[str, str]:
+    """Start the emulator with a ticket virtual proxy 'portal' whose module is this portal."""
+    from qlikauth.emulator import Emulator, VirtualProxy
+
+    emu = Emulator(host="localhost", bind="127.0.0.1", virtual_proxies=[
+        VirtualProxy(prefix="portal", method="ticket", module_uri=f"http://localhost:{port}/qlik/module"),
+    ])
+    emu.__enter__()
+    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('portal')} (certificates in {emu.certs_dir})",
+          flush=True)
+    return {
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(emu.certs_dir),
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"),
+        "QLIKAUTH_VIRTUAL_PROXY": "portal",
+    }
+
+
+def main() -> None:
+    """Serve the portal (starting the emulator unless QLIKAUTH_QPS_NODES is set)."""
+    port = int(os.environ.get("PORTAL_PORT", "5000"))
+    bind = os.environ.get("PORTAL_BIND", "127.0.0.1")
+    settings = settings_from_env(os.environ)
+    if "QLIKAUTH_QPS_NODES" not in settings:
+        settings.update(_start_emulator(port))
+    app = create_app(settings)
+    print(f"Flask portal: http://localhost:{port}/  (demo users: {', '.join(DEMO_USERS)}; "
+          f"password '{DEMO_PASSWORD}')", flush=True)
+    app.run(host=bind, port=port, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()

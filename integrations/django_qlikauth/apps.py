@@ -1,0 +1,25 @@
+"""The Django application config: registers the system checks and the logout signal."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class QlikAuthConfig(AppConfig):
+    """``django_qlikauth`` with app label ``qlikauth``."""
+
+    name = "django_qlikauth"
+    label = "qlikauth"
+    verbose_name = "Qlik Sense authentication"
+    default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
+        from django.core.signals import setting_changed
+
+        from . import checks  # noqa: F401  (registers the checks)
+        from .conf import reset_runtime
+        from .sessions import on_user_logged_out
+
+        user_logged_out.connect(on_user_logged_out, dispatch_uid="qlikauth-user-logged-out")
+        setting_changed.connect(reset_runtime, dispatch_uid="qlikauth-setting-changed")

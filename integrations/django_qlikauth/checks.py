@@ -1,0 +1,61 @@
+"""System checks: a bad QLIKAUTH setting or an unusable certificate is reported at startup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from qlikauth.config import QlikAuthConfig
+from qlikauth.exceptions import QlikAuthError
+
+_MIDDLEWARE = "django_qlikauth.middleware.QlikSessionMiddleware"
+_AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+@register("qlikauth")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """qlikauth.E001-E004, W001-W002."""
+    raw = getattr(settings, "QLIKAUTH", None)
+    if raw is None:
+        return [Error("QLIKAUTH is not set.",
+                      hint="Add QLIKAUTH = {'QPS_NODES': 'https://qlik.example.com:4243', "
+                           "'CERTS': '/path/to/certs', 'HUB_URL': 'https://qlik.example.com/hub/', ...}.",
+                      id="qlikauth.E001")]
+    try:
+        config = QlikAuthConfig.from_mapping(raw)
+    except QlikAuthError as exc:
+        return [Error(str(exc), hint="Fix the QLIKAUTH setting named in the message.", id="qlikauth.E002")]
+    problems: list[Any] = []
+    certs = Path(config.certs)
+    if certs.is_dir():
+        missing = [n for n in ("root.pem", "client.pem", "client_key.pem") if not (certs / n).is_file()]
+        if missing:
+            problems.append(Error(
+                f"QLIKAUTH CERTS: {', '.join(str(certs / n) for n in missing)} not found.",
+                hint="Export the certificates from the QMC (PEM format, with the secret key) into that directory.",
+                id="qlikauth.E003"))
+    elif not certs.is_file():
+        problems.append(Error(f"QLIKAUTH CERTS: {certs} does not exist.",
+                              hint="Point CERTS at the directory of the QMC export or at client.pfx.",
+                              id="qlikauth.E003"))
+    if not problems:
+        from qlikauth.certs import load_certificates
+        try:
+            load_certificates(config.certs, config.cert_passphrase)
+        except QlikAuthError as exc:
+            problems.append(Error(f"QLIKAUTH CERTS: {exc}",
+                                  hint="Check CERT_PASSPHRASE and that the files come from one QMC export.",
+                                  id="qlikauth.E004"))
+    middleware = list(getattr(settings, "MIDDLEWARE", []) or [])
+    if config.mode == "session" and _MIDDLEWARE not in middleware:
+        problems.append(Warning("QLIKAUTH MODE is 'session' but QlikSessionMiddleware is not in MIDDLEWARE.",
+                                hint=f"Add {_MIDDLEWARE!r} after {_AUTH_MIDDLEWARE!r}.", id="qlikauth.W001"))
+    if _MIDDLEWARE in middleware and _AUTH_MIDDLEWARE in middleware and \
+            middleware.index(_MIDDLEWARE) < middleware.index(_AUTH_MIDDLEWARE):
+        problems.append(Warning("QlikSessionMiddleware comes before AuthenticationMiddleware.",
+                                hint="Move it after AuthenticationMiddleware so it sees the signed-in user.",
+                                id="qlikauth.W002"))
+    return problems

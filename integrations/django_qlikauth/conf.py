@@ -1,0 +1,83 @@
+"""Where the Django app gets its configuration: ``settings.QLIKAUTH``, read at request time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime
+from qlikauth.exceptions import ConfigurationError
+from qlikauth.identity import QlikUser
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {"source": None, "runtime": None}
+
+
+def get_runtime() -> QlikAuthRuntime:
+    """The runtime for the current ``settings.QLIKAUTH`` (rebuilt when the setting changes)."""
+    raw = getattr(settings, "QLIKAUTH", None)
+    runtime = _cache["runtime"]
+    if runtime is not None and _cache["source"] is raw:
+        return runtime
+    with _lock:
+        if _cache["runtime"] is None or _cache["source"] is not raw:
+            _cache["runtime"] = build_runtime(QlikAuthConfig.from_mapping(raw))
+            _cache["source"] = raw
+        return _cache["runtime"]
+
+
+def get_config() -> QlikAuthConfig:
+    """The checked configuration."""
+    return get_runtime().config
+
+
+def reset_runtime(*, setting: str | None = None, **_: Any) -> None:
+    """Forget the runtime (``setting_changed`` receiver, e.g. under ``override_settings``)."""
+    if setting not in (None, "QLIKAUTH"):
+        return
+    with _lock:
+        old = _cache["runtime"]
+        _cache["runtime"] = None
+        _cache["source"] = None
+    if old is not None:
+        old.close()
+
+
+def default_user_mapper(user: Any) -> QlikUser:
+    """The Django user's username in USER_DIRECTORY, with one ``group`` attribute per Django group."""
+    groups = list(user.groups.order_by("name").values_list("name", flat=True))
+    return get_runtime().user_for(user.get_username(), groups)
+
+
+def get_user_mapper() -> Callable[[Any], QlikUser | None]:
+    """The USER_MAPPER setting (dotted path or callable), or :func:`default_user_mapper`."""
+    mapper = get_config().user_mapper
+    if mapper is None:
+        return default_user_mapper
+    if isinstance(mapper, str):
+        try:
+            return import_string(mapper)
+        except ImportError as exc:
+            raise ConfigurationError(f"QLIKAUTH USER_MAPPER: cannot import {mapper!r}: {exc}",
+                                     key="USER_MAPPER") from None
+    return mapper
+
+
+def qlik_user_for(request: Any) -> QlikUser | None:
+    """The signed-in Django user as a :class:`QlikUser`, or None when nobody is signed in.
+
+    The identity comes only from Django's authentication (the portal's own session),
+    never from a request header.
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    qlik_user = get_user_mapper()(user)
+    if qlik_user is not None and not isinstance(qlik_user, QlikUser):
+        raise ConfigurationError(f"QLIKAUTH USER_MAPPER returned {type(qlik_user).__name__}, not a QlikUser.",
+                                 key="USER_MAPPER")
+    return qlik_user

@@ -1,0 +1,147 @@
+"""The views under namespace ``qlikauth``: login, module, logout and header-auth.
+
+They decide where the user, request and config come from and turn the
+authenticators' ``Redirect``/``Cookie`` answers into Django responses; the protocol
+work is qlikauth's.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template import Context, Engine, TemplateDoesNotExist
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_http_methods
+
+from qlikauth.config import describe_error
+from qlikauth.exceptions import HeaderError, IdentityError, QlikAuthError, RedirectError
+
+from .conf import get_runtime, qlik_user_for
+from .sessions import end_proxy_sessions, ensure_proxy_session, set_cookie
+
+log = logging.getLogger("django_qlikauth")
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _redirect(location: str) -> HttpResponse:
+    # HttpResponseRedirect also refuses unsafe schemes (javascript:, data:) on its own.
+    return _no_store(HttpResponseRedirect(location))
+
+
+def error_response(request: HttpRequest, exc: QlikAuthError) -> HttpResponse:
+    """The error page (or ``{"error", "detail"}`` JSON when the client asks for it)."""
+    info = describe_error(exc)
+    log.warning("qlikauth: %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
+    if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
+        response: HttpResponse = JsonResponse({"error": info["error"], "detail": info["detail"]},
+                                              status=info["status"])
+    else:
+        try:
+            html = render_to_string("qlikauth/error.html", info, request=request)
+        except TemplateDoesNotExist:  # the project has no app-directories template loader
+            html = Engine(dirs=[str(_TEMPLATES)], autoescape=True).get_template(
+                "qlikauth/error.html").render(Context(info))
+        response = HttpResponse(html, status=info["status"], content_type="text/html; charset=utf-8")
+    return _no_store(response)
+
+
+def _handles_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except QlikAuthError as exc:
+            return error_response(request, exc)
+    return wrapper
+
+
+def _to_login(request: HttpRequest) -> HttpResponse:
+    login_url = get_runtime().config.login_url
+    sep = "&" if "?" in login_url else "?"
+    return _redirect(f"{login_url}{sep}{urlencode({'next': request.get_full_path()})}")
+
+
+@require_http_methods(["GET"])
+@_handles_errors
+def login(request: HttpRequest) -> HttpResponse:
+    """Ticket mode: to the hub (or ``target``) with a ticket. Session mode: cookie, then the hub."""
+    runtime = get_runtime()
+    target = request.GET.get("target")
+    if target:
+        runtime.hub_policy.check(target)  # refused before anything else
+    user = qlik_user_for(request)
+    if user is None:
+        return _to_login(request)
+    if runtime.config.mode == "session":
+        response = _redirect(runtime.hub_policy.check(target) if target else runtime.config.hub_url)
+        if not ensure_proxy_session(request, response):
+            raise QlikAuthError("the Qlik Sense session could not be created; see the server log.")
+        return response
+    return _redirect(runtime.ticket.login(user, target).location)
+
+
+@require_http_methods(["GET"])
+@_handles_errors
+def module(request: HttpRequest) -> HttpResponse:
+    """The virtual proxy's authentication module redirect URI (``targetId``, ``proxyRestUri``)."""
+    runtime = get_runtime()
+    target_id = request.GET.get("targetId", "")
+    rest_uri = request.GET.get("proxyRestUri", "")
+    if not target_id or not rest_uri:
+        raise RedirectError("targetId and proxyRestUri are missing: this address is for Qlik's "
+                            "virtual proxy to send browsers to, not for direct visits.")
+    runtime.qps.node_for_rest_uri(rest_uri)  # refuse foreign nodes before anything else
+    user = qlik_user_for(request)
+    if user is None:
+        return _to_login(request)
+    return _redirect(runtime.ticket.module_login(user, rest_uri, target_id).location)
+
+
+@require_http_methods(["GET", "POST"])
+def logout(request: HttpRequest) -> HttpResponse:
+    """End the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only)."""
+    runtime = get_runtime()
+    response = _redirect(runtime.local_redirect(request.POST.get("next") or request.GET.get("next"), "/"))
+    try:
+        end_proxy_sessions(request, getattr(request, "user", None))
+    except QlikAuthError as exc:
+        response = error_response(request, exc)
+    set_cookie(response, runtime.clear_cookie())
+    return response
+
+
+@require_http_methods(["GET", "HEAD"])
+@_handles_errors
+def header_auth(request: HttpRequest) -> HttpResponse:
+    """For nginx ``auth_request``: 200 with the identity header for the signed-in user, else 401.
+
+    The identity comes from Django's authentication only, never from a request
+    header; no QPS call is made.
+    """
+    runtime = get_runtime()
+    authenticator = runtime.header  # ConfigurationError (500) when HEADER_NAME is unset
+    response = HttpResponse(b"", content_type="text/plain")
+    user = qlik_user_for(request)
+    if user is None:
+        response.status_code = 401
+        return _no_store(response)
+    try:
+        value = authenticator.value(user)
+    except (HeaderError, IdentityError) as exc:
+        log.warning("qlikauth header-auth: %s cannot be sent in a header: %s", user.qualified_name, exc)
+        response.status_code = 403
+        return _no_store(response)
+    response[runtime.config.header_response_header] = value
+    return _no_store(response)

@@ -1,0 +1,277 @@
+"""Flask extension: sign a portal's users into Qlik Sense with qlikauth.
+
+::
+
+    from flask_qlikauth import QlikAuth
+
+    qlikauth = QlikAuth()
+
+    @qlikauth.user_loader
+    def qlik_user():
+        if "user" not in session:
+            return None
+        return QlikUser("PORTAL", session["user"], [("group", g) for g in session["groups"]])
+
+    def create_app():
+        app = Flask(__name__)
+        app.config.from_prefixed_env()      # QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, ...
+        qlikauth.init_app(app)               # mounts /qlik/login, /qlik/module, /qlik/logout
+        return app
+
+Configuration comes from the app's ``QLIKAUTH_*`` keys (see :mod:`qlikauth.config`),
+read in :meth:`QlikAuth.init_app`. State lives in ``app.extensions["qlikauth"]``; the
+extension object keeps no app. All protocol work is done by qlikauth's authenticators:
+this module decides where the user, request and config come from and turns their
+answers into Flask responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import session as flask_session
+
+from qlikauth.authenticators.base import Cookie
+from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime, describe_error
+from qlikauth.exceptions import HeaderError, IdentityError, QlikAuthError, QpsError, RedirectError
+from qlikauth.identity import QlikUser
+
+__all__ = ["QlikAuth", "QlikAuthState"]
+
+log = logging.getLogger("flask_qlikauth")
+
+#: Where the live proxy session is remembered in Flask's session (session mode).
+SESSION_KEY = "_qlikauth"
+
+UserLoader = Callable[[], "QlikUser | None"]
+
+
+@dataclass
+class QlikAuthState:
+    """What ``app.extensions["qlikauth"]`` holds for one app."""
+
+    extension: QlikAuth
+    config: QlikAuthConfig
+    runtime: QlikAuthRuntime
+
+
+def _state() -> QlikAuthState:
+    try:
+        return current_app.extensions["qlikauth"]
+    except KeyError:
+        raise RuntimeError("flask_qlikauth is not set up on this app: call QlikAuth(app) or init_app(app).") from None
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _set_cookie(response: Response, cookie: Cookie) -> None:
+    # The core renders the Set-Cookie line (Domain=localhost, SameSite=None; Secure...)
+    # exactly as configured; Werkzeug's set_cookie would second-guess some of it.
+    response.headers.add("Set-Cookie", cookie.header_value())
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _error_response(exc: QlikAuthError) -> Response:
+    info = describe_error(exc)
+    log.warning("qlikauth: %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
+    if _wants_json():
+        response = jsonify({"error": info["error"], "detail": info["detail"]})
+    else:
+        response = current_app.response_class(render_template("qlikauth/error.html", **info),
+                                               mimetype="text/html")
+    response.status_code = info["status"]
+    return _no_store(response)
+
+
+def _default_user_loader() -> QlikUser | None:
+    """Map Flask-Login's ``current_user`` (id and optional ``groups``) when Flask-Login is in use."""
+    try:
+        from flask_login import current_user  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    if not hasattr(current_app, "login_manager") or not current_user or not current_user.is_authenticated:
+        return None
+    groups = getattr(current_user, "groups", None) or ()
+    groups = [getattr(g, "name", g) for g in groups]
+    return _state().runtime.user_for(str(current_user.get_id()), groups)
+
+
+class QlikAuth:
+    """The Flask extension. ``QlikAuth(app)`` or ``QlikAuth()`` + :meth:`init_app`.
+
+    :param url_prefix: where the blueprint is mounted (``/qlik``).
+    """
+
+    def __init__(self, app: Flask | None = None, *, url_prefix: str = "/qlik",
+                 user_loader: UserLoader | None = None) -> None:
+        self.url_prefix = url_prefix
+        self._user_loader: UserLoader | None = user_loader
+        if app is not None:
+            self.init_app(app)
+
+    # -- setup ---------------------------------------------------------------------
+    def init_app(self, app: Flask) -> None:
+        """Read and check the app's ``QLIKAUTH_*`` settings; mount the blueprint."""
+        config = QlikAuthConfig.from_mapping(app.config.get_namespace("QLIKAUTH_"))
+        app.extensions["qlikauth"] = QlikAuthState(self, config, build_runtime(config))
+        app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
+
+    def user_loader(self, fn: UserLoader) -> UserLoader:
+        """Decorator: ``fn()`` returns the signed-in portal user as a :class:`QlikUser`, or None."""
+        self._user_loader = fn
+        return fn
+
+    # -- helpers for the app's own views --------------------------------------------
+    @property
+    def runtime(self) -> QlikAuthRuntime:
+        """The current app's QPS client and authenticators."""
+        return _state().runtime
+
+    def current_user(self) -> QlikUser | None:
+        """The signed-in portal user as a :class:`QlikUser` (from the user loader), or None."""
+        loader = self._user_loader or _default_user_loader
+        user = loader()
+        if user is not None and not isinstance(user, QlikUser):
+            raise TypeError(f"the qlikauth user loader must return a QlikUser or None, not {type(user).__name__}")
+        return user
+
+    def start_session(self, response: Response, user: QlikUser | None = None) -> Response:
+        """Session mode: make sure ``user`` has a proxy session and set its cookie on ``response``.
+
+        Call it right after the app's own login. A live session remembered in Flask's
+        session for the same user is reused (no QPS call); otherwise one is created.
+        """
+        user = user if user is not None else self.current_user()
+        if user is None:
+            raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
+        runtime = _state().runtime
+        remembered = flask_session.get(SESSION_KEY)
+        if remembered and remembered.get("user") == list(user.key):
+            cookie = Cookie(runtime.config.effective_cookie_name, remembered["sid"],
+                            runtime.config.cookie_domain, "/", runtime.config.cookie_secure, True,
+                            runtime.config.cookie_samesite)
+        else:
+            proxy_session, cookie = runtime.session.create(user)
+            flask_session[SESSION_KEY] = {"sid": proxy_session.session_id, "user": list(user.key),
+                                          "node": proxy_session.node, "at": time.time()}
+        _set_cookie(response, cookie)
+        return response
+
+    def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
+        """End the user's proxy sessions on every node and clear the cookie on ``response``.
+
+        Local state (the remembered session, the cookie) is cleared even when QPS fails,
+        so the browser is never left half signed-in; the error is raised afterwards.
+        """
+        runtime = _state().runtime
+        user = user if user is not None else self.current_user()
+        remembered = flask_session.pop(SESSION_KEY, None)
+        cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
+        if response is not None:
+            _set_cookie(response, runtime.clear_cookie())
+        if user is not None:
+            runtime.qps.logout_user(user)
+        for sid in {cookie_sid, (remembered or {}).get("sid")} - {None, ""}:
+            runtime.qps.delete_session(sid)
+        return response
+
+
+def _login_redirect(state: QlikAuthState) -> Response:
+    """Send an anonymous browser to the app's login page, coming back here afterwards."""
+    login_url = state.config.login_url
+    sep = "&" if "?" in login_url else "?"
+    return _no_store(redirect(f"{login_url}{sep}{urlencode({'next': request.full_path.rstrip('?')})}"))
+
+
+def _make_blueprint() -> Blueprint:
+    bp = Blueprint("qlikauth", __name__, template_folder="templates")
+
+    @bp.app_errorhandler(QlikAuthError)
+    def _handle(exc: QlikAuthError) -> Response:
+        return _error_response(exc)
+
+    @bp.route("/login", methods=["GET"])
+    def login() -> Response:
+        """Ticket mode: to the hub (or ``target``) with a ticket. Session mode: set the cookie, then go."""
+        state = _state()
+        target = request.args.get("target")
+        runtime = state.runtime
+        if target:
+            runtime.hub_policy.check(target)  # a bad target is refused before anything else
+        user = state.extension.current_user()
+        if user is None:
+            return _login_redirect(state)
+        if state.config.mode == "session":
+            response = redirect(runtime.hub_policy.check(target) if target else state.config.hub_url)
+            state.extension.start_session(response, user)
+            return _no_store(response)
+        result = runtime.ticket.login(user, target)
+        return _no_store(redirect(result.location))
+
+    @bp.route("/module", methods=["GET"])
+    def module() -> Response:
+        """The virtual proxy's authentication module redirect URI (``targetId``, ``proxyRestUri``)."""
+        state = _state()
+        target_id = request.args.get("targetId", "")
+        rest_uri = request.args.get("proxyRestUri", "")
+        if not target_id or not rest_uri:
+            raise RedirectError("targetId and proxyRestUri are missing: this address is for Qlik's "
+                                "virtual proxy to send browsers to, not for direct visits.")
+        state.runtime.qps.node_for_rest_uri(rest_uri)  # refuse foreign nodes before anything else
+        user = state.extension.current_user()
+        if user is None:
+            return _login_redirect(state)
+        result = state.runtime.ticket.module_login(user, rest_uri, target_id)
+        return _no_store(redirect(result.location))
+
+    @bp.route("/logout", methods=["GET", "POST"])
+    def logout() -> Response:
+        """End the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only)."""
+        state = _state()
+        destination = state.runtime.local_redirect(request.values.get("next"), "/")
+        response = redirect(destination)
+        try:
+            state.extension.end_sessions(response)
+        except QpsError as exc:
+            error = _error_response(exc)
+            _set_cookie(error, state.runtime.clear_cookie())
+            return error
+        return _no_store(response)
+
+    @bp.route("/header-auth", methods=["GET", "HEAD"])
+    def header_auth() -> Response:
+        """For nginx ``auth_request``: 200 + the identity header for the signed-in portal user, else 401.
+
+        The identity comes only from the portal's own login (the user loader), never
+        from a request header; no QPS call is made.
+        """
+        state = _state()
+        runtime = state.runtime
+        authenticator = runtime.header  # ConfigurationError (500) when HEADER_NAME is unset
+        response = current_app.response_class("", mimetype="text/plain")
+        user = state.extension.current_user()
+        if user is None:
+            response.status_code = 401
+            return _no_store(response)
+        try:
+            value = authenticator.value(user)
+        except (HeaderError, IdentityError) as exc:
+            log.warning("qlikauth header-auth: %s cannot be sent in a header: %s", user.qualified_name, exc)
+            response.status_code = 403
+            return _no_store(response)
+        response.headers[state.config.header_response_header] = value
+        return _no_store(response)
+
+    return bp

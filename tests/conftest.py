@@ -1,0 +1,222 @@
+"""Shared fixtures: free ports, QMC-style certificates, the QPS emulator, server processes, Chromium.
+
+Kept generic so every layer's tests can use them:
+
+* ``free_port()`` (a plain function) and the ``free_port`` fixture;
+* ``certs_dir`` (session): one generated QMC-style certificate set;
+* ``emulator_factory`` / ``emulator``: a running :class:`qlikauth.emulator.Emulator`;
+* ``server_process``: start a command that serves HTTP on 127.0.0.1:PORT, wait until it
+  answers, terminate it in teardown;
+* ``chromium`` (session): a Playwright browser running Debian's ``/usr/bin/chromium``
+  that trusts the emulator's server certificate by its SPKI pin (no ``ignore_https_errors``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("QLIKAUTH_CHROMIUM", "/usr/bin/chromium")
+REQUIRE_ALL = bool(os.environ.get("QLIKAUTH_REQUIRE_ALL"))
+
+# The integrations live in integrations/; make them importable even without an editable install.
+for extra in (ROOT / "integrations", ROOT):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip, unless QLIKAUTH_REQUIRE_ALL is set (CI): then fail, so nothing is silently left out."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+def free_port_number() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free port on 127.0.0.1."""
+    return free_port_number()
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One QMC-style certificate set (root, server for localhost/127.0.0.1, client) per test run."""
+    from qlikauth.certgen import generate_certificates
+
+    directory = tmp_path_factory.mktemp("certs")
+    generate_certificates(directory, hosts=("localhost", "127.0.0.1"))
+    return directory
+
+
+def spki_sha256(cert_path: Path | str) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)) of a PEM certificate, for Chromium's SPKI allow-list."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@pytest.fixture
+def emulator_factory(certs_dir: Path) -> Iterator[Callable[..., Any]]:
+    """``make(**kwargs)`` starts an Emulator (shared certificates unless given); all stop at teardown."""
+    try:
+        from qlikauth.emulator import Emulator
+    except ImportError as exc:  # pragma: no cover - only while the emulator is being written
+        pytest.skip(f"qlikauth.emulator is not available: {exc}")
+    started: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("certs_dir", certs_dir)
+        kwargs.setdefault("host", "localhost")
+        kwargs.setdefault("bind", "127.0.0.1")
+        emu = Emulator(**kwargs)
+        emu.__enter__()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in reversed(started):
+        emu.__exit__(None, None, None)
+
+
+@pytest.fixture
+def emulator(emulator_factory: Callable[..., Any]) -> Any:
+    """A running emulator with only the default virtual proxy."""
+    return emulator_factory()
+
+
+def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers (any HTTP status) or fail."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - local test server
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a process we started (its own process group), then kill it if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """``start(cmd, port, env=None, ready_path="/")``: run a server on 127.0.0.1:port until teardown.
+
+    The process gets its own process group (so its children go too); its output is in
+    ``tmp_path/server-<port>.log`` and printed when the test fails to start it.
+    """
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/",
+              timeout: float = 30.0, cwd: Path | None = None) -> subprocess.Popen:
+        log_path = tmp_path / f"server-{port}.log"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=str(cwd or ROOT), env=full_env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(proc)
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}{ready_path}", timeout, proc)
+        except Exception:
+            stop_process(proc)
+            raise RuntimeError(f"{cmd} did not start:\n{log_path.read_text(errors='replace')[-4000:]}") from None
+        return proc
+
+    yield start
+    for proc in reversed(procs):
+        stop_process(proc)
+
+
+# -- Chromium -----------------------------------------------------------------------
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium(certs_dir: Path) -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, trusting the emulator's server certificate by SPKI pin.
+
+    Playwright runs Chromium with a fresh temporary profile (``--user-data-dir``), which
+    Chromium requires before it honours ``--ignore-certificate-errors-spki-list``.
+    """
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        skip_or_fail(f"Chromium not found at {CHROMIUM}; install Debian's 'chromium' package")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the playwright Python package is not installed (pip install 'qlikauth[test]')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    pin = spki_sha256(certs_dir / "server.pem")
+    with tempfile.TemporaryDirectory(prefix="qlikauth-chromium-") as home:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
+                env={**os.environ, "HOME": home},
+                headless=True,
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """``test-artifacts/`` (gitignored): screenshots and other evidence tests leave behind."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
