@@ -183,6 +183,7 @@ def generate_server_block(
     tls_name: str | None = None,
     next_param: str = "next",
     portal_ca: str | None = None,
+    identity_response_header: str = IDENTITY_RESPONSE_HEADER,
 ) -> str:
     """The nginx configuration (``map``/``upstream``/``server`` blocks, for ``http {}``) for one
     header virtual proxy.
@@ -214,6 +215,8 @@ def generate_server_block(
         verified under its own name and chosen by ``split_clients`` (no automatic failover).
     :param next_param: the query parameter the login page reads the return URL from.
     :param portal_ca: absolute path to the CA bundle verifying an ``https`` portal URL.
+    :param identity_response_header: the response header the identity endpoint answers with
+        (the integrations' ``HEADER_RESPONSE_HEADER``, default ``X-Qlik-Header-Value``).
     """
     header = check_header_name(header_name)
     if header.lower() in _PROTOCOL_HEADERS:
@@ -221,6 +224,9 @@ def generate_server_block(
             f"header name {header!r} is an HTTP or proxy header nginx sets itself; choose another, "
             "e.g. X-Portal-User."
         )
+    response_header = check_header_name(_safe(identity_response_header, "identity_response_header"))
+    if response_header.lower() == header.lower():
+        raise ConfigurationError("identity_response_header must differ from the identity header name.")
     prefix_s = _safe(prefix, "virtual proxy prefix").strip("/")
     if not prefix_s or not _PREFIX.match(prefix_s):
         raise ConfigurationError(
@@ -318,9 +324,10 @@ def generate_server_block(
         "next_param": next_param,
         "public_origin": origin,
         "upstreams": upstreams,
-        "proxy_pass": proxy_pass,
+        "target": proxy_pass.removeprefix("https://"),
         "ssl_name": ssl_name,
         "clear_headers": clear.rstrip("\n"),
+        "response_var": "upstream_http_" + response_header.lower().replace("-", "_"),
     }
     return _render(_template("server.conf.tmpl"), values)
 

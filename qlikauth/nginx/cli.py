@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the virtual proxy's session cookie (default: X-Qlik-Session-PREFIX)")
     parser.add_argument("--identity-path", default=DEFAULT_IDENTITY_PATH,
                         help="the portal's identity endpoint (default: %(default)s)")
+    parser.add_argument("--identity-response-header", default="X-Qlik-Header-Value", metavar="NAME",
+                        help="response header carrying the identity (default: %(default)s)")
     parser.add_argument("--public-origin", metavar="URL",
                         help="https://host[:port] browsers use (default: first server name and listen port)")
     parser.add_argument("--sticky", choices=("identity", "cookie", "ip"), default="identity",
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         tls_name=args.tls_name,
         next_param=args.next_param,
         portal_ca=_abs(args.portal_ca),
+        identity_response_header=args.identity_response_header,
     )
     text = generate_nginx_conf(block, _abs(args.full)) if args.full else block  # type: ignore[arg-type]
     if args.output:

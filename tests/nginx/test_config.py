@@ -90,7 +90,8 @@ def test_server_block_has_the_hardening(certs):
     assert "internal;" in text
     assert "proxy_ssl_verify on;" in text and f"proxy_ssl_trusted_certificate {certs / 'root.pem'};" in text
     assert "proxy_ssl_name localhost;" in text
-    assert "proxy_pass https://qlikauth_qps_hdr;" in text  # no URI part: the raw URI
+    assert "proxy_pass https://$qlikauth_target_hdr;" in text  # no URI part: the raw URI
+    assert "default qlikauth_qps_hdr;" in text
     assert "proxy_set_header Host $http_host;" in text
     assert "error_page 401 = @qlikauth_login_hdr;" in text
     assert "more_set_headers" not in text and "add_header X-Portal-User" not in text
