@@ -107,6 +107,25 @@ def emulator_factory(certs_dir: Path) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def qps_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every QPS API call made in this process, as (method, first path segment).
+
+    Wraps ``QpsClient._call``, the one place API calls are sent, so nothing escapes.
+    """
+    from qlikauth.qps import QpsClient
+
+    calls: list[tuple[str, str]] = []
+    original = QpsClient._call
+
+    def counting(self: Any, node: str, method: str, path: str, *a: Any, **kw: Any) -> Any:
+        calls.append((method, path.lstrip("/").split("/", 1)[0]))
+        return original(self, node, method, path, *a, **kw)
+
+    monkeypatch.setattr(QpsClient, "_call", counting)
+    return calls
+
+
+@pytest.fixture
 def emulator(emulator_factory: Callable[..., Any]) -> Any:
     """A running emulator with only the default virtual proxy."""
     return emulator_factory()
@@ -220,3 +239,48 @@ def artifacts_dir() -> Path:
     """``test-artifacts/`` (gitignored): screenshots and other evidence tests leave behind."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# -- open-redirect probes -----------------------------------------------------------
+#: Django's list of unsafe redirect targets (tests/utils_tests/test_http.py, test_bad_urls),
+#: plus the forms security.md names; ``{allowed}`` is replaced by an allowed origin's host:port.
+UNSAFE_REDIRECTS = (
+    "http://example.com", "http:///example.com", "https://example.com", "ftp://example.com",
+    r"\\example.com", r"\\\example.com", r"/\\/example.com", r"\\//example.com", r"/\/example.com",
+    r"\/example.com", r"/\example.com", r"http:/\//example.com", r"http:\/example.com",
+    r"http:/\example.com", 'javascript:alert("XSS")', "\njavascript:alert(x)", "java\nscript:alert(x)",
+    "\x08//example.com", r"http://otherserver\@example.com", r"http:\\testserver\@example.com",
+    r"http://testserver\me:pass@example.com", r"http://testserver\@example.com",
+    r"http:\\testserver\confirm\me@example.com", "http:999999999", "ftp:9999999999", "\n",
+    "http://[2001:cdba:0000:0000:0000:0000:3257:9652/", "http://2001:cdba:0000:0000:0000:0000:3257:9652]/",
+    # from the brief and security.md
+    "http://evil.com", "//evil.com", "/\\evil.com", "\\\\evil.com", "http:///evil.com",
+    "https://user:pass@{allowed}/", "https://{allowed}@evil.com/", "javascript:alert(1)",
+    "/ok\r\nSet-Cookie: x=1", "/ok\x00", "////evil.com", "https:evil.com", "https:///evil.com",
+    "data:text/html,<script>alert(1)</script>", "http://{allowed}/",
+)
+
+
+@pytest.fixture(scope="session")
+def unsafe_redirects() -> tuple[str, ...]:
+    """The open-redirect probes (see UNSAFE_REDIRECTS); format ``{allowed}`` yourself."""
+    return UNSAFE_REDIRECTS
+
+
+@pytest.fixture(scope="session")
+def offsite() -> Callable[[str | None, tuple[str, ...]], bool]:
+    """``offsite(location, allowed_origins)``: does a redirect leave for a place not allowed?"""
+    return is_offsite
+
+
+def is_offsite(location: str | None, allowed_origins: tuple[str, ...]) -> bool:
+    """True when a redirect ``location`` leaves for somewhere not in ``allowed_origins``."""
+    from urllib.parse import urlsplit
+
+    if not location:
+        return False
+    if location.startswith("/") and not location.startswith("//") and "\\" not in location:
+        return False
+    parts = urlsplit(location)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin not in allowed_origins or "@" in parts.netloc

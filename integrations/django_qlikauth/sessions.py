@@ -42,12 +42,13 @@ def _cookie_for(sid: str) -> Cookie:
                   c.cookie_samesite)
 
 
-def ensure_proxy_session(request: HttpRequest, response: HttpResponse) -> bool:
+def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict: bool = False) -> bool:
     """Give the signed-in user a proxy session and its cookie; True when one is in place.
 
     A proxy session remembered in the Django session for the same user is reused: the
     only work is re-setting the cookie if the browser lacks it, so ordinary page views
-    make no QPS call. With SESSION_RECHECK > 0 the remembered session is looked up at
+    make no QPS call. ``strict`` (the login view) raises QPS errors instead of logging
+    them and backing off for a while (the middleware). With SESSION_RECHECK > 0 the remembered session is looked up at
     most that often, and replaced when QPS has ended it.
     """
     user = getattr(request, "user", None)
@@ -75,7 +76,7 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse) -> bool:
             if request.COOKIES.get(runtime.config.effective_cookie_name) != remembered["sid"]:
                 set_cookie(response, _cookie_for(remembered["sid"]))
             return True
-    if session.get(RETRY_KEY, 0) > now:
+    if not strict and session.get(RETRY_KEY, 0) > now:
         return False
     try:
         qlik_user = qlik_user_for(request)
@@ -84,8 +85,10 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse) -> bool:
         proxy_session, cookie = runtime.session.create(qlik_user)
     except QlikAuthError as exc:
         # The portal keeps working; Qlik stays signed out and we try again a little later.
-        log.warning("qlikauth: no proxy session for %s: %s", user.get_username(), exc)
         session[RETRY_KEY] = now + RETRY_AFTER_SECONDS
+        if strict:
+            raise
+        log.warning("qlikauth: no proxy session for %s: %s", user.get_username(), exc)
         return False
     session.pop(RETRY_KEY, None)
     session[SESSION_KEY] = {"sid": proxy_session.session_id, "uid": uid,

@@ -86,8 +86,7 @@ def login(request: HttpRequest) -> HttpResponse:
         return _to_login(request)
     if runtime.config.mode == "session":
         response = _redirect(runtime.hub_policy.check(target) if target else runtime.config.hub_url)
-        if not ensure_proxy_session(request, response):
-            raise QlikAuthError("the Qlik Sense session could not be created; see the server log.")
+        ensure_proxy_session(request, response, strict=True)
         return response
     return _redirect(runtime.ticket.login(user, target).location)
 

@@ -1,0 +1,218 @@
+"""django_qlikauth with Django's test client against the QPS emulator (real mutual TLS)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        SECRET_KEY="test-secret",
+        ALLOWED_HOSTS=["testserver", "localhost"],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
+                        "django.contrib.sessions", "django_qlikauth"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
+                    "django.middleware.csrf.CsrfViewMiddleware",
+                    "django.contrib.auth.middleware.AuthenticationMiddleware",
+                    "django_qlikauth.middleware.QlikSessionMiddleware"],
+        ROOT_URLCONF="qlikauth_django_test_urls",
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+from django.contrib.auth.models import Group, User  # noqa: E402
+from django.core import checks  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+
+from qlikauth import QlikUser  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def users() -> None:
+    for name, groups in {"alice": ["Sales", "Finance"], "bob": ["Marketing"]}.items():
+        user, _ = User.objects.get_or_create(username=name)
+        user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+
+
+def qlik_settings(emu: Any, prefix: str, **extra: Any) -> dict[str, Any]:
+    return {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir),
+            "HUB_URL": emu.hub_url_for(prefix), "VIRTUAL_PROXY": prefix,
+            "USER_DIRECTORY": "PORTAL", "HEADER_NAME": "X-Portal-User", **extra}
+
+
+@pytest.fixture
+def session_emu(emulator_factory: Any) -> Any:
+    from qlikauth.emulator import VirtualProxy
+
+    return emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
+
+
+@pytest.fixture
+def ticket_emu(emulator_factory: Any) -> Any:
+    from qlikauth.emulator import VirtualProxy
+
+    return emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="ticket")])
+
+
+def qlik_cookies(response: Any, name: str) -> list[Any]:
+    return [m for k, m in response.cookies.items() if k == name]
+
+
+def test_system_checks(tmp_path: Any, certs_dir: Any) -> None:
+    ok = {"QPS_NODES": "https://localhost:4243", "CERTS": str(certs_dir), "HUB_URL": "https://localhost/hub/",
+          "MODE": "session", "USER_DIRECTORY": "PORTAL"}
+    with override_settings(QLIKAUTH=ok):
+        assert checks.run_checks(tags=["qlikauth"]) == []
+    with override_settings(QLIKAUTH={**ok, "CERTS": str(tmp_path)}):
+        errors = checks.run_checks(tags=["qlikauth"])
+        assert [e.id for e in errors] == ["qlikauth.E003"] and "client.pem" in errors[0].msg
+    with override_settings(QLIKAUTH={**ok, "MODE": "cookie"}):
+        errors = checks.run_checks(tags=["qlikauth"])
+        assert [e.id for e in errors] == ["qlikauth.E002"] and "MODE" in errors[0].msg
+    with override_settings(QLIKAUTH={**ok, "COOKIE_SECURE": False}):  # SameSite=None needs Secure
+        assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.E002"]
+    with override_settings(QLIKAUTH=ok, MIDDLEWARE=[m for m in settings.MIDDLEWARE if "Qlik" not in m]):
+        assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.W001"]
+
+
+def test_signed_in_page_views_cost_zero_qps_calls_after_the_first(session_emu: Any, qps_calls: list) -> None:
+    """One proxy session at sign-in; page views 2..N make no QPS call at all."""
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        r = client.get("/page")
+        assert qps_calls == [] and not qlik_cookies(r, "X-Qlik-Session-mashup")
+        r = client.get("/signin/alice")
+        [cookie] = qlik_cookies(r, "X-Qlik-Session-mashup")
+        assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "None"
+        assert not cookie["max-age"] and not cookie["expires"]
+        assert qps_calls == [("POST", "session")]
+        sid = cookie.value
+        proxy = session_emu_session(sid)
+        assert proxy.user.user_id == "alice"
+        assert proxy.user.attributes == (("group", "Finance"), ("group", "Sales"))
+        qps_calls.clear()
+        for _ in range(10):
+            r = client.get("/page")
+            assert r.status_code == 200
+            assert not qlik_cookies(r, "X-Qlik-Session-mashup")  # the browser already has it
+        assert qps_calls == [], f"{len(qps_calls)} QPS calls on 10 signed-in page views"
+        # the browser lost the cookie: it is set again from the Django session, still no QPS call
+        del client.cookies["X-Qlik-Session-mashup"]
+        r = client.get("/page")
+        assert qlik_cookies(r, "X-Qlik-Session-mashup")[0].value == sid
+        assert qps_calls == []
+
+
+def session_emu_session(sid: str) -> Any:
+    from django_qlikauth.conf import get_runtime
+
+    return get_runtime().qps.get_session(sid)
+
+
+def test_logout_signal_ends_sessions_and_clears_cookie(session_emu: Any, qps_calls: list) -> None:
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        from django_qlikauth.conf import get_runtime
+
+        qps = get_runtime().qps
+        other = qps.add_session(QlikUser("PORTAL", "alice"))  # e.g. another device
+        client = Client()
+        sid = client.get("/signin/alice").cookies["X-Qlik-Session-mashup"].value
+        qps_calls.clear()
+        r = client.get("/signout")
+        cleared = r.cookies["X-Qlik-Session-mashup"]
+        assert cleared.value == "" and cleared["max-age"] == 0
+        assert ("DELETE", "user") in qps_calls
+        assert qps.get_session(sid) is None and qps.get_session(other.session_id) is None
+        qps_calls.clear()
+        client.get("/page")  # anonymous now: nothing recreated
+        assert qps_calls == []
+
+
+def test_user_mapper_setting(session_emu: Any) -> None:
+    settings_ = qlik_settings(session_emu, "mashup", MODE="session",
+                              USER_MAPPER="qlikauth_django_test_mappers.email_mapper")
+    with override_settings(QLIKAUTH=settings_):
+        sid = Client().get("/signin/bob").cookies["X-Qlik-Session-mashup"].value
+        user = session_emu_session(sid).user
+        assert (user.user_directory, user.user_id, user.attributes) == ("CORP", "bob@corp.example", (("role", "viewer"),))
+
+
+def test_qps_down_does_not_break_the_portal(session_emu: Any, free_port: int, qps_calls: list) -> None:
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session", TIMEOUT=2,
+                                                  QPS_NODES=f"https://localhost:{free_port}")):
+        client = Client()
+        r = client.get("/signin/alice")
+        assert r.status_code == 200 and not qlik_cookies(r, "X-Qlik-Session-mashup")
+        calls = len(qps_calls)
+        client.get("/page")
+        assert len(qps_calls) == calls  # backs off instead of hammering QPS on every view
+        r = client.get("/qlik/login", HTTP_ACCEPT="application/json")
+        assert r.status_code == 502 and json.loads(r.content)["error"] == "QpsConnectionError"
+        assert not qlik_cookies(r, "X-Qlik-Session-mashup")
+
+
+def test_ticket_login_module_and_unsafe_targets(ticket_emu: Any, qps_calls: list,
+                                                unsafe_redirects: tuple[str, ...], offsite: Any) -> None:
+    with override_settings(QLIKAUTH=qlik_settings(ticket_emu, "portal", LOGIN_URL="/accounts/login/")):
+        client = Client()
+        r = client.get("/qlik/login?target=/portal/hub/x")
+        assert r.status_code == 302
+        parts = urlsplit(r["Location"])
+        assert parts.path == "/accounts/login/" and parse_qs(parts.query)["next"] == ["/qlik/login?target=/portal/hub/x"]
+        client.get("/signin/alice")
+        assert qps_calls == []  # ticket mode: the middleware does nothing
+        allowed = urlsplit(ticket_emu.hub_url).netloc
+        for probe in unsafe_redirects:
+            target = probe.replace("{allowed}", allowed)
+            r = client.get("/qlik/login", {"target": target})
+            assert r.status_code == 400, target
+            assert not offsite(r.get("Location"), (ticket_emu.hub_url,)), target
+            r = client.get("/qlik/logout", {"next": target})
+            assert r["Location"] == "/", target
+        assert [c for c in qps_calls if c[1] == "ticket"] == []
+        r = client.get("/qlik/login")
+        assert r.status_code == 302 and r["Location"].startswith(ticket_emu.hub_url_for("portal") + "?qlikTicket=")
+        assert r["Cache-Control"] == "no-store"
+        r = client.get("/qlik/login?target=https://evil.com/")
+        assert r.status_code == 400 and b"What to do" in r.content and b"qlikTicket" not in r.content
+        r = client.get("/qlik/login?target=https://evil.com/", HTTP_ACCEPT="application/json")
+        assert json.loads(r.content)["error"] == "RedirectError"
+        rest = f"{ticket_emu.qps_url}/qps/portal/"
+        qps_calls.clear()
+        for bad in ("https://evil.com:4243/qps/portal/", f"{ticket_emu.qps_url}/qps/", ""):
+            assert client.get("/qlik/module", {"targetId": "abc", "proxyRestUri": bad}).status_code == 400
+        assert qps_calls == []
+        r = client.get("/qlik/module", {"targetId": "abc", "proxyRestUri": rest})
+        assert r.status_code == 302 and "qlikTicket=" in r["Location"]
+        assert not offsite(r["Location"], (ticket_emu.hub_url,))
+
+
+def test_header_auth(ticket_emu: Any, qps_calls: list) -> None:
+    with override_settings(QLIKAUTH=qlik_settings(ticket_emu, "portal")):
+        client = Client()
+        spoof = {"HTTP_X_QLIK_USER": "UserDirectory=PORTAL; UserId=admin", "HTTP_X_PORTAL_USER": "PORTAL\\admin",
+                 "HTTP_X_QLIK_HEADER_VALUE": "PORTAL\\admin"}
+        r = client.get("/qlik/header-auth", **spoof)
+        assert r.status_code == 401 and "X-Qlik-Header-Value" not in r and r["Cache-Control"] == "no-store"
+        client.get("/signin/alice")
+        r = client.get("/qlik/header-auth", **spoof)
+        assert r.status_code == 200 and r["X-Qlik-Header-Value"] == "PORTAL\\alice"
+        assert r["Cache-Control"] == "no-store"
+        assert qps_calls == []
+    from django.urls import reverse
+
+    assert reverse("qlikauth:header-auth") == "/qlik/header-auth"
+    assert [reverse(f"qlikauth:{n}") for n in ("login", "module", "logout")] == ["/qlik/login", "/qlik/module", "/qlik/logout"]

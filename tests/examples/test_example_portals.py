@@ -1,0 +1,106 @@
+"""Each example portal boots as a real server process against the emulator and signs a user in."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def _csrf(html: str, name: str) -> str:
+    m = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert m, f"no {name} field in the form"
+    return m.group(1)
+
+
+def start_flask_portal(server_process: Any, emu: Any, port: int) -> Any:
+    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
+           "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"), "QLIKAUTH_VIRTUAL_PROXY": "portal"}
+    return server_process([PY, "examples/flask_portal/app.py"], port, env, ready_path="/login")
+
+
+def start_django_portal(server_process: Any, emu: Any, port: int, tmp_path: Path) -> Any:
+    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
+           "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup",
+           "PORTAL_DB": str(tmp_path / "portal.sqlite3")}
+    return server_process([PY, "examples/django_portal/run.py"], port, env, ready_path="/accounts/login/",
+                          timeout=60)
+
+
+@pytest.fixture
+def flask_portal(emulator_factory: Any, server_process: Any, free_port: int) -> tuple[Any, str]:
+    from qlikauth.emulator import VirtualProxy
+
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(
+        prefix="portal", method="ticket", module_uri=f"http://localhost:{free_port}/qlik/module")])
+    start_flask_portal(server_process, emu, free_port)
+    return emu, f"http://localhost:{free_port}"
+
+
+@pytest.fixture
+def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tmp_path: Path) -> tuple[Any, str]:
+    from qlikauth.emulator import VirtualProxy
+
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
+    start_django_portal(server_process, emu, free_port, tmp_path)
+    return emu, f"http://localhost:{free_port}"
+
+
+def test_flask_portal_signs_in_with_a_ticket(flask_portal: tuple[Any, str]) -> None:
+    emu, base = flask_portal
+    s = requests.Session()
+    form = s.get(f"{base}/login").text
+    r = s.post(f"{base}/login", data={"csrf": _csrf(form, "csrf"), "next": _csrf(form, "next"),
+                                      "username": "alice", "password": "demo"}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/qlik/login"
+    r = s.get(f"{base}/qlik/login", allow_redirects=False)
+    location = r.headers["Location"]
+    assert location.startswith(emu.hub_url_for("portal")) and "qlikTicket=" in location
+    # wrong password: no session
+    s2 = requests.Session()
+    form = s2.get(f"{base}/login").text
+    r = s2.post(f"{base}/login", data={"csrf": _csrf(form, "csrf"), "username": "alice", "password": "x"},
+                allow_redirects=False)
+    assert r.status_code == 401
+    assert urlsplit(s2.get(f"{base}/qlik/login", allow_redirects=False).headers["Location"]).path == "/login"
+
+
+def test_django_portal_sets_the_proxy_session_cookie(django_portal: tuple[Any, str]) -> None:
+    emu, base = django_portal
+    s = requests.Session()
+    form = s.get(f"{base}/accounts/login/").text
+    r = s.post(f"{base}/accounts/login/", data={"csrfmiddlewaretoken": _csrf(form, "csrfmiddlewaretoken"),
+                                                 "username": "bob", "password": "demo"}, allow_redirects=False)
+    assert r.status_code == 302
+    cookies = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup=")]
+    assert len(cookies) == 1
+    attrs = {a.strip().split("=")[0].lower() for a in cookies[0].split(";")}
+    assert {"secure", "httponly", "samesite"} <= attrs and "samesite=none" in cookies[0].lower()
+    assert [s_.user.user_id for s_ in emu.state.sessions("mashup")] == ["bob"]
+    before = emu.state.qps_requests
+    page = s.get(f"{base}/mashup/").text
+    assert emu.hub_url_for("mashup") in page and "Marketing" in page
+    assert emu.state.qps_requests == before  # page views after sign-in: no QPS call
+    form_token = _csrf(page, "csrfmiddlewaretoken")
+    r = s.post(f"{base}/accounts/logout/", data={"csrfmiddlewaretoken": form_token}, allow_redirects=False)
+    assert r.status_code == 302
+    assert emu.state.sessions("mashup") == []
+
+
+@pytest.mark.parametrize("script", ["examples/flask_portal/app.py", "examples/django_portal/run.py"])
+def test_portal_runs_with_one_command_against_its_own_emulator(script: str, server_process: Any,
+                                                               free_port: int, tmp_path: Path) -> None:
+    env = {"PORTAL_PORT": str(free_port), "PORTAL_DB": str(tmp_path / "db.sqlite3")}
+    proc = server_process([PY, script], free_port, env, timeout=60)
+    r = requests.get(f"http://127.0.0.1:{free_port}/", timeout=10)
+    assert r.status_code == 200 and "https://localhost:" in r.text
+    log = Path(proc.log_path).read_text()
+    assert f"http://localhost:{free_port}/" in log and "Emulator:" in log

@@ -1,0 +1,245 @@
+"""flask_qlikauth with Flask's test client against the QPS emulator (real mutual TLS)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask, session
+
+from flask_qlikauth import QlikAuth
+from qlikauth import QlikUser
+from qlikauth.exceptions import ConfigurationError
+
+
+def make_app(emu: Any, prefix: str = "", **overrides: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="test",
+        TESTING=True,
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url_for(prefix) if prefix else emu.hub_url + "/hub/",
+        QLIKAUTH_VIRTUAL_PROXY=prefix,
+        QLIKAUTH_USER_DIRECTORY="PORTAL",
+        QLIKAUTH_HEADER_NAME="X-Portal-User",
+    )
+    app.config.update({f"QLIKAUTH_{k}": v for k, v in overrides.items()})
+    ext = QlikAuth()
+
+    @ext.user_loader
+    def load() -> QlikUser | None:
+        name = session.get("user")
+        return QlikUser("PORTAL", name, [("group", "Sales"), ("group", "Finance")]) if name else None
+
+    ext.init_app(app)
+
+    @app.route("/signin/<name>")
+    def signin(name: str) -> str:
+        session.clear()
+        session["user"] = name
+        return "ok"
+
+    @app.route("/after-login/<name>")
+    def after_login(name: str) -> Any:
+        session.clear()
+        session["user"] = name
+        return ext.start_session(app.make_response("signed in"))
+
+    app.qlikauth = ext  # type: ignore[attr-defined]
+    return app
+
+
+@pytest.fixture
+def ticket_emu(emulator_factory: Any) -> Any:
+    from qlikauth.emulator import VirtualProxy
+
+    return emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="ticket",
+                                                          module_uri="http://localhost:5000/qlik/module")])
+
+
+@pytest.fixture
+def session_emu(emulator_factory: Any) -> Any:
+    from qlikauth.emulator import VirtualProxy
+
+    return emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
+
+
+def set_cookies(response: Any) -> list[str]:
+    return response.headers.getlist("Set-Cookie")
+
+
+def test_config_comes_from_app_config_and_is_checked(ticket_emu: Any) -> None:
+    app = make_app(ticket_emu, "portal")
+    state = app.extensions["qlikauth"]
+    assert state.config.qps_nodes == (ticket_emu.qps_url,)
+    assert state.config.virtual_proxy == "portal"
+    assert state.runtime._qps is None  # nothing loaded until a QPS call is needed
+    bad = Flask("bad")
+    bad.config.update(QLIKAUTH_QPS_NODES="http://qlik:4243", QLIKAUTH_CERTS="/x", QLIKAUTH_HUB_URL="https://qlik/hub/")
+    with pytest.raises(ConfigurationError, match="QPS_NODES.*https"):
+        QlikAuth(bad)
+    typo = Flask("typo")
+    typo.config.update(QLIKAUTH_QPS_NODE="https://qlik:4243")
+    with pytest.raises(ConfigurationError, match="Did you mean QPS_NODES"):
+        QlikAuth(typo)
+
+
+def test_login_anonymous_goes_to_the_apps_login_page(ticket_emu: Any, qps_calls: list) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    r = client.get("/qlik/login?target=/portal/hub/stream")
+    assert r.status_code == 302
+    parts = urlsplit(r.headers["Location"])
+    assert parts.path == "/login"
+    assert parse_qs(parts.query)["next"] == ["/qlik/login?target=/portal/hub/stream"]
+    assert qps_calls == []
+
+
+def test_login_redirects_to_the_hub_with_a_ticket(ticket_emu: Any, qps_calls: list) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    client.get("/signin/alice")
+    r = client.get("/qlik/login")
+    assert r.status_code == 302
+    location = r.headers["Location"]
+    assert location.startswith(ticket_emu.hub_url_for("portal"))
+    assert "qlikTicket=" in location
+    assert r.headers["Cache-Control"] == "no-store"
+    assert qps_calls == [("POST", "ticket")]
+    r = client.get("/qlik/login?target=/portal/hub/my/work")
+    assert urlsplit(r.headers["Location"]).path == "/portal/hub/my/work"
+
+
+def test_unsafe_targets_are_refused_before_any_qps_call(ticket_emu: Any, qps_calls: list,
+                                                        unsafe_redirects: tuple[str, ...], offsite: Any) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    client.get("/signin/alice")
+    allowed = urlsplit(ticket_emu.hub_url).netloc
+    hub_origin = ticket_emu.hub_url
+    for probe in unsafe_redirects:
+        target = probe.replace("{allowed}", allowed)
+        r = client.get("/qlik/login", query_string={"target": target})
+        assert r.status_code == 400, (target, r.status_code)
+        assert not offsite(r.headers.get("Location"), (hub_origin,)), target
+    assert qps_calls == []
+    # the anonymous path checks the target first too
+    anon = make_app(ticket_emu, "portal").test_client()
+    assert anon.get("/qlik/login", query_string={"target": "//evil.com"}).status_code == 400
+
+
+def test_error_page_and_json(ticket_emu: Any) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    client.get("/signin/alice")
+    r = client.get("/qlik/login?target=https://evil.com/")
+    assert r.status_code == 400 and r.mimetype == "text/html"
+    body = r.get_data(as_text=True)
+    assert "What to do" in body and "not allowed" in body
+    r = client.get("/qlik/login?target=https://evil.com/", headers={"Accept": "application/json"})
+    assert r.status_code == 400
+    data = json.loads(r.get_data())
+    assert data["error"] == "RedirectError" and "not allowed" in data["detail"]
+
+
+def test_qps_down_gives_502_and_leaves_nothing_behind(ticket_emu: Any, free_port: int) -> None:
+    app = make_app(ticket_emu, "portal", QPS_NODES=f"https://localhost:{free_port}", TIMEOUT=2)
+    client = app.test_client()
+    client.get("/signin/alice")
+    r = client.get("/qlik/login")
+    assert r.status_code == 502
+    assert "Location" not in r.headers and not set_cookies(r)
+    body = r.get_data(as_text=True)
+    assert "cannot be reached" in body and "qlikTicket" not in body
+    r = client.get("/after-login/alice")
+    assert r.status_code == 502 and not [c for c in set_cookies(r) if c.startswith("X-Qlik")]
+
+
+def test_module_flow(ticket_emu: Any, qps_calls: list, offsite: Any) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    rest = f"{ticket_emu.qps_url}/qps/portal/"
+    # missing parameters / foreign node: refused, nothing sent
+    assert client.get("/qlik/module").status_code == 400
+    for bad in ("https://evil.com:4243/qps/portal/", f"{ticket_emu.qps_url}/qps/other/",
+                rest.replace("https://", "http://"), "//evil.com/qps/portal/"):
+        r = client.get("/qlik/module", query_string={"targetId": "abc", "proxyRestUri": bad})
+        assert r.status_code == 400, bad
+    assert qps_calls == []
+    # anonymous: to the login page and back here afterwards
+    r = client.get("/qlik/module", query_string={"targetId": "abc", "proxyRestUri": rest})
+    assert r.status_code == 302 and urlsplit(r.headers["Location"]).path == "/login"
+    nxt = parse_qs(urlsplit(r.headers["Location"]).query)["next"][0]
+    assert nxt.startswith("/qlik/module?") and "proxyRestUri" in nxt
+    client.get("/signin/alice")
+    r = client.get(nxt)
+    assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"]
+    assert not offsite(r.headers["Location"], (ticket_emu.hub_url,))
+    assert qps_calls == [("POST", "ticket")]
+
+
+def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_calls: list) -> None:
+    app = make_app(session_emu, "mashup", MODE="session")
+    client = app.test_client()
+    r = client.get("/after-login/alice")
+    cookies = [c for c in set_cookies(r) if c.startswith("X-Qlik-Session-mashup=")]
+    assert len(cookies) == 1
+    attrs = [a.strip() for a in cookies[0].split(";")]
+    assert "Secure" in attrs and "HttpOnly" in attrs and "SameSite=None" in attrs
+    assert not any(a.lower().startswith(("max-age", "expires")) for a in attrs)  # browser-session cookie
+    assert qps_calls == [("POST", "session")]
+    sid = cookies[0].split(";")[0].split("=", 1)[1]
+    qps = app.extensions["qlikauth"].runtime.qps
+    assert qps.get_session(sid).user.user_id == "alice"
+    qps_calls.clear()
+    # again: the remembered session is reused, no QPS call
+    r = client.get("/after-login/alice".replace("after-login", "signin"))
+    with app.test_request_context():
+        pass
+    r = client.get("/qlik/login")
+    assert r.status_code == 302 and r.headers["Location"] == session_emu.hub_url_for("mashup")
+    assert qps_calls == [("POST", "session")]  # /signin cleared the Flask session: one new session
+    qps_calls.clear()
+    r = client.get("/qlik/login")
+    assert qps_calls == []
+    assert any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
+    # logout: every session of the user ends on every node, cookie cleared
+    r = client.get("/qlik/logout?next=//evil.com")
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    cleared = [c for c in set_cookies(r) if c.startswith("X-Qlik-Session-mashup=;")]
+    assert cleared and "Max-Age=0" in cleared[0]
+    assert ("DELETE", "user") in qps_calls
+    assert qps.get_session(sid) is None
+    assert qps.user_sessions(QlikUser("PORTAL", "alice")) == []
+
+
+def test_logout_redirect_targets(ticket_emu: Any, unsafe_redirects: tuple[str, ...]) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    for probe in unsafe_redirects:
+        r = client.get("/qlik/logout", query_string={"next": probe.replace("{allowed}", "localhost")})
+        assert r.status_code == 302 and r.headers["Location"] == "/", probe
+    assert client.get("/qlik/logout?next=/bye").headers["Location"] == "/bye"
+
+
+def test_header_auth_endpoint(ticket_emu: Any, qps_calls: list) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    spoof = {"X-Qlik-User": "UserDirectory=PORTAL; UserId=admin", "X_Qlik_User": "PORTAL\\admin",
+             "X-Portal-User": "PORTAL\\admin", "X-Qlik-Header-Value": "PORTAL\\admin"}
+    r = client.get("/qlik/header-auth", headers=spoof)
+    assert r.status_code == 401 and "X-Qlik-Header-Value" not in r.headers
+    assert r.headers["Cache-Control"] == "no-store"
+    client.get("/signin/alice")
+    r = client.get("/qlik/header-auth", headers=spoof)
+    assert r.status_code == 200
+    assert r.headers["X-Qlik-Header-Value"] == "PORTAL\\alice"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert qps_calls == []
+
+
+def test_header_auth_static_directory_and_custom_response_header(ticket_emu: Any) -> None:
+    app = make_app(ticket_emu, "portal", HEADER_USER_DIRECTORY="PORTAL", HEADER_RESPONSE_HEADER="X-Identity")
+    client = app.test_client()
+    client.get("/signin/bob")
+    r = client.get("/qlik/header-auth")
+    assert r.status_code == 200 and r.headers["X-Identity"] == "bob"
+    other = make_app(ticket_emu, "portal", HEADER_USER_DIRECTORY="OTHER").test_client()
+    other.get("/signin/bob")
+    assert other.get("/qlik/header-auth").status_code == 403
