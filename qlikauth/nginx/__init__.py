@@ -351,6 +351,13 @@ def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
         key = "$remote_addr"
 
     one_name = tls_name or (nodes[0].tls_name if len({n.host.lower() for n in nodes}) == 1 else None)
+    for name in [one_name] if one_name is not None else [n.tls_name for n in nodes]:
+        if _is_ip(name):
+            raise ConfigurationError(
+                f"QPS node {name!r} is an IP address: nginx verifies upstream certificates by DNS name "
+                "only. Use the nodes' host names, or pass tls_name (--tls-name), a DNS name every "
+                "node's certificate carries."
+            )
     if one_name is not None:
         balance = "    ip_hash;\n" if sticky == "ip" else f"    hash {key} consistent;\n"
         servers = "".join(f"    server {n.address} max_fails=1 fail_timeout=10s;\n" for n in nodes)
@@ -375,6 +382,14 @@ def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
     for i, n in enumerate(nodes):
         out.append(f"upstream qlikauth_qps_{ident}_{i} {{\n    server {n.address};\n    keepalive 16;\n}}\n")
     return "\n".join(out), f"https://qlikauth_qps_{ident}_$qlikauth_node_{ident}", f"$qlikauth_ssl_name_{ident}"
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def generate_nginx_conf(

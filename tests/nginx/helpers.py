@@ -22,6 +22,18 @@ NGINX = os.environ.get("QLIKAUTH_NGINX") or shutil.which("nginx") or (
 )
 
 
+def second_loopback_name() -> str | None:
+    """Another DNS name for this machine's loopback (nginx verifies upstreams by DNS name only)."""
+    for name in (socket.gethostname(), "localhost.localdomain", "ip6-localhost"):
+        try:
+            addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_INET)}
+        except OSError:
+            continue
+        if name != "localhost" and addrs and all(a.startswith("127.") for a in addrs):
+            return name
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ from qlikauth.cli import main
 from qlikauth.exceptions import ConfigurationError
 from qlikauth.nginx import generate_nginx_conf, generate_server_block
 
-from .helpers import NGINX, Nginx
+from .helpers import NGINX, Nginx, second_loopback_name
 
 
 def _kw(certs, **over):
@@ -57,6 +57,9 @@ INJECTIONS = [
     ("public_origin", "http://qlik.example.com"),
     ("next_param", "next&x"),
     ("tls_name", "bad name"),
+    ("tls_name", "10.0.0.1"),
+    ("qps_nodes", ["https://10.0.0.1", "https://10.0.0.2"]),
+    ("qps_nodes", ["https://127.0.0.1:4443"]),
 ]
 
 
@@ -119,9 +122,9 @@ def test_several_nodes_with_one_tls_name_share_an_upstream(certs):
 
 VARIANTS = {
     "one-node": {},
-    "two-nodes-own-names": {"qps_nodes": ["https://localhost:4443", "https://127.0.0.1:4444"]},
-    "three-nodes-cookie": {"qps_nodes": ["https://localhost:4443", "https://127.0.0.1:4444", "https://[::1]:4445"],
-                           "sticky": "cookie"},
+    "two-nodes-own-names": {"qps_nodes": ["https://localhost:4443", f"https://{second_loopback_name() or 'localhost'}:4444"]},
+    "three-nodes-cookie": {"qps_nodes": ["https://127.0.0.1:4443", "https://127.0.0.1:4444", "https://[::1]:4445"],
+                           "sticky": "cookie", "tls_name": "localhost"},
     "tls-name-ip": {"qps_nodes": ["https://127.0.0.1:4443", "https://127.0.0.1:4444"], "tls_name": "localhost",
                     "sticky": "ip"},
     "login-with-query": {"login_url": "/login?from=qlik", "identity_path": "/portal/qlik/header-auth",
