@@ -9,7 +9,7 @@ import pytest
 
 from qlikauth.certgen import generate_certificates, issue_server_certificate
 
-from .helpers import NGINX, Nginx, Recorder, free_port, server_block
+from .helpers import NGINX, Nginx, Recorder, server_block
 
 HEADER = "X-Portal-User"
 PREFIX = "hdr"

@@ -8,10 +8,6 @@ emulator. Every spoofing test asserts the exact identity list the upstream recei
 
 from __future__ import annotations
 
-import socket
-import ssl
-import threading
-
 import pytest
 import requests
 import websocket
@@ -19,7 +15,7 @@ from flask import Flask, Response, request, session
 
 from qlikauth import HeaderAuthenticator, QlikUser
 
-from .conftest import HEADER, PREFIX, front_block, start_wsgi
+from .conftest import HEADER, front_block, start_wsgi
 from .helpers import free_port, raw_request, status_of
 
 pytestmark = pytest.mark.nginx
