@@ -1,0 +1,25 @@
+"""A faithful local Qlik Proxy Service node and hub over real TLS, for demos, tests and benchmarks.
+
+>>> from qlikauth.emulator import Emulator, VirtualProxy
+>>> with Emulator(virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:  # doctest: +SKIP
+...     emu.qps_url, emu.hub_url_for("portal")
+
+Stdlib servers only (plus ``cryptography`` to generate certificates). See
+``docs/design.md`` for the contract and :mod:`qlikauth.pytest_plugin` for a fixture.
+"""
+
+from __future__ import annotations
+
+from .proxy import VirtualProxy
+from .server import Emulator, EmulatorCluster
+from .state import EmulatorState, HeaderRecord, SessionRecord, TicketRecord
+
+__all__ = [
+    "Emulator",
+    "EmulatorCluster",
+    "VirtualProxy",
+    "EmulatorState",
+    "HeaderRecord",
+    "SessionRecord",
+    "TicketRecord",
+]

@@ -1,0 +1,103 @@
+"""``qlikauth emulator`` (and ``python -m qlikauth.emulator``): run an emulated QPS node until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import threading
+from pathlib import Path
+
+from ..exceptions import ConfigurationError
+from .proxy import METHODS, VirtualProxy
+
+__all__ = ["add_arguments", "run", "parse_virtual_proxy"]
+
+_KEYS = {
+    "prefix": "prefix",
+    "method": "method",
+    "module": "module_uri",
+    "module_uri": "module_uri",
+    "header": "header_name",
+    "header_name": "header_name",
+    "directory": "header_user_directory",
+    "user_directory": "header_user_directory",
+    "pattern": "header_pattern",
+    "cookie": "session_cookie_name",
+    "samesite": "samesite",
+    "secure": "secure",
+}
+# Split on commas that start a known key, so a module URL may itself contain commas.
+_SPLIT = re.compile(r",(?=\s*(?:" + "|".join(sorted(_KEYS, key=len, reverse=True)) + r")=)")
+
+
+def parse_virtual_proxy(spec: str) -> VirtualProxy:
+    """``prefix=portal,method=ticket,module=URL`` (keys: prefix, method, module, header,
+    directory, pattern, cookie, samesite, secure) -> :class:`VirtualProxy`."""
+    kwargs: dict[str, object] = {}
+    for item in _SPLIT.split(spec):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in _KEYS:
+            raise ConfigurationError(
+                f"--virtual-proxy {spec!r}: {item!r} is not key=value with a key among "
+                f"{', '.join(sorted(set(_KEYS)))}.")
+        if key == "secure":
+            kwargs["secure"] = value.strip().lower() in ("1", "true", "yes", "on")
+        elif key == "samesite":
+            kwargs["samesite"] = None if value.strip().lower() in ("", "unset", "none-set") else value.strip()
+        else:
+            kwargs[_KEYS[key]] = value
+    if "prefix" not in kwargs:
+        raise ConfigurationError(f"--virtual-proxy {spec!r}: give prefix=NAME.")
+    return VirtualProxy(**kwargs)  # type: ignore[arg-type]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options to ``parser``."""
+    parser.add_argument("--certs", metavar="DIR", default=None,
+                        help="certificate directory (generated there when it has no root.pem; "
+                             "default: a temporary directory)")
+    parser.add_argument("--host", default="localhost", help="host name in URLs and the server certificate")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--qps-port", type=int, default=4243, help="QPS API port (default: %(default)s)")
+    parser.add_argument("--hub-port", type=int, default=8443, help="hub port (default: %(default)s)")
+    parser.add_argument("--virtual-proxy", action="append", default=[], metavar="SPEC",
+                        help="prefix=NAME,method=" + "|".join(METHODS) +
+                             "[,module=URL][,header=NAME][,directory=DIR][,pattern=PAT][,cookie=NAME] (repeat)")
+    parser.add_argument("--ticket-ttl", type=float, default=60.0, help="ticket lifetime in seconds")
+    parser.add_argument("--session-timeout", type=float, default=1800.0, help="session inactivity timeout (s)")
+    parser.add_argument("--max-sessions", type=int, default=5, help="parallel sessions per user")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
+
+
+def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
+    """Start the emulator, print its URLs, serve until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from .server import Emulator
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    proxies = [parse_virtual_proxy(s) for s in args.virtual_proxy]
+    stop = stop or threading.Event()
+    emu = Emulator(certs_dir=Path(args.certs) if args.certs else None, host=args.host, bind=args.bind,
+                   qps_port=args.qps_port, hub_port=args.hub_port, virtual_proxies=proxies,
+                   ticket_ttl=args.ticket_ttl, session_timeout=args.session_timeout,
+                   max_sessions_per_user=args.max_sessions)
+    with emu:
+        lines = [f"qlikauth emulator running (certificates in {emu.certs_dir})",
+                 f"  QPS API: {emu.qps_url}  (mutual TLS: client.pem/client_key.pem signed by root.pem)",
+                 f"  hub:     {emu.hub_url}"]
+        for prefix, vp in sorted(emu.virtual_proxies.items()):
+            extra = f", module {vp.module_uri}" if vp.module_uri else ""
+            extra += f", header {vp.header_name}" if vp.header_name else ""
+            lines.append(f"  virtual proxy {prefix or '(default)'!s}: {vp.method}, hub "
+                         f"{emu.hub_url_for(prefix)}, proxyRestUri {emu.rest_uri_for(prefix)}{extra}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+    print("qlikauth emulator stopped.", flush=True)
+    return 0

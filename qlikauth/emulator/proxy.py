@@ -1,0 +1,127 @@
+"""Virtual proxy settings for the emulator, checked as the QMC checks them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..exceptions import ConfigurationError, IdentityError
+from ..identity import QlikUser
+
+__all__ = ["VirtualProxy", "METHODS", "RESERVED_HEADERS"]
+
+METHODS = ("ticket", "session", "header-static", "header-dynamic")
+
+#: Header names Qlik refuses as the header authentication header (it injects or reads them itself).
+RESERVED_HEADERS = frozenset(h.lower() for h in (
+    "X-Qlik-Security", "X-Qlik-User", "X-Qlik-ProxySession", "X-Qlik-ProxyId",
+    "X-Qlik-Trace", "X-Qlik-App", "X-Qlik-Capabilities",
+))
+
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_.~-]*\Z")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+@dataclass(frozen=True)
+class VirtualProxy:
+    """One virtual proxy of the emulated node: its prefix, authentication method and cookie.
+
+    ``method`` is ``"ticket"``, ``"session"`` (both: a session cookie, no login of
+    their own; ``module_uri`` is where browsers without a session are sent),
+    ``"header-static"`` (header value = user id, directory = ``header_user_directory``)
+    or ``"header-dynamic"`` (value parsed with ``header_pattern``, ``$ud`` and ``$id``
+    around a literal separator). Prefixes are lowercase, as in the QMC.
+    """
+
+    prefix: str
+    method: str = "ticket"
+    session_cookie_name: str | None = None
+    header_name: str | None = None
+    header_user_directory: str | None = None
+    header_pattern: str = "$ud\\$id"
+    module_uri: str | None = None
+    samesite: str | None = "None"
+    secure: bool = True
+    _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefix = self.prefix.strip("/") if isinstance(self.prefix, str) else self.prefix
+        if not isinstance(prefix, str) or (prefix and not _PREFIX.match(prefix)):
+            raise ConfigurationError(
+                f"virtual proxy prefix {self.prefix!r} is not valid: use lowercase letters, digits, "
+                "'-', '_', '.' or '~' (Qlik prefixes are lowercase and have no '/').")
+        object.__setattr__(self, "prefix", prefix)
+        if self.method not in METHODS:
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: method {self.method!r} is not one of {', '.join(METHODS)}.")
+        if self.session_cookie_name is None:
+            name = "X-Qlik-Session" if not prefix else f"X-Qlik-Session-{prefix}"
+            object.__setattr__(self, "session_cookie_name", name)
+        elif not _COOKIE_NAME.match(self.session_cookie_name):
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: session cookie name {self.session_cookie_name!r} is not a valid cookie name.")
+        if self.samesite not in (None, "None", "Lax", "Strict"):
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: samesite must be 'None', 'Lax', 'Strict' or None (attribute not set).")
+        if self.samesite == "None" and not self.secure:
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: SameSite=None needs secure=True (browsers drop such cookies).")
+        if self.module_uri is not None and not re.match(r"https?://[^\s/?#]+", self.module_uri):
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: module_uri {self.module_uri!r} must be an absolute http(s) URL.")
+        if self.is_header:
+            if not prefix:
+                raise ConfigurationError("header authentication is not available on the default virtual proxy: give a prefix.")
+            if not self.header_name or not _HEADER_NAME.match(self.header_name):
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: header authentication needs header_name (a valid header name).")
+            if self.header_name.lower() in RESERVED_HEADERS:
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: {self.header_name} is reserved by Qlik; choose another "
+                    "header name (e.g. X-Portal-User).")
+            if self.method == "header-static":
+                if not self.header_user_directory or not self.header_user_directory.strip():
+                    raise ConfigurationError(
+                        f"virtual proxy {prefix!r}: header-static needs header_user_directory.")
+            else:
+                object.__setattr__(self, "_pattern", _compile_pattern(self.header_pattern, prefix))
+
+    @property
+    def is_header(self) -> bool:
+        """True for header authentication (static or dynamic)."""
+        return self.method.startswith("header-")
+
+    @property
+    def path_prefix(self) -> str:
+        """``/prefix`` or ``""`` for the default virtual proxy."""
+        return f"/{self.prefix}" if self.prefix else ""
+
+    def user_from_header(self, value: str) -> QlikUser:
+        """The user a header value names; IdentityError when it does not name one."""
+        if not value.isascii():
+            raise IdentityError(f"{self.header_name} must be US-ASCII.", field="header")
+        if self.method == "header-static":
+            return QlikUser(self.header_user_directory or "", value)
+        assert self._pattern is not None
+        m = self._pattern.match(value)
+        if m is None:
+            raise IdentityError(
+                f"{self.header_name} does not match the pattern {self.header_pattern!r}.", field="header")
+        return QlikUser(m.group("ud"), m.group("id"))
+
+
+def _compile_pattern(pattern: str, prefix: str) -> re.Pattern[str]:
+    if pattern.count("$ud") != 1 or pattern.count("$id") != 1:
+        raise ConfigurationError(
+            f"virtual proxy {prefix!r}: header_pattern {pattern!r} must contain $ud and $id once each "
+            "(e.g. '$ud\\\\$id').")
+    out = []
+    for piece in re.split(r"(\$ud|\$id)", pattern):
+        if piece == "$ud":
+            out.append("(?P<ud>.+?)" if not out or "(?P<id>" not in "".join(out) else "(?P<ud>.+)")
+        elif piece == "$id":
+            out.append("(?P<id>.+?)" if "(?P<ud>" not in "".join(out) else "(?P<id>.+)")
+        else:
+            out.append(re.escape(piece))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)

@@ -1,0 +1,171 @@
+"""The emulated QPS REST API (port 4243): tickets, sessions, users, alive; xrfkey checked as Qlik does."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from ..exceptions import IdentityError
+from ..identity import QlikUser
+from ._http import Connection, Request, Response
+from .proxy import VirtualProxy
+from .state import EmulatorState, TooManySessions, mask
+
+log = logging.getLogger("qlikauth.emulator")
+
+XSRF_FAILED = "XSRF prevention check failed. Possible XSRF discovered."
+_ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _xrf_ok(req: Request) -> bool:
+    keys = [v for k, v in parse_qsl(req.query, keep_blank_values=True) if k.lower() == "xrfkey"]
+    headers = req.header_values("X-Qlik-Xrfkey")
+    if len(keys) != 1 or len(headers) != 1:
+        return False
+    key = keys[0]
+    return key == headers[0] and len(key) == 16 and set(key) <= _ALNUM
+
+
+def _pick(data: dict[str, Any], name: str) -> Any:
+    """A field in PascalCase or camelCase."""
+    if name in data:
+        return data[name]
+    return data.get(name[0].lower() + name[1:])
+
+
+class QpsApi:
+    """Routes ``/qps/...`` requests; one instance per emulated node."""
+
+    def __init__(self, state: EmulatorState, proxies: Callable[[], dict[str, VirtualProxy]]) -> None:
+        self.state = state
+        self.proxies = proxies
+
+    def __call__(self, req: Request, conn: Connection) -> Response:
+        self.state.count("qps_requests")
+        resp = self._route(req)
+        log.debug("QPS %s %s -> %s", req.method, req.path, resp.status)
+        return resp
+
+    def _route(self, req: Request) -> Response:
+        if not _xrf_ok(req):
+            return Response.text(403, XSRF_FAILED)
+        parts = req.path.split("/")
+        # "", "qps", ...
+        if len(parts) < 3 or parts[1].lower() != "qps":
+            return Response.text(404, "Not found: QPS API paths start with /qps/.\n")
+        segs = [unquote(p) for p in parts[2:]]
+        if segs and segs[-1] == "" and len(segs) > 1:
+            segs = segs[:-1]
+        if segs == ["alive"]:
+            if req.method not in ("GET", "HEAD"):
+                return _not_allowed("GET")
+            return Response.json(200, True)
+        proxies = self.proxies()
+        prefix = ""
+        if len(segs) > 1 and segs[0].lower() in proxies and segs[0]:
+            prefix, segs = segs[0].lower(), segs[1:]
+        if not segs or segs[0] not in ("ticket", "session", "user"):
+            return Response.text(404, f"Not found: no virtual proxy with prefix {segs[0] if segs else ''!r} "
+                                      "or no such QPS endpoint.\n")
+        what, args = segs[0], segs[1:]
+        if what == "ticket" and not args:
+            return self._ticket(req, prefix) if req.method == "POST" else _not_allowed("POST")
+        if what == "session" and not args:
+            if req.method == "POST":
+                return self._add_session(req, prefix)
+            if req.method in ("GET", "HEAD"):
+                return Response.json(200, [s.to_qps() for s in self.state.sessions(prefix)])
+            return _not_allowed("GET, POST")
+        if what == "session" and len(args) == 1:
+            if req.method in ("GET", "HEAD"):
+                rec = self.state.session(args[0], prefix)
+                return Response.json(200, rec.to_qps()) if rec else _no_session()
+            if req.method == "DELETE":
+                ended = self.state.end_session(args[0], prefix)
+                if ended is None:
+                    return _no_session()
+                log.info("QPS: session %s ended by API", mask(args[0]))
+                return Response.json(200, {"Session": ended[0].to_qps(), "LastSessionForUser": ended[1]})
+            return _not_allowed("GET, DELETE")
+        if what == "user" and len(args) == 2:
+            try:
+                user = QlikUser(args[0], args[1])
+            except IdentityError as exc:
+                return Response.text(400, f"{exc}\n")
+            if req.method in ("GET", "HEAD"):
+                return Response.json(200, [s.to_qps() for s in self.state.sessions(prefix, user)])
+            if req.method == "DELETE":
+                ended = self.state.end_user(user, prefix)
+                return Response.json(200, [s.to_qps() for s in ended])
+            return _not_allowed("GET, DELETE")
+        return Response.text(404, "Not found: no such QPS endpoint.\n")
+
+    # -- bodies ---------------------------------------------------------------------------
+    @staticmethod
+    def _body(req: Request) -> dict[str, Any] | Response:
+        try:
+            data = json.loads(req.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return Response.text(400, "The body is not valid JSON (UTF-8).\n")
+        if not isinstance(data, dict):
+            return Response.text(400, "The body must be a JSON object.\n")
+        return data
+
+    @staticmethod
+    def _user(data: dict[str, Any]) -> QlikUser | Response:
+        try:
+            return QlikUser.from_qps(data)
+        except IdentityError as exc:
+            return Response.text(400, f"{exc}\n")
+
+    def _ticket(self, req: Request, prefix: str) -> Response:
+        data = self._body(req)
+        if isinstance(data, Response):
+            return data
+        user = self._user(data)
+        if isinstance(user, Response):
+            return user
+        target_id = _pick(data, "TargetId")
+        if target_id is not None and not isinstance(target_id, str):
+            return Response.text(400, "TargetId must be a string.\n")
+        target = self.state.target(prefix, target_id) if target_id else None
+        rec = self.state.add_ticket(user, prefix, target)
+        log.debug("QPS: ticket %s for %s on %r", mask(rec.ticket), user.qualified_name, prefix)
+        return Response.json(201, {**user.to_qps(), "Ticket": rec.ticket, "TargetUri": target})
+
+    def _add_session(self, req: Request, prefix: str) -> Response:
+        data = self._body(req)
+        if isinstance(data, Response):
+            return data
+        user = self._user(data)
+        if isinstance(user, Response):
+            return user
+        sid = _pick(data, "SessionId")
+        if not isinstance(sid, str) or not sid.strip() or len(sid) > 256 or not sid.isprintable() \
+                or not sid.isascii() or any(c in sid for c in " ;,\"\\"):
+            return Response.text(400, "SessionId is required: a printable ASCII string without spaces, "
+                                      "';', ',', quotes or backslashes (a random UUID).\n")
+        with self.state.lock:
+            existing = self.state.session(sid)
+            if existing is not None:
+                if existing.user.same_user(user) and existing.prefix == prefix:
+                    # The same call again (a retry after a lost answer): nothing new.
+                    return Response.json(201, {**existing.to_qps(), "NewUser": False})
+                return Response.text(400, "SessionId is already in use by another session.\n")
+            try:
+                rec, new_user = self.state.add_session(user, prefix, "api", sid)
+            except TooManySessions as exc:
+                return Response.text(409, f"{exc} Log the user out somewhere first.\n")
+        log.debug("QPS: session %s for %s on %r", mask(sid), user.qualified_name, prefix)
+        return Response.json(201, {**rec.to_qps(), "NewUser": new_user})
+
+
+def _not_allowed(allow: str) -> Response:
+    return Response.text(405, f"Method not allowed here; use {allow}.\n", headers=[("Allow", allow)])
+
+
+def _no_session() -> Response:
+    return Response.text(404, "No such session on this node.\n")

@@ -1,0 +1,280 @@
+"""What one emulated QPS node remembers: tickets, proxy sessions, module targets, a header log.
+
+Everything lives in this node's memory, as in Qlik (a ticket only redeems on the node
+that issued it). All access goes through one lock; tests read it for assertions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..identity import QlikUser
+
+__all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "TooManySessions"]
+
+#: How long a module redirect's targetId stays resolvable.
+TARGET_TTL = 600.0
+#: A bound on outstanding tickets/targets whatever the TTL, so memory stays flat.
+MAX_OUTSTANDING = 200_000
+
+
+def mask(secret: str | None) -> str:
+    """At most an 8-character prefix of a secret, for logs."""
+    return f"{secret[:8]}…" if secret else "-"
+
+
+class TooManySessions(Exception):
+    """The user already has ``max_sessions_per_user`` sessions on this node."""
+
+
+@dataclass(slots=True)
+class TicketRecord:
+    """An outstanding ticket (single use, valid until ``expires`` on the monotonic clock)."""
+
+    ticket: str
+    user: QlikUser
+    prefix: str
+    target_uri: str | None
+    expires: float
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """A proxy session on one virtual proxy; ``origin`` is "api", "ticket" or "header"."""
+
+    session_id: str
+    user: QlikUser
+    prefix: str
+    origin: str
+    created: float
+    last_seen: float
+    on_end: list[Callable[[], None]] = field(default_factory=list)
+
+    def to_qps(self) -> dict[str, object]:
+        """The session as the QPS API answers it (PascalCase)."""
+        return {**self.user.to_qps(), "SessionId": self.session_id}
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRecord:
+    """One request seen by a header virtual proxy.
+
+    ``identity`` is ``DIRECTORY\\userid`` when the header named a valid user, else None;
+    ``values`` are the raw header values the request carried (empty when none).
+    """
+
+    prefix: str
+    method: str
+    path: str
+    identity: str | None
+    values: tuple[str, ...]
+    user: QlikUser | None = None
+
+
+class EmulatorState:
+    """Thread-safe state of one emulated node; read it in tests.
+
+    Counters: ``qps_requests`` (API requests served), ``connections_accepted`` (TLS
+    connections accepted on the QPS port: pooled clients keep this at 1),
+    ``hub_connections_accepted``, ``tickets_issued``, ``tickets_redeemed``.
+    """
+
+    def __init__(self, *, ticket_ttl: float = 60.0, session_timeout: float = 1800.0,
+                 max_sessions_per_user: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ticket_ttl = float(ticket_ttl)
+        self.session_timeout = float(session_timeout)
+        self.max_sessions_per_user = int(max_sessions_per_user)
+        self._clock = clock
+        self.lock = threading.RLock()
+        self._tickets: OrderedDict[str, TicketRecord] = OrderedDict()
+        self._targets: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        self._sessions: dict[str, SessionRecord] = {}
+        self._by_user: dict[tuple[str, str], set[str]] = {}
+        self._last_sweep = clock()
+        #: Every request a header virtual proxy saw, in order.
+        self.header_log: list[HeaderRecord] = []
+        self.qps_requests = 0
+        self.connections_accepted = 0
+        self.hub_connections_accepted = 0
+        self.tickets_issued = 0
+        self.tickets_redeemed = 0
+
+    # -- counters ---------------------------------------------------------------------
+    def count(self, name: str) -> None:
+        """Add one to counter ``name``."""
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    # -- tickets ----------------------------------------------------------------------
+    def add_ticket(self, user: QlikUser, prefix: str, target_uri: str | None) -> TicketRecord:
+        """Issue a random single-use ticket valid ``ticket_ttl`` seconds."""
+        now = self._clock()
+        rec = TicketRecord(secrets.token_urlsafe(24), user, prefix, target_uri, now + self.ticket_ttl)
+        with self.lock:
+            self._purge_tickets(now)
+            self._tickets[rec.ticket] = rec
+            self.tickets_issued += 1
+        return rec
+
+    def _purge_tickets(self, now: float) -> None:
+        # Tickets are issued in expiry order (one TTL), so expired ones sit at the front.
+        t = self._tickets
+        while t and (next(iter(t.values())).expires <= now or len(t) >= MAX_OUTSTANDING):
+            t.popitem(last=False)
+        g = self._targets
+        while g and (next(iter(g.values()))[2] <= now or len(g) >= MAX_OUTSTANDING):
+            g.popitem(last=False)
+
+    def take_ticket(self, ticket: str, prefix: str) -> TicketRecord | None:
+        """Consume a ticket: the record when valid for ``prefix``, else None. Single use."""
+        now = self._clock()
+        with self.lock:
+            rec = self._tickets.get(ticket)
+            if rec is None or rec.prefix != prefix:
+                return None
+            del self._tickets[ticket]
+            if rec.expires <= now:
+                return None
+            self.tickets_redeemed += 1
+            return rec
+
+    @property
+    def outstanding_tickets(self) -> int:
+        """How many tickets are issued and neither used nor purged."""
+        with self.lock:
+            self._purge_tickets(self._clock())
+            return len(self._tickets)
+
+    # -- module targets -----------------------------------------------------------------
+    def add_target(self, prefix: str, url: str) -> str:
+        """Remember the URL a browser wanted; the id goes to the module as ``targetId``."""
+        tid = secrets.token_urlsafe(16)
+        now = self._clock()
+        with self.lock:
+            self._purge_tickets(now)
+            self._targets[tid] = (prefix, url, now + TARGET_TTL)
+        return tid
+
+    def target(self, prefix: str, target_id: str) -> str | None:
+        """The URL stored for ``target_id`` on ``prefix``, or None."""
+        with self.lock:
+            entry = self._targets.get(target_id)
+        if entry is None or entry[0] != prefix or entry[2] <= self._clock():
+            return None
+        return entry[1]
+
+    # -- sessions ---------------------------------------------------------------------
+    def _sweep(self, now: float) -> None:
+        if now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        for sid in [s.session_id for s in self._sessions.values()
+                    if now - s.last_seen > self.session_timeout]:
+            self._end(sid)
+
+    def _end(self, sid: str) -> SessionRecord | None:
+        rec = self._sessions.pop(sid, None)
+        if rec is not None:
+            ids = self._by_user.get(rec.user.key)
+            if ids is not None:
+                ids.discard(sid)
+                if not ids:
+                    del self._by_user[rec.user.key]
+            for cb in rec.on_end:
+                try:
+                    cb()
+                except Exception:  # noqa: S110 - a closed websocket must not stop a logout
+                    pass
+        return rec
+
+    def add_session(self, user: QlikUser, prefix: str, origin: str,
+                    session_id: str | None = None) -> tuple[SessionRecord, bool]:
+        """Create a session; return it and whether the user is new on this node.
+
+        Raises :class:`TooManySessions` when the user already has the maximum.
+        """
+        now = self._clock()
+        sid = session_id or secrets.token_urlsafe(24)
+        with self.lock:
+            self._sweep(now)
+            active = self._by_user.get(user.key, set())
+            if len(active) >= self.max_sessions_per_user:
+                raise TooManySessions(
+                    f"{user.qualified_name} has too many sessions active in parallel "
+                    f"(limit {self.max_sessions_per_user}).")
+            rec = SessionRecord(sid, user, prefix, origin, now, now)
+            self._sessions[sid] = rec
+            self._by_user.setdefault(user.key, set()).add(sid)
+            return rec, not active
+
+    def session(self, session_id: str, prefix: str | None = None, *, touch: bool = False) -> SessionRecord | None:
+        """The live session ``session_id`` (on ``prefix`` when given), or None."""
+        now = self._clock()
+        with self.lock:
+            rec = self._sessions.get(session_id)
+            if rec is None:
+                return None
+            if now - rec.last_seen > self.session_timeout:
+                self._end(session_id)
+                return None
+            if prefix is not None and rec.prefix != prefix:
+                return None
+            if touch:
+                rec.last_seen = now
+            return rec
+
+    def end_session(self, session_id: str, prefix: str | None = None) -> tuple[SessionRecord, bool] | None:
+        """End a session; return it and whether it was the user's last one, or None."""
+        with self.lock:
+            rec = self.session(session_id, prefix)
+            if rec is None:
+                return None
+            self._end(session_id)
+            return rec, rec.user.key not in self._by_user
+
+    def sessions(self, prefix: str | None = None, user: QlikUser | None = None) -> list[SessionRecord]:
+        """Live sessions, filtered by virtual proxy prefix and/or user (case-insensitive)."""
+        now = self._clock()
+        with self.lock:
+            self._sweep(now)
+            if user is not None:
+                recs = [self._sessions[s] for s in self._by_user.get(user.key, ())]
+            else:
+                recs = list(self._sessions.values())
+            recs = [r for r in recs if now - r.last_seen <= self.session_timeout]
+            if prefix is not None:
+                recs = [r for r in recs if r.prefix == prefix]
+            return sorted(recs, key=lambda r: r.created)
+
+    def end_user(self, user: QlikUser, prefix: str | None = None) -> list[SessionRecord]:
+        """End every session of ``user`` (on ``prefix`` when given); return them."""
+        with self.lock:
+            recs = self.sessions(prefix, user)
+            for r in recs:
+                self._end(r.session_id)
+            return recs
+
+    # -- header log -------------------------------------------------------------------
+    def record_header(self, rec: HeaderRecord) -> None:
+        """Append to :attr:`header_log`."""
+        with self.lock:
+            self.header_log.append(rec)
+
+    def header_log_for(self, prefix: str) -> list[HeaderRecord]:
+        """The header log entries of one virtual proxy."""
+        with self.lock:
+            return [r for r in self.header_log if r.prefix == prefix]
+
+    def clear(self) -> None:
+        """Forget tickets, sessions, targets and the header log (counters are kept)."""
+        with self.lock:
+            for sid in list(self._sessions):
+                self._end(sid)
+            self._tickets.clear()
+            self._targets.clear()
+            self.header_log.clear()
