@@ -1,0 +1,108 @@
+"""The portal of the header-authentication example: it decides who, nginx injects it.
+
+A plain Flask portal with its own login (CSRF token, session cleared at sign-in) and
+``flask_qlikauth``, whose ``/qlik/header-auth`` endpoint answers nginx's ``auth_request``:
+200 with ``X-Qlik-Header-Value: <user id>`` for a signed-in user, 401 otherwise. The portal
+never reads an identity from a request header, and listens on loopback only: browsers reach
+Qlik through nginx, and nginx reaches this portal.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, abort, redirect, render_template, request, session, url_for
+from werkzeug.security import check_password_hash, generate_password_hash
+
+try:
+    from flask_qlikauth import QlikAuth
+except ImportError:  # running from a checkout without an editable install
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "integrations"))
+    from flask_qlikauth import QlikAuth
+
+from qlikauth.exceptions import RedirectError
+from qlikauth.identity import QlikUser
+
+USER_DIRECTORY = "PORTAL"
+DEMO_USERS = {"alice": "Alice Andersen", "bob": "Bob Berg", "carol": "Carol Christensen"}
+DEMO_PASSWORD = "demo"  # noqa: S105 - demo users only
+_HASHES = {name: generate_password_hash(DEMO_PASSWORD) for name in DEMO_USERS}
+
+qlikauth = QlikAuth()
+
+
+@qlikauth.user_loader
+def load_qlik_user() -> QlikUser | None:
+    """Who is signed in to the portal, as the header virtual proxy should see them."""
+    name = session.get("user")
+    return QlikUser(USER_DIRECTORY, name) if name in DEMO_USERS else None
+
+
+def _csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def _check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        abort(400, "The form expired; go back and try again.")
+
+
+def create_app(settings: Mapping[str, Any]) -> Flask:
+    """The portal; ``settings`` are QLIKAUTH_* keys (HUB_URL is the hub *through nginx*)."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=os.environ.get("PORTAL_SECRET_KEY") or secrets.token_hex(32),
+        SESSION_COOKIE_NAME="portal_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        QLIKAUTH_HEADER_NAME="X-Portal-User",
+        QLIKAUTH_HEADER_USER_DIRECTORY=USER_DIRECTORY,
+        QLIKAUTH_LOGIN_URL="/login",
+    )
+    app.config.update(settings)
+    qlikauth.init_app(app)
+    app.jinja_env.globals["csrf_token"] = _csrf_token
+
+    def safe_next(value: str | None) -> str:
+        # Back to the hub through nginx (an allowed absolute URL) or a path on this portal.
+        if value and not value.startswith("/"):
+            try:
+                return qlikauth.runtime.hub_policy.check(value)
+            except RedirectError:
+                return url_for("home")
+        return qlikauth.runtime.local_redirect(value, url_for("home"))
+
+    @app.get("/")
+    def home() -> str:
+        return render_template("home.html", user=load_qlik_user(), hub_url=app.config["QLIKAUTH_HUB_URL"])
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        next_url = safe_next(request.values.get("next"))
+        error = None
+        if request.method == "POST":
+            _check_csrf()
+            name = request.form.get("username", "").strip().lower()
+            if name in _HASHES and check_password_hash(_HASHES[name], request.form.get("password", "")):
+                session.clear()  # against session fixation
+                session["user"] = name
+                session["csrf"] = secrets.token_urlsafe(24)
+                return redirect(next_url)
+            error = "Unknown user or wrong password."
+        return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
+                               demo_password=DEMO_PASSWORD), (401 if error else 200)
+
+    @app.post("/logout")
+    def logout() -> Any:
+        _check_csrf()
+        session.clear()  # nginx asks on every request: the next one is already anonymous
+        return redirect(url_for("login"))
+
+    return app
