@@ -187,7 +187,7 @@ class Hub:
         if "application/json" in (req.header("Accept") or ""):
             return Response.json(status, {"error": title, "message": message}, headers=headers or [])
         return Response.html(status, _page(title, f"<h1>{html.escape(title)}</h1><p id=\"message\">"
-                                                  f"{html.escape(message)}</p>"), headers=headers or [])
+                                                  f"{html.escape(message, quote=False)}</p>"), headers=headers or [])
 
     # -- ticket ---------------------------------------------------------------------------
     def _redeem(self, req: Request, conn: Connection, vp: VirtualProxy, ticket: str, host: str) -> Response:
