@@ -10,7 +10,7 @@ starts three things on loopback:
   header ``X-Portal-User``) that records the identity every request carried;
 * nginx with the configuration ``qlikauth nginx-config`` generates (https://localhost:8443,
   a certificate issued from the emulator's root CA; trust ``root.pem`` or click through);
-* the portal (http://localhost:5000, ``examples/header_proxy/portal.py``) whose
+* the portal (http://localhost:5000, ``examples/header_proxy/header_portal.py``) whose
   ``/qlik/header-auth`` tells nginx who the browser is.
 
 Sign in at http://localhost:5000/ (alice / demo), then open https://localhost:8443/hdr/hub/.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from portal import create_app  # noqa: E402
+from header_portal import create_app  # noqa: E402
 
 from qlikauth.certgen import issue_server_certificate  # noqa: E402
 from qlikauth.emulator import Emulator, VirtualProxy  # noqa: E402
