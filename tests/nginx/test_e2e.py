@@ -98,7 +98,7 @@ def test_browser_flow_login_redirect_and_back_to_the_hub(stack):
 def test_hub_requests_carry_exactly_the_signed_in_user(stack):
     for user in ("alice", "bob"):
         s = _sign_in(stack, user)
-        for i in range(2):
+        for _ in range(2):
             m = _mark(stack)
             r = s.get(stack.hub_url, timeout=5)
             assert r.status_code == 200
