@@ -116,7 +116,7 @@ def _compile_pattern(pattern: str, prefix: str) -> re.Pattern[str]:
         raise ConfigurationError(
             f"virtual proxy {prefix!r}: header_pattern {pattern!r} must contain $ud and $id once each "
             "(e.g. '$ud\\\\$id').")
-    out = []
+    out: list[str] = []
     for piece in re.split(r"(\$ud|\$id)", pattern):
         if piece == "$ud":
             out.append("(?P<ud>.+?)" if not out or "(?P<id>" not in "".join(out) else "(?P<ud>.+)")

@@ -98,8 +98,8 @@ class QpsApi:
             if req.method in ("GET", "HEAD"):
                 return Response.json(200, [s.to_qps() for s in self.state.sessions(prefix, user)])
             if req.method == "DELETE":
-                ended = self.state.end_user(user, prefix)
-                return Response.json(200, [s.to_qps() for s in ended])
+                removed = self.state.end_user(user, prefix)
+                return Response.json(200, [s.to_qps() for s in removed])
             return _not_allowed("GET, DELETE")
         return Response.text(404, "Not found: no such QPS endpoint.\n")
 

@@ -11,8 +11,8 @@ import pytest
 import websocket  # websocket-client
 from emu_helpers import browser_session, call, ticket
 
-from qlikauth.exceptions import ConfigurationError
 from qlikauth.emulator import Emulator, VirtualProxy
+from qlikauth.exceptions import ConfigurationError
 
 MODULE = "https://portal.example/qlik/module"
 
@@ -200,8 +200,8 @@ def test_websocket_handshake_greeting_echo_and_ping(emu, api, certs):
         ws.send("héllo " * 20000)  # > 64 KiB: the 64-bit length form
         assert ws.recv() == "héllo " * 20000
         ws.ping(b"p1")
-        op, data = ws.recv_data_frame(True)[0], None
-        assert op == websocket.ABNF.OPCODE_PONG
+        op, pong = ws.recv_data_frame(True)
+        assert op == websocket.ABNF.OPCODE_PONG and pong.data == b"p1"
         ws.send_binary(b"\x00\x01")
         assert ws.recv() == b"\x00\x01"
     finally:

@@ -8,12 +8,10 @@ import time
 import uuid
 
 import pytest
-import requests
+from emu_helpers import api_session, call, ticket, xrf
 
 from qlikauth.certgen import generate_certificates
 from qlikauth.emulator import Emulator, VirtualProxy
-
-from emu_helpers import api_session, call, ticket, xrf
 
 XSRF = "XSRF prevention check failed. Possible XSRF discovered."
 USER = {"UserDirectory": "ACME", "UserId": "jdoe"}
