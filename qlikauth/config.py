@@ -269,7 +269,7 @@ class QlikAuthRuntime:
 
     def __init__(self, config: QlikAuthConfig) -> None:
         self.config = config
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # authenticators make the client inside their own _once
         self._qps: QpsClient | None = None
         self._ticket: TicketAuthenticator | None = None
         self._session: SessionAuthenticator | None = None

@@ -56,7 +56,7 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict
         return False
     runtime = get_runtime()
     session = request.session
-    uid = f"{type(user).__name__}:{user.pk}"
+    uid = f"{user._meta.label_lower}:{user.pk}"  # not type(): request.user is a lazy proxy
     remembered = session.get(SESSION_KEY)
     now = time.time()
     if remembered and remembered.get("uid") == uid:
