@@ -41,6 +41,7 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _TARGET = re.compile(rb"(?:/[\x21-\x7e]*|\*)\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class HttpError(Exception):
@@ -208,7 +209,7 @@ class Connection:
             if not colon or not _TOKEN.match(name):
                 raise HttpError(400, "Malformed header line.")
             value = value.strip(b" \t")
-            if any(c < 0x20 and c != 0x09 or c == 0x7F for c in value):
+            if _CONTROL.search(value):
                 raise HttpError(400, "Control character in a header value.")
             headers.append((name.decode("ascii"), value.decode("latin-1")))
         req = Request(method.decode("ascii"), target.decode("ascii"), version.decode("ascii"),
