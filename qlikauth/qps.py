@@ -182,6 +182,13 @@ def _tls_problem(exc: BaseException, node: str) -> str | None:
                 "exported from this site's QMC; a certificate from another site or one re-issued "
                 "since is not trusted."
             )
+    if "eof occurred in violation of protocol" in text or "unexpected eof" in text:
+        # TLS 1.3 servers that reject a client certificate often just close the connection.
+        return (
+            f"{node} closed the connection during the TLS handshake: it most likely refused our "
+            "client certificate. Use client.pem/client_key.pem exported from this site's QMC (or "
+            "check the URL is the QPS API port, 4243)."
+        )
     if any(isinstance(e, requests.exceptions.SSLError) for e in _walk(exc)) or "ssl" in text and "wrong version" in text:
         return f"the TLS handshake with {node} failed; check the URL points at the QPS API port (4243) over https."
     return None

@@ -51,12 +51,20 @@ def node2(cert_dir):
         yield emu
 
 
-@pytest.fixture
-def hub(cert_dir):
-    """A browser stand-in that verifies the hub against root.pem."""
+def _browser(cert_dir) -> requests.Session:
+    """A browser stand-in that verifies the hub against root.pem.
+
+    trust_env is off because requests lets $REQUESTS_CA_BUNDLE override Session.verify.
+    """
     s = requests.Session()
     s.verify = str(cert_dir / "root.pem")
     s.trust_env = False
+    return s
+
+
+@pytest.fixture
+def hub(cert_dir):
+    s = _browser(cert_dir)
     yield s
     s.close()
 
@@ -77,8 +85,7 @@ def test_ticket_redeemed_at_the_hub_with_attributes(node1, cert_dir, hub):
     assert seen["userDirectory"] == "ACME" and seen["userId"] == "jdoe"
     assert seen["attributes"] == [{"group": "Sales"}, {"group": "Finance"}, {"email": ""}]
     # single use: the same ticket URL signs nobody in a second time
-    fresh = requests.Session()
-    fresh.verify = str(cert_dir / "root.pem")
+    fresh = _browser(cert_dir)
     again = fresh.get(redirect.location, allow_redirects=False)
     assert again.status_code == 403
     assert not any(c.name.startswith("X-Qlik-Session") for c in fresh.cookies)
@@ -108,8 +115,7 @@ def test_ticket_only_redeems_on_its_node(node1, node2, cert_dir):
     with QpsClient([node1.qps_url, node2.qps_url], cert_dir, virtual_proxy="portal") as qps:
         t = qps.request_ticket(USER)
     assert t.node == node1.qps_url
-    s = requests.Session()
-    s.verify = str(cert_dir / "root.pem")
+    s = _browser(cert_dir)
     r = s.get(f"{node2.hub_url_for('portal')}?qlikTicket={t.ticket}", allow_redirects=False)
     assert r.status_code == 403
 
@@ -136,11 +142,12 @@ def test_session_cookie_signs_the_browser_in(node1, cert_dir, hub):
     with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
         auth = SessionAuthenticator(qps, cookie_domain=None)
         cookie = auth.login(QlikUser("ACME", "cookie-user", [("group", "G")]))
-        hub.cookies.set(cookie.name, cookie.value, domain="localhost", path="/")
-        r = hub.get(node1.hub_url_for("portal"), headers={"Accept": "application/json"})
+        # (requests' cookie jar will not send a Domain=localhost cookie: send it as a browser would)
+        sent = {"Cookie": f"{cookie.name}={cookie.value}", "Accept": "application/json"}
+        r = hub.get(node1.hub_url_for("portal"), headers=sent)
         assert r.status_code == 200 and r.json()["userId"] == "cookie-user"
         auth.logout(cookie.value)
-        r = hub.get(f"{node1.hub_url}/portal/qps/user")
+        r = hub.get(f"{node1.hub_url}/portal/qps/user", headers={"Cookie": sent["Cookie"]})
         assert r.json() == {"session": "inactive"}
 
 
