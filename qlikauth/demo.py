@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import html
 import signal
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,8 +34,8 @@ DEMO_USERS: dict[str, QlikUser] = {
 class DemoPortal:
     """A tiny portal on ``http://localhost:PORT``; the demo's stand-in for a real one."""
 
-    def __init__(self, auth: TicketAuthenticator, port: int = 8080, bind: str = "127.0.0.1") -> None:
-        self.auth = auth
+    def __init__(self, auth: TicketAuthenticator | None, port: int = 8080, bind: str = "127.0.0.1") -> None:
+        self.auth = auth  # set before serving; None while the emulator is being started
         portal = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,6 +56,7 @@ class DemoPortal:
             def do_GET(self) -> None:  # noqa: N802
                 url = urlsplit(self.path)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                assert portal.auth is not None
                 try:
                     if url.path == "/":
                         self._send(200, portal.page(q))
@@ -108,12 +110,16 @@ def run_demo(args: argparse.Namespace) -> int:
     certs = state / "certs"
     if not (certs / "root.pem").exists():
         generate_certificates(certs, ["localhost", "127.0.0.1"])
-    portal_port = args.port
-    vp = VirtualProxy("portal", method="ticket", module_uri=f"http://localhost:{portal_port}/module")
+    try:
+        portal = DemoPortal(None, port=args.port)
+    except OSError as exc:
+        print(f"qlikauth: error: cannot listen on port {args.port} ({exc.strerror}); pass --port.",
+              file=sys.stderr)
+        return 1
+    vp = VirtualProxy("portal", method="ticket", module_uri=f"{portal.url}module")
     with Emulator(certs_dir=certs, host="localhost", virtual_proxies=[vp]) as emu:
         qps = QpsClient(emu.qps_url, certs, virtual_proxy="portal")
-        auth = TicketAuthenticator(qps, hub_url=emu.hub_url_for("portal"))
-        portal = DemoPortal(auth, port=portal_port)
+        portal.auth = TicketAuthenticator(qps, hub_url=emu.hub_url_for("portal"))
         thread = threading.Thread(target=portal.serve_forever, daemon=True)
         thread.start()
         print(f"qlikauth demo running\n"
