@@ -1,0 +1,373 @@
+#!/usr/bin/env python
+"""Every qlikauth benchmark in one command: ``.venv/bin/python bench/run.py [--quick] [--json FILE]``.
+
+The machine is shared and noisy, so every headline figure is a *ratio measured side by side*:
+contenders run interleaved in rounds (A, B, C, A, B, C, ...) for the same time slice each, and
+the figure is the median of the per-round ratios. Absolute numbers are printed for context.
+The emulator always runs in its own process (never a thread here: the GIL would make server
+and client compete). Everything binds 127.0.0.1; every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(HERE), str(ROOT), str(ROOT / "integrations")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _procs import EmulatorProcess, memory_worker, rss_kib  # noqa: E402
+
+FIXED_XRF = "abcdefghijklmnop"  # what the community scripts send; the SDK makes a fresh one per call
+
+
+# -- measuring helpers -------------------------------------------------------------------
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+class Contender:
+    """One way of doing the thing: ``call()`` once; ``setup``/``teardown`` around all rounds."""
+
+    def __init__(self, name: str, make: Callable[[], Callable[[], Any]], close: Callable[[], None] | None = None):
+        self.name = name
+        self.make = make
+        self.close = close or (lambda: None)
+        self.rates: list[float] = []
+        self.latencies: list[float] = []
+        self.calls = 0
+
+
+def run_slice(call_factories: list[Callable[[], Any]], seconds: float, min_calls: int) -> tuple[int, float, list[float]]:
+    """Run one call function per thread for ``seconds`` (at least ``min_calls`` per thread)."""
+    lats: list[list[float]] = [[] for _ in call_factories]
+    counts = [0] * len(call_factories)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(call_factories) + 1)
+    deadline = [0.0]
+
+    def worker(i: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        pc = time.perf_counter
+        my = lats[i]
+        n = 0
+        try:
+            while True:
+                t0 = pc()
+                call()
+                t1 = pc()
+                my.append(t1 - t0)
+                n += 1
+                if t1 >= deadline[0] and n >= min_calls:
+                    break
+        except BaseException as exc:  # surfaced after the slice
+            errors.append(exc)
+        counts[i] = n
+
+    if len(call_factories) == 1:
+        deadline[0] = time.perf_counter() + seconds
+        barrier = threading.Barrier(1)
+        t0 = time.perf_counter()
+        worker(0, call_factories[0])
+        wall = time.perf_counter() - t0
+    else:
+        ts = [threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(call_factories)]
+        for t in ts:
+            t.start()
+        deadline[0] = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        barrier.wait()
+        for t in ts:
+            t.join()
+        wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return sum(counts), wall, [x for lst in lats for x in lst]
+
+
+def interleave(contenders: list[Contender], rounds: int, seconds: float, threads: int,
+               min_calls: int = 3) -> None:
+    """Rounds of A, B, C, ... each for ``seconds``; rates and latencies go on the contenders."""
+    calls = {c.name: [c.make() for _ in range(threads)] for c in contenders}
+    for c in contenders:  # warm-up: connections open, imports done
+        for f in calls[c.name]:
+            f()
+    for r in range(rounds):
+        order = contenders if r % 2 == 0 else list(reversed(contenders))
+        for c in order:
+            n, wall, lats = run_slice(calls[c.name], seconds, min_calls)
+            c.rates.append(n / wall)
+            c.latencies.extend(lats)
+            c.calls += n
+
+
+def ratio(a: Contender, b: Contender) -> float:
+    """Median over rounds of a's rate / b's rate (rounds are aligned)."""
+    return statistics.median(x / y for x, y in zip(a.rates, b.rates, strict=True))
+
+
+def summary(c: Contender) -> dict[str, Any]:
+    return {"per_s_median": round(statistics.median(c.rates), 1), "p50_ms": round(pct(c.latencies, 50) * 1000, 3),
+            "p99_ms": round(pct(c.latencies, 99) * 1000, 3), "calls": c.calls,
+            "per_s_rounds": [round(x, 1) for x in c.rates]}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- 1. ticket requests --------------------------------------------------------------------
+def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
+    import http.client
+
+    import requests
+    import urllib3
+
+    from qlikauth import Certificates, QlikUser, QpsClient
+
+    out: dict[str, Any] = {}
+    with EmulatorProcess() as emu:
+        certs = Certificates.from_dir(emu.certs_dir)
+        user = QlikUser("BENCH", "jdoe", [("group", "Sales"), ("group", "Finance")])
+        body = json.dumps(user.to_qps()).encode()
+        host, port = "localhost", int(emu.qps_url.rsplit(":", 1)[1])
+        url = f"{emu.qps_url}/qps/ticket?xrfkey={FIXED_XRF}"
+        path = f"/qps/ticket?xrfkey={FIXED_XRF}"
+        cert = (str(emu.certs_dir / "client.pem"), str(emu.certs_dir / "client_key.pem"))
+        root = str(emu.certs_dir / "root.pem")
+        headers = {"X-Qlik-Xrfkey": FIXED_XRF, "Content-Type": "application/json", "Accept": "application/json",
+                   "Content-Length": str(len(body))}
+
+        for mode, threads in (("sequential", 1), ("concurrent", args.threads)):
+            clients: list[Any] = []
+            client = QpsClient(emu.qps_url, certs, pool_maxsize=threads)
+            clients.append(client)
+
+            def make_sdk() -> Callable[[], Any]:
+                return lambda: client.request_ticket(user)
+
+            def make_per_request() -> Callable[[], Any]:
+                # The community-script pattern: a new requests.post (new TLS handshake) per ticket.
+                def call() -> Any:
+                    r = requests.post(url, json=user.to_qps(), headers={"X-Qlik-Xrfkey": FIXED_XRF},
+                                      cert=cert, verify=root, timeout=10)
+                    r.raise_for_status()
+                    return r.json()["Ticket"]
+                return call
+
+            def make_floor() -> Callable[[], Any]:
+                # The floor: one persistent http.client connection, the same SSL context, no SDK.
+                conn = http.client.HTTPSConnection(host, port, context=certs.client_ssl_context(), timeout=10)
+                clients.append(conn)
+
+                def call() -> Any:
+                    conn.request("POST", path, body, headers)
+                    r = conn.getresponse()
+                    data = r.read()
+                    if r.status != 201:
+                        raise RuntimeError(f"floor: {r.status}")
+                    return json.loads(data)["Ticket"]
+                return call
+
+            pool = urllib3.HTTPSConnectionPool(host, port, ssl_context=certs.client_ssl_context(),
+                                               maxsize=threads, block=True, retries=False)
+            clients.append(pool)
+
+            def make_urllib3() -> Callable[[], Any]:
+                def call() -> Any:
+                    r = pool.urlopen("POST", path, body=body, headers=headers, redirect=False)
+                    if r.status != 201:
+                        raise RuntimeError(f"urllib3: {r.status}")
+                    return json.loads(r.data)["Ticket"]
+                return call
+
+            cs = [Contender("qlikauth QpsClient", make_sdk), Contender("requests.post per ticket", make_per_request),
+                  Contender("floor: bare http.client", make_floor), Contender("urllib3 pool (context)", make_urllib3)]
+            before = emu.stats()
+            log(f"tickets {mode}: {args.rounds} rounds x {len(cs)} contenders x {args.slice:g}s, {threads} thread(s)")
+            interleave(cs, args.rounds, args.slice, threads)
+            after = emu.stats()
+            for c in clients:
+                c.close()
+            sdk, per, floor, u3 = cs
+            out[mode] = {
+                "threads": threads,
+                "ratio_vs_per_request": round(ratio(sdk, per), 2),
+                "ratio_vs_floor": round(ratio(sdk, floor), 2),
+                "urllib3_vs_floor": round(ratio(u3, floor), 2),
+                "contenders": {c.name: summary(c) for c in cs},
+                "emulator_qps_requests": after["qps_requests"] - before["qps_requests"],
+                "emulator_connections": after["connections_accepted"] - before["connections_accepted"],
+            }
+    return out
+
+
+# -- 4. memory ------------------------------------------------------------------------------
+def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing as mp
+
+    ttl = 1.0
+    checkpoints = [args.mem_small, args.mem_large]
+    out: dict[str, Any] = {"ticket_ttl_s": ttl, "checkpoints": []}
+    with EmulatorProcess(ticket_ttl=ttl) as emu:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=memory_worker, args=(child, emu.qps_url, str(emu.certs_dir), checkpoints, 4),
+                           daemon=True)
+        log(f"memory: {checkpoints[-1]} tickets (ttl {ttl:g}s) with 4 threads")
+        proc.start()
+        child.close()
+        try:
+            base_emu = emu.stats()
+            while True:
+                if not parent.poll(600):
+                    raise RuntimeError("memory worker stalled")
+                msg = parent.recv()
+                if msg == "done":
+                    break
+                st = emu.stats()
+                out["checkpoints"].append({
+                    "tickets": msg["tickets"], "seconds": round(msg["seconds"], 2),
+                    "client_rss_mib": round(msg["rss_kib"] / 1024, 1), "client_peak_mib": round(msg["hwm_kib"] / 1024, 1),
+                    "emulator_rss_mib": round(st["rss_kib"] / 1024, 1), "emulator_peak_mib": round(st["hwm_kib"] / 1024, 1),
+                    "emulator_outstanding_tickets": st["outstanding_tickets"],
+                    "emulator_connections": st["connections_accepted"] - base_emu["connections_accepted"],
+                })
+        finally:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            parent.close()
+    a, b = out["checkpoints"][0], out["checkpoints"][-1]
+    out["client_peak_growth_mib"] = round(b["client_peak_mib"] - a["client_peak_mib"], 1)
+    out["emulator_peak_growth_mib"] = round(b["emulator_peak_mib"] - a["emulator_peak_mib"], 1)
+    return out
+
+
+# -- 5. JWT ---------------------------------------------------------------------------------
+def bench_jwt(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import qlikauth.authenticators.jwt  # noqa: F401
+    except ImportError:
+        return {"status": "not yet", "reason": "JWT minting (the bridges issue) has not landed in qlikauth."}
+    return {"status": "not yet", "reason": "qlikauth.authenticators.jwt exists but this benchmark is not written yet."}
+
+
+# -- report ---------------------------------------------------------------------------------
+def table(results: dict[str, Any]) -> str:
+    rows = ["| Benchmark | Ratio (median of rounds) | Target | Context (absolute, this run) |",
+            "|---|---|---|---|"]
+    t = results.get("tickets")
+    if t:
+        for mode in ("sequential", "concurrent"):
+            m = t[mode]
+            c = m["contenders"]
+            sdk, per, floor = c["qlikauth QpsClient"], c["requests.post per ticket"], c["floor: bare http.client"]
+            ctx = (f"qlikauth {sdk['per_s_median']:.0f}/s (p50 {sdk['p50_ms']:.2f} ms, p99 {sdk['p99_ms']:.2f} ms); "
+                   f"per-request {per['per_s_median']:.0f}/s (p50 {per['p50_ms']:.2f}, p99 {per['p99_ms']:.2f}); "
+                   f"floor {floor['per_s_median']:.0f}/s (p50 {floor['p50_ms']:.2f}, p99 {floor['p99_ms']:.2f}); "
+                   f"urllib3 {c['urllib3 pool (context)']['per_s_median']:.0f}/s")
+            rows.append(f"| Tickets, {mode} ({m['threads']} thr): qlikauth / requests.post per ticket | "
+                        f"**{m['ratio_vs_per_request']:.2f}x** | >= 5x | {ctx} |")
+            rows.append(f"| Tickets, {mode}: qlikauth / bare http.client floor | **{m['ratio_vs_floor']:.2f}x** | "
+                        f">= 0.6x | urllib3 pool / floor {m['urllib3_vs_floor']:.2f}x; QPS connections opened by "
+                        f"the run: {m['emulator_connections']} |")
+    pv = results.get("page_views")
+    if pv:
+        for fw in ("flask", "django"):
+            if fw in pv:
+                m = pv[fw]
+                rows.append(f"| Page view, {fw}: with qlikauth / without (time per view) | **{m['time_ratio']:.3f}x** "
+                            f"({m['overhead_pct']:+.1f}%) | <= 1.05x, 0 QPS calls | with {m['with']['per_s_median']:.0f}/s, "
+                            f"without {m['without']['per_s_median']:.0f}/s; QPS calls during {m['views_with']} views: "
+                            f"{m['qps_calls_during_views']} |")
+    s = results.get("storm")
+    if s:
+        rows.append(f"| Sign-in storm: {s['users']} users at once, Flask portal on gunicorn | "
+                    f"{s['sign_ins_per_s']:.0f} sign-ins/s | all distinct, no mix-ups | p50 {s['p50_ms']:.0f} ms, "
+                    f"p99 {s['p99_ms']:.0f} ms; mix-ups {s['mixups']}, distinct tickets {s['distinct_tickets']}, "
+                    f"hub identity ok {s['hub_identity_ok']} |")
+    mem = results.get("memory")
+    if mem:
+        a, b = mem["checkpoints"][0], mem["checkpoints"][-1]
+        rows.append(f"| Memory: {a['tickets']:,} -> {b['tickets']:,} tickets (ttl {mem['ticket_ttl_s']:g}s) | "
+                    f"peak RSS growth: client {mem['client_peak_growth_mib']:+.1f} MiB, emulator "
+                    f"{mem['emulator_peak_growth_mib']:+.1f} MiB | flat | client peak {a['client_peak_mib']} -> "
+                    f"{b['client_peak_mib']} MiB, emulator peak {a['emulator_peak_mib']} -> {b['emulator_peak_mib']} MiB; "
+                    f"outstanding tickets {b['emulator_outstanding_tickets']} |")
+    j = results.get("jwt")
+    if j:
+        rows.append(f"| JWT minting RS256 (and ES256) | {j['status']} | - | {j['reason']} |")
+    return "\n".join(rows)
+
+
+SECTIONS = ("tickets", "page_views", "storm", "memory", "jwt")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run (seconds, not minutes)")
+    ap.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    args.rounds = 2 if quick else 9
+    args.slice = 0.15 if quick else 0.6
+    args.threads = 4 if quick else 8
+    args.mem_small, args.mem_large = (500, 2000) if quick else (10_000, 100_000)
+    args.storm_users = 20 if quick else 200
+    args.views = 30 if quick else 400
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    for s in wanted:
+        if s not in SECTIONS:
+            ap.error(f"unknown section {s!r}")
+    results: dict[str, Any] = {
+        "quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "method": "contenders interleaved in rounds; figure = median of per-round ratios",
+    }
+    funcs: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+        "tickets": bench_tickets, "memory": bench_memory, "jwt": bench_jwt,
+    }
+    try:
+        from bench_web import bench_page_views, bench_storm
+        funcs["page_views"] = bench_page_views
+        funcs["storm"] = bench_storm
+    except ImportError as exc:  # pragma: no cover
+        log(f"web benchmarks unavailable: {exc}")
+    started = time.perf_counter()
+    for s in wanted:
+        if s in funcs:
+            t0 = time.perf_counter()
+            results[s] = funcs[s](args)
+            log(f"  {s} done in {time.perf_counter() - t0:.1f}s")
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["bench_process_rss_mib"] = round(rss_kib()["rss_kib"] / 1024, 1)
+    md = table(results)
+    results["table_markdown"] = md
+    print(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
