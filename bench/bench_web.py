@@ -1,0 +1,313 @@
+"""Web benchmarks: page views with and without qlikauth (Flask, Django) and the sign-in storm.
+
+The example portals are used as they ship; the benchmark only adds what they lack for a
+measurement (bench users for the storm, see ``storm_app.py``; a no-qlikauth twin of the
+Flask portal, below), without editing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _procs import EmulatorProcess
+from run import Contender, interleave, log, pct, ratio, summary
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FLASK_APP = ROOT / "examples" / "flask_portal" / "app.py"
+DJANGO_DIR = ROOT / "examples" / "django_portal"
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _wsgi_caller(app: Any, environ: dict[str, Any], expect: int = 200) -> Any:
+    status_box: list[str] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        status_box.append(status)
+        return lambda data: None
+
+    def call() -> bytes:
+        status_box.clear()
+        it = app(dict(environ), start_response)
+        try:
+            body = b"".join(it)
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+        if not status_box or not status_box[0].startswith(str(expect)):
+            raise RuntimeError(f"page view answered {status_box[:1]}: {body[:200]!r}")
+        return body
+    return call
+
+
+# -- 2. page views ----------------------------------------------------------------------------
+def _flask_apps(settings: dict[str, str]) -> tuple[Any, Any]:
+    """The Flask portal as shipped, and a twin without the extension (same views, templates)."""
+    from flask import Blueprint, session
+
+    from qlikauth.identity import QlikUser
+
+    with_mod = _load(FLASK_APP, "bench_flask_portal_with")
+    app_with = with_mod.create_app(settings)
+
+    without_mod = _load(FLASK_APP, "bench_flask_portal_without")
+
+    def init_without(app: Any) -> None:
+        # The templates link to the extension's endpoints; keep those names, no extension.
+        bp = Blueprint("qlikauth", "bench_stub")
+        for ep in ("login", "module", "logout", "header_auth"):
+            bp.add_url_rule(f"/{ep}", ep, lambda: ("", 204))
+        app.register_blueprint(bp, url_prefix="/qlik")
+
+    def load_user_without() -> QlikUser | None:
+        name = session.get("user")
+        if name not in without_mod.DEMO_USERS:
+            return None
+        return QlikUser("PORTAL", name, [("group", g) for g in without_mod.DEMO_USERS[name]["groups"]])
+
+    from qlikauth.config import QlikAuthRuntime
+
+    class _NoExtension:
+        """Stands in for the extension object: the portal's own helpers, no qlikauth state."""
+
+        class runtime:  # noqa: N801 - mirrors the attribute the portal reads
+            local_redirect = staticmethod(QlikAuthRuntime.local_redirect)
+
+        init_app = staticmethod(init_without)
+
+        @staticmethod
+        def end_sessions(response: Any = None, user: Any = None) -> Any:
+            return response
+
+    without_mod.qlikauth = _NoExtension()
+    without_mod.load_qlik_user = load_user_without
+    app_without = without_mod.create_app(settings)
+    return app_with, app_without
+
+
+def _flask_signed_in_environ(app: Any) -> dict[str, Any]:
+    from werkzeug.test import EnvironBuilder
+
+    client = app.test_client()
+    page = client.get("/login?next=/").get_data(as_text=True)
+    csrf = _CSRF.search(page).group(1)  # type: ignore[union-attr]
+    r = client.post("/login", data={"csrf": csrf, "next": "/", "username": "alice", "password": "demo"})
+    assert r.status_code == 302, r.status_code
+    cookie = client.get_cookie("portal_session")
+    assert cookie is not None
+    return EnvironBuilder(base_url="http://localhost:5000", path="/",
+                          headers={"Cookie": f"portal_session={cookie.value}"}).get_environ()
+
+
+def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
+    os.environ.update(settings)
+    os.environ.setdefault("PORTAL_DB", str(Path(tempfile.mkdtemp(prefix="bench-django-")) / "db.sqlite3"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    for p in (str(DJANGO_DIR), str(ROOT / "integrations")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    import django
+
+    django.setup()
+    from django.conf import settings as dj
+    from django.contrib.auth.models import User
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import Client
+    from werkzeug.test import EnvironBuilder
+
+    run_mod = _load(DJANGO_DIR / "run.py", "bench_django_run")
+    run_mod.setup_database()
+    with_handler = WSGIHandler()
+    full = list(dj.MIDDLEWARE)
+    dj.MIDDLEWARE = [m for m in full if "qlikauth" not in m]
+    without_handler = WSGIHandler()
+    dj.MIDDLEWARE = full
+    client = Client()
+    client.force_login(User.objects.get(username="alice"))
+    sid = client.cookies[dj.SESSION_COOKIE_NAME].value
+    environ = EnvironBuilder(base_url="http://localhost:8000", path="/mashup/",
+                             headers={"Cookie": f"{dj.SESSION_COOKIE_NAME}={sid}"}).get_environ()
+    return with_handler, without_handler, environ
+
+
+def _page_view_pair(name: str, app_with: Any, app_without: Any, environ: dict[str, Any],
+                    emu: EmulatorProcess, args: argparse.Namespace) -> dict[str, Any]:
+    call_with = _wsgi_caller(app_with, environ)
+    call_without = _wsgi_caller(app_without, environ)
+    first = emu.stats()["qps_requests"]
+    for _ in range(5):  # sign-in side effects (a proxy session on the first view) happen here
+        call_with()
+        call_without()
+    before = emu.stats()["qps_requests"]
+    cw = Contender("with qlikauth", lambda: call_with)
+    co = Contender("without qlikauth", lambda: call_without)
+    rounds = args.rounds
+    interleave([cw, co], rounds, args.slice / 2, 1)
+    qps_calls = emu.stats()["qps_requests"] - before
+    time_ratio = ratio(co, cw)  # time per view with / without = rate without / rate with
+    return {"time_ratio": round(time_ratio, 3), "overhead_pct": round((time_ratio - 1) * 100, 1),
+            "with": summary(cw), "without": summary(co), "views_with": cw.calls, "views_without": co.calls,
+            "qps_calls_during_views": qps_calls, "qps_calls_first_views": before - first, "qps_calls_per_view": qps_calls / max(1, cw.calls + co.calls),
+            "zero_qps_calls": qps_calls == 0}
+
+
+def bench_page_views(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    proxies = [{"prefix": "portal", "method": "ticket"}, {"prefix": "mashup", "method": "session"}]
+    with EmulatorProcess(proxies=proxies) as emu:
+        base = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir)}
+        flask_settings = {**base, "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal"}
+        app_with, app_without = _flask_apps(flask_settings)
+        environ = _flask_signed_in_environ(app_with)
+        environ_without = _flask_signed_in_environ(app_without)
+        log("page views: flask")
+        # Each app signs its own cookie (own secret key): give each its own signed-in environ.
+        out["flask"] = _page_view_pair("flask", app_with, _SwapEnviron(app_without, environ_without),
+                                       environ, emu, args)
+        log("page views: django")
+        dj_settings = {**base, "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"], "QLIKAUTH_VIRTUAL_PROXY": "mashup"}
+        h_with, h_without, dj_environ = _django_handlers(dj_settings)
+        out["django"] = _page_view_pair("django", h_with, h_without, dj_environ, emu, args)
+    return out
+
+
+class _SwapEnviron:
+    """Serve with a fixed environ (the one signed for this app), ignoring the caller's."""
+
+    def __init__(self, app: Any, environ: dict[str, Any]) -> None:
+        self.app, self.environ = app, environ
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(dict(self.environ), start_response)
+
+
+# -- 3. sign-in storm ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
+    import requests
+
+    users = args.storm_users
+    port = _free_port()
+    portal = f"http://127.0.0.1:{port}"
+    proxies = [{"prefix": "portal", "method": "ticket", "module_uri": f"{portal}/qlik/module"}]
+    with EmulatorProcess(proxies=proxies) as emu:
+        env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
+               "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
+               "PORTAL_SECRET_KEY": secrets.token_hex(32), "BENCH_USERS": str(users),
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
+        cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning", "--timeout", "60", "storm_app:app"]
+        log(f"storm: gunicorn -w 2 --threads 8 on {portal}, {users} users")
+        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{portal}/login", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                time.sleep(0.2)
+            root = str(emu.certs_dir / "root.pem")
+            before = emu.stats()
+            results: list[dict[str, Any] | None] = [None] * users
+            barrier = threading.Barrier(users + 1)
+
+            def sign_in(i: int) -> None:
+                name = f"bench{i:03d}"
+                res: dict[str, Any] = {"user": name, "ok": False}
+                results[i] = res
+                s = requests.Session()
+                s.trust_env = False
+                try:
+                    page = s.get(f"{portal}/login?next=/qlik/login", timeout=60).text
+                    csrf = _CSRF.search(page).group(1)  # type: ignore[union-attr]
+                finally:
+                    barrier.wait()
+                try:
+                    t0 = time.perf_counter()
+                    r = s.post(f"{portal}/login", data={"csrf": csrf, "next": "/qlik/login", "username": name,
+                                                       "password": "demo"}, allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"login {r.status_code}"
+                    r = s.get(portal + r.headers["Location"] if r.headers["Location"].startswith("/") else r.headers["Location"],
+                              allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"/qlik/login {r.status_code}: {r.text[:200]}"
+                    hub = r.headers["Location"]
+                    m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
+                    res["ticket"] = m.group(1) if m else None
+                    r = s.get(hub, verify=root, allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"hub redeem {r.status_code}"
+                    r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
+                              allow_redirects=False, timeout=60)
+                    assert r.status_code == 200, f"hub {r.status_code}"
+                    res["seconds"] = time.perf_counter() - t0
+                    who = r.json()
+                    res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
+                    res["ok"] = True
+                except Exception as exc:  # counted, reported
+                    res["error"] = f"{type(exc).__name__}: {exc}"
+                finally:
+                    s.close()
+
+            ts = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
+            for t in ts:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter()
+            for t in ts:
+                t.join(120)
+            wall = time.perf_counter() - t0
+            after = emu.stats()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    done = [r for r in results if r and r.get("ok")]
+    errors = [r.get("error") for r in results if r and not r.get("ok")]
+    mixups = sum(1 for r in done if r["hub_user"].lower() != f"portal\\{r['user']}")
+    tickets = [r.get("ticket") for r in done]
+    lat = [r["seconds"] for r in done]
+    return {
+        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
+        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
+        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
+        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0,
+        "mixups": mixups, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
+        "hub_identity_ok": mixups == 0 and len(done) == users,
+        "qps_requests": after["qps_requests"] - before["qps_requests"],
+        "tickets_redeemed": after["tickets_redeemed"] - before["tickets_redeemed"],
+        "server": "gunicorn -w 2 --threads 8 (examples/flask_portal via bench/storm_app.py)",
+    }

@@ -1,0 +1,37 @@
+"""The Flask example portal as gunicorn serves it for the sign-in storm, with bench users added.
+
+``gunicorn storm_app:app`` (run from ``bench/``). Settings come from the environment as
+for the example (``QLIKAUTH_*``, ``PORTAL_SECRET_KEY`` shared by the workers).
+``BENCH_USERS=N`` adds users ``bench000`` ... with password ``demo``, each in its own
+group so every sign-in carries a distinct identity. Their password hash is PBKDF2 with
+few rounds so the storm measures the sign-in path (portal session, ticket, redirect), not
+the example's deliberately slow password hashing; the example itself is not edited.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from werkzeug.security import generate_password_hash
+
+ROOT = Path(__file__).resolve().parent.parent
+for _p in (str(ROOT), str(ROOT / "integrations")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+_spec = importlib.util.spec_from_file_location("flask_portal_app", ROOT / "examples" / "flask_portal" / "app.py")
+assert _spec and _spec.loader
+portal = importlib.util.module_from_spec(_spec)
+sys.modules["flask_portal_app"] = portal
+_spec.loader.exec_module(portal)
+
+_hash = generate_password_hash(portal.DEMO_PASSWORD, method="pbkdf2:sha256:1000")
+for _i in range(int(os.environ.get("BENCH_USERS", "0"))):
+    _name = f"bench{_i:03d}"
+    portal.DEMO_USERS[_name] = {"name": f"Bench User {_i}", "groups": [f"Group{_i:03d}"]}
+    portal._HASHES[_name] = _hash
+
+app = portal.create_app()
