@@ -1,0 +1,86 @@
+"""Smoke run of the benchmark command (``bench/run.py --quick``) so it cannot rot.
+
+Benchmarks are not tests: nothing here checks a timing. It checks that every section ran,
+produced positive numbers, and that the correctness checks the benchmarks make held
+(no sign-in mix-ups, zero QPS calls per page view after sign-in, memory measured).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("flask")
+pytest.importorskip("django")
+pytest.importorskip("gunicorn")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| Benchmark |" in proc.stdout
+    return json.loads(out.read_text())
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def test_every_section_present(results):
+    for section in ("tickets", "page_views", "storm", "memory", "jwt"):
+        assert section in results, section
+    assert results["quick"] is True
+    assert "| Benchmark |" in results["table_markdown"]
+
+
+def test_ticket_figures_positive(results):
+    for mode in ("sequential", "concurrent"):
+        m = results["tickets"][mode]
+        assert m["ratio_vs_per_request"] > 0 and m["ratio_vs_floor"] > 0
+        for name, c in m["contenders"].items():
+            assert c["per_s_median"] > 0 and c["p50_ms"] > 0 and c["p99_ms"] > 0 and c["calls"] > 0, name
+        assert m["emulator_qps_requests"] > 0
+
+
+def test_page_views_make_no_qps_calls(results):
+    for fw in ("flask", "django"):
+        m = results["page_views"][fw]
+        assert m["time_ratio"] > 0
+        assert m["with"]["per_s_median"] > 0 and m["without"]["per_s_median"] > 0
+        assert m["views_with"] > 0
+        assert m["qps_calls_during_views"] == 0 and m["zero_qps_calls"] is True
+
+
+def test_storm_no_mixups(results):
+    s = results["storm"]
+    assert s["completed"] == s["users"] > 0, s.get("first_errors")
+    assert s["sign_ins_per_s"] > 0 and s["p99_ms"] > 0
+    assert s["mixups"] == 0
+    assert s["distinct_tickets"] is True and s["hub_identity_ok"] is True
+    assert s["tickets_redeemed"] == s["users"]
+
+
+def test_memory_measured(results):
+    m = results["memory"]
+    assert len(m["checkpoints"]) == 2
+    for cp in m["checkpoints"]:
+        assert cp["tickets"] > 0 and cp["client_peak_mib"] > 0 and cp["emulator_peak_mib"] > 0
+    # Expired tickets are purged: far fewer outstanding than issued.
+    assert m["checkpoints"][-1]["emulator_outstanding_tickets"] < m["checkpoints"][-1]["tickets"]
+
+
+def test_jwt_row_is_honest(results):
+    j = results["jwt"]
+    assert j["status"] in ("not yet", "measured")
+    if j["status"] == "not yet":
+        assert "tokens_per_s" not in j
