@@ -159,7 +159,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
             client = QpsClient(emu.qps_url, certs, pool_maxsize=threads)
             clients.append(client)
 
-            def make_sdk() -> Callable[[], Any]:
+            def make_sdk(client: Any = client) -> Callable[[], Any]:
                 return lambda: client.request_ticket(user)
 
             def make_per_request() -> Callable[[], Any]:
@@ -171,7 +171,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                     return r.json()["Ticket"]
                 return call
 
-            def make_floor() -> Callable[[], Any]:
+            def make_floor(clients: list[Any] = clients) -> Callable[[], Any]:
                 # The floor: one persistent http.client connection, the same SSL context, no SDK.
                 conn = http.client.HTTPSConnection(host, port, context=certs.client_ssl_context(), timeout=10)
                 clients.append(conn)
@@ -189,7 +189,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                                                maxsize=threads, block=True, retries=False)
             clients.append(pool)
 
-            def make_urllib3() -> Callable[[], Any]:
+            def make_urllib3(pool: Any = pool) -> Callable[[], Any]:
                 def call() -> Any:
                     r = pool.urlopen("POST", path, body=body, headers=headers, redirect=False)
                     if r.status != 201:
