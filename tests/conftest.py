@@ -7,8 +7,10 @@ Kept generic so every layer's tests can use them:
 * ``emulator_factory`` / ``emulator``: a running :class:`qlikauth.emulator.Emulator`;
 * ``server_process``: start a command that serves HTTP on 127.0.0.1:PORT, wait until it
   answers, terminate it in teardown;
+* ``portal_tls`` (session): a certificate + key for an https portal, from the same CA;
 * ``chromium`` (session): a Playwright browser running Debian's ``/usr/bin/chromium``
-  that trusts the emulator's server certificate by its SPKI pin (no ``ignore_https_errors``).
+  that trusts the emulator's and the portal's server certificates by SPKI pin (no
+  ``ignore_https_errors``).
 """
 
 from __future__ import annotations
@@ -131,15 +133,30 @@ def emulator(emulator_factory: Callable[..., Any]) -> Any:
     return emulator_factory()
 
 
-def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    """Wait until ``url`` answers (any HTTP status) or fail."""
+def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None,
+                  cafile: Path | str | None = None) -> None:
+    """Wait until ``url`` answers (any HTTP status) or fail.
+
+    For an https ``url`` the server certificate is verified against ``cafile``; without one
+    the probe only checks that the server answers (liveness), the test verifies afterwards.
+    """
+    import ssl
+
+    context = None
+    if url.startswith("https:"):
+        if cafile is not None:
+            context = ssl.create_default_context(cafile=str(cafile))
+        else:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server process exited with {proc.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - local test server
+            with urllib.request.urlopen(url, timeout=2, context=context):  # noqa: S310 - local test server
                 return
         except urllib.error.HTTPError:
             return
@@ -166,7 +183,10 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """``start(cmd, port, env=None, ready_path="/")``: run a server on 127.0.0.1:port until teardown.
+    """``start(cmd, port, env=None, ready_path="/", scheme="http", cafile=None)``: run a server until teardown.
+
+    The server listens on 127.0.0.1:port; with ``scheme="https"`` readiness is probed over TLS
+    (verified against ``cafile`` when given).
 
     The process gets its own process group (so its children go too); its output is in
     ``tmp_path/server-<port>.log`` and printed when the test fails to start it.
@@ -174,7 +194,8 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     procs: list[subprocess.Popen] = []
 
     def start(cmd: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/",
-              timeout: float = 30.0, cwd: Path | None = None) -> subprocess.Popen:
+              timeout: float = 30.0, cwd: Path | None = None, scheme: str = "http",
+              cafile: Path | str | None = None) -> subprocess.Popen:
         log_path = tmp_path / f"server-{port}.log"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log:
@@ -183,7 +204,7 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         procs.append(proc)
         proc.log_path = log_path  # type: ignore[attr-defined]
         try:
-            wait_for_http(f"http://127.0.0.1:{port}{ready_path}", timeout, proc)
+            wait_for_http(f"{scheme}://127.0.0.1:{port}{ready_path}", timeout, proc, cafile)
         except Exception:
             stop_process(proc)
             raise RuntimeError(f"{cmd} did not start:\n{log_path.read_text(errors='replace')[-4000:]}") from None
@@ -206,8 +227,20 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def chromium(certs_dir: Path) -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright, trusting the emulator's server certificate by SPKI pin.
+def portal_tls(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cert, key) for an https portal on localhost/127.0.0.1, issued from the emulator's CA."""
+    from qlikauth.certgen import issue_server_certificate
+
+    directory = tmp_path_factory.mktemp("portal-tls")
+    cert, key = directory / "portal.pem", directory / "portal_key.pem"
+    issue_server_certificate(certs_dir, ["localhost", "127.0.0.1"], cert, key)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def chromium(certs_dir: Path, portal_tls: tuple[Path, Path]) -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, trusting the emulator's and the portal's server
+    certificates by SPKI pin (``portal_tls``; no ``ignore_https_errors``).
 
     Playwright runs Chromium with a fresh temporary profile (``--user-data-dir``), which
     Chromium requires before it honours ``--ignore-certificate-errors-spki-list``.
@@ -219,12 +252,12 @@ def chromium(certs_dir: Path) -> Iterator[Any]:
     except ImportError:
         skip_or_fail("the playwright Python package is not installed (pip install 'qlikauth[test]')")
     ARTIFACTS.mkdir(exist_ok=True)
-    pin = spki_sha256(certs_dir / "server.pem")
+    pins = ",".join(spki_sha256(c) for c in (certs_dir / "server.pem", portal_tls[0]))
     with tempfile.TemporaryDirectory(prefix="qlikauth-chromium-") as home:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM,
-                args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
+                args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pins}"],
                 env={**os.environ, "HOME": home},
                 headless=True,
             )

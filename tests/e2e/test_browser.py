@@ -74,44 +74,53 @@ def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], 
 
 
 def test_django_portal_mashup_in_chromium(chromium: Any, django_portal: tuple[Any, str], artifacts_dir: Path) -> None:
+    """The hub inside the mashup page's iframe is signed in as the portal's user.
+
+    The portal is served over https (issued from the emulator's CA), so portal and hub are the
+    same site (https + localhost; ports do not count) and the proxy session cookie reaches the
+    framed hub. Chromium trusts both certificates by SPKI pin only.
+    """
     emu, base = django_portal
     hub = emu.hub_url_for("mashup")
+    assert base.startswith("https://localhost:") and hub.startswith("https://localhost:")
     a, b = chromium.new_context(), chromium.new_context()
     try:
         pa, pb = a.new_page(), b.new_page()
+        hub_answers: list[tuple[str, dict[str, str]]] = []
+        pa.on("response", lambda r: hub_answers.append((r.url, r.headers)) if r.url.startswith(hub) else None)
         sign_in(pa, f"{base}/accounts/login/?next=/mashup/", "alice")
         sign_in(pb, f"{base}/accounts/login/?next=/mashup/", "bob")
-        assert pa.url == f"{base}/mashup/"
-        # the cookie set by http://localhost:PORT reaches the cross-site https hub iframe:
-        # SameSite=None; Secure accepted from http://localhost (a secure context for Chromium)
+        assert pa.url == f"{base}/mashup/" and pb.url == f"{base}/mashup/"
         [cookie] = [c for c in a.cookies() if c["name"] == "X-Qlik-Session-mashup"]
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "None"
+        assert cookie["domain"] == "localhost"  # host-only: sent to every port of localhost
         assert pa.query_selector("iframe#qlik").get_attribute("src") == hub
-        # The hub in a top-level page carries the cookie: each user sees only themselves.
-        # (Inside the iframe Chromium treats the cookie as third-party: http://localhost and
-        # https://localhost are different sites under schemeful same-site, and current Chromium
-        # blocks third-party cookies; a real deployment serves portal and hub over https on one site.)
-        ha, hb = a.new_page(), b.new_page()
-        ha.goto(hub)
-        hb.goto(hub)
-        assert ha.text_content("#user") == "PORTAL\\alice"
-        assert hb.text_content("#user") == "PORTAL\\bob"
-        assert "group=Finance" in ha.text_content("#attributes")
-        assert hb.text_content("#attributes") == "group=Marketing"
-        ha.screenshot(path=str(artifacts_dir / "django-portal-hub-alice.png"))
+        # Inside the iframe: the hub saw the cookie and shows the signed-in user and attributes.
+        fa, fb = pa.frame_locator("iframe#qlik"), pb.frame_locator("iframe#qlik")
+        assert fa.locator("#user").text_content(timeout=10_000) == "PORTAL\\alice"
+        assert fb.locator("#user").text_content(timeout=10_000) == "PORTAL\\bob"
+        attrs_a = fa.locator("#attributes").text_content()
+        assert "group=Finance" in attrs_a and "group=Sales" in attrs_a
+        assert fb.locator("#attributes").text_content() == "group=Marketing"
+        # The hub does not forbid framing (Qlik's hub can be framed where the site allows it).
+        assert hub_answers
+        for _, headers in hub_answers:
+            assert "x-frame-options" not in headers
+            assert "frame-ancestors" not in headers.get("content-security-policy", "")
         pa.screenshot(path=str(artifacts_dir / "django-portal-mashup-alice.png"))
         before = emu.state.qps_requests
         for _ in range(3):
             pa.reload()
             assert pa.text_content("#signed-in").startswith("Signed in as alice")
+            assert fa.locator("#user").text_content(timeout=10_000) == "PORTAL\\alice"
         assert emu.state.qps_requests == before  # signed-in page views: zero QPS calls
         # logout ends the proxy session: the hub no longer knows alice; bob is untouched
         pa.click("#logout")
         pa.wait_for_load_state("load")
         pa.goto(hub)
         assert pa.query_selector("#user") is None and "Not signed in" in pa.content()
-        pb.goto(hub)
-        assert pb.text_content("#user") == "PORTAL\\bob"
+        pb.reload()
+        assert fb.locator("#user").text_content(timeout=10_000) == "PORTAL\\bob"
     finally:
         a.close()
         b.close()

@@ -27,12 +27,23 @@ def start_flask_portal(server_process: Any, emu: Any, port: int) -> Any:
     return server_process([PY, "examples/flask_portal/app.py"], port, env, ready_path="/login")
 
 
-def start_django_portal(server_process: Any, emu: Any, port: int, tmp_path: Path) -> Any:
+def start_django_portal(server_process: Any, emu: Any, port: int, tmp_path: Path,
+                        tls: tuple[Path, Path]) -> Any:
+    """The Django portal over https (PORTAL_TLS=1) with ``tls`` = (cert, key) from the emulator's CA."""
     env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
            "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup",
-           "PORTAL_DB": str(tmp_path / "portal.sqlite3")}
+           "PORTAL_DB": str(tmp_path / "portal.sqlite3"), "PORTAL_TLS": "1",
+           "PORTAL_TLS_CERT": str(tls[0]), "PORTAL_TLS_KEY": str(tls[1])}
     return server_process([PY, "examples/django_portal/run.py"], port, env, ready_path="/accounts/login/",
-                          timeout=60)
+                          timeout=60, scheme="https", cafile=Path(emu.certs_dir) / "root.pem")
+
+
+def https_session(emu: Any) -> requests.Session:
+    """A requests session that trusts only the emulator's root (which also issued the portal's certificate)."""
+    s = requests.Session()
+    s.trust_env = False  # REQUESTS_CA_BUNDLE would override s.verify
+    s.verify = str(Path(emu.certs_dir) / "root.pem")
+    return s
 
 
 @pytest.fixture
@@ -46,12 +57,14 @@ def flask_portal(emulator_factory: Any, server_process: Any, free_port: int) -> 
 
 
 @pytest.fixture
-def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tmp_path: Path) -> tuple[Any, str]:
+def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tmp_path: Path,
+                  portal_tls: tuple[Path, Path]) -> tuple[Any, str]:
+    """The emulator and the Django portal's https base URL (same site as the hub)."""
     from qlikauth.emulator import VirtualProxy
 
     emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
-    start_django_portal(server_process, emu, free_port, tmp_path)
-    return emu, f"http://localhost:{free_port}"
+    start_django_portal(server_process, emu, free_port, tmp_path, portal_tls)
+    return emu, f"https://localhost:{free_port}"
 
 
 def test_flask_portal_signs_in_with_a_ticket(flask_portal: tuple[Any, str]) -> None:
@@ -75,32 +88,46 @@ def test_flask_portal_signs_in_with_a_ticket(flask_portal: tuple[Any, str]) -> N
 
 def test_django_portal_sets_the_proxy_session_cookie(django_portal: tuple[Any, str]) -> None:
     emu, base = django_portal
-    s = requests.Session()
+    s = https_session(emu)
     form = s.get(f"{base}/accounts/login/").text
     r = s.post(f"{base}/accounts/login/", data={"csrfmiddlewaretoken": _csrf(form, "csrfmiddlewaretoken"),
-                                                 "username": "bob", "password": "demo"}, allow_redirects=False)
+                                                 "username": "bob", "password": "demo"},
+               headers={"Referer": f"{base}/accounts/login/"}, allow_redirects=False)
     assert r.status_code == 302
     cookies = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup=")]
     assert len(cookies) == 1
     attrs = {a.strip().split("=")[0].lower() for a in cookies[0].split(";")}
     assert {"secure", "httponly", "samesite"} <= attrs and "samesite=none" in cookies[0].lower()
+    # host-only (no Domain): set by https://localhost:PORTAL, sent to https://localhost:HUB too
+    assert "domain" not in attrs
+    # the portal's own cookies are Secure too over https
+    portal_cookies = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("portal_sessionid=")]
+    assert portal_cookies and "secure" in portal_cookies[0].lower()
     assert [s_.user.user_id for s_ in emu.state.sessions("mashup")] == ["bob"]
     before = emu.state.qps_requests
     page = s.get(f"{base}/mashup/").text
     assert emu.hub_url_for("mashup") in page and "Marketing" in page
     assert emu.state.qps_requests == before  # page views after sign-in: no QPS call
     form_token = _csrf(page, "csrfmiddlewaretoken")
-    r = s.post(f"{base}/accounts/logout/", data={"csrfmiddlewaretoken": form_token}, allow_redirects=False)
+    r = s.post(f"{base}/accounts/logout/", data={"csrfmiddlewaretoken": form_token},
+               headers={"Referer": f"{base}/mashup/"}, allow_redirects=False)
     assert r.status_code == 302
     assert emu.state.sessions("mashup") == []
 
 
-@pytest.mark.parametrize("script", ["examples/flask_portal/app.py", "examples/django_portal/run.py"])
-def test_portal_runs_with_one_command_against_its_own_emulator(script: str, server_process: Any,
+@pytest.mark.parametrize(("script", "scheme"), [("examples/flask_portal/app.py", "http"),
+                                                ("examples/django_portal/run.py", "https")])
+def test_portal_runs_with_one_command_against_its_own_emulator(script: str, scheme: str, server_process: Any,
                                                                free_port: int, tmp_path: Path) -> None:
     env = {"PORTAL_PORT": str(free_port), "PORTAL_DB": str(tmp_path / "db.sqlite3")}
-    proc = server_process([PY, script], free_port, env, timeout=60)
-    r = requests.get(f"http://127.0.0.1:{free_port}/", timeout=10)
-    assert r.status_code == 200 and "https://localhost:" in r.text
+    proc = server_process([PY, script], free_port, env, timeout=60, scheme=scheme)
     log = Path(proc.log_path).read_text()
-    assert f"http://localhost:{free_port}/" in log and "Emulator:" in log
+    assert f"{scheme}://localhost:{free_port}/" in log and "Emulator:" in log
+    s = requests.Session()
+    s.trust_env = False
+    if scheme == "https":
+        # The Django portal's certificate comes from its own emulator's CA: verify against it.
+        certs = re.search(r"certificates in ([^)]+)\)", log).group(1)
+        s.verify = str(Path(certs) / "root.pem")
+    r = s.get(f"{scheme}://localhost:{free_port}/", timeout=10)
+    assert r.status_code == 200 and "https://localhost:" in r.text

@@ -64,6 +64,10 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_NAME = "portal_sessionid"
 CSRF_COOKIE_NAME = "portal_csrftoken"
+#: run.py serves https (PORTAL_TLS=1): the portal's own cookies are then Secure as well.
+PORTAL_TLS = os.environ.get("PORTAL_TLS", "0") == "1"
+SESSION_COOKIE_SECURE = PORTAL_TLS
+CSRF_COOKIE_SECURE = PORTAL_TLS
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 LOGGING = {"version": 1, "disable_existing_loggers": False,
@@ -74,8 +78,12 @@ QLIKAUTH = {
     "MODE": "session",
     "USER_DIRECTORY": "PORTAL",
     "LOGIN_URL": "/accounts/login/",
-    # The hub is embedded from another site (http://localhost:PORT -> https://localhost:HUB):
-    # the cookie must travel in a cross-site iframe, hence SameSite=None, which needs Secure.
+    # The mashup embeds the hub in an iframe. Served over https (PORTAL_TLS=1), the portal
+    # (https://localhost:PORT) and the hub (https://localhost:HUB) are the same site, so the
+    # cookie (host-only for localhost; ports do not matter to cookies) reaches the iframe. In
+    # production set QLIKAUTH_COOKIE_DOMAIN (e.g. .example.com) for portal.example.com and
+    # qlik.example.com. SameSite=None (which needs Secure) also lets it travel where the hub is
+    # embedded cross-site and the browser still allows third-party cookies.
     "COOKIE_SAMESITE": "None",
     "COOKIE_SECURE": True,
 }
