@@ -249,6 +249,9 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
                     "emulator_outstanding_tickets": st["outstanding_tickets"],
                     "emulator_connections": st["connections_accepted"] - base_emu["connections_accepted"],
                 })
+            # Once a ticket lifetime has passed, every unused ticket must be gone.
+            time.sleep(ttl + 0.3)
+            out["emulator_outstanding_after_ttl"] = emu.stats()["outstanding_tickets"]
         finally:
             proc.join(10)
             if proc.is_alive():

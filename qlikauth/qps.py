@@ -6,14 +6,14 @@ is :class:`QpsAdapter`, built around the one :class:`ssl.SSLContext` that
 names checked, client certificate presented). ``trust_env`` is off: proxies and
 ``.netrc`` from the environment have no business on a channel that can sign in anyone.
 
-Hot paths skip :meth:`requests.Session.request` (cookie jars, hooks, environment
-merging, redirect handling: nothing the QPS API uses) and hand a minimal prepared
-request straight to the mounted adapter's ``send``. That keeps connection pooling,
-requests' error types and :mod:`responses`-based tests, at a fraction of the cost.
-The adapter trims the rest of requests' per-call work (pools looked up once per node,
-no URL re-parsing, urllib3's header dict kept as is) and its connections send each
-request as one TLS record instead of two (headers, then body): half the packets and
-half the server wake-ups per ticket. ``bench/run.py`` measures the result.
+Calls go through :class:`qlikauth._transport.DirectTransport`: a LIFO of keep-alive
+:mod:`http.client` connections per node over that same context, each request sent as
+one TLS record, answers read with a size cap. requests' adapter and urllib3's pool do
+more per call than the QPS API needs, and under threads that work caps throughput
+(``bench/run.py`` measures both against a bare connection). When a test double has
+replaced requests' ``HTTPAdapter.send`` (as :mod:`responses` does), calls go through the
+mounted :class:`QpsAdapter` instead, so request-shape tests work unchanged; that path
+also skips :meth:`requests.Session.request` (cookies, hooks, environment, redirects).
 
 Several nodes: ticket and session creation go to the first healthy node and move on
 after connection errors and timeouts; a :class:`Ticket` remembers its node because it
@@ -40,6 +40,7 @@ from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
+from ._transport import DirectResponse, DirectTransport
 from ._version import __version__
 from .certs import Certificates, load_certificates
 from .exceptions import (
@@ -62,6 +63,9 @@ from .urls import origin_of
 __all__ = ["QpsClient", "QpsAdapter", "Ticket", "ProxySession", "new_session_id"]
 
 log = logging.getLogger("qlikauth.qps")
+
+#: requests' own adapter send; when something else stands there, a test double is installed.
+_REQUESTS_SEND = HTTPAdapter.send
 
 _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._~-]*\Z")
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9._~-]{22,128}\Z")
@@ -321,6 +325,11 @@ class QpsClient:
                                   pool_connections=max(4, len(self.nodes)))
         self._session.mount("https://", self.adapter)
         self._session.mount("http://", self.adapter)
+        self._direct = DirectTransport(
+            self.adapter._ssl_context,
+            {n: (urlsplit(n).hostname or "", urlsplit(n).port or 443) for n in self.nodes},
+            maxsize=pool_maxsize,
+        )
         base_path = f"/qps/{self.virtual_proxy}/" if self.virtual_proxy else "/qps/"
         self._base = {n: n + base_path for n in self.nodes}
         self._down_until: dict[str, float] = {}
@@ -443,8 +452,12 @@ class QpsClient:
         prep.body = data
         shown = "…" if secret_in_path else path
         started = time.perf_counter()
+        resp: Response | DirectResponse
         try:
-            resp = self.adapter.send(prep, stream=True, timeout=timeout or self.timeout)
+            if HTTPAdapter.send is _REQUESTS_SEND:
+                resp = self._direct.send(node, method, prep.path_url, data, headers, timeout or self.timeout)
+            else:  # a test double (responses) replaced requests' transport: go through it
+                resp = self.adapter.send(prep, stream=True, timeout=timeout or self.timeout)
         except requests.exceptions.ConnectTimeout:
             self._mark(node, False)
             raise QpsTimeout(
@@ -494,7 +507,7 @@ class QpsClient:
                 ) from None
         raise self._http_error(status, payload, node, what)
 
-    def _read_body(self, resp: Response, node: str, what: str) -> bytes:
+    def _read_body(self, resp: Response | DirectResponse, node: str, what: str) -> bytes:
         cap = self.max_response_bytes
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > cap:
@@ -777,6 +790,7 @@ class QpsClient:
     # -- lifecycle --------------------------------------------------------------------
     def close(self) -> None:
         """Close pooled connections."""
+        self._direct.close()
         self._session.close()
 
     def __enter__(self) -> QpsClient:

@@ -249,3 +249,34 @@ def test_silent_server_times_out():
         listener.close()
         for c in held:
             c.close()
+
+
+def test_reconnects_after_the_node_restarts(cert_dir):
+    """An idle pooled connection the server closed is noticed and replaced, not failed on."""
+    first = Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal")]).start()
+    port = urlsplit(first.qps_url).port
+    with QpsClient(first.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        qps.request_ticket(USER)
+        first.stop()
+        with Emulator(certs_dir=cert_dir, qps_port=port, virtual_proxies=[VirtualProxy("portal")]) as second:
+            t = qps.request_ticket(USER)
+            assert t.node == second.qps_url
+            assert second.state.connections_accepted == 1
+
+
+def test_concurrent_tickets_share_a_bounded_pool(node1, cert_dir):
+    before = node1.state.connections_accepted
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal", pool_maxsize=4) as qps:
+        results: list[str] = []
+
+        def work():
+            for _ in range(25):
+                results.append(qps.request_ticket(USER).ticket)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(set(results)) == 100
+    assert node1.state.connections_accepted - before <= 4
