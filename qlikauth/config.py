@@ -25,7 +25,7 @@ from .identity import QlikUser
 from .qps import QpsClient
 from .urls import RedirectPolicy, normalise_base_url
 
-__all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "describe_error", "MODES"]
+__all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "describe_error", "settings_from_environ", "MODES", "SETTING_KEYS"]
 
 MODES = ("ticket", "session")
 
@@ -55,6 +55,22 @@ _KEYS: dict[str, Any] = {
     "HEADER_PATTERN": "$ud\\$id",
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
 }
+
+
+#: The settings keys qlikauth understands (``QLIKAUTH = {KEY: ...}`` / ``QLIKAUTH_KEY``).
+SETTING_KEYS: tuple[str, ...] = tuple(_KEYS)
+
+
+def settings_from_environ(environ: Mapping[str, str] | None = None, prefix: str = "QLIKAUTH_") -> dict[str, str]:
+    """The ``QLIKAUTH_*`` variables of ``environ`` (default: ``os.environ``) as a settings mapping.
+
+    ``QLIKAUTH_QPS_NODES=https://a:4243,https://b:4243`` gives ``{"QPS_NODES": "https://a:4243,..."}``;
+    :meth:`QlikAuthConfig.from_mapping` then checks the values. Unknown names are ignored.
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    return {k: env[prefix + k] for k in SETTING_KEYS if prefix + k in env}
 
 
 def _problem(key: str, message: str) -> ConfigurationError:

@@ -29,7 +29,7 @@ except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "integrations"))
     from flask_qlikauth import QlikAuth
 
-from qlikauth.config import _KEYS as QLIKAUTH_KEYS
+from qlikauth.config import settings_from_environ
 from qlikauth.identity import QlikUser
 
 #: Demo users: password "demo" for all; different groups show Section Access attributes.
@@ -67,7 +67,7 @@ def _check_csrf() -> None:
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The QLIKAUTH_* variables qlikauth knows (others, like QLIKAUTH_REQUIRE_ALL, are not ours)."""
-    return {f"QLIKAUTH_{k}": environ[f"QLIKAUTH_{k}"] for k in QLIKAUTH_KEYS if f"QLIKAUTH_{k}" in environ}
+    return {f"QLIKAUTH_{k}": v for k, v in settings_from_environ(environ).items()}
 
 
 def create_app(settings: Mapping[str, Any] | None = None) -> Flask:

@@ -11,7 +11,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from qlikauth.config import _KEYS as QLIKAUTH_KEYS
+from qlikauth.config import settings_from_environ
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -87,4 +87,4 @@ QLIKAUTH = {
     "COOKIE_SAMESITE": "None",
     "COOKIE_SECURE": True,
 }
-QLIKAUTH.update({k: os.environ[f"QLIKAUTH_{k}"] for k in QLIKAUTH_KEYS if f"QLIKAUTH_{k}" in os.environ})
+QLIKAUTH.update(settings_from_environ())  # QLIKAUTH_* environment variables win
