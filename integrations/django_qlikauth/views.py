@@ -1,5 +1,9 @@
 """The views under namespace ``qlikauth``: login, module, logout and header-auth.
 
+``logout`` changes state: it signs out only on ``POST`` with Django's CSRF token (the view
+is ``csrf_protect``-ed even without the middleware); ``GET`` only answers a page with a
+sign-out button, so another site cannot sign a user out of Qlik with a link or an image.
+
 They decide where the user, request and config come from and turn the
 authenticators' ``Redirect``/``Cookie`` answers into Django responses; the protocol
 work is qlikauth's.
@@ -15,8 +19,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.middleware.csrf import get_token
 from django.template import Context, Engine, TemplateDoesNotExist
 from django.template.loader import render_to_string
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from qlikauth.config import describe_error
@@ -108,11 +114,30 @@ def module(request: HttpRequest) -> HttpResponse:
     return _redirect(runtime.ticket.module_login(user, rest_uri, target_id).location)
 
 
+def _logout_page(request: HttpRequest, next_url: str) -> HttpResponse:
+    """GET: a page with a sign-out button (a POST form with the CSRF token); it changes nothing."""
+    context = {"action": request.path, "next_url": next_url, "csrf_token_value": get_token(request)}
+    try:
+        html = render_to_string("qlikauth/logout.html", context, request=request)
+    except TemplateDoesNotExist:  # the project has no app-directories template loader
+        html = Engine(dirs=[str(_TEMPLATES)], autoescape=True).get_template(
+            "qlikauth/logout.html").render(Context(context))
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    # The button must not be clickjacked from another site.
+    response["X-Frame-Options"] = "DENY"
+    response["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return _no_store(response)
+
+
 @require_http_methods(["GET", "POST"])
+@csrf_protect
 def logout(request: HttpRequest) -> HttpResponse:
-    """End the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only)."""
+    """POST (with the CSRF token): end the user's proxy sessions on every node, clear the cookie,
+    go to ``next`` (local only). GET only answers a page with a sign-out button."""
     runtime = get_runtime()
-    response = _redirect(runtime.local_redirect(request.POST.get("next") or request.GET.get("next"), "/"))
+    if request.method != "POST":
+        return _logout_page(request, runtime.local_redirect(request.GET.get("next"), "/"))
+    response = _redirect(runtime.local_redirect(request.POST.get("next"), "/"))
     try:
         end_proxy_sessions(request, getattr(request, "user", None))
     except QlikAuthError as exc:

@@ -18,6 +18,11 @@
         qlikauth.init_app(app)               # mounts /qlik/login, /qlik/module, /qlik/logout
         return app
 
+``/qlik/logout`` changes state, so it signs out only on ``POST`` from the portal's own pages:
+Flask has no CSRF middleware, so the POST's ``Origin`` (or, without one, ``Referer``) must
+name the request's own host, else 403. ``GET`` only shows a small page with a sign-out button
+(a POST form), so a link or image on another site cannot sign anybody out.
+
 Configuration comes from the app's ``QLIKAUTH_*`` keys (see :mod:`qlikauth.config`),
 read in :meth:`QlikAuth.init_app`. State lives in ``app.extensions["qlikauth"]``; the
 extension object keeps no app. All protocol work is done by qlikauth's authenticators:
@@ -31,9 +36,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from flask import session as flask_session
 
 from qlikauth.authenticators.base import Cookie
@@ -188,6 +202,39 @@ class QlikAuth:
         return response
 
 
+def _same_origin_post() -> bool:
+    """Does this POST come from a page of this host? (Flask has no CSRF middleware.)
+
+    Browsers send ``Origin`` with every POST; ``Referer`` is the fallback. Neither, an
+    ``Origin: null`` (sandboxed or privacy-redirected) or another host: not same-origin. The
+    scheme must match too, except that a request that arrived as http (TLS ended at a proxy)
+    accepts an https page of the same host.
+    """
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return False
+    try:
+        parts = urlsplit(source)
+        netloc = parts.netloc.lower()
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or "@" in netloc:
+        return False
+    if request.scheme == "https" and parts.scheme != "https":
+        return False
+    return netloc == request.host.lower()
+
+
+def _logout_page(next_url: str) -> Response:
+    """GET /qlik/logout: a page with a sign-out button (a POST form); it changes nothing."""
+    response = current_app.response_class(
+        render_template("qlikauth/logout.html", action=request.path, next_url=next_url), mimetype="text/html")
+    # The button must not be clickjacked from another site.
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return _no_store(response)
+
+
 def _login_redirect(state: QlikAuthState) -> Response:
     """Send an anonymous browser to the app's login page, coming back here afterwards."""
     login_url = state.config.login_url
@@ -238,9 +285,21 @@ def _make_blueprint() -> Blueprint:
 
     @bp.route("/logout", methods=["GET", "POST"])
     def logout() -> Response:
-        """End the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only)."""
+        """POST: end the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only).
+
+        Only a POST from this host's own pages (``Origin``/``Referer``) signs out; another
+        site's POST gets 403. GET only answers a page with a sign-out button.
+        """
         state = _state()
-        destination = state.runtime.local_redirect(request.values.get("next"), "/")
+        if request.method != "POST":
+            return _logout_page(state.runtime.local_redirect(request.args.get("next"), "/"))
+        if not _same_origin_post():
+            log.warning("qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
+                        request.headers.get("Origin"), request.headers.get("Referer"))
+            response = current_app.response_class(
+                "Forbidden: sign out from the portal's own page.\n", status=403, mimetype="text/plain")
+            return _no_store(response)
+        destination = state.runtime.local_redirect(request.form.get("next"), "/")
         response = redirect(destination)
         try:
             state.extension.end_sessions(response)

@@ -141,6 +141,41 @@ def test_logout_signal_ends_sessions_and_clears_cookie(session_emu: Any, qps_cal
         assert qps_calls == []
 
 
+def test_logout_is_post_only_with_csrf(session_emu: Any, qps_calls: list) -> None:
+    import re
+
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        from django_qlikauth.conf import get_runtime
+
+        qps = get_runtime().qps
+        client = Client(enforce_csrf_checks=True)  # as in a browser: the CSRF check is on
+        sid = client.get("/signin/alice").cookies["X-Qlik-Session-mashup"].value
+        qps_calls.clear()
+        # A link or <img> on another site: a page with a sign-out button, nothing ends.
+        r = client.get("/qlik/logout", {"next": "/bye"}, HTTP_REFERER="https://evil.example/")
+        html = r.content.decode()
+        assert r.status_code == 200 and '<form method="post" action="/qlik/logout">' in html
+        assert 'name="next" value="/bye"' in html and r["X-Frame-Options"] == "DENY"
+        assert not qlik_cookies(r, "X-Qlik-Session-mashup")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        # A form on another site posting here (no token, or the other site's Origin): 403.
+        for kwargs in ({}, {"HTTP_ORIGIN": "https://evil.example"}):
+            r = client.post("/qlik/logout", {"next": "/"}, **kwargs)
+            assert r.status_code == 403 and not qlik_cookies(r, "X-Qlik-Session-mashup"), kwargs
+        r = client.post("/qlik/logout", {"next": "/", "csrfmiddlewaretoken": token},
+                        HTTP_ORIGIN="https://evil.example")
+        assert r.status_code == 403
+        assert client.put("/qlik/logout").status_code in (403, 405)  # CSRF middleware first
+        assert qps_calls == [] and qps.get_session(sid).user.user_id == "alice"
+        # The portal's own form (token, same origin): signed out of Qlik.
+        r = client.post("/qlik/logout", {"next": "/bye", "csrfmiddlewaretoken": token},
+                        HTTP_ORIGIN="http://testserver")
+        assert r.status_code == 302 and r["Location"] == "/bye"
+        cleared = r.cookies["X-Qlik-Session-mashup"]
+        assert cleared.value == "" and cleared["max-age"] == 0
+        assert qps.get_session(sid) is None
+
+
 def test_user_mapper_setting(session_emu: Any) -> None:
     settings_ = qlik_settings(session_emu, "mashup", MODE="session",
                               USER_MAPPER="qlikauth_django_test_mappers.email_mapper")
@@ -180,7 +215,7 @@ def test_ticket_login_module_and_unsafe_targets(ticket_emu: Any, qps_calls: list
             r = client.get("/qlik/login", {"target": target})
             assert r.status_code == 400, target
             assert not offsite(r.get("Location"), (ticket_emu.hub_url,)), target
-            r = client.get("/qlik/logout", {"next": target})
+            r = client.post("/qlik/logout", {"next": target})
             assert r["Location"] == "/", target
         assert [c for c in qps_calls if c[1] == "ticket"] == []
         r = client.get("/qlik/login")

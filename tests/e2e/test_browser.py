@@ -68,6 +68,16 @@ def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], 
         assert not pa.url.startswith(hub) and pa.query_selector("#user") is None
         pb.reload()
         assert pb.text_content("#user") == "PORTAL\\bob"
+        # "Sign out of Qlik Sense only": a POST from the portal's page (Chromium sends Origin,
+        # flask_qlikauth checks it) ends bob's proxy sessions; bob stays signed in to the portal.
+        from qlikauth import QlikUser
+
+        assert emu.state.sessions("portal", QlikUser("PORTAL", "bob"))
+        pb.goto(base + "/")
+        pb.click("#qlik-logout")
+        pb.wait_for_load_state("load")
+        assert pb.url == base + "/" and pb.text_content("#signed-in").startswith("Signed in as bob")
+        assert emu.state.sessions("portal", QlikUser("PORTAL", "bob")) == []
     finally:
         a.close()
         b.close()

@@ -131,3 +131,59 @@ def test_portal_runs_with_one_command_against_its_own_emulator(script: str, sche
         s.verify = str(Path(certs) / "root.pem")
     r = s.get(f"{scheme}://localhost:{free_port}/", timeout=10)
     assert r.status_code == 200 and "https://localhost:" in r.text
+
+
+def _flask_sign_in(emu: Any, base: str, user: str) -> requests.Session:
+    s = https_session(emu)
+    form = s.get(f"{base}/login").text
+    r = s.post(f"{base}/login", data={"csrf": _csrf(form, "csrf"), "next": _csrf(form, "next"),
+                                      "username": user, "password": "demo"}, allow_redirects=False)
+    assert r.status_code == 302
+    return s
+
+
+def test_flask_portal_qlik_logout_needs_a_same_site_post(flask_portal: tuple[Any, str]) -> None:
+    emu, base = flask_portal
+    s = _flask_sign_in(emu, base, "alice")
+    ticket_url = s.get(f"{base}/qlik/login", allow_redirects=False).headers["Location"]
+    assert s.get(ticket_url, timeout=10).status_code == 200  # redeemed: a proxy session on the hub
+    assert [x.user.user_id for x in emu.state.sessions("portal")] == ["alice"]
+    # another site links to the logout URL: a page with a button, nothing ends
+    r = s.get(f"{base}/qlik/logout", headers={"Referer": "https://evil.example/"}, allow_redirects=False)
+    assert r.status_code == 200 and 'method="post"' in r.text
+    # another site's form posts to it: refused
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/x"}, {}):
+        r = s.post(f"{base}/qlik/logout", data={"next": "/"}, headers=headers, allow_redirects=False)
+        assert r.status_code == 403, headers
+    assert [x.user.user_id for x in emu.state.sessions("portal")] == ["alice"]
+    # the portal's own button (what the browser sends from the home page): signed out of Qlik
+    home = s.get(f"{base}/").text
+    assert 'id="qlik-logout"' in home and 'action="/qlik/logout"' in home
+    r = s.post(f"{base}/qlik/logout", data={"next": "/"}, headers={"Origin": base}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    assert emu.state.sessions("portal") == []
+
+
+def test_django_portal_qlik_logout_needs_a_same_site_post_with_csrf(django_portal: tuple[Any, str]) -> None:
+    emu, base = django_portal
+    s = https_session(emu)
+    form = s.get(f"{base}/accounts/login/").text
+    s.post(f"{base}/accounts/login/", data={"csrfmiddlewaretoken": _csrf(form, "csrfmiddlewaretoken"),
+                                            "username": "alice", "password": "demo"},
+           headers={"Origin": base}, allow_redirects=False)
+    assert [x.user.user_id for x in emu.state.sessions("mashup")] == ["alice"]
+    r = s.get(f"{base}/qlik/logout", headers={"Referer": "https://evil.example/"}, allow_redirects=False)
+    assert r.status_code == 200 and 'method="post"' in r.text
+    token = _csrf(r.text, "csrfmiddlewaretoken")
+    for data, headers in (({"next": "/"}, {"Origin": "https://evil.example"}),
+                          ({"next": "/", "csrfmiddlewaretoken": token}, {"Origin": "https://evil.example"}),
+                          ({"next": "/"}, {"Origin": base})):
+        r = s.post(f"{base}/qlik/logout", data=data, headers=headers, allow_redirects=False)
+        assert r.status_code == 403, (data, headers)
+    assert [x.user.user_id for x in emu.state.sessions("mashup")] == ["alice"]
+    home = s.get(f"{base}/").text  # any page of the portal carries the CSRF token
+    r = s.post(f"{base}/qlik/logout", data={"next": "/", "csrfmiddlewaretoken": _csrf(home, "csrfmiddlewaretoken")},
+               headers={"Origin": base}, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    assert emu.state.sessions("mashup") == []

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask, session
-
 from flask_qlikauth import QlikAuth
+
 from qlikauth import QlikUser
 from qlikauth.exceptions import ConfigurationError
 
@@ -202,7 +202,7 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     assert qps_calls == []
     assert any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
     # logout: every session of the user ends on every node, cookie cleared
-    r = client.get("/qlik/logout?next=//evil.com")
+    r = client.post("/qlik/logout", data={"next": "//evil.com"}, headers={"Origin": "http://localhost"})
     assert r.status_code == 302 and r.headers["Location"] == "/"
     cleared = [c for c in set_cookies(r) if c.startswith("X-Qlik-Session-mashup=;")]
     assert cleared and "Max-Age=0" in cleared[0]
@@ -213,10 +213,61 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
 
 def test_logout_redirect_targets(ticket_emu: Any, unsafe_redirects: tuple[str, ...]) -> None:
     client = make_app(ticket_emu, "portal").test_client()
+    same_site = {"Origin": "http://localhost"}
     for probe in unsafe_redirects:
-        r = client.get("/qlik/logout", query_string={"next": probe.replace("{allowed}", "localhost")})
+        r = client.post("/qlik/logout", data={"next": probe.replace("{allowed}", "localhost")}, headers=same_site)
         assert r.status_code == 302 and r.headers["Location"] == "/", probe
-    assert client.get("/qlik/logout?next=/bye").headers["Location"] == "/bye"
+        # the GET page carries only a checked ``next`` into its form
+        page = client.get("/qlik/logout", query_string={"next": probe.replace("{allowed}", "localhost")})
+        assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True), probe
+    assert client.post("/qlik/logout", data={"next": "/bye"}, headers=same_site).headers["Location"] == "/bye"
+
+
+CROSS_SITE_LOGOUTS = {
+    "other-origin": {"Origin": "https://evil.example"},
+    "other-port": {"Origin": "http://localhost:8081"},
+    "lookalike-host": {"Origin": "http://localhost.evil.example"},
+    "null-origin": {"Origin": "null"},
+    "other-referer": {"Referer": "https://evil.example/page"},
+    "userinfo-referer": {"Referer": "http://localhost@evil.example/"},
+    "no-origin-no-referer": {},
+}
+
+
+def _sid(response: Any) -> str:
+    [cookie] = [c for c in set_cookies(response) if c.startswith("X-Qlik-Session-mashup=")]
+    return cookie.split(";")[0].split("=", 1)[1]
+
+
+def test_logout_is_post_only_and_refuses_cross_site(session_emu: Any, qps_calls: list) -> None:
+    app = make_app(session_emu, "mashup", MODE="session")
+    client = app.test_client()
+    qps = app.extensions["qlikauth"].runtime.qps
+    sid = _sid(client.get("/after-login/alice"))
+    qps_calls.clear()
+    # A link or <img> on another site: a page with a sign-out button, nothing ends.
+    r = client.get("/qlik/logout?next=/bye", headers={"Referer": "https://evil.example/"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and '<form method="post" action="/qlik/logout">' in html
+    assert 'name="next" value="/bye"' in html
+    assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
+    # A form on another site posting here: 403, nothing ends.
+    for name, headers in CROSS_SITE_LOGOUTS.items():
+        r = client.post("/qlik/logout", data={"next": "/"}, headers=headers)
+        assert r.status_code == 403, name
+        assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r)), name
+    assert client.head("/qlik/logout").status_code == 200
+    assert qps_calls == [] and qps.get_session(sid).user.user_id == "alice"
+    # The portal's own page (Referer only, as with an Origin-less older client): signed out.
+    r = client.post("/qlik/logout", data={"next": "/bye"}, headers={"Referer": "http://localhost/account"})
+    assert r.status_code == 302 and r.headers["Location"] == "/bye"
+    assert any(c.startswith("X-Qlik-Session-mashup=;") for c in set_cookies(r))
+    assert qps.get_session(sid) is None
+    # Same origin (the browser's Origin header) works too.
+    sid = _sid(client.get("/after-login/bob"))
+    r = client.post("/qlik/logout", headers={"Origin": "http://localhost", "Referer": "https://evil.example/"})
+    assert r.status_code == 302 and qps.get_session(sid) is None
 
 
 def test_header_auth_endpoint(ticket_emu: Any, qps_calls: list) -> None:
