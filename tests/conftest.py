@@ -237,7 +237,7 @@ def portal_tls(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return cert, key
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: a live Playwright loop trips Django's async-safety checks in later modules
 def chromium(certs_dir: Path, portal_tls: tuple[Path, Path]) -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, trusting the emulator's and the portal's server
     certificates by SPKI pin (``portal_tls``; no ``ignore_https_errors``).
