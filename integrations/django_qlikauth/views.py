@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from qlikauth.config import describe_error
-from qlikauth.exceptions import HeaderError, IdentityError, QlikAuthError, RedirectError
+from qlikauth.exceptions import QlikAuthError, RedirectError
 
 from .conf import get_runtime, qlik_user_for
 from .sessions import end_proxy_sessions, ensure_proxy_session, set_cookie
@@ -155,17 +155,9 @@ def header_auth(request: HttpRequest) -> HttpResponse:
     header; no QPS call is made.
     """
     runtime = get_runtime()
-    authenticator = runtime.header  # ConfigurationError (500) when HEADER_NAME is unset
-    response = HttpResponse(b"", content_type="text/plain")
-    user = qlik_user_for(request)
-    if user is None:
-        response.status_code = 401
-        return _no_store(response)
-    try:
-        value = authenticator.value(user)
-    except (HeaderError, IdentityError) as exc:
-        log.warning("qlikauth header-auth: %s cannot be sent in a header: %s", user.qualified_name, exc)
-        response.status_code = 403
-        return _no_store(response)
-    response[runtime.config.header_response_header] = value
-    return _no_store(response)
+    # runtime.header raises ConfigurationError (500) when HEADER_NAME is unset.
+    answer = runtime.header.identity_answer(qlik_user_for(request), runtime.config.header_response_header)
+    response = HttpResponse(b"", content_type="text/plain", status=answer.status)
+    for name, value in answer.headers:
+        response[name] = value
+    return response

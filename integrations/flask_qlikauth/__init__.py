@@ -52,7 +52,7 @@ from flask import session as flask_session
 
 from qlikauth.authenticators.base import Cookie
 from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime, describe_error
-from qlikauth.exceptions import HeaderError, IdentityError, QlikAuthError, QpsError, RedirectError
+from qlikauth.exceptions import IdentityError, QlikAuthError, QpsError, RedirectError
 from qlikauth.identity import QlikUser
 
 __all__ = ["QlikAuth", "QlikAuthState"]
@@ -317,20 +317,10 @@ def _make_blueprint() -> Blueprint:
         from a request header; no QPS call is made.
         """
         state = _state()
-        runtime = state.runtime
-        authenticator = runtime.header  # ConfigurationError (500) when HEADER_NAME is unset
-        response = current_app.response_class("", mimetype="text/plain")
-        user = state.extension.current_user()
-        if user is None:
-            response.status_code = 401
-            return _no_store(response)
-        try:
-            value = authenticator.value(user)
-        except (HeaderError, IdentityError) as exc:
-            log.warning("qlikauth header-auth: %s cannot be sent in a header: %s", user.qualified_name, exc)
-            response.status_code = 403
-            return _no_store(response)
-        response.headers[state.config.header_response_header] = value
-        return _no_store(response)
+        # runtime.header raises ConfigurationError (500) when HEADER_NAME is unset.
+        answer = state.runtime.header.identity_answer(state.extension.current_user(),
+                                                      state.config.header_response_header)
+        return current_app.response_class("", status=answer.status, mimetype="text/plain",
+                                          headers=list(answer.headers))
 
     return bp

@@ -9,13 +9,29 @@ Dynamic: it carries both, laid out by a pattern with ``$ud`` and ``$id``
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import dataclass
 
 from ..exceptions import ConfigurationError, HeaderError, IdentityError
 from ..identity import QlikUser
 from .base import Headers
 
-__all__ = ["HeaderAuthenticator", "RESERVED_HEADERS", "check_header_name"]
+__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "check_header_name"]
+
+log = logging.getLogger("qlikauth.header")
+
+
+@dataclass(frozen=True)
+class IdentityAnswer:
+    """What a portal's identity endpoint (nginx ``auth_request``) answers: plain data.
+
+    200 with the identity in ``headers`` for a signed-in user, 401 for nobody, 403 for a
+    user whose identity cannot be written into a header. Never cached.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
 
 #: Headers QPS sets or reads itself; a header virtual proxy may not use them.
 RESERVED_HEADERS = frozenset(
@@ -110,3 +126,20 @@ class HeaderAuthenticator:
     def login(self, user: QlikUser) -> Headers:
         """Same as :meth:`headers` (the :class:`Authenticator` interface)."""
         return self.headers(user)
+
+    def identity_answer(self, user: QlikUser | None, response_header: str = "X-Qlik-Header-Value") -> IdentityAnswer:
+        """The answer of a portal's identity endpoint for nginx ``auth_request``.
+
+        ``user`` must come from the portal's own login session, never from a request
+        header. The value travels in ``response_header`` (nginx reads it with
+        ``auth_request_set``); no QPS call is made.
+        """
+        no_store = (("Cache-Control", "no-store"),)
+        if user is None:
+            return IdentityAnswer(401, no_store)
+        try:
+            value = self.value(user)
+        except (HeaderError, IdentityError) as exc:
+            log.warning("header-auth: %s cannot be sent in a header: %s", user.qualified_name, exc)
+            return IdentityAnswer(403, no_store)
+        return IdentityAnswer(200, ((response_header, value), *no_store))

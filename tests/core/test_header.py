@@ -44,3 +44,14 @@ def test_separator_in_directory_refused():
 def test_bad_patterns(pattern):
     with pytest.raises(ConfigurationError):
         HeaderAuthenticator("X-Portal-User", pattern=pattern)
+
+
+def test_identity_answer_for_nginx_auth_request():
+    h = HeaderAuthenticator("X-Portal-User")
+    ok = h.identity_answer(QlikUser("ACME", "jdoe"), "X-Qlik-Header-Value")
+    assert ok.status == 200
+    assert dict(ok.headers) == {"X-Qlik-Header-Value": "ACME\\jdoe", "Cache-Control": "no-store"}
+    nobody = h.identity_answer(None)
+    assert nobody.status == 401 and "X-Qlik-Header-Value" not in dict(nobody.headers)
+    unsendable = h.identity_answer(QlikUser("ACME", "jdöe"))
+    assert unsendable.status == 403 and dict(unsendable.headers) == {"Cache-Control": "no-store"}
