@@ -88,10 +88,8 @@ def spki_sha256(cert_path: Path | str) -> str:
 @pytest.fixture
 def emulator_factory(certs_dir: Path) -> Iterator[Callable[..., Any]]:
     """``make(**kwargs)`` starts an Emulator (shared certificates unless given); all stop at teardown."""
-    try:
-        from qlikauth.emulator import Emulator
-    except ImportError as exc:  # pragma: no cover - only while the emulator is being written
-        pytest.skip(f"qlikauth.emulator is not available: {exc}")
+    from qlikauth.emulator import Emulator
+
     started: list[Any] = []
 
     def make(**kwargs: Any) -> Any:
