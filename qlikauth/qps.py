@@ -59,6 +59,7 @@ from .exceptions import (
 )
 from .identity import QlikUser
 from .urls import origin_of
+from .xrf import new_xrfkey
 
 __all__ = ["QpsClient", "QpsAdapter", "Ticket", "ProxySession", "new_session_id"]
 
@@ -78,17 +79,6 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-_NOT_ALNUM = str.maketrans("", "", "-_")
-
-
-def _xrfkey() -> str:
-    """:func:`qlikauth.xrf.new_xrfkey`, about 8x cheaper: the same 16 characters from
-    ``0-9a-zA-Z``, uniform (URL-safe base64 of :mod:`secrets` bytes with ``-``/``_``
-    dropped: each kept character is uniform over the other 62)."""
-    while True:
-        key = secrets.token_urlsafe(18).translate(_NOT_ALNUM)
-        if len(key) >= 16:
-            return key[:16]
 
 
 def _mask(secret: str | None) -> str:
@@ -431,7 +421,7 @@ class QpsClient:
         Raises typed :class:`QpsError` subclasses with ``sent`` telling whether the
         request may have reached QPS (decides what may be retried).
         """
-        xrf = _xrfkey()
+        xrf = new_xrfkey()
         base = self._base[node] if not path.startswith("/") else node
         query = f"{'&' if '?' in path else '?'}xrfkey={xrf}"
         url = f"{base}{path}{query}"

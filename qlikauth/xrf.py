@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
 
 __all__ = ["new_xrfkey", "is_valid_xrfkey", "XRFKEY_LENGTH"]
 
 XRFKEY_LENGTH = 16
-_ALPHABET = string.ascii_letters + string.digits
+_NOT_ALNUM = str.maketrans("", "", "-_")
 _VALID = re.compile(r"[0-9A-Za-z]{16}\Z")
 
 
@@ -19,7 +18,12 @@ def new_xrfkey() -> str:
     A fixed key copied from samples (``abcdefghijklmnop``) defeats the point of the
     check; qlikauth never reuses one.
     """
-    return "".join(secrets.choice(_ALPHABET) for _ in range(XRFKEY_LENGTH))
+    # URL-safe base64 of random bytes with '-' and '_' dropped: every kept character is
+    # uniform over the other 62, and one token_urlsafe call is ~8x cheaper than 16 choice()s.
+    while True:
+        key = secrets.token_urlsafe(18).translate(_NOT_ALNUM)
+        if len(key) >= XRFKEY_LENGTH:
+            return key[:XRFKEY_LENGTH]
 
 
 def is_valid_xrfkey(value: str | None) -> bool:

@@ -337,3 +337,16 @@ def test_session_id_mismatch_is_refused(qps):
                    json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": "x" * 43})
     with pytest.raises(QpsResponseError, match="another SessionId"):
         qps.add_session(USER)
+
+
+def test_xrfkeys_are_well_formed_unique_and_use_the_whole_alphabet():
+    from collections import Counter
+
+    from qlikauth.xrf import is_valid_xrfkey, new_xrfkey
+
+    keys = [new_xrfkey() for _ in range(5000)]
+    assert all(is_valid_xrfkey(k) for k in keys)
+    assert len(set(keys)) == len(keys)
+    counts = Counter("".join(keys))
+    assert len(counts) == 62  # 0-9a-zA-Z, nothing else
+    assert max(counts.values()) < 2 * min(counts.values())  # roughly uniform
