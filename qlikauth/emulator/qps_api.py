@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -36,6 +37,14 @@ def _pick(data: dict[str, Any], name: str) -> Any:
     return data.get(name[0].lower() + name[1:])
 
 
+_SESSION_IN_PATH = re.compile(r"(/session/)([^/?]+)", re.IGNORECASE)
+
+
+def _masked(m: re.Match[str]) -> str:
+    # Session ids travel in the path; logs get a short prefix only.
+    return m.group(1) + mask(m.group(2))
+
+
 class QpsApi:
     """Routes ``/qps/...`` requests; one instance per emulated node."""
 
@@ -46,7 +55,7 @@ class QpsApi:
     def __call__(self, req: Request, conn: Connection) -> Response:
         self.state.count("qps_requests")
         resp = self._route(req)
-        log.debug("QPS %s %s -> %s", req.method, req.path, resp.status)
+        log.debug("QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status)
         return resp
 
     def _route(self, req: Request) -> Response:
