@@ -122,7 +122,7 @@ class QlikAuthConfig:
     certs: str
     hub_url: str
     virtual_proxy: str = ""
-    cert_passphrase: str | None = field(default=None, repr=False)
+    cert_passphrase: str | bytes | None = field(default=None, repr=False)
     allowed_targets: tuple[str, ...] = ()
     mode: str = "ticket"
     cookie_name: str | None = None
@@ -326,11 +326,12 @@ class QlikAuthRuntime:
     def header(self) -> HeaderAuthenticator:
         """The header authenticator; :class:`ConfigurationError` when HEADER_NAME is not set."""
         c = self.config
-        if c.header_name is None:
+        header_name = c.header_name
+        if header_name is None:
             raise _problem("HEADER_NAME", "not set: give the header virtual proxy's header name "
                                           "(QMC: Header authentication header name), e.g. X-Portal-User.")
         return self._once("_header", lambda: HeaderAuthenticator(
-            c.header_name, c.header_user_directory, c.header_pattern))
+            header_name, c.header_user_directory, c.header_pattern))
 
     def clear_cookie(self) -> Cookie:
         """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""

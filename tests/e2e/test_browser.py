@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from test_example_portals import flask_portal, django_portal  # noqa: E402,F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 

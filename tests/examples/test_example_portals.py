@@ -21,50 +21,12 @@ def _csrf(html: str, name: str) -> str:
     return m.group(1)
 
 
-def start_flask_portal(server_process: Any, emu: Any, port: int) -> Any:
-    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-           "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"), "QLIKAUTH_VIRTUAL_PROXY": "portal"}
-    return server_process([PY, "examples/flask_portal/app.py"], port, env, ready_path="/login")
-
-
-def start_django_portal(server_process: Any, emu: Any, port: int, tmp_path: Path,
-                        tls: tuple[Path, Path]) -> Any:
-    """The Django portal over https (PORTAL_TLS=1) with ``tls`` = (cert, key) from the emulator's CA."""
-    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-           "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup",
-           "PORTAL_DB": str(tmp_path / "portal.sqlite3"), "PORTAL_TLS": "1",
-           "PORTAL_TLS_CERT": str(tls[0]), "PORTAL_TLS_KEY": str(tls[1])}
-    return server_process([PY, "examples/django_portal/run.py"], port, env, ready_path="/accounts/login/",
-                          timeout=60, scheme="https", cafile=Path(emu.certs_dir) / "root.pem")
-
-
 def https_session(emu: Any) -> requests.Session:
     """A requests session that trusts only the emulator's root (which also issued the portal's certificate)."""
     s = requests.Session()
     s.trust_env = False  # REQUESTS_CA_BUNDLE would override s.verify
     s.verify = str(Path(emu.certs_dir) / "root.pem")
     return s
-
-
-@pytest.fixture
-def flask_portal(emulator_factory: Any, server_process: Any, free_port: int) -> tuple[Any, str]:
-    from qlikauth.emulator import VirtualProxy
-
-    emu = emulator_factory(virtual_proxies=[VirtualProxy(
-        prefix="portal", method="ticket", module_uri=f"http://localhost:{free_port}/qlik/module")])
-    start_flask_portal(server_process, emu, free_port)
-    return emu, f"http://localhost:{free_port}"
-
-
-@pytest.fixture
-def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tmp_path: Path,
-                  portal_tls: tuple[Path, Path]) -> tuple[Any, str]:
-    """The emulator and the Django portal's https base URL (same site as the hub)."""
-    from qlikauth.emulator import VirtualProxy
-
-    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
-    start_django_portal(server_process, emu, free_port, tmp_path, portal_tls)
-    return emu, f"https://localhost:{free_port}"
 
 
 def test_flask_portal_signs_in_with_a_ticket(flask_portal: tuple[Any, str]) -> None:
