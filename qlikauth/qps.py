@@ -70,15 +70,14 @@ _REQUESTS_SEND = HTTPAdapter.send
 
 _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._~-]*\Z")
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9._~-]{22,128}\Z")
-_TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
+#: What a ``targetId`` from Qlik may look like (a GUID; we allow a little more, nothing unsafe).
+TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
 _USER_AGENT = f"qlikauth/{__version__}"
 
 
 def new_session_id() -> str:
     """A proxy session id: 256 random bits from :mod:`secrets`, URL- and cookie-safe."""
     return secrets.token_urlsafe(32)
-
-
 
 
 def _mask(secret: str | None) -> str:
@@ -560,7 +559,7 @@ class QpsClient:
         """
         body: dict[str, Any] = user.to_qps()
         if target_id is not None:
-            if not isinstance(target_id, str) or not _TARGET_ID_RE.match(target_id):
+            if not isinstance(target_id, str) or not TARGET_ID_RE.match(target_id):
                 raise RedirectError("targetId is malformed: Qlik sends a GUID; refused.")
             body["TargetId"] = target_id
         nodes = [node] if node is not None else self._ordered_nodes()

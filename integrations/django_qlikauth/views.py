@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from qlikauth.config import describe_error
-from qlikauth.exceptions import QlikAuthError, RedirectError
+from qlikauth.exceptions import QlikAuthError
 
 from .conf import get_runtime, qlik_user_for
 from .sessions import end_proxy_sessions, ensure_proxy_session, set_cookie
@@ -104,10 +104,7 @@ def module(request: HttpRequest) -> HttpResponse:
     runtime = get_runtime()
     target_id = request.GET.get("targetId", "")
     rest_uri = request.GET.get("proxyRestUri", "")
-    if not target_id or not rest_uri:
-        raise RedirectError("targetId and proxyRestUri are missing: this address is for Qlik's "
-                            "virtual proxy to send browsers to, not for direct visits.")
-    runtime.qps.node_for_rest_uri(rest_uri)  # refuse foreign nodes before anything else
+    runtime.ticket.check_module_request(rest_uri, target_id)  # before anything else
     user = qlik_user_for(request)
     if user is None:
         return _to_login(request)

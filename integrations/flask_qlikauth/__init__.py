@@ -52,7 +52,7 @@ from flask import session as flask_session
 
 from qlikauth.authenticators.base import Cookie
 from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime, describe_error
-from qlikauth.exceptions import IdentityError, QlikAuthError, QpsError, RedirectError
+from qlikauth.exceptions import IdentityError, QlikAuthError, QpsError
 from qlikauth.identity import QlikUser
 
 __all__ = ["QlikAuth", "QlikAuthState"]
@@ -273,10 +273,7 @@ def _make_blueprint() -> Blueprint:
         state = _state()
         target_id = request.args.get("targetId", "")
         rest_uri = request.args.get("proxyRestUri", "")
-        if not target_id or not rest_uri:
-            raise RedirectError("targetId and proxyRestUri are missing: this address is for Qlik's "
-                                "virtual proxy to send browsers to, not for direct visits.")
-        state.runtime.qps.node_for_rest_uri(rest_uri)  # refuse foreign nodes before anything else
+        state.runtime.ticket.check_module_request(rest_uri, target_id)  # before anything else
         user = state.extension.current_user()
         if user is None:
             return _login_redirect(state)

@@ -16,8 +16,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from ..exceptions import RedirectError
 from ..identity import QlikUser
-from ..qps import QpsClient, Ticket
+from ..qps import TARGET_ID_RE, QpsClient, Ticket
 from ..urls import RedirectPolicy, normalise_base_url, origin_of
 from .base import Redirect
 
@@ -78,14 +79,31 @@ class TicketAuthenticator:
         ticket = self.qps.request_ticket(user)
         return Redirect(add_ticket(self._landing_for(ticket, landing), ticket.ticket), node=ticket.node)
 
+    def check_module_request(self, proxy_rest_uri: str | None, target_id: str | None) -> str:
+        """Vet the query of a request to the authentication module; return the QPS node.
+
+        Integrations call this first, before they even look for a signed-in user, so a
+        forged ``proxyRestUri`` or ``targetId`` is refused without a login round trip.
+        Raises :class:`~qlikauth.RedirectError` when either is missing or malformed, or
+        when ``proxy_rest_uri`` is not a configured node and virtual proxy.
+        """
+        if not target_id or not proxy_rest_uri:
+            raise RedirectError(
+                "targetId and proxyRestUri are missing: this address is for Qlik's virtual "
+                "proxy to send browsers to, not for direct visits."
+            )
+        if not isinstance(target_id, str) or not TARGET_ID_RE.match(target_id):
+            raise RedirectError("targetId is malformed: Qlik sends a GUID; refused.")
+        return self.qps.node_for_rest_uri(proxy_rest_uri)
+
     def module_login(self, user: QlikUser, proxy_rest_uri: str, target_id: str) -> Redirect:
         """Serve the virtual proxy's authentication module redirect.
 
-        Raises :class:`~qlikauth.RedirectError` when ``proxy_rest_uri`` is not a
-        configured node and virtual proxy (nothing is sent anywhere then). A
-        ``TargetUri`` on a host that is not allowed is replaced by the hub URL.
+        Raises :class:`~qlikauth.RedirectError` as :meth:`check_module_request` does
+        (nothing is sent anywhere then). A ``TargetUri`` on a host that is not allowed
+        is replaced by the hub URL.
         """
-        node = self.qps.node_for_rest_uri(proxy_rest_uri)
+        node = self.check_module_request(proxy_rest_uri, target_id)
         ticket = self.qps.request_ticket(user, target_id=target_id, node=node)
         target = ticket.target_uri
         if target and not self.policy.is_allowed(target):

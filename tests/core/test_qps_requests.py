@@ -261,6 +261,25 @@ def test_module_login_refuses_foreign_rest_uri_without_any_call(qps):
 
 
 @responses.activate
+def test_module_request_vetted_before_any_call(qps):
+    auth = TicketAuthenticator(qps, hub_url="https://qs1.example.com/portal/hub/")
+    rest = f"{N2}/qps/portal/"
+    assert auth.check_module_request(rest, "0b2b1a9e-4c5d-4f6a-9e8d-7c6b5a4f3e2d") == N2
+    bad = [
+        ("", "abc", "missing"), (rest, "", "missing"), (None, None, "missing"),
+        (rest, "a b", "malformed"), (rest, "../x", "malformed"), (rest, "x" * 129, "malformed"),
+        (rest, "id\r\nSet-Cookie:x", "malformed"),
+        (f"{N1}/qps/other/", "abc", "not a configured"), ("https://qs1.example.com.evil/qps/portal/", "abc", "not a configured"),
+    ]
+    for rest_uri, target_id, why in bad:
+        with pytest.raises(RedirectError, match=why):
+            auth.check_module_request(rest_uri, target_id)
+        with pytest.raises(RedirectError, match=why):
+            auth.module_login(USER, rest_uri, target_id)
+    assert len(responses.calls) == 0
+
+
+@responses.activate
 def test_module_login_replaces_foreign_target_uri(qps):
     auth = TicketAuthenticator(qps, hub_url="https://qs1.example.com/portal/hub/")
     responses.post(f"{N1}/qps/portal/ticket", json={"Ticket": "tk", "TargetUri": "https://evil.example/x"}, status=201)
