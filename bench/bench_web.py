@@ -249,24 +249,33 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                 results[i] = res
                 s = requests.Session()
                 s.trust_env = False
+                step = "login form"
                 try:
-                    page = s.get(f"{portal}/login?next=/qlik/login", timeout=60).text
+                    # Connection: close, so the timed POST opens its own connection: a kept-alive
+                    # one would sit idle at the barrier past gunicorn's 2 s keep-alive and be
+                    # closed under the POST (which requests rightly does not retry).
+                    page = s.get(f"{portal}/login?next=/qlik/login", headers={"Connection": "close"},
+                                 timeout=60).text
                     csrf = _CSRF.search(page).group(1)  # type: ignore[union-attr]
                 finally:
                     barrier.wait()
                 try:
                     t0 = time.perf_counter()
+                    step = "POST /login"
                     r = s.post(f"{portal}/login", data={"csrf": csrf, "next": "/qlik/login", "username": name,
                                                        "password": "demo"}, allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"login {r.status_code}"
+                    step = "/qlik/login"
                     r = s.get(portal + r.headers["Location"] if r.headers["Location"].startswith("/") else r.headers["Location"],
                               allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"/qlik/login {r.status_code}: {r.text[:200]}"
                     hub = r.headers["Location"]
                     m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
                     res["ticket"] = m.group(1) if m else None
+                    step = "hub redeems the ticket"
                     r = s.get(hub, verify=root, allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"hub redeem {r.status_code}"
+                    step = "hub page"
                     r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
                               allow_redirects=False, timeout=60)
                     assert r.status_code == 200, f"hub {r.status_code}"
@@ -275,7 +284,7 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                     res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
                     res["ok"] = True
                 except Exception as exc:  # counted, reported
-                    res["error"] = f"{type(exc).__name__}: {exc}"
+                    res["error"] = f"{step}: {type(exc).__name__}: {exc}"
                 finally:
                     s.close()
 

@@ -304,9 +304,11 @@ def table(results: dict[str, Any]) -> str:
     s = results.get("storm")
     if s:
         rows.append(f"| Sign-in storm: {s['users']} users at once, Flask portal on gunicorn | "
-                    f"{s['sign_ins_per_s']:.0f} sign-ins/s | all distinct, no mix-ups | p50 {s['p50_ms']:.0f} ms, "
+                    f"{s['sign_ins_per_s']:.0f} sign-ins/s, {s['completed']}/{s['users']} signed in | all signed in, "
+                    f"all distinct, no mix-ups | p50 {s['p50_ms']:.0f} ms, "
                     f"p99 {s['p99_ms']:.0f} ms; mix-ups {s['mixups']}, distinct tickets {s['distinct_tickets']}, "
-                    f"hub identity ok {s['hub_identity_ok']} |")
+                    f"hub identity ok {s['hub_identity_ok']}"
+                    + (f"; errors {s['errors']}: {'; '.join(s['first_errors'])[:300]}" if s["errors"] else "") + " |")
     mem = results.get("memory")
     if mem:
         a, b = mem["checkpoints"][0], mem["checkpoints"][-1]
