@@ -8,10 +8,12 @@ Flask portal, below), without editing them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import os
 import re
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -124,7 +126,10 @@ def _flask_signed_in_environ(app: Any) -> dict[str, Any]:
 
 def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
     os.environ.update(settings)
-    os.environ.setdefault("PORTAL_DB", str(Path(tempfile.mkdtemp(prefix="bench-django-")) / "db.sqlite3"))
+    if "PORTAL_DB" not in os.environ:
+        db_dir = tempfile.mkdtemp(prefix="bench-django-")
+        atexit.register(shutil.rmtree, db_dir, True)
+        os.environ["PORTAL_DB"] = str(Path(db_dir) / "db.sqlite3")
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
     for p in (str(DJANGO_DIR), str(ROOT / "integrations")):
         if p not in sys.path:

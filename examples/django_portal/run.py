@@ -23,8 +23,11 @@ socket wrapped in TLS: stdlib only, fine for a demo. In production run
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import signal
 import ssl
 import sys
 import tempfile
@@ -47,6 +50,9 @@ def start_emulator() -> None:
     emu = Emulator(host="localhost", bind="127.0.0.1",
                    virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
     emu.__enter__()
+    # Stop it (and delete its generated keys) however the portal ends: Ctrl-C, kill, or a crash.
+    atexit.register(emu.stop)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ.update({
         "QLIKAUTH_QPS_NODES": emu.qps_url,
         "QLIKAUTH_CERTS": str(emu.certs_dir),
@@ -85,6 +91,7 @@ def tls_files() -> tuple[str, str]:
     from qlikauth.certgen import issue_server_certificate
 
     out = Path(tempfile.mkdtemp(prefix="django-portal-tls-"))
+    atexit.register(shutil.rmtree, out, True)
     issue_server_certificate(ca_dir, ["localhost", "127.0.0.1"], out / "portal.pem", out / "portal_key.pem")
     return str(out / "portal.pem"), str(out / "portal_key.pem")
 
@@ -137,7 +144,10 @@ def main() -> None:
     tls = os.environ.get("PORTAL_TLS", "1" if embedded else "0") == "1"
     os.environ["PORTAL_TLS"] = "1" if tls else "0"  # settings.py: secure portal cookies
     cert_key = tls_files() if tls else None
-    os.environ.setdefault("PORTAL_DB", str(Path(tempfile.mkdtemp(prefix="django-portal-")) / "db.sqlite3"))
+    if "PORTAL_DB" not in os.environ:
+        db_dir = tempfile.mkdtemp(prefix="django-portal-")
+        atexit.register(shutil.rmtree, db_dir, True)
+        os.environ["PORTAL_DB"] = str(Path(db_dir) / "db.sqlite3")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     import django
     from django.core.management import call_command

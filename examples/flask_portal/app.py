@@ -14,8 +14,10 @@ To point it at a real site, set the environment (see examples/README.md)::
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -130,6 +132,9 @@ def _start_emulator(port: int) -> dict[str, str]:
         VirtualProxy(prefix="portal", method="ticket", module_uri=f"http://localhost:{port}/qlik/module"),
     ])
     emu.__enter__()
+    # Stop it (and delete its generated keys) however the portal ends: Ctrl-C, kill, or a crash.
+    atexit.register(emu.stop)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('portal')} (certificates in {emu.certs_dir})",
           flush=True)
     return {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,16 @@ def test_portal_runs_with_one_command_against_its_own_emulator(script: str, sche
         s.verify = str(Path(certs) / "root.pem")
     r = s.get(f"{scheme}://localhost:{free_port}/", timeout=10)
     assert r.status_code == 200 and "https://localhost:" in r.text
+    # Stopped as a service manager would (SIGTERM), the portal stops its emulator, which
+    # deletes the keys it generated; the Django portal's own TLS key goes too.
+    key_dirs = [Path(re.search(r"certificates in ([^)]+)\)", log).group(1))]
+    tls = re.search(r"TLS certificate: (\S+)", log)
+    if tls:
+        key_dirs.append(Path(tls.group(1)).parent)
+    assert all(d.is_dir() for d in key_dirs)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert [d for d in key_dirs if d.exists()] == []
 
 
 def _flask_sign_in(emu: Any, base: str, user: str) -> requests.Session:
