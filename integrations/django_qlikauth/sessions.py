@@ -9,13 +9,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from qlikauth.authenticators.base import Cookie
-from qlikauth.exceptions import QlikAuthError, QpsError
+from qlikauth.exceptions import QlikAuthError
+from qlikauth.identity import QlikUser
 
 from .conf import get_runtime, qlik_user_for
 
 log = logging.getLogger("django_qlikauth")
 
-#: The Django session key holding the live proxy session: {"sid", "uid", "node", "checked"}.
+#: The Django session key holding the live proxy session (the core's SessionGrant.record).
 SESSION_KEY = "_qlikauth_proxy_session"
 #: After a failed creation, page views skip QPS until this time (Django session key).
 RETRY_KEY = "_qlikauth_retry_after"
@@ -36,20 +37,15 @@ def set_cookie(response: HttpResponse, cookie: Cookie) -> None:
                         samesite=cookie.samesite)
 
 
-def _cookie_for(sid: str) -> Cookie:
-    c = get_runtime().config
-    return Cookie(c.effective_cookie_name, sid, c.cookie_domain, "/", c.cookie_secure, True,
-                  c.cookie_samesite)
-
-
 def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict: bool = False) -> bool:
     """Give the signed-in user a proxy session and its cookie; True when one is in place.
 
-    A proxy session remembered in the Django session for the same user is reused: the
-    only work is re-setting the cookie if the browser lacks it, so ordinary page views
-    make no QPS call. ``strict`` (the login view) raises QPS errors instead of logging
-    them and backing off for a while (the middleware). With SESSION_RECHECK > 0 the remembered session is looked up at
-    most that often, and replaced when QPS has ended it.
+    The decision is the core's (:meth:`SessionAuthenticator.resume`): a proxy session
+    remembered in the Django session for the same user is reused, so ordinary page views
+    make no QPS call (the cookie is only re-set if the browser lacks it); with
+    SESSION_RECHECK > 0 it is confirmed with QPS at most that often and replaced when Qlik
+    has ended it. ``strict`` (the explicit ``/qlik/login``) always confirms it and raises
+    QPS errors; the middleware logs them and leaves QPS alone for a while.
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
@@ -57,32 +53,18 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict
     runtime = get_runtime()
     session = request.session
     uid = f"{user._meta.label_lower}:{user.pk}"  # not type(): request.user is a lazy proxy
-    remembered = session.get(SESSION_KEY)
     now = time.time()
-    if remembered and remembered.get("uid") == uid:
-        recheck = runtime.config.session_recheck
-        if recheck and now - remembered.get("checked", 0) > recheck:
-            try:
-                alive = runtime.qps.get_session(remembered["sid"]) is not None
-            except QpsError as exc:
-                log.warning("qlikauth: could not check the proxy session: %s", exc)
-                alive = True
-            if alive:
-                remembered["checked"] = now
-                session[SESSION_KEY] = remembered
-            else:
-                remembered = None
-        if remembered:
-            if request.COOKIES.get(runtime.config.effective_cookie_name) != remembered["sid"]:
-                set_cookie(response, _cookie_for(remembered["sid"]))
-            return True
-    if not strict and session.get(RETRY_KEY, 0) > now:
-        return False
+
+    def qlik_user() -> QlikUser | None:
+        # Called only when a session must be created.
+        if not strict and session.get(RETRY_KEY, 0) > now:
+            return None  # a recent attempt failed: page views leave QPS alone for a while
+        return qlik_user_for(request)
+
+    remembered = session.get(SESSION_KEY)
     try:
-        qlik_user = qlik_user_for(request)
-        if qlik_user is None:
-            return False
-        proxy_session, cookie = runtime.session.create(qlik_user)
+        grant = runtime.session.resume(qlik_user, remembered, owner=uid, now=now,
+                                       recheck_after=0.0 if strict else (runtime.config.session_recheck or None))
     except QlikAuthError as exc:
         # The portal keeps working; Qlik stays signed out and we try again a little later.
         session[RETRY_KEY] = now + RETRY_AFTER_SECONDS
@@ -90,10 +72,14 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict
             raise
         log.warning("qlikauth: no proxy session for %s: %s", user.get_username(), exc)
         return False
-    session.pop(RETRY_KEY, None)
-    session[SESSION_KEY] = {"sid": proxy_session.session_id, "uid": uid,
-                            "node": proxy_session.node, "checked": now}
-    set_cookie(response, cookie)
+    if grant is None:
+        return False
+    if grant.created:
+        session.pop(RETRY_KEY, None)
+    if grant.record != remembered:  # write the session only when something changed
+        session[SESSION_KEY] = grant.record
+    if grant.created or request.COOKIES.get(grant.cookie.name) != grant.record["sid"]:
+        set_cookie(response, grant.cookie)
     return True
 
 

@@ -33,7 +33,6 @@ answers into Flask responses.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
@@ -161,26 +160,24 @@ class QlikAuth:
             raise TypeError(f"the qlikauth user loader must return a QlikUser or None, not {type(user).__name__}")
         return user
 
-    def start_session(self, response: Response, user: QlikUser | None = None) -> Response:
+    def start_session(self, response: Response, user: QlikUser | None = None, *, verify: bool = False) -> Response:
         """Session mode: make sure ``user`` has a proxy session and set its cookie on ``response``.
 
-        Call it right after the app's own login. A live session remembered in Flask's
-        session for the same user is reused (no QPS call); otherwise one is created.
+        Call it right after the app's own login. A session remembered in Flask's session for
+        the same user is reused without a QPS call, unless it was last confirmed more than
+        ``QLIKAUTH_SESSION_RECHECK`` seconds ago or ``verify`` is set (``/qlik/login`` sets it):
+        then QPS is asked whether it still exists, and a new one replaces it if Qlik has ended it.
         """
         user = user if user is not None else self.current_user()
         if user is None:
             raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
         runtime = _state().runtime
         remembered = flask_session.get(SESSION_KEY)
-        if remembered and remembered.get("user") == list(user.key):
-            cookie = Cookie(runtime.config.effective_cookie_name, remembered["sid"],
-                            runtime.config.cookie_domain, "/", runtime.config.cookie_secure, True,
-                            runtime.config.cookie_samesite)
-        else:
-            proxy_session, cookie = runtime.session.create(user)
-            flask_session[SESSION_KEY] = {"sid": proxy_session.session_id, "user": list(user.key),
-                                          "node": proxy_session.node, "at": time.time()}
-        _set_cookie(response, cookie)
+        grant = runtime.session.resume(
+            user, remembered, recheck_after=0.0 if verify else (runtime.config.session_recheck or None))
+        if grant.record != remembered:
+            flask_session[SESSION_KEY] = grant.record
+        _set_cookie(response, grant.cookie)
         return response
 
     def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
@@ -262,7 +259,7 @@ def _make_blueprint() -> Blueprint:
             return _login_redirect(state)
         if state.config.mode == "session":
             response = redirect(runtime.hub_policy.check(target) if target else state.config.hub_url)
-            state.extension.start_session(response, user)
+            state.extension.start_session(response, user, verify=True)  # an explicit click: confirm it
             return _no_store(response)
         result = runtime.ticket.login(user, target)
         return _no_store(redirect(result.location))

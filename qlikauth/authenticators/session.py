@@ -7,14 +7,34 @@ Qlik is already signed in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, overload
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, QpsError
 from ..identity import QlikUser
 from ..qps import ProxySession, QpsClient
 from .base import Cookie, check_cookie_name
 
-__all__ = ["SessionAuthenticator", "default_cookie_name"]
+__all__ = ["SessionAuthenticator", "SessionGrant", "default_cookie_name"]
+
+log = logging.getLogger("qlikauth.session")
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """What :meth:`SessionAuthenticator.resume` decided for one signed-in portal user.
+
+    :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``): keep it in the
+    portal's own server-side session and hand it back next time. Set :attr:`cookie` on the
+    response. :attr:`created` is True when a new proxy session was made (one QPS call).
+    """
+
+    record: dict[str, Any] = field(repr=False)
+    cookie: Cookie
+    created: bool
 
 
 def default_cookie_name(virtual_proxy: str) -> str:
@@ -57,13 +77,83 @@ class SessionAuthenticator:
     def create(self, user: QlikUser) -> tuple[ProxySession, Cookie]:
         """Create a proxy session; return it and the cookie that carries it."""
         session = self.qps.add_session(user)
-        t = self._template
-        return session, Cookie(t.name, session.session_id, t.domain, t.path, t.secure,
-                               t.http_only, t.samesite, t.max_age)
+        return session, self.cookie_for(session.session_id)
 
     def login(self, user: QlikUser) -> Cookie:
         """Create a proxy session for ``user`` and return the cookie to set."""
         return self.create(user)[1]
+
+    def cookie_for(self, session_id: str) -> Cookie:
+        """The cookie that carries an existing proxy session id (no QPS call)."""
+        t = self._template
+        return Cookie(t.name, session_id, t.domain, t.path, t.secure, t.http_only, t.samesite, t.max_age)
+
+    @overload
+    def resume(self, user: QlikUser, remembered: Mapping[str, Any] | None, *, owner: str | None = None,
+               recheck_after: float | None = None, now: float | None = None) -> SessionGrant: ...
+
+    @overload
+    def resume(self, user: Callable[[], QlikUser | None], remembered: Mapping[str, Any] | None, *,
+               owner: str | None = None, recheck_after: float | None = None,
+               now: float | None = None) -> SessionGrant | None: ...
+
+    def resume(
+        self,
+        user: QlikUser | Callable[[], QlikUser | None],
+        remembered: Mapping[str, Any] | None,
+        *,
+        owner: str | None = None,
+        recheck_after: float | None = None,
+        now: float | None = None,
+    ) -> SessionGrant | None:
+        """Reuse the proxy session a portal remembers for this user, or create one.
+
+        :param user: the Qlik user, or a callable that returns it (or None: no Qlik access),
+            called only when a session must be created, since mapping a portal user can cost
+            a database query that ordinary page views should not pay.
+        :param remembered: the :attr:`SessionGrant.record` returned last time (kept in the
+            portal's session), or None. It is reused only when it belongs to ``owner``.
+        :param owner: who the portal says is signed in (e.g. its own user id); defaults to
+            the Qlik user (required when ``user`` is a callable). A record of another owner
+            is never reused.
+        :param recheck_after: seconds. When the record was last confirmed longer ago, QPS is
+            asked (one GET) whether the session still exists, and a new one is made if Qlik
+            has ended it (timeout, logout in Qlik). ``None``: never ask, so page views cost no
+            QPS call; ``0``: ask every time (an explicit "open Qlik" click). When QPS cannot
+            be asked, the remembered session is kept: that is what the browser has anyway.
+        :returns: the grant, or None when ``user`` returned None (nothing was created).
+
+        Errors creating a session are raised (:class:`~qlikauth.QpsError`).
+        """
+        now = time.time() if now is None else now
+        if owner is None:
+            if not isinstance(user, QlikUser):
+                raise ConfigurationError("resume(): pass owner= when user is a callable.")
+            owner = "\\".join(user.key)
+        record = dict(remembered) if remembered else None
+        if record is not None and (record.get("owner") != owner or not isinstance(record.get("sid"), str)
+                                   or not record["sid"]):
+            record = None
+        if record is not None and recheck_after is not None \
+                and now - float(record.get("checked") or 0) >= recheck_after:
+            try:
+                alive = self.qps.get_session(record["sid"]) is not None
+            except QpsError as exc:
+                log.warning("could not check the remembered proxy session, keeping it: %s", exc)
+                alive = True
+            if alive:
+                record["checked"] = now
+            else:
+                log.info("the remembered proxy session has ended in Qlik; creating a new one")
+                record = None
+        if record is not None:
+            return SessionGrant(record, self.cookie_for(record["sid"]), created=False)
+        qlik_user = user if isinstance(user, QlikUser) else user()
+        if qlik_user is None:
+            return None
+        session, cookie = self.create(qlik_user)
+        record = {"sid": session.session_id, "owner": owner, "node": session.node, "checked": now}
+        return SessionGrant(record, cookie, created=True)
 
     def session_id_from(self, cookies: Mapping[str, str]) -> str | None:
         """The proxy session id in a request's cookies, if any."""

@@ -330,6 +330,50 @@ def test_samesite_none_requires_secure(qps):
     assert SessionAuthenticator(qps, secure=False, samesite="Lax").clear_cookie().samesite == "Lax"
 
 
+@responses.activate
+def test_session_resume_reuses_rechecks_and_replaces(qps):
+    def echo(request):
+        return 201, {}, json.dumps({**json.loads(request.body), "NewUser": False})
+
+    responses.add_callback(responses.POST, f"{N1}/qps/portal/session", callback=echo)
+    auth = SessionAuthenticator(qps)
+    # nothing remembered: one POST, a record owned by the Qlik user by default
+    first = auth.resume(USER, None, now=100.0)
+    assert first.created and first.record["owner"] == "acme\\jdoe" and first.record["checked"] == 100.0
+    assert first.cookie.value == first.record["sid"] and len(responses.calls) == 1
+    assert first.record["sid"] not in repr(first)
+    # remembered, no recheck asked: no call at all, same cookie; the callable is never called
+    never = lambda: pytest.fail("the user must not be mapped when nothing is created")  # noqa: E731
+    again = auth.resume(never, first.record, owner="acme\\jdoe", now=10_000.0)
+    assert again is not None and not again.created and again.record == first.record
+    assert again.cookie.value == first.record["sid"] and len(responses.calls) == 1
+    # another owner's record is never reused
+    other = auth.resume(USER, {**first.record, "owner": "acme\\mallory"})
+    assert other.created and other.record["sid"] != first.record["sid"] and len(responses.calls) == 2
+    # recheck due and QPS still has it: one GET, kept, confirmed now
+    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), json={**USER.to_qps(), "SessionId": first.record["sid"]})
+    kept = auth.resume(USER, first.record, recheck_after=60, now=200.0)
+    assert not kept.created and kept.record["checked"] == 200.0 and len(responses.calls) == 3
+    # not due yet: no call
+    assert not auth.resume(USER, kept.record, recheck_after=60, now=250.0).created and len(responses.calls) == 3
+    # Qlik has ended it (404 on every node): replaced by a new one
+    responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"), status=404)
+    responses.get(re.compile(rf"{N2}/qps/portal/session/.+"), status=404)
+    fresh = auth.resume(USER, kept.record, recheck_after=0, now=300.0)
+    assert fresh.created and fresh.record["sid"] != first.record["sid"]
+    # QPS cannot be asked: the remembered session is kept (the browser has it anyway)
+    responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"),
+                      body=requests.exceptions.ConnectionError("down"))
+    responses.replace(responses.GET, re.compile(rf"{N2}/qps/portal/session/.+"),
+                      body=requests.exceptions.ConnectionError("down"))
+    assert auth.resume(USER, fresh.record, recheck_after=0).record["sid"] == fresh.record["sid"]
+    # a callable that says "no Qlik access": nothing is created
+    before = len(responses.calls)
+    assert auth.resume(lambda: None, None, owner="x") is None and len(responses.calls) == before
+    with pytest.raises(ConfigurationError, match="owner"):
+        auth.resume(lambda: USER, None)
+
+
 @pytest.mark.parametrize("nodes", ["http://qs1:4243", "https://qs1:4243/qps/portal", "", [], ["https://a:1", "https://A:1"]])
 def test_bad_node_configuration(certs, nodes):
     with pytest.raises(ConfigurationError):

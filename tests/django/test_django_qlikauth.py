@@ -116,6 +116,36 @@ def test_signed_in_page_views_cost_zero_qps_calls_after_the_first(session_emu: A
         assert qps_calls == []
 
 
+def test_session_recheck_replaces_a_session_qlik_has_ended(session_emu: Any, qps_calls: list) -> None:
+    """SESSION_RECHECK: a remembered proxy session is confirmed at most that often, replaced once Qlik ended it."""
+    from django_qlikauth.sessions import SESSION_KEY
+
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session", SESSION_RECHECK=300)):
+        client = Client()
+        old = qlik_cookies(client.get("/signin/alice"), "X-Qlik-Session-mashup")[0].value
+        assert session_emu_session(old).user.user_id == "alice"
+        from django_qlikauth.conf import get_runtime
+
+        assert get_runtime().qps.delete_session(old)  # timed out / ended in Qlik
+        qps_calls.clear()
+        client.get("/page")
+        assert qps_calls == []  # confirmed less than 300 s ago: page views trust it
+        session = client.session
+        session[SESSION_KEY] = {**session[SESSION_KEY], "checked": 0}
+        session.save()
+        r = client.get("/page")
+        assert qps_calls == [("GET", "session"), ("POST", "session")]
+        new = qlik_cookies(r, "X-Qlik-Session-mashup")[0].value
+        assert new != old and session_emu_session(new).user.user_id == "alice"
+        assert client.session[SESSION_KEY]["sid"] == new
+        qps_calls.clear()
+        client.get("/page")
+        assert qps_calls == []
+        # an explicit /qlik/login confirms the remembered session whatever SESSION_RECHECK says
+        r = client.get("/qlik/login")
+        assert r.status_code == 302 and qps_calls == [("GET", "session")]
+
+
 def session_emu_session(sid: str) -> Any:
     from django_qlikauth.conf import get_runtime
 

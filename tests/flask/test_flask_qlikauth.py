@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from flask import Flask, session
 from flask_qlikauth import QlikAuth
 
@@ -47,6 +48,10 @@ def make_app(emu: Any, prefix: str = "", **overrides: Any) -> Flask:
         session.clear()
         session["user"] = name
         return ext.start_session(app.make_response("signed in"))
+
+    @app.route("/open-qlik")
+    def open_qlik() -> Any:
+        return ext.start_session(app.make_response("ok"))  # the signed-in user, remembered session
 
     app.qlikauth = ext  # type: ignore[attr-defined]
     return app
@@ -190,17 +195,16 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     qps = app.extensions["qlikauth"].runtime.qps
     assert qps.get_session(sid).user.user_id == "alice"
     qps_calls.clear()
-    # again: the remembered session is reused, no QPS call
-    r = client.get("/after-login/alice".replace("after-login", "signin"))
-    with app.test_request_context():
-        pass
+    r = client.get("/signin/alice")  # the app's own login clears the Flask session
     r = client.get("/qlik/login")
     assert r.status_code == 302 and r.headers["Location"] == session_emu.hub_url_for("mashup")
-    assert qps_calls == [("POST", "session")]  # /signin cleared the Flask session: one new session
+    assert qps_calls == [("POST", "session")]  # nothing remembered: one new session
     qps_calls.clear()
+    # again: the remembered session is reused; an explicit /qlik/login confirms it with one GET
     r = client.get("/qlik/login")
-    assert qps_calls == []
+    assert qps_calls == [("GET", "session")]
     assert any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
+    sid = _sid(r)
     # logout: every session of the user ends on every node, cookie cleared
     r = client.post("/qlik/logout", data={"next": "//evil.com"}, headers={"Origin": "http://localhost"})
     assert r.status_code == 302 and r.headers["Location"] == "/"
@@ -209,6 +213,35 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     assert ("DELETE", "user") in qps_calls
     assert qps.get_session(sid) is None
     assert qps.user_sessions(QlikUser("PORTAL", "alice")) == []
+
+
+def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_calls: list) -> None:
+    """The proxy session timed out (or was ended in Qlik) while the portal still remembers it."""
+    app = make_app(session_emu, "mashup", MODE="session", SESSION_RECHECK="300")
+    client = app.test_client()
+    old = _sid(client.get("/after-login/alice"))
+    qps = app.extensions["qlikauth"].runtime.qps
+    assert qps.delete_session(old)  # Qlik ends it behind the portal's back
+    qps_calls.clear()
+    r = client.get("/qlik/login")  # an explicit click confirms it, finds it gone, makes a new one
+    assert r.status_code == 302 and qps_calls == [("GET", "session"), ("POST", "session")]
+    new = _sid(r)
+    assert new != old and qps.get_session(new).user.user_id == "alice"
+    with client.session_transaction() as s:
+        assert s["_qlikauth"]["sid"] == new
+    # and the new cookie signs the browser into the hub
+    hub = requests.Session()
+    hub.trust_env = False
+    page = hub.get(session_emu.hub_url_for("mashup"), cookies={"X-Qlik-Session-mashup": new},
+                   headers={"Accept": "application/json"}, verify=str(session_emu.certs_dir / "root.pem"))
+    assert page.status_code == 200 and page.json()["userId"] == "alice"
+    # start_session trusts a remembered session for SESSION_RECHECK seconds, then confirms it
+    qps_calls.clear()
+    assert client.get("/open-qlik").status_code == 200 and qps_calls == []
+    with client.session_transaction() as s:
+        s["_qlikauth"] = {**s["_qlikauth"], "checked": 0}
+    r = client.get("/open-qlik")
+    assert qps_calls == [("GET", "session")] and _sid(r) == new
 
 
 def test_logout_redirect_targets(ticket_emu: Any, unsafe_redirects: tuple[str, ...]) -> None:
