@@ -218,6 +218,8 @@ def _free_port() -> int:
 
 def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
 
     users = args.storm_users
     port = _free_port()
@@ -254,6 +256,13 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                 results[i] = res
                 s = requests.Session()
                 s.trust_env = False
+                # Like a browser, resend an idempotent GET once when the server had already closed
+                # the kept-alive connection (gunicorn drops it after 2 s idle; with 200 client
+                # threads on 2 cores a thread can wait that long between two steps). POSTs are
+                # never resent.
+                retry = Retry(total=1, connect=1, read=1, status=0, redirect=0, other=0,
+                              allowed_methods=frozenset({"GET"}))
+                s.mount("http://", HTTPAdapter(max_retries=retry))
                 step = "login form"
                 try:
                     # Connection: close, so the timed POST opens its own connection: a kept-alive
