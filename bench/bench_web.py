@@ -152,9 +152,13 @@ def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]
     dj.MIDDLEWARE = full
     client = Client()
     client.force_login(User.objects.get(username="alice"))
-    sid = client.cookies[dj.SESSION_COOKIE_NAME].value
+    # The first signed-in view creates the proxy session and sets its cookie; from then on the
+    # browser sends it back, so the measured views carry both cookies, as a browser's would.
+    assert client.get("/mashup/", HTTP_HOST="localhost:8000").status_code == 200
+    jar = "; ".join(f"{k}={m.value}" for k, m in client.cookies.items() if m.value)
+    assert "X-Qlik-Session-mashup=" in jar, "the first view set no proxy session cookie"
     environ = EnvironBuilder(base_url="http://localhost:8000", path="/mashup/",
-                             headers={"Cookie": f"{dj.SESSION_COOKIE_NAME}={sid}"}).get_environ()
+                             headers={"Cookie": jar}).get_environ()
     return with_handler, without_handler, environ
 
 
@@ -169,8 +173,10 @@ def _page_view_pair(name: str, app_with: Any, app_without: Any, environ: dict[st
     before = emu.stats()["qps_requests"]
     cw = Contender("with qlikauth", lambda: call_with)
     co = Contender("without qlikauth", lambda: call_without)
-    rounds = args.rounds
-    interleave([cw, co], rounds, args.slice / 2, 1)
+    # Many short alternations: a Django view takes ~3 ms, so a few long slices hold too few
+    # views and the median of their ratios wanders by several percent from run to run.
+    rounds = args.rounds * 4 + 1
+    interleave([cw, co], rounds, args.slice / 6, 1)
     qps_calls = emu.stats()["qps_requests"] - before
     time_ratio = ratio(co, cw)  # time per view with / without = rate without / rate with
     return {"time_ratio": round(time_ratio, 3), "overhead_pct": round((time_ratio - 1) * 100, 1),

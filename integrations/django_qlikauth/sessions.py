@@ -78,7 +78,7 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict
         session.pop(RETRY_KEY, None)
     if grant.record != remembered:  # write the session only when something changed
         session[SESSION_KEY] = grant.record
-    if grant.created or request.COOKIES.get(grant.cookie.name) != grant.record["sid"]:
+    if grant.created or request.COOKIES.get(runtime.session.cookie_name) != grant.session_id:
         set_cookie(response, grant.cookie)
     return True
 

@@ -28,13 +28,24 @@ class SessionGrant:
     """What :meth:`SessionAuthenticator.resume` decided for one signed-in portal user.
 
     :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``): keep it in the
-    portal's own server-side session and hand it back next time. Set :attr:`cookie` on the
-    response. :attr:`created` is True when a new proxy session was made (one QPS call).
+    portal's own server-side session and hand it back next time. :attr:`created` is True
+    when a new proxy session was made (one QPS call). Set :attr:`cookie` on the response when
+    the session is new or the browser lacks it (:attr:`session_id` is the cookie's value).
     """
 
     record: dict[str, Any] = field(repr=False)
-    cookie: Cookie
     created: bool
+    _authenticator: SessionAuthenticator = field(repr=False, compare=False)
+
+    @property
+    def session_id(self) -> str:
+        """The proxy session id: the value the browser's cookie must carry."""
+        return str(self.record["sid"])
+
+    @property
+    def cookie(self) -> Cookie:
+        """The cookie that carries the session (built on demand: page views rarely need it)."""
+        return self._authenticator.cookie_for(self.session_id)
 
 
 def default_cookie_name(virtual_proxy: str) -> str:
@@ -147,13 +158,13 @@ class SessionAuthenticator:
                 log.info("the remembered proxy session has ended in Qlik; creating a new one")
                 record = None
         if record is not None:
-            return SessionGrant(record, self.cookie_for(record["sid"]), created=False)
+            return SessionGrant(record, False, self)
         qlik_user = user if isinstance(user, QlikUser) else user()
         if qlik_user is None:
             return None
-        session, cookie = self.create(qlik_user)
+        session = self.qps.add_session(qlik_user)
         record = {"sid": session.session_id, "owner": owner, "node": session.node, "checked": now}
-        return SessionGrant(record, cookie, created=True)
+        return SessionGrant(record, True, self)
 
     def session_id_from(self, cookies: Mapping[str, str]) -> str | None:
         """The proxy session id in a request's cookies, if any."""
