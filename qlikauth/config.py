@@ -333,6 +333,15 @@ class QlikAuthRuntime:
         return self._once("_header", lambda: HeaderAuthenticator(
             header_name, c.header_user_directory, c.header_pattern))
 
+    def recheck_after(self, explicit: bool) -> float | None:
+        """``recheck_after`` for :meth:`SessionAuthenticator.resume` under SESSION_RECHECK.
+
+        An explicit "open Qlik" (``/qlik/login``) always confirms the remembered session
+        (``0``); otherwise it is confirmed every SESSION_RECHECK seconds, or never (``None``)
+        when that is 0, so page views make no QPS call.
+        """
+        return 0.0 if explicit else (self.config.session_recheck or None)
+
     def clear_cookie(self) -> Cookie:
         """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""
         c = self.config

@@ -64,7 +64,7 @@ def ensure_proxy_session(request: HttpRequest, response: HttpResponse, *, strict
     remembered = session.get(SESSION_KEY)
     try:
         grant = runtime.session.resume(qlik_user, remembered, owner=uid, now=now,
-                                       recheck_after=0.0 if strict else (runtime.config.session_recheck or None))
+                                       recheck_after=runtime.recheck_after(explicit=strict))
     except QlikAuthError as exc:
         # The portal keeps working; Qlik stays signed out and we try again a little later.
         session[RETRY_KEY] = now + RETRY_AFTER_SECONDS

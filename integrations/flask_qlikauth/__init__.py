@@ -173,8 +173,7 @@ class QlikAuth:
             raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
         runtime = _state().runtime
         remembered = flask_session.get(SESSION_KEY)
-        grant = runtime.session.resume(
-            user, remembered, recheck_after=0.0 if verify else (runtime.config.session_recheck or None))
+        grant = runtime.session.resume(user, remembered, recheck_after=runtime.recheck_after(explicit=verify))
         if grant.record != remembered:
             flask_session[SESSION_KEY] = grant.record
         _set_cookie(response, grant.cookie)
