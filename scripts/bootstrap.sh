@@ -41,3 +41,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[all,dev]'
   touch "$stamp"
 fi
+
+# npm test peers (a real SAML IdP on another stack, a certified OpenID provider, ...): each
+# tests/peers/NAME/ holds a package.json and its package-lock.json; `npm ci` installs exactly that.
+for lock in tests/peers/*/package-lock.json; do
+  [ -f "$lock" ] || continue
+  dir=$(dirname "$lock")
+  if [ ! -f "$dir/node_modules/.qlikauth-installed" ] || [ "$lock" -nt "$dir/node_modules/.qlikauth-installed" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "npm is needed for the test peers in $dir (Node 20+)" >&2; exit 1; }
+    echo "==> installing the npm test peer in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$dir/node_modules/.qlikauth-installed"
+  fi
+done
