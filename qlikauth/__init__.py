@@ -16,6 +16,7 @@ from .certs import Certificates
 from .exceptions import (
     BridgeError,
     CertificateError,
+    ClaimsError,
     ConfigurationError,
     HeaderError,
     IdentityError,
@@ -32,6 +33,7 @@ from .exceptions import (
     RedirectError,
 )
 from .identity import QlikUser
+from .mapping import ClaimsMapping
 from .qps import ProxySession, QpsClient, Ticket
 
 __all__ = [
@@ -64,4 +66,6 @@ __all__ = [
     "QpsTooManySessions",
     "QpsResponseError",
     "BridgeError",
+    "ClaimsError",
+    "ClaimsMapping",
 ]

@@ -18,6 +18,7 @@ The tree::
     │   │   └── QpsTooManySessions        the user has too many sessions in parallel
     │   └── QpsResponseError              QPS answered something that is not what the API says
     └── BridgeError                       turning an IdP login into a Qlik user failed
+        ├── ClaimsError(.code, .claim)    the IdP's claims cannot make a Qlik user
         ├── SamlError
         ├── OidcError
         └── JwtError
@@ -47,6 +48,7 @@ __all__ = [
     "QpsTooManySessions",
     "QpsResponseError",
     "BridgeError",
+    "ClaimsError",
     "SamlError",
     "OidcError",
     "JwtError",
@@ -175,6 +177,21 @@ class BridgeError(QlikAuthError):
     """Turning an identity provider's login into a Qlik user failed."""
 
     status = 401
+
+
+class ClaimsError(BridgeError):
+    """The identity provider's claims cannot be turned into a Qlik user; sign-in is refused.
+
+    ``code`` says why (``missing_claim``, ``ambiguous_claim``, ``unknown_group``,
+    ``groups_overage``, ``invalid_value``) and ``claim`` names the claim concerned.
+    """
+
+    status = 403
+    code: str
+    claim: str | None
+
+    def __init__(self, message: str, *, code: str, claim: str | None = None, **context: Any) -> None:
+        super().__init__(message, code=code, claim=claim, **context)
 
 
 class SamlError(BridgeError):
