@@ -4,7 +4,9 @@ Qlik's rules (QPS "Add ticket"/"Add session"): ``UserDirectory`` and ``UserId`` 
 trimmed at both ends, must not be whitespace-only and must not contain a backslash
 (the backslash separates them in ``DIRECTORY\\user``). We also refuse control
 characters, which have no place in an identity and would break the headers Qlik
-writes them into.
+writes them into, and ``;`` and ``=``: Qlik composes identity headers such as
+``X-Qlik-User: UserDirectory=ACME; UserId=jdoe`` from them, so a user id like
+``alice; UserDirectory=INTERNAL; UserId=sa_repository`` could pass for another user.
 
 Attributes are an *ordered list* of ``(name, value)`` pairs: names repeat (one
 ``group`` entry per group feeds Section Access), values may be empty. QPS takes them
@@ -51,6 +53,16 @@ def _clean_name_part(value: Any, field_name: str) -> str:
         raise IdentityError(
             f"{field_name} {trimmed!r} contains a backslash, which Qlik uses to separate "
             "directory and id: pass them separately, or use QlikUser.parse('DIRECTORY\\\\user').",
+            field=field_name,
+        )
+    forging = sorted({ch for ch in trimmed if ch in ";="})
+    if forging:
+        shown = " and ".join(repr(ch) for ch in forging)
+        raise IdentityError(
+            f"{field_name} contains {shown}; Qlik writes identities as "
+            "'UserDirectory=...; UserId=...' into headers such as X-Qlik-User, so such a "
+            f"{'directory' if field_name == 'user_directory' else 'user id'} could pass for "
+            "another user. Map it to a name without ';' and '=' first.",
             field=field_name,
         )
     if _has_control(trimmed):

@@ -56,6 +56,28 @@ def test_invalid_identity_names_the_field(directory, user_id, field):
 
 
 @pytest.mark.parametrize(
+    ("qualified", "field"),
+    [
+        ("PORTAL\\alice; UserDirectory=INTERNAL; UserId=sa_repository", "user_id"),
+        ("PORTAL\\alice;x", "user_id"),
+        ("PORTAL\\a=b", "user_id"),
+        ("PORTAL; UserId=sa_repository\\alice", "user_directory"),
+        ("PORT=AL\\alice", "user_directory"),
+    ],
+)
+def test_semicolon_and_equals_in_directory_or_id_are_refused(qualified, field):
+    # Qlik composes "UserDirectory=...; UserId=..." headers from these: one could pass for another user.
+    with pytest.raises(IdentityError) as info:
+        QlikUser.parse(qualified)
+    assert info.value.field == field
+    message = str(info.value)
+    assert field in message and "X-Qlik-User" in message
+    directory, _, user_id = qualified.partition("\\")
+    with pytest.raises(IdentityError):
+        QlikUser(directory, user_id)
+
+
+@pytest.mark.parametrize(
     "attrs",
     [
         [("group", "Sales; Admin=1")],
@@ -97,11 +119,11 @@ def test_property_valid_or_clear_error(directory, user_id):
     except IdentityError as exc:
         assert exc.field in ("user_directory", "user_id")
         bad = directory if exc.field == "user_directory" else user_id
-        assert "\\" in bad or any(not c.isprintable() or c in "\u2028\u2029" for c in bad) or not bad.strip()
+        assert "\\" in bad or ";" in bad or "=" in bad or any(not c.isprintable() or c in "\u2028\u2029" for c in bad) or not bad.strip()
         return
     for value in (user.user_directory, user.user_id):
         assert value == value.strip() and value
-        assert "\\" not in value
+        assert "\\" not in value and ";" not in value and "=" not in value
     assert QlikUser.parse(user.qualified_name) == user
 
 
