@@ -35,6 +35,14 @@ log = logging.getLogger("qlikauth.certs")
 #: Warn when the client certificate expires within this many days.
 EXPIRY_WARNING_DAYS = 30
 
+#: Every place a key passphrase can come from, by the names that really exist (a test
+#: checks each ``--option`` named here against the ``qlikauth`` command's parser).
+_KEY_UNLOCK_OPTIONS = (
+    "passphrase=... in Python; CERT_PASSPHRASE in Django's QLIKAUTH setting, "
+    "QLIKAUTH_CERT_PASSPHRASE in Flask's app.config; for the qlikauth command "
+    "$QLIKAUTH_CERT_PASSPHRASE, --passphrase-env VAR or --passphrase-file FILE"
+)
+
 _EXPORT_HINT = (
     "Export the certificates again from the QMC (Certificates > Export, format "
     "'Platform independent PEM-format', include the secret key) and copy client.pem, "
@@ -154,13 +162,12 @@ def _load_key(data: bytes, path: str | None, passphrase: str | bytes | None):  #
         if pw is None:
             raise CertificateError(
                 f"private key {path!r} is encrypted: pass the passphrase chosen when the "
-                "certificates were exported (passphrase=..., or --passphrase / "
-                "QLIKAUTH_CERT_PASSPHRASE).",
+                f"certificates were exported ({_KEY_UNLOCK_OPTIONS}).",
                 path=path,
             ) from None
         raise CertificateError(
-            f"private key {path!r} is not encrypted, but a passphrase was given: remove the "
-            "passphrase setting.",
+            f"private key {path!r} is not encrypted, but a passphrase was given: remove it "
+            f"({_KEY_UNLOCK_OPTIONS}).",
             path=path,
         ) from None
     except ValueError:

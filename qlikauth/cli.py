@@ -30,13 +30,29 @@ def _out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _passphrase(args: argparse.Namespace) -> str | None:
+    """The key passphrase from --passphrase-file or the environment; errors never show it."""
     if getattr(args, "passphrase_file", None):
         try:
-            return Path(args.passphrase_file).read_text().rstrip("\r\n")
+            data = Path(args.passphrase_file).read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"cannot read passphrase file {args.passphrase_file!r}: {exc.strerror}.") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # The exception's own text quotes the bytes (a piece of the passphrase): say where only.
+            raise ConfigurationError(
+                f"passphrase file {args.passphrase_file!r} is not UTF-8 text (invalid byte at "
+                f"offset {exc.start}): save the passphrase in it as UTF-8, on one line."
+            ) from None
+        return text.removeprefix("\ufeff").rstrip("\r\n")
     env = getattr(args, "passphrase_env", None) or "QLIKAUTH_CERT_PASSPHRASE"
-    return os.environ.get(env) or None
+    value = os.environ.get(env) or None
+    if value is not None and any("\udc80" <= ch <= "\udcff" for ch in value):
+        # Python decodes undecodable environment bytes as lone surrogates (PEP 383).
+        raise ConfigurationError(
+            f"${env} is not UTF-8 text: set the passphrase as UTF-8 (or use --passphrase-file)."
+        )
+    return value
 
 
 def _add_passphrase(p: argparse.ArgumentParser) -> None:

@@ -56,3 +56,68 @@ def test_passphrase_from_env(tmp_path, capsys, monkeypatch):
     assert main(["certs", "check", str(tmp_path)]) == 1
     assert "encrypted" in capsys.readouterr().err
     assert main(["certs", "check", str(tmp_path), "--passphrase-env", "MY_PW"]) == 0
+
+
+def test_passphrase_file_that_is_not_utf8_is_one_clear_line(tmp_path):
+    # Latin-1 "pässwörd": invalid UTF-8. The error must say so without a traceback that quotes the bytes.
+    secret = "pässwörd".encode("latin-1")
+    pw_file = tmp_path / "pw"
+    pw_file.write_bytes(secret + b"\n")
+    out = run("certs", "check", str(tmp_path), "--passphrase-file", str(pw_file))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("qlikauth: error: passphrase file ") and "not UTF-8" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert "xe4" not in out.stderr and "w\\xf6rd" not in out.stderr and "rd" not in out.stderr.split("offset")[1]
+
+
+def test_passphrase_env_that_is_not_utf8_is_one_clear_line(tmp_path):
+    import os
+
+    env = {**os.environ, "MY_PW": "x"}
+    env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    env_bytes[b"MY_PW"] = "pässwörd".encode("latin-1")
+    out = subprocess.run([*QLIKAUTH, "certs", "check", str(tmp_path), "--passphrase-env", "MY_PW"],
+                         capture_output=True, text=True, timeout=60, env=env_bytes)
+    assert out.returncode == 2, out.stderr
+    assert "$MY_PW is not UTF-8" in out.stderr and "Traceback" not in out.stderr
+
+
+def _cli_options() -> set[str]:
+    """Every --option of every qlikauth subcommand."""
+    import argparse
+
+    from qlikauth.cli import build_parser
+
+    found: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(build_parser())
+    return found
+
+
+def test_certificate_errors_name_only_options_that_exist(tmp_path, capsys, monkeypatch):
+    import re
+
+    monkeypatch.setenv("MY_PW", "pw123")
+    assert main(["certs", "generate", str(tmp_path), "--passphrase-env", "MY_PW"]) == 0
+    capsys.readouterr()
+    monkeypatch.delenv("QLIKAUTH_CERT_PASSPHRASE", raising=False)
+    assert main(["certs", "check", str(tmp_path)]) == 1          # encrypted, no passphrase
+    encrypted = capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["certs", "generate", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["certs", "check", str(plain), "--passphrase-env", "MY_PW"]) == 1   # not encrypted
+    unencrypted = capsys.readouterr().err
+    options = _cli_options()
+    for message in (encrypted, unencrypted):
+        named = set(re.findall(r"--[a-z][a-z-]*", message))
+        assert named, message
+        assert named <= options, f"{named - options} named in {message!r} do not exist"
+        assert "--passphrase-env" in message and "--passphrase-file" in message
