@@ -31,6 +31,9 @@ from .exceptions import (
     QpsTLSError,
     QpsTooManySessions,
     RedirectError,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
 )
 from .identity import QlikUser
 from .mapping import ClaimsMapping
@@ -65,6 +68,9 @@ __all__ = [
     "QpsNotFound",
     "QpsTooManySessions",
     "QpsResponseError",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreFull",
     "BridgeError",
     "ClaimsError",
     "ClaimsMapping",

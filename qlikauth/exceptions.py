@@ -17,6 +17,9 @@ The tree::
     │   │   ├── QpsNotFound               404: wrong virtual proxy prefix (or unknown object)
     │   │   └── QpsTooManySessions        the user has too many sessions in parallel
     │   └── QpsResponseError              QPS answered something that is not what the API says
+    ├── StoreError                        the shared state store (Redis, Django cache) failed
+    │   ├── StoreUnavailable              the store cannot be reached or answered an error
+    │   └── StoreFull                     a replay cache is full and refuses rather than forget
     └── BridgeError                       turning an IdP login into a Qlik user failed
         ├── ClaimsError(.code, .claim)    the IdP's claims cannot make a Qlik user
         ├── SamlError
@@ -47,6 +50,9 @@ __all__ = [
     "QpsNotFound",
     "QpsTooManySessions",
     "QpsResponseError",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreFull",
     "BridgeError",
     "ClaimsError",
     "SamlError",
@@ -171,6 +177,31 @@ class QpsTooManySessions(QpsHTTPError):
 
 class QpsResponseError(QpsError):
     """QPS answered, but not with what its API promises (bad JSON, missing fields)."""
+
+
+class StoreError(QlikAuthError):
+    """The shared state store failed; ``store`` describes which one (credentials removed).
+
+    A one-time value that cannot be checked is refused: nothing falls back to "allow".
+    """
+
+    status = 503
+    store: str | None
+
+    def __init__(self, message: str, *, store: str | None = None, **context: Any) -> None:
+        super().__init__(message, store=store, **context)
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, timed out, or answered with an error."""
+
+
+class StoreFull(StoreError):
+    """A store in replay-cache mode is full of live entries and refuses new ones.
+
+    Evicting a consumed one-time id (a SAML assertion id) would let it be replayed, so a
+    replay cache refuses the sign-in instead until entries expire or the bound is raised.
+    """
 
 
 class BridgeError(QlikAuthError):

@@ -10,7 +10,10 @@ Kept generic so every layer's tests can use them:
 * ``portal_tls`` (session): a certificate + key for an https portal, from the same CA;
 * ``chromium`` (session): a Playwright browser running Debian's ``/usr/bin/chromium``
   that trusts the emulator's and the portal's server certificates by SPKI pin (no
-  ``ignore_https_errors``).
+  ``ignore_https_errors``);
+* ``redis_url``: ``redis://127.0.0.1:PORT/0`` of a real Debian ``redis-server`` (one per test
+  run, emptied before each test, no persistence); ``redis_factory(extra=None)`` starts servers
+  of a test's own (to stop mid-test, or with options such as ``maxmemory``).
 """
 
 from __future__ import annotations
@@ -355,3 +358,45 @@ def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tm
     emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
     start_django_portal(server_process, emu, free_port, tmp_path, portal_tls)
     return emu, f"https://localhost:{free_port}"
+
+
+# -- Redis --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real ``redis-server`` on a free loopback port for the whole run (no persistence)."""
+    from _redis_server import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        skip_or_fail("redis-server not found; install Debian's 'redis-server' package")
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """``redis://127.0.0.1:PORT/0`` of the run's Redis, emptied (FLUSHALL) before the test."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()  # a test stopped it: start it again on the same port
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., Any]]:
+    """``start(extra=None)`` -> a started RedisServer of this test's own (``.url``, ``.stop()``,
+    ``.start()``); all are stopped and removed at teardown."""
+    from _redis_server import REDIS_SERVER, RedisServer
+
+    if REDIS_SERVER is None:
+        skip_or_fail("redis-server not found; install Debian's 'redis-server' package")
+    started: list[Any] = []
+
+    def start(extra: dict[str, str] | None = None) -> Any:
+        server = RedisServer(extra=extra)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.cleanup()

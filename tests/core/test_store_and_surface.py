@@ -1,26 +1,13 @@
-"""The state store contract, the curated export surface, and a core free of web frameworks."""
+"""MemoryStore under threads (the rest of the stores: test_stores.py), the curated export surface, and a core free of web frameworks."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import threading
-import time
 
 import qlikauth
-from qlikauth.store import MemoryStore, StateStore
-
-
-def test_memory_store_contract():
-    s = MemoryStore()
-    assert isinstance(s, StateStore)
-    s.put("a", b"1", ttl=10)
-    assert s.get("a") == b"1"
-    assert s.add("a", b"2", ttl=10) is False and s.get("a") == b"1"
-    assert s.take("a") == b"1" and s.take("a") is None
-    s.put("short", b"x", ttl=0.05)
-    time.sleep(0.1)
-    assert s.get("short") is None and s.add("short", b"y", ttl=10) is True
+from qlikauth.store import MemoryStore
 
 
 def test_take_is_used_once_under_concurrency():
@@ -40,15 +27,6 @@ def test_take_is_used_once_under_concurrency():
     for t in threads:
         t.join()
     assert won == [1]
-
-
-def test_memory_store_is_bounded():
-    s = MemoryStore(max_items=100)
-    for i in range(1000):
-        s.put(f"k{i}", b"v", ttl=60 + i)
-    assert 90 <= len(s) <= 100
-    # what goes first is what would have expired first: the newest entries survive
-    assert s.get("k999") == b"v" and s.get("k0") is None
 
 
 def test_export_surface():

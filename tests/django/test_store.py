@@ -1,0 +1,110 @@
+"""DjangoCacheStore on real Django caches: local memory, and Django's Redis backend on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        SECRET_KEY="test-secret",
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
+                        "django.contrib.sessions", "django_qlikauth"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
+    )
+    django.setup()
+
+from django.test import override_settings  # noqa: E402
+from django_qlikauth.store import DjangoCacheStore  # noqa: E402
+
+from qlikauth.exceptions import ConfigurationError, StoreUnavailable  # noqa: E402
+from qlikauth.store import StateStore, open_store  # noqa: E402
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "qlikauth-tests"}}
+
+
+def _contract(s: StateStore) -> None:
+    assert isinstance(s, StateStore)
+    s.put("a", b"1", ttl=10)
+    assert s.get("a") == b"1"
+    assert s.add("a", b"2", ttl=10) is False and s.get("a") == b"1"
+    assert s.take("a") == b"1" and s.take("a") is None
+    assert s.add("b", b"x", ttl=0.2) is True  # rounded up to a whole second, never to "now"
+    assert s.get("b") == b"x"
+    s.delete("b")
+    assert s.get("b") is None
+
+
+@override_settings(CACHES=LOCMEM)
+def test_locmem_contract_and_the_setting():
+    _contract(DjangoCacheStore())
+    s = open_store("django-cache:default", namespace="portal")
+    assert isinstance(s, DjangoCacheStore) and s.alias == "default"
+    _contract(s)
+    assert open_store("django-cache").alias == "default"  # type: ignore[attr-defined]
+
+
+@override_settings(CACHES=LOCMEM)
+def test_take_once_under_threads():
+    s = DjangoCacheStore()
+    for round_ in range(20):
+        s.put(f"state{round_}", b"v", ttl=10)
+        won: list[int] = []
+        barrier = threading.Barrier(6)
+
+        def grab(key: str = f"state{round_}", barrier: threading.Barrier = barrier, won: list[int] = won) -> None:
+            barrier.wait()
+            if s.take(key) is not None:
+                won.append(1)
+
+        threads = [threading.Thread(target=grab) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert won == [1]
+
+
+def test_django_redis_backend_is_shared(redis_url):
+    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
+    with override_settings(CACHES=caches):
+        s = DjangoCacheStore(namespace="dj")
+        _contract(s)
+        s.put("shared", b"seen", ttl=30)
+    # what another process would see: the key is in the real Redis
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    assert any(b"dj:shared" in k for k in raw.keys("*"))
+    raw.close()
+
+
+def test_django_redis_backend_down_is_store_unavailable(redis_factory):
+    server = redis_factory()
+    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": server.url,
+                          "OPTIONS": {"socket_connect_timeout": 0.5}}}
+    server.stop()
+    with override_settings(CACHES=caches):
+        with pytest.raises(StoreUnavailable) as info:
+            DjangoCacheStore().add("id", b"1", ttl=10)
+    assert "Django cache 'default'" in str(info.value) and "CACHES" in str(info.value)
+
+
+@override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}})
+def test_dummy_cache_is_refused():
+    with pytest.raises(ConfigurationError, match="DummyCache"):
+        DjangoCacheStore().add("id", b"1", ttl=10)
+
+
+@override_settings(CACHES=LOCMEM)
+def test_unknown_alias_and_replay_mode_are_refused():
+    with pytest.raises(ConfigurationError, match="CACHES"):
+        DjangoCacheStore("nope").get("x")
+    with pytest.raises(ConfigurationError, match="replay"):
+        open_store("django-cache:default", when_full="refuse")
