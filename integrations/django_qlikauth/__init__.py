@@ -8,3 +8,11 @@ Add ``"django_qlikauth"`` to ``INSTALLED_APPS`` (app label ``qlikauth``), config
 ``"django_qlikauth.middleware.QlikSessionMiddleware"`` after Django's
 ``AuthenticationMiddleware``.
 """
+
+try:
+    import django as _django  # noqa: F401 - only to name the extra when Django is missing
+except ImportError as _exc:
+    raise ModuleNotFoundError(
+        "django_qlikauth needs Django, which is not installed: pip install 'qlikauth[django]'",
+        name=_exc.name,
+    ) from _exc

@@ -32,6 +32,14 @@ answers into Flask responses.
 
 from __future__ import annotations
 
+try:
+    import flask as _flask  # noqa: F401 - only to name the extra when Flask is missing
+except ImportError as _exc:
+    raise ModuleNotFoundError(
+        "flask_qlikauth needs Flask, which is not installed: pip install 'qlikauth[flask]'",
+        name=_exc.name,
+    ) from _exc
+
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
