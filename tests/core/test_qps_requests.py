@@ -1,17 +1,21 @@
 """Request shapes of the QPS client, checked with responses and its matchers.
 
-These are unit tests of what goes on the wire; the integration tests run the same
-client over real mutual TLS against the emulator.
+These are unit tests of what goes on the wire. responses intercepts requests'
+``HTTPAdapter.send``, which is the send production runs too (``QpsAdapter`` keeps it);
+failures are injected as the transport's own types (``ConnectFailed``: nothing sent,
+``SendFailed``: sent, QPS may have acted), which the pools raise over real sockets in
+``tests/integration/test_qps_over_mtls.py``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import ssl
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
 import responses
 from responses import matchers
 
@@ -20,18 +24,31 @@ from qlikauth import (
     QpsClient,
     QpsConnectionError,
     QpsForbidden,
+    QpsHTTPError,
     QpsNotFound,
     QpsResponseError,
     QpsTimeout,
+    QpsTLSError,
     QpsTooManySessions,
     RedirectError,
     SessionAuthenticator,
     TicketAuthenticator,
 )
 from qlikauth.exceptions import ConfigurationError, IdentityError
+from qlikauth.qps import ConnectFailed, SendFailed
 
 N1, N2 = "https://qs1.example.com:4243", "https://qs2.example.com:4243"
 USER = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance"), ("email", "")])
+
+
+def refused() -> ConnectFailed:
+    """What the transport raises when a node refuses the TCP connection: nothing was sent."""
+    return ConnectFailed(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
+
+
+def read_timeout() -> SendFailed:
+    """What the transport raises when the request went out and no answer came in time."""
+    return SendFailed(TimeoutError("timed out"), timeout=True)
 
 
 def xrf_matches(request):
@@ -91,7 +108,7 @@ def test_target_id_sent_and_target_uri_returned(qps):
 
 @responses.activate
 def test_failover_to_second_node_on_connection_error(qps):
-    responses.post(f"{N1}/qps/portal/ticket", body=requests.exceptions.ConnectionError("refused"))
+    responses.post(f"{N1}/qps/portal/ticket", body=refused())
     responses.post(f"{N2}/qps/portal/ticket", json={"Ticket": "second"}, status=201)
     t = qps.request_ticket(USER)
     assert t.node == N2 and t.ticket == "second"
@@ -102,11 +119,11 @@ def test_failover_to_second_node_on_connection_error(qps):
 
 @responses.activate
 def test_all_nodes_down_says_so(qps):
-    responses.post(f"{N1}/qps/portal/ticket", body=requests.exceptions.ConnectTimeout("t"))
-    responses.post(f"{N2}/qps/portal/ticket", body=requests.exceptions.ConnectTimeout("t"))
+    responses.post(f"{N1}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True))
+    responses.post(f"{N2}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True))
     with pytest.raises(QpsTimeout) as info:
         qps.request_ticket(USER)
-    assert "every QPS node" in str(info.value)
+    assert "every QPS node" in str(info.value) and "timed out after 2s" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -128,9 +145,9 @@ def test_http_errors_are_typed_and_say_what_to_do(qps, status, exc, text):
 @responses.activate
 def test_redirects_are_not_followed(qps):
     responses.post(f"{N1}/qps/portal/ticket", status=302, headers={"Location": "https://evil.example/"})
-    with pytest.raises(Exception) as info:
+    with pytest.raises(QpsHTTPError, match="answered 302 .*not followed") as info:
         qps.request_ticket(USER)
-    assert "302" in str(info.value)
+    assert type(info.value) is QpsHTTPError and info.value.status_code == 302
     assert len(responses.calls) == 1
 
 
@@ -155,7 +172,7 @@ def test_session_read_timeout_checks_before_retrying(qps):
 
     def post_callback(request):
         posts.append(json.loads(request.body)["SessionId"])
-        raise requests.exceptions.ReadTimeout("slow")
+        raise read_timeout()
 
     responses.add_callback(responses.POST, f"{N1}/qps/portal/session", callback=post_callback)
     responses.add_callback(
@@ -175,7 +192,7 @@ def test_session_read_timeout_then_not_found_retries_with_same_id(qps):
     def post_callback(request):
         posts.append(json.loads(request.body)["SessionId"])
         if len(posts) == 1:
-            raise requests.exceptions.ReadTimeout("slow")
+            raise read_timeout()
         return 201, {}, json.dumps({"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": posts[-1]})
 
     responses.add_callback(responses.POST, f"{N1}/qps/portal/session", callback=post_callback)
@@ -186,8 +203,8 @@ def test_session_read_timeout_then_not_found_retries_with_same_id(qps):
 
 @responses.activate
 def test_session_check_impossible_refuses_to_risk_two(qps):
-    responses.post(f"{N1}/qps/portal/session", body=requests.exceptions.ReadTimeout("slow"))
-    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), body=requests.exceptions.ConnectionError("x"))
+    responses.post(f"{N1}/qps/portal/session", body=read_timeout())
+    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
     with pytest.raises(QpsTimeout):
         qps.add_session(USER)
     assert not any(urlsplit(c.request.url).hostname == "qs2.example.com" for c in responses.calls)
@@ -202,8 +219,9 @@ def test_bad_session_ids_make_no_call(qps):
         qps.add_session(USER, session_id="guessable")
 
 
-@responses.activate
+@responses.activate(assert_all_requests_are_fired=True)
 def test_logout_user_visits_every_node(qps):
+    """Node 1 answers with the session; node 2 must be asked all the same (its sessions end too)."""
     body = [{"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": "s" * 30, "Attributes": []}]
     responses.delete(f"{N1}/qps/portal/user/ACME/jdoe", json=body, match=[xrf_matches])
     responses.delete(f"{N2}/qps/portal/user/ACME/jdoe", json=[], match=[xrf_matches])
@@ -211,11 +229,58 @@ def test_logout_user_visits_every_node(qps):
     assert [s.node for s in ended] == [N1]
 
 
+@responses.activate(assert_all_requests_are_fired=True)
+def test_add_session_fails_over_when_nothing_was_sent(qps):
+    """A node that could not be connected to got nothing: the session is made on the next node."""
+    responses.post(f"{N1}/qps/portal/session", body=ConnectFailed(OSError(errno.EHOSTUNREACH, "No route to host")))
+
+    def echo(request):
+        return 201, {}, json.dumps({**json.loads(request.body), "NewUser": False})
+
+    responses.add_callback(responses.POST, f"{N2}/qps/portal/session", callback=echo)
+    s = qps.add_session(USER)
+    assert s.node == N2
+
+
+@responses.activate
+def test_add_session_does_not_fail_over_after_sending(qps):
+    """The connection broke after the POST went out: node 1 may hold the session, so the client
+    asks node 1 before anything else, and never makes a second session on node 2."""
+    responses.post(f"{N1}/qps/portal/session", body=SendFailed(ConnectionResetError(errno.ECONNRESET, "reset")))
+    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
+    with pytest.raises(QpsConnectionError, match="broke after the request was sent") as info:
+        qps.add_session(USER)
+    assert type(info.value) is QpsConnectionError and info.value.sent is True
+    assert not any(urlsplit(c.request.url).hostname == "qs2.example.com" for c in responses.calls)
+
+
+@pytest.mark.parametrize(
+    ("failure", "exc", "sent", "text"),
+    [
+        (ConnectFailed(ConnectionRefusedError(errno.ECONNREFUSED, "x")), QpsConnectionError, False, "connection refused"),
+        (ConnectFailed(OSError(errno.EHOSTUNREACH, "x")), QpsConnectionError, False, "no route to host"),
+        (ConnectFailed(OSError(errno.ENETUNREACH, "x")), QpsConnectionError, False, "network is unreachable"),
+        (ConnectFailed(TimeoutError(), timeout=True), QpsTimeout, False, "connecting to .* timed out after 2s"),
+        (SendFailed(TimeoutError(), timeout=True), QpsTimeout, True, "did not answer within 2s"),
+        (SendFailed(BrokenPipeError(errno.EPIPE, "x")), QpsConnectionError, True, "broke after the request was sent"),
+        (SendFailed(ssl.SSLEOFError(8, "x")), QpsTLSError, True, "most likely refused our client certificate"),
+    ],
+)
+@responses.activate
+def test_transport_failures_map_to_typed_errors(certs, failure, exc, sent, text):
+    """The transport's verdict (sent or not) decides, never the cause's class name or text."""
+    qps = QpsClient(N1, certs, "portal", timeout=2)
+    responses.post(f"{N1}/qps/portal/session", body=failure)
+    with pytest.raises(exc, match=text) as info:
+        qps.add_session(USER)
+    assert type(info.value) is exc and info.value.sent is sent and info.value.node == N1
+
+
 @responses.activate
 def test_logout_user_with_a_node_down_reports_partial(qps):
     body = [{"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": "s" * 30}]
     responses.delete(f"{N1}/qps/portal/user/ACME/jdoe", json=body)
-    responses.delete(f"{N2}/qps/portal/user/ACME/jdoe", body=requests.exceptions.ConnectionError("down"))
+    responses.delete(f"{N2}/qps/portal/user/ACME/jdoe", body=refused())
     with pytest.raises(QpsConnectionError) as info:
         qps.logout_user(USER)
     assert len(info.value.partial) == 1 and "qs2.example.com" in str(info.value)
@@ -362,10 +427,8 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     fresh = auth.resume(USER, kept.record, recheck_after=0, now=300.0)
     assert fresh.created and fresh.record["sid"] != first.record["sid"]
     # QPS cannot be asked: the remembered session is kept (the browser has it anyway)
-    responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"),
-                      body=requests.exceptions.ConnectionError("down"))
-    responses.replace(responses.GET, re.compile(rf"{N2}/qps/portal/session/.+"),
-                      body=requests.exceptions.ConnectionError("down"))
+    responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
+    responses.replace(responses.GET, re.compile(rf"{N2}/qps/portal/session/.+"), body=refused())
     assert auth.resume(USER, fresh.record, recheck_after=0).record["sid"] == fresh.record["sid"]
     # a callable that says "no Qlik access": nothing is created
     before = len(responses.calls)
@@ -385,13 +448,20 @@ def test_bad_prefix(certs):
         QpsClient(N1, certs, virtual_proxy="Portal")
 
 
-def test_session_trust_env_off_and_only_our_context(qps, certs):
-    assert qps._session.trust_env is False
-    ctx = qps.adapter._ssl_context
-    import ssl
+def test_one_transport_with_only_our_context(qps, certs):
+    """The adapter keeps requests' own send (where responses intercepts) and pools per node over
+    one context that trusts root.pem alone."""
+    from requests.adapters import HTTPAdapter
+
+    from qlikauth.qps.transport import QpsAdapter
+
+    assert "send" not in vars(QpsAdapter) and isinstance(qps.adapter, HTTPAdapter)
+    assert set(qps.adapter.pools) == {N1, N2}
+    contexts = {id(p.context) for p in qps.adapter.pools.values()}
+    assert len(contexts) == 1
+    ctx = qps.adapter.pools[N1].context
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    # only root.pem is trusted: no system CAs
-    assert len(ctx.get_ca_certs()) == len(certs.root_certs)
+    assert len(ctx.get_ca_certs()) == len(certs.root_certs)  # only root.pem: no system CAs
 
 
 @responses.activate

@@ -7,7 +7,7 @@ import logging
 import pytest
 import requests
 
-from qlikauth import QlikUser, QpsClient, SessionAuthenticator, TicketAuthenticator
+from qlikauth import QlikUser, QpsClient, QpsNotFound, SessionAuthenticator, TicketAuthenticator
 from qlikauth.emulator import Emulator, VirtualProxy
 
 
@@ -47,7 +47,7 @@ def test_full_flows_log_no_secret(caplog):
 def test_error_messages_carry_no_session_id():
     with Emulator() as emu, QpsClient(emu.qps_url, emu.certs_dir, virtual_proxy="nosuch") as qps:
         sid = "A" * 43
-        with pytest.raises(Exception) as info:
+        with pytest.raises(QpsNotFound) as info:
             qps.add_session(QlikUser("ACME", "x"), session_id=sid)
         assert sid not in str(info.value)
         assert info.value.__cause__ is None or sid not in str(info.value.__cause__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 import threading
@@ -9,10 +10,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from tls_server import answer
 
 from qlikauth import (
     QlikUser,
     QpsClient,
+    QpsConnectionError,
+    QpsHTTPError,
     QpsNotFound,
     QpsTimeout,
     QpsTLSError,
@@ -211,7 +215,6 @@ def test_client_certificate_rejected(node1, cert_dir, tmp_path):
     other = tmp_path / "other"
     generate_certificates(other, ["localhost"])
     # The right root (so the server is trusted) but a client certificate from another site.
-    import shutil
     shutil.copy(cert_dir / "root.pem", other / "root.pem")
     with QpsClient(node1.qps_url, other, virtual_proxy="portal") as qps:
         with pytest.raises(QpsTLSError, match="refused our client certificate"):
@@ -280,3 +283,116 @@ def test_concurrent_tickets_share_a_bounded_pool(node1, cert_dir):
             t.join()
     assert len(set(results)) == 100
     assert node1.state.connections_accepted - before <= 4
+
+
+# -- the one transport: what it does over real sockets ------------------------------------------
+#: A TCP connect to a multicast address fails at once with ENETUNREACH on Linux (no packet
+#: leaves the machine): an OSError that is neither ConnectionRefusedError nor a timeout.
+UNREACHABLE = "https://224.0.0.1:4243"
+
+
+@pytest.mark.parametrize("first", ["unreachable", "refused"])
+def test_add_session_fails_over_from_a_node_it_could_not_connect_to(node2, cert_dir, first):
+    """Nothing reached node 1, so the session is made on node 2 (and the error says why)."""
+    dead = UNREACHABLE if first == "unreachable" else f"https://localhost:{_free_port()}"
+    user = QlikUser("ACME", f"failover-{first}")
+    with QpsClient([dead, node2.qps_url], cert_dir, virtual_proxy="portal", timeout=2) as qps:
+        s = qps.add_session(user)
+        assert s.node == node2.qps_url
+        assert qps.get_session(s.session_id, node=node2.qps_url) is not None
+        assert qps.delete_session(s.session_id) is True
+    with QpsClient(dead, cert_dir, virtual_proxy="portal", timeout=2) as only_dead:
+        with pytest.raises(QpsConnectionError, match="cannot reach") as info:
+            only_dead.add_session(user)
+    assert type(info.value) is QpsConnectionError and info.value.sent is False
+    assert ("network is unreachable" if first == "unreachable" else "connection refused") in str(info.value)
+
+
+def test_pool_bound_holds_with_more_threads_than_connections(node1, cert_dir):
+    """8 threads share 2 connections: never more are opened, every caller gets its ticket."""
+    before = node1.state.connections_accepted
+    results: list[str] = []
+    failures: list[BaseException] = []
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal", pool_maxsize=2, timeout=10) as qps:
+        start = threading.Barrier(8)
+
+        def work():
+            start.wait()
+            try:
+                for _ in range(10):
+                    results.append(qps.request_ticket(USER).ticket)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == [] and len(set(results)) == 80
+    assert node1.state.connections_accepted - before <= 2
+
+
+def test_redirects_are_not_followed_on_the_real_transport(cert_dir, tls_server):
+    """A 3xx comes back as an error naming it; the Location is never visited."""
+    elsewhere = tls_server(cert_dir, lambda req: answer(req, 201, b'{"Ticket": "stolen"}'))
+    redirector = tls_server(cert_dir, lambda req: answer(
+        req, 307, headers={"Location": f"{elsewhere.url}/qps/portal/ticket"}))
+    with QpsClient(redirector.url, cert_dir, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsHTTPError, match="answered 307 .*not followed") as info:
+            qps.request_ticket(USER)
+    assert type(info.value) is QpsHTTPError and info.value.status_code == 307
+    assert redirector.requests == 1 and elsewhere.connections == 0
+
+
+@pytest.fixture
+def environment_says_otherwise(monkeypatch, tmp_path, tls_server):
+    """Every environment variable requests or curl would read, pointing somewhere wrong.
+
+    The proxy is a listener that answers nothing and counts who connects.
+    """
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(16)
+    proxy.settimeout(0)
+    proxy_url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    other = tmp_path / "other-site"
+    generate_certificates(other, ["localhost"])
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.setenv(name, str(other / "root.pem"))
+
+    def proxy_connections() -> int:
+        n = 0
+        while True:
+            try:
+                conn, _ = proxy.accept()
+            except (BlockingIOError, OSError):
+                return n
+            conn.close()
+            n += 1
+
+    yield proxy_connections, other
+    proxy.close()
+
+
+def test_no_proxy_and_no_ca_bundle_from_the_environment(node1, cert_dir, environment_says_otherwise):
+    """With HTTPS_PROXY and REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE set, calls still go straight to the
+    node and root.pem stays the only trust anchor, in both directions."""
+    proxy_connections, other = environment_says_otherwise
+    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        assert qps.request_ticket(USER).node == node1.qps_url  # not through the proxy, not the other CA
+    # The environment's bundle (the other site's root) must not add trust: a client whose
+    # root.pem does not sign the node is refused, whatever the environment says.
+    shutil.copy(cert_dir / "root.pem", other / "root.pem")  # now the env bundle trusts node1
+    wrong = other.parent / "wrong-root"
+    generate_certificates(wrong, ["localhost"])
+    shutil.copy(cert_dir / "client.pem", wrong / "client.pem")
+    shutil.copy(cert_dir / "client_key.pem", wrong / "client_key.pem")
+    with QpsClient(node1.qps_url, wrong, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsTLSError, match="not signed by root.pem"):
+            qps.request_ticket(USER)
+    assert proxy_connections() == 0

@@ -1,0 +1,53 @@
+"""What the QPS API hands back: tickets and proxy sessions, and the ids qlikauth makes for them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from ..identity import QlikUser
+
+__all__ = ["Ticket", "ProxySession", "new_session_id", "mask", "TARGET_ID_RE", "SESSION_ID_RE"]
+
+#: What a ``targetId`` from Qlik may look like (a GUID; we allow a little more, nothing unsafe).
+TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
+#: What a proxy session id we accept may look like (ours are 43 URL-safe characters).
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9._~-]{22,128}\Z")
+
+
+def new_session_id() -> str:
+    """A proxy session id: 256 random bits from :mod:`secrets`, URL- and cookie-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def mask(secret: str | None) -> str:
+    """At most a short prefix of a secret, for logs and reprs."""
+    if not secret:
+        return "''"
+    return f"{secret[:4]}…({len(secret)} chars)"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A one-time, one-minute QPS ticket; redeem it at :attr:`node`'s proxy."""
+
+    ticket: str = field(repr=False)
+    target_uri: str | None
+    node: str
+    user: QlikUser
+
+    def __repr__(self) -> str:
+        return f"Ticket(ticket={mask(self.ticket)}, node={self.node!r}, user={self.user.qualified_name!r})"
+
+
+@dataclass(frozen=True)
+class ProxySession:
+    """A proxy session on one QPS node; the browser carries :attr:`session_id` as a cookie."""
+
+    session_id: str = field(repr=False)
+    user: QlikUser
+    node: str
+
+    def __repr__(self) -> str:
+        return f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, user={self.user.qualified_name!r})"
