@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -216,13 +217,27 @@ class NodePool:
         self.host, self.port, self.context, self.maxsize = host, port, context, maxsize
         self._host_header = f"{host}:{port}"
         self._idle: list[_Connection] = []
+        self._in_use = 0
+        self._waiting = 0
+        # One plain lock guards the counts and the idle list (a Semaphore would add a
+        # Condition round trip to every call); callers past the bound wait on ``_freed``.
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(maxsize)
+        self._freed = threading.Condition(self._lock)
 
     def _checkout(self, wait: float) -> _Connection:
-        if not self._slots.acquire(timeout=wait):
-            raise PoolExhausted(self.maxsize, wait)
         with self._lock:
+            if self._in_use >= self.maxsize:
+                deadline = time.monotonic() + wait
+                self._waiting += 1
+                try:
+                    while self._in_use >= self.maxsize:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise PoolExhausted(self.maxsize, wait)
+                        self._freed.wait(left)
+                finally:
+                    self._waiting -= 1
+            self._in_use += 1
             while self._idle:
                 conn = self._idle.pop()
                 # An idle keep-alive socket that is readable was closed (or written to) by the server.
@@ -231,16 +246,23 @@ class NodePool:
                 conn.close()
         return _Connection(self.host, self.port, context=self.context)
 
+    def _release(self) -> None:
+        # Called with the lock held.
+        self._in_use -= 1
+        if self._waiting:
+            self._freed.notify()
+
     def put(self, conn: _Connection) -> None:
-        """Keep ``conn`` for the next call and free its slot."""
+        """Keep ``conn`` for the next call and free its place."""
         with self._lock:
             self._idle.append(conn)
-        self._slots.release()
+            self._release()
 
     def discard(self, conn: _Connection) -> None:
-        """Close ``conn`` and free its slot."""
+        """Close ``conn`` and free its place."""
         conn.close()
-        self._slots.release()
+        with self._lock:
+            self._release()
 
     def urlopen(self, method: str, url: str, body: bytes | None = None, headers: Any = None,
                 timeout: Any = None, **_ignored: Any) -> PooledResponse:

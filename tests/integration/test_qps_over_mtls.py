@@ -396,3 +396,34 @@ def test_no_proxy_and_no_ca_bundle_from_the_environment(node1, cert_dir, environ
         with pytest.raises(QpsTLSError, match="not signed by root.pem"):
             qps.request_ticket(USER)
     assert proxy_connections() == 0
+
+
+def test_a_caller_past_the_pool_bound_waits_then_is_told_why(cert_dir, tls_server):
+    """pool_maxsize=1 and the one connection busy: the next caller waits up to the connect
+    timeout, then gets a QpsTimeout naming pool_maxsize (nothing was sent)."""
+    release = threading.Event()
+
+    def slow(req):
+        release.wait(10)
+        answer(req, 201, b'{"Ticket": "slow"}')
+
+    server = tls_server(cert_dir, slow)
+    with QpsClient(server.url, cert_dir, virtual_proxy="portal", pool_maxsize=1,
+                   connect_timeout=0.3, timeout=10) as qps:
+        first: list[str] = []
+        busy = threading.Thread(target=lambda: first.append(qps.request_ticket(USER).ticket))
+        busy.start()
+        try:
+            for _ in range(200):  # until the first call holds the connection at the server
+                if server.requests:
+                    break
+                threading.Event().wait(0.02)
+            with pytest.raises(QpsTimeout, match="pooled connections .* stayed busy .* raise pool_maxsize") as info:
+                qps.request_ticket(USER)
+            assert info.value.sent is False and server.requests == 1
+        finally:
+            release.set()
+            busy.join()
+        assert first == ["slow"]
+        assert qps.request_ticket(USER).ticket == "slow"  # the place was given back
+    assert server.connections == 1
