@@ -1,0 +1,144 @@
+"""Fixtures for the OpenID Connect tests: a real OpenID provider (oidc-provider on node) and helpers.
+
+* ``op`` (module): the provider (tests/peers/op_peer.py) with three registered clients, one per
+  client authentication method, all redirecting to ``RP_BASE`` and posting back-channel
+  logouts to the ``logout_sink``;
+* ``logout_sink`` (module): an https endpoint that records what the provider POSTs to it;
+* ``rp_factory``: ``make(**settings)`` builds an :class:`OidcRelyingParty` for ``op``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from conftest import skip_or_fail  # tests/conftest.py (pytest put tests/ on sys.path)
+
+PEERS = Path(__file__).resolve().parent.parent / "peers"
+if str(PEERS) not in sys.path:
+    sys.path.insert(0, str(PEERS))
+
+from op_peer import OpenIDProvider, new_rsa_jwk, node_available, private_key_of, public_jwk  # noqa: E402
+
+RP_BASE = "https://localhost:8443"
+REDIRECT_URI = f"{RP_BASE}/oidc/callback"
+SECRET = "s3cret-" + "x" * 40
+
+
+class LogoutSink:
+    """An https server recording each POST body (the provider's back-channel logout calls)."""
+
+    def __init__(self, tls: tuple[Path, Path]) -> None:
+        received: list[dict[str, str]] = []
+        self.received = received
+        self.status = 200
+
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length).decode()
+                received.append({k: v[0] for k, v in parse_qs(body).items()})
+                self.send_response(sink.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{self.server.server_address[1]}/backchannel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def logout_sink(portal_tls: tuple[Path, Path]) -> Iterator[LogoutSink]:
+    sink = LogoutSink(portal_tls)
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="module")
+def client_key() -> dict[str, Any]:
+    """The portal's own key for private_key_jwt (private JWK)."""
+    return new_rsa_jwk("portal-key-1")
+
+
+def clients_for(backchannel: str, client_key: dict[str, Any], redirect_uri: str = REDIRECT_URI,
+                base: str = RP_BASE) -> list[dict[str, Any]]:
+    common = {"redirect_uris": [redirect_uri], "post_logout_redirect_uris": [f"{base}/", f"{base}/signed-out"],
+              "backchannel_logout_uri": backchannel, "backchannel_logout_session_required": True,
+              "grant_types": ["authorization_code"], "response_types": ["code"]}
+    return [
+        {"client_id": "portal-basic", "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_basic", **common},
+        {"client_id": "portal-post", "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_post", **common},
+        {"client_id": "portal-pkjwt", "token_endpoint_auth_method": "private_key_jwt",
+         "token_endpoint_auth_signing_alg": "RS256", "jwks": {"keys": [public_jwk(client_key)]}, **common},
+    ]
+
+
+def start_op(certs_dir: Path, clients: list[dict[str, Any]]) -> OpenIDProvider:
+    why = node_available()
+    if why:
+        skip_or_fail(why)
+    return OpenIDProvider(certs_dir, clients=clients).start()
+
+
+@pytest.fixture(scope="module")
+def op(certs_dir: Path, logout_sink: LogoutSink, client_key: dict[str, Any]) -> Iterator[OpenIDProvider]:
+    provider = start_op(certs_dir, clients_for(logout_sink.url, client_key))
+    yield provider
+    provider.stop()
+
+
+def pem_of(jwk: dict[str, Any]) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return private_key_of(jwk).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode()
+
+
+@pytest.fixture
+def rp_factory(op: OpenIDProvider, client_key: dict[str, Any]) -> Iterator[Callable[..., Any]]:
+    from qlikauth.bridges.oidc import OidcRelyingParty, OidcSettings
+    from qlikauth.store import MemoryStore
+
+    made: list[Any] = []
+
+    def make(provider: OpenIDProvider | None = None, store: Any = None, **kw: Any) -> Any:
+        p = provider or op
+        kw.setdefault("client_id", "portal-basic")
+        if kw["client_id"] == "portal-pkjwt":
+            kw.setdefault("token_endpoint_auth_method", "private_key_jwt")
+            kw.setdefault("client_private_key", pem_of(client_key))
+            kw.setdefault("client_key_id", client_key["kid"])
+        else:
+            kw.setdefault("client_secret", SECRET)
+            kw.setdefault("token_endpoint_auth_method",
+                          "client_secret_post" if kw["client_id"] == "portal-post" else "client_secret_basic")
+        kw.setdefault("redirect_uri", REDIRECT_URI)
+        kw.setdefault("ca_bundle", p.ca_bundle)
+        kw.setdefault("scopes", ("openid", "email", "profile", "groups"))
+        rp = OidcRelyingParty(OidcSettings(issuer=p.issuer, **kw), store if store is not None else MemoryStore())
+        made.append(rp)
+        return rp
+
+    yield make
+    for rp in made:
+        rp.close()
