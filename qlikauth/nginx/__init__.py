@@ -282,9 +282,11 @@ def generate_server_block(
 
     if public_origin is None:
         origin = f"https://{names[0].lstrip('*.')}" + ("" if port == 443 else f":{port}")
+        public_port = port
     else:
         _s, oh, op, opath = _url(public_origin, "public_origin", ("https",), path=False)
         origin = f"https://{oh}" + ("" if op == 443 else f":{op}")
+        public_port = op
 
     if not qps_nodes or isinstance(qps_nodes, str):
         raise ConfigurationError("qps_nodes: give a list of hub URLs such as ['https://qs1.example.com'].")
@@ -328,8 +330,21 @@ def generate_server_block(
         "ssl_name": ssl_name,
         "clear_headers": clear.rstrip("\n"),
         "response_var": "upstream_http_" + response_header.lower().replace("-", "_"),
+        "host_re": "|".join(_name_regex(n) for n in names),
+        # Browsers leave the port out of Host only when it is 443.
+        "port_re": "(:443)?" if public_port == 443 else f":{public_port}",
     }
     return _render(_template("server.conf.tmpl"), values)
+
+
+def _name_regex(name: str) -> str:
+    """A PCRE for one nginx ``server_name``: exact, ``*.domain`` or ``.domain`` (domain and subdomains)."""
+    n = name.lower().rstrip(".")
+    if n.startswith("*."):
+        return r"([a-z0-9-]+\.)+" + re.escape(n[2:])
+    if n.startswith("."):
+        return r"([a-z0-9-]+\.)*" + re.escape(n[1:])
+    return re.escape(n)
 
 
 def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,

@@ -15,11 +15,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from qlikauth.nginx import generate_nginx_conf, generate_server_block
 
 NGINX = os.environ.get("QLIKAUTH_NGINX") or shutil.which("nginx") or (
     "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
 )
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip, unless QLIKAUTH_REQUIRE_ALL is set: then fail, so nothing is silently left out."""
+    if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
+        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
+    pytest.skip(reason)
 
 
 def second_loopback_name() -> str | None:

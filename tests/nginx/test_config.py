@@ -130,6 +130,8 @@ VARIANTS = {
     "login-with-query": {"login_url": "/login?from=qlik", "identity_path": "/portal/qlik/header-auth",
                          "portal_url": "http://127.0.0.1:5000/portal"},
     "ipv6-listen": {"listen_host": "::1", "server_name": ["localhost", "qlik.example.com"]},
+    "wildcard-names": {"server_name": ["*.example.com", ".example.org", "qlik-1.example.net"],
+                       "public_origin": "https://qlik.example.com"},
 }
 
 
@@ -197,3 +199,18 @@ def test_cli_prints_the_server_block(certs, capsys):
     out = capsys.readouterr().out
     assert "listen 0.0.0.0:443 ssl;" in out and "server qs1.example.com:443;" in out
     assert "next=https://qlik.example.com$qlikauth_next_hdr" in out
+
+
+def test_host_allow_list_means_what_server_name_means(certs):
+    import re
+
+    block = generate_server_block(**_kw(certs, server_name=["*.example.com", ".example.org", "qlik-1.example.net"],
+                                        public_origin="https://qlik.example.com"))
+    (pattern,) = re.findall(r'map \$http_host \S+ \{\n    default 1;\n    "~\*(.*)" 0;', block)
+    ok = re.compile(pattern, re.I)
+    for host in ("a.example.com", "a.b.example.com", "example.org", "x.example.org", "QLIK-1.example.net",
+                 "qlik-1.example.net:443"):
+        assert ok.match(host), host
+    for host in ("example.com", "evil.com", "a.example.com.evil.com", "qlik-1.example.net:8443",
+                 "qlik-1xexample.net", "a.example.com@evil.com", "a.example.com:443:1"):
+        assert not ok.match(host), host

@@ -219,3 +219,19 @@ def test_tunnelling_shape_gets_400(stack):
     resp = raw_request(stack.nginx_port, stack.root_pem, head + smuggled)
     assert status_of(resp) == 400
     assert _since(stack, m) == []
+
+
+def test_logout_uri_names_only_the_configured_host(stack):
+    # Qlik builds logoutUri from the Host it receives: a request for another host never gets there.
+    s = _sign_in(stack, "alice")
+    cookie = _cookie_header(s)
+    m = _mark(stack)
+    for host in ("evil.example", f"evil.example:{stack.nginx_port}", "localhost:1"):
+        lines = ["GET /hdr/qps/user HTTP/1.1", f"Host: {host}", "Connection: close", f"Cookie: {cookie}"]
+        resp = raw_request(stack.nginx_port, stack.root_pem, ("\r\n".join(lines) + "\r\n\r\n").encode())
+        assert status_of(resp) == 421, resp[:200]
+        assert b"evil.example" not in resp
+    assert _since(stack, m) == []
+    r = s.get(f"https://localhost:{stack.nginx_port}/hdr/qps/user", timeout=5)
+    assert r.status_code == 200
+    assert r.json()["logoutUri"] == f"https://localhost:{stack.nginx_port}/hdr/qps/user"

@@ -220,6 +220,24 @@ TRAVERSALS = [
     "/hdr/hub/..;/qrs",
     "/hdr/hub/..",
     "/hdr/hub/..?x=1",
+    # issue 10: shapes that passed the old filter unchanged
+    "/hdr/hub/x/..#y",
+    "/hdr/hub/..#",
+    "/hdr/hub/..%3b/qrs",
+    "/hdr/hub/..%3B/qrs",
+    "/hdr/hub/..%20/qrs",
+    "/hdr/hub/..%09/qrs",
+    "/hdr/hub/..%00/qrs",
+    "/hdr/hub/%c0%ae%c0%ae/qrs",
+    "/hdr/hub/%C0%AE%C0%AE/qrs",
+    "/hdr/hub/%e0%80%ae%e0%80%ae/qrs",
+    "/hdr/hub/%25252e%25252e/qrs",
+    "/hdr/hub/%2525252e%2525252e/qrs",
+    "/hdr/hub/%u002e%u002e/qrs",
+    "/hdr/hub/.../qrs",
+    "/hdr/hub/x%2f..%2fqrs",
+    "/hdr/hub/..%c0%afqrs",
+    "/hdr/hub/x\\..\\qrs",
 ]
 
 
@@ -284,3 +302,65 @@ def test_h2c_upgrade_is_not_passed_on(front, recorder, certs, alice):
     (hit,) = _last(recorder, "mark=h2c")
     assert not [v for k, v in hit["headers"] if k.lower() == "upgrade"]
     assert hit["identity"] == ["alice"]
+
+
+# -- the raw URI must name the virtual proxy itself --------------------------------------------
+@pytest.mark.parametrize("path", ["/hdr%2fhub/", "/hdr%2Fhub/qrs/about", "/hdr%5chub/", "/hdr%252fhub/",
+                                  "/%68dr/hub/", "/hdr;x/hub/"])
+def test_an_encoded_prefix_never_reaches_another_virtual_proxy(front, recorder, certs, alice, path):
+    # nginx matches location /hdr/ on the decoded path, but forwards the raw one: Qlik would
+    # read "hdr%2fhub" as no prefix at all and route the request to its default virtual proxy.
+    before = len(recorder.requests)
+    resp = _raw_get(front, certs, path, [], alice)
+    assert status_of(resp) in (400, 404), resp[:200]
+    assert len(recorder.requests) == before
+
+
+def test_encoded_characters_that_are_not_dots_or_slashes_still_pass(front, recorder, certs, alice):
+    resp = _raw_get(front, certs, "/hdr/content/Default/My%20File%281%29.png?mark=enc&q=%2e%2e%2f", [], alice)
+    assert status_of(resp) == 200, resp[:200]
+    (hit,) = _last(recorder, "mark=enc")
+    assert hit["path"] == "/hdr/content/Default/My%20File%281%29.png?mark=enc&q=%2e%2e%2f"
+
+
+# -- only the configured host names --------------------------------------------------------
+def _with_host(front, certs, cookie, host_lines: list[str], target: str = "/hdr/hub/?mark=host",
+               version: str = "HTTP/1.1") -> bytes:
+    lines = [f"GET {target} {version}", *host_lines, "Connection: close", f"Cookie: {cookie}"]
+    return raw_request(front.port, certs / "root.pem", ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "localhost:1", "localhost.evil.example",
+                                  "localhost:{port}@evil.example", "localhost:{port}:1", "127.0.0.1:{port}"])
+def test_other_host_names_are_refused_with_421(front, recorder, certs, alice, host):
+    before = len(recorder.requests)
+    resp = _with_host(front, certs, alice, [f"Host: {host.format(port=front.port)}"])
+    assert status_of(resp) in (400, 421), resp[:200]
+    assert len(recorder.requests) == before
+
+
+def test_absolute_form_request_for_another_host_is_refused(front, recorder, certs, alice):
+    before = len(recorder.requests)
+    resp = _with_host(front, certs, alice, [f"Host: localhost:{front.port}"],
+                      target="https://evil.example/hdr/hub/?mark=abs")
+    assert status_of(resp) in (400, 421), resp[:200]
+    resp = _with_host(front, certs, alice, ["Host: evil.example"],
+                      target=f"https://localhost:{front.port}/hdr/hub/?mark=abs")
+    assert status_of(resp) in (400, 421), resp[:200]
+    assert len(recorder.requests) == before
+
+
+def test_a_request_without_host_is_refused(front, recorder, certs, alice):
+    before = len(recorder.requests)
+    resp = _with_host(front, certs, alice, [], version="HTTP/1.0")
+    assert status_of(resp) in (400, 421), resp[:200]
+    assert len(recorder.requests) == before
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}", "LOCALHOST:{port}"])
+def test_the_configured_host_passes_and_is_forwarded(front, recorder, certs, alice, host):
+    value = host.format(port=front.port)
+    resp = _with_host(front, certs, alice, [f"Host: {value}"], target=f"/hdr/hub/?mark=okhost-{host[:3]}")
+    assert status_of(resp) == 200, resp[:200]
+    (hit,) = _last(recorder, f"mark=okhost-{host[:3]}")
+    assert [v for k, v in hit["headers"] if k.lower() == "host"] == [value]

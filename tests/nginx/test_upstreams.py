@@ -8,7 +8,7 @@ import requests
 from qlikauth.certgen import generate_certificates, issue_server_certificate
 
 from .conftest import HEADER, front_block
-from .helpers import Recorder, free_port, second_loopback_name
+from .helpers import Recorder, free_port, second_loopback_name, skip_or_fail
 from .test_front import _portal_app, start_wsgi
 
 pytestmark = pytest.mark.nginx
@@ -65,7 +65,8 @@ def test_each_user_sticks_to_one_node_and_both_nodes_serve(certs, portal, nodes,
     port = free_port()
     if mode == "own-names":  # each node verified under its own name (split_clients)
         if second_name is None:
-            pytest.skip("no second DNS name for 127.0.0.1 on this machine (e.g. the host name)")
+            skip_or_fail("no second DNS name for 127.0.0.1 on this machine (e.g. the host name): "
+                         "add one to /etc/hosts, e.g. '127.0.0.1 qlikauth-node2'")
         qps = [f"https://localhost:{nodes[0].port}", f"https://{second_name}:{nodes[1].port}"]
         kw = {}
     else:  # one name on every certificate: one upstream, hash ... consistent, failover
@@ -111,3 +112,12 @@ def test_a_node_whose_certificate_names_another_host_gets_nothing(certs, portal,
         assert rec.requests == []
     finally:
         rec.close()
+
+
+def test_a_missing_second_name_fails_under_require_all(monkeypatch):
+    monkeypatch.setenv("QLIKAUTH_REQUIRE_ALL", "1")
+    with pytest.raises(pytest.fail.Exception, match="QLIKAUTH_REQUIRE_ALL"):
+        skip_or_fail("no second DNS name")
+    monkeypatch.delenv("QLIKAUTH_REQUIRE_ALL")
+    with pytest.raises(pytest.skip.Exception):
+        skip_or_fail("no second DNS name")
