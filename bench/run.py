@@ -320,10 +320,14 @@ def table(results: dict[str, Any]) -> str:
     j = results.get("jwt")
     if j:
         rows.append(f"| JWT minting RS256 (and ES256) | {j['status']} | - | {j['reason']} |")
+    o = results.get("oidc")
+    if o:
+        from bench_oidc import oidc_rows
+        rows.extend(oidc_rows(o))
     return "\n".join(rows)
 
 
-SECTIONS = ("tickets", "page_views", "storm", "memory", "jwt")
+SECTIONS = ("tickets", "page_views", "storm", "memory", "jwt", "oidc")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     funcs: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "tickets": bench_tickets, "memory": bench_memory, "jwt": bench_jwt,
     }
+    try:
+        from bench_oidc import bench_oidc
+        funcs["oidc"] = bench_oidc
+    except ImportError as exc:  # pragma: no cover
+        log(f"OIDC benchmarks unavailable: {exc}")
     try:
         from bench_web import bench_page_views, bench_storm
         funcs["page_views"] = bench_page_views
