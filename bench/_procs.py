@@ -152,3 +152,108 @@ def memory_worker(conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int
         conn.send({"tickets": done, "seconds": time.perf_counter() - started, **rss_kib()})
     client.close()
     conn.send("done")
+
+
+def canned_main(conn: Any, certs_dir: str) -> None:
+    """A trivial mutual-TLS server answering every request with one canned ticket (the bench's yardstick).
+
+    One thread per connection, blocking sockets, one ``sendall`` per answer: what any server
+    costs at least. ``bench_tickets`` divides the floor's tickets/s against the emulator by its
+    tickets/s against this, in the same run (the emulator must not be what a benchmark measures).
+    """
+    import socket
+    import ssl
+    import threading
+
+    d = Path(certs_dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(d / "root.pem"))
+    body = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
+            b'"Ticket":"cannedticket0000","TargetUri":null}')
+    answer = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json; charset=utf-8\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(256)
+
+    def serve(raw: socket.socket) -> None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as tls:
+                buf = b""
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        data = tls.recv(65536)
+                        if not data:
+                            return
+                        buf += data
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    while len(buf) < length:
+                        data = tls.recv(65536)
+                        if not data:
+                            return
+                        buf += data
+                    buf = buf[length:]
+                    tls.sendall(answer)
+        except (OSError, ValueError):
+            return
+
+    def accept() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    conn.send({"port": listener.getsockname()[1], "pid": os.getpid()})
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    listener.close()
+
+
+class CannedProcess:
+    """:func:`canned_main` in a spawned child process (``with CannedProcess(certs_dir) as c: c.port``)."""
+
+    def __init__(self, certs_dir: str | Path) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=canned_main, args=(child, str(certs_dir)), daemon=True)
+        self.proc.start()
+        child.close()
+        if not self._parent.poll(60):
+            self.close()
+            raise RuntimeError("the canned-ticket server did not start within 60 s")
+        self.port: int = self._parent.recv()["port"]
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self._parent.send("stop")
+            except OSError:
+                pass
+            self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self._parent.close()
+
+    def __enter__(self) -> CannedProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -28,7 +28,7 @@ for _p in (str(HERE), str(ROOT), str(ROOT / "integrations")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from _procs import EmulatorProcess, memory_worker, rss_kib  # noqa: E402
+from _procs import CannedProcess, EmulatorProcess, memory_worker, rss_kib  # noqa: E402
 
 FIXED_XRF = "abcdefghijklmnop"  # what the community scripts send; the SDK makes a fresh one per call
 
@@ -142,7 +142,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
     from qlikauth import Certificates, QlikUser, QpsClient
 
     out: dict[str, Any] = {}
-    with EmulatorProcess() as emu:
+    with EmulatorProcess() as emu, CannedProcess(emu.certs_dir) as canned:
         certs = Certificates.from_dir(emu.certs_dir)
         user = QlikUser("BENCH", "jdoe", [("group", "Sales"), ("group", "Finance")])
         body = json.dumps(user.to_qps()).encode()
@@ -171,7 +171,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                     return r.json()["Ticket"]
                 return call
 
-            def make_floor(clients: list[Any] = clients) -> Callable[[], Any]:
+            def make_floor(clients: list[Any] = clients, port: int = port) -> Callable[[], Any]:
                 # The floor: one persistent http.client connection, the same SSL context, no SDK.
                 conn = http.client.HTTPSConnection(host, port, context=certs.client_ssl_context(), timeout=10)
                 clients.append(conn)
@@ -197,16 +197,22 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                     return json.loads(r.data)["Ticket"]
                 return call
 
+            def make_floor_canned(clients: list[Any] = clients) -> Callable[[], Any]:
+                # The same floor client against a trivial TLS server answering a canned ticket.
+                return make_floor(clients, canned.port)
+
             cs = [Contender("qlikauth QpsClient", make_sdk), Contender("requests.post per ticket", make_per_request),
-                  Contender("floor: bare http.client", make_floor), Contender("urllib3 pool (context)", make_urllib3)]
+                  Contender("floor: bare http.client", make_floor), Contender("urllib3 pool (context)", make_urllib3),
+                  Contender("floor vs canned-ticket server", make_floor_canned)]
             before = emu.stats()
             log(f"tickets {mode}: {args.rounds} rounds x {len(cs)} contenders x {args.slice:g}s, {threads} thread(s)")
             interleave(cs, args.rounds, args.slice, threads)
             after = emu.stats()
             for c in clients:
                 c.close()
-            sdk, per, floor, u3 = cs
+            sdk, per, floor, u3, canned_floor = cs
             out[mode] = {
+                "emulator_vs_canned": round(ratio(floor, canned_floor), 2),
                 "threads": threads,
                 "ratio_vs_per_request": round(ratio(sdk, per), 2),
                 "ratio_vs_floor": round(ratio(sdk, floor), 2),
@@ -292,6 +298,10 @@ def table(results: dict[str, Any]) -> str:
             rows.append(f"| Tickets, {mode}: qlikauth / bare http.client floor | **{m['ratio_vs_floor']:.2f}x** | "
                         f">= 0.6x | urllib3 pool / floor {m['urllib3_vs_floor']:.2f}x; QPS connections opened by "
                         f"the run: {m['emulator_connections']} |")
+            cf = c["floor vs canned-ticket server"]
+            rows.append(f"| Tickets, {mode}: floor against the emulator / against a canned-ticket TLS server | "
+                        f"**{m['emulator_vs_canned']:.2f}x** | >= 0.7x | emulator {floor['per_s_median']:.0f}/s, "
+                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + h11 vs. one sendall per answer) |")
     pv = results.get("page_views")
     if pv:
         for fw in ("flask", "django"):

@@ -4,8 +4,9 @@
 >>> with Emulator(virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:  # doctest: +SKIP
 ...     emu.qps_url, emu.hub_url_for("portal")
 
-Stdlib servers only (plus ``cryptography`` to generate certificates). See
-``docs/design.md`` for the contract and :mod:`qlikauth.pytest_plugin` for a fixture.
+Served by uvicorn (httptools, uvloop, wsproto) through :mod:`qlikauth.emulator.serving`, so the
+code here is Qlik's behaviour only; needs the ``emulator`` extra (``pip install
+'qlikauth[emulator]'``). See ``docs/emulator.md`` and :mod:`qlikauth.pytest_plugin` for a fixture.
 """
 
 from __future__ import annotations

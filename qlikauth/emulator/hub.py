@@ -18,10 +18,9 @@ from urllib.parse import unquote, unquote_plus, urlencode
 
 from ..exceptions import IdentityError
 from ..identity import QlikUser, security_header_value
-from ._http import Connection, Request, Response
+from ._web import Request, Response, WebSocket
 from .proxy import VirtualProxy
 from .state import EmulatorState, HeaderRecord, SessionRecord, TooManySessions, mask
-from .websocket import WebSocketSession, accept_value, handshake_problem, is_upgrade
 
 __all__ = ["Hub"]
 
@@ -93,16 +92,16 @@ class Hub:
         return None
 
     # -- entry ----------------------------------------------------------------------------
-    def __call__(self, req: Request, conn: Connection) -> Response:
+    def __call__(self, req: Request) -> Response:
         host = self._host(req)
         if host is None:
             return Response.text(400, "Invalid Host header.\n", close=True)
         vp, rest = self._proxy_for(req.path)
-        resp = self._serve(req, conn, vp, rest, host)
+        resp = self._serve(req, vp, rest, host)
         log.debug("hub %s %s%s -> %s", req.method, vp.path_prefix, rest.split("?")[0], resp.status)
         return resp
 
-    def _serve(self, req: Request, conn: Connection, vp: VirtualProxy, rest: str, host: str) -> Response:
+    def _serve(self, req: Request, vp: VirtualProxy, rest: str, host: str) -> Response:
         personal = rest.rstrip("/") == "/qps/user"
         set_cookie: list[tuple[str, str]] = []
         if vp.is_header:
@@ -139,11 +138,11 @@ class Hub:
                 return self._deny(req, 403, "Forbidden",
                                   'The initial authentication request must be a "GET" request.')
             if ticket is not None:
-                return self._redeem(req, conn, vp, ticket, host)
+                return self._redeem(req, vp, ticket, host)
         if personal:
             return self._personal(req, vp, session, host, set_cookie)
         if session is None:
-            if is_upgrade(req):
+            if req.websocket:
                 return self._deny(req, 401, "Not signed in",
                                   "A websocket needs a proxy session (or, on a header virtual proxy, the header).")
             if vp.module_uri:
@@ -156,7 +155,7 @@ class Hub:
             return self._deny(req, 401, "Not signed in",
                               "You are not signed in: this virtual proxy has no authentication module; "
                               "a portal must send you here with a ticket or set the session cookie.")
-        if self._is_app_socket(rest) and is_upgrade(req):
+        if self._is_app_socket(rest) and req.websocket:
             return self._websocket(req, session, rest, set_cookie)
         return self._hub(req, vp, session, rest, set_cookie)
 
@@ -190,7 +189,7 @@ class Hub:
                                                   f"{html.escape(message, quote=False)}</p>"), headers=headers or [])
 
     # -- ticket ---------------------------------------------------------------------------
-    def _redeem(self, req: Request, conn: Connection, vp: VirtualProxy, ticket: str, host: str) -> Response:
+    def _redeem(self, req: Request, vp: VirtualProxy, ticket: str, host: str) -> Response:
         rec = self.state.take_ticket(ticket, vp.prefix)
         if rec is None:
             log.info("hub: ticket %s refused on %r (invalid, used, expired or another node/proxy)",
@@ -206,7 +205,7 @@ class Hub:
                  rec.user.qualified_name)
         cookie = self._set_cookie(vp, session.session_id)
         rest = self._proxy_for(req.path)[1]
-        if self._is_app_socket(rest) and is_upgrade(req):
+        if self._is_app_socket(rest) and req.websocket:
             # Engine websocket URLs may carry the ticket themselves (QlikTicket=...).
             return self._websocket(req, session, rest, [cookie])
         location = f"https://{host}{self._without_ticket(req.target)}"
@@ -257,22 +256,25 @@ class Hub:
 
     def _websocket(self, req: Request, session: SessionRecord, rest: str,
                    set_cookie: list[tuple[str, str]]) -> Response:
-        problem = handshake_problem(req)
-        if problem is not None:
-            return problem
         app_id = unquote(rest.split("/")[2])
         u = session.user
         greeting: dict[str, Any] = {"user": u.qualified_name, "attributes": u.qps_attributes(), "app": app_id}
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Accept", accept_value(req.header("Sec-WebSocket-Key") or "")), *set_cookie]
 
-        def run(conn: Connection) -> None:
-            ws = WebSocketSession(conn, greeting)
+        async def run(ws: WebSocket) -> None:
             # Qlik tears the engine connection down when the proxy session ends.
-            session.on_end.append(lambda: ws.close(1000, "session ended"))
-            conn.sock.settimeout(None)
-            ws.run()
+            def on_end() -> None:
+                ws.close_soon(1000, "session ended")
 
-        return Response(101, b"", headers=headers, content_type=None, upgrade=run)
+            session.on_end.append(on_end)
+            try:
+                await ws.send_json(greeting)
+                while True:
+                    msg = await ws.receive()
+                    if msg is None:
+                        return
+                    await ws.send(msg)
+            finally:
+                if on_end in session.on_end:
+                    session.on_end.remove(on_end)
 
-
+        return Response(101, b"", headers=set_cookie, content_type=None, websocket=run)

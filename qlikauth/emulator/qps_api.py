@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote
 
 from ..exceptions import IdentityError
 from ..identity import QlikUser
-from ._http import Connection, Request, Response
+from ._web import Request, Response
 from .proxy import VirtualProxy
 from .state import EmulatorState, TooManySessions, mask
 
@@ -52,7 +52,7 @@ class QpsApi:
         self.state = state
         self.proxies = proxies
 
-    def __call__(self, req: Request, conn: Connection) -> Response:
+    def __call__(self, req: Request) -> Response:
         self.state.count("qps_requests")
         resp = self._route(req)
         log.debug("QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status)

@@ -14,10 +14,11 @@ from typing import Any
 
 from ..certgen import generate_certificates
 from ..exceptions import CertificateError, ConfigurationError
-from ._http import TLSServer
+from ._web import asgi_app
 from .hub import Hub
 from .proxy import VirtualProxy
 from .qps_api import QpsApi
+from .serving import BackgroundServer
 from .state import EmulatorState
 
 __all__ = ["Emulator", "EmulatorCluster"]
@@ -66,8 +67,8 @@ class Emulator:
             self._register(vp)
         self.state = EmulatorState(ticket_ttl=ticket_ttl, session_timeout=session_timeout,
                                    max_sessions_per_user=max_sessions_per_user)
-        self._qps: TLSServer | None = None
-        self._hub: TLSServer | None = None
+        self._qps: BackgroundServer | None = None
+        self._hub: BackgroundServer | None = None
         self._lock = threading.Lock()
         self._started = False
 
@@ -144,13 +145,14 @@ class Emulator:
                 d = self._prepare_certs()
                 self._certs = d
                 qps_ctx, hub_ctx = self._contexts(d)
-                self._qps = TLSServer("qps", self.bind, self._want_qps_port, qps_ctx,
-                                      QpsApi(self.state, lambda: self._proxies),
-                                      on_accept=lambda: self.state.count("connections_accepted"))
-                self._hub = TLSServer("hub", self.bind, self._want_hub_port, hub_ctx,
-                                      Hub(self.state, lambda: self._proxies, self.rest_uri_for,
-                                          lambda: f"{_url_host(self.host)}:{self.hub_port}"),
-                                      on_accept=lambda: self.state.count("hub_connections_accepted"))
+                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies), name="qps")
+                hub_app = asgi_app(Hub(self.state, lambda: self._proxies, self.rest_uri_for,
+                                       lambda: f"{_url_host(self.host)}:{self.hub_port}"), name="hub")
+                self._qps = BackgroundServer(qps_app, qps_ctx, bind=self.bind, port=self._want_qps_port,
+                                             name="qps", on_connect=lambda: self.state.count("connections_accepted"))
+                self._hub = BackgroundServer(hub_app, hub_ctx, bind=self.bind, port=self._want_hub_port,
+                                             name="hub",
+                                             on_connect=lambda: self.state.count("hub_connections_accepted"))
                 self._qps.start()
                 self._hub.start()
             except BaseException:
@@ -190,7 +192,7 @@ class Emulator:
         return self._started
 
     # -- addresses ----------------------------------------------------------------------
-    def _need(self, srv: TLSServer | None) -> TLSServer:
+    def _need(self, srv: BackgroundServer | None) -> BackgroundServer:
         if srv is None:
             raise ConfigurationError("the emulator is not started: call start() or use it in a with block.")
         return srv

@@ -45,20 +45,32 @@ def _exchange(emu, certs, data: bytes, *, port=None, client_cert=True) -> bytes:
             out += chunk
 
 
+H = b"Host: localhost\r\n"
+
+
 @pytest.mark.parametrize("raw,status", [
-    (b"NONSENSE\r\n\r\n", b"400"),
-    (b"GET /qps/alive HTTP/9.9\r\n\r\n", b"505"),
-    (b"GET /qps/alive HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
-    (b"GET /qps/alive HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", b"400"),
-    (b"POST /qps/ticket HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
-    (b"POST /qps/ticket HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
-    (b"POST /qps/ticket HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
-    (b"GET /qps/alive HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+    (b"NONSENSE\r\n\r\n", (b"400",)),
+    (b"GET /qps/alive HTTP/9.9\r\n" + H + b"\r\n", (b"400", b"505")),
+    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"Bad Header\r\n\r\n", (b"400",)),
+    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: a\r\n folded\r\n\r\n", (b"400",)),
+    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     (b"400",)),
+    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: 99999999\r\n\r\n", (b"413",)),
+    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: x\r\n\r\n", (b"400",)),
+    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: " + b"a" * 20000 + b"\r\n\r\n", (b"431",)),
+    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(5)) + b"\r\n",
+     (b"431",)),
+    # HTTP/1.1 without Host, or with two (RFC 9112 3.2)
+    (b"GET /qps/alive HTTP/1.1\r\n\r\n", (b"400",)),
+    (b"GET /qps/alive HTTP/1.1\r\n" + H + H + b"\r\n", (b"400",)),
+    # chunk sizes are hex digits only
+    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n", (b"400",)),
+    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n+2\r\n{}\r\n0\r\n\r\n", (b"400",)),
 ])
 def test_malformed_requests_get_a_clean_error_and_close(emu, certs, raw, status):
     out = _exchange(emu, certs, raw)
-    assert out.startswith(b"HTTP/1.1 " + status), out[:80]
-    assert b"Connection: close" in out and b"Traceback" not in out
+    assert out[9:12] in status, out[:80]
+    assert b"connection: close" in out.lower() and b"Traceback" not in out
 
 
 def test_chunked_body_is_accepted(emu, certs):
