@@ -50,10 +50,10 @@ try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.protocols.utils import get_remote_addr
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
-except ImportError as exc:  # pragma: no cover - exercised by the import check
-    raise ImportError(
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised by tests/packaging
+    raise ModuleNotFoundError(
         "qlikauth.emulator needs the 'emulator' extra: pip install 'qlikauth[emulator]' "
-        f"(uvicorn, httptools, uvloop and wsproto; {exc})") from exc
+        f"(uvicorn, httptools, uvloop and wsproto; {exc})", name=exc.name) from exc
 
 __all__ = ["BackgroundServer", "strict_http", "MAX_HEADER_BYTES", "MAX_HEADER_LINE", "MAX_BODY_BYTES",
            "KEEPALIVE_TIMEOUT"]

@@ -117,6 +117,7 @@ def test_package_data_patterns_each_match_a_file():
 @pytest.mark.parametrize(("module", "blocked", "extra"), [
     ("flask_qlikauth", ("flask", "werkzeug"), "flask"),
     ("django_qlikauth", ("django",), "django"),
+    ("qlikauth.emulator", ("httptools", "uvicorn", "uvloop", "wsproto"), "emulator"),
 ])
 def test_import_without_the_extra_names_it(module, blocked, extra):
     code = (
