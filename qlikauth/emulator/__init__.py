@@ -11,6 +11,7 @@ code here is Qlik's behaviour only; needs the ``emulator`` extra (``pip install
 
 from __future__ import annotations
 
+from .faults import FAULT_KINDS, Fault
 from .proxy import VirtualProxy
 from .server import Emulator, EmulatorCluster
 from .state import EmulatorState, HeaderRecord, SessionRecord, TicketRecord
@@ -19,6 +20,8 @@ __all__ = [
     "Emulator",
     "EmulatorCluster",
     "VirtualProxy",
+    "Fault",
+    "FAULT_KINDS",
     "EmulatorState",
     "HeaderRecord",
     "SessionRecord",

@@ -225,6 +225,8 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
             body = await _read_body(receive, max_body) if kind == "http" else b""
             req = _request(scope, body)
             resp = await before(req) if before is not None else None
+            if resp is not None and resp.status == 0:
+                return  # the connection was reset instead of answered (a fault)
             if resp is None:
                 resp = handler(req)
         except ConnectionError:

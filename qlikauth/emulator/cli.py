@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 
 from ..exceptions import ConfigurationError
+from .faults import FAULT_KINDS, Fault
 from .proxy import METHODS, VirtualProxy
 
-__all__ = ["add_arguments", "run", "parse_virtual_proxy"]
+__all__ = ["add_arguments", "run", "parse_virtual_proxy", "parse_fault", "apply_fault_command"]
 
 _KEYS = {
     "prefix": "prefix",
@@ -54,6 +55,69 @@ def parse_virtual_proxy(spec: str) -> VirtualProxy:
     return VirtualProxy(**kwargs)  # type: ignore[arg-type]
 
 
+_PORTS = ("qps", "hub", "both")
+
+
+def parse_fault(words: list[str]) -> tuple[str, Fault]:
+    """``[qps|hub|both] KIND [seconds=S] [status=N]`` -> (port, :class:`Fault`)."""
+    port = "qps"
+    if words and words[0] in _PORTS:
+        port, words = words[0], words[1:]
+    if not words:
+        raise ConfigurationError(f"name a fault: one of {', '.join(FAULT_KINDS)}.")
+    kind, opts = words[0], words[1:]
+    kwargs: dict[str, float | int] = {}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        try:
+            if key == "seconds" and eq:
+                kwargs["seconds"] = float(value)
+            elif key == "status" and eq:
+                kwargs["status"] = int(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigurationError(f"fault option {opt!r}: use seconds=S or status=N.") from None
+    return port, Fault(kind, **kwargs)  # type: ignore[arg-type]
+
+
+def apply_fault_command(emu: object, line: str) -> str:
+    """Apply one control line to an emulator; return the answer line.
+
+    ``fault [qps|hub|both] KIND [seconds=S] [status=N]``, ``clear [qps|hub|both]``, ``faults``.
+    """
+    from .server import Emulator
+
+    assert isinstance(emu, Emulator)
+    words = line.split()
+    if not words:
+        return ""
+    try:
+        if words[0] == "fault":
+            port, fault = parse_fault(words[1:])
+            emu.inject(fault, port=port)
+            return f"ok fault {port} {fault.describe()}"
+        if words[0] == "clear":
+            port = words[1] if len(words) > 1 else "both"
+            emu.clear_faults(port)
+            return f"ok clear {port}"
+        if words[0] == "faults":
+            active = emu.faults
+            return "ok faults " + (", ".join(f"{p} {f.describe()}" for p, f in active.items()) or "none")
+        raise ConfigurationError(f"unknown command {words[0]!r}: use fault, clear or faults.")
+    except ConfigurationError as exc:
+        return f"error {exc}"
+
+
+def _control_loop(emu: object, stream: object, stop: threading.Event) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        answer = apply_fault_command(emu, line)
+        if answer:
+            print(answer, flush=True)
+        if stop.is_set():
+            return
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser``."""
     parser.add_argument("--certs", metavar="DIR", default=None,
@@ -70,6 +134,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-timeout", type=float, default=1800.0, help="session inactivity timeout (s)")
     parser.add_argument("--max-sessions", type=int, default=5, help="parallel sessions per user")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
+    parser.add_argument("--fault", action="append", default=[], metavar="[PORT:]KIND[,seconds=S][,status=N]",
+                        help="start with a fault on the qps (default) or hub port: " + ", ".join(FAULT_KINDS))
+    parser.add_argument("--control", choices=("stdin",), default=None,
+                        help="read fault commands from standard input while running: 'fault [qps|hub|both] KIND "
+                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults' (one per line, answered on stdout)")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
@@ -84,7 +153,15 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
                    qps_port=args.qps_port, hub_port=args.hub_port, virtual_proxies=proxies,
                    ticket_ttl=args.ticket_ttl, session_timeout=args.session_timeout,
                    max_sessions_per_user=args.max_sessions)
+    faults = []
+    for spec in args.fault:
+        head, _, rest = spec.partition(",")
+        port, colon, kind = head.partition(":")
+        words = ([port, kind] if colon else [head]) + [w for w in rest.split(",") if w]
+        faults.append(parse_fault(words))
     with emu:
+        for port, fault in faults:
+            emu.inject(fault, port=port)
         lines = [f"qlikauth emulator running (certificates in {emu.certs_dir})",
                  f"  QPS API: {emu.qps_url}  (mutual TLS: client.pem/client_key.pem signed by root.pem)",
                  f"  hub:     {emu.hub_url}"]
@@ -93,8 +170,15 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
             extra += f", header {vp.header_name}" if vp.header_name else ""
             lines.append(f"  virtual proxy {prefix or '(default)'!s}: {vp.method}, hub "
                          f"{emu.hub_url_for(prefix)}, proxyRestUri {emu.rest_uri_for(prefix)}{extra}")
+        for port, fault in emu.faults.items():
+            lines.append(f"  fault on {port}: {fault.describe()}")
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), flush=True)
+        if args.control == "stdin":
+            import sys
+
+            threading.Thread(target=_control_loop, args=(emu, sys.stdin, stop), daemon=True,
+                             name="emulator-control").start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())

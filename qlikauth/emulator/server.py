@@ -7,7 +7,8 @@ import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from ..certgen import generate_certificates
 from ..exceptions import CertificateError, ConfigurationError
 from ._web import asgi_app
+from .faults import Fault, FaultSwitch
 from .hub import Hub
 from .proxy import VirtualProxy
 from .qps_api import QpsApi
@@ -71,6 +73,9 @@ class Emulator:
         self._hub: BackgroundServer | None = None
         self._lock = threading.Lock()
         self._started = False
+        self._ctx: dict[str, ssl.SSLContext] = {}
+        self._faults = {port: FaultSwitch(port, lambda: self.certs_dir, self._cert_hosts,
+                                          self._context_getter(port)) for port in ("qps", "hub")}
 
     # -- virtual proxies ----------------------------------------------------------------
     def _register(self, vp: VirtualProxy) -> None:
@@ -145,9 +150,12 @@ class Emulator:
                 d = self._prepare_certs()
                 self._certs = d
                 qps_ctx, hub_ctx = self._contexts(d)
-                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies), name="qps")
+                self._ctx = {"qps": qps_ctx, "hub": hub_ctx}
+                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies), name="qps",
+                                   before=self._faults["qps"].before)
                 hub_app = asgi_app(Hub(self.state, lambda: self._proxies, self.rest_uri_for,
-                                       lambda: f"{_url_host(self.host)}:{self.hub_port}"), name="hub")
+                                       lambda: f"{_url_host(self.host)}:{self.hub_port}"), name="hub",
+                                   before=self._faults["hub"].before)
                 self._qps = BackgroundServer(qps_app, qps_ctx, bind=self.bind, port=self._want_qps_port,
                                              name="qps", on_connect=lambda: self.state.count("connections_accepted"))
                 self._hub = BackgroundServer(hub_app, hub_ctx, bind=self.bind, port=self._want_hub_port,
@@ -155,6 +163,8 @@ class Emulator:
                                              on_connect=lambda: self.state.count("hub_connections_accepted"))
                 self._qps.start()
                 self._hub.start()
+                self._faults["qps"].attach(self._qps)
+                self._faults["hub"].attach(self._hub)
             except BaseException:
                 self._shutdown()
                 raise
@@ -167,6 +177,8 @@ class Emulator:
         for srv in (self._qps, self._hub):
             if srv is not None:
                 srv.stop()
+        for switch in self._faults.values():
+            switch.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -190,6 +202,57 @@ class Emulator:
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._started
+
+    # -- faults -------------------------------------------------------------------------
+    def _context_getter(self, port: str) -> Callable[[], ssl.SSLContext]:
+        return lambda: self._ctx[port]
+
+    def _cert_hosts(self) -> list[str]:
+        return list(dict.fromkeys(h for h in (self.host, self.bind) if h and h not in ("0.0.0.0", "::")))  # noqa: S104
+
+    def inject(self, kind: str | Fault, *, port: str = "qps", seconds: float | None = None,
+               status: int = 503) -> Fault:
+        """Make ``port`` ("qps", "hub" or "both") fail as ``kind`` says until :meth:`clear_faults`.
+
+        Kinds: refuse, hang, error, drop, slow, wrong-host, expired-cert, untrusted-cert,
+        client-ca (see :mod:`qlikauth.emulator.faults`). One fault per port; a new one replaces
+        the old. Takes effect at once, also while running; returns the :class:`Fault`.
+        """
+        fault = kind if isinstance(kind, Fault) else Fault(kind, seconds=seconds, status=status)
+        for p in self._ports(port):
+            self._faults[p].set(fault)
+        return fault
+
+    def clear_faults(self, port: str = "both") -> None:
+        """End the faults of ``port`` ("qps", "hub" or "both")."""
+        for p in self._ports(port):
+            self._faults[p].clear()
+
+    @contextmanager
+    def fault(self, kind: str | Fault, *, port: str = "qps", seconds: float | None = None,
+              status: int = 503) -> Iterator[Fault]:
+        """``with emu.fault("hang"): ...``: :meth:`inject` for the block, cleared after it."""
+        f = self.inject(kind, port=port, seconds=seconds, status=status)
+        try:
+            yield f
+        finally:
+            self.clear_faults(port)
+
+    @property
+    def faults(self) -> dict[str, Fault]:
+        """The active faults by port."""
+        return {p: s.fault for p, s in self._faults.items() if s.fault is not None}
+
+    def fault_hits(self, port: str = "qps") -> int:
+        """How many requests a fault on ``port`` answered (or left unanswered) so far."""
+        return self._faults[port].hits
+
+    def _ports(self, port: str) -> tuple[str, ...]:
+        if port == "both":
+            return ("qps", "hub")
+        if port not in self._faults:
+            raise ConfigurationError(f"port must be 'qps', 'hub' or 'both', not {port!r}.")
+        return (port,)
 
     # -- addresses ----------------------------------------------------------------------
     def _need(self, srv: BackgroundServer | None) -> BackgroundServer:
