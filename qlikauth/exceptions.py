@@ -226,7 +226,20 @@ class ClaimsError(BridgeError):
 
 
 class SamlError(BridgeError):
-    """A SAML response was refused."""
+    """A SAML message was refused; ``code`` says which check failed.
+
+    Codes: ``unsigned``, ``signature``, ``algorithm``, ``structure`` (signature wrapping),
+    ``doctype`` (XXE / entities), ``comment``, ``expired``, ``not_yet_valid``, ``audience``,
+    ``destination``, ``recipient``, ``unknown_request``, ``other_browser``, ``replayed``,
+    ``unsolicited``, ``issuer``, ``no_subject``, ``idp_status``, ``relay_state``,
+    ``logout_unsigned``, ``logout_signature``, ``logout_old``, ``encoding``, ``xml``,
+    ``too_large``, ``missing``.
+    """
+
+    code: str
+
+    def __init__(self, message: str, *, code: str = "invalid", **context: Any) -> None:
+        super().__init__(message, code=code, **context)
 
 
 class OidcError(BridgeError):
