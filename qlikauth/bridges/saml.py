@@ -491,9 +491,9 @@ class SamlServiceProvider:
     :param settings: the checked :class:`SamlSettings`.
     :param store: one-time state shared by every portal instance (outstanding request
         ids, logout requests in progress).
-    :param replay_cache: consumed assertion ids. It must **refuse when full** (raise
-        :class:`~qlikauth.exceptions.QlikAuthError`) rather than evict; defaults to the
-        ``store``.
+    :param replay_cache: consumed assertion and logout-request ids. It must **refuse when
+        full** (``when_full="refuse"``: :class:`~qlikauth.exceptions.StoreFull`) rather than
+        evict; defaults to an in-process ``MemoryStore(when_full="refuse")``.
     :param redirect_policy: the policy that vets ``RelayState`` (the place to go after
         sign-in); None allows only paths on this portal.
     """
@@ -504,7 +504,8 @@ class SamlServiceProvider:
         _quiet_pysaml2()
         self.settings = settings
         self.store: StateStore = store if store is not None else MemoryStore()
-        self.replay_cache: StateStore = replay_cache if replay_cache is not None else self.store
+        # A replay cache must refuse when full: evicting a consumed assertion id would let it be replayed.
+        self.replay_cache: StateStore = replay_cache if replay_cache is not None else MemoryStore(when_full="refuse")
         self.redirect_policy = redirect_policy
         self._now = now or time.time
         self._config = self._make_config()

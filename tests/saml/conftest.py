@@ -78,3 +78,78 @@ def make_flow(idp: SamlIdp, saml_keys: dict[str, tuple[Path, Path]]) -> Callable
 @pytest.fixture
 def flow(make_flow: Callable[..., Flow]) -> Flow:
     return make_flow()
+
+
+# -- the samlify IdP (Node), a SAML stack other than the one the SP is built on ------------
+PEER = Path(__file__).resolve().parents[1] / "peers" / "saml-idp"
+
+
+class SamlifyIdp:
+    """The Node IdP of tests/peers/saml-idp (samlify + xml-crypto), driven over its JSON API."""
+
+    def __init__(self, proc: Any, port: int) -> None:
+        self.proc, self.port = proc, port
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback peer
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"samlify IdP {path}: {exc.read().decode()}") from None
+
+    def metadata(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(self.base_url + "/metadata", timeout=30) as resp:  # noqa: S310
+            return resp.read().decode()
+
+    def login(self, location: str, user: str) -> dict[str, Any]:
+        return self._post("/login", {"location": location, "user": user})
+
+    def logout(self, session_index: str) -> str:
+        return str(self._post("/logout", {"sessionIndex": session_index})["url"])
+
+    def slo(self, location: str) -> dict[str, Any]:
+        return self._post("/slo", {"location": location})
+
+
+@pytest.fixture
+def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> Iterator[Callable[..., SamlifyIdp]]:
+    """``start(sp_metadata_xml, users)`` runs the samlify IdP (needs node and ``npm ci`` in the peer dir)."""
+    import json
+    import shutil
+    import subprocess
+
+    from tests.conftest import skip_or_fail, stop_process
+
+    if shutil.which("node") is None:
+        skip_or_fail("node is not installed (Debian: nodejs); the samlify IdP needs it")
+    if not (PEER / "node_modules" / "samlify").is_dir():
+        skip_or_fail(f"the samlify peer is not installed: run scripts/bootstrap.sh (npm ci in {PEER})")
+    procs: list[Any] = []
+
+    def start(sp_metadata: bytes | str, users: dict[str, Any], **extra: Any) -> SamlifyIdp:
+        md = tmp_path / f"sp-{len(procs)}.xml"
+        md.write_bytes(sp_metadata if isinstance(sp_metadata, bytes) else sp_metadata.encode())
+        cert, key = saml_keys["idp"]
+        cfg = tmp_path / f"samlify-{len(procs)}.json"
+        cfg.write_text(json.dumps({"port": 0, "key": str(key), "cert": str(cert), "sp_metadata": str(md),
+                                   "users": users, **extra}))
+        proc = subprocess.Popen(["node", str(PEER / "idp.js"), str(cfg)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        procs.append(proc)
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("listening "):
+            stop_process(proc)
+            raise RuntimeError(f"the samlify IdP did not start: {line}{proc.stdout.read() if proc.stdout else ''}")
+        return SamlifyIdp(proc, int(line.split()[1]))
+
+    yield start
+    for proc in procs:
+        stop_process(proc)

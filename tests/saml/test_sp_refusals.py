@@ -379,3 +379,32 @@ def test_pysaml2_logs_stay_quiet(flow, caplog):
     text = caplog.text
     assert "alice@example.com" not in text and form["SAMLResponse"][:40] not in text
     assert "SignatureValue" not in text and flow.token not in text
+
+
+def test_a_full_replay_cache_refuses_rather_than_forgets(make_flow):
+    from qlikauth.exceptions import StoreFull
+    from qlikauth.store import MemoryStore
+
+    def unsolicited(f):
+        return _form(f.idp.response_xml("alice", in_response_to=None, acs_url=ACS, sp_entity_id=SP_ENTITY), None)
+
+    # an evicting cache (what a plain cache does) forgets the oldest consumed id: its replay passes
+    evicting = make_flow(allow_unsolicited=True)
+    evicting.sp.replay_cache = MemoryStore(max_items=2, when_full="evict")
+    first = unsolicited(evicting)
+    for form in (first, unsolicited(evicting), unsolicited(evicting)):
+        evicting.acs(form)
+    assert evicting.acs(first).name_id == "alice@example.com"  # the replay got through
+    # qlikauth's default: the cache refuses when full, so nothing consumed is forgotten
+    strict = make_flow(allow_unsolicited=True)
+    strict.sp.replay_cache = MemoryStore(max_items=2, when_full="refuse")
+    first = unsolicited(strict)
+    strict.acs(first)
+    strict.acs(unsolicited(strict))
+    with pytest.raises(StoreFull):
+        strict.acs(unsolicited(strict))
+    refused(strict, first, "replayed")
+
+
+def test_the_default_replay_cache_refuses_when_full(flow):
+    assert "refuse" in repr(flow.sp.replay_cache)
