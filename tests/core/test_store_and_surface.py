@@ -29,15 +29,38 @@ def test_take_is_used_once_under_concurrency():
     assert won == [1]
 
 
+#: The public surface, exactly: adding or removing an export is a decision, made here too.
+EXPORTS = {
+    "__version__",
+    "QlikUser", "Certificates", "QpsClient", "Ticket", "ProxySession",
+    "Authenticator", "TicketAuthenticator", "SessionAuthenticator", "HeaderAuthenticator",
+    "Redirect", "Cookie", "Headers",
+    "QlikAuthError", "ConfigurationError", "IdentityError", "CertificateError", "RedirectError",
+    "HeaderError", "QpsError", "QpsConnectionError", "QpsTLSError", "QpsTimeout", "QpsHTTPError",
+    "QpsForbidden", "QpsNotFound", "QpsTooManySessions", "QpsResponseError",
+    "StoreError", "StoreUnavailable", "StoreFull", "BridgeError", "ClaimsError",
+    "ClaimsMapping",
+}
+
+
 def test_export_surface():
-    expected = {
-        "QlikUser", "Certificates", "QpsClient", "TicketAuthenticator", "SessionAuthenticator",
-        "HeaderAuthenticator", "QlikAuthError", "Ticket", "ProxySession",
-    }
-    assert expected <= set(qlikauth.__all__)
+    assert len(qlikauth.__all__) == len(set(qlikauth.__all__)), "a name is listed twice in __all__"
+    assert set(qlikauth.__all__) == EXPORTS
     for name in qlikauth.__all__:
         assert hasattr(qlikauth, name), name
-    assert not any(n.startswith("_") and n != "__version__" for n in qlikauth.__all__)
+    # Nothing else public at the top level but the subpackages (no helper leaks out).
+    import types
+
+    others = {n for n in dir(qlikauth) if not n.startswith("_") and n not in EXPORTS and n != "annotations"}
+    assert all(isinstance(getattr(qlikauth, n), types.ModuleType) for n in others), others
+
+
+def test_integration_export_surfaces():
+    import flask_qlikauth
+
+    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState"]
+    for name in flask_qlikauth.__all__:
+        assert hasattr(flask_qlikauth, name), name
 
 
 def test_core_imports_without_django_or_flask():
