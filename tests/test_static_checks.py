@@ -28,3 +28,15 @@ def test_mypy_is_clean_on_the_core():
     out = subprocess.run([sys.executable, "-m", "mypy", "qlikauth"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_no_importorskip_in_the_suite():
+    """``pytest.importorskip`` skips even under QLIKAUTH_REQUIRE_ALL: import, and skip only when it is unset."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if "node_modules" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "importorskip(" in line and "offenders" not in line and '"importorskip(' not in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not offenders, offenders
