@@ -11,7 +11,7 @@ import pytest
 from emu_helpers import api_session, call, ticket, xrf
 
 from qlikauth.certgen import generate_certificates
-from qlikauth.emulator import Emulator, VirtualProxy
+from qlikauth.emulator import Emulator, EmulatorState, VirtualProxy
 
 XSRF = "XSRF prevention check failed. Possible XSRF discovered."
 USER = {"UserDirectory": "ACME", "UserId": "jdoe"}
@@ -120,12 +120,19 @@ def test_ticket_single_use(emu, api, browser):
 
 
 def test_ticket_expires(certs, api, browser):
-    with Emulator(certs_dir=certs, virtual_proxies=[VirtualProxy("portal")], ticket_ttl=0.3) as emu:
-        t = ticket(api, emu)
-        time.sleep(0.5)
-        r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}", allow_redirects=False)
+    # An injected clock instead of sleeping: the emulator's state reads time only through it.
+    now = [1000.0]
+    emu = Emulator(certs_dir=certs, virtual_proxies=[VirtualProxy("portal")], ticket_ttl=60)
+    emu.state = EmulatorState(ticket_ttl=60, clock=lambda: now[0])
+    with emu:
+        fresh, stale = ticket(api, emu), ticket(api, emu)
+        now[0] += 59.0
+        assert browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={fresh}", allow_redirects=False).status_code == 302
+        browser.cookies.clear()
+        now[0] += 2.0   # 61 s after issue: past ticket_ttl
+        r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={stale}", allow_redirects=False)
         assert r.status_code == 403 and "invalid or expired ticket" in r.text
-        assert emu.state.sessions() == []
+        assert [s.user.user_id for s in emu.state.sessions()] == [USER["UserId"]]   # only the fresh one
 
 
 def test_ticket_only_for_its_virtual_proxy(certs, api, browser):
