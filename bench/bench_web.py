@@ -66,62 +66,60 @@ def _wsgi_caller(app: Any, environ: dict[str, Any], expect: int = 200) -> Any:
 
 
 # -- 2. page views ----------------------------------------------------------------------------
-def _flask_apps(settings: dict[str, str]) -> tuple[Any, Any]:
-    """The Flask portal as shipped, and a twin without the extension (same views, templates)."""
-    from flask import Blueprint, session
+def _flask_session_app(settings: dict[str, str]) -> Any:
+    """A session-mode Flask portal whose page views run the extension, and the same page without it.
+
+    ``/page`` asks the extension on every view for the signed-in user's proxy session
+    (``start_session``: the remembered one is reused and its cookie set, as Django's middleware
+    does on every response); ``/page-without`` renders the same page and skips that call. So the
+    "QPS calls per page view" figure is counted where the extension actually runs.
+    """
+    from flask import Flask, make_response, redirect, session
+    from flask_qlikauth import QlikAuth
 
     from qlikauth.identity import QlikUser
 
-    with_mod = _load(FLASK_APP, "bench_flask_portal_with")
-    app_with = with_mod.create_app(settings)
+    ext = QlikAuth()
 
-    without_mod = _load(FLASK_APP, "bench_flask_portal_without")
-
-    def init_without(app: Any) -> None:
-        # The templates link to the extension's endpoints; keep those names, no extension.
-        bp = Blueprint("qlikauth", "bench_stub")
-        for ep in ("login", "module", "logout", "header_auth"):
-            bp.add_url_rule(f"/{ep}", ep, lambda: ("", 204))
-        app.register_blueprint(bp, url_prefix="/qlik")
-
-    def load_user_without() -> QlikUser | None:
+    @ext.user_loader
+    def load_user() -> QlikUser | None:
         name = session.get("user")
-        if name not in without_mod.DEMO_USERS:
-            return None
-        return QlikUser("PORTAL", name, [("group", g) for g in without_mod.DEMO_USERS[name]["groups"]])
+        return QlikUser("PORTAL", name, [("group", "Sales")]) if name else None
 
-    from qlikauth.config import QlikAuthRuntime
+    app = Flask("bench_flask_session_portal")
+    app.config.update(SECRET_KEY=secrets.token_hex(32), **settings)
+    ext.init_app(app)
+    # Compiled once, as Flask caches a file template.
+    page = app.jinja_env.from_string(
+        "<!doctype html><title>Portal</title><h1>Hello {{ user }}</h1><a href='/qlik/login'>Qlik</a>")
 
-    class _NoExtension:
-        """Stands in for the extension object: the portal's own helpers, no qlikauth state."""
+    @app.post("/signin")
+    def signin() -> Any:
+        session.clear()
+        session["user"] = "alice"
+        return ext.start_session(redirect("/page"))
 
-        class runtime:  # noqa: N801 - mirrors the attribute the portal reads
-            local_redirect = staticmethod(QlikAuthRuntime.local_redirect)
+    @app.get("/page")
+    def page_with() -> Any:
+        return ext.start_session(make_response(page.render(user=session["user"])))
 
-        init_app = staticmethod(init_without)
+    @app.get("/page-without")
+    def page_without() -> Any:
+        return make_response(page.render(user=session["user"]))
 
-        @staticmethod
-        def end_sessions(response: Any = None, user: Any = None) -> Any:
-            return response
-
-    without_mod.qlikauth = _NoExtension()
-    without_mod.load_qlik_user = load_user_without
-    app_without = without_mod.create_app(settings)
-    return app_with, app_without
+    return app
 
 
-def _flask_signed_in_environ(app: Any) -> dict[str, Any]:
+def _flask_session_environ(app: Any) -> dict[str, Any]:
+    """A signed-in browser's request: the portal's session cookie and the proxy session cookie."""
     from werkzeug.test import EnvironBuilder
 
     client = app.test_client()
-    page = client.get("/login?next=/").get_data(as_text=True)
-    csrf = _CSRF.search(page).group(1)  # type: ignore[union-attr]
-    r = client.post("/login", data={"csrf": csrf, "next": "/", "username": "alice", "password": "demo"})
-    assert r.status_code == 302, r.status_code
-    cookie = client.get_cookie("portal_session")
-    assert cookie is not None
-    return EnvironBuilder(base_url="http://localhost:5000", path="/",
-                          headers={"Cookie": f"portal_session={cookie.value}"}).get_environ()
+    assert client.post("/signin").status_code == 302
+    cookies = {name: client.get_cookie(name) for name in ("session", "X-Qlik-Session-mashup")}
+    assert all(c is not None for c in cookies.values()), "sign-in set no portal or proxy session cookie"
+    jar = "; ".join(f"{name}={c.value}" for name, c in cookies.items() if c is not None)
+    return EnvironBuilder(base_url="http://localhost:5000", path="/page", headers={"Cookie": jar}).get_environ()
 
 
 def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
@@ -190,14 +188,14 @@ def bench_page_views(args: argparse.Namespace) -> dict[str, Any]:
     proxies = [{"prefix": "portal", "method": "ticket"}, {"prefix": "mashup", "method": "session"}]
     with EmulatorProcess(proxies=proxies) as emu:
         base = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir)}
-        flask_settings = {**base, "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal"}
-        app_with, app_without = _flask_apps(flask_settings)
-        environ = _flask_signed_in_environ(app_with)
-        environ_without = _flask_signed_in_environ(app_without)
-        log("page views: flask")
-        # Each app signs its own cookie (own secret key): give each its own signed-in environ.
-        out["flask"] = _page_view_pair("flask", app_with, _SwapEnviron(app_without, environ_without),
+        log("page views: flask (session mode, the extension on every view)")
+        flask_app = _flask_session_app({**base, "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"],
+                                        "QLIKAUTH_VIRTUAL_PROXY": "mashup", "QLIKAUTH_MODE": "session",
+                                        "QLIKAUTH_COOKIE_DOMAIN": ""})
+        environ = _flask_session_environ(flask_app)
+        out["flask"] = _page_view_pair("flask", flask_app, _SwapEnviron(flask_app, {**environ, "PATH_INFO": "/page-without"}),
                                        environ, emu, args)
+        out["flask"]["where"] = "session-mode page calling start_session on every view vs. the same page without it"
         log("page views: django")
         dj_settings = {**base, "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"], "QLIKAUTH_VIRTUAL_PROXY": "mashup"}
         h_with, h_without, dj_environ = _django_handlers(dj_settings)
