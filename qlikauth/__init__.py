@@ -8,6 +8,7 @@ from .authenticators import (
     Cookie,
     HeaderAuthenticator,
     Headers,
+    JwtAuthenticator,
     Redirect,
     SessionAuthenticator,
     TicketAuthenticator,
@@ -20,7 +21,11 @@ from .exceptions import (
     ConfigurationError,
     HeaderError,
     IdentityError,
+    JwtError,
     QlikAuthError,
+    QlikEndpointConnectionError,
+    QlikEndpointError,
+    QlikEndpointHTTPError,
     QpsConnectionError,
     QpsError,
     QpsForbidden,
@@ -37,6 +42,7 @@ from .exceptions import (
 )
 from .identity import QlikUser
 from .mapping import ClaimsMapping
+from .jwtkeys import SigningKey
 from .qps import ProxySession, QpsClient, Ticket
 
 __all__ = [
@@ -50,6 +56,8 @@ __all__ = [
     "TicketAuthenticator",
     "SessionAuthenticator",
     "HeaderAuthenticator",
+    "JwtAuthenticator",
+    "SigningKey",
     "Redirect",
     "Cookie",
     "Headers",
@@ -71,7 +79,11 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreFull",
+    "QlikEndpointError",
+    "QlikEndpointConnectionError",
+    "QlikEndpointHTTPError",
     "BridgeError",
     "ClaimsError",
     "ClaimsMapping",
+    "JwtError",
 ]

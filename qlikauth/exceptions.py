@@ -20,6 +20,9 @@ The tree::
     ├── StoreError                        the shared state store (Redis, Django cache) failed
     │   ├── StoreUnavailable              the store cannot be reached or answered an error
     │   └── StoreFull                     a replay cache is full and refuses rather than forget
+    ├── QlikEndpointError                 a call to a Qlik Cloud tenant or a JWT virtual proxy failed
+    │   ├── QlikEndpointConnectionError   no usable answer (TLS, timeout, refused)
+    │   └── QlikEndpointHTTPError         an error status (.status_code, Qlik's .errors list)
     └── BridgeError                       turning an IdP login into a Qlik user failed
         ├── ClaimsError(.code, .claim)    the IdP's claims cannot make a Qlik user
         ├── SamlError
@@ -53,6 +56,9 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreFull",
+    "QlikEndpointError",
+    "QlikEndpointConnectionError",
+    "QlikEndpointHTTPError",
     "BridgeError",
     "ClaimsError",
     "SamlError",
@@ -202,6 +208,37 @@ class StoreFull(StoreError):
     Evicting a consumed one-time id (a SAML assertion id) would let it be replayed, so a
     replay cache refuses the sign-in instead until entries expire or the bound is raised.
     """
+class QlikEndpointError(QlikAuthError):
+    """A call to a Qlik Cloud tenant or a QSEoW JWT virtual proxy failed.
+
+    ``url`` is the endpoint concerned (never with credentials in it).
+    """
+
+    status = 502
+    url: str | None
+
+    def __init__(self, message: str, *, url: str | None = None, **context: Any) -> None:
+        super().__init__(message, url=url, **context)
+
+
+class QlikEndpointConnectionError(QlikEndpointError):
+    """No usable answer: TLS failed, the endpoint timed out or refused the connection."""
+
+
+class QlikEndpointHTTPError(QlikEndpointError):
+    """An error status; ``status_code`` holds it and ``errors`` Qlik's ``errors`` list (title, detail, code)."""
+
+    status_code: int
+    errors: list[dict[str, Any]]
+
+    def __init__(self, message: str, *, status_code: int, errors: list[dict[str, Any]] | None = None,
+                 url: str | None = None, **context: Any) -> None:
+        super().__init__(message, url=url, status_code=status_code, errors=list(errors or []), **context)
+
+    @property
+    def codes(self) -> list[str]:
+        """Qlik's error codes in the answer (e.g. ``INTERNAL-TOKEN-1``)."""
+        return [str(e.get("code")) for e in self.errors if e.get("code")]
 
 
 class BridgeError(QlikAuthError):

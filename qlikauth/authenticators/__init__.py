@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Authenticator, Cookie, Headers, Redirect
 from .header import HeaderAuthenticator
+from .jwt import JwtAuthenticator, JwtSignIn
 from .session import SessionAuthenticator
 from .ticket import TicketAuthenticator
 
@@ -15,4 +16,6 @@ __all__ = [
     "TicketAuthenticator",
     "SessionAuthenticator",
     "HeaderAuthenticator",
+    "JwtAuthenticator",
+    "JwtSignIn",
 ]

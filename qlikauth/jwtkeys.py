@@ -1,0 +1,383 @@
+"""Signing and verifying the JWTs qlikauth mints: one key, loaded once, one algorithm family.
+
+Qlik's JWT consumers take asymmetric signatures only: QSEoW's JWT virtual proxy RS256,
+RS384, RS512; Qlik Cloud's JWT identity provider RS/ES (and PS) algorithms, never HS; a
+Qlik Cloud OAuth client's ``private_key_jwt`` RS256, RS512 or ES384. So a
+:class:`SigningKey` is an RSA or EC private key bound to one algorithm of its own family,
+checked when it is built (RSA keys of at least 2048 bits, an EC curve that matches the
+algorithm), and parsed exactly once: parsing and validating a PEM key costs far more than
+a signature, which is why code that passes PEM text to ``jwt.encode`` on every call is
+slow.
+
+RS and ES signatures are made by python-jose (>= 3.5.0) with its ``cryptography``
+backend (never the ``ecdsa`` package: CVE-2024-23342); python-jose has no PS algorithms,
+so PS256/384/512 are signed with ``cryptography`` directly over the same JWS compact
+serialisation.
+
+:func:`verify_jwt` is the other side, used by the emulator: an explicit algorithm list
+taken from the key's family, a size cap before any parsing, and refusal of the headers
+that would let a token choose its own key (``jwk``, ``jku``, ``x5u``, ``x5c``) or demand
+unknown processing (``crit``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from .exceptions import ConfigurationError, JwtError
+
+__all__ = [
+    "SigningKey",
+    "verify_jwt",
+    "public_key_from_pem",
+    "RSA_ALGORITHMS",
+    "PSS_ALGORITHMS",
+    "EC_ALGORITHMS",
+    "ASYMMETRIC_ALGORITHMS",
+    "MAX_TOKEN_BYTES",
+]
+
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+PSS_ALGORITHMS = ("PS256", "PS384", "PS512")
+EC_ALGORITHMS = ("ES256", "ES384", "ES512")
+ASYMMETRIC_ALGORITHMS = RSA_ALGORITHMS + PSS_ALGORITHMS + EC_ALGORITHMS
+
+#: Tokens longer than this are refused before they are parsed.
+MAX_TOKEN_BYTES = 8192
+
+#: The smallest RSA key accepted (NIST SP 800-131A; Qlik's private_key_jwt reference).
+MIN_RSA_BITS = 2048
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512,
+}
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1,
+}
+_EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
+#: Headers that would let the token pick its own verification key, or demand extensions.
+_REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _unb64(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def _family(algorithm: str) -> str:
+    if algorithm in RSA_ALGORITHMS:
+        return "RS"
+    if algorithm in PSS_ALGORITHMS:
+        return "PS"
+    if algorithm in EC_ALGORITHMS:
+        return "ES"
+    raise ConfigurationError(
+        f"JWT algorithm {algorithm!r} is not allowed: use one of {', '.join(ASYMMETRIC_ALGORITHMS)} "
+        "(Qlik never accepts HS*, and 'none' is never a signature)."
+    )
+
+
+def _check_key_for(algorithm: str, key: PrivateKey | PublicKey) -> None:
+    family = _family(algorithm)
+    if family in ("RS", "PS"):
+        if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+            raise ConfigurationError(f"{algorithm} needs an RSA key, but the key given is {type(key).__name__}.")
+        if key.key_size < MIN_RSA_BITS:
+            raise ConfigurationError(
+                f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are required "
+                "(generate one with: openssl genrsa -out privatekey.pem 4096)."
+            )
+    else:
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+            raise ConfigurationError(f"{algorithm} needs an EC key, but the key given is {type(key).__name__}.")
+        want = _CURVES[algorithm]
+        if not isinstance(key.curve, want):
+            raise ConfigurationError(
+                f"{algorithm} needs an EC key on curve {want.name}, but the key is on {key.curve.name}."
+            )
+
+
+class SigningKey:
+    """A private key bound to one JWT algorithm (and optionally a ``kid``), parsed once.
+
+    Build it with :meth:`from_pem` / :meth:`from_file` (PEM, PKCS#8 or traditional,
+    optionally encrypted) or from a ``cryptography`` key object. :meth:`sign` makes a
+    compact JWS over a claims mapping. The key never appears in ``repr`` or messages.
+    """
+
+    __slots__ = ("_key", "algorithm", "kid", "_jose_key", "_hash", "_family")
+
+    def __init__(self, key: PrivateKey, algorithm: str = "RS256", *, kid: str | None = None) -> None:
+        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise ConfigurationError(
+                "a JWT signing key must be an RSA or EC private key (PEM with 'PRIVATE KEY' in its first line)."
+            )
+        self._family = _family(algorithm)
+        _check_key_for(algorithm, key)
+        if kid is not None and (not isinstance(kid, str) or not kid.strip()):
+            raise ConfigurationError("kid must be a non-empty string (the key id configured at Qlik).")
+        self._key = key
+        self.algorithm = algorithm
+        self.kid = kid
+        self._hash = _HASHES[algorithm[2:]]
+        self._jose_key: Any = None
+        if self._family in ("RS", "ES"):
+            # The cryptography backend explicitly: python-jose's ecdsa fallback is never used.
+            from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
+
+            cls = CryptographyRSAKey if self._family == "RS" else CryptographyECKey
+            self._jose_key = cls(key, algorithm)
+
+    @classmethod
+    def from_pem(
+        cls,
+        pem: bytes | str,
+        algorithm: str = "RS256",
+        *,
+        kid: str | None = None,
+        passphrase: str | bytes | None = None,
+    ) -> SigningKey:
+        """Load a PEM private key (PKCS#8 or traditional; encrypted when ``passphrase`` is given)."""
+        data = pem.encode("ascii") if isinstance(pem, str) else pem
+        pw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+        try:
+            key = serialization.load_pem_private_key(data, password=pw)
+        except TypeError as exc:
+            raise ConfigurationError(
+                "the JWT signing key is encrypted and no passphrase was given (or one was given "
+                "for an unencrypted key)."
+            ) from exc
+        except ValueError as exc:
+            raise ConfigurationError(
+                "the JWT signing key could not be read: it must be a PEM private key "
+                "('-----BEGIN PRIVATE KEY-----' or '-----BEGIN RSA/EC PRIVATE KEY-----'), and the "
+                "passphrase, if any, must be right."
+            ) from exc
+        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise ConfigurationError("the JWT signing key must be an RSA or EC key.")
+        return cls(key, algorithm, kid=kid)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        algorithm: str = "RS256",
+        *,
+        kid: str | None = None,
+        passphrase: str | bytes | None = None,
+    ) -> SigningKey:
+        """Load a PEM private key from a file (see :meth:`from_pem`)."""
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the JWT signing key {str(p)!r}: {exc.strerror}.",
+                                     path=str(p)) from exc
+        return cls.from_pem(data, algorithm, kid=kid, passphrase=passphrase)
+
+    @classmethod
+    def generate(cls, algorithm: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> SigningKey:
+        """A fresh key for ``algorithm`` (for tests, the emulator and first setups)."""
+        family = _family(algorithm)
+        key: PrivateKey
+        if family == "ES":
+            key = ec.generate_private_key(_CURVES[algorithm]())
+        else:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        return cls(key, algorithm, kid=kid)
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public half (for configuring Qlik, or verifying in tests)."""
+        return self._key.public_key()
+
+    def public_pem(self) -> str:
+        """The public key as PEM text (``-----BEGIN PUBLIC KEY-----``)."""
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+
+    def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM (to write it to a protected file)."""
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def certificate_pem(self, common_name: str = "qlikauth JWT signer", days: int = 825) -> str:
+        """A self-signed X.509 certificate for the public key (QSEoW's JWT virtual proxy wants one)."""
+        import datetime as dt
+
+        name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .sign(self._key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK (what a Qlik Cloud OAuth client's private_key_jwt takes)."""
+        pub = self.public_key
+        jwk: dict[str, str]
+        if isinstance(pub, rsa.RSAPublicKey):
+            n = pub.public_numbers()
+            jwk = {"kty": "RSA", "n": _b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")).decode(),
+                   "e": _b64(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big")).decode()}
+        else:
+            size = _EC_SIZES[self.algorithm]
+            n2 = pub.public_numbers()
+            jwk = {"kty": "EC", "crv": {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[self.algorithm],
+                   "x": _b64(n2.x.to_bytes(size, "big")).decode(), "y": _b64(n2.y.to_bytes(size, "big")).decode()}
+        jwk.update({"alg": self.algorithm, "use": "sig"})
+        if self.kid:
+            jwk["kid"] = self.kid
+        return jwk
+
+    def sign(self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str:
+        """A compact JWS of ``claims``; the header carries ``alg``, ``typ`` and the ``kid``."""
+        extra: dict[str, Any] = {"kid": self.kid} if self.kid else {}
+        if headers:
+            extra.update(headers)
+        if self._jose_key is not None:
+            from jose import jws
+
+            try:
+                return str(jws.sign(dict(claims), self._jose_key, headers=extra, algorithm=self.algorithm))
+            except Exception as exc:  # python-jose wraps everything in JWSError
+                raise JwtError(f"signing the JWT with {self.algorithm} failed: {type(exc).__name__}.") from None
+        header = {"typ": "JWT", "alg": self.algorithm, **extra}
+        signing_input = (
+            _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+            + b"."
+            + _b64(json.dumps(dict(claims), separators=(",", ":")).encode())
+        )
+        assert isinstance(self._key, rsa.RSAPrivateKey)  # PS: checked in __init__
+        signature = self._key.sign(
+            signing_input,
+            padding.PSS(mgf=padding.MGF1(self._hash()), salt_length=self._hash().digest_size),
+            self._hash(),
+        )
+        return (signing_input + b"." + _b64(signature)).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"SigningKey(algorithm={self.algorithm!r}, kid={self.kid!r})"
+
+
+def public_key_from_pem(pem: bytes | str) -> PublicKey:
+    """A public key from PEM text: ``PUBLIC KEY`` or an X.509 ``CERTIFICATE`` (as the QMC takes)."""
+    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    key: Any
+    try:
+        if b"CERTIFICATE" in data:
+            key = x509.load_pem_x509_certificate(data).public_key()
+        else:
+            key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise ConfigurationError("the JWT verification key is not a PEM public key or certificate.") from exc
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ConfigurationError("the JWT verification key must be an RSA or EC key.")
+    return key
+
+
+def _algorithms_for(key: PublicKey, allowed: Iterable[str]) -> list[str]:
+    fam = ("RS", "PS") if isinstance(key, rsa.RSAPublicKey) else ("ES",)
+    out = []
+    for a in allowed:
+        # HS* and anything unknown never verify here, whatever the caller's list says.
+        if a in ASYMMETRIC_ALGORITHMS and _family(a) in fam:
+            try:
+                _check_key_for(a, key)
+            except ConfigurationError:
+                continue
+            out.append(a)
+    return out
+
+
+def verify_jwt(
+    token: str,
+    keys: Mapping[str | None, PublicKey] | PublicKey,
+    algorithms: Iterable[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a compact JWS and return ``(header, claims)``; claims are not checked here.
+
+    :param keys: one public key, or ``kid -> key`` (the header's ``kid`` picks the key; a
+        token without a ``kid`` only matches the ``None`` entry).
+    :param algorithms: the allow list; it is narrowed further to what the chosen key can
+        verify, so an RSA key never meets an EC or HMAC algorithm.
+    :raises JwtError: with ``reason`` set to ``"malformed"``, ``"algorithm"``, ``"header"``,
+        ``"kid"`` or ``"signature"``.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+        raise JwtError(f"the token is not a string of at most {MAX_TOKEN_BYTES} bytes.", reason="malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise JwtError("the token is not a compact JWS (three base64url parts).", reason="malformed")
+    try:
+        header = json.loads(_unb64(parts[0]))
+        claims = json.loads(_unb64(parts[1]))
+        signature = _unb64(parts[2])
+    except (ValueError, TypeError) as exc:
+        raise JwtError("the token's header or claims are not base64url JSON.", reason="malformed") from exc
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise JwtError("the token's header and claims must be JSON objects.", reason="malformed")
+    alg = header.get("alg")
+    refused = [h for h in _REFUSED_HEADERS if h in header]
+    if refused:
+        raise JwtError(f"the token carries header(s) {', '.join(refused)}, which are refused: "
+                       "keys come from configuration only.", reason="header")
+    if isinstance(keys, Mapping):
+        kid = header.get("kid")
+        key = keys.get(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise JwtError("the token's kid matches no configured key.", reason="kid")
+    else:
+        key = keys
+    allowed = _algorithms_for(key, algorithms)
+    if not isinstance(alg, str) or alg not in allowed:
+        raise JwtError(f"the token's algorithm {alg!r} is not allowed here (allowed: {', '.join(allowed) or 'none'}).",
+                       reason="algorithm")
+    if not signature:
+        raise JwtError("the token has an empty signature.", reason="signature")
+    if alg in PSS_ALGORITHMS:
+        signing_input = (parts[0] + "." + parts[1]).encode("ascii")
+        # python-jose has no PS algorithms: verify with cryptography directly.
+        assert isinstance(key, rsa.RSAPublicKey)
+        h = _HASHES[alg[2:]]
+        try:
+            key.verify(signature, signing_input, padding.PSS(mgf=padding.MGF1(h()), salt_length=h().digest_size), h())
+        except InvalidSignature:
+            raise JwtError("the token's signature does not verify with the configured key.",
+                           reason="signature") from None
+        return header, claims
+    from jose import jws
+    from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
+
+    jose_key = (CryptographyRSAKey if alg in RSA_ALGORITHMS else CryptographyECKey)(key, alg)
+    try:
+        # One algorithm, chosen above from the key's family: never python-jose's optional default.
+        jws.verify(token, jose_key, algorithms=[alg], verify=True)
+    except Exception:
+        raise JwtError("the token's signature does not verify with the configured key.", reason="signature") from None
+    return header, claims
+
