@@ -41,8 +41,8 @@ from .exceptions import (
     StoreUnavailable,
 )
 from .identity import QlikUser
-from .mapping import ClaimsMapping
 from .jwtkeys import SigningKey
+from .mapping import ClaimsMapping
 from .qps import ProxySession, QpsClient, Ticket
 
 __all__ = [
