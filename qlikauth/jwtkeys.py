@@ -71,6 +71,17 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
+def _jose_backend() -> Any:
+    """python-jose's cryptography backend, or an error naming the extra that installs it."""
+    try:
+        from jose.backends import cryptography_backend
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"JWT signing needs python-jose ({exc.name} is missing): pip install 'qlikauth[jwt]'",
+            name=exc.name) from exc
+    return cryptography_backend
+
+
 def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
@@ -138,9 +149,8 @@ class SigningKey:
         self._jose_key: Any = None
         if self._family in ("RS", "ES"):
             # The cryptography backend explicitly: python-jose's ecdsa fallback is never used.
-            from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
-
-            cls = CryptographyRSAKey if self._family == "RS" else CryptographyECKey
+            backend = _jose_backend()
+            cls = backend.CryptographyRSAKey if self._family == "RS" else backend.CryptographyECKey
             self._jose_key = cls(key, algorithm)
 
     @classmethod
@@ -370,10 +380,10 @@ def verify_jwt(
             raise JwtError("the token's signature does not verify with the configured key.",
                            reason="signature") from None
         return header, claims
+    backend = _jose_backend()
     from jose import jws
-    from jose.backends.cryptography_backend import CryptographyECKey, CryptographyRSAKey
 
-    jose_key = (CryptographyRSAKey if alg in RSA_ALGORITHMS else CryptographyECKey)(key, alg)
+    jose_key = (backend.CryptographyRSAKey if alg in RSA_ALGORITHMS else backend.CryptographyECKey)(key, alg)
     try:
         # One algorithm, chosen above from the key's family: never python-jose's optional default.
         jws.verify(token, jose_key, algorithms=[alg], verify=True)
