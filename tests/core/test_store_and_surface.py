@@ -40,6 +40,8 @@ EXPORTS = {
     "QpsForbidden", "QpsNotFound", "QpsTooManySessions", "QpsResponseError",
     "StoreError", "StoreUnavailable", "StoreFull", "BridgeError", "ClaimsError",
     "ClaimsMapping",
+    "JwtAuthenticator", "SigningKey", "JwtError",
+    "QlikEndpointError", "QlikEndpointConnectionError", "QlikEndpointHTTPError",
 }
 
 
