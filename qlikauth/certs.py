@@ -422,8 +422,10 @@ class Certificates:
     def client_ssl_context(self, *, minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
         """The mutual-TLS context towards QPS: the only place qlikauth builds one.
 
-        ``root.pem`` is the only trust anchor (no system CAs), host names are checked,
-        and the client certificate is presented. The private key never touches the
+        ``root.pem`` is the only trust anchor (no system CAs), host names are checked
+        against the server certificate's subjectAltName only (OpenSSL's fallback to the
+        Common Name is off: RFC 6125 deprecates it, and a CN is not constrained the way
+        SAN entries are), and the client certificate is presented. The private key never touches the
         disk unencrypted: :mod:`ssl` only loads keys from files, so it is written to a
         private temporary file encrypted under a one-time random password and removed
         at once.
@@ -431,6 +433,7 @@ class Certificates:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.minimum_version = minimum_version
         ctx.check_hostname = True
+        ctx.hostname_checks_common_name = False
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cadata=self.root_pem().decode("ascii"))
         one_time = secrets.token_urlsafe(32).encode()

@@ -42,6 +42,7 @@ def test_from_dir_builds_a_strict_context(cert_dir):
     assert certs.client_common_name == "QlikClient" and certs.has_client_auth_usage
     ctx = certs.client_ssl_context()
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.hostname_checks_common_name is False  # subjectAltName only
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "qlikauth local CA"),), (("organizationName", "qlikauth"),))]
     assert "BEGIN" not in repr(certs)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from tls_server import answer
+from tls_server import answer, issue_server_cert
 
 from qlikauth import (
     QlikUser,
@@ -427,3 +427,38 @@ def test_a_caller_past_the_pool_bound_waits_then_is_told_why(cert_dir, tls_serve
         assert first == ["slow"]
         assert qps.request_ticket(USER).ticket == "slow"  # the place was given back
     assert server.connections == 1
+
+
+# -- TLS diagnoses over real handshakes (read from OpenSSL's verify codes) -------------------------
+def _ticket_server(cert_dir, tls_server, **odd):
+    cert, key = issue_server_cert(cert_dir, cert_dir.parent / f"odd-{'-'.join(f'{k}{v}' for k, v in odd.items())}",
+                                  **odd)
+    return tls_server(cert_dir, lambda req: answer(req, 201, b'{"Ticket": "accepted"}'), cert=cert, key=key)
+
+
+@pytest.mark.parametrize(
+    ("odd", "says", "must_not_say"),
+    [
+        ({"start_days": 2}, r"is not valid yet .* check the clocks", "not signed by root.pem"),
+        ({"start_days": -40, "valid_days": 10}, "has expired", "not signed by root.pem"),
+        ({"san": False}, r"only in its Common Name \(CN\) is refused", "not signed by root.pem"),
+        ({"server_auth": False}, "not meant for TLS servers", "not signed by root.pem"),
+    ],
+    ids=["not-yet-valid", "expired", "cn-only", "client-cert-as-server-cert"],
+)
+def test_server_certificate_problems_are_told_apart(cert_dir, tls_server, odd, says, must_not_say):
+    """Each server certificate is signed by the right root.pem; what is wrong with it is named."""
+    server = _ticket_server(cert_dir, tls_server, **odd)
+    with QpsClient(server.url, cert_dir, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsTLSError, match=says) as info:
+            qps.request_ticket(USER)
+    assert must_not_say not in str(info.value)
+    assert info.value.sent is False and server.requests == 0
+    assert info.value.__cause__ is None  # the diagnosis stands alone (raised from None)
+
+
+def test_a_proper_certificate_from_the_same_helper_is_accepted(cert_dir, tls_server):
+    """The odd-certificate helper makes good ones too: the failures above are the oddities."""
+    server = _ticket_server(cert_dir, tls_server)
+    with QpsClient(server.url, cert_dir, virtual_proxy="portal") as qps:
+        assert qps.request_ticket(USER).ticket == "accepted"

@@ -82,3 +82,46 @@ def answer(req: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b
     req.send_header("Content-Length", str(len(body)))
     req.end_headers()
     req.wfile.write(body)
+
+
+def issue_server_cert(cert_dir: Path, out_dir: Path, *, name: str = "localhost",
+                      start_days: float = -1, valid_days: float = 30, san: bool = True,
+                      server_auth: bool = True) -> tuple[Path, Path]:
+    """A server certificate from ``cert_dir``'s CA with odd properties, for TLS diagnosis tests.
+
+    ``start_days`` > 0 makes it not valid yet; ``start_days + valid_days`` < 0 expired;
+    ``san=False`` names the host only in the Common Name; ``server_auth=False`` gives it a
+    clientAuth-only extended key usage. Returns (cert path, key path).
+    """
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    root = x509.load_pem_x509_certificate((cert_dir / "root.pem").read_bytes())
+    root_key = serialization.load_pem_private_key((cert_dir / "root_key.pem").read_bytes(), None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=start_days)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH if server_auth else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+    cert = builder.sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = out_dir / "odd_server.pem", out_dir / "odd_server_key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
