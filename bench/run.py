@@ -327,6 +327,19 @@ def table(results: dict[str, Any]) -> str:
                     f"{mem['emulator_peak_growth_mib']:+.1f} MiB | flat | client peak {a['client_peak_mib']} -> "
                     f"{b['client_peak_mib']} MiB, emulator peak {a['emulator_peak_mib']} -> {b['emulator_peak_mib']} MiB; "
                     f"outstanding tickets {b['emulator_outstanding_tickets']} |")
+    h = results.get("header_auth")
+    if h and h.get("status") == "measured":
+        c = h["contenders"]
+        w, k, b = c["with auth_request"], c["identity cache"], c["without auth_request"]
+        ctx = (f"with {w['per_s_median']:.0f}/s (p50 {w['p50_ms']:.2f} ms), identity cache {k['per_s_median']:.0f}/s "
+               f"(p50 {k['p50_ms']:.2f} ms), without {b['per_s_median']:.0f}/s (p50 {b['p50_ms']:.2f} ms); "
+               f"{h['threads']} threads; portal asked {h['portal_calls_cached']} times in {k['calls']} cached requests")
+        rows.append(f"| Hub requests through nginx: header auth / no auth_request | **{h['ratio_with_vs_without']:.2f}x** | "
+                    f">= 0.7x | {ctx} |")
+        rows.append(f"| Hub requests through nginx: header auth with identity cache ({h['identity_cache_s']}s) / no "
+                    f"auth_request | **{h['ratio_cache_vs_without']:.2f}x** | >= 0.7x | same run |")
+    elif h:
+        rows.append(f"| Hub requests through nginx: header auth / no auth_request | {h['status']} | >= 0.7x | {h['reason']} |")
     j = results.get("jwt")
     if j:
         rows.append(f"| JWT minting RS256 (and ES256) | {j['status']} | - | {j['reason']} |")
@@ -337,7 +350,7 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = ("tickets", "page_views", "storm", "memory", "jwt", "oidc")
+SECTIONS = ("tickets", "page_views", "storm", "memory", "header_auth", "jwt", "oidc")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         funcs["storm"] = bench_storm
     except ImportError as exc:  # pragma: no cover
         log(f"web benchmarks unavailable: {exc}")
+    from bench_nginx import bench_header_auth
+    funcs["header_auth"] = bench_header_auth
     started = time.perf_counter()
     for s in wanted:
         if s in funcs:

@@ -184,6 +184,8 @@ def generate_server_block(
     next_param: str = "next",
     portal_ca: str | None = None,
     identity_response_header: str = IDENTITY_RESPONSE_HEADER,
+    identity_cache: int = 0,
+    identity_cache_dir: str | None = None,
 ) -> str:
     """The nginx configuration (``map``/``upstream``/``server`` blocks, for ``http {}``) for one
     header virtual proxy.
@@ -217,6 +219,14 @@ def generate_server_block(
     :param portal_ca: absolute path to the CA bundle verifying an ``https`` portal URL.
     :param identity_response_header: the response header the identity endpoint answers with
         (the integrations' ``HEADER_RESPONSE_HEADER``, default ``X-Qlik-Header-Value``).
+    :param identity_cache: seconds nginx may reuse the portal's 200 answer for requests with
+        exactly the same ``Cookie`` header (0, the default: ask the portal on every request). A
+        browser that signs out loses its portal cookie and is asked about at once; a *copy* of a
+        signed-out cookie header keeps its identity for at most this long (docs/nginx.md,
+        "The identity cache").
+    :param identity_cache_dir: absolute directory for nginx's cache files, whose parent exists
+        (they hold cookie headers and identities: readable by nginx only, ideally on tmpfs);
+        required with ``identity_cache``.
     """
     header = check_header_name(header_name)
     if header.lower() in _PROTOCOL_HEADERS:
@@ -303,6 +313,7 @@ def generate_server_block(
         tls_name = _host(_safe(tls_name, "tls_name"), "tls_name").strip("[]")
 
     upstreams, proxy_pass, ssl_name = _upstreams(ident, nodes, sticky, cookie, tls_name)
+    cache_http, cache_location = _identity_cache(ident, identity_cache, identity_cache_dir)
 
     clear = "".join(
         f'        proxy_set_header {h} "";\n' for h in _CLEARED_HEADERS if h.lower() != header.lower()
@@ -333,8 +344,52 @@ def generate_server_block(
         "host_re": "|".join(_name_regex(n) for n in names),
         # Browsers leave the port out of Host only when it is 443.
         "port_re": "(:443)?" if public_port == 443 else f":{public_port}",
+        "identity_cache_http": cache_http,
+        "identity_cache": cache_location,
     }
     return _render(_template("server.conf.tmpl"), values)
+
+
+def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple[str, str]:
+    """The ``proxy_cache`` of the portal's identity answers (http level, auth location), or ("", "")."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 300:
+        raise ConfigurationError(
+            f"identity_cache must be whole seconds between 0 (off) and 300, got {seconds!r}: it is how "
+            "long a copied, signed-out portal cookie may keep its identity."
+        )
+    if seconds == 0:
+        return "", ""
+    if directory is None:
+        raise ConfigurationError(
+            "identity_cache needs identity_cache_dir, an absolute directory for nginx's cache files "
+            "whose parent exists (e.g. /var/lib/nginx/qlikauth-cache on Debian, or on tmpfs such as "
+            "/run; readable by nginx only: the files hold cookie headers)."
+        )
+    where = _abs_path(directory, "identity_cache_dir").rstrip("/")
+    zone = f"qlikauth_{ident}_cache"
+    http = (
+        f"# Identity cache: the portal's 200 answers, reused for {seconds}s by requests with exactly the\n"
+        "# same Cookie header (all the portal decides from); a request without cookies always asks.\n"
+        f"proxy_cache_path {where} levels=1:2 keys_zone={zone}:1m max_size=64m inactive={max(seconds, 10)}s "
+        "use_temp_path=off;\n"
+        f"map $http_cookie $qlikauth_cache_skip_{ident} {{\n"
+        "    default 0;\n"
+        '    "" 1;\n'
+        "}\n"
+    )
+    location = (
+        f"        proxy_cache {zone};\n"
+        '        proxy_cache_key "$http_cookie";\n'
+        f"        proxy_cache_bypass $qlikauth_cache_skip_{ident};\n"
+        f"        proxy_no_cache $qlikauth_cache_skip_{ident};\n"
+        f"        proxy_cache_valid 200 {seconds}s;\n"
+        "        proxy_cache_methods GET HEAD;\n"
+        "        proxy_cache_lock on;\n"
+        "        # The portal answers no-store (right for browsers); nginx may keep it this short while.\n"
+        "        # Only 200s are kept, never an answer that sets a cookie.\n"
+        "        proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n"
+    )
+    return http, location
 
 
 def _name_regex(name: str) -> str:

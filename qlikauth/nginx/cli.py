@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how a browser stays on one node (default: %(default)s; see docs/nginx.md)")
     parser.add_argument("--tls-name", metavar="HOST",
                         help="a name every node's certificate carries (enables one upstream with failover)")
+    parser.add_argument("--identity-cache", type=int, default=0, metavar="SECONDS",
+                        help="reuse the portal's answer for the same Cookie header this long (default: 0, ask "
+                             "on every request; see docs/nginx.md for what sign-out then means)")
+    parser.add_argument("--identity-cache-dir", metavar="DIR",
+                        help="directory for the identity cache's files (default with --full: RUNTIME_DIR/identity_cache)")
     parser.add_argument("--full", metavar="RUNTIME_DIR",
                         help="write a complete nginx.conf whose pid, logs and temp files live in RUNTIME_DIR")
     parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
@@ -85,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         next_param=args.next_param,
         portal_ca=_abs(args.portal_ca),
         identity_response_header=args.identity_response_header,
+        identity_cache=args.identity_cache,
+        identity_cache_dir=_abs(args.identity_cache_dir) or (
+            os.path.join(_abs(args.full), "identity_cache") if args.full and args.identity_cache else None),  # type: ignore[arg-type]
     )
     text = generate_nginx_conf(block, _abs(args.full)) if args.full else block  # type: ignore[arg-type]
     if args.output:

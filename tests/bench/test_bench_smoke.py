@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 def test_every_section_present(results):
-    for section in ("tickets", "page_views", "storm", "memory", "jwt"):
+    for section in ("tickets", "page_views", "storm", "memory", "header_auth", "jwt"):
         assert section in results, section
     assert results["quick"] is True
     assert "| Benchmark |" in results["table_markdown"]
@@ -84,6 +84,17 @@ def test_memory_measured(results):
         assert cp["tickets"] > 0 and cp["client_peak_mib"] > 0 and cp["emulator_peak_mib"] > 0
     # Expired tickets are purged: none is left once a ticket lifetime has passed.
     assert m["emulator_outstanding_after_ttl"] == 0
+
+
+def test_header_auth_measured_through_real_nginx(results):
+    h = results["header_auth"]
+    assert h["status"] == "measured", h
+    assert h["ratio_with_vs_without"] > 0 and h["ratio_cache_vs_without"] > 0
+    for name, c in h["contenders"].items():
+        assert c["per_s_median"] > 0 and c["calls"] > 0, name
+    # every uncached request asked the portal (plus one warm-up per thread); the cache asked it a few times
+    assert h["portal_calls_with"] == h["contenders"]["with auth_request"]["calls"] + h["threads"]
+    assert 1 <= h["portal_calls_cached"] < h["contenders"]["identity cache"]["calls"]
 
 
 def test_jwt_row_is_honest(results):

@@ -60,6 +60,11 @@ INJECTIONS = [
     ("tls_name", "10.0.0.1"),
     ("qps_nodes", ["https://10.0.0.1", "https://10.0.0.2"]),
     ("qps_nodes", ["https://127.0.0.1:4443"]),
+    ("identity_cache", -1),
+    ("identity_cache", 301),
+    ("identity_cache", 1.5),
+    ("identity_cache", True),
+    ("identity_cache", 5),  # without identity_cache_dir
 ]
 
 
@@ -130,6 +135,7 @@ VARIANTS = {
     "login-with-query": {"login_url": "/login?from=qlik", "identity_path": "/portal/qlik/header-auth",
                          "portal_url": "http://127.0.0.1:5000/portal"},
     "ipv6-listen": {"listen_host": "::1", "server_name": ["localhost", "qlik.example.com"]},
+    "identity-cache": {"identity_cache": 5, "identity_cache_dir": "/tmp"},
     "wildcard-names": {"server_name": ["*.example.com", ".example.org", "qlik-1.example.net"],
                        "public_origin": "https://qlik.example.com"},
 }
@@ -214,3 +220,28 @@ def test_host_allow_list_means_what_server_name_means(certs):
     for host in ("example.com", "evil.com", "a.example.com.evil.com", "qlik-1.example.net:8443",
                  "qlik-1xexample.net", "a.example.com@evil.com", "a.example.com:443:1"):
         assert not ok.match(host), host
+
+
+@pytest.mark.nginx
+def test_cli_identity_cache_under_full_lives_in_the_runtime_dir(certs, tmp_path):
+    out = tmp_path / "nginx.conf"
+    rc = main([
+        "nginx-config", "--server-name", "localhost", "--listen", "127.0.0.1:8443",
+        "--tls-cert", str(certs / "nginx.pem"), "--tls-key", str(certs / "nginx_key.pem"),
+        "--portal", "http://127.0.0.1:5000", "--login-url", "http://localhost:5000/login",
+        "--header-name", "X-Portal-User", "--qps-node", "https://localhost:4443",
+        "--root-pem", str(certs / "root.pem"), "-p", "hdr", "--identity-cache", "5",
+        "--full", str(tmp_path), "-o", str(out),
+    ])
+    assert rc == 0
+    conf = out.read_text()
+    assert f"proxy_cache_path {tmp_path}/identity_cache " in conf and "proxy_cache_valid 200 5s;" in conf
+    assert 'proxy_cache_key "$http_cookie";' in conf
+    r = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def test_no_identity_cache_by_default(certs):
+    block = generate_server_block(**_kw(certs))
+    assert "proxy_cache" not in block
