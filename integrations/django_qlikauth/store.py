@@ -16,6 +16,7 @@ every ``add`` would pass) is refused too.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from typing import Any
@@ -24,7 +25,9 @@ from qlikauth.exceptions import ConfigurationError, QlikAuthError, StoreUnavaila
 
 __all__ = ["DjangoCacheStore", "django_cache_store_from_setting"]
 
-_KEY = re.compile(r"[\x21-\x7e]{1,200}\Z")  # memcached: no blanks or control characters, < 250
+# memcached takes no blanks or control characters and at most 250 bytes: other keys (some come
+# from a request) are stored under a digest of themselves.
+_KEY = re.compile(r"[\x21-\x7e]{1,200}\Z")
 
 
 class DjangoCacheStore:
@@ -75,9 +78,11 @@ class DjangoCacheStore:
         return cache
 
     def _key(self, key: str) -> str:
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError("store keys are 1-200 printable ASCII characters without blanks")
-        return f"{self.namespace}:{key}"
+        if not isinstance(key, str):
+            raise TypeError(f"store keys are strings, got {type(key).__name__}")
+        if _KEY.match(key):
+            return f"{self.namespace}:{key}"
+        return f"{self.namespace}:#sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
     @staticmethod
     def _timeout(ttl: float) -> int:

@@ -14,6 +14,7 @@ store (without its password) and what to do; nothing is waved through when Redis
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,9 @@ __all__ = ["RedisStore"]
 
 log = logging.getLogger("qlikauth.store")
 
-# Keys are what callers choose (random state values, assertion ids): printable ASCII without
-# blanks, so the index key below (which has a blank) can never collide with one.
+# Keys are what callers choose, some from a request (an assertion id, InResponseTo): printable
+# ASCII without blanks, up to 200 characters, is used as it is; anything else is stored under a
+# digest of it. Neither form has a blank, so the index key below can never be a caller's key.
 _KEY = re.compile(r"[\x21-\x7e]{1,200}\Z")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 
@@ -206,9 +208,11 @@ class RedisStore:
             raise self._unavailable(exc) from exc
 
     def _key(self, key: str) -> str:
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError("store keys are 1-200 printable ASCII characters without blanks")
-        return self._prefix + key
+        if not isinstance(key, str):
+            raise TypeError(f"store keys are strings, got {type(key).__name__}")
+        if _KEY.match(key):
+            return self._prefix + key
+        return self._prefix + "#sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
     @staticmethod
     def _ms(ttl: float) -> int:

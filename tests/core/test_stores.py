@@ -139,11 +139,33 @@ def test_namespaces_do_not_meet(redis_url):
     assert a.take("state") == b"A" and b.take("state") == b"B"
 
 
-def test_bad_keys_and_namespaces_are_refused(redis_url):
-    s = RedisStore(redis_url)
-    for key in ("", "has space", "new\nline", "x" * 201):
-        with pytest.raises(ValueError):
-            s.put(key, b"v", ttl=1)
+def test_any_key_works_odd_ones_under_a_digest(store):
+    # Some keys come from requests (an assertion id, InResponseTo): blanks, newlines, non-ASCII and
+    # very long ones must work, each distinct, and never become another key.
+    odd = ["has space", "new\nline", "x" * 201, "x" * 202, "caf\u00e9", "", "a b", "a_b"]
+    for i, key in enumerate(odd):
+        assert store.add(key, str(i).encode(), ttl=10) is True
+    for i, key in enumerate(odd):
+        assert store.add(key, b"again", ttl=10) is False
+        assert store.take(key) == str(i).encode()
+    if not isinstance(store, MemoryStore):
+        with pytest.raises(TypeError):
+            store.put(b"bytes", b"v", ttl=1)  # type: ignore[arg-type]
+
+
+def test_odd_keys_are_digests_in_redis(redis_url):
+    import redis
+
+    s = RedisStore(redis_url, namespace="odd")
+    s.put("has space", b"1", ttl=10)
+    s.put("plain:key", b"2", ttl=10)
+    raw = redis.Redis.from_url(redis_url)
+    keys = sorted(k.decode() for k in raw.keys("odd:*"))
+    raw.close()
+    assert keys[0].startswith("odd:#sha256:") and " " not in keys[0] and keys[1] == "odd:plain:key"
+
+
+def test_bad_namespaces_are_refused(redis_url):
     with pytest.raises(ConfigurationError):
         RedisStore(redis_url, namespace="a b")
 

@@ -39,6 +39,9 @@ def _contract(s: StateStore) -> None:
     assert s.get("b") == b"x"
     s.delete("b")
     assert s.get("b") is None
+    for odd in ("has space", "x" * 300, "caf\u00e9"):  # memcached would refuse these as they are
+        assert s.add(odd, b"1", ttl=10) is True and s.add(odd, b"1", ttl=10) is False
+        assert s.take(odd) == b"1"
 
 
 @override_settings(CACHES=LOCMEM)
