@@ -166,12 +166,16 @@ class RedisStore:
                     f"Redis URL option {name}={value} turns off verification of the Redis server's "
                     "certificate; remove it (give ssl_ca_certs=/path/ca.pem for a private CA)."
                 )
+        # rediss://: the server's certificate and name are checked whatever redis-py's defaults
+        # (before 6.0 it did not check the name); the URL cannot turn that off (refused above).
+        tls: dict[str, Any] = ({"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+                               if parts.scheme.lower() == "rediss" else {})
         try:
             return redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout,
                 # One quick retry reconnects after a dropped idle connection (Redis restarted);
                 # redis-py's default (10 with backoff) would hold a browser for many seconds.
-                retry=Retry(NoBackoff(), 1),
+                retry=Retry(NoBackoff(), 1), **tls,
             )
         except ValueError as exc:
             raise ConfigurationError(f"Redis URL {_describe_url(url)!r} cannot be used: {exc}") from None

@@ -277,6 +277,41 @@ def test_open_store_settings(redis_url, monkeypatch):
         open_store(42)  # type: ignore[arg-type]
 
 
+def _tls_redis(redis_factory, certs, cert: str, key: str):
+    port = _free_port()
+    server = redis_factory(extra={"tls-port": str(port), "tls-cert-file": str(certs / cert),
+                                  "tls-key-file": str(certs / key), "tls-ca-cert-file": str(certs / "root.pem"),
+                                  "tls-auth-clients": "no"})
+    return server, port
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rediss_verifies_the_servers_certificate_and_name(redis_factory, tmp_path):
+    from qlikauth.certgen import generate_certificates, issue_server_certificate
+
+    generate_certificates(tmp_path / "ca", ["localhost", "127.0.0.1"])
+    generate_certificates(tmp_path / "other", ["localhost"])
+    ca = tmp_path / "ca"
+    issue_server_certificate(ca, ["qs9.example.com"], ca / "wrong.pem", ca / "wrong_key.pem")
+    _good, port = _tls_redis(redis_factory, ca, "server.pem", "server_key.pem")
+    s = RedisStore(f"rediss://localhost:{port}/0?ssl_ca_certs={ca / 'root.pem'}", namespace="tls")
+    s.put("a", b"1", ttl=10)
+    assert s.take("a") == b"1"
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):  # another CA
+        RedisStore(f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path / 'other' / 'root.pem'}").get("a")
+    _wrong, port2 = _tls_redis(redis_factory, ca, "wrong.pem", "wrong_key.pem")
+    with pytest.raises(StoreUnavailable) as info:  # the right CA, but a certificate for another name
+        RedisStore(f"rediss://localhost:{port2}/0?ssl_ca_certs={ca / 'root.pem'}").get("a")
+    assert "certificate" in str(info.value).lower() or "hostname" in str(info.value).lower()
+
+
 @pytest.mark.parametrize("query", ["ssl_cert_reqs=none", "ssl_cert_reqs=optional", "ssl_check_hostname=false"])
 def test_rediss_urls_that_turn_off_verification_are_refused(query):
     with pytest.raises(ConfigurationError, match="verification"):
