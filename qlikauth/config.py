@@ -23,7 +23,7 @@ from .authenticators.ticket import TicketAuthenticator
 from .exceptions import ConfigurationError, RedirectError
 from .identity import QlikUser
 from .qps import QpsClient
-from .urls import RedirectPolicy, normalise_base_url
+from .redirects import RedirectPolicy, normalise_base_url
 
 __all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "describe_error", "settings_from_environ", "MODES", "SETTING_KEYS"]
 

@@ -17,7 +17,7 @@ from ..exceptions import ConfigurationError, HeaderError, IdentityError
 from ..identity import QlikUser
 from .base import Headers
 
-__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "check_header_name"]
+__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE", "check_header_name"]
 
 log = logging.getLogger("qlikauth.header")
 
@@ -41,12 +41,13 @@ RESERVED_HEADERS = frozenset(
         "X-Qlik-Trace", "X-Qlik-App", "X-Qlik-Capabilities",
     )
 )
-_NAME = re.compile(r"[A-Za-z0-9-]+\Z")
+#: What a header name qlikauth sends or answers may look like (no "_": nginx drops it, WSGI folds it).
+HEADER_NAME_RE = re.compile(r"[A-Za-z0-9-]+\Z")
 
 
 def check_header_name(name: str) -> str:
     """Validate a header virtual proxy's header name."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
         raise ConfigurationError(
             f"header name {name!r} must be letters, digits and '-' only (no underscores: nginx "
             "drops such headers, and WSGI folds '_' and '-' together so they can be spoofed)."

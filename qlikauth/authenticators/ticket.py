@@ -18,8 +18,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..exceptions import RedirectError
 from ..identity import QlikUser
-from ..qps import TARGET_ID_RE, QpsClient, Ticket
-from ..urls import RedirectPolicy, normalise_base_url, origin_of
+from ..qps import TARGET_ID_RE, QpsClient, Ticket, normalise_node
+from ..redirects import RedirectPolicy, normalise_base_url, origin_of, strip_tickets
 from .base import Redirect
 
 __all__ = ["TicketAuthenticator", "add_ticket"]
@@ -28,8 +28,13 @@ log = logging.getLogger("qlikauth.ticket")
 
 
 def add_ticket(url: str, ticket: str) -> str:
-    """``url`` with ``qlikTicket=<ticket>`` added to its query (before any fragment)."""
-    parts = urlsplit(url)
+    """``url`` with ``qlikTicket=<ticket>`` added to its query (before any fragment).
+
+    Any ticket-like parameter already in ``url`` is removed first
+    (:func:`~qlikauth.redirects.strip_tickets`): Qlik redeems the first ticket it finds, so
+    one smuggled into a target would sign the user in as someone else.
+    """
+    parts = urlsplit(strip_tickets(url))
     param = f"qlikTicket={quote(ticket, safe='')}"
     query = f"{parts.query}&{param}" if parts.query else param
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, parts.fragment))
@@ -43,6 +48,8 @@ class TicketAuthenticator:
     :param allowed_targets: other origins users may be sent to (``https://qs2.example.com``).
     :param node_hub_urls: for sites whose nodes are reached by different names, the hub URL
         of each QPS node: a ticket is redeemed where it was issued.
+    :param relative_prefix: relative targets must stay under this path (``"/portal/"``, the
+        virtual proxy's own), see :class:`~qlikauth.redirects.RedirectPolicy`.
     """
 
     def __init__(
@@ -52,13 +59,14 @@ class TicketAuthenticator:
         allowed_targets: Iterable[str] = (),
         *,
         node_hub_urls: Mapping[str, str] | None = None,
+        relative_prefix: str = "/",
     ) -> None:
         self.qps = qps
         normalise_base_url(hub_url, "hub_url")  # validates
         self.hub_url = hub_url
-        self.node_hub_urls = {QpsClient._normalise_node(k): v for k, v in (node_hub_urls or {}).items()}
+        self.node_hub_urls = {normalise_node(k): v for k, v in (node_hub_urls or {}).items()}
         allowed = list(allowed_targets) + list(self.node_hub_urls.values())
-        self.policy = RedirectPolicy(allowed, default=hub_url)
+        self.policy = RedirectPolicy(allowed, default=hub_url, relative_prefix=relative_prefix)
 
     def _landing_for(self, ticket: Ticket, target: str) -> str:
         hub = self.node_hub_urls.get(ticket.node)

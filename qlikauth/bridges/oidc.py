@@ -882,7 +882,7 @@ class OidcRelyingParty:
         origin (the setting's own, the redirect URI's, or ``allowed``); otherwise
         :class:`~qlikauth.RedirectError` is raised and nothing is sent.
         """
-        from ..urls import RedirectPolicy
+        from ..redirects import RedirectPolicy
 
         meta = self.metadata()
         if not meta.end_session_endpoint:

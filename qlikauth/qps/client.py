@@ -37,7 +37,7 @@ from ..exceptions import (
     RedirectError,
 )
 from ..identity import QlikUser
-from ..urls import origin_of
+from ..redirects import origin_of
 from ..xrf import new_xrfkey
 from .errors import all_failed, http_error, transport_error
 from .models import SESSION_ID_RE, TARGET_ID_RE, ProxySession, Ticket, new_session_id

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ..exceptions import ConfigurationError, RedirectError
-from ..urls import origin_of
+from ..redirects import origin_of
 
 __all__ = ["normalise_node", "check_virtual_proxy_prefix", "NodeHealth"]
 

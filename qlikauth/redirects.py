@@ -6,6 +6,9 @@ rules follow OWASP's open-redirect guidance and Django's ``url_has_allowed_host_
 relative paths must start with one ``/``; absolute URLs must match an allowed origin
 exactly (scheme, host, port); backslashes, control characters, user-info and
 ``//host`` forms are refused because browsers read them differently from parsers.
+Relative targets may be held under a path prefix (the hub's virtual proxy), and every
+target loses its ticket-like query parameters (:func:`strip_tickets`), so a link cannot
+smuggle an attacker's ticket in front of the one qlikauth adds.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError, RedirectError
 
-__all__ = ["Origin", "RedirectPolicy", "origin_of", "normalise_base_url"]
+__all__ = [
+    "Origin",
+    "RedirectPolicy",
+    "origin_of",
+    "normalise_base_url",
+    "strip_tickets",
+    "is_ticket_param",
+]
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
@@ -82,16 +92,79 @@ def normalise_base_url(url: str, what: str = "URL") -> str:
     return f"{origin}{path}"
 
 
+def _decoded_name(name: str) -> str:
+    # Percent-decode until nothing changes (a double-encoded name may be decoded twice on
+    # its way), fold Unicode look-alikes (NFKC) and case, keep letters and digits only.
+    for _ in range(4):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    name = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in name if c.isalnum())
+
+
+def is_ticket_param(name: str) -> bool:
+    """True for a query parameter name that Qlik could read as a ticket.
+
+    ``qlikTicket`` in any case, percent-encoded (``qlik%54icket``), or dressed up
+    (``x-qlik-ticket``, ``qlik_ticket``): compared after percent-decoding, case folding
+    and dropping everything but letters and digits, so removing one too many is the
+    failure mode, never letting one through.
+    """
+    return "qlikticket" in _decoded_name(name)
+
+
+def strip_tickets(url: str) -> str:
+    """``url`` without any ticket-like query parameter (see :func:`is_ticket_param`).
+
+    A redirect target such as ``/hub/?qlikTicket=<attacker's>`` would otherwise reach
+    Qlik as ``?qlikTicket=<attacker's>&qlikTicket=<ours>``: Qlik redeems the first, and
+    the user works in Qlik as the attacker (login CSRF). The rest of the query is kept
+    byte for byte.
+    """
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [p for p in parts.query.split("&") if p and not is_ticket_param(p.split("=", 1)[0])]
+    query = "&".join(kept)
+    if query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix.rstrip("/") or path.startswith(prefix)
+
+
+def _has_dot_segment(path: str) -> bool:
+    # "/portal/../other" (or its encoded forms, "%2e%2e", "..%2f") would leave the prefix
+    # once the browser or the proxy resolves it: decode fully, then look at each segment.
+    for _ in range(4):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = unicodedata.normalize("NFKC", path).replace("\\", "/")
+    return any(seg and set(seg) <= {"."} for seg in path.split("/"))
+
+
 class RedirectPolicy:
     """Which URLs a browser may be redirected to.
 
     ``allowed`` are origins (``https://hub.example.com``, ``https://qs:8443``) or URLs
     whose origin is taken. ``default`` is where relative targets are resolved and
-    where disallowed ``TargetUri`` values are replaced.
+    where disallowed ``TargetUri`` values are replaced. ``relative_prefix`` (``"/portal/"``)
+    keeps relative targets under one path, the hub's virtual proxy: ``/other/hub`` on the
+    same host would reach another virtual proxy, perhaps with another authentication.
+    Every checked URL loses its ticket-like query parameters (:func:`strip_tickets`).
     """
 
-    def __init__(self, allowed: Iterable[str], default: str) -> None:
+    def __init__(self, allowed: Iterable[str], default: str, *, relative_prefix: str = "/") -> None:
         self.default = default
+        if not relative_prefix.startswith("/"):
+            raise ConfigurationError(f"relative_prefix {relative_prefix!r} must start with '/'.")
+        self.relative_prefix = relative_prefix if relative_prefix.endswith("/") else relative_prefix + "/"
         origins = {origin_of(default)}
         for item in allowed:
             try:
@@ -125,8 +198,13 @@ class RedirectPolicy:
                     f"redirect target {url[:80]!r} is neither an absolute allowed URL nor a "
                     "path starting with a single '/'."
                 )
+            if _has_dot_segment(parts.path) or not _under(parts.path, self.relative_prefix):
+                raise RedirectError(
+                    f"redirect target path {parts.path[:80]!r} is not under {self.relative_prefix!r}, "
+                    "the hub's virtual proxy; refused."
+                )
             base = urlsplit(self.default)
-            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+            return strip_tickets(urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment)))
         origin = origin_of(url)
         if origin not in self.origins:
             allowed = ", ".join(sorted(str(o) for o in self.origins))
@@ -134,7 +212,7 @@ class RedirectPolicy:
                 f"redirect target host {origin} is not allowed (allowed: {allowed}). Add it to "
                 "the allowed targets setting if it is really yours."
             )
-        return url
+        return strip_tickets(url)
 
     def check_or_default(self, url: str | None) -> str:
         """The checked URL, or :attr:`default` when it is missing or not allowed."""
