@@ -70,7 +70,7 @@ def test_wheel_holds_every_package_file_and_nothing_else(dists):
     assert extra == set(), f"unexpected files in the wheel: {sorted(extra)}"
     for typed in ("qlikauth/py.typed", "django_qlikauth/py.typed", "flask_qlikauth/py.typed"):
         assert typed in names
-    assert {"django_qlikauth/templates/qlikauth/error.html", "flask_qlikauth/templates/qlikauth/logout.html",
+    assert {"qlikauth/web/templates/qlikauth/error.html", "qlikauth/web/templates/qlikauth/logout.html",
             "qlikauth/nginx/server.conf.tmpl"} <= names
     assert not any(n.startswith(("tests/", "examples/", "docs/", "bench/")) for n in names)
 

@@ -3,29 +3,27 @@
 Django reads ``settings.QLIKAUTH = {...}``, Flask reads its ``QLIKAUTH_*`` keys through
 ``app.config.get_namespace("QLIKAUTH_")``; both hand the mapping to
 :meth:`QlikAuthConfig.from_mapping`, which checks every value and names the key and
-the fix when one is wrong. :func:`build_runtime` then makes the :class:`QpsClient` and
-the authenticators lazily: certificates are read on the first QPS call, never at import.
+the fix when one is wrong. :func:`qlikauth.web.runtime.build_runtime` then makes the
+:class:`QpsClient` and the authenticators lazily: certificates are read on the first QPS
+call, never at import.
 """
 
 from __future__ import annotations
 
 import difflib
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .authenticators.base import Cookie, check_cookie_name
-from .authenticators.header import HeaderAuthenticator
-from .authenticators.session import SessionAuthenticator, default_cookie_name
-from .authenticators.ticket import TicketAuthenticator
-from .exceptions import ConfigurationError, RedirectError
-from .identity import QlikUser
-from .qps import QpsClient
-from .redirects import RedirectPolicy, normalise_base_url
+from ..authenticators.base import Cookie, check_cookie_name
+from ..authenticators.header import HEADER_NAME_RE, HeaderAuthenticator
+from ..authenticators.session import default_cookie_name
+from ..exceptions import ConfigurationError, RedirectError
+from ..identity import QlikUser
+from ..qps import check_virtual_proxy_prefix, normalise_node
+from ..redirects import RedirectPolicy, normalise_base_url
 
-__all__ = ["QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "describe_error", "settings_from_environ", "MODES", "SETTING_KEYS"]
+__all__ = ["QlikAuthConfig", "settings_from_environ", "setting_problem", "MODES", "SETTING_KEYS"]
 
 MODES = ("ticket", "session")
 
@@ -39,6 +37,7 @@ _KEYS: dict[str, Any] = {
     "CERTS": None,                # required: directory with client.pem/client_key.pem/root.pem, or a .pfx
     "CERT_PASSPHRASE": None,
     "HUB_URL": None,              # required: where users land, e.g. https://qlik.example.com/portal/hub/
+    "NODE_HUB_URLS": None,        # the hub of each QPS node: a list in QPS_NODES order or {node: hub}
     "ALLOWED_TARGETS": (),
     "MODE": "ticket",
     "COOKIE_NAME": None,
@@ -73,8 +72,12 @@ def settings_from_environ(environ: Mapping[str, str] | None = None, prefix: str 
     return {k: env[prefix + k] for k in SETTING_KEYS if prefix + k in env}
 
 
-def _problem(key: str, message: str) -> ConfigurationError:
+def setting_problem(key: str, message: str) -> ConfigurationError:
+    """The :class:`ConfigurationError` for setting ``key`` (``"QLIKAUTH KEY: message"``, ``.key`` set)."""
     return ConfigurationError(f"QLIKAUTH {key}: {message}", key=key)
+
+
+_problem = setting_problem
 
 
 def _as_list(key: str, value: Any) -> tuple[str, ...]:
@@ -114,6 +117,38 @@ def _as_text(key: str, value: Any, *, empty_is_none: bool = True) -> str | None:
     return value or None if empty_is_none else value
 
 
+def _node_hub_urls(value: Any, nodes: tuple[str, ...]) -> dict[str, str]:
+    """NODE_HUB_URLS: ``{node: hub}``, or a list (comma-separated string) in QPS_NODES order."""
+    if value is None or value == "" or value == ():
+        return {}
+    if isinstance(value, Mapping):
+        pairs = []
+        for node, hub in value.items():
+            try:
+                pairs.append((normalise_node(str(node)), hub))
+            except ConfigurationError as exc:
+                raise _problem("NODE_HUB_URLS", str(exc)) from None
+        unknown = [n for n, _ in pairs if n not in nodes]
+        if unknown:
+            raise _problem("NODE_HUB_URLS", f"{', '.join(unknown)} is not one of QPS_NODES ({', '.join(nodes)}).")
+    else:
+        hubs = _as_list("NODE_HUB_URLS", value)
+        if len(hubs) != len(nodes):
+            raise _problem("NODE_HUB_URLS", f"{len(hubs)} hub URL(s) for {len(nodes)} QPS node(s): give one "
+                                            "per node, in QPS_NODES order (or a {node: hub} mapping).")
+        pairs = list(zip(nodes, hubs, strict=True))
+    out: dict[str, str] = {}
+    for node, hub in pairs:
+        if not isinstance(hub, str):
+            raise _problem("NODE_HUB_URLS", f"the hub URL of {node} must be a string.")
+        try:
+            normalise_base_url(hub, f"hub URL of {node}")
+        except ConfigurationError as exc:
+            raise _problem("NODE_HUB_URLS", str(exc)) from None
+        out[node] = hub.strip()
+    return out
+
+
 @dataclass(frozen=True)
 class QlikAuthConfig:
     """The checked settings of a portal's qlikauth integration (see the module docstring)."""
@@ -122,6 +157,7 @@ class QlikAuthConfig:
     certs: str
     hub_url: str
     virtual_proxy: str = ""
+    node_hub_urls: Mapping[str, str] = field(default_factory=dict)
     cert_passphrase: str | bytes | None = field(default=None, repr=False)
     allowed_targets: tuple[str, ...] = ()
     mode: str = "ticket"
@@ -168,8 +204,8 @@ class QlikAuthConfig:
         if not nodes:
             raise _problem("QPS_NODES", "missing: give the QPS API URL(s), e.g. https://qlik.example.com:4243.")
         try:
-            nodes = tuple(QpsClient._normalise_node(n) for n in nodes)
-            virtual_proxy = QpsClient._check_prefix(_as_text("VIRTUAL_PROXY", get("VIRTUAL_PROXY")) or "")
+            nodes = tuple(normalise_node(n) for n in nodes)
+            virtual_proxy = check_virtual_proxy_prefix(_as_text("VIRTUAL_PROXY", get("VIRTUAL_PROXY")) or "")
         except ConfigurationError as exc:
             raise _problem("QPS_NODES" if "node" in str(exc).lower() else "VIRTUAL_PROXY", str(exc)) from None
 
@@ -190,6 +226,7 @@ class QlikAuthConfig:
             normalise_base_url(hub_url, "HUB_URL")
         except ConfigurationError as exc:
             raise _problem("HUB_URL", str(exc)) from None
+        node_hubs = _node_hub_urls(get("NODE_HUB_URLS"), nodes)
         allowed = _as_list("ALLOWED_TARGETS", get("ALLOWED_TARGETS"))
         try:
             RedirectPolicy(allowed, default=hub_url)
@@ -252,16 +289,12 @@ class QlikAuthConfig:
             except Exception as exc:
                 raise _problem("HEADER_NAME", str(exc)) from None
         response_header = _as_text("HEADER_RESPONSE_HEADER", get("HEADER_RESPONSE_HEADER")) or "X-Qlik-Header-Value"
-        try:
-            from .authenticators.header import _NAME
-            if not _NAME.match(response_header):
-                raise ValueError
-        except ValueError:
-            raise _problem("HEADER_RESPONSE_HEADER", f"{response_header!r} must be letters, digits and '-'.") from None
+        if not HEADER_NAME_RE.match(response_header):
+            raise _problem("HEADER_RESPONSE_HEADER", f"{response_header!r} must be letters, digits and '-'.")
 
         del probe
         return cls(
-            qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy,
+            qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy, node_hub_urls=node_hubs,
             cert_passphrase=passphrase, allowed_targets=allowed, mode=mode,
             cookie_name=cookie_name, cookie_domain=cookie_domain, cookie_secure=cookie_secure,
             cookie_samesite=samesite, timeout=timeout, user_directory=user_directory,
@@ -276,164 +309,3 @@ class QlikAuthConfig:
         return self.cookie_name or default_cookie_name(self.virtual_proxy)
 
 
-class QlikAuthRuntime:
-    """The QPS client and authenticators for one configuration, made on first use.
-
-    Thread-safe; one per Flask app / Django settings value. Nothing here reads files
-    or opens connections until a QPS call is actually needed.
-    """
-
-    def __init__(self, config: QlikAuthConfig) -> None:
-        self.config = config
-        self._lock = threading.RLock()  # authenticators make the client inside their own _once
-        self._qps: QpsClient | None = None
-        self._ticket: TicketAuthenticator | None = None
-        self._session: SessionAuthenticator | None = None
-        self._header: HeaderAuthenticator | None = None
-        self.hub_policy = RedirectPolicy(config.allowed_targets, default=config.hub_url)
-
-    def _once(self, name: str, make: Callable[[], Any]) -> Any:
-        value = getattr(self, name)
-        if value is None:
-            with self._lock:
-                value = getattr(self, name)
-                if value is None:
-                    value = make()
-                    setattr(self, name, value)
-        return value
-
-    @property
-    def qps(self) -> QpsClient:
-        """The pooled mutual-TLS client (loads the certificates on first access)."""
-        c = self.config
-        return self._once("_qps", lambda: QpsClient(
-            list(c.qps_nodes), c.certs, c.virtual_proxy, c.timeout, passphrase=c.cert_passphrase))
-
-    @property
-    def ticket(self) -> TicketAuthenticator:
-        """The ticket authenticator (hub URL and allowed targets from the config)."""
-        return self._once("_ticket", lambda: TicketAuthenticator(
-            self.qps, self.config.hub_url, self.config.allowed_targets))
-
-    @property
-    def session(self) -> SessionAuthenticator:
-        """The session authenticator (cookie settings from the config)."""
-        c = self.config
-        return self._once("_session", lambda: SessionAuthenticator(
-            self.qps, c.effective_cookie_name, c.cookie_domain, c.cookie_secure, c.cookie_samesite))
-
-    @property
-    def header(self) -> HeaderAuthenticator:
-        """The header authenticator; :class:`ConfigurationError` when HEADER_NAME is not set."""
-        c = self.config
-        header_name = c.header_name
-        if header_name is None:
-            raise _problem("HEADER_NAME", "not set: give the header virtual proxy's header name "
-                                          "(QMC: Header authentication header name), e.g. X-Portal-User.")
-        return self._once("_header", lambda: HeaderAuthenticator(
-            header_name, c.header_user_directory, c.header_pattern))
-
-    def recheck_after(self, explicit: bool) -> float | None:
-        """``recheck_after`` for :meth:`SessionAuthenticator.resume` under SESSION_RECHECK.
-
-        An explicit "open Qlik" (``/qlik/login``) always confirms the remembered session
-        (``0``); otherwise it is confirmed every SESSION_RECHECK seconds, or never (``None``)
-        when that is 0, so page views make no QPS call.
-        """
-        return 0.0 if explicit else (self.config.session_recheck or None)
-
-    def clear_cookie(self) -> Cookie:
-        """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""
-        c = self.config
-        return Cookie(c.effective_cookie_name, "", c.cookie_domain, "/", c.cookie_secure,
-                      True, c.cookie_samesite, max_age=0)
-
-    def user_for(self, user_id: str, groups: Iterable[str] = (), *, attributes: Iterable[tuple[str, str]] = ()) -> QlikUser:
-        """A :class:`QlikUser` in the configured USER_DIRECTORY with one ``group`` attribute per group."""
-        if not self.config.user_directory:
-            raise _problem("USER_DIRECTORY", "not set: give the user directory portal users belong to "
-                                              "in Qlik (e.g. 'PORTAL'), or configure a user mapper.")
-        attrs = [("group", g) for g in groups] + list(attributes)
-        return QlikUser(self.config.user_directory, user_id, attrs)
-
-    @staticmethod
-    def local_redirect(url: str | None, default: str = "/") -> str:
-        """``url`` when it is a safe path on this portal (``/...``, never ``//host``), else ``default``.
-
-        Uses :class:`RedirectPolicy` with no allowed hosts, so only relative paths pass;
-        the answer is the path, query and fragment (never an absolute URL).
-        """
-        if not url:
-            return default
-        policy = RedirectPolicy((), default="https://portal.invalid")
-        try:
-            checked = policy.check(url)
-        except RedirectError:
-            return default
-        parts = urlsplit(checked)
-        if parts.netloc != "portal.invalid":
-            return default
-        return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
-
-    def close(self) -> None:
-        """Close the QPS client's pooled connections, if it was made."""
-        if self._qps is not None:
-            self._qps.close()
-
-
-def build_runtime(config: QlikAuthConfig | Mapping[str, Any]) -> QlikAuthRuntime:
-    """A :class:`QlikAuthRuntime` for ``config`` (a :class:`QlikAuthConfig` or a settings mapping)."""
-    if not isinstance(config, QlikAuthConfig):
-        config = QlikAuthConfig.from_mapping(config)
-    return QlikAuthRuntime(config)
-
-
-_HINTS: dict[str, tuple[str, str]] = {
-    # class name: (title, what to do)
-    "RedirectError": ("This link cannot be followed",
-                      "The link points somewhere this portal does not send users. Go back to the "
-                      "portal's home page and open Qlik Sense from there."),
-    "IdentityError": ("Your account cannot be used in Qlik Sense",
-                      "Your user name or one of your groups contains characters Qlik Sense cannot "
-                      "take. Ask the portal administrator to fix the account."),
-    "HeaderError": ("Your account cannot be used in Qlik Sense",
-                    "Your user name cannot be sent to Qlik Sense. Ask the portal administrator."),
-    "QpsTimeout": ("Qlik Sense did not answer in time",
-                   "Try again in a minute. If it keeps happening, tell the portal administrator."),
-    "QpsConnectionError": ("Qlik Sense cannot be reached",
-                           "Try again in a minute. If it keeps happening, tell the portal administrator."),
-    "QpsTLSError": ("Qlik Sense cannot be reached securely",
-                    "The portal and Qlik Sense do not trust each other's certificates. "
-                    "The portal administrator must check the certificates (server log has details)."),
-    "QpsTooManySessions": ("Too many Qlik Sense sessions",
-                           "Close Qlik Sense in your other tabs or devices, or sign out, then try again."),
-    "QpsError": ("Qlik Sense refused the sign-in",
-                 "Try again; if it keeps happening, tell the portal administrator (server log has details)."),
-    "ConfigurationError": ("The portal's Qlik Sense settings are wrong",
-                           "The portal administrator must fix the QLIKAUTH settings (server log has details)."),
-    "CertificateError": ("The portal's Qlik Sense certificates cannot be used",
-                         "The portal administrator must export the certificates again from the QMC "
-                         "(server log has details)."),
-    "QlikAuthError": ("Signing in to Qlik Sense failed",
-                      "Try again; if it keeps happening, tell the portal administrator."),
-}
-
-#: Errors whose message is for the administrator (paths, settings), not the browser.
-_ADMIN_ONLY = ("ConfigurationError", "CertificateError", "QpsTLSError")
-
-
-def describe_error(exc: BaseException) -> dict[str, Any]:
-    """What a web integration shows for ``exc``: status, code, title, detail and hint.
-
-    The detail is the exception's message (never a secret, by the error tree's
-    contract) except for configuration and certificate problems, whose detail stays in
-    the server log.
-    """
-    names = [cls.__name__ for cls in type(exc).__mro__]
-    key = next((n for n in names if n in _HINTS), "QlikAuthError")
-    title, hint = _HINTS[key]
-    status = int(getattr(exc, "status", 500) or 500)
-    admin_only = any(n in _ADMIN_ONLY for n in names)
-    detail = ("The server log has the details." if admin_only else str(exc))
-    return {"status": status, "error": type(exc).__name__, "title": title,
-            "detail": detail, "hint": hint}

@@ -1,0 +1,419 @@
+"""The web flows, written once: a :class:`WebRequest` in, a plain answer out.
+
+Every endpoint of the Django and Flask integrations is a *flow* here: a function
+``flow(request: WebRequest, runtime: QlikAuthRuntime) -> Answer``. The integrations only
+say where the request, the portal user, the session and the configuration come from
+(they build a :class:`WebRequest`), call the flow through :func:`run`, and render the
+answer (a :class:`RedirectAnswer`, :class:`PageAnswer`, :class:`PlainAnswer` or
+:class:`JsonAnswer`, each with the cookies to set or clear and extra headers). Nothing
+here imports a web framework.
+
+The flows:
+
+* :func:`login` (``GET /qlik/login``): ticket mode sends the browser to the hub (or an
+  allowed ``target``) with a ticket; session mode makes sure a proxy session exists and
+  sends the browser to the hub with its cookie.
+* :func:`module` (``GET /qlik/module``): the virtual proxy's authentication module.
+* :func:`logout` (``GET`` page, ``POST`` sign-out of Qlik), :func:`header_auth` (nginx
+  ``auth_request``), :func:`login_redirect` (anonymous browsers), :func:`error_answer`.
+* Session mode for the portal's own pages: :func:`resume_session` (page views, the
+  portal's own login) and :func:`end_sessions` (logout), which return the cookies to set.
+
+SSO endpoints (SAML, OIDC, Qlik Cloud) are flows of the same shape; one-time state goes
+through ``runtime.store`` (a :class:`~qlikauth.store.StateStore`), see ``docs/design.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+from ..authenticators.base import Cookie
+from ..exceptions import IdentityError, QlikAuthError
+from ..identity import QlikUser
+from .errors import describe_error
+from .runtime import QlikAuthRuntime
+
+__all__ = [
+    "WebRequest",
+    "Answer",
+    "RedirectAnswer",
+    "PageAnswer",
+    "PlainAnswer",
+    "JsonAnswer",
+    "SessionOutcome",
+    "Flow",
+    "run",
+    "login",
+    "module",
+    "logout",
+    "header_auth",
+    "login_redirect",
+    "error_answer",
+    "resume_session",
+    "end_sessions",
+    "same_origin",
+    "NO_STORE",
+    "SESSION_KEY",
+    "RETRY_KEY",
+    "RETRY_AFTER_SECONDS",
+]
+
+log = logging.getLogger("qlikauth.web")
+
+#: Where the live proxy session is remembered in the portal's session (the core's SessionGrant.record).
+SESSION_KEY = "_qlikauth_proxy_session"
+#: After a failed creation, page views leave QPS alone until this time (portal session key).
+RETRY_KEY = "_qlikauth_retry_after"
+RETRY_AFTER_SECONDS = 30.0
+
+#: Every answer of a flow carries this: sign-in answers are per user and carry tickets.
+NO_STORE: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
+_NO_FRAMING: tuple[tuple[str, str], ...] = (
+    ("X-Frame-Options", "DENY"), ("Content-Security-Policy", "frame-ancestors 'none'"))
+
+UserSource = Callable[[], "QlikUser | None"]
+
+
+@dataclass
+class WebRequest:
+    """What a flow needs to know about one request, whatever the framework.
+
+    :param method: ``GET``, ``POST``, ...
+    :param path: the path the request was made to (``/qlik/logout``), no query.
+    :param full_path: path and query as the browser asked (the ``next`` of a login
+        redirect); ``path`` when not given.
+    :param args: the query parameters (first value of each), ``form``: the POST form.
+    :param headers: request headers (looked up case-insensitively), ``cookies``.
+    :param session: the portal's own *server-side or signed* session mapping (Django's
+        ``request.session``, Flask's ``session``), or None when there is none.
+    :param scheme: ``http``/``https`` as the request arrived; ``host``: its Host.
+    :param user: the signed-in portal user as a :class:`QlikUser`, or a callable that
+        maps them (called at most once per request, only when a flow needs it: mapping can
+        cost a database query), or None for nobody.
+    :param portal_user: who the portal says is signed in, as a stable id (Django:
+        ``"auth.user:42"``); None for anonymous. Defaults to the Qlik user's
+        ``directory\\id``. A remembered proxy session is reused only for the same id.
+    :param csrf_verified: the framework's own CSRF protection has checked this request
+        (Django's ``csrf_protect``); otherwise state-changing POSTs must be same-origin.
+    :param csrf_token: the token to put into forms (Django), or None.
+    :param wants_json: the client prefers JSON to HTML (error answers).
+    """
+
+    method: str
+    path: str
+    args: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    session: MutableMapping[str, Any] | None = None
+    scheme: str = "https"
+    host: str = ""
+    full_path: str | None = None
+    user: QlikUser | UserSource | None = None
+    portal_user: str | None = None
+    csrf_verified: bool = False
+    csrf_token: str | None = None
+    wants_json: bool = False
+    _mapped: tuple[QlikUser | None] | None = field(default=None, init=False, repr=False)
+
+    def header(self, name: str) -> str | None:
+        """The value of request header ``name`` (case-insensitive), or None."""
+        value = self.headers.get(name)
+        if value is None:
+            lower = name.lower()
+            value = next((v for k, v in self.headers.items() if k.lower() == lower), None)
+        return value
+
+    def qlik_user(self) -> QlikUser | None:
+        """The signed-in portal user as a :class:`QlikUser` (mapped once), or None."""
+        if self._mapped is None:
+            user = self.user() if callable(self.user) else self.user
+            if user is not None and not isinstance(user, QlikUser):
+                raise TypeError(f"the portal user must be a QlikUser or None, not {type(user).__name__}")
+            self._mapped = (user,)
+        return self._mapped[0]
+
+    @property
+    def owner(self) -> str | None:
+        """Who is signed in to the portal (``portal_user``, else the Qlik user's key), or None."""
+        if self.portal_user is not None:
+            return self.portal_user
+        user = self.qlik_user()
+        return None if user is None else "\\".join(user.key)
+
+    @property
+    def next_path(self) -> str:
+        """Where to come back to after the portal's login (``full_path`` without a bare ``?``)."""
+        return (self.full_path or self.path).rstrip("?") or "/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """What a flow answers: a status, headers and the cookies to set (or clear, ``max_age=0``)."""
+
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = NO_STORE
+    cookies: tuple[Cookie, ...] = ()
+
+    def with_cookies(self: _A, *cookies: Cookie) -> _A:
+        """The same answer with ``cookies`` added."""
+        return replace(self, cookies=self.cookies + cookies)
+
+
+_A = TypeVar("_A", bound=Answer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedirectAnswer(Answer):
+    """A redirect (302) to :attr:`location`; it may carry a ticket, so it is never cached or logged."""
+
+    location: str = field(repr=False)
+    status: int = 302
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageAnswer(Answer):
+    """An HTML page: render :attr:`template` (under ``qlikauth/``) with :attr:`context`."""
+
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlainAnswer(Answer):
+    """A plain body (``text/plain`` unless :attr:`content_type` says otherwise)."""
+
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonAnswer(Answer):
+    """A JSON body."""
+
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """What :func:`resume_session` did: whether a proxy session is in place, the cookies to set,
+    and the QPS node holding the session (its hub is where the browser should go)."""
+
+    active: bool
+    cookies: tuple[Cookie, ...] = ()
+    node: str | None = None
+    created: bool = False
+
+
+Flow = Callable[[WebRequest, QlikAuthRuntime], Answer]
+
+
+# -- running a flow --------------------------------------------------------------------
+def run(flow: Flow, request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """Run ``flow``; a :class:`~qlikauth.QlikAuthError` becomes :func:`error_answer`."""
+    try:
+        return flow(request, runtime)
+    except QlikAuthError as exc:
+        return error_answer(request, exc)
+
+
+def error_answer(request: WebRequest, exc: BaseException) -> Answer:
+    """The error page (or JSON) for ``exc``: public texts and a reference id only; the full text is logged."""
+    info = describe_error(exc)
+    log.warning("qlikauth: %s on %s %s", info.log_text, request.method, request.path)
+    if request.wants_json:
+        return JsonAnswer(status=info.status, data=info.json())
+    return PageAnswer(status=info.status, template="qlikauth/error.html", context=info.context())
+
+
+def login_redirect(request: WebRequest, runtime: QlikAuthRuntime) -> RedirectAnswer:
+    """Send an anonymous browser to the portal's login page (LOGIN_URL), coming back here afterwards."""
+    login_url = runtime.config.login_url
+    sep = "&" if "?" in login_url else "?"
+    return RedirectAnswer(location=f"{login_url}{sep}{urlencode({'next': request.next_path})}")
+
+
+def _method_not_allowed(*allowed: str) -> PlainAnswer:
+    return PlainAnswer(status=405, body="Method not allowed.\n",
+                       headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+
+
+# -- the endpoints ---------------------------------------------------------------------
+def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /qlik/login[?target=...]``: open Qlik Sense for the signed-in portal user.
+
+    A bad ``target`` is refused (400) before anything else, even for anonymous browsers.
+    Ticket mode: one ticket, redirect to the target (or the hub). Session mode: the
+    remembered proxy session is confirmed with QPS (or one is made) and its cookie set,
+    then the redirect.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    target = request.args.get("target") or None
+    checked = runtime.hub_policy.check(target) if target else None
+    user = request.qlik_user()
+    if user is None:
+        return login_redirect(request, runtime)
+    if runtime.config.mode == "session":
+        outcome = resume_session(request, runtime, verify=True, start=True)
+        return RedirectAnswer(location=checked or runtime.hub_for_node(outcome.node), cookies=outcome.cookies)
+    return RedirectAnswer(location=runtime.ticket.login(user, target).location)
+
+
+def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /qlik/module?targetId=...&proxyRestUri=...``: the virtual proxy's authentication module.
+
+    ``proxyRestUri`` and ``targetId`` are checked against the configuration first (a
+    forged node is refused without a login round trip); the ticket comes from that node.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    target_id = request.args.get("targetId", "")
+    rest_uri = request.args.get("proxyRestUri", "")
+    runtime.ticket.check_module_request(rest_uri, target_id)
+    user = request.qlik_user()
+    if user is None:
+        return login_redirect(request, runtime)
+    return RedirectAnswer(location=runtime.ticket.module_login(user, rest_uri, target_id).location)
+
+
+def same_origin(request: WebRequest) -> bool:
+    """Does this POST come from a page of this host? (For frameworks without CSRF protection.)
+
+    Browsers send ``Origin`` with every POST; ``Referer`` is the fallback. Neither, an
+    ``Origin: null`` (sandboxed or privacy-redirected) or another host: not same-origin. The
+    scheme must match too, except that a request that arrived as http (TLS ended at a proxy)
+    accepts an https page of the same host.
+    """
+    source = request.header("Origin") or request.header("Referer")
+    if not source or source == "null":
+        return False
+    try:
+        parts = urlsplit(source)
+        netloc = parts.netloc.lower()
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or "@" in netloc:
+        return False
+    if request.scheme == "https" and parts.scheme != "https":
+        return False
+    return bool(request.host) and netloc == request.host.lower()
+
+
+def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``/qlik/logout``: ``GET`` answers a page with a sign-out button (it changes nothing);
+    ``POST`` ends the user's Qlik sessions on every node, clears the cookie and goes to
+    ``next`` (a local path only).
+
+    The POST must pass the framework's CSRF check (``csrf_verified``) or, without one,
+    come from this host's own page (:func:`same_origin`), else 403: another site cannot
+    sign a user out with a link, an image or a form.
+    """
+    if request.method in ("GET", "HEAD"):
+        context = {"action": request.path, "next_url": runtime.local_redirect(request.args.get("next"), "/"),
+                   "csrf_token_value": request.csrf_token or ""}
+        return PageAnswer(template="qlikauth/logout.html", context=context, headers=NO_STORE + _NO_FRAMING)
+    if request.method != "POST":
+        return _method_not_allowed("GET", "POST")
+    if not request.csrf_verified and not same_origin(request):
+        log.warning("qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
+                    request.header("Origin"), request.header("Referer"))
+        return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
+    destination = runtime.local_redirect(request.form.get("next"), "/")
+    try:
+        end_sessions(request, runtime)
+    except QlikAuthError as exc:
+        return error_answer(request, exc).with_cookies(runtime.clear_cookie())
+    return RedirectAnswer(location=destination, cookies=(runtime.clear_cookie(),))
+
+
+def header_auth(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /qlik/header-auth`` for nginx ``auth_request``: 200 with the identity header for
+    the signed-in portal user, 401 for nobody, 403 for a user that cannot be written into a
+    header; 500 (ConfigurationError) when HEADER_NAME is not set.
+
+    The identity comes only from the portal's own login (``request.user``), never from a
+    request header; no QPS call is made.
+    """
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET", "HEAD")
+    answer = runtime.header.identity_answer(request.qlik_user(), runtime.config.header_response_header)
+    return PlainAnswer(status=answer.status, body="", headers=tuple(answer.headers))
+
+
+# -- session mode for the portal's own pages ------------------------------------------
+def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: bool = False,
+                   start: bool = False) -> SessionOutcome:
+    """Give the signed-in portal user a proxy session; return the cookies to set.
+
+    The decision is the core's (:meth:`~qlikauth.SessionAuthenticator.resume`): a proxy
+    session remembered in ``request.session`` for the same portal user is reused, so page
+    views make no QPS call (the cookie is only set again when the browser lacks it). It is
+    confirmed with QPS when ``verify`` is set, or every SESSION_RECHECK seconds.
+
+    ``start`` marks an explicit "open Qlik" (``/qlik/login``, the portal's own login view):
+    QPS errors are raised. Otherwise (page views) they are logged, and QPS is left alone for
+    :data:`RETRY_AFTER_SECONDS`; the portal keeps working with Qlik signed out.
+    """
+    session = request.session
+    owner = request.portal_user
+    if owner is None:
+        user = request.qlik_user()
+        if user is None:
+            if start:
+                raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
+            return SessionOutcome(False)
+        owner = "\\".join(user.key)
+    store: MutableMapping[str, Any] = session if session is not None else {}
+    now = time.time()
+
+    def qlik_user() -> QlikUser | None:
+        # Called only when a session must be created.
+        if not start and store.get(RETRY_KEY, 0) > now:
+            return None  # a recent attempt failed: page views leave QPS alone for a while
+        return request.qlik_user()
+
+    remembered = store.get(SESSION_KEY)
+    try:
+        grant = runtime.session.resume(qlik_user, remembered, owner=owner, now=now,
+                                       recheck_after=runtime.recheck_after(explicit=verify))
+    except QlikAuthError as exc:
+        store[RETRY_KEY] = now + RETRY_AFTER_SECONDS
+        if start:
+            raise
+        log.warning("qlikauth: no proxy session for %s: %s", owner, exc)
+        return SessionOutcome(False)
+    if grant is None:
+        return SessionOutcome(False)
+    if grant.created:
+        store.pop(RETRY_KEY, None)
+    if grant.record != remembered:  # write the session only when something changed
+        store[SESSION_KEY] = grant.record
+    cookies: tuple[Cookie, ...] = ()
+    # An explicit start sets the cookie again (cheap, and it repairs a cookie the browser
+    # dropped); page views only when the browser lacks it.
+    if grant.created or start or request.cookies.get(runtime.session.cookie_name) != grant.session_id:
+        cookies = (grant.cookie,)
+    return SessionOutcome(True, cookies, grant.record.get("node"), grant.created)
+
+
+def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:
+    """End the portal user's Qlik sessions on every node; return the cookie that clears the proxy cookie.
+
+    ``user`` defaults to ``request``'s. The remembered session and the cookie are cleared
+    first, so a QPS failure never leaves the browser half signed-in; the QPS error is then
+    raised (the caller still sets the returned cookie: see :func:`logout`).
+    """
+    remembered = request.session.pop(SESSION_KEY, None) if request.session is not None else None
+    cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
+    user = user if user is not None else request.qlik_user()
+    if user is not None:
+        runtime.qps.logout_user(user)
+    for sid in {cookie_sid, (remembered or {}).get("sid")} - {None, ""}:
+        runtime.qps.delete_session(str(sid))
+    return (runtime.clear_cookie(),)

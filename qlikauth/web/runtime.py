@@ -1,0 +1,160 @@
+"""The runtime of a web integration: one configuration's QPS client, authenticators and store.
+
+:func:`build_runtime` turns a :class:`~qlikauth.web.config.QlikAuthConfig` (or a settings
+mapping) into a :class:`QlikAuthRuntime`. Nothing is read or connected at build time: the
+certificates are loaded on the first QPS call, so a portal starts (and ``manage.py check``
+runs) even when Qlik is down. The flows in :mod:`qlikauth.web.flows` take a runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..authenticators.base import Cookie
+from ..authenticators.header import HeaderAuthenticator
+from ..authenticators.session import SessionAuthenticator
+from ..authenticators.ticket import TicketAuthenticator
+from ..exceptions import RedirectError
+from ..identity import QlikUser
+from ..qps import QpsClient
+from ..redirects import RedirectPolicy
+from ..store import MemoryStore, StateStore
+from .config import QlikAuthConfig, setting_problem
+
+__all__ = ["QlikAuthRuntime", "build_runtime"]
+
+
+class QlikAuthRuntime:
+    """The QPS client and authenticators for one configuration, made on first use.
+
+    Thread-safe; one per Flask app / Django settings value. Nothing here reads files
+    or opens connections until a QPS call is actually needed.
+
+    :param store: the :class:`~qlikauth.store.StateStore` for one-time state shared by
+        every portal process (SSO ``state``/``nonce``, replay caches); a
+        :class:`~qlikauth.store.MemoryStore` (one process only) when not given.
+    """
+
+    def __init__(self, config: QlikAuthConfig, *, store: StateStore | None = None) -> None:
+        self.config = config
+        self._lock = threading.RLock()  # authenticators make the client inside their own _once
+        self._qps: QpsClient | None = None
+        self._ticket: TicketAuthenticator | None = None
+        self._session: SessionAuthenticator | None = None
+        self._header: HeaderAuthenticator | None = None
+        self._store: StateStore | None = store
+        prefix = f"/{config.virtual_proxy}/" if config.virtual_proxy else "/"
+        self.hub_policy = RedirectPolicy(
+            list(config.allowed_targets) + list(config.node_hub_urls.values()),
+            default=config.hub_url, relative_prefix=prefix)
+
+    def _once(self, name: str, make: Callable[[], Any]) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            with self._lock:
+                value = getattr(self, name)
+                if value is None:
+                    value = make()
+                    setattr(self, name, value)
+        return value
+
+    @property
+    def qps(self) -> QpsClient:
+        """The pooled mutual-TLS client (loads the certificates on first access)."""
+        c = self.config
+        return self._once("_qps", lambda: QpsClient(
+            list(c.qps_nodes), c.certs, c.virtual_proxy, c.timeout, passphrase=c.cert_passphrase))
+
+    @property
+    def ticket(self) -> TicketAuthenticator:
+        """The ticket authenticator (hub URL, per-node hub URLs and allowed targets from the config)."""
+        c = self.config
+        return self._once("_ticket", lambda: TicketAuthenticator(
+            self.qps, c.hub_url, c.allowed_targets, node_hub_urls=c.node_hub_urls,
+            relative_prefix=self.hub_policy.relative_prefix))
+
+    @property
+    def session(self) -> SessionAuthenticator:
+        """The session authenticator (cookie settings from the config)."""
+        c = self.config
+        return self._once("_session", lambda: SessionAuthenticator(
+            self.qps, c.effective_cookie_name, c.cookie_domain, c.cookie_secure, c.cookie_samesite))
+
+    @property
+    def header(self) -> HeaderAuthenticator:
+        """The header authenticator; :class:`ConfigurationError` when HEADER_NAME is not set."""
+        c = self.config
+        header_name = c.header_name
+        if header_name is None:
+            raise setting_problem("HEADER_NAME", "not set: give the header virtual proxy's header name "
+                                                 "(QMC: Header authentication header name), e.g. X-Portal-User.")
+        return self._once("_header", lambda: HeaderAuthenticator(
+            header_name, c.header_user_directory, c.header_pattern))
+
+    @property
+    def store(self) -> StateStore:
+        """The shared one-time state store (a process-local :class:`MemoryStore` unless one was given)."""
+        return self._once("_store", MemoryStore)
+
+    def hub_for_node(self, node: str | None) -> str:
+        """The hub URL of QPS ``node`` (NODE_HUB_URLS), or HUB_URL when it has none."""
+        if node is None:
+            return self.config.hub_url
+        return self.config.node_hub_urls.get(node, self.config.hub_url)
+
+    def recheck_after(self, explicit: bool) -> float | None:
+        """``recheck_after`` for :meth:`SessionAuthenticator.resume` under SESSION_RECHECK.
+
+        An explicit "open Qlik" (``/qlik/login``) always confirms the remembered session
+        (``0``); otherwise it is confirmed every SESSION_RECHECK seconds, or never (``None``)
+        when that is 0, so page views make no QPS call.
+        """
+        return 0.0 if explicit else (self.config.session_recheck or None)
+
+    def clear_cookie(self) -> Cookie:
+        """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""
+        c = self.config
+        return Cookie(c.effective_cookie_name, "", c.cookie_domain, "/", c.cookie_secure,
+                      True, c.cookie_samesite, max_age=0)
+
+    def user_for(self, user_id: str, groups: Iterable[str] = (), *, attributes: Iterable[tuple[str, str]] = ()) -> QlikUser:
+        """A :class:`QlikUser` in the configured USER_DIRECTORY with one ``group`` attribute per group."""
+        if not self.config.user_directory:
+            raise setting_problem("USER_DIRECTORY", "not set: give the user directory portal users belong to "
+                                                    "in Qlik (e.g. 'PORTAL'), or configure a user mapper.")
+        attrs = [("group", g) for g in groups] + list(attributes)
+        return QlikUser(self.config.user_directory, user_id, attrs)
+
+    @staticmethod
+    def local_redirect(url: str | None, default: str = "/") -> str:
+        """``url`` when it is a safe path on this portal (``/...``, never ``//host``), else ``default``.
+
+        Uses :class:`RedirectPolicy` with no allowed hosts, so only relative paths pass;
+        the answer is the path, query and fragment (never an absolute URL).
+        """
+        if not url:
+            return default
+        policy = RedirectPolicy((), default="https://portal.invalid")
+        try:
+            checked = policy.check(url)
+        except RedirectError:
+            return default
+        parts = urlsplit(checked)
+        if parts.netloc != "portal.invalid":
+            return default
+        return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+
+    def close(self) -> None:
+        """Close the QPS client's pooled connections, if it was made."""
+        if self._qps is not None:
+            self._qps.close()
+
+
+def build_runtime(config: QlikAuthConfig | Mapping[str, Any], *, store: StateStore | None = None) -> QlikAuthRuntime:
+    """A :class:`QlikAuthRuntime` for ``config`` (a :class:`QlikAuthConfig` or a settings mapping)."""
+    if not isinstance(config, QlikAuthConfig):
+        config = QlikAuthConfig.from_mapping(config)
+    return QlikAuthRuntime(config, store=store)
