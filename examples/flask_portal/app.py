@@ -31,8 +31,8 @@ except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "integrations"))
     from flask_qlikauth import QlikAuth
 
-from qlikauth.config import settings_from_environ
 from qlikauth.identity import QlikUser
+from qlikauth.web.config import settings_from_environ
 
 #: Demo users: password "demo" for all; different groups show Section Access attributes.
 DEMO_USERS: dict[str, dict[str, Any]] = {

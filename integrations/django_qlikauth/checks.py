@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from qlikauth.config import QlikAuthConfig
 from qlikauth.exceptions import QlikAuthError
+from qlikauth.web.config import QlikAuthConfig
 
 _MIDDLEWARE = "django_qlikauth.middleware.QlikSessionMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"

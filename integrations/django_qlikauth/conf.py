@@ -9,9 +9,10 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime
 from qlikauth.exceptions import ConfigurationError
 from qlikauth.identity import QlikUser
+from qlikauth.web.config import QlikAuthConfig
+from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {"source": None, "runtime": None}
@@ -65,6 +66,18 @@ def get_user_mapper() -> Callable[[Any], QlikUser | None]:
             raise ConfigurationError(f"QLIKAUTH USER_MAPPER: cannot import {mapper!r}: {exc}",
                                      key="USER_MAPPER") from None
     return mapper
+
+
+def portal_user_id(request: Any) -> str | None:
+    """The signed-in Django user as a stable id (``"auth.user:42"``), or None for anonymous.
+
+    A remembered proxy session is reused only for the same id. ``_meta.label_lower`` rather
+    than ``type()``: ``request.user`` is a lazy proxy.
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return f"{user._meta.label_lower}:{user.pk}"
 
 
 def qlik_user_for(request: Any) -> QlikUser | None:

@@ -2,7 +2,7 @@
 
 Put it after ``AuthenticationMiddleware``. It works on the response, so the login
 view's own response already carries the cookie. In ticket mode it only clears the
-cookie after logout.
+cookie after logout. The decisions are :func:`qlikauth.web.flows.resume_session`'s.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from qlikauth.exceptions import ConfigurationError
+from qlikauth.web import flows
 
 from .conf import get_runtime
-from .sessions import ensure_proxy_session, set_cookie
+from .render import set_cookie, web_request
 
 log = logging.getLogger("django_qlikauth")
 
@@ -31,11 +32,19 @@ class QlikSessionMiddleware:
         try:
             runtime = get_runtime()
         except ConfigurationError as exc:
-            log.error("qlikauth is not configured, no proxy sessions: %s", exc)
+            log.error("qlikauth: not configured, no proxy sessions: %s", exc)
             return response
-        if getattr(request, "_qlikauth_clear_cookie", False):
-            set_cookie(response, runtime.clear_cookie())
+        pending = getattr(request, "_qlikauth_cookies", None)
+        if pending is not None:  # logout: the signal ended the sessions
+            for cookie in pending:
+                set_cookie(response, cookie)
             return response
-        if runtime.config.mode == "session" and hasattr(request, "session"):
-            ensure_proxy_session(request, response)
+        if getattr(request, "_qlikauth_answered", False):
+            return response  # a qlikauth view already answered for the proxy cookie
+        user = getattr(request, "user", None)
+        if runtime.config.mode == "session" and hasattr(request, "session") \
+                and user is not None and user.is_authenticated:
+            outcome = flows.resume_session(web_request(request), runtime)
+            for cookie in outcome.cookies:
+                set_cookie(response, cookie)
         return response

@@ -1,160 +1,57 @@
 """The views under namespace ``qlikauth``: login, module, logout and header-auth.
 
+Each view is one flow of :mod:`qlikauth.web.flows`, rendered by :mod:`.render`;
+:func:`flow_view` makes such a view for any flow (the SSO endpoints use it too).
 ``logout`` changes state: it signs out only on ``POST`` with Django's CSRF token (the view
-is ``csrf_protect``-ed even without the middleware); ``GET`` only answers a page with a
-sign-out button, so another site cannot sign a user out of Qlik with a link or an image.
-
-They decide where the user, request and config come from and turn the
-authenticators' ``Redirect``/``Cookie`` answers into Django responses; the protocol
-work is qlikauth's.
+is ``csrf_protect``-ed even without the middleware, so the flow is told the POST is
+checked); ``GET`` only answers a page with a sign-out button.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
+from collections.abc import Callable, Iterable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
-from django.template import Context, Engine, TemplateDoesNotExist
-from django.template.loader import render_to_string
-from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from qlikauth.config import describe_error
-from qlikauth.exceptions import QlikAuthError
+from qlikauth.web import flows
 
-from .conf import get_runtime, qlik_user_for
-from .sessions import end_proxy_sessions, ensure_proxy_session, set_cookie
+from .conf import get_runtime
+from .render import render, web_request
 
-log = logging.getLogger("django_qlikauth")
-
-_TEMPLATES = Path(__file__).parent / "templates"
+__all__ = ["flow_view", "login", "module", "logout", "header_auth"]
 
 
-def _no_store(response: HttpResponse) -> HttpResponse:
-    response["Cache-Control"] = "no-store"
-    return response
+def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
+              csrf: bool = False) -> Callable[[HttpRequest], HttpResponse]:
+    """A Django view that runs ``flow`` and renders its answer.
 
-
-def _redirect(location: str) -> HttpResponse:
-    # HttpResponseRedirect also refuses unsafe schemes (javascript:, data:) on its own.
-    return _no_store(HttpResponseRedirect(location))
-
-
-def error_response(request: HttpRequest, exc: QlikAuthError) -> HttpResponse:
-    """The error page (or ``{"error", "detail"}`` JSON when the client asks for it)."""
-    info = describe_error(exc)
-    log.warning("qlikauth: %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
-    if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
-        response: HttpResponse = JsonResponse({"error": info["error"], "detail": info["detail"]},
-                                              status=info["status"])
-    else:
-        try:
-            html = render_to_string("qlikauth/error.html", info, request=request)
-        except TemplateDoesNotExist:  # the project has no app-directories template loader
-            html = Engine(dirs=[str(_TEMPLATES)], autoescape=True).get_template(
-                "qlikauth/error.html").render(Context(info))
-        response = HttpResponse(html, status=info["status"], content_type="text/html; charset=utf-8")
-    return _no_store(response)
-
-
-def _handles_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except QlikAuthError as exc:
-            return error_response(request, exc)
-    return wrapper
-
-
-def _to_login(request: HttpRequest) -> HttpResponse:
-    login_url = get_runtime().config.login_url
-    sep = "&" if "?" in login_url else "?"
-    return _redirect(f"{login_url}{sep}{urlencode({'next': request.get_full_path()})}")
-
-
-@require_http_methods(["GET"])
-@_handles_errors
-def login(request: HttpRequest) -> HttpResponse:
-    """Ticket mode: to the hub (or ``target``) with a ticket. Session mode: cookie, then the hub."""
-    runtime = get_runtime()
-    target = request.GET.get("target")
-    if target:
-        runtime.hub_policy.check(target)  # refused before anything else
-    user = qlik_user_for(request)
-    if user is None:
-        return _to_login(request)
-    if runtime.config.mode == "session":
-        response = _redirect(runtime.hub_policy.check(target) if target else runtime.config.hub_url)
-        ensure_proxy_session(request, response, strict=True)
-        return response
-    return _redirect(runtime.ticket.login(user, target).location)
-
-
-@require_http_methods(["GET"])
-@_handles_errors
-def module(request: HttpRequest) -> HttpResponse:
-    """The virtual proxy's authentication module redirect URI (``targetId``, ``proxyRestUri``)."""
-    runtime = get_runtime()
-    target_id = request.GET.get("targetId", "")
-    rest_uri = request.GET.get("proxyRestUri", "")
-    runtime.ticket.check_module_request(rest_uri, target_id)  # before anything else
-    user = qlik_user_for(request)
-    if user is None:
-        return _to_login(request)
-    return _redirect(runtime.ticket.module_login(user, rest_uri, target_id).location)
-
-
-def _logout_page(request: HttpRequest, next_url: str) -> HttpResponse:
-    """GET: a page with a sign-out button (a POST form with the CSRF token); it changes nothing."""
-    context = {"action": request.path, "next_url": next_url, "csrf_token_value": get_token(request)}
-    try:
-        html = render_to_string("qlikauth/logout.html", context, request=request)
-    except TemplateDoesNotExist:  # the project has no app-directories template loader
-        html = Engine(dirs=[str(_TEMPLATES)], autoescape=True).get_template(
-            "qlikauth/logout.html").render(Context(context))
-    response = HttpResponse(html, content_type="text/html; charset=utf-8")
-    # The button must not be clickjacked from another site.
-    response["X-Frame-Options"] = "DENY"
-    response["Content-Security-Policy"] = "frame-ancestors 'none'"
-    return _no_store(response)
-
-
-@require_http_methods(["GET", "POST"])
-@csrf_protect
-def logout(request: HttpRequest) -> HttpResponse:
-    """POST (with the CSRF token): end the user's proxy sessions on every node, clear the cookie,
-    go to ``next`` (local only). GET only answers a page with a sign-out button."""
-    runtime = get_runtime()
-    if request.method != "POST":
-        return _logout_page(request, runtime.local_redirect(request.GET.get("next"), "/"))
-    response = _redirect(runtime.local_redirect(request.POST.get("next"), "/"))
-    try:
-        end_proxy_sessions(request, getattr(request, "user", None))
-    except QlikAuthError as exc:
-        response = error_response(request, exc)
-    set_cookie(response, runtime.clear_cookie())
-    return response
-
-
-@require_http_methods(["GET", "HEAD"])
-@_handles_errors
-def header_auth(request: HttpRequest) -> HttpResponse:
-    """For nginx ``auth_request``: 200 with the identity header for the signed-in user, else 401.
-
-    The identity comes from Django's authentication only, never from a request
-    header; no QPS call is made.
+    ``csrf=True``: Django's CSRF check guards the view's POSTs (``csrf_protect``, even without
+    the middleware) and the flow is told so (``csrf_verified``); the GET answer gets a token
+    for its form. ``csrf=False``: the view is ``csrf_exempt`` and the flow makes its own
+    decision (a SAML ACS takes a cross-site POST by design).
     """
-    runtime = get_runtime()
-    # runtime.header raises ConfigurationError (500) when HEADER_NAME is unset.
-    answer = runtime.header.identity_answer(qlik_user_for(request), runtime.config.header_response_header)
-    response = HttpResponse(b"", content_type="text/plain", status=answer.status)
-    for name, value in answer.headers:
-        response[name] = value
-    return response
+    allowed = [m.upper() for m in methods]
+
+    def view(request: HttpRequest) -> HttpResponse:
+        token = get_token(request) if csrf and request.method != "POST" else None
+        answer = flows.run(flow, web_request(request, csrf_verified=csrf, csrf_token=token), get_runtime())
+        request._qlikauth_answered = True  # type: ignore[attr-defined]  # the middleware adds no cookie
+        return render(request, answer)
+
+    functools.update_wrapper(view, flow)
+    guarded = csrf_protect(view) if csrf else csrf_exempt(view)
+    return require_http_methods(allowed)(guarded)
+
+
+#: :func:`qlikauth.web.flows.login`: ticket mode to the hub with a ticket; session mode cookie + hub.
+login = flow_view(flows.login)
+#: :func:`qlikauth.web.flows.module`: the virtual proxy's authentication module redirect URI.
+module = flow_view(flows.module)
+#: :func:`qlikauth.web.flows.logout`: POST (CSRF-checked by Django) signs out, GET shows the button.
+logout = flow_view(flows.logout, methods=("GET", "POST"), csrf=True)
+#: :func:`qlikauth.web.flows.header_auth`: for nginx ``auth_request``; no QPS call.
+header_auth = flow_view(flows.header_auth, methods=("GET", "HEAD"))

@@ -23,11 +23,11 @@ Flask has no CSRF middleware, so the POST's ``Origin`` (or, without one, ``Refer
 name the request's own host, else 403. ``GET`` only shows a small page with a sign-out button
 (a POST form), so a link or image on another site cannot sign anybody out.
 
-Configuration comes from the app's ``QLIKAUTH_*`` keys (see :mod:`qlikauth.config`),
+Configuration comes from the app's ``QLIKAUTH_*`` keys (see :mod:`qlikauth.web.config`),
 read in :meth:`QlikAuth.init_app`. State lives in ``app.extensions["qlikauth"]``; the
-extension object keeps no app. All protocol work is done by qlikauth's authenticators:
-this module decides where the user, request and config come from and turns their
-answers into Flask responses.
+extension object keeps no app. Every endpoint is a flow of :mod:`qlikauth.web.flows`:
+this module only builds the :class:`~qlikauth.web.WebRequest` (where the user, request,
+session and config come from) and turns the flow's answer into a Flask response.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ except ImportError as _exc:
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -58,16 +57,26 @@ from flask import (
 from flask import session as flask_session
 
 from qlikauth.authenticators.base import Cookie
-from qlikauth.config import QlikAuthConfig, QlikAuthRuntime, build_runtime, describe_error
-from qlikauth.exceptions import IdentityError, QlikAuthError, QpsError
+from qlikauth.exceptions import QlikAuthError
 from qlikauth.identity import QlikUser
+from qlikauth.web import TEMPLATES_DIR, flows
+from qlikauth.web.config import QlikAuthConfig
+from qlikauth.web.flows import (
+    Answer,
+    JsonAnswer,
+    PageAnswer,
+    PlainAnswer,
+    RedirectAnswer,
+    WebRequest,
+)
+from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 
-__all__ = ["QlikAuth", "QlikAuthState"]
+__all__ = ["QlikAuth", "QlikAuthState", "render", "web_request"]
 
 log = logging.getLogger("flask_qlikauth")
 
 #: Where the live proxy session is remembered in Flask's session (session mode).
-SESSION_KEY = "_qlikauth"
+SESSION_KEY = flows.SESSION_KEY
 
 UserLoader = Callable[[], "QlikUser | None"]
 
@@ -88,9 +97,27 @@ def _state() -> QlikAuthState:
         raise RuntimeError("flask_qlikauth is not set up on this app: call QlikAuth(app) or init_app(app).") from None
 
 
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) -> WebRequest:
+    """Describe Flask's current request for the flows (the user from the extension's loader by default)."""
+    return WebRequest(
+        method=request.method,
+        path=request.path,
+        full_path=request.full_path,
+        args=request.args,
+        form=request.form if request.method == "POST" else {},
+        headers=request.headers,
+        cookies=request.cookies,
+        session=flask_session,
+        scheme=request.scheme,
+        host=request.host,
+        user=user if user is not None else (lambda: _state().extension.current_user()),
+        wants_json=_wants_json(),
+    )
 
 
 def _set_cookie(response: Response, cookie: Cookie) -> None:
@@ -99,21 +126,26 @@ def _set_cookie(response: Response, cookie: Cookie) -> None:
     response.headers.add("Set-Cookie", cookie.header_value())
 
 
-def _wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
-
-
-def _error_response(exc: QlikAuthError) -> Response:
-    info = describe_error(exc)
-    log.warning("qlikauth: %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc)
-    if _wants_json():
-        response = jsonify({"error": info["error"], "detail": info["detail"]})
-    else:
-        response = current_app.response_class(render_template("qlikauth/error.html", **info),
-                                               mimetype="text/html")
-    response.status_code = info["status"]
-    return _no_store(response)
+def render(answer: Answer) -> Response:
+    """The Flask response for a flow's ``answer`` (headers and cookies included)."""
+    response: Response
+    if isinstance(answer, RedirectAnswer):
+        response = redirect(answer.location, code=answer.status)
+    elif isinstance(answer, PageAnswer):
+        response = current_app.response_class(render_template(answer.template, **answer.context),
+                                               status=answer.status, mimetype="text/html")
+    elif isinstance(answer, JsonAnswer):
+        response = jsonify(answer.data)
+        response.status_code = answer.status
+    elif isinstance(answer, PlainAnswer):
+        response = current_app.response_class(answer.body, status=answer.status, content_type=answer.content_type)
+    else:  # pragma: no cover - every flow answers one of the four
+        raise TypeError(f"not a flow answer: {type(answer).__name__}")
+    for name, value in answer.headers:
+        response.headers[name] = value
+    for cookie in answer.cookies:
+        _set_cookie(response, cookie)
+    return response
 
 
 def _default_user_loader() -> QlikUser | None:
@@ -171,20 +203,16 @@ class QlikAuth:
     def start_session(self, response: Response, user: QlikUser | None = None, *, verify: bool = False) -> Response:
         """Session mode: make sure ``user`` has a proxy session and set its cookie on ``response``.
 
-        Call it right after the app's own login. A session remembered in Flask's session for
-        the same user is reused without a QPS call, unless it was last confirmed more than
-        ``QLIKAUTH_SESSION_RECHECK`` seconds ago or ``verify`` is set (``/qlik/login`` sets it):
-        then QPS is asked whether it still exists, and a new one replaces it if Qlik has ended it.
+        Call it right after the app's own login (:func:`qlikauth.web.flows.resume_session`
+        decides). A session remembered in Flask's session for the same user is reused without
+        a QPS call, unless it was last confirmed more than ``QLIKAUTH_SESSION_RECHECK`` seconds
+        ago or ``verify`` is set (``/qlik/login`` sets it): then QPS is asked whether it still
+        exists, and a new one replaces it if Qlik has ended it. Raises
+        :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        user = user if user is not None else self.current_user()
-        if user is None:
-            raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
-        runtime = _state().runtime
-        remembered = flask_session.get(SESSION_KEY)
-        grant = runtime.session.resume(user, remembered, recheck_after=runtime.recheck_after(explicit=verify))
-        if grant.record != remembered:
-            flask_session[SESSION_KEY] = grant.record
-        _set_cookie(response, grant.cookie)
+        outcome = flows.resume_session(web_request(user), _state().runtime, verify=verify, start=True)
+        for cookie in outcome.cookies:
+            _set_cookie(response, cookie)
         return response
 
     def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
@@ -194,134 +222,31 @@ class QlikAuth:
         so the browser is never left half signed-in; the error is raised afterwards.
         """
         runtime = _state().runtime
-        user = user if user is not None else self.current_user()
-        remembered = flask_session.pop(SESSION_KEY, None)
-        cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
         if response is not None:
             _set_cookie(response, runtime.clear_cookie())
-        if user is not None:
-            runtime.qps.logout_user(user)
-        for sid in {cookie_sid, (remembered or {}).get("sid")} - {None, ""}:
-            runtime.qps.delete_session(sid)
+        flows.end_sessions(web_request(user), runtime, user)
         return response
 
 
-def _same_origin_post() -> bool:
-    """Does this POST come from a page of this host? (Flask has no CSRF middleware.)
-
-    Browsers send ``Origin`` with every POST; ``Referer`` is the fallback. Neither, an
-    ``Origin: null`` (sandboxed or privacy-redirected) or another host: not same-origin. The
-    scheme must match too, except that a request that arrived as http (TLS ended at a proxy)
-    accepts an https page of the same host.
-    """
-    source = request.headers.get("Origin") or request.headers.get("Referer")
-    if not source or source == "null":
-        return False
-    try:
-        parts = urlsplit(source)
-        netloc = parts.netloc.lower()
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or "@" in netloc:
-        return False
-    if request.scheme == "https" and parts.scheme != "https":
-        return False
-    return netloc == request.host.lower()
-
-
-def _logout_page(next_url: str) -> Response:
-    """GET /qlik/logout: a page with a sign-out button (a POST form); it changes nothing."""
-    response = current_app.response_class(
-        render_template("qlikauth/logout.html", action=request.path, next_url=next_url), mimetype="text/html")
-    # The button must not be clickjacked from another site.
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
-    return _no_store(response)
-
-
-def _login_redirect(state: QlikAuthState) -> Response:
-    """Send an anonymous browser to the app's login page, coming back here afterwards."""
-    login_url = state.config.login_url
-    sep = "&" if "?" in login_url else "?"
-    return _no_store(redirect(f"{login_url}{sep}{urlencode({'next': request.full_path.rstrip('?')})}"))
-
-
 def _make_blueprint() -> Blueprint:
-    bp = Blueprint("qlikauth", __name__, template_folder="templates")
+    # The templates are qlikauth.web's, shared with django_qlikauth; an app's own
+    # templates/qlikauth/*.html still win (Flask searches the app's folder first).
+    bp = Blueprint("qlikauth", __name__, template_folder=str(TEMPLATES_DIR))
 
     @bp.app_errorhandler(QlikAuthError)
     def _handle(exc: QlikAuthError) -> Response:
-        return _error_response(exc)
+        return render(flows.error_answer(web_request(), exc))
 
-    @bp.route("/login", methods=["GET"])
-    def login() -> Response:
-        """Ticket mode: to the hub (or ``target``) with a ticket. Session mode: set the cookie, then go."""
-        state = _state()
-        target = request.args.get("target")
-        runtime = state.runtime
-        if target:
-            runtime.hub_policy.check(target)  # a bad target is refused before anything else
-        user = state.extension.current_user()
-        if user is None:
-            return _login_redirect(state)
-        if state.config.mode == "session":
-            response = redirect(runtime.hub_policy.check(target) if target else state.config.hub_url)
-            state.extension.start_session(response, user, verify=True)  # an explicit click: confirm it
-            return _no_store(response)
-        result = runtime.ticket.login(user, target)
-        return _no_store(redirect(result.location))
+    def endpoint(flow: flows.Flow) -> Callable[[], Response]:
+        def view() -> Response:
+            return render(flows.run(flow, web_request(), _state().runtime))
+        view.__name__ = flow.__name__
+        view.__doc__ = f":func:`qlikauth.web.flows.{flow.__name__}`."
+        return view
 
-    @bp.route("/module", methods=["GET"])
-    def module() -> Response:
-        """The virtual proxy's authentication module redirect URI (``targetId``, ``proxyRestUri``)."""
-        state = _state()
-        target_id = request.args.get("targetId", "")
-        rest_uri = request.args.get("proxyRestUri", "")
-        state.runtime.ticket.check_module_request(rest_uri, target_id)  # before anything else
-        user = state.extension.current_user()
-        if user is None:
-            return _login_redirect(state)
-        result = state.runtime.ticket.module_login(user, rest_uri, target_id)
-        return _no_store(redirect(result.location))
-
-    @bp.route("/logout", methods=["GET", "POST"])
-    def logout() -> Response:
-        """POST: end the user's proxy sessions on every node, clear the cookie, go to ``next`` (local only).
-
-        Only a POST from this host's own pages (``Origin``/``Referer``) signs out; another
-        site's POST gets 403. GET only answers a page with a sign-out button.
-        """
-        state = _state()
-        if request.method != "POST":
-            return _logout_page(state.runtime.local_redirect(request.args.get("next"), "/"))
-        if not _same_origin_post():
-            log.warning("qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
-                        request.headers.get("Origin"), request.headers.get("Referer"))
-            response = current_app.response_class(
-                "Forbidden: sign out from the portal's own page.\n", status=403, mimetype="text/plain")
-            return _no_store(response)
-        destination = state.runtime.local_redirect(request.form.get("next"), "/")
-        response = redirect(destination)
-        try:
-            state.extension.end_sessions(response)
-        except QpsError as exc:
-            error = _error_response(exc)
-            _set_cookie(error, state.runtime.clear_cookie())
-            return error
-        return _no_store(response)
-
-    @bp.route("/header-auth", methods=["GET", "HEAD"])
-    def header_auth() -> Response:
-        """For nginx ``auth_request``: 200 + the identity header for the signed-in portal user, else 401.
-
-        The identity comes only from the portal's own login (the user loader), never
-        from a request header; no QPS call is made.
-        """
-        state = _state()
-        # runtime.header raises ConfigurationError (500) when HEADER_NAME is unset.
-        answer = state.runtime.header.identity_answer(state.extension.current_user(),
-                                                      state.config.header_response_header)
-        return current_app.response_class("", status=answer.status, mimetype="text/plain",
-                                          headers=list(answer.headers))
-
+    bp.add_url_rule("/login", view_func=endpoint(flows.login), methods=["GET"])
+    bp.add_url_rule("/module", view_func=endpoint(flows.module), methods=["GET"])
+    bp.add_url_rule("/logout", view_func=endpoint(flows.logout), methods=["GET", "POST"])
+    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=endpoint(flows.header_auth),
+                    methods=["GET", "HEAD"])
     return bp

@@ -74,6 +74,7 @@ def test_core_imports_without_django_or_flask():
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import qlikauth, qlikauth.qps, qlikauth.authenticators, qlikauth.cli, qlikauth.store, qlikauth.certgen\n"
+        "import qlikauth.redirects, qlikauth.web, qlikauth.web.flows, qlikauth.web.errors\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -13,6 +13,7 @@ from flask_qlikauth import QlikAuth
 
 from qlikauth import QlikUser
 from qlikauth.exceptions import ConfigurationError
+from qlikauth.web.flows import SESSION_KEY
 
 
 def make_app(emu: Any, prefix: str = "", **overrides: Any) -> Flask:
@@ -133,17 +134,25 @@ def test_unsafe_targets_are_refused_before_any_qps_call(ticket_emu: Any, qps_cal
     assert anon.get("/qlik/login", query_string={"target": "//evil.com"}).status_code == 400
 
 
-def test_error_page_and_json(ticket_emu: Any) -> None:
+def test_error_page_and_json(ticket_emu: Any, caplog: Any) -> None:
     client = make_app(ticket_emu, "portal").test_client()
     client.get("/signin/alice")
-    r = client.get("/qlik/login?target=https://evil.com/")
+    with caplog.at_level("WARNING", logger="qlikauth.web"):
+        r = client.get("/qlik/login?target=https://evil.com/")
     assert r.status_code == 400 and r.mimetype == "text/html"
     body = r.get_data(as_text=True)
-    assert "What to do" in body and "not allowed" in body
+    assert "What to do" in body and "This link cannot be followed" in body
+    # the public page names neither the attacker's host nor the allowed ones; the log has both
+    assert "evil.com" not in body and urlsplit(ticket_emu.hub_url).netloc not in body
+    reference = body.split('id="qlikauth-reference">', 1)[1].split("<", 1)[0]
+    assert len(reference) == 8
+    logged = [rec.getMessage() for rec in caplog.records if reference in rec.getMessage()]
+    assert len(logged) == 1 and "evil.com" in logged[0] and "not allowed" in logged[0]
     r = client.get("/qlik/login?target=https://evil.com/", headers={"Accept": "application/json"})
     assert r.status_code == 400
     data = json.loads(r.get_data())
-    assert data["error"] == "RedirectError" and "not allowed" in data["detail"]
+    assert data["error"] == "RedirectError" and "evil.com" not in json.dumps(data)
+    assert set(data) == {"error", "detail", "hint", "reference"}
 
 
 def test_qps_down_gives_502_and_leaves_nothing_behind(ticket_emu: Any, free_port: int) -> None:
@@ -228,7 +237,7 @@ def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_ca
     new = _sid(r)
     assert new != old and qps.get_session(new).user.user_id == "alice"
     with client.session_transaction() as s:
-        assert s["_qlikauth"]["sid"] == new
+        assert s[SESSION_KEY]["sid"] == new
     # and the new cookie signs the browser into the hub
     hub = requests.Session()
     hub.trust_env = False
@@ -239,7 +248,7 @@ def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_ca
     qps_calls.clear()
     assert client.get("/open-qlik").status_code == 200 and qps_calls == []
     with client.session_transaction() as s:
-        s["_qlikauth"] = {**s["_qlikauth"], "checked": 0}
+        s[SESSION_KEY] = {**s[SESSION_KEY], "checked": 0}
     r = client.get("/open-qlik")
     assert qps_calls == [("GET", "session")] and _sid(r) == new
 

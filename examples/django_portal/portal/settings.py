@@ -11,7 +11,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from qlikauth.config import settings_from_environ
+from qlikauth.web.config import settings_from_environ
 
 BASE_DIR = Path(__file__).resolve().parent
 

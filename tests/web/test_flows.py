@@ -1,0 +1,160 @@
+"""qlikauth.web.flows without any framework: a WebRequest in, a plain answer out (real emulator, real TLS)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from qlikauth import QlikUser
+from qlikauth.web import build_runtime, flows
+from qlikauth.web.flows import JsonAnswer, PageAnswer, PlainAnswer, RedirectAnswer, WebRequest
+
+
+@pytest.fixture
+def emu(emulator_factory: Any) -> Any:
+    from qlikauth.emulator import VirtualProxy
+
+    return emulator_factory(virtual_proxies=[
+        VirtualProxy(prefix="portal", method="ticket", module_uri="https://portal.example/qlik/module"),
+        VirtualProxy(prefix="mashup", method="session")])
+
+
+def runtime_for(emu: Any, prefix: str = "portal", **extra: Any) -> Any:
+    return build_runtime({"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "VIRTUAL_PROXY": prefix,
+                          "HUB_URL": emu.hub_url_for(prefix), "USER_DIRECTORY": "PORTAL", **extra})
+
+
+ALICE = QlikUser("PORTAL", "alice", [("group", "Sales")])
+
+
+def req(method: str = "GET", path: str = "/qlik/login", **kw: Any) -> WebRequest:
+    return WebRequest(method=method, path=path, host="portal.example", **kw)
+
+
+def test_the_user_is_mapped_once_and_only_when_needed(emu: Any, qps_calls: list) -> None:
+    calls: list[int] = []
+
+    def mapper() -> QlikUser:
+        calls.append(1)
+        return ALICE
+
+    runtime = runtime_for(emu)
+    r = req(args={"target": "https://evil.example/"}, user=mapper)
+    answer = flows.run(flows.login, r, runtime)
+    assert isinstance(answer, PageAnswer) and answer.status == 400 and calls == []  # refused before mapping
+    r = req(user=mapper, headers={"X-Forwarded-For": "1"})
+    assert r.header("x-forwarded-for") == "1" and r.header("Origin") is None
+    answer = flows.run(flows.login, r, runtime)
+    assert isinstance(answer, RedirectAnswer) and calls == [1]
+    assert r.owner == "portal\\alice" and calls == [1]  # QlikUser.key is case-folded
+    assert ("Cache-Control", "no-store") in answer.headers
+    assert answer.location.startswith(emu.hub_url_for("portal")) and "qlikTicket=" in answer.location
+    assert "qlikTicket" not in repr(answer)  # a ticket URL is never shown in reprs (logs)
+    assert qps_calls == [("POST", "ticket")]
+
+
+def test_anonymous_login_and_module_go_to_the_portals_login(emu: Any, qps_calls: list) -> None:
+    runtime = runtime_for(emu, LOGIN_URL="/accounts/login?x=1")
+    answer = flows.run(flows.login, req(full_path="/qlik/login?target=/portal/hub/s", args={"target": "/portal/hub/s"}),
+                       runtime)
+    assert isinstance(answer, RedirectAnswer)
+    parts = urlsplit(answer.location)
+    assert parts.path == "/accounts/login" and parse_qs(parts.query) == {"x": ["1"], "next": ["/qlik/login?target=/portal/hub/s"]}
+    module = flows.run(flows.module, req(path="/qlik/module", args={
+        "targetId": "abc", "proxyRestUri": emu.rest_uri_for("portal")}), runtime)
+    assert isinstance(module, RedirectAnswer) and module.location.startswith("/accounts/login?x=1&next=")
+    assert qps_calls == []
+
+
+def test_module_refuses_a_forged_node_without_echoing_it(emu: Any, qps_calls: list) -> None:
+    runtime = runtime_for(emu)
+    forged = "https://evil.example:4243/qps/portal/"
+    answer = flows.run(flows.module, req(path="/qlik/module", args={"targetId": "abc", "proxyRestUri": forged},
+                                         user=ALICE), runtime)
+    assert isinstance(answer, PageAnswer) and answer.status == 400
+    text = repr(dict(answer.context))
+    assert "evil.example" not in text and emu.qps_url not in text and "4243" not in text  # no node list either
+    as_json = flows.run(flows.module, req(path="/qlik/module", args={"targetId": "abc", "proxyRestUri": forged},
+                                          wants_json=True), runtime)
+    assert isinstance(as_json, JsonAnswer) and as_json.status == 400 and as_json.data["error"] == "RedirectError"
+    assert "evil.example" not in repr(as_json.data) and len(as_json.data["reference"]) == 8
+    assert qps_calls == []
+
+
+def test_logout_page_and_post_policy(emu: Any, qps_calls: list) -> None:
+    runtime = runtime_for(emu)
+    page = flows.run(flows.logout, req(path="/qlik/logout", args={"next": "//evil.example"}, csrf_token="tok"), runtime)
+    assert isinstance(page, PageAnswer) and page.template == "qlikauth/logout.html"
+    assert page.context == {"action": "/qlik/logout", "next_url": "/", "csrf_token_value": "tok"}
+    assert ("X-Frame-Options", "DENY") in page.headers
+    # a POST without the framework's CSRF check must be same-origin
+    for headers in ({}, {"Origin": "null"}, {"Origin": "https://evil.example"},
+                    {"Referer": "https://portal.example.evil/x"}, {"Origin": "http://portal.example"}):
+        refused = flows.run(flows.logout, req("POST", "/qlik/logout", scheme="https", headers=headers), runtime)
+        assert isinstance(refused, PlainAnswer) and refused.status == 403, headers
+    assert qps_calls == []
+    ok = flows.run(flows.logout, req("POST", "/qlik/logout", headers={"Origin": "https://portal.example"},
+                                     form={"next": "/home"}, user=ALICE), runtime)
+    assert isinstance(ok, RedirectAnswer) and ok.location == "/home"
+    assert [c.deletes for c in ok.cookies] == [True]
+    assert qps_calls == [("DELETE", "user")]
+    # the framework's own CSRF check (Django) replaces the origin check
+    checked = flows.run(flows.logout, req("POST", "/qlik/logout", csrf_verified=True), runtime)
+    assert isinstance(checked, RedirectAnswer) and checked.location == "/"
+    wrong = flows.run(flows.logout, req("PUT", "/qlik/logout"), runtime)
+    assert isinstance(wrong, PlainAnswer) and wrong.status == 405
+
+
+def test_session_mode_resume_and_end(emu: Any, qps_calls: list) -> None:
+    runtime = runtime_for(emu, "mashup", MODE="session")
+    session: dict[str, Any] = {}
+    first = flows.resume_session(req(path="/", session=session, user=ALICE), runtime)
+    assert first.active and first.created and len(first.cookies) == 1 and qps_calls == [("POST", "session")]
+    sid = first.cookies[0].value
+    assert session[flows.SESSION_KEY]["sid"] == sid
+    qps_calls.clear()
+    again = flows.resume_session(req(path="/", session=session, user=ALICE, cookies={runtime.session.cookie_name: sid}),
+                                 runtime)
+    assert again.active and not again.created and again.cookies == () and qps_calls == []
+    login = flows.run(flows.login, req(session=session, user=ALICE), runtime)
+    assert isinstance(login, RedirectAnswer) and login.location == emu.hub_url_for("mashup")
+    assert qps_calls == [("GET", "session")] and [c.value for c in login.cookies] == [sid]
+    qps_calls.clear()
+    cookies = flows.end_sessions(req(path="/", session=session, user=ALICE, cookies={runtime.session.cookie_name: sid}),
+                                 runtime)
+    assert [c.deletes for c in cookies] == [True] and flows.SESSION_KEY not in session
+    assert runtime.qps.get_session(sid) is None
+    anonymous = flows.resume_session(req(path="/", session={}), runtime)
+    assert not anonymous.active and anonymous.cookies == ()
+
+
+def test_header_auth_answers_plain_data(emu: Any, qps_calls: list) -> None:
+    runtime = runtime_for(emu, HEADER_NAME="X-Portal-User")
+    ok = flows.run(flows.header_auth, req(path="/qlik/header-auth", user=ALICE), runtime)
+    assert isinstance(ok, PlainAnswer) and ok.status == 200 and ("X-Qlik-Header-Value", "PORTAL\\alice") in ok.headers
+    anon = flows.run(flows.header_auth, req(path="/qlik/header-auth",
+                                            headers={"X-Qlik-Header-Value": "PORTAL\\admin"}), runtime)
+    assert anon.status == 401 and not any(v == "PORTAL\\admin" for _, v in anon.headers)
+    unset = flows.run(flows.header_auth, req(path="/qlik/header-auth", user=ALICE), runtime_for(emu))
+    assert isinstance(unset, PageAnswer) and unset.status == 500 and "HEADER_NAME" not in repr(unset.context)
+    assert qps_calls == []
+
+
+def test_the_public_surface_of_qlikauth_web() -> None:
+    import qlikauth.web as web
+
+    assert web.__all__ == [
+        "QlikAuthConfig", "QlikAuthRuntime", "build_runtime", "settings_from_environ", "MODES", "SETTING_KEYS",
+        "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
+        "Flow", "run", "ErrorDescription", "describe_error", "TEMPLATES_DIR"]
+    assert flows.__all__ == [
+        "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
+        "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
+        "resume_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
+        "RETRY_AFTER_SECONDS"]
+    for module in (web, flows):
+        for name in module.__all__:
+            assert hasattr(module, name), name
+    assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["error.html", "logout.html"]
