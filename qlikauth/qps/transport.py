@@ -185,11 +185,17 @@ class PooledResponse:
 
     def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
         """Up to ``amt`` bytes of the body; :class:`SendFailed` if the connection breaks."""
+        left = self._resp.length  # what Content-Length says is still to come (None: chunked/none)
         try:
-            return self._resp.read(amt)
+            data = self._resp.read(amt)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise SendFailed(exc, timeout=isinstance(exc, TimeoutError), reading=True) from exc
+        if left is not None and len(data) < (left if amt is None else min(amt, left)):
+            # http.client hands back a short read at EOF as if it were the body.
+            self.close()
+            raise SendFailed(http.client.IncompleteRead(data, left - len(data)), reading=True)
+        return data
 
     def release_conn(self) -> None:
         """Give the connection back (kept alive if the body was read to the end), or close it."""

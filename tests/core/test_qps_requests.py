@@ -16,6 +16,7 @@ import ssl
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 from responses import matchers
 
@@ -484,3 +485,26 @@ def test_xrfkeys_are_well_formed_unique_and_use_the_whole_alphabet():
     counts = Counter("".join(keys))
     assert len(counts) == 62  # 0-9a-zA-Z, nothing else
     assert max(counts.values()) < 2 * min(counts.values())  # roughly uniform
+
+
+@responses.activate
+def test_an_unexpected_requests_error_counts_as_sent(qps):
+    """Only requests' own checks raise its exceptions (the pools raise the transport's types):
+    whether anything went out is unknown, so the client assumes it did and never fails over."""
+    responses.post(f"{N1}/qps/portal/session", body=requests.exceptions.ChunkedEncodingError("?"))
+    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
+    with pytest.raises(QpsConnectionError, match="may or may not have acted") as info:
+        qps.add_session(USER)
+    assert type(info.value) is QpsConnectionError and info.value.sent is True
+    assert not any(urlsplit(c.request.url).hostname == "qs2.example.com" for c in responses.calls)
+
+
+def test_the_adapter_sends_only_to_configured_nodes(qps):
+    """Even handed a prepared request for another host, the transport refuses before connecting."""
+    from qlikauth.qps.transport import QpsRequest, Timeout
+
+    prep = QpsRequest()
+    prep.prepare(method="GET", url="https://evil.example:4243/qps/portal/session/x", headers={})
+    prep.path_url = "/qps/portal/session/x"
+    with pytest.raises(requests.exceptions.InvalidURL, match="not on one of this client's QPS nodes"):
+        qps.adapter.send(prep, timeout=Timeout(1, 1))

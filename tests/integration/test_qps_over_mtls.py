@@ -462,3 +462,24 @@ def test_a_proper_certificate_from_the_same_helper_is_accepted(cert_dir, tls_ser
     server = _ticket_server(cert_dir, tls_server)
     with QpsClient(server.url, cert_dir, virtual_proxy="portal") as qps:
         assert qps.request_ticket(USER).ticket == "accepted"
+
+
+def test_an_answer_cut_short_is_a_broken_read_not_a_connect_failure(cert_dir, tls_server):
+    """The node sends headers and part of the body, then closes: the request was handled, so the
+    error says the connection broke while reading (sent), and the connection is not reused."""
+    def short(req):
+        length = int(req.headers.get("Content-Length") or 0)
+        req.rfile.read(length)
+        req.send_response(201)
+        req.send_header("Content-Length", "100")
+        req.end_headers()
+        req.wfile.write(b'{"Ticket": ')
+        req.close_connection = True
+
+    server = tls_server(cert_dir, short)
+    with QpsClient(server.url, cert_dir, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsConnectionError, match="broke while reading the answer") as info:
+            qps.add_session(USER)
+    assert type(info.value) is QpsConnectionError and info.value.sent is True
+    # the POST, then the lookup add_session makes before anything else (cut short too): no retry
+    assert server.requests == 2 and server.connections == 2
