@@ -104,10 +104,6 @@ class QpsClient:
         self._base = {n: n + base_path for n in self.nodes}
         self._health = NodeHealth(self.nodes, unhealthy_for)
 
-    # -- configuration helpers (kept for callers that used them; see .nodes) -----------
-    _normalise_node = staticmethod(normalise_node)
-    _check_prefix = staticmethod(check_virtual_proxy_prefix)
-
     def rest_uri(self, node: str) -> str:
         """``https://node:4243/qps/{prefix}/``: what QPS sends as ``proxyRestUri``."""
         return self._base[node]
