@@ -180,6 +180,12 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_cloud_emulator(args: argparse.Namespace) -> int:
+    from .emulator.cloud import run
+
+    return run(args)
+
+
 def cmd_nginx_config(args: argparse.Namespace) -> int:
     from .nginx.cli import run
 
@@ -238,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_arguments(emu)
     emu.set_defaults(func=cmd_emulator)
+
+    cloud = sub.add_parser("cloud-emulator", help="run an emulated Qlik Cloud tenant (JWT login, OAuth) over TLS")
+    try:
+        from .emulator.cloud import add_arguments as cloud_arguments
+    except ImportError:  # pragma: no cover - only without the emulator extra
+        pass
+    else:
+        cloud_arguments(cloud)
+    cloud.set_defaults(func=cmd_cloud_emulator)
 
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
     try:

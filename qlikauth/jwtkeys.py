@@ -326,7 +326,7 @@ def _algorithms_for(key: PublicKey, allowed: Iterable[str]) -> list[str]:
 
 def verify_jwt(
     token: str,
-    keys: Mapping[str | None, PublicKey] | PublicKey,
+    keys: Mapping[Any, PublicKey] | PublicKey,
     algorithms: Iterable[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS and return ``(header, claims)``; claims are not checked here.

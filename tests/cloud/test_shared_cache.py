@@ -1,0 +1,53 @@
+"""Two portal processes share one token cache on a real Redis: 2 x 25 concurrent requests, one token request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+from .conftest import Person
+
+WORKER = textwrap.dedent("""
+    import json, sys, threading, time
+    from qlikauth.cloud import AccessTokenCache, OAuthClient, QlikCloud
+    from qlikauth.store import RedisStore
+
+    url, ca, redis_url, start = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    cache = AccessTokenCache(QlikCloud(url, verify=ca), OAuthClient("embed-client", client_secret="embed-secret"),
+                             RedisStore(redis_url, namespace="cloudtest"))
+    out, errors = [], []
+    def one():
+        try:
+            out.append(cache.get("ann@example.com").access_token)
+        except Exception as exc:
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=one) for _ in range(25)]
+    time.sleep(max(0.0, start - time.time()))   # both processes start their threads together
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    print(json.dumps({"tokens": sorted(set(out)), "n": len(out), "errors": errors, "fetches": cache.fetches}))
+""")
+
+
+def test_two_processes_on_redis_make_one_token_request(tenant, cloud, issuer, redis_url, tmp_path):
+    cloud.jwt_session(issuer.mint(Person("ann@example.com", "Ann", "ann@example.com")))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    start = time.time() + 3.0
+    procs = [subprocess.Popen([sys.executable, str(script), tenant.url, str(tenant.root_pem), redis_url, str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(r["errors"] == [] and r["n"] == 25 for r in results), results
+    tokens = {t for r in results for t in r["tokens"]}
+    assert len(tokens) == 1, results            # every request of both processes got the same token
+    assert sum(r["fetches"] for r in results) == 1
+    assert tenant.state.counter("token_requests") == 1
