@@ -270,13 +270,11 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-# -- 5. JWT ---------------------------------------------------------------------------------
+# -- 5. JWT and Qlik Cloud access tokens (bench_cloud.py) ------------------------------------
 def bench_jwt(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        import qlikauth.authenticators.jwt  # noqa: F401
-    except ImportError:
-        return {"status": "not yet", "reason": "JWT minting (the bridges issue) has not landed in qlikauth."}
-    return {"status": "not yet", "reason": "qlikauth.authenticators.jwt exists but this benchmark is not written yet."}
+    from bench_cloud import bench_cloud
+
+    return bench_cloud(args)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -342,7 +340,8 @@ def table(results: dict[str, Any]) -> str:
         rows.append(f"| Hub requests through nginx: header auth / no auth_request | {h['status']} | >= 0.7x | {h['reason']} |")
     j = results.get("jwt")
     if j:
-        rows.append(f"| JWT minting RS256 (and ES256) | {j['status']} | - | {j['reason']} |")
+        from bench_cloud import cloud_rows
+        rows.extend(cloud_rows(j))
     o = results.get("oidc")
     if o:
         from bench_oidc import oidc_rows
