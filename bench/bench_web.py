@@ -220,6 +220,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _private_dir(prefix: str) -> str:
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     import requests
     from requests.adapters import HTTPAdapter
@@ -233,6 +239,8 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
         env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
                "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
                "PORTAL_SECRET_KEY": secrets.token_hex(32), "BENCH_USERS": str(users),
+               # One private session directory for both gunicorn workers (server-side sessions).
+               "PORTAL_SESSION_DIR": _private_dir("bench-portal-sessions-"),
                "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
         cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b", f"127.0.0.1:{port}",
                "--log-level", "warning", "--timeout", "60", "storm_app:app"]

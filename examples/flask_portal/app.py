@@ -17,12 +17,16 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, abort, redirect, render_template, request, session, url_for
+from flask_session import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 try:
@@ -67,6 +71,42 @@ def _check_csrf() -> None:
         abort(400, "The form expired; go back and try again.")
 
 
+def server_side_sessions(app: Flask) -> None:
+    """Keep the portal session on the server; the browser's cookie holds only a random id.
+
+    Flask's default session is a signed cookie that sign-out cannot revoke: a copy stays valid
+    for PERMANENT_SESSION_LIFETIME (31 days by default). With Flask-Session, sign-out deletes
+    the session on the server, so a copied cookie is worthless from then on.
+
+    * ``PORTAL_SESSION_REDIS=redis://...``: sessions in Redis, shared by every process and host;
+    * else ``PORTAL_SESSION_DIR`` (or a new private temporary directory): files, shared by the
+      processes of one host. The directory must be private to the portal's account (the
+      files are unpickled), which mkdtemp's 0700 directory is.
+    * ``PORTAL_HTTPS=1``: the portal is served over https (directly or behind a TLS proxy), so its
+      cookie is ``Secure``. Leave it unset only for plain http on localhost.
+    """
+    redis_url = os.environ.get("PORTAL_SESSION_REDIS")
+    if redis_url:
+        import redis
+
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url))
+    else:
+        from cachelib.file import FileSystemCache
+
+        directory = os.environ.get("PORTAL_SESSION_DIR")
+        if not directory:
+            directory = tempfile.mkdtemp(prefix="qlikauth-portal-sessions-")
+            atexit.register(shutil.rmtree, directory, True)
+        app.config.update(SESSION_TYPE="cachelib",
+                          SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600))
+    app.config.update(
+        SESSION_PERMANENT=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),   # the server forgets idle sessions
+        SESSION_COOKIE_SECURE=os.environ.get("PORTAL_HTTPS", "0") == "1",
+    )
+    Session(app)
+
+
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The QLIKAUTH_* variables qlikauth knows (others, like QLIKAUTH_REQUIRE_ALL, are not ours)."""
     return {f"QLIKAUTH_{k}": v for k, v in settings_from_environ(environ).items()}
@@ -84,6 +124,7 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
         QLIKAUTH_LOGIN_URL="/login",
     )
     app.config.update(settings if settings is not None else settings_from_env(os.environ))
+    server_side_sessions(app)
     qlikauth.init_app(app)
     app.jinja_env.globals["csrf_token"] = _csrf_token
 
@@ -102,10 +143,12 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
             name = request.form.get("username", "").strip().lower()
             password = request.form.get("password", "")
             if name in _HASHES and check_password_hash(_HASHES[name], password):
-                # Session fixation: nothing from before sign-in survives, new CSRF token.
+                # Session fixation: nothing from before sign-in survives: a new session id
+                # (the old one is deleted on the server), a new CSRF token.
                 session.clear()
                 session["user"] = name
                 session["csrf"] = secrets.token_urlsafe(24)
+                app.session_interface.regenerate(session)  # type: ignore[attr-defined]
                 return redirect(next_url)
             error = "Unknown user or wrong password."
         return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
