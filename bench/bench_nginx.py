@@ -119,7 +119,10 @@ class Stack:
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "QLIKAUTH_QPS_NODES": "https://localhost:4243",
                "QLIKAUTH_CERTS": str(certs), "QLIKAUTH_HUB_URL": f"https://localhost:{self.ports['with']}/hdr/hub/",
-               "QLIKAUTH_VIRTUAL_PROXY": "hdr", "PORTAL_SECRET_KEY": secrets.token_hex(32)}
+               "QLIKAUTH_VIRTUAL_PROXY": "hdr", "PORTAL_SECRET_KEY": secrets.token_hex(32),
+               # The example keeps sessions on the server: one private directory for both workers.
+               "PORTAL_SESSION_DIR": str(self.dir / "portal-sessions")}
+        (self.dir / "portal-sessions").mkdir(mode=0o700)
         self.log = open(self.dir / "gunicorn.log", "wb")  # noqa: SIM115 - closed in close()
         self.procs.append(subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4",

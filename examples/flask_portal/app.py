@@ -100,8 +100,12 @@ def server_side_sessions(app: Flask) -> None:
         app.config.update(SESSION_TYPE="cachelib",
                           SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600))
     app.config.update(
-        SESSION_PERMANENT=True,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),   # the server forgets idle sessions
+        # A browser-session cookie; the server forgets the session 8 hours after its last change.
+        # Not refreshed on every request: an answer that sets no cookie can be cached by nginx's
+        # identity cache (examples/header_proxy), and a session cannot be kept alive forever.
+        SESSION_PERMANENT=False,
+        SESSION_REFRESH_EACH_REQUEST=False,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         SESSION_COOKIE_SECURE=os.environ.get("PORTAL_HTTPS", "0") == "1",
     )
     Session(app)
