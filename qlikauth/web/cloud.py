@@ -1,0 +1,184 @@
+"""The Qlik Cloud and JWT sign-in endpoints, written once: a :class:`WebRequest` in, an answer out.
+
+* :func:`access_token` (``POST /qlik/cloud/access-token``): the signed-in user's Qlik Cloud
+  access token for qlik-embed's ``data-get-access-token`` (ensure-user first, then the
+  per-user token cache). Same-origin only: a POST that passed the framework's CSRF check
+  (Django) or whose ``Origin``/``Referer`` is this host (Flask), and never when the browser
+  says ``Sec-Fetch-Site`` is anything but ``same-origin``; no CORS headers; ``Cache-Control:
+  no-store``; the token is the body, ``text/plain``, and is never logged.
+* :func:`cloud_jwt` (``POST /qlik/cloud/jwt``): a fresh Qlik Cloud JWT for the browser to
+  exchange at the tenant's ``/login/jwt-session`` itself (JWT sign-in; needs third-party
+  cookies when the tenant is embedded cross-site), same rules.
+* :func:`qseow_jwt_login` (``GET /qlik/jwt/login``): sign in through a QSEoW JWT virtual
+  proxy (the proxy session cookie is set for the browser, as session mode does) and go to
+  the hub.
+* :func:`cloud_logout` (``POST /qlik/cloud/logout``): revoke and forget the user's access
+  token (the QSEoW sessions end through :func:`qlikauth.web.flows.logout`).
+
+The integrations mount them with one line each (``django_qlikauth.cloud``,
+``flask_qlikauth.cloud``); :func:`as_flow` adapts one to the :data:`~qlikauth.web.flows.Flow`
+shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..authenticators.jwt import JwtAuthenticator
+from ..cloud import CloudAccess, CloudJwtIssuer, CloudUser
+from ..exceptions import ConfigurationError
+from ..identity import QlikUser
+from ..mapping import CloudIdentity
+from .flows import (
+    NO_STORE,
+    Answer,
+    Flow,
+    JsonAnswer,
+    PlainAnswer,
+    RedirectAnswer,
+    WebRequest,
+    same_origin,
+)
+from .runtime import QlikAuthRuntime
+
+__all__ = [
+    "CloudPortal",
+    "identity_from_user",
+    "access_token",
+    "cloud_jwt",
+    "qseow_jwt_login",
+    "cloud_logout",
+    "as_flow",
+    "TOKEN_HEADERS",
+]
+
+log = logging.getLogger("qlikauth.web.cloud")
+
+#: The headers of an answer that carries a token: never stored, never sniffed, never framed.
+TOKEN_HEADERS: tuple[tuple[str, str], ...] = NO_STORE + (
+    ("Pragma", "no-cache"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+
+
+def identity_from_user(user: QlikUser | None) -> CloudUser | None:
+    """The Qlik Cloud identity of a Qlik user under seed 000's convention (user id = e-mail, directory = realm).
+
+    ``sub`` and ``email`` are the user id, ``groups`` the ``group`` attributes, ``realm`` the
+    user directory; ``name`` is the ``name`` attribute when there is one. A user id that is
+    not an e-mail address gives None (configure ``identity=`` from the claims mapping instead).
+    """
+    if user is None or "@" not in user.user_id:
+        return None
+    names = user.get_all("name")
+    return CloudIdentity(sub=user.user_id, name=names[0] if names else user.user_id, email=user.user_id,
+                         email_verified=True, groups=tuple(user.groups), realm=user.user_directory)
+
+
+@dataclass
+class CloudPortal:
+    """What the Qlik Cloud / JWT endpoints use, built once by the integrator.
+
+    :param access: ensure-user + token cache (:class:`~qlikauth.cloud.CloudAccess`).
+    :param identity: the signed-in user's Qlik Cloud identity for a request (default: from
+        the portal's :class:`~qlikauth.QlikUser` by :func:`identity_from_user`; with a
+        claims mapping, ``lambda req: mapping.cloud_identity(req.session["claims"])``).
+    :param jwt_issuer: for :func:`cloud_jwt` (browser-side JWT sign-in).
+    :param qseow_jwt: for :func:`qseow_jwt_login`, and ``hub_url`` where it sends the browser.
+    """
+
+    access: CloudAccess | None = None
+    identity: Callable[[WebRequest], CloudUser | None] | None = None
+    jwt_issuer: CloudJwtIssuer | None = None
+    qseow_jwt: JwtAuthenticator | None = None
+    hub_url: str | None = None
+
+    def identity_for(self, request: WebRequest) -> CloudUser | None:
+        """The Qlik Cloud identity of the request's signed-in user, or None."""
+        if self.identity is not None:
+            return self.identity(request)
+        return identity_from_user(request.qlik_user())
+
+
+def _refuse_cross_site(request: WebRequest) -> Answer | None:
+    if request.method != "POST":
+        return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "POST"),))
+    site = request.header("Sec-Fetch-Site")
+    if site is not None and site.lower() != "same-origin":
+        return PlainAnswer(status=403, body="Forbidden: only the portal's own pages may ask for this.\n")
+    if not request.csrf_verified and not same_origin(request):
+        log.warning("qlikauth: refused a cross-site %s (Origin %r)", request.path, request.header("Origin"))
+        return PlainAnswer(status=403, body="Forbidden: only the portal's own pages may ask for this.\n")
+    return None
+
+
+def _signed_in(request: WebRequest, portal: CloudPortal) -> tuple[CloudUser | None, Answer | None]:
+    user = portal.identity_for(request)
+    if user is None:
+        return None, JsonAnswer(status=401, data={"error": "not_signed_in",
+                                                  "detail": "Sign in to the portal first."})
+    return user, None
+
+
+def access_token(request: WebRequest, portal: CloudPortal) -> Answer:
+    """``POST``: the signed-in user's access token for qlik-embed, as ``text/plain``."""
+    refused = _refuse_cross_site(request)
+    if refused is not None:
+        return refused
+    if portal.access is None:
+        raise ConfigurationError("the access-token endpoint needs CloudPortal(access=CloudAccess(...)).")
+    user, answer = _signed_in(request, portal)
+    if answer is not None:
+        return answer
+    assert user is not None
+    token = portal.access.access_token(user)
+    return PlainAnswer(body=token.access_token, headers=TOKEN_HEADERS)
+
+
+def cloud_jwt(request: WebRequest, portal: CloudPortal) -> Answer:
+    """``POST``: a fresh Qlik Cloud JWT for the browser's own ``/login/jwt-session``."""
+    refused = _refuse_cross_site(request)
+    if refused is not None:
+        return refused
+    if portal.jwt_issuer is None:
+        raise ConfigurationError("the JWT endpoint needs CloudPortal(jwt_issuer=CloudJwtIssuer(...)).")
+    user, answer = _signed_in(request, portal)
+    if answer is not None:
+        return answer
+    assert user is not None
+    return PlainAnswer(body=portal.jwt_issuer.mint(user), headers=TOKEN_HEADERS)
+
+
+def qseow_jwt_login(request: WebRequest, portal: CloudPortal) -> Answer:
+    """``GET``: sign the portal user in through the QSEoW JWT virtual proxy, set its cookie, go to the hub."""
+    if request.method not in ("GET", "HEAD"):
+        return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "GET"),))
+    if portal.qseow_jwt is None:
+        raise ConfigurationError("the JWT login endpoint needs CloudPortal(qseow_jwt=JwtAuthenticator(...)).")
+    user = request.qlik_user()
+    if user is None:
+        return JsonAnswer(status=401, data={"error": "not_signed_in", "detail": "Sign in to the portal first."})
+    cookie = portal.qseow_jwt.login(user)
+    return RedirectAnswer(location=portal.hub_url or portal.qseow_jwt.proxy_url + "hub/", cookies=(cookie,))
+
+
+def cloud_logout(request: WebRequest, portal: CloudPortal) -> Answer:
+    """``POST``: revoke the user's Qlik Cloud access token and forget it (204)."""
+    refused = _refuse_cross_site(request)
+    if refused is not None:
+        return refused
+    user = portal.identity_for(request)
+    if user is not None and portal.access is not None:
+        portal.access.logout(user)
+    return PlainAnswer(status=204, headers=TOKEN_HEADERS)
+
+
+def as_flow(endpoint: Callable[[WebRequest, CloudPortal], Answer], portal: CloudPortal) -> Flow:
+    """``endpoint`` bound to ``portal`` in the :data:`~qlikauth.web.flows.Flow` shape (the runtime is unused)."""
+    def flow(request: WebRequest, runtime: QlikAuthRuntime | Any) -> Answer:
+        return endpoint(request, portal)
+
+    flow.__name__ = endpoint.__name__
+    flow.__doc__ = endpoint.__doc__
+    return flow
