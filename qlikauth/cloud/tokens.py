@@ -132,6 +132,9 @@ class AccessTokenCache:
                 # Early refresh: one caller fetches, the others keep the valid token.
                 if self.store.add(key + ":lock", b"1", self.lock_ttl):
                     try:
+                        fresh = self._cached(key)
+                        if fresh is not None and self.clock() < fresh[1]:
+                            return fresh[0]  # another caller refreshed it meanwhile
                         return self._fetch_and_store(key, value)
                     except QlikEndpointError as exc:
                         log.warning("refreshing a Qlik Cloud access token failed; keeping the current one: %s", exc)
@@ -152,6 +155,10 @@ class AccessTokenCache:
             while True:
                 if self.store.add(key + ":lock", b"1", self.lock_ttl):
                     try:
+                        # The holder before us may have stored its token between our look and our lock.
+                        hit = self._cached(key)
+                        if hit is not None and hit[0].expires_at - self.clock() > 1.0:
+                            return hit[0]
                         return self._fetch_and_store(key, value)
                     finally:
                         self.store.delete(key + ":lock")
