@@ -64,7 +64,7 @@ def _add_passphrase(p: argparse.ArgumentParser) -> None:
 def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", action="append", metavar="URL",
                    help="QPS API base URL, e.g. https://qs1:4243 (repeat for several nodes; "
-                        "default: $QLIKAUTH_QPS, comma-separated)")
+                        "default: $QLIKAUTH_QPS_NODES, comma-separated, as the integrations read it)")
     p.add_argument("--virtual-proxy", "-p", metavar="PREFIX", default=None,
                    help="virtual proxy prefix (default: $QLIKAUTH_VIRTUAL_PROXY or the default proxy)")
     p.add_argument("--certs", metavar="DIR|PFX", default=None,
@@ -85,9 +85,12 @@ def _add_user(p: argparse.ArgumentParser, required: bool = True) -> None:
 def _client(args: argparse.Namespace):  # noqa: ANN202
     from .qps import QpsClient
 
-    nodes = args.qps or [n for n in os.environ.get("QLIKAUTH_QPS", "").split(",") if n.strip()]
+    nodes = args.qps or [n.strip() for n in os.environ.get("QLIKAUTH_QPS_NODES", "").split(",") if n.strip()]
     if not nodes:
-        raise ConfigurationError("no QPS node: pass --qps https://host:4243 or set QLIKAUTH_QPS.")
+        if os.environ.get("QLIKAUTH_QPS"):
+            raise ConfigurationError("QLIKAUTH_QPS is not read: the variable is QLIKAUTH_QPS_NODES, as for the "
+                                     "Flask and Django integrations; rename it.")
+        raise ConfigurationError("no QPS node: pass --qps https://host:4243 or set QLIKAUTH_QPS_NODES.")
     certs = args.certs or os.environ.get("QLIKAUTH_CERTS")
     if not certs:
         raise ConfigurationError("no certificates: pass --certs DIR (the QMC export) or set QLIKAUTH_CERTS.")

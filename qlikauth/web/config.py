@@ -48,7 +48,7 @@ _KEYS: dict[str, Any] = {
     "USER_DIRECTORY": None,
     "LOGIN_URL": "/login",
     "USER_MAPPER": None,
-    "SESSION_RECHECK": 0,
+    "SESSION_RECHECK": None,      # seconds; 0: every page view; None/"never": never (as recheck_after)
     "HEADER_NAME": None,
     "HEADER_USER_DIRECTORY": None,
     "HEADER_PATTERN": "$ud\\$id",
@@ -169,7 +169,9 @@ class QlikAuthConfig:
     user_directory: str | None = None
     login_url: str = "/login"
     user_mapper: Any = None
-    session_recheck: float = 0.0
+    #: Seconds after which a page view confirms the remembered proxy session with QPS: ``0``
+    #: every view, ``None`` never. The same meaning as ``SessionAuthenticator.resume(recheck_after=)``.
+    session_recheck: float | None = None
     header_name: str | None = None
     header_user_directory: str | None = None
     header_pattern: str = "$ud\\$id"
@@ -260,12 +262,19 @@ class QlikAuthConfig:
             raise _problem("TIMEOUT", f"expected a number of seconds, got {get('TIMEOUT')!r}.") from None
         if not 0 < timeout <= 120:
             raise _problem("TIMEOUT", "must be between 0 and 120 seconds (QPS calls must not hang a request).")
-        try:
-            recheck = float(get("SESSION_RECHECK") or 0)
-        except (TypeError, ValueError):
-            raise _problem("SESSION_RECHECK", "expected a number of seconds (0: never re-check).") from None
-        if recheck < 0:
-            raise _problem("SESSION_RECHECK", "must be 0 (never) or a positive number of seconds.")
+        raw_recheck = get("SESSION_RECHECK")
+        recheck: float | None
+        if raw_recheck is None or (isinstance(raw_recheck, str) and raw_recheck.strip().lower() in ("", "never", "none")):
+            recheck = None
+        else:
+            try:
+                recheck = float(raw_recheck)
+            except (TypeError, ValueError):
+                raise _problem("SESSION_RECHECK", f"expected a number of seconds or 'never', got {raw_recheck!r} "
+                                                  "(0: confirm on every page view).") from None
+            if recheck < 0:
+                raise _problem("SESSION_RECHECK", "must be 'never' (unset), 0 (every page view) or a positive "
+                                                  "number of seconds.")
 
         user_directory = _as_text("USER_DIRECTORY", get("USER_DIRECTORY"))
         if user_directory is not None:

@@ -108,11 +108,12 @@ class QlikAuthRuntime:
     def recheck_after(self, explicit: bool) -> float | None:
         """``recheck_after`` for :meth:`SessionAuthenticator.resume` under SESSION_RECHECK.
 
-        An explicit "open Qlik" (``/qlik/login``) always confirms the remembered session
-        (``0``); otherwise it is confirmed every SESSION_RECHECK seconds, or never (``None``)
-        when that is 0, so page views make no QPS call.
+        The setting means what ``recheck_after`` means: an explicit "open Qlik" (``/qlik/login``)
+        always confirms the remembered session (``0``); otherwise it is confirmed once
+        SESSION_RECHECK seconds have passed since the last confirmation (``0``: on every page
+        view), or never when it is unset (``None``, the default), so page views make no QPS call.
         """
-        return 0.0 if explicit else (self.config.session_recheck or None)
+        return 0.0 if explicit else self.config.session_recheck
 
     def clear_cookie(self) -> Cookie:
         """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""

@@ -37,8 +37,30 @@ def test_errors_are_one_line_without_traceback(tmp_path):
 
 def test_ticket_needs_configuration(monkeypatch, capsys):
     monkeypatch.delenv("QLIKAUTH_QPS", raising=False)
+    monkeypatch.delenv("QLIKAUTH_QPS_NODES", raising=False)
     assert main(["ticket", "--user", "ACME\\jdoe"]) == 2
-    assert "--qps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--qps" in err and "QLIKAUTH_QPS_NODES" in err
+
+
+def test_the_old_variable_name_is_named(monkeypatch, capsys):
+    monkeypatch.delenv("QLIKAUTH_QPS_NODES", raising=False)
+    monkeypatch.setenv("QLIKAUTH_QPS", "https://localhost:4243")
+    assert main(["ticket", "--user", "ACME\\jdoe"]) == 2
+    assert "QLIKAUTH_QPS_NODES" in capsys.readouterr().err
+
+
+def test_cli_reads_the_integrations_variable_names(emulator, monkeypatch, capsys):
+    """QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, QLIKAUTH_VIRTUAL_PROXY: one set of names for CLI and integrations."""
+    from qlikauth.web.config import settings_from_environ
+
+    env = {"QLIKAUTH_QPS_NODES": f"{emulator.qps_url}, ", "QLIKAUTH_CERTS": str(emulator.certs_dir),
+           "QLIKAUTH_VIRTUAL_PROXY": ""}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert {"QPS_NODES", "CERTS", "VIRTUAL_PROXY"} <= set(settings_from_environ())
+    assert main(["ticket", "--user", "ACME\\jdoe", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["node"] == emulator.qps_url
 
 
 def test_bad_user_and_attribute(tmp_path, capsys):

@@ -146,6 +146,20 @@ def test_session_recheck_replaces_a_session_qlik_has_ended(session_emu: Any, qps
         assert r.status_code == 302 and qps_calls == [("GET", "session")]
 
 
+@pytest.mark.parametrize(("recheck", "calls_per_view"), [(0, 1), ("0", 1), (None, 0), ("never", 0), (3600, 0)])
+def test_session_recheck_zero_means_every_page_view(session_emu: Any, qps_calls: list, recheck: Any,
+                                                     calls_per_view: int) -> None:
+    """SESSION_RECHECK has recheck_after's meaning: 0 confirms on every page view, unset/"never" never."""
+    extra = {} if recheck is None else {"SESSION_RECHECK": recheck}
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session", **extra)):
+        client = Client()
+        client.get("/signin/alice")
+        qps_calls.clear()
+        for _ in range(3):
+            assert client.get("/page").status_code == 200
+        assert qps_calls == [("GET", "session")] * (3 * calls_per_view)
+
+
 def session_emu_session(sid: str) -> Any:
     from django_qlikauth.conf import get_runtime
 
