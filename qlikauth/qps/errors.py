@@ -187,6 +187,14 @@ def http_error(status: int, payload: bytes, node: str, what: str, virtual_proxy:
     """The typed error for an error status from QPS, saying what to do."""
     text = payload[:300].decode("utf-8", "replace")
     text = "".join(c if c.isprintable() else " " for c in text).strip()
+    if status == 403 and "initial authentication request must be" in text.lower():
+        # The Qlik proxy's browser port answers a POST with this; the QPS API never does.
+        return QpsForbidden(
+            f"{what}: {node} answered 403 with Qlik's 'The initial authentication request must be "
+            "a GET request': that is the proxy's browser (hub) port, not the QPS API. Use the QPS "
+            "API port: https://<node>:4243.",
+            status_code=status, node=node, hub_port=True,
+        )
     if status == 403:
         return QpsForbidden(
             f"{what}: {node} answered 403 Forbidden: client certificate not trusted or xrfkey "

@@ -16,6 +16,7 @@ from qlikauth import (
     QlikUser,
     QpsClient,
     QpsConnectionError,
+    QpsForbidden,
     QpsHTTPError,
     QpsNotFound,
     QpsTimeout,
@@ -483,3 +484,13 @@ def test_an_answer_cut_short_is_a_broken_read_not_a_connect_failure(cert_dir, tl
     assert type(info.value) is QpsConnectionError and info.value.sent is True
     # the POST, then the lookup add_session makes before anything else (cut short too): no retry
     assert server.requests == 2 and server.connections == 2
+
+
+def test_the_hub_port_given_as_qps_port_says_so(node1, cert_dir):
+    """A POST to the proxy's browser port gets Qlik's 'initial authentication request must be a
+    GET request' 403: the error names the port mix-up instead of blaming the certificate."""
+    with QpsClient(node1.hub_url.rstrip("/"), cert_dir, virtual_proxy="portal") as qps:
+        with pytest.raises(QpsForbidden, match="browser \\(hub\\) port, not the QPS API. Use the QPS API port") as info:
+            qps.request_ticket(USER)
+    assert type(info.value) is QpsForbidden and info.value.status_code == 403
+    assert "client certificate not trusted" not in str(info.value)
