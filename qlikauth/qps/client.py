@@ -161,7 +161,7 @@ class QpsClient:
         base = self._base[node] if not path.startswith("/") else node
         query = f"{'&' if '?' in path else '?'}xrfkey={xrf}"
         url = f"{base}{path}{query}"
-        # A plain dict (names spelled once, as sent): urllib3 and responses take it as is.
+        # A plain dict (names spelled once, as sent): the pools and responses take it as is.
         headers: dict[str, str] = {"X-Qlik-Xrfkey": xrf, "Accept": "application/json", "User-Agent": _USER_AGENT}
         data: bytes | None = None
         if body is not None:
