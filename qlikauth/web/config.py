@@ -53,6 +53,7 @@ _KEYS: dict[str, Any] = {
     "HEADER_USER_DIRECTORY": None,
     "HEADER_PATTERN": "$ud\\$id",
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
+    "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
 }
 
 
@@ -176,6 +177,7 @@ class QlikAuthConfig:
     header_user_directory: str | None = None
     header_pattern: str = "$ud\\$id"
     header_response_header: str = "X-Qlik-Header-Value"
+    oidc: Mapping[str, Any] | None = field(default=None, repr=False)  # checked by qlikauth.web.oidc
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> QlikAuthConfig:
@@ -301,6 +303,17 @@ class QlikAuthConfig:
         if not HEADER_NAME_RE.match(response_header):
             raise _problem("HEADER_RESPONSE_HEADER", f"{response_header!r} must be letters, digits and '-'.")
 
+        oidc = get("OIDC")
+        if isinstance(oidc, str):  # QLIKAUTH_OIDC from the environment: JSON
+            import json
+
+            try:
+                oidc = json.loads(oidc) if oidc.strip() else None
+            except ValueError:
+                raise _problem("OIDC", "expected a mapping, or JSON text of one.") from None
+        if oidc is not None and not isinstance(oidc, Mapping):
+            raise _problem("OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}.")
+
         del probe
         return cls(
             qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy, node_hub_urls=node_hubs,
@@ -310,6 +323,7 @@ class QlikAuthConfig:
             login_url=login_url, user_mapper=mapper, session_recheck=recheck,
             header_name=header_name, header_user_directory=header_ud,
             header_pattern=header_pattern, header_response_header=response_header,
+            oidc=dict(oidc) if oidc is not None else None,
         )
 
     @property

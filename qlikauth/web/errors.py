@@ -49,6 +49,11 @@ _PUBLIC: dict[str, tuple[str, str, str]] = {
     "CertificateError": ("Qlik Sense sign-in is not set up correctly",
                          "The portal's Qlik Sense certificates cannot be used.",
                          "Tell the portal administrator; the server log has the details."),
+    "OidcError": ("Signing in with your identity provider failed",
+                  "The sign-in could not be verified: it was used already, started in another "
+                  "browser, too old, or refused by the identity provider.",
+                  "Go back to the portal and sign in again. If it keeps happening, tell the portal "
+                  "administrator."),
     "QlikAuthError": ("Signing in to Qlik Sense failed",
                       "The portal could not sign you in to Qlik Sense.",
                       "Try again; if it keeps happening, tell the portal administrator."),
