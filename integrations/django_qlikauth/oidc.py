@@ -1,0 +1,59 @@
+"""OpenID Connect sign-in for Django: four views and a middleware, each a line over :mod:`qlikauth.web.oidc`.
+
+``path("oidc/", include("django_qlikauth.oidc"))`` gives ``oidc/login``, ``oidc/callback``,
+``oidc/logout`` and ``oidc/backchannel-logout`` (namespace ``qlikauth_oidc``). Put
+:class:`OidcSessionMiddleware` after ``SessionMiddleware``: on every request it sets
+``request.qlikauth_sso_user`` (the signed-in :class:`~qlikauth.QlikUser`, or None) and ends the
+SSO session (and its proxy sessions) when it was logged out at the provider or passed its caps.
+Settings: ``QLIKAUTH["OIDC"]`` (docs/oidc.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from qlikauth.web import oidc
+
+from .conf import get_runtime
+from .render import set_cookie, web_request
+from .views import flow_view
+
+__all__ = ["login", "callback", "logout", "backchannel_logout", "OidcSessionMiddleware",
+           "urlpatterns", "app_name"]
+
+login = flow_view(oidc.login)
+#: GET (response_mode=query) or a cross-site POST (form_post): state + browser binding guard it.
+callback = flow_view(oidc.callback, methods=("GET", "POST"))
+logout = flow_view(oidc.logout, methods=("GET", "POST"), csrf=True)
+#: POSTed by the provider itself: no browser, no CSRF token; the logout_token is the proof.
+backchannel_logout = flow_view(oidc.backchannel_logout, methods=("POST",))
+
+
+class OidcSessionMiddleware:
+    """The SSO session of each request: its user, or its end (see the module docstring)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        state = None
+        if hasattr(request, "session") and oidc.OIDC_SESSION_KEY in request.session:
+            state = oidc.sso_session(web_request(request), get_runtime())
+        request.qlikauth_sso_user = state.user if state else None  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        for cookie in (state.cookies if state else ()):
+            set_cookie(response, cookie)
+        return response
+
+
+app_name = "qlikauth_oidc"
+urlpatterns: list[Any] = [
+    path("login", login, name="login"),
+    path("callback", callback, name="callback"),
+    path("logout", logout, name="logout"),
+    path("backchannel-logout", backchannel_logout, name="backchannel-logout"),
+]

@@ -1,0 +1,74 @@
+"""OpenID Connect sign-in for Flask: ``QlikOidc(app)`` routes :mod:`qlikauth.web.oidc`'s flows.
+
+After ``QlikAuth(app)``: ``QlikOidc(app)`` (or ``init_app``) adds ``/oidc/login``,
+``/oidc/callback``, ``/oidc/logout`` and ``/oidc/backchannel-logout`` (blueprint
+``qlikauth_oidc``) and a ``before_request`` hook that puts the SSO user in
+``g.qlikauth_sso_user`` (or ends the SSO session and its proxy sessions when it was logged out
+at the provider or passed its caps). Settings: ``QLIKAUTH_OIDC = {...}`` (docs/oidc.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, g
+from flask import session as flask_session
+
+from qlikauth.identity import QlikUser
+from qlikauth.web import flows, oidc
+
+from . import _set_cookie, _state, render, web_request
+
+__all__ = ["QlikOidc"]
+
+
+class QlikOidc:
+    """The OIDC routes and the SSO-session hook (see the module docstring)."""
+
+    def __init__(self, app: Flask | None = None, *, url_prefix: str = "/oidc") -> None:
+        self.url_prefix = url_prefix
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the blueprint and the hooks on ``app`` (``QlikAuth`` must be set up first)."""
+        if "qlikauth" not in app.extensions:
+            raise RuntimeError("set up flask_qlikauth.QlikAuth(app) before QlikOidc(app).")
+        bp = Blueprint("qlikauth_oidc", __name__)
+
+        def endpoint(flow: flows.Flow) -> Callable[[], Response]:
+            def view() -> Response:
+                return render(flows.run(flow, web_request(), _state().runtime))
+            view.__name__ = flow.__name__
+            view.__doc__ = f":func:`qlikauth.web.oidc.{flow.__name__}`."
+            return view
+
+        bp.add_url_rule("/login", view_func=endpoint(oidc.login), methods=["GET"])
+        bp.add_url_rule("/callback", view_func=endpoint(oidc.callback), methods=["GET", "POST"])
+        bp.add_url_rule("/logout", view_func=endpoint(oidc.logout), methods=["GET", "POST"])
+        bp.add_url_rule("/backchannel-logout", endpoint="backchannel_logout",
+                        view_func=endpoint(oidc.backchannel_logout), methods=["POST"])
+        app.register_blueprint(bp, url_prefix=self.url_prefix)
+        app.before_request(self._check)
+        app.after_request(self._set_cookies)
+        app.extensions["qlikauth_oidc"] = self
+
+    @staticmethod
+    def _check() -> None:
+        g.qlikauth_sso_user = None
+        g.qlikauth_sso_cookies = ()
+        if oidc.OIDC_SESSION_KEY in flask_session:
+            state = oidc.sso_session(web_request(user=lambda: None), _state().runtime)
+            g.qlikauth_sso_user = state.user
+            g.qlikauth_sso_cookies = state.cookies
+
+    @staticmethod
+    def _set_cookies(response: Response) -> Response:
+        for cookie in g.get("qlikauth_sso_cookies", ()):
+            _set_cookie(response, cookie)
+        return response
+
+    @staticmethod
+    def current_user() -> QlikUser | None:
+        """The signed-in SSO user of this request (use it as ``QlikAuth.user_loader``), or None."""
+        return g.get("qlikauth_sso_user")

@@ -1,0 +1,368 @@
+"""OpenID Connect sign-in as web flows: login, callback, logout, back-channel logout, session caps.
+
+The flows have the shape of :mod:`qlikauth.web.flows` (a :class:`~qlikauth.web.flows.WebRequest`
+in, a plain answer out); Django and Flask only route to them. The protocol is
+:mod:`qlikauth.bridges.oidc`, the claims -> Qlik user mapping :mod:`qlikauth.mapping`, and
+which proxy sessions belong to which provider session :mod:`qlikauth.bridges.registry` (in the
+runtime's shared store, so any portal process can end sessions another one made).
+
+* :func:`login` (``GET /oidc/login[?target=...]``): ``target`` (a hub URL or a path on an
+  allowed origin) is checked first; the browser goes to the provider with state, nonce and PKCE.
+* :func:`callback` (``GET`` for ``response_mode=query``, ``POST`` for ``form_post``): the sign-in
+  is verified, mapped to a Qlik user, signed into Qlik (ticket to the hub, or a proxy session
+  cookie in session mode) and remembered in the portal's session as an *SSO session* (user,
+  provider session, start and last-seen times). The portal's session key is rotated (fixation).
+* :func:`logout` (``GET`` page, ``POST`` CSRF-checked): ends this provider session's proxy
+  sessions on every node and the portal's SSO session, then RP-initiated logout at the provider
+  (``id_token_hint``, ``post_logout_redirect_uri``) when it has an ``end_session_endpoint``.
+* :func:`backchannel_logout` (``POST`` from the provider): a verified ``logout_token`` ends the
+  proxy sessions on every node and marks the provider session ended; whichever portal process
+  holds that browser's session drops it on its next request (:func:`sso_session`).
+* :func:`sso_session`: called for each request by the integrations' middleware/hook. It returns
+  the signed-in SSO user, or ends the SSO session when it was logged out elsewhere or passed the
+  absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (seed 004: shared
+  clinical workstations), ending its proxy sessions too. The caps are checked when the browser
+  next reaches the portal; Qlik's own session inactivity timeout covers a browser that stays in
+  Qlik.
+
+Settings: ``QLIKAUTH["OIDC"] = {...}`` (Django) or ``QLIKAUTH_OIDC = {...}`` (Flask), keys in
+docs/oidc.md; the claims mapping is ``QLIKAUTH["CLAIMS"]`` (shared with SAML) or ``OIDC.CLAIMS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..authenticators.base import Cookie
+from ..bridges.oidc import OidcRelyingParty, OidcSettings
+from ..bridges.registry import SsoKey, SsoSessionRegistry
+from ..exceptions import ConfigurationError, OidcError, QlikAuthError
+from ..identity import QlikUser
+from ..mapping import ClaimsMapping
+from .flows import (
+    NO_STORE,
+    SESSION_KEY,
+    Answer,
+    JsonAnswer,
+    PageAnswer,
+    PlainAnswer,
+    RedirectAnswer,
+    WebRequest,
+    error_answer,
+    same_origin,
+)
+from .runtime import QlikAuthRuntime
+
+__all__ = [
+    "OidcWebSettings",
+    "SsoSessionState",
+    "OIDC_SESSION_KEY",
+    "login",
+    "callback",
+    "logout",
+    "backchannel_logout",
+    "sso_session",
+    "relying_party",
+]
+
+log = logging.getLogger("qlikauth.oidc")
+
+#: Where the SSO session lives in the portal's session.
+OIDC_SESSION_KEY = "_qlikauth_oidc"
+_TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per page view is waste)
+
+_RP_FIELDS = {f.name for f in fields(OidcSettings)}
+_LISTS = {"scopes", "algorithms", "tenants"}
+_BOOLS = {"userinfo", "cookie_secure"}
+_WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None}
+
+
+def _problem(key: str, message: str) -> ConfigurationError:
+    return ConfigurationError(f"QLIKAUTH OIDC {key}: {message}", key=key)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class OidcWebSettings:
+    """The checked ``OIDC`` settings: the relying party's, the claims mapping and the session caps."""
+
+    rp: OidcSettings
+    mapping: ClaimsMapping
+    session_max_age: float = 8 * 3600.0
+    session_idle_timeout: float = 1800.0
+
+    @classmethod
+    def from_mapping(cls, oidc: Mapping[str, Any] | None, claims: Mapping[str, Any] | None = None) -> OidcWebSettings:
+        """Check ``oidc`` (upper-case keys such as ``ISSUER``; case-insensitive)."""
+        import difflib
+
+        if not oidc:
+            raise _problem("ISSUER", "OpenID Connect is not configured: set QLIKAUTH['OIDC'] = {'ISSUER': ..., "
+                                     "'CLIENT_ID': ..., 'CLIENT_SECRET': ..., 'REDIRECT_URI': ...} (Django) or "
+                                     "QLIKAUTH_OIDC = {...} (Flask).")
+        if not isinstance(oidc, Mapping):
+            raise _problem("ISSUER", f"QLIKAUTH OIDC must be a mapping, not {type(oidc).__name__}.")
+        known = sorted({k.upper() for k in _RP_FIELDS} | set(_WEB_KEYS))
+        rp_args: dict[str, Any] = {}
+        web: dict[str, Any] = dict(_WEB_KEYS)
+        for raw_key, value in oidc.items():
+            key = str(raw_key).upper()
+            name = key.lower()
+            if key in _WEB_KEYS:
+                web[key] = value
+                continue
+            if name not in _RP_FIELDS:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise _problem(key, f"unknown setting.{' Did you mean ' + close[0] + '?' if close else ''} "
+                                    f"Known: {', '.join(known)}.")
+            if name in _LISTS and isinstance(value, str):
+                value = tuple(v for v in value.replace(",", " ").split() if v)
+            elif name in _BOOLS and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(value, list):
+                value = tuple(value)
+            rp_args[name] = value
+        for required in ("issuer", "client_id", "redirect_uri"):
+            if not rp_args.get(required):
+                raise _problem(required.upper(), "missing (see docs/oidc.md: what the provider tells you).")
+        try:
+            rp = OidcSettings(**rp_args)
+        except ConfigurationError as exc:
+            raise _problem(str(exc).split(":", 1)[0].replace("OIDC ", "").upper(), str(exc)) from None
+        except TypeError as exc:
+            raise _problem("ISSUER", f"a setting has the wrong type: {exc}.") from None
+        caps = {}
+        for key in ("SESSION_MAX_AGE", "SESSION_IDLE_TIMEOUT"):
+            try:
+                caps[key] = float(web[key] or 0)
+            except (TypeError, ValueError):
+                raise _problem(key, "expected a number of seconds (0: no cap).") from None
+            if caps[key] < 0:
+                raise _problem(key, "must be 0 (no cap) or a positive number of seconds.")
+        mapping_settings = web["CLAIMS"] if web["CLAIMS"] is not None else claims
+        if mapping_settings is None:
+            # No mapping configured: the user id is the e-mail (seed 000: the same person is the
+            # same user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
+            mapping_settings = {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}
+        return cls(rp=rp, mapping=ClaimsMapping.from_settings(mapping_settings),
+                   session_max_age=caps["SESSION_MAX_AGE"], session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"])
+
+
+@dataclass(frozen=True)
+class SsoSessionState:
+    """What :func:`sso_session` found: the user (None: nobody), why a session ended, cookies to set."""
+
+    user: QlikUser | None
+    ended: str | None = None
+    cookies: tuple[Cookie, ...] = ()
+
+
+class _Oidc:
+    def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings) -> None:
+        self.settings = settings
+        self.rp = OidcRelyingParty(settings.rp, runtime.store)
+        lifetime = settings.session_max_age or 36 * 3600.0
+        self.registry = SsoSessionRegistry(runtime.store, lifetime=lifetime)
+
+
+_STATE: weakref.WeakKeyDictionary[QlikAuthRuntime, _Oidc] = weakref.WeakKeyDictionary()
+_STATE_LOCK = threading.Lock()
+
+
+def _oidc(runtime: QlikAuthRuntime) -> _Oidc:
+    state = _STATE.get(runtime)
+    if state is None:
+        with _STATE_LOCK:
+            state = _STATE.get(runtime)
+            if state is None:
+                config = runtime.config
+                settings = OidcWebSettings.from_mapping(getattr(config, "oidc", None), getattr(config, "claims", None))
+                state = _STATE[runtime] = _Oidc(runtime, settings)
+    return state
+
+
+def relying_party(runtime: QlikAuthRuntime) -> OidcRelyingParty:
+    """The runtime's relying party (made once, on first use)."""
+    return _oidc(runtime).rp
+
+
+def _method_not_allowed(*allowed: str) -> PlainAnswer:
+    return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+
+
+# -- the flows -------------------------------------------------------------------------
+def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /oidc/login[?target=...]``: send the browser to the provider (see the module docstring)."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    target = request.args.get("target") or None
+    checked = runtime.hub_policy.check(target) if target else None
+    o = _oidc(runtime)
+    auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked)
+    return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
+
+
+def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``/oidc/callback``: verify, map, sign into Qlik, remember the SSO session."""
+    if request.method == "GET":
+        params = request.args
+    elif request.method == "POST":
+        params = request.form  # response_mode=form_post: state + browser binding stand in for CSRF
+    else:
+        return _method_not_allowed("GET", "POST")
+    o = _oidc(runtime)
+    session = request.session
+    if session is None:
+        raise ConfigurationError("OpenID Connect sign-in needs the portal's session (Django's "
+                                 "SessionMiddleware, Flask's secret key).")
+    login_ = o.rp.complete(request.cookies.get(o.rp.settings.cookie_name), params)
+    user = o.settings.mapping.to_user(dict(login_.claims), subject=login_.subject)
+    key = SsoKey(login_.issuer, login_.subject, login_.sid)
+    now = time.time()
+    # A new sign-in replaces whatever this browser had (another user's proxy session included).
+    session.pop(SESSION_KEY, None)
+    session.pop(OIDC_SESSION_KEY, None)
+    rotate = getattr(session, "cycle_key", None)
+    if callable(rotate):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
+        rotate()
+    lifetime = o.settings.session_max_age or 36 * 3600.0
+    hint = secrets.token_urlsafe(18)
+    runtime.store.put(f"qlikauth:oidc:hint:{hint}", login_.id_token.encode(), lifetime)
+    if login_.sid:
+        runtime.store.put(f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}", login_.subject.encode(), lifetime)
+    cookies: list[Cookie] = [c for c in (login_.clear_cookie,) if c is not None]
+    if runtime.config.mode == "session":
+        grant = runtime.session.resume(user, None, owner="\\".join(user.key), now=now)
+        session[SESSION_KEY] = grant.record
+        o.registry.record(key, user, grant.session_id, lifetime=lifetime)
+        cookies.append(grant.cookie)
+        location = login_.next_url or runtime.hub_for_node(grant.record.get("node"))
+    else:
+        o.registry.record(key, user, lifetime=lifetime)
+        location = runtime.ticket.login(user, login_.next_url).location
+    session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
+                                 "started": now, "seen": now}
+    log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")
+    return RedirectAnswer(location=location, cookies=tuple(cookies))
+
+
+def _end(o: _Oidc, runtime: QlikAuthRuntime, record: Mapping[str, Any]) -> list[str]:
+    key = SsoKey.from_dict(record.get("key"))
+    if key is None:
+        return []
+    ended = o.registry.end(key.issuer, key.subject, [key.session] if key.session else None, qps=runtime.qps)
+    return list(ended.errors)
+
+
+def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | None = None) -> SsoSessionState:
+    """The SSO user of this request, or the end of the SSO session (see the module docstring)."""
+    session = request.session
+    record = session.get(OIDC_SESSION_KEY) if session is not None else None
+    if not isinstance(record, dict):
+        return SsoSessionState(None)
+    assert session is not None
+    o = _oidc(runtime)
+    now = time.time() if now is None else now
+    s = o.settings
+    reason = None
+    if o.registry.is_ended(SsoKey.from_dict(record.get("key"))):
+        reason = "logged out at the identity provider"
+    elif s.session_max_age and now - float(record.get("started", 0)) > s.session_max_age:
+        reason = "signed in longer than SESSION_MAX_AGE"
+    elif s.session_idle_timeout and now - float(record.get("seen", 0)) > s.session_idle_timeout:
+        reason = "idle longer than SESSION_IDLE_TIMEOUT"
+    if reason is None:
+        if now - float(record.get("seen", 0)) > _TOUCH_EVERY:
+            session[OIDC_SESSION_KEY] = {**record, "seen": now}
+        try:
+            return SsoSessionState(QlikUser.from_qps(record.get("user") or {}))
+        except QlikAuthError:
+            reason = "the remembered user is damaged"
+    session.pop(OIDC_SESSION_KEY, None)
+    session.pop(SESSION_KEY, None)
+    runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
+    if not reason.startswith("logged out"):  # a back-channel logout has ended the proxy sessions already
+        try:
+            for error in _end(o, runtime, record):
+                log.warning("OIDC session cap: a proxy session could not be ended: %s", error)
+        except QlikAuthError as exc:
+            log.warning("OIDC session cap: ending the proxy sessions failed: %s", exc)
+    log.info("OIDC session ended: %s", reason)
+    return SsoSessionState(None, reason, (runtime.clear_cookie(),))
+
+
+def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``/oidc/logout``: ``GET`` a page with a sign-out button; ``POST`` signs out here and at the provider."""
+    if request.method in ("GET", "HEAD"):
+        context = {"action": request.path, "next_url": runtime.local_redirect(request.args.get("next"), "/"),
+                   "csrf_token_value": request.csrf_token or ""}
+        return PageAnswer(template="qlikauth/logout.html", context=context,
+                          headers=NO_STORE + (("X-Frame-Options", "DENY"),
+                                              ("Content-Security-Policy", "frame-ancestors 'none'")))
+    if request.method != "POST":
+        return _method_not_allowed("GET", "POST")
+    if not request.csrf_verified and not same_origin(request):
+        log.warning("OIDC: refused a cross-site logout POST")
+        return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
+    o = _oidc(runtime)
+    session = request.session if request.session is not None else {}
+    record = session.pop(OIDC_SESSION_KEY, None)
+    session.pop(SESSION_KEY, None)
+    destination = runtime.local_redirect(request.form.get("next"), "/")
+    id_token = None
+    cookies = (runtime.clear_cookie(),)
+    if isinstance(record, dict):
+        raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}")
+        id_token = raw.decode() if raw else None
+        try:
+            for error in _end(o, runtime, record):
+                log.warning("OIDC logout: a proxy session could not be ended: %s", error)
+        except QlikAuthError as exc:
+            return error_answer(request, exc).with_cookies(*cookies)
+    if id_token is None:
+        return RedirectAnswer(location=destination, cookies=cookies)
+    url = o.rp.logout_url(id_token, destination if destination != "/" else None)
+    return RedirectAnswer(location=url or destination, cookies=cookies)
+
+
+def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``POST /oidc/backchannel-logout``: the provider's logout_token ends every Qlik session of it.
+
+    Answers 200 when done, 400 (``invalid_request``) for a token that is refused, without
+    saying why beyond the check's name; the full reason goes to the log, never the token.
+    """
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    o = _oidc(runtime)
+    try:
+        event = o.rp.validate_logout_token(request.form.get("logout_token", ""))
+    except OidcError as exc:
+        log.warning("OIDC back-channel logout refused: %s", exc)
+        return JsonAnswer(status=400, data={"error": "invalid_request",
+                                            "error_description": str(getattr(exc, "reason", "refused"))})
+    subject = event.subject
+    if subject is None and event.sid:
+        raw = runtime.store.get(f"qlikauth:oidc:sid:{_digest(event.issuer, event.sid)}")
+        subject = raw.decode() if raw else None
+    if subject is None:
+        log.info("OIDC back-channel logout for a provider session this portal never saw")
+        return JsonAnswer(status=200, data={})
+    ended = o.registry.end(event.issuer, subject, [event.sid] if event.sid else None, qps=runtime.qps)
+    if ended.errors:
+        log.warning("OIDC back-channel logout: %d proxy session(s) could not be ended: %s",
+                    len(ended.errors), "; ".join(ended.errors)[:500])
+        return JsonAnswer(status=400, data={"error": "logout_incomplete"})
+    log.info("OIDC back-channel logout: %d proxy session(s) ended", ended.sessions_ended)
+    return JsonAnswer(status=200, data={})
+
