@@ -4,7 +4,9 @@
   client authentication method, all redirecting to ``RP_BASE`` and posting back-channel
   logouts to the ``logout_sink``;
 * ``logout_sink`` (module): an https endpoint that records what the provider POSTs to it;
-* ``rp_factory``: ``make(**settings)`` builds an :class:`OidcRelyingParty` for ``op``.
+* ``rp_factory``: ``make(**settings)`` builds an :class:`OidcRelyingParty` for ``op``;
+* ``site_factory``: ``make(portals=1, mode="ticket", ...)`` starts an emulator, a provider and
+  Flask portal processes (tests/oidc/oidc_flask_portal.py) over https: a :class:`~.site.Site`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if str(PEERS) not in sys.path:
 
 from op_peer import OpenIDProvider, new_rsa_jwk, node_available, private_key_of, public_jwk  # noqa: E402
 
+from .site import SECRET, Site, portal_env, web_client  # noqa: E402
+
 
 def skip_or_fail(reason: str) -> None:
     """Skip, unless QLIKAUTH_REQUIRE_ALL is set (CI): then fail (as tests/conftest.py's helper does)."""
@@ -35,9 +39,17 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def free_port_number() -> int:
+    """A TCP port free on 127.0.0.1 now (tests/conftest.py has one too, but its module name is taken)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 RP_BASE = "https://localhost:8443"
 REDIRECT_URI = f"{RP_BASE}/oidc/callback"
-SECRET = "s3cret-" + "x" * 40
 
 
 class LogoutSink:
@@ -101,11 +113,13 @@ def clients_for(backchannel: str, client_key: dict[str, Any], redirect_uri: str 
     ]
 
 
-def start_op(certs_dir: Path, clients: list[dict[str, Any]]) -> OpenIDProvider:
+def start_op(certs_dir: Path, clients: list[dict[str, Any]],
+             tls: tuple[Path, Path] | None = None) -> OpenIDProvider:
+    """Start the provider (``tls``: serve that certificate, e.g. the one Chromium pins)."""
     why = node_available()
     if why:
         skip_or_fail(why)
-    return OpenIDProvider(certs_dir, clients=clients).start()
+    return OpenIDProvider(certs_dir, clients=clients, tls=tls).start()
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +164,27 @@ def rp_factory(op: OpenIDProvider, client_key: dict[str, Any]) -> Iterator[Calla
     yield make
     for rp in made:
         rp.close()
+
+
+@pytest.fixture
+def site_factory(emulator_factory: Any, server_process: Any, certs_dir: Path, portal_tls: tuple[Path, Path],
+                 free_port: int) -> Iterator[Callable[..., Site]]:
+    made: list[Any] = []
+
+    def make(*, portals: int = 1, mode: str = "ticket", extra_oidc: dict[str, Any] | None = None,
+             redis_url: str | None = None) -> Site:
+        ports = [free_port] + [free_port_number() for _ in range(portals - 1)]
+        from qlikauth.emulator import VirtualProxy
+
+        emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method=mode if mode == "session" else "ticket")])
+        op = start_op(certs_dir, [web_client(ports)], tls=portal_tls)
+        made.append(op)
+        for port in ports:
+            server_process([sys.executable, str(Path(__file__).resolve().parent / "oidc_flask_portal.py")], port,
+                           portal_env(emu, op, port, portal_tls, mode=mode, extra_oidc=extra_oidc, redis_url=redis_url),
+                           scheme="https", cafile=Path(emu.certs_dir) / "root.pem")
+        return Site(emu, op, [f"https://localhost:{p}" for p in ports])
+
+    yield make
+    for op in made:
+        op.stop()

@@ -97,7 +97,8 @@ class OpenIDProvider:
     def __init__(self, certs_dir: Path | str, *, host: str = "localhost",
                  clients: Sequence[Mapping[str, Any]] = (),
                  accounts: Mapping[str, Mapping[str, Any]] | None = None,
-                 keys: Sequence[Mapping[str, Any]] | None = None) -> None:
+                 keys: Sequence[Mapping[str, Any]] | None = None,
+                 tls: tuple[Path | str, Path | str] | None = None) -> None:
         self.certs_dir = Path(certs_dir)
         self.host = host
         self.clients = [dict(c) for c in clients]
@@ -108,6 +109,8 @@ class OpenIDProvider:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.ca_bundle = str(self.certs_dir / "root.pem")
+        #: (certificate, key) to serve, e.g. one a browser already pins; else one is issued by the CA.
+        self.tls = tls
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> OpenIDProvider:
@@ -116,8 +119,11 @@ class OpenIDProvider:
 
         self._dir = tempfile.TemporaryDirectory(prefix="qlikauth-op-")
         work = Path(self._dir.name)
-        cert, key = work / "op.pem", work / "op_key.pem"
-        issue_server_certificate(self.certs_dir, ["localhost", "127.0.0.1"], cert, key)
+        if self.tls is not None:
+            cert, key = Path(self.tls[0]), Path(self.tls[1])
+        else:
+            cert, key = work / "op.pem", work / "op_key.pem"
+            issue_server_certificate(self.certs_dir, ["localhost", "127.0.0.1"], cert, key)
         settings = {"host": self.host, "bind": "127.0.0.1", "tls": {"cert": str(cert), "key": str(key)},
                     "admin_token": self.admin_token, "cookie_keys": [secrets.token_urlsafe(32)],
                     "keys": self.keys, "clients": self.clients, "accounts": self.accounts}

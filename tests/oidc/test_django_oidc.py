@@ -1,0 +1,121 @@
+"""django_qlikauth.oidc with Django's test client: the real provider, the emulator over mutual TLS.
+
+The provider redirects to the portal's callback (the test client follows with the same query);
+its back-channel logout_token, POSTed to the logout sink, is handed to the Django view as the
+provider would send it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:  # alone; in a full run tests/django configured Django already
+    settings.configure(
+        SECRET_KEY="test-secret", ALLOWED_HOSTS=["testserver", "localhost"],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
+                        "django_qlikauth"],
+        MIDDLEWARE=[], ROOT_URLCONF="oidc.oidc_django_urls",
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+from django.test import Client, override_settings  # noqa: E402
+
+from qlikauth.emulator import VirtualProxy  # noqa: E402
+
+from .site import SECRET  # noqa: E402
+
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+              "django.middleware.csrf.CsrfViewMiddleware",
+              "django_qlikauth.oidc.OidcSessionMiddleware"]
+
+
+@pytest.fixture
+def django_site(emulator_factory: Any, op: Any, logout_sink: Any) -> Any:
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="ticket")])
+    op.add_client({"client_id": "portal-django", "client_secret": SECRET,
+                   "token_endpoint_auth_method": "client_secret_post",
+                   "redirect_uris": ["https://testserver/oidc/callback"],
+                   "post_logout_redirect_uris": ["https://testserver/"],
+                   "backchannel_logout_uri": logout_sink.url, "backchannel_logout_session_required": True,
+                   "grant_types": ["authorization_code"], "response_types": ["code"]})
+    qlikauth = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("portal"),
+                "VIRTUAL_PROXY": "portal",
+                "OIDC": {"ISSUER": op.issuer, "CLIENT_ID": "portal-django", "CLIENT_SECRET": SECRET,
+                         "TOKEN_ENDPOINT_AUTH_METHOD": "client_secret_post",
+                         "REDIRECT_URI": "https://testserver/oidc/callback", "CA_BUNDLE": op.ca_bundle,
+                         "SCOPES": ["openid", "email", "profile", "groups"],
+                         "POST_LOGOUT_REDIRECT_URI": "https://testserver/",
+                         "CLAIMS": {"USER_ID": "preferred_username", "USER_DIRECTORY": "CLINIC",
+                                    "ATTRIBUTES": {"group": "groups", "email": "email"}}}}
+    with override_settings(QLIKAUTH=qlikauth, MIDDLEWARE=MIDDLEWARE, ROOT_URLCONF="oidc.oidc_django_urls"):
+        yield emu
+
+
+def django_sign_in(client: Client, op: Any, user: str) -> Any:
+    start = client.get("/oidc/login", secure=True)
+    assert start.status_code == 302, start.content[:300]
+    assert "__Host-qlikauth-oidc" in start.cookies and start.cookies["__Host-qlikauth-oidc"]["samesite"] == "None"
+    answer = op.sign_in(start["Location"], user)
+    parts = urlsplit(answer["url"])
+    return client.get(parts.path, answer["params"], secure=True)
+
+
+def test_django_sign_in_and_backchannel_logout(django_site: Any, op: Any, logout_sink: Any) -> None:
+    emu = django_site
+    client = Client()
+    before_key = client.cookies.get("sessionid")
+    answer = django_sign_in(client, op, "alice")
+    assert answer.status_code == 302 and answer["Location"].startswith(emu.hub_url_for("portal"))
+    assert "qlikTicket=" in answer["Location"] and answer["Cache-Control"] == "no-store"
+    assert client.cookies["sessionid"] is not before_key
+    # the hub redeems the ticket: a proxy session for the mapped user
+    import requests
+
+    hub = requests.Session()
+    hub.trust_env = False
+    page = hub.get(answer["Location"], verify=str(emu.certs_dir / "root.pem"), timeout=10)
+    assert '<dd id="user">CLINIC\\alice</dd>' in page.text and "email=alice@example.com" in page.text
+    assert client.get("/whoami", secure=True).json()["user"] == "CLINIC\\alice"
+    # the provider's back-channel logout
+    sessions = [s for s in emu.state.sessions("portal") if s.user.user_id == "alice"]
+    assert len(sessions) == 1
+    sid = client.session["_qlikauth_oidc"]["key"]["session"]
+    op.backchannel_logout("portal-django", "a1b2c3-alice", sid)
+    token = logout_sink.received[-1]["logout_token"]
+    provider = Client()
+    done = provider.post("/oidc/backchannel-logout", {"logout_token": token}, secure=True)
+    assert done.status_code == 200 and done["Cache-Control"] == "no-store"
+    assert [s for s in emu.state.sessions("portal") if s.user.user_id == "alice"] == []
+    assert client.get("/whoami", secure=True).json()["user"] is None
+    replay = provider.post("/oidc/backchannel-logout", {"logout_token": token}, secure=True)
+    assert replay.status_code == 400 and replay.json()["error_description"] == "logout_replay"
+
+
+def test_django_refusals_are_pages_without_tokens(django_site: Any, op: Any) -> None:
+    emu = django_site
+    client = Client()
+    start = client.get("/oidc/login", secure=True)
+    answer = op.sign_in(start["Location"], "bob")
+    before = emu.state.qps_requests
+    other = Client()
+    stolen = other.get(urlsplit(answer["url"]).path, answer["params"], secure=True)
+    assert stolen.status_code == 400 and b"<html" in stolen.content.lower()
+    assert answer["params"]["code"].encode() not in stolen.content
+    assert emu.state.qps_requests == before
+    bad_target = client.get("/oidc/login", {"target": "https://evil.example/"}, secure=True)
+    assert bad_target.status_code == 400
+    # logout needs Django's CSRF token on the POST
+    csrf_client = Client(enforce_csrf_checks=True)
+    assert csrf_client.post("/oidc/logout", secure=True).status_code == 403
