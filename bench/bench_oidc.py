@@ -9,6 +9,9 @@
   python-jose with the cryptography backend) and by PyJWT given the provider's key already
   loaded (``jwt.decode`` with algorithms, audience, issuer, leeway, required claims, then the
   nonce compared), interleaved in rounds; the figure is the median of per-round ratios.
+* **Storm**: N users at once through a portal on gunicorn (bench/oidc_storm_app.py): portal
+  ``/oidc/login`` -> the provider's login page -> callback -> ticket -> the emulator's hub, each
+  checked to land as themselves at the hub and at the portal (0 mix-ups).
 * **JWKS fetches during N sign-ins**: after one warm-up sign-in, N more real sign-ins
   (authorize -> login page or provider session -> callback -> token -> id_token checks) by a few
   browsers, counting the relying party's JWKS and discovery fetches (target: 0).
@@ -128,7 +131,134 @@ def bench_oidc(args: argparse.Namespace) -> dict[str, Any]:
             for s in browsers.values():
                 s.close()
             rp.close()
+    if getattr(args, "storm_users", 0):
+        result["storm"] = bench_oidc_storm(args)
     return result
+
+
+def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
+    """N users at once: portal /oidc/login -> provider login -> callback -> ticket -> hub, each as themselves.
+
+    The portal (bench/oidc_storm_app.py) runs on gunicorn with one worker and 16 threads: one
+    process, so its MemoryStore holds every sign-in's state (several workers would share Redis).
+    """
+    import os
+    import secrets
+    import socket
+    import subprocess
+    import threading
+
+    import requests
+
+    from _procs import EmulatorProcess
+    from op_peer import OpenIDProvider, node_available
+    from run import pct
+
+    why = node_available()
+    if why:
+        return {"status": "skipped", "reason": why}
+    users = args.storm_users
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    portal = f"http://127.0.0.1:{port}"
+    accounts = {f"bench{i:03d}": {"password": f"pw-{i}", "claims": {
+        "sub": f"sub-{i:03d}", "email": f"bench{i:03d}@example.com", "email_verified": True,
+        "name": f"Bench {i}", "groups": [f"Group{i:03d}"]}} for i in range(users)}
+    client = {"client_id": "storm", "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_basic",
+              "redirect_uris": [f"{portal}/oidc/callback"], "grant_types": ["authorization_code"],
+              "response_types": ["code"]}
+    with EmulatorProcess(proxies=[{"prefix": "portal", "method": "ticket"}]) as emu, \
+            OpenIDProvider(emu.certs_dir, clients=[client], accounts=accounts) as op:
+        oidc = {"ISSUER": op.issuer, "CLIENT_ID": "storm", "CLIENT_SECRET": SECRET,
+                "REDIRECT_URI": f"{portal}/oidc/callback", "CA_BUNDLE": op.ca_bundle,
+                "SCOPES": "openid email profile groups", "COOKIE_NAME": "qlikauth-oidc", "COOKIE_SECURE": "false"}
+        env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
+               "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
+               "QLIKAUTH_OIDC": json.dumps(oidc), "PORTAL_SECRET_KEY": secrets.token_hex(32),
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
+        cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "16", "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning", "--timeout", "60", "oidc_storm_app:app"]
+        _log(f"oidc storm: gunicorn -w 1 --threads 16 on {portal}, {users} users")
+        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{portal}/whoami", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                time.sleep(0.2)
+            root = str(emu.certs_dir / "root.pem")
+            results: list[dict[str, Any]] = [{} for _ in range(users)]
+            barrier = threading.Barrier(users + 1)
+
+            def sign_in(i: int) -> None:
+                name = f"bench{i:03d}"
+                res = results[i]
+                res.update(user=name, ok=False)
+                browser = requests.Session()
+                browser.trust_env = False
+                at_op = requests.Session()
+                step = "waiting"
+                barrier.wait()
+                try:
+                    t0 = time.perf_counter()
+                    step = "/oidc/login"
+                    r = browser.get(f"{portal}/oidc/login", allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"login {r.status_code}"
+                    step = "provider"
+                    answer = op.sign_in(r.headers["location"], name, session=at_op)
+                    step = "callback"
+                    r = browser.get(answer["url"], allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"callback {r.status_code}: {r.text[:200]}"
+                    hub = r.headers["location"]
+                    step = "hub redeems the ticket"
+                    r = browser.get(hub, verify=root, allow_redirects=False, timeout=60)
+                    assert r.status_code == 302, f"hub redeem {r.status_code}"
+                    step = "hub page"
+                    r = browser.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
+                                    allow_redirects=False, timeout=60)
+                    assert r.status_code == 200, f"hub {r.status_code}"
+                    res["seconds"] = time.perf_counter() - t0
+                    who = r.json()
+                    res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
+                    res["portal_user"] = browser.get(f"{portal}/whoami", timeout=60).json()["user"]
+                    res["ok"] = True
+                except Exception as exc:  # counted, reported
+                    res["error"] = f"{step}: {type(exc).__name__}: {exc}"[:300]
+                finally:
+                    browser.close()
+                    at_op.close()
+
+            threads = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
+            for t in threads:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join(180)
+            wall = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    done = [r for r in results if r.get("ok")]
+    errors = [r.get("error") for r in results if not r.get("ok")]
+    expected = {r["user"]: f"OIDC\\{r['user']}@example.com" for r in results}
+    mixups = sum(1 for r in done if r["hub_user"].lower() != expected[r["user"]].lower()
+                 or (r["portal_user"] or "").lower() != expected[r["user"]].lower())
+    lat = [r["seconds"] for r in done]
+    return {"users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
+            "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
+            "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1), "mixups": mixups,
+            "server": "gunicorn -w 1 --threads 16 (bench/oidc_storm_app.py); provider: oidc-provider on node"}
 
 
 def oidc_rows(o: dict[str, Any]) -> list[str]:
@@ -146,7 +276,13 @@ def oidc_rows(o: dict[str, Any]) -> list[str]:
         f"**{o['jwks_fetches_during_sign_ins']}** | 0 | provider calls per sign-in {o['provider_calls_per_sign_in']} "
         f"(the token request); {o['sign_ins_per_s']:.0f} sign-ins/s sequential, p50 {o['sign_in_p50_ms']:.1f} ms; "
         f"signed in as themselves {o['subjects_ok']}/{o['sign_ins']} |",
-    ]
+    ] + ([] if "storm" not in o else [
+        f"| OIDC sign-in storm: {o['storm']['users']} users at once (portal -> provider -> callback -> ticket -> hub) | "
+        f"{o['storm']['sign_ins_per_s']:.0f} sign-ins/s, {o['storm']['completed']}/{o['storm']['users']} signed in | "
+        f"all signed in as themselves, 0 mix-ups | p50 {o['storm']['p50_ms']:.0f} ms, p99 {o['storm']['p99_ms']:.0f} ms; "
+        f"mix-ups {o['storm']['mixups']}"
+        + (f"; errors {o['storm']['errors']}: {'; '.join(o['storm']['first_errors'])[:300]}" if o["storm"]["errors"] else "")
+        + " |"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     args.rounds, args.slice = (2, 0.15) if args.quick else (9, 0.6)
+    args.storm_users = 20 if args.quick else 200
     result = bench_oidc(args)
     print("\n".join(["| Benchmark | Ratio (median of rounds) | Target | Context |", "|---|---|---|---|",
                      *oidc_rows(result)]))
