@@ -230,9 +230,14 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     user = o.settings.mapping.to_user(dict(login_.claims), subject=login_.subject)
     key = SsoKey(login_.issuer, login_.subject, login_.sid)
     now = time.time()
-    # A new sign-in replaces whatever this browser had (another user's proxy session included).
+    # A new sign-in replaces whatever this browser had. When that was another user (seed 004: the
+    # next person at a shared workstation), their proxy sessions end first, on every node.
+    previous = session.pop(OIDC_SESSION_KEY, None)
     session.pop(SESSION_KEY, None)
-    session.pop(OIDC_SESSION_KEY, None)
+    if isinstance(previous, dict) and (previous.get("key") or {}).get("subject") != login_.subject:
+        runtime.store.delete(f"qlikauth:oidc:hint:{previous.get('hint')}")
+        for error in _end(o, runtime, previous):
+            log.warning("OIDC sign-in: the previous user's proxy session could not be ended: %s", error)
     rotate = getattr(session, "cycle_key", None)
     if callable(rotate):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
         rotate()

@@ -158,3 +158,15 @@ def test_logout_reaches_sessions_of_another_portal_process(site_factory: Callabl
     assert all(r["ok"] for r in result["results"]), result
     assert qps_user_sessions(site.emu, "alice@example.com") == []
     assert browser_user(site, browser, second) is None
+
+
+def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(site_factory: Callable[..., Site]) -> None:
+    """Seed 004 (fast user switching): bob signs in in alice's browser; alice's Qlik session ends."""
+    site = site_factory()
+    browser = site.browser()
+    site.follow_to_hub(browser, site.sign_in(browser, "alice"))
+    assert qps_user_sessions(site.emu, "alice@example.com")
+    browser.op_session = requests.Session()  # type: ignore[attr-defined]  # the provider's session switched user too
+    site.follow_to_hub(browser, site.sign_in(browser, "bob"))
+    assert qps_user_sessions(site.emu, "alice@example.com") == []
+    assert browser_user(site, browser) == "OIDC\\bob@example.com"
