@@ -119,3 +119,26 @@ def test_django_refusals_are_pages_without_tokens(django_site: Any, op: Any) -> 
     # logout needs Django's CSRF token on the POST
     csrf_client = Client(enforce_csrf_checks=True)
     assert csrf_client.post("/oidc/logout", secure=True).status_code == 403
+
+
+def test_no_token_code_or_state_in_the_logs(django_site: Any, op: Any, logout_sink: Any,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    client = Client()
+    start = client.get("/oidc/login", secure=True)
+    answer = op.sign_in(start["Location"], "alice")
+    path = urlsplit(answer["url"]).path
+    assert client.get(path, answer["params"], secure=True).status_code == 302
+    assert client.get(path, answer["params"], secure=True).status_code == 400  # replay: refused, logged
+    record = client.session["_qlikauth_oidc"]
+    op.backchannel_logout("portal-django", record["key"]["subject"], record["key"]["session"])
+    token = logout_sink.received[-1]["logout_token"]
+    Client().post("/oidc/backchannel-logout", {"logout_token": token}, secure=True)
+    Client().post("/oidc/backchannel-logout", {"logout_token": token}, secure=True)  # replay: refused, logged
+    # the portal's own log lines (urllib3's lines here are the test browser's visits to the provider)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("qlikauth", "django")))
+    assert "refused" in text or "already used" in text
+    for secret in (answer["params"]["code"], answer["params"]["state"], token, token.split(".")[2], SECRET):
+        assert secret not in text
