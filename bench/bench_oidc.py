@@ -149,7 +149,6 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
     import threading
 
     import requests
-
     from _procs import EmulatorProcess
     from op_peer import OpenIDProvider, node_available
     from run import pct

@@ -18,9 +18,9 @@ for _p in (str(ROOT), str(ROOT / "integrations")):
         sys.path.insert(0, _p)
 
 from flask import Flask, jsonify  # noqa: E402
-
 from flask_qlikauth import QlikAuth  # noqa: E402
 from flask_qlikauth.oidc import QlikOidc  # noqa: E402
+
 from qlikauth.web.config import settings_from_environ  # noqa: E402
 
 app = Flask(__name__)

@@ -6,8 +6,9 @@ in, a plain answer out); Django and Flask only route to them. The protocol is
 which proxy sessions belong to which provider session :mod:`qlikauth.bridges.registry` (in the
 runtime's shared store, so any portal process can end sessions another one made).
 
-* :func:`login` (``GET /oidc/login[?target=...]``): ``target`` (a hub URL or a path on an
-  allowed origin) is checked first; the browser goes to the provider with state, nonce and PKCE.
+* :func:`login` (``GET /oidc/login[?target=...|?next=/path]``): ``target`` (a hub URL or a URL on
+  an allowed origin) is checked first; ``next``, a path on the portal, brings the browser back to
+  that page signed in (no ticket yet); the browser goes to the provider with state, nonce, PKCE.
 * :func:`callback` (``GET`` for ``response_mode=query``, ``POST`` for ``form_post``): the sign-in
   is verified, mapped to a Qlik user, signed into Qlik (ticket to the hub, or a proxy session
   cookie in session mode) and remembered in the portal's session as an *SSO session* (user,
@@ -207,7 +208,12 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     target = request.args.get("target") or None
-    checked = runtime.hub_policy.check(target) if target else None
+    nxt = request.args.get("next") or None
+    if target is None and nxt is not None and runtime.local_redirect(nxt, "") == nxt:
+        checked: str | None = nxt  # a page of the portal: come back there, signed in (no ticket yet)
+    else:
+        target = target or nxt
+        checked = runtime.hub_policy.check(target) if target else None
     o = _oidc(runtime)
     auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
@@ -247,15 +253,18 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if login_.sid:
         runtime.store.put(f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}", login_.subject.encode(), lifetime)
     cookies: list[Cookie] = [c for c in (login_.clear_cookie,) if c is not None]
+    local = login_.next_url if login_.next_url and login_.next_url.startswith("/") else None
     if runtime.config.mode == "session":
         grant = runtime.session.resume(user, None, owner="\\".join(user.key), now=now)
         session[SESSION_KEY] = grant.record
         o.registry.record(key, user, grant.session_id, lifetime=lifetime)
         cookies.append(grant.cookie)
-        location = login_.next_url or runtime.hub_for_node(grant.record.get("node"))
+        location = local or login_.next_url or runtime.hub_for_node(grant.record.get("node"))
     else:
         o.registry.record(key, user, lifetime=lifetime)
-        location = runtime.ticket.login(user, login_.next_url).location
+        # Ticket mode: a ticket only when the browser goes to Qlik now; a portal page first gets
+        # nothing (the portal's /qlik/login makes the ticket when the user opens Qlik).
+        location = local or runtime.ticket.login(user, login_.next_url).location
     session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
                                  "started": now, "seen": now}
     log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")

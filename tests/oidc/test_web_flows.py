@@ -170,3 +170,25 @@ def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(
     site.follow_to_hub(browser, site.sign_in(browser, "bob"))
     assert qps_user_sessions(site.emu, "alice@example.com") == []
     assert browser_user(site, browser) == "OIDC\\bob@example.com"
+
+
+def test_next_brings_the_browser_back_to_the_portal_signed_in(site_factory: Callable[..., Site]) -> None:
+    site = site_factory()
+    browser = site.browser()
+    start = browser.get(f"{site.portal}/oidc/login", params={"next": "/whoami"}, allow_redirects=False, timeout=10)
+    got = site.op.sign_in(start.headers["location"], "bob", session=browser.op_session)  # type: ignore[attr-defined]
+    before = site.emu.state.tickets_issued
+    back = browser.get(site.portal + urlsplit(got["url"]).path + "?" + urlsplit(got["url"]).query,
+                       allow_redirects=False, timeout=10)
+    assert back.status_code == 302 and back.headers["location"] == "/whoami"
+    assert site.emu.state.tickets_issued == before  # no ticket until the user opens Qlik
+    assert browser_user(site, browser) == "OIDC\\bob@example.com"
+    # /qlik/login (the portal's "open Qlik") then signs the SSO user in with a ticket
+    qlik = browser.get(f"{site.portal}/qlik/login", allow_redirects=False, timeout=10)
+    assert qlik.status_code == 302 and "qlikTicket=" in qlik.headers["location"]
+    hub = browser.get(qlik.headers["location"], timeout=10)
+    assert '<dd id="user">OIDC\\bob@example.com</dd>' in hub.text
+    # next must be a path of the portal; another host is refused before the provider is asked
+    for bad in ("//evil.example/", "https://evil.example/"):
+        assert browser.get(f"{site.portal}/oidc/login", params={"next": bad}, allow_redirects=False,
+                           timeout=10).status_code == 400
