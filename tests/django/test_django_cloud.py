@@ -1,0 +1,59 @@
+"""django_qlikauth.cloud: the access-token endpoint behind Django's CSRF check, against the emulated tenant."""
+
+from __future__ import annotations
+
+import pytest
+import qlikauth_cloud_test_urls as urls
+import test_django_qlikauth  # noqa: F401  - configures Django the same way for the whole run
+from django.test import Client, override_settings
+from django_qlikauth.cloud import cloud_urls
+
+from qlikauth.cloud import (
+    AccessTokenCache,
+    CloudAccess,
+    CloudJwtIssuer,
+    OAuthClient,
+    QlikCloud,
+    UserProvisioner,
+)
+from qlikauth.jwtkeys import SigningKey
+from qlikauth.mapping import CloudIdentity
+from qlikauth.web.cloud import CloudPortal
+
+
+@pytest.fixture
+def tenant_and_portal():
+    from qlikauth.emulator.cloud import CloudTenant, JwtIdentityProvider, OAuthClientConfig
+
+    key = SigningKey.generate("RS256", kid="dj")
+    with CloudTenant(jwt_idps=[JwtIdentityProvider("https://dj-portal", {"dj": key.public_key})],
+                     oauth_clients=[OAuthClientConfig("dj", client_secret="dj-secret")]) as tenant:
+        cloud = QlikCloud(tenant.url, verify=tenant.root_pem)
+        tokens = AccessTokenCache(cloud, OAuthClient("dj", client_secret="dj-secret"))
+        access = CloudAccess(tokens, UserProvisioner(cloud, issuer=CloudJwtIssuer(key, "https://dj-portal"),
+                                                     store=tokens.store))
+
+        def identity(req):
+            sub = (req.session or {}).get("cloud_sub")
+            return CloudIdentity(sub=sub, name=sub, email=sub, email_verified=True, groups=("Sales",),
+                                 realm="ACME") if sub else None
+
+        urls.urlpatterns = urls.base + cloud_urls(CloudPortal(access=access, identity=identity))
+        yield tenant, cloud
+        cloud.close()
+
+
+@override_settings(ROOT_URLCONF="qlikauth_cloud_test_urls")
+def test_access_token_needs_djangos_csrf_token(tenant_and_portal):
+    tenant, cloud = tenant_and_portal
+    c = Client(enforce_csrf_checks=True)
+    csrf = c.get("/signin/alice").content.decode()
+    assert c.post("/qlik/cloud/access-token").status_code == 403          # no CSRF token
+    assert c.get("/qlik/cloud/access-token").status_code == 405
+    r = c.post("/qlik/cloud/access-token", HTTP_X_CSRFTOKEN=csrf)
+    assert r.status_code == 200, r.content
+    assert r["Cache-Control"] == "no-store" and r["Content-Type"].startswith("text/plain")
+    assert cloud.me(access_token=r.content.decode())["subject"] == "alice@example.com"
+    assert c.post("/qlik/cloud/access-token", HTTP_X_CSRFTOKEN=csrf, HTTP_SEC_FETCH_SITE="cross-site").status_code == 403
+    assert Client(enforce_csrf_checks=True).post("/qlik/cloud/access-token").status_code == 403
+    assert tenant.state.counter("token_requests") == 1
