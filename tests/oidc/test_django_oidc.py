@@ -142,3 +142,37 @@ def test_no_token_code_or_state_in_the_logs(django_site: Any, op: Any, logout_si
     assert "refused" in text or "already used" in text
     for secret in (answer["params"]["code"], answer["params"]["state"], token, token.split(".")[2], SECRET):
         assert secret not in text
+
+
+def test_absolute_and_idle_caps_with_a_moved_clock(django_site: Any, op: Any) -> None:
+    """sso_session with ``now`` moved past each cap: the SSO session ends and so do its proxy sessions."""
+    import requests
+    from django_qlikauth.conf import get_runtime
+
+    from qlikauth.web import oidc
+    from qlikauth.web.flows import WebRequest
+
+    emu = django_site
+    runtime = get_runtime()
+    s = oidc._oidc(runtime).settings
+    assert (s.session_max_age, s.session_idle_timeout) == (8 * 3600.0, 1800.0)  # the defaults
+    hub = requests.Session()
+    hub.trust_env = False
+    for cap, offset in (("SESSION_MAX_AGE", s.session_max_age + 1), ("SESSION_IDLE_TIMEOUT", s.session_idle_timeout + 1)):
+        client = Client()
+        answer = django_sign_in(client, op, "alice")
+        hub.get(answer["Location"], verify=str(emu.certs_dir / "root.pem"), timeout=10)
+        record = dict(client.session["_qlikauth_oidc"])
+        assert [x for x in emu.state.sessions("portal") if x.user.user_id == "alice"]
+        session = {"_qlikauth_oidc": record}
+        started = record["started"]
+        if cap == "SESSION_IDLE_TIMEOUT":  # active until a while ago, started recently: only idle passes
+            state = oidc.sso_session(WebRequest("GET", "/", session=session), runtime, now=started + 10)
+            assert state.user is not None and state.ended is None
+            record = session["_qlikauth_oidc"]
+        now = record["seen"] + offset if cap == "SESSION_IDLE_TIMEOUT" else started + offset
+        state = oidc.sso_session(WebRequest("GET", "/", session=session), runtime, now=now)
+        assert state.user is None and cap in (state.ended or ""), state
+        assert "_qlikauth_oidc" not in session
+        assert state.cookies and state.cookies[0].deletes
+        assert [x for x in emu.state.sessions("portal") if x.user.user_id == "alice"] == []
