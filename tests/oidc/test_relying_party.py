@@ -519,3 +519,24 @@ def test_post_logout_redirect_to_another_host(rp_factory: Any, op: OpenIDProvide
     rp = rp_factory(post_logout_redirect_uri=f"{RP_BASE}/signed-out")
     with pytest.raises(RedirectError):
         rp.logout_url("hint", target)
+
+
+def test_entra_groups_overage_in_an_id_token_is_refused_by_the_mapping(rp_factory: Any, op: OpenIDProvider) -> None:
+    """Over 200 groups, Entra sends `_claim_names`/`_claim_sources` instead of `groups` in the JWT: the
+    verified token still maps through qlikauth.mapping, which refuses it naming the Entra setting."""
+    from qlikauth.exceptions import ClaimsError
+    from qlikauth.web.oidc import OidcWebSettings
+
+    rp = rp_factory()
+    token, _, nonce = real_tokens(rp, op)
+    overage = resign(op, token, groups=None, _claim_names={"groups": "src1"},
+                     _claim_sources={"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}})
+    claims = rp.validate_id_token(overage, nonce=nonce)
+    mapping = OidcWebSettings.from_mapping({"ISSUER": op.issuer, "CLIENT_ID": "portal-basic", "CLIENT_SECRET": "x",
+                                            "REDIRECT_URI": REDIRECT_URI}).mapping
+    with pytest.raises(ClaimsError) as info:
+        mapping.to_user(claims, subject=claims["sub"])
+    assert "overage" in str(info.value).lower()
+    # the same token with its groups maps fine
+    user = mapping.to_user(rp.validate_id_token(token, nonce=nonce), subject="a1b2c3-alice")
+    assert user.qualified_name == "OIDC\\alice@example.com" and user.groups == ["Finance", "Clinicians"]
