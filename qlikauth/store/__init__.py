@@ -35,6 +35,7 @@ __all__ = [
     "WhenFull",
     "open_store",
     "register_store_scheme",
+    "known_store_schemes",
 ]
 
 #: What a bounded store does when it is full of live entries: ``"evict"`` drops the entries
@@ -80,6 +81,11 @@ def register_store_scheme(scheme: str, factory: StoreFactory) -> None:
     imports Django.
     """
     _SCHEMES[scheme.lower()] = factory
+
+
+def known_store_schemes() -> frozenset[str]:
+    """The setting prefixes :func:`open_store` takes (``django-cache`` even before Django registers it)."""
+    return frozenset({"memory", "redis", "rediss", "unix", "django-cache", *_SCHEMES})
 
 
 def open_store(setting: str | StateStore | None, *, namespace: str = "qlikauth",

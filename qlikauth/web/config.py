@@ -54,6 +54,7 @@ _KEYS: dict[str, Any] = {
     "HEADER_PATTERN": "$ud\\$id",
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
     "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
+    "STATE_STORE": None,          # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
 }
 
 
@@ -150,6 +151,23 @@ def _node_hub_urls(value: Any, nodes: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _state_store(value: Any) -> Any:
+    """STATE_STORE: checked by its form here; the store itself is made (and reached) on first use."""
+    from ..store import StateStore, known_store_schemes
+
+    if value is None or isinstance(value, StateStore):
+        return value
+    text = _as_text("STATE_STORE", value)
+    if not text:
+        return None
+    scheme = text.split(":", 1)[0].lower()
+    if scheme not in known_store_schemes():
+        shown = text.rsplit("@", 1)[-1]
+        raise _problem("STATE_STORE", f"{shown[:80]!r} is not a store qlikauth knows: use 'memory', "
+                                      "'redis://host:6379/0' (rediss:// for TLS) or 'django-cache:ALIAS'.")
+    return text
+
+
 @dataclass(frozen=True)
 class QlikAuthConfig:
     """The checked settings of a portal's qlikauth integration (see the module docstring)."""
@@ -178,6 +196,7 @@ class QlikAuthConfig:
     header_pattern: str = "$ud\\$id"
     header_response_header: str = "X-Qlik-Header-Value"
     oidc: Mapping[str, Any] | None = field(default=None, repr=False)  # checked by qlikauth.web.oidc
+    state_store: Any = field(default=None, repr=False)  # the setting string may carry a password
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> QlikAuthConfig:
@@ -313,6 +332,7 @@ class QlikAuthConfig:
                 raise _problem("OIDC", "expected a mapping, or JSON text of one.") from None
         if oidc is not None and not isinstance(oidc, Mapping):
             raise _problem("OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}.")
+        state_store = _state_store(get("STATE_STORE"))
 
         del probe
         return cls(
@@ -324,6 +344,7 @@ class QlikAuthConfig:
             header_name=header_name, header_user_directory=header_ud,
             header_pattern=header_pattern, header_response_header=response_header,
             oidc=dict(oidc) if oidc is not None else None,
+            state_store=state_store,
         )
 
     @property

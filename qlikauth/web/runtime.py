@@ -21,7 +21,7 @@ from ..exceptions import RedirectError
 from ..identity import QlikUser
 from ..qps import QpsClient
 from ..redirects import RedirectPolicy
-from ..store import MemoryStore, StateStore
+from ..store import StateStore, open_store
 from .config import QlikAuthConfig, setting_problem
 
 __all__ = ["QlikAuthRuntime", "build_runtime"]
@@ -34,8 +34,8 @@ class QlikAuthRuntime:
     or opens connections until a QPS call is actually needed.
 
     :param store: the :class:`~qlikauth.store.StateStore` for one-time state shared by
-        every portal process (SSO ``state``/``nonce``, replay caches); a
-        :class:`~qlikauth.store.MemoryStore` (one process only) when not given.
+        every portal process (SSO ``state``/``nonce``, replay caches); when not given, the
+        STATE_STORE setting's (a :class:`~qlikauth.store.MemoryStore`, one process only, when unset).
     """
 
     def __init__(self, config: QlikAuthConfig, *, store: StateStore | None = None) -> None:
@@ -46,6 +46,8 @@ class QlikAuthRuntime:
         self._session: SessionAuthenticator | None = None
         self._header: HeaderAuthenticator | None = None
         self._store: StateStore | None = store
+        self._replay: StateStore | None = None
+        self._store_given = store is not None
         prefix = f"/{config.virtual_proxy}/" if config.virtual_proxy else "/"
         self.hub_policy = RedirectPolicy(
             list(config.allowed_targets) + list(config.node_hub_urls.values()),
@@ -96,8 +98,18 @@ class QlikAuthRuntime:
 
     @property
     def store(self) -> StateStore:
-        """The shared one-time state store (a process-local :class:`MemoryStore` unless one was given)."""
-        return self._once("_store", MemoryStore)
+        """The shared one-time state store: the one given, else the STATE_STORE setting's
+        (``MemoryStore``, one process only, when unset; docs/stores.md)."""
+        return self._once("_store", lambda: open_store(self.config.state_store, namespace="qlikauth"))
+
+    @property
+    def replay_cache(self) -> StateStore:
+        """A store for consumed one-time ids (SAML assertion ids, token ids) on STATE_STORE that
+        **refuses when full** instead of evicting (:class:`~qlikauth.exceptions.StoreFull`): an
+        evicted id could be replayed. 100,000 live entries at most; on Redis the server's
+        eviction policy is checked too. Refused for a Django cache (its backends evict)."""
+        return self._once("_replay", lambda: open_store(
+            self.config.state_store, namespace="qlikauth-replay", max_items=100_000, when_full="refuse"))
 
     def hub_for_node(self, node: str | None) -> str:
         """The hub URL of QPS ``node`` (NODE_HUB_URLS), or HUB_URL when it has none."""
@@ -149,9 +161,15 @@ class QlikAuthRuntime:
         return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
 
     def close(self) -> None:
-        """Close the QPS client's pooled connections, if it was made."""
+        """Close the QPS client's pooled connections and the stores' (those this runtime made)."""
         if self._qps is not None:
             self._qps.close()
+        # Only stores made here from a STATE_STORE string; a store object given is its owner's.
+        made = [self._replay] + ([self._store] if not self._store_given else [])
+        for store in made if isinstance(self.config.state_store, str) else []:
+            closer = getattr(store, "close", None)
+            if callable(closer):
+                closer()
 
 
 def build_runtime(config: QlikAuthConfig | Mapping[str, Any], *, store: StateStore | None = None) -> QlikAuthRuntime:

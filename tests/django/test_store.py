@@ -111,3 +111,29 @@ def test_unknown_alias_and_replay_mode_are_refused():
         DjangoCacheStore("nope").get("x")
     with pytest.raises(ConfigurationError, match="replay"):
         open_store("django-cache:default", when_full="refuse")
+
+
+@override_settings(CACHES=LOCMEM, QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent",
+                                            "HUB_URL": "https://localhost/hub/", "STATE_STORE": "django-cache:default"})
+def test_the_state_store_setting_names_a_django_cache():
+    from django_qlikauth.conf import get_runtime
+
+    runtime = get_runtime()
+    assert isinstance(runtime.store, DjangoCacheStore) and runtime.store.alias == "default"
+    runtime.store.put("state:x", b"1", ttl=10)
+    assert DjangoCacheStore(namespace="qlikauth").take("state:x") == b"1"
+    with pytest.raises(ConfigurationError, match="replay"):
+        runtime.replay_cache  # noqa: B018 - a Django cache evicts: no replay cache on it
+
+
+def test_the_state_store_setting_reaches_redis_through_django(redis_url):
+    from django_qlikauth.conf import get_runtime
+
+    from qlikauth.store.redis_store import RedisStore
+
+    settings_ = {"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/",
+                 "STATE_STORE": redis_url}
+    with override_settings(QLIKAUTH=settings_):
+        runtime = get_runtime()
+        assert isinstance(runtime.store, RedisStore) and isinstance(runtime.replay_cache, RedisStore)
+        assert runtime.replay_cache.add("_id", b"1", ttl=10) and not runtime.replay_cache.add("_id", b"1", ttl=10)

@@ -1,9 +1,11 @@
 """A small portal for the shared-state test: two of these processes share one STATE_STORE.
 
-It uses the store API the way the sign-in flows do: a sign-in started here leaves its one-time
-state in the store (``put``), the callback consumes it (``take``, so it works once, on whichever
-process the browser reaches), and an assertion id is recorded in a replay cache (``add`` on a
-store that refuses when full). Run: ``STATE_STORE=redis://... PORTAL_PORT=5001 python state_portal.py``.
+The stores come from the web runtime and its ``STATE_STORE`` setting, as the integrations' do
+(``runtime.store``, ``runtime.replay_cache``), and are used the way the sign-in flows use them: a
+sign-in started here leaves its one-time state in the store (``put``), the callback consumes it
+(``take``, so it works once, on whichever process the browser reaches), and an assertion id is
+recorded in the replay cache (``add`` on a store that refuses when full).
+Run: ``STATE_STORE=redis://... PORTAL_PORT=5001 python state_portal.py``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import secrets
 from flask import Flask, jsonify, request
 
 from qlikauth.exceptions import StoreError
-from qlikauth.store import open_store
+from qlikauth.web.runtime import build_runtime
 
 log = logging.getLogger("state_portal")
 PORT = int(os.environ["PORTAL_PORT"])
 
 app = Flask(__name__)
-states = open_store(os.environ["STATE_STORE"], namespace="portal-signin")
-replay = open_store(os.environ["STATE_STORE"], namespace="portal-replay", max_items=1000, when_full="refuse")
+# No QPS call is made here: the nodes and certificates are placeholders the settings require.
+runtime = build_runtime({"QPS_NODES": "https://localhost:4243", "CERTS": "/nonexistent",
+                         "HUB_URL": "https://localhost/hub/", "STATE_STORE": os.environ["STATE_STORE"]})
+states = runtime.store
+replay = runtime.replay_cache
 
 
 @app.errorhandler(StoreError)

@@ -75,7 +75,7 @@ def test_redis_stopped_mid_run_is_a_clear_error_never_a_pass(two_portals):
         assert "127.0.0.1" not in r.text and "redis" not in r.text.lower()
     for proc in procs:
         logged = Path(proc.log_path).read_text(errors="replace")
-        assert f"Redis state store redis://127.0.0.1:{server.port}/0" in logged
+        assert f"Redis state store redis://127.0.0.1:{server.port}/0 (namespace 'qlikauth" in logged
         assert "cannot be reached" in logged and "check that redis-server is running" in logged
     # Redis back: the portals answer again without a restart
     server.start()
