@@ -7,6 +7,8 @@ Qlik is already signed in.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +20,7 @@ from ..identity import QlikUser
 from ..qps import ProxySession, QpsClient
 from .base import Cookie, check_cookie_name
 
-__all__ = ["SessionAuthenticator", "SessionGrant", "default_cookie_name"]
+__all__ = ["SessionAuthenticator", "SessionGrant", "default_cookie_name", "identity_digest"]
 
 log = logging.getLogger("qlikauth.session")
 
@@ -27,7 +29,7 @@ log = logging.getLogger("qlikauth.session")
 class SessionGrant:
     """What :meth:`SessionAuthenticator.resume` decided for one signed-in portal user.
 
-    :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``): keep it in the
+    :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``, ``identity``): keep it in the
     portal's own server-side session and hand it back next time. :attr:`created` is True
     when a new proxy session was made (one QPS call). Set :attr:`cookie` on the response when
     the session is new or the browser lacks it (:attr:`session_id` is the cookie's value).
@@ -46,6 +48,18 @@ class SessionGrant:
     def cookie(self) -> Cookie:
         """The cookie that carries the session (built on demand: page views rarely need it)."""
         return self._authenticator.cookie_for(self.session_id)
+
+
+def identity_digest(user: QlikUser) -> str:
+    """A short digest of what a proxy session carries for ``user``: directory, id and attributes.
+
+    Kept in :attr:`SessionGrant.record`, so a remembered session is reused only while the
+    portal maps its user to the same identity (attribute order does not matter).
+    """
+    body = user.to_qps()
+    canonical = [body["UserDirectory"], body["UserId"],
+                 sorted(sorted(a.items()) for a in body.get("Attributes") or [])]
+    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def default_cookie_name(virtual_proxy: str) -> str:
@@ -101,12 +115,13 @@ class SessionAuthenticator:
 
     @overload
     def resume(self, user: QlikUser, remembered: Mapping[str, Any] | None, *, owner: str | None = None,
-               recheck_after: float | None = None, now: float | None = None) -> SessionGrant: ...
+               recheck_after: float | None = None, now: float | None = None,
+               create: bool = True) -> SessionGrant: ...
 
     @overload
     def resume(self, user: Callable[[], QlikUser | None], remembered: Mapping[str, Any] | None, *,
                owner: str | None = None, recheck_after: float | None = None,
-               now: float | None = None) -> SessionGrant | None: ...
+               now: float | None = None, create: bool = True) -> SessionGrant | None: ...
 
     def resume(
         self,
@@ -116,14 +131,19 @@ class SessionAuthenticator:
         owner: str | None = None,
         recheck_after: float | None = None,
         now: float | None = None,
+        create: bool = True,
     ) -> SessionGrant | None:
         """Reuse the proxy session a portal remembers for this user, or create one.
 
         :param user: the Qlik user, or a callable that returns it (or None: no Qlik access),
-            called only when a session must be created, since mapping a portal user can cost
-            a database query that ordinary page views should not pay.
+            called once per call (a callable lets the portal map its user only when asked).
         :param remembered: the :attr:`SessionGrant.record` returned last time (kept in the
-            portal's session), or None. It is reused only when it belongs to ``owner``.
+            portal's session), or None. It is reused only when it belongs to ``owner`` *and*
+            was made for the same Qlik identity: same directory, id and attributes (a digest
+            of them is in the record). When the portal now maps the user differently (a group
+            removed, so Section Access must change), the old proxy session is ended and a new
+            one made: two QPS calls, only when something changed. When the user now maps to
+            None, the old session is ended and None returned.
         :param owner: who the portal says is signed in (e.g. its own user id); defaults to
             the Qlik user (required when ``user`` is a callable). A record of another owner
             is never reused.
@@ -132,9 +152,12 @@ class SessionAuthenticator:
             has ended it (timeout, logout in Qlik). ``None``: never ask, so page views cost no
             QPS call; ``0``: ask every time (an explicit "open Qlik" click). When QPS cannot
             be asked, the remembered session is kept: that is what the browser has anyway.
-        :returns: the grant, or None when ``user`` returned None (nothing was created).
+        :param create: False: reuse only, never create (a portal backing off after a failure,
+            or a user who signed out of Qlik).
+        :returns: the grant, or None when ``user`` returned None or nothing may be created.
 
-        Errors creating a session are raised (:class:`~qlikauth.QpsError`).
+        Errors creating a session are raised (:class:`~qlikauth.QpsError`); a failure to end a
+        replaced session is logged (it ends when Qlik times it out).
         """
         now = time.time() if now is None else now
         if owner is None:
@@ -145,6 +168,16 @@ class SessionAuthenticator:
         if record is not None and (record.get("owner") != owner or not isinstance(record.get("sid"), str)
                                    or not record["sid"]):
             record = None
+        qlik_user: QlikUser | None = None
+        if record is not None:
+            qlik_user = user if isinstance(user, QlikUser) else user()
+            if qlik_user is None or record.get("identity") != identity_digest(qlik_user):
+                log.info("the portal user's Qlik identity changed (or was withdrawn); ending the "
+                         "remembered proxy session")
+                self._end_quietly(str(record["sid"]))
+                if qlik_user is None:
+                    return None
+                record = None
         if record is not None and recheck_after is not None \
                 and now - float(record.get("checked") or 0) >= recheck_after:
             try:
@@ -159,12 +192,22 @@ class SessionAuthenticator:
                 record = None
         if record is not None:
             return SessionGrant(record, False, self)
-        qlik_user = user if isinstance(user, QlikUser) else user()
+        if not create:
+            return None
+        if qlik_user is None:
+            qlik_user = user if isinstance(user, QlikUser) else user()
         if qlik_user is None:
             return None
         session = self.qps.add_session(qlik_user)
-        record = {"sid": session.session_id, "owner": owner, "node": session.node, "checked": now}
+        record = {"sid": session.session_id, "owner": owner, "node": session.node, "checked": now,
+                  "identity": identity_digest(qlik_user)}
         return SessionGrant(record, True, self)
+
+    def _end_quietly(self, session_id: str) -> None:
+        try:
+            self.qps.delete_session(session_id)
+        except QpsError as exc:
+            log.warning("could not end a replaced proxy session (it ends when Qlik times it out): %s", exc)
 
     def session_id_from(self, cookies: Mapping[str, str]) -> str | None:
         """The proxy session id in a request's cookies, if any."""

@@ -61,6 +61,7 @@ __all__ = [
     "SESSION_KEY",
     "RETRY_KEY",
     "RETRY_AFTER_SECONDS",
+    "SIGNED_OUT_KEY",
 ]
 
 log = logging.getLogger("qlikauth.web")
@@ -70,6 +71,9 @@ SESSION_KEY = "_qlikauth_proxy_session"
 #: After a failed creation, page views leave QPS alone until this time (portal session key).
 RETRY_KEY = "_qlikauth_retry_after"
 RETRY_AFTER_SECONDS = 30.0
+#: Set by a sign-out of Qlik (:func:`logout`): page views make no new proxy session until the
+#: user opens Qlik again (``/qlik/login``, or the portal's own login calling :func:`resume_session`).
+SIGNED_OUT_KEY = "_qlikauth_signed_out"
 
 #: Every answer of a flow carries this: sign-in answers are per user and carry tickets.
 NO_STORE: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
@@ -248,9 +252,16 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     """``GET /qlik/login[?target=...]``: open Qlik Sense for the signed-in portal user.
 
     A bad ``target`` is refused (400) before anything else, even for anonymous browsers.
-    Ticket mode: one ticket, redirect to the target (or the hub). Session mode: the
-    remembered proxy session is confirmed with QPS (or one is made) and its cookie set,
-    then the redirect.
+    Ticket mode: one ticket, redirect to the target (or the hub of the node that issued
+    it). Session mode: the remembered proxy session is confirmed with QPS (or one is made)
+    and its cookie set, then the redirect to the target (or the hub of the session's node).
+
+    Another site could send a signed-in user's browser here again and again, and every
+    ticket redeemed makes a new proxy session (Qlik allows five per user). So ticket mode
+    mints no ticket for a navigation the browser marks ``Sec-Fetch-Site: cross-site``: it
+    answers a page with an "Open Qlik Sense" button instead (one click, same-origin, then
+    the ticket). Session mode needs no such check: it reuses the live proxy session.
+    Browsers that send no ``Sec-Fetch-Site`` (older ones) are not stopped.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
@@ -262,6 +273,9 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if runtime.config.mode == "session":
         outcome = resume_session(request, runtime, verify=True, start=True)
         return RedirectAnswer(location=checked or runtime.hub_for_node(outcome.node), cookies=outcome.cookies)
+    if (request.header("Sec-Fetch-Site") or "").lower() == "cross-site":
+        return PageAnswer(template="qlikauth/continue.html", context={"action": request.path, "target": target or ""},
+                          headers=NO_STORE + _NO_FRAMING)
     return RedirectAnswer(location=runtime.ticket.login(user, target).location)
 
 
@@ -325,6 +339,8 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
                     request.header("Origin"), request.header("Referer"))
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     destination = runtime.local_redirect(request.form.get("next"), "/")
+    if request.session is not None:
+        request.session[SIGNED_OUT_KEY] = True  # holds until the user opens Qlik again
     try:
         end_sessions(request, runtime)
     except QlikAuthError as exc:
@@ -352,35 +368,35 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     """Give the signed-in portal user a proxy session; return the cookies to set.
 
     The decision is the core's (:meth:`~qlikauth.SessionAuthenticator.resume`): a proxy
-    session remembered in ``request.session`` for the same portal user is reused, so page
-    views make no QPS call (the cookie is only set again when the browser lacks it). It is
+    session remembered in ``request.session`` for the same portal user *with the same Qlik
+    identity* (directory, id, attributes) is reused, so page views make no QPS call (the
+    cookie is only set again when the browser lacks it); when the portal now maps the user
+    differently (a group removed), the old session is ended and a new one made. It is
     confirmed with QPS when ``verify`` is set, or every SESSION_RECHECK seconds.
 
     ``start`` marks an explicit "open Qlik" (``/qlik/login``, the portal's own login view):
-    QPS errors are raised. Otherwise (page views) they are logged, and QPS is left alone for
-    :data:`RETRY_AFTER_SECONDS`; the portal keeps working with Qlik signed out.
+    QPS errors are raised, and a sign-out of Qlik (:func:`logout`) is lifted. Otherwise
+    (page views) errors are logged and QPS is left alone for :data:`RETRY_AFTER_SECONDS`;
+    after a sign-out of Qlik, page views make no new session until the next ``start``.
+
+    When a new session is made, a proxy session the browser still carries from an earlier
+    sign-in (another user's, or one this portal session no longer remembers) is ended: a
+    new portal sign-in ends the previous user's Qlik session in this browser.
     """
     session = request.session
-    owner = request.portal_user
+    owner = request.owner
     if owner is None:
-        user = request.qlik_user()
-        if user is None:
-            if start:
-                raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
-            return SessionOutcome(False)
-        owner = "\\".join(user.key)
+        if start:
+            raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
+        return SessionOutcome(False)
     store: MutableMapping[str, Any] = session if session is not None else {}
     now = time.time()
-
-    def qlik_user() -> QlikUser | None:
-        # Called only when a session must be created.
-        if not start and store.get(RETRY_KEY, 0) > now:
-            return None  # a recent attempt failed: page views leave QPS alone for a while
-        return request.qlik_user()
-
+    if start:
+        store.pop(SIGNED_OUT_KEY, None)
+    create = start or (store.get(RETRY_KEY, 0) <= now and not store.get(SIGNED_OUT_KEY))
     remembered = store.get(SESSION_KEY)
     try:
-        grant = runtime.session.resume(qlik_user, remembered, owner=owner, now=now,
+        grant = runtime.session.resume(request.qlik_user, remembered, owner=owner, now=now, create=create,
                                        recheck_after=runtime.recheck_after(explicit=verify))
     except QlikAuthError as exc:
         store[RETRY_KEY] = now + RETRY_AFTER_SECONDS
@@ -389,9 +405,14 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
         log.warning("qlikauth: no proxy session for %s: %s", owner, exc)
         return SessionOutcome(False)
     if grant is None:
+        if remembered is not None:
+            store.pop(SESSION_KEY, None)  # ended: the user no longer maps to a Qlik user
         return SessionOutcome(False)
     if grant.created:
         store.pop(RETRY_KEY, None)
+        stray = request.cookies.get(runtime.session.cookie_name)
+        if stray and stray not in (grant.session_id, (remembered or {}).get("sid")):
+            _end_stray(runtime, stray)
     if grant.record != remembered:  # write the session only when something changed
         store[SESSION_KEY] = grant.record
     cookies: tuple[Cookie, ...] = ()
@@ -400,6 +421,15 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     if grant.created or start or request.cookies.get(runtime.session.cookie_name) != grant.session_id:
         cookies = (grant.cookie,)
     return SessionOutcome(True, cookies, grant.record.get("node"), grant.created)
+
+
+def _end_stray(runtime: QlikAuthRuntime, session_id: str) -> None:
+    """End a proxy session the browser brought from an earlier sign-in (not this portal session's)."""
+    try:
+        runtime.qps.delete_session(session_id)
+    except QlikAuthError as exc:
+        log.warning("qlikauth: could not end the browser's earlier proxy session (it ends when "
+                    "Qlik times it out): %s", exc)
 
 
 def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:

@@ -295,3 +295,73 @@ def test_header_auth(ticket_emu: Any, qps_calls: list) -> None:
 
     assert reverse("qlikauth:header-auth") == "/qlik/header-auth"
     assert [reverse(f"qlikauth:{n}") for n in ("login", "module", "logout")] == ["/qlik/login", "/qlik/module", "/qlik/logout"]
+
+
+# -- issue 10: stale attributes, switching users, sign-outs that hold -----------------------
+def test_a_removed_group_replaces_the_remembered_proxy_session(session_emu: Any, qps_calls: list) -> None:
+    """Section Access must follow the portal: a remembered session with old groups is replaced."""
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        old = qlik_cookies(client.get("/signin/alice"), "X-Qlik-Session-mashup")[0].value
+        assert ("group", "Finance") in session_emu_session(old).user.attributes
+        qps_calls.clear()
+        assert client.get("/page").status_code == 200 and qps_calls == []  # nothing changed: zero calls
+        alice = User.objects.get(username="alice")
+        finance = Group.objects.get(name="Finance")
+        alice.groups.remove(finance)
+        try:
+            r = client.get("/page")
+            new = qlik_cookies(r, "X-Qlik-Session-mashup")[0].value
+            assert new != old and session_emu_session(old) is None
+            assert session_emu_session(new).user.attributes == (("group", "Sales"),)
+            assert ("POST", "session") in qps_calls and ("DELETE", "session") in qps_calls
+            hub = [s for s in session_emu.state.sessions("mashup") if s.user.user_id == "alice"]
+            assert [s.session_id for s in hub] == [new]
+            qps_calls.clear()
+            for _ in range(3):
+                assert client.get("/page").status_code == 200
+            assert qps_calls == []  # unchanged again: zero calls
+            # and an explicit /qlik/login after a change does the same (it used to keep the old one)
+            alice.groups.add(finance)
+            r = client.get("/qlik/login")
+            newest = qlik_cookies(r, "X-Qlik-Session-mashup")[0].value
+            assert newest != new and session_emu_session(new) is None
+            assert ("group", "Finance") in session_emu_session(newest).user.attributes
+        finally:
+            alice.groups.add(finance)
+
+
+def test_a_new_portal_sign_in_ends_the_previous_users_proxy_session(session_emu: Any, qps_calls: list) -> None:
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        alices = qlik_cookies(client.get("/signin/alice"), "X-Qlik-Session-mashup")[0].value
+        assert session_emu_session(alices).user.user_id == "alice"
+        # bob signs in over alice in the same browser (Django flushes the session: the record
+        # of alice's proxy session is gone, her cookie is still in the browser)
+        bobs = qlik_cookies(client.get("/signin/bob"), "X-Qlik-Session-mashup")[0].value
+        assert session_emu_session(bobs).user.user_id == "bob"
+        assert session_emu_session(alices) is None  # not orphaned server-side any more
+        assert [s.user.user_id for s in session_emu.state.sessions("mashup")] == ["bob"]
+
+
+def test_a_sign_out_of_qlik_holds_until_the_user_opens_qlik_again(session_emu: Any, qps_calls: list) -> None:
+    import re
+
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client(enforce_csrf_checks=True)
+        sid = client.get("/signin/alice").cookies["X-Qlik-Session-mashup"].value
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"',
+                          client.get("/qlik/logout").content.decode()).group(1)
+        r = client.post("/qlik/logout", {"csrfmiddlewaretoken": token}, HTTP_ORIGIN="http://testserver")
+        assert r.status_code == 302 and session_emu_session(sid) is None
+        qps_calls.clear()
+        for _ in range(3):  # page views do not sign the user back in to Qlik
+            r = client.get("/page")
+            assert r.status_code == 200 and not qlik_cookies(r, "X-Qlik-Session-mashup")
+        assert qps_calls == [] and session_emu.state.sessions("mashup") == []
+        r = client.get("/qlik/login")  # the user asks for Qlik: a new session
+        assert r.status_code == 302 and qps_calls == [("POST", "session")]
+        new = qlik_cookies(r, "X-Qlik-Session-mashup")[0].value
+        assert session_emu_session(new).user.user_id == "alice"
+        qps_calls.clear()
+        assert client.get("/page").status_code == 200 and qps_calls == []

@@ -207,7 +207,10 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     r = client.get("/signin/alice")  # the app's own login clears the Flask session
     r = client.get("/qlik/login")
     assert r.status_code == 302 and r.headers["Location"] == session_emu.hub_url_for("mashup")
-    assert qps_calls == [("POST", "session")]  # nothing remembered: one new session
+    # nothing remembered: one new session, and the one the browser still carries from the
+    # earlier sign-in (orphaned now) is ended
+    assert qps_calls == [("POST", "session"), ("DELETE", "session")]
+    assert qps.get_session(sid) is None
     qps_calls.clear()
     # again: the remembered session is reused; an explicit /qlik/login confirms it with one GET
     r = client.get("/qlik/login")
@@ -336,3 +339,95 @@ def test_header_auth_static_directory_and_custom_response_header(ticket_emu: Any
     other = make_app(ticket_emu, "portal", HEADER_USER_DIRECTORY="OTHER").test_client()
     other.get("/signin/bob")
     assert other.get("/qlik/header-auth").status_code == 403
+
+
+# -- issue 10 -------------------------------------------------------------------------------
+def _hub_client() -> requests.Session:
+    hub = requests.Session()
+    hub.trust_env = False
+    return hub
+
+
+@pytest.mark.parametrize("name", ["qlikTicket", "QLIKTICKET", "qlik%54icket", "x-qlik-ticket"])
+def test_a_laundered_ticket_never_reaches_the_hub(ticket_emu: Any, name: str) -> None:
+    """Login CSRF: a target carrying the attacker's ticket must not sign the victim in as the attacker."""
+    app = make_app(ticket_emu, "portal")
+    qps = app.extensions["qlikauth"].runtime.qps
+    attackers = qps.request_ticket(QlikUser("PORTAL", "mallory")).ticket
+    client = app.test_client()
+    client.get("/signin/alice")
+    target = f"{ticket_emu.hub_url_for('portal')}?{name}={attackers}"
+    r = client.get("/qlik/login", query_string={"target": target})
+    assert r.status_code == 302
+    location = r.headers["Location"]
+    assert attackers not in location and location.lower().count("ticket=") == 1
+    # redeemed at the real (emulated) hub: the browser is alice, not mallory
+    hub = _hub_client().get(location, headers={"Accept": "application/json"},
+                            verify=str(ticket_emu.certs_dir / "root.pem"))
+    assert hub.status_code == 200 and hub.json()["userId"] == "alice"
+
+
+def test_cross_site_navigation_mints_no_ticket(ticket_emu: Any, qps_calls: list) -> None:
+    client = make_app(ticket_emu, "portal").test_client()
+    client.get("/signin/alice")
+    for _ in range(6):  # more than Qlik's five sessions per user
+        r = client.get("/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "cross-site"})
+        assert r.status_code == 200 and "Location" not in r.headers
+    body = r.get_data(as_text=True)
+    assert 'id="qlikauth-continue-submit"' in body and 'value="/portal/hub/stream"' in body
+    assert r.headers["X-Frame-Options"] == "DENY" and qps_calls == []
+    # the button: a same-origin navigation gets the ticket
+    r = client.get("/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"] and qps_calls == [("POST", "ticket")]
+    for site in ("none", "same-site"):  # typed or bookmarked, or the portal's sibling host
+        assert client.get("/qlik/login", headers={"Sec-Fetch-Site": site}).status_code == 302
+
+
+def test_error_pages_show_no_internal_node_or_qps_answer(ticket_emu: Any, free_port: int, caplog: Any) -> None:
+    app = make_app(ticket_emu, "portal", QPS_NODES=f"https://localhost:{free_port}", TIMEOUT=2)
+    client = app.test_client()
+    client.get("/signin/alice")
+    with caplog.at_level("WARNING", logger="qlikauth.web"):
+        r = client.get("/qlik/login")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 502 and str(free_port) not in body and "localhost" not in body
+    assert any(str(free_port) in rec.getMessage() for rec in caplog.records)  # the log has it
+    # a forged proxyRestUri: the configured node list is not shown to the (anonymous) browser
+    anon = make_app(ticket_emu, "portal").test_client()
+    for accept in ("text/html", "application/json"):
+        r = anon.get("/qlik/module", query_string={"targetId": "abc",
+                                                   "proxyRestUri": "https://evil.example:4243/qps/portal/"},
+                     headers={"Accept": accept})
+        text = r.get_data(as_text=True)
+        assert r.status_code == 400 and "evil.example" not in text and ticket_emu.qps_url not in text, accept
+
+
+def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: list) -> None:
+    app = make_app(session_emu, "mashup", MODE="session")
+    ext = app.qlikauth  # type: ignore[attr-defined]
+
+    @ext.user_loader
+    def load() -> QlikUser | None:
+        name = session.get("user")
+        return QlikUser("PORTAL", name, [("group", g) for g in session.get("groups", [])]) if name else None
+
+    @app.route("/set-groups/<groups>")
+    def set_groups(groups: str) -> str:
+        session["groups"] = groups.split(",")
+        return "ok"
+
+    client = app.test_client()
+    client.get("/set-groups/Sales,Finance")
+    client.get("/signin/alice")  # clears the session: groups again
+    client.get("/set-groups/Sales,Finance")
+    old = _sid(client.get("/open-qlik"))
+    qps = app.extensions["qlikauth"].runtime.qps
+    assert ("group", "Finance") in qps.get_session(old).user.attributes
+    qps_calls.clear()
+    assert _sid(client.get("/open-qlik")) == old and qps_calls == []  # nothing changed: no call
+    client.get("/set-groups/Sales")  # Finance revoked in the portal
+    new = _sid(client.get("/open-qlik"))
+    assert new != old and qps.get_session(old) is None
+    assert qps.get_session(new).user.attributes == (("group", "Sales"),)
+    r = client.get("/qlik/login")  # explicit: confirms the new one, keeps it
+    assert _sid(r) == new

@@ -153,8 +153,8 @@ def test_the_public_surface_of_qlikauth_web() -> None:
         "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
         "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
         "resume_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
-        "RETRY_AFTER_SECONDS"]
+        "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY"]
     for module in (web, flows):
         for name in module.__all__:
             assert hasattr(module, name), name
-    assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["error.html", "logout.html"]
+    assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["continue.html", "error.html", "logout.html"]
