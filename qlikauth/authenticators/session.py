@@ -74,8 +74,10 @@ class SessionAuthenticator:
         to ``X-Qlik-Session-<prefix>``.
     :param cookie_domain: the domain the cookie is set for; ``None`` for the portal's own
         host. It must cover the Qlik proxy's host or the browser will not send it there.
-    :param secure, samesite: ``SameSite=None`` (needed when Qlik is embedded from another
-        site) requires ``Secure``.
+    :param secure, samesite: ``Lax`` by default: the cookie travels on the portal's links
+        and redirects to Qlik and on same-site embedding (subdomains of one registrable
+        domain; ports do not count), not on requests another site makes. ``"None"`` (requires
+        ``Secure``) only for mashups embedded from *another* site.
     :param max_age: ``None`` (default) makes a browser-session cookie; only set it on
         purpose: a persistent cookie keeps a shared workstation signed in.
     """
@@ -86,7 +88,7 @@ class SessionAuthenticator:
         cookie_name: str | None = None,
         cookie_domain: str | None = None,
         secure: bool = True,
-        samesite: str | None = "None",
+        samesite: str | None = "Lax",
         *,
         path: str = "/",
         http_only: bool = True,

@@ -43,7 +43,7 @@ _KEYS: dict[str, Any] = {
     "COOKIE_NAME": None,
     "COOKIE_DOMAIN": None,
     "COOKIE_SECURE": True,
-    "COOKIE_SAMESITE": "None",
+    "COOKIE_SAMESITE": "Lax",
     "TIMEOUT": 5.0,
     "USER_DIRECTORY": None,
     "LOGIN_URL": "/login",
@@ -183,7 +183,7 @@ class QlikAuthConfig:
     cookie_name: str | None = None
     cookie_domain: str | None = None
     cookie_secure: bool = True
-    cookie_samesite: str | None = "None"
+    cookie_samesite: str | None = "Lax"
     timeout: float = 5.0
     user_directory: str | None = None
     login_url: str = "/login"

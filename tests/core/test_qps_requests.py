@@ -382,7 +382,7 @@ def test_session_authenticator_cookie(qps):
     header = cookie.header_value()
     assert cookie.name == "X-Qlik-Session-portal"
     assert header.startswith("X-Qlik-Session-portal=")
-    for part in ("Domain=.example.com", "Path=/", "Secure", "HttpOnly", "SameSite=None"):
+    for part in ("Domain=.example.com", "Path=/", "Secure", "HttpOnly", "SameSite=Lax"):
         assert part in header
     assert "Max-Age" not in header and "Expires" not in header  # browser-session cookie
     sent = json.loads(responses.calls[0].request.body)["SessionId"]
@@ -409,20 +409,38 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     assert first.created and first.record["owner"] == "acme\\jdoe" and first.record["checked"] == 100.0
     assert first.cookie.value == first.record["sid"] and len(responses.calls) == 1
     assert first.record["sid"] not in repr(first)
-    # remembered, no recheck asked: no call at all, same cookie; the callable is never called
-    never = lambda: pytest.fail("the user must not be mapped when nothing is created")  # noqa: E731
-    again = auth.resume(never, first.record, owner="acme\\jdoe", now=10_000.0)
+    # remembered, same identity, no recheck asked: no call at all, same cookie
+    again = auth.resume(lambda: USER, first.record, owner="acme\\jdoe", now=10_000.0)
     assert again is not None and not again.created and again.record == first.record
     assert again.cookie.value == first.record["sid"] and len(responses.calls) == 1
+    # the portal maps the user differently now (a group removed): the old one ends, a new one
+    responses.delete(re.compile(rf"{N1}/qps/portal/session/.+"), json={})
+    responses.delete(re.compile(rf"{N2}/qps/portal/session/.+"), status=404)
+    fewer = auth.resume(USER.with_attributes([]), first.record, now=10_001.0)
+    assert fewer.created and fewer.record["sid"] != first.record["sid"]
+    assert [c.request.method for c in responses.calls[1:]] == ["DELETE", "DELETE", "POST"]
+    assert first.record["sid"] in responses.calls[1].request.url
+    # the same identity with its attributes in another order is the same identity
+    swapped = QlikUser(USER.user_directory, USER.user_id, list(reversed(USER.attributes)))
+    assert not auth.resume(swapped, first.record).created and len(responses.calls) == 4
+    # the portal withdraws Qlik access: the remembered one is ended, nothing made
+    assert auth.resume(lambda: None, first.record, owner="acme\\jdoe") is None
+    assert [c.request.method for c in responses.calls[4:]] == ["DELETE", "DELETE"]
+    # create=False (backing off, signed out): reuse only
+    before = len(responses.calls)
+    assert auth.resume(USER, None, create=False) is None and len(responses.calls) == before
+    assert auth.resume(USER, first.record, create=False).record == first.record
     # another owner's record is never reused
+    before = len(responses.calls)
     other = auth.resume(USER, {**first.record, "owner": "acme\\mallory"})
-    assert other.created and other.record["sid"] != first.record["sid"] and len(responses.calls) == 2
+    assert other.created and other.record["sid"] != first.record["sid"] and len(responses.calls) == before + 1
     # recheck due and QPS still has it: one GET, kept, confirmed now
     responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), json={**USER.to_qps(), "SessionId": first.record["sid"]})
     kept = auth.resume(USER, first.record, recheck_after=60, now=200.0)
-    assert not kept.created and kept.record["checked"] == 200.0 and len(responses.calls) == 3
+    assert not kept.created and kept.record["checked"] == 200.0 and len(responses.calls) == before + 2
     # not due yet: no call
-    assert not auth.resume(USER, kept.record, recheck_after=60, now=250.0).created and len(responses.calls) == 3
+    assert not auth.resume(USER, kept.record, recheck_after=60, now=250.0).created
+    assert len(responses.calls) == before + 2
     # Qlik has ended it (404 on every node): replaced by a new one
     responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"), status=404)
     responses.get(re.compile(rf"{N2}/qps/portal/session/.+"), status=404)

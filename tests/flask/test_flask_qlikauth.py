@@ -197,7 +197,7 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     cookies = [c for c in set_cookies(r) if c.startswith("X-Qlik-Session-mashup=")]
     assert len(cookies) == 1
     attrs = [a.strip() for a in cookies[0].split(";")]
-    assert "Secure" in attrs and "HttpOnly" in attrs and "SameSite=None" in attrs
+    assert "Secure" in attrs and "HttpOnly" in attrs and "SameSite=Lax" in attrs  # the default
     assert not any(a.lower().startswith(("max-age", "expires")) for a in attrs)  # browser-session cookie
     assert qps_calls == [("POST", "session")]
     sid = cookies[0].split(";")[0].split("=", 1)[1]
