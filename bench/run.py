@@ -346,10 +346,14 @@ def table(results: dict[str, Any]) -> str:
     if o:
         from bench_oidc import oidc_rows
         rows.extend(oidc_rows(o))
+    sm = results.get("saml")
+    if sm:
+        from bench_saml import saml_rows
+        rows.extend(saml_rows(sm))
     return "\n".join(rows)
 
 
-SECTIONS = ("tickets", "page_views", "storm", "memory", "header_auth", "jwt", "oidc")
+SECTIONS = ("tickets", "page_views", "storm", "memory", "header_auth", "jwt", "oidc", "saml")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         funcs["oidc"] = bench_oidc
     except ImportError as exc:  # pragma: no cover
         log(f"OIDC benchmarks unavailable: {exc}")
+    try:
+        from bench_saml import bench_saml
+        funcs["saml"] = bench_saml
+    except ImportError as exc:  # pragma: no cover
+        log(f"SAML benchmarks unavailable: {exc}")
     try:
         from bench_web import bench_page_views, bench_storm
         funcs["page_views"] = bench_page_views
