@@ -11,14 +11,16 @@
   the same response) against pysaml2's own ``Saml2Client.parse_authn_request_response`` on the
   same bytes (outstanding request and ``conv_info`` passed), interleaved in rounds, one thread;
   the figure is the median of per-round time ratios (target: at most 1.3x).
-* **Storm** (``storm`` in :mod:`bench_web` style): N users at once through the IdP's login,
-  the ACS of the Flask portal on gunicorn, the ticket, the hub (see :func:`bench_saml_storm`).
+* **Storm** (as :mod:`bench_web`'s storm): N users at once through the ACS of the SSO example
+  portal on gunicorn (state in Redis), the ticket, the hub, each with the response the local
+  IdP signed for their own AuthnRequest (see :func:`bench_saml_storm`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -114,12 +116,7 @@ def bench_acs(args: argparse.Namespace) -> dict[str, Any]:
 def bench_saml(args: argparse.Namespace) -> dict[str, Any]:
     """The ``saml`` section: ACS cost, then the storm when the web glue is available."""
     out: dict[str, Any] = {"acs": bench_acs(args)}
-    try:
-        from bench_web import bench_saml_storm  # type: ignore[attr-defined]
-    except ImportError:
-        out["storm"] = {"status": "not run", "reason": "the SAML storm needs the web flows"}
-    else:
-        out["storm"] = bench_saml_storm(args)
+    out["storm"] = bench_saml_storm(args)
     return out
 
 
@@ -163,3 +160,160 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
+    """N users at once: ACS on gunicorn -> ticket -> hub, each with a response the IdP signed.
+
+    Each user first asks the portal for an AuthnRequest (``/qlik/saml/login``, its browser
+    cookie set) and gets the local IdP's signed response for it (signing is the IdP's work,
+    done before the barrier: Entra or ADFS do it on their own machines). Then all users at once
+    POST their response to the ACS of the SSO example portal on ``gunicorn -w 2 --threads 8``
+    (one-time state shared through Redis), follow the ticket redirect to the hub and read who
+    the hub says they are. Mix-ups: a hub identity or group that is not the user's own.
+    """
+    import re
+    import secrets
+    import statistics
+    import subprocess
+    import threading
+    import time
+
+    import requests
+    from _procs import EmulatorProcess
+    from run import pct
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _redis_server import REDIS_SERVER, RedisServer
+
+    from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
+    from qlikauth.emulator.saml_idp import ENTRA_CLAIMS, IdpUser, SamlIdp
+
+    if REDIS_SERVER is None:
+        return {"status": "skipped", "reason": "redis-server is not installed"}
+    users = args.storm_users
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    portal = f"http://127.0.0.1:{port}"
+    base = f"http://localhost:{port}"
+    groups = {f"Group{i:03d}": f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(users)}
+    idp_users = {f"bench{i:03d}": IdpUser("demo", f"bench{i:03d}@example.com", {
+        ENTRA_CLAIMS["email"]: [f"Bench{i:03d}@Example.com"], ENTRA_CLAIMS["groups"]: [groups[f"Group{i:03d}"]]})
+        for i in range(users)}
+    redis = RedisServer().start()
+    with tempfile.TemporaryDirectory(prefix="qlikauth-bench-saml-storm-") as tmp, \
+            EmulatorProcess(proxies=[{"prefix": "sso", "method": "ticket", "module_uri": f"{base}/qlik/module"}]) as emu:
+        idp = SamlIdp(key_dir=tmp, users=idp_users)
+        saml = {"BASE_URL": f"{base}/qlik/saml/", "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True,
+                "BROWSER_COOKIE_SECURE": False, "STATE_STORE": redis.url}
+        idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(
+            {k: v for k, v in saml.items() if k != "STATE_STORE"})).metadata())
+        claims = {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"], "USER_DIRECTORY": "SSO",
+                  "GROUP_NAMES": {g: n for n, g in groups.items()}, "UNKNOWN_GROUPS": "refuse"}
+        config = {"secret_key": secrets.token_hex(32), "protocol": {"QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims},
+                  "qlik": {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
+                           "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_urls["sso"],
+                           "QLIKAUTH_MODE": "ticket"}}
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(json.dumps(config))
+        env = {**os.environ, "BENCH_SAML_CONFIG": str(cfg),
+               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
+        cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b", f"127.0.0.1:{port}",
+               "--log-level", "warning", "--timeout", "120", "saml_storm_app:app"]
+        _log(f"  saml storm: gunicorn -w 2 --threads 8 on {portal}, {users} users, state in Redis")
+        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        results: list[dict[str, Any]] = [{"user": f"bench{i:03d}", "ok": False} for i in range(users)]
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if requests.get(f"{portal}/qlik/saml/metadata", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+                time.sleep(0.2)
+            root = str(emu.certs_dir / "root.pem")
+            before = emu.stats()
+            sessions: list[Any] = []
+            forms: list[dict[str, str]] = []
+            t_idp = time.perf_counter()
+            for i in range(users):  # the IdP's part, before the storm
+                s = requests.Session()
+                s.trust_env = False
+                r = s.get(f"{portal}/qlik/saml/login", headers={"Connection": "close"}, allow_redirects=False, timeout=60)
+                assert r.status_code == 302, f"saml login {r.status_code}"
+                info = idp.parse_authn_request(r.headers["Location"])
+                xml = idp.response_xml(f"bench{i:03d}", in_response_to=info.id, acs_url=info.acs_url,
+                                       sp_entity_id=info.sp_entity_id)
+                sessions.append(s)
+                forms.append(idp.post_form(xml, info.relay_state))
+            idp_seconds = time.perf_counter() - t_idp
+            barrier = threading.Barrier(users + 1)
+
+            def sign_in(i: int) -> None:
+                res, s = results[i], sessions[i]
+                step = "POST /qlik/saml/acs"
+                barrier.wait()
+                try:
+                    t0 = time.perf_counter()
+                    r = s.post(f"{portal}/qlik/saml/acs", data=forms[i], allow_redirects=False, timeout=120)
+                    assert r.status_code == 302, f"acs {r.status_code}: {r.text[:200]}"
+                    hub = r.headers["Location"]
+                    m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
+                    res["ticket"] = m.group(1) if m else None
+                    step = "hub redeems the ticket"
+                    r = s.get(hub, verify=root, allow_redirects=False, timeout=120)
+                    assert r.status_code == 302, f"hub redeem {r.status_code}"
+                    step = "hub page"
+                    r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
+                              allow_redirects=False, timeout=120)
+                    assert r.status_code == 200, f"hub {r.status_code}"
+                    res["seconds"] = time.perf_counter() - t0
+                    who = r.json()
+                    res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
+                    res["groups"] = [a.get("group") for a in who.get("attributes", []) if "group" in a]
+                    res["ok"] = True
+                except Exception as exc:  # counted, reported
+                    res["error"] = f"{step}: {type(exc).__name__}: {exc}"
+                finally:
+                    s.close()
+
+            ts = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
+            for t in ts:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter()
+            for t in ts:
+                t.join(300)
+            wall = time.perf_counter() - t0
+            after = emu.stats()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            idp.stop()
+            redis.cleanup() if hasattr(redis, "cleanup") else redis.stop()
+    done = [r for r in results if r.get("ok")]
+    errors = [r.get("error") for r in results if not r.get("ok")]
+    mixups = sum(1 for r in done if r["hub_user"].lower() != f"sso\\{r['user']}@example.com")
+    groups_ok = all(r["groups"] == [f"Group{int(r['user'][5:]):03d}"] for r in done)
+    lat = [r["seconds"] for r in done]
+    tickets = [r.get("ticket") for r in done]
+    return {
+        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
+        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
+        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
+        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0, "mixups": mixups,
+        "groups_ok": groups_ok, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
+        "idp_signing_s_before_storm": round(idp_seconds, 1),
+        "qps_requests": after["qps_requests"] - before["qps_requests"],
+        "server": "gunicorn -w 2 --threads 8 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
+    }

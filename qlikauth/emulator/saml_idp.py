@@ -451,9 +451,9 @@ class _Handler(BaseHTTPRequestHandler):
             hidden = "".join(f"<input type='hidden' name='{k}' value='{html.escape(v, quote=True)}'>"
                              for k, v in q.items() if k in ("SAMLRequest", "RelayState"))
             body = ("<form method='post' action='/sso/login'>" + hidden +
-                    "<label>User <input name='username' autofocus></label>"
-                    "<label>Password <input name='password' type='password'></label>"
-                    "<button type='submit'>Sign in</button></form>"
+                    "<label>User <input id='username' name='username' autofocus></label>"
+                    "<label>Password <input id='password' name='password' type='password'></label>"
+                    "<button id='submit' type='submit'>Sign in</button></form>"
                     f"<p>Demo users: {', '.join(sorted(self.idp.users))} (password <code>demo</code>).</p>")
             self._send(200, {"Content-Type": "text/html; charset=utf-8"}, _page("Local SAML IdP", body))
         elif parts.path == "/slo":

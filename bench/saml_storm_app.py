@@ -1,0 +1,36 @@
+"""The SSO example portal (SAML) as gunicorn serves it for the SAML sign-in storm.
+
+``gunicorn saml_storm_app:app`` (run from ``bench/``). ``BENCH_SAML_CONFIG`` names a JSON file
+with the Qlik settings (``QLIKAUTH_*``), the SAML and CLAIMS settings (the IdP's metadata
+inline, ``STATE_STORE`` a Redis URL so every worker shares the one-time state) and the
+portal's secret key: the same settings in every worker, as a real deployment has.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTAL = ROOT / "examples" / "sso_portal"
+for _p in (str(ROOT), str(ROOT / "integrations"), str(PORTAL)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import protocols  # noqa: E402  (examples/sso_portal/protocols)
+from qlikauth.web.saml import saml_user  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("sso_portal_run", PORTAL / "run.py")
+assert _spec and _spec.loader
+portal = importlib.util.module_from_spec(_spec)
+sys.modules["sso_portal_run"] = portal
+_spec.loader.exec_module(portal)
+
+_config = json.loads(Path(os.environ["BENCH_SAML_CONFIG"]).read_text())
+os.environ.setdefault("PORTAL_SECRET_KEY", _config["secret_key"])
+_setup = protocols.Setup(name="saml", label="SAML", settings=_config["protocol"], login_path="/qlik/saml/login",
+                         logout_path="/qlik/saml/logout", user_from_session=saml_user)
+app = portal.create_app(_setup, _config["qlik"])
