@@ -51,8 +51,13 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
     )
     app.config.update(qlik)
     app.config.update(setup.settings)
-    # Who is signed in: whatever the SSO sign-in put into the portal's session.
-    qlikauth = QlikAuth(app, user_loader=lambda: setup.user_from_session(session))
+    qlikauth = QlikAuth(app)
+
+    @qlikauth.user_loader
+    def portal_user() -> Any:
+        # Who is signed in: whatever the SSO sign-in put into the portal's session (and not
+        # ended since by single logout, which any portal instance may have received).
+        return setup.user_from_session(session, qlikauth.runtime)
 
     @app.get("/")
     def home() -> str:

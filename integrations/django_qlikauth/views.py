@@ -17,12 +17,13 @@ from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from qlikauth.web import flows
+from qlikauth.web import flows, saml
 
 from .conf import get_runtime
 from .render import render, web_request
 
-__all__ = ["flow_view", "login", "module", "logout", "header_auth"]
+__all__ = ["flow_view", "login", "module", "logout", "header_auth", "saml_metadata", "saml_login", "saml_acs",
+           "saml_logout", "saml_slo"]
 
 
 def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
@@ -55,3 +56,29 @@ module = flow_view(flows.module)
 logout = flow_view(flows.logout, methods=("GET", "POST"), csrf=True)
 #: :func:`qlikauth.web.flows.header_auth`: for nginx ``auth_request``; no QPS call.
 header_auth = flow_view(flows.header_auth, methods=("GET", "HEAD"))
+
+
+def _rotates_session(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """After a sign-in (the SAML sign-in is in the session), give the session a new key (fixation)."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        response = view(request)
+        if response.status_code == 302 and saml.SAML_SESSION_KEY in request.session:
+            request.session.cycle_key()
+        return response
+
+    return wrapped
+
+
+# SAML single sign-on (QLIKAUTH["SAML"], QLIKAUTH["CLAIMS"]): the flows of qlikauth.web.saml.
+#: :func:`qlikauth.web.saml.saml_metadata`: the SP's metadata.
+saml_metadata = flow_view(saml.saml_metadata)
+#: :func:`qlikauth.web.saml.saml_login`: to the IdP with an AuthnRequest.
+saml_login = flow_view(saml.saml_login)
+#: :func:`qlikauth.web.saml.saml_acs`: the IdP's cross-site POST (no CSRF token by design; the flow checks).
+saml_acs = _rotates_session(flow_view(saml.saml_acs, methods=("POST",)))
+#: :func:`qlikauth.web.saml.saml_logout`: SP-initiated single logout (POST with Django's CSRF token).
+saml_logout = flow_view(saml.saml_logout, methods=("POST",), csrf=True)
+#: :func:`qlikauth.web.saml.saml_slo`: the IdP's LogoutRequest or LogoutResponse (Redirect or POST binding).
+saml_slo = flow_view(saml.saml_slo, methods=("GET", "POST"))

@@ -59,7 +59,7 @@ from flask import session as flask_session
 from qlikauth.authenticators.base import Cookie
 from qlikauth.exceptions import QlikAuthError
 from qlikauth.identity import QlikUser
-from qlikauth.web import TEMPLATES_DIR, flows
+from qlikauth.web import TEMPLATES_DIR, flows, saml
 from qlikauth.web.config import QlikAuthConfig
 from qlikauth.web.flows import (
     Answer,
@@ -249,4 +249,10 @@ def _make_blueprint() -> Blueprint:
     bp.add_url_rule("/logout", view_func=endpoint(flows.logout), methods=["GET", "POST"])
     bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=endpoint(flows.header_auth),
                     methods=["GET", "HEAD"])
+    # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
+    bp.add_url_rule("/saml/metadata", view_func=endpoint(saml.saml_metadata), methods=["GET"])
+    bp.add_url_rule("/saml/login", view_func=endpoint(saml.saml_login), methods=["GET"])
+    bp.add_url_rule("/saml/acs", view_func=endpoint(saml.saml_acs), methods=["POST"])
+    bp.add_url_rule("/saml/logout", view_func=endpoint(saml.saml_logout), methods=["POST"])
+    bp.add_url_rule("/saml/slo", view_func=endpoint(saml.saml_slo), methods=["GET", "POST"])
     return bp

@@ -55,6 +55,8 @@ _KEYS: dict[str, Any] = {
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
     "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
     "STATE_STORE": None,          # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
+    "SAML": None,                 # SAML service provider settings (docs/saml.md), a mapping
+    "CLAIMS": None,               # IdP claims -> Qlik user (docs/mapping.md), a mapping
 }
 
 
@@ -168,6 +170,22 @@ def _state_store(value: Any) -> Any:
     return text
 
 
+def _as_settings_mapping(key: str, value: Any) -> Mapping[str, Any] | None:
+    """A nested settings mapping (``QLIKAUTH["SAML"] = {...}``), or JSON text of one (environment)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _problem(key, "expected a mapping (or its JSON text), e.g. {\"BASE_URL\": ...}.") from None
+    if not isinstance(value, Mapping):
+        raise _problem(key, f"expected a mapping of settings, got {type(value).__name__}.")
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class QlikAuthConfig:
     """The checked settings of a portal's qlikauth integration (see the module docstring)."""
@@ -197,6 +215,8 @@ class QlikAuthConfig:
     header_response_header: str = "X-Qlik-Header-Value"
     oidc: Mapping[str, Any] | None = field(default=None, repr=False)  # checked by qlikauth.web.oidc
     state_store: Any = field(default=None, repr=False)  # the setting string may carry a password
+    saml: Mapping[str, Any] | None = field(default=None, repr=False)
+    claims: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> QlikAuthConfig:
@@ -335,7 +355,14 @@ class QlikAuthConfig:
         state_store = _state_store(get("STATE_STORE"))
 
         del probe
+        saml = _as_settings_mapping("SAML", get("SAML"))
+        claims = _as_settings_mapping("CLAIMS", get("CLAIMS"))
+        if claims is not None:
+            from ..mapping import ClaimsMapping
+
+            ClaimsMapping.from_settings(claims)  # a wrong claims setting fails at start-up, not at sign-in
         return cls(
+            saml=saml, claims=claims,
             qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy, node_hub_urls=node_hubs,
             cert_passphrase=passphrase, allowed_targets=allowed, mode=mode,
             cookie_name=cookie_name, cookie_domain=cookie_domain, cookie_secure=cookie_secure,

@@ -54,9 +54,54 @@ _PUBLIC: dict[str, tuple[str, str, str]] = {
                   "browser, too old, or refused by the identity provider.",
                   "Go back to the portal and sign in again. If it keeps happening, tell the portal "
                   "administrator."),
+    "SamlError": ("Single sign-on refused", "The identity provider's sign-in answer was refused.", "Start the sign-in again from the portal."),
+    "ClaimsError": ("Single sign-on refused", "Your account cannot be used in Qlik Sense.",
+                    "Tell the portal administrator; the server log has the details."),
     "QlikAuthError": ("Signing in to Qlik Sense failed",
                       "The portal could not sign you in to Qlik Sense.",
                       "Try again; if it keeps happening, tell the portal administrator."),
+}
+
+
+_ADMIN = "Tell the portal administrator; the server log has the details (give the reference)."
+_AGAIN = "Start the sign-in again from the portal."
+#: Single sign-on refusals (``SamlError.code``, ``ClaimsError.code``): one fixed public text
+#: each, so a user learns what went wrong without the page quoting the IdP's message.
+_SSO_PUBLIC: dict[str, tuple[str, str]] = {
+    "unsigned": ("The identity provider's answer is not signed.", _ADMIN),
+    "signature": ("The identity provider's answer has no valid signature.", _ADMIN),
+    "algorithm": ("The identity provider signed its answer with an algorithm this portal refuses.", _ADMIN),
+    "structure": ("The sign-in answer is malformed and was refused.", _AGAIN),
+    "doctype": ("The sign-in answer is malformed and was refused.", _AGAIN),
+    "comment": ("The sign-in answer is malformed and was refused.", _AGAIN),
+    "xml": ("The sign-in answer is malformed and was refused.", _AGAIN),
+    "encoding": ("The sign-in answer is malformed and was refused.", _AGAIN),
+    "too_large": ("The sign-in answer is too large and was refused.", _AGAIN),
+    "missing": ("The sign-in answer is missing.", _AGAIN),
+    "binding": ("The sign-in answer came in a way this portal does not accept.", _AGAIN),
+    "expired": ("The sign-in answer has expired.",
+                "Sign in again. If it keeps happening, a clock is wrong: tell the portal administrator."),
+    "not_yet_valid": ("The sign-in answer is not valid yet.",
+                      "Sign in again in a minute. If it keeps happening, a clock is wrong: tell the portal administrator."),
+    "audience": ("The sign-in answer was meant for another application.", _ADMIN),
+    "destination": ("The sign-in answer was sent to another address.", _ADMIN),
+    "recipient": ("The sign-in answer was sent to another address.", _ADMIN),
+    "issuer": ("The sign-in answer comes from an identity provider this portal does not trust.", _ADMIN),
+    "no_subject": ("The sign-in answer does not say who you are.", _ADMIN),
+    "idp_status": ("The identity provider did not sign you in.", "Try signing in again at the identity provider."),
+    "unknown_request": ("This sign-in was not started here, or took too long.", _AGAIN),
+    "other_browser": ("This sign-in was started in another browser.", "Start the sign-in again in this browser."),
+    "replayed": ("This sign-in answer was already used.", _AGAIN),
+    "unsolicited": ("Signing in from the identity provider's own page is not enabled for this portal.", _AGAIN),
+    "relay_state": ("The page to go to after sign-in is not allowed.", _AGAIN),
+    "logout_unsigned": ("The sign-out request is not signed and was refused.", _ADMIN),
+    "logout_signature": ("The sign-out request has no valid signature and was refused.", _ADMIN),
+    "logout_old": ("The sign-out request is too old and was refused.", _ADMIN),
+    "missing_claim": ("The identity provider did not send information this portal needs.", _ADMIN),
+    "ambiguous_claim": ("The identity provider sent two different user names.", _ADMIN),
+    "unknown_group": ("One of your groups is not known to this portal.", _ADMIN),
+    "groups_overage": ("You are in more groups than the identity provider can send.", _ADMIN),
+    "invalid_value": ("Your account has a value Qlik Sense cannot take.", _ADMIN),
 }
 
 
@@ -104,6 +149,10 @@ def describe_error(exc: BaseException, reference: str | None = None) -> ErrorDes
     names = [cls.__name__ for cls in type(exc).__mro__]
     key = next((n for n in names if n in _PUBLIC), "QlikAuthError")
     title, message, hint = _PUBLIC[key]
+    sso = _SSO_PUBLIC.get(str(getattr(exc, "code", ""))) if key in ("SamlError", "ClaimsError") else None
+    if sso is not None:
+        title = "Single sign-on refused"
+        message, hint = sso
     status = int(getattr(exc, "status", 500) or 500) if isinstance(exc, QlikAuthError) else 500
     code = type(exc).__name__ if isinstance(exc, QlikAuthError) else "QlikAuthError"
     reference = reference or new_reference()

@@ -22,7 +22,7 @@ class Setup:
     settings: dict[str, Any]                      # QLIKAUTH_* keys for the Flask app
     login_path: str                               # GET ?next=... starts the sign-in
     logout_path: str                              # POST ends the portal, Qlik and IdP sessions
-    user_from_session: Callable[[Any], Any]       # session -> QlikUser | None
+    user_from_session: Callable[[Any, Any], Any]  # (session, runtime) -> QlikUser | None
     idp_info: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     stop: Callable[[], None] = lambda: None

@@ -1,0 +1,288 @@
+"""The SAML endpoints as web flows: metadata, login, ACS, logout, single logout (framework-free).
+
+Each is ``flow(request: WebRequest, runtime: QlikAuthRuntime) -> Answer`` like the other
+flows in :mod:`qlikauth.web.flows`; the Django views and Flask routes only mount them.
+The protocol is :class:`~qlikauth.bridges.saml.SamlServiceProvider`'s; here it meets the
+portal: the verified assertion goes through the configured
+:class:`~qlikauth.mapping.ClaimsMapping` to a :class:`~qlikauth.QlikUser`, which is signed
+into Qlik (ticket or session mode, as ``MODE`` says); the IdP session, the user and the proxy
+sessions made are recorded in the :class:`~qlikauth.bridges.registry.SsoSessionRegistry` so
+single logout can end them on every QPS node, whichever portal instance made them.
+
+The portal's session holds :data:`SAML_SESSION_KEY` (NameID, SessionIndex, the Qlik user):
+:func:`saml_user` reads it, so a portal can use SAML as its own sign-in.
+
+Settings: ``QLIKAUTH["SAML"]`` (:class:`~qlikauth.bridges.saml.SamlSettings`; one-time state
+and the replay cache live in the runtime's ``STATE_STORE``, or in a ``STATE_STORE`` given inside
+``SAML``) and ``QLIKAUTH["CLAIMS"]`` (:meth:`~qlikauth.mapping.ClaimsMapping.from_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..authenticators.base import Cookie
+from ..bridges.registry import SsoKey, SsoSessionRegistry
+from ..exceptions import ConfigurationError, QlikAuthError
+from ..identity import QlikUser
+from ..mapping import ClaimsMapping
+from ..store import StateStore, open_store
+from .flows import NO_STORE, Answer, PlainAnswer, RedirectAnswer, WebRequest, same_origin
+from .runtime import QlikAuthRuntime
+
+__all__ = [
+    "SAML_SESSION_KEY",
+    "SamlParts",
+    "saml_parts",
+    "saml_user",
+    "saml_metadata",
+    "saml_login",
+    "saml_acs",
+    "saml_logout",
+    "saml_slo",
+    "saml_session_ended",
+]
+
+log = logging.getLogger("qlikauth.saml")
+
+#: Where the SAML sign-in is kept in the portal's session.
+SAML_SESSION_KEY = "_qlikauth_saml"
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SamlParts:
+    """The SAML pieces of one runtime: the SP, the claims mapping, the registry."""
+
+    sp: Any  # SamlServiceProvider (imported lazily: the saml extra is optional)
+    mapping: ClaimsMapping
+    registry: SsoSessionRegistry
+    store: StateStore
+
+
+def saml_parts(runtime: QlikAuthRuntime) -> SamlParts:
+    """The runtime's :class:`SamlParts`, built once from ``SAML`` and ``CLAIMS`` settings."""
+    parts = getattr(runtime, "_qlikauth_saml_parts", None)
+    if parts is not None:
+        return parts  # type: ignore[no-any-return]
+    with _LOCK:
+        parts = getattr(runtime, "_qlikauth_saml_parts", None)
+        if parts is None:
+            parts = _build(runtime)
+            runtime._qlikauth_saml_parts = parts  # type: ignore[attr-defined]
+    return parts  # type: ignore[no-any-return]
+
+
+def _build(runtime: QlikAuthRuntime) -> SamlParts:
+    from ..bridges.saml import SamlServiceProvider, SamlSettings
+
+    settings = dict(getattr(runtime.config, "saml", None) or {})
+    if not settings:
+        raise ConfigurationError("QLIKAUTH SAML is not configured: give at least BASE_URL and IDP_METADATA.",
+                                 key="SAML")
+    store_setting = None
+    for key in list(settings):
+        if str(key).upper() == "STATE_STORE":
+            store_setting = settings.pop(key)
+    # The runtime's STATE_STORE (shared by every portal instance), unless SAML names its own.
+    if store_setting is None:
+        store, replay = runtime.store, runtime.replay_cache
+    else:
+        store = open_store(store_setting, namespace="qlikauth")
+        replay = open_store(store_setting, namespace="qlikauth-replay", max_items=100_000, when_full="refuse")
+    sp = SamlServiceProvider(SamlSettings.from_settings(settings), store=store, replay_cache=replay,
+                             redirect_policy=_PortalOrHub(runtime))
+    mapping = ClaimsMapping.from_settings(getattr(runtime.config, "claims", None) or {
+        "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"})
+    return SamlParts(sp=sp, mapping=mapping, registry=SsoSessionRegistry(store), store=store)
+
+
+class _PortalOrHub:
+    """RelayState may be a path on the portal or an allowed Qlik target (the hub policy)."""
+
+    def __init__(self, runtime: QlikAuthRuntime) -> None:
+        self.runtime = runtime
+
+    def check(self, target: str) -> str:
+        local = self.runtime.local_redirect(target, "")
+        if local and local == target:
+            return local
+        return str(self.runtime.hub_policy.check(target))
+
+
+def saml_user(session: Any, runtime: QlikAuthRuntime | None = None) -> QlikUser | None:
+    """The Qlik user a SAML sign-in put into the portal's ``session``, or None.
+
+    With ``runtime``, a sign-in whose IdP session was ended by single logout (received by
+    any portal instance) is forgotten first (:func:`saml_session_ended`): one store read.
+    """
+    if session is None:
+        return None
+    if runtime is not None and saml_session_ended(session, runtime):
+        return None
+    data = session.get(SAML_SESSION_KEY)
+    if not isinstance(data, dict) or not isinstance(data.get("user"), dict):
+        return None
+    try:
+        return QlikUser.from_qps(data["user"])
+    except QlikAuthError:
+        return None
+
+
+def _key(data: Any) -> SsoKey | None:
+    if not isinstance(data, dict):
+        return None
+    return SsoKey.from_dict({"issuer": data.get("issuer"), "subject": data.get("name_id"),
+                             "session": data.get("session_index")})
+
+
+def saml_session_ended(session: Any, runtime: QlikAuthRuntime) -> bool:
+    """True (and the portal's SAML sign-in forgotten) when single logout ended this browser's IdP session.
+
+    The IdP's LogoutRequest may reach another portal instance, or come over a channel without
+    this browser's cookies: the registry marks the IdP session ended, and this check (one
+    store read) drops the sign-in where the portal asks who is signed in.
+    """
+    data = session.get(SAML_SESSION_KEY) if session is not None else None
+    key = _key(data)
+    if key is None or not saml_parts(runtime).registry.is_ended(key):
+        return False
+    session.pop(SAML_SESSION_KEY, None)
+    return True
+
+
+def _method_not_allowed(*allowed: str) -> PlainAnswer:
+    return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+
+
+# -- the endpoints -------------------------------------------------------------------------
+def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET .../saml/metadata``: the SP's metadata (signed when the SP has a key)."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    return PlainAnswer(body=saml_parts(runtime).sp.metadata().decode(),
+                       content_type="application/samlmetadata+xml; charset=utf-8")
+
+
+def saml_login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET .../saml/login[?next=...]``: send the browser to the IdP with an AuthnRequest.
+
+    ``next`` (a portal path or an allowed Qlik target) is vetted now; the request is bound
+    to this browser by the ``qlikauth-saml`` cookie (set when the browser has none).
+    """
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    parts = saml_parts(runtime)
+    token = request.cookies.get(parts.sp.settings.browser_cookie)
+    start = parts.sp.login(request.args.get("next") or None, token)
+    cookies = (start.cookie,) if start.cookie is not None else ()
+    return RedirectAnswer(location=start.redirect.location, cookies=cookies)
+
+
+def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``POST .../saml/acs``: verify the IdP's response, map the user, sign them into Qlik.
+
+    Nothing reaches QPS unless the response and the claims passed every check. Ticket mode
+    answers a redirect to the hub (or the allowed Qlik target in RelayState) with a ticket;
+    session mode makes the proxy session, sets its cookie and goes to RelayState (or the
+    hub). The portal's session then holds the SAML sign-in (:func:`saml_user`).
+    """
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    parts = saml_parts(runtime)
+    token = request.cookies.get(parts.sp.settings.browser_cookie)
+    assertion = parts.sp.acs(request.form, token)
+    mapped = parts.mapping.map(assertion.claims, assertion.name_id)
+    user = mapped.user
+    key = SsoKey(assertion.issuer, assertion.name_id, assertion.session_index)
+    target = assertion.relay_state
+    lifetime = None
+    if assertion.session_not_on_or_after is not None:
+        lifetime = max(60.0, assertion.session_not_on_or_after - time.time())
+    cookies: tuple[Cookie, ...] = ()
+    portal_path = target is not None and target.startswith("/")
+    if runtime.config.mode == "session":
+        session, cookie = runtime.session.create(user)
+        parts.registry.record(key, user, session.session_id, lifetime=lifetime)
+        cookies = (cookie,)
+        location = target or runtime.hub_for_node(session.node)
+    elif portal_path:
+        # back to the portal: no ticket now (``/qlik/login`` makes one when Qlik is opened)
+        parts.registry.record(key, user, None, lifetime=lifetime)
+        location = str(target)
+    else:
+        parts.registry.record(key, user, None, lifetime=lifetime)
+        location = runtime.ticket.login(user, target).location
+    if request.session is not None:
+        info = assertion.logout_info()
+        info["user"] = user.to_qps()
+        request.session[SAML_SESSION_KEY] = info
+    return RedirectAnswer(location=location, cookies=cookies)
+
+
+def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``POST .../saml/logout``: end the Qlik sessions and the portal's SAML sign-in, then
+    send a LogoutRequest to the IdP (SP-initiated single logout).
+
+    Same-origin (or framework-CSRF-checked) POSTs only. Local sessions end first: the IdP
+    may never answer.
+    """
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    if not request.csrf_verified and not same_origin(request):
+        return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
+    parts = saml_parts(runtime)
+    data = request.session.pop(SAML_SESSION_KEY, None) if request.session is not None else None
+    cookies = (runtime.clear_cookie(),)
+    destination = runtime.local_redirect(request.form.get("next"), "/")
+    key = _key(data)
+    if key is None:
+        return RedirectAnswer(location=destination, cookies=cookies)
+    ended = parts.registry.end(key.issuer, key.subject, [key.session] if key.session else None, runtime.qps)
+    for problem in ended.errors:
+        log.warning("qlikauth: SAML logout could not reach every QPS node: %s", problem)
+    token = request.cookies.get(parts.sp.settings.browser_cookie)
+    try:
+        redirect = parts.sp.logout(data, destination, token)
+    except ConfigurationError:
+        return RedirectAnswer(location=destination, cookies=cookies)  # the IdP has no SLO endpoint
+    return RedirectAnswer(location=redirect.location, cookies=cookies)
+
+
+def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET|POST .../saml/slo``: the IdP's LogoutRequest (IdP-initiated single logout) or its
+    LogoutResponse to ours.
+
+    A verified LogoutRequest ends the proxy sessions of the IdP sessions it names on every
+    QPS node (made by any portal instance), marks them ended for the portal instances
+    holding those browsers' sessions, forgets this browser's SAML sign-in if it is the
+    one named, and answers the IdP with a LogoutResponse.
+    """
+    from ..bridges.saml import IdpLogoutRequest
+
+    if request.method not in ("GET", "POST"):
+        return _method_not_allowed("GET", "POST")
+    parts = saml_parts(runtime)
+    binding = "redirect" if request.method == "GET" else "post"
+    params = request.args if binding == "redirect" else request.form
+    raw_query = (request.full_path or "").partition("?")[2] if binding == "redirect" else None
+    token = request.cookies.get(parts.sp.settings.browser_cookie)
+    result = parts.sp.handle_slo(binding, params, raw_query, token)
+    if not isinstance(result, IdpLogoutRequest):
+        return RedirectAnswer(location=result.location)
+    ended = parts.registry.end(result.issuer, result.name_id, result.session_indexes or None, runtime.qps)
+    for problem in ended.errors:
+        log.warning("qlikauth: SAML single logout could not reach every QPS node: %s", problem)
+    cookies: tuple[Cookie, ...] = ()
+    session = request.session
+    key = _key(session.get(SAML_SESSION_KEY) if session is not None else None)
+    if session is not None and key is not None and key.issuer == result.issuer and key.subject == result.name_id \
+            and (not result.session_indexes or key.session in result.session_indexes):
+        session.pop(SAML_SESSION_KEY, None)  # the browser that carried the request: signed out here too
+        cookies = (runtime.clear_cookie(),)
+    return RedirectAnswer(location=result.response.location, cookies=cookies)
+
