@@ -15,7 +15,8 @@ ends the Qlik sessions and the IdP session (SP-initiated single logout); the IdP
 link (printed at start) ends them the other way round (IdP-initiated).
 
 Environment: ``PORTAL_PORT`` (5443), ``PORTAL_TLS_CERT``/``PORTAL_TLS_KEY`` (else a certificate
-for localhost is issued from the emulator's CA; the IdP uses the same one), ``PORTAL_SECRET_KEY``.
+for localhost is issued from the emulator's CA; the IdP uses the same one), ``PORTAL_SECRET_KEY``,
+``EMULATOR_CERTS`` (a QMC-style certificate directory for the emulator; else one is generated).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from qlikauth.emulator import Emulator, VirtualProxy
 
-    emu = Emulator(host="localhost", bind="127.0.0.1", virtual_proxies=[
-        VirtualProxy("sso", method="ticket", module_uri=f"{base}/qlik/module")])
+    emu = Emulator(certs_dir=os.environ.get("EMULATOR_CERTS") or None, host="localhost", bind="127.0.0.1",
+                   virtual_proxies=[VirtualProxy("sso", method="ticket", module_uri=f"{base}/qlik/module")])
     emu.start()
     atexit.register(emu.stop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit runs: emulator, IdP, keys removed
@@ -98,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(setup.stop)
     qlik = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
             "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_url_for("sso"),
-            "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url], "QLIKAUTH_MODE": "ticket"}
+            "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url], "QLIKAUTH_MODE": "ticket",
+            # an anonymous hub visit (the module redirect) goes to the IdP, and back to Qlik after
+            "QLIKAUTH_LOGIN_URL": setup.login_path}
     app = create_app(setup, qlik)
-    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('sso')}", flush=True)
+    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('sso')} (certificates in {emu.certs_dir})", flush=True)
+    print(f"TLS certificate: {tls[0]}", flush=True)
     print(setup.idp_info, flush=True)
     if "idp_logout" in setup.extra:
         print(f"IdP-initiated logout: {setup.extra['idp_logout']}alice", flush=True)

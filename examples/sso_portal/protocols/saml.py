@@ -34,6 +34,6 @@ def start(portal_base: str, tls: tuple[str, str] | None) -> Setup:
     settings: dict[str, Any] = {"QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims}
     return Setup(name=NAME, label=LABEL, settings=settings, login_path="/qlik/saml/login",
                  logout_path="/qlik/saml/logout", user_from_session=saml_user,
-                 idp_info=f"SAML IdP {idp.base_url} (metadata {idp.base_url}/metadata)",
+                 idp_info=f"SAML IdP {idp.base_url} (metadata {idp.base_url}/metadata; keys in {idp.cert_file.parent})",
                  extra={"idp": idp, "idp_logout": f"{idp.base_url}/logout?sp_slo={portal_base}/qlik/saml/slo&user="},
                  stop=idp.stop)
