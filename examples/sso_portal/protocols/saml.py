@@ -14,10 +14,9 @@ EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
 
 def start(portal_base: str, tls: tuple[str, str] | None) -> Setup:
     """Start the IdP (over https when ``tls`` is given) and trust the portal's SP."""
-    from qlikauth.web.saml import saml_user
-
     from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
     from qlikauth.emulator.saml_idp import DEMO_GROUPS, SamlIdp
+    from qlikauth.web.saml import saml_user
 
     idp = SamlIdp(host="localhost", bind="127.0.0.1", tls=tls).start()
     saml = {"BASE_URL": f"{portal_base}/qlik/saml/", "IDP_METADATA": idp.metadata(),
