@@ -158,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
     """N users at once: ACS on gunicorn -> ticket -> hub, each with a response the IdP signed.
@@ -317,3 +314,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
         "qps_requests": after["qps_requests"] - before["qps_requests"],
         "server": "gunicorn -w 2 --threads 8 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
     }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

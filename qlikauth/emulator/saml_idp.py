@@ -305,17 +305,18 @@ class SamlIdp:
     # -- SLO --------------------------------------------------------------------------
     def logout_request(self, session_index: str, destination: str, *, binding: str = "redirect",
                        sign: bool = True, sign_alg: str | None = None, relay_state: str | None = None,
-                       issue_instant: str | None = None) -> str | dict[str, str]:
+                       issue_instant: str | None = None, all_sessions: bool = False) -> str | dict[str, str]:
         """An IdP-initiated LogoutRequest for IdP session ``session_index`` to an SP's SLO URL.
 
         ``binding="redirect"`` gives the URL (query-string signature when ``sign``);
         ``"post"`` gives the form fields (enveloped XML signature when ``sign``).
+        ``all_sessions`` leaves the SessionIndex out: every session of that user ends.
         """
         user, sp_entity, name_id = self.sessions[session_index]
         alg = sign_alg or self.sign_alg
         req_id, req = self.server.create_logout_request(
             destination, sp_entity, name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=name_id),
-            session_indexes=[session_index], sign=(sign and binding == "post"), sign_alg=alg,
+            session_indexes=None if all_sessions else [session_index], sign=(sign and binding == "post"), sign_alg=alg,
             digest_alg=self.digest_alg)
         xml = str(req)
         if issue_instant is not None:
