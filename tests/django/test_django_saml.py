@@ -1,0 +1,73 @@
+"""django_qlikauth's SAML views: the IdP's cross-site POST needs no CSRF token, sign-in rotates the
+session key, the hub gets the mapped user; SP-initiated logout needs Django's CSRF token."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.conf import settings  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+
+import tests.django.test_django_qlikauth  # noqa: F401  (configures Django for this directory's tests)
+from qlikauth.emulator import VirtualProxy  # noqa: E402
+from qlikauth.emulator.saml_idp import DEMO_GROUPS, ENTRA_CLAIMS, SamlIdp  # noqa: E402
+from qlikauth.web.saml import SAML_SESSION_KEY  # noqa: E402
+
+BASE = "https://testserver/qlik/saml/"
+
+
+@pytest.fixture
+def setup(emulator_factory: Any) -> Any:
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="sso", method="ticket")])
+    idp = SamlIdp()
+    qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("sso"),
+            "VIRTUAL_PROXY": "sso", "SAML": {"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
+            "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": "AZURE",
+                       "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()}}}
+    with override_settings(QLIKAUTH=qlik):
+        client = Client(enforce_csrf_checks=True)
+        md = client.get("/qlik/saml/metadata", secure=True)
+        assert md.status_code == 200
+        idp.add_sp_metadata(md.content)
+        yield emu, idp, client
+    idp.stop()
+
+
+def test_django_saml_sign_in_and_sp_initiated_logout(setup: Any) -> None:
+    emu, idp, client = setup
+    session = client.session
+    session["before"] = "x"
+    session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = old_key = session.session_key
+    r = client.get("/qlik/saml/login", secure=True)
+    assert r.status_code == 302
+    info = idp.parse_authn_request(r["Location"])
+    form = idp.post_form(idp.response_xml("alice", in_response_to=info.id, acs_url=info.acs_url,
+                                          sp_entity_id=info.sp_entity_id), info.relay_state)
+    r = client.post("/qlik/saml/acs", data=form, secure=True)  # no CSRF token: the IdP's POST
+    assert r.status_code == 302 and "qlikTicket=" in r["Location"]
+    new_key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert new_key != old_key  # rotated at sign-in (fixation)
+    assert client.session[SAML_SESSION_KEY]["user"]["UserId"] == "Alice@Example.com"
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(Path(emu.certs_dir) / "root.pem")
+    who = s.get(r["Location"], headers={"Accept": "application/json"}).json()
+    assert who["userId"] == "Alice@Example.com" and [a["group"] for a in who["attributes"]] == ["Sales", "Finance"]
+    # a refusal is a page, no Qlik call
+    before = emu.state.qps_requests
+    r = client.post("/qlik/saml/acs", data=form, secure=True)
+    assert r.status_code == 401 and b"already used" in r.content and emu.state.qps_requests == before
+    # SP-initiated logout: without Django's CSRF token, 403; with it, off to the IdP
+    assert client.post("/qlik/saml/logout", secure=True).status_code == 403
+    page = client.get("/qlik/logout", secure=True).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = client.post("/qlik/saml/logout", data={"csrfmiddlewaretoken": token, "next": "/"}, secure=True,
+                    headers={"Referer": "https://testserver/page"})
+    assert r.status_code == 302 and r["Location"].startswith(idp.base_url + "/slo?SAMLRequest=")
+    assert emu.state.sessions("sso") == []
+    assert SAML_SESSION_KEY not in client.session
