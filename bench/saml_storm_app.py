@@ -21,6 +21,7 @@ for _p in (str(ROOT), str(ROOT / "integrations"), str(PORTAL)):
         sys.path.insert(0, _p)
 
 import protocols  # noqa: E402  (examples/sso_portal/protocols)
+
 from qlikauth.web.saml import saml_user  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("sso_portal_run", PORTAL / "run.py")
