@@ -205,15 +205,14 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
             EmulatorProcess(proxies=[{"prefix": "sso", "method": "ticket", "module_uri": f"{base}/qlik/module"}]) as emu:
         idp = SamlIdp(key_dir=tmp, users=idp_users)
         saml = {"BASE_URL": f"{base}/qlik/saml/", "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True,
-                "BROWSER_COOKIE_SECURE": False, "STATE_STORE": redis.url}
-        idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(
-            {k: v for k, v in saml.items() if k != "STATE_STORE"})).metadata())
+                "BROWSER_COOKIE_SECURE": False}
+        idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(saml)).metadata())
         claims = {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"], "USER_DIRECTORY": "SSO",
                   "GROUP_NAMES": {g: n for n, g in groups.items()}, "UNKNOWN_GROUPS": "refuse"}
         config = {"secret_key": secrets.token_hex(32), "protocol": {"QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims},
                   "qlik": {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
                            "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_urls["sso"],
-                           "QLIKAUTH_MODE": "ticket"}}
+                           "QLIKAUTH_MODE": "ticket", "QLIKAUTH_STATE_STORE": redis.url}}
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(config))
         env = {**os.environ, "BENCH_SAML_CONFIG": str(cfg),

@@ -26,17 +26,15 @@ BASE = LB + "/qlik/saml/"
 def two_portals(server_process: Any, emulator_factory: Any, redis_url: str, saml_keys: Any, tmp_path: Path):
     emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
     idp = SamlIdp(key_dir=saml_keys["idp"][0].parent)
-    saml = {"BASE_URL": BASE, "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True, "BROWSER_COOKIE_SECURE": False,
-            "STATE_STORE": redis_url}
-    idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(
-        {k: v for k, v in saml.items() if k != "STATE_STORE"})).metadata())
+    saml = {"BASE_URL": BASE, "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True, "BROWSER_COOKIE_SECURE": False}
+    idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(saml)).metadata())
     claims = {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"], "USER_DIRECTORY": "AZURE",
               "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()}}
     cfg = tmp_path / "portal.json"
     cfg.write_text(json.dumps({"secret_key": secrets.token_hex(16), "qlik": {
         "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
         "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup", "QLIKAUTH_MODE": "session",
-        "QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims}}))
+        "QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims, "QLIKAUTH_STATE_STORE": redis_url}}))
     ports = [free_port_number(), free_port_number()]
     for port in ports:
         server_process([sys.executable, str(Path(__file__).with_name("portal_process.py"))], port,
