@@ -158,3 +158,42 @@ def test_the_public_surface_of_qlikauth_web() -> None:
         for name in module.__all__:
             assert hasattr(module, name), name
     assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["continue.html", "error.html", "logout.html"]
+
+
+def test_node_hub_urls_setting() -> None:
+    from qlikauth import ConfigurationError
+    from qlikauth.web import QlikAuthConfig
+
+    base = {"QPS_NODES": "https://qs1:4243,https://qs2:4243", "CERTS": "/c", "HUB_URL": "https://qs1/p/hub/"}
+    as_list = QlikAuthConfig.from_mapping({**base, "NODE_HUB_URLS": "https://qs1/p/hub/, https://qs2/p/hub/"})
+    as_map = QlikAuthConfig.from_mapping({**base, "NODE_HUB_URLS": {"https://QS2:4243/": "https://qs2/p/hub/"}})
+    assert as_list.node_hub_urls == {"https://qs1:4243": "https://qs1/p/hub/", "https://qs2:4243": "https://qs2/p/hub/"}
+    assert as_map.node_hub_urls == {"https://qs2:4243": "https://qs2/p/hub/"}
+    assert QlikAuthConfig.from_mapping(base).node_hub_urls == {}
+    for bad, match in (("https://qs1/p/hub/", "1 hub URL"), ({"https://qs3:4243": "https://qs3/"}, "not one of"),
+                       ({"https://qs2:4243": "ftp://qs2/"}, "NODE_HUB_URLS")):
+        with pytest.raises(ConfigurationError, match=match):
+            QlikAuthConfig.from_mapping({**base, "NODE_HUB_URLS": bad})
+
+
+def test_session_mode_sends_the_browser_to_the_node_holding_the_session(certs_dir: Any) -> None:
+    """Proxy sessions live on one node: with node 1 down, the session is made on node 2 and
+    /qlik/login goes to node 2's hub (NODE_HUB_URLS), where its cookie means something."""
+    from qlikauth.emulator import EmulatorCluster, VirtualProxy
+
+    with EmulatorCluster(nodes=2, certs_dir=certs_dir, virtual_proxies=[VirtualProxy("mashup", method="session")]) as c:
+        hubs = [n.hub_url_for("mashup") for n in c.nodes]
+        runtime = build_runtime({"QPS_NODES": c.qps_urls, "CERTS": str(c.certs_dir), "VIRTUAL_PROXY": "mashup",
+                                 "HUB_URL": hubs[0], "NODE_HUB_URLS": hubs, "MODE": "session",
+                                 "USER_DIRECTORY": "PORTAL"})
+        try:
+            first = flows.run(flows.login, req(session={}, user=ALICE), runtime)
+            assert isinstance(first, RedirectAnswer) and first.location == hubs[0]
+            c[0].stop()
+            bobs: dict[str, Any] = {}
+            second = flows.run(flows.login, req(session=bobs, user=QlikUser("PORTAL", "bob")), runtime)
+            assert isinstance(second, RedirectAnswer) and second.location == hubs[1]
+            assert bobs[flows.SESSION_KEY]["node"] == c.qps_urls[1]
+            assert [s.user.user_id for s in c[1].state.sessions("mashup")] == ["bob"]
+        finally:
+            runtime.close()
