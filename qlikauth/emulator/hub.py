@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, unquote_plus, urlencode
+from urllib.parse import quote, unquote, unquote_plus
 
 from ..exceptions import IdentityError
 from ..identity import QlikUser, security_header_value
@@ -29,6 +29,14 @@ log = logging.getLogger("qlikauth.emulator")
 _TICKET_PARAMS = ("qlikticket", "x-qlik-ticket")
 _HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _qlik_quote(value: str) -> str:
+    """Percent-encode as Qlik's proxy writes its redirect: every reserved character, lower-case hex."""
+    return _ESCAPE.sub(lambda m: m.group(0).lower(), quote(value, safe=""))
 
 
 def _page(title: str, body: str) -> str:
@@ -131,33 +139,39 @@ class Hub:
                 set_cookie.append(self._set_cookie(vp, session.session_id))
         else:
             ticket = self._ticket_param(req)
-            session = None
-            if ticket is None:
-                session = self._session_from_cookie(req, vp)
+            session = self._session_from_cookie(req, vp)
             if session is None and not personal and req.method != "GET":
                 return self._deny(req, 403, "Forbidden",
                                   'The initial authentication request must be a "GET" request.')
             if ticket is not None:
-                return self._redeem(req, vp, ticket, host)
+                redeemed = self._redeem(req, vp, ticket, host, signed_in=session is not None)
+                if redeemed is not None:
+                    return redeemed
+                # A spent ticket left in the URL (a reload) with a live session: the session holds.
         if personal:
             return self._personal(req, vp, session, host, set_cookie)
         if session is None:
-            if req.websocket:
-                return self._deny(req, 401, "Not signed in",
-                                  "A websocket needs a proxy session (or, on a header virtual proxy, the header).")
-            if vp.module_uri:
-                target_id = self.state.add_target(vp.prefix, f"https://{host}{req.target}")
-                sep = "&" if "?" in vp.module_uri else "?"
-                location = vp.module_uri + sep + urlencode(
-                    {"targetId": target_id, "proxyRestUri": self.rest_uri_for(vp.prefix)})
-                return Response.html(302, _page("Redirect", f'<a href="{html.escape(location)}">Sign in</a>'),
-                                     headers=[("Location", location), ("Cache-Control", "no-store")])
-            return self._deny(req, 401, "Not signed in",
-                              "You are not signed in: this virtual proxy has no authentication module; "
-                              "a portal must send you here with a ticket or set the session cookie.")
+            return self._no_session(req, vp, host)
         if self._is_app_socket(rest) and req.websocket:
             return self._websocket(req, session, rest, set_cookie)
         return self._hub(req, vp, session, rest, set_cookie)
+
+    def _no_session(self, req: Request, vp: VirtualProxy, host: str, problem: str | None = None) -> Response:
+        """Qlik's answer to a request without a valid session: off to the authentication module."""
+        if req.websocket:
+            return self._deny(req, 401, "Not signed in",
+                              "A websocket needs a proxy session (or, on a header virtual proxy, the header).")
+        if vp.module_uri:
+            target_id = self.state.add_target(vp.prefix, f"https://{host}{self._without_ticket(req.target)}")
+            sep = "&" if "?" in vp.module_uri else "?"
+            # As Qlik writes it: proxyRestUri first, then targetId, lower-case percent escapes.
+            location = (f"{vp.module_uri}{sep}proxyRestUri={_qlik_quote(self.rest_uri_for(vp.prefix))}"
+                        f"&targetId={_qlik_quote(target_id)}")
+            return Response.html(302, _page("Redirect", f'<a href="{html.escape(location)}">Sign in</a>'),
+                                 headers=[("Location", location), ("Cache-Control", "no-store")])
+        return self._deny(req, 401, "Not signed in", problem or (
+            "You are not signed in: this virtual proxy has no authentication module; "
+            "a portal must send you here with a ticket or set the session cookie."))
 
     @staticmethod
     def _ticket_param(req: Request) -> str | None:
@@ -189,14 +203,19 @@ class Hub:
                                                   f"{html.escape(message, quote=False)}</p>"), headers=headers or [])
 
     # -- ticket ---------------------------------------------------------------------------
-    def _redeem(self, req: Request, vp: VirtualProxy, ticket: str, host: str) -> Response:
+    def _redeem(self, req: Request, vp: VirtualProxy, ticket: str, host: str, *,
+                signed_in: bool = False) -> Response | None:
+        """The answer to a request carrying a ticket; None when it is spent but a session holds."""
         rec = self.state.take_ticket(ticket, vp.prefix)
+        if rec is None and signed_in:
+            return None
         if rec is None:
+            # Qlik: an invalid ticket is no authentication at all: back to the authentication module.
             log.info("hub: ticket %s refused on %r (invalid, used, expired or another node/proxy)",
                      mask(ticket), vp.prefix)
-            return self._deny(req, 403, "Access denied",
-                              "Access denied: invalid or expired ticket. Tickets are valid once, "
-                              "for one minute, on the node and virtual proxy that issued them.")
+            return self._no_session(req, vp, host, problem=(
+                "The ticket is invalid or expired (used, older than its minute, or issued by another "
+                "node or virtual proxy), and this virtual proxy has no authentication module."))
         try:
             session, _ = self.state.add_session(rec.user, vp.prefix, "ticket")
         except TooManySessions as exc:
@@ -208,9 +227,8 @@ class Hub:
         if self._is_app_socket(rest) and req.websocket:
             # Engine websocket URLs may carry the ticket themselves (QlikTicket=...).
             return self._websocket(req, session, rest, [cookie])
-        location = f"https://{host}{self._without_ticket(req.target)}"
-        return Response.html(302, _page("Signed in", f'<a href="{html.escape(location)}">Continue</a>'),
-                             headers=[("Location", location), cookie, ("Cache-Control", "no-store")])
+        # Qlik answers the resource itself, with the session cookie (the ticket stays in the URL).
+        return self._hub(req, vp, session, rest, [cookie])
 
     # -- pages ----------------------------------------------------------------------------
     def _personal(self, req: Request, vp: VirtualProxy, session: SessionRecord | None, host: str,

@@ -72,6 +72,10 @@ class QpsApi:
             if req.method not in ("GET", "HEAD"):
                 return _not_allowed("GET")
             return Response.json(200, True)
+        if segs in (["health"], ["about", "default"], ["about", "description"]):
+            if req.method not in ("GET", "HEAD"):
+                return _not_allowed("GET")
+            return self._about(segs)
         proxies = self.proxies()
         prefix = ""
         if len(segs) > 1 and segs[0].lower() in proxies and segs[0]:
@@ -111,6 +115,18 @@ class QpsApi:
                 return Response.json(200, [s.to_qps() for s in removed])
             return _not_allowed("GET, DELETE")
         return Response.text(404, "Not found: no such QPS endpoint.\n")
+
+    def _about(self, segs: list[str]) -> Response:
+        # The spec (qps-openapi.json) gives shapes only: /health a string, /about/default an object
+        # of objects, /about/description an array of strings. The contents are the emulator's.
+        if segs == ["health"]:
+            return Response.json(200, "OK")
+        if segs == ["about", "default"]:
+            return Response.json(200, {"qlikauth-emulator": {"description": "qlikauth's QPS emulator"}})
+        return Response.json(200, ["POST /qps/{virtual proxy/}ticket", "POST /qps/{virtual proxy/}session",
+                                   "GET|DELETE /qps/{virtual proxy/}session/{id}",
+                                   "GET|DELETE /qps/{virtual proxy/}user/{directory}/{id}", "GET /qps/alive",
+                                   "GET /qps/health", "GET /qps/about/default", "GET /qps/about/description"])
 
     # -- bodies ---------------------------------------------------------------------------
     @staticmethod

@@ -7,8 +7,10 @@ that issued it). All access goes through one lock; tests read it for assertions.
 from __future__ import annotations
 
 import secrets
+import string
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,19 @@ __all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "To
 TARGET_TTL = 600.0
 #: A bound on outstanding tickets/targets whatever the TTL, so memory stays flat.
 MAX_OUTSTANDING = 200_000
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_ticket() -> str:
+    """A ticket as Qlik makes them: 16 random alphanumeric characters (about 95 bits)."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(16))
+
+
+def new_guid() -> str:
+    """A random GUID, the shape of Qlik's targetId and of the session ids Qlik makes itself."""
+    return str(uuid.uuid4())
 
 
 def mask(secret: str | None) -> str:
@@ -57,7 +72,7 @@ class SessionRecord:
 
     def to_qps(self) -> dict[str, object]:
         """The session as the QPS API answers it (PascalCase)."""
-        return {**self.user.to_qps(), "SessionId": self.session_id}
+        return {**self.user.to_qps(), "UserName": self.user.user_id, "SessionId": self.session_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +129,7 @@ class EmulatorState:
     def add_ticket(self, user: QlikUser, prefix: str, target_uri: str | None) -> TicketRecord:
         """Issue a random single-use ticket valid ``ticket_ttl`` seconds."""
         now = self._clock()
-        rec = TicketRecord(secrets.token_urlsafe(24), user, prefix, target_uri, now + self.ticket_ttl)
+        rec = TicketRecord(new_ticket(), user, prefix, target_uri, now + self.ticket_ttl)
         with self.lock:
             self._purge_tickets(now)
             self._tickets[rec.ticket] = rec
@@ -153,7 +168,7 @@ class EmulatorState:
     # -- module targets -----------------------------------------------------------------
     def add_target(self, prefix: str, url: str) -> str:
         """Remember the URL a browser wanted; the id goes to the module as ``targetId``."""
-        tid = secrets.token_urlsafe(16)
+        tid = new_guid()
         now = self._clock()
         with self.lock:
             self._purge_tickets(now)
@@ -199,7 +214,7 @@ class EmulatorState:
         Raises :class:`TooManySessions` when the user already has the maximum.
         """
         now = self._clock()
-        sid = session_id or secrets.token_urlsafe(24)
+        sid = session_id or new_guid()
         with self.lock:
             self._sweep(now)
             active = self._by_user.get(user.key, set())

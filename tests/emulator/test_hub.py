@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -39,30 +40,33 @@ def _cookie_attrs(set_cookie: str) -> dict[str, str]:
     return out
 
 
-def test_ticket_redirects_without_the_ticket_and_sets_a_browser_session_cookie(emu, api, browser):
+def test_ticket_answers_the_resource_and_sets_a_browser_session_cookie(emu, api, browser):
     t = ticket(api, emu)
+    assert len(t) == 16 and t.isalnum()  # as Qlik makes them
     r = browser.get(f"{emu.hub_url}/portal/hub/stream?x=1&QLIKTICKET={t}&y=%20", allow_redirects=False)
-    assert r.status_code == 302
-    assert r.headers["Location"] == f"{emu.hub_url}/portal/hub/stream?x=1&y=%20"
+    # Qlik answers the resource itself with the cookie; the ticket stays in the URL.
+    assert r.status_code == 200 and "Location" not in r.headers
+    assert '<dd id="path">/hub/stream</dd>' in r.text
     attrs = _cookie_attrs(r.headers["Set-Cookie"])
     name, _, value = attrs["__pair__"].partition("=")
-    assert name == "X-Qlik-Session-portal" and len(value) >= 16
+    assert name == "X-Qlik-Session-portal" and str(uuid.UUID(value)) == value  # a GUID
     assert attrs["path"] == "/" and "httponly" in attrs and "secure" in attrs
     assert attrs["samesite"] == "None"
     assert "expires" not in attrs and "max-age" not in attrs  # a browser-session cookie
     assert [s.session_id for s in emu.state.sessions("portal")] == [value]
 
 
-def test_redirect_keeps_the_host_header(emu, api, certs):
-    """nginx in front forwards its own Host: the redirect must point back through it."""
-    t = ticket(api, emu)
+def test_module_redirect_keeps_the_host_header(emu, api, certs):
+    """nginx in front forwards its own Host: the target the module gets points back through it."""
     ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
     conn = http.client.HTTPSConnection("localhost", emu.hub_port, context=ctx, timeout=5)
     try:
-        conn.request("GET", f"/portal/hub/?qlikTicket={t}", headers={"Host": "qlik.example.com"})
+        conn.request("GET", "/portal/hub/", headers={"Host": "qlik.example.com"})
         r = conn.getresponse()
         r.read()
-        assert r.status == 302 and r.getheader("Location") == "https://qlik.example.com/portal/hub/"
+        assert r.status == 302
+        target_id = parse_qs(urlsplit(r.getheader("Location")).query)["targetId"][0]
+        assert emu.state.target("portal", target_id) == "https://qlik.example.com/portal/hub/"
         conn.request("GET", "/portal/hub/", headers={"Host": "bad host\\x"})
         r = conn.getresponse()
         assert r.status == 400
@@ -74,7 +78,7 @@ def test_redirect_keeps_the_host_header(emu, api, certs):
 def test_hub_page_shows_user_attributes_and_security_header(emu, api, browser):
     t = ticket(api, emu)
     page = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}")
-    assert page.status_code == 200 and page.history[0].status_code == 302
+    assert page.status_code == 200 and page.history == []
     assert "Signed in as ACME\\jdoe" in page.text
     assert '<dd id="user">ACME\\jdoe</dd>' in page.text
     assert '<ul id="attributes"><li>group=Sales</li><li>group=Finance</li></ul>' in page.text
@@ -94,11 +98,21 @@ def test_module_redirect_and_target_uri_round_trip(emu, api, browser):
     assert f"{loc.scheme}://{loc.netloc}{loc.path}" == MODULE
     q = {k: v[0] for k, v in parse_qs(loc.query).items()}
     assert q["proxyRestUri"] == emu.rest_uri_for("portal") == f"{emu.qps_url}/qps/portal/"
+    # As Qlik writes it: proxyRestUri first, lower-case escapes, targetId a GUID.
+    assert loc.query.startswith("proxyRestUri=https%3a%2f%2flocalhost%3a") and "&targetId=" in loc.query
+    assert str(uuid.UUID(q["targetId"])) == q["targetId"]
     answer = call(api, emu, "POST", "ticket", json={"userDirectory": "ACME", "userId": "jdoe",
                                                      "targetId": q["targetId"]}).json()
     assert answer["TargetUri"] == wanted
     back = browser.get(f"{answer['TargetUri']}&qlikTicket={answer['Ticket']}", allow_redirects=False)
-    assert back.status_code == 302 and back.headers["Location"] == wanted
+    assert back.status_code == 200 and "X-Qlik-Session-portal=" in back.headers["Set-Cookie"]
+    # the same ticket again: no session, so back to the authentication module (not an error page)
+    browser.cookies.clear()
+    spent = browser.get(f"{answer['TargetUri']}&qlikTicket={answer['Ticket']}", allow_redirects=False)
+    assert spent.status_code == 302 and spent.headers["Location"].startswith(MODULE + "?proxyRestUri=")
+    spent_target = parse_qs(urlsplit(spent.headers["Location"]).query)["targetId"][0]
+    assert emu.state.target("portal", spent_target) == wanted  # the spent ticket is not in the target
+    back = browser.get(f"{answer['TargetUri']}&qlikTicket={ticket(api, emu)}", allow_redirects=False)
     assert browser.get(f"{emu.hub_url}/portal/qps/user").json()["userId"] == "jdoe"
     # An unknown targetId gives no TargetUri rather than someone else's.
     assert call(api, emu, "POST", "ticket", json={"UserDirectory": "A", "UserId": "b",

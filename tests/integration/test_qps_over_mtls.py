@@ -92,7 +92,7 @@ def test_ticket_redeemed_at_the_hub_with_attributes(node1, cert_dir, hub):
     # single use: the same ticket URL signs nobody in a second time
     fresh = _browser(cert_dir)
     again = fresh.get(redirect.location, allow_redirects=False)
-    assert again.status_code == 403
+    assert again.status_code == 401  # no module on this proxy: Qlik would send it to one
     assert not any(c.name.startswith("X-Qlik-Session") for c in fresh.cookies)
 
 
@@ -122,7 +122,7 @@ def test_ticket_only_redeems_on_its_node(node1, node2, cert_dir):
     assert t.node == node1.qps_url
     s = _browser(cert_dir)
     r = s.get(f"{node2.hub_url_for('portal')}?qlikTicket={t.ticket}", allow_redirects=False)
-    assert r.status_code == 403
+    assert r.status_code == 401
 
 
 def test_sessions_across_two_nodes(node1, node2, cert_dir):
@@ -183,7 +183,7 @@ def test_module_flow_round_trip(cert_dir, hub):
         back = auth.module_login(USER, q["proxyRestUri"], q["targetId"])
         assert back.location.startswith(wanted + "&qlikTicket=")
         r = hub.get(back.location, allow_redirects=False)
-        assert r.status_code == 302 and "qlikTicket" not in r.headers["Location"]
+        assert r.status_code == 200 and "X-Qlik-Session-portal=" in r.headers["Set-Cookie"]
         me = hub.get(f"{emu.hub_url}/portal/qps/user").json()
         assert me["userId"] == "jdoe"
 
