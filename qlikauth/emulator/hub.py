@@ -9,6 +9,7 @@ without any of them a browser is sent to the virtual proxy's authentication modu
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -31,6 +32,10 @@ _HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+#: The JSON-RPC notice Qlik's engine sends before it closes, by why the proxy session ended.
+_END_NOTICES = {"timeout": "OnSessionTimedOut", "logout": "OnSessionLoggedOut", "closed": "OnSessionClosed"}
+_LIFECYCLE_TICK = 1.0
+
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
@@ -48,11 +53,13 @@ class Hub:
     """Serves the browser port of one emulated node."""
 
     def __init__(self, state: EmulatorState, proxies: Callable[[], dict[str, VirtualProxy]],
-                 rest_uri_for: Callable[[str], str], default_host: Callable[[], str]) -> None:
+                 rest_uri_for: Callable[[str], str], default_host: Callable[[], str],
+                 own_hosts: Callable[[], set[str]] | None = None) -> None:
         self.state = state
         self.proxies = proxies
         self.rest_uri_for = rest_uri_for
         self.default_host = default_host
+        self.own_hosts = own_hosts or (lambda: {"localhost", "127.0.0.1"})
 
     # -- helpers --------------------------------------------------------------------------
     def _proxy_for(self, path: str) -> tuple[VirtualProxy, str]:
@@ -100,61 +107,102 @@ class Hub:
         return None
 
     # -- entry ----------------------------------------------------------------------------
+    def allowed(self, vp: VirtualProxy, host: str) -> bool:
+        """Whether ``host`` (a Host or Origin authority, port allowed) is on ``vp``'s host allow list."""
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if host.startswith("[") and "]:" in host:
+            name = host.rsplit(":", 1)[0]
+        return name.lower() in (set(vp.host_allow_list) or self.own_hosts())
+
     def __call__(self, req: Request) -> Response:
         host = self._host(req)
         if host is None:
             return Response.text(400, "Invalid Host header.\n", close=True)
         vp, rest = self._proxy_for(req.path)
-        resp = self._serve(req, vp, rest, host)
+        if not self.allowed(vp, host):
+            # Never build a TargetUri (or anything else) from a host the virtual proxy does not list.
+            resp = Response.text(400, "Bad Request: the Host header names a host that is not on this virtual "
+                                      "proxy's host allow list.\n", close=True)
+        else:
+            resp = self._serve(req, vp, rest, host)
+        if vp.additional_response_headers and resp.websocket is None:
+            resp.headers.extend(vp.additional_response_headers)
         log.debug("hub %s %s%s -> %s", req.method, vp.path_prefix, rest.split("?")[0], resp.status)
         return resp
 
     def _serve(self, req: Request, vp: VirtualProxy, rest: str, host: str) -> Response:
         personal = rest.rstrip("/") == "/qps/user"
+        csrf = rest.rstrip("/") == "/qps/csrftoken"
         set_cookie: list[tuple[str, str]] = []
-        if vp.is_header:
-            values = tuple(req.header_values(vp.header_name or ""))
-            user: QlikUser | None = None
-            if len(values) == 1:
-                try:
-                    user = vp.user_from_header(values[0])
-                except IdentityError:
-                    user = None
-            self.state.record_header(HeaderRecord(vp.prefix, req.method, req.path,
-                                                  user.qualified_name if user else None, values, user))
-            if user is None:
-                if personal and req.method in ("GET", "HEAD"):
-                    return Response.json(200, {"session": "inactive"})
-                problem = "is missing" if not values else "does not name a valid user"
-                return self._deny(req, 401, "Not signed in",
-                                  f"The {vp.header_name} header {problem}: this virtual proxy "
-                                  "authenticates every request by that header.")
-            session = self._session_from_cookie(req, vp)
-            if session is None or not session.user.same_user(user) or session.user != user:
-                # Like Qlik: the header decides who this is; a cookie of someone else is ignored.
-                try:
-                    session, _ = self.state.add_session(user, vp.prefix, "header")
-                except TooManySessions as exc:
-                    return self._deny(req, 403, "Too many sessions", str(exc))
-                set_cookie.append(self._set_cookie(vp, session.session_id))
-        else:
-            ticket = self._ticket_param(req)
-            session = self._session_from_cookie(req, vp)
-            if session is None and not personal and req.method != "GET":
-                return self._deny(req, 403, "Forbidden",
-                                  'The initial authentication request must be a "GET" request.')
-            if ticket is not None:
-                redeemed = self._redeem(req, vp, ticket, host, signed_in=session is not None)
-                if redeemed is not None:
-                    return redeemed
-                # A spent ticket left in the URL (a reload) with a live session: the session holds.
+        # Who is this? The virtual proxy's authentication method decides (see AUTHENTICATE).
+        found = self.AUTHENTICATE[vp.method](self, req, vp, host, personal, set_cookie)
+        if isinstance(found, Response):
+            return found
+        session = found
         if personal:
             return self._personal(req, vp, session, host, set_cookie)
+        if csrf and session is not None:
+            # Qlik since November 2024: the token an engine websocket of this session must carry.
+            return Response(204, headers=[("qlik-csrf-token", session.csrf_token), ("Cache-Control", "no-store"),
+                                          *set_cookie], content_type=None)
         if session is None:
             return self._no_session(req, vp, host)
         if self._is_app_socket(rest) and req.websocket:
-            return self._websocket(req, session, rest, set_cookie)
+            return self._websocket(req, vp, session, rest, set_cookie)
         return self._hub(req, vp, session, rest, set_cookie)
+
+    # -- authentication methods -----------------------------------------------------------
+    # Each takes the request and returns its proxy session (None: not signed in) or the answer to
+    # give instead; cookies to set go into ``set_cookie``. A new kind of virtual proxy (JWT, ...)
+    # adds its name to proxy.METHODS and one function to AUTHENTICATE.
+    def _by_header(self, req: Request, vp: VirtualProxy, host: str, personal: bool,
+                   set_cookie: list[tuple[str, str]]) -> SessionRecord | Response | None:
+        values = tuple(req.header_values(vp.header_name or ""))
+        user: QlikUser | None = None
+        if len(values) == 1:
+            try:
+                user = vp.user_from_header(values[0])
+            except IdentityError:
+                user = None
+        self.state.record_header(HeaderRecord(vp.prefix, req.method, req.path,
+                                              user.qualified_name if user else None, values, user))
+        if user is None:
+            if personal and req.method in ("GET", "HEAD"):
+                return Response.json(200, {"session": "inactive"})
+            problem = "is missing" if not values else "does not name a valid user"
+            return self._deny(req, 401, "Not signed in",
+                              f"The {vp.header_name} header {problem}: this virtual proxy "
+                              "authenticates every request by that header.")
+        session = self._session_from_cookie(req, vp)
+        if session is None or not session.user.same_user(user) or session.user != user:
+            # Like Qlik: the header decides who this is; a cookie of someone else is ignored.
+            try:
+                session, _ = self.state.add_session(user, vp.prefix, "header")
+            except TooManySessions as exc:
+                return self._deny(req, 403, "Too many sessions", str(exc))
+            set_cookie.append(self._set_cookie(vp, session.session_id))
+        return session
+
+    def _by_ticket_or_cookie(self, req: Request, vp: VirtualProxy, host: str, personal: bool,
+                             set_cookie: list[tuple[str, str]]) -> SessionRecord | Response | None:
+        ticket = self._ticket_param(req)
+        session = self._session_from_cookie(req, vp)
+        if session is None and not personal and req.method != "GET":
+            return self._deny(req, 403, "Forbidden",
+                              'The initial authentication request must be a "GET" request.')
+        if ticket is not None:
+            redeemed = self._redeem(req, vp, ticket, host, signed_in=session is not None)
+            if redeemed is not None:
+                return redeemed
+            # A spent ticket left in the URL (a reload) with a live session: the session holds.
+        return session
+
+    AUTHENTICATE: dict[str, Callable[..., SessionRecord | Response | None]] = {
+        "ticket": _by_ticket_or_cookie,
+        "session": _by_ticket_or_cookie,
+        "header-static": _by_header,
+        "header-dynamic": _by_header,
+    }
 
     def _no_session(self, req: Request, vp: VirtualProxy, host: str, problem: str | None = None) -> Response:
         """Qlik's answer to a request without a valid session: off to the authentication module."""
@@ -225,8 +273,9 @@ class Hub:
         cookie = self._set_cookie(vp, session.session_id)
         rest = self._proxy_for(req.path)[1]
         if self._is_app_socket(rest) and req.websocket:
-            # Engine websocket URLs may carry the ticket themselves (QlikTicket=...).
-            return self._websocket(req, session, rest, [cookie])
+            # Engine websocket URLs may carry the ticket themselves (QlikTicket=...); the session is
+            # new, so no CSRF token can exist for it yet (the Origin is still checked).
+            return self._websocket(req, vp, session, rest, [cookie], fresh=True)
         # Qlik answers the resource itself, with the session cookie (the ticket stays in the URL).
         return self._hub(req, vp, session, rest, [cookie])
 
@@ -272,24 +321,47 @@ class Hub:
         )
         return Response.html(200, _page("Qlik Sense hub", body), headers=headers)
 
-    def _websocket(self, req: Request, session: SessionRecord, rest: str,
-                   set_cookie: list[tuple[str, str]]) -> Response:
+    def _websocket(self, req: Request, vp: VirtualProxy, session: SessionRecord, rest: str,
+                   set_cookie: list[tuple[str, str]], *, fresh: bool = False) -> Response:
+        if vp.websocket_csrf:
+            origin = req.header("Origin")
+            origin_host = origin.split("://", 1)[1].split("/", 1)[0] if origin and "://" in origin else None
+            token_ok = fresh or any(
+                unquote_plus(v) == session.csrf_token for k, _, v in (p.partition("=") for p in req.query.split("&"))
+                if unquote_plus(k).lower() == "qlik-csrf-token")
+            if (origin is not None and (origin_host is None or not self.allowed(vp, origin_host))) or not token_ok:
+                log.info("hub: websocket refused on %r (%s)", vp.prefix,
+                         "origin not allowed" if token_ok else "no or wrong qlik-csrf-token")
+                return Response.text(403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         app_id = unquote(rest.split("/")[2])
         u = session.user
         greeting: dict[str, Any] = {"user": u.qualified_name, "attributes": u.qps_attributes(), "app": app_id}
 
         async def run(ws: WebSocket) -> None:
-            # Qlik tears the engine connection down when the proxy session ends.
+            # Qlik tears the engine connection down when the proxy session ends, after a
+            # JSON-RPC notice saying why.
             def on_end() -> None:
-                ws.close_soon(1000, "session ended")
+                method = _END_NOTICES.get(session.end_reason, "OnSessionClosed")
+
+                async def notice() -> None:
+                    await ws.send_json({"jsonrpc": "2.0", "method": method, "params": {}})
+
+                ws.close_soon(1000, "session ended", before=notice)
 
             session.on_end.append(on_end)
             try:
                 await ws.send_json(greeting)
                 while True:
-                    msg = await ws.receive()
+                    try:
+                        msg = await asyncio.wait_for(ws.receive(), _LIFECYCLE_TICK)
+                    except TimeoutError:
+                        # Idle: let an expired session end (and its notice go out) while open.
+                        self.state.session(session.session_id)
+                        continue
                     if msg is None:
                         return
+                    # Engine traffic is activity: it keeps the proxy session alive.
+                    self.state.session(session.session_id, touch=True)
                     await ws.send(msg)
             finally:
                 if on_end in session.on_end:

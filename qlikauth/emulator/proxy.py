@@ -23,6 +23,9 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
+_ALLOWED_HOST = re.compile(r"(?:[a-z0-9._~-]+|\[[0-9a-f:.]+\])\Z")
+
+
 @dataclass(frozen=True)
 class VirtualProxy:
     """One virtual proxy of the emulated node: its prefix, authentication method and cookie.
@@ -32,6 +35,13 @@ class VirtualProxy:
     ``"header-static"`` (header value = user id, directory = ``header_user_directory``)
     or ``"header-dynamic"`` (value parsed with ``header_pattern``, ``$ud`` and ``$id``
     around a literal separator). Prefixes are lowercase, as in the QMC.
+
+    ``host_allow_list`` (QMC *Host allow list*): the host names browsers may use for this
+    virtual proxy (``Host`` of requests, ``Origin`` of websockets); empty means the node's own
+    names. ``additional_response_headers`` (QMC *Additional response headers*) go on every
+    answer, e.g. ``Access-Control-Expose-Headers: qlik-csrf-token`` for mashups.
+    ``websocket_csrf`` (on since November 2024): engine websockets need the token from
+    ``GET /{prefix}/qps/csrftoken``.
     """
 
     prefix: str
@@ -43,6 +53,9 @@ class VirtualProxy:
     module_uri: str | None = None
     samesite: str | None = "None"
     secure: bool = True
+    host_allow_list: tuple[str, ...] = ()
+    additional_response_headers: tuple[tuple[str, str], ...] = ()
+    websocket_csrf: bool = True
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +83,19 @@ class VirtualProxy:
         if self.module_uri is not None and not re.match(r"https?://[^\s/?#]+", self.module_uri):
             raise ConfigurationError(
                 f"virtual proxy {prefix!r}: module_uri {self.module_uri!r} must be an absolute http(s) URL.")
+        hosts = tuple(h.strip().lower() for h in self.host_allow_list)
+        if any(not h or not _ALLOWED_HOST.match(h) for h in hosts):
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: host_allow_list takes host names or addresses without scheme, "
+                f"port or path, not {self.host_allow_list!r}.")
+        object.__setattr__(self, "host_allow_list", hosts)
+        extra = tuple((str(n), str(v)) for n, v in self.additional_response_headers)
+        for n, v in extra:
+            if not _HEADER_NAME.match(n) or any(c in v for c in "\r\n") or n.lower() in ("set-cookie", "content-length"):
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: additional response header {n!r} is not a valid header "
+                    "(a token name, no CR/LF in the value, not Set-Cookie or Content-Length).")
+        object.__setattr__(self, "additional_response_headers", extra)
         if self.is_header:
             if not prefix:
                 raise ConfigurationError("header authentication is not available on the default virtual proxy: give a prefix.")

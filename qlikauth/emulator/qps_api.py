@@ -48,9 +48,11 @@ def _masked(m: re.Match[str]) -> str:
 class QpsApi:
     """Routes ``/qps/...`` requests; one instance per emulated node."""
 
-    def __init__(self, state: EmulatorState, proxies: Callable[[], dict[str, VirtualProxy]]) -> None:
+    def __init__(self, state: EmulatorState, proxies: Callable[[], dict[str, VirtualProxy]],
+                 own_hosts: Callable[[], set[str]] | None = None) -> None:
         self.state = state
         self.proxies = proxies
+        self.own_hosts = own_hosts
 
     def __call__(self, req: Request) -> Response:
         self.state.count("qps_requests")
@@ -59,6 +61,12 @@ class QpsApi:
         return resp
 
     def _route(self, req: Request) -> Response:
+        host = req.header("Host")
+        if host is not None and self.own_hosts is not None:
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower() not in self.own_hosts():
+                # Unconfirmed: what status QPS gives a Host that is not the node's name.
+                return Response.text(400, "Bad Request: the Host header does not name this node.\n", close=True)
         if not _xrf_ok(req):
             return Response.text(403, XSRF_FAILED)
         parts = req.path.split("/")

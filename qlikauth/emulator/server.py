@@ -21,7 +21,7 @@ from .hub import Hub
 from .proxy import VirtualProxy
 from .qps_api import QpsApi
 from .serving import BackgroundServer
-from .state import EmulatorState
+from .state import EmulatorState, SiteSessions
 
 __all__ = ["Emulator", "EmulatorCluster"]
 
@@ -56,6 +56,7 @@ class Emulator:
         ticket_ttl: float = 60.0,
         session_timeout: float = 1800.0,
         max_sessions_per_user: int = 5,
+        site_sessions: SiteSessions | None = None,
     ) -> None:
         self.host = host
         self.bind = bind
@@ -68,7 +69,7 @@ class Emulator:
         for vp in virtual_proxies:
             self._register(vp)
         self.state = EmulatorState(ticket_ttl=ticket_ttl, session_timeout=session_timeout,
-                                   max_sessions_per_user=max_sessions_per_user)
+                                   max_sessions_per_user=max_sessions_per_user, site=site_sessions)
         self._qps: BackgroundServer | None = None
         self._hub: BackgroundServer | None = None
         self._lock = threading.Lock()
@@ -151,10 +152,11 @@ class Emulator:
                 self._certs = d
                 qps_ctx, hub_ctx = self._contexts(d)
                 self._ctx = {"qps": qps_ctx, "hub": hub_ctx}
-                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies), name="qps",
+                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies, self._own_hosts), name="qps",
                                    before=self._faults["qps"].before)
                 hub_app = asgi_app(Hub(self.state, lambda: self._proxies, self.rest_uri_for,
-                                       lambda: f"{_url_host(self.host)}:{self.hub_port}"), name="hub",
+                                       lambda: f"{_url_host(self.host)}:{self.hub_port}",
+                                       self._own_hosts), name="hub",
                                    before=self._faults["hub"].before)
                 self._qps = BackgroundServer(qps_app, qps_ctx, bind=self.bind, port=self._want_qps_port,
                                              name="qps", on_connect=lambda: self.state.count("connections_accepted"))
@@ -204,6 +206,11 @@ class Emulator:
         return self._started
 
     # -- faults -------------------------------------------------------------------------
+    def _own_hosts(self) -> set[str]:
+        """The node's own names as a Host header carries them (IPv6 in brackets)."""
+        hosts = self._cert_hosts() or ["localhost"]
+        return {h.lower() for h in hosts} | {_url_host(h).lower() for h in hosts}
+
     def _context_getter(self, port: str) -> Callable[[], ssl.SSLContext]:
         return lambda: self._ctx[port]
 
@@ -329,9 +336,11 @@ class EmulatorCluster:
             host = self._kwargs.get("host", "localhost")
             bind = self._kwargs.get("bind", "127.0.0.1")
             generate_certificates(d, list(dict.fromkeys([host, bind])))
+        # Qlik counts a user's parallel sessions across the site, not per node.
+        site = SiteSessions()
         try:
             for _ in range(self._count):
-                self.nodes.append(Emulator(certs_dir=d, **self._kwargs).start())
+                self.nodes.append(Emulator(certs_dir=d, site_sessions=site, **self._kwargs).start())
         except BaseException:
             self.stop()
             raise

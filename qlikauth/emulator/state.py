@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..identity import QlikUser
 
-__all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "TooManySessions"]
+__all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "TooManySessions", "SiteSessions"]
 
 #: How long a module redirect's targetId stays resolvable.
 TARGET_TTL = 600.0
@@ -41,6 +41,36 @@ def new_guid() -> str:
 def mask(secret: str | None) -> str:
     """At most an 8-character prefix of a secret, for logs."""
     return f"{secret[:8]}…" if secret else "-"
+
+
+class SiteSessions:
+    """Every node's sessions per user: Qlik's parallel-session limit counts across the site.
+
+    An :class:`~qlikauth.emulator.EmulatorCluster` gives all its nodes one of these.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_user: dict[tuple[str, str], set[tuple[int, str]]] = {}
+
+    def count(self, key: tuple[str, str]) -> int:
+        """How many sessions the user has on any node."""
+        with self._lock:
+            return len(self._by_user.get(key, ()))
+
+    def add(self, key: tuple[str, str], entry: tuple[int, str]) -> None:
+        """Count one more session of the user."""
+        with self._lock:
+            self._by_user.setdefault(key, set()).add(entry)
+
+    def discard(self, key: tuple[str, str], entry: tuple[int, str]) -> None:
+        """Forget one session of the user."""
+        with self._lock:
+            ids = self._by_user.get(key)
+            if ids is not None:
+                ids.discard(entry)
+                if not ids:
+                    del self._by_user[key]
 
 
 class TooManySessions(Exception):
@@ -69,6 +99,10 @@ class SessionRecord:
     created: float
     last_seen: float
     on_end: list[Callable[[], None]] = field(default_factory=list)
+    #: What ``GET /{prefix}/qps/csrftoken`` answers for this session (the engine websocket needs it).
+    csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    #: Why it ended: "timeout", "logout" or "closed" (set before the ``on_end`` callbacks run).
+    end_reason: str = ""
 
     def to_qps(self) -> dict[str, object]:
         """The session as the QPS API answers it (PascalCase)."""
@@ -100,11 +134,14 @@ class EmulatorState:
     """
 
     def __init__(self, *, ticket_ttl: float = 60.0, session_timeout: float = 1800.0,
-                 max_sessions_per_user: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_sessions_per_user: int = 5, clock: Callable[[], float] = time.monotonic,
+                 site: SiteSessions | None = None) -> None:
         self.ticket_ttl = float(ticket_ttl)
         self.session_timeout = float(session_timeout)
         self.max_sessions_per_user = int(max_sessions_per_user)
         self._clock = clock
+        #: Sessions counted across the site (a cluster); None: this node alone.
+        self.site = site
         self.lock = threading.RLock()
         self._tickets: OrderedDict[str, TicketRecord] = OrderedDict()
         self._targets: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
@@ -190,16 +227,19 @@ class EmulatorState:
         self._last_sweep = now
         for sid in [s.session_id for s in self._sessions.values()
                     if now - s.last_seen > self.session_timeout]:
-            self._end(sid)
+            self._end(sid, "timeout")
 
-    def _end(self, sid: str) -> SessionRecord | None:
+    def _end(self, sid: str, reason: str = "closed") -> SessionRecord | None:
         rec = self._sessions.pop(sid, None)
         if rec is not None:
+            rec.end_reason = reason
             ids = self._by_user.get(rec.user.key)
             if ids is not None:
                 ids.discard(sid)
                 if not ids:
                     del self._by_user[rec.user.key]
+            if self.site is not None:
+                self.site.discard(rec.user.key, (id(self), sid))
             for cb in rec.on_end:
                 try:
                     cb()
@@ -218,13 +258,16 @@ class EmulatorState:
         with self.lock:
             self._sweep(now)
             active = self._by_user.get(user.key, set())
-            if len(active) >= self.max_sessions_per_user:
+            count = self.site.count(user.key) if self.site is not None else len(active)
+            if count >= self.max_sessions_per_user:
                 raise TooManySessions(
                     f"{user.qualified_name} has too many sessions active in parallel "
                     f"(limit {self.max_sessions_per_user}).")
             rec = SessionRecord(sid, user, prefix, origin, now, now)
             self._sessions[sid] = rec
             self._by_user.setdefault(user.key, set()).add(sid)
+            if self.site is not None:
+                self.site.add(user.key, (id(self), sid))
             return rec, not active
 
     def session(self, session_id: str, prefix: str | None = None, *, touch: bool = False) -> SessionRecord | None:
@@ -235,7 +278,7 @@ class EmulatorState:
             if rec is None:
                 return None
             if now - rec.last_seen > self.session_timeout:
-                self._end(session_id)
+                self._end(session_id, "timeout")
                 return None
             if prefix is not None and rec.prefix != prefix:
                 return None
@@ -249,7 +292,7 @@ class EmulatorState:
             rec = self.session(session_id, prefix)
             if rec is None:
                 return None
-            self._end(session_id)
+            self._end(session_id, "logout")
             return rec, rec.user.key not in self._by_user
 
     def sessions(self, prefix: str | None = None, user: QlikUser | None = None) -> list[SessionRecord]:
@@ -271,7 +314,7 @@ class EmulatorState:
         with self.lock:
             recs = self.sessions(prefix, user)
             for r in recs:
-                self._end(r.session_id)
+                self._end(r.session_id, "logout")
             return recs
 
     # -- header log -------------------------------------------------------------------

@@ -108,9 +108,13 @@ def test_hub_requests_carry_exactly_the_signed_in_user(stack):
 
 def test_websocket_to_the_app_carries_the_user(stack):
     s = _sign_in(stack, "carol")
-    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", "/app/abc-123")
+    # QSEoW since November 2024: the websocket carries the session's CSRF token
+    # (the token belongs to the proxy session, so the websocket carries that session's cookie too)
+    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=5).headers["qlik-csrf-token"]
+    proxy_cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session"))
+    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", f"/app/abc-123?qlik-csrf-token={csrf}")
     m = _mark(stack)
-    ws = websocket.create_connection(ws_url, header=[f"Cookie: {_cookie_header(s)}"],
+    ws = websocket.create_connection(ws_url, header=[f"Cookie: {_cookie_header(s)}; {proxy_cookie}"],
                                      sslopt={"ca_certs": str(stack.root_pem)}, timeout=5)
     try:
         assert ws.connected
