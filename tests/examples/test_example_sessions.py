@@ -121,8 +121,11 @@ def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(header
     s.verify = str(stack.root_pem)
     copied = s.cookies.get("portal_session")
     assert s.get(stack.hub_url, timeout=10).status_code == 200
-    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", "/app/abc-123")
-    ws = websocket.create_connection(ws_url, header=[f"Cookie: portal_session={copied}"],
+    # QSEoW since November 2024: the websocket carries its proxy session's CSRF token (and cookie)
+    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=10).headers["qlik-csrf-token"]
+    proxy_cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session"))
+    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", f"/app/abc-123?qlik-csrf-token={csrf}")
+    ws = websocket.create_connection(ws_url, header=[f"Cookie: portal_session={copied}; {proxy_cookie}"],
                                      sslopt={"ca_certs": str(stack.root_pem)}, timeout=10)
     try:
         ws.send('{"jsonrpc":"2.0","id":1,"method":"GetAuthenticatedUser","handle":-1,"params":[]}')
