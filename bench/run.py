@@ -299,7 +299,7 @@ def table(results: dict[str, Any]) -> str:
             cf = c["floor vs canned-ticket server"]
             rows.append(f"| Tickets, {mode}: floor against the emulator / against a canned-ticket TLS server | "
                         f"**{m['emulator_vs_canned']:.2f}x** | >= 0.7x | emulator {floor['per_s_median']:.0f}/s, "
-                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + h11 vs. one sendall per answer) |")
+                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + httptools on uvloop vs. one sendall per answer) |")
     pv = results.get("page_views")
     if pv:
         for fw in ("flask", "django"):
