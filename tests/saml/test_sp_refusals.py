@@ -408,3 +408,28 @@ def test_a_full_replay_cache_refuses_rather_than_forgets(make_flow):
 
 def test_the_default_replay_cache_refuses_when_full(flow):
     assert "refuse" in repr(flow.sp.replay_cache)
+
+
+def test_signed_authn_and_logout_requests_verify_with_the_sp_certificate(make_flow, saml_keys):
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    cert, key = saml_keys["sp"]
+    f = make_flow(sp_cert=str(cert), sp_key=str(key), sign_requests=True)
+    public = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+
+    def verify(location: str, first: str) -> None:
+        query = urlsplit(location).query
+        signed, _, signature = query.rpartition("&Signature=")
+        assert signed.startswith(first + "=") and "SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256" in signed
+        from urllib.parse import unquote
+
+        public.verify(base64.b64decode(unquote(signature)), signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+
+    start = f.sp.login("/x")
+    verify(start.redirect.location, "SAMLRequest")
+    a = f.acs(f.response())
+    verify(f.sp.logout(a.logout_info(), "/bye", f.token).location, "SAMLRequest")
