@@ -17,8 +17,13 @@ SESSION_ID_RE = re.compile(r"[A-Za-z0-9._~-]{22,128}\Z")
 
 
 def new_session_id() -> str:
-    """A proxy session id: 256 random bits from :mod:`secrets`, URL- and cookie-safe."""
-    return secrets.token_urlsafe(32)
+    """A proxy session id: 256 random bits from :mod:`secrets`, as 64 lower-case hex digits.
+
+    Hex rather than base64url: an id is URL- and cookie-safe either way, but a base64url id
+    starts with ``-`` one time in 64, and ``qlikauth session get -Xy...`` then reads it as an
+    option (and so does any other command line an operator pastes it into).
+    """
+    return secrets.token_hex(32)
 
 
 def mask(secret: str | None) -> str:

@@ -184,7 +184,8 @@ def test_session_read_timeout_checks_before_retrying(qps):
     )
     s = qps.add_session(USER)
     assert len(posts) == 1 and s.session_id == posts[0] and s.node == N1
-    assert len(s.session_id) >= 43  # 256 bits, URL-safe
+    # 256 bits as 64 hex digits: never a leading "-" that a command line reads as an option.
+    assert re.fullmatch(r"[0-9a-f]{64}", s.session_id), s.session_id
 
 
 @responses.activate
