@@ -17,18 +17,20 @@ _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
 @register("qlikauth")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """qlikauth.E001-E004, W001-W002."""
+    """qlikauth.E001-E007, W001-W002."""
     raw = getattr(settings, "QLIKAUTH", None)
     if raw is None:
         return [Error("QLIKAUTH is not set.",
                       hint="Add QLIKAUTH = {'QPS_NODES': 'https://qlik.example.com:4243', "
                            "'CERTS': '/path/to/certs', 'HUB_URL': 'https://qlik.example.com/hub/', ...}.",
                       id="qlikauth.E001")]
+    from .conf import config_from_settings
+
     try:
-        config = QlikAuthConfig.from_mapping(raw)
+        config: QlikAuthConfig = config_from_settings()
     except QlikAuthError as exc:
         return [Error(str(exc), hint="Fix the QLIKAUTH setting named in the message.", id="qlikauth.E002")]
-    problems: list[Any] = []
+    problems: list[Any] = [*_check_login_url(config), *_check_user_mapping(config)]
     certs = Path(config.certs)
     if certs.is_dir():
         missing = [n for n in ("root.pem", "client.pem", "client_key.pem") if not (certs / n).is_file()]
@@ -41,7 +43,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         problems.append(Error(f"QLIKAUTH CERTS: {certs} does not exist.",
                               hint="Point CERTS at the directory of the QMC export or at client.pfx.",
                               id="qlikauth.E003"))
-    if not problems:
+    if not any(p.id in ("qlikauth.E003",) for p in problems):
         from qlikauth.certs import load_certificates
         try:
             load_certificates(config.certs, config.cert_passphrase)
@@ -59,3 +61,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                                 hint="Move it after AuthenticationMiddleware so it sees the signed-in user.",
                                 id="qlikauth.W002"))
     return problems
+
+
+def _check_login_url(config: QlikAuthConfig) -> list[Any]:
+    """qlikauth.E005: LOGIN_URL must reach a view of this project (else /qlik/login 404s)."""
+    from urllib.parse import urlsplit
+
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve(urlsplit(config.login_url).path)
+    except Resolver404:
+        return [Error(f"LOGIN_URL {config.login_url!r} (where /qlik/login sends anonymous users) matches no URL "
+                      "pattern of this project.",
+                      hint="Set LOGIN_URL (or QLIKAUTH['LOGIN_URL']) to your login view's path or URL name, "
+                           "e.g. include('django.contrib.auth.urls') and LOGIN_URL = 'login'.",
+                      id="qlikauth.E005")]
+    return []
+
+
+def _check_user_mapping(config: QlikAuthConfig) -> list[Any]:
+    """qlikauth.E006 (no USER_DIRECTORY for the default mapper), E007 (USER_MAPPER does not import)."""
+    mapper = config.user_mapper
+    if mapper is None:
+        if not config.user_directory:
+            return [Error("QLIKAUTH USER_DIRECTORY is not set, and the default user mapper needs it.",
+                          hint="Set QLIKAUTH['USER_DIRECTORY'] to the Qlik user directory of portal users "
+                               "(e.g. 'PORTAL'), or set USER_MAPPER to your own function.",
+                          id="qlikauth.E006")]
+        return []
+    if isinstance(mapper, str):
+        from django.utils.module_loading import import_string
+
+        try:
+            found = import_string(mapper)
+        except ImportError as exc:
+            return [Error(f"QLIKAUTH USER_MAPPER {mapper!r} cannot be imported: {exc}",
+                          hint="Give the dotted path of a function f(user) -> QlikUser | None.",
+                          id="qlikauth.E007")]
+        if not callable(found):
+            return [Error(f"QLIKAUTH USER_MAPPER {mapper!r} is not callable.",
+                          hint="Give the dotted path of a function f(user) -> QlikUser | None.",
+                          id="qlikauth.E007")]
+    return []

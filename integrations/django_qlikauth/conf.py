@@ -18,6 +18,37 @@ _lock = threading.Lock()
 _cache: dict[str, Any] = {"source": None, "runtime": None}
 
 
+def login_url_setting(raw: Any) -> str:
+    """QLIKAUTH LOGIN_URL, else Django's ``settings.LOGIN_URL``, as a path (URL names resolved).
+
+    Like Django's own ``LOGIN_URL``, it may be a path or a URL pattern name (``"login"``).
+    """
+    from django.shortcuts import resolve_url
+    from django.urls import NoReverseMatch
+
+    mapping = raw if isinstance(raw, dict) else {}
+    given = next((v for k, v in mapping.items() if str(k).upper() == "LOGIN_URL"), None)
+    source = "QLIKAUTH LOGIN_URL" if given else "LOGIN_URL"
+    value = given or settings.LOGIN_URL
+    try:
+        return str(resolve_url(value))
+    except NoReverseMatch:
+        raise ConfigurationError(
+            f"{source} {value!r} is neither a path nor the name of a URL pattern: give the portal's "
+            "login page, e.g. '/accounts/login/' or 'login' (django.contrib.auth.urls).",
+            key="LOGIN_URL") from None
+
+
+def config_from_settings() -> QlikAuthConfig:
+    """The checked configuration of ``settings.QLIKAUTH``, LOGIN_URL defaulting to Django's."""
+    raw = getattr(settings, "QLIKAUTH", None)
+    if not isinstance(raw, dict):
+        return QlikAuthConfig.from_mapping(raw)
+    mapping = {k: v for k, v in raw.items() if str(k).upper() != "LOGIN_URL"}
+    mapping["LOGIN_URL"] = login_url_setting(raw)
+    return QlikAuthConfig.from_mapping(mapping)
+
+
 def get_runtime() -> QlikAuthRuntime:
     """The runtime for the current ``settings.QLIKAUTH`` (rebuilt when the setting changes)."""
     raw = getattr(settings, "QLIKAUTH", None)
@@ -26,7 +57,7 @@ def get_runtime() -> QlikAuthRuntime:
         return runtime
     with _lock:
         if _cache["runtime"] is None or _cache["source"] is not raw:
-            _cache["runtime"] = build_runtime(QlikAuthConfig.from_mapping(raw))
+            _cache["runtime"] = build_runtime(config_from_settings())
             _cache["source"] = raw
         return _cache["runtime"]
 
@@ -38,7 +69,7 @@ def get_config() -> QlikAuthConfig:
 
 def reset_runtime(*, setting: str | None = None, **_: Any) -> None:
     """Forget the runtime (``setting_changed`` receiver, e.g. under ``override_settings``)."""
-    if setting not in (None, "QLIKAUTH"):
+    if setting not in (None, "QLIKAUTH", "LOGIN_URL", "ROOT_URLCONF"):
         return
     with _lock:
         old = _cache["runtime"]

@@ -25,6 +25,15 @@ class QlikSessionMiddleware:
     """Create a proxy session once per signed-in user; zero QPS calls on later page views."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from django.apps import apps
+        from django.core.exceptions import ImproperlyConfigured
+
+        if not apps.is_installed("django_qlikauth"):
+            # Without the app its ready() never connects user_logged_out: logging out of Django
+            # would silently leave the user's Qlik sessions alive (and no system check runs).
+            raise ImproperlyConfigured(
+                "QlikSessionMiddleware is in MIDDLEWARE but 'django_qlikauth' is not in INSTALLED_APPS: "
+                "add it, or logging out of the portal does not end the user's Qlik sessions.")
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

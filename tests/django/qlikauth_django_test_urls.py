@@ -20,7 +20,12 @@ def page(request):
     return HttpResponse(f"page for {request.user.get_username() or 'anonymous'}")
 
 
+def login_page(request):
+    return HttpResponse("the portal's login page")
+
+
 urlpatterns = [
+    path("accounts/login/", login_page, name="login"),   # where a stock project's LOGIN_URL points
     path("signin/<str:name>", signin),
     path("signout", signout),
     path("page", page),

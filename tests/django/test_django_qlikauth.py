@@ -88,6 +88,44 @@ def test_system_checks(tmp_path: Any, certs_dir: Any) -> None:
         assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.W001"]
 
 
+def test_system_checks_for_login_url_and_user_mapping(certs_dir: Any) -> None:
+    ok = {"QPS_NODES": "https://localhost:4243", "CERTS": str(certs_dir), "HUB_URL": "https://localhost/hub/",
+          "USER_DIRECTORY": "PORTAL"}
+    def ids(**qlikauth: Any) -> list[str]:
+        with override_settings(QLIKAUTH={**ok, **qlikauth}):
+            return [e.id for e in checks.run_checks(tags=["qlikauth"])]
+
+    assert ids() == []                                             # Django's LOGIN_URL, /accounts/login/
+    assert ids(LOGIN_URL="login") == []                            # a URL name, as Django accepts
+    assert ids(LOGIN_URL="/nowhere/") == ["qlikauth.E005"]         # resolves to no view: 404 at /qlik/login
+    assert ids(LOGIN_URL="no-such-name") == ["qlikauth.E002"]
+    with override_settings(QLIKAUTH={k: v for k, v in ok.items() if k != "USER_DIRECTORY"}):
+        assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.E006"]
+    assert ids(USER_MAPPER="qlikauth_django_test_mappers.no_such_function") == ["qlikauth.E007"]
+    assert ids(USER_MAPPER="no_such_module.mapper") == ["qlikauth.E007"]
+    assert ids(USER_MAPPER="qlikauth_django_test_mappers.email_mapper") == []
+
+
+def test_login_url_defaults_to_djangos_and_accepts_names(ticket_emu: Any) -> None:
+    settings_without = {k: v for k, v in qlik_settings(ticket_emu, "portal").items() if k != "LOGIN_URL"}
+    for django_login_url in ("/accounts/login/", "login"):
+        with override_settings(QLIKAUTH=settings_without, LOGIN_URL=django_login_url):
+            r = Client().get("/qlik/login")
+            assert r.status_code == 302
+            assert r["Location"].startswith("/accounts/login/?next="), r["Location"]
+
+
+def test_middleware_without_the_app_installed_is_an_error() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import modify_settings
+    from django_qlikauth.middleware import QlikSessionMiddleware
+
+    with modify_settings(INSTALLED_APPS={"remove": ["django_qlikauth"]}):
+        with pytest.raises(ImproperlyConfigured, match="INSTALLED_APPS"):
+            QlikSessionMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    QlikSessionMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+
+
 def test_signed_in_page_views_cost_zero_qps_calls_after_the_first(session_emu: Any, qps_calls: list) -> None:
     """One proxy session at sign-in; page views 2..N make no QPS call at all."""
     with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
