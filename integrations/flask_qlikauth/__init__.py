@@ -43,6 +43,7 @@ except ImportError as _exc:
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -57,7 +58,7 @@ from flask import (
 from flask import session as flask_session
 
 from qlikauth.authenticators.base import Cookie
-from qlikauth.exceptions import QlikAuthError
+from qlikauth.exceptions import ConfigurationError, QlikAuthError
 from qlikauth.identity import QlikUser
 from qlikauth.web import TEMPLATES_DIR, flows, saml
 from qlikauth.web.config import QlikAuthConfig
@@ -71,7 +72,7 @@ from qlikauth.web.flows import (
 )
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 
-__all__ = ["QlikAuth", "QlikAuthState", "render", "web_request"]
+__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
 
 log = logging.getLogger("flask_qlikauth")
 
@@ -148,17 +149,23 @@ def render(answer: Answer) -> Response:
     return response
 
 
-def _default_user_loader() -> QlikUser | None:
-    """Map Flask-Login's ``current_user`` (id and optional ``groups``) when Flask-Login is in use."""
-    try:
+def flask_login_loader(mapper: Callable[[Any], QlikUser | None]) -> UserLoader:
+    """A user loader for apps that use Flask-Login: ``mapper(current_user)`` for a signed-in user.
+
+    The mapping is yours on purpose: Flask-Login's ``get_id()`` should be a session token
+    (so that changing it signs the user out everywhere), not the name Qlik knows the user by::
+
+        qlikauth.user_loader(flask_login_loader(
+            lambda u: QlikUser("PORTAL", u.username, [("group", g.name) for g in u.groups])))
+    """
+    def load() -> QlikUser | None:
         from flask_login import current_user  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    if not hasattr(current_app, "login_manager") or not current_user or not current_user.is_authenticated:
-        return None
-    groups = getattr(current_user, "groups", None) or ()
-    groups = [getattr(g, "name", g) for g in groups]
-    return _state().runtime.user_for(str(current_user.get_id()), groups)
+
+        if not current_user or not current_user.is_authenticated:
+            return None
+        return mapper(current_user)
+
+    return load
 
 
 class QlikAuth:
@@ -178,8 +185,16 @@ class QlikAuth:
     def init_app(self, app: Flask) -> None:
         """Read and check the app's ``QLIKAUTH_*`` settings; mount the blueprint."""
         config = QlikAuthConfig.from_mapping(app.config.get_namespace("QLIKAUTH_"))
+        if self._user_loader is None:
+            # As Flask-Login refuses to run without a user loader: without one nobody is ever
+            # signed in, and /qlik/login would send every browser back to the login page forever.
+            raise ConfigurationError(
+                "flask_qlikauth has no user loader: decorate a function with @qlikauth.user_loader "
+                "before init_app(app), or pass QlikAuth(app, user_loader=fn). It returns the signed-in "
+                "portal user as a QlikUser, or None (with Flask-Login: flask_login_loader(mapper)).")
         app.extensions["qlikauth"] = QlikAuthState(self, config, build_runtime(config))
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
+        app.cli.add_command(_check_command())
 
     def user_loader(self, fn: UserLoader) -> UserLoader:
         """Decorator: ``fn()`` returns the signed-in portal user as a :class:`QlikUser`, or None."""
@@ -194,8 +209,9 @@ class QlikAuth:
 
     def current_user(self) -> QlikUser | None:
         """The signed-in portal user as a :class:`QlikUser` (from the user loader), or None."""
-        loader = self._user_loader or _default_user_loader
-        user = loader()
+        if self._user_loader is None:
+            raise ConfigurationError("flask_qlikauth has no user loader: see QlikAuth.user_loader.")
+        user = self._user_loader()
         if user is not None and not isinstance(user, QlikUser):
             raise TypeError(f"the qlikauth user loader must return a QlikUser or None, not {type(user).__name__}")
         return user
@@ -226,6 +242,37 @@ class QlikAuth:
             _set_cookie(response, runtime.clear_cookie())
         flows.end_sessions(web_request(user), runtime, user)
         return response
+
+
+def _check_command() -> Any:
+    """``flask qlikauth check``: load and check the certificates (and, with --alive, ask every node)."""
+    import click
+    from flask.cli import AppGroup
+
+    group = AppGroup("qlikauth", help="qlikauth: check the Qlik configuration of this app.")
+
+    @group.command("check")
+    @click.option("--alive", is_flag=True, help="also ask every QPS node GET /qps/alive over mutual TLS")
+    def check(alive: bool) -> None:
+        """Load the QMC certificates (files, key match, expiry) before users need them."""
+        from qlikauth.certs import describe, load_certificates
+
+        runtime = _state().runtime
+        try:
+            certs = load_certificates(runtime.config.certs, runtime.config.cert_passphrase)
+        except QlikAuthError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo("certificates OK")
+        for line in describe(certs):
+            click.echo(line)
+        if alive:
+            answers = runtime.qps.alive()
+            for node, ok in answers.items():
+                click.echo(f"{node}: {'alive' if ok else 'NOT reachable'}")
+            if not all(answers.values()):
+                raise click.ClickException("a QPS node did not answer: check the URL, port 4243 and the firewall.")
+
+    return group
 
 
 def _make_blueprint() -> Blueprint:

@@ -60,7 +60,7 @@ def test_export_surface():
 def test_integration_export_surfaces():
     import flask_qlikauth
 
-    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState", "render", "web_request"]
+    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
     for name in flask_qlikauth.__all__:
         assert hasattr(flask_qlikauth, name), name
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flask import Flask, session
-from flask_qlikauth import QlikAuth
+from flask_qlikauth import QlikAuth, flask_login_loader
 
 from qlikauth import QlikUser
 from qlikauth.exceptions import ConfigurationError
@@ -431,3 +431,65 @@ def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: li
     assert qps.get_session(new).user.attributes == (("group", "Sales"),)
     r = client.get("/qlik/login")  # explicit: confirms the new one, keeps it
     assert _sid(r) == new
+
+
+# -- setup mistakes a new user makes (issue: holes found from outside) -------------------------
+def _bare_app(emu: Any) -> Flask:
+    app = Flask("bare")
+    app.config.update(SECRET_KEY="test", TESTING=True, QLIKAUTH_QPS_NODES=emu.qps_url,
+                      QLIKAUTH_CERTS=str(emu.certs_dir), QLIKAUTH_HUB_URL=emu.hub_url_for("portal"),
+                      QLIKAUTH_VIRTUAL_PROXY="portal", QLIKAUTH_USER_DIRECTORY="PORTAL")
+    return app
+
+
+def test_init_app_without_a_user_loader_is_refused(ticket_emu: Any) -> None:
+    # Without one nobody is ever signed in and /qlik/login loops back to the login page forever.
+    with pytest.raises(ConfigurationError, match="user_loader"):
+        QlikAuth(_bare_app(ticket_emu))
+    with pytest.raises(ConfigurationError, match="user_loader"):
+        QlikAuth().init_app(_bare_app(ticket_emu))
+    QlikAuth(_bare_app(ticket_emu), user_loader=lambda: None)   # given at construction: fine
+
+
+def test_flask_login_users_are_mapped_explicitly_not_from_get_id(ticket_emu: Any) -> None:
+    import flask_login
+
+    class Account(flask_login.UserMixin):
+        def __init__(self, username: str) -> None:
+            self.username = username
+            self.id = "8f14e45f-session-token"   # what Flask-Login recommends get_id() return
+
+    app = _bare_app(ticket_emu)
+    manager = flask_login.LoginManager(app)
+    manager.user_loader(lambda token: Account("alice") if token == "8f14e45f-session-token" else None)
+    ext = QlikAuth()
+    ext.user_loader(flask_login_loader(lambda u: QlikUser("PORTAL", u.username, [("group", "Sales")])))
+    ext.init_app(app)
+
+    @app.route("/signin")
+    def signin() -> str:
+        flask_login.login_user(Account("alice"))
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/qlik/login").headers["Location"].startswith("/login?next=")   # anonymous
+    client.get("/signin")
+    hub = client.get("/qlik/login").headers["Location"]
+    ticket = parse_qs(urlsplit(hub).query)["qlikTicket"][0]
+    page = requests.get(f"{hub.split('?')[0]}?qlikTicket={ticket}", headers={"Accept": "application/json"},
+                        verify=str(ticket_emu.certs_dir / "root.pem"))
+    assert page.json()["userId"] == "alice"      # the mapping's name, never the get_id() token
+
+
+def test_flask_qlikauth_check_command(ticket_emu: Any, tmp_path: Any) -> None:
+    app = _bare_app(ticket_emu)
+    QlikAuth(app, user_loader=lambda: None)
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["qlikauth", "check", "--alive"])
+    assert ok.exit_code == 0, ok.output
+    assert "certificates OK" in ok.output and f"{ticket_emu.qps_url}: alive" in ok.output
+    broken = _bare_app(ticket_emu)
+    broken.config["QLIKAUTH_CERTS"] = str(tmp_path)      # an empty directory
+    QlikAuth(broken, user_loader=lambda: None)
+    bad = broken.test_cli_runner().invoke(args=["qlikauth", "check"])
+    assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
