@@ -52,13 +52,15 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
     )
     app.config.update(qlik)
     app.config.update(setup.settings)
-    qlikauth = QlikAuth(app)
+    qlikauth = QlikAuth()
 
     @qlikauth.user_loader
     def portal_user() -> Any:
         # Who is signed in: whatever the SSO sign-in put into the portal's session (and not
         # ended since by single logout, which any portal instance may have received).
         return setup.user_from_session(session, qlikauth.runtime)
+
+    qlikauth.init_app(app)  # after the user loader: init_app refuses to run without one
 
     @app.get("/")
     def home() -> str:

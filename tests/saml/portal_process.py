@@ -24,12 +24,15 @@ from qlikauth.web.saml import saml_user  # noqa: E402
 config = json.loads(Path(os.environ["SAML_PORTAL_CONFIG"]).read_text())
 app = Flask(__name__)
 app.config.update(SECRET_KEY=config["secret_key"], **config["qlik"])
-qlikauth = QlikAuth(app)
+qlikauth = QlikAuth()
 
 
 @qlikauth.user_loader
 def user():  # type: ignore[no-untyped-def]
     return saml_user(session, qlikauth.runtime)
+
+
+qlikauth.init_app(app)  # after the user loader: init_app refuses to run without one
 
 
 @app.get("/whoami")

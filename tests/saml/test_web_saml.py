@@ -41,11 +41,13 @@ def make_app(emu: Any, idp: SamlIdp, prefix: str, mode: str, claims: dict[str, A
         QLIKAUTH_SAML={"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
         QLIKAUTH_CLAIMS=claims or CLAIMS,
     )
-    ext = QlikAuth(app)
+    ext = QlikAuth()
 
     @ext.user_loader
     def user() -> Any:
         return saml_user(session, ext.runtime)
+
+    ext.init_app(app)  # after the user loader: init_app refuses to run without one
 
     @app.get("/whoami")
     def whoami() -> str:
@@ -353,7 +355,7 @@ def test_unconfigured_saml_is_a_configuration_page(emulator_factory, caplog):
     app = Flask(__name__)
     app.config.update(SECRET_KEY="x", QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir),
                       QLIKAUTH_HUB_URL=emu.hub_url + "/hub/")
-    QlikAuth(app)
+    QlikAuth(app, user_loader=lambda: None)   # init_app refuses to run without a user loader
     r = app.test_client().get("/qlik/saml/login", base_url=PORTAL)
     page = r.get_data(as_text=True)
     assert r.status_code == 500 and "not set up correctly" in page and "IDP_METADATA" not in page
