@@ -13,6 +13,7 @@ import asyncio
 import html
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
@@ -197,7 +198,49 @@ class Hub:
             # A spent ticket left in the URL (a reload) with a live session: the session holds.
         return session
 
+    def _by_jwt(self, req: Request, vp: VirtualProxy, host: str, personal: bool,
+                set_cookie: list[tuple[str, str]]) -> SessionRecord | Response | None:
+        """A JWT virtual proxy: ``Authorization: Bearer`` verified with the configured certificate.
+
+        A valid token makes a new session (the cookie is set); without a token the session
+        cookie is used. A websocket that carries a token thus gets a new session, which its
+        CSRF token (of the old session) does not match: the 403 non-browser clients meet when
+        they keep sending ``Authorization`` on the websocket.
+        """
+        auth = req.header("Authorization") or ""
+        if not auth.lower().startswith("bearer "):
+            return self._session_from_cookie(req, vp)
+        from ..exceptions import JwtError
+        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem, verify_jwt
+
+        try:
+            _, claims = verify_jwt(auth[7:].strip(), public_key_from_pem(vp.jwt_certificate or ""), RSA_ALGORITHMS)
+        except JwtError as exc:
+            return self._deny(req, 401, "Invalid JWT", f"The token was refused: {exc}")
+        exp = claims.get("exp")
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < time.time() - 5:
+            return self._deny(req, 401, "Invalid JWT", "The token has expired (exp).")
+        uid, udir = claims.get(vp.jwt_user_id_attribute), claims.get(vp.jwt_user_directory_attribute)
+        attrs: list[tuple[str, str]] = []
+        for claim, attribute in vp.jwt_attribute_map:
+            value = claims.get(claim)
+            for v in (value if isinstance(value, list) else [value] if value is not None else []):
+                attrs.append((attribute, str(v)))
+        try:
+            user = QlikUser(udir, uid, attrs)  # type: ignore[arg-type]  # QlikUser checks the types
+        except IdentityError as exc:
+            return self._deny(req, 401, "Invalid JWT",
+                              f"The token names no valid user in {vp.jwt_user_id_attribute!r} / "
+                              f"{vp.jwt_user_directory_attribute!r}: {exc}")
+        try:
+            session, _ = self.state.add_session(user, vp.prefix, "jwt")
+        except TooManySessions as exc:
+            return self._deny(req, 403, "Too many sessions", str(exc))
+        set_cookie.append(self._set_cookie(vp, session.session_id))
+        return session
+
     AUTHENTICATE: dict[str, Callable[..., SessionRecord | Response | None]] = {
+        "jwt": _by_jwt,
         "ticket": _by_ticket_or_cookie,
         "session": _by_ticket_or_cookie,
         "header-static": _by_header,

@@ -10,7 +10,7 @@ from ..identity import QlikUser
 
 __all__ = ["VirtualProxy", "METHODS", "RESERVED_HEADERS"]
 
-METHODS = ("ticket", "session", "header-static", "header-dynamic")
+METHODS = ("ticket", "session", "header-static", "header-dynamic", "jwt")
 
 #: Header names Qlik refuses as the header authentication header (it injects or reads them itself).
 RESERVED_HEADERS = frozenset(h.lower() for h in (
@@ -42,6 +42,13 @@ class VirtualProxy:
     answer, e.g. ``Access-Control-Expose-Headers: qlik-csrf-token`` for mashups.
     ``websocket_csrf`` (on since November 2024): engine websockets need the token from
     ``GET /{prefix}/qps/csrftoken``.
+
+    ``"jwt"`` (QMC authentication method *JWT*): ``Authorization: Bearer <jwt>`` verified with
+    ``jwt_certificate`` (the QMC's *JWT certificate*: PEM certificate or public key; RS256,
+    RS384, RS512), the user from the claims ``jwt_user_id_attribute`` and
+    ``jwt_user_directory_attribute``, attributes by ``jwt_attribute_map`` ((JWT claim, Qlik
+    attribute) pairs, ``groups`` -> ``group`` by default). A verified token makes a session
+    and sets the cookie; later requests and the engine websocket use the cookie.
     """
 
     prefix: str
@@ -56,6 +63,10 @@ class VirtualProxy:
     host_allow_list: tuple[str, ...] = ()
     additional_response_headers: tuple[tuple[str, str], ...] = ()
     websocket_csrf: bool = True
+    jwt_certificate: str | None = None
+    jwt_user_id_attribute: str = "userId"
+    jwt_user_directory_attribute: str = "userDirectory"
+    jwt_attribute_map: tuple[tuple[str, str], ...] = (("groups", "group"),)
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +107,16 @@ class VirtualProxy:
                     f"virtual proxy {prefix!r}: additional response header {n!r} is not a valid header "
                     "(a token name, no CR/LF in the value, not Set-Cookie or Content-Length).")
         object.__setattr__(self, "additional_response_headers", extra)
+        if self.method == "jwt":
+            if not self.jwt_certificate:
+                raise ConfigurationError(f"virtual proxy {prefix!r}: a JWT virtual proxy needs jwt_certificate "
+                                         "(the PEM certificate whose key signs the tokens).")
+            from ..jwtkeys import public_key_from_pem
+
+            public_key_from_pem(self.jwt_certificate)  # refuse a bad certificate now, not per request
+            if not self.jwt_user_id_attribute or not self.jwt_user_directory_attribute:
+                raise ConfigurationError(f"virtual proxy {prefix!r}: the JWT attributes for user id and "
+                                         "user directory are required.")
         if self.is_header:
             if not prefix:
                 raise ConfigurationError("header authentication is not available on the default virtual proxy: give a prefix.")

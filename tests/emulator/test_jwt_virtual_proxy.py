@@ -1,0 +1,94 @@
+"""A real engine websocket through the emulated QSEoW JWT virtual proxy, driven by qlikauth's JwtAuthenticator.
+
+Since November 2024: the JWT makes the session; the websocket carries the session cookie, the
+CSRF token from /qps/csrftoken and an allowed Origin, and no Authorization header.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import pytest
+import websocket
+
+from qlikauth import QlikUser
+from qlikauth.authenticators.jwt import JwtAuthenticator
+from qlikauth.emulator import Emulator, VirtualProxy
+from qlikauth.exceptions import QlikEndpointHTTPError
+from qlikauth.jwtkeys import SigningKey
+
+KEY = SigningKey.generate("RS256")
+USER = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance")])
+
+
+@pytest.fixture
+def emu():
+    vp = VirtualProxy("jwt", method="jwt", jwt_certificate=KEY.certificate_pem(),
+                      jwt_user_id_attribute="uid", jwt_user_directory_attribute="dir")
+    with Emulator(virtual_proxies=[vp]) as e:
+        yield e
+
+
+@pytest.fixture
+def auth(emu):
+    a = JwtAuthenticator(KEY, f"{emu.hub_url}/jwt/", user_id_claim="uid", user_directory_claim="dir",
+                         verify=emu.certs_dir / "root.pem")
+    yield a
+    a.close()
+
+
+def _ws(emu, url, headers):
+    return websocket.create_connection(
+        url, timeout=5, header=[f"{k}: {v}" for k, v in headers.items()],
+        sslopt={"ca_certs": str(emu.certs_dir / "root.pem"), "cert_reqs": ssl.CERT_REQUIRED})
+
+
+def test_websocket_with_the_csrf_token_succeeds(emu, auth):
+    signed = auth.sign_in(USER)
+    assert signed.qlik_user["userId"] == "jdoe" and signed.cookie.name == "X-Qlik-Session-jwt"
+    rec = emu.state.session(signed.session_id, "jwt")
+    assert rec is not None and rec.user.attributes == USER.attributes
+    csrf = auth.csrf_token(signed.session_id)
+    ws = _ws(emu, auth.engine_url("app-1", csrf), auth.websocket_headers(signed.session_id))
+    try:
+        hello = json.loads(ws.recv())
+        assert hello["user"] == "ACME\\jdoe" and hello["app"] == "app-1"
+        assert hello["attributes"] == [{"group": "Sales"}, {"group": "Finance"}]
+    finally:
+        ws.close()
+
+
+def test_websocket_without_the_csrf_token_is_refused_403(emu, auth):
+    signed = auth.sign_in(USER)
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        _ws(emu, auth.engine_url("app-1", None), auth.websocket_headers(signed.session_id))
+    assert exc.value.status_code == 403
+
+
+def test_websocket_that_still_sends_authorization_is_refused(emu, auth):
+    signed = auth.sign_in(USER)
+    csrf = auth.csrf_token(signed.session_id)
+    headers = dict(auth.websocket_headers(signed.session_id), Authorization=f"Bearer {auth.mint(USER)}")
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        _ws(emu, auth.engine_url("app-1", csrf), headers)
+    assert exc.value.status_code == 403  # the token made a new session the CSRF token is not for
+
+
+def test_jwt_proxy_refuses_bad_tokens(emu, auth):
+    other = JwtAuthenticator(SigningKey.generate("RS256"), f"{emu.hub_url}/jwt/", user_id_claim="uid",
+                             user_directory_claim="dir", verify=emu.certs_dir / "root.pem")
+    with pytest.raises(QlikEndpointHTTPError) as exc:
+        other.sign_in(USER)  # signed by a key the proxy's certificate does not hold
+    assert exc.value.status_code == 401
+    wrong_names = JwtAuthenticator(KEY, f"{emu.hub_url}/jwt/", verify=emu.certs_dir / "root.pem")
+    with pytest.raises(QlikEndpointHTTPError) as exc:
+        wrong_names.sign_in(USER)  # userId/userDirectory, but the proxy reads uid/dir
+    assert exc.value.status_code == 401
+    expired = JwtAuthenticator(KEY, f"{emu.hub_url}/jwt/", user_id_claim="uid", user_directory_claim="dir",
+                               verify=emu.certs_dir / "root.pem")
+    import requests
+
+    r = requests.get(f"{emu.hub_url}/jwt/qps/user", verify=str(emu.certs_dir / "root.pem"), timeout=5,
+                     headers={"Authorization": f"Bearer {expired.mint(USER, now=1_000_000_000)}"})
+    assert r.status_code == 401
