@@ -28,6 +28,9 @@ _KEYS = {
     "cookie": "session_cookie_name",
     "samesite": "samesite",
     "secure": "secure",
+    "jwt_cert": "jwt_certificate",
+    "jwt_user_id": "jwt_user_id_attribute",
+    "jwt_user_directory": "jwt_user_directory_attribute",
 }
 # Split on commas that start a known key, so a module URL may itself contain commas.
 _SPLIT = re.compile(r",(?=\s*(?:" + "|".join(sorted(_KEYS, key=len, reverse=True)) + r")=)")
@@ -35,7 +38,8 @@ _SPLIT = re.compile(r",(?=\s*(?:" + "|".join(sorted(_KEYS, key=len, reverse=True
 
 def parse_virtual_proxy(spec: str) -> VirtualProxy:
     """``prefix=portal,method=ticket,module=URL`` (keys: prefix, method, module, header,
-    directory, pattern, cookie, samesite, secure) -> :class:`VirtualProxy`."""
+    directory, pattern, cookie, samesite, secure; for method=jwt: jwt_cert=PEMFILE, jwt_user_id,
+    jwt_user_directory) -> :class:`VirtualProxy`."""
     kwargs: dict[str, object] = {}
     for item in _SPLIT.split(spec):
         key, eq, value = item.partition("=")
@@ -46,6 +50,11 @@ def parse_virtual_proxy(spec: str) -> VirtualProxy:
                 f"{', '.join(sorted(set(_KEYS)))}.")
         if key == "secure":
             kwargs["secure"] = value.strip().lower() in ("1", "true", "yes", "on")
+        elif key == "jwt_cert":
+            try:
+                kwargs["jwt_certificate"] = Path(value.strip()).read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"--virtual-proxy {spec!r}: cannot read jwt_cert {value!r}: {exc}.") from None
         elif key == "samesite":
             kwargs["samesite"] = None if value.strip().lower() in ("", "unset", "none-set") else value.strip()
         else:

@@ -92,3 +92,18 @@ def test_jwt_proxy_refuses_bad_tokens(emu, auth):
     r = requests.get(f"{emu.hub_url}/jwt/qps/user", verify=str(emu.certs_dir / "root.pem"), timeout=5,
                      headers={"Authorization": f"Bearer {expired.mint(USER, now=1_000_000_000)}"})
     assert r.status_code == 401
+
+
+def test_cli_spec_for_a_jwt_virtual_proxy(tmp_path):
+    from qlikauth.emulator.cli import parse_virtual_proxy
+
+    cert = KEY.certificate_pem()
+    (tmp_path / "jwt.pem").write_text(cert)
+    vp = parse_virtual_proxy(f"prefix=jwt,method=jwt,jwt_cert={tmp_path / 'jwt.pem'},jwt_user_id=uid,"
+                             "jwt_user_directory=dir")
+    assert (vp.method, vp.jwt_user_id_attribute, vp.jwt_user_directory_attribute) == ("jwt", "uid", "dir")
+    assert vp.jwt_certificate == cert
+    from qlikauth.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="jwt_certificate"):
+        parse_virtual_proxy("prefix=jwt,method=jwt")
