@@ -22,7 +22,7 @@ from .conf import get_runtime
 from .render import set_cookie, web_request
 from .views import flow_view
 
-__all__ = ["login", "callback", "logout", "backchannel_logout", "OidcSessionMiddleware",
+__all__ = ["login", "callback", "logout", "backchannel_logout", "frontchannel_logout", "OidcSessionMiddleware",
            "urlpatterns", "app_name"]
 
 login = flow_view(oidc.login)
@@ -31,6 +31,8 @@ callback = flow_view(oidc.callback, methods=("GET", "POST"))
 logout = flow_view(oidc.logout, methods=("GET", "POST"), csrf=True)
 #: POSTed by the provider itself: no browser, no CSRF token; the logout_token is the proof.
 backchannel_logout = flow_view(oidc.backchannel_logout, methods=("POST",))
+#: Loaded by the provider in an iframe (FRONTCHANNEL_LOGOUT); ends only this browser's own SSO session.
+frontchannel_logout = flow_view(oidc.frontchannel_logout)
 
 
 class OidcSessionMiddleware:
@@ -56,4 +58,5 @@ urlpatterns: list[Any] = [
     path("callback", callback, name="callback"),
     path("logout", logout, name="logout"),
     path("backchannel-logout", backchannel_logout, name="backchannel-logout"),
+    path("frontchannel-logout", frontchannel_logout, name="frontchannel-logout"),
 ]

@@ -48,6 +48,8 @@ class QlikOidc:
         bp.add_url_rule("/logout", view_func=endpoint(oidc.logout), methods=["GET", "POST"])
         bp.add_url_rule("/backchannel-logout", endpoint="backchannel_logout",
                         view_func=endpoint(oidc.backchannel_logout), methods=["POST"])
+        bp.add_url_rule("/frontchannel-logout", endpoint="frontchannel_logout",
+                        view_func=endpoint(oidc.frontchannel_logout), methods=["GET"])
         app.register_blueprint(bp, url_prefix=self.url_prefix)
         app.before_request(self._check)
         app.after_request(self._set_cookies)

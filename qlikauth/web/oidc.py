@@ -19,6 +19,11 @@ runtime's shared store, so any portal process can end sessions another one made)
 * :func:`backchannel_logout` (``POST`` from the provider): a verified ``logout_token`` ends the
   proxy sessions on every node and marks the provider session ended; whichever portal process
   holds that browser's session drops it on its next request (:func:`sso_session`).
+* :func:`frontchannel_logout` (``GET /oidc/frontchannel-logout?iss=...&sid=...``, off unless
+  ``FRONTCHANNEL_LOGOUT``): the provider loads it in an iframe of its logout page; it ends this
+  browser's own SSO session, and only when ``iss`` and ``sid`` are those of that session (an
+  unauthenticated GET any page could embed must not sign anyone else out). The portal's session
+  cookie must then be ``SameSite=None; Secure`` to reach a third-party iframe.
 * :func:`sso_session`: called for each request by the integrations' middleware/hook. It returns
   the signed-in SSO user, or ends the SSO session when it was logged out elsewhere or passed the
   absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (seed 004: shared
@@ -70,6 +75,7 @@ __all__ = [
     "callback",
     "logout",
     "backchannel_logout",
+    "frontchannel_logout",
     "sso_session",
     "relying_party",
 ]
@@ -83,7 +89,8 @@ _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per pa
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
 _BOOLS = {"userinfo", "cookie_secure"}
-_WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None}
+_WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
+             "FRONTCHANNEL_LOGOUT": False}
 
 
 def _problem(key: str, message: str) -> ConfigurationError:
@@ -102,6 +109,7 @@ class OidcWebSettings:
     mapping: ClaimsMapping
     session_max_age: float = 8 * 3600.0
     session_idle_timeout: float = 1800.0
+    frontchannel_logout: bool = False
 
     @classmethod
     def from_mapping(cls, oidc: Mapping[str, Any] | None, claims: Mapping[str, Any] | None = None) -> OidcWebSettings:
@@ -156,8 +164,14 @@ class OidcWebSettings:
             # No mapping configured: the user id is the e-mail (seed 000: the same person is the
             # same user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
             mapping_settings = {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}
+        front = web["FRONTCHANNEL_LOGOUT"]
+        if isinstance(front, str):
+            front = front.strip().lower() in ("1", "true", "yes", "on")
+        if not isinstance(front, bool):
+            raise _problem("FRONTCHANNEL_LOGOUT", "expected true or false.")
         return cls(rp=rp, mapping=ClaimsMapping.from_settings(mapping_settings),
-                   session_max_age=caps["SESSION_MAX_AGE"], session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"])
+                   session_max_age=caps["SESSION_MAX_AGE"], session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"],
+                   frontchannel_logout=front)
 
 
 @dataclass(frozen=True)
@@ -380,3 +394,27 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     log.info("OIDC back-channel logout: %d proxy session(s) ended", ended.sessions_ended)
     return JsonAnswer(status=200, data={})
 
+
+
+def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /oidc/frontchannel-logout?iss=...&sid=...`` (see the module docstring); 404 when off."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    o = _oidc(runtime)
+    if not o.settings.frontchannel_logout:
+        return PlainAnswer(status=404, body="Front-channel logout is not enabled (FRONTCHANNEL_LOGOUT).\n")
+    session = request.session if request.session is not None else {}
+    record = session.get(OIDC_SESSION_KEY)
+    key = SsoKey.from_dict(record.get("key")) if isinstance(record, dict) else None
+    iss, sid = request.args.get("iss"), request.args.get("sid")
+    if isinstance(record, dict) and key is not None and key.session and sid == key.session and iss == key.issuer:
+        session.pop(OIDC_SESSION_KEY, None)
+        session.pop(SESSION_KEY, None)
+        runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
+        errors = _end(o, runtime, record)
+        for error in errors:
+            log.warning("OIDC front-channel logout: a proxy session could not be ended: %s", error)
+        log.info("OIDC front-channel logout ended this browser's SSO session")
+        return PlainAnswer(body="Signed out.\n", cookies=(runtime.clear_cookie(),))
+    log.info("OIDC front-channel logout: iss/sid are not this browser's SSO session; nothing ended")
+    return PlainAnswer(body="Nothing to sign out.\n")

@@ -176,3 +176,37 @@ def test_absolute_and_idle_caps_with_a_moved_clock(django_site: Any, op: Any) ->
         assert "_qlikauth_oidc" not in session
         assert state.cookies and state.cookies[0].deletes
         assert [x for x in emu.state.sessions("portal") if x.user.user_id == "alice"] == []
+
+
+def test_frontchannel_logout_ends_only_this_browsers_own_session(django_site: Any, op: Any) -> None:
+
+    emu = django_site
+    client = Client()
+    assert client.get("/oidc/frontchannel-logout", secure=True).status_code == 404  # off by default
+    on = {**settings.QLIKAUTH, "OIDC": {**settings.QLIKAUTH["OIDC"], "FRONTCHANNEL_LOGOUT": True}}
+    with override_settings(QLIKAUTH=on):
+        _frontchannel(client, emu, op)
+
+
+def _frontchannel(client: Client, emu: Any, op: Any) -> None:
+    import requests
+
+    hub = requests.Session()
+    hub.trust_env = False
+    answer = django_sign_in(client, op, "alice")
+    hub.get(answer["Location"], verify=str(emu.certs_dir / "root.pem"), timeout=10)
+    key = client.session["_qlikauth_oidc"]["key"]
+    alive = lambda: [x for x in emu.state.sessions("portal") if x.user.user_id == "alice"]  # noqa: E731
+    # a page that embeds the URL without this session's sid (or with another issuer) ends nothing
+    for params in ({}, {"iss": key["issuer"]}, {"iss": key["issuer"], "sid": "guessed"},
+                   {"iss": "https://evil.example", "sid": key["session"]}):
+        r = client.get("/oidc/frontchannel-logout", params, secure=True)
+        assert r.status_code == 200 and r.content == b"Nothing to sign out.\n"
+        assert alive() and client.get("/whoami", secure=True).json()["user"] == "CLINIC\\alice"
+    # another browser with the right iss/sid has no such session: nothing ended either
+    assert Client().get("/oidc/frontchannel-logout", {"iss": key["issuer"], "sid": key["session"]},
+                        secure=True).content == b"Nothing to sign out.\n"
+    assert alive()
+    r = client.get("/oidc/frontchannel-logout", {"iss": key["issuer"], "sid": key["session"]}, secure=True)
+    assert r.status_code == 200 and r.content == b"Signed out.\n" and r["Cache-Control"] == "no-store"
+    assert alive() == [] and client.get("/whoami", secure=True).json()["user"] is None
