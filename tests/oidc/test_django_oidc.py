@@ -14,15 +14,28 @@ import django
 import pytest
 from django.conf import settings
 
-if not settings.configured:  # alone; in a full run tests/django configured Django already
+if not settings.configured:
+    # Alone (or before tests/django): configure Django exactly as tests/django does, so the order
+    # the modules run in does not matter; these tests then override what they need.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "django"))
     settings.configure(
-        SECRET_KEY="test-secret", ALLOWED_HOSTS=["testserver", "localhost"],
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
-                        "django_qlikauth"],
-        MIDDLEWARE=[], ROOT_URLCONF="oidc.oidc_django_urls",
+        SECRET_KEY="test-secret",
+        ALLOWED_HOSTS=["testserver", "localhost"],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
+                        "django.contrib.sessions", "django_qlikauth"],
+        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
+                    "django.middleware.csrf.CsrfViewMiddleware",
+                    "django.contrib.auth.middleware.AuthenticationMiddleware",
+                    "django_qlikauth.middleware.QlikSessionMiddleware"],
+        ROOT_URLCONF="qlikauth_django_test_urls",
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
-        USE_TZ=True, DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
         QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
     )
     django.setup()
