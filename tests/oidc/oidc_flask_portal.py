@@ -2,7 +2,8 @@
 
 Configured from the environment: ``QLIKAUTH_*`` (QPS nodes, certificates, hub, mode) and
 ``QLIKAUTH_OIDC`` (JSON); ``PORTAL_PORT``, ``PORTAL_TLS_CERT``/``PORTAL_TLS_KEY`` (https),
-``QLIKAUTH_REDIS_URL`` (optional: a shared store, so two of these portals act as one site).
+``QLIKAUTH_STATE_STORE`` (optional, e.g. a Redis URL: a shared store, so two of these portals act
+as one site).
 ``/`` shows who is signed in (``#user``), ``/whoami`` the same as JSON.
 """
 
@@ -28,10 +29,6 @@ app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Lax")
 for key, value in settings_from_environ().items():
     app.config[f"QLIKAUTH_{key}"] = value
 qlik = QlikAuth(app, user_loader=lambda: QlikOidc.current_user())
-if os.environ.get("QLIKAUTH_REDIS_URL"):
-    from qlikauth.store import open_store
-
-    app.extensions["qlikauth"].runtime._store = open_store(os.environ["QLIKAUTH_REDIS_URL"])
 sso = QlikOidc(app)
 
 

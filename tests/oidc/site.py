@@ -64,7 +64,7 @@ def portal_env(emu: Any, op: Any, port: int, tls: tuple[Path, Path], *, mode: st
            "QLIKAUTH_MODE": mode, "QLIKAUTH_OIDC": json.dumps(oidc),
            "PORTAL_SECRET_KEY": "one-site-one-secret-" + "k" * 32}
     if redis_url:
-        env["QLIKAUTH_REDIS_URL"] = redis_url
+        env["QLIKAUTH_STATE_STORE"] = redis_url
     return env
 
 
