@@ -5,6 +5,7 @@ ticket virtual proxy ``sso``), a local identity provider, and the portal over ht
 
     .venv/bin/python examples/sso_portal/run.py                  # https://localhost:5443/
     .venv/bin/python examples/sso_portal/run.py --protocol saml  # the default
+    .venv/bin/python examples/sso_portal/run.py --protocol oidc  # OpenID Connect (needs node + npm ci)
 
 ``--protocol`` picks the protocol module in ``protocols/`` (``saml``: pysaml2's IdP behind a
 login page, Entra-ID-shaped claims: e-mail, display name, group object ids mapped to names).
@@ -61,6 +62,8 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
         return setup.user_from_session(session, qlikauth.runtime)
 
     qlikauth.init_app(app)  # after the user loader: init_app refuses to run without one
+    if "init_app" in setup.extra:  # e.g. OIDC's routes and its SSO-session check
+        setup.extra["init_app"](app)
 
     @app.get("/")
     def home() -> str:
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(emu.stop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit runs: emulator, IdP, keys removed
     tls = _tls(Path(emu.certs_dir))
-    setup = protocols.load(args.protocol).start(base, tls)
+    setup = protocols.load(args.protocol).start(base, tls, str(emu.certs_dir))
     atexit.register(setup.stop)
     qlik = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
             "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_url_for("sso"),

@@ -1,9 +1,12 @@
 """The single sign-on protocols the SSO example portal can run with, one module each.
 
-Each module has ``NAME``, ``LABEL`` and ``start(portal_base_url, tls) -> Setup``: it starts a
+Each module has ``NAME``, ``LABEL`` and ``start(portal_base_url, tls, certs_dir) -> Setup``
+(``certs_dir``: the emulator's CA, which issued ``tls``): it starts a
 local identity provider for that protocol and returns the ``QLIKAUTH_*`` settings, the paths
 of its login and logout endpoints and how to read the signed-in user from the portal's session.
-``saml`` is here; an ``oidc`` module adds OpenID Connect the same way.
+``saml`` (a local pysaml2 IdP) and ``oidc`` (a certified OpenID provider, oidc-provider on node)
+are here. ``extra["init_app"]``, when a protocol gives it, is called with the Flask app after
+``QlikAuth(app)`` (OIDC registers its routes and its per-request SSO-session check there).
 """
 
 from __future__ import annotations
@@ -35,4 +38,4 @@ def load(name: str) -> Any:
     try:
         return importlib.import_module(f"protocols.{name}")
     except ModuleNotFoundError:
-        raise SystemExit(f"unknown protocol {name!r}: this portal knows saml") from None
+        raise SystemExit(f"unknown protocol {name!r}: this portal knows saml and oidc") from None

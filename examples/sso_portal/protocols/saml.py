@@ -12,7 +12,7 @@ LABEL = "Sign in with SAML (local IdP)"
 EMAIL = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
 
 
-def start(portal_base: str, tls: tuple[str, str] | None) -> Setup:
+def start(portal_base: str, tls: tuple[str, str] | None, certs_dir: str | None = None) -> Setup:
     """Start the IdP (over https when ``tls`` is given) and trust the portal's SP."""
     from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
     from qlikauth.emulator.saml_idp import DEMO_GROUPS, SamlIdp

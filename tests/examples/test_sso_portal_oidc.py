@@ -1,0 +1,45 @@
+"""examples/sso_portal --protocol oidc boots with one command (emulator, OpenID provider, portal),
+signs a user in at the provider's login page onto the hub, and signs out everywhere."""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+PY = sys.executable
+
+
+def test_sso_portal_oidc_one_command(server_process: Any, free_port: int) -> None:
+    proc = server_process([PY, "examples/sso_portal/run.py", "--protocol", "oidc"], free_port,
+                          {"PORTAL_PORT": str(free_port)}, timeout=90, scheme="https")
+    log = Path(proc.log_path).read_text()
+    certs = Path(re.search(r"certificates in ([^)]+)\)", log).group(1))  # type: ignore[union-attr]
+    issuer = re.search(r"OpenID provider (https://\S+)", log).group(1)  # type: ignore[union-attr]
+    base = f"https://localhost:{free_port}"
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(certs / "root.pem")
+    home = s.get(f"{base}/", timeout=30)
+    assert home.status_code == 200 and "/oidc/login" in home.text
+    hub = re.search(r'id="sign-in" href="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
+    r = s.get(urljoin(base, html.unescape(hub)), allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and r.headers["Location"].startswith(issuer + "/auth?")
+    r = s.get(r.headers["Location"], timeout=30)  # the provider's login page (after its redirect)
+    assert 'id="login"' in r.text, r.text[:300]
+    action = urljoin(r.url, html.unescape(re.search(r'action="([^"]+)"', r.text).group(1)))  # type: ignore[union-attr]
+    r = s.post(action, data={"username": "alice", "password": "demo"}, timeout=30)
+    # provider -> portal callback -> hub with a ticket -> hub page
+    assert r.status_code == 200 and '<dd id="user">SSO\\alice@example.com</dd>' in r.text, r.text[:500]
+    assert "group=Finance" in r.text
+    page = s.get(f"{base}/", timeout=30)
+    assert 'id="portal-user">SSO\\alice@example.com' in page.text
+    out = s.post(f"{base}/oidc/logout", data={"next": "/"}, headers={"Origin": base}, allow_redirects=False,
+                 timeout=30)
+    assert out.status_code == 302 and out.headers["Location"].startswith(issuer + "/session/end?")
+    assert "portal-user" not in s.get(f"{base}/", timeout=30).text
