@@ -25,7 +25,10 @@ through ``runtime.store`` (a :class:`~qlikauth.store.StateStore`), see ``docs/de
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -62,6 +65,8 @@ __all__ = [
     "RETRY_KEY",
     "RETRY_AFTER_SECONDS",
     "SIGNED_OUT_KEY",
+    "SEEN_COOKIE",
+    "SEEN_TTL_SECONDS",
 ]
 
 log = logging.getLogger("qlikauth.web")
@@ -74,6 +79,15 @@ RETRY_AFTER_SECONDS = 30.0
 #: Set by a sign-out of Qlik (:func:`logout`): page views make no new proxy session until the
 #: user opens Qlik again (``/qlik/login``, or the portal's own login calling :func:`resume_session`).
 SIGNED_OUT_KEY = "_qlikauth_signed_out"
+
+#: Ticket mode: the browser cookie holding an opaque handle to the Qlik user who last got a
+#: ticket in this browser (the mapping is in ``runtime.store``). The next ticket sign-in of
+#: another user in this browser ends that user's Qlik sessions first (:func:`login`).
+SEEN_COOKIE = "qlikauth_seen"
+#: How long the state store keeps a handle (refreshed at every ticket sign-in): a working
+#: day and more, longer than a hub session normally lives; the cookie itself is browser-session.
+SEEN_TTL_SECONDS = 12 * 3600.0
+_SEEN_PREFIX = "seen:"
 
 #: Every answer of a flow carries this: sign-in answers are per user and carry tickets.
 NO_STORE: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
@@ -262,6 +276,12 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     answers a page with an "Open Qlik Sense" button instead (one click, same-origin, then
     the ticket). Session mode needs no such check: it reuses the live proxy session.
     Browsers that send no ``Sec-Fetch-Site`` (older ones) are not stopped.
+
+    Switching users in one browser (ticket mode): every ticket sets :data:`SEEN_COOKIE`, a
+    handle to the Qlik user it was minted for (kept in ``runtime.store``). When another
+    user signs in to Qlik in that browser, the previous user's Qlik sessions are ended on
+    every node first (all of them: qlikauth cannot tell which one is this browser's); if
+    that fails, the sign-in is refused (502) rather than leaving the hub showing them.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
@@ -276,7 +296,9 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if (request.header("Sec-Fetch-Site") or "").lower() == "cross-site":
         return PageAnswer(template="qlikauth/continue.html", context={"action": request.path, "target": target or ""},
                           headers=NO_STORE + _NO_FRAMING)
-    return RedirectAnswer(location=runtime.ticket.login(user, target).location)
+    seen = _switch_user(request, runtime, user)
+    return RedirectAnswer(location=runtime.ticket.login(user, target).location,
+                          cookies=(_remember_seen(runtime, user, seen),))
 
 
 def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -284,6 +306,7 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
 
     ``proxyRestUri`` and ``targetId`` are checked against the configuration first (a
     forged node is refused without a login round trip); the ticket comes from that node.
+    Another user's Qlik sessions in this browser end first, as in :func:`login`.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
@@ -293,7 +316,82 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     user = request.qlik_user()
     if user is None:
         return login_redirect(request, runtime)
-    return RedirectAnswer(location=runtime.ticket.module_login(user, rest_uri, target_id).location)
+    seen = _switch_user(request, runtime, user)
+    return RedirectAnswer(location=runtime.ticket.module_login(user, rest_uri, target_id).location,
+                          cookies=(_remember_seen(runtime, user, seen),))
+
+
+# -- ticket mode: switching users in one browser -----------------------------------------
+# The portal never sees the hub's session cookie in ticket mode, and apps clear or rotate
+# their own session at sign-in, so the only thing that survives "alice signs out of nothing,
+# bob signs in" in one browser is a cookie of our own: an opaque random handle, mapped in
+# the state store to the Qlik user who last got a ticket here. Only the store's mapping is
+# trusted; a forged or unknown handle names nobody and ends nothing.
+def _seen_key(handle: str) -> str:
+    # The store holds a hash, so whoever can read the store cannot make a valid cookie from it.
+    return _SEEN_PREFIX + hashlib.sha256(handle.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _seen_user(runtime: QlikAuthRuntime, handle: str) -> QlikUser | None:
+    raw = runtime.store.get(_seen_key(handle))
+    if raw is None:
+        return None
+    try:
+        directory, user_id = json.loads(raw.decode("utf-8"))
+        return QlikUser(str(directory), str(user_id))
+    except (ValueError, TypeError, QlikAuthError):
+        log.warning("qlikauth: ignored an unreadable browser sign-in record in the state store")
+        return None
+
+
+def _switch_user(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser) -> str | None:
+    """Before a ticket for ``user``: end the Qlik sessions of another user who got a ticket in this browser.
+
+    Returns the browser's handle when it is live and already names ``user`` (kept), else None.
+    qlikauth cannot tell which of the previous user's sessions belongs to this browser, so
+    all of them end on every node (on a shared workstation that is what is wanted); the
+    proxy session the browser carries, when the portal sees its cookie, is ended precisely.
+    A QPS (or store) failure refuses the sign-in and keeps the handle: the next try ends them.
+    """
+    handle = request.cookies.get(SEEN_COOKIE)
+    if not handle or len(handle) > 128:
+        return None
+    previous = _seen_user(runtime, handle)
+    if previous is None:
+        return None
+    if previous.key == user.key:
+        return handle
+    log.info("qlikauth: another user signs in to Qlik in this browser: ending %s's Qlik sessions",
+             "\\".join(previous.key))
+    runtime.qps.logout_user(previous)
+    stray = request.cookies.get(runtime.config.effective_cookie_name)
+    if stray:
+        runtime.qps.delete_session(stray)
+    runtime.store.delete(_seen_key(handle))
+    return None
+
+
+def _remember_seen(runtime: QlikAuthRuntime, user: QlikUser, handle: str | None) -> Cookie:
+    """Record that ``user`` got a ticket in this browser; the cookie carrying the handle.
+
+    A live handle of the same user is kept (its record refreshed); otherwise a new random one.
+    """
+    handle = handle or secrets.token_urlsafe(32)
+    runtime.store.put(_seen_key(handle), json.dumps([user.user_directory, user.user_id]).encode("utf-8"), SEEN_TTL_SECONDS)
+    return _seen_cookie(runtime, handle)
+
+
+def _seen_cookie(runtime: QlikAuthRuntime, handle: str) -> Cookie:
+    """The handle cookie (host-only, HttpOnly, SameSite=Lax, browser-session); ``""`` clears it."""
+    return Cookie(SEEN_COOKIE, handle, None, "/", runtime.config.cookie_secure, True, "Lax",
+                  max_age=None if handle else 0)
+
+
+def _forget_seen(request: WebRequest, runtime: QlikAuthRuntime) -> None:
+    """Drop the browser's handle from the store (a portal sign-out)."""
+    handle = request.cookies.get(SEEN_COOKIE)
+    if handle and len(handle) <= 128:
+        runtime.store.delete(_seen_key(handle))
 
 
 def same_origin(request: WebRequest) -> bool:
@@ -341,11 +439,12 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     destination = runtime.local_redirect(request.form.get("next"), "/")
     if request.session is not None:
         request.session[SIGNED_OUT_KEY] = True  # holds until the user opens Qlik again
+    cleared = (runtime.clear_cookie(), _seen_cookie(runtime, ""))
     try:
         end_sessions(request, runtime)
     except QlikAuthError as exc:
-        return error_answer(request, exc).with_cookies(runtime.clear_cookie())
-    return RedirectAnswer(location=destination, cookies=(runtime.clear_cookie(),))
+        return error_answer(request, exc).with_cookies(*cleared)
+    return RedirectAnswer(location=destination, cookies=cleared)
 
 
 def header_auth(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -435,11 +534,15 @@ def _end_stray(runtime: QlikAuthRuntime, session_id: str) -> None:
 def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:
     """End the portal user's Qlik sessions on every node; return the cookie that clears the proxy cookie.
 
-    ``user`` defaults to ``request``'s. The remembered session and the cookie are cleared
-    first, so a QPS failure never leaves the browser half signed-in; the QPS error is then
+    ``user`` defaults to ``request``'s. The remembered session, the cookie and (ticket mode)
+    the browser's record of who got a ticket here (:data:`SEEN_COOKIE`) are cleared first, so a QPS failure never leaves the browser half signed-in; the QPS error is then
     raised (the caller still sets the returned cookie: see :func:`logout`).
     """
     remembered = request.session.pop(SESSION_KEY, None) if request.session is not None else None
+    try:  # ticket mode's record of who signed in to Qlik in this browser
+        _forget_seen(request, runtime)
+    except QlikAuthError as exc:
+        log.warning("qlikauth: could not drop this browser's sign-in record (it expires): %s", exc)
     cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
     user = user if user is not None else request.qlik_user()
     if user is not None:

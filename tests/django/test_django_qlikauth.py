@@ -403,3 +403,60 @@ def test_a_sign_out_of_qlik_holds_until_the_user_opens_qlik_again(session_emu: A
         assert session_emu_session(new).user.user_id == "alice"
         qps_calls.clear()
         assert client.get("/page").status_code == 200 and qps_calls == []
+
+
+def _redeem(emu: Any, location: str) -> str:
+    """Follow a ticket redirect at the emulated hub (the hub's own cookie jar); the user it signs in."""
+    import requests
+
+    hub = requests.Session()
+    hub.trust_env = False
+    page = hub.get(location, headers={"Accept": "application/json"}, verify=str(emu.certs_dir / "root.pem"))
+    assert page.status_code == 200, page.status_code
+    return str(page.json()["userId"])
+
+
+def test_ticket_mode_switching_users_in_one_browser_ends_the_previous_users_sessions(ticket_emu: Any,
+                                                                                     qps_calls: list) -> None:
+    """Bob signs in over alice (Django's login flushes the session): alice's Qlik sessions end."""
+    alice, bob = QlikUser("PORTAL", "alice"), QlikUser("PORTAL", "bob")
+    with override_settings(QLIKAUTH=qlik_settings(ticket_emu, "portal")):
+        client = Client()
+        client.get("/signin/alice")
+        r = client.get("/qlik/login")
+        [seen] = qlik_cookies(r, "qlikauth_seen")
+        assert seen["httponly"] and seen["secure"] and seen["samesite"] == "Lax" and seen["path"] == "/"
+        assert not seen["max-age"] and not seen["expires"]
+        assert _redeem(ticket_emu, r["Location"]) == "alice"
+        # the same user again: nothing ends
+        qps_calls.clear()
+        client.get("/signin/alice")
+        r = client.get("/qlik/login")
+        assert qps_calls == [("POST", "ticket")] and _redeem(ticket_emu, r["Location"]) == "alice"
+        assert len(ticket_emu.state.sessions(user=alice)) == 2
+        # bob over alice
+        qps_calls.clear()
+        client.get("/signin/bob")
+        r = client.get("/qlik/login")
+        assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
+        assert ticket_emu.state.sessions(user=alice) == []
+        assert _redeem(ticket_emu, r["Location"]) == "bob"
+        assert len(ticket_emu.state.sessions(user=bob)) == 1
+        # a forged handle in another browser names nobody: bob's session stays
+        qps_calls.clear()
+        other = Client()
+        other.cookies["qlikauth_seen"] = "forged-handle"
+        other.get("/signin/alice")
+        r = other.get("/qlik/login")
+        assert r.status_code == 302 and qps_calls == [("POST", "ticket")]
+        assert len(ticket_emu.state.sessions(user=bob)) == 1
+        # Django's logout drops the handle: a copy of the old cookie then ends nothing
+        handle = client.cookies["qlikauth_seen"].value
+        client.get("/signout")
+        assert ticket_emu.state.sessions(user=bob) == []
+        _redeem(ticket_emu, other.get("/qlik/login").headers["Location"])  # alice again elsewhere
+        qps_calls.clear()
+        client.cookies["qlikauth_seen"] = handle
+        client.get("/signin/alice")
+        r = client.get("/qlik/login")
+        assert r.status_code == 302 and qps_calls == [("POST", "ticket")]

@@ -493,3 +493,119 @@ def test_flask_qlikauth_check_command(ticket_emu: Any, tmp_path: Any) -> None:
     QlikAuth(broken, user_loader=lambda: None)
     bad = broken.test_cli_runner().invoke(args=["qlikauth", "check"])
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
+
+
+def _redeem(emu: Any, location: str) -> str:
+    """Follow a ticket redirect at the emulated hub (a browser of its own); the user it signs in."""
+    page = _hub_client().get(location, headers={"Accept": "application/json"}, verify=str(emu.certs_dir / "root.pem"))
+    assert page.status_code == 200, page.status_code
+    return str(page.json()["userId"])
+
+
+def _seen(response: Any) -> list[str]:
+    return [c for c in set_cookies(response) if c.startswith("qlikauth_seen=")]
+
+
+def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(ticket_emu: Any,
+                                                                                qps_calls: list) -> None:
+    """Ticket mode: bob signing in over alice in one browser must not leave the hub showing alice."""
+    from qlikauth.store import MemoryStore
+
+    store = MemoryStore()
+    app = make_app(ticket_emu, "portal", STATE_STORE=store)
+    alice, bob = QlikUser("PORTAL", "alice"), QlikUser("PORTAL", "bob")
+    client = app.test_client()
+    client.get("/signin/alice")
+    r = client.get("/qlik/login")
+    [cookie] = _seen(r)
+    attrs = [a.strip() for a in cookie.split(";")]
+    assert {"Path=/", "Secure", "HttpOnly", "SameSite=Lax"} <= set(attrs)
+    assert not any(a.lower().startswith(("max-age", "expires", "domain")) for a in attrs)  # browser-session
+    assert _redeem(ticket_emu, r.headers["Location"]) == "alice"
+    assert len(ticket_emu.state.sessions(user=alice)) == 1
+    # the same user again: nothing ends
+    qps_calls.clear()
+    client.get("/signin/alice")  # the app's own login clears its session
+    r = client.get("/qlik/login")
+    assert r.status_code == 302 and qps_calls == [("POST", "ticket")]
+    assert _redeem(ticket_emu, r.headers["Location"]) == "alice"
+    assert len(ticket_emu.state.sessions(user=alice)) == 2
+    # bob signs in in the same browser: alice's Qlik sessions end before bob's ticket
+    qps_calls.clear()
+    client.get("/signin/bob")
+    r = client.get("/qlik/login")
+    assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
+    assert ticket_emu.state.sessions(user=alice) == []
+    assert _redeem(ticket_emu, r.headers["Location"]) == "bob"
+    assert len(ticket_emu.state.sessions(user=bob)) == 1
+    # the module flow does the same: carol over bob
+    qps_calls.clear()
+    client.get("/signin/carol")
+    r = client.get("/qlik/module", query_string={"targetId": "abc", "proxyRestUri": f"{ticket_emu.qps_url}/qps/portal/"})
+    assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
+    assert ticket_emu.state.sessions(user=bob) == [] and _seen(r)
+
+
+def test_an_unknown_or_forged_handle_ends_nothing(ticket_emu: Any, qps_calls: list) -> None:
+    app = make_app(ticket_emu, "portal")
+    client = app.test_client()
+    client.get("/signin/alice")
+    assert _redeem(ticket_emu, client.get("/qlik/login").headers["Location"]) == "alice"
+    for forged in ("forged", "alice", "PORTAL\\alice", "x" * 500):
+        qps_calls.clear()
+        other = app.test_client()
+        other.set_cookie("qlikauth_seen", forged)
+        other.get("/signin/bob")
+        r = other.get("/qlik/login")
+        assert r.status_code == 302 and qps_calls == [("POST", "ticket")], forged
+        assert forged not in _seen(r)[0]  # a fresh random handle replaces it
+    assert len(ticket_emu.state.sessions(user=QlikUser("PORTAL", "alice"))) == 1
+
+
+def test_a_qps_failure_refuses_the_switch_and_keeps_the_handle(ticket_emu: Any, free_port: int,
+                                                              qps_calls: list) -> None:
+    """Ending alice's sessions fails: bob is refused (not signed in next to alice's live hub session)."""
+    from qlikauth.store import MemoryStore
+
+    store = MemoryStore()
+    good = make_app(ticket_emu, "portal", STATE_STORE=store)
+    down = make_app(ticket_emu, "portal", STATE_STORE=store, QPS_NODES=f"https://localhost:{free_port}", TIMEOUT=2)
+    alice = QlikUser("PORTAL", "alice")
+    browser = good.test_client()
+    browser.get("/signin/alice")
+    assert _redeem(ticket_emu, browser.get("/qlik/login").headers["Location"]) == "alice"
+    handle = browser.get_cookie("qlikauth_seen").value
+    same_browser = down.test_client()  # another portal process that cannot reach QPS
+    same_browser.set_cookie("qlikauth_seen", handle)
+    same_browser.get("/signin/bob")
+    r = same_browser.get("/qlik/login")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 502 and "Location" not in r.headers and not set_cookies(r)
+    assert "cannot be reached" in body and str(free_port) not in body  # the public text
+    assert len(ticket_emu.state.sessions(user=alice)) == 1
+    # the handle was kept: once QPS answers, the next try ends alice's sessions
+    qps_calls.clear()
+    browser.get("/signin/bob")
+    r = browser.get("/qlik/login")
+    assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
+    assert ticket_emu.state.sessions(user=alice) == []
+
+
+def test_portal_sign_out_clears_the_handle(ticket_emu: Any, qps_calls: list) -> None:
+    app = make_app(ticket_emu, "portal")
+    client = app.test_client()
+    client.get("/signin/alice")
+    assert _redeem(ticket_emu, client.get("/qlik/login").headers["Location"]) == "alice"
+    handle = client.get_cookie("qlikauth_seen").value
+    r = client.post("/qlik/logout", headers={"Origin": "http://localhost"})
+    assert r.status_code == 302
+    [cleared] = _seen(r)
+    assert cleared.startswith("qlikauth_seen=;") and "Max-Age=0" in cleared
+    assert client.get_cookie("qlikauth_seen") is None
+    assert ticket_emu.state.sessions(user=QlikUser("PORTAL", "alice")) == []
+    # the handle is gone from the store too: a copy of the old cookie names nobody
+    qps_calls.clear()
+    client.set_cookie("qlikauth_seen", handle)
+    client.get("/signin/bob")
+    r = client.get("/qlik/login")
+    assert r.status_code == 302 and qps_calls == [("POST", "ticket")]

@@ -98,7 +98,7 @@ def test_logout_page_and_post_policy(emu: Any, qps_calls: list) -> None:
     ok = flows.run(flows.logout, req("POST", "/qlik/logout", headers={"Origin": "https://portal.example"},
                                      form={"next": "/home"}, user=ALICE), runtime)
     assert isinstance(ok, RedirectAnswer) and ok.location == "/home"
-    assert [c.deletes for c in ok.cookies] == [True]
+    assert [(c.name, c.deletes) for c in ok.cookies] == [(runtime.clear_cookie().name, True), (flows.SEEN_COOKIE, True)]
     assert qps_calls == [("DELETE", "user")]
     # the framework's own CSRF check (Django) replaces the origin check
     checked = flows.run(flows.logout, req("POST", "/qlik/logout", csrf_verified=True), runtime)
@@ -153,7 +153,7 @@ def test_the_public_surface_of_qlikauth_web() -> None:
         "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
         "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
         "resume_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
-        "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY"]
+        "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY", "SEEN_COOKIE", "SEEN_TTL_SECONDS"]
     for module in (web, flows):
         for name in module.__all__:
             assert hasattr(module, name), name
@@ -197,3 +197,21 @@ def test_session_mode_sends_the_browser_to_the_node_holding_the_session(certs_di
             assert [s.user.user_id for s in c[1].state.sessions("mashup")] == ["bob"]
         finally:
             runtime.close()
+
+
+def test_a_ticket_sign_in_over_another_user_ends_the_session_in_the_qlik_cookie_too(emu: Any, qps_calls: list) -> None:
+    """The portal sees the configured Qlik cookie (same host): that exact session ends as well."""
+    runtime = runtime_for(emu)
+    first = flows.run(flows.login, req(user=ALICE), runtime)
+    [seen] = first.cookies
+    assert seen.name == flows.SEEN_COOKIE and seen.http_only and seen.samesite == "Lax" and seen.max_age is None
+    carried = runtime.qps.add_session(QlikUser("PORTAL", "carol")).session_id  # some session in the cookie
+    qps_calls.clear()
+    bob = QlikUser("PORTAL", "bob")
+    answer = flows.run(flows.login, req(user=bob, cookies={seen.name: seen.value,
+                                                            runtime.config.effective_cookie_name: carried}), runtime)
+    assert isinstance(answer, RedirectAnswer) and "qlikTicket=" in answer.location
+    assert qps_calls == [("DELETE", "user"), ("DELETE", "session"), ("POST", "ticket")]
+    assert runtime.qps.get_session(carried) is None
+    [new] = answer.cookies
+    assert new.value != seen.value  # a fresh handle for bob
