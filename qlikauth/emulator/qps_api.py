@@ -37,6 +37,31 @@ def _pick(data: dict[str, Any], name: str) -> Any:
     return data.get(name[0].lower() + name[1:])
 
 
+#: Users already checked, by their fields (QlikUser's checks are a pure function of them and a
+#: node sees the same users sign in again and again); bounded, emptied when full.
+_USERS: dict[tuple[Any, ...], QlikUser] = {}
+_MAX_USERS = 4096
+
+
+def _user_key(data: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The fields ``QlikUser.from_qps`` reads, hashable, when they are plain strings; else None."""
+    directory = data["UserDirectory"] if "UserDirectory" in data else data.get("userDirectory")
+    user_id = data["UserId"] if "UserId" in data else data.get("userId")
+    attrs = (data["Attributes"] if "Attributes" in data else data.get("attributes")) or []
+    if type(directory) is not str or type(user_id) is not str or type(attrs) is not list:
+        return None
+    key: list[Any] = [directory, user_id]
+    for item in attrs:
+        if type(item) is not dict or len(item) != 1:
+            return None
+        ((name, value),) = item.items()
+        if type(name) is not str or type(value) is not str:
+            return None
+        key.append(name)
+        key.append(value)
+    return tuple(key)
+
+
 _SESSION_IN_PATH = re.compile(r"(/session/)([^/?]+)", re.IGNORECASE)
 
 
@@ -57,7 +82,8 @@ class QpsApi:
     def __call__(self, req: Request) -> Response:
         self.state.count("qps_requests")
         resp = self._route(req)
-        log.debug("QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status)
+        if log.isEnabledFor(logging.DEBUG):  # the masking regex only when the line is written
+            log.debug("QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status)
         return resp
 
     def _route(self, req: Request) -> Response:
@@ -149,10 +175,20 @@ class QpsApi:
 
     @staticmethod
     def _user(data: dict[str, Any]) -> QlikUser | Response:
+        key = _user_key(data)
+        if key is not None:
+            known = _USERS.get(key)
+            if known is not None:
+                return known
         try:
-            return QlikUser.from_qps(data)
+            user = QlikUser.from_qps(data)
         except IdentityError as exc:
             return Response.text(400, f"{exc}\n")
+        if key is not None:
+            if len(_USERS) >= _MAX_USERS:
+                _USERS.clear()
+            _USERS[key] = user
+        return user
 
     def _ticket(self, req: Request, prefix: str) -> Response:
         data = self._body(req)
@@ -166,7 +202,8 @@ class QpsApi:
             return Response.text(400, "TargetId must be a string.\n")
         target = self.state.target(prefix, target_id) if target_id else None
         rec = self.state.add_ticket(user, prefix, target)
-        log.debug("QPS: ticket %s for %s on %r", mask(rec.ticket), user.qualified_name, prefix)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("QPS: ticket %s for %s on %r", mask(rec.ticket), user.qualified_name, prefix)
         return Response.json(201, {**user.to_qps(), "Ticket": rec.ticket, "TargetUri": target})
 
     def _add_session(self, req: Request, prefix: str) -> Response:

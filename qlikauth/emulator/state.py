@@ -26,11 +26,21 @@ MAX_OUTSTANDING = 200_000
 
 
 _ALNUM = string.ascii_letters + string.digits
+# Random bytes 0..247 map to the 62 characters 4 times each (uniform); 248..255 are dropped.
+_TO_ALNUM = bytes(ord(_ALNUM[i % 62]) for i in range(248)) + bytes(8)
+_REJECTED = bytes(range(248, 256))
 
 
 def new_ticket() -> str:
-    """A ticket as Qlik makes them: 16 random alphanumeric characters (about 95 bits)."""
-    return "".join(secrets.choice(_ALNUM) for _ in range(16))
+    """A ticket as Qlik makes them: 16 random alphanumeric characters (about 95 bits).
+
+    One ``os.urandom`` draw mapped by ``bytes.translate`` (rejection sampling, so every
+    character is equally likely): 16 ``secrets.choice`` calls cost ~20 us a ticket.
+    """
+    out = b""
+    while len(out) < 16:
+        out += secrets.token_bytes(24).translate(_TO_ALNUM, _REJECTED)
+    return out[:16].decode("ascii")
 
 
 def new_guid() -> str:
