@@ -75,6 +75,7 @@ class Emulator:
         self._lock = threading.Lock()
         self._started = False
         self._ctx: dict[str, ssl.SSLContext] = {}
+        self._own_hosts_cache: tuple[tuple[str, str], set[str]] | None = None
         self._faults = {port: FaultSwitch(port, lambda: self.certs_dir, self._cert_hosts,
                                           self._context_getter(port)) for port in ("qps", "hub")}
 
@@ -208,8 +209,14 @@ class Emulator:
     # -- faults -------------------------------------------------------------------------
     def _own_hosts(self) -> set[str]:
         """The node's own names as a Host header carries them (IPv6 in brackets)."""
+        key = (self.host, self.bind)
+        cached = self._own_hosts_cache
+        if cached is not None and cached[0] == key:  # asked on every QPS request
+            return cached[1]
         hosts = self._cert_hosts() or ["localhost"]
-        return {h.lower() for h in hosts} | {_url_host(h).lower() for h in hosts}
+        names = {h.lower() for h in hosts} | {_url_host(h).lower() for h in hosts}
+        self._own_hosts_cache = (key, names)
+        return names
 
     def _context_getter(self, port: str) -> Callable[[], ssl.SSLContext]:
         return lambda: self._ctx[port]

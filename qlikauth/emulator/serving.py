@@ -33,7 +33,6 @@ Requires the ``emulator`` extra (``pip install 'qlikauth[emulator]'``).
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import contextlib
 import logging
 import socket
@@ -73,7 +72,6 @@ MAX_HEADER_LINE = 8192
 MAX_BODY_BYTES = 64 * 1024
 #: Qlik's proxy keep-alive timeout is 300 s.
 KEEPALIVE_TIMEOUT = 300
-HANDSHAKE_TIMEOUT = 10.0
 
 
 class _Coalescing:
@@ -122,27 +120,29 @@ class _HeadTooLarge(Exception):
     """The request head is over the limit (answered 431)."""
 
 
-class _TLSProtocol(asyncio.sslproto.SSLProtocol):  # type: ignore[misc]
-    """asyncio's TLS protocol, sending the TLS alert when a handshake fails.
+class _AlertingSSLObject(ssl.SSLObject):
+    """An :class:`ssl.SSLObject` whose failed handshake lets the event loop send the TLS alert first.
 
-    asyncio closes the socket on a failed handshake without writing the alert OpenSSL has
-    prepared, so a client whose certificate was refused sees a bare end of stream. Real
-    servers (Qlik's included) send the alert (``unknown ca``, ``certificate required``), and
-    clients report it: flushing it first keeps the emulator as informative as they are.
+    uvloop's TLS layer (like asyncio's) closes the socket on a failed handshake without writing
+    the alert OpenSSL has prepared, so a client whose certificate was refused would see a bare
+    end of stream. Real servers (Qlik's included) send the alert (``unknown ca``, ``certificate
+    required``), and clients report it. So the first failure is reported as "want read": the
+    loop then writes what OpenSSL has queued (the alert) and waits; the next handshake step
+    (the client's next bytes, or its close) raises the real error and the connection ends.
+    Installed through :attr:`ssl.SSLContext.sslobject_class` (the documented hook).
     """
 
-    def _do_handshake(self) -> None:
-        self_: Any = self  # private asyncio attributes (the stubs do not list them)
+    def do_handshake(self) -> None:
+        failed = self.__dict__.get("_failed")
+        if failed is not None:
+            raise failed
         try:
-            self_._sslobj.do_handshake()
-        except asyncio.sslproto.SSLAgainErrors:
-            self_._process_outgoing()
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
         except ssl.SSLError as exc:
-            with contextlib.suppress(Exception):
-                self_._process_outgoing()
-            self_._on_handshake_complete(exc)
-        else:
-            self_._on_handshake_complete(None)
+            self.__dict__["_failed"] = exc
+            raise ssl.SSLWantReadError("handshake failed; the alert goes out first") from exc
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
@@ -286,10 +286,15 @@ class BackgroundServer:
                 super().on_url(url)
 
             def on_header(self, name: bytes, value: bytes) -> None:
-                if len(name) + len(value) + 2 > line_limit:
+                size = len(name) + len(value)
+                if size + 2 > line_limit:
                     raise _HeadTooLarge("A header line is too long.")
-                self._count(len(name) + len(value) + 4)
-                super().on_header(name, value)
+                self._count(size + 4)
+                # uvicorn's on_header, inlined (called once per header of every request).
+                name = name.lower()
+                if name == b"expect" and value.lower() == b"100-continue":
+                    self.expect_100_continue = True
+                self.headers.append((name, value))
 
             def _count(self, n: int) -> None:
                 # llhttp has no limit of its own; Qlik's proxy takes 16 KiB of request head.
@@ -369,19 +374,10 @@ class BackgroundServer:
             ws_ping_interval=None, ws_ping_timeout=None, ws_per_message_deflate=False,
             ws_max_size=1 << 20, headers=[("Server", "qlikauth-emulator")])
         config.load()
-        # TLS is added here, not by uvicorn: see _TLSProtocol.
-        http_class = config.http_protocol_class
-        context = self._base_context
-
-        def make_protocol(**kwargs: Any) -> asyncio.Protocol:
-            loop = kwargs.get("_loop") or asyncio.get_running_loop()
-            tls: Any = _TLSProtocol
-            # waiter None: nobody awaits the handshake of a server-side connection.
-            proto: asyncio.Protocol = tls(loop, http_class(**kwargs), context, None, server_side=True,
-                                          ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-            return proto
-
-        config.http_protocol_class = make_protocol  # type: ignore[assignment]
+        # The given context as is (uvicorn would build its own from file names); uvloop's TLS
+        # layer (Cython) carries it, with the handshake alert sent (see _AlertingSSLObject).
+        self._base_context.sslobject_class = _AlertingSSLObject
+        config.ssl = self._base_context
         return config
 
     async def _main(self) -> None:
@@ -549,7 +545,8 @@ class BackgroundServer:
                 config=config, server_state=server.server_state, app_state=server.lifespan.state)
 
         async def reopen() -> None:
-            s = await asyncio.get_running_loop().create_server(create_protocol, sock=sock, backlog=1024)
+            s = await asyncio.get_running_loop().create_server(create_protocol, sock=sock, ssl=config.ssl,
+                                                               backlog=1024)
             server.servers.append(s)
 
         loop = self._loop
