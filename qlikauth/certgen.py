@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .exceptions import CertificateError
 
-__all__ = ["generate_certificates", "issue_server_certificate"]
+__all__ = ["generate_certificates", "issue_server_certificate", "subject_alt_name"]
 
 FILES = ("root.pem", "root_key.pem", "server.pem", "server_key.pem", "client.pem", "client_key.pem")
 
@@ -33,7 +33,8 @@ def _name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth")])
 
 
-def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
+def subject_alt_name(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
+    """The subjectAltName for ``hosts``: IP addresses as IP entries, everything else as DNS names."""
     names: list[x509.GeneralName] = []
     for h in hosts:
         try:
@@ -80,7 +81,7 @@ def _issue(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Certificate, issue
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     if hosts:
-        b = b.add_extension(_san(hosts), critical=False)
+        b = b.add_extension(subject_alt_name(hosts), critical=False)
     return b.sign(issuer_key, hashes.SHA256())
 
 

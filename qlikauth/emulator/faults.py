@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import ipaddress
 import shutil
 import ssl
 import tempfile
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..certgen import subject_alt_name
 from ..exceptions import ConfigurationError
 from ._web import Request, Response
 from .serving import BackgroundServer
@@ -87,16 +87,6 @@ def _name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth emulator fault")])
 
 
-def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            names.append(x509.DNSName(h))
-    return x509.SubjectAlternativeName(names)
-
-
 def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.UTC)
@@ -122,7 +112,7 @@ def _leaf(hosts: Sequence[str], issuer: x509.Certificate, issuer_key: Any, *,
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(_san(hosts), critical=False)
+            .add_extension(subject_alt_name(hosts), critical=False)
             .sign(issuer_key, hashes.SHA256()))
     return cert, key
 
