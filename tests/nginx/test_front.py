@@ -8,6 +8,8 @@ emulator. Every spoofing test asserts the exact identity list the upstream recei
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 import requests
 import websocket
@@ -33,6 +35,11 @@ def _portal_app() -> Flask:
         if not user:
             return "login page", 200
         session["user"] = user
+        # Each sign-in is a session of its own, as in any real portal: without this, two sign-ins
+        # of the same user within one second give byte-identical signed cookies (Flask's cookie
+        # carries a timestamp in seconds), and a cache keyed on the Cookie header would rightly
+        # treat them as one.
+        session["sid"] = secrets.token_hex(8)
         return "ok"
 
     @app.get("/qlik/header-auth")
