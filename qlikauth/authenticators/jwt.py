@@ -30,9 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from .._provider_http import ProviderChannel
+from ..engine import CSRF_HEADER, engine_websocket_url, fetch_csrf_token
 from ..exceptions import ConfigurationError, JwtError, QlikEndpointError
 from ..identity import QlikUser
 from ..jwtkeys import RSA_ALGORITHMS, SigningKey
@@ -42,9 +43,6 @@ from .session import default_cookie_name
 __all__ = ["JwtAuthenticator", "JwtSignIn", "CSRF_HEADER"]
 
 log = logging.getLogger("qlikauth.jwt")
-
-#: The header that carries the websocket CSRF token (QSEoW November 2024 and later, Qlik Cloud).
-CSRF_HEADER = "qlik-csrf-token"
 
 #: Qlik's default attribute map: the JWT's ``groups`` claim feeds the ``group`` attribute.
 DEFAULT_ATTRIBUTE_CLAIMS: Mapping[str, str] = {"group": "groups"}
@@ -207,21 +205,18 @@ class JwtAuthenticator:
 
     # -- the engine websocket ------------------------------------------------------
     def csrf_token(self, session_id: str) -> str:
-        """``GET /{prefix}/qps/csrftoken`` with the session cookie: the token the websocket needs."""
-        resp = self._channel.request("GET", "/qps/csrftoken", headers={"Cookie": f"{self.cookie_name}={session_id}"},
-                                     expect=(200, 204))
-        token = resp.headers.get(CSRF_HEADER)
-        if not token:
-            raise QlikEndpointError(
-                "the virtual proxy answered /qps/csrftoken without a qlik-csrf-token header (a Qlik Sense "
-                "release before November 2024 needs none; check the proxy's version).", url=resp.url)
-        return token
+        """``GET /{prefix}/qps/csrftoken`` with the session cookie: the token the websocket needs.
+
+        :func:`qlikauth.engine.fetch_csrf_token` over this authenticator's verified, pooled channel.
+        """
+        session = self._channel.session
+        return fetch_csrf_token(self.proxy_url, self.cookie_name, session_id, verify=session.verify,
+                                timeout=self._channel.timeout[1], session=session)
 
     def engine_url(self, app_id: str, csrf_token: str | None) -> str:
-        """The engine websocket URL for ``app_id``, carrying the CSRF token as a query parameter."""
-        base = "wss://" + self.proxy_url.split("://", 1)[1]
-        url = f"{base}app/{quote(app_id, safe='')}"
-        return f"{url}?{CSRF_HEADER}={quote(csrf_token, safe='')}" if csrf_token else url
+        """The engine websocket URL for ``app_id``, carrying the CSRF token as a query parameter
+        (:func:`qlikauth.engine.engine_websocket_url`)."""
+        return engine_websocket_url(self.proxy_url, app_id, csrf_token)
 
     def websocket_headers(self, session_id: str) -> dict[str, str]:
         """Headers for a non-browser websocket client: the session cookie and an allowed Origin.

@@ -107,3 +107,24 @@ def test_cli_spec_for_a_jwt_virtual_proxy(tmp_path):
 
     with pytest.raises(ConfigurationError, match="jwt_certificate"):
         parse_virtual_proxy("prefix=jwt,method=jwt")
+
+
+def test_csrf_token_goes_through_qlikauth_engine_with_the_proxy_ca(emu, auth, monkeypatch):
+    """JwtAuthenticator uses qlikauth.engine's helpers (one copy), over its own verified channel."""
+    from qlikauth import engine
+    from qlikauth.exceptions import QlikEndpointError
+
+    calls = []
+    real = engine.fetch_csrf_token
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("qlikauth.authenticators.jwt.fetch_csrf_token", spy)
+    signed = auth.sign_in(USER)
+    assert auth.csrf_token(signed.session_id) == emu.state.session(signed.session_id, "jwt").csrf_token
+    assert calls and calls[0]["verify"] == str(emu.certs_dir / "root.pem")
+    with pytest.raises(QlikEndpointError, match="not valid on this virtual proxy"):
+        auth.csrf_token("no-such-session")
+    assert auth.engine_url("a b", "t/k") == engine.engine_websocket_url(auth.proxy_url, "a b", "t/k")
