@@ -152,6 +152,11 @@ class ProviderChannel:
         except requests.exceptions.RequestException as exc:
             raise QlikEndpointConnectionError(f"could not reach {self.what} at {self.base_url} "
                                            f"({method} {path}): {type(exc).__name__}.", url=url) from exc
+        except OSError as exc:
+            # requests raises a bare OSError when the CA bundle given as verify= has gone away.
+            raise QlikEndpointConnectionError(
+                f"TLS to {self.what} at {self.base_url} cannot be set up ({method} {path}): the CA bundle "
+                "given as verify= cannot be read.", url=url) from exc
         try:
             body = r.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
         except Exception as exc:

@@ -267,3 +267,19 @@ def test_cache_refreshes_before_the_tenant_expires_the_token(tenant, cloud, issu
     assert second.access_token != first.access_token
     assert cloud.me(access_token=first)["subject"] == ANN.sub  # the old one was still valid
     assert tenant.state.counter("token_requests") == 2
+
+
+def test_a_ca_bundle_that_went_away_is_a_connection_error(tenant, tmp_path):
+    """requests raises a bare OSError for a missing CA file; the channel names the endpoint instead."""
+    import shutil
+
+    from qlikauth.cloud import QlikCloud
+    from qlikauth.exceptions import QlikEndpointConnectionError
+
+    ca = tmp_path / "root.pem"
+    shutil.copy(tenant.root_pem, ca)
+    cloud = QlikCloud(tenant.url, verify=ca)
+    ca.unlink()
+    with pytest.raises(QlikEndpointConnectionError, match="CA bundle"):
+        cloud.me(access_token="x")
+    cloud.close()
