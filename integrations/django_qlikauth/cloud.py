@@ -6,7 +6,10 @@
     urlpatterns += cloud_urls(portal)     # portal: a qlikauth.web.cloud.CloudPortal built at startup
 
 ``qlik/cloud/access-token`` (POST, Django's CSRF token in ``X-CSRFToken``), ``qlik/cloud/jwt``
-(POST), ``qlik/cloud/logout`` (POST), ``qlik/jwt/login`` (GET). The flows live in
+(POST), ``qlik/cloud/logout`` (POST), ``qlik/jwt/login`` (GET). ``cloud_urls`` also joins the
+portal to the sign-out (:func:`django_qlikauth.conf.add_sign_out`): Django's logout (the
+``user_logged_out`` signal) and ``/qlik/logout`` then revoke and forget the user's Qlik Cloud
+access token besides ending the QSEoW proxy sessions on every node. The flows live in
 :mod:`qlikauth.web.cloud`; this module only says where the request comes from and renders
 the answer.
 """
@@ -25,6 +28,7 @@ from django.views.decorators.http import require_http_methods
 from qlikauth.exceptions import QlikAuthError
 from qlikauth.web import cloud, flows
 
+from .conf import add_sign_out
 from .render import render, web_request
 
 __all__ = ["cloud_view", "cloud_urls"]
@@ -49,7 +53,8 @@ def cloud_view(endpoint: Callable[[flows.WebRequest, cloud.CloudPortal], flows.A
 
 
 def cloud_urls(portal: cloud.CloudPortal, prefix: str = "qlik/") -> list[URLPattern]:
-    """The URL patterns of every endpoint the portal is configured for."""
+    """The URL patterns of every endpoint the portal is configured for; the portal joins the sign-out."""
+    add_sign_out(portal)
     out: list[Any] = []
     if portal.access is not None:
         out.append(path(f"{prefix}cloud/access-token", cloud_view(cloud.access_token, portal), name="qlik-cloud-token"))

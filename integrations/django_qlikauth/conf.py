@@ -12,10 +12,33 @@ from django.utils.module_loading import import_string
 from qlikauth.exceptions import ConfigurationError
 from qlikauth.identity import QlikUser
 from qlikauth.web.config import QlikAuthConfig
-from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
+from qlikauth.web.runtime import QlikAuthRuntime, SignOutParticipant, build_runtime
 
 _lock = threading.Lock()
 _cache: dict[str, Any] = {"source": None, "runtime": None}
+#: What the portal's sign-out ends besides the proxy sessions; kept here because the runtime
+#: is rebuilt whenever settings.QLIKAUTH changes.
+_sign_outs: list[SignOutParticipant] = []
+
+
+def add_sign_out(participant: SignOutParticipant) -> None:
+    """Make Django's logout (and ``/qlik/logout``) end ``participant``'s state too (a
+    :class:`~qlikauth.web.cloud.CloudPortal`: its Qlik Cloud token); ``cloud_urls`` calls it."""
+    with _lock:
+        if not any(p is participant for p in _sign_outs):
+            _sign_outs.append(participant)
+        runtime = _cache["runtime"]
+    if runtime is not None:
+        runtime.add_sign_out(participant)
+
+
+def remove_sign_out(participant: SignOutParticipant) -> None:
+    """Undo :func:`add_sign_out` (a portal taken down or reconfigured)."""
+    with _lock:
+        _sign_outs[:] = [p for p in _sign_outs if p is not participant]
+        runtime = _cache["runtime"]
+    if runtime is not None:
+        runtime.remove_sign_out(participant)
 
 
 def login_url_setting(raw: Any) -> str:
@@ -57,7 +80,10 @@ def get_runtime() -> QlikAuthRuntime:
         return runtime
     with _lock:
         if _cache["runtime"] is None or _cache["source"] is not raw:
-            _cache["runtime"] = build_runtime(config_from_settings())
+            runtime = build_runtime(config_from_settings())
+            for participant in _sign_outs:
+                runtime.add_sign_out(participant)
+            _cache["runtime"] = runtime
             _cache["source"] = raw
         return _cache["runtime"]
 

@@ -13,7 +13,13 @@
   proxy (the proxy session cookie is set for the browser, as session mode does) and go to
   the hub.
 * :func:`cloud_logout` (``POST /qlik/cloud/logout``): revoke and forget the user's access
-  token (the QSEoW sessions end through :func:`qlikauth.web.flows.logout`).
+  token only.
+
+One sign-out for a hybrid portal: mounting these endpoints registers the
+:class:`CloudPortal` with the runtime (:meth:`~qlikauth.web.runtime.QlikAuthRuntime.add_sign_out`),
+so the portal's sign-out (``POST /qlik/logout``, Django's logout, ``QlikAuth.end_sessions``;
+all through :func:`qlikauth.web.flows.end_sessions`) ends the QSEoW proxy sessions on every
+node *and* revokes and forgets the user's Qlik Cloud access token (:meth:`CloudPortal.sign_out`).
 
 The integrations mount them with one line each (``django_qlikauth.cloud``,
 ``flask_qlikauth.cloud``); :func:`as_flow` adapts one to the :data:`~qlikauth.web.flows.Flow`
@@ -94,11 +100,27 @@ class CloudPortal:
     qseow_jwt: JwtAuthenticator | None = None
     hub_url: str | None = None
 
-    def identity_for(self, request: WebRequest) -> CloudUser | None:
-        """The Qlik Cloud identity of the request's signed-in user, or None."""
+    def identity_for(self, request: WebRequest, user: QlikUser | None = None) -> CloudUser | None:
+        """The Qlik Cloud identity of the request's signed-in user (or of ``user``), or None."""
         if self.identity is not None:
             return self.identity(request)
-        return identity_from_user(request.qlik_user())
+        return identity_from_user(user if user is not None else request.qlik_user())
+
+    def sign_out(self, request: WebRequest, user: QlikUser | None = None) -> bool:
+        """Revoke the user's Qlik Cloud access token at the tenant and forget it; True when there was one.
+
+        The portal's sign-out calls it (:func:`qlikauth.web.flows.end_sessions`, once the
+        Qlik Cloud endpoints are mounted: :meth:`QlikAuthRuntime.add_sign_out`), next to
+        ending the QSEoW proxy sessions on every node. ``user`` is the Qlik user being
+        signed out (default: the request's). A failed revocation is logged; the token is
+        forgotten all the same, so this portal never hands it out again.
+        """
+        if self.access is None:
+            return False
+        identity = self.identity_for(request, user)
+        if identity is None:
+            return False
+        return self.access.logout(identity)
 
 
 def _refuse_cross_site(request: WebRequest) -> Answer | None:
@@ -164,13 +186,12 @@ def qseow_jwt_login(request: WebRequest, portal: CloudPortal) -> Answer:
 
 
 def cloud_logout(request: WebRequest, portal: CloudPortal) -> Answer:
-    """``POST``: revoke the user's Qlik Cloud access token and forget it (204)."""
+    """``POST``: revoke the user's Qlik Cloud access token and forget it (204); the QSEoW
+    sessions stay (the portal's own sign-out ends both: :meth:`CloudPortal.sign_out`)."""
     refused = _refuse_cross_site(request)
     if refused is not None:
         return refused
-    user = portal.identity_for(request)
-    if user is not None and portal.access is not None:
-        portal.access.logout(user)
+    portal.sign_out(request)
     return PlainAnswer(status=204, headers=TOKEN_HEADERS)
 
 

@@ -534,7 +534,10 @@ def _end_stray(runtime: QlikAuthRuntime, session_id: str) -> None:
 def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:
     """End the portal user's Qlik sessions on every node; return the cookie that clears the proxy cookie.
 
-    ``user`` defaults to ``request``'s. The remembered session, the cookie and (ticket mode)
+    Every sign-out path comes here (``POST /qlik/logout``, Django's ``user_logged_out``,
+    ``flask_qlikauth.QlikAuth.end_sessions``), so it also ends what the runtime's sign-out
+    participants hold (:meth:`~qlikauth.web.runtime.QlikAuthRuntime.add_sign_out`; a hybrid
+    portal's Qlik Cloud access token), before QPS is asked. ``user`` defaults to ``request``'s. The remembered session, the cookie and (ticket mode)
     the browser's record of who got a ticket here (:data:`SEEN_COOKIE`) are cleared first, so a QPS failure never leaves the browser half signed-in; the QPS error is then
     raised (the caller still sets the returned cookie: see :func:`logout`).
     """
@@ -545,6 +548,14 @@ def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser |
         log.warning("qlikauth: could not drop this browser's sign-in record (it expires): %s", exc)
     cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
     user = user if user is not None else request.qlik_user()
+    # Before QPS, whose failure is raised: a hybrid portal's Qlik Cloud token is revoked and
+    # forgotten even when a QPS node is down.
+    for participant in runtime.sign_outs:
+        try:
+            participant.sign_out(request, user)
+        except QlikAuthError as exc:
+            log.warning("qlikauth: %s could not finish the sign-out (what it holds expires on its own): %s",
+                        type(participant).__name__, exc)
     if user is not None:
         runtime.qps.logout_user(user)
     for sid in {cookie_sid, (remembered or {}).get("sid")} - {None, ""}:

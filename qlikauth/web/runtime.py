@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..authenticators.base import Cookie
@@ -24,7 +24,21 @@ from ..redirects import RedirectPolicy
 from ..store import StateStore, open_store
 from .config import QlikAuthConfig, setting_problem
 
-__all__ = ["QlikAuthRuntime", "build_runtime"]
+__all__ = ["QlikAuthRuntime", "SignOutParticipant", "build_runtime"]
+
+
+@runtime_checkable
+class SignOutParticipant(Protocol):
+    """Something else the portal's sign-out ends, besides the QSEoW proxy sessions.
+
+    :meth:`QlikAuthRuntime.add_sign_out` registers one; :func:`qlikauth.web.flows.end_sessions`
+    (every sign-out path of both frameworks) calls :meth:`sign_out` with the request and the
+    Qlik user being signed out. A hybrid portal's :class:`~qlikauth.web.cloud.CloudPortal` is
+    one: it revokes and forgets the user's Qlik Cloud access token.
+    """
+
+    def sign_out(self, request: Any, user: QlikUser | None) -> Any:
+        """End what this participant holds for ``user`` (errors: raise a QlikAuthError)."""
 
 
 class QlikAuthRuntime:
@@ -48,6 +62,7 @@ class QlikAuthRuntime:
         self._store: StateStore | None = store
         self._replay: StateStore | None = None
         self._store_given = store is not None
+        self._sign_outs: tuple[SignOutParticipant, ...] = ()
         prefix = f"/{config.virtual_proxy}/" if config.virtual_proxy else "/"
         self.hub_policy = RedirectPolicy(
             list(config.allowed_targets) + list(config.node_hub_urls.values()),
@@ -110,6 +125,28 @@ class QlikAuthRuntime:
         eviction policy is checked too. Refused for a Django cache (its backends evict)."""
         return self._once("_replay", lambda: open_store(
             self.config.state_store, namespace="qlikauth-replay", max_items=100_000, when_full="refuse"))
+
+    def add_sign_out(self, participant: SignOutParticipant) -> None:
+        """Make the portal's sign-out end ``participant``'s state too (once, however often added).
+
+        Mounting the Qlik Cloud endpoints does this for their :class:`~qlikauth.web.cloud.CloudPortal`
+        (``flask_qlikauth.cloud.cloud_blueprint``, ``django_qlikauth.cloud.cloud_urls``).
+        """
+        if not isinstance(participant, SignOutParticipant):
+            raise TypeError(f"{type(participant).__name__} has no sign_out(request, user) method.")
+        with self._lock:
+            if not any(p is participant for p in self._sign_outs):
+                self._sign_outs = (*self._sign_outs, participant)
+
+    def remove_sign_out(self, participant: SignOutParticipant) -> None:
+        """Undo :meth:`add_sign_out` (a portal taken down or reconfigured)."""
+        with self._lock:
+            self._sign_outs = tuple(p for p in self._sign_outs if p is not participant)
+
+    @property
+    def sign_outs(self) -> tuple[SignOutParticipant, ...]:
+        """What the portal's sign-out ends besides the proxy sessions (:meth:`add_sign_out`)."""
+        return self._sign_outs
 
     def hub_for_node(self, node: str | None) -> str:
         """The hub URL of QPS ``node`` (NODE_HUB_URLS), or HUB_URL when it has none."""

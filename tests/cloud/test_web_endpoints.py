@@ -31,7 +31,8 @@ def app(tenant, cloud, issuer, embed_client, emulator_factory) -> Any:
                          jwt_issuer=issuer)
     app = Flask(__name__)
     app.config.update(SECRET_KEY="test", TESTING=True, QLIKAUTH_QPS_NODES=emu.qps_url,
-                      QLIKAUTH_CERTS=str(emu.certs_dir), QLIKAUTH_HUB_URL=emu.hub_url + "/hub/")
+                      QLIKAUTH_CERTS=str(emu.certs_dir), QLIKAUTH_HUB_URL=emu.hub_url + "/hub/",
+                      QLIKAUTH_MODE="session", QLIKAUTH_LOGIN_URL="/signin/nobody")
     ext = QlikAuth()
 
     @ext.user_loader
@@ -47,8 +48,71 @@ def app(tenant, cloud, issuer, embed_client, emulator_factory) -> Any:
         session["user"] = name
         return "ok"
 
+    @app.post("/logout")
+    def logout() -> Any:
+        # the portal's own sign-out, as examples/flask_portal does it
+        response = app.response_class("signed out")
+        try:
+            ext.end_sessions(response)
+        finally:
+            session.clear()
+        return response
+
     app.portal = portal  # type: ignore[attr-defined]
+    app.emu = emu  # type: ignore[attr-defined]
     return app
+
+
+ANN = QlikUser("ACME", "ann@example.com")
+
+
+def _hub_session_and_token(app, c):
+    """Sign ann in: a proxy session on the QSEoW side (session mode) and a Qlik Cloud token."""
+    c.get("/signin/ann@example.com")
+    assert c.get("/qlik/login").status_code == 302
+    assert len(app.emu.state.sessions(user=ANN)) == 1
+    r = c.post("/qlik/cloud/access-token", headers=SAME)
+    assert r.status_code == 200, r.data
+    return r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("how", ["portal sign-out (QlikAuth.end_sessions)", "POST /qlik/logout"])
+def test_one_sign_out_ends_the_hub_sessions_and_the_cloud_token(app, cloud, tenant, how):
+    c = app.test_client()
+    token = _hub_session_and_token(app, c)
+    if how == "POST /qlik/logout":
+        assert c.post("/qlik/logout", data={"next": "/"}, headers=SAME).status_code == 302
+    else:
+        assert c.post("/logout").status_code == 200
+    assert app.emu.state.sessions(user=ANN) == []            # every node's proxy sessions ended
+    assert tenant.state.counter("tokens_revoked") == 1       # revoked at the tenant
+    with pytest.raises(Exception, match="401"):
+        cloud.me(access_token=token)
+    if how == "POST /qlik/logout":                            # still signed in to the portal: a new token
+        fresh = c.post("/qlik/cloud/access-token", headers=SAME).get_data(as_text=True)
+        assert fresh != token and cloud.me(access_token=fresh)["subject"] == "ann@example.com"
+        assert tenant.state.counter("token_requests") == 2   # the cache forgot the revoked one
+    else:                                                     # signed out of the portal: refused
+        assert c.post("/qlik/cloud/access-token", headers=SAME).status_code == 401
+
+
+def test_cloud_token_is_revoked_even_when_qps_fails(app, cloud, tenant):
+    c = app.test_client()
+    token = _hub_session_and_token(app, c)
+    app.emu.stop()                                            # QPS down at sign-out
+    r = c.post("/qlik/logout", data={"next": "/"}, headers=SAME)
+    assert r.status_code >= 500
+    assert tenant.state.counter("tokens_revoked") == 1
+    with pytest.raises(Exception, match="401"):
+        cloud.me(access_token=token)
+
+
+def test_cloud_blueprint_before_init_app_is_a_configuration_error(cloud, embed_client):
+    from qlikauth.exceptions import ConfigurationError
+
+    portal = CloudPortal(access=CloudAccess(AccessTokenCache(cloud, embed_client)))
+    with pytest.raises(ConfigurationError, match="after QlikAuth.init_app"):
+        Flask(__name__).register_blueprint(cloud_blueprint(portal))
 
 
 def test_access_token_for_qlik_embed(app, cloud, tenant, caplog):

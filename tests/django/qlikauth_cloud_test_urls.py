@@ -1,9 +1,9 @@
 """URLs for the Django Qlik Cloud endpoint test: the test puts ``cloud_urls(portal)`` into ``urlpatterns``."""
 
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import get_user_model, login, logout
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
-from django.urls import path
+from django.urls import include, path
 
 
 def signin(request, name):
@@ -13,5 +13,10 @@ def signin(request, name):
     return HttpResponse(get_token(request))  # the page's CSRF token, as a template would embed it
 
 
-base = [path("signin/<str:name>", signin)]
+def signout(request):
+    logout(request)  # user_logged_out: django_qlikauth ends the proxy sessions and the cloud token
+    return HttpResponse("signed out")
+
+
+base = [path("signin/<str:name>", signin), path("signout", signout), path("qlik/", include("django_qlikauth.urls"))]
 urlpatterns = list(base)

@@ -7,6 +7,7 @@ import qlikauth_cloud_test_urls as urls
 import test_django_qlikauth  # noqa: F401  - configures Django the same way for the whole run
 from django.test import Client, override_settings
 from django_qlikauth.cloud import cloud_urls
+from django_qlikauth.conf import remove_sign_out
 
 from qlikauth.cloud import (
     AccessTokenCache,
@@ -38,8 +39,10 @@ def tenant_and_portal():
             return CloudIdentity(sub=sub, name=sub, email=sub, email_verified=True, groups=("Sales",),
                                  realm="ACME") if sub else None
 
-        urls.urlpatterns = urls.base + cloud_urls(CloudPortal(access=access, identity=identity))
+        portal = CloudPortal(access=access, identity=identity)
+        urls.urlpatterns = urls.base + cloud_urls(portal)
         yield tenant, cloud
+        remove_sign_out(portal)  # this test's tenant is gone: later sign-outs must not ask it
         cloud.close()
 
 
@@ -57,3 +60,36 @@ def test_access_token_needs_djangos_csrf_token(tenant_and_portal):
     assert c.post("/qlik/cloud/access-token", HTTP_X_CSRFTOKEN=csrf, HTTP_SEC_FETCH_SITE="cross-site").status_code == 403
     assert Client(enforce_csrf_checks=True).post("/qlik/cloud/access-token").status_code == 403
     assert tenant.state.counter("token_requests") == 1
+
+
+@pytest.mark.parametrize("how", ["Django logout", "POST /qlik/logout"])
+def test_one_sign_out_ends_the_hub_sessions_and_the_cloud_token(tenant_and_portal, emulator_factory, how):
+    from qlikauth import QlikUser
+    from qlikauth.emulator import VirtualProxy
+
+    tenant, cloud = tenant_and_portal
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
+    qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("mashup"),
+            "VIRTUAL_PROXY": "mashup", "USER_DIRECTORY": "PORTAL", "MODE": "session"}
+    alice = QlikUser("PORTAL", "alice")
+    with override_settings(ROOT_URLCONF="qlikauth_cloud_test_urls", QLIKAUTH=qlik):
+        c = Client(enforce_csrf_checks=True)
+        csrf = c.get("/signin/alice").content.decode()
+        assert c.get("/qlik/login").status_code == 302
+        assert len(emu.state.sessions(user=alice)) == 1
+        token = c.post("/qlik/cloud/access-token", HTTP_X_CSRFTOKEN=csrf).content.decode()
+        assert cloud.me(access_token=token)["subject"] == "alice@example.com"
+        if how == "Django logout":
+            assert c.get("/signout").status_code == 200
+        else:
+            assert c.post("/qlik/logout", {"next": "/"}, HTTP_X_CSRFTOKEN=csrf).status_code == 302
+        assert emu.state.sessions(user=alice) == []           # every node's proxy sessions ended
+        assert tenant.state.counter("tokens_revoked") == 1    # the cloud token revoked ...
+        with pytest.raises(Exception, match="401"):
+            cloud.me(access_token=token)
+        again = c.post("/qlik/cloud/access-token", HTTP_X_CSRFTOKEN=c.cookies["csrftoken"].value)
+        if how == "Django logout":
+            assert again.status_code == 401                   # ... and the endpoint refuses
+        else:                                                 # ... and forgotten: a fresh one
+            assert again.status_code == 200 and again.content.decode() != token
+            assert tenant.state.counter("token_requests") == 2
