@@ -135,40 +135,44 @@ def _refuse_cross_site(request: WebRequest) -> Answer | None:
     return None
 
 
-def _signed_in(request: WebRequest, portal: CloudPortal) -> tuple[CloudUser | None, Answer | None]:
+def _not_signed_in() -> Answer:
+    return JsonAnswer(status=401, data={"error": "not_signed_in", "detail": "Sign in to the portal first."})
+
+
+def _token_gate(request: WebRequest, portal: CloudPortal, part: object,
+                missing: str) -> tuple[CloudUser | None, Answer | None]:
+    """What both token endpoints check first, in this order: a same-origin POST, then ``part``
+    configured (else ``ConfigurationError(missing)``: a deployment error, not the browser's), then
+    a signed-in user. Gives the user, or the answer that refuses the request."""
+    refused = _refuse_cross_site(request)
+    if refused is not None:
+        return None, refused
+    if part is None:
+        raise ConfigurationError(missing)
     user = portal.identity_for(request)
     if user is None:
-        return None, JsonAnswer(status=401, data={"error": "not_signed_in",
-                                                  "detail": "Sign in to the portal first."})
+        return None, _not_signed_in()
     return user, None
 
 
 def access_token(request: WebRequest, portal: CloudPortal) -> Answer:
     """``POST``: the signed-in user's access token for qlik-embed, as ``text/plain``."""
-    refused = _refuse_cross_site(request)
+    user, refused = _token_gate(request, portal, portal.access,
+                                "the access-token endpoint needs CloudPortal(access=CloudAccess(...)).")
     if refused is not None:
         return refused
-    if portal.access is None:
-        raise ConfigurationError("the access-token endpoint needs CloudPortal(access=CloudAccess(...)).")
-    user, answer = _signed_in(request, portal)
-    if answer is not None:
-        return answer
-    assert user is not None
+    assert user is not None and portal.access is not None
     token = portal.access.access_token(user)
     return PlainAnswer(body=token.access_token, headers=TOKEN_HEADERS)
 
 
 def cloud_jwt(request: WebRequest, portal: CloudPortal) -> Answer:
     """``POST``: a fresh Qlik Cloud JWT for the browser's own ``/login/jwt-session``."""
-    refused = _refuse_cross_site(request)
+    user, refused = _token_gate(request, portal, portal.jwt_issuer,
+                                "the JWT endpoint needs CloudPortal(jwt_issuer=CloudJwtIssuer(...)).")
     if refused is not None:
         return refused
-    if portal.jwt_issuer is None:
-        raise ConfigurationError("the JWT endpoint needs CloudPortal(jwt_issuer=CloudJwtIssuer(...)).")
-    user, answer = _signed_in(request, portal)
-    if answer is not None:
-        return answer
-    assert user is not None
+    assert user is not None and portal.jwt_issuer is not None
     return PlainAnswer(body=portal.jwt_issuer.mint(user), headers=TOKEN_HEADERS)
 
 
@@ -180,7 +184,7 @@ def qseow_jwt_login(request: WebRequest, portal: CloudPortal) -> Answer:
         raise ConfigurationError("the JWT login endpoint needs CloudPortal(qseow_jwt=JwtAuthenticator(...)).")
     user = request.qlik_user()
     if user is None:
-        return JsonAnswer(status=401, data={"error": "not_signed_in", "detail": "Sign in to the portal first."})
+        return _not_signed_in()
     cookie = portal.qseow_jwt.login(user)
     return RedirectAnswer(location=portal.hub_url or portal.qseow_jwt.proxy_url + "hub/", cookies=(cookie,))
 
