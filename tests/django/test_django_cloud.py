@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
-import qlikauth_cloud_test_urls as urls
-import test_django_qlikauth  # noqa: F401  - configures Django the same way for the whole run
-from django.test import Client, override_settings
-from django_qlikauth.cloud import cloud_urls
-from django_qlikauth.conf import remove_sign_out
+from _django_setup import configure_django
 
-from qlikauth.cloud import (
+configure_django()
+
+import qlikauth_cloud_test_urls as urls  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django_qlikauth.cloud import cloud_urls  # noqa: E402
+from django_qlikauth.conf import remove_sign_out  # noqa: E402
+
+from qlikauth.cloud import (  # noqa: E402
     AccessTokenCache,
     CloudAccess,
     CloudJwtIssuer,
@@ -17,9 +20,9 @@ from qlikauth.cloud import (
     QlikCloud,
     UserProvisioner,
 )
-from qlikauth.jwtkeys import SigningKey
-from qlikauth.mapping import CloudIdentity
-from qlikauth.web.cloud import CloudPortal
+from qlikauth.jwtkeys import SigningKey  # noqa: E402
+from qlikauth.mapping import CloudIdentity  # noqa: E402
+from qlikauth.web.cloud import CloudPortal  # noqa: E402
 
 
 @pytest.fixture

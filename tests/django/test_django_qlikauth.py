@@ -6,33 +6,12 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import django
 import pytest
-from django.conf import settings
+from _django_setup import configure_django
 
-if not settings.configured:
-    settings.configure(
-        SECRET_KEY="test-secret",
-        ALLOWED_HOSTS=["testserver", "localhost"],
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
-                        "django.contrib.sessions", "django_qlikauth"],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
-                    "django.middleware.csrf.CsrfViewMiddleware",
-                    "django.contrib.auth.middleware.AuthenticationMiddleware",
-                    "django_qlikauth.middleware.QlikSessionMiddleware"],
-        ROOT_URLCONF="qlikauth_django_test_urls",
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
-    )
-    django.setup()
-    from django.core.management import call_command
+configure_django()
 
-    call_command("migrate", run_syncdb=True, verbosity=0)
-
+from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.core import checks  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 import requests
+from _django_setup import configure_django
+
+configure_django()
+
 from django.conf import settings  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
-import tests.django.test_django_qlikauth  # noqa: F401  (configures Django for this directory's tests)
 from qlikauth.emulator import VirtualProxy  # noqa: E402
 from qlikauth.emulator.saml_idp import DEMO_GROUPS, ENTRA_CLAIMS, SamlIdp  # noqa: E402
 from qlikauth.web.saml import SAML_SESSION_KEY  # noqa: E402

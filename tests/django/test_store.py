@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import django
 import pytest
-from django.conf import settings
+from _django_setup import configure_django
 
-if not settings.configured:
-    settings.configure(
-        SECRET_KEY="test-secret",
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
-                        "django.contrib.sessions", "django_qlikauth"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        USE_TZ=True,
-        DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
-    )
-    django.setup()
+configure_django()
 
 from django.test import override_settings  # noqa: E402
 from django_qlikauth.store import DjangoCacheStore  # noqa: E402
