@@ -1,15 +1,19 @@
 """Child processes for the benchmarks: the emulator (its own process, so it never shares the
-client's GIL) and a memory worker, both driven over a multiprocessing pipe."""
+client's GIL) and a memory worker, both driven over a multiprocessing pipe; and what the web
+benchmarks share: a portal on gunicorn, a sign-in storm (every user at once) and its figures."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 for p in (str(ROOT), str(ROOT / "integrations")):
     if p not in sys.path:
         sys.path.insert(0, p)
@@ -46,19 +50,14 @@ def emulator_main(conn: Any, kwargs: dict[str, Any], proxies: list[dict[str, Any
     conn.send({"qps_url": emu.qps_url, "hub_url": emu.hub_url, "certs_dir": str(emu.certs_dir),
                "hub_urls": {p["prefix"]: emu.hub_url_for(p["prefix"]) for p in proxies},
                "pid": os.getpid()})
+    def stats() -> dict[str, Any]:
+        st = emu.state
+        return {"qps_requests": st.qps_requests, "connections_accepted": st.connections_accepted,
+                "tickets_issued": st.tickets_issued, "tickets_redeemed": st.tickets_redeemed,
+                "outstanding_tickets": _value(st, "outstanding_tickets"), **rss_kib()}
+
     try:
-        while True:
-            try:
-                cmd = conn.recv()
-            except EOFError:
-                break
-            if cmd == "stats":
-                st = emu.state
-                conn.send({"qps_requests": st.qps_requests, "connections_accepted": st.connections_accepted,
-                           "tickets_issued": st.tickets_issued, "tickets_redeemed": st.tickets_redeemed,
-                           "outstanding_tickets": _value(st, "outstanding_tickets"), **rss_kib()})
-            elif cmd == "stop":
-                break
+        serve_commands(conn, stats)
     finally:
         emu.stop()
         try:
@@ -67,39 +66,50 @@ def emulator_main(conn: Any, kwargs: dict[str, Any], proxies: list[dict[str, Any
             pass
 
 
+def serve_commands(conn: Any, stats: Callable[[], dict[str, Any]]) -> None:
+    """The child's side of :class:`ChildProcess`: answer ``"stats"`` with ``stats()`` until the
+    parent says ``"stop"`` or goes away."""
+    while True:
+        try:
+            cmd = conn.recv()
+        except EOFError:
+            return
+        if cmd == "stats":
+            conn.send(stats())
+        elif cmd == "stop":
+            return
+
+
 def _value(obj: Any, name: str) -> Any:
     v = getattr(obj, name)
     return v() if callable(v) else v
 
 
-class EmulatorProcess:
-    """An Emulator in a spawned child process (``with EmulatorProcess(...) as emu``)."""
+class ChildProcess:
+    """``target(conn, *args)`` in a spawned child process, driven over a pipe (``with ... as p``).
 
-    def __init__(self, proxies: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+    The child sends one dict when it is ready (``{"error": ...}`` when it could not start), kept
+    as ``info``; then it answers ``"stats"`` (:meth:`stats`) until it gets ``"stop"``
+    (:func:`serve_commands`). :meth:`close` stops it, terminated if it does not go.
+    """
+
+    def __init__(self, what: str, target: Callable[..., None], *args: Any) -> None:
         import multiprocessing as mp
 
-        self._ctx = mp.get_context("spawn")
-        self._parent, child = self._ctx.Pipe()
-        kwargs.setdefault("host", "localhost")
-        kwargs.setdefault("bind", "127.0.0.1")
-        self.proxies = proxies or []
-        self.proc = self._ctx.Process(target=emulator_main, args=(child, kwargs, self.proxies), daemon=True)
+        ctx = mp.get_context("spawn")
+        self._parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), daemon=True)
         self.proc.start()
         child.close()
         if not self._parent.poll(60):
             self.close()
-            raise RuntimeError("the emulator process did not start within 60 s")
-        info = self._parent.recv()
-        if "error" in info:
+            raise RuntimeError(f"{what} did not start within 60 s")
+        self.info: dict[str, Any] = self._parent.recv()
+        if "error" in self.info:
             self.close()
-            raise RuntimeError(f"the emulator process failed: {info['error']}")
-        self.qps_url: str = info["qps_url"]
-        self.hub_url: str = info["hub_url"]
-        self.hub_urls: dict[str, str] = info["hub_urls"]
-        self.certs_dir = Path(info["certs_dir"])
-        self.pid: int = info["pid"]
+            raise RuntimeError(f"{what} failed: {self.info['error']}")
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         self._parent.send("stats")
         return self._parent.recv()
 
@@ -116,17 +126,31 @@ class EmulatorProcess:
             self.proc.join(5)
         self._parent.close()
 
-    def __enter__(self) -> EmulatorProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
+class EmulatorProcess(ChildProcess):
+    """An Emulator in a spawned child process (``with EmulatorProcess(...) as emu``)."""
+
+    def __init__(self, proxies: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("host", "localhost")
+        kwargs.setdefault("bind", "127.0.0.1")
+        self.proxies = proxies or []
+        super().__init__("the emulator process", emulator_main, kwargs, self.proxies)
+        info = self.info
+        self.qps_url: str = info["qps_url"]
+        self.hub_url: str = info["hub_url"]
+        self.hub_urls: dict[str, str] = info["hub_urls"]
+        self.certs_dir = Path(info["certs_dir"])
+        self.pid: int = info["pid"]
+
+
 def memory_worker(conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int], threads: int) -> None:
     """Request tickets with one QpsClient from ``threads`` threads; report RSS at each checkpoint."""
-    import threading
-
     from qlikauth import QlikUser, QpsClient
 
     client = QpsClient(qps_url, certs_dir, pool_maxsize=threads)
@@ -163,7 +187,6 @@ def canned_main(conn: Any, certs_dir: str) -> None:
     """
     import socket
     import ssl
-    import threading
 
     d = Path(certs_dir)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -218,42 +241,136 @@ def canned_main(conn: Any, certs_dir: str) -> None:
     threading.Thread(target=accept, daemon=True).start()
     conn.send({"port": listener.getsockname()[1], "pid": os.getpid()})
     try:
-        conn.recv()
-    except EOFError:
-        pass
-    listener.close()
+        serve_commands(conn, rss_kib)
+    finally:
+        listener.close()
 
 
-class CannedProcess:
+class CannedProcess(ChildProcess):
     """:func:`canned_main` in a spawned child process (``with CannedProcess(certs_dir) as c: c.port``)."""
 
     def __init__(self, certs_dir: str | Path) -> None:
-        import multiprocessing as mp
+        super().__init__("the canned-ticket server", canned_main, str(certs_dir))
+        self.port: int = self.info["port"]
 
-        ctx = mp.get_context("spawn")
-        self._parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=canned_main, args=(child, str(certs_dir)), daemon=True)
-        self.proc.start()
-        child.close()
-        if not self._parent.poll(60):
+
+# -- the web benchmarks' portal on gunicorn, and their sign-in storms -----------------------
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """``gunicorn -w W --threads T`` serving ``app`` (``module:attr`` in bench/) on 127.0.0.1:port.
+
+    ``with Gunicorn(...) as g`` starts it and waits until ``GET <url><ready_path>`` answers 200
+    (within ``ready_within`` seconds, else RuntimeError with the end of gunicorn's stderr);
+    leaving the block terminates it (killed if it is not gone within 15 s).
+    """
+
+    def __init__(self, app: str, port: int, *, workers: int, threads: int, env: dict[str, str],
+                 ready_path: str, timeout: int = 60, ready_within: float = 60.0) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
+                    "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", str(timeout), app]
+        self.env = {**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
+        self.ready_path = ready_path
+        self.ready_within = ready_within
+        self.proc: Any = None
+
+    def __enter__(self) -> Gunicorn:
+        import subprocess
+
+        import requests
+
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + self.ready_within
+            while True:
+                try:
+                    if requests.get(self.url + self.ready_path, timeout=5).status_code == 200:
+                        return self
+                except requests.RequestException:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                    raise RuntimeError(f"gunicorn did not start: {err}")
+                time.sleep(0.2)
+        except BaseException:
             self.close()
-            raise RuntimeError("the canned-ticket server did not start within 60 s")
-        self.port: int = self._parent.recv()["port"]
+            raise
 
     def close(self) -> None:
-        if self.proc.is_alive():
-            try:
-                self._parent.send("stop")
-            except OSError:
-                pass
-            self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
-        self._parent.close()
+        import subprocess
 
-    def __enter__(self) -> CannedProcess:
-        return self
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def storm(users: int, sign_in: Callable[[int, threading.Barrier], None], join_within: float) -> float:
+    """``sign_in(i, barrier)`` for every user at once, each in its own thread; the wall seconds.
+
+    Each ``sign_in`` does what may come before the storm, then ``barrier.wait()``, then the
+    timed part (it must wait on the barrier exactly once, also when its preparation failed).
+    The clock starts when every thread has reached the barrier; each thread is joined for at
+    most ``join_within`` seconds.
+    """
+    barrier = threading.Barrier(users + 1)
+    ts = [threading.Thread(target=sign_in, args=(i, barrier), daemon=True) for i in range(users)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join(join_within)
+    return time.perf_counter() - t0
+
+
+def storm_figures(users: int, results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """The figures every storm reports from its per-user results (``ok``, ``seconds``, ``error``)."""
+    import statistics
+
+    from run import pct
+
+    done = [r for r in results if r.get("ok")]
+    # a user whose thread was still running when its join timed out has no error of its own
+    errors = [r.get("error") or "not finished in time" for r in results if not r.get("ok")]
+    lat = [r["seconds"] for r in done]
+    return {
+        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
+        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
+        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
+        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0,
+    }
+
+
+def hub_after_redirect(s: Any, hub: str, root: str, timeout: float, step: list[str]) -> Any:
+    """A browser at the hub with a ticket: the hub redeems it and redirects (302), then the hub
+    page as JSON (200): that response, whose body says who the hub thinks the browser is.
+    ``step[0]`` names the step under way (for the storm's error report)."""
+    step[0] = "hub redeems the ticket"
+    r = s.get(hub, verify=root, allow_redirects=False, timeout=timeout)
+    assert r.status_code == 302, f"hub redeem {r.status_code}"
+    step[0] = "hub page"
+    r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
+              allow_redirects=False, timeout=timeout)
+    assert r.status_code == 200, f"hub {r.status_code}"
+    return r

@@ -144,22 +144,23 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
     """
     import os
     import secrets
-    import socket
-    import subprocess
-    import threading
 
     import requests
-    from _procs import EmulatorProcess
+    from _procs import (
+        EmulatorProcess,
+        Gunicorn,
+        free_port,
+        hub_after_redirect,
+        storm,
+        storm_figures,
+    )
     from op_peer import OpenIDProvider, node_available
-    from run import pct
 
     why = node_available()
     if why:
         return {"status": "skipped", "reason": why}
     users = args.storm_users
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     portal = f"http://127.0.0.1:{port}"
     accounts = {f"bench{i:03d}": {"password": f"pw-{i}", "claims": {
         "sub": f"sub-{i:03d}", "email": f"bench{i:03d}@example.com", "email_verified": True,
@@ -174,89 +175,49 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
                 "SCOPES": "openid email profile groups", "COOKIE_NAME": "qlikauth-oidc", "COOKIE_SECURE": "false"}
         env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
                "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
-               "QLIKAUTH_OIDC": json.dumps(oidc), "PORTAL_SECRET_KEY": secrets.token_hex(32),
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
-        cmd = [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "16", "-b", f"127.0.0.1:{port}",
-               "--log-level", "warning", "--timeout", "60", "oidc_storm_app:app"]
+               "QLIKAUTH_OIDC": json.dumps(oidc), "PORTAL_SECRET_KEY": secrets.token_hex(32)}
         _log(f"oidc storm: gunicorn -w 1 --threads 16 on {portal}, {users} users")
-        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{portal}/whoami", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-                time.sleep(0.2)
+        with Gunicorn("oidc_storm_app:app", port, workers=1, threads=16, env=env, ready_path="/whoami"):
             root = str(emu.certs_dir / "root.pem")
             results: list[dict[str, Any]] = [{} for _ in range(users)]
-            barrier = threading.Barrier(users + 1)
 
-            def sign_in(i: int) -> None:
+            def sign_in(i: int, barrier: Any) -> None:
                 name = f"bench{i:03d}"
                 res = results[i]
                 res.update(user=name, ok=False)
                 browser = requests.Session()
                 browser.trust_env = False
                 at_op = requests.Session()
-                step = "waiting"
+                step = ["waiting"]
                 barrier.wait()
                 try:
                     t0 = time.perf_counter()
-                    step = "/oidc/login"
+                    step[0] = "/oidc/login"
                     r = browser.get(f"{portal}/oidc/login", allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"login {r.status_code}"
-                    step = "provider"
+                    step[0] = "provider"
                     answer = op.sign_in(r.headers["location"], name, session=at_op)
-                    step = "callback"
+                    step[0] = "callback"
                     r = browser.get(answer["url"], allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"callback {r.status_code}: {r.text[:200]}"
-                    hub = r.headers["location"]
-                    step = "hub redeems the ticket"
-                    r = browser.get(hub, verify=root, allow_redirects=False, timeout=60)
-                    assert r.status_code == 302, f"hub redeem {r.status_code}"
-                    step = "hub page"
-                    r = browser.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
-                                    allow_redirects=False, timeout=60)
-                    assert r.status_code == 200, f"hub {r.status_code}"
+                    r = hub_after_redirect(browser, r.headers["location"], root, 60, step)
                     res["seconds"] = time.perf_counter() - t0
                     who = r.json()
                     res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
                     res["portal_user"] = browser.get(f"{portal}/whoami", timeout=60).json()["user"]
                     res["ok"] = True
                 except Exception as exc:  # counted, reported
-                    res["error"] = f"{step}: {type(exc).__name__}: {exc}"[:300]
+                    res["error"] = f"{step[0]}: {type(exc).__name__}: {exc}"[:300]
                 finally:
                     browser.close()
                     at_op.close()
 
-            threads = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
-            for t in threads:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for t in threads:
-                t.join(180)
-            wall = time.perf_counter() - t0
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            wall = storm(users, sign_in, join_within=180)
     done = [r for r in results if r.get("ok")]
-    errors = [r.get("error") for r in results if not r.get("ok")]
     expected = {r["user"]: f"OIDC\\{r['user']}@example.com" for r in results}
     mixups = sum(1 for r in done if r["hub_user"].lower() != expected[r["user"]].lower()
                  or (r["portal_user"] or "").lower() != expected[r["user"]].lower())
-    lat = [r["seconds"] for r in done]
-    return {"users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
-            "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
-            "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1), "mixups": mixups,
+    return {**storm_figures(users, results, wall), "mixups": mixups,
             "server": "gunicorn -w 1 --threads 16 (bench/oidc_storm_app.py); provider: oidc-provider on node"}
 
 

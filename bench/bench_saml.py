@@ -171,14 +171,17 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
     """
     import re
     import secrets
-    import statistics
-    import subprocess
-    import threading
     import time
 
     import requests
-    from _procs import EmulatorProcess
-    from run import pct
+    from _procs import (
+        EmulatorProcess,
+        Gunicorn,
+        free_port,
+        hub_after_redirect,
+        storm,
+        storm_figures,
+    )
 
     sys.path.insert(0, str(ROOT / "tests"))
     from _redis_server import REDIS_SERVER, RedisServer
@@ -189,11 +192,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
     if REDIS_SERVER is None:
         return {"status": "skipped", "reason": "redis-server is not installed"}
     users = args.storm_users
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     portal = f"http://127.0.0.1:{port}"
     base = f"http://localhost:{port}"
     groups = {f"Group{i:03d}": f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(users)}
@@ -215,99 +214,63 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
                            "QLIKAUTH_MODE": "ticket", "QLIKAUTH_STATE_STORE": redis.url}}
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(config))
-        env = {**os.environ, "BENCH_SAML_CONFIG": str(cfg),
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
-        cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b", f"127.0.0.1:{port}",
-               "--log-level", "warning", "--timeout", "120", "saml_storm_app:app"]
+        env = {**os.environ, "BENCH_SAML_CONFIG": str(cfg)}
         _log(f"  saml storm: gunicorn -w 2 --threads 8 on {portal}, {users} users, state in Redis")
-        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         results: list[dict[str, Any]] = [{"user": f"bench{i:03d}", "ok": False} for i in range(users)]
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    if requests.get(f"{portal}/qlik/saml/metadata", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-                time.sleep(0.2)
-            root = str(emu.certs_dir / "root.pem")
-            before = emu.stats()
-            sessions: list[Any] = []
-            forms: list[dict[str, str]] = []
-            t_idp = time.perf_counter()
-            for i in range(users):  # the IdP's part, before the storm
-                s = requests.Session()
-                s.trust_env = False
-                r = s.get(f"{portal}/qlik/saml/login", headers={"Connection": "close"}, allow_redirects=False, timeout=60)
-                assert r.status_code == 302, f"saml login {r.status_code}"
-                info = idp.parse_authn_request(r.headers["Location"])
-                xml = idp.response_xml(f"bench{i:03d}", in_response_to=info.id, acs_url=info.acs_url,
-                                       sp_entity_id=info.sp_entity_id)
-                sessions.append(s)
-                forms.append(idp.post_form(xml, info.relay_state))
-            idp_seconds = time.perf_counter() - t_idp
-            barrier = threading.Barrier(users + 1)
+            with Gunicorn("saml_storm_app:app", port, workers=2, threads=8, env=env, timeout=120,
+                          ready_path="/qlik/saml/metadata", ready_within=90):
+                root = str(emu.certs_dir / "root.pem")
+                before = emu.stats()
+                sessions: list[Any] = []
+                forms: list[dict[str, str]] = []
+                t_idp = time.perf_counter()
+                for i in range(users):  # the IdP's part, before the storm
+                    s = requests.Session()
+                    s.trust_env = False
+                    r = s.get(f"{portal}/qlik/saml/login", headers={"Connection": "close"}, allow_redirects=False,
+                              timeout=60)
+                    assert r.status_code == 302, f"saml login {r.status_code}"
+                    info = idp.parse_authn_request(r.headers["Location"])
+                    xml = idp.response_xml(f"bench{i:03d}", in_response_to=info.id, acs_url=info.acs_url,
+                                           sp_entity_id=info.sp_entity_id)
+                    sessions.append(s)
+                    forms.append(idp.post_form(xml, info.relay_state))
+                idp_seconds = time.perf_counter() - t_idp
 
-            def sign_in(i: int) -> None:
-                res, s = results[i], sessions[i]
-                step = "POST /qlik/saml/acs"
-                barrier.wait()
-                try:
-                    t0 = time.perf_counter()
-                    r = s.post(f"{portal}/qlik/saml/acs", data=forms[i], allow_redirects=False, timeout=120)
-                    assert r.status_code == 302, f"acs {r.status_code}: {r.text[:200]}"
-                    hub = r.headers["Location"]
-                    m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
-                    res["ticket"] = m.group(1) if m else None
-                    step = "hub redeems the ticket"
-                    r = s.get(hub, verify=root, allow_redirects=False, timeout=120)
-                    assert r.status_code == 302, f"hub redeem {r.status_code}"
-                    step = "hub page"
-                    r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
-                              allow_redirects=False, timeout=120)
-                    assert r.status_code == 200, f"hub {r.status_code}"
-                    res["seconds"] = time.perf_counter() - t0
-                    who = r.json()
-                    res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
-                    res["groups"] = [a.get("group") for a in who.get("attributes", []) if "group" in a]
-                    res["ok"] = True
-                except Exception as exc:  # counted, reported
-                    res["error"] = f"{step}: {type(exc).__name__}: {exc}"
-                finally:
-                    s.close()
+                def sign_in(i: int, barrier: Any) -> None:
+                    res, s = results[i], sessions[i]
+                    step = ["POST /qlik/saml/acs"]
+                    barrier.wait()
+                    try:
+                        t0 = time.perf_counter()
+                        r = s.post(f"{portal}/qlik/saml/acs", data=forms[i], allow_redirects=False, timeout=120)
+                        assert r.status_code == 302, f"acs {r.status_code}: {r.text[:200]}"
+                        hub = r.headers["Location"]
+                        m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
+                        res["ticket"] = m.group(1) if m else None
+                        r = hub_after_redirect(s, hub, root, 120, step)
+                        res["seconds"] = time.perf_counter() - t0
+                        who = r.json()
+                        res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"
+                        res["groups"] = [a.get("group") for a in who.get("attributes", []) if "group" in a]
+                        res["ok"] = True
+                    except Exception as exc:  # counted, reported
+                        res["error"] = f"{step[0]}: {type(exc).__name__}: {exc}"
+                    finally:
+                        s.close()
 
-            ts = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
-            for t in ts:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for t in ts:
-                t.join(300)
-            wall = time.perf_counter() - t0
-            after = emu.stats()
+                wall = storm(users, sign_in, join_within=300)
+                after = emu.stats()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
             idp.stop()
             redis.cleanup() if hasattr(redis, "cleanup") else redis.stop()
     done = [r for r in results if r.get("ok")]
-    errors = [r.get("error") for r in results if not r.get("ok")]
     mixups = sum(1 for r in done if r["hub_user"].lower() != f"sso\\{r['user']}@example.com")
     groups_ok = all(r["groups"] == [f"Group{int(r['user'][5:]):03d}"] for r in done)
-    lat = [r["seconds"] for r in done]
     tickets = [r.get("ticket") for r in done]
     return {
-        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
-        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
-        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
-        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0, "mixups": mixups,
+        **storm_figures(users, results, wall), "mixups": mixups,
         "groups_ok": groups_ok, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
         "idp_signing_s_before_storm": round(idp_seconds, 1),
         "qps_requests": after["qps_requests"] - before["qps_requests"],

@@ -14,18 +14,14 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _procs import EmulatorProcess
-from run import Contender, interleave, log, pct, ratio, summary
+from _procs import EmulatorProcess, Gunicorn, free_port, storm, storm_figures
+from run import Contender, interleave, log, ratio, summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -214,12 +210,6 @@ class _SwapEnviron:
 
 
 # -- 3. sign-in storm ---------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _private_dir(prefix: str) -> str:
     d = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, d, True)
@@ -232,7 +222,7 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     from urllib3.util.retry import Retry
 
     users = args.storm_users
-    port = _free_port()
+    port = free_port()
     portal = f"http://127.0.0.1:{port}"
     proxies = [{"prefix": "portal", "method": "ticket", "module_uri": f"{portal}/qlik/module"}]
     with EmulatorProcess(proxies=proxies) as emu:
@@ -240,32 +230,17 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
                "PORTAL_SECRET_KEY": secrets.token_hex(32), "BENCH_USERS": str(users),
                # One private session directory for both gunicorn workers (server-side sessions).
-               "PORTAL_SESSION_DIR": _private_dir("bench-portal-sessions-"),
-               "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
-        cmd = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "8", "-b", f"127.0.0.1:{port}",
-               "--log-level", "warning", "--timeout", "60", "storm_app:app"]
+               "PORTAL_SESSION_DIR": _private_dir("bench-portal-sessions-")}
         log(f"storm: gunicorn -w 2 --threads 8 on {portal}, {users} users")
-        proc = subprocess.Popen(cmd, env=env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{portal}/login", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-                time.sleep(0.2)
+        with Gunicorn("storm_app:app", port, workers=2, threads=8, env=env, ready_path="/login"):
             root = str(emu.certs_dir / "root.pem")
             before = emu.stats()
-            results: list[dict[str, Any] | None] = [None] * users
-            barrier = threading.Barrier(users + 1)
+            results: list[dict[str, Any]] = [{} for _ in range(users)]
 
-            def sign_in(i: int) -> None:
+            def sign_in(i: int, barrier: Any) -> None:
                 name = f"bench{i:03d}"
-                res: dict[str, Any] = {"user": name, "ok": False}
-                results[i] = res
+                res = results[i]
+                res.update(user=name, ok=False)
                 s = requests.Session()
                 s.trust_env = False
                 # Like a browser, resend an idempotent GET once when the server had already closed
@@ -315,32 +290,13 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     s.close()
 
-            ts = [threading.Thread(target=sign_in, args=(i,), daemon=True) for i in range(users)]
-            for t in ts:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for t in ts:
-                t.join(120)
-            wall = time.perf_counter() - t0
+            wall = storm(users, sign_in, join_within=120)
             after = emu.stats()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-    done = [r for r in results if r and r.get("ok")]
-    errors = [r.get("error") for r in results if r and not r.get("ok")]
+    done = [r for r in results if r.get("ok")]
     mixups = sum(1 for r in done if r["hub_user"].lower() != f"portal\\{r['user']}")
     tickets = [r.get("ticket") for r in done]
-    lat = [r["seconds"] for r in done]
     return {
-        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
-        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
-        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
-        "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0,
+        **storm_figures(users, results, wall),
         "mixups": mixups, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
         "hub_identity_ok": mixups == 0 and len(done) == users,
         "qps_requests": after["qps_requests"] - before["qps_requests"],
