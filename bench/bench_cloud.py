@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import random
 import secrets
 import sys
@@ -34,6 +33,8 @@ ROOT = HERE.parent
 for _p in (str(HERE), str(ROOT), str(ROOT / "integrations")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
+
+from _procs import ChildProcess, serve_commands  # noqa: E402
 
 ISSUER = "https://bench-portal.example.com"
 
@@ -60,15 +61,7 @@ def tenant_main(conn: Any, idp_pem: str, kid: str) -> None:
         return
     conn.send({"url": tenant.url, "ca": str(tenant.root_pem)})
     try:
-        while True:
-            try:
-                cmd = conn.recv()
-            except EOFError:
-                break
-            if cmd == "stats":
-                conn.send({k: tenant.state.counter(k) for k in ("token_requests", "jwt_logins")})
-            elif cmd == "stop":
-                break
+        serve_commands(conn, lambda: {k: tenant.state.counter(k) for k in ("token_requests", "jwt_logins")})
     finally:
         tenant.stop()
 
@@ -130,14 +123,8 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
     users = 50
     loads = 200 if args.quick else 1000
     key = SigningKey.generate("RS256", kid="bench-idp")
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=tenant_main, args=(child, key.public_pem(), key.kid), daemon=True)
-    proc.start()
-    try:
-        info = parent.recv()
-        if "error" in info:
-            raise RuntimeError(info["error"])
+    with ChildProcess("the tenant process", tenant_main, key.public_pem(), key.kid) as tenant:
+        info = tenant.info
         cloud = QlikCloud(info["url"], verify=info["ca"], pool_maxsize=16)
         issuer = CloudJwtIssuer(key, ISSUER)
         store = MemoryStore()
@@ -147,8 +134,7 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
             provisioner.ensure(p)
         access = CloudAccess(AccessTokenCache(cloud, OAuthClient("bench", client_secret="bench-secret"), store),
                              provisioner)
-        parent.send("stats")
-        before = parent.recv()
+        before = tenant.stats()
         order = [p for p in people for _ in range(loads // users)]
         random.Random(7).shuffle(order)
         lock = threading.Lock()
@@ -172,8 +158,7 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        parent.send("stats")
-        after = parent.recv()
+        after = tenant.stats()
         all_tokens = [t for s in tokens.values() for t in s]
         result["page_loads"] = {
             "users": users, "page_loads": len(order), "threads": 8,
@@ -185,14 +170,6 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
         }
         result["endpoint"] = _endpoint_latency(args, access, people[0])
         cloud.close()
-    finally:
-        try:
-            parent.send("stop")
-        except (BrokenPipeError, OSError):
-            pass
-        proc.join(20)
-        if proc.is_alive():
-            proc.terminate()
     return result
 
 

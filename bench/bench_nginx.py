@@ -35,14 +35,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+from _procs import free_port  # noqa: E402
+
 HEADER = "X-Portal-User"
 COOKIE = "portal_session"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(port: int, proc: subprocess.Popen | None, what: str, timeout: float = 30.0) -> None:
@@ -92,8 +90,8 @@ class Stack:
         self.root_pem = certs / "root.pem"
         self.procs: list[subprocess.Popen] = []
 
-        self.portal_port, self.hub_port = _free_port(), _free_port()
-        self.ports = {"with": _free_port(), "cache": _free_port(), "without": _free_port()}
+        self.portal_port, self.hub_port = free_port(), free_port()
+        self.ports = {"with": free_port(), "cache": free_port(), "without": free_port()}
         common = dict(server_name="localhost", listen_host="127.0.0.1",
                       tls_cert=str(certs / "nginx.pem"), tls_key=str(certs / "nginx_key.pem"),
                       portal_url=f"http://127.0.0.1:{self.portal_port}",
