@@ -6,16 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page: Any, url: str, user: str) -> None:
-    page.goto(url)
-    page.fill("#username", user)
-    page.fill("#password", "demo")
-    page.click("#submit")
-    page.wait_for_load_state("load")
 
 
 def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], artifacts_dir: Path) -> None:

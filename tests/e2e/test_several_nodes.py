@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import sign_in
 
 from qlikauth import QlikUser
 
@@ -26,14 +27,6 @@ def cluster(certs_dir: Path, free_port: int) -> Any:
     vp = VirtualProxy(prefix="portal", method="ticket", module_uri=f"http://localhost:{free_port}/qlik/module")
     with EmulatorCluster(nodes=2, certs_dir=certs_dir, virtual_proxies=[vp]) as nodes:
         yield nodes
-
-
-def sign_in(page: Any, url: str, user: str) -> None:
-    page.goto(url)
-    page.fill("#username", user)
-    page.fill("#password", "demo")
-    page.click("#submit")
-    page.wait_for_load_state("load")
 
 
 def test_ticket_redeemed_on_node_2_with_node_1_stopped(chromium: Any, cluster: Any, server_process: Any,
