@@ -14,15 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _support import free_port_number, stop_process
+
 REDIS_SERVER = os.environ.get("QLIKAUTH_REDIS_SERVER") or shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def resp_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
@@ -51,7 +47,7 @@ class RedisServer:
     def __init__(self, port: int | None = None, extra: dict[str, str | list[str]] | None = None) -> None:
         if REDIS_SERVER is None:
             raise FileNotFoundError("redis-server is not installed (Debian package 'redis-server')")
-        self.port = port or _free_port()
+        self.port = port or free_port_number()
         self.extra = dict(extra or {})
         self.dir = Path(tempfile.mkdtemp(prefix="qlikauth-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -88,13 +84,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (the directory stays until :meth:`cleanup`, so it can start again)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
 
     def cleanup(self) -> None:

@@ -2,7 +2,7 @@
 
 Kept generic so every layer's tests can use them:
 
-* ``free_port()`` (a plain function) and the ``free_port`` fixture;
+* the ``free_port`` fixture (``free_port_number()``, ``skip_or_fail()``, ``stop_process()``: tests/_support.py);
 * ``certs_dir`` (session): one generated QMC-style certificate set;
 * ``emulator_factory`` / ``emulator``: a running :class:`qlikauth.emulator.Emulator`;
 * ``server_process``: start a command that serves HTTP on 127.0.0.1:PORT, wait until it
@@ -22,8 +22,6 @@ import base64
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import free_port_number, skip_or_fail, stop_process
 from hypothesis import settings as _hypothesis_settings
 
 # Property tests check what is generated, not how fast: on a shared 2-core machine one example can
@@ -46,26 +45,11 @@ _hypothesis_settings.load_profile("qlikauth")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("QLIKAUTH_CHROMIUM", "/usr/bin/chromium")
-REQUIRE_ALL = bool(os.environ.get("QLIKAUTH_REQUIRE_ALL"))
 
 # The integrations live in integrations/; make them importable even without an editable install.
 for extra in (ROOT / "integrations", ROOT):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip, unless QLIKAUTH_REQUIRE_ALL is set (CI): then fail, so nothing is silently left out."""
-    if REQUIRE_ALL:
-        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
-    pytest.skip(reason)
-
-
-def free_port_number() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -174,21 +158,6 @@ def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate a process we started (its own process group), then kill it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     """``start(cmd, port, env=None, ready_path="/", scheme="http", cafile=None)``: run a server until teardown.
@@ -214,13 +183,13 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
         try:
             wait_for_http(f"{scheme}://127.0.0.1:{port}{ready_path}", timeout, proc, cafile)
         except Exception:
-            stop_process(proc)
+            stop_process(proc, group=True, grace=5)
             raise RuntimeError(f"{cmd} did not start:\n{log_path.read_text(errors='replace')[-4000:]}") from None
         return proc
 
     yield start
     for proc in reversed(procs):
-        stop_process(proc)
+        stop_process(proc, group=True, grace=5)
 
 
 # -- Chromium -----------------------------------------------------------------------

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from qlikauth.cloud import CloudJwtIssuer, OAuthClient, QlikCloud
 from qlikauth.jwtkeys import SigningKey
 
@@ -52,12 +50,3 @@ def test_cli_refuses_bad_specs(tmp_path):
     out = subprocess.run([exe, "cloud-emulator", "--jwt-idp", "issuer=a,color=blue"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "color=blue" in out.stderr
-
-
-@pytest.fixture
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

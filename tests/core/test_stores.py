@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from _support import free_port_number
 
 from qlikauth.exceptions import (
     ConfigurationError,
@@ -278,19 +279,11 @@ def test_open_store_settings(redis_url, monkeypatch):
 
 
 def _tls_redis(redis_factory, certs, cert: str, key: str):
-    port = _free_port()
+    port = free_port_number()
     server = redis_factory(extra={"tls-port": str(port), "tls-cert-file": str(certs / cert),
                                   "tls-key-file": str(certs / key), "tls-ca-cert-file": str(certs / "root.pem"),
                                   "tls-auth-clients": "no"})
     return server, port
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_rediss_verifies_the_servers_certificate_and_name(redis_factory, tmp_path):

@@ -103,7 +103,7 @@ def _load_header_example() -> Any:
 
 @pytest.fixture
 def header_stack() -> Any:
-    from tests.nginx.helpers import free_port
+    from _support import free_port_number as free_port
 
     mod = _load_header_example()
     with mod.HeaderProxyStack(portal_port=free_port(), nginx_port=free_port()) as stack:

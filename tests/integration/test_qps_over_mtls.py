@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from _support import free_port_number
 from tls_server import answer, issue_server_cert
 
 from qlikauth import (
@@ -29,12 +30,6 @@ from qlikauth.certgen import generate_certificates
 from qlikauth.emulator import Emulator, VirtualProxy
 
 USER = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance"), ("email", "")])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +100,7 @@ def test_hundred_tickets_use_one_connection(node1, cert_dir):
 
 
 def test_failover_when_first_node_is_down(node2, cert_dir, hub):
-    dead = f"https://localhost:{_free_port()}"
+    dead = f"https://localhost:{free_port_number()}"
     with QpsClient([dead, node2.qps_url], cert_dir, virtual_proxy="portal", timeout=2) as qps:
         t = qps.request_ticket(USER)
         assert t.node == node2.qps_url
@@ -295,7 +290,7 @@ UNREACHABLE = "https://224.0.0.1:4243"
 @pytest.mark.parametrize("first", ["unreachable", "refused"])
 def test_add_session_fails_over_from_a_node_it_could_not_connect_to(node2, cert_dir, first):
     """Nothing reached node 1, so the session is made on node 2 (and the error says why)."""
-    dead = UNREACHABLE if first == "unreachable" else f"https://localhost:{_free_port()}"
+    dead = UNREACHABLE if first == "unreachable" else f"https://localhost:{free_port_number()}"
     user = QlikUser("ACME", f"failover-{first}")
     with QpsClient([dead, node2.qps_url], cert_dir, virtual_proxy="portal", timeout=2) as qps:
         s = qps.add_session(user)

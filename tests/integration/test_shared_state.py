@@ -7,20 +7,14 @@ and what to do in the log), never a silent pass.
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import requests
+from _support import free_port_number
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port_number() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,24 +11,16 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
+from _support import stop_process, wait_port
 
 from qlikauth.nginx import generate_nginx_conf, generate_server_block
 
 NGINX = os.environ.get("QLIKAUTH_NGINX") or shutil.which("nginx") or (
     "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
 )
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip, unless QLIKAUTH_REQUIRE_ALL is set: then fail, so nothing is silently left out."""
-    if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
-        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
-    pytest.skip(reason)
 
 
 def second_loopback_name() -> str | None:
@@ -41,25 +33,6 @@ def second_loopback_name() -> str | None:
         if name != "localhost" and addrs and all(a.startswith("127.") for a in addrs):
             return name
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 class Nginx:
@@ -96,13 +69,7 @@ class Nginx:
         return p.read_text() if p.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -165,16 +165,21 @@ def test_two_virtual_proxies_share_one_nginx(certs):
         n.stop()
 
 
-@pytest.mark.nginx
-def test_cli_writes_a_config_nginx_accepts(certs, tmp_path, capsys):
-    out = tmp_path / "nginx.conf"
-    rc = main([
+def _local_cli_args(certs) -> list[str]:
+    """``qlikauth nginx-config`` for a loopback site: the arguments every full-config CLI test starts from."""
+    return [
         "nginx-config", "--server-name", "localhost", "--listen", "127.0.0.1:8443",
         "--tls-cert", str(certs / "nginx.pem"), "--tls-key", str(certs / "nginx_key.pem"),
         "--portal", "http://127.0.0.1:5000", "--login-url", "http://localhost:5000/login",
         "--header-name", "X-Portal-User", "--qps-node", "https://localhost:4443",
-        "--root-pem", str(certs / "root.pem"), "-p", "hdr", "--full", str(tmp_path), "-o", str(out),
-    ])
+        "--root-pem", str(certs / "root.pem"), "-p", "hdr",
+    ]
+
+
+@pytest.mark.nginx
+def test_cli_writes_a_config_nginx_accepts(certs, tmp_path, capsys):
+    out = tmp_path / "nginx.conf"
+    rc = main([*_local_cli_args(certs), "--full", str(tmp_path), "-o", str(out)])
     assert rc == 0
     r = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(out)], capture_output=True, text=True,
                        timeout=30)
@@ -225,14 +230,7 @@ def test_host_allow_list_means_what_server_name_means(certs):
 @pytest.mark.nginx
 def test_cli_identity_cache_under_full_lives_in_the_runtime_dir(certs, tmp_path):
     out = tmp_path / "nginx.conf"
-    rc = main([
-        "nginx-config", "--server-name", "localhost", "--listen", "127.0.0.1:8443",
-        "--tls-cert", str(certs / "nginx.pem"), "--tls-key", str(certs / "nginx_key.pem"),
-        "--portal", "http://127.0.0.1:5000", "--login-url", "http://localhost:5000/login",
-        "--header-name", "X-Portal-User", "--qps-node", "https://localhost:4443",
-        "--root-pem", str(certs / "root.pem"), "-p", "hdr", "--identity-cache", "5",
-        "--full", str(tmp_path), "-o", str(out),
-    ])
+    rc = main([*_local_cli_args(certs), "--identity-cache", "5", "--full", str(tmp_path), "-o", str(out)])
     assert rc == 0
     conf = out.read_text()
     assert f"proxy_cache_path {tmp_path}/identity_cache " in conf and "proxy_cache_valid 200 5s;" in conf

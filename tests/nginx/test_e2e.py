@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
+from _support import free_port_number as free_port
 
-from .helpers import free_port, raw_request, status_of
+from .helpers import raw_request, status_of
 
 pytestmark = pytest.mark.nginx
 

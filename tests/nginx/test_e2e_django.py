@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from _support import free_port_number as free_port
+from _support import wait_port
 
 from qlikauth.emulator import Emulator, VirtualProxy
 
 from .conftest import HEADER, PREFIX, front_block
-from .helpers import free_port, raw_request, status_of, wait_port
+from .helpers import raw_request, status_of
 
 pytestmark = pytest.mark.nginx
 

@@ -13,12 +13,13 @@ import secrets
 import pytest
 import requests
 import websocket
+from _support import free_port_number as free_port
 from flask import Flask, Response, request, session
 
 from qlikauth import HeaderAuthenticator, QlikUser
 
 from .conftest import HEADER, front_block, start_wsgi
-from .helpers import free_port, raw_request, status_of
+from .helpers import raw_request, status_of
 
 pytestmark = pytest.mark.nginx
 

@@ -14,9 +14,9 @@ import tempfile
 
 import pytest
 import requests
+from _support import free_port_number as free_port
 
 from .conftest import front_block, start_wsgi
-from .helpers import free_port
 from .test_front import _portal_app
 
 pytestmark = pytest.mark.nginx

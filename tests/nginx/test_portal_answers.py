@@ -12,9 +12,9 @@ import threading
 
 import pytest
 import requests
+from _support import free_port_number as free_port
 
 from .conftest import HEADER, front_block
-from .helpers import free_port
 
 pytestmark = pytest.mark.nginx
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import requests
+from _support import free_port_number as free_port
+from _support import skip_or_fail
 
 from qlikauth.certgen import generate_certificates, issue_server_certificate
 
 from .conftest import HEADER, front_block
-from .helpers import Recorder, free_port, second_loopback_name, skip_or_fail
+from .helpers import Recorder, second_loopback_name
 from .test_front import _portal_app, start_wsgi
 
 pytestmark = pytest.mark.nginx
@@ -83,17 +85,24 @@ def test_each_user_sticks_to_one_node_and_both_nodes_serve(certs, portal, nodes,
                 assert h["identity"] == [user]
 
 
+def _refused_node(certs, portal, start_nginx, node: Recorder):
+    """alice's hub request through nginx whose only QPS node is ``node``: nginx answers 502 and
+    nothing reaches ``node``. Gives the nginx (for its error log)."""
+    port = free_port()
+    front = start_nginx(front_block(certs, portal, [f"https://localhost:{node.port}"], port), port)
+    r = requests.get(f"https://localhost:{front.port}/hdr/hub/", headers={"Cookie": _cookie(portal, "alice")},
+                     verify=str(certs / "root.pem"), timeout=5)
+    assert r.status_code == 502
+    assert node.requests == []
+    return front
+
+
 def test_a_node_with_a_certificate_from_another_ca_gets_nothing(certs, portal, tmp_path_factory, start_nginx):
     other = tmp_path_factory.mktemp("other-ca")
     generate_certificates(other, ["localhost", "127.0.0.1"])
     rogue = Recorder(other / "server.pem", other / "server_key.pem", HEADER)
     try:
-        port = free_port()
-        front = start_nginx(front_block(certs, portal, [f"https://localhost:{rogue.port}"], port), port)
-        r = requests.get(f"https://localhost:{front.port}/hdr/hub/", headers={"Cookie": _cookie(portal, "alice")},
-                         verify=str(certs / "root.pem"), timeout=5)
-        assert r.status_code == 502
-        assert rogue.requests == []
+        front = _refused_node(certs, portal, start_nginx, rogue)
         assert "certificate verify failed" in front.error_log() or "verify" in front.error_log()
     finally:
         rogue.close()
@@ -104,12 +113,7 @@ def test_a_node_whose_certificate_names_another_host_gets_nothing(certs, portal,
     issue_server_certificate(certs, ["qs9.example.com"], d / "s.pem", d / "k.pem")
     rec = Recorder(d / "s.pem", d / "k.pem", HEADER)
     try:
-        port = free_port()
-        front = start_nginx(front_block(certs, portal, [f"https://localhost:{rec.port}"], port), port)
-        r = requests.get(f"https://localhost:{front.port}/hdr/hub/", headers={"Cookie": _cookie(portal, "alice")},
-                         verify=str(certs / "root.pem"), timeout=5)
-        assert r.status_code == 502
-        assert rec.requests == []
+        _refused_node(certs, portal, start_nginx, rec)
     finally:
         rec.close()
 

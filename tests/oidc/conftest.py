@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from _support import free_port_number, skip_or_fail
 
 PEERS = Path(__file__).resolve().parent.parent / "peers"
 if str(PEERS) not in sys.path:
@@ -30,23 +30,6 @@ if str(PEERS) not in sys.path:
 from op_peer import OpenIDProvider, new_rsa_jwk, node_available, private_key_of, public_jwk  # noqa: E402
 
 from .site import SECRET, Site, portal_env, web_client  # noqa: E402
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip, unless QLIKAUTH_REQUIRE_ALL is set (CI): then fail (as tests/conftest.py's helper does)."""
-    if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
-        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
-    pytest.skip(reason)
-
-
-def free_port_number() -> int:
-    """A TCP port free on 127.0.0.1 now (tests/conftest.py has one too, but its module name is taken)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 RP_BASE = "https://localhost:8443"
 REDIRECT_URI = f"{RP_BASE}/oidc/callback"

@@ -132,7 +132,7 @@ def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> 
     import shutil
     import subprocess
 
-    from tests.conftest import skip_or_fail, stop_process
+    from _support import skip_or_fail, stop_process
 
     if shutil.which("node") is None:
         skip_or_fail("node is not installed (Debian: nodejs); the samlify IdP needs it")
@@ -152,10 +152,10 @@ def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> 
         procs.append(proc)
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("listening "):
-            stop_process(proc)
+            stop_process(proc, group=True, grace=5)
             raise RuntimeError(f"the samlify IdP did not start: {line}{proc.stdout.read() if proc.stdout else ''}")
         return SamlifyIdp(proc, int(line.split()[1]))
 
     yield start
     for proc in procs:
-        stop_process(proc)
+        stop_process(proc, group=True, grace=5)

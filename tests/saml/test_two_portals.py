@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from _support import free_port_number
 
 from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
 from qlikauth.emulator import VirtualProxy
 from qlikauth.emulator.saml_idp import DEMO_GROUPS, ENTRA_CLAIMS, SamlIdp
-from tests.conftest import free_port_number
 
 LB = "http://portal.test"  # the portal's public address (the load balancer): the SP's URLs
 BASE = LB + "/qlik/saml/"

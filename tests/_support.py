@@ -1,0 +1,68 @@
+"""What many test modules share: skip-or-fail, a free port, waiting until something listens,
+stopping a process a test started.
+
+Imported as ``_support`` (tests/ is on sys.path: tests/conftest.py lives there); the
+fixtures in tests/conftest.py, tests/_redis_server.py, tests/nginx/helpers.py and the
+directory conftests build on it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip, unless QLIKAUTH_REQUIRE_ALL is set (CI): then fail, so nothing is silently left out."""
+    import pytest  # here, not above: bench/ imports this module through tests/_redis_server.py
+
+    if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
+        pytest.fail(f"{reason} (QLIKAUTH_REQUIRE_ALL is set, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+def free_port_number() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:port (RuntimeError if ``proc`` exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop_process(proc: subprocess.Popen | None, *, group: bool = False, grace: float = 10.0) -> None:
+    """Terminate a process we started if it still runs, and kill it when it is not gone within
+    ``grace`` seconds. ``group=True``: its whole process group (started with
+    ``start_new_session=True``), so its children go too."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        if group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.terminate()
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(5)
