@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .._parse import parse_bool
 from ..authenticators.base import Cookie, Redirect
 from ..exceptions import ConfigurationError, RedirectError, SamlError
 from ..store import MemoryStore, StateStore
@@ -142,17 +143,10 @@ def _fail(code: str, message: str, **context: Any) -> SamlError:
 
 
 # -- settings -----------------------------------------------------------------------
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
 def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
+    parsed = parse_bool(value)
+    if parsed is not None:
+        return parsed
     raise ConfigurationError(f"QLIKAUTH SAML {key}: expected true or false, got {value!r}.", key=key)
 
 

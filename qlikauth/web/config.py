@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._parse import parse_bool
 from ..authenticators.base import Cookie, check_cookie_name
 from ..authenticators.header import HEADER_NAME_RE, HeaderAuthenticator
 from ..authenticators.session import default_cookie_name
@@ -26,9 +27,6 @@ from ..redirects import RedirectPolicy, normalise_base_url
 __all__ = ["QlikAuthConfig", "settings_from_environ", "setting_problem", "MODES", "SETTING_KEYS"]
 
 MODES = ("ticket", "session")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 #: Every key we understand, with its default (None: optional / required as noted).
 _KEYS: dict[str, Any] = {
@@ -103,12 +101,9 @@ def _as_list(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
+    parsed = parse_bool(value)
+    if parsed is not None:
+        return parsed
     raise _problem(key, f"expected true or false, got {value!r}.")
 
 

@@ -354,6 +354,24 @@ def test_refuses_to_build_an_sp_that_accepts_unsigned_assertions(idp):
                      want_response_signed=False, want_assertions_signed=False)
 
 
+@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False), (1, True), (0, False), ("Yes", True),
+                                               (" on ", True), ("0", False), ("off", False), ("", False)])
+def test_allow_http_reads_the_same_words_as_qlikauth_settings(idp, value, expected):
+    settings = {"BASE_URL": "http://portal.example/qlik/saml/", "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": value}
+    if expected:
+        assert SamlSettings.from_settings(settings).acs_url == "http://portal.example/qlik/saml/acs"
+    else:
+        with pytest.raises(ConfigurationError, match="https"):
+            SamlSettings.from_settings(settings)
+
+
+@pytest.mark.parametrize("value", ["maybe", "ture", 2, 1.0, None, ["true"]])
+def test_allow_http_that_is_not_a_boolean_is_refused_by_name(idp, value):
+    with pytest.raises(ConfigurationError, match="ALLOW_HTTP: expected true or false"):
+        SamlSettings.from_settings({"BASE_URL": "https://portal.example/qlik/saml/", "IDP_METADATA": idp.metadata(),
+                                    "ALLOW_HTTP": value})
+
+
 def test_settings_from_plain_mapping(idp, tmp_path):
     md = tmp_path / "idp.xml"
     md.write_text(idp.metadata())

@@ -215,3 +215,28 @@ def test_a_ticket_sign_in_over_another_user_ends_the_session_in_the_qlik_cookie_
     assert runtime.qps.get_session(carried) is None
     [new] = answer.cookies
     assert new.value != seen.value  # a fresh handle for bob
+
+
+
+#: What a boolean setting may be, and what it reads as (qlikauth._parse; tests/saml/test_sp_refusals.py checks ALLOW_HTTP alike).
+BOOLEAN_WORDS = [(True, True), (False, False), (1, True), (0, False), ("Yes", True), (" on ", True), ("TRUE", True),
+                 ("0", False), ("off", False), ("", False), ("No", False)]
+NOT_BOOLEAN = ["maybe", "ture", 2, 1.0, ["true"]]
+
+
+@pytest.mark.parametrize(("value", "expected"), BOOLEAN_WORDS)
+def test_a_boolean_setting_reads_the_words_it_documents(value: Any, expected: bool) -> None:
+    from qlikauth.web import QlikAuthConfig
+
+    base = {"QPS_NODES": "https://qs1:4243", "CERTS": "/c", "HUB_URL": "https://qs1/p/hub/"}
+    assert QlikAuthConfig.from_mapping({**base, "COOKIE_SECURE": value}).cookie_secure is expected
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEAN)
+def test_a_boolean_setting_that_is_not_one_is_refused_by_name(value: Any) -> None:
+    from qlikauth import ConfigurationError
+    from qlikauth.web import QlikAuthConfig
+
+    base = {"QPS_NODES": "https://qs1:4243", "CERTS": "/c", "HUB_URL": "https://qs1/p/hub/"}
+    with pytest.raises(ConfigurationError, match="COOKIE_SECURE.*expected true or false"):
+        QlikAuthConfig.from_mapping({**base, "COOKIE_SECURE": value})
