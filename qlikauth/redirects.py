@@ -14,7 +14,7 @@ smuggle an attacker's ticket in front of the one qlikauth adds.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit, urlunsplit
 
@@ -92,15 +92,20 @@ def normalise_base_url(url: str, what: str = "URL") -> str:
     return f"{origin}{path}"
 
 
-def _decoded_name(name: str) -> str:
-    # Percent-decode until nothing changes (a double-encoded name may be decoded twice on
-    # its way), fold Unicode look-alikes (NFKC) and case, keep letters and digits only.
+def _fully_decoded(text: str, decode: Callable[[str], str]) -> str:
+    # Percent-decode until nothing changes (a double-encoded text may be decoded twice on its
+    # way: by a proxy, then by Qlik or the browser), then fold Unicode look-alikes (NFKC).
     for _ in range(4):
-        decoded = unquote_plus(name)
-        if decoded == name:
+        decoded = decode(text)
+        if decoded == text:
             break
-        name = decoded
-    name = unicodedata.normalize("NFKC", name).casefold()
+        text = decoded
+    return unicodedata.normalize("NFKC", text)
+
+
+def _decoded_name(name: str) -> str:
+    # Decoded as a query parameter name (``+`` is a space), case folded, letters and digits only.
+    name = _fully_decoded(name, unquote_plus).casefold()
     return "".join(c for c in name if c.isalnum())
 
 
@@ -140,12 +145,7 @@ def _under(path: str, prefix: str) -> bool:
 def _has_dot_segment(path: str) -> bool:
     # "/portal/../other" (or its encoded forms, "%2e%2e", "..%2f") would leave the prefix
     # once the browser or the proxy resolves it: decode fully, then look at each segment.
-    for _ in range(4):
-        decoded = unquote(path)
-        if decoded == path:
-            break
-        path = decoded
-    path = unicodedata.normalize("NFKC", path).replace("\\", "/")
+    path = _fully_decoded(path, unquote).replace("\\", "/")
     return any(seg and set(seg) <= {"."} for seg in path.split("/"))
 
 
