@@ -15,6 +15,9 @@ What it serves, with Qlik's rules (qlik.dev: Login, CSRF token, Users and OAuth 
   answer), 401 for a token no identity provider verifies, 403 for origin and web integration.
   100 calls a minute (429 beyond).
 - ``GET /api/v1/csrf-token`` (session cookie): 204 with ``qlik-csrf-token``.
+- CORS for browsers: a request with an access token is answered for an origin on the token's
+  OAuth client's *Allowed origins* (qlik-embed with ``data-auth-type="OAuth2"``), one with the
+  session cookie for a web integration's origins; preflights for either.
 - ``GET /api/v1/users/me`` (session cookie or a user's access token); ``GET /api/v1/users``
   (``filter=subject eq "..."`` or ``email eq "..."``) and ``POST /api/v1/users`` (an access
   token whose scope holds ``admin_classic``; a session needs ``qlik-csrf-token``).
@@ -147,6 +150,12 @@ class _Token:
     scope: str
     expires_at: float
     revoked: bool = False
+
+
+def _cors_headers(origin: str) -> list[tuple[str, str]]:
+    """The CORS answer headers for an allowed ``origin``."""
+    return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Expose-Headers", "qlik-csrf-token"), ("Vary", "Origin")]
 
 
 def _error(status: int, title: str, detail: str = "", code: str = "") -> Response:
@@ -311,7 +320,7 @@ class _TenantHandler:
         if path == "/api/v1/users/me" and req.method == "GET":
             return self._cors(req, self.me(req))
         if path == "/api/v1/users" and req.method in ("GET", "POST"):
-            return self.users(req)
+            return self._cors(req, self.users(req))
         if path == "/oauth/token" and req.method == "POST":
             return self.token(req)
         if path == "/oauth/revoke" and req.method == "POST":
@@ -338,22 +347,45 @@ class _TenantHandler:
     def _allowed_origin(self, origin: str | None) -> bool:
         return origin is not None and any(origin in wi.origins for wi in self.t.web_integrations.values())
 
+    def _client_origin(self, origin: str | None, client_id: str | None = None) -> bool:
+        """Is ``origin`` on an OAuth client's *Allowed origins* (that client's, when given)?"""
+        if origin is None:
+            return False
+        clients = self.t.oauth_clients
+        if client_id is not None:
+            client = clients.get(client_id)
+            return client is not None and origin in client.allowed_origins
+        return any(origin in c.allowed_origins for c in clients.values())
+
+    def _cors_allowed(self, req: Request, origin: str) -> bool:
+        # A browser that calls the tenant with an access token (qlik-embed's OAuth2 auth) is
+        # allowed from the origins of the token's OAuth client (qlik.dev: "If you plan to use the
+        # access token from a browser application, add it to the Allowed Origins list"); a
+        # token that is not (or no longer) valid, from any client's. Cookie sessions: the web
+        # integrations' origins.
+        if (req.header("Authorization") or "").lower().startswith("bearer "):
+            tok = self._bearer(req)
+            return self._client_origin(origin, tok.client_id if tok is not None else None)
+        return self._allowed_origin(origin)
+
     def _cors(self, req: Request, resp: Response) -> Response:
         origin = req.header("Origin")
-        if self._allowed_origin(origin):
+        if origin is not None and self._cors_allowed(req, origin):
             assert origin is not None
-            resp.headers += [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
-                             ("Access-Control-Expose-Headers", "qlik-csrf-token"), ("Vary", "Origin")]
+            resp.headers += _cors_headers(origin)
         return resp
 
     def _preflight(self, req: Request) -> Response:
+        # A preflight carries no credentials: allowed for a web integration's or an OAuth client's origin.
         origin = req.header("Origin")
-        if not self._allowed_origin(origin):
+        if origin is None or not (self._allowed_origin(origin) or self._client_origin(origin)):
             return Response(403, b"")
-        return self._cors(req, Response(204, b"", content_type=None, headers=[
+        resp = Response(204, b"", content_type=None, headers=[
             ("Access-Control-Allow-Methods", "GET, POST"),
             ("Access-Control-Allow-Headers", "authorization, content-type, qlik-web-integration-id, qlik-csrf-token"),
-            ("Access-Control-Max-Age", "600")]))
+            ("Access-Control-Max-Age", "600")])
+        resp.headers += _cors_headers(origin)
+        return resp
 
     # -- /login/jwt-session --------------------------------------------------------
     def jwt_session(self, req: Request) -> Response:

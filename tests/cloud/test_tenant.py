@@ -283,3 +283,42 @@ def test_a_ca_bundle_that_went_away_is_a_connection_error(tenant, tmp_path):
     with pytest.raises(QlikEndpointConnectionError, match="CA bundle"):
         cloud.me(access_token="x")
     cloud.close()
+
+
+def test_cors_for_access_tokens_follows_the_oauth_clients_allowed_origins(tenant, cloud, issuer, embed_client):
+    """A browser calling the tenant with an access token: CORS for the token's client's allowed origins only."""
+    from qlikauth.emulator.cloud import OAuthClientConfig
+
+    embed_origin = "https://embed.example.com"
+    tenant.add_oauth_client(OAuthClientConfig("embed-2", client_secret="s2", scopes=("user_default",),
+                                              allowed_origins=(embed_origin,)))
+    cloud.jwt_session(issuer.mint(ANN))
+    other = cloud.token(OAuthClient("embed-2", client_secret="s2"), subject=ANN.sub).access_token
+    portal_token = cloud.token(embed_client, subject=ANN.sub).access_token  # allowed origin: PORTAL_ORIGIN
+    url = tenant.url + "/api/v1/users/me"
+
+    def get(token, origin):
+        return requests.get(url, headers={"Authorization": f"Bearer {token}", "Origin": origin},
+                            verify=tenant.root_pem, timeout=10)
+
+    def preflight(origin):
+        return requests.options(url, headers={"Origin": origin, "Access-Control-Request-Method": "GET",
+                                              "Access-Control-Request-Headers": "authorization"},
+                                verify=tenant.root_pem, timeout=10)
+
+    ok = preflight(embed_origin)  # an OAuth client's origin, on no web integration
+    assert ok.status_code == 204 and ok.headers["Access-Control-Allow-Origin"] == embed_origin
+    assert "authorization" in ok.headers["Access-Control-Allow-Headers"]
+    evil = preflight("https://evil.example.com")
+    assert evil.status_code == 403 and "Access-Control-Allow-Origin" not in evil.headers
+
+    r = get(other, embed_origin)
+    assert r.status_code == 200 and r.json()["email"] == ANN.email
+    assert r.headers["Access-Control-Allow-Origin"] == embed_origin
+    crossed = get(portal_token, embed_origin)  # a token of a client that does not allow this origin
+    assert "Access-Control-Allow-Origin" not in crossed.headers
+    assert get(portal_token, PORTAL_ORIGIN).headers["Access-Control-Allow-Origin"] == PORTAL_ORIGIN
+    assert "Access-Control-Allow-Origin" not in get(other, "https://evil.example.com").headers
+    cloud.revoke(OAuthClient("embed-2", client_secret="s2"), other)
+    revoked = get(other, embed_origin)  # the page can read that its token is no longer good
+    assert revoked.status_code == 401 and revoked.headers["Access-Control-Allow-Origin"] == embed_origin
