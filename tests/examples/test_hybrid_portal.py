@@ -2,7 +2,7 @@
 
 Without a browser: the session cookie is Secure and HttpOnly, the embed page's scripts are the
 portal's own (CSP), the access-token endpoint answers only the portal's own pages, the hub and
-the tenant see the same person, and one sign-out ends both. (tests/e2e/test_hybrid_portal.py
+the tenant see the same person, and one sign-out ends both. (tests/e2e/test_hybrid_browser.py
 drives the same portal in Chromium.)
 """
 
