@@ -31,6 +31,9 @@ _KEYS = {
     "jwt_cert": "jwt_certificate",
     "jwt_user_id": "jwt_user_id_attribute",
     "jwt_user_directory": "jwt_user_directory_attribute",
+    "timeout": "session_timeout",
+    "session_timeout": "session_timeout",
+    "windows_pattern": "windows_authentication_pattern",
 }
 # Split on commas that start a known key, so a module URL may itself contain commas.
 _SPLIT = re.compile(r",(?=\s*(?:" + "|".join(sorted(_KEYS, key=len, reverse=True)) + r")=)")
@@ -38,7 +41,8 @@ _SPLIT = re.compile(r",(?=\s*(?:" + "|".join(sorted(_KEYS, key=len, reverse=True
 
 def parse_virtual_proxy(spec: str) -> VirtualProxy:
     """``prefix=portal,method=ticket,module=URL`` (keys: prefix, method, module, header,
-    directory, pattern, cookie, samesite, secure; for method=jwt: jwt_cert=PEMFILE, jwt_user_id,
+    directory, pattern, cookie, samesite, secure, timeout (seconds of inactivity), windows_pattern;
+    for method=jwt: jwt_cert=PEMFILE, jwt_user_id,
     jwt_user_directory) -> :class:`VirtualProxy`."""
     kwargs: dict[str, object] = {}
     for item in _SPLIT.split(spec):
@@ -55,6 +59,11 @@ def parse_virtual_proxy(spec: str) -> VirtualProxy:
                 kwargs["jwt_certificate"] = Path(value.strip()).read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigurationError(f"--virtual-proxy {spec!r}: cannot read jwt_cert {value!r}: {exc}.") from None
+        elif key in ("timeout", "session_timeout"):
+            try:
+                kwargs["session_timeout"] = float(value)
+            except ValueError:
+                raise ConfigurationError(f"--virtual-proxy {spec!r}: timeout must be seconds, not {value!r}.") from None
         elif key == "samesite":
             kwargs["samesite"] = None if value.strip().lower() in ("", "unset", "none-set") else value.strip()
         else:

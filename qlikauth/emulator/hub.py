@@ -10,13 +10,14 @@ without any of them a browser is sent to the virtual proxy's authentication modu
 from __future__ import annotations
 
 import asyncio
+import datetime
 import html
 import logging
 import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from ..exceptions import IdentityError
 from ..identity import QlikUser, security_header_value
@@ -33,8 +34,13 @@ _HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
-#: The JSON-RPC notice Qlik's engine sends before it closes, by why the proxy session ended.
-_END_NOTICES = {"timeout": "OnSessionTimedOut", "logout": "OnSessionLoggedOut", "closed": "OnSessionClosed"}
+#: The JSON-RPC notice the proxy sends before it closes the websocket, by why the proxy session
+#: ended: method and ``params.message`` as Qlik's help shows them (ProxyServiceAPI-Msgs-Proxy-Clients-*).
+_END_NOTICES = {
+    "timeout": ("OnSessionTimedOut", "Session timed out due to inactivity"),
+    "logout": ("OnSessionLoggedOut", "User logged out manually"),
+    "closed": ("OnSessionClosed", "Session closed by server"),
+}
 _LIFECYCLE_TICK = 1.0
 
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
@@ -43,6 +49,12 @@ _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 def _qlik_quote(value: str) -> str:
     """Percent-encode as Qlik's proxy writes its redirect: every reserved character, lower-case hex."""
     return _ESCAPE.sub(lambda m: m.group(0).lower(), quote(value, safe=""))
+
+
+def _timestamp() -> str:
+    """Now in UTC as Qlik's notices write it: ``2014-01-10T08:55:17.3725148Z`` (7 fraction digits)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}0Z"
 
 
 def _page(title: str, body: str) -> str:
@@ -132,6 +144,9 @@ class Hub:
         return resp
 
     def _serve(self, req: Request, vp: VirtualProxy, rest: str, host: str) -> Response:
+        if vp.uses_internal_module and rest.startswith(("/internal_windows_authentication/",
+                                                        "/internal_forms_authentication/")):
+            return self._internal_module(req, vp, rest)
         personal = rest.rstrip("/") == "/qps/user"
         csrf = rest.rstrip("/") == "/qps/csrftoken"
         set_cookie: list[tuple[str, str]] = []
@@ -247,22 +262,81 @@ class Hub:
         "header-dynamic": _by_header,
     }
 
+    def _login_location(self, req: Request, vp: VirtualProxy, host: str, target_url: str) -> str | None:
+        """Where Qlik sends a browser to sign in for ``target_url``; None when nowhere.
+
+        The external module (``module_uri``) gets ``proxyRestUri`` and ``targetId``; without one a
+        ticket or session virtual proxy uses the internal module on the same port: Windows
+        authentication when the ``User-Agent`` contains the *Windows authentication pattern*,
+        else the form login, each with ``targetId``.
+        """
+        if vp.module_uri:
+            target_id = self.state.add_target(vp.prefix, target_url)
+            sep = "&" if "?" in vp.module_uri else "?"
+            # As Qlik writes it: proxyRestUri first, then targetId, lower-case percent escapes.
+            return (f"{vp.module_uri}{sep}proxyRestUri={_qlik_quote(self.rest_uri_for(vp.prefix))}"
+                    f"&targetId={_qlik_quote(target_id)}")
+        if vp.uses_internal_module:
+            target_id = self.state.add_target(vp.prefix, target_url)
+            kind = "windows" if vp.windows_login_for(req.header("User-Agent")) else "forms"
+            return f"https://{host}{vp.path_prefix}/internal_{kind}_authentication/?targetId={target_id}"
+        return None
+
     def _no_session(self, req: Request, vp: VirtualProxy, host: str, problem: str | None = None) -> Response:
         """Qlik's answer to a request without a valid session: off to the authentication module."""
         if req.websocket:
             return self._deny(req, 401, "Not signed in",
                               "A websocket needs a proxy session (or, on a header virtual proxy, the header).")
-        if vp.module_uri:
-            target_id = self.state.add_target(vp.prefix, f"https://{host}{self._without_ticket(req.target)}")
-            sep = "&" if "?" in vp.module_uri else "?"
-            # As Qlik writes it: proxyRestUri first, then targetId, lower-case percent escapes.
-            location = (f"{vp.module_uri}{sep}proxyRestUri={_qlik_quote(self.rest_uri_for(vp.prefix))}"
-                        f"&targetId={_qlik_quote(target_id)}")
+        location = self._login_location(req, vp, host, f"https://{host}{self._without_ticket(req.target)}")
+        if location is not None:
             return Response.html(302, _page("Redirect", f'<a href="{html.escape(location)}">Sign in</a>'),
                                  headers=[("Location", location), ("Cache-Control", "no-store")])
         return self._deny(req, 401, "Not signed in", problem or (
             "You are not signed in: this virtual proxy has no authentication module; "
             "a portal must send you here with a ticket or set the session cookie."))
+
+    def _internal_module(self, req: Request, vp: VirtualProxy, rest: str) -> Response:
+        """Qlik's internal authentication module, as far as a browser that has not signed in sees it.
+
+        Windows authentication answers 401 with ``WWW-Authenticate: Negotiate`` and ``NTLM``; the
+        form login shows its form (``username``, ``pwd``). The emulator has no Windows accounts:
+        it performs no NTLM/Kerberos and accepts no form credentials.
+        """
+        headers = [("Cache-Control", "no-store")]
+        if rest.startswith("/internal_windows_authentication"):
+            return self._deny(req, 401, "Windows authentication",
+                              "Sign in with your Windows account (Negotiate/NTLM). The qlikauth emulator has no "
+                              "Windows accounts: sign in through an authentication module and a ticket instead.",
+                              headers=[("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM"), *headers])
+        action = html.escape(req.target, quote=True)
+        form = (f'<form method="post" action="{action}"><label>User name <input name="username" '
+                'autocomplete="username"></label> <label>Password <input type="password" name="pwd" '
+                'autocomplete="current-password"></label> <button type="submit">Log in</button></form>')
+        if req.method == "POST":
+            message = ("<p id=\"message\">Invalid user name or password: the qlikauth emulator has no Windows "
+                       "accounts; sign in through an authentication module and a ticket instead.</p>")
+            return Response.html(401, _page("Log in", f"<h1>Log in</h1>{message}{form}"), headers=headers)
+        return Response.html(200, _page("Log in", f"<h1>Log in</h1>{form}"), headers=headers)
+
+    @staticmethod
+    def _target_uri_param(req: Request) -> str | None:
+        for pair in req.query.split("&"):
+            name, eq, value = pair.partition("=")
+            if eq and unquote_plus(name).lower() == "targeturi":
+                return unquote_plus(value)
+        return None
+
+    def _valid_target_uri(self, vp: VirtualProxy, target: str) -> bool:
+        """Qlik's rule for the Personal API's ``targetUri``: it must name the node or a listed host."""
+        try:
+            parts = urlsplit(target)
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            return False
+        if parts.scheme not in ("https", "http") or not parts.hostname or any(c in target for c in "\r\n"):
+            return False
+        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        return self.allowed(vp, netloc)
 
     @staticmethod
     def _ticket_param(req: Request) -> str | None:
@@ -327,7 +401,14 @@ class Hub:
                   set_cookie: list[tuple[str, str]]) -> Response:
         if req.method in ("GET", "HEAD"):
             if session is None:
-                return Response.json(200, {"session": "inactive"}, headers=[("Cache-Control", "no-store")])
+                answer = {"session": "inactive"}
+                target = self._target_uri_param(req)
+                if target is not None and self._valid_target_uri(vp, target):
+                    # Qlik: with a valid targetUri the answer carries the URI to log in with.
+                    login = self._login_location(req, vp, host, target)
+                    if login is not None:
+                        answer["loginUri"] = login
+                return Response.json(200, answer, headers=[("Cache-Control", "no-store")])
             u = session.user
             return Response.json(200, {
                 "userDirectory": u.user_directory, "userId": u.user_id, "userName": u.user_id,
@@ -384,10 +465,11 @@ class Hub:
             # Qlik tears the engine connection down when the proxy session ends, after a
             # JSON-RPC notice saying why.
             def on_end() -> None:
-                method = _END_NOTICES.get(session.end_reason, "OnSessionClosed")
+                method, message = _END_NOTICES.get(session.end_reason, _END_NOTICES["closed"])
+                params = {"severity": "fatal", "timestamp": _timestamp(), "message": message}
 
                 async def notice() -> None:
-                    await ws.send_json({"jsonrpc": "2.0", "method": method, "params": {}})
+                    await ws.send_json({"jsonrpc": "2.0", "method": method, "params": params})
 
                 ws.close_soon(1000, "session ended", before=notice)
 

@@ -43,6 +43,16 @@ class VirtualProxy:
     ``websocket_csrf`` (on since November 2024): engine websockets need the token from
     ``GET /{prefix}/qps/csrftoken``.
 
+    ``session_timeout`` (QMC *Session inactivity timeout (minutes)*, 30 by default): seconds of
+    inactivity after which this virtual proxy's sessions end; None takes the node's
+    ``Emulator(session_timeout=...)``. Engine websocket traffic counts as activity.
+
+    ``windows_authentication_pattern`` (QMC *Windows authentication pattern*, ``"Windows"`` by
+    default): a ticket or session virtual proxy without ``module_uri`` uses Qlik's internal
+    module, which sends browsers whose ``User-Agent`` contains the pattern to Windows
+    authentication (``/{prefix}/internal_windows_authentication/``, a Negotiate/NTLM challenge)
+    and all others to the form login (``/{prefix}/internal_forms_authentication/``).
+
     ``"jwt"`` (QMC authentication method *JWT*): ``Authorization: Bearer <jwt>`` verified with
     ``jwt_certificate`` (the QMC's *JWT certificate*: PEM certificate or public key; RS256,
     RS384, RS512), the user from the claims ``jwt_user_id_attribute`` and
@@ -67,6 +77,8 @@ class VirtualProxy:
     jwt_user_id_attribute: str = "userId"
     jwt_user_directory_attribute: str = "userDirectory"
     jwt_attribute_map: tuple[tuple[str, str], ...] = (("groups", "group"),)
+    session_timeout: float | None = None
+    windows_authentication_pattern: str = "Windows"
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +106,17 @@ class VirtualProxy:
         if self.module_uri is not None and not re.match(r"https?://[^\s/?#]+", self.module_uri):
             raise ConfigurationError(
                 f"virtual proxy {prefix!r}: module_uri {self.module_uri!r} must be an absolute http(s) URL.")
+        if self.session_timeout is not None:
+            timeout = self.session_timeout
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: session_timeout must be a positive number of seconds "
+                    f"(the QMC's 'Session inactivity timeout', 30 minutes = 1800), not {timeout!r}.")
+            object.__setattr__(self, "session_timeout", float(timeout))
+        if not isinstance(self.windows_authentication_pattern, str) or not self.windows_authentication_pattern:
+            raise ConfigurationError(
+                f"virtual proxy {prefix!r}: windows_authentication_pattern must be a non-empty string "
+                "(QMC default 'Windows'; a word no User-Agent contains, such as 'Form', means form login).")
         hosts = tuple(h.strip().lower() for h in self.host_allow_list)
         if any(not h or not _ALLOWED_HOST.match(h) for h in hosts):
             raise ConfigurationError(
@@ -138,6 +161,18 @@ class VirtualProxy:
     def is_header(self) -> bool:
         """True for header authentication (static or dynamic)."""
         return self.method.startswith("header-")
+
+    @property
+    def uses_internal_module(self) -> bool:
+        """True when browsers without a session go to Qlik's internal (Windows/form) login.
+
+        Ticket and session virtual proxies without an *Authentication module redirect URI*.
+        """
+        return self.module_uri is None and self.method in ("ticket", "session")
+
+    def windows_login_for(self, user_agent: str | None) -> bool:
+        """Whether Qlik's internal module offers Windows authentication to this ``User-Agent``."""
+        return bool(user_agent) and self.windows_authentication_pattern in (user_agent or "")
 
     @property
     def path_prefix(self) -> str:

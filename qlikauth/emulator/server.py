@@ -103,6 +103,13 @@ class Emulator:
             else:
                 self._register(vp)
 
+    def _session_timeout_for(self, prefix: str) -> float:
+        """The inactivity timeout of sessions on virtual proxy ``prefix`` (its own, else the node's)."""
+        vp = self._proxies.get(prefix)
+        if vp is not None and vp.session_timeout is not None:
+            return vp.session_timeout
+        return self.state.session_timeout
+
     @property
     def virtual_proxies(self) -> dict[str, VirtualProxy]:
         """The virtual proxies by prefix (``""`` is the default one)."""
@@ -152,6 +159,8 @@ class Emulator:
                 d = self._prepare_certs()
                 self._certs = d
                 qps_ctx, hub_ctx = self._contexts(d)
+                # Qlik's inactivity timeout is a virtual proxy setting (the node's is the default).
+                self.state.timeout_for = self._session_timeout_for
                 self._ctx = {"qps": qps_ctx, "hub": hub_ctx}
                 qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies, self._own_hosts), name="qps",
                                    before=self._faults["qps"].before)

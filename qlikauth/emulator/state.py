@@ -113,6 +113,12 @@ class SessionRecord:
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     #: Why it ended: "timeout", "logout" or "closed" (set before the ``on_end`` callbacks run).
     end_reason: str = ""
+    #: Seconds of inactivity after which it ends: its virtual proxy's inactivity timeout.
+    timeout: float = 1800.0
+
+    def expired(self, now: float) -> bool:
+        """Whether the inactivity timeout has passed since the last activity."""
+        return now - self.last_seen > self.timeout
 
     def to_qps(self) -> dict[str, object]:
         """The session as the QPS API answers it (PascalCase)."""
@@ -148,6 +154,9 @@ class EmulatorState:
                  site: SiteSessions | None = None) -> None:
         self.ticket_ttl = float(ticket_ttl)
         self.session_timeout = float(session_timeout)
+        #: The inactivity timeout of a virtual proxy's sessions, by prefix (Qlik sets it per
+        #: virtual proxy); None: ``session_timeout`` for all. The Emulator sets it on start.
+        self.timeout_for: Callable[[str], float] | None = None
         self.max_sessions_per_user = int(max_sessions_per_user)
         self._clock = clock
         #: Sessions counted across the site (a cluster); None: this node alone.
@@ -235,8 +244,7 @@ class EmulatorState:
         if now - self._last_sweep < 1.0:
             return
         self._last_sweep = now
-        for sid in [s.session_id for s in self._sessions.values()
-                    if now - s.last_seen > self.session_timeout]:
+        for sid in [s.session_id for s in self._sessions.values() if s.expired(now)]:
             self._end(sid, "timeout")
 
     def _end(self, sid: str, reason: str = "closed") -> SessionRecord | None:
@@ -273,7 +281,8 @@ class EmulatorState:
                 raise TooManySessions(
                     f"{user.qualified_name} has too many sessions active in parallel "
                     f"(limit {self.max_sessions_per_user}).")
-            rec = SessionRecord(sid, user, prefix, origin, now, now)
+            timeout = self.timeout_for(prefix) if self.timeout_for is not None else self.session_timeout
+            rec = SessionRecord(sid, user, prefix, origin, now, now, timeout=timeout)
             self._sessions[sid] = rec
             self._by_user.setdefault(user.key, set()).add(sid)
             if self.site is not None:
@@ -287,7 +296,7 @@ class EmulatorState:
             rec = self._sessions.get(session_id)
             if rec is None:
                 return None
-            if now - rec.last_seen > self.session_timeout:
+            if rec.expired(now):
                 self._end(session_id, "timeout")
                 return None
             if prefix is not None and rec.prefix != prefix:
@@ -314,7 +323,7 @@ class EmulatorState:
                 recs = [self._sessions[s] for s in self._by_user.get(user.key, ())]
             else:
                 recs = list(self._sessions.values())
-            recs = [r for r in recs if now - r.last_seen <= self.session_timeout]
+            recs = [r for r in recs if not r.expired(now)]
             if prefix is not None:
                 recs = [r for r in recs if r.prefix == prefix]
             return sorted(recs, key=lambda r: r.created)

@@ -120,11 +120,13 @@ def test_module_redirect_and_target_uri_round_trip(emu, api, browser):
                                                   "TargetId": "nope"}).json()["TargetUri"] is None
 
 
-def test_first_request_must_be_a_get_and_no_module_means_401(emu, browser):
+def test_first_request_must_be_a_get_and_no_module_means_the_internal_module(emu, browser):
     r = browser.post(f"{emu.hub_url}/portal/hub/", data=b"x")
     assert r.status_code == 403 and 'The initial authentication request must be a "GET" request' in r.text
+    # no module URI: Qlik's internal module; a User-Agent without "Windows" gets the form login
     r = browser.get(emu.hub_url_for("plain"), allow_redirects=False)
-    assert r.status_code == 401 and "not signed in" in r.text
+    assert r.status_code == 302
+    assert r.headers["Location"].startswith(f"{emu.hub_url}/plain/internal_forms_authentication/?targetId=")
 
 
 def test_session_cookie_from_the_api_signs_the_browser_in(emu, api, browser):

@@ -114,8 +114,8 @@ def test_ticket_single_use(emu, api, browser):
     assert browser.get(url, allow_redirects=False).status_code == 200
     browser.cookies.clear()
     again = browser.get(url, allow_redirects=False)
-    # no module on this virtual proxy: Qlik would send the browser to one; the emulator says 401
-    assert again.status_code == 401 and "invalid or expired" in again.text
+    # no module URI on this virtual proxy: back to Qlik's internal module (the form login)
+    assert again.status_code == 302 and "/portal/internal_forms_authentication/?targetId=" in again.headers["Location"]
     assert "Set-Cookie" not in again.headers
 
 
@@ -131,14 +131,15 @@ def test_ticket_expires(certs, api, browser):
         browser.cookies.clear()
         now[0] += 2.0   # 61 s after issue: past ticket_ttl
         r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={stale}", allow_redirects=False)
-        assert r.status_code == 401 and "invalid or expired" in r.text
+        assert r.status_code == 302 and "/portal/internal_forms_authentication/" in r.headers["Location"]
         assert [s.user.user_id for s in emu.state.sessions()] == [USER["UserId"]]   # only the fresh one
 
 
 def test_ticket_only_for_its_virtual_proxy(certs, api, browser):
     with Emulator(certs_dir=certs, virtual_proxies=[VirtualProxy("portal"), VirtualProxy("other")]) as emu:
         t = ticket(api, emu, prefix="other")
-        assert browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}", allow_redirects=False).status_code == 401
+        r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}", allow_redirects=False)
+        assert r.status_code == 302 and "/portal/internal_forms_authentication/" in r.headers["Location"]
 
 
 def test_session_crud_and_user_logout(emu, api):

@@ -121,7 +121,8 @@ def test_host_allow_list(emu, certs):
     target_id = parse_qs(urlsplit(location).query)["targetId"][0]
     assert emu.state.target("portal", target_id) == f"https://localhost:{emu.hub_port}/portal/hub/"
     # a virtual proxy's own list replaces the node's names
-    assert _raw_get(emu, certs, "/mashup/hub/", "mashup.example.com")[0] == 401
+    status, location, _ = _raw_get(emu, certs, "/mashup/hub/", "mashup.example.com")
+    assert status == 302 and location.startswith("https://mashup.example.com/mashup/internal_forms_authentication/")
     assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 400
 
 
@@ -174,7 +175,7 @@ def _open(emu, api, certs):
 
 def _notice_then_close(ws) -> str:
     notice = json.loads(ws.recv())
-    assert notice["jsonrpc"] == "2.0" and notice["params"] == {}
+    assert notice["jsonrpc"] == "2.0" and notice["params"]["severity"] == "fatal" and notice["params"]["message"]
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
         for _ in range(3):
             ws.recv()
