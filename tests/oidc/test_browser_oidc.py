@@ -40,7 +40,8 @@ def test_chromium_signs_in_at_the_provider_and_is_signed_out_by_backchannel(
         assert qps_user_sessions(site.emu, "alice@example.com") == []
         page.reload()
         assert page.query_selector("#user") is None
-        assert "Not signed in" in page.content()
+        # no module URI on this virtual proxy: Qlik's internal module, the form login for Linux Chromium
+        assert "/portal/internal_forms_authentication/?targetId=" in page.url
         page.goto(f"{site.portal}/")
         assert page.query_selector("#anonymous") is not None
         page.screenshot(path=str(artifacts_dir / "oidc-after-backchannel-logout.png"))
