@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from e2e_helpers import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -34,12 +35,11 @@ def hybrid_portal(server_process: Any, free_port: int, certs_dir: Path, portal_t
             "log": proc.log_path}
 
 
-def sign_in(page: Any, base: str, user: str) -> None:
+def portal_sign_in(page: Any, base: str, user: str) -> None:
+    """From the portal's home page, its "Sign in" link and login form (e2e_helpers.sign_in), back home."""
     page.goto(base + "/")
     page.click("#sign-in")
-    page.fill("#username", user)
-    page.fill("#password", "demo")
-    page.click("#submit")
+    sign_in(page, page.url, user)
     page.wait_for_url(base + "/")
 
 
@@ -69,7 +69,7 @@ def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
     a, b = chromium.new_context(), chromium.new_context()
     try:
         pa, pb = a.new_page(), b.new_page()
-        sign_in(pa, base, "ann")
+        portal_sign_in(pa, base, "ann")
         assert pa.text_content("#qseow-user") == ANN
         assert pa.text_content("#cloud-identity") == "ann@example.com (realm HYBRID)"
 
@@ -98,7 +98,7 @@ def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
         assert cross == "blocked"
 
         # ben, in another browser, is signed in to the hub too
-        sign_in(pb, base, "ben")
+        portal_sign_in(pb, base, "ben")
         pb.click("#open-qlik")
         pb.wait_for_url(hub + "**")
         assert pb.text_content("#user") == "HYBRID\\ben@example.com"
