@@ -19,6 +19,18 @@ for p in (str(ROOT), str(ROOT / "integrations")):
         sys.path.insert(0, p)
 
 
+def load_module(path: Path, name: str) -> Any:
+    """The Python file at ``path`` imported as module ``name`` (the examples are files, not packages)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def rss_kib(pid: int | str = "self") -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in KiB, from /proc."""
     out = {"rss_kib": 0, "hwm_kib": 0}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import os
 import re
 import secrets
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _procs import EmulatorProcess, Gunicorn, free_port, storm, storm_figures
+from _procs import EmulatorProcess, Gunicorn, free_port, load_module, storm, storm_figures
 from run import Contender, interleave, log, ratio, summary
 
 HERE = Path(__file__).resolve().parent
@@ -28,15 +27,6 @@ ROOT = HERE.parent
 FLASK_APP = ROOT / "examples" / "flask_portal" / "app.py"
 DJANGO_DIR = ROOT / "examples" / "django_portal"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def _load(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _wsgi_caller(app: Any, environ: dict[str, Any], expect: int = 200) -> Any:
@@ -137,7 +127,7 @@ def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]
     from django.test import Client
     from werkzeug.test import EnvironBuilder
 
-    run_mod = _load(DJANGO_DIR / "run.py", "bench_django_run")
+    run_mod = load_module(DJANGO_DIR / "run.py", "bench_django_run")
     run_mod.setup_database()
     with_handler = WSGIHandler()
     full = list(dj.MIDDLEWARE)

@@ -7,7 +7,6 @@ by the workers, so a session cookie from one is valid on the other). The example
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,11 +16,9 @@ for _p in (str(ROOT), str(ROOT / "integrations"), str(ROOT / "examples" / "heade
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-_spec = importlib.util.spec_from_file_location("header_portal_app", ROOT / "examples" / "header_proxy" / "header_portal.py")
-assert _spec and _spec.loader
-portal = importlib.util.module_from_spec(_spec)
-sys.modules["header_portal_app"] = portal
-_spec.loader.exec_module(portal)
+from _procs import load_module  # noqa: E402 - bench/ is gunicorn's working directory
+
+portal = load_module(ROOT / "examples" / "header_proxy" / "header_portal.py", "header_portal_app")
 
 app = portal.create_app({k: os.environ[k] for k in ("QLIKAUTH_QPS_NODES", "QLIKAUTH_CERTS", "QLIKAUTH_HUB_URL",
                                                     "QLIKAUTH_VIRTUAL_PROXY") if k in os.environ})

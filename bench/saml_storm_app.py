@@ -8,7 +8,6 @@ portal's secret key: the same settings in every worker, as a real deployment has
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -21,14 +20,11 @@ for _p in (str(ROOT), str(ROOT / "integrations"), str(PORTAL)):
         sys.path.insert(0, _p)
 
 import protocols  # noqa: E402  (examples/sso_portal/protocols)
+from _procs import load_module  # noqa: E402 - bench/ is gunicorn's working directory
 
 from qlikauth.web.saml import saml_user  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("sso_portal_run", PORTAL / "run.py")
-assert _spec and _spec.loader
-portal = importlib.util.module_from_spec(_spec)
-sys.modules["sso_portal_run"] = portal
-_spec.loader.exec_module(portal)
+portal = load_module(PORTAL / "run.py", "sso_portal_run")
 
 _config = json.loads(Path(os.environ["BENCH_SAML_CONFIG"]).read_text())
 os.environ.setdefault("PORTAL_SECRET_KEY", _config["secret_key"])

@@ -10,7 +10,6 @@ the example's deliberately slow password hashing; the example itself is not edit
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -22,11 +21,9 @@ for _p in (str(ROOT), str(ROOT / "integrations")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-_spec = importlib.util.spec_from_file_location("flask_portal_app", ROOT / "examples" / "flask_portal" / "app.py")
-assert _spec and _spec.loader
-portal = importlib.util.module_from_spec(_spec)
-sys.modules["flask_portal_app"] = portal
-_spec.loader.exec_module(portal)
+from _procs import load_module  # noqa: E402 - bench/ is gunicorn's working directory
+
+portal = load_module(ROOT / "examples" / "flask_portal" / "app.py", "flask_portal_app")
 
 _hash = generate_password_hash(portal.DEMO_PASSWORD, method="pbkdf2:sha256:1000")
 for _i in range(int(os.environ.get("BENCH_USERS", "0"))):

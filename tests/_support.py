@@ -12,7 +12,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 
 def skip_or_fail(reason: str) -> None:
@@ -66,3 +69,20 @@ def stop_process(proc: subprocess.Popen | None, *, group: bool = False, grace: f
         else:
             proc.kill()
         proc.wait(5)
+
+
+def load_example(directory: Path, filename: str, name: str) -> Any:
+    """``directory/filename`` (an example: a file, not a package) imported as module ``name``,
+    with ``directory`` on sys.path while it loads (its own imports are its neighbours)."""
+    import importlib.util
+
+    sys.path.insert(0, str(directory))
+    try:
+        spec = importlib.util.spec_from_file_location(name, directory / filename)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(directory))

@@ -4,7 +4,6 @@ and the header portal's sign-out ends the Qlik sessions (an open websocket with 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 import time
@@ -88,17 +87,9 @@ def test_django_portal_cookies_are_secure_over_https(django_portal: tuple[Any, s
 
 # -- the header-authentication example behind nginx ---------------------------------------------
 def _load_header_example() -> Any:
-    example = ROOT / "examples" / "header_proxy"
-    sys.path.insert(0, str(example))
-    try:
-        spec = importlib.util.spec_from_file_location("header_proxy_run_sessions", example / "run.py")
-        assert spec and spec.loader
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["header_proxy_run_sessions"] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(example))
+    from _support import load_example
+
+    return load_example(ROOT / "examples" / "header_proxy", "run.py", "header_proxy_run_sessions")
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ granted.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 import websocket
 from _support import free_port_number as free_port
+from _support import load_example
 
 from .helpers import raw_request, status_of
 
@@ -26,15 +25,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "header_proxy"
 
 
 def _load_example():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        spec = importlib.util.spec_from_file_location("header_proxy_run", EXAMPLE / "run.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["header_proxy_run"] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(str(EXAMPLE))
+    return load_example(EXAMPLE, "run.py", "header_proxy_run")
 
 
 @pytest.fixture(scope="module")
