@@ -374,15 +374,16 @@ def storm_figures(users: int, results: list[dict[str, Any]], wall: float) -> dic
     }
 
 
-def hub_after_redirect(s: Any, hub: str, root: str, timeout: float, step: list[str]) -> Any:
-    """A browser at the hub with a ticket: the hub redeems it and redirects (302), then the hub
-    page as JSON (200): that response, whose body says who the hub thinks the browser is.
-    ``step[0]`` names the step under way (for the storm's error report)."""
+def hub_with_ticket(s: Any, hub: str, root: str, timeout: float, step: list[str]) -> Any:
+    """A browser at the hub URL the portal redirected it to (``...?qlikTicket=...``): Qlik answers
+    the resource itself with the proxy session cookie (200, no redirect), then the hub page
+    without the ticket, as JSON with that cookie (200): that response, whose body says who the
+    hub thinks the browser is. ``step[0]`` names the step under way (for the error report)."""
     step[0] = "hub redeems the ticket"
     r = s.get(hub, verify=root, allow_redirects=False, timeout=timeout)
-    assert r.status_code == 302, f"hub redeem {r.status_code}"
+    assert r.status_code == 200 and r.cookies, f"hub redeem {r.status_code}"
     step[0] = "hub page"
-    r = s.get(r.headers["Location"], verify=root, headers={"Accept": "application/json"},
+    r = s.get(hub.split("?", 1)[0], verify=root, headers={"Accept": "application/json"},
               allow_redirects=False, timeout=timeout)
     assert r.status_code == 200, f"hub {r.status_code}"
     return r

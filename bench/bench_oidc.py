@@ -150,7 +150,7 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
         EmulatorProcess,
         Gunicorn,
         free_port,
-        hub_after_redirect,
+        hub_with_ticket,
         storm,
         storm_figures,
     )
@@ -200,7 +200,7 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
                     step[0] = "callback"
                     r = browser.get(answer["url"], allow_redirects=False, timeout=60)
                     assert r.status_code == 302, f"callback {r.status_code}: {r.text[:200]}"
-                    r = hub_after_redirect(browser, r.headers["location"], root, 60, step)
+                    r = hub_with_ticket(browser, r.headers["location"], root, 60, step)
                     res["seconds"] = time.perf_counter() - t0
                     who = r.json()
                     res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"

@@ -178,7 +178,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
         EmulatorProcess,
         Gunicorn,
         free_port,
-        hub_after_redirect,
+        hub_with_ticket,
         storm,
         storm_figures,
     )
@@ -249,7 +249,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
                         hub = r.headers["Location"]
                         m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
                         res["ticket"] = m.group(1) if m else None
-                        r = hub_after_redirect(s, hub, root, 120, step)
+                        r = hub_with_ticket(s, hub, root, 120, step)
                         res["seconds"] = time.perf_counter() - t0
                         who = r.json()
                         res["hub_user"] = f"{who.get('userDirectory')}\\{who.get('userId')}"

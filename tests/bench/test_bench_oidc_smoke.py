@@ -33,3 +33,6 @@ def test_oidc_bench_quick(tmp_path: Path) -> None:
     assert result["jwks_fetches_during_sign_ins"] == 0
     assert result["subjects_ok"] == result["sign_ins"] > 0
     assert "OIDC id_token validation" in proc.stdout
+    storm = result["storm"]  # correctness, not speed: every user at the hub and the portal as themselves
+    assert storm["completed"] == storm["users"] > 0, storm.get("first_errors")
+    assert storm["mixups"] == 0

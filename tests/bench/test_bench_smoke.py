@@ -117,3 +117,10 @@ def test_saml_acs_figures(results):
     for name, c in acs["contenders"].items():
         assert c["per_s_median"] > 0 and c["calls"] > 0, name
     assert "xmlsec1" in acs["xmlsec1"]
+
+
+def test_saml_storm_signs_everyone_in_as_themselves(results):
+    """Correctness, not speed: every user through the ACS, the ticket and the hub, as themselves."""
+    st = results["saml"]["storm"]
+    assert st["completed"] == st["users"] > 0, st.get("first_errors")
+    assert st["mixups"] == 0 and st["groups_ok"] is True and st["distinct_tickets"] is True
