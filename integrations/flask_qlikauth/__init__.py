@@ -91,6 +91,15 @@ class QlikAuthState:
     runtime: QlikAuthRuntime
 
 
+def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
+    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer."""
+    def view() -> Response:
+        return render(flows.run(flow, web_request(), _state().runtime))
+    view.__name__ = flow.__name__
+    view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
+    return view
+
+
 def _state() -> QlikAuthState:
     try:
         return current_app.extensions["qlikauth"]
@@ -284,22 +293,15 @@ def _make_blueprint() -> Blueprint:
     def _handle(exc: QlikAuthError) -> Response:
         return render(flows.error_answer(web_request(), exc))
 
-    def endpoint(flow: flows.Flow) -> Callable[[], Response]:
-        def view() -> Response:
-            return render(flows.run(flow, web_request(), _state().runtime))
-        view.__name__ = flow.__name__
-        view.__doc__ = f":func:`qlikauth.web.flows.{flow.__name__}`."
-        return view
-
-    bp.add_url_rule("/login", view_func=endpoint(flows.login), methods=["GET"])
-    bp.add_url_rule("/module", view_func=endpoint(flows.module), methods=["GET"])
-    bp.add_url_rule("/logout", view_func=endpoint(flows.logout), methods=["GET", "POST"])
-    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=endpoint(flows.header_auth),
+    bp.add_url_rule("/login", view_func=_flow_view(flows.login), methods=["GET"])
+    bp.add_url_rule("/module", view_func=_flow_view(flows.module), methods=["GET"])
+    bp.add_url_rule("/logout", view_func=_flow_view(flows.logout), methods=["GET", "POST"])
+    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=_flow_view(flows.header_auth),
                     methods=["GET", "HEAD"])
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
-    bp.add_url_rule("/saml/metadata", view_func=endpoint(saml.saml_metadata), methods=["GET"])
-    bp.add_url_rule("/saml/login", view_func=endpoint(saml.saml_login), methods=["GET"])
-    bp.add_url_rule("/saml/acs", view_func=endpoint(saml.saml_acs), methods=["POST"])
-    bp.add_url_rule("/saml/logout", view_func=endpoint(saml.saml_logout), methods=["POST"])
-    bp.add_url_rule("/saml/slo", view_func=endpoint(saml.saml_slo), methods=["GET", "POST"])
+    bp.add_url_rule("/saml/metadata", view_func=_flow_view(saml.saml_metadata), methods=["GET"])
+    bp.add_url_rule("/saml/login", view_func=_flow_view(saml.saml_login), methods=["GET"])
+    bp.add_url_rule("/saml/acs", view_func=_flow_view(saml.saml_acs), methods=["POST"])
+    bp.add_url_rule("/saml/logout", view_func=_flow_view(saml.saml_logout), methods=["POST"])
+    bp.add_url_rule("/saml/slo", view_func=_flow_view(saml.saml_slo), methods=["GET", "POST"])
     return bp

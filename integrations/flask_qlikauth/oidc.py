@@ -9,15 +9,13 @@ at the provider or passed its caps). Settings: ``QLIKAUTH_OIDC = {...}`` (docs/o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Blueprint, Flask, Response, g
 from flask import session as flask_session
 
 from qlikauth.identity import QlikUser
-from qlikauth.web import flows, oidc
+from qlikauth.web import oidc
 
-from . import _set_cookie, _state, render, web_request
+from . import _flow_view, _set_cookie, _state, web_request
 
 __all__ = ["QlikOidc"]
 
@@ -36,20 +34,13 @@ class QlikOidc:
             raise RuntimeError("set up flask_qlikauth.QlikAuth(app) before QlikOidc(app).")
         bp = Blueprint("qlikauth_oidc", __name__)
 
-        def endpoint(flow: flows.Flow) -> Callable[[], Response]:
-            def view() -> Response:
-                return render(flows.run(flow, web_request(), _state().runtime))
-            view.__name__ = flow.__name__
-            view.__doc__ = f":func:`qlikauth.web.oidc.{flow.__name__}`."
-            return view
-
-        bp.add_url_rule("/login", view_func=endpoint(oidc.login), methods=["GET"])
-        bp.add_url_rule("/callback", view_func=endpoint(oidc.callback), methods=["GET", "POST"])
-        bp.add_url_rule("/logout", view_func=endpoint(oidc.logout), methods=["GET", "POST"])
+        bp.add_url_rule("/login", view_func=_flow_view(oidc.login), methods=["GET"])
+        bp.add_url_rule("/callback", view_func=_flow_view(oidc.callback), methods=["GET", "POST"])
+        bp.add_url_rule("/logout", view_func=_flow_view(oidc.logout), methods=["GET", "POST"])
         bp.add_url_rule("/backchannel-logout", endpoint="backchannel_logout",
-                        view_func=endpoint(oidc.backchannel_logout), methods=["POST"])
+                        view_func=_flow_view(oidc.backchannel_logout), methods=["POST"])
         bp.add_url_rule("/frontchannel-logout", endpoint="frontchannel_logout",
-                        view_func=endpoint(oidc.frontchannel_logout), methods=["GET"])
+                        view_func=_flow_view(oidc.frontchannel_logout), methods=["GET"])
         app.register_blueprint(bp, url_prefix=self.url_prefix)
         app.before_request(self._check)
         app.after_request(self._set_cookies)
