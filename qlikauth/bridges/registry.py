@@ -15,7 +15,6 @@ the IdP's identifiers, so a store dump does not list who is signed in by name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import QpsConnectionError, QpsError
 from ..identity import QlikUser
 from ..store import StateStore
+from ..store._keys import digest as _digest
 
 if TYPE_CHECKING:
     from ..qps import QpsClient
@@ -34,14 +34,6 @@ __all__ = ["SsoKey", "SsoSessionRegistry", "EndedSso"]
 
 #: How long a record lives when the IdP gives no session end (a working day and a half).
 DEFAULT_LIFETIME = 36 * 3600.0
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8"))
-        h.update(b"\x00")
-    return h.hexdigest()[:40]
 
 
 @dataclass(frozen=True)

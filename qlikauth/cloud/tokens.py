@@ -22,7 +22,6 @@ group set. :class:`CloudAccess` puts both together.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Literal
 
 from ..exceptions import ConfigurationError, QlikEndpointError
 from ..store import MemoryStore, StateStore
+from ..store._keys import digest as _digest
 from .client import AccessToken, CloudJwtIssuer, CloudUser, OAuthClient, QlikCloud
 
 __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
@@ -38,14 +38,6 @@ __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
 log = logging.getLogger("qlikauth.cloud")
 
 LookupField = Literal["subject", "userId"]
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()[:40]
 
 
 class AccessTokenCache:

@@ -329,3 +329,14 @@ def test_store_imports_without_redis_py():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "pip install 'qlikauth[redis]'" in out.stdout
+
+
+def test_store_key_digest_is_the_one_the_keys_already_in_stores_use():
+    """Registry and token-cache keys share qlikauth.store._keys.digest: the same bytes as before it
+    was shared, so the keys a running portal wrote to Redis are found after an upgrade."""
+    import hashlib
+
+    from qlikauth.store._keys import digest
+
+    assert digest("sub", "https://idp", "alice") == hashlib.sha256(b"sub\x00https://idp\x00alice\x00").hexdigest()[:40]
+    assert digest("ab", "c") != digest("a", "bc")
