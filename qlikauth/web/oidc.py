@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .._parse import parse_bool
 from ..authenticators.base import Cookie
 from ..bridges.oidc import OidcRelyingParty, OidcSettings
 from ..bridges.registry import SsoKey, SsoSessionRegistry
@@ -138,7 +139,12 @@ class OidcWebSettings:
             if name in _LISTS and isinstance(value, str):
                 value = tuple(v for v in value.replace(",", " ").split() if v)
             elif name in _BOOLS and isinstance(value, str):
-                value = value.strip().lower() in ("1", "true", "yes", "on")
+                # the words QLIKAUTH and QLIKAUTH_SAML take; anything else is refused, never read
+                # as False (a typo in COOKIE_SECURE would drop Secure from the binding cookie)
+                parsed = parse_bool(value)
+                if parsed is None:
+                    raise _problem(key, f"expected true or false, got {value!r}.")
+                value = parsed
             elif isinstance(value, list):
                 value = tuple(value)
             rp_args[name] = value
@@ -166,7 +172,7 @@ class OidcWebSettings:
             mapping_settings = {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}
         front = web["FRONTCHANNEL_LOGOUT"]
         if isinstance(front, str):
-            front = front.strip().lower() in ("1", "true", "yes", "on")
+            front = parse_bool(front)
         if not isinstance(front, bool):
             raise _problem("FRONTCHANNEL_LOGOUT", "expected true or false.")
         return cls(rp=rp, mapping=ClaimsMapping.from_settings(mapping_settings),

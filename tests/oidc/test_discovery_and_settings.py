@@ -177,3 +177,29 @@ def test_loopback_http_is_allowed_for_tests() -> None:
                      redirect_uri="http://localhost:8000/cb", cookie_name="qlikauth-oidc", cookie_secure=False)
     assert s.issuer == "http://127.0.0.1:9000"
     assert "hush-hush" not in repr(s)
+
+
+# -- boolean settings read as QLIKAUTH and QLIKAUTH_SAML read them (qlikauth._parse) ----------
+WEB_BASE = {"ISSUER": "https://idp.example.com", "CLIENT_ID": "c", "CLIENT_SECRET": "s3cret",
+            "REDIRECT_URI": "https://portal.example.com/cb", "COOKIE_NAME": "qlikauth-oidc"}
+
+
+@pytest.mark.parametrize("key", ["COOKIE_SECURE", "USERINFO", "FRONTCHANNEL_LOGOUT"])
+@pytest.mark.parametrize("value", ["ture", "maybe", "nein"])
+def test_a_boolean_oidc_setting_that_is_not_one_is_refused(key: str, value: str) -> None:
+    """A typo in COOKIE_SECURE once read as False: the binding cookie silently lost Secure."""
+    from qlikauth.web.oidc import OidcWebSettings
+
+    with pytest.raises(ConfigurationError, match=f"OIDC {key}: expected true or false") as info:
+        OidcWebSettings.from_mapping({**WEB_BASE, key: value})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("Yes", True), (" on ", True), ("TRUE", True), ("1", True),
+                                               ("0", False), ("off", False), ("no", False), ("", False)])
+def test_boolean_oidc_settings_read_the_documented_words(value: str, expected: bool) -> None:
+    from qlikauth.web.oidc import OidcWebSettings
+
+    s = OidcWebSettings.from_mapping({**WEB_BASE, "USERINFO": value, "COOKIE_SECURE": value,
+                                      "FRONTCHANNEL_LOGOUT": value})
+    assert s.rp.userinfo is expected and s.rp.cookie_secure is expected and s.frontchannel_logout is expected
