@@ -39,7 +39,8 @@ class Emulator:
     port 4243 does; the hub (``hub_url``) serves browsers over TLS with the server
     certificate. ``certs_dir=None`` generates certificates into a temporary directory
     removed on :meth:`stop`; a directory without ``root.pem`` gets certificates for
-    ``host`` and ``bind``. Use it as a context manager::
+    ``host`` and ``bind``. ``session_timeout`` is the inactivity timeout of virtual proxies
+    without their own (:attr:`VirtualProxy.session_timeout`). Use it as a context manager::
 
         with Emulator(virtual_proxies=[VirtualProxy("portal")]) as emu:
             emu.qps_url, emu.hub_url_for("portal"), emu.state.sessions()
