@@ -9,10 +9,14 @@ algorithm), and parsed exactly once: parsing and validating a PEM key costs far 
 a signature, which is why code that passes PEM text to ``jwt.encode`` on every call is
 slow.
 
-RS and ES signatures are made by python-jose (>= 3.5.0) with its ``cryptography``
-backend (never the ``ecdsa`` package: CVE-2024-23342); python-jose has no PS algorithms,
-so PS256/384/512 are signed with ``cryptography`` directly over the same JWS compact
-serialisation.
+Signatures (RS, PS and ES) are made with ``cryptography`` directly (never the ``ecdsa``
+package: CVE-2024-23342), over the JWS compact serialisation python-jose and PyJWT write:
+a compact JSON header with sorted keys (``alg``, ``kid``, ``typ``; built once per key, since
+it never changes), compact JSON claims, base64url without padding, and for ES the raw
+``r || s`` signature of RFC 7518 section 3.4 (not DER). The algorithm is the key's own,
+fixed when the key is built: a caller's extra headers can add fields but never change
+``alg``. python-jose's ``jws.sign`` did the same through two more layers of dicts, JSON
+and key wrappers, which cost more than the EC signature itself.
 
 :func:`verify_jwt` is the other side, used by the emulator: an explicit algorithm list
 taken from the key's family, a size cap before any parsing, and refusal of the headers
@@ -23,8 +27,9 @@ unknown processing (``crit``).
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from .exceptions import ConfigurationError, JwtError
 
@@ -44,6 +50,7 @@ __all__ = [
     "EC_ALGORITHMS",
     "ASYMMETRIC_ALGORITHMS",
     "MAX_TOKEN_BYTES",
+    "compact_json",
 ]
 
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
@@ -64,6 +71,40 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1,
 }
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
+#: JSON as python-jose and PyJWT write it in a JWS: no spaces, ASCII only.
+_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
+def _compact_json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(obj, separators=(",", ":"))`` as one prebuilt encoder.
+
+    ``JSONEncoder.encode`` builds CPython's C encoder anew on every call, which costs more
+    than encoding a claims set; this builds it once. Without a circular-reference check
+    (``markers`` is None), which claims never need: a cyclic value ends in RecursionError.
+    """
+    plain = json.JSONEncoder(separators=(",", ":")).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # not CPython's C accelerator
+        return plain
+    try:
+        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
+        encode = make(None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+        if "".join(encode({"a": [1, "\u00e9"]}, 0)) != plain({"a": [1, "\u00e9"]}):
+            return plain
+    except TypeError:  # another signature in another Python: the plain encoder
+        return plain
+
+    def dumps(obj: Any) -> str:
+        return "".join(encode(obj, 0))
+    return dumps
+
+
+def _no_default(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+#: ``json.dumps(obj, separators=(",", ":"))``, the JSON of a JWS's claims (ASCII only).
+compact_json = _compact_json_encoder()
 #: Headers that would let the token pick its own verification key, or demand extensions.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
 
@@ -82,8 +123,12 @@ def _jose_backend() -> Any:
     return cryptography_backend
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # base64.urlsafe_b64encode without its two wrapper calls (this runs three times a token).
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def _unb64(data: str) -> bytes:
@@ -131,7 +176,7 @@ class SigningKey:
     compact JWS over a claims mapping. The key never appears in ``repr`` or messages.
     """
 
-    __slots__ = ("_key", "algorithm", "kid", "_jose_key", "_hash", "_family")
+    __slots__ = ("_key", "algorithm", "kid", "_hash", "_family", "_scheme", "_digest", "_sign", "_raw_size", "_header")
 
     def __init__(self, key: PrivateKey, algorithm: str = "RS256", *, kid: str | None = None) -> None:
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
@@ -146,12 +191,19 @@ class SigningKey:
         self.algorithm = algorithm
         self.kid = kid
         self._hash = _HASHES[algorithm[2:]]
-        self._jose_key: Any = None
-        if self._family in ("RS", "ES"):
-            # The cryptography backend explicitly: python-jose's ecdsa fallback is never used.
-            backend = _jose_backend()
-            cls = backend.CryptographyRSAKey if self._family == "RS" else backend.CryptographyECKey
-            self._jose_key = cls(key, algorithm)
+        digest = self._hash()
+        # What each signature needs is built once: these objects are immutable descriptions.
+        self._scheme: Any
+        if self._family == "ES":
+            self._scheme = ec.ECDSA(digest)
+        elif self._family == "PS":
+            self._scheme = padding.PSS(mgf=padding.MGF1(self._hash()), salt_length=digest.digest_size)
+        else:
+            self._scheme = padding.PKCS1v15()
+        self._digest = digest
+        self._sign: Callable[..., bytes] = key.sign  # bound once: no isinstance checks per token
+        self._raw_size = _EC_SIZES.get(algorithm, 0)
+        self._header = self._encode_header(None)  # the same for every token of this key
 
     @classmethod
     def from_pem(
@@ -264,30 +316,44 @@ class SigningKey:
             jwk["kid"] = self.kid
         return jwk
 
+    def _encode_header(self, headers: Mapping[str, Any] | None) -> bytes:
+        """The base64url header segment: ``typ``, the caller's fields, the ``kid``; ``alg`` always the key's."""
+        header: dict[str, Any] = {"typ": "JWT"}
+        if self.kid:
+            header["kid"] = self.kid
+        if headers:
+            header.update(headers)
+        header["alg"] = self.algorithm  # never the caller's: the key decides its algorithm
+        try:
+            return _b64(_SORTED_JSON.encode(header).encode("ascii"))
+        except (TypeError, ValueError) as exc:
+            raise JwtError(f"the JWT header cannot be written as JSON: {exc}.") from None
+
     def sign(self, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str:
         """A compact JWS of ``claims``; the header carries ``alg``, ``typ`` and the ``kid``."""
-        extra: dict[str, Any] = {"kid": self.kid} if self.kid else {}
-        if headers:
-            extra.update(headers)
-        if self._jose_key is not None:
-            from jose import jws
+        try:
+            body = compact_json(claims if type(claims) is dict else dict(claims))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise JwtError(f"the JWT claims cannot be written as JSON: {exc}.") from None
+        return self.sign_payload(body.encode("ascii"), headers)
 
-            try:
-                return str(jws.sign(dict(claims), self._jose_key, headers=extra, algorithm=self.algorithm))
-            except Exception as exc:  # python-jose wraps everything in JWSError
-                raise JwtError(f"signing the JWT with {self.algorithm} failed: {type(exc).__name__}.") from None
-        header = {"typ": "JWT", "alg": self.algorithm, **extra}
-        signing_input = (
-            _b64(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
-            + b"."
-            + _b64(json.dumps(dict(claims), separators=(",", ":")).encode())
-        )
-        assert isinstance(self._key, rsa.RSAPrivateKey)  # PS: checked in __init__
-        signature = self._key.sign(
-            signing_input,
-            padding.PSS(mgf=padding.MGF1(self._hash()), salt_length=self._hash().digest_size),
-            self._hash(),
-        )
+    def sign_payload(self, payload: bytes, headers: Mapping[str, Any] | None = None) -> str:
+        """A compact JWS of ``payload``, claims already written as JSON (an object, UTF-8).
+
+        For issuers that write the same claims for many tokens and only the token's own
+        fields (``jti``, times) change: see :meth:`qlikauth.cloud.CloudJwtIssuer.mint`.
+        """
+        head = self._header if not headers else self._encode_header(headers)
+        signing_input = head + b"." + _b64(payload)
+        try:
+            size = self._raw_size
+            if size:  # ES: RFC 7518 3.4 wants r || s, each the curve's size, not DER
+                r, s = decode_dss_signature(self._sign(signing_input, self._scheme))
+                signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+            else:
+                signature = self._sign(signing_input, self._scheme, self._digest)
+        except (ValueError, TypeError) as exc:
+            raise JwtError(f"signing the JWT with {self.algorithm} failed: {type(exc).__name__}.") from None
         return (signing_input + b"." + _b64(signature)).decode("ascii")
 
     def __repr__(self) -> str:

@@ -198,3 +198,115 @@ def test_private_key_jwt_assertion(rsa_key):
     with pytest.raises(ConfigurationError, match="either"):
         OAuthClient("c", client_secret="s", private_key=rsa_key)
     assert "s3cr" not in repr(OAuthClient("c", client_secret="s3cr"))
+
+
+# -- the mint path written directly over cryptography -----------------------------------
+
+def _payload(token):
+    import base64
+
+    seg = token.split(".")[1]
+    return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4)).decode("ascii")
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "RS256", "PS256"])
+def test_cloud_mint_writes_exactly_the_claims_json(alg):
+    """mint() writes the identity's claims once and the per-token ones into that text: the
+    payload must be byte for byte what claims() gives, encoded as python-jose and PyJWT do."""
+    import json
+
+    key = SigningKey.generate(alg, kid="k-" + alg)
+    issuer = CloudJwtIssuer(key, "https://portal.example.com", lifetime=300)
+    for person in (ANN, ANN, Person("bo@example.com", "Bö \"Quote\"", "bo@example.com"),
+                   Person("cy@example.com", "Cy", "cy@example.com", ["Ünïcode", "a,b"], email_verified=False)):
+        token = issuer.mint(person, now=1_700_000_000.75)
+        payload = _payload(token)
+        expected = issuer.claims(person, now=1_700_000_000.75)
+        expected["jti"] = json.loads(payload)["jti"]
+        assert payload == json.dumps(expected, separators=(",", ":"))
+        assert pyjwt.decode(token, key.public_key, algorithms=[alg], audience=JWT_SESSION_AUDIENCE,
+                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False}) == expected
+
+
+def test_cloud_mint_follows_a_changed_identity(rsa_key):
+    """The encoded claims are keyed by every value they come from: a removed group, a new name
+    or an unverified e-mail shows in the next token at once."""
+    issuer = CloudJwtIssuer(rsa_key, "https://portal.example.com")
+
+    def claims(person):
+        return pyjwt.decode(issuer.mint(person), rsa_key.public_key, algorithms=["RS256"],
+                            audience=JWT_SESSION_AUDIENCE)
+
+    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales", "Finance"]))["groups"] == ["Sales", "Finance"]
+    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales"]))["groups"] == ["Sales"]
+    assert "groups" not in claims(Person("d@x.com", "D", "d@x.com", []))
+    assert claims(Person("d@x.com", "D. Two", "d@x.com", ["Sales"]))["name"] == "D. Two"
+    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales"], email_verified=False))["email_verified"] is False
+    with pytest.raises(ConfigurationError, match="name"):  # the rules hold on every call, cached or not
+        issuer.mint(Person("d@x.com", " ", "d@x.com", ["Sales"]))
+
+
+def test_cloud_mint_uses_a_subclass_claims(rsa_key):
+    class WithTenantClaim(CloudJwtIssuer):
+        def claims(self, user, *, now=None):
+            return {**super().claims(user, now=now), "tenant": "eu"}
+
+    token = WithTenantClaim(rsa_key, "https://portal.example.com").mint(ANN)
+    assert pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE)["tenant"] == "eu"
+
+
+def test_cloud_mint_reads_groups_given_as_an_iterator_once(rsa_key):
+    class Lazy(Person):
+        @property
+        def groups(self):
+            return iter(["Sales", "Ops"])
+
+        @groups.setter
+        def groups(self, value):
+            pass
+
+    token = CloudJwtIssuer(rsa_key, "iss").mint(Lazy("e@x.com", "E", "e@x.com"))
+    assert pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE)["groups"] == [
+        "Sales", "Ops"]
+
+
+def test_headers_cannot_change_the_algorithm(rsa_key):
+    token = rsa_key.sign({"a": 1}, headers={"alg": "none", "x-extra": "1"})
+    header = pyjwt.get_unverified_header(token)
+    assert header["alg"] == "RS256" and header["x-extra"] == "1" and header["kid"] == "key-1"
+    assert pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"]) == {"a": 1}
+
+
+def test_es_signature_is_raw_r_and_s(rsa_key):
+    """RFC 7518 3.4: an ES signature is r || s, each as long as the curve's order, not DER."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    for alg, size in (("ES256", 32), ("ES384", 48), ("ES512", 66)):
+        key = SigningKey.generate(alg)
+        head, body, sig = key.sign({"n": 1}).split(".")
+        raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        assert len(raw) == 2 * size
+        der = encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
+        key.public_key.verify(der, f"{head}.{body}".encode(), ec.ECDSA({"ES256": hashes.SHA256(), "ES384": hashes.SHA384(),
+                                                                       "ES512": hashes.SHA512()}[alg]))
+
+
+def test_claims_that_are_not_json_are_a_jwt_error(rsa_key):
+    with pytest.raises(JwtError, match="JSON"):
+        rsa_key.sign({"a": object()})
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(JwtError, match="JSON"):
+        rsa_key.sign(cyclic)
+
+
+def test_compact_json_is_json_dumps_compact():
+    import json
+
+    from qlikauth.jwtkeys import compact_json
+
+    for value in ({"a": 1, "b": [1, 2.5, None, True, False], "c": "é\"\n\u2028", "d": {"e": []}}, {}, [], "x", 3):
+        assert compact_json(value) == json.dumps(value, separators=(",", ":"))
