@@ -17,6 +17,7 @@ Qlik writes them into ``X-Qlik-Security`` as ``name=value;`` pairs, so a value w
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,8 +33,16 @@ MAX_FIELD_LENGTH = 1024
 
 Attribute = tuple[str, str]
 
+#: Any character for which str.isspace() is True (re's \s for str patterns is the same test).
+_WHITESPACE = re.compile(r"\s")
+
 
 def _has_control(text: str) -> bool:
+    # str.isprintable() is False for every Cc, Cf, Zl and Zp character (and for a few more
+    # categories, such as spaces other than " ", which are allowed): only then is it worth
+    # asking unicodedata character by character. Identities are built on every page view.
+    if text.isprintable():
+        return False
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
 
 
@@ -55,9 +64,8 @@ def _clean_name_part(value: Any, field_name: str) -> str:
             "directory and id: pass them separately, or use QlikUser.parse('DIRECTORY\\\\user').",
             field=field_name,
         )
-    forging = sorted({ch for ch in trimmed if ch in ";="})
-    if forging:
-        shown = " and ".join(repr(ch) for ch in forging)
+    if ";" in trimmed or "=" in trimmed:
+        shown = " and ".join(repr(ch) for ch in ";=" if ch in trimmed)
         raise IdentityError(
             f"{field_name} contains {shown}; Qlik writes identities as "
             "'UserDirectory=...; UserId=...' into headers such as X-Qlik-User, so such a "
@@ -90,7 +98,7 @@ def _clean_attribute(index: int, name: Any, value: Any) -> Attribute:
     name = name.strip()
     if not name:
         raise IdentityError(f"{where}.name is empty: every attribute needs a name.", field=f"{where}.name")
-    if any(ch in name for ch in ";=,") or _has_control(name) or any(ch.isspace() for ch in name):
+    if ";" in name or "=" in name or "," in name or _has_control(name) or _WHITESPACE.search(name):
         raise IdentityError(
             f"{where}.name {name!r} contains whitespace, ';', '=', ',' or a control character; "
             "Qlik writes attributes as 'name=value;' into X-Qlik-Security, so such a name "
@@ -116,6 +124,9 @@ def _normalise_attributes(
 ) -> tuple[Attribute, ...]:
     if attributes is None:
         return ()
+    if type(attributes) in (list, tuple) and all(type(item) is tuple and len(item) == 2 for item in attributes):
+        # The common shape, (name, value) pairs: no per-item Mapping (ABC) checks.
+        return tuple(_clean_attribute(i, n, v) for i, (n, v) in enumerate(attributes))
     if isinstance(attributes, Mapping):
         pairs: list[tuple[Any, Any]] = []
         for name, value in attributes.items():
@@ -149,6 +160,27 @@ def _normalise_attributes(
     return tuple(_clean_attribute(i, n, v) for i, (n, v) in enumerate(pairs))
 
 
+#: Checked values: a name (str) -> its trimmed form; a tuple of (name, value) pairs -> the
+#: checked pairs (a tuple never equals a str, so the two kinds never meet).
+_CHECKED: dict[Any, Any] = {}
+_CHECKED_KEPT = 8192
+
+
+def _remember(raw: Any, checked: Any) -> Any:
+    if len(_CHECKED) >= _CHECKED_KEPT:
+        _CHECKED.clear()  # bounded: a very large user base only checks again
+    _CHECKED[raw] = checked
+    return checked
+
+
+def _plain_pairs(items: tuple[Any, ...]) -> bool:
+    """Are these (name, value) pairs of exact str (the only attributes remembered as checked)?"""
+    return all(type(i) is tuple and len(i) == 2 and type(i[0]) is str and type(i[1]) is str for i in items)
+
+
+_set = object.__setattr__  # QlikUser is frozen
+
+
 @dataclass(frozen=True, slots=True)
 class QlikUser:
     """A Qlik user: user directory, user id and ordered, multi-valued attributes.
@@ -172,9 +204,31 @@ class QlikUser:
         user_id: str,
         attributes: Iterable[Attribute] | Mapping[str, Any] | None = None,
     ) -> None:
-        object.__setattr__(self, "user_directory", _clean_name_part(user_directory, "user_directory"))
-        object.__setattr__(self, "user_id", _clean_name_part(user_id, "user_id"))
-        object.__setattr__(self, "attributes", _normalise_attributes(attributes))
+        # Portals build the same users on every page view: values already checked are looked
+        # up (exact str keys, so only what passed the checks before passes again).
+        checked = _CHECKED
+        directory = checked.get(user_directory) if type(user_directory) is str else None
+        if directory is None:
+            directory = _remember(user_directory, _clean_name_part(user_directory, "user_directory"))
+        uid = checked.get(user_id) if type(user_id) is str else None
+        if uid is None:
+            uid = _remember(user_id, _clean_name_part(user_id, "user_id"))
+        attrs: tuple[Attribute, ...] | None = None
+        if type(attributes) is list or type(attributes) is tuple:
+            key: tuple[Any, ...] | None = tuple(attributes)
+            try:
+                attrs = checked.get(key)  # only pairs of exact str that passed are ever stored
+            except TypeError:  # unhashable items (lists, QPS-style dicts): checked every time
+                key = None
+            if attrs is None:
+                attrs = _normalise_attributes(attributes)
+                if key is not None and _plain_pairs(key):
+                    _remember(key, attrs)
+        else:
+            attrs = _normalise_attributes(attributes)
+        _set(self, "user_directory", directory)
+        _set(self, "user_id", uid)
+        _set(self, "attributes", attrs)
 
     # -- constructors -------------------------------------------------------------
     @classmethod

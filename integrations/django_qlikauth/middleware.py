@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from qlikauth.exceptions import ConfigurationError
 from qlikauth.web import flows
 
-from .conf import get_runtime
+from .conf import get_runtime, portal_user_id, qlik_user_for
 from .render import set_cookie, web_request
 
 log = logging.getLogger("django_qlikauth")
@@ -53,7 +53,15 @@ class QlikSessionMiddleware:
         user = getattr(request, "user", None)
         if runtime.config.mode == "session" and hasattr(request, "session") \
                 and user is not None and user.is_authenticated:
-            outcome = flows.resume_session(web_request(request), runtime)
+            # Every signed-in page view: the common case (the remembered session is current and
+            # the browser carries it) is decided before the whole request is described.
+            qlik_user = qlik_user_for(request)
+            outcome = flows.reused_session(request.session, request.COOKIES, qlik_user, runtime,
+                                           owner=portal_user_id(request))
+            if outcome is None:
+                described = web_request(request)
+                described.user = qlik_user  # mapped once
+                outcome = flows.resume_session(described, runtime)
             for cookie in outcome.cookies:
                 set_cookie(response, cookie)
         return response

@@ -102,31 +102,38 @@ def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
 
 def _state() -> QlikAuthState:
     try:
-        return current_app.extensions["qlikauth"]
+        return current_app._get_current_object().extensions["qlikauth"]  # type: ignore[attr-defined]
     except KeyError:
         raise RuntimeError("flask_qlikauth is not set up on this app: call QlikAuth(app) or init_app(app).") from None
 
 
-def _wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+def _current() -> tuple[Any, Any]:
+    """Flask's request and session objects behind the context proxies (each proxy access is a lookup)."""
+    return request._get_current_object(), flask_session._get_current_object()  # type: ignore[attr-defined]
+
+
+def _wants_json(req: Any = None) -> bool:
+    accept = (req or request).accept_mimetypes
+    best = accept.best_match(["text/html", "application/json"])
+    return best == "application/json" and accept[best] > accept["text/html"]
 
 
 def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) -> WebRequest:
     """Describe Flask's current request for the flows (the user from the extension's loader by default)."""
+    req, session = _current()
     return WebRequest(
-        method=request.method,
-        path=request.path,
-        full_path=request.full_path,
-        args=request.args,
-        form=request.form if request.method == "POST" else {},
-        headers=request.headers,
-        cookies=request.cookies,
-        session=flask_session,
-        scheme=request.scheme,
-        host=request.host,
+        method=req.method,
+        path=req.path,
+        full_path=req.full_path,
+        args=req.args,
+        form=req.form if req.method == "POST" else {},
+        headers=req.headers,
+        cookies=req.cookies,
+        session=session,
+        scheme=req.scheme,
+        host=req.host,
         user=user if user is not None else (lambda: _state().extension.current_user()),
-        wants_json=_wants_json(),
+        wants_json=_wants_json(req),
     )
 
 
@@ -235,7 +242,15 @@ class QlikAuth:
         exists, and a new one replaces it if Qlik has ended it. Raises
         :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        outcome = flows.resume_session(web_request(user), _state().runtime, verify=verify, start=True)
+        runtime = _state().runtime
+        req, session = _current()
+        user = user if user is not None else self.current_user()
+        # Called on every page view: the signed-in browser's case is decided before anything
+        # else is built; resume_session reads only the session, the cookies and the user.
+        outcome = flows.reused_session(session, req.cookies, user, runtime, verify=verify)
+        if outcome is None:
+            wr = WebRequest(method=req.method, path=req.path, cookies=req.cookies, session=session, user=user)
+            outcome = flows.resume_session(wr, runtime, verify=verify, start=True)
         for cookie in outcome.cookies:
             _set_cookie(response, cookie)
         return response

@@ -54,12 +54,25 @@ def identity_digest(user: QlikUser) -> str:
     """A short digest of what a proxy session carries for ``user``: directory, id and attributes.
 
     Kept in :attr:`SessionGrant.record`, so a remembered session is reused only while the
-    portal maps its user to the same identity (attribute order does not matter).
+    portal maps its user to the same identity (attribute order does not matter). Every page
+    view of a session-mode portal compares it, so digests of recent identities are kept
+    (keyed by the identity itself, every field compared: a pure function, bounded).
     """
-    body = user.to_qps()
-    canonical = [body["UserDirectory"], body["UserId"],
-                 sorted(sorted(a.items()) for a in body.get("Attributes") or [])]
-    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()[:32]
+    key = (user.user_directory, user.user_id, user.attributes)  # a plain tuple: hashed and compared in C
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        body = user.to_qps()
+        canonical = [body["UserDirectory"], body["UserId"],
+                     sorted(sorted(a.items()) for a in body.get("Attributes") or [])]
+        digest = hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()[:32]
+        if len(_DIGESTS) >= _DIGESTS_KEPT:
+            _DIGESTS.clear()  # bounded: a very large user base only computes them again
+        _DIGESTS[key] = digest
+    return digest
+
+
+_DIGESTS: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
+_DIGESTS_KEPT = 4096
 
 
 def default_cookie_name(virtual_proxy: str) -> str:
@@ -115,6 +128,22 @@ class SessionAuthenticator:
         t = self._template
         return Cookie(t.name, session_id, t.domain, t.path, t.secure, t.http_only, t.samesite, t.max_age)
 
+    def reusable(self, remembered: Mapping[str, Any] | None, user: QlikUser, *, owner: str, now: float,
+                 recheck_after: float | None = None) -> bool:
+        """Can ``remembered`` be reused as it is, with no QPS call and nothing to write back?
+
+        True only when :meth:`resume` would hand back the same record untouched: it belongs to
+        ``owner``, was made for exactly ``user``'s identity (directory, id, attributes) and
+        needs no recheck yet. The page-view path asks this first (a few look-ups); anything
+        else goes through :meth:`resume`.
+        """
+        if not remembered:
+            return False
+        sid = remembered.get("sid")
+        return (type(sid) is str and sid != "" and remembered.get("owner") == owner
+                and remembered.get("identity") == identity_digest(user)
+                and (recheck_after is None or now - float(remembered.get("checked") or 0) < recheck_after))
+
     @overload
     def resume(self, user: QlikUser, remembered: Mapping[str, Any] | None, *, owner: str | None = None,
                recheck_after: float | None = None, now: float | None = None,
@@ -166,7 +195,9 @@ class SessionAuthenticator:
             if not isinstance(user, QlikUser):
                 raise ConfigurationError("resume(): pass owner= when user is a callable.")
             owner = "\\".join(user.key)
-        record = dict(remembered) if remembered else None
+        # The remembered record itself while nothing changes (page views); a changed one is a copy.
+        record: dict[str, Any] | None = (
+            (remembered if type(remembered) is dict else dict(remembered)) if remembered else None)
         if record is not None and (record.get("owner") != owner or not isinstance(record.get("sid"), str)
                                    or not record["sid"]):
             record = None
@@ -188,7 +219,7 @@ class SessionAuthenticator:
                 log.warning("could not check the remembered proxy session, keeping it: %s", exc)
                 alive = True
             if alive:
-                record["checked"] = now
+                record = {**record, "checked": now}
             else:
                 log.info("the remembered proxy session has ended in Qlik; creating a new one")
                 record = None

@@ -58,6 +58,7 @@ __all__ = [
     "login_redirect",
     "error_answer",
     "resume_session",
+    "reused_session",
     "end_sessions",
     "same_origin",
     "NO_STORE",
@@ -469,9 +470,13 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     The decision is the core's (:meth:`~qlikauth.SessionAuthenticator.resume`): a proxy
     session remembered in ``request.session`` for the same portal user *with the same Qlik
     identity* (directory, id, attributes) is reused, so page views make no QPS call (the
-    cookie is only set again when the browser lacks it); when the portal now maps the user
-    differently (a group removed), the old session is ended and a new one made. It is
-    confirmed with QPS when ``verify`` is set, or every SESSION_RECHECK seconds.
+    cookie is set only when the browser does not carry it, also on an explicit ``start``);
+    when the portal now maps the user differently (a group removed), the old session is
+    ended and a new one made. It is confirmed with QPS when ``verify`` is set, or every
+    SESSION_RECHECK seconds.
+
+    Of ``request`` it reads only ``session``, ``cookies`` and the user (``user``,
+    ``portal_user``): it runs on every page view, so an integration may describe just those.
 
     ``start`` marks an explicit "open Qlik" (``/qlik/login``, the portal's own login view):
     QPS errors are raised, and a sign-out of Qlik (:func:`logout`) is lifted. Otherwise
@@ -490,13 +495,19 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
         return SessionOutcome(False)
     store: MutableMapping[str, Any] = session if session is not None else {}
     now = time.time()
+    if session is not None:
+        reused = reused_session(session, request.cookies, request.qlik_user(), runtime, owner=owner,
+                                verify=verify, now=now)
+        if reused is not None:
+            return reused
+    authenticator = runtime.session
+    remembered = store.get(SESSION_KEY)
     if start:
         store.pop(SIGNED_OUT_KEY, None)
     create = start or (store.get(RETRY_KEY, 0) <= now and not store.get(SIGNED_OUT_KEY))
-    remembered = store.get(SESSION_KEY)
     try:
-        grant = runtime.session.resume(request.qlik_user, remembered, owner=owner, now=now, create=create,
-                                       recheck_after=runtime.recheck_after(explicit=verify))
+        grant = authenticator.resume(request.qlik_user, remembered, owner=owner, now=now, create=create,
+                                     recheck_after=runtime.recheck_after(explicit=verify))
     except QlikAuthError as exc:
         store[RETRY_KEY] = now + RETRY_AFTER_SECONDS
         if start:
@@ -509,17 +520,58 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
         return SessionOutcome(False)
     if grant.created:
         store.pop(RETRY_KEY, None)
-        stray = request.cookies.get(runtime.session.cookie_name)
+        stray = request.cookies.get(authenticator.cookie_name)
         if stray and stray not in (grant.session_id, (remembered or {}).get("sid")):
             _end_stray(runtime, stray)
     if grant.record != remembered:  # write the session only when something changed
         store[SESSION_KEY] = grant.record
     cookies: tuple[Cookie, ...] = ()
-    # An explicit start sets the cookie again (cheap, and it repairs a cookie the browser
-    # dropped); page views only when the browser lacks it.
-    if grant.created or start or request.cookies.get(runtime.session.cookie_name) != grant.session_id:
+    # Set only when it is new or the browser does not carry it (lost, or another value): a
+    # page view of a signed-in browser sends nothing back, as the same cookie changes nothing.
+    if grant.created or request.cookies.get(authenticator.cookie_name) != grant.session_id:
         cookies = (grant.cookie,)
     return SessionOutcome(True, cookies, grant.record.get("node"), grant.created)
+
+
+def reused_session(session: Mapping[str, Any] | None, cookies: Mapping[str, str], user: QlikUser | None,
+                   runtime: QlikAuthRuntime, *, owner: str | None = None, verify: bool = False,
+                   now: float | None = None) -> SessionOutcome | None:
+    """The page view of a signed-in browser, decided in a few look-ups; None: ask :func:`resume_session`.
+
+    An outcome (active, no cookies) only when there is nothing to do and nothing to write:
+    the portal ``session`` remembers a proxy session of ``owner`` (default: ``user``'s
+    ``DIRECTORY\\id``) made for exactly ``user``'s identity (directory, id, attributes),
+    no recheck is due (``verify`` asks for one), the browser's ``cookies`` carry it, and no
+    sign-out of Qlik is pending. :func:`resume_session` asks this first; integrations ask it
+    before describing the whole request, since it runs on every page view. ``user`` is the
+    portal user mapped *now*: a changed mapping (a group removed) is never reused here.
+    """
+    if session is None or user is None:
+        return None
+    remembered = session.get(SESSION_KEY)
+    if remembered is None or SIGNED_OUT_KEY in session:
+        return None
+    authenticator = runtime.session
+    if cookies.get(authenticator.cookie_name) != remembered.get("sid"):
+        return None
+    if not authenticator.reusable(remembered, user, owner="\\".join(user.key) if owner is None else owner,
+                                  now=time.time() if now is None else now,
+                                  recheck_after=runtime.recheck_after(explicit=verify)):
+        return None
+    return _reused(remembered.get("node"))
+
+
+_REUSED: dict[Any, SessionOutcome] = {}
+
+
+def _reused(node: Any) -> SessionOutcome:
+    """The outcome of a page view that reused the remembered session (immutable: one per node)."""
+    outcome = _REUSED.get(node)
+    if outcome is None:
+        outcome = SessionOutcome(True, (), node, False)
+        if len(_REUSED) < 256:  # a handful of QPS nodes; never more than this kept
+            _REUSED[node] = outcome
+    return outcome
 
 
 def _end_stray(runtime: QlikAuthRuntime, session_id: str) -> None:

@@ -96,6 +96,9 @@ class QlikAuthRuntime:
     @property
     def session(self) -> SessionAuthenticator:
         """The session authenticator (cookie settings from the config)."""
+        made = self._session  # asked on every session-mode page view: no closure once it exists
+        if made is not None:
+            return made
         c = self.config
         return self._once("_session", lambda: SessionAuthenticator(
             self.qps, c.effective_cookie_name, c.cookie_domain, c.cookie_secure, c.cookie_samesite))

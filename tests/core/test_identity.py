@@ -136,3 +136,31 @@ def test_property_attribute_round_trip(pairs):
     rendered = security_header_value(user.attributes)
     # Each attribute adds exactly one "; " separated pair: none can forge another.
     assert rendered.count("; ") == 1 + len(pairs)
+
+
+def test_checked_values_are_remembered_but_every_construction_is_checked() -> None:
+    """QlikUser remembers values that passed its checks (portals build the same users on every
+    page view); what fails is refused every time, and other shapes are checked as before."""
+    import qlikauth.identity as identity
+
+    first = QlikUser(" PORTAL ", "alice", [("group", "Sales")])
+    assert (first.user_directory, first.attributes) == ("PORTAL", (("group", "Sales"),))
+    assert QlikUser(" PORTAL ", "alice", (("group", "Sales"),)) == first  # remembered: the same result
+    for _ in range(2):
+        with pytest.raises(IdentityError):
+            QlikUser("PORTAL", "alice; UserId=sa_repository")
+        with pytest.raises(IdentityError):
+            QlikUser("PORTAL", "alice", [("group", "Sales;x")])
+        with pytest.raises(IdentityError):
+            QlikUser("PORTAL", "alice", [("group", 5)])
+        with pytest.raises(IdentityError):
+            QlikUser("PORTAL", "al\u200bice")  # a zero-width space (Cf)
+    # other shapes: lists as pairs, QPS-style objects, mappings
+    assert QlikUser("PORTAL", "alice", [["group", "Sales"]]) == first
+    assert QlikUser("PORTAL", "alice", [{"group": "Sales"}]) == first
+    assert QlikUser("PORTAL", "alice", {"group": ["Sales"]}) == first
+    assert QlikUser("PORTAL", "alice\u00a0b").user_id == "alice\u00a0b"  # a no-break space is allowed
+    # bounded
+    for i in range(identity._CHECKED_KEPT + 10):
+        QlikUser("PORTAL", f"user{i}")
+    assert len(identity._CHECKED) <= identity._CHECKED_KEPT

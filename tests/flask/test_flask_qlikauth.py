@@ -213,10 +213,16 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     assert qps.get_session(sid) is None
     qps_calls.clear()
     # again: the remembered session is reused; an explicit /qlik/login confirms it with one GET
+    # and sets no cookie the browser already carries
+    sid = _browser_sid(client)
     r = client.get("/qlik/login")
     assert qps_calls == [("GET", "session")]
-    assert any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
-    sid = _sid(r)
+    assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
+    assert _browser_sid(client) == sid
+    # a browser that lost the cookie gets it again, from the remembered session, no QPS call
+    qps_calls.clear()
+    client.delete_cookie("X-Qlik-Session-mashup")
+    assert _sid(client.get("/open-qlik")) == sid and qps_calls == []
     # logout: every session of the user ends on every node, cookie cleared
     r = client.post("/qlik/logout", data={"next": "//evil.com"}, headers={"Origin": "http://localhost"})
     assert r.status_code == 302 and r.headers["Location"] == "/"
@@ -253,7 +259,8 @@ def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_ca
     with client.session_transaction() as s:
         s[SESSION_KEY] = {**s[SESSION_KEY], "checked": 0}
     r = client.get("/open-qlik")
-    assert qps_calls == [("GET", "session")] and _sid(r) == new
+    assert qps_calls == [("GET", "session")] and _browser_sid(client) == new
+    assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))  # still the same one
 
 
 def test_logout_redirect_targets(ticket_emu: Any, unsafe_redirects: tuple[str, ...]) -> None:
@@ -282,6 +289,12 @@ CROSS_SITE_LOGOUTS = {
 def _sid(response: Any) -> str:
     [cookie] = [c for c in set_cookies(response) if c.startswith("X-Qlik-Session-mashup=")]
     return cookie.split(";")[0].split("=", 1)[1]
+
+
+def _browser_sid(client: Any) -> str | None:
+    """The proxy session cookie the test browser carries (and sends)."""
+    cookie = client.get_cookie("X-Qlik-Session-mashup")
+    return None if cookie is None else cookie.value
 
 
 def test_logout_is_post_only_and_refuses_cross_site(session_emu: Any, qps_calls: list) -> None:
@@ -424,13 +437,15 @@ def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: li
     qps = app.extensions["qlikauth"].runtime.qps
     assert ("group", "Finance") in qps.get_session(old).user.attributes
     qps_calls.clear()
-    assert _sid(client.get("/open-qlik")) == old and qps_calls == []  # nothing changed: no call
+    r = client.get("/open-qlik")  # nothing changed: no call, no cookie to set
+    assert _browser_sid(client) == old and qps_calls == [] and not set_cookies(r)
     client.get("/set-groups/Sales")  # Finance revoked in the portal
     new = _sid(client.get("/open-qlik"))
     assert new != old and qps.get_session(old) is None
     assert qps.get_session(new).user.attributes == (("group", "Sales"),)
+    qps_calls.clear()
     r = client.get("/qlik/login")  # explicit: confirms the new one, keeps it
-    assert _sid(r) == new
+    assert qps_calls == [("GET", "session")] and _browser_sid(client) == new
 
 
 # -- setup mistakes a new user makes (issue: holes found from outside) -------------------------

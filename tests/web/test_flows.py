@@ -130,6 +130,58 @@ def test_session_mode_resume_and_end(emu: Any, qps_calls: list) -> None:
     assert not anonymous.active and anonymous.cookies == ()
 
 
+class _WatchedSession(dict):
+    """A portal session that records every write (a page view must write nothing)."""
+
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.writes: list[str] = []
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self.writes.append(key)
+        return super().pop(key, *default)
+
+
+def test_reused_session_only_when_nothing_changed(emu: Any, qps_calls: list) -> None:
+    """The page-view fast path answers only when resume_session would reuse the record untouched."""
+    runtime = runtime_for(emu, "mashup", MODE="session", SESSION_RECHECK="300")
+    session = _WatchedSession()
+    sid = flows.resume_session(req(path="/", session=session, user=ALICE), runtime).cookies[0].value
+    record = session[flows.SESSION_KEY]
+    qps_calls.clear()
+    session.writes.clear()
+    jar = {runtime.session.cookie_name: sid}
+    reused = flows.reused_session(session, jar, ALICE, runtime)
+    assert reused is not None and reused.active and reused.cookies == () and not reused.created
+    assert reused.node == record["node"]
+    # the same through resume_session, for a freshly mapped but equal user, and an explicit start
+    again = QlikUser("PORTAL", "alice", [("group", "Sales")])
+    assert flows.resume_session(req(path="/", session=session, user=again, cookies=jar), runtime, start=True) is reused
+    assert qps_calls == [] and session.writes == []
+    # anything else is resume_session's to decide
+    assert flows.reused_session(session, {}, ALICE, runtime) is None  # the browser lacks the cookie
+    assert flows.reused_session(session, {runtime.session.cookie_name: "other"}, ALICE, runtime) is None
+    assert flows.reused_session(session, jar, ALICE.with_attributes([("group", "Finance")]), runtime) is None
+    assert flows.reused_session(session, jar, QlikUser("PORTAL", "bob", [("group", "Sales")]), runtime) is None
+    assert flows.reused_session(session, jar, ALICE, runtime, owner="auth.user:7") is None  # another portal user
+    assert flows.reused_session(session, jar, None, runtime) is None
+    assert flows.reused_session(None, jar, ALICE, runtime) is None
+    assert flows.reused_session(session, jar, ALICE, runtime, verify=True) is None  # /qlik/login confirms
+    assert flows.reused_session(session, jar, ALICE, runtime, now=record["checked"] + 301) is None  # recheck due
+    assert flows.reused_session({**session, flows.SIGNED_OUT_KEY: True}, jar, ALICE, runtime) is None
+    assert qps_calls == [] and session.writes == []
+    # the stale attributes are replaced by resume_session (one QPS call each way), never reused
+    finance = ALICE.with_attributes([("group", "Finance")])
+    replaced = flows.resume_session(req(path="/", session=session, user=finance, cookies=jar), runtime)
+    assert replaced.created and replaced.cookies[0].value != sid
+    assert qps_calls == [("DELETE", "session"), ("POST", "session")]
+
+
 def test_header_auth_answers_plain_data(emu: Any, qps_calls: list) -> None:
     runtime = runtime_for(emu, HEADER_NAME="X-Portal-User")
     ok = flows.run(flows.header_auth, req(path="/qlik/header-auth", user=ALICE), runtime)
@@ -152,7 +204,7 @@ def test_the_public_surface_of_qlikauth_web() -> None:
     assert flows.__all__ == [
         "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
         "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
-        "resume_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
+        "resume_session", "reused_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
         "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY", "SEEN_COOKIE", "SEEN_TTL_SECONDS"]
     for module in (web, flows):
         for name in module.__all__:
