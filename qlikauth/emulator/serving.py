@@ -21,6 +21,12 @@ What it adds to uvicorn, and why:
   CVE-2023-41265), HTTP/1.1 without ``Host`` or with two, a declared body over the limit. The
   protocol bounds the request head (16 KiB, 8 KiB per header line: Qlik's proxy defaults; 431);
   llhttp refuses malformed request lines, obsolete line folding and chunk sizes that are not hex.
+- Cheaper requests, same behaviour (issue 11: the emulator must never be what a benchmark
+  measures): decrypted bytes are read into one reusable buffer (:class:`_Buffered`) instead of a
+  new 256 KiB ``bytes`` per read; a request whose body is declared and small reaches the app
+  once it is complete, and the app runs in the protocol's own call rather than in a task started
+  for the next loop turn (a task takes over only if the app suspends: a fault's delay); the
+  answer's head and body leave as one write (one TLS record) at the end of that call.
 - Connection-level control for fault injection: :meth:`~BackgroundServer.refuse_connections`
   stops listening (clients get "connection refused") and resumes on the same port;
   :meth:`~BackgroundServer.drop` aborts the connection a request arrived on;
@@ -34,11 +40,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +53,9 @@ try:
     import httptools
     import uvicorn
     import uvloop
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn._types import ASGI3Application
+    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
     from uvicorn.protocols.utils import get_remote_addr
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised by tests/packaging
@@ -70,6 +79,8 @@ MAX_HEADER_BYTES = 16384
 MAX_HEADER_LINE = 8192
 #: Nothing the QPS API takes comes close; bigger declared bodies get 413.
 MAX_BODY_BYTES = 64 * 1024
+#: Decrypted bytes per read (a request head is at most 16 KiB; a bigger body takes several reads).
+_READ_BUFFER = 64 * 1024
 #: Qlik's proxy keep-alive timeout is 300 s.
 KEEPALIVE_TIMEOUT = 300
 
@@ -78,34 +89,52 @@ class _Coalescing:
     """A transport that joins the writes of one event-loop turn into one.
 
     uvicorn writes an answer's head and body separately: two TLS records and two packets per
-    answer, each costing a system call on both sides. Joining them (flushed at the end of the
-    turn, and before a close) makes every small answer one record, as a real server sends it.
+    answer, each costing a system call on both sides. Joining them makes every small answer one
+    record, as a real server sends it. Writes made while the protocol handles received bytes
+    (:meth:`hold`, then :meth:`flush`: an answer produced without suspending) go out when it is
+    done; any other write is flushed at the end of the loop turn; a close flushes first.
     """
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_held")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._t = transport
         self._loop = loop
         self._buf: list[bytes] = []
         self._scheduled = False
+        self._held = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._buf.append(bytes(data))
-        if not self._scheduled:
+        if not self._scheduled and not self._held:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._flush_soon)
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._buf:
-            data = b"".join(self._buf)
-            self._buf.clear()
+    def hold(self) -> None:
+        """Keep writes until :meth:`flush` (the protocol is handling received bytes)."""
+        self._held = True
+
+    def flush(self) -> None:
+        """Write what was kept, as one write."""
+        self._held = False
+        buf = self._buf
+        if buf:
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            buf.clear()
             if not self._t.is_closing():
                 self._t.write(data)
 
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        if not self._held:
+            self.flush()
+
+    def is_closing(self) -> bool:
+        # Asked on every answer: spelled out, not found through __getattr__ (a failed lookup first).
+        return self._t.is_closing()
+
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._t.close()
 
     def abort(self) -> None:
@@ -114,6 +143,84 @@ class _Coalescing:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._t, name)
+
+
+class _Buffered(asyncio.BufferedProtocol):
+    """Hands uvloop a reusable buffer for decrypted bytes; the HTTP protocol gets them as before.
+
+    For a plain :class:`asyncio.Protocol`, uvloop's TLS layer asks ``SSLObject.read`` for a new
+    256 KiB ``bytes`` per read: above glibc's mmap threshold, so every request cost two
+    ``mmap``/``mremap``/``munmap`` rounds (and the TLB shootdowns of unmapping in a threaded
+    process), more than parsing it. A :class:`asyncio.BufferedProtocol` is read into a buffer it
+    owns instead. uvloop only takes that path for protocols that are not ``asyncio.Protocol``
+    subclasses (uvicorn's is), so this adapter owns the buffer and forwards everything else.
+    The buffer is shared by the connections of one server (one event-loop thread): each read
+    is copied out before ``buffer_updated`` returns.
+    """
+
+    __slots__ = ("protocol", "_view")
+
+    def __init__(self, protocol: HttpToolsProtocol, view: memoryview) -> None:
+        self.protocol = protocol
+        self._view = view
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.protocol.connection_made(transport)  # type: ignore[arg-type]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.protocol.data_received(self._view[:nbytes].tobytes())
+
+    def eof_received(self) -> None:
+        self.protocol.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
+
+
+class _Resumed:
+    """Drives a coroutine that already ran its first step outside a task, from where it stopped.
+
+    ``first`` is what that step yielded (a future it waits for, or None for a bare yield); the
+    task awaiting this sees exactly that, then every later step of the coroutine, so waiting,
+    results, exceptions and cancellation behave as if the task had run the coroutine from the
+    start.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self._coro
+        out = self._first
+        while True:
+            try:
+                value = yield out
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation): pass it on
+                try:
+                    out = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                out = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Resumed(coro, first)
 
 
 class _HeadTooLarge(Exception):
@@ -267,6 +374,16 @@ class BackgroundServer:
             raise self._error
         return self
 
+    def _protocol_factory(self) -> Callable[..., asyncio.BaseProtocol]:
+        """What uvicorn calls per accepted connection: the HTTP protocol behind its read buffer."""
+        protocol_class = self._protocol_class()
+        view = memoryview(bytearray(_READ_BUFFER))
+
+        def factory(**kwargs: Any) -> asyncio.BaseProtocol:
+            return _Buffered(protocol_class(**kwargs), view)
+
+        return factory
+
     def _protocol_class(self) -> type[HttpToolsProtocol]:
         owner = self
         limit = self._max_head
@@ -276,9 +393,11 @@ class BackgroundServer:
             """uvicorn's httptools protocol: bounds the request head, tells its owner about connections."""
 
             _head = 0
+            _length: bytes | None = None  # the request's Content-Length, as sent
 
             def on_message_begin(self) -> None:
                 self._head = 0
+                self._length = None
                 super().on_message_begin()
 
             def on_url(self, url: bytes) -> None:
@@ -294,6 +413,8 @@ class BackgroundServer:
                 name = name.lower()
                 if name == b"expect" and value.lower() == b"100-continue":
                     self.expect_100_continue = True
+                elif name == b"content-length":
+                    self._length = value if self._length is None else b"twice"
                 self.headers.append((name, value))
 
             def _count(self, n: int) -> None:
@@ -302,8 +423,68 @@ class BackgroundServer:
                 if self._head > limit:
                     raise _HeadTooLarge("Request header fields too large.")
 
+            _eager: list[tuple[RequestResponseCycle, ASGI3Application, bool]] | None = None
+            _waiting: tuple[RequestResponseCycle, ASGI3Application, bool] | None = None
+
+            def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+                if self._eager is not None:
+                    # Within data_received: run the app once the bytes at hand are parsed (below).
+                    # It may wait for the rest of the body only if that is declared and small
+                    # (a chunked or big body streams to the app as uvicorn does, and a declared
+                    # length over the limit is refused before any body comes).
+                    length = self._length
+                    small = (cycle is self.cycle and length is not None and length.isdigit()
+                             and int(length) < HIGH_WATER_LIMIT)
+                    self._eager.append((cycle, app, small))
+                else:
+                    super()._start_asgi_task(cycle, app)
+
+            def _run_eager(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+                """Run one request cycle now, as Python 3.12's eager tasks do; a task only if it suspends."""
+                coro = cycle.run_asgi(app)
+                context = contextvars.copy_context()
+                try:
+                    first = context.run(coro.send, None)
+                except StopIteration:
+                    return
+                task = self.loop.create_task(_resume(coro, first), context=context)
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+
             def data_received(self, data: bytes) -> None:
+                # uvicorn starts a task per request when its head is parsed; the task runs in the
+                # next loop turn and its answer is written in the one after. Here the app runs
+                # once the request is here (head and body: a client often sends them as two TLS
+                # records), in this call, and its answer goes out in one write when it is done.
+                # An app that suspends (a fault's delay) continues in a task, as before.
                 self._unset_keepalive_if_required()
+                transport = self.transport
+                held = type(transport) is _Coalescing
+                if held:
+                    transport.hold()  # type: ignore[attr-defined]
+                eager: list[tuple[RequestResponseCycle, ASGI3Application, bool]] = []
+                if self._waiting is not None:
+                    eager.append(self._waiting)
+                    self._waiting = None
+                self._eager = eager
+                try:
+                    self._feed(data)
+                    while eager:
+                        cycle, app, small = eager.pop(0)
+                        if (small and cycle.more_body and not cycle.disconnected
+                                and not cycle.waiting_for_100_continue and not self.flow.read_paused):
+                            # The body is still on its way: the app starts when it is here.
+                            self._waiting = (cycle, app, small)
+                        else:
+                            self._run_eager(cycle, app)
+                finally:
+                    self._eager = None
+                    for cycle, app, _ in eager:  # only if something above raised: as uvicorn would
+                        super()._start_asgi_task(cycle, app)
+                    if held:
+                        transport.flush()  # type: ignore[attr-defined]
+
+            def _feed(self, data: bytes) -> None:
                 try:
                     self.parser.feed_data(data)
                 except httptools.HttpParserUpgrade:
@@ -338,6 +519,9 @@ class BackgroundServer:
             def connection_lost(self, exc: Exception | None) -> None:
                 owner._transports.pop(self.client, None)
                 super().connection_lost(exc)
+                waiting, self._waiting = self._waiting, None
+                if waiting is not None:  # the client left before its body was complete: the app sees it
+                    self._run_eager(waiting[0], waiting[1])
 
         return Protocol
 
@@ -367,7 +551,8 @@ class BackgroundServer:
 
     def _config(self) -> uvicorn.Config:
         config = uvicorn.Config(
-            self.app, http=self._protocol_class(), ws=self._ws_protocol_class(), loop="none", lifespan="off", log_config=None,
+            self.app, http=self._protocol_factory(),  # type: ignore[arg-type]
+            ws=self._ws_protocol_class(), loop="none", lifespan="off", log_config=None,
             proxy_headers=False,
             access_log=False, server_header=False, date_header=True,
             timeout_keep_alive=self._keepalive, timeout_graceful_shutdown=1,
