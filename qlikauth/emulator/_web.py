@@ -18,9 +18,17 @@ from typing import Any
 
 from .serving import MAX_BODY_BYTES, ASGIApp, Receive, Scope, Send
 
-__all__ = ["Request", "Response", "WebSocket", "HttpError", "asgi_app"]
+__all__ = ["Request", "Response", "WebSocket", "HttpError", "asgi_app", "json_bytes", "JSON_TYPE"]
 
 log = logging.getLogger("qlikauth.emulator")
+
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as the emulator's JSON answers carry it: compact, UTF-8, non-ASCII as is."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class HttpError(Exception):
@@ -32,45 +40,94 @@ class HttpError(Exception):
         self.message = message
 
 
-@dataclass
 class Request:
-    """One request. ``headers`` keeps the wire order; ``websocket`` is True for an upgrade."""
+    """One request. ``headers`` keeps the wire order, names in lower case; ``websocket`` is True for
+    an upgrade; ``scope`` is the ASGI scope it came in (None when built by hand).
 
-    method: str
-    target: str
-    version: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    peer: tuple[Any, ...] | None = None
-    websocket: bool = False
-    scope: dict[str, Any] | None = field(default=None, repr=False)
+    ``path`` is the target without its query string (still percent-encoded), ``query`` the raw
+    query string without ``?``. A request made from an ASGI scope decodes its headers (latin-1)
+    only when asked: the QPS API reads two of them.
+    """
+
+    __slots__ = ("method", "path", "query", "version", "body", "peer", "websocket", "scope", "_raw", "_headers")
+
+    def __init__(self, method: str, target: str, version: str, headers: list[tuple[str, str]], body: bytes,
+                 peer: tuple[Any, ...] | None = None, websocket: bool = False,
+                 scope: Scope | None = None) -> None:
+        self.method = method
+        self.path, _, self.query = target.partition("?")
+        self.version = version
+        self._headers: list[tuple[str, str]] | None = [(n.lower(), v) for n, v in headers]
+        self._raw: list[tuple[bytes, bytes]] | None = None
+        self.body = body
+        self.peer = peer
+        self.websocket = websocket
+        self.scope = scope
+
+    @classmethod
+    def from_scope(cls, scope: Scope, body: bytes) -> Request:
+        """The request an ASGI ``http`` or ``websocket`` scope describes, with its body."""
+        req = cls.__new__(cls)
+        ws = scope["type"] == "websocket"
+        req.method = "GET" if ws else scope["method"]
+        req.path = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
+        qs = scope.get("query_string")
+        req.query = qs.decode("latin-1") if qs else ""
+        req.version = "HTTP/" + scope.get("http_version", "1.1")
+        req._raw = scope["headers"]  # ASGI: names in lower case
+        req._headers = None
+        req.body = body
+        req.peer = tuple(scope.get("client") or ())
+        req.websocket = ws
+        req.scope = scope
+        return req
 
     @property
-    def path(self) -> str:
-        """The target without its query string (still percent-encoded)."""
-        return self.target.partition("?")[0]
+    def target(self) -> str:
+        """The request target: path and query string, as sent."""
+        return self.path + "?" + self.query if self.query else self.path
 
     @property
-    def query(self) -> str:
-        """The raw query string (without ``?``)."""
-        return self.target.partition("?")[2]
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header as (lower-case name, value), in wire order."""
+        if self._headers is None:
+            self._headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw or ()]
+        return self._headers
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
-        lname = name.lower()
-        for n, v in self.headers:
-            if n.lower() == lname:
-                return v
+        raw = self._raw
+        if raw is not None:
+            lname = name.lower().encode("latin-1")
+            for n, v in raw:
+                if n == lname:
+                    return v.decode("latin-1")
+            return None
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
         return None
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
-        lname = name.lower()
-        return [v for n, v in self.headers if n.lower() == lname]
+        raw = self._raw
+        if raw is not None:
+            lname = name.lower().encode("latin-1")
+            out = []
+            for n, v in raw:  # a loop, not a comprehension: this runs on every QPS request
+                if n == lname:
+                    out.append(v.decode("latin-1"))
+            return out
+        wanted = name.lower()
+        return [value for key, value in self.headers if key == wanted]
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated, lower-cased tokens of a header such as ``Connection``."""
         return {t.strip().lower() for v in self.header_values(name) for t in v.split(",") if t.strip()}
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.target!r}, {self.version!r})"
 
 
 @dataclass
@@ -97,8 +154,7 @@ class Response:
     @classmethod
     def json(cls, status: int, data: Any, **kw: Any) -> Response:
         """A JSON answer."""
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return cls(status, body, content_type="application/json; charset=utf-8", **kw)
+        return cls(status, json_bytes(data), content_type=JSON_TYPE, **kw)
 
     def wire_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers as ASGI wants them (Content-Type and Content-Length first)."""
@@ -187,19 +243,18 @@ Before = Callable[[Request], Awaitable[Response | None]]
 
 
 def _request(scope: Scope, body: bytes) -> Request:
-    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    qs = scope.get("query_string") or b""
-    target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
-    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]]
-    ws = scope["type"] == "websocket"
-    return Request("GET" if ws else scope["method"], target, "HTTP/" + scope.get("http_version", "1.1"),
-                   headers, body, tuple(scope.get("client") or ()), websocket=ws, scope=dict(scope))
+    return Request.from_scope(scope, body)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
+    msg = await receive()
+    if msg["type"] == "http.request" and not msg.get("more_body"):  # the whole body at once (the usual case)
+        body: bytes = msg.get("body", b"")
+        if len(body) > limit:
+            raise HttpError(413, f"Request body too large (limit {limit} bytes).")
+        return body
     out = bytearray()
     while True:
-        msg = await receive()
         if msg["type"] == "http.disconnect":
             raise ConnectionError("client went away")
         out += msg.get("body", b"")
@@ -207,6 +262,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             raise HttpError(413, f"Request body too large (limit {limit} bytes).")
         if not msg.get("more_body"):
             return bytes(out)
+        msg = await receive()
 
 
 def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = None,

@@ -244,3 +244,31 @@ def test_identifiers_as_qlik_makes_them(emu, api, browser):
     assert str(uuid.UUID(made.session_id)) == made.session_id  # Qlik makes GUIDs
     answer = call(api, emu, "GET", f"session/{made.session_id}").json()
     assert answer["UserName"] == "jdoe" and answer["UserDirectory"] == "ACME"
+
+
+def test_a_ticket_body_seen_again_gets_the_same_answer_as_the_first_time(emu, api):
+    # The QPS API remembers ticket bodies it has checked (by their bytes) and writes the answer's
+    # user part once: the answers must be what encoding the whole answer gives, every time.
+    import json
+
+    from qlikauth.emulator._web import json_bytes
+
+    user = {"UserDirectory": "ACME", "UserId": "zoë \"quoted\" ü", "Attributes": [
+        {"group": "Ventes & Marketing"}, {"email": "zoë@example.com"}, {"emoji": "\U0001f600"}]}
+    target = emu.state.add_target("portal", "https://portal.example/hub/?x=1&y=é")
+    bodies = [json.dumps(user).encode(), json.dumps({**user, "TargetId": target}).encode(),
+              json.dumps({"UserDirectory": "ACME", "UserId": "jdoe"}).encode()]
+    for body in bodies * 2:
+        r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
+        data = r.json()
+        sent = json.loads(body)
+        expected_target = "https://portal.example/hub/?x=1&y=é" if "TargetId" in sent else None
+        assert r.content == json_bytes({"UserDirectory": sent["UserDirectory"], "UserId": sent["UserId"],
+                                        "Attributes": sent.get("Attributes", []), "Ticket": data["Ticket"],
+                                        "TargetUri": expected_target})
+    # a body that failed once fails again (only bodies that passed are remembered)
+    bad = json.dumps({"UserDirectory": "ACME", "UserId": "jdoe", "TargetId": 5}).encode()
+    for _ in range(2):
+        r = call(api, emu, "POST", "ticket", data=bad, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "TargetId must be a string" in r.text
