@@ -266,6 +266,27 @@ class CannedProcess(ChildProcess):
         self.port: int = self.info["port"]
 
 
+def run_standalone(description: str, section: Callable[[Any], dict[str, Any]],
+                   rows: Callable[[dict[str, Any]], list[str]], argv: list[str] | None = None,
+                   head: tuple[str, ...] = ()) -> int:
+    """``main()`` of a benchmark file run on its own: ``--quick`` (bench/run.py's quick counts) and
+    ``--json FILE``; runs ``section`` and prints ``head`` and its table ``rows``."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    args.rounds, args.slice = (2, 0.15) if args.quick else (9, 0.6)
+    args.storm_users = 20 if args.quick else 200
+    result = section(args)
+    print("\n".join([*head, *rows(result)]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 # -- the web benchmarks' portal on gunicorn, and their sign-in storms -----------------------
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""

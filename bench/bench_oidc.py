@@ -246,18 +246,10 @@ def oidc_rows(o: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    args.rounds, args.slice = (2, 0.15) if args.quick else (9, 0.6)
-    args.storm_users = 20 if args.quick else 200
-    result = bench_oidc(args)
-    print("\n".join(["| Benchmark | Ratio (median of rounds) | Target | Context |", "|---|---|---|---|",
-                     *oidc_rows(result)]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    from _procs import run_standalone
+
+    return run_standalone(__doc__.splitlines()[0], bench_oidc, oidc_rows, argv,
+                          head=("| Benchmark | Ratio (median of rounds) | Target | Context |", "|---|---|---|---|"))
 
 
 if __name__ == "__main__":
