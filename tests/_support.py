@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,22 @@ def load_example(directory: Path, filename: str, name: str) -> Any:
         return mod
     finally:
         sys.path.remove(str(directory))
+
+
+def concurrent_takes(store: Any, key: str, threads: int) -> int:
+    """How many of ``threads`` threads, released at once, got ``key`` from ``store.take``: a
+    one-time value (OIDC state, a SAML request id) must give exactly 1."""
+    won: list[int] = []
+    barrier = threading.Barrier(threads)
+
+    def grab() -> None:
+        barrier.wait()
+        if store.take(key) is not None:
+            won.append(1)
+
+    ts = [threading.Thread(target=grab) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return len(won)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
+
+from _support import concurrent_takes
 
 import qlikauth
 from qlikauth.store import MemoryStore
@@ -13,20 +14,7 @@ from qlikauth.store import MemoryStore
 def test_take_is_used_once_under_concurrency():
     s = MemoryStore()
     s.put("state", b"v", ttl=10)
-    won = []
-    barrier = threading.Barrier(8)
-
-    def grab():
-        barrier.wait()
-        if s.take("state") is not None:
-            won.append(1)
-
-    threads = [threading.Thread(target=grab) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert won == [1]
+    assert concurrent_takes(s, "state", 8) == 1
 
 
 #: The public surface, exactly: adding or removing an export is a decision, made here too.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from _django_setup import configure_django
+from _support import concurrent_takes
 
 configure_django()
 
@@ -47,20 +46,7 @@ def test_take_once_under_threads():
     s = DjangoCacheStore()
     for round_ in range(20):
         s.put(f"state{round_}", b"v", ttl=10)
-        won: list[int] = []
-        barrier = threading.Barrier(6)
-
-        def grab(key: str = f"state{round_}", barrier: threading.Barrier = barrier, won: list[int] = won) -> None:
-            barrier.wait()
-            if s.take(key) is not None:
-                won.append(1)
-
-        threads = [threading.Thread(target=grab) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert won == [1]
+        assert concurrent_takes(s, f"state{round_}", 6) == 1
 
 
 def test_django_redis_backend_is_shared(redis_url):
