@@ -196,6 +196,18 @@ def cmd_nginx_config(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def _add_arguments_from(module: str, parser: argparse.ArgumentParser) -> None:
+    """``module.add_arguments(parser)`` (``module`` relative to qlikauth) when it imports: without
+    its extra installed the command is still listed, and running it raises the ImportError."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module, __package__)
+    except ImportError:  # pragma: no cover - only without the module's extra
+        return
+    mod.add_arguments(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for ``qlikauth``."""
     parser = argparse.ArgumentParser(prog="qlikauth", description=__doc__.splitlines()[0])
@@ -240,30 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=cmd_session)
 
     emu = sub.add_parser("emulator", help="run a local QPS node and hub over real TLS")
-    try:
-        from .emulator.cli import add_arguments
-    except ImportError:  # pragma: no cover - only while the emulator is missing
-        pass
-    else:
-        add_arguments(emu)
+    _add_arguments_from(".emulator.cli", emu)
     emu.set_defaults(func=cmd_emulator)
 
     cloud = sub.add_parser("cloud-emulator", help="run an emulated Qlik Cloud tenant (JWT login, OAuth) over TLS")
-    try:
-        from .emulator.cloud import add_arguments as cloud_arguments
-    except ImportError:  # pragma: no cover - only without the emulator extra
-        pass
-    else:
-        cloud_arguments(cloud)
+    _add_arguments_from(".emulator.cloud", cloud)
     cloud.set_defaults(func=cmd_cloud_emulator)
 
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
-    try:
-        from .nginx.cli import add_arguments as nginx_arguments
-    except ImportError:  # pragma: no cover - only while the nginx module is missing
-        pass
-    else:
-        nginx_arguments(nginx)
+    _add_arguments_from(".nginx.cli", nginx)
     nginx.set_defaults(func=cmd_nginx_config)
 
     demo = sub.add_parser("demo", help="start the emulator and a portal that signs demo users in")
