@@ -134,6 +134,12 @@ def portal_user_id(request: Any) -> str | None:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
+    from .backends import signed_in_by_sso, sso_user
+
+    if signed_in_by_sso(request):
+        # the owner the SSO flow gave the proxy session it made (the Qlik user), so it is reused
+        sso = sso_user(request)
+        return None if sso is None else "\\".join(sso.key)
     return f"{user._meta.label_lower}:{user.pk}"
 
 
@@ -141,11 +147,17 @@ def qlik_user_for(request: Any) -> QlikUser | None:
     """The signed-in Django user as a :class:`QlikUser`, or None when nobody is signed in.
 
     The identity comes only from Django's authentication (the portal's own session),
-    never from a request header.
+    never from a request header. A user signed in by :class:`~django_qlikauth.backends.SsoBackend`
+    is the SSO sign-in's own Qlik user (its claims), not USER_MAPPER's, and nobody once that
+    sign-in has ended.
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
+    from .backends import signed_in_by_sso, sso_user
+
+    if signed_in_by_sso(request):
+        return sso_user(request)
     qlik_user = get_user_mapper()(user)
     if qlik_user is not None and not isinstance(qlik_user, QlikUser):
         raise ConfigurationError(f"QLIKAUTH USER_MAPPER returned {type(qlik_user).__name__}, not a QlikUser.",

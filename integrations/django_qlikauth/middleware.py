@@ -1,4 +1,5 @@
-"""``QlikSessionMiddleware``: a proxy session (and its cookie) for every signed-in Django user.
+"""``QlikSessionMiddleware``: a proxy session (and its cookie) for every signed-in Django user;
+``SsoLoginMiddleware``: a Django sign-in made by SSO ends with its SSO sign-in.
 
 Put it after ``AuthenticationMiddleware``. It works on the response, so the login
 view's own response already carries the cookie. In ticket mode it only clears the
@@ -65,3 +66,23 @@ class QlikSessionMiddleware:
             for cookie in outcome.cookies:
                 set_cookie(response, cookie)
         return response
+
+
+class SsoLoginMiddleware:
+    """Log out a Django user signed in by SSO once that SSO sign-in has ended.
+
+    For :class:`~django_qlikauth.backends.SsoBackend` sign-ins: put it after
+    ``AuthenticationMiddleware`` (and after ``OidcSessionMiddleware`` when that is installed).
+    A single logout or back-channel logout received by any portal instance, or an OIDC session
+    cap, then ends the Django sign-in on this browser's next request, before the view runs, so
+    ``@login_required`` views and the admin no longer let the user in.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from .backends import end_login_if_sso_ended
+
+        end_login_if_sso_ended(request)
+        return self.get_response(request)

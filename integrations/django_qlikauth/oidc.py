@@ -16,23 +16,36 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from qlikauth.exceptions import QlikAuthError
+from qlikauth.identity import QlikUser
 from qlikauth.web import oidc
 
 from .conf import get_runtime
 from .render import set_cookie, web_request
-from .views import flow_view
+from .views import flow_view, signs_in, signs_out
 
 __all__ = ["login", "callback", "logout", "backchannel_logout", "frontchannel_logout", "OidcSessionMiddleware",
            "urlpatterns", "app_name"]
 
+
+
+def _oidc_user(request: HttpRequest) -> QlikUser | None:
+    record = request.session.get(oidc.OIDC_SESSION_KEY) if hasattr(request, "session") else None
+    try:
+        return QlikUser.from_qps(record["user"]) if isinstance(record, dict) else None
+    except (QlikAuthError, KeyError, TypeError):
+        return None
+
+
 login = flow_view(oidc.login)
 #: GET (response_mode=query) or a cross-site POST (form_post): state + browser binding guard it.
-callback = flow_view(oidc.callback, methods=("GET", "POST"))
-logout = flow_view(oidc.logout, methods=("GET", "POST"), csrf=True)
+#: With ``SsoBackend`` configured, a sign-in is a Django sign-in too (:mod:`django_qlikauth.backends`).
+callback = signs_in(flow_view(oidc.callback, methods=("GET", "POST")), _oidc_user)
+logout = signs_out(flow_view(oidc.logout, methods=("GET", "POST"), csrf=True))
 #: POSTed by the provider itself: no browser, no CSRF token; the logout_token is the proof.
 backchannel_logout = flow_view(oidc.backchannel_logout, methods=("POST",))
 #: Loaded by the provider in an iframe (FRONTCHANNEL_LOGOUT); ends only this browser's own SSO session.
-frontchannel_logout = flow_view(oidc.frontchannel_logout)
+frontchannel_logout = signs_out(flow_view(oidc.frontchannel_logout))
 
 
 class OidcSessionMiddleware:
@@ -46,6 +59,10 @@ class OidcSessionMiddleware:
         if hasattr(request, "session") and oidc.OIDC_SESSION_KEY in request.session:
             state = oidc.sso_session(web_request(request), get_runtime())
         request.qlikauth_sso_user = state.user if state else None  # type: ignore[attr-defined]
+        if state is not None and state.user is None and hasattr(request, "user"):
+            from .backends import end_login_if_sso_ended
+
+            end_login_if_sso_ended(request)  # the SSO session ended: so does its Django sign-in
         response = self.get_response(request)
         for cookie in (state.cookies if state else ()):
             set_cookie(response, cookie)

@@ -29,7 +29,14 @@ def on_user_logged_out(sender: Any, request: HttpRequest | None = None, user: An
         return
     runtime = get_runtime()
     request._qlikauth_cookies = (runtime.clear_cookie(),)  # type: ignore[attr-defined]
-    qlik_user = get_user_mapper()(user) if user is not None and user.is_authenticated else None
+    from .backends import signed_in_by_sso, sso_user  # needs django.contrib.auth, as logout() does
+
+    if signed_in_by_sso(request):
+        # the SSO sign-in's Qlik user (None when it has ended: its flow ended its sessions); Django
+        # flushes the session after this signal, which ends the portal's SSO sign-in too
+        qlik_user = sso_user(request)
+    else:
+        qlik_user = get_user_mapper()(user) if user is not None and user.is_authenticated else None
     try:
         flows.end_sessions(web_request(request), runtime, qlik_user)
     except QlikAuthError as exc:

@@ -17,12 +17,13 @@ from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from qlikauth.identity import QlikUser
 from qlikauth.web import flows, saml
 
 from .conf import get_runtime
 from .render import render, web_request
 
-__all__ = ["flow_view", "login", "module", "logout", "header_auth", "saml_metadata", "saml_login", "saml_acs",
+__all__ = ["flow_view", "signs_in", "signs_out", "login", "module", "logout", "header_auth", "saml_metadata", "saml_login", "saml_acs",
            "saml_logout", "saml_slo"]
 
 
@@ -58,17 +59,45 @@ logout = flow_view(flows.logout, methods=("GET", "POST"), csrf=True)
 header_auth = flow_view(flows.header_auth, methods=("GET", "HEAD"))
 
 
-def _rotates_session(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
-    """After a sign-in (the SAML sign-in is in the session), give the session a new key (fixation)."""
+def signs_in(view: Callable[[HttpRequest], HttpResponse],
+             user_of: Callable[[HttpRequest], QlikUser | None]) -> Callable[[HttpRequest], HttpResponse]:
+    """After an SSO sign-in (``user_of`` finds its user in the session): the Django sign-in
+    (:func:`~django_qlikauth.backends.sso_login`, when :class:`~django_qlikauth.backends.SsoBackend`
+    is configured), else only a new session key (fixation)."""
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest) -> HttpResponse:
         response = view(request)
-        if response.status_code == 302 and saml.SAML_SESSION_KEY in request.session:
-            request.session.cycle_key()
+        user = user_of(request) if response.status_code == 302 else None
+        if user is not None:
+            from .backends import sso_login
+
+            if not sso_login(request, user):
+                request.session.cycle_key()
         return response
 
     return wrapped
+
+
+def signs_out(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """After an SSO logout flow: a Django user signed in by that SSO sign-in is logged out too."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        response = view(request)
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.auth"):
+            from .backends import end_login_if_sso_ended
+
+            end_login_if_sso_ended(request)
+        return response
+
+    return wrapped
+
+
+def _saml_user(request: HttpRequest) -> QlikUser | None:
+    return saml.saml_user(getattr(request, "session", None))
 
 
 # SAML single sign-on (QLIKAUTH["SAML"], QLIKAUTH["CLAIMS"]): the flows of qlikauth.web.saml.
@@ -77,8 +106,8 @@ saml_metadata = flow_view(saml.saml_metadata)
 #: :func:`qlikauth.web.saml.saml_login`: to the IdP with an AuthnRequest.
 saml_login = flow_view(saml.saml_login)
 #: :func:`qlikauth.web.saml.saml_acs`: the IdP's cross-site POST (no CSRF token by design; the flow checks).
-saml_acs = _rotates_session(flow_view(saml.saml_acs, methods=("POST",)))
+saml_acs = signs_in(flow_view(saml.saml_acs, methods=("POST",)), _saml_user)
 #: :func:`qlikauth.web.saml.saml_logout`: SP-initiated single logout (POST with Django's CSRF token).
-saml_logout = flow_view(saml.saml_logout, methods=("POST",), csrf=True)
+saml_logout = signs_out(flow_view(saml.saml_logout, methods=("POST",), csrf=True))
 #: :func:`qlikauth.web.saml.saml_slo`: the IdP's LogoutRequest or LogoutResponse (Redirect or POST binding).
-saml_slo = flow_view(saml.saml_slo, methods=("GET", "POST"))
+saml_slo = signs_out(flow_view(saml.saml_slo, methods=("GET", "POST")))

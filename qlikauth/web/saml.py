@@ -31,7 +31,7 @@ from ..exceptions import ConfigurationError, QlikAuthError
 from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from ..store import StateStore, open_store
-from .flows import NO_STORE, Answer, PlainAnswer, RedirectAnswer, WebRequest, same_origin
+from .flows import NO_STORE, SESSION_KEY, Answer, PlainAnswer, RedirectAnswer, WebRequest, same_origin
 from .runtime import QlikAuthRuntime
 
 __all__ = [
@@ -152,6 +152,7 @@ def saml_session_ended(session: Any, runtime: QlikAuthRuntime) -> bool:
     if key is None or not saml_parts(runtime).registry.is_ended(key):
         return False
     session.pop(SAML_SESSION_KEY, None)
+    session.pop(SESSION_KEY, None)  # the proxy session it made is ended too
     return True
 
 
@@ -206,10 +207,14 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     cookies: tuple[Cookie, ...] = ()
     portal_path = target is not None and target.startswith("/")
     if runtime.config.mode == "session":
-        session, cookie = runtime.session.create(user)
-        parts.registry.record(key, user, session.session_id, lifetime=lifetime)
-        cookies = (cookie,)
-        location = target or runtime.hub_for_node(session.node)
+        # Remembered in the portal's session like the portal's own sign-ins (owner: the Qlik
+        # user), so the portal's page views reuse this proxy session instead of making another.
+        grant = runtime.session.resume(user, None, owner="\\".join(user.key))
+        if request.session is not None:
+            request.session[SESSION_KEY] = grant.record
+        parts.registry.record(key, user, grant.session_id, lifetime=lifetime)
+        cookies = (grant.cookie,)
+        location = target or runtime.hub_for_node(grant.record.get("node"))
     elif portal_path:
         # back to the portal: no ticket now (``/qlik/login`` makes one when Qlik is opened)
         parts.registry.record(key, user, None, lifetime=lifetime)
@@ -237,6 +242,8 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     parts = saml_parts(runtime)
     data = request.session.pop(SAML_SESSION_KEY, None) if request.session is not None else None
+    if request.session is not None:
+        request.session.pop(SESSION_KEY, None)
     cookies = (runtime.clear_cookie(),)
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
@@ -283,6 +290,7 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if session is not None and key is not None and key.issuer == result.issuer and key.subject == result.name_id \
             and (not result.session_indexes or key.session in result.session_indexes):
         session.pop(SAML_SESSION_KEY, None)  # the browser that carried the request: signed out here too
+        session.pop(SESSION_KEY, None)
         cookies = (runtime.clear_cookie(),)
     return RedirectAnswer(location=result.response.location, cookies=cookies)
 

@@ -74,3 +74,67 @@ def test_django_saml_sign_in_and_sp_initiated_logout(setup: Any) -> None:
     assert r.status_code == 302 and r["Location"].startswith(idp.base_url + "/slo?SAMLRequest=")
     assert emu.state.sessions("sso") == []
     assert SAML_SESSION_KEY not in client.session
+
+
+# -- the SAML sign-in as a Django sign-in (django_qlikauth.backends.SsoBackend) -----------------
+SSO_MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+                  "django.middleware.csrf.CsrfViewMiddleware",
+                  "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "django_qlikauth.middleware.SsoLoginMiddleware",
+                  "django_qlikauth.middleware.QlikSessionMiddleware"]
+
+
+def _acs(client: Client, idp: SamlIdp, user: str) -> Any:
+    r = client.get("/qlik/saml/login", secure=True)
+    info = idp.parse_authn_request(r["Location"])
+    form = idp.post_form(idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
+                                          sp_entity_id=info.sp_entity_id), info.relay_state)
+    return client.post("/qlik/saml/acs", data=form, secure=True)
+
+
+def test_saml_sign_in_signs_into_django_in_session_mode(emulator_factory: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="sso", method="session")])
+    idp = SamlIdp()
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username__in=["AZURE\\Alice@Example.com", "carol"]).delete()
+    carol = User.objects.create_user("carol", password="pw")
+    qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("sso"),
+            "VIRTUAL_PROXY": "sso", "MODE": "session", "SAML": {"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
+            "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": "AZURE",
+                       "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()}}}
+    try:
+        with override_settings(QLIKAUTH=qlik, MIDDLEWARE=SSO_MIDDLEWARE, ROOT_URLCONF="qlikauth_sso_login_urls",
+                               AUTHENTICATION_BACKENDS=["django_qlikauth.backends.SsoBackend",
+                                                        "django.contrib.auth.backends.ModelBackend"]):
+            client = Client()
+            idp.add_sp_metadata(client.get("/qlik/saml/metadata", secure=True).content)
+            client.force_login(carol, backend="django.contrib.auth.backends.ModelBackend")
+            assert client.get("/me", secure=True).json()["username"] == "carol"
+            r = _acs(client, idp, "alice")
+            assert r.status_code == 302 and r["Location"] == emu.hub_url_for("sso")
+            me = client.get("/me", secure=True).json()
+            assert me["username"] == "AZURE\\Alice@Example.com" and not me["usable_password"]
+            assert not me["staff"] and not me["superuser"]
+            assert client.session[SAML_SESSION_KEY]["user"]["UserId"] == "Alice@Example.com"  # survived login()
+            made = [s.session_id for s in emu.state.sessions("sso")]
+            assert len(made) == 1 and client.cookies["X-Qlik-Session-sso"].value == made[0]
+            assert [a for s in emu.state.sessions("sso") for a in s.user.groups] == ["Sales", "Finance"]
+            calls = emu.state.qps_requests
+            client.get("/me", secure=True)  # page views reuse the ACS's proxy session: no QPS call
+            assert [s.session_id for s in emu.state.sessions("sso")] == made and emu.state.qps_requests == calls
+            # IdP-initiated single logout over another channel: the next request is signed out of Django
+            form = idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo", binding="post")
+            assert Client().post("/qlik/saml/slo", data=form, secure=True).status_code == 302
+            assert emu.state.sessions("sso") == []
+            assert client.get("/me", secure=True).status_code == 302
+            assert emu.state.sessions("sso") == []  # and no new proxy session for the logged-out user
+            # again, then Django's own logout(): the SAML sign-in and every proxy session end
+            assert _acs(client, idp, "alice").status_code == 302
+            assert client.get("/me", secure=True).status_code == 200 and len(emu.state.sessions("sso")) == 1
+            assert client.get("/signout", secure=True).content == b"signed out"
+            assert emu.state.sessions("sso") == [] and SAML_SESSION_KEY not in client.session
+            assert User.objects.filter(username="AZURE\\Alice@Example.com").count() == 1
+    finally:
+        idp.stop()

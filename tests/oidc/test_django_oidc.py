@@ -196,3 +196,129 @@ def _frontchannel(client: Client, emu: Any, op: Any) -> None:
     r = client.get("/oidc/frontchannel-logout", {"iss": key["issuer"], "sid": key["session"]}, secure=True)
     assert r.status_code == 200 and r.content == b"Signed out.\n" and r["Cache-Control"] == "no-store"
     assert alive() == [] and client.get("/whoami", secure=True).json()["user"] is None
+
+
+# -- the OIDC sign-in as a Django sign-in (django_qlikauth.backends.SsoBackend) -----------------
+SSO_MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+                  "django.middleware.csrf.CsrfViewMiddleware",
+                  "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "django_qlikauth.oidc.OidcSessionMiddleware",
+                  "django_qlikauth.middleware.SsoLoginMiddleware",
+                  "django_qlikauth.middleware.QlikSessionMiddleware"]
+SSO_BACKENDS = ["django_qlikauth.backends.SsoBackend", "django.contrib.auth.backends.ModelBackend"]
+
+
+def _sso_login_settings(mode: str = "ticket", backends: list[str] = SSO_BACKENDS) -> Any:
+    return override_settings(QLIKAUTH={**settings.QLIKAUTH, "MODE": mode}, MIDDLEWARE=SSO_MIDDLEWARE,
+                             AUTHENTICATION_BACKENDS=backends, ROOT_URLCONF="qlikauth_sso_login_urls")
+
+
+def _hub(emu: Any) -> Any:
+    import requests
+
+    hub = requests.Session()
+    hub.trust_env = False
+    hub.verify = str(emu.certs_dir / "root.pem")
+    return hub
+
+
+def test_oidc_sign_in_signs_into_django_and_backchannel_logout_ends_it(django_site: Any, op: Any,
+                                                                       logout_sink: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    emu = django_site
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username__in=["CLINIC\\alice", "bob"]).delete()
+    bob = User.objects.create_user("bob", password="pw")
+    with _sso_login_settings():
+        client = Client()
+        client.force_login(bob, backend="django.contrib.auth.backends.ModelBackend")  # another Django user
+        assert client.get("/me", secure=True).json()["username"] == "bob"
+        before_key = client.cookies["sessionid"].value
+        answer = django_sign_in(client, op, "alice")
+        assert answer.status_code == 302 and "qlikTicket=" in answer["Location"]
+        assert client.cookies["sessionid"].value != before_key  # login(): a new session
+        me = client.get("/me", secure=True).json()
+        # DIRECTORY\userid; made on first sign-in with an unusable password and no privilege
+        assert me == {"username": "CLINIC\\alice", "usable_password": False, "staff": False,
+                      "superuser": False, "email": "alice@example.com"}
+        # the OIDC sign-in survived login()'s fresh session: the SSO user and its provider session
+        record = client.session["_qlikauth_oidc"]
+        assert client.get("/whoami", secure=True).json()["user"] == "CLINIC\\alice"
+        _hub(emu).get(answer["Location"], timeout=10)
+        assert [s for s in emu.state.sessions("portal") if s.user.user_id == "alice"]
+        # the provider's back-channel logout (to another "process": no browser) ends the Django sign-in too
+        op.backchannel_logout("portal-django", record["key"]["subject"], record["key"]["session"])
+        done = Client().post("/oidc/backchannel-logout", {"logout_token": logout_sink.received[-1]["logout_token"]},
+                             secure=True)
+        assert done.status_code == 200
+        assert [s for s in emu.state.sessions("portal") if s.user.user_id == "alice"] == []
+        gone = client.get("/me", secure=True)
+        assert gone.status_code == 302 and gone["Location"].startswith("/accounts/login/")
+        assert "_auth_user_id" not in client.session
+        # the second sign-in finds the Django user made by the first
+        django_sign_in(client, op, "alice")
+        assert client.get("/me", secure=True).json()["username"] == "CLINIC\\alice"
+        assert User.objects.filter(username="CLINIC\\alice").count() == 1
+
+
+def test_django_logout_ends_the_oidc_sign_in_and_every_proxy_session(django_site: Any, op: Any) -> None:
+    emu = django_site
+    with _sso_login_settings():
+        client = Client()
+        answer = django_sign_in(client, op, "alice")
+        hub = _hub(emu)
+        hub.get(answer["Location"], timeout=10)
+        other = Client()  # the same person in a second browser: a second proxy session
+        _hub(emu).get(django_sign_in(other, op, "alice")["Location"], timeout=10)
+        assert len([s for s in emu.state.sessions("portal") if s.user.user_id == "alice"]) == 2
+        assert client.get("/signout", secure=True).content == b"signed out"  # django.contrib.auth.logout
+        assert [s for s in emu.state.sessions("portal") if s.user.user_id == "alice"] == []
+        assert "_qlikauth_oidc" not in client.session
+        assert client.get("/whoami", secure=True).json()["user"] is None
+        assert client.get("/me", secure=True).status_code == 302
+
+
+def test_oidc_logout_view_logs_out_of_django(django_site: Any, op: Any) -> None:
+    with _sso_login_settings():
+        client = Client()
+        django_sign_in(client, op, "alice")
+        assert client.get("/me", secure=True).status_code == 200
+        r = client.post("/oidc/logout", {"next": "/"}, secure=True)
+        assert r.status_code == 302 and r["Location"].startswith(op.issuer)  # RP-initiated logout
+        assert client.get("/me", secure=True).status_code == 302
+
+
+def test_session_mode_page_views_reuse_the_callbacks_proxy_session(emulator_factory: Any, django_site: Any,
+                                                                   op: Any) -> None:
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="session")])
+    qlik = {**settings.QLIKAUTH, "QPS_NODES": emu.qps_url, "HUB_URL": emu.hub_url_for("portal")}
+    with override_settings(QLIKAUTH=qlik), _sso_login_settings(mode="session"):
+        client = Client()
+        answer = django_sign_in(client, op, "alice")
+        assert answer.status_code == 302
+        made = [s.session_id for s in emu.state.sessions("portal")]
+        assert len(made) == 1 and client.cookies["X-Qlik-Session-portal"].value == made[0]
+        calls = emu.state.qps_requests
+        for _ in range(2):  # QlikSessionMiddleware: the same owner and identity, so no new session
+            assert client.get("/me", secure=True).json()["username"] == "CLINIC\\alice"
+        assert [s.session_id for s in emu.state.sessions("portal")] == made
+        assert emu.state.qps_requests == calls
+        client.get("/signout", secure=True)
+        assert emu.state.sessions("portal") == []
+
+
+def test_without_the_backend_or_for_unknown_users_no_django_sign_in(django_site: Any, op: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username="CLINIC\\alice").delete()
+    for backends in (["django.contrib.auth.backends.ModelBackend"], ["qlikauth_sso_login_urls.ExistingUsersOnly"]):
+        with _sso_login_settings(backends=backends):
+            client = Client()
+            before = client.get("/whoami", secure=True) and None
+            answer = django_sign_in(client, op, "alice")
+            assert answer.status_code == 302 and before is None
+            assert client.get("/whoami", secure=True).json()["user"] == "CLINIC\\alice"  # the SSO sign-in
+            assert client.get("/me", secure=True).status_code == 302  # but no Django sign-in
+            assert not User.objects.filter(username="CLINIC\\alice").exists()
