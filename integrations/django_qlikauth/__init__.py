@@ -6,7 +6,9 @@ Add ``"django_qlikauth"`` to ``INSTALLED_APPS`` (app label ``qlikauth``), config
 ``module``, ``logout`` (POST with the CSRF token; GET shows a sign-out button),
 ``header-auth``) and, for session mode, add
 ``"django_qlikauth.middleware.QlikSessionMiddleware"`` after Django's
-``AuthenticationMiddleware``.
+``AuthenticationMiddleware``. ``django_qlikauth.backends.SsoBackend`` in
+``AUTHENTICATION_BACKENDS`` (with ``django_qlikauth.middleware.SsoLoginMiddleware``) makes a SAML
+or OIDC sign-in a Django sign-in too.
 """
 
 try:

@@ -31,7 +31,15 @@ from ..exceptions import ConfigurationError, QlikAuthError
 from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from ..store import StateStore, open_store
-from .flows import NO_STORE, SESSION_KEY, Answer, PlainAnswer, RedirectAnswer, WebRequest, same_origin
+from .flows import (
+    NO_STORE,
+    SESSION_KEY,
+    Answer,
+    PlainAnswer,
+    RedirectAnswer,
+    WebRequest,
+    same_origin,
+)
 from .runtime import QlikAuthRuntime
 
 __all__ = [
