@@ -43,7 +43,7 @@ except ImportError as _exc:
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import (
     Blueprint,
@@ -147,7 +147,8 @@ def render(answer: Answer) -> Response:
     """The Flask response for a flow's ``answer`` (headers and cookies included)."""
     response: Response
     if isinstance(answer, RedirectAnswer):
-        response = redirect(answer.location, code=answer.status)
+        # redirect() builds current_app.response_class (a flask Response); it is annotated with Werkzeug's base
+        response = cast(Response, redirect(answer.location, code=answer.status))
     elif isinstance(answer, PageAnswer):
         response = current_app.response_class(render_template(answer.template, **answer.context),
                                                status=answer.status, mimetype="text/html")
