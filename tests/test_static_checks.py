@@ -1,4 +1,4 @@
-"""ruff and mypy stay clean: the core is typed (py.typed) and the tree lint-free."""
+"""ruff and mypy stay clean: the core and the integrations are typed (py.typed) and the tree lint-free."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def test_ruff_is_clean():
 
 def test_mypy_is_clean_on_the_core():
     out = subprocess.run([sys.executable, "-m", "mypy", "qlikauth"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_mypy_is_clean_on_the_integrations():
+    """django_qlikauth and flask_qlikauth ship py.typed too: their types are checked like the core's."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "integrations"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-3000:]
 
