@@ -13,11 +13,12 @@ from qlikauth.web.config import QlikAuthConfig
 
 _MIDDLEWARE = "django_qlikauth.middleware.QlikSessionMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+_SSO_MIDDLEWARE = "django_qlikauth.middleware.SsoLoginMiddleware"
 
 
 @register("qlikauth")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """qlikauth.E001-E007, W001-W002."""
+    """qlikauth.E001-E007, W001-W003."""
     raw = getattr(settings, "QLIKAUTH", None)
     if raw is None:
         return [Error("QLIKAUTH is not set.",
@@ -60,7 +61,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         problems.append(Warning("QlikSessionMiddleware comes before AuthenticationMiddleware.",
                                 hint="Move it after AuthenticationMiddleware so it sees the signed-in user.",
                                 id="qlikauth.W002"))
+    problems.extend(_check_sso_login(middleware))
     return problems
+
+
+def _check_sso_login(middleware: list[str]) -> list[Any]:
+    """qlikauth.W003: SsoBackend signs users into Django, but nothing ends that sign-in with the SSO one."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.auth"):
+        return []
+    from .backends import sso_backend_configured
+
+    if not sso_backend_configured():
+        return []
+    if _SSO_MIDDLEWARE in middleware and _AUTH_MIDDLEWARE in middleware \
+            and middleware.index(_SSO_MIDDLEWARE) > middleware.index(_AUTH_MIDDLEWARE):
+        return []
+    return [Warning("SsoBackend is in AUTHENTICATION_BACKENDS but SsoLoginMiddleware is not in MIDDLEWARE after "
+                    "AuthenticationMiddleware: after a single logout or back-channel logout the browser stays "
+                    "signed in to Django (without Qlik access).",
+                    hint=f"Add {_SSO_MIDDLEWARE!r} after {_AUTH_MIDDLEWARE!r} (and after OidcSessionMiddleware).",
+                    id="qlikauth.W003")]
 
 
 def _check_login_url(config: QlikAuthConfig) -> list[Any]:

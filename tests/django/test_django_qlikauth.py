@@ -65,6 +65,12 @@ def test_system_checks(tmp_path: Any, certs_dir: Any) -> None:
         assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.E002"]
     with override_settings(QLIKAUTH=ok, MIDDLEWARE=[m for m in settings.MIDDLEWARE if "Qlik" not in m]):
         assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.W001"]
+    sso = ["django_qlikauth.backends.SsoBackend", "django.contrib.auth.backends.ModelBackend"]
+    with override_settings(QLIKAUTH=ok, AUTHENTICATION_BACKENDS=sso):  # nothing ends the Django sign-in
+        assert [e.id for e in checks.run_checks(tags=["qlikauth"])] == ["qlikauth.W003"]
+    with override_settings(QLIKAUTH=ok, AUTHENTICATION_BACKENDS=sso,
+                           MIDDLEWARE=[*settings.MIDDLEWARE, "django_qlikauth.middleware.SsoLoginMiddleware"]):
+        assert checks.run_checks(tags=["qlikauth"]) == []
 
 
 def test_system_checks_for_login_url_and_user_mapping(certs_dir: Any) -> None:
