@@ -38,6 +38,7 @@ from .flows import (
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
+    _end_stray,
     same_origin,
 )
 from .runtime import QlikAuthRuntime
@@ -220,6 +221,9 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         grant = runtime.session.resume(user, None, owner="\\".join(user.key))
         if request.session is not None:
             request.session[SESSION_KEY] = grant.record
+        stray = request.cookies.get(runtime.session.cookie_name)
+        if stray and stray != grant.session_id:
+            _end_stray(runtime, stray)  # the browser's earlier sign-in (another user's) ends here
         parts.registry.record(key, user, grant.session_id, lifetime=lifetime)
         cookies = (grant.cookie,)
         location = target or runtime.hub_for_node(grant.record.get("node"))

@@ -101,7 +101,7 @@ def test_saml_sign_in_signs_into_django_in_session_mode(emulator_factory: Any) -
     User.objects.filter(username__in=["AZURE\\Alice@Example.com", "carol"]).delete()
     carol = User.objects.create_user("carol", password="pw")
     qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("sso"),
-            "VIRTUAL_PROXY": "sso", "MODE": "session", "SAML": {"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
+            "VIRTUAL_PROXY": "sso", "MODE": "session", "USER_DIRECTORY": "PORTAL", "SAML": {"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
             "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": "AZURE",
                        "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()}}}
     try:
@@ -112,13 +112,14 @@ def test_saml_sign_in_signs_into_django_in_session_mode(emulator_factory: Any) -
             idp.add_sp_metadata(client.get("/qlik/saml/metadata", secure=True).content)
             client.force_login(carol, backend="django.contrib.auth.backends.ModelBackend")
             assert client.get("/me", secure=True).json()["username"] == "carol"
+            assert [s.user.user_id for s in emu.state.sessions("sso")] == ["carol"]  # her proxy session
             r = _acs(client, idp, "alice")
             assert r.status_code == 302 and r["Location"] == emu.hub_url_for("sso")
             me = client.get("/me", secure=True).json()
             assert me["username"] == "AZURE\\Alice@Example.com" and not me["usable_password"]
             assert not me["staff"] and not me["superuser"]
             assert client.session[SAML_SESSION_KEY]["user"]["UserId"] == "Alice@Example.com"  # survived login()
-            made = [s.session_id for s in emu.state.sessions("sso")]
+            made = [s.session_id for s in emu.state.sessions("sso")]  # carol's, still in the browser, ended
             assert len(made) == 1 and client.cookies["X-Qlik-Session-sso"].value == made[0]
             assert [a for s in emu.state.sessions("sso") for a in s.user.groups] == ["Sales", "Finance"]
             calls = emu.state.qps_requests
