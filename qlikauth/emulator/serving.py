@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import socket
 import ssl
@@ -260,6 +261,10 @@ async def _refuse(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refuse_app(status: int, message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await _refuse(send, status, message)
+
+
 def strict_http(app: ASGIApp, *, max_body: int = MAX_BODY_BYTES,
                 max_header_line: int = MAX_HEADER_LINE) -> ASGIApp:
     """Wrap ``app``: refuse requests a strict proxy refuses, before ``app`` sees them.
@@ -315,7 +320,9 @@ class BackgroundServer:
 
     ``port=0`` picks a free port (read :attr:`port` after :meth:`start`). ``on_connect`` is
     called (in the server thread) once per connection whose TLS handshake succeeded.
-    ``strict`` wraps the app in :func:`strict_http`. :meth:`stop` closes the port, ends every
+    ``strict`` applies :func:`strict_http`'s checks: the HTTP protocol makes them while it parses
+    the headers (no second pass over them per request), websocket handshakes go through
+    :func:`strict_http` itself. :meth:`stop` closes the port, ends every
     connection (open websockets get close code 1012) and joins the thread; it is idempotent.
     """
 
@@ -323,7 +330,13 @@ class BackgroundServer:
                  port: int = 0, name: str = "emulator", on_connect: Callable[[], None] | None = None,
                  strict: bool = True, keepalive_timeout: int = KEEPALIVE_TIMEOUT,
                  max_header_bytes: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES) -> None:
-        self.app = strict_http(app, max_body=max_body) if strict else app
+        #: What uvicorn calls; with ``strict``, the HTTP protocol checks each request's headers as it
+        #: parses them (the same checks as :func:`strict_http`, without a second pass over them)
+        #: and websocket handshakes go through :func:`strict_http`.
+        self.app = app
+        self._strict = strict
+        self._ws_app = strict_http(app, max_body=max_body) if strict else app
+        self._max_body = max_body
         self.name = name
         self.bind = bind
         self._want_port = int(port)
@@ -388,16 +401,22 @@ class BackgroundServer:
         owner = self
         limit = self._max_head
         line_limit = MAX_HEADER_LINE
+        strict = self._strict
+        max_body = self._max_body
 
         class Protocol(HttpToolsProtocol):
             """uvicorn's httptools protocol: bounds the request head, tells its owner about connections."""
 
             _head = 0
             _length: bytes | None = None  # the request's Content-Length, as sent
+            _hosts = 0
+            _chunked = False
 
             def on_message_begin(self) -> None:
                 self._head = 0
                 self._length = None
+                self._hosts = 0
+                self._chunked = False
                 super().on_message_begin()
 
             def on_url(self, url: bytes) -> None:
@@ -411,11 +430,39 @@ class BackgroundServer:
                 self._count(size + 4)
                 # uvicorn's on_header, inlined (called once per header of every request).
                 name = name.lower()
-                if name == b"expect" and value.lower() == b"100-continue":
-                    self.expect_100_continue = True
+                if name == b"host":
+                    self._hosts += 1
                 elif name == b"content-length":
                     self._length = value if self._length is None else b"twice"
+                elif name == b"transfer-encoding":
+                    self._chunked = True
+                elif name == b"expect" and value.lower() == b"100-continue":
+                    self.expect_100_continue = True
                 self.headers.append((name, value))
+
+            def on_headers_complete(self) -> None:
+                problem = self._problem() if strict else None
+                if problem is None:
+                    super().on_headers_complete()
+                    return
+                # uvicorn starts (or queues, behind a pipelined request) self.app for this request.
+                app, self.app = self.app, functools.partial(_refuse_app, *problem)
+                try:
+                    super().on_headers_complete()
+                finally:
+                    self.app = app
+
+            def _problem(self) -> tuple[int, str] | None:
+                """strict_http's checks, from what on_header counted (websockets: strict_http itself)."""
+                if self._length is not None and self._chunked:
+                    # The request-smuggling shape behind CVE-2023-41265/48365: never guess.
+                    return 400, "Content-Length and Transfer-Encoding together are not accepted."
+                if self._hosts > 1 or (not self._hosts and self.parser.get_http_version() == "1.1"):
+                    return 400, "An HTTP/1.1 request carries exactly one Host header."
+                length = self._length
+                if length is not None and length.isdigit() and int(length) > max_body:
+                    return 413, f"Request body too large (limit {max_body} bytes)."
+                return None
 
             def _count(self, n: int) -> None:
                 # llhttp has no limit of its own; Qlik's proxy takes 16 KiB of request head.
@@ -529,7 +576,11 @@ class BackgroundServer:
         owner = self
 
         class WebSocketProtocol(WSProtocol):
-            """uvicorn's wsproto protocol; forgets the connection when the websocket ends."""
+            """uvicorn's wsproto protocol: the app behind strict_http; forgets the connection when it ends."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.app = owner._ws_app  # type: ignore[assignment]
 
             def connection_lost(self, exc: Exception | None) -> None:
                 owner._transports.pop(self.client, None)

@@ -208,3 +208,30 @@ def test_an_app_that_waits_is_finished_by_a_task(certs):
         # an exception thrown into the waiting app reaches it; what it raises is uvicorn's 500
         tls.sendall(b"GET /fails HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert _answer(tls) == b"HTTP/1.1 500 Internal Server Error | Internal Server Error"
+
+
+async def _ws_or_http(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    await _hello(scope, receive, send)
+
+
+@pytest.mark.parametrize("extra,status", [
+    (b"", b"101"),
+    (b"Host: evil.example\r\n", b"400"),                       # two Host headers
+    (b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n", b"400"),  # the smuggling shape
+])
+def test_strict_checks_hold_for_requests_and_websocket_handshakes(certs, extra, status):
+    with BackgroundServer(_ws_or_http, _server_context(certs, require_client=False), name="t") as srv:
+        with _tls(srv.port, certs) as tls:  # websocket handshake: refused before the upgrade
+            tls.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\n" + extra + b"Upgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+            assert tls.recv(65536).startswith(b"HTTP/1.1 " + status)
+        with _tls(srv.port, certs) as tls:  # the same headers on a plain request
+            tls.sendall(b"GET /plain HTTP/1.1\r\nHost: localhost\r\n" + extra + b"\r\n")
+            answer = _answer(tls)
+            assert answer.startswith(b"HTTP/1.1 " + (b"200" if status == b"101" else status))
