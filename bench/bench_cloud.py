@@ -12,9 +12,11 @@
   already exist; 1,000 page loads (20 per user, shuffled, 8 threads) each ask
   ``CloudAccess.access_token`` (ensure-user remembered, token cache) for the user's token. The
   figure is the token requests the tenant counted (target 50: one per user).
-* **Token endpoint latency**: a Flask app (WSGI, in a loop) whose token endpoint hands a signed-in
-  user's cached token to qlik-embed (``Cache-Control: no-store``), beside a plain JSON endpoint
-  of the same app; time per call, interleaved rounds, median of per-round ratios (target <= 1.1x).
+* **Token endpoint latency**: a Flask app (WSGI, in a loop) with the portal's own token endpoint
+  (``flask_qlikauth.cloud.cloud_blueprint`` over ``qlikauth.web.cloud.access_token``: same-origin
+  checks, ensure-user remembered, the cached token, ``Cache-Control: no-store`` and the other token
+  headers), beside a plain JSON endpoint of the same app; time per call, interleaved rounds, median
+  of per-round ratios (target <= 1.1x).
 """
 
 from __future__ import annotations
@@ -175,10 +177,18 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
 
 def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dict[str, Any]:
     from flask import Flask, jsonify, session
+    from flask_qlikauth import QlikAuth
+    from flask_qlikauth.cloud import cloud_blueprint
     from run import Contender, interleave, ratio, summary
+
+    from qlikauth.web.cloud import CloudPortal
 
     app = Flask("bench_cloud")
     app.secret_key = secrets.token_bytes(32)
+    # A hybrid portal: the extension (its QPS side is never asked here), then the cloud blueprint.
+    app.config.update(QLIKAUTH_QPS_NODES="https://localhost:4243", QLIKAUTH_CERTS=str(ROOT / "no-certs-needed"),
+                      QLIKAUTH_HUB_URL="https://localhost/hub/", QLIKAUTH_USER_DIRECTORY="BENCH")
+    QlikAuth(app, user_loader=lambda: None)
 
     @app.get("/plain.json")
     def plain() -> Any:
@@ -186,14 +196,11 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
             return ("", 401)
         return jsonify({"user": session["user"], "ok": True})
 
-    @app.post("/qlik/cloud/access-token")
-    def access_token() -> Any:
-        if "user" not in session:
-            return ("", 401)
-        token = access.access_token(person)
-        resp = app.response_class(token.access_token, mimetype="text/plain")
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+    # The portal's own endpoint, as an app mounts it: flask_qlikauth's blueprint over
+    # qlikauth.web.cloud.access_token (same-origin checks, ensure-user remembered, the token
+    # cache, the token headers), the signed-in user's identity from the portal's session.
+    portal = CloudPortal(access=access, identity=lambda request: person if session.get("user") else None)
+    app.register_blueprint(cloud_blueprint(portal))
 
     @app.get("/login")
     def login() -> Any:
@@ -210,6 +217,10 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
                 r = call(path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
                 if r.status_code != 200:
                     raise AssertionError(f"{path} answered {r.status_code}")
+            if method == "POST":  # the portal's endpoint answers the user's cached token, never cached itself
+                r = call(path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+                assert r.get_data(as_text=True) == access.access_token(person).access_token
+                assert r.headers["Cache-Control"] == "no-store" and r.mimetype == "text/plain"
             return once
         return factory
 

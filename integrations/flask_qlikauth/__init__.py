@@ -41,7 +41,7 @@ except ImportError as _exc:
     ) from _exc
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -113,9 +113,43 @@ def _current() -> tuple[Any, Any]:
 
 
 def _wants_json(req: Any = None) -> bool:
-    accept = (req or request).accept_mimetypes
+    req = req or request
+    # Only an Accept entry for application/json or application/* can prefer JSON to HTML
+    # ("*/*" ties, and HTML is listed first): without one, the header need not be parsed.
+    if "application/" not in req.headers.get("Accept", "").lower():
+        return False
+    accept = req.accept_mimetypes
     best = accept.best_match(["text/html", "application/json"])
     return best == "application/json" and accept[best] > accept["text/html"]
+
+
+class _Parsed(Mapping[str, str]):
+    """The request's query or form, parsed by Werkzeug only when a flow reads it (the token
+    endpoints read neither, and parsing a POST body costs more than they do)."""
+
+    __slots__ = ("_request", "_name", "_form")
+
+    def __init__(self, req: Any, name: str) -> None:
+        self._request = req
+        self._name = name
+        self._form: Mapping[str, str] | None = None
+
+    def _data(self) -> Mapping[str, str]:
+        if self._form is None:
+            self._form = getattr(self._request, self._name)
+        return self._form
+
+    def __getitem__(self, key: str) -> str:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data().get(key, default)
 
 
 def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) -> WebRequest:
@@ -125,8 +159,8 @@ def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) ->
         method=req.method,
         path=req.path,
         full_path=req.full_path,
-        args=req.args,
-        form=req.form if req.method == "POST" else {},
+        args=_Parsed(req, "args") if req.query_string else {},
+        form=_Parsed(req, "form") if req.method == "POST" else {},
         headers=req.headers,
         cookies=req.cookies,
         session=session,
@@ -141,6 +175,10 @@ def _set_cookie(response: Response, cookie: Cookie) -> None:
     # The core renders the Set-Cookie line (Domain=localhost, SameSite=None; Secure...)
     # exactly as configured; Werkzeug's set_cookie would second-guess some of it.
     response.headers.add("Set-Cookie", cookie.header_value())
+
+
+#: Headers a freshly built response may already carry (the answer's own replace them).
+_SET_BY_RESPONSE = frozenset({"content-type", "content-length", "location"})
 
 
 def render(answer: Answer) -> Response:
@@ -159,8 +197,15 @@ def render(answer: Answer) -> Response:
         response = current_app.response_class(answer.body, status=answer.status, content_type=answer.content_type)
     else:  # pragma: no cover - every flow answers one of the four
         raise TypeError(f"not a flow answer: {type(answer).__name__}")
-    for name, value in answer.headers:
-        response.headers[name] = value
+    headers = answer.headers
+    names = {name.lower() for name, _ in headers}
+    if len(names) == len(headers) and names.isdisjoint(_SET_BY_RESPONSE):
+        # Distinct names the new response does not have yet: adding them all at once is what
+        # setting them one by one amounts to, without a search of the headers per name.
+        response.headers.extend(headers)
+    else:
+        for name, value in headers:
+            response.headers[name] = value
     for cookie in answer.cookies:
         _set_cookie(response, cookie)
     return response

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from ..exceptions import ConfigurationError, QlikEndpointError
 from ..store import MemoryStore, StateStore
@@ -38,6 +38,16 @@ __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
 log = logging.getLogger("qlikauth.cloud")
 
 LookupField = Literal["subject", "userId"]
+
+
+_MEMO_KEPT = 4096
+
+
+def _bounded_put(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember ``key -> value`` in a memo of at most _MEMO_KEPT entries (emptied when full)."""
+    if len(memo) >= _MEMO_KEPT:
+        memo.clear()
+    memo[key] = value
 
 
 class AccessTokenCache:
@@ -72,13 +82,22 @@ class AccessTokenCache:
         self.poll_interval = poll_interval
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Every page load of qlik-embed asks for the token: the store key of a user and the
+        # parse of the exact bytes the store holds are remembered (bounded; the store decides).
+        self._keys: dict[tuple[str, str, str, str], str] = {}
+        self._parsed: dict[bytes, tuple[AccessToken, float]] = {}
         #: Token requests this cache made to the tenant (for the bench and for tests).
         self.fetches = 0
 
     # -- keys ----------------------------------------------------------------------
     def _key(self, value: str) -> str:
-        return "qlikauth:qcat:" + _digest(self.cloud.tenant_url, self.client.client_id, self.lookup, value,
-                                          self.scope or self.client.scope)
+        scope = self.scope or self.client.scope
+        memo = (value, self.client.client_id, scope, self.lookup)
+        key = self._keys.get(memo)
+        if key is None:
+            key = "qlikauth:qcat:" + _digest(self.cloud.tenant_url, self.client.client_id, self.lookup, value, scope)
+            _bounded_put(self._keys, memo, key)
+        return key
 
     def _local_lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
@@ -101,13 +120,17 @@ class AccessTokenCache:
         raw = self.store.get(key)
         if raw is None:
             return None
+        hit = self._parsed.get(raw)  # the same bytes parse to the same token
+        if hit is not None:
+            return hit
         try:
-            token = AccessToken.from_json(raw.split(b"\n", 1)[1])
-            refresh_at = float(raw.split(b"\n", 1)[0])
-        except (ValueError, KeyError, IndexError):
+            head, body = raw.split(b"\n", 1)
+            hit = (AccessToken.from_json(body), float(head))
+        except (ValueError, KeyError, IndexError, TypeError):
             self.store.delete(key)
             return None
-        return token, refresh_at
+        _bounded_put(self._parsed, raw, hit)
+        return hit
 
     def get(self, value: str) -> AccessToken:
         """A valid access token for the user whose ``lookup`` field is ``value``."""
@@ -182,8 +205,11 @@ class AccessTokenCache:
     def invalidate(self, value: str, *, revoke: bool = True) -> bool:
         """Forget the user's token (and revoke it at the tenant); True when there was one."""
         key = self._key(value)
+        raw = self.store.get(key)
         hit = self._cached(key)
         self.store.delete(key)
+        if raw is not None:
+            self._parsed.pop(raw, None)  # this process forgets the revoked token too
         if hit is None:
             return False
         if revoke:
@@ -223,10 +249,16 @@ class UserProvisioner:
         #: Calls that reached the tenant (for tests).
         self.calls = 0
         self._lock = threading.Lock()
+        self._keys: dict[tuple[str, tuple[str, ...]], str] = {}  # (sub, groups) -> store key
 
     def _key(self, user: CloudUser) -> str:
-        return "qlikauth:qcu:" + _digest(self.cloud.tenant_url, self.method, user.sub,
-                                         "\x1f".join(sorted(user.groups or ())))
+        groups = tuple(user.groups or ())
+        memo = (user.sub, groups)
+        key = self._keys.get(memo)
+        if key is None:
+            key = "qlikauth:qcu:" + _digest(self.cloud.tenant_url, self.method, user.sub, "\x1f".join(sorted(groups)))
+            _bounded_put(self._keys, memo, key)
+        return key
 
     def ensure(self, user: CloudUser) -> bool:
         """Make sure ``user`` exists (with its groups, by JWT); True when the tenant was called."""

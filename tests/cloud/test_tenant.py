@@ -322,3 +322,30 @@ def test_cors_for_access_tokens_follows_the_oauth_clients_allowed_origins(tenant
     cloud.revoke(OAuthClient("embed-2", client_secret="s2"), other)
     revoked = get(other, embed_origin)  # the page can read that its token is no longer good
     assert revoked.status_code == 401 and revoked.headers["Access-Control-Allow-Origin"] == embed_origin
+
+
+def test_warm_cache_look_ups_follow_the_store(cloud, issuer, embed_client, tenant):
+    """The warm path remembers store keys and the parse of the exact stored bytes: the store
+    still decides. Another process's logout (same store) is seen at once, a revoked token is
+    not kept in this process, and a changed group set runs ensure-user again."""
+    from qlikauth.store import MemoryStore
+
+    shared = MemoryStore()
+    here = CloudAccess(AccessTokenCache(cloud, embed_client, shared), UserProvisioner(cloud, issuer=issuer, store=shared))
+    there = CloudAccess(AccessTokenCache(cloud, embed_client, shared), UserProvisioner(cloud, issuer=issuer, store=shared))
+    first = here.access_token(ANN)
+    assert there.access_token(ANN).access_token == first.access_token
+    assert tenant.state.counter("token_requests") == 1
+    assert there.logout(ANN) is True  # the other process signs the user out
+    second = here.access_token(ANN)
+    assert second.access_token != first.access_token and tenant.state.counter("token_requests") == 2
+    assert here.logout(ANN) is True
+    kept = b"".join(raw for raw in here.tokens._parsed)  # this process forgets the revoked token's bytes
+    assert second.access_token.encode() not in kept
+    assert tenant.state.counter("jwt_logins") == 1
+    regrouped = Person(ANN.sub, ANN.name, ANN.email, groups=("Only",))
+    here.access_token(regrouped)  # another group set: ensure-user again (a JWT login sets the groups)
+    assert tenant.state.counter("jwt_logins") == 2
+    narrower = AccessTokenCache(cloud, embed_client, shared)
+    narrower.scope = "user_default admin_classic"  # another scope is another token
+    assert narrower._key(ANN.sub) != here.tokens._key(ANN.sub)

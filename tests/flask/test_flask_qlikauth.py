@@ -624,3 +624,34 @@ def test_portal_sign_out_clears_the_handle(ticket_emu: Any, qps_calls: list) -> 
     client.get("/signin/bob")
     r = client.get("/qlik/login")
     assert r.status_code == 302 and qps_calls == [("POST", "ticket")]
+
+
+def test_render_sets_an_answers_headers_as_setting_them_one_by_one_would() -> None:
+    """render() adds distinct new headers at once; a header the response has, or one named twice,
+    is set (replaced), as before."""
+    from flask_qlikauth import render
+
+    from qlikauth.web.flows import JsonAnswer, PlainAnswer
+
+    app = Flask("render")
+    with app.test_request_context("/"):
+        plain = render(PlainAnswer(body="t", headers=(("Cache-Control", "no-store"), ("Pragma", "no-cache"))))
+        assert plain.headers.getlist("Cache-Control") == ["no-store"] and plain.headers["Pragma"] == "no-cache"
+        assert plain.mimetype == "text/plain" and plain.get_data(as_text=True) == "t"
+        typed = render(PlainAnswer(body="t", headers=(("Content-Type", "text/csv"), ("X-A", "1"))))
+        assert typed.headers.getlist("Content-Type") == ["text/csv"] and typed.headers["X-A"] == "1"
+        twice = render(JsonAnswer(data={}, headers=(("X-B", "1"), ("x-b", "2"))))
+        assert twice.headers.getlist("X-B") == ["2"]
+
+
+def test_a_post_form_and_the_query_are_read_only_when_a_flow_asks(session_emu: Any) -> None:
+    from flask_qlikauth import web_request
+
+    app = make_app(session_emu, "mashup", MODE="session")
+    with app.test_request_context("/x?next=/a&next=/b", method="POST", data={"next": "/home", "csrf": "t"}):
+        wr = web_request()
+        assert wr.args.get("next") == "/a" and wr.args["next"] == "/a" and sorted(wr.args) == ["next"]
+        assert wr.form.get("next") == "/home" and len(wr.form) == 2 and dict(wr.form) == {"next": "/home", "csrf": "t"}
+        assert wr.form.get("missing") is None
+    with app.test_request_context("/x"):
+        assert web_request().args == {} and web_request().form == {}
