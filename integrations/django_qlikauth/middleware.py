@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from qlikauth.exceptions import ConfigurationError
+from qlikauth.exceptions import ConfigurationError, QlikAuthError
 from qlikauth.web import flows
 
 from .conf import get_runtime, portal_user_id, qlik_user_for
@@ -56,13 +56,20 @@ class QlikSessionMiddleware:
                 and user is not None and user.is_authenticated:
             # Every signed-in page view: the common case (the remembered session is current and
             # the browser carries it) is decided before the whole request is described.
-            qlik_user = qlik_user_for(request)
-            outcome = flows.reused_session(request.session, request.COOKIES, qlik_user, runtime,
-                                           owner=portal_user_id(request))
-            if outcome is None:
-                described = web_request(request)
-                described.user = qlik_user  # mapped once
-                outcome = flows.resume_session(described, runtime)
+            try:
+                qlik_user = qlik_user_for(request)
+            except QlikAuthError:
+                # A mapping that fails (a USER_MAPPER error, a value Qlik refuses) is the flow's
+                # to handle: resume_session maps again and logs it; the page itself is served.
+                outcome = flows.resume_session(web_request(request), runtime)
+            else:
+                reused = flows.reused_session(request.session, request.COOKIES, qlik_user, runtime,
+                                              owner=portal_user_id(request))
+                if reused is None:
+                    described = web_request(request)
+                    described.user = qlik_user  # mapped once
+                    reused = flows.resume_session(described, runtime)
+                outcome = reused
             for cookie in outcome.cookies:
                 set_cookie(response, cookie)
         return response

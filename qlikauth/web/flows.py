@@ -496,7 +496,11 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     store: MutableMapping[str, Any] = session if session is not None else {}
     now = time.time()
     if session is not None:
-        reused = reused_session(session, request.cookies, request.qlik_user(), runtime, owner=owner,
+        try:
+            current = request.qlik_user()
+        except QlikAuthError:  # mapped again below, where a mapping error is handled (logged or raised)
+            current = None
+        reused = reused_session(session, request.cookies, current, runtime, owner=owner,
                                 verify=verify, now=now)
         if reused is not None:
             return reused

@@ -252,6 +252,20 @@ def test_user_mapper_setting(session_emu: Any) -> None:
         assert (user.user_directory, user.user_id, user.attributes) == ("CORP", "bob@corp.example", (("role", "viewer"),))
 
 
+def test_a_user_mapping_qlik_refuses_is_logged_and_the_page_still_served(session_emu: Any, qps_calls: list,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A USER_MAPPER whose user Qlik would refuse: the page view is served, no session, the reason logged."""
+    settings_ = qlik_settings(session_emu, "mashup", MODE="session",
+                              USER_MAPPER="qlikauth_django_test_mappers.refused_mapper")
+    with override_settings(QLIKAUTH=settings_), caplog.at_level("WARNING", logger="qlikauth"):
+        client = Client()
+        for path in ("/signin/alice", "/page"):
+            r = client.get(path)
+            assert r.status_code == 200 and not qlik_cookies(r, "X-Qlik-Session-mashup")
+    assert qps_calls == []
+    assert any("no proxy session" in rec.getMessage() and ";" in rec.getMessage() for rec in caplog.records)
+
+
 def test_qps_down_does_not_break_the_portal(session_emu: Any, free_port: int, qps_calls: list) -> None:
     with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session", TIMEOUT=2,
                                                   QPS_NODES=f"https://localhost:{free_port}")):
