@@ -206,12 +206,10 @@ class QpsApi:
     def _ticket(self, req: Request, prefix: str) -> Response:
         known = _TICKET_BODIES.get(req.body)
         if known is None:
-            data = self._body(req)
-            if isinstance(data, Response):
-                return data
-            user = self._user(data)
-            if isinstance(user, Response):
-                return user
+            parsed = self._body_and_user(req)
+            if isinstance(parsed, Response):
+                return parsed
+            data, user = parsed
             target_id = _pick(data, "TargetId")
             if target_id is not None and not isinstance(target_id, str):
                 return Response.text(400, "TargetId must be a string.\n")
@@ -230,13 +228,21 @@ class QpsApi:
         return Response(201, head + b',"Ticket":"' + rec.ticket.encode("ascii") + b'","TargetUri":' + tail,
                         content_type=JSON_TYPE)
 
-    def _add_session(self, req: Request, prefix: str) -> Response:
+    def _body_and_user(self, req: Request) -> tuple[dict[str, Any], QlikUser] | Response:
+        """The JSON body and the user it names (ticket and session requests), or the refusal."""
         data = self._body(req)
         if isinstance(data, Response):
             return data
         user = self._user(data)
         if isinstance(user, Response):
             return user
+        return data, user
+
+    def _add_session(self, req: Request, prefix: str) -> Response:
+        parsed = self._body_and_user(req)
+        if isinstance(parsed, Response):
+            return parsed
+        data, user = parsed
         sid = _pick(data, "SessionId")
         if not isinstance(sid, str) or not sid.strip() or len(sid) > 256 or not sid.isprintable() \
                 or not sid.isascii() or any(c in sid for c in " ;,\"\\"):
