@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .exceptions import CertificateError
 
-__all__ = ["generate_certificates", "issue_server_certificate", "subject_alt_name"]
+__all__ = ["generate_certificates", "issue_server_certificate", "subject_alt_name", "temporary_server_certificate"]
 
 FILES = ("root.pem", "root_key.pem", "server.pem", "server_key.pem", "client.pem", "client_key.pem")
 
@@ -176,3 +176,20 @@ def issue_server_certificate(
                   hosts=list(hosts))
     _write(Path(out_cert), cert.public_bytes(serialization.Encoding.PEM), False)
     _write(Path(out_key), _pem_key(key), True)
+
+
+def temporary_server_certificate(root_dir: str | os.PathLike[str], hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+                                 *, prefix: str = "qlikauth-tls-") -> tuple[str, str]:
+    """A server certificate and key from ``root_dir``'s CA in a fresh private directory, removed at exit.
+
+    For local development and examples (a portal served over https beside the emulator): the
+    paths of ``portal.pem`` and ``portal_key.pem``. Production portals use their own certificate.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix=prefix))  # 0700: the key is readable by this user only
+    atexit.register(shutil.rmtree, out, True)
+    issue_server_certificate(root_dir, hosts, out / "portal.pem", out / "portal_key.pem")
+    return str(out / "portal.pem"), str(out / "portal_key.pem")

@@ -88,12 +88,9 @@ def tls_files() -> tuple[str, str]:
     if not (ca_dir / "root.pem").is_file() or not (ca_dir / "root_key.pem").is_file():
         raise SystemExit("PORTAL_TLS is on but there is no certificate: set PORTAL_TLS_CERT and PORTAL_TLS_KEY "
                          "(a QMC export has no CA key to issue one from).")
-    from qlikauth.certgen import issue_server_certificate
+    from qlikauth.certgen import temporary_server_certificate
 
-    out = Path(tempfile.mkdtemp(prefix="django-portal-tls-"))
-    atexit.register(shutil.rmtree, out, True)
-    issue_server_certificate(ca_dir, ["localhost", "127.0.0.1"], out / "portal.pem", out / "portal_key.pem")
-    return str(out / "portal.pem"), str(out / "portal_key.pem")
+    return temporary_server_certificate(ca_dir, prefix="django-portal-tls-")
 
 
 def serve_https(application: Any, bind: str, port: int, cert: str, key: str) -> None:

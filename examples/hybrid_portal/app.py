@@ -33,10 +33,8 @@ import atexit
 import logging
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,12 +218,9 @@ def _tls(certs_dir: Path) -> tuple[str, str]:
     cert, key = os.environ.get("PORTAL_TLS_CERT"), os.environ.get("PORTAL_TLS_KEY")
     if cert and key:
         return cert, key
-    from qlikauth.certgen import issue_server_certificate
+    from qlikauth.certgen import temporary_server_certificate
 
-    out = Path(tempfile.mkdtemp(prefix="hybrid-portal-tls-"))
-    atexit.register(shutil.rmtree, out, True)
-    issue_server_certificate(certs_dir, ["localhost", "127.0.0.1"], out / "portal.pem", out / "portal_key.pem")
-    return str(out / "portal.pem"), str(out / "portal_key.pem")
+    return temporary_server_certificate(certs_dir, prefix="hybrid-portal-tls-")
 
 
 def start_emulators(base: str) -> tuple[dict[str, Any], CloudSettings, Path]:

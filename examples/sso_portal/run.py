@@ -26,10 +26,8 @@ import argparse
 import atexit
 import os
 import secrets
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +75,9 @@ def _tls(certs_dir: Path) -> tuple[str, str]:
     cert, key = os.environ.get("PORTAL_TLS_CERT"), os.environ.get("PORTAL_TLS_KEY")
     if cert and key:
         return cert, key
-    from qlikauth.certgen import issue_server_certificate
+    from qlikauth.certgen import temporary_server_certificate
 
-    out = Path(tempfile.mkdtemp(prefix="sso-portal-tls-"))
-    atexit.register(shutil.rmtree, out, True)
-    issue_server_certificate(certs_dir, ["localhost", "127.0.0.1"], out / "portal.pem", out / "portal_key.pem")
-    return str(out / "portal.pem"), str(out / "portal_key.pem")
+    return temporary_server_certificate(certs_dir, prefix="sso-portal-tls-")
 
 
 def main(argv: list[str] | None = None) -> int:

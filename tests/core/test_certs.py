@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import ssl
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -131,3 +132,21 @@ def test_not_yet_valid(fresh):
 def test_generate_refuses_to_overwrite(cert_dir):
     with pytest.raises(CertificateError, match="overwrite"):
         generate_certificates(cert_dir, ["localhost"])
+
+
+def test_temporary_server_certificate_is_issued_by_the_ca_in_a_private_directory(tmp_path):
+    from qlikauth.certgen import temporary_server_certificate
+
+    generate_certificates(tmp_path, ["localhost"])
+    cert_path, key_path = temporary_server_certificate(tmp_path, prefix="qlikauth-test-tls-")
+    out = Path(cert_path).parent
+    assert out.name.startswith("qlikauth-test-tls-") and (out.stat().st_mode & 0o777) == 0o700
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    root = x509.load_pem_x509_certificate((tmp_path / "root.pem").read_bytes())
+    assert cert.issuer == root.subject
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "root.pem"))
+    ctx.load_cert_chain(cert_path, key_path)  # the key matches the certificate
+    shutil.rmtree(out)
