@@ -9,13 +9,12 @@ pin). The embed page's qlik-embed-style loader asks the portal for an access tok
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from e2e_helpers import sign_in
+from e2e_helpers import sign_in, start_one_command_portal
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +23,8 @@ ANN = "HYBRID\\ann@example.com"
 
 @pytest.fixture
 def hybrid_portal(server_process: Any, free_port: int, certs_dir: Path, portal_tls: tuple[Path, Path]) -> dict[str, Any]:
-    env = {"PORTAL_PORT": str(free_port), "EMULATOR_CERTS": str(certs_dir),
-           "PORTAL_TLS_CERT": str(portal_tls[0]), "PORTAL_TLS_KEY": str(portal_tls[1])}
-    proc = server_process([sys.executable, "examples/hybrid_portal/app.py"], free_port, env, timeout=90,
-                          scheme="https", cafile=certs_dir / "root.pem")
-    log = Path(proc.log_path).read_text()
+    proc, log = start_one_command_portal(server_process, "examples/hybrid_portal/app.py", free_port, certs_dir,
+                                         portal_tls)
     hub = re.search(r"hub (https://\S+/hub/)", log).group(1)  # type: ignore[union-attr]
     tenant = re.search(r"Qlik Cloud tenant: (https://\S+)", log).group(1)  # type: ignore[union-attr]
     return {"base": f"https://localhost:{free_port}", "hub": hub, "tenant": tenant, "ca": str(certs_dir / "root.pem"),

@@ -7,22 +7,19 @@ pysaml2 IdP; Chromium trusts the emulator's and the portal's certificates by SPK
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import start_one_command_portal
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def sso_portal(server_process: Any, free_port: int, certs_dir: Path, portal_tls: tuple[Path, Path]) -> dict[str, str]:
-    env = {"PORTAL_PORT": str(free_port), "EMULATOR_CERTS": str(certs_dir),
-           "PORTAL_TLS_CERT": str(portal_tls[0]), "PORTAL_TLS_KEY": str(portal_tls[1])}
-    proc = server_process([sys.executable, "examples/sso_portal/run.py"], free_port, env, timeout=90,
-                          scheme="https", cafile=certs_dir / "root.pem")
-    log = Path(proc.log_path).read_text()
+    _proc, log = start_one_command_portal(server_process, "examples/sso_portal/run.py", free_port, certs_dir,
+                                          portal_tls)
     hub = re.search(r"hub (https://\S+)", log).group(1)  # type: ignore[union-attr]
     idp = re.search(r"SAML IdP (https://\S+)", log).group(1)  # type: ignore[union-attr]
     return {"base": f"https://localhost:{free_port}", "hub": hub, "idp": idp}
