@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .serving import MAX_BODY_BYTES, ASGIApp, Receive, Scope, Send
+from .serving import MAX_BODY_BYTES, ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Request", "Response", "WebSocket", "HttpError", "asgi_app", "json_bytes", "JSON_TYPE"]
 
@@ -239,20 +239,15 @@ class WebSocket:
                 pass
 
 
-Before = Callable[[Request], Awaitable[Response | None]]
+#: A request hook: None lets the request through, else an awaitable giving the answer (None:
+#: let it through after all). Plain (not async) so that the usual "nothing to do" costs no await.
+Before = Callable[[Request], Awaitable[Response | None] | None]
 
 
-def _request(scope: Scope, body: bytes) -> Request:
-    return Request.from_scope(scope, body)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    msg = await receive()
-    if msg["type"] == "http.request" and not msg.get("more_body"):  # the whole body at once (the usual case)
-        body: bytes = msg.get("body", b"")
-        if len(body) > limit:
-            raise HttpError(413, f"Request body too large (limit {limit} bytes).")
-        return body
+async def _read_body(receive: Receive, limit: int, msg: Message | None = None) -> bytes:
+    """The request body (``msg``: the first message, already received)."""
+    if msg is None:
+        msg = await receive()
     out = bytearray()
     while True:
         if msg["type"] == "http.disconnect":
@@ -269,8 +264,8 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
              max_body: int = MAX_BODY_BYTES, name: str = "emulator") -> ASGIApp:
     """An ASGI app calling ``handler`` for every HTTP request and websocket handshake.
 
-    ``before`` (optional, async) sees each request first and may answer it instead (the fault
-    switch does: delays, 5xx, dropped connections).
+    ``before`` (optional, see :data:`Before`) sees each request first and may answer it instead
+    (the fault switch does: delays, 5xx, dropped connections).
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -278,9 +273,19 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
         if kind not in ("http", "websocket"):
             return
         try:
-            body = await _read_body(receive, max_body) if kind == "http" else b""
-            req = _request(scope, body)
-            resp = await before(req) if before is not None else None
+            if kind == "http":
+                msg = await receive()
+                if msg["type"] == "http.request" and not msg.get("more_body"):  # the whole body at once
+                    body: bytes = msg.get("body", b"")
+                    if len(body) > max_body:
+                        raise HttpError(413, f"Request body too large (limit {max_body} bytes).")
+                else:
+                    body = await _read_body(receive, max_body, msg)
+            else:
+                body = b""
+            req = Request.from_scope(scope, body)
+            hooked = before(req) if before is not None else None
+            resp = await hooked if hooked is not None else None
             if resp is not None and resp.status == 0:
                 return  # the connection was reset instead of answered (a fault)
             if resp is None:

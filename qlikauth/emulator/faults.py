@@ -30,7 +30,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,11 +225,15 @@ class FaultSwitch:
         return ctx
 
     # -- requests -------------------------------------------------------------------------
-    async def before(self, req: Request) -> Response | None:
-        """The request hook: None lets the request through, else the fault's answer."""
+    def before(self, req: Request) -> Awaitable[Response | None] | None:
+        """The request hook: None lets the request through (no fault: nothing to await on
+        every request), else an awaitable giving the fault's answer (None: answer after all)."""
         fault = self._fault
         if fault is None or fault.kind not in REQUEST_FAULTS:
             return None
+        return self._apply(fault, req)
+
+    async def _apply(self, fault: Fault, req: Request) -> Response | None:
         self.hits += 1
         if fault.kind == "slow":
             await asyncio.sleep(1.0 if fault.seconds is None else fault.seconds)
