@@ -26,7 +26,9 @@ What it adds to uvicorn, and why:
   new 256 KiB ``bytes`` per read; a request whose body is declared and small reaches the app
   once it is complete, and the app runs in the protocol's own call rather than in a task started
   for the next loop turn (a task takes over only if the app suspends: a fault's delay); the
-  answer's head and body leave as one write (one TLS record) at the end of that call.
+  answer's head and body leave as one write (one TLS record) the moment the answer is complete,
+  so that uvicorn's bookkeeping for the request (its keep-alive timer, the request cycle
+  unwinding) runs while the client reads the answer, as a server writing last would have it.
 - Connection-level control for fault injection: :meth:`~BackgroundServer.refuse_connections`
   stops listening (clients get "connection refused") and resumes on the same port;
   :meth:`~BackgroundServer.drop` aborts the connection a request arrived on;
@@ -570,6 +572,17 @@ class BackgroundServer:
                     b"content-type: text/plain; charset=utf-8\r\ncontent-length: " + str(len(body)).encode()
                     + b"\r\nconnection: close\r\n\r\n" + body)
                 self.transport.close()
+
+            def on_response_complete(self) -> None:
+                # The answer is whole: it leaves now, and uvicorn's bookkeeping (the keep-alive
+                # timer, the request cycle unwinding) happens while the client reads it. Writes
+                # of a pipelined request parsed in the same call are kept again for one write.
+                transport = self.transport
+                if type(transport) is _Coalescing:
+                    transport.flush()  # type: ignore[attr-defined]
+                    if self._eager is not None:
+                        transport.hold()  # type: ignore[attr-defined]
+                super().on_response_complete()
 
             def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
                 # asyncio calls this once the TLS handshake has completed.

@@ -6,6 +6,7 @@ that issued it). All access goes through one lock; tests read it for assertions.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import string
@@ -38,9 +39,9 @@ def new_ticket() -> str:
     One ``os.urandom`` draw mapped by ``bytes.translate`` (rejection sampling, so every
     character is equally likely): 16 ``secrets.choice`` calls cost ~20 us a ticket.
     """
-    out = b""
-    while len(out) < 16:
-        out += os.urandom(24).translate(_TO_ALNUM, _REJECTED)  # what secrets.token_bytes does
+    out = os.urandom(24).translate(_TO_ALNUM, _REJECTED)  # what secrets.token_bytes does
+    while len(out) < 16:  # more than 8 of the 24 bytes were dropped (rare)
+        out += os.urandom(24).translate(_TO_ALNUM, _REJECTED)
     return out[:16].decode("ascii")
 
 
@@ -165,6 +166,8 @@ class EmulatorState:
         self.lock = threading.RLock()
         self._tickets: OrderedDict[str, TicketRecord] = OrderedDict()
         self._targets: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        #: No ticket or target expires before this (the earliest front expiry, or earlier).
+        self._purge_at = math.inf
         self._sessions: dict[str, SessionRecord] = {}
         self._by_user: dict[tuple[str, str], set[str]] = {}
         self._last_sweep = clock()
@@ -186,10 +189,15 @@ class EmulatorState:
     def add_ticket(self, user: QlikUser, prefix: str, target_uri: str | None) -> TicketRecord:
         """Issue a random single-use ticket valid ``ticket_ttl`` seconds."""
         now = self._clock()
-        rec = TicketRecord(new_ticket(), user, prefix, target_uri, now + self.ticket_ttl)
+        expires = now + self.ticket_ttl
+        rec = TicketRecord(new_ticket(), user, prefix, target_uri, expires)
         with self.lock:
-            self._purge_tickets(now)
-            self._tickets[rec.ticket] = rec
+            t = self._tickets
+            if now >= self._purge_at or len(t) >= MAX_OUTSTANDING:
+                self._purge_tickets(now)
+            t[rec.ticket] = rec
+            if expires < self._purge_at:
+                self._purge_at = expires
             self.tickets_issued += 1
         return rec
 
@@ -201,6 +209,9 @@ class EmulatorState:
         g = self._targets
         while g and (next(iter(g.values()))[2] <= now or len(g) >= MAX_OUTSTANDING):
             g.popitem(last=False)
+        # Nothing at the front expires before this: until then, adding a ticket needs no purge.
+        self._purge_at = min(next(iter(t.values())).expires if t else math.inf,
+                             next(iter(g.values()))[2] if g else math.inf)
 
     def take_ticket(self, ticket: str, prefix: str) -> TicketRecord | None:
         """Consume a ticket: the record when valid for ``prefix``, else None. Single use."""
@@ -230,6 +241,7 @@ class EmulatorState:
         with self.lock:
             self._purge_tickets(now)
             self._targets[tid] = (prefix, url, now + TARGET_TTL)
+            self._purge_at = min(self._purge_at, now + TARGET_TTL)
         return tid
 
     def target(self, prefix: str, target_id: str) -> str | None:
@@ -355,4 +367,5 @@ class EmulatorState:
                 self._end(sid)
             self._tickets.clear()
             self._targets.clear()
+            self._purge_at = math.inf
             self.header_log.clear()
