@@ -259,11 +259,46 @@ def canned_main(conn: Any, certs_dir: str) -> None:
 
 
 class CannedProcess(ChildProcess):
-    """:func:`canned_main` in a spawned child process (``with CannedProcess(certs_dir) as c: c.port``)."""
+    """:func:`canned_main` (``stack=False``) or :func:`stack_canned_main` in a spawned child process
+    (``with CannedProcess(certs_dir) as c: c.port``)."""
 
-    def __init__(self, certs_dir: str | Path) -> None:
-        super().__init__("the canned-ticket server", canned_main, str(certs_dir))
+    def __init__(self, certs_dir: str | Path, *, stack: bool = False) -> None:
+        what = "the canned-ticket ASGI app on the emulator's server" if stack else "the canned-ticket server"
+        super().__init__(what, stack_canned_main if stack else canned_main, str(certs_dir))
         self.port: int = self.info["port"]
+
+
+def stack_canned_main(conn: Any, certs_dir: str) -> None:
+    """The emulator's own server stack (``BackgroundServer``: uvicorn, httptools, uvloop, mutual TLS)
+    serving an ASGI app that answers every request with the canned ticket: what the maintained
+    server costs by itself, without any of the emulator's Qlik behaviour (reported beside the
+    emulator, in the same run)."""
+    import logging
+    import ssl
+
+    logging.disable(logging.CRITICAL)
+    from qlikauth.emulator.serving import BackgroundServer
+
+    d = Path(certs_dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(d / "root.pem"))
+    body = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
+            b'"Ticket":"cannedticket0000","TargetUri":null}')
+    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with BackgroundServer(app, ctx, name="canned") as srv:
+        conn.send({"port": srv.port, "pid": os.getpid()})
+        serve_commands(conn, rss_kib)
 
 
 def run_standalone(description: str, section: Callable[[Any], dict[str, Any]],

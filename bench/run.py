@@ -142,7 +142,8 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
     from qlikauth import Certificates, QlikUser, QpsClient
 
     out: dict[str, Any] = {}
-    with EmulatorProcess() as emu, CannedProcess(emu.certs_dir) as canned:
+    with EmulatorProcess() as emu, CannedProcess(emu.certs_dir) as canned, \
+            CannedProcess(emu.certs_dir, stack=True) as stack:
         certs = Certificates.from_dir(emu.certs_dir)
         user = QlikUser("BENCH", "jdoe", [("group", "Sales"), ("group", "Finance")])
         body = json.dumps(user.to_qps()).encode()
@@ -201,18 +202,24 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                 # The same floor client against a trivial TLS server answering a canned ticket.
                 return make_floor(clients, canned.port)
 
+            def make_floor_stack(clients: list[Any] = clients) -> Callable[[], Any]:
+                # ... and against the emulator's server stack answering the canned ticket (no Qlik logic).
+                return make_floor(clients, stack.port)
+
             cs = [Contender("qlikauth QpsClient", make_sdk), Contender("requests.post per ticket", make_per_request),
                   Contender("floor: bare http.client", make_floor), Contender("urllib3 pool (context)", make_urllib3),
-                  Contender("floor vs canned-ticket server", make_floor_canned)]
+                  Contender("floor vs canned-ticket server", make_floor_canned),
+                  Contender("floor vs server stack, canned ticket", make_floor_stack)]
             before = emu.stats()
             log(f"tickets {mode}: {args.rounds} rounds x {len(cs)} contenders x {args.slice:g}s, {threads} thread(s)")
             interleave(cs, args.rounds, args.slice, threads)
             after = emu.stats()
             for c in clients:
                 c.close()
-            sdk, per, floor, u3, canned_floor = cs
+            sdk, per, floor, u3, canned_floor, stack_floor = cs
             out[mode] = {
                 "emulator_vs_canned": round(ratio(floor, canned_floor), 2),
+                "server_stack_vs_canned": round(ratio(stack_floor, canned_floor), 2),
                 "threads": threads,
                 "ratio_vs_per_request": round(ratio(sdk, per), 2),
                 "ratio_vs_floor": round(ratio(sdk, floor), 2),
@@ -299,7 +306,9 @@ def table(results: dict[str, Any]) -> str:
             cf = c["floor vs canned-ticket server"]
             rows.append(f"| Tickets, {mode}: floor against the emulator / against a canned-ticket TLS server | "
                         f"**{m['emulator_vs_canned']:.2f}x** | >= 0.7x | emulator {floor['per_s_median']:.0f}/s, "
-                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + httptools on uvloop vs. one sendall per answer) |")
+                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + httptools on uvloop vs. one sendall per answer); "
+                        f"the emulator's server stack alone answering the canned ticket: "
+                        f"{m['server_stack_vs_canned']:.2f}x |")
     pv = results.get("page_views")
     if pv:
         for fw in ("flask", "django"):

@@ -54,6 +54,7 @@ def test_ticket_figures_positive(results):
     for mode in ("sequential", "concurrent"):
         m = results["tickets"][mode]
         assert m["ratio_vs_per_request"] > 0 and m["ratio_vs_floor"] > 0
+        assert m["emulator_vs_canned"] > 0 and m["server_stack_vs_canned"] > 0
         for name, c in m["contenders"].items():
             assert c["per_s_median"] > 0 and c["p50_ms"] > 0 and c["p99_ms"] > 0 and c["calls"] > 0, name
         assert m["emulator_qps_requests"] > 0
