@@ -9,6 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
+from .._parse import FALSE_WORDS, TRUE_WORDS, parse_bool
 from ..exceptions import ConfigurationError
 from .faults import FAULT_KINDS, Fault
 from .proxy import METHODS, VirtualProxy
@@ -53,7 +54,12 @@ def parse_virtual_proxy(spec: str) -> VirtualProxy:
                 f"--virtual-proxy {spec!r}: {item!r} is not key=value with a key among "
                 f"{', '.join(sorted(set(_KEYS)))}.")
         if key == "secure":
-            kwargs["secure"] = value.strip().lower() in ("1", "true", "yes", "on")
+            secure = parse_bool(value)
+            if secure is None:
+                raise ConfigurationError(
+                    f"--virtual-proxy {spec!r}: secure={value!r} is not a boolean; use one of "
+                    f"{', '.join(sorted(w for w in TRUE_WORDS | FALSE_WORDS if w))}.")
+            kwargs["secure"] = secure
         elif key == "jwt_cert":
             try:
                 kwargs["jwt_certificate"] = Path(value.strip()).read_text(encoding="ascii")

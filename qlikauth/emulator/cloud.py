@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
+from .._parse import FALSE_WORDS, TRUE_WORDS, parse_bool
 from ..certgen import generate_certificates
 from ..exceptions import CertificateError, ConfigurationError, JwtError
 from ..jwtkeys import ASYMMETRIC_ALGORITHMS, PublicKey, public_key_from_pem, verify_jwt
@@ -801,9 +802,14 @@ def parse_oauth_client(text: str) -> OAuthClientConfig:
         jwks[kid] = _key_file(path, "--oauth-client")
     if not s.get("secret") and not jwks:
         raise ConfigurationError("--oauth-client needs secret= or jwk=.")
+    impersonation = parse_bool(s.get("impersonation", "true"))
+    if impersonation is None:
+        raise ConfigurationError(
+            f"--oauth-client impersonation={s['impersonation']!r} is not a boolean; use one of "
+            f"{', '.join(sorted(w for w in TRUE_WORDS | FALSE_WORDS if w))}.")
     return OAuthClientConfig(
         s["id"], s.get("secret") or None, jwks,
-        impersonation=s.get("impersonation", "true").lower() in ("1", "true", "yes", "on"),
+        impersonation=impersonation,
         scopes=tuple(s.get("scopes", "user_default admin_classic").split()),
         allowed_origins=tuple(o for o in s.get("origins", "").split("|") if o))
 

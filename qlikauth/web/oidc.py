@@ -63,6 +63,7 @@ from .flows import (
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
+    _end_stray,
     error_answer,
     same_origin,
 )
@@ -277,6 +278,11 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if runtime.config.mode == "session":
         grant = runtime.session.resume(user, None, owner="\\".join(user.key), now=now)
         session[SESSION_KEY] = grant.record
+        stray = request.cookies.get(runtime.session.cookie_name)
+        if stray and stray != grant.session_id:
+            # The browser's proxy session from an earlier sign-in this portal no longer remembers
+            # (a password sign-in, an expired portal session): it ends here, as SAML's does.
+            _end_stray(runtime, stray)
         o.registry.record(key, user, grant.session_id, lifetime=lifetime)
         cookies.append(grant.cookie)
         location = local or login_.next_url or runtime.hub_for_node(grant.record.get("node"))

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from qlikauth.cloud import CloudJwtIssuer, OAuthClient, QlikCloud
+from qlikauth.emulator.cloud import parse_oauth_client
+from qlikauth.exceptions import ConfigurationError
 from qlikauth.jwtkeys import SigningKey
 
 from .conftest import Person
@@ -50,3 +54,12 @@ def test_cli_refuses_bad_specs(tmp_path):
     out = subprocess.run([exe, "cloud-emulator", "--jwt-idp", "issuer=a,color=blue"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "color=blue" in out.stderr
+
+
+def test_oauth_client_impersonation_reads_the_boolean_words():
+    assert parse_oauth_client("id=c,secret=s").impersonation is True
+    assert parse_oauth_client("id=c,secret=s,impersonation=Off").impersonation is False
+    assert parse_oauth_client("id=c,secret=s,impersonation= yes").impersonation is True
+    # "flase" once read as False silently; now the typo is named.
+    with pytest.raises(ConfigurationError, match=r"impersonation='flase' is not a boolean"):
+        parse_oauth_client("id=c,secret=s,impersonation=flase")

@@ -19,7 +19,7 @@ from qlikauth.certgen import generate_certificates
 from qlikauth.emulator import Emulator, EmulatorCluster, VirtualProxy
 from qlikauth.emulator.cli import add_arguments, parse_virtual_proxy, run
 from qlikauth.emulator.state import EmulatorState
-from qlikauth.exceptions import CertificateError
+from qlikauth.exceptions import CertificateError, ConfigurationError
 from qlikauth.identity import QlikUser
 from qlikauth.pytest_plugin import qlik_emulator, qlik_emulator_certs  # noqa: F401 - fixtures
 
@@ -198,6 +198,18 @@ def test_virtual_proxy_spec_parsing():
     assert vp.prefix == "portal" and vp.module_uri == "http://127.0.0.1:5000/qlik/module?a=1,2"
     hv = parse_virtual_proxy("prefix=hdr,method=header-dynamic,header=X-Portal-User")
     assert hv.header_name == "X-Portal-User" and hv.method == "header-dynamic"
+
+
+@pytest.mark.parametrize(("word", "secure"), [("true", True), (" Yes", True), ("1", True), ("off", False), ("0", False)])
+def test_virtual_proxy_secure_reads_the_boolean_words(word, secure):
+    # (SameSite=None, the default, needs Secure: Lax lets secure=false stand.)
+    assert parse_virtual_proxy(f"prefix=portal,samesite=Lax,secure={word}").secure is secure
+
+
+def test_virtual_proxy_secure_refuses_a_word_that_is_not_a_boolean():
+    # "ture" once read as False: a typo turned Secure cookies off without a word.
+    with pytest.raises(ConfigurationError, match=r"secure='ture' is not a boolean; use one of 0, 1, false"):
+        parse_virtual_proxy("prefix=portal,secure=ture")
 
 
 def test_cli_runs_until_stopped(tmp_path, capsys):

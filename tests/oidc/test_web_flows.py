@@ -172,6 +172,25 @@ def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(
     assert browser_user(site, browser) == "OIDC\\bob@example.com"
 
 
+def test_a_session_mode_sign_in_ends_the_browsers_proxy_session_from_an_earlier_sign_in(
+        site_factory: Callable[..., Site]) -> None:
+    """The browser still carries carol's proxy session cookie from a sign-in the portal no longer
+    remembers (a password sign-in, an expired portal session); bob signs in with OIDC in it: carol's
+    proxy session ends, bob's is the only one the cookie names."""
+    from qlikauth.identity import QlikUser
+
+    site = site_factory(mode="session")
+    rec, _ = site.emu.state.add_session(QlikUser("OIDC", "carol@example.com"), "portal", "api")
+    browser = site.browser()
+    browser.cookies.set("X-Qlik-Session-portal", rec.session_id)
+    answer = site.sign_in(browser, "bob")
+    assert answer.status_code == 302
+    assert qps_user_sessions(site.emu, "carol@example.com") == []
+    assert len(qps_user_sessions(site.emu, "bob@example.com")) == 1
+    hub = browser.get(site.emu.hub_url_for("portal"), timeout=10)
+    assert '<dd id="user">OIDC\\bob@example.com</dd>' in hub.text
+
+
 def test_next_brings_the_browser_back_to_the_portal_signed_in(site_factory: Callable[..., Site]) -> None:
     site = site_factory()
     browser = site.browser()
