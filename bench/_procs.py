@@ -190,14 +190,14 @@ def memory_worker(conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int
     conn.send("done")
 
 
-def canned_main(conn: Any, certs_dir: str) -> None:
-    """A trivial mutual-TLS server answering every request with one canned ticket (the bench's yardstick).
+#: The answer body of both canned-ticket servers.
+CANNED_TICKET = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
+                 b'"Ticket":"cannedticket0000","TargetUri":null}')
 
-    One thread per connection, blocking sockets, one ``sendall`` per answer: what any server
-    costs at least. ``bench_tickets`` divides the floor's tickets/s against the emulator by its
-    tickets/s against this, in the same run (the emulator must not be what a benchmark measures).
-    """
-    import socket
+
+def _site_server_context(certs_dir: str) -> Any:
+    """The QPS port's TLS settings from the site's certificates: server.pem, a client certificate
+    required against root.pem, TLS >= 1.2 (what the emulator's QPS port uses)."""
     import ssl
 
     d = Path(certs_dir)
@@ -206,8 +206,20 @@ def canned_main(conn: Any, certs_dir: str) -> None:
     ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cafile=str(d / "root.pem"))
-    body = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
-            b'"Ticket":"cannedticket0000","TargetUri":null}')
+    return ctx
+
+
+def canned_main(conn: Any, certs_dir: str) -> None:
+    """A trivial mutual-TLS server answering every request with one canned ticket (the bench's yardstick).
+
+    One thread per connection, blocking sockets, one ``sendall`` per answer: what any server
+    costs at least. ``bench_tickets`` divides the floor's tickets/s against the emulator by its
+    tickets/s against this, in the same run (the emulator must not be what a benchmark measures).
+    """
+    import socket
+
+    ctx = _site_server_context(certs_dir)
+    body = CANNED_TICKET
     answer = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -274,19 +286,12 @@ def stack_canned_main(conn: Any, certs_dir: str) -> None:
     server costs by itself, without any of the emulator's Qlik behaviour (reported beside the
     emulator, in the same run)."""
     import logging
-    import ssl
 
     logging.disable(logging.CRITICAL)
     from qlikauth.emulator.serving import BackgroundServer
 
-    d = Path(certs_dir)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cafile=str(d / "root.pem"))
-    body = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
-            b'"Ticket":"cannedticket0000","TargetUri":null}')
+    ctx = _site_server_context(certs_dir)
+    body = CANNED_TICKET
     headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
