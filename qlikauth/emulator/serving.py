@@ -434,7 +434,8 @@ class BackgroundServer:
                 super().on_message_begin()
 
             def on_url(self, url: bytes) -> None:
-                # uvicorn's on_url (self.url += url) with the head bound, inlined like on_header.
+                # uvicorn's on_url (self.url += url) with the head bound, inlined like on_header
+                # (llhttp has no limit of its own; Qlik's proxy takes 16 KiB of request head).
                 self._head += len(url)
                 if self._head > limit:
                     raise _HeadTooLarge("Request header fields too large.")
