@@ -214,10 +214,14 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
     return app
 
 
-def _tls(certs_dir: Path) -> tuple[str, str]:
+def _tls(certs_dir: Path | None) -> tuple[str, str]:
+    """PORTAL_TLS_CERT/KEY, else (with the emulators, ``certs_dir``) one for localhost from their CA."""
     cert, key = os.environ.get("PORTAL_TLS_CERT"), os.environ.get("PORTAL_TLS_KEY")
     if cert and key:
         return cert, key
+    if cert or key or certs_dir is None:
+        raise SystemExit("Set both PORTAL_TLS_CERT and PORTAL_TLS_KEY (the portal's certificate and key, PEM): "
+                         "a portal in front of a real site and tenant serves https with its own certificate.")
     from qlikauth.certgen import temporary_server_certificate
 
     return temporary_server_certificate(certs_dir, prefix="hybrid-portal-tls-")
@@ -256,6 +260,12 @@ def settings_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], Cloud
     qlik = {f"QLIKAUTH_{k}": v for k, v in settings_from_environ(environ).items()}
     if "QLIKAUTH_QPS_NODES" not in qlik or not environ.get("QLIKCLOUD_TENANT_URL"):
         return None
+    needed = ("QLIKCLOUD_CLIENT_ID", "QLIKCLOUD_CLIENT_SECRET", "QLIKCLOUD_JWT_KEY", "QLIKCLOUD_JWT_KID",
+              "QLIKCLOUD_JWT_ISSUER")
+    missing = [name for name in needed if not environ.get(name)]
+    if missing:
+        raise SystemExit(f"QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL name a real site and tenant; they also need "
+                         f"{', '.join(missing)} (see the Hybrid paragraph of examples/README.md).")
     key = SigningKey.from_file(environ["QLIKCLOUD_JWT_KEY"], environ.get("QLIKCLOUD_JWT_ALG", "RS256"),
                                kid=environ["QLIKCLOUD_JWT_KID"])
     return qlik, CloudSettings(environ["QLIKCLOUD_TENANT_URL"], environ.get("QLIKCLOUD_CA") or True,
@@ -275,7 +285,7 @@ def main() -> int:
         print(f"Trust {certs / 'root.pem'} in your browser (portal, hub and tenant certificates).", flush=True)
     else:
         qlik, cloud_settings = real
-        tls = (os.environ["PORTAL_TLS_CERT"], os.environ["PORTAL_TLS_KEY"])
+        tls = _tls(None)
     app = create_app(qlik, cloud_settings)
     print(f"Portal: {base}/  (users {', '.join(DEMO_USERS)}, password '{DEMO_PASSWORD}')", flush=True)
     try:

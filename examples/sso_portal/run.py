@@ -75,6 +75,8 @@ def _tls(certs_dir: Path) -> tuple[str, str]:
     cert, key = os.environ.get("PORTAL_TLS_CERT"), os.environ.get("PORTAL_TLS_KEY")
     if cert and key:
         return cert, key
+    if cert or key:
+        raise SystemExit("Set both PORTAL_TLS_CERT and PORTAL_TLS_KEY (PEM files), or neither.")
     from qlikauth.certgen import temporary_server_certificate
 
     return temporary_server_certificate(certs_dir, prefix="sso-portal-tls-")

@@ -85,3 +85,30 @@ def test_hybrid_portal_one_command_one_person_one_sign_out(server_process: Any, 
     after = s.get(hub, headers={"Accept": "application/json"}, allow_redirects=False, timeout=30)
     assert after.status_code == 302 and after.headers["Location"].startswith(base + "/qlik/module?")
     assert token not in Path(proc.log_path).read_text()
+
+
+def test_a_real_site_without_the_tenant_settings_is_refused_by_name(monkeypatch: Any) -> None:
+    """QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL set, the rest missing: the portal names what to set
+    (it once stopped on a bare KeyError)."""
+    from _support import load_example
+
+    app = load_example(Path("examples/hybrid_portal"), "app.py", "hybrid_portal_app")
+    env = {"QLIKAUTH_QPS_NODES": "https://qlik1.example.com:4243", "QLIKAUTH_CERTS": "/nonexistent",
+           "QLIKCLOUD_TENANT_URL": "https://acme.eu.qlikcloud.com", "QLIKCLOUD_CLIENT_ID": "c"}
+    try:
+        app.settings_from_env(env)
+    except SystemExit as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("settings_from_env accepted a tenant without its client secret and JWT key")
+    for name in ("QLIKCLOUD_CLIENT_SECRET", "QLIKCLOUD_JWT_KEY", "QLIKCLOUD_JWT_KID", "QLIKCLOUD_JWT_ISSUER"):
+        assert name in message
+    assert "QLIKCLOUD_CLIENT_ID," not in message
+    monkeypatch.delenv("PORTAL_TLS_CERT", raising=False)
+    monkeypatch.setenv("PORTAL_TLS_KEY", "/etc/portal/key.pem")
+    try:
+        app._tls(None)
+    except SystemExit as exc:
+        assert "PORTAL_TLS_CERT and PORTAL_TLS_KEY" in str(exc)
+    else:
+        raise AssertionError("_tls accepted a key without its certificate")
