@@ -320,3 +320,65 @@ def test_lifecycle(fresh: World, django_users: None, way: str, mode: str, node: 
             stack.enter_context(override_settings(**django_settings(fresh, mode)))
         case.run()
     assert not case.problems, "\n".join(case.problems)
+
+
+# -- two promises the matrix's endings do not reach --------------------------------------------------
+@pytest.mark.parametrize("down", ["node-of-the-session", "the-other-node"])
+def test_a_dead_node_strands_nobody(fresh: World, down: str) -> None:
+    """Session mode: alice's remembered proxy session is on node 1. When node 1 refuses connections
+    (nothing can be sent), opening Qlik gives her a session on node 2; when only node 2 is down, her
+    session on node 1 is kept and she lands there."""
+    w = fresh
+    b = Browser(w, "flask", "session")
+    b.runtime.qps.alive()
+    b.password("alice")
+    assert b.open_qlik() == ALICE
+    assert {i for i, _ in w.sessions_of(ALICE)} == {0}
+    w.nodes[0 if down == "node-of-the-session" else 1].inject("refuse", port="both")
+    try:
+        shown = b.open_qlik()
+    except requests.RequestException as exc:  # sent to a hub that does not answer
+        shown = f"no hub ({type(exc).__name__})"
+    assert shown == ALICE, f"opening Qlik with {down} down: {shown!r}; {b.history[-3:]}"
+    live = {i for i, _ in w.sessions_of(ALICE)}
+    assert live == ({1} if down == "node-of-the-session" else {0}), live
+
+
+@pytest.mark.parametrize("way", ["qlik-module", "oidc-login", "saml-login"])
+def test_cross_site_navigation_mints_nothing(fresh: World, way: str) -> None:
+    """Another site navigates a signed-in browser to a URL that would sign it into Qlik (the
+    browser says ``Sec-Fetch-Site: cross-site`` along the whole redirect chain): five times. No
+    ticket may be minted (five redeemed tickets are five proxy sessions, Qlik's limit per user)."""
+    w = fresh
+    b = Browser(w, "flask", "ticket")
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    hub = w.hub(0, "ticket")
+    if way == "qlik-module":
+        b.password("alice")
+    elif way == "oidc-login":
+        w.end_provider_sessions()
+        assert b.oidc("alice", "/") is None  # signed in to the portal; the provider session lives on
+    else:
+        assert b.saml("alice", "/") is None
+    minted = sum(n.state.tickets_issued for n in w.nodes)
+    for i in range(5):
+        if way == "qlik-module":
+            query = urlencode({"proxyRestUri": w.nodes[0].rest_uri_for("tkt"),
+                               "targetId": f"00000000-0000-4000-8000-00000000000{i}"})
+            b.get("/qlik/module?" + query, headers=cross)
+        elif way == "oidc-login":
+            a = b.get("/oidc/login?" + urlencode({"target": hub}), headers=cross)
+            if a.status == 302 and a.location and a.location.startswith(w.op.issuer):
+                got = w.op.sign_in(a.location, "alice", session=b.op_session)  # silent: the provider session lives
+                parts = urlsplit(got["url"])
+                b.get(f"{parts.path}?{parts.query}", headers=cross)
+        else:
+            a = b.get("/qlik/saml/login?" + urlencode({"next": hub}), headers=cross)
+            if a.status == 302 and a.location and a.location.startswith(w.idp.base_url):
+                info = w.idp.parse_authn_request(a.location)  # a silent IdP answers at once
+                xml = w.idp.response_xml("alice", in_response_to=info.id, acs_url=info.acs_url,
+                                         sp_entity_id=info.sp_entity_id)
+                b.post("/qlik/saml/acs", data=w.idp.post_form(xml, info.relay_state),
+                       headers={"Origin": w.idp.base_url, **cross})
+    minted = sum(n.state.tickets_issued for n in w.nodes) - minted
+    assert minted == 0, f"{minted} ticket(s) minted by five cross-site navigations ({way})"
