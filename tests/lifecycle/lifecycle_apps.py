@@ -102,13 +102,8 @@ class World:
         return self.nodes[node].hub_url_for(self.prefix(mode))
 
     def qlik_settings(self, mode: str) -> dict[str, Any]:
-        from qlikauth.web.config import SETTING_KEYS
-
         prefix = self.prefix(mode)
-        # Where the portal can be told, a node that failed is avoided only briefly: the next case
-        # starts with every node healthy.
-        extra = {"UNHEALTHY_FOR": 0.1} if "UNHEALTHY_FOR" in SETTING_KEYS else {}
-        return {**extra, "QPS_NODES": ",".join(n.qps_url for n in self.nodes), "CERTS": str(self.certs_dir),
+        return {"QPS_NODES": ",".join(n.qps_url for n in self.nodes), "CERTS": str(self.certs_dir),
                 "VIRTUAL_PROXY": prefix, "HUB_URL": self.nodes[0].hub_url_for(prefix),
                 "NODE_HUB_URLS": ",".join(n.hub_url_for(prefix) for n in self.nodes),
                 "MODE": mode, "TIMEOUT": QPS_TIMEOUT, "STATE_STORE": self.redis.url,
