@@ -254,11 +254,15 @@ class Case:
             shown = b.module_way("alice", self.world.hub(1, self.mode) + "stream/other")
             assert shown == ALICE, f"node 2's hub shows {shown!r}: {b.history[-6:]}"
         self.token = b.cloud_token() if self.framework == "flask" else None
+        assert self.token is None or w.cloud_token_works(self.token)
         # the evidence: each hub cookie of alice's browser that opens a hub as alice now (session
         # mode's one cookie is the whole site's; only the node holding the session knows it)
         self.hub_evidence = [c for c in b.hub_cookies() if w.hub_identity(c) == ALICE]
         self.portal_cookie = b.portal_cookie()
         assert self.portal_cookie is not None
+        copy = self.new_browser()  # the copy works before the ending: the replay checks something
+        copy.set_portal_cookie(self.portal_cookie)
+        assert copy.whoami().endswith("\\" + ALICE), self.portal_cookie[0]
         self.session_index = w.idp.sessions_of("alice")[-1] if self.way == "saml" else None
         before = {i for i, _ in w.sessions_of(ALICE)}
         assert before == ({0, 1} if self.mode == "ticket" else {0}), before
