@@ -5,7 +5,8 @@ deep link, ``/qlik/module`` (a hub visit without a session), SAML and OpenID Con
 ticket and session. Nodes: both healthy, or node 1 (the first of QPS_NODES, which holds the user's
 proxy session) answering 500, refusing connections or hanging. Endings: another user signs in in
 the same browser, and every way out: the portal's sign-out, "sign out of Qlik only", SAML single
-logout (SP- and IdP-initiated), SAML SessionNotOnOrAfter, OIDC RP-initiated, back-channel and
+logout (SP-initiated; IdP-initiated through the browser and over another channel), SAML
+SessionNotOnOrAfter, OIDC RP-initiated, back-channel and
 front-channel logout, and the OIDC idle and absolute caps.
 
 Each case: alice signs in (all nodes healthy) and opens Qlik; in ticket mode she also opens node
@@ -29,8 +30,8 @@ Every check of a case runs; the case fails with the list of what did not hold. T
 counting summary ("lifecycle matrix": cases run, passed, failed, and how many cases each problem
 failed); every case's problems are written to test-artifacts/lifecycle-matrix.json.
 
-Size: 196 cases. password-flask, password-django and qlik-login: 2 modes x 4 node states x 3
-endings (24 each); qlik-module: ticket mode only, 12; SAML: 2 x 4 x 6 endings, 48; OIDC: 2 x 4 x 8
+Size: 204 cases. password-flask, password-django and qlik-login: 2 modes x 4 node states x 3
+endings (24 each); qlik-module: ticket mode only, 12; SAML: 2 x 4 x 7 endings, 56; OIDC: 2 x 4 x 8
 endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. Two more tests
 cover what no ending reaches: a dead node strands nobody (session mode), and cross-site
 navigations mint no ticket.
@@ -68,7 +69,7 @@ WAYS = ("password-flask", "password-django", "qlik-login", "qlik-module", "saml"
 MODES = ("ticket", "session")
 NODES = ("healthy", "n1-500", "n1-refused", "n1-hung")
 ENDINGS_ALL = ("next-user", "portal-signout", "qlik-logout")
-ENDINGS_SAML = ("saml-slo-sp", "saml-slo-idp", "saml-expiry")
+ENDINGS_SAML = ("saml-slo-sp", "saml-slo-idp", "saml-slo-idp-browser", "saml-expiry")
 ENDINGS_OIDC = ("oidc-rp-logout", "oidc-backchannel", "oidc-frontchannel", "oidc-idle-cap", "oidc-absolute-cap")
 
 
@@ -215,6 +216,10 @@ class Case:
             # IdP-initiated, POST binding, over another channel: no cookie of alice's browser comes with it
             form = w.idp.logout_request(self.session_index, SAML_BASE + "slo", binding="post")
             self.new_browser().post("/qlik/saml/slo", data=form)
+        elif ending == "saml-slo-idp-browser":
+            # IdP-initiated, Redirect binding, through alice's browser (her portal cookie comes with it)
+            url = w.idp.logout_request(self.session_index, SAML_BASE + "slo")
+            b.get(url[len(PORTAL):])
         elif ending in ("saml-expiry", "oidc-idle-cap", "oidc-absolute-cap"):
             time.sleep(max(0.0, self.cap_at - time.time()))
             b.get("/")  # the browser's next request to the portal
