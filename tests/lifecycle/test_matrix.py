@@ -32,9 +32,9 @@ failed); every case's problems are written to test-artifacts/lifecycle-matrix.js
 
 Size: 204 cases. password-flask, password-django and qlik-login: 2 modes x 4 node states x 3
 endings (24 each); qlik-module: ticket mode only, 12; SAML: 2 x 4 x 7 endings, 56; OIDC: 2 x 4 x 8
-endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. Two more tests
-cover what no ending reaches: a dead node strands nobody (session mode), and cross-site
-navigations mint no ticket.
+endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. Three more tests
+cover what no ending reaches: a dead node strands nobody (session mode), cross-site navigations
+mint no ticket, and a user switch works with the shared store down.
 """
 
 from __future__ import annotations
@@ -419,3 +419,32 @@ def test_cross_site_navigation_mints_nothing(fresh: World, way: str) -> None:
                        headers={"Origin": w.idp.base_url, **cross})
     minted = sum(n.state.tickets_issued for n in w.nodes) - minted
     assert minted == 0, f"{minted} ticket(s) minted by five cross-site navigations ({way})"
+
+
+def test_user_switch_with_the_shared_store_down(fresh: World) -> None:
+    """Ticket mode: alice opened Qlik; the shared store (Redis) goes down; bob signs in at the
+    portal in her browser and opens Qlik. The previous user's handle must not need the store: her
+    sessions end, bob gets in, and no ticket is minted that is not delivered."""
+    w = fresh
+    b = Browser(w, "flask", "ticket")
+    b.runtime.qps.alive()
+    b.password("alice")
+    assert b.open_qlik() == ALICE
+    w.redis.stop()
+    try:
+        b.password("bob")
+        try:
+            shown = b.open_qlik()
+        except (AssertionError, requests.RequestException) as exc:
+            shown = f"refused: {str(exc)[:200]}"
+    finally:
+        w.redis.start()
+    finish_pending(b.runtime)
+    problems = []
+    if w.sessions_of(ALICE):
+        problems.append(f"{len(w.sessions_of(ALICE))} proxy session(s) of alice still live")
+    if w.outstanding_tickets():
+        problems.append(f"{w.outstanding_tickets()} ticket(s) minted and never redeemed")
+    if shown != BOB:
+        problems.append(f"bob opened Qlik with the store down and the hub showed {shown!r}")
+    assert not problems, "\n".join(problems)
