@@ -18,7 +18,6 @@ from __future__ import annotations
 import ssl
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,10 +125,8 @@ def world(certs_dir: Path, portal_tls: tuple[Path, Path], redis_server: Any,
 def fresh(world: World) -> Iterator[World]:
     """The world, reset before the case (faults cleared, nodes, store and provider sessions emptied)."""
     world.reset()
-    started = time.monotonic()
     yield world
     world.clear_faults()
-    world.case_seconds.append(time.monotonic() - started)
 
 
 # -- a counting summary of the matrix (no timings: it reads the same on a loaded machine) ----------

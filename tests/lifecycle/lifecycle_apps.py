@@ -64,10 +64,10 @@ class World:
     sink: Any
     redis: Any
     certs_dir: Any
-    case_seconds: list[float] = field(default_factory=list)
     _flask: dict[tuple[str, str], Any] = field(default_factory=dict)
     _saml_sp_known: set[str] = field(default_factory=set)
     _django: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _probe: Any = None
 
     # -- between cases --------------------------------------------------------------------
     def clear_faults(self) -> None:
@@ -124,11 +124,16 @@ class World:
         """Who the hub of the cookie's host says is signed in with only that cookie, or None."""
         domain, name, value = cookie
         node = next(n for n in self.nodes if host_of(n.hub_url) == domain)
-        s = plain_session(self.certs_dir)
-        s.cookies.set(name, value, domain=jar_domain(domain), path="/")
+        if self._probe is None:
+            # One client that keeps no cookie of its own (each probe sends exactly one), so its
+            # TLS connections are reused from probe to probe.
+            from http.cookiejar import DefaultCookiePolicy
+
+            self._probe = plain_session(self.certs_dir)
+            self._probe.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         prefix = name.removeprefix("X-Qlik-Session-")
-        r = s.get(node.hub_url_for(prefix), headers={"Accept": "application/json"}, allow_redirects=False,
-                  timeout=10)
+        r = self._probe.get(node.hub_url_for(prefix), headers={"Accept": "application/json", "Cookie": f"{name}={value}"},
+                            allow_redirects=False, timeout=10)
         return r.json().get("userId", "").lower() if r.status_code == 200 else None
 
     # -- Qlik Cloud -----------------------------------------------------------------------
