@@ -34,7 +34,7 @@ log = logging.getLogger("django_qlikauth")
 
 #: What the SSO flows keep in the portal's session; carried over when ``login()`` starts a new
 #: session over another Django user's (Django then flushes the session instead of cycling its key).
-_SSO_STATE_KEYS = (saml.SAML_SESSION_KEY, oidc.OIDC_SESSION_KEY, flows.SESSION_KEY)
+_SSO_STATE_KEYS = (saml.SAML_SESSION_KEY, oidc.OIDC_SESSION_KEY, flows.SESSION_KEY, flows.SIGNIN_KEY)
 _CACHE = "_qlikauth_sso_user"
 
 
@@ -185,7 +185,11 @@ def sso_login(request: HttpRequest, user: QlikUser) -> bool:
                     user.qualified_name)
         return False
     kept = {k: request.session[k] for k in _SSO_STATE_KEYS if k in request.session}  # type: ignore[attr-defined]
-    login(request, django_user)
+    request._qlikauth_sso_login = True  # type: ignore[attr-defined]  # the flow did the Qlik sign-in
+    try:
+        login(request, django_user)
+    finally:
+        request._qlikauth_sso_login = False  # type: ignore[attr-defined]
     for k, v in kept.items():
         request.session[k] = v  # type: ignore[attr-defined]
     setattr(request, _CACHE, (user,))
