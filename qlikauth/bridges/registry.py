@@ -86,6 +86,9 @@ class EndedSso:
     errors: tuple[str, ...] = ()
     session_ids: tuple[str, ...] = field(default=(), repr=False)
     signin_ids: tuple[str, ...] = field(default=(), repr=False)
+    #: The users whose sign-ins recorded no proxy session (ticket mode: QPS made it when the
+    #: ticket was redeemed): they are ended by user, every proxy session of theirs.
+    end_users: tuple[QlikUser, ...] = ()
 
 
 class SsoSessionRegistry:
@@ -187,8 +190,9 @@ class SsoSessionRegistry:
         """Forget the IdP sessions ``sessions`` of ``subject`` (all of them when None or empty),
         mark them ended now, and return what they made, for the one ending to end.
 
-        The caller ends every proxy session of the users found (a ticket-mode sign-in records
-        no session id: QPS made the session at redemption) and the recorded ones.
+        The caller ends the recorded proxy sessions, and every proxy session of
+        :attr:`EndedSso.end_users` (a ticket-mode sign-in records no session id: QPS made the
+        session at redemption).
         """
         subj = SsoKey(issuer, subject)
         wanted = [SsoKey(issuer, subject, s).session_id for s in (sessions or [])]
@@ -214,6 +218,7 @@ class SsoSessionRegistry:
         finally:
             self._unlock(held)
         users: list[QlikUser] = []
+        by_user: list[QlikUser] = []
         session_ids: list[str] = []
         signin_ids: list[str] = []
         for rec in records:
@@ -223,10 +228,13 @@ class SsoSessionRegistry:
                 continue  # a damaged record names nobody to log out
             if not any(u.same_user(user) for u in users):
                 users.append(user)
-            session_ids += [s for s in rec.get("sessions", []) if isinstance(s, str)]
+            recorded = [s for s in rec.get("sessions", []) if isinstance(s, str)]
+            session_ids += recorded
+            if not recorded and not any(u.same_user(user) for u in by_user):
+                by_user.append(user)
             signin_ids += [s for s in rec.get("signins", []) if isinstance(s, str)]
         return EndedSso(users=tuple(users), session_ids=tuple(session_ids),
-                        signin_ids=tuple(signin_ids))
+                        signin_ids=tuple(signin_ids), end_users=tuple(by_user))
 
     def end(self, issuer: str, subject: str, sessions: Iterable[str] | None = None,
             qps: QpsClient | None = None) -> EndedSso:
@@ -235,8 +243,7 @@ class SsoSessionRegistry:
         found = self.take(issuer, subject, sessions)
         if qps is None:
             return found
-        # Every proxy session of the users: a ticket-mode sign-in records none (QPS made it at
-        # redemption), and a page view may have replaced a recorded one since.
-        report = qps.end_everywhere(found.users, found.session_ids)
+        report = qps.end_everywhere(found.end_users, found.session_ids)
         errors = tuple(f"{f.node}: {f.reason}" for f in report.failed)
-        return EndedSso(found.users, report.ended, errors, found.session_ids, found.signin_ids)
+        return EndedSso(found.users, report.ended, errors, found.session_ids, found.signin_ids,
+                        found.end_users)

@@ -42,6 +42,7 @@ from .lifecycle import (
     SIGNIN_KEY,
     VerifiedLogin,
     current_sign_in,
+    registry,
     sign_in,
     sign_out,
 )
@@ -77,6 +78,8 @@ __all__ = [
     "portal_signed_in",
     "portal_signed_out",
     "cross_site",
+    "continue_page",
+    "refuse_cross_site_start",
 ]
 
 log = logging.getLogger("qlikauth.web")
@@ -271,12 +274,28 @@ def cross_site(request: WebRequest) -> bool:
     return site is not None and site.lower() not in ("same-origin", "none")
 
 
-def _continue_page(request: WebRequest, fields: Mapping[str, str]) -> PageAnswer:
+def continue_page(request: WebRequest, fields: Mapping[str, str]) -> PageAnswer:
     """The "Open Qlik Sense?" page: one click (a same-origin GET) before anything is minted."""
     return PageAnswer(template="qlikauth/continue.html",
                       context={"action": request.path, "target": fields.get("target", ""),
                                "fields": [{"name": k, "value": v} for k, v in fields.items() if v]},
                       headers=NO_STORE + _NO_FRAMING)
+
+
+def refuse_cross_site_start(request: WebRequest, runtime: QlikAuthRuntime, destination: str | None,
+                            fields: Mapping[str, str]) -> Answer | None:
+    """Another site may not start a sign-in that mints a ticket or a proxy session on its return.
+
+    For the SSO login endpoints (``/saml/login``, ``/oidc/login``): with a live IdP session the
+    browser comes straight back and a ticket (or session) is made, so a page of another site
+    could use up the user's Qlik sessions as it could with ``/qlik/login``. A sign-in that goes
+    back to a portal page in ticket mode mints nothing and may start anywhere. Answers the
+    :func:`continue_page` (``fields`` carried over), or None to go on.
+    """
+    local = destination is not None and runtime.local_redirect(destination, "") == destination
+    if cross_site(request) and (runtime.config.mode == "session" or not local):
+        return continue_page(request, fields)
+    return None
 
 
 def _portal_login(request: WebRequest, user: QlikUser) -> VerifiedLogin:
@@ -312,7 +331,7 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         if runtime.config.mode == "session":
             reused = reused_session(request.session, request.cookies, user, runtime, owner=request.owner)
         if reused is None:
-            return _continue_page(request, {"target": target or ""})
+            return continue_page(request, {"target": target or ""})
         return RedirectAnswer(location=checked or runtime.hub_for_node(reused.node))
     signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=True, target=checked)
     return RedirectAnswer(location=str(signed.location), cookies=signed.cookies)
@@ -334,7 +353,7 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if user is None or _sign_in_ended(request, runtime):
         return login_redirect(request, runtime)
     if cross_site(request):
-        return _continue_page(request, {"targetId": target_id, "proxyRestUri": rest_uri})
+        return continue_page(request, {"targetId": target_id, "proxyRestUri": rest_uri})
     signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=True,
                      module=(rest_uri, target_id))
     return RedirectAnswer(location=str(signed.location), cookies=signed.cookies)
@@ -517,6 +536,7 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
         return SessionOutcome(False)
     if grant.created:
         store.pop(RETRY_KEY, None)
+        _record_for_single_logout(runtime, record, grant)
         stray = request.cookies.get(runtime.session.cookie_name)
         if stray and stray not in (grant.session_id, (remembered or {}).get("sid")):
             runtime.end_sessions([stray], reason="the browser's earlier proxy session")
@@ -528,6 +548,21 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     if grant.created or request.cookies.get(runtime.session.cookie_name) != grant.session_id:
         cookies = (grant.cookie,)
     return SessionOutcome(True, cookies, grant.record.get("node"), grant.created)
+
+
+def _record_for_single_logout(runtime: QlikAuthRuntime, record: Any, grant: Any) -> None:
+    """A proxy session a page view made for an SSO sign-in is one its single logout must end."""
+    from ..bridges.registry import SsoKey
+
+    key = SsoKey.from_dict(record.get("sso")) if isinstance(record, dict) else None
+    if key is None:
+        return
+    try:
+        user = QlikUser.from_qps(record.get("user") or {})
+        registry(runtime).record(key, user, grant.session_id, signin_id=str(record.get("id")))
+    except QlikAuthError as exc:
+        log.warning("qlikauth: the new proxy session is not recorded for single logout (it "
+                    "ends with the user's sign-out or Qlik's timeout): %s", exc)
 
 
 def _signed_in_as(record: Any, user: QlikUser, owner: str) -> bool:

@@ -435,7 +435,10 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
         if isinstance(record, dict):
             if portal:
                 signins.append(str(record.get("id")))
-            users += _record_users(record)
+            if record.get("sso") is None:
+                # A portal sign-in: every proxy session of the user. An SSO sign-in's are named
+                # by the registry (one IdP session's, not the same person's in another browser).
+                users += _record_users(record)
         if isinstance(remembered, dict) and isinstance(remembered.get("sid"), str):
             ids.append(remembered["sid"])
         cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)

@@ -62,6 +62,7 @@ from .flows import (
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
+    refuse_cross_site_start,
     same_origin,
 )
 from .lifecycle import (
@@ -234,6 +235,11 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     else:
         target = target or nxt
         checked = runtime.hub_policy.check(target) if target else None
+    refused = refuse_cross_site_start(request, runtime, checked,
+                                      {"target": request.args.get("target") or "",
+                                       "next": request.args.get("next") or ""})
+    if refused is not None:
+        return refused
     o = _oidc(runtime)
     auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
@@ -289,7 +295,7 @@ def _end(runtime: QlikAuthRuntime, request: WebRequest | None, record: Mapping[s
         if key is not None else None
     if isinstance(record, Mapping):
         runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
-    return sign_out(request, runtime, users=found.users if found else (),
+    return sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
                     signin_ids=found.signin_ids if found else (), reason=reason)
 
@@ -376,7 +382,7 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         log.info("OIDC back-channel logout for a provider session this portal never saw")
         return JsonAnswer(status=200, data={})
     found = o.registry.take(event.issuer, subject, [event.sid] if event.sid else None)
-    done = sign_out(None, runtime, users=found.users, session_ids=found.session_ids,
+    done = sign_out(None, runtime, users=found.end_users, session_ids=found.session_ids,
                     signin_ids=found.signin_ids, reason="OIDC back-channel logout")
     # The sign-in is revoked and what a node could not end is pending: the logout is done.
     log.info("OIDC back-channel logout: %d proxy session(s) ended%s", done.report.ended,

@@ -35,6 +35,7 @@ from .flows import (
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
+    refuse_cross_site_start,
     same_origin,
 )
 from .lifecycle import (
@@ -192,8 +193,14 @@ def saml_login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     parts = saml_parts(runtime)
+    nxt = request.args.get("next") or None
+    refused = refuse_cross_site_start(request, runtime, nxt, {"next": nxt or ""})
+    if refused is not None:
+        if nxt:
+            _PortalOrHub(runtime).check(nxt)  # a bad next is refused first, with its own error
+        return refused
     token = request.cookies.get(parts.sp.settings.browser_cookie)
-    start = parts.sp.login(request.args.get("next") or None, token)
+    start = parts.sp.login(nxt, token)
     cookies = (start.cookie,) if start.cookie is not None else ()
     return RedirectAnswer(location=start.redirect.location, cookies=cookies)
 
@@ -245,7 +252,7 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     key = _key(data)
     found = parts.registry.take(key.issuer, key.subject, [key.session] if key.session else None) \
         if key is not None else None
-    done = sign_out(request, runtime, users=found.users if found else (),
+    done = sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
                     signin_ids=found.signin_ids if found else (), reason="SAML logout")
     if key is None:
@@ -285,7 +292,7 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     here = key is not None and key.issuer == result.issuer and key.subject == result.name_id \
         and (not result.session_indexes or key.session in result.session_indexes)
     # The browser that carried the request (if it is the one named) is signed out here too.
-    done = sign_out(request if here else None, runtime, users=found.users,
+    done = sign_out(request if here else None, runtime, users=found.end_users,
                     session_ids=found.session_ids, signin_ids=found.signin_ids,
                     reason="SAML single logout")
     return RedirectAnswer(location=result.response.location, cookies=done.cookies)

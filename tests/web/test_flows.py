@@ -211,7 +211,7 @@ def test_the_public_surface_of_qlikauth_web() -> None:
         "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
         "resume_session", "reused_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY",
         "SIGNIN_KEY", "RETRY_KEY", "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY", "SEEN_COOKIE",
-        "portal_signed_in", "portal_signed_out", "cross_site"]
+        "portal_signed_in", "portal_signed_out", "cross_site", "continue_page", "refuse_cross_site_start"]
     for module in (web, flows):
         for name in module.__all__:
             assert hasattr(module, name), name
