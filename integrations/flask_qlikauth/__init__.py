@@ -255,10 +255,9 @@ class QlikAuth:
                 "flask_qlikauth has no user loader: decorate a function with @qlikauth.user_loader "
                 "before init_app(app), or pass QlikAuth(app, user_loader=fn). It returns the signed-in "
                 "portal user as a QlikUser, or None (with Flask-Login: flask_login_loader(mapper)).")
-        lifetime = app.permanent_session_lifetime
-        runtime = build_runtime(config, secret=app.secret_key,
-                                portal_session_lifetime=getattr(lifetime, "total_seconds",
-                                                                lambda: lifetime)())
+        lifetime: Any = app.permanent_session_lifetime  # a timedelta, or seconds
+        seconds = lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
+        runtime = build_runtime(config, secret=app.secret_key, portal_session_lifetime=seconds)
         app.extensions["qlikauth"] = QlikAuthState(self, config, runtime)
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(_check_command())
