@@ -9,8 +9,9 @@ the token's expiry, and:
 - **refreshes early**: once a token is within ``refresh_margin`` of expiring, the first
   caller fetches a new one while everyone else keeps the still-valid old one;
 - **single-flight**: concurrent callers for a user with no valid token wait for one
-  fetch, in this process (a lock per key) and across processes (an ``add``-based lock in
-  the store, so 50 requests in several portal processes still make one token request);
+  fetch, in this process (a lock per key) and across processes (the store's owner-checked
+  ``lock``, so 50 requests in several portal processes still make one token request, and a
+  fetch slower than ``lock_ttl`` cannot release the next fetcher's lock);
 - never logs a token; keys in the store are hashes, not user names.
 
 :class:`UserProvisioner` is the *ensure-user* step Qlik asks for before the first
@@ -145,7 +146,9 @@ class AccessTokenCache:
                 return token
             if token.expires_at - now > 1.0:
                 # Early refresh: one caller fetches, the others keep the valid token.
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if not held:
+                        return token
                     try:
                         fresh = self._cached(key)
                         if fresh is not None and self.clock() < fresh[1]:
@@ -154,9 +157,6 @@ class AccessTokenCache:
                     except QlikEndpointError as exc:
                         log.warning("refreshing a Qlik Cloud access token failed; keeping the current one: %s", exc)
                         return token
-                    finally:
-                        self.store.delete(key + ":lock")
-                return token
         return self._get_slow(key, value)
 
     def _get_slow(self, key: str, value: str) -> AccessToken:
@@ -168,15 +168,15 @@ class AccessTokenCache:
                 return hit[0]
             deadline = time.monotonic() + self.wait_timeout
             while True:
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
-                    try:
+                # Owner-checked: if this fetch outlives lock_ttl and another process takes the
+                # lock, leaving here does not release that process's lock.
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if held:
                         # The holder before us may have stored its token between our look and our lock.
                         hit = self._cached(key)
                         if hit is not None and hit[0].expires_at - self.clock() > 1.0:
                             return hit[0]
                         return self._fetch_and_store(key, value)
-                    finally:
-                        self.store.delete(key + ":lock")
                 # Another process is fetching: wait for its token (or its lock to go away).
                 time.sleep(self.poll_interval)
                 hit = self._cached(key)

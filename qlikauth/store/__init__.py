@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..exceptions import ConfigurationError
+from .locks import StoreLock
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StateStore",
+    "StoreLock",
     "MemoryStore",
     "RedisStore",
     "WhenFull",
@@ -49,7 +51,8 @@ class StateStore(Protocol):
     """What qlikauth needs from shared state. Values are bytes; keys are short strings.
 
     Every method may raise :class:`~qlikauth.exceptions.StoreUnavailable`; ``put`` and ``add``
-    may raise :class:`~qlikauth.exceptions.StoreFull` in replay-cache mode.
+    may raise :class:`~qlikauth.exceptions.StoreFull` in replay-cache mode. A store of your own
+    implements all six methods (``lock`` can build on :class:`~qlikauth.store.locks.StoreLock`).
     """
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -66,6 +69,11 @@ class StateStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
+
+    def lock(self, name: str, ttl: float, wait: float = 0.0) -> StoreLock:
+        """An owner-checked lock, ``with store.lock(name, ttl, wait) as held:`` (see
+        :class:`~qlikauth.store.locks.StoreLock`): released only while it is still this
+        holder's, so a holder slower than ``ttl`` cannot release the next holder's lock."""
 
 
 #: ``factory(setting, namespace=..., max_items=..., when_full=...)`` for a setting prefix.

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+
+from qlikauth.cloud import AccessTokenCache, QlikCloud
+from qlikauth.store import RedisStore
 
 from .conftest import Person
 
@@ -51,3 +55,37 @@ def test_two_processes_on_redis_make_one_token_request(tenant, cloud, issuer, re
     assert len(tokens) == 1, results            # every request of both processes got the same token
     assert sum(r["fetches"] for r in results) == 1
     assert tenant.state.counter("token_requests") == 1
+
+
+class SlowTenant(QlikCloud):
+    """The real client to the emulated tenant, with a token request slower than the fetch lock."""
+
+    def token(self, *args, **kwargs):
+        time.sleep(0.6)
+        return super().token(*args, **kwargs)
+
+
+def test_a_fetch_slower_than_its_lock_does_not_release_the_next_fetchers_lock(tenant, cloud, issuer,
+                                                                               embed_client, redis_url):
+    cloud.jwt_session(issuer.mint(Person("ann@example.com", "Ann", "ann@example.com")))
+    store = RedisStore(redis_url, namespace="cloudtest")
+    slow = SlowTenant(tenant.url, verify=tenant.root_pem)
+    cache = AccessTokenCache(slow, embed_client, store, lock_ttl=0.2)
+    name = cache._key("ann@example.com") + ":lock"
+    other = RedisStore(redis_url, namespace="cloudtest")  # another portal process
+    taken = []
+
+    def next_fetcher() -> None:
+        time.sleep(0.4)  # the slow fetch's lock has expired by now
+        taken.append(other.lock(name, ttl=30).acquire())
+
+    t = threading.Thread(target=next_fetcher)
+    t.start()
+    assert cache.get("ann@example.com").access_token
+    t.join(10)
+    assert taken == [True]
+    # Leaving the slow fetch did not delete the other process's lock.
+    assert store.lock(name, ttl=30).acquire() is False
+    slow.close()
+    other.close()
+    store.close()
