@@ -30,8 +30,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..exceptions import ConfigurationError, QlikEndpointError
-from ..store import MemoryStore, StateStore
+from ..store import MemoryStore, StateStore, StoreKeys
 from ..store._keys import digest as _digest
+from ..store.sealed import sealed_for_bearer_values
 from .client import AccessToken, CloudJwtIssuer, CloudUser, OAuthClient, QlikCloud
 
 __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
@@ -56,7 +57,11 @@ class AccessTokenCache:
 
     :param cloud: the tenant.
     :param client: the OAuth client (machine-to-machine impersonation enabled).
-    :param store: where tokens live; the default :class:`MemoryStore` serves one process.
+    :param store: where tokens live; the default :class:`MemoryStore` serves one process. A
+        shared store (Redis, a Django cache) keeps them encrypted with ``keys``.
+    :param keys: the ``STORE_KEYS`` setting (:class:`~qlikauth.store.StoreKeys`: the first key
+        seals, all open); default ``$QLIKAUTH_STORE_KEYS``. A shared store without keys is a
+        :class:`~qlikauth.exceptions.ConfigurationError`: tokens are never kept in clear there.
     :param refresh_margin: refresh a token this many seconds before it expires (default:
         10 % of its lifetime, at least 60 s and at most 30 minutes).
     :param lock_ttl: how long a cross-process fetch lock lives if its holder dies.
@@ -68,12 +73,14 @@ class AccessTokenCache:
     def __init__(self, cloud: QlikCloud, client: OAuthClient, store: StateStore | None = None, *,
                  refresh_margin: float | None = None, lock_ttl: float = 15.0, wait_timeout: float = 15.0,
                  lookup: LookupField = "subject", scope: str | None = None,
-                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02) -> None:
+                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02,
+                 keys: StoreKeys | str | None = None) -> None:
         if lookup not in ("subject", "userId"):
             raise ConfigurationError("lookup must be 'subject' or 'userId'.")
         self.cloud = cloud
         self.client = client
-        self.store: StateStore = store if store is not None else MemoryStore()
+        self.store: StateStore = sealed_for_bearer_values(
+            store if store is not None else MemoryStore(), keys, "Qlik Cloud access tokens")
         self.refresh_margin = refresh_margin
         self.lock_ttl = lock_ttl
         self.wait_timeout = wait_timeout
