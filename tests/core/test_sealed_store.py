@@ -12,7 +12,14 @@ import pytest
 import redis
 
 from qlikauth.exceptions import ConfigurationError
-from qlikauth.store import MemoryStore, SealedStore, StateStore, StoreKeys, new_store_key, open_store
+from qlikauth.store import (
+    MemoryStore,
+    SealedStore,
+    StateStore,
+    StoreKeys,
+    new_store_key,
+    open_store,
+)
 from qlikauth.store.redis_store import RedisStore
 from qlikauth.store.sealed import sealed_for_bearer_values
 
