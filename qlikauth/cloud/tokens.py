@@ -9,8 +9,9 @@ the token's expiry, and:
 - **refreshes early**: once a token is within ``refresh_margin`` of expiring, the first
   caller fetches a new one while everyone else keeps the still-valid old one;
 - **single-flight**: concurrent callers for a user with no valid token wait for one
-  fetch, in this process (a lock per key) and across processes (an ``add``-based lock in
-  the store, so 50 requests in several portal processes still make one token request);
+  fetch, in this process (a lock per key) and across processes (the store's owner-checked
+  ``lock``, so 50 requests in several portal processes still make one token request, and a
+  fetch slower than ``lock_ttl`` cannot release the next fetcher's lock);
 - never logs a token; keys in the store are hashes, not user names.
 
 :class:`UserProvisioner` is the *ensure-user* step Qlik asks for before the first
@@ -29,8 +30,9 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..exceptions import ConfigurationError, QlikEndpointError
-from ..store import MemoryStore, StateStore
+from ..store import MemoryStore, StateStore, StoreKeys
 from ..store._keys import digest as _digest
+from ..store.sealed import sealed_for_bearer_values
 from .client import AccessToken, CloudJwtIssuer, CloudUser, OAuthClient, QlikCloud
 
 __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
@@ -55,7 +57,11 @@ class AccessTokenCache:
 
     :param cloud: the tenant.
     :param client: the OAuth client (machine-to-machine impersonation enabled).
-    :param store: where tokens live; the default :class:`MemoryStore` serves one process.
+    :param store: where tokens live; the default :class:`MemoryStore` serves one process. A
+        shared store (Redis, a Django cache) keeps them encrypted with ``keys``.
+    :param keys: the ``STORE_KEYS`` setting (:class:`~qlikauth.store.StoreKeys`: the first key
+        seals, all open); default ``$QLIKAUTH_STORE_KEYS``. A shared store without keys is a
+        :class:`~qlikauth.exceptions.ConfigurationError`: tokens are never kept in clear there.
     :param refresh_margin: refresh a token this many seconds before it expires (default:
         10 % of its lifetime, at least 60 s and at most 30 minutes).
     :param lock_ttl: how long a cross-process fetch lock lives if its holder dies.
@@ -67,12 +73,14 @@ class AccessTokenCache:
     def __init__(self, cloud: QlikCloud, client: OAuthClient, store: StateStore | None = None, *,
                  refresh_margin: float | None = None, lock_ttl: float = 15.0, wait_timeout: float = 15.0,
                  lookup: LookupField = "subject", scope: str | None = None,
-                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02) -> None:
+                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02,
+                 keys: StoreKeys | str | None = None) -> None:
         if lookup not in ("subject", "userId"):
             raise ConfigurationError("lookup must be 'subject' or 'userId'.")
         self.cloud = cloud
         self.client = client
-        self.store: StateStore = store if store is not None else MemoryStore()
+        self.store: StateStore = sealed_for_bearer_values(
+            store if store is not None else MemoryStore(), keys, "Qlik Cloud access tokens")
         self.refresh_margin = refresh_margin
         self.lock_ttl = lock_ttl
         self.wait_timeout = wait_timeout
@@ -145,7 +153,9 @@ class AccessTokenCache:
                 return token
             if token.expires_at - now > 1.0:
                 # Early refresh: one caller fetches, the others keep the valid token.
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if not held:
+                        return token
                     try:
                         fresh = self._cached(key)
                         if fresh is not None and self.clock() < fresh[1]:
@@ -154,9 +164,6 @@ class AccessTokenCache:
                     except QlikEndpointError as exc:
                         log.warning("refreshing a Qlik Cloud access token failed; keeping the current one: %s", exc)
                         return token
-                    finally:
-                        self.store.delete(key + ":lock")
-                return token
         return self._get_slow(key, value)
 
     def _get_slow(self, key: str, value: str) -> AccessToken:
@@ -168,15 +175,15 @@ class AccessTokenCache:
                 return hit[0]
             deadline = time.monotonic() + self.wait_timeout
             while True:
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
-                    try:
+                # Owner-checked: if this fetch outlives lock_ttl and another process takes the
+                # lock, leaving here does not release that process's lock.
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if held:
                         # The holder before us may have stored its token between our look and our lock.
                         hit = self._cached(key)
                         if hit is not None and hit[0].expires_at - self.clock() > 1.0:
                             return hit[0]
                         return self._fetch_and_store(key, value)
-                    finally:
-                        self.store.delete(key + ":lock")
                 # Another process is fetching: wait for its token (or its lock to go away).
                 time.sleep(self.poll_interval)
                 hit = self._cached(key)

@@ -98,7 +98,7 @@ def test_sdist_holds_the_sources_the_manual_and_the_examples(dists):
     top = members[0].split("/")[0]
     names = {m.removeprefix(top + "/") for m in members}
     wanted = set(tracked("qlikauth", "integrations", "docs", "examples")) | {
-        "pyproject.toml", "README.md", "LICENSE", "mkdocs.yml", "MANIFEST.in"}
+        "pyproject.toml", "README.md", "SECURITY.md", "LICENSE", "mkdocs.yml", "MANIFEST.in"}
     assert wanted - names == set(), f"missing from the sdist: {sorted(wanted - names)}"
     assert not any(n.startswith(("tests/", ".venv/", "site/", "test-artifacts/")) or "__pycache__" in n
                    for n in names)
