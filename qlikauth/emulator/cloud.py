@@ -29,6 +29,11 @@ What it serves, with Qlik's rules (qlik.dev: Login, CSRF token, Users and OAuth 
   fresh ``jti``); a browser's ``Origin`` must be one of the client's allowed origins.
   Answers ``access_token`` (opaque), ``token_type``, ``expires_in`` and ``expires_at``.
 - ``POST /oauth/revoke``: 200; a revoked or expired token is refused everywhere.
+- ``GET /api/v1/oauth-tokens`` (``userId``, ``limit`` 1-100, ``page``, ``sort=userId``) and
+  ``DELETE /api/v1/oauth-tokens/{tokenId}`` (204): an access token whose scope holds
+  ``admin_classic`` acts as TenantAdmin (every user's tokens); any other token or a session
+  sees and revokes only its own user's. A client_credentials token belongs to the client's bot
+  user. :meth:`CloudTenant.token_valid` answers whether an access token still works.
 
 Python::
 
@@ -151,6 +156,29 @@ class _Token:
     scope: str
     expires_at: float
     revoked: bool = False
+    id: str = field(default_factory=lambda: secrets.token_hex(12))
+    last_used: float | None = None
+
+    def owner(self) -> str:
+        """The owning user's id; a client_credentials token belongs to the client's bot user."""
+        return self.user_id if self.user_id is not None else _bot_user_id(self.client_id)
+
+    def as_json(self, tenant_id: str) -> dict[str, Any]:
+        """The token as ``GET /api/v1/oauth-tokens`` answers it (qlik.dev, OAuth tokens API)."""
+        out: dict[str, Any] = {"id": self.id, "userId": self.owner(), "tenantId": tenant_id,
+                               "description": self.client_id}
+        if self.last_used is not None:
+            out["lastUsed"] = _iso(self.last_used)
+        return out
+
+
+def _bot_user_id(client_id: str) -> str:
+    return "bot-" + hashlib.sha256(client_id.encode()).hexdigest()[:20]
+
+
+def _iso(t: float) -> str:
+    return (_dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"))
 
 
 def _cors_headers(origin: str) -> list[tuple[str, str]]:
@@ -288,6 +316,28 @@ class CloudTenantState:
             return None
         return t
 
+    def token_valid(self, access_token: str) -> bool:
+        """Would the tenant accept ``access_token`` now (issued here, unexpired, unrevoked)?"""
+        return self.token(access_token) is not None
+
+    def live_tokens(self, user_id: str | None = None) -> list[_Token]:
+        """The unexpired, unrevoked tokens (of one owning user when given), oldest first."""
+        now = time.time()
+        with self._lock:
+            toks = list(self._tokens.values())
+        return [t for t in toks if not t.revoked and t.expires_at > now
+                and (user_id is None or t.owner() == user_id)]
+
+    def revoke_id(self, token_id: str) -> bool:
+        """Revoke the live token whose id is ``token_id``; True when there was one."""
+        now = time.time()
+        with self._lock:
+            for t in self._tokens.values():
+                if t.id == token_id and not t.revoked and t.expires_at > now:
+                    t.revoked = True
+                    return True
+        return False
+
     def revoke(self, tok: str) -> bool:
         """Revoke a token; True when it existed."""
         with self._lock:
@@ -322,6 +372,10 @@ class _TenantHandler:
             return self._cors(req, self.me(req))
         if path == "/api/v1/users" and req.method in ("GET", "POST"):
             return self._cors(req, self.users(req))
+        if path == "/api/v1/oauth-tokens" and req.method == "GET":
+            return self._cors(req, self.list_tokens(req))
+        if path.startswith("/api/v1/oauth-tokens/") and req.method == "DELETE":
+            return self._cors(req, self.delete_token(req, path[len("/api/v1/oauth-tokens/"):]))
         if path == "/oauth/token" and req.method == "POST":
             return self.token(req)
         if path == "/oauth/revoke" and req.method == "POST":
@@ -382,7 +436,7 @@ class _TenantHandler:
         if origin is None or not (self._allowed_origin(origin) or self._client_origin(origin)):
             return Response(403, b"")
         resp = Response(204, b"", content_type=None, headers=[
-            ("Access-Control-Allow-Methods", "GET, POST"),
+            ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
             ("Access-Control-Allow-Headers", "authorization, content-type, qlik-web-integration-id, qlik-csrf-token"),
             ("Access-Control-Max-Age", "600")])
         resp.headers += _cors_headers(origin)
@@ -484,7 +538,81 @@ class _TenantHandler:
         auth = req.header("Authorization") or ""
         if not auth.lower().startswith("bearer "):
             return None
-        return self.t.state.token(auth[7:].strip())
+        tok = self.t.state.token(auth[7:].strip())
+        if tok is not None:
+            tok.last_used = time.time()
+        return tok
+
+    def _caller(self, req: Request) -> tuple[str | None, bool, Response | None]:
+        """(caller's user id, is tenant admin, refusal) for the user-facing APIs.
+
+        An access token whose scope holds ``admin_classic`` acts with the TenantAdmin role (as
+        ``POST /api/v1/users`` here); any other token or a session acts as its own user.
+        """
+        if (req.header("Authorization") or "").lower().startswith("bearer "):
+            tok = self._bearer(req)
+            if tok is None:
+                return None, False, _error(401, "Unauthorized",
+                                           "Invalid, expired or revoked access token.", "HTTP-401")
+            return tok.owner(), "admin_classic" in tok.scope.split(), None
+        s = self._session(req)
+        if s is None:
+            return None, False, _error(401, "Unauthorized",
+                                       "An access token or a session is required.", "HTTP-401")
+        if req.method not in ("GET", "HEAD") and req.header("qlik-csrf-token") != s[1]:
+            return None, False, _error(403, "Forbidden",
+                                       "A state-changing call with a session needs qlik-csrf-token.",
+                                       "CSRF-1")
+        return s[0], False, None
+
+    # -- /api/v1/oauth-tokens (qlik.dev: OAuth tokens API) ------------------------------
+    def list_tokens(self, req: Request) -> Response:
+        caller, admin, refused = self._caller(req)
+        if refused is not None:
+            return refused
+        q = parse_qs(req.query)
+        user_id = (q.get("userId") or [None])[0]
+        sort = (q.get("sort") or ["userId"])[0]
+        if sort != "userId":
+            return _error(400, "Bad request", 'sort must be "userId".', "OAUTH-TOKENS-400")
+        try:
+            limit = int((q.get("limit") or ["100"])[0])
+            start = int((q.get("page") or ["0"])[0])
+        except ValueError:
+            return _error(400, "Bad request", "limit and page must be numbers.", "OAUTH-TOKENS-400")
+        if not 1 <= limit <= 100 or start < 0:
+            return _error(400, "Bad request", "limit must be 1 to 100.", "OAUTH-TOKENS-400")
+        if not admin:
+            # a user without TenantAdmin sees only its own tokens
+            if user_id is not None and user_id != caller:
+                return Response.json(200, {"data": [], "links": {
+                    "self": {"href": f"{self.t.url}/api/v1/oauth-tokens"}}})
+            user_id = caller
+        toks = sorted(self.t.state.live_tokens(user_id), key=lambda t: t.owner())
+        page = toks[start:start + limit]
+        base = f"{self.t.url}/api/v1/oauth-tokens?limit={limit}" + (
+            f"&userId={user_id}" if user_id is not None else "")
+        links: dict[str, Any] = {"self": {"href": f"{base}&page={start}"}}
+        if start + limit < len(toks):
+            links["next"] = {"href": f"{base}&page={start + limit}"}
+        if start > 0:
+            links["prev"] = {"href": f"{base}&page={max(0, start - limit)}"}
+        return Response.json(200, {"data": [t.as_json(self.t.tenant_id) for t in page],
+                                   "links": links})
+
+    def delete_token(self, req: Request, token_id: str) -> Response:
+        caller, admin, refused = self._caller(req)
+        if refused is not None:
+            return refused
+        mine = [t for t in self.t.state.live_tokens() if t.id == token_id]
+        if not mine:
+            return _error(404, "Not found", "No active OAuth token has this id.", "OAUTH-TOKENS-404")
+        if not admin and mine[0].owner() != caller:
+            return _error(403, "Forbidden",
+                          "Revoking another user's token needs the TenantAdmin role.", "HTTP-403")
+        if self.t.state.revoke_id(token_id):
+            self.t.state.count("tokens_revoked")
+        return Response(204, b"", content_type=None)
 
     def csrf_token(self, req: Request) -> Response:
         s = self._session(req)
@@ -684,6 +812,10 @@ class CloudTenant:
     def add_web_integration(self, wi: WebIntegration) -> None:
         """Add (or replace) a web integration."""
         self.web_integrations = {**self.web_integrations, wi.id: wi}
+
+    def token_valid(self, access_token: str) -> bool:
+        """Would the tenant accept ``access_token`` now (not expired, not revoked)?"""
+        return self.state.token_valid(access_token)
 
     def sign(self, value: str) -> str:
         """The ``.sig`` cookie value for ``value`` (the tenant's cookie signature)."""
