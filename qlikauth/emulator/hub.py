@@ -448,14 +448,19 @@ class Hub:
     def _websocket(self, req: Request, vp: VirtualProxy, session: SessionRecord, rest: str,
                    set_cookie: list[tuple[str, str]], *, fresh: bool = False) -> Response:
         if vp.websocket_csrf:
-            origin = req.header("Origin")
-            origin_host = origin.split("://", 1)[1].split("/", 1)[0] if origin and "://" in origin else None
+            # Qlik since November 2024: an allowed Origin is required (a client without one is
+            # refused too) and its scheme matters: the hub is https, so an http:// origin fails.
+            origin = req.header("Origin") or ""
+            scheme, sep, authority = origin.partition("://")
+            origin_ok = (sep == "://" and scheme.lower() == "https"
+                         and self.allowed(vp, authority.split("/", 1)[0]))
             token_ok = fresh or any(
                 unquote_plus(v) == session.csrf_token for k, _, v in (p.partition("=") for p in req.query.split("&"))
                 if unquote_plus(k).lower() == "qlik-csrf-token")
-            if (origin is not None and (origin_host is None or not self.allowed(vp, origin_host))) or not token_ok:
+            if not origin_ok or not token_ok:
                 log.info("hub: websocket refused on %r (%s)", vp.prefix,
-                         "origin not allowed" if token_ok else "no or wrong qlik-csrf-token")
+                         "no or wrong qlik-csrf-token" if origin_ok else
+                         "Origin missing, not https or not on the host allow list")
                 return Response.text(403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         app_id = unquote(rest.split("/")[2])
         u = session.user
