@@ -366,16 +366,21 @@ class _TenantHandler:
             return self._preflight(req)
         if path == "/login/jwt-session" and req.method == "POST":
             return self._cors(req, self.jwt_session(req))
+        handler: Callable[[Request], Response] | None = None
         if path == "/api/v1/csrf-token" and req.method == "GET":
-            return self._cors(req, self.csrf_token(req))
-        if path == "/api/v1/users/me" and req.method == "GET":
-            return self._cors(req, self.me(req))
-        if path == "/api/v1/users" and req.method in ("GET", "POST"):
-            return self._cors(req, self.users(req))
-        if path == "/api/v1/oauth-tokens" and req.method == "GET":
-            return self._cors(req, self.list_tokens(req))
-        if path.startswith("/api/v1/oauth-tokens/") and req.method == "DELETE":
-            return self._cors(req, self.delete_token(req, path[len("/api/v1/oauth-tokens/"):]))
+            handler = self.csrf_token
+        elif path == "/api/v1/users/me" and req.method == "GET":
+            handler = self.me
+        elif path == "/api/v1/users" and req.method in ("GET", "POST"):
+            handler = self.users
+        elif path == "/api/v1/oauth-tokens" and req.method == "GET":
+            handler = self.list_tokens
+        elif path.startswith("/api/v1/oauth-tokens/") and req.method == "DELETE":
+            def handler(r: Request) -> Response:
+                return self.delete_token(r, path[len("/api/v1/oauth-tokens/"):])
+        if handler is not None:
+            refused = self._browser_cookie_call(req)
+            return self._cors(req, refused if refused is not None else handler(req))
         if path == "/oauth/token" and req.method == "POST":
             return self.token(req)
         if path == "/oauth/revoke" and req.method == "POST":
@@ -399,6 +404,18 @@ class _TenantHandler:
                           "LOGIN-ORIGIN-NOT-ALLOWED")
         return None
 
+    def _browser_cookie_call(self, req: Request) -> Response | None:
+        """A browser's call with the session cookie (no access token) names its web integration.
+
+        Qlik checks the origin against the allow list of the web integration the call names in
+        ``qlik-web-integration-id`` (help.qlik.com *Managing web integrations*); @qlik/api and
+        mashups send the id on every call. An origin on another integration does not do.
+        """
+        if req.header("Origin") is None or (req.header("Authorization") or "").lower().startswith(
+                "bearer "):
+            return None
+        return self._origin_allowed(req)
+
     def _allowed_origin(self, origin: str | None) -> bool:
         return origin is not None and any(origin in wi.origins for wi in self.t.web_integrations.values())
 
@@ -421,7 +438,8 @@ class _TenantHandler:
         if (req.header("Authorization") or "").lower().startswith("bearer "):
             tok = self._bearer(req)
             return self._client_origin(origin, tok.client_id if tok is not None else None)
-        return self._allowed_origin(origin)
+        wi = self.t.web_integrations.get(req.header("qlik-web-integration-id") or "")
+        return wi is not None and origin in wi.origins
 
     def _cors(self, req: Request, resp: Response) -> Response:
         origin = req.header("Origin")

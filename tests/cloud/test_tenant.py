@@ -349,3 +349,32 @@ def test_warm_cache_look_ups_follow_the_store(cloud, issuer, embed_client, tenan
     narrower = AccessTokenCache(cloud, embed_client, shared)
     narrower.scope = "user_default admin_classic"  # another scope is another token
     assert narrower._key(ANN.sub) != here.tokens._key(ANN.sub)
+
+
+def test_cookie_calls_from_a_browser_name_the_web_integration_of_their_origin(tenant, cloud, issuer):
+    """A browser's cookie call needs qlik-web-integration-id, and the origin must be on THAT one."""
+    from qlikauth.emulator.cloud import WebIntegration
+
+    other_origin = "https://other.example.com"
+    tenant.add_web_integration(WebIntegration("wi-other", (other_origin,)))
+    session = cloud.jwt_session(issuer.mint(ANN), web_integration_id=WEB_INTEGRATION, origin=PORTAL_ORIGIN)
+
+    def get(path, origin, wid=None):
+        headers = {"Cookie": session.cookie_header(), "Origin": origin}
+        if wid is not None:
+            headers["qlik-web-integration-id"] = wid
+        return requests.get(tenant.url + path, headers=headers, verify=tenant.root_pem, timeout=10)
+
+    for path in ("/api/v1/users/me", "/api/v1/csrf-token"):
+        missing = get(path, PORTAL_ORIGIN)
+        assert missing.status_code == 403, path
+        assert "qlik-web-integration-id" in missing.json()["errors"][0]["detail"]
+        # the origin is allowed by some web integration, but not by the one the call names
+        crossed = get(path, PORTAL_ORIGIN, "wi-other")
+        assert crossed.status_code == 403 and "Access-Control-Allow-Origin" not in crossed.headers
+        assert get(path, other_origin, WEB_INTEGRATION).status_code == 403
+        ok = get(path, PORTAL_ORIGIN, WEB_INTEGRATION)
+        assert ok.status_code in (200, 204), ok.text
+        assert ok.headers["Access-Control-Allow-Origin"] == PORTAL_ORIGIN
+    # a backend call (no Origin) needs no web integration
+    assert cloud.me(session=session)["subject"] == ANN.sub
