@@ -179,6 +179,22 @@ def test_header_static_and_custom_pattern(emu, browser):
     assert emu.state.header_log_for("hdrs")[0].identity == "CORP\\alice"
 
 
+def test_header_pattern_as_the_qmc_field_holds_it(certs, browser):
+    """The QMC's example pattern $ud\\$id matches ACME\jdoe, and qlikauth's header for it too."""
+    from qlikauth import HeaderAuthenticator, QlikUser
+
+    qmc = "$ud\\\\$id"  # the six characters $ud\\$id, as the QMC field holds them
+    with Emulator(certs_dir=certs, virtual_proxies=[
+            VirtualProxy("qmc", method="header-dynamic", header_name="X-Portal-User", header_pattern=qmc)]) as e:
+        value = HeaderAuthenticator("X-Portal-User", pattern=qmc).value(QlikUser("ACME", "jdoe"))
+        assert value == "ACME\\jdoe"
+        r = browser.get(f"{e.hub_url}/qmc/qps/user", headers={"X-Portal-User": value})
+        assert r.json()["userDirectory"] == "ACME" and r.json()["userId"] == "jdoe"
+        # the pattern read literally would have wanted two backslashes: that is not ACME\jdoe
+        r = browser.get(f"{e.hub_url}/qmc/qps/user", headers={"X-Portal-User": "ACME\\\\jdoe"})
+        assert r.json().get("userDirectory") != "ACME" or r.json().get("userId") != "jdoe"
+
+
 @pytest.mark.parametrize("kwargs,fragment", [
     ({"prefix": "Portal"}, "lowercase"),
     ({"prefix": "h", "method": "header-dynamic", "header_name": "X-Qlik-User"}, "reserved"),
