@@ -180,7 +180,7 @@ def test_header_static_and_custom_pattern(emu, browser):
 
 
 def test_header_pattern_as_the_qmc_field_holds_it(certs, browser):
-    """The QMC's example pattern $ud\\$id matches ACME\jdoe, and qlikauth's header for it too."""
+    r"""The QMC's example pattern $ud\\$id matches ACME\jdoe, and qlikauth's header for it too."""
     from qlikauth import HeaderAuthenticator, QlikUser
 
     qmc = "$ud\\\\$id"  # the six characters $ud\\$id, as the QMC field holds them
