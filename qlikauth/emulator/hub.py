@@ -188,12 +188,12 @@ class Hub:
         self.state.record_header(HeaderRecord(vp.prefix, req.method, req.path,
                                               user.qualified_name if user else None, values, user))
         if user is None:
-            if personal and req.method in ("GET", "HEAD"):
-                return Response.json(200, {"session": "inactive"})
-            problem = "is missing" if not values else "does not name a valid user"
-            return self._deny(req, 401, "Not signed in",
-                              f"The {vp.header_name} header {problem}: this virtual proxy "
-                              "authenticates every request by that header.")
+            # Qlik: no user in the header is no authentication at all, so the browser goes to
+            # the virtual proxy's login (its module, else the internal Windows/form login):
+            # the "fell back to Windows authentication" of header proxies in the field.
+            log.info("hub: %s header %s on %r: to the login", vp.header_name,
+                     "missing" if not values else "names no valid user", vp.prefix)
+            return None
         session = self._session_from_cookie(req, vp)
         if session is None or not session.user.same_user(user) or session.user != user:
             # Like Qlik: the header decides who this is; a cookie of someone else is ignored.

@@ -167,9 +167,11 @@ class VirtualProxy:
     def uses_internal_module(self) -> bool:
         """True when browsers without a session go to Qlik's internal (Windows/form) login.
 
-        Ticket and session virtual proxies without an *Authentication module redirect URI*.
+        Ticket, session and header virtual proxies without an *Authentication module redirect
+        URI* (a header proxy reached without its header falls back to it, as on Qlik).
         """
-        return self.module_uri is None and self.method in ("ticket", "session")
+        return self.module_uri is None and self.method in (
+            "ticket", "session", "header-static", "header-dynamic")
 
     def windows_login_for(self, user_agent: str | None) -> bool:
         """Whether Qlik's internal module offers Windows authentication to this ``User-Agent``."""
