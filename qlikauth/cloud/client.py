@@ -29,6 +29,7 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,9 +274,10 @@ class OAuthClient:
             return {"client_id": self.client_id, "client_secret": self._secret}
         assert self.private_key is not None
         now = time.time() if now is None else now
+        # qlik.dev (Private Key JWT reference): jti is "a new UUID for each token request".
         assertion = self.private_key.sign({
             "iss": self.client_id, "sub": self.client_id, "aud": token_endpoint,
-            "jti": secrets.token_urlsafe(24), "iat": int(now), "exp": int(now + self.assertion_lifetime),
+            "jti": str(uuid.uuid4()), "iat": int(now), "exp": int(now + self.assertion_lifetime),
         })
         return {"client_id": self.client_id, "client_assertion": assertion,
                 "client_assertion_type": CLIENT_ASSERTION_TYPE}

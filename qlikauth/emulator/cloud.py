@@ -26,7 +26,7 @@ What it serves, with Qlik's rules (qlik.dev: Login, CSRF token, Users and OAuth 
   user must exist and the client must have impersonation on), the client authenticated by
   ``client_secret`` or by a ``private_key_jwt`` assertion (RS256/RS512/ES384, ``iss`` =
   ``sub`` = the client id, ``aud`` = this token endpoint, ``exp - iat <= 300``, ``kid``, a
-  fresh ``jti``); a browser's ``Origin`` must be one of the client's allowed origins.
+  fresh UUID ``jti``); a browser's ``Origin`` must be one of the client's allowed origins.
   Answers ``access_token`` (opaque), ``token_type``, ``expires_in`` and ``expires_at``.
 - ``POST /oauth/revoke``: 200; a revoked or expired token is refused everywhere.
 - ``GET /api/v1/oauth-tokens`` (``userId``, ``limit`` 1-100, ``page``, ``sort=userId``) and
@@ -63,6 +63,7 @@ import ssl
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -170,6 +171,17 @@ class _Token:
         if self.last_used is not None:
             out["lastUsed"] = _iso(self.last_used)
         return out
+
+
+def _is_uuid(value: Any) -> bool:
+    """qlik.dev's private_key_jwt rule: ``jti`` is a UUID (a new one for each token request)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _bot_user_id(client_id: str) -> str:
@@ -732,7 +744,7 @@ class _TenantHandler:
                   and claims.get("sub") == client.client_id and claims.get("aud") == self.t.token_endpoint
                   and isinstance(claims.get("exp"), (int, float)) and isinstance(claims.get("iat"), (int, float))
                   and claims["exp"] > now - 5 and claims["exp"] - claims["iat"] <= 300
-                  and claims["iat"] <= now + 5 and isinstance(claims.get("jti"), str) and claims["jti"])
+                  and claims["iat"] <= now + 5 and _is_uuid(claims.get("jti")))
             if not ok or not self.t.state.use_jti("assertion:" + client.client_id, claims["jti"],
                                                   float(claims["exp"]) + 5):
                 return None, fail

@@ -201,6 +201,26 @@ def test_private_key_jwt_client(cloud, issuer, client_key, tenant):
         assert r.status_code == 401
 
 
+def test_private_key_jwt_assertion_jti_is_a_new_uuid(cloud, issuer, client_key, tenant):
+    """qlik.dev (Private Key JWT reference): jti is "a new UUID for each token request"."""
+    import uuid
+
+    client = OAuthClient("pkjwt-client", private_key=client_key)
+    jtis = [pyjwt.decode(client.credentials(cloud.token_endpoint)["client_assertion"],
+                         options={"verify_signature": False})["jti"] for _ in range(3)]
+    assert len(set(jtis)) == 3 and all(str(uuid.UUID(j)) == j for j in jtis)
+    assert cloud.token(client).access_token
+    # the tenant refuses an assertion whose jti is not a UUID (signed by the right key)
+    now = int(time.time())
+    claims = {"iss": "pkjwt-client", "sub": "pkjwt-client", "aud": cloud.token_endpoint,
+              "jti": secrets.token_urlsafe(24), "iat": now, "exp": now + 60}
+    bad = client_key.sign(claims)
+    r = requests.post(cloud.token_endpoint, verify=str(tenant.root_pem), timeout=10, json={
+        "grant_type": "client_credentials", "client_id": "pkjwt-client", "client_assertion": bad,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+    assert r.status_code == 401
+
+
 def test_client_auth_origin_and_impersonation_rules(cloud, issuer, tenant):
     cloud.jwt_session(issuer.mint(ANN))
     with pytest.raises(QlikEndpointHTTPError) as exc:
