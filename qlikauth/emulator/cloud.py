@@ -55,6 +55,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -221,6 +222,7 @@ class CloudTenantState:
         self._jtis: dict[str, float] = {}
         self._counters: dict[str, int] = {}
         self._login_times: deque[float] = deque()
+        self._rates: dict[str, deque[float]] = {}
 
     # -- counters ------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -293,6 +295,21 @@ class CloudTenantState:
                 return False
             self._login_times.append(now)
             return True
+
+    def rate_wait(self, key: str, limit: int | None, window: float) -> float:
+        """0 when one more call under ``key`` fits ``limit`` calls per ``window`` seconds
+        (the call is counted); else the seconds until one fits (Qlik's ``Retry-After``)."""
+        if limit is None:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            times = self._rates.setdefault(key, deque())
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) >= limit:
+                return max(times[0] + window - now, 0.001)
+            times.append(now)
+            return 0.0
 
     # -- sessions and tokens ---------------------------------------------------------
     def new_session(self, user_id: str) -> tuple[str, str]:
@@ -758,6 +775,17 @@ class _TenantHandler:
         client, refused = self._client(body)
         if refused is not None or client is None:
             return refused or _error(401, "Unauthorized", "Invalid client credentials.", "OAUTH-1")
+        # qlik.dev: /oauth/token is Tier 2 (100 a minute); over it, 429 with Retry-After in
+        # seconds and the errors shape of the *Rate limiting* page.
+        wait = self.t.state.rate_wait("token:" + client.client_id, self.t.token_rate,
+                                      self.t.token_rate_window)
+        if wait:
+            secs = max(1, math.ceil(wait))
+            self.t.state.count("token_rate_limited")
+            resp = _error(429, "API rate limit reached.",
+                          f"You need to wait {secs} seconds until limit is lifted.", "HTTP-429")
+            resp.headers.append(("Retry-After", str(secs)))
+            return resp
         origin = req.header("Origin")
         if origin is not None and origin not in client.allowed_origins:
             return _error(403, "Forbidden", f"Origin {origin} is not allowed for this client.", "OAUTH-ORIGIN")
@@ -782,6 +810,11 @@ class _TenantHandler:
             user_id = rec.id
         elif grant != "client_credentials":
             return _error(400, "Unsupported grant type", f"grant_type {grant!r} is not emulated.", "OAUTH-GRANT")
+        cap = self.t.max_tokens_per_user
+        owner = user_id if user_id is not None else _bot_user_id(client.client_id)
+        if cap is not None and len(self.t.state.live_tokens(owner)) >= cap:
+            return _error(403, "Forbidden", "The user has the maximum number of OAuth tokens: revoke "
+                          "some (DELETE /api/v1/oauth-tokens/{id}) or reuse them.", "OAUTH-TOKEN-LIMIT")
         tok, exp = self.t.state.new_token(client.client_id, user_id, scope, self.t.token_lifetime)
         self.t.state.count("token_requests")
         if user_id is not None:
@@ -809,13 +842,18 @@ class CloudTenant:
     :param jwt_idps, oauth_clients, web_integrations: the tenant's configuration.
     :param token_lifetime: seconds an access token lives (Qlik: 6 hours).
     :param jwt_login_rate: ``/login/jwt-session`` calls a minute (Qlik: 100; None: no limit).
+    :param token_rate, token_rate_window: ``/oauth/token`` calls per client per window
+        (Qlik: 100 a minute; None: no limit); beyond it 429 with ``Retry-After``.
+    :param max_tokens_per_user: live access tokens a user may hold; one more request answers 403
+        (Qlik has such a maximum; its value is not published, so None: no maximum).
     """
 
     def __init__(self, certs_dir: str | Path | None = None, *, host: str = "localhost", bind: str = "127.0.0.1",
                  port: int = 0, jwt_idps: Iterable[JwtIdentityProvider] = (),
                  oauth_clients: Iterable[OAuthClientConfig] = (), web_integrations: Iterable[WebIntegration] = (),
                  token_lifetime: float = 21600.0, jwt_login_rate: int | None = 100,
-                 tenant_id: str | None = None) -> None:
+                 tenant_id: str | None = None, token_rate: int | None = 100,
+                 token_rate_window: float = 60.0, max_tokens_per_user: int | None = None) -> None:
         self.host, self.bind, self._want_port = host, bind, int(port)
         self._given = Path(certs_dir) if certs_dir is not None else None
         self._tmp: str | None = None
@@ -824,6 +862,9 @@ class CloudTenant:
         self.web_integrations: dict[str, WebIntegration] = {w.id: w for w in web_integrations}
         self.token_lifetime = float(token_lifetime)
         self.jwt_login_rate = jwt_login_rate
+        self.token_rate = token_rate
+        self.token_rate_window = float(token_rate_window)
+        self.max_tokens_per_user = max_tokens_per_user
         self.tenant_id = tenant_id or secrets.token_urlsafe(24)
         self.state = CloudTenantState(self.tenant_id)
         self._sig_key = secrets.token_bytes(32)
