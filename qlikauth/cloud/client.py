@@ -25,10 +25,12 @@ in logs or messages.
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .._provider_http import ProviderChannel
-from ..exceptions import ConfigurationError, QlikEndpointError
+from ..exceptions import ConfigurationError, QlikEndpointError, QlikEndpointHTTPError
 from ..jwtkeys import ASYMMETRIC_ALGORITHMS, SigningKey, compact_json
 
 __all__ = [
@@ -273,15 +275,32 @@ class OAuthClient:
             return {"client_id": self.client_id, "client_secret": self._secret}
         assert self.private_key is not None
         now = time.time() if now is None else now
+        # qlik.dev (Private Key JWT reference): jti is "a new UUID for each token request".
         assertion = self.private_key.sign({
             "iss": self.client_id, "sub": self.client_id, "aud": token_endpoint,
-            "jti": secrets.token_urlsafe(24), "iat": int(now), "exp": int(now + self.assertion_lifetime),
+            "jti": str(uuid.uuid4()), "iat": int(now), "exp": int(now + self.assertion_lifetime),
         })
         return {"client_id": self.client_id, "client_assertion": assertion,
                 "client_assertion_type": CLIENT_ASSERTION_TYPE}
 
     def __repr__(self) -> str:
         return f"OAuthClient(client_id={self.client_id!r}, method={self.method!r}, scope={self.scope!r})"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _token_from(data: Any, now: float, url: str) -> AccessToken:
@@ -308,10 +327,19 @@ class QlikCloud:
     :param tenant_url: ``https://<tenant>.<region>.qlikcloud.com``.
     :param verify: ``True`` (system trust) or a CA bundle file; never ``False``.
     :param timeout: read timeout in seconds (connect: at most 5 s).
+    :param rate_limit_retries: how often :meth:`token` tries again after a 429 (Qlik's rate
+        limit: ``/oauth/token`` takes 100 calls a minute).
+    :param max_retry_wait: the longest wait in seconds for one retry; a ``Retry-After`` longer
+        than this is raised at once (a portal request should not hang for a minute).
     """
 
     def __init__(self, tenant_url: str, *, verify: bool | str | Path = True, timeout: float = 10.0,
-                 pool_maxsize: int = 20) -> None:
+                 pool_maxsize: int = 20, rate_limit_retries: int = 3,
+                 max_retry_wait: float = 10.0) -> None:
+        if rate_limit_retries < 0 or max_retry_wait < 0:
+            raise ConfigurationError("rate_limit_retries and max_retry_wait must not be negative.")
+        self.rate_limit_retries = int(rate_limit_retries)
+        self.max_retry_wait = float(max_retry_wait)
         self.tenant_url = _tenant_url(tenant_url)
         self.token_endpoint = self.tenant_url + "/oauth/token"
         self._channel = ProviderChannel(self.tenant_url, verify=verify, timeout=timeout,
@@ -401,10 +429,28 @@ class QlikCloud:
                                    else {"field": "userId", "value": user_id})
         else:
             body["grant_type"] = "client_credentials"
-        body.update(client.credentials(self.token_endpoint))
-        now = time.time() if now is None else now
-        resp = self._channel.request("POST", "/oauth/token", json_body=body, headers={"Accept": "application/json"})
-        return _token_from(resp.json(), now, resp.url)
+        given_now = now
+        for attempt in range(self.rate_limit_retries + 1):
+            # a fresh private_key_jwt assertion each time: its jti is single-use
+            body.update(client.credentials(self.token_endpoint))
+            now = time.time() if given_now is None else given_now
+            resp = self._channel.request("POST", "/oauth/token", json_body=body,
+                                         headers={"Accept": "application/json"}, expect=(200, 429))
+            if resp.status_code == 200:
+                return _token_from(resp.json(), now, resp.url)
+            wait = _retry_after(resp.headers.get("Retry-After"))
+            if wait is None:
+                # no Retry-After: exponential back-off with jitter, so callers spread out
+                wait = min(0.5 * 2 ** attempt, self.max_retry_wait) * (0.5 + secrets.randbelow(1000) / 2000)
+            if attempt == self.rate_limit_retries or wait > self.max_retry_wait:
+                raise QlikEndpointHTTPError(
+                    f"the Qlik Cloud tenant rate-limited /oauth/token (429) after {attempt + 1} "
+                    f"attempt(s); it asks to wait {wait:.0f} s. Cache access tokens (AccessTokenCache) "
+                    "so one token serves many page loads.",
+                    status_code=429, url=resp.url, retry_after=wait)
+            log.info("Qlik Cloud /oauth/token answered 429: retrying in %.1f s", wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def revoke(self, client: OAuthClient, token: AccessToken | str) -> None:
         """``POST /oauth/revoke`` for an access token (errors are raised; an unknown token is not an error)."""

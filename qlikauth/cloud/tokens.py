@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..exceptions import ConfigurationError, QlikEndpointError
+from ..exceptions import ConfigurationError, QlikEndpointError, QlikEndpointHTTPError
 from ..store import MemoryStore, StateStore, StoreKeys
 from ..store._keys import digest as _digest
 from ..store.sealed import sealed_for_bearer_values
@@ -255,6 +255,9 @@ class UserProvisioner:
         self.remember = remember
         #: Calls that reached the tenant (for tests).
         self.calls = 0
+        #: Admin tokens requested for the users API (for tests).
+        self.admin_tokens = 0
+        self._admin: AccessToken | None = None
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, tuple[str, ...]], str] = {}  # (sub, groups) -> store key
 
@@ -284,13 +287,33 @@ class UserProvisioner:
             assert self.issuer is not None
             self.cloud.jwt_session(self.issuer.mint(user))
         else:
-            assert self.admin_client is not None
-            token = self.cloud.token(self.admin_client)
-            if self.cloud.find_user(user.sub, access_token=token) is None:
-                self.cloud.create_user(user, access_token=token)
+            try:
+                self._ensure_by_api(user, self._admin_token())
+            except QlikEndpointHTTPError as exc:
+                if exc.status_code != 401:
+                    raise
+                # the admin token was revoked or expired early: one fresh token, one more try
+                self._admin = None
+                self._ensure_by_api(user, self._admin_token())
         self.store.put(key, b"1", self.remember)
         log.info("ensured the Qlik Cloud user exists (%s)", self.method)
         return True
+
+    def _admin_token(self) -> AccessToken:
+        """The admin client's client-credentials token, reused until shortly before it expires
+        (a new user is one users-API call, not a token request and a call; /oauth/token is
+        rate-limited). Called under ``self._lock``."""
+        tok = self._admin
+        now = time.time()
+        if tok is None or tok.expires_at - now < 60.0:
+            assert self.admin_client is not None
+            tok = self._admin = self.cloud.token(self.admin_client, now=now)
+            self.admin_tokens += 1
+        return tok
+
+    def _ensure_by_api(self, user: CloudUser, token: AccessToken) -> None:
+        if self.cloud.find_user(user.sub, access_token=token) is None:
+            self.cloud.create_user(user, access_token=token)
 
     def forget(self, user: CloudUser) -> None:
         """Run the step again next time (after the user's groups changed outside qlikauth)."""

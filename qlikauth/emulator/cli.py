@@ -108,7 +108,8 @@ def parse_fault(words: list[str]) -> tuple[str, Fault]:
 def apply_fault_command(emu: object, line: str) -> str:
     """Apply one control line to an emulator; return the answer line.
 
-    ``fault [qps|hub|both] KIND [seconds=S] [status=N]``, ``clear [qps|hub|both]``, ``faults``.
+    ``fault [qps|hub|both] KIND [seconds=S] [status=N]``, ``clear [qps|hub|both]``, ``faults``,
+    ``crash`` (the node dies and loses its tickets and proxy sessions), ``restart``.
     """
     from .server import Emulator
 
@@ -125,10 +126,17 @@ def apply_fault_command(emu: object, line: str) -> str:
             port = words[1] if len(words) > 1 else "both"
             emu.clear_faults(port)
             return f"ok clear {port}"
+        if words[0] == "crash":
+            emu.crash()
+            return "ok crash"
+        if words[0] == "restart":
+            emu.restart()
+            return "ok restart"
         if words[0] == "faults":
             active = emu.faults
             return "ok faults " + (", ".join(f"{p} {f.describe()}" for p, f in active.items()) or "none")
-        raise ConfigurationError(f"unknown command {words[0]!r}: use fault, clear or faults.")
+        raise ConfigurationError(
+            f"unknown command {words[0]!r}: use fault, clear, faults, crash or restart.")
     except ConfigurationError as exc:
         return f"error {exc}"
 
@@ -162,7 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with a fault on the qps (default) or hub port: " + ", ".join(FAULT_KINDS))
     parser.add_argument("--control", choices=("stdin",), default=None,
                         help="read fault commands from standard input while running: 'fault [qps|hub|both] KIND "
-                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults' (one per line, answered on stdout)")
+                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', 'restart' "
+                             "(one per line, answered on stdout)")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:

@@ -26,9 +26,14 @@ What it serves, with Qlik's rules (qlik.dev: Login, CSRF token, Users and OAuth 
   user must exist and the client must have impersonation on), the client authenticated by
   ``client_secret`` or by a ``private_key_jwt`` assertion (RS256/RS512/ES384, ``iss`` =
   ``sub`` = the client id, ``aud`` = this token endpoint, ``exp - iat <= 300``, ``kid``, a
-  fresh ``jti``); a browser's ``Origin`` must be one of the client's allowed origins.
+  fresh UUID ``jti``); a browser's ``Origin`` must be one of the client's allowed origins.
   Answers ``access_token`` (opaque), ``token_type``, ``expires_in`` and ``expires_at``.
 - ``POST /oauth/revoke``: 200; a revoked or expired token is refused everywhere.
+- ``GET /api/v1/oauth-tokens`` (``userId``, ``limit`` 1-100, ``page``, ``sort=userId``) and
+  ``DELETE /api/v1/oauth-tokens/{tokenId}`` (204): an access token whose scope holds
+  ``admin_classic`` acts as TenantAdmin (every user's tokens); any other token or a session
+  sees and revokes only its own user's. A client_credentials token belongs to the client's bot
+  user. :meth:`CloudTenant.token_valid` answers whether an access token still works.
 
 Python::
 
@@ -50,6 +55,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -58,6 +64,7 @@ import ssl
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +158,40 @@ class _Token:
     scope: str
     expires_at: float
     revoked: bool = False
+    id: str = field(default_factory=lambda: secrets.token_hex(12))
+    last_used: float | None = None
+
+    def owner(self) -> str:
+        """The owning user's id; a client_credentials token belongs to the client's bot user."""
+        return self.user_id if self.user_id is not None else _bot_user_id(self.client_id)
+
+    def as_json(self, tenant_id: str) -> dict[str, Any]:
+        """The token as ``GET /api/v1/oauth-tokens`` answers it (qlik.dev, OAuth tokens API)."""
+        out: dict[str, Any] = {"id": self.id, "userId": self.owner(), "tenantId": tenant_id,
+                               "description": self.client_id}
+        if self.last_used is not None:
+            out["lastUsed"] = _iso(self.last_used)
+        return out
+
+
+def _is_uuid(value: Any) -> bool:
+    """qlik.dev's private_key_jwt rule: ``jti`` is a UUID (a new one for each token request)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _bot_user_id(client_id: str) -> str:
+    return "bot-" + hashlib.sha256(client_id.encode()).hexdigest()[:20]
+
+
+def _iso(t: float) -> str:
+    return (_dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"))
 
 
 def _cors_headers(origin: str) -> list[tuple[str, str]]:
@@ -181,6 +222,7 @@ class CloudTenantState:
         self._jtis: dict[str, float] = {}
         self._counters: dict[str, int] = {}
         self._login_times: deque[float] = deque()
+        self._rates: dict[str, deque[float]] = {}
 
     # -- counters ------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -254,6 +296,21 @@ class CloudTenantState:
             self._login_times.append(now)
             return True
 
+    def rate_wait(self, key: str, limit: int | None, window: float) -> float:
+        """0 when one more call under ``key`` fits ``limit`` calls per ``window`` seconds
+        (the call is counted); else the seconds until one fits (Qlik's ``Retry-After``)."""
+        if limit is None:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            times = self._rates.setdefault(key, deque())
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) >= limit:
+                return max(times[0] + window - now, 0.001)
+            times.append(now)
+            return 0.0
+
     # -- sessions and tokens ---------------------------------------------------------
     def new_session(self, user_id: str) -> tuple[str, str]:
         """A new session for ``user_id``: (eas.sid, csrf token)."""
@@ -288,6 +345,28 @@ class CloudTenantState:
             return None
         return t
 
+    def token_valid(self, access_token: str) -> bool:
+        """Would the tenant accept ``access_token`` now (issued here, unexpired, unrevoked)?"""
+        return self.token(access_token) is not None
+
+    def live_tokens(self, user_id: str | None = None) -> list[_Token]:
+        """The unexpired, unrevoked tokens (of one owning user when given), oldest first."""
+        now = time.time()
+        with self._lock:
+            toks = list(self._tokens.values())
+        return [t for t in toks if not t.revoked and t.expires_at > now
+                and (user_id is None or t.owner() == user_id)]
+
+    def revoke_id(self, token_id: str) -> bool:
+        """Revoke the live token whose id is ``token_id``; True when there was one."""
+        now = time.time()
+        with self._lock:
+            for t in self._tokens.values():
+                if t.id == token_id and not t.revoked and t.expires_at > now:
+                    t.revoked = True
+                    return True
+        return False
+
     def revoke(self, tok: str) -> bool:
         """Revoke a token; True when it existed."""
         with self._lock:
@@ -316,12 +395,21 @@ class _TenantHandler:
             return self._preflight(req)
         if path == "/login/jwt-session" and req.method == "POST":
             return self._cors(req, self.jwt_session(req))
+        handler: Callable[[Request], Response] | None = None
         if path == "/api/v1/csrf-token" and req.method == "GET":
-            return self._cors(req, self.csrf_token(req))
-        if path == "/api/v1/users/me" and req.method == "GET":
-            return self._cors(req, self.me(req))
-        if path == "/api/v1/users" and req.method in ("GET", "POST"):
-            return self._cors(req, self.users(req))
+            handler = self.csrf_token
+        elif path == "/api/v1/users/me" and req.method == "GET":
+            handler = self.me
+        elif path == "/api/v1/users" and req.method in ("GET", "POST"):
+            handler = self.users
+        elif path == "/api/v1/oauth-tokens" and req.method == "GET":
+            handler = self.list_tokens
+        elif path.startswith("/api/v1/oauth-tokens/") and req.method == "DELETE":
+            def handler(r: Request) -> Response:
+                return self.delete_token(r, path[len("/api/v1/oauth-tokens/"):])
+        if handler is not None:
+            refused = self._browser_cookie_call(req)
+            return self._cors(req, refused if refused is not None else handler(req))
         if path == "/oauth/token" and req.method == "POST":
             return self.token(req)
         if path == "/oauth/revoke" and req.method == "POST":
@@ -345,6 +433,18 @@ class _TenantHandler:
                           "LOGIN-ORIGIN-NOT-ALLOWED")
         return None
 
+    def _browser_cookie_call(self, req: Request) -> Response | None:
+        """A browser's call with the session cookie (no access token) names its web integration.
+
+        Qlik checks the origin against the allow list of the web integration the call names in
+        ``qlik-web-integration-id`` (help.qlik.com *Managing web integrations*); @qlik/api and
+        mashups send the id on every call. An origin on another integration does not do.
+        """
+        if req.header("Origin") is None or (req.header("Authorization") or "").lower().startswith(
+                "bearer "):
+            return None
+        return self._origin_allowed(req)
+
     def _allowed_origin(self, origin: str | None) -> bool:
         return origin is not None and any(origin in wi.origins for wi in self.t.web_integrations.values())
 
@@ -367,7 +467,8 @@ class _TenantHandler:
         if (req.header("Authorization") or "").lower().startswith("bearer "):
             tok = self._bearer(req)
             return self._client_origin(origin, tok.client_id if tok is not None else None)
-        return self._allowed_origin(origin)
+        wi = self.t.web_integrations.get(req.header("qlik-web-integration-id") or "")
+        return wi is not None and origin in wi.origins
 
     def _cors(self, req: Request, resp: Response) -> Response:
         origin = req.header("Origin")
@@ -382,7 +483,7 @@ class _TenantHandler:
         if origin is None or not (self._allowed_origin(origin) or self._client_origin(origin)):
             return Response(403, b"")
         resp = Response(204, b"", content_type=None, headers=[
-            ("Access-Control-Allow-Methods", "GET, POST"),
+            ("Access-Control-Allow-Methods", "GET, POST, DELETE"),
             ("Access-Control-Allow-Headers", "authorization, content-type, qlik-web-integration-id, qlik-csrf-token"),
             ("Access-Control-Max-Age", "600")])
         resp.headers += _cors_headers(origin)
@@ -484,7 +585,81 @@ class _TenantHandler:
         auth = req.header("Authorization") or ""
         if not auth.lower().startswith("bearer "):
             return None
-        return self.t.state.token(auth[7:].strip())
+        tok = self.t.state.token(auth[7:].strip())
+        if tok is not None:
+            tok.last_used = time.time()
+        return tok
+
+    def _caller(self, req: Request) -> tuple[str | None, bool, Response | None]:
+        """(caller's user id, is tenant admin, refusal) for the user-facing APIs.
+
+        An access token whose scope holds ``admin_classic`` acts with the TenantAdmin role (as
+        ``POST /api/v1/users`` here); any other token or a session acts as its own user.
+        """
+        if (req.header("Authorization") or "").lower().startswith("bearer "):
+            tok = self._bearer(req)
+            if tok is None:
+                return None, False, _error(401, "Unauthorized",
+                                           "Invalid, expired or revoked access token.", "HTTP-401")
+            return tok.owner(), "admin_classic" in tok.scope.split(), None
+        s = self._session(req)
+        if s is None:
+            return None, False, _error(401, "Unauthorized",
+                                       "An access token or a session is required.", "HTTP-401")
+        if req.method not in ("GET", "HEAD") and req.header("qlik-csrf-token") != s[1]:
+            return None, False, _error(403, "Forbidden",
+                                       "A state-changing call with a session needs qlik-csrf-token.",
+                                       "CSRF-1")
+        return s[0], False, None
+
+    # -- /api/v1/oauth-tokens (qlik.dev: OAuth tokens API) ------------------------------
+    def list_tokens(self, req: Request) -> Response:
+        caller, admin, refused = self._caller(req)
+        if refused is not None:
+            return refused
+        q = parse_qs(req.query)
+        user_id = (q.get("userId") or [None])[0]
+        sort = (q.get("sort") or ["userId"])[0]
+        if sort != "userId":
+            return _error(400, "Bad request", 'sort must be "userId".', "OAUTH-TOKENS-400")
+        try:
+            limit = int((q.get("limit") or ["100"])[0])
+            start = int((q.get("page") or ["0"])[0])
+        except ValueError:
+            return _error(400, "Bad request", "limit and page must be numbers.", "OAUTH-TOKENS-400")
+        if not 1 <= limit <= 100 or start < 0:
+            return _error(400, "Bad request", "limit must be 1 to 100.", "OAUTH-TOKENS-400")
+        if not admin:
+            # a user without TenantAdmin sees only its own tokens
+            if user_id is not None and user_id != caller:
+                return Response.json(200, {"data": [], "links": {
+                    "self": {"href": f"{self.t.url}/api/v1/oauth-tokens"}}})
+            user_id = caller
+        toks = sorted(self.t.state.live_tokens(user_id), key=lambda t: t.owner())
+        page = toks[start:start + limit]
+        base = f"{self.t.url}/api/v1/oauth-tokens?limit={limit}" + (
+            f"&userId={user_id}" if user_id is not None else "")
+        links: dict[str, Any] = {"self": {"href": f"{base}&page={start}"}}
+        if start + limit < len(toks):
+            links["next"] = {"href": f"{base}&page={start + limit}"}
+        if start > 0:
+            links["prev"] = {"href": f"{base}&page={max(0, start - limit)}"}
+        return Response.json(200, {"data": [t.as_json(self.t.tenant_id) for t in page],
+                                   "links": links})
+
+    def delete_token(self, req: Request, token_id: str) -> Response:
+        caller, admin, refused = self._caller(req)
+        if refused is not None:
+            return refused
+        mine = [t for t in self.t.state.live_tokens() if t.id == token_id]
+        if not mine:
+            return _error(404, "Not found", "No active OAuth token has this id.", "OAUTH-TOKENS-404")
+        if not admin and mine[0].owner() != caller:
+            return _error(403, "Forbidden",
+                          "Revoking another user's token needs the TenantAdmin role.", "HTTP-403")
+        if self.t.state.revoke_id(token_id):
+            self.t.state.count("tokens_revoked")
+        return Response(204, b"", content_type=None)
 
     def csrf_token(self, req: Request) -> Response:
         s = self._session(req)
@@ -586,7 +761,7 @@ class _TenantHandler:
                   and claims.get("sub") == client.client_id and claims.get("aud") == self.t.token_endpoint
                   and isinstance(claims.get("exp"), (int, float)) and isinstance(claims.get("iat"), (int, float))
                   and claims["exp"] > now - 5 and claims["exp"] - claims["iat"] <= 300
-                  and claims["iat"] <= now + 5 and isinstance(claims.get("jti"), str) and claims["jti"])
+                  and claims["iat"] <= now + 5 and _is_uuid(claims.get("jti")))
             if not ok or not self.t.state.use_jti("assertion:" + client.client_id, claims["jti"],
                                                   float(claims["exp"]) + 5):
                 return None, fail
@@ -600,6 +775,17 @@ class _TenantHandler:
         client, refused = self._client(body)
         if refused is not None or client is None:
             return refused or _error(401, "Unauthorized", "Invalid client credentials.", "OAUTH-1")
+        # qlik.dev: /oauth/token is Tier 2 (100 a minute); over it, 429 with Retry-After in
+        # seconds and the errors shape of the *Rate limiting* page.
+        wait = self.t.state.rate_wait("token:" + client.client_id, self.t.token_rate,
+                                      self.t.token_rate_window)
+        if wait:
+            secs = max(1, math.ceil(wait))
+            self.t.state.count("token_rate_limited")
+            resp = _error(429, "API rate limit reached.",
+                          f"You need to wait {secs} seconds until limit is lifted.", "HTTP-429")
+            resp.headers.append(("Retry-After", str(secs)))
+            return resp
         origin = req.header("Origin")
         if origin is not None and origin not in client.allowed_origins:
             return _error(403, "Forbidden", f"Origin {origin} is not allowed for this client.", "OAUTH-ORIGIN")
@@ -624,6 +810,11 @@ class _TenantHandler:
             user_id = rec.id
         elif grant != "client_credentials":
             return _error(400, "Unsupported grant type", f"grant_type {grant!r} is not emulated.", "OAUTH-GRANT")
+        cap = self.t.max_tokens_per_user
+        owner = user_id if user_id is not None else _bot_user_id(client.client_id)
+        if cap is not None and len(self.t.state.live_tokens(owner)) >= cap:
+            return _error(403, "Forbidden", "The user has the maximum number of OAuth tokens: revoke "
+                          "some (DELETE /api/v1/oauth-tokens/{id}) or reuse them.", "OAUTH-TOKEN-LIMIT")
         tok, exp = self.t.state.new_token(client.client_id, user_id, scope, self.t.token_lifetime)
         self.t.state.count("token_requests")
         if user_id is not None:
@@ -651,13 +842,18 @@ class CloudTenant:
     :param jwt_idps, oauth_clients, web_integrations: the tenant's configuration.
     :param token_lifetime: seconds an access token lives (Qlik: 6 hours).
     :param jwt_login_rate: ``/login/jwt-session`` calls a minute (Qlik: 100; None: no limit).
+    :param token_rate, token_rate_window: ``/oauth/token`` calls per client per window
+        (Qlik: 100 a minute; None: no limit); beyond it 429 with ``Retry-After``.
+    :param max_tokens_per_user: live access tokens a user may hold; one more request answers 403
+        (Qlik has such a maximum; its value is not published, so None: no maximum).
     """
 
     def __init__(self, certs_dir: str | Path | None = None, *, host: str = "localhost", bind: str = "127.0.0.1",
                  port: int = 0, jwt_idps: Iterable[JwtIdentityProvider] = (),
                  oauth_clients: Iterable[OAuthClientConfig] = (), web_integrations: Iterable[WebIntegration] = (),
                  token_lifetime: float = 21600.0, jwt_login_rate: int | None = 100,
-                 tenant_id: str | None = None) -> None:
+                 tenant_id: str | None = None, token_rate: int | None = 100,
+                 token_rate_window: float = 60.0, max_tokens_per_user: int | None = None) -> None:
         self.host, self.bind, self._want_port = host, bind, int(port)
         self._given = Path(certs_dir) if certs_dir is not None else None
         self._tmp: str | None = None
@@ -666,6 +862,9 @@ class CloudTenant:
         self.web_integrations: dict[str, WebIntegration] = {w.id: w for w in web_integrations}
         self.token_lifetime = float(token_lifetime)
         self.jwt_login_rate = jwt_login_rate
+        self.token_rate = token_rate
+        self.token_rate_window = float(token_rate_window)
+        self.max_tokens_per_user = max_tokens_per_user
         self.tenant_id = tenant_id or secrets.token_urlsafe(24)
         self.state = CloudTenantState(self.tenant_id)
         self._sig_key = secrets.token_bytes(32)
@@ -684,6 +883,10 @@ class CloudTenant:
     def add_web_integration(self, wi: WebIntegration) -> None:
         """Add (or replace) a web integration."""
         self.web_integrations = {**self.web_integrations, wi.id: wi}
+
+    def token_valid(self, access_token: str) -> bool:
+        """Would the tenant accept ``access_token`` now (not expired, not revoked)?"""
+        return self.state.token_valid(access_token)
 
     def sign(self, value: str) -> str:
         """The ``.sig`` cookie value for ``value`` (the tenant's cookie signature)."""

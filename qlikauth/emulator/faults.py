@@ -6,6 +6,8 @@ running. The kinds (:data:`FAULT_KINDS`):
 
 ========================= ==============================================================
 ``refuse``                the port stops listening: connections are refused (open ones reset)
+``crash``                 the node dies: both ports refuse and every ticket and proxy session
+                          is lost; clearing it (or ``restart()``) starts the node afresh
 ``hang``                  requests are read and never answered (``seconds``, default: until cleared)
 ``error``                 every request gets ``status`` (default 503 Service Unavailable)
 ``drop``                  the connection is reset after the request is read, no answer
@@ -49,7 +51,9 @@ __all__ = ["Fault", "FaultSwitch", "FAULT_KINDS", "TLS_FAULTS", "DROPPED"]
 
 TLS_FAULTS = ("wrong-host", "expired-cert", "untrusted-cert", "client-ca")
 REQUEST_FAULTS = ("hang", "error", "drop", "slow")
-FAULT_KINDS = ("refuse", *REQUEST_FAULTS, *TLS_FAULTS)
+#: Kinds that close the listening port.
+CLOSED = ("refuse", "crash")
+FAULT_KINDS = ("refuse", "crash", *REQUEST_FAULTS, *TLS_FAULTS)
 #: A hang without ``seconds`` ends at the latest after this long (the connection is then reset).
 MAX_HANG = 600.0
 
@@ -152,13 +156,13 @@ class FaultSwitch:
             srv = self.server
             if srv is None or not srv.running:
                 return
-            if old is not None and old.kind == "refuse" and (fault is None or fault.kind != "refuse"):
+            if old is not None and old.kind in CLOSED and (fault is None or fault.kind not in CLOSED):
                 srv.refuse_connections(False)
             if fault is not None and fault.kind in TLS_FAULTS:
                 srv.set_ssl_context(self._context_for(fault.kind))
             elif old is not None and old.kind in TLS_FAULTS:
                 srv.set_ssl_context(None)
-            if fault is not None and fault.kind == "refuse":
+            if fault is not None and fault.kind in CLOSED:
                 srv.refuse_connections(True)
 
     def clear(self) -> None:

@@ -216,7 +216,10 @@ class QpsApi:
             if target_id is not None and not isinstance(target_id, str):
                 return Response.text(400, "TargetId must be a string.\n")
             # The answer is the user's fields, then Ticket and TargetUri: the first part once.
-            known = (user, json_bytes(user.to_qps())[:-1], target_id)
+            # A published QPS ticket answer gives UserDirectory upper-cased (the user as the
+            # proxy keeps it); the rest is echoed as sent.
+            answer = {**user.to_qps(), "UserDirectory": user.user_directory.upper()}
+            known = (user, json_bytes(answer)[:-1], target_id)
             if len(_TICKET_BODIES) >= _MAX_USERS:
                 _TICKET_BODIES.clear()
             _TICKET_BODIES[req.body] = known

@@ -77,6 +77,20 @@ def test_alive(emu, api):
     assert r.status_code == 200 and r.json() is True
 
 
+def test_ticket_answer_upper_cases_the_user_directory(emu, api, browser):
+    # as a published QPS answer does; the user id and attributes are echoed as sent
+    r = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
+                                                "Attributes": [{"Group": "Sales"}]})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["UserDirectory"] == "ACME" and body["UserId"] == "JDoe"
+    assert body["Attributes"] == [{"Group": "Sales"}]
+    # the same body again (answered from the emulator's cache) says the same
+    again = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
+                                                    "Attributes": [{"Group": "Sales"}]}).json()
+    assert again["UserDirectory"] == "ACME" and again["Ticket"] != body["Ticket"]
+
+
 def test_ticket_answer_is_pascal_case_and_camel_case_input_is_accepted(emu, api):
     r = call(api, emu, "POST", "ticket", json={"userDirectory": " ACME ", "userId": "jdoe",
                                                 "attributes": [{"group": "Sales"}, {"email": ""}]})
