@@ -65,12 +65,18 @@ try:
     from saml2 import saml as saml_schema
     from saml2.client import Saml2Client
     from saml2.config import SPConfig
-    from saml2.metadata import create_metadata_string, entity_descriptor
+    from saml2.metadata import entity_descriptor, sign_entity_descriptor
     from saml2.sigver import SignatureError as _Pysaml2SignatureError
 except ImportError as exc:  # pragma: no cover - exercised by the optional-dependency test
     raise ImportError(
-        "qlikauth.bridges.saml needs pysaml2 (and Debian's xmlsec1): pip install 'qlikauth[saml]'"
+        "qlikauth.bridges.saml needs pysaml2, lxml and xmlsec: pip install 'qlikauth[saml]'"
     ) from exc
+from .saml_xmlsec import (
+    PYSAML2_CONFIG,
+    check_xml_libraries,
+    library_versions,
+    use_in_process_crypto,
+)
 
 try:
     from defusedxml import ElementTree as _SafeET
@@ -502,8 +508,11 @@ class SamlServiceProvider:
         self.replay_cache: StateStore = replay_cache if replay_cache is not None else MemoryStore(when_full="refuse")
         self.redirect_policy = redirect_policy
         self._now = now or time.time
+        check_xml_libraries()
         self._config = self._make_config()
         self._client = Saml2Client(config=self._config)
+        # Signatures, signing and decryption in this process (libxmlsec1), not the xmlsec1 binary.
+        use_in_process_crypto(self._client, allow_sha1=settings.allow_sha1)
         idps = list(self._client.metadata.identity_providers())
         if settings.idp_entity_id:
             if settings.idp_entity_id not in idps:
@@ -544,7 +553,7 @@ class SamlServiceProvider:
             sp["name_id_format"] = [s.name_id_format]
         conf: dict[str, Any] = {
             "entityid": s.sp_entity_id,
-            "xmlsec_binary": _xmlsec_binary(),
+            **PYSAML2_CONFIG,
             "service": {"sp": sp},
             "metadata": {"inline": [s.idp_metadata]},
             "accepted_time_diff": int(s.clock_skew),
@@ -582,12 +591,13 @@ class SamlServiceProvider:
     # -- metadata -----------------------------------------------------------------
     def metadata(self) -> bytes:
         """The SP's metadata XML (signed with the SP key when one is configured)."""
+        descriptor = entity_descriptor(self._config)
         if self.settings.sp_key:
-            text = create_metadata_string(None, config=self._config, valid=None, cert=self.settings.sp_cert,
-                                          keyfile=self.settings.sp_key, sign=True,
-                                          sign_alg=_SIGN_ALG, digest_alg=_DIGEST_ALG)
-            return text if isinstance(text, bytes) else str(text).encode()
-        return str(entity_descriptor(self._config)).encode()
+            # signed by the client's in-process security context (create_metadata_string would
+            # build a context of its own on the xmlsec1 binary)
+            _signed, text = sign_entity_descriptor(descriptor, None, self._client.sec, _SIGN_ALG, _DIGEST_ALG)
+            return text.encode() if isinstance(text, str) else bytes(text)
+        return str(descriptor).encode()
 
     # -- login --------------------------------------------------------------------
     def _browser(self, token: str | None) -> tuple[str, Cookie | None]:
@@ -1036,22 +1046,10 @@ class SamlServiceProvider:
         return Redirect(rec.get("r") or "/")
 
 
-def _xmlsec_binary() -> str:
-    import shutil
-
-    found = shutil.which("xmlsec1")
-    if not found:
-        raise ConfigurationError("xmlsec1 is not installed: apt-get install xmlsec1 (pysaml2 verifies SAML "
-                                 "signatures with it).", key="SAML")
-    return found
-
-
 def xmlsec_version() -> str:
-    """The xmlsec1 version in use (security.md: record it; 1.3.x needs pysaml2 >= 7.4.2)."""
-    import subprocess
-
-    out = subprocess.run([_xmlsec_binary(), "--version"], capture_output=True, text=True, timeout=10)  # noqa: S603
-    return out.stdout.strip()
+    """The XML security libraries in use (security.md: record them): libxmlsec1 in process."""
+    check_xml_libraries()
+    return library_versions()
 
 
 def redirect_query(location: str) -> dict[str, str]:
