@@ -982,6 +982,9 @@ class SamlServiceProvider:
             assertion is not None and assertion.find(f"{_DS}Signature") is not None)
         if isinstance(exc, _Pysaml2SignatureError) or name in ("SignatureError", "IncorrectlySigned", "SigverError",
                                                                "CertificateError", "XmlsecError"):
+            if "saml schema" in text.lower():
+                return _fail("structure", "the SAML response does not follow the SAML schema (checked "
+                                          "before its signature); refused.")
             if not signed or "missing" in text.lower():
                 return _fail("unsigned", "the SAML response is not signed (or not where required): the IdP "
                                          "must sign the assertion (or the response, per WANT_*_SIGNED).")

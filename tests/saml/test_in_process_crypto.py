@@ -202,3 +202,64 @@ def test_a_missing_xmlsec_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "xmlsec", None)
     with pytest.raises(ConfigurationError, match=r"pip install 'qlikauth\[saml\]'"):
         saml_xmlsec.check_xml_libraries()
+
+
+def _schema_cases(xml):
+    from lxml import etree
+
+    a = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+    root = etree.fromstring(xml.encode())
+    assertion = root.find(f"{a}Assertion")
+    for sig in assertion.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+        assertion.remove(sig)
+    base = etree.tostring(assertion).decode()
+
+    def edit(change):
+        el = etree.fromstring(base.encode())
+        change(el)
+        return etree.tostring(el).decode()
+
+    def issuer_last(el):
+        issuer = el.find(f"{a}Issuer")
+        el.remove(issuer)
+        el.append(issuer)
+
+    return {
+        "assertion": (base, True),
+        "issuer moved after the statements": (edit(issuer_last), False),
+        "unknown element": (edit(lambda el: el.find(f"{a}Issuer").addnext(etree.Element(f"{a}Bogus"))), False),
+        "no Version": (edit(lambda el: el.attrib.pop("Version")), False),
+        "IssueInstant not a dateTime": (edit(lambda el: el.set("IssueInstant", "yesterday")), False),
+        "unknown attribute": (edit(lambda el: el.set("Role", "admin")), False),
+    }
+
+
+def test_the_schema_check_agrees_with_pysaml2s(flow):
+    from saml2.xml.schema import validate as pysaml2_validate
+
+    def verdict(check, doc):
+        try:
+            check(doc)
+            return True
+        except Exception:  # noqa: BLE001 - each raises its own kind
+            return False
+
+    xml = _xml(flow.response())
+    cases = _schema_cases(xml)
+    for name, (doc, valid) in cases.items():
+        assert verdict(pysaml2_validate, doc) is valid, f"pysaml2: {name}"
+        assert verdict(saml_xmlsec.validate_saml_schema, doc) is valid, f"qlikauth: {name}"
+
+
+def test_a_signed_assertion_outside_the_schema_is_refused(flow):
+    a = "{urn:oasis:names:tc:SAML:2.0:assertion}"
+
+    def mutate(root):
+        import xml.etree.ElementTree as ET
+
+        assertion = root.find(f"{a}Assertion")
+        assertion.insert(1, ET.Element(f"{a}Bogus"))
+
+    with pytest.raises(SamlError) as err:
+        flow.acs(flow.response(mutate=mutate))
+    assert err.value.code == "structure" and "schema" in str(err.value)
