@@ -96,27 +96,35 @@ def check_xml_libraries() -> str:
         except ImportError:
             raise ConfigurationError(
                 "QLIKAUTH SAML needs lxml and xmlsec (libxmlsec1 in process): "
-                "pip install 'qlikauth[saml]'.", key="SAML") from None
+                "pip install 'qlikauth[saml]'.",
+                key="SAML",
+            ) from None
         try:
             import xmlsec
         except ImportError:
             raise ConfigurationError(
                 "QLIKAUTH SAML needs the xmlsec package (libxmlsec1 in process): "
-                "pip install 'qlikauth[saml]'.", key="SAML") from None
+                "pip install 'qlikauth[saml]'.",
+                key="SAML",
+            ) from None
         except Exception as exc:  # noqa: BLE001 - xmlsec.InternalError: the libxml2 check at import
             raise ConfigurationError(
                 f"QLIKAUTH SAML: xmlsec refuses to load next to this lxml ({exc}): they link "
                 f"different libxml2 versions (lxml {etree.__version__} has libxml2 "
                 f"{_dotted(etree.LIBXML_VERSION)}). Install the pair the saml extra pins "
-                f"({PROVEN_PAIR}): pip install 'qlikauth[saml]'.", key="SAML") from None
+                f"({PROVEN_PAIR}): pip install 'qlikauth[saml]'.",
+                key="SAML",
+            ) from None
         lx = tuple(etree.LIBXML_VERSION)
         xs = tuple(xmlsec.get_libxml_version())
         if lx[:2] != xs[:2]:
             raise ConfigurationError(
                 f"QLIKAUTH SAML: lxml {etree.__version__} runs libxml2 {_dotted(lx)} but xmlsec "
-                f"{xmlsec.__version__} was built with libxml2 {_dotted(xs)}; both use the one libxml2 "
-                f"in the process, so this pair can corrupt memory. Install the pair the saml "
-                f"extra pins ({PROVEN_PAIR}): pip install 'qlikauth[saml]'.", key="SAML")
+                f"{xmlsec.__version__} was built with libxml2 {_dotted(xs)}; both use the one "
+                "libxml2 in the process, so this pair can corrupt memory. Install the pair the "
+                f"saml extra pins ({PROVEN_PAIR}): pip install 'qlikauth[saml]'.",
+                key="SAML",
+            )
         _CHECKED = library_versions()
         return _CHECKED
 
@@ -126,8 +134,10 @@ def library_versions() -> str:
     import xmlsec
     from lxml import etree
 
-    return (f"xmlsec {xmlsec.__version__} (libxmlsec1 {_dotted(xmlsec.get_libxmlsec_version())}, "
-            f"libxml2 {_dotted(xmlsec.get_libxml_version())}), lxml {etree.__version__}")
+    return (
+        f"xmlsec {xmlsec.__version__} (libxmlsec1 {_dotted(xmlsec.get_libxmlsec_version())}, "
+        f"libxml2 {_dotted(xmlsec.get_libxml_version())}), lxml {etree.__version__}"
+    )
 
 
 def _dotted(version: Iterable[int]) -> str:
@@ -185,8 +195,14 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
         t = xmlsec.Transform
         digests = [t.SHA256, t.SHA384, t.SHA512] + ([t.SHA1] if allow_sha1 else [])
         c14n = [t.EXCL_C14N, t.EXCL_C14N_COMMENTS, t.C14N, t.C14N_COMMENTS]
-        sigs = [t.RSA_SHA256, t.RSA_SHA384, t.RSA_SHA512, t.ECDSA_SHA256, t.ECDSA_SHA384,
-                t.ECDSA_SHA512] + ([t.RSA_SHA1, t.ECDSA_SHA1] if allow_sha1 else [])
+        sigs = [
+            t.RSA_SHA256,
+            t.RSA_SHA384,
+            t.RSA_SHA512,
+            t.ECDSA_SHA256,
+            t.ECDSA_SHA384,
+            t.ECDSA_SHA512,
+        ] + ([t.RSA_SHA1, t.ECDSA_SHA1] if allow_sha1 else [])
         self._reference_transforms = [t.ENVELOPED, *c14n, *digests]
         self._signature_transforms = [*c14n, *sigs]
 
@@ -206,16 +222,22 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
             if name not in self._certs:
                 import xmlsec
 
-                pem = "-----BEGIN CERTIFICATE-----\n" + "\n".join(
-                    body[i:i + 64] for i in range(0, len(body), 64)) + "\n-----END CERTIFICATE-----\n"
+                pem = (
+                    "-----BEGIN CERTIFICATE-----\n"
+                    + "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+                    + "\n-----END CERTIFICATE-----\n"
+                )
                 try:
-                    self._certs[name] = xmlsec.Key.from_memory(pem.encode(), xmlsec.KeyFormat.CERT_PEM)
+                    self._certs[name] = xmlsec.Key.from_memory(
+                        pem.encode(), xmlsec.KeyFormat.CERT_PEM
+                    )
                 except xmlsec.Error:
                     raise XmlsecError("a certificate in the metadata cannot be read") from None
         return CertRef(name)
 
-    def validate_signature(self, signedtext: Any, cert_file: Any, cert_type: str, node_name: str,
-                           node_id: str | None) -> bool:
+    def validate_signature(
+        self, signedtext: Any, cert_file: Any, cert_type: str, node_name: str, node_id: str | None
+    ) -> bool:
         import xmlsec
 
         root = _parse(signedtext, XmlsecError)
@@ -244,8 +266,9 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
             raise XmlsecError(f"signature verification failed ({type(exc).__name__})") from None
         return True
 
-    def sign_statement(self, statement: Any, node_name: str, key_file: Any,
-                       node_id: str | None) -> str:
+    def sign_statement(
+        self, statement: Any, node_name: str, key_file: Any, node_id: str | None
+    ) -> str:
         import xmlsec
 
         text = str(statement) if not isinstance(statement, (str, bytes)) else statement
@@ -253,8 +276,11 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
         tag = _clark(node_name)
         if node_id:
             nodes = [el for el in root.iter(tag) if el.get("ID") == node_id]
-            sig = next((c for c in nodes[0] if c.tag == f"{_DS}Signature"), None) if len(
-                nodes) == 1 else None
+            sig = (
+                next((c for c in nodes[0] if c.tag == f"{_DS}Signature"), None)
+                if len(nodes) == 1
+                else None
+            )
         else:
             sig = next(root.iter(f"{_DS}Signature"), None)
         if sig is None:
@@ -296,12 +322,21 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
             raise XmlsecError(f"decryption failed ({type(exc).__name__})") from None
         for el in root.iter():
             if not isinstance(el.tag, str):  # lxml's Comment, ProcessingInstruction, Entity
-                raise XmlsecError("the decrypted part carries comments, processing instructions "
-                                  "or entities; refused")
+                raise XmlsecError(
+                    "the decrypted part carries comments, processing instructions "
+                    "or entities; refused"
+                )
         return _serialize(root)
 
-    def encrypt_assertion(self, statement: Any, enc_key: Any, template: Any, key_type: str = "des-192",
-                          node_xpath: str | None = None, node_id: str | None = None) -> str:
+    def encrypt_assertion(
+        self,
+        statement: Any,
+        enc_key: Any,
+        template: Any,
+        key_type: str = "des-192",
+        node_xpath: str | None = None,
+        node_id: str | None = None,
+    ) -> str:
         import xmlsec
 
         if isinstance(statement, SamlBase):
@@ -326,8 +361,9 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
             raise EncryptError(f"encryption failed ({type(exc).__name__})") from None
         return _serialize(root)
 
-    def encrypt(self, text: Any, recv_key: Any, template: Any, key_type: str,
-                xpath: str = "") -> str:
+    def encrypt(
+        self, text: Any, recv_key: Any, template: Any, key_type: str, xpath: str = ""
+    ) -> str:
         raise NotImplementedError("qlikauth encrypts only assertions (encrypt_assertion)")
 
     # -- keys ---------------------------------------------------------------------------
@@ -342,7 +378,9 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
             raise XmlsecError("only PEM certificates are supported")
         path = Path(str(name))
         try:
-            return self._cached(path, lambda: xmlsec.Key.from_file(str(path), xmlsec.KeyFormat.CERT_PEM))
+            return self._cached(
+                path, lambda: xmlsec.Key.from_file(str(path), xmlsec.KeyFormat.CERT_PEM)
+            )
         except (OSError, xmlsec.Error):
             raise XmlsecError("the certificate cannot be read") from None
 
@@ -364,6 +402,7 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
                 self._keys[stamp] = key
         return key
 
+
 _REFUSED_ENC = frozenset({"http://www.w3.org/2001/04/xmlenc#rsa-1_5"})
 
 
@@ -378,7 +417,7 @@ def _session_key(key_type: str) -> Any:
 
 
 def _clark(node_name: str) -> str:
-    """``urn:...:assertion:Assertion`` (pysaml2's class name) -> ``{urn:...:assertion}Assertion``."""
+    """pysaml2's class name ``urn:...:assertion:Assertion`` as ``{urn:...:assertion}Assertion``."""
     ns, _, local = node_name.rpartition(":")
     return f"{{{ns}}}{local}" if ns else local
 
@@ -388,8 +427,13 @@ def _parse(text: Any, error: type[Exception]) -> Any:
     from lxml import etree
 
     raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                             remove_blank_text=False)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_blank_text=False,
+    )
     try:
         tree = etree.fromstring(raw, parser).getroottree()
     except etree.XMLSyntaxError:
@@ -403,7 +447,9 @@ def _serialize(root: Any) -> str:
     """The whole document with its XML declaration, as the xmlsec1 binary writes it."""
     from lxml import etree
 
-    return etree.tostring(root.getroottree(), encoding="UTF-8", xml_declaration=True).decode("utf-8")
+    return etree.tostring(root.getroottree(), encoding="UTF-8", xml_declaration=True).decode(
+        "utf-8"
+    )
 
 
 _SCHEMAS = threading.local()
@@ -434,10 +480,14 @@ def _schema() -> Any:
 
         base = files(schemas)
         imports = "".join(
-            f'<xs:import namespace="{ns}" schemaLocation="{Path(str(base.joinpath(name))).as_uri()}"/>'
-            for ns, name in _XSD_FILES)
-        wrapper = ('<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-                   f'targetNamespace="urn:qlikauth:saml-schemas">{imports}</xs:schema>')
+            f'<xs:import namespace="{ns}" '
+            f'schemaLocation="{Path(str(base.joinpath(name))).as_uri()}"/>'
+            for ns, name in _XSD_FILES
+        )
+        wrapper = (
+            '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+            f'targetNamespace="urn:qlikauth:saml-schemas">{imports}</xs:schema>'
+        )
         # the XSD files come with pysaml2 (xmldsig-core's carries a DTD); nothing is fetched
         parser = etree.XMLParser(load_dtd=True, no_network=True)
         schema = etree.XMLSchema(etree.fromstring(wrapper.encode(), parser))
@@ -455,8 +505,10 @@ def validate_saml_schema(document: str | bytes) -> None:
     schema = _schema()
     if not schema.validate(root):
         error = schema.error_log.last_error
-        raise SignatureError(f"the document does not follow the SAML schema (line "
-                             f"{getattr(error, 'line', '?')}: {str(getattr(error, 'message', ''))[:120]})")
+        raise SignatureError(
+            f"the document does not follow the SAML schema (line "
+            f"{getattr(error, 'line', '?')}: {str(getattr(error, 'message', ''))[:120]})"
+        )
 
 
 class InProcessSecurityContext(SecurityContext):  # type: ignore[misc]
@@ -473,9 +525,15 @@ class InProcessSecurityContext(SecurityContext):  # type: ignore[misc]
     ``only_valid_cert``; here a signature is always verified.
     """
 
-    def correctly_signed_response(self, decoded_xml: Any, must: bool = False, origdoc: Any = None,
-                                  only_valid_cert: bool = False, require_response_signature: bool = False,
-                                  **kwargs: Any) -> Any:
+    def correctly_signed_response(
+        self,
+        decoded_xml: Any,
+        must: bool = False,
+        origdoc: Any = None,
+        only_valid_cert: bool = False,
+        require_response_signature: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         response = samlp.any_response_from_string(decoded_xml)
         if not response:
             raise TypeError("Not a Response")
@@ -486,8 +544,14 @@ class InProcessSecurityContext(SecurityContext):  # type: ignore[misc]
             raise SignatureError("Signature missing for response")
         return response
 
-    def correctly_signed_message(self, decoded_xml: Any, msgtype: str, must: bool = False,
-                                 origdoc: Any = None, only_valid_cert: bool = False) -> Any:
+    def correctly_signed_message(
+        self,
+        decoded_xml: Any,
+        msgtype: str,
+        must: bool = False,
+        origdoc: Any = None,
+        only_valid_cert: bool = False,
+    ) -> Any:
         attr = f"{msgtype}_from_string"
         parse = getattr(samlp, attr, None) or getattr(saml_schema, attr, None)
         msg = parse(decoded_xml) if parse is not None else None
@@ -499,8 +563,14 @@ class InProcessSecurityContext(SecurityContext):  # type: ignore[misc]
             return msg
         return self._verify_signed(decoded_xml, msg, class_name(msg))
 
-    def check_signature(self, item: Any, node_name: str = NODE_NAME, origdoc: Any = None,
-                        must: bool = False, issuer: Any = None) -> Any:
+    def check_signature(
+        self,
+        item: Any,
+        node_name: str = NODE_NAME,
+        origdoc: Any = None,
+        must: bool = False,
+        issuer: Any = None,
+    ) -> Any:
         return self._verify_signed(origdoc, item, node_name, issuer)
 
     def _verify_signed(self, document: Any, item: Any, node_name: str, issuer: Any = None) -> Any:
@@ -528,20 +598,26 @@ class InProcessSecurityContext(SecurityContext):  # type: ignore[misc]
         refs = signed_info.reference
         ref = refs[0] if len(refs) == 1 else None
         uri = getattr(ref, "uri", None) or ""
-        transforms = [t.algorithm for t in ref.transforms.transform] if ref is not None and \
-            ref.transforms is not None else []
+        transforms = (
+            [t.algorithm for t in ref.transforms.transform]
+            if ref is not None and ref.transforms is not None
+            else []
+        )
         profile = {
             "one reference": ref is not None,
             "the reference is the element's own ID": uri == f"#{item.id}" and len(uri) > 1,
             "exclusive canonicalisation": signed_info.canonicalization_method.algorithm
             in ALLOWED_CANONICALIZATIONS,
             "one or two allowed transforms, enveloped among them": 1 <= len(transforms) <= 2
-            and set(transforms) <= ALLOWED_TRANSFORMS and TRANSFORM_ENVELOPED in transforms,
+            and set(transforms) <= ALLOWED_TRANSFORMS
+            and TRANSFORM_ENVELOPED in transforms,
             "no ds:Object": not item.signature.object,
         }
         failed = [name for name, ok in profile.items() if not ok]
         if failed:
-            raise SignatureError(f"the signature does not follow the SAML signature profile: {failed[0]}")
+            raise SignatureError(
+                f"the signature does not follow the SAML signature profile: {failed[0]}"
+            )
         for cert in certs:
             try:
                 if self.verify_signature(document, cert, node_name=node_name, node_id=item.id):
@@ -559,14 +635,22 @@ def security_context(config: Any, *, allow_sha1: bool = False) -> Any:
     """
     backend = XmlSecBackend(allow_sha1=allow_sha1)
     sec_backend = RSACrypto(import_rsa_key_from_file(config.key_file)) if config.key_file else None
-    enc_key_files = [pair["key_file"] for pair in (config.encryption_keypairs or []) if "key_file" in pair]
+    enc_key_files = [
+        pair["key_file"] for pair in (config.encryption_keypairs or []) if "key_file" in pair
+    ]
     metadata = _MetadataCerts(config.metadata, backend) if config.metadata is not None else None
     return InProcessSecurityContext(
-        backend, config.key_file, cert_file=config.cert_file, metadata=metadata,
+        backend,
+        config.key_file,
+        cert_file=config.cert_file,
+        metadata=metadata,
         only_use_keys_in_metadata=config.only_use_keys_in_metadata,
-        validate_certificate=config.validate_certificate, enc_key_files=enc_key_files,
-        encryption_keypairs=config.encryption_keypairs, sec_backend=sec_backend,
-        delete_tmpfiles=True)
+        validate_certificate=config.validate_certificate,
+        enc_key_files=enc_key_files,
+        encryption_keypairs=config.encryption_keypairs,
+        sec_backend=sec_backend,
+        delete_tmpfiles=True,
+    )
 
 
 def use_in_process_crypto(entity: Any, *, allow_sha1: bool = False) -> Any:
