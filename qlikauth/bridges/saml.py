@@ -168,10 +168,11 @@ def _num(key: str, value: Any, low: float, high: float, unit: str = "seconds") -
     try:
         n = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(f"QLIKAUTH SAML {key}: expected a number of {unit}, got {value!r}.",
-                                 key=key) from None
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: expected a number of {unit}, got {value!r}.", key=key) from None
     if not low <= n <= high:
-        raise ConfigurationError(f"QLIKAUTH SAML {key}: must be between {low:g} and {high:g} {unit}.", key=key)
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: must be between {low:g} and {high:g} {unit}.", key=key)
     return n
 
 
@@ -192,9 +193,10 @@ def _relay_list(value: Any) -> tuple[str, ...] | None:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigurationError("QLIKAUTH SAML UNSOLICITED_RELAY_STATES: give a list of the exact "
-                                 "RelayState values (portal paths or Qlik URLs) an IdP-initiated sign-in "
-                                 "may land on.", key="UNSOLICITED_RELAY_STATES")
+        raise ConfigurationError(
+            "QLIKAUTH SAML UNSOLICITED_RELAY_STATES: give a list of the exact RelayState values "
+            "(portal paths or Qlik URLs) an IdP-initiated sign-in may land on.",
+            key="UNSOLICITED_RELAY_STATES")
     return tuple(value)
 
 
@@ -214,8 +216,9 @@ def _pem_setting(key: str, value: Any) -> str | None:
 
         x509.load_pem_x509_certificate(text.encode())
     except ValueError:
-        raise ConfigurationError(f"QLIKAUTH SAML {key}: not a PEM certificate (give the IdP's new "
-                                 "signing certificate, -----BEGIN CERTIFICATE-----).", key=key) from None
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: not a PEM certificate (give the IdP's new signing "
+            "certificate, -----BEGIN CERTIFICATE-----).", key=key) from None
     return text
 
 
@@ -277,8 +280,8 @@ class SamlSettings:
                 key="BROWSER_COOKIE_SECURE")
         if self.unsolicited_relay_states is not None and not self.allow_unsolicited:
             raise ConfigurationError(
-                "QLIKAUTH SAML UNSOLICITED_RELAY_STATES: only used with ALLOW_UNSOLICITED; remove it "
-                "or turn ALLOW_UNSOLICITED on.", key="UNSOLICITED_RELAY_STATES")
+                "QLIKAUTH SAML UNSOLICITED_RELAY_STATES: only used with ALLOW_UNSOLICITED; "
+                "remove it or turn ALLOW_UNSOLICITED on.", key="UNSOLICITED_RELAY_STATES")
         if not 0 <= self.cert_expiry_warning_days <= 365:
             raise ConfigurationError("QLIKAUTH SAML CERT_EXPIRY_WARNING_DAYS: give 0 to 365 days.",
                                      key="CERT_EXPIRY_WARNING_DAYS")
@@ -331,12 +334,13 @@ class SamlSettings:
         text = str(md)
         if "<" not in text and re.match(r"\s*https?://", text, re.I):
             raise ConfigurationError(
-                f"QLIKAUTH SAML IDP_METADATA: {text.strip()[:80]!r} is a URL, and qlikauth never fetches "
-                "metadata at run time (whoever answers that request would choose which keys sign your "
-                "users in). Download it once and give the file: curl -fsS -o idp-metadata.xml '<the "
-                "URL>' (Entra: Enterprise application > Single sign-on > Federation Metadata XML), "
-                "check it, then IDP_METADATA = '/path/to/idp-metadata.xml'. Load it again when the "
-                "IdP rolls its signing certificate.", key="IDP_METADATA")
+                f"QLIKAUTH SAML IDP_METADATA: {text.strip()[:80]!r} is a URL, and qlikauth never "
+                "fetches metadata at run time (whoever answers that request would choose which "
+                "keys sign your users in). Download it once and give the file: curl -fsS -o "
+                "idp-metadata.xml '<the URL>' (Entra: Enterprise application > Single sign-on > "
+                "Federation Metadata XML), check it, then IDP_METADATA = "
+                "'/path/to/idp-metadata.xml'. Load it again when the IdP rolls its signing "
+                "certificate.", key="IDP_METADATA")
         if "<" not in text:
             try:
                 text = Path(text).read_text(encoding="utf-8")
@@ -365,7 +369,8 @@ class SamlSettings:
             allow_http=allow_http,
             unsolicited_relay_states=_relay_list(values.get("UNSOLICITED_RELAY_STATES")),
             cert_expiry_warning_days=int(_num("CERT_EXPIRY_WARNING_DAYS",
-                                              values.get("CERT_EXPIRY_WARNING_DAYS", 30), 0, 365, "days")),
+                                              values.get("CERT_EXPIRY_WARNING_DAYS", 30), 0, 365,
+                                              "days")),
             idp_next_cert=_pem_setting("IDP_NEXT_CERT", values.get("IDP_NEXT_CERT")),
         )
 
@@ -554,18 +559,21 @@ def _with_next_cert(metadata: str, pem: str | None, entity_id: str | None) -> st
     try:
         root = _SafeET.fromstring(metadata.encode(), forbid_dtd=True)
     except Exception:  # noqa: BLE001 - defusedxml's refusals and expat's ParseError
-        raise ConfigurationError("QLIKAUTH SAML IDP_METADATA: not well-formed XML (or declares a DTD).",
-                                 key="IDP_METADATA") from None
+        raise ConfigurationError(
+            "QLIKAUTH SAML IDP_METADATA: not well-formed XML (or declares a DTD).",
+            key="IDP_METADATA") from None
     body = re.sub(r"-----[^-]+-----|\s+", "", pem)
-    entities = [root] if root.tag == f"{_MD}EntityDescriptor" else list(root.iter(f"{_MD}EntityDescriptor"))
+    entity_tag = f"{_MD}EntityDescriptor"
+    entities = [root] if root.tag == entity_tag else list(root.iter(entity_tag))
     added = 0
     for entity in entities:
         if entity_id and entity.get("entityID") != entity_id:
             continue
         for sso in entity.findall(f"{_MD}IDPSSODescriptor"):
             kd = _ET.Element(f"{_MD}KeyDescriptor", {"use": "signing"})
-            x509 = _ET.SubElement(_ET.SubElement(_ET.SubElement(kd, f"{_DS}KeyInfo"), f"{_DS}X509Data"),
-                                  f"{_DS}X509Certificate")
+            key_info = _ET.SubElement(kd, f"{_DS}KeyInfo")
+            x509_data = _ET.SubElement(key_info, f"{_DS}X509Data")
+            x509 = _ET.SubElement(x509_data, f"{_DS}X509Certificate")
             x509.text = body
             children = list(sso)
             at = next((i for i, c in enumerate(children) if c.tag == f"{_MD}KeyDescriptor"), None)
@@ -574,23 +582,26 @@ def _with_next_cert(metadata: str, pem: str | None, entity_id: str | None) -> st
             sso.insert(at, kd)
             added += 1
     if not added:
-        raise ConfigurationError("QLIKAUTH SAML IDP_NEXT_CERT: IDP_METADATA has no IdP to add it to.",
-                                 key="IDP_NEXT_CERT")
+        raise ConfigurationError(
+            "QLIKAUTH SAML IDP_NEXT_CERT: IDP_METADATA has no IdP to add it to.",
+            key="IDP_NEXT_CERT")
     return _ET.tostring(root, encoding="unicode")
 
 
 def _query_pairs(raw_query: str) -> dict[str, str]:
-    """A raw query string's ``name=value`` pairs (values still encoded); names plain and once each."""
+    """A raw query's ``name=value`` pairs (values still encoded); names plain and once each."""
     if len(raw_query) > MAX_REQUEST_BYTES:
-        raise _fail("too_large", f"the query is larger than {MAX_REQUEST_BYTES // 1024} KiB; refused unread.")
+        raise _fail("too_large",
+                    f"the query is larger than {MAX_REQUEST_BYTES // 1024} KiB; refused unread.")
     pairs: dict[str, str] = {}
     for part in raw_query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
         if not _PLAIN_NAME.fullmatch(name):
-            raise _fail("structure", f"the query parameter name {name[:40]!r} is percent-encoded or not a "
-                                     "plain name; refused (the SAML Redirect binding's names are plain).")
+            raise _fail("structure", f"the query parameter name {name[:40]!r} is percent-encoded "
+                                     "or not a plain name; refused (the SAML Redirect binding's "
+                                     "names are plain).")
         if name in pairs:
             raise _fail("structure", f"{name} appears twice in the query; refused.")
         pairs[name] = value
@@ -678,7 +689,8 @@ class SamlServiceProvider:
             "entityid": s.sp_entity_id,
             **PYSAML2_CONFIG,
             "service": {"sp": sp},
-            "metadata": {"inline": [_with_next_cert(s.idp_metadata, s.idp_next_cert, s.idp_entity_id)]},
+            "metadata": {
+                "inline": [_with_next_cert(s.idp_metadata, s.idp_next_cert, s.idp_entity_id)]},
             "accepted_time_diff": int(s.clock_skew),
             "signing_algorithm": _SIGN_ALG,
             "digest_algorithm": _DIGEST_ALG,
@@ -705,7 +717,8 @@ class SamlServiceProvider:
             pem = cert[1] if isinstance(cert, tuple) else cert
             der = base64.b64decode(re.sub(r"-----[^-]+-----|\s+", "", pem))
             cert = x509.load_der_x509_certificate(der)
-            if all(c.fingerprint(hashes.SHA256()) != cert.fingerprint(hashes.SHA256()) for c in out):
+            fingerprint = cert.fingerprint(hashes.SHA256())
+            if all(c.fingerprint(hashes.SHA256()) != fingerprint for c in out):
                 out.append(cert)
         return out
 
@@ -723,26 +736,30 @@ class SamlServiceProvider:
             day = cert.not_valid_after_utc.strftime("%Y-%m-%d")
             others = len(self._idp_x509) - 1
             if end <= when:
-                out.append(f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expired on {day}"
-                           + (f"; {others} other certificate(s) remain trusted" if others else
-                              ": sign-ins signed with it fail. Load the IdP's new metadata into IDP_METADATA"
-                              " (or its new certificate into IDP_NEXT_CERT)."))
+                out.append(
+                    f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expired on {day}"
+                    + (f"; {others} other certificate(s) remain trusted" if others else
+                       ": sign-ins signed with it fail. Load the IdP's new metadata into "
+                       "IDP_METADATA (or its new certificate into IDP_NEXT_CERT)."))
             elif end - when <= horizon:
                 days = int((end - when) // 86400)
-                out.append(f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expires on {day}, "
-                           f"in {days} day(s). Get the IdP's next certificate now (Entra: add a new "
-                           "certificate, then download the Federation Metadata XML) and give it as "
-                           "IDP_NEXT_CERT, or load the new metadata: both are trusted during the rollover.")
+                out.append(
+                    f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expires on "
+                    f"{day}, in {days} day(s). Get the IdP's next certificate now (Entra: add a "
+                    "new certificate, then download the Federation Metadata XML) and give it as "
+                    "IDP_NEXT_CERT, or load the new metadata: both are trusted during the "
+                    "rollover.")
         return out
 
     def startup_warnings(self) -> list[str]:
         """What the start-up checks should show: certificate expiry, login CSRF exposure."""
         out = self.certificate_warnings()
         if self.settings.allow_unsolicited and self.settings.unsolicited_relay_states is None:
-            out.append("QLIKAUTH SAML ALLOW_UNSOLICITED is on without UNSOLICITED_RELAY_STATES: any web page "
-                       "can post its own IdP response into a visitor's browser and sign them in as "
-                       "someone else (login CSRF) and send them anywhere the redirect policy allows. "
-                       "List the RelayState values IdP-initiated sign-in may use, or turn it off.")
+            out.append(
+                "QLIKAUTH SAML ALLOW_UNSOLICITED is on without UNSOLICITED_RELAY_STATES: any web "
+                "page can post its own IdP response into a visitor's browser and sign them in as "
+                "someone else (login CSRF) and send them anywhere the redirect policy allows. "
+                "List the RelayState values IdP-initiated sign-in may use, or turn it off.")
         return out
 
     @property
@@ -757,7 +774,8 @@ class SamlServiceProvider:
         if self.settings.sp_key:
             # signed by the client's in-process security context (create_metadata_string would
             # build a context of its own on the xmlsec1 binary)
-            _signed, text = sign_entity_descriptor(descriptor, None, self._client.sec, _SIGN_ALG, _DIGEST_ALG)
+            _signed, text = sign_entity_descriptor(descriptor, None, self._client.sec, _SIGN_ALG,
+                                                   _DIGEST_ALG)
             return text.encode() if isinstance(text, str) else bytes(text)
         return str(descriptor).encode()
 
@@ -836,9 +854,10 @@ class SamlServiceProvider:
         for el in (root, root.find(f"{_SAML}Assertion")):
             issuer_el = el.find(f"{_SAML}Issuer") if el is not None else None
             if issuer_el is not None and (issuer_el.text or "").strip() != self.idp_entity_id:
-                raise _fail("issuer", f"the response was issued by {(issuer_el.text or '').strip()[:200]!r}, "
-                                      f"not the configured IdP ({self.idp_entity_id}): check IDP_METADATA "
-                                      "and IDP_ENTITY_ID.")
+                named = (issuer_el.text or "").strip()[:200]
+                raise _fail("issuer", f"the response was issued by {named!r}, not the configured "
+                                      f"IdP ({self.idp_entity_id}): check IDP_METADATA and "
+                                      "IDP_ENTITY_ID.")
 
         # InResponseTo: an outstanding request of this browser, or (if allowed) none at all.
         irt = root.get("InResponseTo")
@@ -983,8 +1002,8 @@ class SamlServiceProvider:
         if isinstance(exc, _Pysaml2SignatureError) or name in ("SignatureError", "IncorrectlySigned", "SigverError",
                                                                "CertificateError", "XmlsecError"):
             if "saml schema" in text.lower():
-                return _fail("structure", "the SAML response does not follow the SAML schema (checked "
-                                          "before its signature); refused.")
+                return _fail("structure", "the SAML response does not follow the SAML schema "
+                                          "(checked before its signature); refused.")
             if not signed or "missing" in text.lower():
                 return _fail("unsigned", "the SAML response is not signed (or not where required): the IdP "
                                          "must sign the assertion (or the response, per WANT_*_SIGNED).")
@@ -1070,8 +1089,8 @@ class SamlServiceProvider:
         another message than the one whose signature was verified.
         """
         if raw_query is None:
-            raise _fail("binding", "the raw query string is needed to read a Redirect-binding message "
-                                   "(its signature covers those exact octets).")
+            raise _fail("binding", "the raw query string is needed to read a Redirect-binding "
+                                   "message (its signature covers those exact octets).")
         pairs = _query_pairs(raw_query)
         present = [k for k in ("SAMLRequest", "SAMLResponse") if k in pairs]
         if len(present) != 1:
@@ -1142,7 +1161,8 @@ class SamlServiceProvider:
         if nooa is not None and now >= nooa + s.clock_skew:
             raise _fail("logout_old", f"the {kind} has expired (NotOnOrAfter); refused.")
 
-    def handle_slo(self, binding: str, params: Mapping[str, str] | None = None, raw_query: str | None = None,
+    def handle_slo(self, binding: str, params: Mapping[str, str] | None = None,
+                   raw_query: str | None = None,
                    browser_token: str | None = None) -> IdpLogoutRequest | Redirect:
         """A message at the single logout URL: the IdP's LogoutRequest, or its LogoutResponse to ours.
 
@@ -1174,7 +1194,8 @@ class SamlServiceProvider:
             log.warning("SAML logout message refused (%s)", exc.code)
             raise
 
-    def _logout_request(self, binding: str, message: str, relay_state: str | None) -> IdpLogoutRequest:
+    def _logout_request(self, binding: str, message: str,
+                        relay_state: str | None) -> IdpLogoutRequest:
         s = self.settings
         kind = "LogoutRequest"
         data = _b64decode(message, kind)
@@ -1241,7 +1262,8 @@ class SamlServiceProvider:
         if rec.get("b") and not (browser_token and hmac.compare_digest(rec["b"], _hash_token(browser_token))):
             raise _fail("other_browser", "the LogoutResponse answers a logout started in another browser.")
         if self.store.take(key) is None:
-            raise _fail("unknown_request", "the LogoutResponse answers a logout that was already used.")
+            raise _fail("unknown_request",
+                        "the LogoutResponse answers a logout that was already used.")
         status = root.find(f"{_SAMLP}Status/{_SAMLP}StatusCode")
         if status is None or status.get("Value") != _STATUS_SUCCESS:
             log.warning("SAML IdP answered the logout with status %s",
@@ -1267,10 +1289,12 @@ def check_request_size(content_length: str | int | None) -> None:
     try:
         size = int(str(content_length).strip())
     except ValueError:
-        raise _fail("too_large", "the request's Content-Length is not a number; refused unread.") from None
+        raise _fail("too_large",
+                    "the request's Content-Length is not a number; refused unread.") from None
     if size < 0 or size > MAX_REQUEST_BYTES:
         raise _fail("too_large", f"the request body ({size} bytes) is larger than the "
-                                 f"{MAX_REQUEST_BYTES // 1024} KiB a SAML message needs; refused unread.")
+                                 f"{MAX_REQUEST_BYTES // 1024} KiB a SAML message needs; refused "
+                                 "unread.")
 
 
 def redirect_query(location: str) -> dict[str, str]:
