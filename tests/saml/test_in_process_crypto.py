@@ -263,3 +263,21 @@ def test_a_signed_assertion_outside_the_schema_is_refused(flow):
     with pytest.raises(SamlError) as err:
         flow.acs(flow.response(mutate=mutate))
     assert err.value.code == "structure" and "schema" in str(err.value)
+
+
+def test_xmlsec_refusing_to_load_beside_lxml_says_what_to_install(monkeypatch):
+    import sys
+
+    class MismatchedXmlsec:  # what xmlsec's import does when lxml carries another libxml2
+        def find_spec(self, name, path=None, target=None):
+            if name == "xmlsec":
+                raise RuntimeError("(-1, 'lxml & xmlsec libxml2 library version mismatch')")
+            return None
+
+    monkeypatch.setattr(saml_xmlsec, "_CHECKED", None)
+    monkeypatch.delitem(sys.modules, "xmlsec")
+    monkeypatch.setattr(sys, "meta_path", [MismatchedXmlsec(), *sys.meta_path])
+    with pytest.raises(ConfigurationError) as err:
+        saml_xmlsec.check_xml_libraries()
+    text = str(err.value)
+    assert "version mismatch" in text and "lxml" in text and "pip install 'qlikauth[saml]'" in text
