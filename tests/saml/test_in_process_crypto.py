@@ -246,6 +246,16 @@ def test_the_schema_check_agrees_with_pysaml2s(flow):
 
     xml = _xml(flow.response())
     cases = _schema_cases(xml)
+    response = xml.split("?>", 1)[1]
+    cases["response"] = (response, True)
+    cases["response without Status"] = (re.sub(r"<(\w+):Status>.*?</\1:Status>", "", response, flags=re.S),
+                                         False)
+    a = flow.acs(flow.response())
+    form = flow.idp.logout_request(a.session_index, SLO, binding="post")
+    logout = base64.b64decode(form["SAMLRequest"]).decode()
+    cases["logout request"] = (logout, True)
+    cases["logout request without NameID"] = (
+        re.sub(r"<(\w+):NameID[^>]*>[^<]*</\1:NameID>", "", logout), False)
     for name, (doc, valid) in cases.items():
         assert verdict(pysaml2_validate, doc) is valid, f"pysaml2: {name}"
         assert verdict(saml_xmlsec.validate_saml_schema, doc) is valid, f"qlikauth: {name}"
