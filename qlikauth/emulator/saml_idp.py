@@ -1,6 +1,6 @@
 """A local SAML identity provider (pysaml2's ``saml2.server.Server``) behind a tiny login page.
 
-For demos, the SSO example portal and tests: it signs with xmlsec1 like a real IdP (SHA-256
+For demos, the SSO example portal and tests: it signs with libxmlsec1 like a real IdP (SHA-256
 by default), sends Entra-ID-shaped claims (e-mail, display name, group object ids), keeps
 its own sessions for single logout (SP-initiated and IdP-initiated), and lets a test build
 any response it likes: :meth:`SamlIdp.response_xml` with ``mutate=`` edits the unsigned
@@ -40,6 +40,8 @@ try:
     from saml2.metadata import entity_descriptor
     from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_EMAILADDRESS, Assertion, NameID
     from saml2.server import Server
+
+    from ..bridges.saml_xmlsec import PYSAML2_CONFIG, use_in_process_crypto
 except ImportError as exc:  # pragma: no cover
     raise ImportError("qlikauth.emulator.saml_idp needs pysaml2: pip install 'qlikauth[saml]'") from exc
 
@@ -157,7 +159,7 @@ class SamlIdp:
     def _make_server(self) -> Server:
         conf = {
             "entityid": self.entity_id,
-            "xmlsec_binary": _xmlsec(),
+            **PYSAML2_CONFIG,
             "service": {"idp": {
                 "endpoints": {
                     "single_sign_on_service": [(f"{self.base_url}/sso", BINDING_HTTP_REDIRECT)],
@@ -176,7 +178,8 @@ class SamlIdp:
         }
         config = IdPConfig()
         config.load(conf)
-        return Server(config=config)
+        # signs and encrypts with libxmlsec1 in process, as the portal's SP verifies
+        return use_in_process_crypto(Server(config=config))
 
     def add_sp_metadata(self, xml: str | bytes) -> None:
         """Trust a service provider (its metadata XML)."""
@@ -418,15 +421,6 @@ class SamlIdp:
         assert isinstance(url, str)
         self._end_sessions(self.users[user].name_id)
         return url
-
-
-def _xmlsec() -> str:
-    import shutil
-
-    found = shutil.which("xmlsec1")
-    if not found:
-        raise RuntimeError("xmlsec1 is not installed: apt-get install xmlsec1")
-    return found
 
 
 def _page(title: str, body: str) -> str:

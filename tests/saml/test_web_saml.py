@@ -317,6 +317,29 @@ def test_forged_logout_requests_are_refused_and_end_nothing(session_portal, idp,
     assert alice.get("/whoami").get_data(as_text=True) == "AZURE\\alice@example.com"
 
 
+@pytest.mark.parametrize("shape", ["encoded-name-first", "encoded-name-last", "repeated-name"])
+def test_a_signed_logout_request_cannot_carry_another_unsigned_one(session_portal, idp, shape):
+    # the attacker's own IdP-signed LogoutRequest (bob), with an unsigned one naming alice beside it
+    emu, app = session_portal
+    alice, _ = _signed_in_session(emu, app, idp, "alice")
+    bob, _ = _signed_in_session(emu, app, idp, "bob")
+    signed = urlsplit(idp.logout_request(idp.sessions_of("bob")[-1], BASE + "slo")).query
+    forged = dict(parse_qsl(urlsplit(idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo",
+                                                        sign=False)).query))["SAMLRequest"]
+    from urllib.parse import quote
+
+    if shape == "encoded-name-first":
+        query = f"SAML%52equest={quote(forged, safe='')}&{signed}"
+    elif shape == "encoded-name-last":
+        query = f"{signed}&SAML%52equest={quote(forged, safe='')}"
+    else:
+        query = f"SAMLRequest={quote(forged, safe='')}&{signed}"
+    r = bob.get("/qlik/saml/slo?" + query)
+    assert r.status_code == 401, r.get_data(as_text=True)[:300]
+    assert sorted(s.user.user_id for s in emu.state.sessions("mashup")) == ["alice@example.com", "bob@example.com"]
+    assert alice.get("/whoami").get_data(as_text=True) == "AZURE\\alice@example.com"
+
+
 def test_gap_pysaml2_accepts_an_unsigned_logout_request(session_portal, idp):
     from saml2 import BINDING_HTTP_REDIRECT
 
