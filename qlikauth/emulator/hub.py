@@ -226,7 +226,8 @@ class Hub:
         if not auth.lower().startswith("bearer "):
             return self._session_from_cookie(req, vp)
         from ..exceptions import JwtError
-        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem, verify_jwt
+        from ..jose import verify_jwt
+        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem
 
         try:
             _, claims = verify_jwt(auth[7:].strip(), public_key_from_pem(vp.jwt_certificate or ""), RSA_ALGORITHMS)
