@@ -667,8 +667,8 @@ def test_unverified_email_is_refused_as_the_user_id(rp_factory: Any, unverified_
     assert default.to_user(dict(allowed.claims), subject=allowed.subject).user_id == "alice@example.com"
 
 
-def test_a_provider_sent_unverified_list_is_replaced(rp_factory: Any, op: OpenIDProvider) -> None:
-    """A verified alice cannot be made unverifiable, nor an unverified claim verified, by a claim of that name."""
+def test_a_verified_email_is_not_listed_as_unverified(rp_factory: Any, op: OpenIDProvider) -> None:
+    """email_verified true (alice at the provider): nothing listed, the e-mail maps as before."""
     rp = rp_factory()
     browser, params, _ = begin_and_authorize(rp, op)
     login = rp.complete(browser, params)
