@@ -196,6 +196,13 @@ def key_from_jwk(jwk: Mapping[str, Any], alg: str) -> VerifyingKey:
     if want == "EC" and jwk.get("crv") != EC_CURVES[alg]:
         raise _refuse("key_type", f"{alg} needs a {EC_CURVES[alg]} key, the key {name!r} is "
                                   f"{str(jwk.get('crv'))[:10]!r}; refused.")
+    if want == "RSA":
+        # Measured before the import, so a short key is refused, not imported with a warning.
+        n = jwk.get("n")
+        bits = int.from_bytes(_unb64(n, "key modulus"), "big").bit_length() if isinstance(n, str) else 0
+        if bits < MIN_RSA_BITS:
+            raise _refuse("key_type", f"the key {name!r} is an RSA key of {bits} bits; at least "
+                                      f"{MIN_RSA_BITS} are required; refused.")
     public = {k: v for k, v in jwk.items()
               if k not in _PRIVATE_MEMBERS and k not in ("key_ops", "use", "alg")}
     try:
