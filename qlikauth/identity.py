@@ -164,7 +164,8 @@ def _clean_attribute(index: int, name: Any, value: Any) -> Attribute:
         raise IdentityError(f"{where}.name is empty: every attribute needs a name.", field=f"{where}.name")
     if ";" in name or "=" in name or "," in name or _WHITESPACE.search(name):
         raise IdentityError(
-            f"{where}.name {shown(name)} contains whitespace, ';', '=', ',' or a control character; "
+            f"{where}.name {shown(name)} contains whitespace, ';', '=', ',' or a control "
+            "character; "
             "Qlik writes attributes as 'name=value;' into X-Qlik-Security, so such a name "
             "could forge another attribute. Use letters, digits, '-', '_' or '.'.",
             field=f"{where}.name",
@@ -409,10 +410,12 @@ def fold_identity(value: str, *, allow_compatibility: bool = False,
     Lone surrogates and noncharacters are always refused.
     """
     if not isinstance(value, str):
-        raise IdentityError(f"an identity must be text, got {type(value).__name__}.", field="identity")
+        raise IdentityError(f"an identity must be text, got {type(value).__name__}.",
+                            field="identity")
     bad = _bad_character(value)
     if bad is not None and "control" not in bad:
-        raise IdentityError(f"the identity {shown(value)} contains {bad}; refused.", field="identity")
+        raise IdentityError(f"the identity {shown(value)} contains {bad}; refused.",
+                            field="identity")
     if value.isascii():
         return value.casefold()
     if not allow_compatibility:

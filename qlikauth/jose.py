@@ -104,12 +104,16 @@ class CompactJws:
     signed: bool = True  # False: the signature segment is empty
 
 
-def parse_compact(token: Any, *, max_bytes: int = MAX_TOKEN_BYTES, what: str = "token") -> CompactJws:
-    """Split a compact JWS (size capped first); :class:`JwtError` reasons ``too_large``, ``malformed``."""
+def parse_compact(token: Any, *, max_bytes: int = MAX_TOKEN_BYTES,
+                  what: str = "token") -> CompactJws:
+    """Split a compact JWS (size capped first).
+
+    :class:`JwtError` reasons ``too_large``, ``malformed``."""
     if not isinstance(token, str) or not token:
         raise _refuse("malformed", f"the {what} is missing or not text.")
     if len(token) > max_bytes:
-        raise _refuse("too_large", f"the {what} is larger than {max_bytes} bytes; refused before parsing.")
+        raise _refuse("too_large", f"the {what} is larger than {max_bytes} bytes; refused "
+                                   "before parsing.")
     parts = token.split(".")
     if len(parts) != 3:
         raise _refuse("malformed", f"the {what} is not a signed JWT (a compact JWS of three parts; "
@@ -139,8 +143,8 @@ def check_header(jws: CompactJws, algorithms: Iterable[str], *, what: str = "tok
                                    f"(allowed: {', '.join(allowed) or 'none'}); refused.")
     carried = [h for h in REFUSED_HEADERS if h in jws.header]
     if "crit" in carried:
-        raise _refuse("header", f"the {what} has critical header extensions (crit) that qlikauth does "
-                                "not implement; refused.")
+        raise _refuse("header", f"the {what} has critical header extensions (crit) that "
+                                "qlikauth does not implement; refused.")
     if carried:
         raise _refuse("header", f"the {what} names its own key ({', '.join(carried)} header); keys "
                                 "come only from configuration or the provider's JWKS; refused.")
@@ -152,15 +156,17 @@ def _family_kty(alg: str) -> str:
 
 
 def check_public_key(key: Any, alg: str, *, what: str = "the key") -> None:
-    """Is ``key`` (a ``cryptography`` public key) one ``alg`` may use? :class:`JwtError` ``key_type``."""
+    """Is ``key`` (a ``cryptography`` public key) one ``alg`` may use?
+
+    :class:`JwtError` ``key_type`` when not."""
     if alg in EC_ALGORITHMS:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise _refuse("key_type", f"{alg} needs an EC key, but {what} is not one; refused "
                                       "(a token must not choose how a key is used).")
         want = _CURVE_TYPES[EC_CURVES[alg]]
         if not isinstance(key.curve, want):
-            raise _refuse("key_type", f"{alg} needs an EC key on {EC_CURVES[alg]}, but {what} is on "
-                                      f"{key.curve.name}; refused.")
+            raise _refuse("key_type", f"{alg} needs an EC key on {EC_CURVES[alg]}, but {what} "
+                                      f"is on {key.curve.name}; refused.")
     elif alg in RSA_ALGORITHMS or alg in PSS_ALGORITHMS:
         if not isinstance(key, rsa.RSAPublicKey):
             raise _refuse("key_type", f"{alg} needs an RSA key, but {what} is not one; refused "
@@ -186,20 +192,22 @@ def key_from_jwk(jwk: Mapping[str, Any], alg: str) -> VerifyingKey:
                                   f"{str(kty)[:10]!r}, not {want}; refused (a token must not "
                                   "choose how a key is used).")
     if jwk.get("alg") not in (None, alg):
-        raise _refuse("key_type", f"the key {name!r} is for {str(jwk.get('alg'))[:20]}, the token says "
-                                  f"{alg}; refused.")
+        raise _refuse("key_type", f"the key {name!r} is for {str(jwk.get('alg'))[:20]}, the "
+                                  f"token says {alg}; refused.")
     if jwk.get("use") not in (None, "sig"):
         raise _refuse("key_type", f"the key {name!r} is not a signature key (use); refused.")
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-        raise _refuse("key_type", f"the key {name!r} is not for verifying signatures (key_ops); refused.")
+        raise _refuse("key_type", f"the key {name!r} is not for verifying signatures "
+                                  "(key_ops); refused.")
     if want == "EC" and jwk.get("crv") != EC_CURVES[alg]:
         raise _refuse("key_type", f"{alg} needs a {EC_CURVES[alg]} key, the key {name!r} is "
                                   f"{str(jwk.get('crv'))[:10]!r}; refused.")
     if want == "RSA":
         # Measured before the import, so a short key is refused, not imported with a warning.
         n = jwk.get("n")
-        bits = int.from_bytes(_unb64(n, "key modulus"), "big").bit_length() if isinstance(n, str) else 0
+        modulus = _unb64(n, "key modulus") if isinstance(n, str) else b""
+        bits = int.from_bytes(modulus, "big").bit_length()
         if bits < MIN_RSA_BITS:
             raise _refuse("key_type", f"the key {name!r} is an RSA key of {bits} bits; at least "
                                       f"{MIN_RSA_BITS} are required; refused.")
@@ -208,7 +216,8 @@ def key_from_jwk(jwk: Mapping[str, Any], alg: str) -> VerifyingKey:
     try:
         key: VerifyingKey = (ECKey if want == "EC" else RSAKey).import_key(public)
     except (JoseError, ValueError, TypeError) as exc:
-        raise _refuse("key", f"the key {name!r} cannot be read: {type(exc).__name__}; refused.") from None
+        raise _refuse("key", f"the key {name!r} cannot be read: {type(exc).__name__}; "
+                             "refused.") from None
     check_public_key(key.raw_value, alg, what=f"the key {name!r}")
     return key
 
@@ -238,7 +247,9 @@ def _registry(alg: str) -> Any:
 
 
 def verify_signature(jws: CompactJws, key: VerifyingKey, alg: str, *, what: str = "token") -> None:
-    """Check ``jws``'s signature with ``key`` under ``alg`` (both already checked); reason ``signature``."""
+    """Check ``jws``'s signature with ``key`` under ``alg`` (both already checked).
+
+    :class:`JwtError` reason ``signature`` when it does not verify."""
     if not jws.signed:
         raise _refuse("signature", f"the {what} has an empty signature; refused.")
     try:
@@ -246,7 +257,8 @@ def verify_signature(jws: CompactJws, key: VerifyingKey, alg: str, *, what: str 
     except BadSignatureError:
         raise _refuse("signature", f"the {what}'s signature does not verify; refused.") from None
     except (JoseError, ValueError, TypeError) as exc:
-        raise _refuse("signature", f"the {what} cannot be verified ({type(exc).__name__}); refused.") from None
+        raise _refuse("signature", f"the {what} cannot be verified ({type(exc).__name__}); "
+                                   "refused.") from None
 
 
 def algorithms_for_key(key: PublicKey, allowed: Iterable[str]) -> list[str]:

@@ -68,7 +68,8 @@ __all__ = [
 #: The source name meaning "the protocol's subject" (SAML NameID, OIDC ``sub``).
 SUBJECT = "$subject"
 #: The claim under which a bridge lists the claims its provider does not vouch for (their
-#: names); set by the bridge only (it drops one the provider sent), read by :meth:`ClaimsMapping.map`.
+#: names); set by the bridge only (it drops one the provider sent), read by
+#: :meth:`ClaimsMapping.map`.
 UNVERIFIED = "$unverified"
 
 #: Entra ID's SAML group claim (object ids unless the app is set to send names).
@@ -311,7 +312,8 @@ class CloudIdentity:
         if isinstance(verified, str) and verified.strip().lower() in ("true", "false"):
             verified = verified.strip().lower() == "true"
         if not isinstance(verified, bool):
-            raise IdentityError(f"email_verified must be true or false, got {shown(str(verified))}.",
+            raise IdentityError("email_verified must be true or false, got "
+                                f"{shown(str(verified))}.",
                                 field="email_verified")
         put(self, "email_verified", verified)
         groups = self.groups
@@ -615,9 +617,11 @@ class ClaimsMapping:
         return distinct.pop()
 
     def _claim_refused(self, claim: str, exc: IdentityError) -> ClaimsError:
-        shown_claim = "the subject (SAML NameID / OIDC sub)" if claim == SUBJECT else f"claim {claim!r}"
-        return ClaimsError(f"{shown_claim} has a value qlikauth refuses: {exc} Change the value at "
-                           f"{self.idp} or the mapping's settings.", code="invalid_value", claim=claim)
+        shown_claim = ("the subject (SAML NameID / OIDC sub)" if claim == SUBJECT
+                       else f"claim {claim!r}")
+        return ClaimsError(f"{shown_claim} has a value qlikauth refuses: {exc} Change the value "
+                           f"at {self.idp} or the mapping's settings.", code="invalid_value",
+                           claim=claim)
 
     def _unverified(self, claims: Mapping[str, Any], extra: Iterable[str]) -> frozenset[str]:
         raw = claims.get(UNVERIFIED)

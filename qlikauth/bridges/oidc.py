@@ -300,7 +300,8 @@ class OidcSettings:
             pem = self._load_private_key(self.client_private_key)
             if self.client_key_id is not None and (not isinstance(self.client_key_id, str)
                                                    or not self.client_key_id.strip()):
-                raise ConfigurationError("OIDC client_key_id: the key id registered at the provider "
+                raise ConfigurationError("OIDC client_key_id: the key id registered at the "
+                                         "provider "
                                          "(a non-empty string), or leave it unset.")
             _client_signing_key(pem, self.client_key_id)  # refuses weak or unusable keys now
             put("client_private_key", pem)
@@ -340,7 +341,8 @@ class OidcSettings:
             words = prompt.split() if isinstance(prompt, str) else None
             if not words or any(w not in _PROMPTS for w in words):
                 raise ConfigurationError(
-                    f"OIDC prompt: {str(prompt)[:40]!r} is not {', '.join(_PROMPTS)} (or several of "
+                    f"OIDC prompt: {str(prompt)[:40]!r} is not {', '.join(_PROMPTS)} (or "
+                    "several of "
                     "them separated by spaces); 'login' asks for the password on every sign-in.")
             put("prompt", " ".join(dict.fromkeys(words)))
         if self.max_age is not None:
@@ -350,7 +352,8 @@ class OidcSettings:
                 raise ConfigurationError("OIDC max_age: expected a number of seconds (0: always "
                                          "sign in again).") from None
             if not 0 <= max_age <= 30 * 86400 or isinstance(self.max_age, bool):
-                raise ConfigurationError("OIDC max_age: must be between 0 and 2592000 seconds (30 days).")
+                raise ConfigurationError("OIDC max_age: must be between 0 and 2592000 seconds "
+                                         "(30 days).")
             put("max_age", max_age)
         for name in ("allow_unverified_email", "userinfo", "cookie_secure"):
             flag = parse_bool(getattr(self, name))
@@ -477,19 +480,22 @@ class _ProviderHttp:
             resp = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
                                         stream=True, **kw)
         except requests.exceptions.SSLError as exc:
-            raise _fail("provider_tls", f"the provider's certificate at {origin} ({what}) is not trusted "
-                                        f"({type(exc).__name__}); set ca_bundle to the CA that issued it.",
+            raise _fail("provider_tls",
+                        f"the provider's certificate at {origin} ({what}) is not trusted "
+                        f"({type(exc).__name__}); set ca_bundle to the CA that issued it.",
                         502) from exc
         except requests.exceptions.Timeout:
-            raise _fail("provider_timeout", f"the provider at {origin} did not answer the {what} in "
-                                            f"{self.timeout[1]:g}s; check that this server can reach it "
-                                            "(firewall, outbound proxy) or raise the timeout setting.",
+            raise _fail("provider_timeout",
+                        f"the provider at {origin} did not answer the {what} in "
+                        f"{self.timeout[1]:g}s; check that this server can reach it "
+                        "(firewall, outbound proxy) or raise the timeout setting.",
                         504) from None
         except requests.exceptions.RequestException as exc:
-            raise _fail("provider_unreachable", f"the provider at {origin} cannot be reached for the {what} "
-                                                f"({type(exc).__name__}): check the issuer setting's host "
-                                                "and port, DNS, and that this server may connect to it "
-                                                "(environment proxies are not used).", 502) from None
+            raise _fail("provider_unreachable",
+                        f"the provider at {origin} cannot be reached for the {what} "
+                        f"({type(exc).__name__}): check the issuer setting's host and port, "
+                        "DNS, and that this server may connect to it (environment proxies are "
+                        "not used).", 502) from None
         with resp:
             body = resp.raw.read(_MAX_RESPONSE_BYTES + 1, decode_content=True)
             if len(body) > _MAX_RESPONSE_BYTES:
@@ -506,9 +512,10 @@ class _ProviderHttp:
     def get_json(self, url: str, what: str, *, hint: str = "", **kw: Any) -> Any:
         status, data = self.call("GET", url, what, **kw)
         if status != 200 or data is None:
+            no_json = "" if data is not None else " and no JSON"
             raise _fail("provider_answer", f"the provider at {_origin(url)} answered the {what} "
                                            f"({_short_url(url)}) with HTTP {status}"
-                                           f"{'' if data is not None else ' and no JSON'}{hint}.", 502)
+                                           f"{no_json}{hint}.", 502)
         return data
 
     def close(self) -> None:
@@ -605,7 +612,8 @@ class JwksCache:
             return _jose.key_from_jwk(jwk, alg)
         except JwtError as exc:
             reason = _JOSE_REASONS.get(str(exc.reason), str(exc.reason))
-            raise _fail(reason, f"the provider's JWKS: {exc}", 502 if reason == "jwks" else 401) from None
+            status = 502 if reason == "jwks" else 401
+            raise _fail(reason, f"the provider's JWKS: {exc}", status) from None
 
 
 @dataclass(frozen=True)
@@ -674,7 +682,8 @@ class OidcRelyingParty:
                                          else MemoryStore(when_full="refuse"))
         self._shared_jti_store = store if replay_cache is None else None
         self.clock = clock
-        pkjwt = settings.token_endpoint_auth_method == "private_key_jwt"  # noqa: S105 - a method name
+        method = settings.token_endpoint_auth_method
+        pkjwt = method == "private_key_jwt"  # noqa: S105 - a method name
         self._client_key = (_client_signing_key(settings.client_private_key, settings.client_key_id)
                             if pkjwt else None)  # noqa: S105
         self.http = _ProviderHttp(settings)
@@ -840,10 +849,12 @@ class OidcRelyingParty:
         """
         if self.settings.allow_unverified_email or "email" not in claims:
             return frozenset()
-        return frozenset() if claims.get("email_verified") is True else frozenset({"email"})
+        verified = claims.get("email_verified") is True
+        return frozenset() if verified else frozenset({"email"})
 
     def map_user(self, login: OidcLogin, mapping: Any) -> Any:
-        """``mapping.map(...)`` for a verified sign-in, its unverified claims refused as the user id.
+        """``mapping.map(...)`` for a verified sign-in; its unverified claims are refused as the
+        user id.
 
         :param mapping: a :class:`~qlikauth.mapping.ClaimsMapping`.
         :returns: the :class:`~qlikauth.mapping.MappedIdentity` (``.user``, ``.cloud``).
@@ -1001,20 +1012,23 @@ class OidcRelyingParty:
         leeway, now = self.settings.leeway, self.clock()
         auth_time = claims.get("auth_time")
         if auth_time is None:
-            raise _fail("reauth", "the id_token has no auth_time, so the provider's sign-in cannot be "
-                                  "shown to be recent (max_age or a forced re-authentication asked for "
-                                  "it); refused. Make the provider send auth_time.")
+            raise _fail("reauth", "the id_token has no auth_time, so the provider's sign-in "
+                                  "cannot be shown to be recent (max_age or a forced "
+                                  "re-authentication asked for it); refused. Make the provider "
+                                  "send auth_time.")
         if isinstance(auth_time, bool) or not isinstance(auth_time, (int, float)):
             raise _fail("malformed", "the id_token's auth_time is not a number; refused.")
         if auth_time > now + leeway:
-            raise _fail("iat_future", "the id_token's auth_time is in the future: check the clocks; refused.")
+            raise _fail("iat_future", "the id_token's auth_time is in the future: check the "
+                                      "clocks; refused.")
         if max_age is not None and now - auth_time > max_age + leeway:
-            raise _fail("reauth", f"the provider's sign-in is {int(now - auth_time)}s old, more than "
-                                  f"max_age {max_age:g}s allows: sign in again.")
+            raise _fail("reauth", f"the provider's sign-in is {int(now - auth_time)}s old, more "
+                                  f"than max_age {max_age:g}s allows: sign in again.")
         if after is not None and auth_time < after - leeway:
-            raise _fail("reauth", "the provider did not ask the person to sign in again (auth_time is "
-                                  "older than the request for a fresh sign-in): sign in again; if "
-                                  "this repeats, the provider ignores prompt=login and max_age.")
+            raise _fail("reauth", "the provider did not ask the person to sign in again "
+                                  "(auth_time is older than the request for a fresh sign-in): "
+                                  "sign in again; if this repeats, the provider ignores "
+                                  "prompt=login and max_age.")
 
     def fetch_userinfo(self, access_token: str, subject: str) -> dict[str, Any]:
         """The userinfo claims; their ``sub`` must be the id_token's."""
@@ -1049,7 +1063,8 @@ class OidcRelyingParty:
         jws, alg = self._parse_jws(token, "logout_token")
         header, claims = jws.header, jws.claims
         if header.get("typ") not in (None, "JWT", "jwt", "logout+jwt", "application/logout+jwt"):
-            raise _fail("header", f"the logout_token's typ is {str(header.get('typ'))[:30]!r}; refused.", 400)
+            typ = str(header.get("typ"))[:30]
+            raise _fail("header", f"the logout_token's typ is {typ!r}; refused.", 400)
         self._check_claims(claims, "logout_token")
         iat = float(claims["iat"])
         if self.clock() - iat > s.logout_token_max_age + s.leeway:
@@ -1079,9 +1094,9 @@ class OidcRelyingParty:
             if self._shared_jti_store is not None:
                 fresh = self._shared_jti_store.add(key, b"1", ttl) and fresh
         except StoreFull:
-            raise _fail("replay_cache_full", "the logout-token replay cache is full, so this token cannot "
-                                             "be recorded as used; refused (raise the cache's max_items).",
-                        503) from None
+            raise _fail("replay_cache_full", "the logout-token replay cache is full, so this "
+                                             "token cannot be recorded as used; refused (raise "
+                                             "the cache's max_items).", 503) from None
         if not fresh:
             raise _fail("logout_replay", "this logout_token was already used (jti seen before); refused.", 400)
         return LogoutEvent(issuer=str(claims["iss"]), subject=sub, sid=sid, jti=jti)
@@ -1110,7 +1125,8 @@ class OidcRelyingParty:
                 policy.check(next)
                 checked = next  # given back as the caller wrote it, once it passed
             except RedirectError as exc:
-                raise RedirectError(f"the page to land on after logout was refused: {exc}") from None
+                raise RedirectError(f"the page to land on after logout was refused: {exc}"
+                                    ) from None
         meta = self.metadata()
         if not meta.end_session_endpoint:
             return None

@@ -101,7 +101,9 @@ def _tenant_url(url: str) -> str:
 
 
 def _verified(value: Any) -> bool:
-    """``email_verified`` read strictly: a bool, or the words true/false (``bool("false")`` is True)."""
+    """``email_verified`` read strictly: a bool, or the words true/false.
+
+    Never ``bool(value)``: ``bool("false")`` is True."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
