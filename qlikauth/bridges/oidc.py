@@ -161,6 +161,18 @@ def _check_url(url: Any, what: str, *, config: bool = True) -> str:
     return url
 
 
+def _is_text(value: Any) -> bool:
+    """A non-empty string of Unicode scalar values (JSON can carry lone surrogates: no encoder
+    writes them, so a hash, a store key or a header built from one would fail)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _origin(url: str) -> str:
     try:
         parts = urlsplit(url)
@@ -985,15 +997,17 @@ class OidcRelyingParty:
             raise _fail("header", f"the id_token's typ is {str(header.get('typ'))[:30]!r}; refused.")
         self._check_claims(claims, "id_token")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 255:
+        if not _is_text(sub) or len(sub) > 255:
             raise _fail("subject", "the id_token has no usable subject (sub); refused.")
+        if claims.get("sid") is not None and not _is_text(claims.get("sid")):
+            raise _fail("malformed", "the id_token's sid is not text; refused.")
         if "events" in claims:
             raise _fail("header", "a logout token was sent where an id_token belongs; refused.")
         if nonce is not None:
             got = claims.get("nonce")
             if got is None:
                 raise _fail("nonce_missing", "the id_token has no nonce, so it cannot be tied to this sign-in; refused.")
-            if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
+            if not _is_text(got) or not hmac.compare_digest(got.encode(), nonce.encode()):
                 raise _fail("nonce_mismatch", "the id_token's nonce belongs to another sign-in; refused.")
         at_hash = claims.get("at_hash")
         if at_hash is not None and access_token is not None:
@@ -1077,12 +1091,15 @@ class OidcRelyingParty:
             raise _fail("logout_events", "the logout_token lacks the back-channel logout event "
                                          f"({BACKCHANNEL_LOGOUT_EVENT}); refused.", 400)
         sub, sid = claims.get("sub"), claims.get("sid")
-        sub = sub if isinstance(sub, str) and sub else None
-        sid = sid if isinstance(sid, str) and sid else None
+        for name, value in (("sub", sub), ("sid", sid)):
+            if value is not None and not _is_text(value):
+                raise _fail("malformed", f"the logout_token's {name} is not text; refused.", 400)
+        sub = sub if sub else None
+        sid = sid if sid else None
         if sub is None and sid is None:
             raise _fail("logout_subject", "the logout_token names neither a session (sid) nor a subject (sub); refused.", 400)
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti or len(jti) > 256:
+        if not _is_text(jti) or len(jti) > 256:
             raise _fail("logout_jti", "the logout_token has no jti; refused.", 400)
         # Only now the key: with its own refetch slot, separate from sign-ins'.
         self._verify_signature(jws, alg, "logout_token", "logout")

@@ -883,3 +883,46 @@ def test_unreachable_provider_and_well_known_issuer_say_what_to_do(rp_factory: A
     wrong.close()
     assert "HTTP 404" in str(info.value) and op.issuer in str(info.value)
     assert "/.well-known/openid-configuration itself" in str(info.value)
+
+
+def _sign_raw_claims(op: OpenIDProvider, claims_json: str, typ: str = "JWT") -> str:
+    """A JWS over exactly this JSON text (a lone surrogate escape survives; PyJWT would re-encode)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from op_peer import private_key_of
+
+    header = b64(json.dumps({"alg": "RS256", "kid": op.signing_jwk["kid"], "typ": typ}).encode())
+    signing_input = f"{header}.{b64(claims_json.encode())}"
+    sig = private_key_of(op.signing_jwk).sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(sig)}"
+
+
+def test_lone_surrogates_in_claims_are_refused_not_a_crash(rp_factory: Any, op: OpenIDProvider,
+                                                          logout_sink: Any) -> None:
+    """JSON may escape a lone surrogate; no check, store key or mapping may then fail with a 500."""
+    from qlikauth.exceptions import ClaimsError
+    from qlikauth.mapping import ClaimsMapping
+
+    rp = rp_factory()
+    token, _, nonce = real_tokens(rp, op)
+    claims = claims_of(token)
+    as_json = json.dumps(claims)
+    for name in ("sub", "nonce", "sid"):
+        bad = as_json.replace(json.dumps(claims[name]), json.dumps(claims[name])[:-1] + '\\ud800"', 1)
+        with pytest.raises(OidcError) as info:
+            rp.validate_id_token(_sign_raw_claims(op, bad), nonce=nonce)
+        assert info.value.reason in ("subject", "nonce_mismatch", "malformed"), name
+    # a surrogate in a claim the mapping reads: a ClaimsError, not a UnicodeEncodeError
+    bad_email = _sign_raw_claims(op, json.dumps(claims | {"email": "PLACEHOLDER"}).replace(
+        "PLACEHOLDER", "a\\ud800@example.com"))
+    checked = rp.validate_id_token(bad_email, nonce=nonce)
+    with pytest.raises(ClaimsError) as cinfo:
+        ClaimsMapping(user_id="email", user_directory="OIDC").to_user(checked, subject=checked["sub"])
+    assert cinfo.value.code == "invalid_value" and "surrogate" in str(cinfo.value)
+    logout, _ = real_logout_token(rp, op, logout_sink)
+    lclaims = claims_of(logout)
+    for name in ("jti", "sid"):
+        raw = json.dumps(lclaims).replace(json.dumps(lclaims[name]), json.dumps(lclaims[name])[:-1] + '\\udfff"', 1)
+        with pytest.raises(OidcError) as info:
+            rp.validate_logout_token(_sign_raw_claims(op, raw, typ="logout+jwt"))
+        assert info.value.status == 400 and info.value.reason in ("logout_jti", "malformed"), name
