@@ -64,6 +64,7 @@ __all__ = [
     "verify_signature",
     "verify_jwt",
     "algorithms_for_key",
+    "reason_of",
     "EC_CURVES",
     "REFUSED_HEADERS",
 ]
@@ -225,7 +226,14 @@ def key_from_jwk(jwk: Mapping[str, Any], alg: str) -> VerifyingKey:
 def key_from_public(key: PublicKey, alg: str) -> VerifyingKey:
     """A verifying key from a ``cryptography`` public key, checked for ``alg``."""
     check_public_key(key, alg)
-    return (ECKey if alg in EC_ALGORITHMS else RSAKey).import_key(key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return ECKey.import_key(key)
+    return RSAKey.import_key(key)
+
+
+def reason_of(exc: JwtError) -> str:
+    """The check a :class:`JwtError` from this module names (``reason``)."""
+    return str(getattr(exc, "reason", "") or "")
 
 
 #: joserfc's own size limits; the caller's (smaller) cap was applied by :func:`parse_compact`.
@@ -293,8 +301,8 @@ def verify_jwt(
     try:
         jws = parse_compact(token, max_bytes=max_bytes)
     except JwtError as exc:
-        if exc.reason == "too_large":
-            exc.reason = "malformed"
+        if reason_of(exc) == "too_large":
+            exc.reason = "malformed"  # type: ignore[attr-defined] # set by JwtError(reason=...)
         raise
     refused = [h for h in REFUSED_HEADERS if h in jws.header]
     if refused:
@@ -310,8 +318,8 @@ def verify_jwt(
     try:
         alg = check_header(jws, algorithms_for_key(key, algorithms))
     except JwtError as exc:
-        if exc.reason == "alg_none":
-            exc.reason = "algorithm"
+        if reason_of(exc) == "alg_none":
+            exc.reason = "algorithm"  # type: ignore[attr-defined] # set by JwtError(reason=...)
         raise
     verify_signature(jws, key_from_public(key, alg), alg)
     return jws.header, jws.claims

@@ -623,7 +623,7 @@ class JwksCache:
         try:
             return _jose.key_from_jwk(jwk, alg)
         except JwtError as exc:
-            reason = _JOSE_REASONS.get(str(exc.reason), str(exc.reason))
+            reason = _JOSE_REASONS.get(_jose.reason_of(exc), _jose.reason_of(exc))
             status = 502 if reason == "jwks" else 401
             raise _fail(reason, f"the provider's JWKS: {exc}", status) from None
 
@@ -695,9 +695,10 @@ class OidcRelyingParty:
         self._shared_jti_store = store if replay_cache is None else None
         self.clock = clock
         method = settings.token_endpoint_auth_method
-        pkjwt = method == "private_key_jwt"  # noqa: S105 - a method name
-        self._client_key = (_client_signing_key(settings.client_private_key, settings.client_key_id)
-                            if pkjwt else None)  # noqa: S105
+        pem = settings.client_private_key
+        self._client_key = None
+        if method == "private_key_jwt" and isinstance(pem, bytes):  # noqa: S105 - a method name
+            self._client_key = _client_signing_key(pem, settings.client_key_id)
         self.http = _ProviderHttp(settings)
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = 0.0
@@ -921,7 +922,8 @@ class OidcRelyingParty:
             jws = _jose.parse_compact(token, max_bytes=self.settings.max_token_bytes, what=what)
             alg = _jose.check_header(jws, self.settings.algorithms, what=what)
         except JwtError as exc:
-            raise _fail(_JOSE_REASONS.get(str(exc.reason), str(exc.reason)), str(exc)) from None
+            reason = _jose.reason_of(exc)
+            raise _fail(_JOSE_REASONS.get(reason, reason), str(exc)) from None
         return jws, alg
 
     def _verify_signature(self, jws: Any, alg: str, what: str, path: str) -> None:
