@@ -83,7 +83,7 @@ VerifyingKey = RSAKey | ECKey
 
 
 def _refuse(reason: str, message: str) -> JwtError:
-    return JwtError(message, reason=reason)
+    return JwtError(message, reason=reason, code=reason)
 
 
 def _unb64(segment: str, what: str) -> bytes:
@@ -231,6 +231,11 @@ def key_from_public(key: PublicKey, alg: str) -> VerifyingKey:
     return RSAKey.import_key(key)
 
 
+def _rename(exc: JwtError, reason: str) -> None:
+    # verify_jwt's callers (the emulators) know fewer reasons than the OIDC relying party.
+    exc.reason = exc.code = reason  # type: ignore[attr-defined]
+
+
 def reason_of(exc: JwtError) -> str:
     """The check a :class:`JwtError` from this module names (``reason``)."""
     return str(getattr(exc, "reason", "") or "")
@@ -302,7 +307,7 @@ def verify_jwt(
         jws = parse_compact(token, max_bytes=max_bytes)
     except JwtError as exc:
         if reason_of(exc) == "too_large":
-            exc.reason = "malformed"  # type: ignore[attr-defined] # set by JwtError(reason=...)
+            _rename(exc, "malformed")
         raise
     refused = [h for h in REFUSED_HEADERS if h in jws.header]
     if refused:
@@ -319,7 +324,7 @@ def verify_jwt(
         alg = check_header(jws, algorithms_for_key(key, algorithms))
     except JwtError as exc:
         if reason_of(exc) == "alg_none":
-            exc.reason = "algorithm"  # type: ignore[attr-defined] # set by JwtError(reason=...)
+            _rename(exc, "algorithm")
         raise
     verify_signature(jws, key_from_public(key, alg), alg)
     return jws.header, jws.claims

@@ -122,7 +122,7 @@ _JOSE_REASONS = {"algorithm": "alg_not_allowed", "key": "jwks", "kid": "unknown_
 
 
 def _fail(reason: str, message: str, status: int = 401) -> OidcError:
-    err = OidcError(message, reason=reason)
+    err = OidcError(message, reason=reason, code=reason)  # .code: the bridges' common name
     err.status = status
     return err
 

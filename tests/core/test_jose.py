@@ -66,7 +66,10 @@ def test_padded_or_non_base64url_segments_are_refused() -> None:
 def test_size_cap_applies_before_parsing() -> None:
     with pytest.raises(JwtError) as info:
         parse_compact("x" * 5000, max_bytes=4096)
-    assert info.value.reason == "too_large"
+    assert info.value.reason == info.value.code == "too_large"  # .code: every bridge error's name
+    with pytest.raises(JwtError) as info:
+        verify_jwt("x" * 9000, SigningKey.generate("ES256").public_key, ["ES256"])
+    assert info.value.reason == info.value.code == "malformed"
 
 
 def _jwk(key: object, **extra: object) -> dict[str, object]:
