@@ -102,6 +102,18 @@ def _tenant_url(url: str) -> str:
     return f"https://{parts.netloc}"
 
 
+def _verified(value: Any) -> bool:
+    """``email_verified`` read strictly: a bool, or the words true/false.
+
+    Never ``bool(value)``: ``bool("false")`` is True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigurationError("the Qlik Cloud identity's email_verified must be true or false, not "
+                             f"{type(value).__name__} {str(value)[:20]!r}.")
+
+
 class CloudJwtIssuer:
     """Mints Qlik Cloud JWT-login tokens with every claim Qlik requires.
 
@@ -151,7 +163,7 @@ class CloudJwtIssuer:
             "subType": "user",
             "name": user.name,
             "email": user.email,
-            "email_verified": bool(user.email_verified),
+            "email_verified": _verified(user.email_verified),
             "jti": secrets.token_urlsafe(24),
             "iat": int(now),
             "nbf": int(now - self.not_before_skew),

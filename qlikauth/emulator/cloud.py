@@ -75,7 +75,8 @@ from urllib.parse import parse_qs, unquote_plus
 from .._parse import FALSE_WORDS, TRUE_WORDS, parse_bool
 from ..certgen import generate_certificates
 from ..exceptions import CertificateError, ConfigurationError, JwtError
-from ..jwtkeys import ASYMMETRIC_ALGORITHMS, PublicKey, public_key_from_pem, verify_jwt
+from ..jose import verify_jwt
+from ..jwtkeys import ASYMMETRIC_ALGORITHMS, PublicKey, public_key_from_pem
 from ._web import Request, Response, asgi_app
 from .serving import BackgroundServer
 

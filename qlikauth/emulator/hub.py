@@ -234,7 +234,8 @@ class Hub:
         if req.websocket and vp.websocket_csrf:
             return Response.text(403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         from ..exceptions import JwtError
-        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem, verify_jwt
+        from ..jose import verify_jwt
+        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem
 
         token = auth[7:].strip()
         try:

@@ -91,7 +91,8 @@ def test_backchannel_refusals_answer_400(site_factory: Callable[..., Site]) -> N
     s.verify = site.ca
     assert s.post(url, data={"logout_token": "not.a.token"}, timeout=10).status_code == 400
     assert s.get(url, timeout=10).status_code == 405
-    forged = site.op.sign({"iss": site.op.issuer, "aud": "portal-web", "iat": __import__("time").time(),
+    now = __import__("time").time()
+    forged = site.op.sign({"iss": site.op.issuer, "aud": "portal-web", "iat": now, "exp": now + 120,
                            "jti": "j1", "sub": "a1b2c3-alice",
                            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}, "nonce": "x"})
     r = s.post(url, data={"logout_token": forged}, timeout=10)
