@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .._provider_http import ProviderChannel
 from ..exceptions import ConfigurationError, QlikEndpointError, QlikEndpointHTTPError
@@ -424,6 +424,41 @@ class QlikCloud:
                     return found
             raise
         return data if isinstance(data, dict) else {}
+
+    # -- the OAuth tokens API (list and revoke a user's tokens) -----------------------
+    def oauth_tokens(self, user_id: str, *, access_token: AccessToken | str,
+                     max_pages: int = 20) -> list[dict[str, Any]]:
+        """The user's active OAuth tokens (``GET /api/v1/oauth-tokens?userId=...``), every page.
+
+        ``user_id`` is the tenant's user id (:meth:`find_user`'s ``id``), not the subject. The
+        caller's token needs the ``TenantAdmin`` role to list another user's tokens. Pages are
+        followed only on this tenant (a ``next`` link elsewhere is refused).
+        """
+        out: list[dict[str, Any]] = []
+        params: dict[str, str] = {"userId": user_id, "limit": "100"}
+        for _ in range(max_pages):
+            data = self._channel.request("GET", "/api/v1/oauth-tokens", params=params,
+                                         headers=self._auth(None, access_token)).json()
+            page = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(page, list):
+                raise QlikEndpointError("the tenant's /api/v1/oauth-tokens answer has no data list.")
+            out += [t for t in page if isinstance(t, dict)]
+            nxt = ((data.get("links") or {}).get("next") or {}).get("href")
+            if not nxt:
+                return out
+            parts = urlsplit(nxt)
+            if f"{parts.scheme}://{parts.netloc}" != self.tenant_url or \
+                    parts.path != "/api/v1/oauth-tokens":
+                raise QlikEndpointError("the tenant's next page of OAuth tokens points elsewhere; "
+                                        "refused.")
+            params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        return out
+
+    def revoke_oauth_token(self, token_id: str, *, access_token: AccessToken | str) -> bool:
+        """``DELETE /api/v1/oauth-tokens/{id}``: True when it was revoked, False when already gone."""
+        resp = self._channel.request("DELETE", f"/api/v1/oauth-tokens/{quote(token_id, safe='')}",
+                                     headers=self._auth(None, access_token), expect=(204, 200, 404))
+        return resp.status_code != 404
 
     # -- OAuth ---------------------------------------------------------------------
     def token(self, client: OAuthClient, *, subject: str | None = None, user_id: str | None = None,

@@ -321,11 +321,22 @@ class UserProvisioner:
 
 
 class CloudAccess:
-    """Ensure the user, then hand out its cached impersonation token: what the portal's token endpoint calls."""
+    """Ensure the user, then hand out its cached impersonation token: what the portal's token endpoint calls.
 
-    def __init__(self, tokens: AccessTokenCache, provisioner: UserProvisioner | None = None) -> None:
+    :param revoke_all_with: an admin OAuth client (``admin_classic`` scope, a TenantAdmin) to
+        revoke **every** OAuth token of the user at sign-out through Qlik's OAuth tokens API
+        (``/api/v1/oauth-tokens``), as Qlik recommends at portal sign-out: also tokens this
+        portal never cached (another portal process's, a browser's own). Without it, sign-out
+        revokes the token this cache holds.
+    """
+
+    def __init__(self, tokens: AccessTokenCache, provisioner: UserProvisioner | None = None, *,
+                 revoke_all_with: OAuthClient | None = None) -> None:
         self.tokens = tokens
         self.provisioner = provisioner
+        self.revoke_all_with = revoke_all_with
+        self._admin: AccessToken | None = None
+        self._admin_lock = threading.Lock()
 
     def access_token(self, user: CloudUser) -> AccessToken:
         """The signed-in user's access token for qlik-embed (impersonated by subject)."""
@@ -336,5 +347,44 @@ class CloudAccess:
         return self.tokens.get(user.sub)
 
     def logout(self, user: CloudUser) -> bool:
-        """Revoke and forget the user's access token; True when there was one."""
-        return self.tokens.invalidate(user.sub)
+        """Revoke and forget the user's access token (and, with ``revoke_all_with``, every OAuth
+        token of the user at the tenant); True when there was one.
+
+        A failure of the tokens API is raised (:class:`~qlikauth.QlikEndpointError`) after the
+        cached token is revoked and forgotten, so the caller can report it.
+        """
+        had = self.tokens.invalidate(user.sub)
+        if self.revoke_all_with is None:
+            return had
+        return self._revoke_all(user) > 0 or had
+
+    def _revoke_all(self, user: CloudUser) -> int:
+        cloud = self.tokens.cloud
+        for attempt in (1, 2):
+            admin = self._admin_token(fresh=attempt == 2)
+            try:
+                found = cloud.find_user(user.sub, access_token=admin)
+                if found is None or not isinstance(found.get("id"), str):
+                    return 0
+                revoked = 0
+                for token in cloud.oauth_tokens(found["id"], access_token=admin):
+                    if isinstance(token.get("id"), str):
+                        revoked += cloud.revoke_oauth_token(token["id"], access_token=admin)
+                if revoked:
+                    log.info("revoked %d Qlik Cloud OAuth token(s) of the user at sign-out", revoked)
+                return revoked
+            except QlikEndpointHTTPError as exc:
+                if exc.status_code != 401 or attempt == 2:
+                    raise
+        return 0  # pragma: no cover - the loop returns or raises
+
+    def _admin_token(self, *, fresh: bool = False) -> AccessToken:
+        """The admin client's token, reused until a minute before it expires (/oauth/token is
+        rate-limited); ``fresh`` after the tenant refused it."""
+        with self._admin_lock:
+            tok = self._admin
+            now = time.time()
+            if fresh or tok is None or tok.expires_at - now < 60.0:
+                assert self.revoke_all_with is not None
+                tok = self._admin = self.tokens.cloud.token(self.revoke_all_with, now=now)
+            return tok

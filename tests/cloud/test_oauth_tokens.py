@@ -135,3 +135,25 @@ def test_token_valid_follows_expiry_and_unknown_tokens(cloud, tenant, two_users)
     assert not tenant.token_valid("never-issued")
     tenant.state.expire_tokens()
     assert not tenant.token_valid(ann.access_token)
+
+
+def test_cloud_access_sign_out_revokes_every_token_of_the_user(cloud, tenant, two_users, embed_client):
+    """CloudAccess(revoke_all_with=admin): a sign-out revokes the cached token and every other OAuth
+    token of the user (another process's, minted outside this cache); other users keep theirs."""
+    from qlikauth.cloud import AccessTokenCache, CloudAccess
+
+    ann_elsewhere, bob = two_users
+    access = CloudAccess(AccessTokenCache(cloud, embed_client), revoke_all_with=ADMIN)
+    cached = access.access_token(ANN)
+    assert tenant.token_valid(cached.access_token) and tenant.token_valid(ann_elsewhere.access_token)
+    assert access.logout(ANN) is True
+    assert not tenant.token_valid(cached.access_token)
+    assert not tenant.token_valid(ann_elsewhere.access_token)
+    assert tenant.token_valid(bob.access_token)
+    # a user with no tokens left (or unknown to the tenant) is nothing to do, not an error
+    assert access.logout(ANN) is False
+    # without the admin client only the cached token is revoked
+    only_cached = CloudAccess(AccessTokenCache(cloud, embed_client))
+    mine, other = only_cached.access_token(BOB), bob
+    assert only_cached.logout(BOB) is True
+    assert not tenant.token_valid(mine.access_token) and tenant.token_valid(other.access_token)
