@@ -84,7 +84,10 @@ __all__ = [
     "logout",
     "backchannel_logout",
     "frontchannel_logout",
+    "logout_return",
     "sso_session",
+    "REAUTH_KEY",
+    "REAUTH_COOKIE",
 ]
 
 log = logging.getLogger("qlikauth.oidc")
@@ -92,11 +95,23 @@ log = logging.getLogger("qlikauth.oidc")
 #: Where the OIDC sign-in lives in the portal's session (provider session, logout hint, times).
 OIDC_SESSION_KEY = "_qlikauth_oidc"
 register_portal_key(OIDC_SESSION_KEY)
+#: Set when an idle cap ended this browser's sign-in: the next sign-in must authenticate the
+#: person again at the provider (its own session may still be live: the next person at a shared
+#: workstation must not inherit it). Kept across sign-outs; cleared by the next sign-in.
+REAUTH_KEY = "_qlikauth_oidc_reauth"
+#: The same as a browser-session cookie: it survives a portal session that is flushed with the
+#: sign-in (Django's logout()).
+REAUTH_COOKIE = "qlikauth_reauth"
+
+
+def _reauth_cookie(runtime: QlikAuthRuntime, on: bool) -> Cookie:
+    return Cookie(REAUTH_COOKIE, "1" if on else "", None, "/", runtime.config.cookie_secure, True,
+                  "Lax", max_age=None if on else 0)
 _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per page view is waste)
 
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
-_BOOLS = {"userinfo", "cookie_secure"}
+_BOOLS = {"userinfo", "cookie_secure", "allow_unverified_email"}
 _WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
              "FRONTCHANNEL_LOGOUT": False}
 
@@ -199,7 +214,7 @@ class SsoSessionState:
 class _Oidc:
     def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings) -> None:
         self.settings = settings
-        self.rp = OidcRelyingParty(settings.rp, runtime.store)
+        self.rp = OidcRelyingParty(settings.rp, runtime.store, replay_cache=runtime.replay_cache)
         self.registry: SsoSessionRegistry = registry(runtime)
 
 
@@ -241,7 +256,9 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if refused is not None:
         return refused
     o = _oidc(runtime)
-    auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked)
+    reauth = request.cookies.get(REAUTH_COOKIE) == "1" or (
+        request.session is not None and bool(request.session.get(REAUTH_KEY)))
+    auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked, force_reauth=reauth)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
 
 
@@ -270,6 +287,7 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     # end on every node before anything is made for this one.
     signed = sign_in(request, runtime, VerifiedLogin(user=user, via="oidc", sso=key),
                      open_qlik=local is None, target=None if local else login_.next_url)
+    session.pop(REAUTH_KEY, None)
     rotate = getattr(session, "cycle_key", None)
     if callable(rotate):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
         rotate()
@@ -280,6 +298,8 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         runtime.store.put(f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}", login_.subject.encode(), lifetime)
     cookies: list[Cookie] = [c for c in (login_.clear_cookie,) if c is not None]
     cookies += signed.cookies
+    if request.cookies.get(REAUTH_COOKIE):
+        cookies.append(_reauth_cookie(runtime, False))
     session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
                                  "started": now, "seen": now}
     log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")
@@ -329,8 +349,12 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
         except QlikAuthError:
             reason = "the remembered user is damaged"
     done = _end(runtime, request, record, f"OIDC session cap: {reason}")
+    cookies = done.cookies
+    if reason.startswith("idle"):
+        session[REAUTH_KEY] = True
+        cookies += (_reauth_cookie(runtime, True),)
     log.info("OIDC session ended: %s", reason)
-    return SsoSessionState(None, reason, done.cookies)
+    return SsoSessionState(None, reason, cookies)
 
 
 def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -357,6 +381,16 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return RedirectAnswer(location=destination, cookies=done.cookies)
     url = o.rp.logout_url(id_token, destination if destination != "/" else None)
     return RedirectAnswer(location=url or destination, cookies=done.cookies)
+
+
+def logout_return(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /oidc/logged-out``: where the provider sends the browser after RP-initiated logout
+    (register this URL as ``POST_LOGOUT_REDIRECT_URI``); on to the page the logout asked for,
+    kept under the logout's ``state`` (a local path only), else the portal's home."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    nxt = _oidc(runtime).rp.logout_return(request.args)
+    return RedirectAnswer(location=runtime.local_redirect(nxt, "/"))
 
 
 def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
