@@ -108,6 +108,16 @@ def test_django_portal_sign_in_is_throttled_per_user_and_per_address(django_port
     _throttled(DjangoForm(base, str(Path(emu.certs_dir) / "root.pem")), ok_status=302, fail_status=200)
 
 
+@pytest.mark.nginx
+@pytest.mark.slow
+def test_header_portal_sign_in_is_throttled() -> None:
+    from _support import free_port_number, load_example
+
+    mod = load_example(ROOT / "examples" / "header_proxy", "run.py", "header_proxy_run_passwords")
+    with mod.HeaderProxyStack(portal_port=free_port_number(), nginx_port=free_port_number()) as stack:
+        _throttled(FlaskForm(stack.portal_url.rstrip("/")), ok_status=302, fail_status=401)
+
+
 # -- the throttle itself (examples/flask_portal/password_login.py) ----------------------------
 class Clock:
     def __init__(self) -> None:
