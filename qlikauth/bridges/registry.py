@@ -16,7 +16,6 @@ the IdP's identifiers, so a store dump does not list who is signed in by name.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -112,20 +111,11 @@ class SsoSessionRegistry:
     def _k(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
 
-    def _locked(self, ident: str) -> tuple[str, bytes]:
-        lock = self._k("lock", ident)
-        token = secrets.token_hex(8).encode()
-        deadline = time.monotonic() + 2.0
-        while not self.store.add(lock, token, 2.0):
-            if time.monotonic() > deadline:
-                break  # a crashed holder: the lock expires with its ttl; carry on rather than fail sign-in
-            time.sleep(0.005)
-        return lock, token
-
-    def _unlock(self, held: tuple[str, bytes]) -> None:
-        lock, token = held
-        if self.store.get(lock) == token:  # a slow holder never releases the next holder's lock
-            self.store.delete(lock)
+    def _locked(self, ident: str) -> Any:
+        # Owner-checked: a holder slower than the ttl never releases the next holder's lock. A
+        # lock not had within the wait (a crashed holder's lapses with its ttl) does not stop a
+        # sign-in or a logout: the worst case is one lost append, never a wrong one.
+        return self.store.lock(self._k("lock", ident), ttl=2.0, wait=2.0)
 
     def _load(self, key: str) -> dict[str, Any]:
         raw = self.store.get(key)
@@ -143,8 +133,7 @@ class SsoSessionRegistry:
         """Remember that ``user`` signed in through IdP session ``key`` (portal sign-in
         ``signin_id``; in session mode, that proxy session ``session_id`` was made for it)."""
         ttl = max(60.0, float(lifetime if lifetime is not None else self.lifetime))
-        held = self._locked(key.subject_id)
-        try:
+        with self._locked(key.subject_id):
             rec_key = self._k("s", key.session_id)
             rec = self._load(rec_key)
             rec["user"] = user.to_qps()
@@ -164,8 +153,6 @@ class SsoSessionRegistry:
                 ids.append(key.session_id)
             idx["s"] = ids[-50:]
             self.store.put(idx_key, json.dumps(idx).encode(), ttl)
-        finally:
-            self._unlock(held)
 
     def ended_at(self, key: SsoKey | None) -> float | None:
         """When a logout ended IdP session ``key`` (or every session of its subject), or None."""
@@ -197,8 +184,7 @@ class SsoSessionRegistry:
         subj = SsoKey(issuer, subject)
         wanted = [SsoKey(issuer, subject, s).session_id for s in (sessions or [])]
         now = str(time.time()).encode()
-        held = self._locked(subj.subject_id)
-        try:
+        with self._locked(subj.subject_id):
             idx_key = self._k("u", subj.subject_id)
             idx = self._load(idx_key)
             known = [s for s in idx.get("s", []) if isinstance(s, str)]
@@ -215,8 +201,6 @@ class SsoSessionRegistry:
                 self.store.put(idx_key, json.dumps({"s": remaining}).encode(), self.lifetime)
             else:
                 self.store.delete(idx_key)
-        finally:
-            self._unlock(held)
         users: list[QlikUser] = []
         by_user: list[QlikUser] = []
         session_ids: list[str] = []

@@ -55,6 +55,7 @@ _KEYS: dict[str, Any] = {
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
     "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
     "STATE_STORE": None,          # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
+    "STORE_KEYS": None,           # keys sealing bearer values in a shared store ("kid:base64url", ...)
     "SAML": None,                 # SAML service provider settings (docs/saml.md), a mapping
     "CLAIMS": None,               # IdP claims -> Qlik user (docs/mapping.md), a mapping
 }
@@ -214,6 +215,7 @@ class QlikAuthConfig:
     header_response_header: str = "X-Qlik-Header-Value"
     oidc: Mapping[str, Any] | None = field(default=None, repr=False)  # checked by qlikauth.web.oidc
     state_store: Any = field(default=None, repr=False)  # the setting string may carry a password
+    store_keys: Any = field(default=None, repr=False)  # a StoreKeys, or None ($QLIKAUTH_STORE_KEYS)
     saml: Mapping[str, Any] | None = field(default=None, repr=False)
     claims: Mapping[str, Any] | None = field(default=None, repr=False)
 
@@ -369,6 +371,14 @@ class QlikAuthConfig:
         if oidc is not None and not isinstance(oidc, Mapping):
             raise _problem("OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}.")
         state_store = _state_store(get("STATE_STORE"))
+        store_keys = None
+        if get("STORE_KEYS") not in (None, "", ()):
+            from ..store.sealed import StoreKeys
+
+            try:
+                store_keys = StoreKeys(get("STORE_KEYS"))
+            except ConfigurationError as exc:
+                raise _problem("STORE_KEYS", str(exc)) from None
 
         del probe
         saml = _as_settings_mapping("SAML", get("SAML"))
@@ -388,7 +398,7 @@ class QlikAuthConfig:
             header_name=header_name, header_user_directory=header_ud,
             header_pattern=header_pattern, header_response_header=response_header,
             oidc=dict(oidc) if oidc is not None else None,
-            state_store=state_store,
+            state_store=state_store, store_keys=store_keys,
         )
 
     @property

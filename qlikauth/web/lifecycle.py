@@ -266,7 +266,7 @@ def registry(runtime: QlikAuthRuntime) -> Any:
 
     made = getattr(runtime, "_qlikauth_registry", None)
     if made is None:
-        made = SsoSessionRegistry(runtime.store, lifetime=runtime.revocation_ttl)
+        made = SsoSessionRegistry(runtime.sealed_store, lifetime=runtime.revocation_ttl)
         runtime._qlikauth_registry = made  # type: ignore[attr-defined]
     return made
 
@@ -316,9 +316,10 @@ class PendingEndings:
         return problems
 
     def _merge(self, node: str, users: Sequence[QlikUser], session_ids: Sequence[str]) -> None:
-        store = self.runtime.store
+        store = self.runtime.sealed_store
         key = self._key(node)
-        with self._local, _store_lock(store, key):
+        # a holder that outlives the lock only risks a lost merge, never a wrong one: carry on
+        with self._local, store.lock(key + ":lock", ttl=5.0, wait=5.0):
             data = _load(store.get(key))
             known_users = [u for u in data.get("users", []) if isinstance(u, dict)]
             for user in users:
@@ -336,14 +337,14 @@ class PendingEndings:
         """How many users and proxy sessions are still to be ended, over every node."""
         total = 0
         for node in self.runtime.qps.nodes:
-            data = _load(self.runtime.store.get(self._key(node)))
+            data = _load(self.runtime.sealed_store.get(self._key(node)))
             total += len(data.get("users", [])) + len(data.get("sessions", []))
         return total
 
     def finish(self) -> EndReport:
         """End what is pending on every node that is not known to be down; keep what fails."""
         qps = self.runtime.qps
-        store = self.runtime.store
+        store = self.runtime.sealed_store
         report = EndReport()
         for node in qps.nodes:
             if qps.is_down(node):
@@ -377,25 +378,6 @@ def _load(raw: bytes | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-class _store_lock:  # noqa: N801 - used as a context manager, named like one
-    """A short cross-process lock in the store (``add`` with a ttl); a crashed holder's lapses."""
-
-    def __init__(self, store: Any, key: str, ttl: float = 5.0) -> None:
-        self.store, self.key, self.ttl = store, key + ":lock", ttl
-        self.token = secrets.token_bytes(16)
-
-    def __enter__(self) -> None:
-        deadline = time.monotonic() + self.ttl
-        while not self.store.add(self.key, self.token, self.ttl):
-            if time.monotonic() > deadline:
-                return  # the holder crashed: its lock lapses with the ttl
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.store.get(self.key) == self.token:  # never release a later holder's lock
-            self.store.delete(self.key)
 
 
 # -- the one way out ---------------------------------------------------------------------

@@ -76,6 +76,7 @@ class QlikAuthRuntime:
         #: remembered at least this long, so a copy of the portal cookie never works again.
         self.portal_session_lifetime = float(portal_session_lifetime or 31 * 24 * 3600.0)
         self._pending: PendingEndings | None = None
+        self._sealed: StateStore | None = None
         self._lock = threading.RLock()  # authenticators make the client inside their own _once
         self._qps: QpsClient | None = None
         self._ticket: TicketAuthenticator | None = None
@@ -142,6 +143,16 @@ class QlikAuthRuntime:
         """The shared one-time state store: the one given, else the STATE_STORE setting's
         (``MemoryStore``, one process only, when unset; docs/stores.md)."""
         return self._once("_store", lambda: open_store(self.config.state_store, namespace="qlikauth"))
+
+    @property
+    def sealed_store(self) -> StateStore:
+        """:attr:`store` for bearer values (proxy session ids of single-logout records and pending
+        sign-outs): in a shared store they are kept encrypted with ``STORE_KEYS`` (or
+        ``$QLIKAUTH_STORE_KEYS``), and a shared store without keys is a ConfigurationError."""
+        from ..store.sealed import sealed_for_bearer_values
+
+        return self._once("_sealed", lambda: sealed_for_bearer_values(  # type: ignore[no-any-return]
+            self.store, self.config.store_keys, "proxy session ids (single logout, pending sign-outs)"))
 
     @property
     def replay_cache(self) -> StateStore:
