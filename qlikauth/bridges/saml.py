@@ -998,7 +998,8 @@ class SamlServiceProvider:
             return _fail("idp_status", f"the IdP refused the sign-in (status {detail}).")
         assertion = root.find(f"{_SAML}Assertion")
         signed = root.find(f"{_DS}Signature") is not None or (
-            assertion is not None and assertion.find(f"{_DS}Signature") is not None)
+            assertion is not None and assertion.find(f"{_DS}Signature") is not None) or (
+            root.find(f"{_SAML}EncryptedAssertion") is not None)  # its signature is inside
         if isinstance(exc, _Pysaml2SignatureError) or name in ("SignatureError", "IncorrectlySigned", "SigverError",
                                                                "CertificateError", "XmlsecError"):
             if "saml schema" in text.lower():

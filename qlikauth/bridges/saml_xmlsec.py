@@ -13,7 +13,7 @@ and no temporary file per message. It keeps the binary's restrictions (pysaml2 r
 * every ``Reference`` must point into the document (``#id``): the binding cannot restrict
   xmlsec's URI loaders, so an external URI is refused before xmlsec sees it;
 * only the algorithms qlikauth accepts are enabled in xmlsec itself (SHA-256 and up, SHA-1
-  only with ``ALLOW_SHA1``; exclusive or inclusive canonicalisation, the enveloped transform);
+  only with ``ALLOW_SHA1``; exclusive canonicalisation, the enveloped transform);
 * the key is the certificate from the IdP's metadata, set on the context: ``KeyInfo`` in
   the message is never read;
 * decryption refuses external cipher data or key references, RSA PKCS#1 v1.5 key transport
@@ -194,7 +194,7 @@ class XmlSecBackend(CryptoBackend):  # type: ignore[misc]
         self._lock = threading.Lock()
         t = xmlsec.Transform
         digests = [t.SHA256, t.SHA384, t.SHA512] + ([t.SHA1] if allow_sha1 else [])
-        c14n = [t.EXCL_C14N, t.EXCL_C14N_COMMENTS, t.C14N, t.C14N_COMMENTS]
+        c14n = [t.EXCL_C14N, t.EXCL_C14N_COMMENTS]  # all SAML's signature profile allows
         sigs = [
             t.RSA_SHA256,
             t.RSA_SHA384,
