@@ -116,7 +116,7 @@ class OAuthClientConfig:
     client_secret: str | None = None
     jwks: Mapping[str, PublicKey] = field(default_factory=dict)
     impersonation: bool = True
-    scopes: tuple[str, ...] = ("user_default", "admin_classic")
+    scopes: tuple[str, ...] = ("user_default", "admin_classic", "admin.users", "offline_access")
     allowed_origins: tuple[str, ...] = ()
 
 
@@ -175,6 +175,21 @@ class _Token:
         return out
 
 
+def _basic_credentials(req: Request) -> tuple[str, str] | None:
+    """``Authorization: Basic`` client credentials (RFC 6749 section 2.3.1), or None."""
+    auth = req.header("Authorization") or ""
+    if not auth[:6].lower() == "basic ":
+        return None
+    try:
+        raw = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    cid, sep, secret = raw.partition(":")
+    if not sep:
+        return None
+    return unquote_plus(cid), unquote_plus(secret)
+
+
 def _is_uuid(value: Any) -> bool:
     """qlik.dev's private_key_jwt rule: ``jti`` is a UUID (a new one for each token request)."""
     if not isinstance(value, str) or len(value) != 36:
@@ -224,6 +239,7 @@ class CloudTenantState:
         self._counters: dict[str, int] = {}
         self._login_times: deque[float] = deque()
         self._rates: dict[str, deque[float]] = {}
+        self._refresh: dict[str, tuple[str, str | None, str]] = {}
 
     # -- counters ------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -345,6 +361,28 @@ class CloudTenantState:
         if t is None or t.revoked or t.expires_at <= time.time():
             return None
         return t
+
+    def new_refresh(self, client_id: str, user_id: str | None, scope: str) -> str:
+        """Issue a refresh token (the scope held ``offline_access``)."""
+        rt = secrets.token_urlsafe(32)
+        with self._lock:
+            self._refresh[rt] = (client_id, user_id, scope)
+        return rt
+
+    def take_refresh(self, rt: str, client_id: str) -> tuple[str | None, str] | None:
+        """Use a refresh token of ``client_id`` once: (user id, scope), or None. A used one
+        is gone (the answer carries a new one), as rotating servers do."""
+        with self._lock:
+            entry = self._refresh.get(rt)
+            if entry is None or entry[0] != client_id:
+                return None
+            del self._refresh[rt]
+            return entry[1], entry[2]
+
+    def revoke_refresh(self, rt: str) -> bool:
+        """Revoke a refresh token; True when it existed."""
+        with self._lock:
+            return self._refresh.pop(rt, None) is not None
 
     def token_valid(self, access_token: str) -> bool:
         """Would the tenant accept ``access_token`` now (issued here, unexpired, unrevoked)?"""
@@ -711,7 +749,7 @@ class _TenantHandler:
                               "CSRF-1")
             return _error(403, "Forbidden", "Creating users needs the TenantAdmin role.", "HTTP-403")
         assert tok is not None
-        if "admin_classic" not in tok.scope.split():
+        if not {"admin_classic", "admin.users"} & set(tok.scope.split()):
             return _error(403, "Forbidden", "The access token's scope does not allow creating users.", "HTTP-403")
         try:
             body = json.loads(req.body or b"{}")
@@ -773,6 +811,9 @@ class _TenantHandler:
         body = self._body(req)
         if body is None:
             return _error(400, "Bad request", "The body must be a JSON object or a form.", "OAUTH-400")
+        basic = _basic_credentials(req)
+        if basic is not None:
+            body = {**body, "client_id": basic[0], "client_secret": basic[1]}
         client, refused = self._client(body)
         if refused is not None or client is None:
             return refused or _error(401, "Unauthorized", "Invalid client credentials.", "OAUTH-1")
@@ -809,6 +850,17 @@ class _TenantHandler:
                 return _error(400, "Invalid user", "The user to impersonate does not exist in the tenant.",
                               "OAUTH-USER")
             user_id = rec.id
+        elif grant == "refresh_token":
+            old = self.t.state.take_refresh(str(body.get("refresh_token") or ""), client.client_id)
+            if old is None:
+                return _error(400, "Invalid grant", "The refresh token is invalid, used or revoked.",
+                              "OAUTH-GRANT")
+            user_id, granted = old
+            # a refresh may narrow the scope, never widen it (RFC 6749 section 6)
+            if body.get("scope") is None:
+                scope = granted
+            elif not set(scope.split()) <= set(granted.split()):
+                return _error(400, "Invalid scope", "A refresh may not widen the scope.", "OAUTH-SCOPE")
         elif grant != "client_credentials":
             return _error(400, "Unsupported grant type", f"grant_type {grant!r} is not emulated.", "OAUTH-GRANT")
         cap = self.t.max_tokens_per_user
@@ -820,17 +872,20 @@ class _TenantHandler:
         self.t.state.count("token_requests")
         if user_id is not None:
             self.t.state.count("token_requests:" + user_id)
-        return Response.json(200, {
+        answer = {
             "access_token": tok, "token_type": "bearer", "expires_in": int(self.t.token_lifetime),
             "expires_at": _dt.datetime.fromtimestamp(exp, _dt.UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"), "scope": scope}, headers=[("Cache-Control", "no-store")])
+            .replace("+00:00", "Z"), "scope": scope}
+        if "offline_access" in scope.split():
+            answer["refresh_token"] = self.t.state.new_refresh(client.client_id, user_id, scope)
+        return Response.json(200, answer, headers=[("Cache-Control", "no-store")])
 
     def revoke(self, req: Request) -> Response:
         body = self._body(req)
         tok = body.get("token") if body else None
         if not isinstance(tok, str) or not tok:
             return _error(400, "Bad request", "token is required.", "OAUTH-400")
-        if self.t.state.revoke(tok):
+        if self.t.state.revoke(tok) or self.t.state.revoke_refresh(tok):
             self.t.state.count("tokens_revoked")
         return Response(200, b"", content_type=None)
 
@@ -884,6 +939,28 @@ class CloudTenant:
     def add_web_integration(self, wi: WebIntegration) -> None:
         """Add (or replace) a web integration."""
         self.web_integrations = {**self.web_integrations, wi.id: wi}
+
+    def new_refresh(self, client_id: str, user_id: str | None, scope: str) -> str:
+        """Issue a refresh token (the scope held ``offline_access``)."""
+        rt = secrets.token_urlsafe(32)
+        with self._lock:
+            self._refresh[rt] = (client_id, user_id, scope)
+        return rt
+
+    def take_refresh(self, rt: str, client_id: str) -> tuple[str | None, str] | None:
+        """Use a refresh token of ``client_id`` once: (user id, scope), or None. A used one
+        is gone (the answer carries a new one), as rotating servers do."""
+        with self._lock:
+            entry = self._refresh.get(rt)
+            if entry is None or entry[0] != client_id:
+                return None
+            del self._refresh[rt]
+            return entry[1], entry[2]
+
+    def revoke_refresh(self, rt: str) -> bool:
+        """Revoke a refresh token; True when it existed."""
+        with self._lock:
+            return self._refresh.pop(rt, None) is not None
 
     def token_valid(self, access_token: str) -> bool:
         """Would the tenant accept ``access_token`` now (not expired, not revoked)?"""
@@ -1014,7 +1091,7 @@ def parse_oauth_client(text: str) -> OAuthClientConfig:
     return OAuthClientConfig(
         s["id"], s.get("secret") or None, jwks,
         impersonation=impersonation,
-        scopes=tuple(s.get("scopes", "user_default admin_classic").split()),
+        scopes=tuple(s.get("scopes", "user_default admin_classic admin.users offline_access").split()),
         allowed_origins=tuple(o for o in s.get("origins", "").split("|") if o))
 
 

@@ -139,7 +139,7 @@ class Hub:
         vp, rest = self._proxy_for(req.path)
         if not self.allowed(vp, host):
             # Never build a TargetUri (or anything else) from a host the virtual proxy does not list.
-            resp = Response.text(400, "Bad Request: the Host header names a host that is not on this virtual "
+            resp = Response.text(403, "Forbidden: the Host header names a host that is not on this virtual "
                                       "proxy's host allow list.\n", close=True)
         else:
             resp = self._serve(req, vp, rest, host)

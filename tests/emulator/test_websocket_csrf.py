@@ -137,7 +137,7 @@ def _raw_get(emu, certs, path, host):
 
 def test_host_allow_list(emu, certs):
     status, location, body = _raw_get(emu, certs, "/portal/hub/", "evil.example")
-    assert status == 400 and location is None and b"host allow list" in body
+    assert status == 403 and location is None and b"host allow list" in body
     status, location, _ = _raw_get(emu, certs, "/portal/hub/", f"localhost:{emu.hub_port}")
     assert status == 302
     target_id = parse_qs(urlsplit(location).query)["targetId"][0]
@@ -145,7 +145,7 @@ def test_host_allow_list(emu, certs):
     # a virtual proxy's own list replaces the node's names
     status, location, _ = _raw_get(emu, certs, "/mashup/hub/", "mashup.example.com")
     assert status == 302 and location.startswith("https://mashup.example.com/mashup/internal_forms_authentication/")
-    assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 400
+    assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 403
 
 
 def test_host_allow_list_entries_are_validated():
