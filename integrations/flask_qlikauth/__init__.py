@@ -93,12 +93,31 @@ class QlikAuthState:
 
 
 def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
-    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer."""
+    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
+
+    A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
+    larger ``Content-Length`` is refused unread (413), and a body without one is cut off there.
+    """
+    limit: int | None = getattr(flow, "max_body", None)
+
     def view() -> Response:
+        if limit is not None:
+            if (request.content_length or 0) > limit:
+                return render(flows.error_answer(web_request(), _too_large(limit)))
+            request.max_content_length = limit
         return render(flows.run(flow, web_request(), _state().runtime))
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
     return view
+
+
+def _too_large(limit: int) -> QlikAuthError:
+    from qlikauth.exceptions import SamlError
+
+    error = SamlError(f"the request body is larger than the {limit // 1024} KiB a SAML message "
+                      "needs; refused unread.", code="too_large")
+    error.status = 413
+    return error
 
 
 def _state() -> QlikAuthState:
@@ -169,6 +188,7 @@ def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) ->
         host=req.host,
         user=user if user is not None else (lambda: _state().extension.current_user()),
         wants_json=_wants_json(req),
+        query_string=req.query_string.decode("latin-1"),
     )
 
 

@@ -59,6 +59,7 @@ from .._parse import parse_bool
 from ..authenticators.base import Cookie, Redirect
 from ..exceptions import ConfigurationError, RedirectError, SamlError
 from ..store import MemoryStore, StateStore
+from . import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES
 
 try:
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
@@ -133,13 +134,6 @@ SHA1_ALGORITHMS: frozenset[str] = frozenset({
 _SIGN_ALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 _DIGEST_ALG = "http://www.w3.org/2001/04/xmlenc#sha256"
 
-#: The largest SAMLResponse / SAMLRequest we decode (base64 text); Entra's are a few KiB.
-MAX_MESSAGE_BYTES = 256 * 1024
-#: The largest request body (or query string) a SAML endpoint should read at all: room for one
-#: message at the cap, form-encoded (``+``, ``/``, ``=`` become three characters each, so up to
-#: three times its size), plus RelayState and field names. Integrations refuse a larger
-#: ``Content-Length`` before reading the body (:func:`check_request_size`).
-MAX_REQUEST_BYTES = 3 * MAX_MESSAGE_BYTES + 16 * 1024
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 

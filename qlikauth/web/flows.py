@@ -122,6 +122,8 @@ class WebRequest:
         (Django's ``csrf_protect``); otherwise state-changing POSTs must be same-origin.
     :param csrf_token: the token to put into forms (Django), or None.
     :param wants_json: the client prefers JSON to HTML (error answers).
+    :param query_string: the query exactly as it arrived, undecoded (a SAML Redirect-binding
+        signature covers these bytes); None when the integration does not give it.
     """
 
     method: str
@@ -139,6 +141,7 @@ class WebRequest:
     csrf_verified: bool = False
     csrf_token: str | None = None
     wants_json: bool = False
+    query_string: str | None = None
     _mapped: tuple[QlikUser | None] | None = field(default=None, init=False, repr=False)
 
     def header(self, name: str) -> str | None:

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ..bridges import MAX_REQUEST_BYTES
 from ..bridges.registry import SsoKey, SsoSessionRegistry
 from ..exceptions import ConfigurationError, QlikAuthError
 from ..identity import QlikUser
@@ -281,7 +282,10 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     parts = saml_parts(runtime)
     binding = "redirect" if request.method == "GET" else "post"
     params = request.args if binding == "redirect" else request.form
-    raw_query = (request.full_path or "").partition("?")[2] if binding == "redirect" else None
+    raw_query = None
+    if binding == "redirect":
+        raw_query = request.query_string if request.query_string is not None \
+            else (request.full_path or "").partition("?")[2]
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     result = parts.sp.handle_slo(binding, params, raw_query, token)
     if not isinstance(result, IdpLogoutRequest):
@@ -296,3 +300,9 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
                     session_ids=found.session_ids, signin_ids=found.signin_ids,
                     reason="SAML single logout")
     return RedirectAnswer(location=result.response.location, cookies=done.cookies)
+
+
+# The SAML endpoints that take a body: the integrations bound it before reading (a 32 MiB POST
+# to the ACS is refused unread).
+for _flow in (saml_acs, saml_slo):
+    _flow.max_body = MAX_REQUEST_BYTES  # type: ignore[attr-defined]

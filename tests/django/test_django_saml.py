@@ -214,3 +214,14 @@ def test_a_saml_sign_in_as_admin_does_not_become_the_local_admin(emulator_factor
     finally:
         idp.stop()
         User.objects.filter(username="Alice@Example.com").delete()
+
+
+def test_a_body_over_the_bound_is_refused_unread(setup: Any) -> None:
+    """The SAML endpoints refuse a larger Content-Length (413) before request.POST reads it: were
+    the short body read, it would be refused as a missing SAMLResponse instead."""
+    emu, idp, client = setup
+    r = client.post("/qlik/saml/acs", data="SAMLResponse=", secure=True,
+                    content_type="application/x-www-form-urlencoded",
+                    CONTENT_LENGTH=str(32 * 1024 * 1024))
+    assert r.status_code == 413 and b"too large" in r.content.lower()
+    assert emu.state.sessions() == []

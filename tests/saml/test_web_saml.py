@@ -394,3 +394,22 @@ def test_session_key_holds_no_assertion(ticket_portal, idp):
     assert set(data) == {"issuer", "name_id", "format", "name_qualifier", "sp_name_qualifier", "session_index", "user"}
     assert not re.search(r"Signature|Assertion", repr(data))
 
+
+
+def test_a_body_over_the_bound_is_refused_unread_on_both_frameworks(ticket_portal, qps_calls):
+    """A 32 MiB POST to the ACS is refused on its Content-Length (413), before the framework
+    reads the body into memory."""
+    from qlikauth.bridges import MAX_REQUEST_BYTES
+
+    emu, app = ticket_portal
+    huge = 32 * 1024 * 1024
+    # the declared length decides, before anything is read (were the body read, the short one
+    # sent would be refused as a missing SAMLResponse, not as too large)
+    r = app.test_client().post("/qlik/saml/acs", data=b"SAMLResponse=",
+                               content_type="application/x-www-form-urlencoded",
+                               environ_overrides={"CONTENT_LENGTH": str(huge)})
+    assert r.status_code == 413 and "too large" in r.get_data(as_text=True).lower()
+    # a longer body than the bound is refused too
+    r = app.test_client().post("/qlik/saml/acs", data={"SAMLResponse": "A" * (MAX_REQUEST_BYTES + 10)})
+    assert r.status_code == 413
+    assert qps_calls == []
