@@ -44,7 +44,8 @@ class SignOutParticipant(Protocol):
     """
 
     def sign_out(self, request: Any, user: QlikUser | None) -> Any:
-        """End what this participant holds for ``user`` (errors: raise a QlikAuthError)."""
+        """End what this participant holds for ``user`` (errors: raise a QlikAuthError);
+        ``request`` is None when the sign-out happens without a browser (back-channel logout)."""
 
 
 class QlikAuthRuntime:
