@@ -383,8 +383,8 @@ def _load(raw: bytes | None) -> dict[str, Any]:
 # -- the one way out ---------------------------------------------------------------------
 def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: str,
              users: Iterable[QlikUser] = (), session_ids: Iterable[str] = (),
-             signin_ids: Iterable[str] = (), this_browser: bool = True,
-             portal: bool = True) -> SignedOut:
+             signin_ids: Iterable[str] = (), people: Iterable[QlikUser] = (),
+             this_browser: bool = True, portal: bool = True) -> SignedOut:
     """End a sign-in everywhere; never raises for a node, the store or Qlik Cloud failing.
 
     :param request: the browser's request when the sign-out happens in it (its portal session's
@@ -395,6 +395,8 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
         tell which belong to this browser, and on a shared workstation that is what is wanted).
     :param session_ids: proxy sessions to end on every node.
     :param signin_ids: sign-ins to revoke (their portal-session copies never work again).
+    :param people: the users being signed out whose proxy sessions are named by id (an SSO
+        sign-in in session mode): their Qlik Cloud tokens are revoked too.
     :param this_browser: False when ``request`` is another user's browser (the previous user at
         a user switch): its portal state and cookies are left to the sign-in that follows.
     :param portal: False for "sign out of Qlik only": the proxy sessions and Qlik Cloud tokens
@@ -407,6 +409,7 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
     reported in :attr:`SignedOut.problems`; nothing secret is.
     """
     users = list(users)
+    everyone = list(people)
     ids = [s for s in session_ids if s]
     signins = [s for s in signin_ids if s]
     cookies: tuple[Cookie, ...] = ()
@@ -421,6 +424,8 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
                 # A portal sign-in: every proxy session of the user. An SSO sign-in's are named
                 # by the registry (one IdP session's, not the same person's in another browser).
                 users += _record_users(record)
+            else:
+                everyone += _record_users(record)
         if isinstance(remembered, dict) and isinstance(remembered.get("sid"), str):
             ids.append(remembered["sid"])
         cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
@@ -431,15 +436,13 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
         elif session is not None:
             session.pop(SESSION_KEY, None)
         cookies = (runtime.clear_cookie(), seen_cookie(runtime, None))
-    unique: list[QlikUser] = []
-    for user in users:
-        if not any(u.key == user.key for u in unique):
-            unique.append(user)
+    unique = _unique(users)
+    signed_out = _unique(users + everyone)
     problems = _revoke(runtime, signins)
     report = runtime.qps.end_everywhere(unique, ids)
     problems += runtime.pending.add(report.failed)
     for participant in runtime.sign_outs:
-        for user in unique:
+        for user in signed_out:
             try:
                 participant.sign_out(request, user)
             except QlikAuthError as exc:
@@ -451,8 +454,16 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
     for problem in problems:
         log.warning("qlikauth: sign-out (%s): %s", reason, problem)
     log.info("qlikauth: sign-out (%s): %d user(s), %d proxy session(s) ended%s", reason,
-             len(unique), report.ended, "" if report.complete else ", some left pending")
-    return SignedOut(report, tuple(unique), cookies, tuple(problems))
+             len(signed_out), report.ended, "" if report.complete else ", some left pending")
+    return SignedOut(report, tuple(signed_out), cookies, tuple(problems))
+
+
+def _unique(users: Iterable[QlikUser]) -> list[QlikUser]:
+    out: list[QlikUser] = []
+    for user in users:
+        if not any(u.key == user.key for u in out):
+            out.append(user)
+    return out
 
 
 _FINISH_EVERY = 30.0

@@ -317,7 +317,8 @@ def _end(runtime: QlikAuthRuntime, request: WebRequest | None, record: Mapping[s
         runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
     return sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
-                    signin_ids=found.signin_ids if found else (), reason=reason)
+                    signin_ids=found.signin_ids if found else (),
+                    people=found.users if found else (), reason=reason)
 
 
 def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | None = None) -> SsoSessionState:
@@ -417,7 +418,8 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return JsonAnswer(status=200, data={})
     found = o.registry.take(event.issuer, subject, [event.sid] if event.sid else None)
     done = sign_out(None, runtime, users=found.end_users, session_ids=found.session_ids,
-                    signin_ids=found.signin_ids, reason="OIDC back-channel logout")
+                    signin_ids=found.signin_ids, people=found.users,
+                    reason="OIDC back-channel logout")
     # The sign-in is revoked and what a node could not end is pending: the logout is done.
     log.info("OIDC back-channel logout: %d proxy session(s) ended%s", done.report.ended,
              "" if done.report.complete else ", the rest pending")

@@ -255,7 +255,8 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         if key is not None else None
     done = sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
-                    signin_ids=found.signin_ids if found else (), reason="SAML logout")
+                    signin_ids=found.signin_ids if found else (),
+                    people=found.users if found else (), reason="SAML logout")
     if key is None:
         return RedirectAnswer(location=destination, cookies=done.cookies)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
@@ -298,7 +299,7 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     # The browser that carried the request (if it is the one named) is signed out here too.
     done = sign_out(request if here else None, runtime, users=found.end_users,
                     session_ids=found.session_ids, signin_ids=found.signin_ids,
-                    reason="SAML single logout")
+                    people=found.users, reason="SAML single logout")
     return RedirectAnswer(location=result.response.location, cookies=done.cookies)
 
 
