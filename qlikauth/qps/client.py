@@ -238,6 +238,18 @@ class QpsClient:
             self._mark(node, False)
         raise self._http_error(status, payload, node, what)
 
+    def _call_idempotent(self, node: str, method: str, path: str, *, what: str,
+                         secret_in_path: bool = False) -> tuple[int, Any]:
+        """:meth:`_call` for a lookup or a delete: a kept-alive connection the node had already
+        closed (nothing reached QPS's logic) is tried once more on a fresh one, so an idle pool
+        never makes a live node look down."""
+        try:
+            return self._call(node, method, path, what=what, secret_in_path=secret_in_path)
+        except QpsConnectionError as exc:
+            if not getattr(exc, "stale", False):
+                raise
+            return self._call(node, method, path, what=what, secret_in_path=secret_in_path)
+
     def _read_body(self, resp: QpsAnswer, node: str, what: str) -> bytes:
         cap = self.max_response_bytes
         length = resp.headers.get("Content-Length")
@@ -388,8 +400,8 @@ class QpsClient:
         return ProxySession(session_id=sid, user=user, node=node)
 
     def _get_session_on(self, node: str, session_id: str) -> ProxySession | None:
-        status, data = self._call(node, "GET", f"session/{quote(session_id, safe='')}",
-                                  what="session lookup", secret_in_path=True)
+        status, data = self._call_idempotent(node, "GET", f"session/{quote(session_id, safe='')}",
+                                             what="session lookup", secret_in_path=True)
         if status == 404:
             return None
         return self._session_from(data, node)
@@ -505,15 +517,16 @@ class QpsClient:
             users_left, ids_left = list(wanted_users), list(wanted_ids)
             try:
                 while users_left:
-                    status, data = self._call(node, "DELETE", self._user_path(users_left[0]),
-                                              what="user logout")
+                    status, data = self._call_idempotent(node, "DELETE",
+                                                         self._user_path(users_left[0]),
+                                                         what="user logout")
                     if status != 404:
                         ended += len(self._sessions_from(data, node))
                     users_left.pop(0)
                 while ids_left:
-                    status, _ = self._call(node, "DELETE",
-                                           f"session/{quote(ids_left[0], safe='')}",
-                                           what="session delete", secret_in_path=True)
+                    status, _ = self._call_idempotent(node, "DELETE",
+                                                      f"session/{quote(ids_left[0], safe='')}",
+                                                      what="session delete", secret_in_path=True)
                     ended += status != 404
                     ids_left.pop(0)
             except QpsError as exc:
