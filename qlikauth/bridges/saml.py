@@ -706,7 +706,7 @@ class SamlServiceProvider:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
 
-        out = []
+        out: list[Any] = []
         for cert in self._client.metadata.certs(self.idp_entity_id, "idpsso", "signing"):
             pem = cert[1] if isinstance(cert, tuple) else cert
             der = base64.b64decode(re.sub(r"-----[^-]+-----|\s+", "", pem))
