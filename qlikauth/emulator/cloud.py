@@ -1137,7 +1137,8 @@ def run(args: argparse.Namespace, *, ready: Callable[[CloudTenant], None] | None
             print(f"CA (verify=)       {tenant.root_pem}", flush=True)
             if ready is not None:
                 ready(tenant)
-            stop.wait()
+            while not stop.wait(0.5):  # a timed wait: the signal handler runs promptly
+                pass
     finally:
         for s, h in old.items():
             signal.signal(s, h)
