@@ -58,7 +58,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised by tests/pack
 try:  # optional: faster where it exists (not on Windows), asyncio's loop otherwise
     import uvloop
 except ModuleNotFoundError:  # pragma: no cover - depends on the platform
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 __all__ = ["BackgroundServer", "strict_http", "MAX_HEADER_BYTES", "MAX_HEADER_LINE", "MAX_BODY_BYTES",
            "KEEPALIVE_TIMEOUT", "LOOPS"]
@@ -261,7 +261,7 @@ class BackgroundServer:
         self._stopping = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._transports: dict[tuple[Any, ...], asyncio.BaseTransport] = {}
+        self._transports: dict[tuple[Any, ...], asyncio.Transport] = {}
         self._refusing = False
         self._sock: socket.socket | None = None
 
