@@ -170,7 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with a fault on the qps (default) or hub port: " + ", ".join(FAULT_KINDS))
     parser.add_argument("--control", choices=("stdin",), default=None,
                         help="read fault commands from standard input while running: 'fault [qps|hub|both] KIND "
-                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', 'restart' "
+                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', "
+                             "'restart' "
                              "(one per line, answered on stdout)")
 
 

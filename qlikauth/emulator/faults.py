@@ -157,7 +157,8 @@ class FaultSwitch:
             srv = self.server
             if srv is None or not srv.running:
                 return
-            if old is not None and old.kind in CLOSED and (fault is None or fault.kind not in CLOSED):
+            reopen = fault is None or fault.kind not in CLOSED
+            if old is not None and old.kind in CLOSED and reopen:
                 srv.refuse_connections(False)
             if fault is not None and fault.kind in TLS_FAULTS:
                 srv.set_ssl_context(self._context_for(fault.kind))

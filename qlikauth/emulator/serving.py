@@ -46,7 +46,8 @@ from types import TracebackType
 from typing import Any
 
 try:
-    import httptools  # noqa: F401 - what uvicorn's HttpToolsProtocol parses with: named first if missing
+    # what uvicorn's HttpToolsProtocol parses with: named first when it is missing
+    import httptools  # noqa: F401
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
@@ -243,7 +244,8 @@ class BackgroundServer:
             raise ModuleNotFoundError("loop='uvloop' needs uvloop installed (it is optional; "
                                       "not available on Windows).", name="uvloop")
         #: What uvicorn calls: the app, behind strict_http with ``strict``.
-        self.app = strict_http(app, max_body=max_body, max_header_bytes=max_header_bytes) if strict else app
+        self.app = (strict_http(app, max_body=max_body, max_header_bytes=max_header_bytes)
+                    if strict else app)
         self.name = name
         self.bind = bind
         self._want_port = int(port)
@@ -252,7 +254,8 @@ class BackgroundServer:
         self._presented: ssl.SSLContext | None = None
         self.on_connect = on_connect
         self._keepalive = keepalive_timeout
-        self.loop_name = "uvloop" if loop == "uvloop" or (loop == "auto" and uvloop is not None) else "asyncio"
+        on_uvloop = loop == "uvloop" or (loop == "auto" and uvloop is not None)
+        self.loop_name = "uvloop" if on_uvloop else "asyncio"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
@@ -306,12 +309,14 @@ class BackgroundServer:
         class Protocol(HttpToolsProtocol):
             qlikauth_peer: tuple[Any, ...] = ()
 
-            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            def connection_made(  # type: ignore[override]
+                    self, transport: asyncio.Transport) -> None:
                 # asyncio calls this once the TLS handshake has completed; the protocol writes
                 # through _Coalescing (one write per answer).
                 self.qlikauth_peer = _peer(transport)
                 owner._transports[self.qlikauth_peer] = transport
-                super().connection_made(_Coalescing(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+                joined = _Coalescing(transport, asyncio.get_running_loop())
+                super().connection_made(joined)  # type: ignore[arg-type]
                 if owner.on_connect is not None:
                     owner.on_connect()
 
@@ -322,7 +327,8 @@ class BackgroundServer:
         class WebSocketProtocol(WSProtocol):
             qlikauth_peer: tuple[Any, ...] = ()
 
-            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            def connection_made(  # type: ignore[override]
+                    self, transport: asyncio.Transport) -> None:
                 # After an upgrade: the connection stays registered under its peer.
                 self.qlikauth_peer = _peer(transport)
                 super().connection_made(transport)
@@ -333,7 +339,8 @@ class BackgroundServer:
 
         return Protocol, WebSocketProtocol
 
-    def _ssl_context(self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def _ssl_context(self, config: uvicorn.Config,
+                     default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         # uvicorn's ssl_context_factory hook: the given context as is, alerting on refusal.
         self._base_context.sslobject_class = _AlertingSSLObject
         return self._base_context
@@ -349,7 +356,8 @@ class BackgroundServer:
             ssl_context_factory=self._ssl_context)
 
     def _run(self) -> None:
-        factory = uvloop.new_event_loop if self.loop_name == "uvloop" and uvloop is not None else None
+        on_uvloop = self.loop_name == "uvloop" and uvloop is not None
+        factory = uvloop.new_event_loop if on_uvloop else None
         try:
             with asyncio.Runner(loop_factory=factory) as runner:
                 runner.run(self._main())
