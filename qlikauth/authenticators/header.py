@@ -19,8 +19,8 @@ from ..exceptions import ConfigurationError, HeaderError, IdentityError
 from ..identity import QlikUser
 from .base import Headers
 
-__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE", "check_header_name",
-           "parse_header_pattern"]
+__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE",
+           "check_header_name", "parse_header_pattern"]
 
 log = logging.getLogger("qlikauth.header")
 
@@ -76,7 +76,8 @@ def parse_header_pattern(pattern: str) -> tuple[tuple[str, str], ...]:
     qlikauth releases wrote it). ``$ud`` and ``$id`` must each appear once.
     """
     if not isinstance(pattern, str):
-        raise ConfigurationError("the dynamic header pattern must be a string such as '$ud\\\\$id'.")
+        raise ConfigurationError(
+            "the dynamic header pattern must be a string such as '$ud\\\\$id'.")
     pieces: list[tuple[str, str]] = []
     text: list[str] = []
     i = 0

@@ -488,12 +488,13 @@ class QlikCloud:
             wait = _retry_after(resp.headers.get("Retry-After"))
             if wait is None:
                 # no Retry-After: exponential back-off with jitter, so callers spread out
-                wait = min(0.5 * 2 ** attempt, self.max_retry_wait) * (0.5 + secrets.randbelow(1000) / 2000)
+                jitter = 0.5 + secrets.randbelow(1000) / 2000
+                wait = min(0.5 * 2 ** attempt, self.max_retry_wait) * jitter
             if attempt == self.rate_limit_retries or wait > self.max_retry_wait:
                 raise QlikEndpointHTTPError(
                     f"the Qlik Cloud tenant rate-limited /oauth/token (429) after {attempt + 1} "
-                    f"attempt(s); it asks to wait {wait:.0f} s. Cache access tokens (AccessTokenCache) "
-                    "so one token serves many page loads.",
+                    f"attempt(s); it asks to wait {wait:.0f} s. Cache access tokens "
+                    "(AccessTokenCache) so one token serves many page loads.",
                     status_code=429, url=resp.url, retry_after=wait)
             log.info("Qlik Cloud /oauth/token answered 429: retrying in %.1f s", wait)
             time.sleep(wait)

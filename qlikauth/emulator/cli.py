@@ -170,7 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with a fault on the qps (default) or hub port: " + ", ".join(FAULT_KINDS))
     parser.add_argument("--control", choices=("stdin",), default=None,
                         help="read fault commands from standard input while running: 'fault [qps|hub|both] KIND "
-                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', 'restart' "
+                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', "
+                             "'restart' "
                              "(one per line, answered on stdout)")
 
 
@@ -192,6 +193,17 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         port, colon, kind = head.partition(":")
         words = ([port, kind] if colon else [head]) + [w for w in rest.split(",") if w]
         faults.append(parse_fault(words))
+    # The handlers go in before the node starts: a SIGTERM that comes while it starts (or at any
+    # time after) ends it cleanly, once; a second one stops waiting for that.
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, frame: object) -> None:
+            if stop.is_set():
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
     with emu:
         for port, fault in faults:
             emu.inject(fault, port=port)
@@ -212,9 +224,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
 
             threading.Thread(target=_control_loop, args=(emu, sys.stdin, stop), daemon=True,
                              name="emulator-control").start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the signal handler runs within half a second
+            pass
     print("qlikauth emulator stopped.", flush=True)
     return 0

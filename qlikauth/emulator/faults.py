@@ -8,7 +8,8 @@ running. The kinds (:data:`FAULT_KINDS`):
 ``refuse``                the port stops listening: connections are refused (open ones reset)
 ``crash``                 the node dies: both ports refuse and every ticket and proxy session
                           is lost; clearing it (or ``restart()``) starts the node afresh
-``hang``                  requests are read and never answered (``seconds``, default: until cleared)
+``hang``                  requests are read and never answered (``seconds``, default: until cleared;
+                          at most :data:`MAX_HANG`, 600 s, then the connection is reset)
 ``error``                 every request gets ``status`` (default 503 Service Unavailable)
 ``drop``                  the connection is reset after the request is read, no answer
 ``slow``                  every answer waits ``seconds`` (default 1.0) first
@@ -54,7 +55,7 @@ REQUEST_FAULTS = ("hang", "error", "drop", "slow")
 #: Kinds that close the listening port.
 CLOSED = ("refuse", "crash")
 FAULT_KINDS = ("refuse", "crash", *REQUEST_FAULTS, *TLS_FAULTS)
-#: A hang without ``seconds`` ends at the latest after this long (the connection is then reset).
+#: The longest ``hang`` or ``slow`` (also a hang without ``seconds``: the connection is then reset).
 MAX_HANG = 600.0
 
 #: What a fault hook answers when the connection was reset instead of answered.
@@ -72,8 +73,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ConfigurationError(f"unknown fault {self.kind!r}: choose one of {', '.join(FAULT_KINDS)}.")
-        if self.seconds is not None and not 0 <= self.seconds <= 3600:
-            raise ConfigurationError("a fault's seconds must be between 0 and 3600.")
+        if self.seconds is not None and not 0 <= self.seconds <= MAX_HANG:
+            raise ConfigurationError(f"a fault's seconds must be between 0 and {MAX_HANG:g}.")
         if self.kind == "error" and not 500 <= self.status <= 599:
             raise ConfigurationError(f"an 'error' fault answers a 5xx status, not {self.status}.")
 
@@ -156,7 +157,8 @@ class FaultSwitch:
             srv = self.server
             if srv is None or not srv.running:
                 return
-            if old is not None and old.kind in CLOSED and (fault is None or fault.kind not in CLOSED):
+            reopen = fault is None or fault.kind not in CLOSED
+            if old is not None and old.kind in CLOSED and reopen:
                 srv.refuse_connections(False)
             if fault is not None and fault.kind in TLS_FAULTS:
                 srv.set_ssl_context(self._context_for(fault.kind))

@@ -139,8 +139,8 @@ class Hub:
         vp, rest = self._proxy_for(req.path)
         if not self.allowed(vp, host):
             # Never build a TargetUri (or anything else) from a host the virtual proxy does not list.
-            resp = Response.text(403, "Forbidden: the Host header names a host that is not on this virtual "
-                                      "proxy's host allow list.\n", close=True)
+            resp = Response.text(403, "Forbidden: the Host header names a host that is not on "
+                                      "this virtual proxy's host allow list.\n", close=True)
         else:
             resp = self._serve(req, vp, rest, host)
         if vp.additional_response_headers and resp.websocket is None:
@@ -232,14 +232,16 @@ class Hub:
         if not auth.lower().startswith("bearer "):
             return self._session_from_cookie(req, vp)
         if req.websocket and vp.websocket_csrf:
-            return Response.text(403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
+            return Response.text(
+                403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         from ..exceptions import JwtError
         from ..jose import verify_jwt
         from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem
 
         token = auth[7:].strip()
         try:
-            _, claims = verify_jwt(token, public_key_from_pem(vp.jwt_certificate or ""), RSA_ALGORITHMS)
+            cert_key = public_key_from_pem(vp.jwt_certificate or "")
+            _, claims = verify_jwt(token, cert_key, RSA_ALGORITHMS)
         except JwtError as exc:
             return self._deny(req, 401, "Invalid JWT", f"The token was refused: {exc}")
         now = time.time()

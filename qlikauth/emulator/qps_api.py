@@ -87,7 +87,8 @@ def _qps_user(data: dict[str, Any]) -> QlikUser:
     pairs: list[tuple[str, str]] = []
     for i, item in enumerate(attrs):
         if not isinstance(item, dict) or len(item) != 1:
-            raise IdentityError(f"Attributes[{i}] must be an object with one key.", field="attributes")
+            raise IdentityError(f"Attributes[{i}] must be an object with one key.",
+                                field="attributes")
         ((name, value),) = item.items()
         if not isinstance(name, str) or not isinstance(value, str):
             raise IdentityError(f"Attributes[{i}] must map a name to a string.", field="attributes")

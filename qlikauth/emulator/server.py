@@ -248,7 +248,8 @@ class Emulator:
             # A crash takes the whole node down, whichever port was named.
             ports = ("qps", "hub")
         elif self.crashed:
-            raise ConfigurationError("the node has crashed: restart() it (or clear_faults()) first.")
+            raise ConfigurationError(
+                "the node has crashed: restart() it (or clear_faults()) first.")
         for p in ports:
             self._faults[p].set(fault)
         if fault.kind == "crash":
