@@ -6,7 +6,7 @@
 
 * **Validation**: one real id_token from the provider, validated over and over with a warm JWKS
   cache by qlikauth (``OidcRelyingParty.validate_id_token``: every check, signature by
-  python-jose with the cryptography backend) and by PyJWT given the provider's key already
+  joserfc, through qlikauth.jose) and by PyJWT given the provider's key already
   loaded (``jwt.decode`` with algorithms, audience, issuer, leeway, required claims, then the
   nonce compared), interleaved in rounds; the figure is the median of per-round ratios.
 * **Storm**: N users at once through a portal on gunicorn (bench/oidc_storm_app.py): portal

@@ -23,11 +23,11 @@ The tree::
     ├── QlikEndpointError                 a call to a Qlik Cloud tenant or a JWT virtual proxy failed
     │   ├── QlikEndpointConnectionError   no usable answer (TLS, timeout, refused)
     │   └── QlikEndpointHTTPError         an error status (.status_code, Qlik's .errors list)
-    └── BridgeError                       turning an IdP login into a Qlik user failed
+    └── BridgeError(.code)                turning an IdP login into a Qlik user failed
         ├── ClaimsError(.code, .claim)    the IdP's claims cannot make a Qlik user
-        ├── SamlError
-        ├── OidcError
-        └── JwtError
+        ├── SamlError(.code)
+        ├── OidcError(.code)
+        └── JwtError(.code)
 
 Every message says what was wrong and what to do. Secrets (tickets, session ids,
 private keys, passphrases, JWTs) never appear in a message: at most a short prefix.
@@ -242,9 +242,17 @@ class QlikEndpointHTTPError(QlikEndpointError):
 
 
 class BridgeError(QlikAuthError):
-    """Turning an identity provider's login into a Qlik user failed."""
+    """Turning an identity provider's login into a Qlik user failed.
+
+    ``code`` names the check that failed (a short ``snake_case`` word, the same name on every
+    bridge error), for logs, metrics and tests; the message says what to do.
+    """
 
     status = 401
+    code: str
+
+    def __init__(self, message: str, *, code: str = "invalid", **context: Any) -> None:
+        super().__init__(message, code=code, **context)
 
 
 class ClaimsError(BridgeError):
@@ -273,15 +281,11 @@ class SamlError(BridgeError):
     ``too_large``, ``missing``.
     """
 
-    code: str
-
-    def __init__(self, message: str, *, code: str = "invalid", **context: Any) -> None:
-        super().__init__(message, code=code, **context)
-
 
 class OidcError(BridgeError):
-    """An OpenID Connect login was refused."""
+    """An OpenID Connect login was refused; ``code`` says which check failed (``signature``,
+    ``expired``, ``unknown_kid``, ``nonce``, ``provider_tls``, ...)."""
 
 
 class JwtError(BridgeError):
-    """A JWT could not be minted or was refused."""
+    """A JWT could not be minted or was refused; ``code`` says which check failed."""

@@ -13,6 +13,15 @@ Attributes are an *ordered list* of ``(name, value)`` pairs: names repeat (one
 as a list of single-key objects: ``[{"group": "Sales"}, {"group": "Finance"}]``.
 Qlik writes them into ``X-Qlik-Security`` as ``name=value;`` pairs, so a value with
 ``;`` (or a name with ``=``/``;``) could forge a second attribute: those are refused.
+
+Every text is Unicode scalar values only: a lone surrogate (which no encoder writes) or a
+noncharacter (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF) is refused with :class:`IdentityError`, as
+are control characters. Error messages quote at most a short prefix of a refused value.
+
+:func:`fold_identity` is the one normalisation of an identity (NFKC, then case-folding), used
+by the claims mapping's ``lower``/``casefold`` transforms: it refuses a value whose meaning
+changes under it (U+212A KELVIN SIGN would fold to an ASCII ``k``, so ``\u212Aate`` would
+become ``kate``) or that mixes scripts (Latin with Cyrillic look-alikes), unless allowed.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from typing import Any
 
 from .exceptions import IdentityError
 
-__all__ = ["QlikUser", "Attribute", "security_header_value"]
+__all__ = ["QlikUser", "Attribute", "security_header_value", "fold_identity", "shown", "check_text"]
 
 #: The longest directory, id, attribute name or value we accept. Qlik documents no
 #: limit; QPS rejects headers over 16 KiB, and nothing legitimate comes close to this.
@@ -37,13 +46,60 @@ Attribute = tuple[str, str]
 _WHITESPACE = re.compile(r"\s")
 
 
-def _has_control(text: str) -> bool:
-    # str.isprintable() is False for every Cc, Cf, Zl and Zp character (and for a few more
-    # categories, such as spaces other than " ", which are allowed): only then is it worth
-    # asking unicodedata character by character. Identities are built on every page view.
+#: How much of a refused value a message quotes.
+SHOWN_PREFIX = 24
+
+
+def shown(value: Any, limit: int = SHOWN_PREFIX) -> str:
+    """A short quotation of an untrusted value for messages and logs: its first ``limit``
+    characters, non-ASCII ones escaped (a look-alike letter shows as ``\\u212a``)."""
+    text = value if isinstance(value, str) else str(type(value).__name__)
+    head = text[:limit]
+    return ascii(head) + (f"... ({len(text)} characters)" if len(text) > limit else "")
+
+
+def _is_noncharacter(code: int) -> bool:
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
+
+
+def _bad_character(text: str) -> str | None:
+    """What kind of forbidden character ``text`` holds (None: none)."""
+    # str.isprintable() is False for every Cc, Cf, Cs, Cn, Zl and Zp character (and for a few
+    # more categories, such as spaces other than " ", which are allowed): only then is it
+    # worth asking unicodedata character by character. Identities are built on every page view.
     if text.isprintable():
-        return False
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+        return None
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            return "a lone surrogate (not a Unicode character: the text was decoded wrongly)"
+        if category in ("Cc", "Cf", "Zl", "Zp"):
+            return "a control or invisible formatting character"
+        if category == "Cn" and _is_noncharacter(ord(ch)):
+            return "a Unicode noncharacter"
+    return None
+
+
+def check_text(value: Any, field_name: str, *, allow_empty: bool = False,
+               strip: bool = True) -> str:
+    """``value`` as identity text (trimmed): a string of Unicode characters, no control
+    character, surrogate or noncharacter, at most :data:`MAX_FIELD_LENGTH` long; else
+    :class:`IdentityError` naming ``field_name``. For fields without Qlik's ``;``/``=``/``\\``
+    rules (a Qlik Cloud name, e-mail or group)."""
+    if not isinstance(value, str):
+        raise IdentityError(f"{field_name} must be a string, got {type(value).__name__}.",
+                            field=field_name)
+    trimmed = value.strip() if strip else value
+    if not trimmed.strip() and not allow_empty:
+        raise IdentityError(f"{field_name} is empty or only whitespace.", field=field_name)
+    bad = _bad_character(trimmed)
+    if bad is not None:
+        raise IdentityError(f"{field_name} {shown(trimmed)} contains {bad}: remove it.",
+                            field=field_name)
+    if len(trimmed) > MAX_FIELD_LENGTH:
+        raise IdentityError(f"{field_name} is {len(trimmed)} characters long; the limit is "
+                            f"{MAX_FIELD_LENGTH}.", field=field_name)
+    return trimmed
 
 
 def _clean_name_part(value: Any, field_name: str) -> str:
@@ -58,25 +114,26 @@ def _clean_name_part(value: Any, field_name: str) -> str:
             f"{'directory' if field_name == 'user_directory' else 'id'} as Qlik knows it.",
             field=field_name,
         )
+    bad = _bad_character(trimmed)
+    if bad is not None:
+        raise IdentityError(
+            f"{field_name} {shown(trimmed)} contains {bad}: remove it (identities travel in HTTP "
+            "headers and JSON).",
+            field=field_name,
+        )
     if "\\" in trimmed:
         raise IdentityError(
-            f"{field_name} {trimmed!r} contains a backslash, which Qlik uses to separate "
+            f"{field_name} {shown(trimmed)} contains a backslash, which Qlik uses to separate "
             "directory and id: pass them separately, or use QlikUser.parse('DIRECTORY\\\\user').",
             field=field_name,
         )
     if ";" in trimmed or "=" in trimmed:
-        shown = " and ".join(repr(ch) for ch in ";=" if ch in trimmed)
+        chars = " and ".join(repr(ch) for ch in ";=" if ch in trimmed)
         raise IdentityError(
-            f"{field_name} contains {shown}; Qlik writes identities as "
+            f"{field_name} contains {chars}; Qlik writes identities as "
             "'UserDirectory=...; UserId=...' into headers such as X-Qlik-User, so such a "
             f"{'directory' if field_name == 'user_directory' else 'user id'} could pass for "
             "another user. Map it to a name without ';' and '=' first.",
-            field=field_name,
-        )
-    if _has_control(trimmed):
-        raise IdentityError(
-            f"{field_name} contains a control or invisible formatting character: "
-            "remove it (identities travel in HTTP headers).",
             field=field_name,
         )
     if len(trimmed) > MAX_FIELD_LENGTH:
@@ -96,25 +153,33 @@ def _clean_attribute(index: int, name: Any, value: Any) -> Attribute:
             field=where,
         )
     name = name.strip()
+    for text, part in ((name, "name"), (value, "value")):
+        bad = _bad_character(text)
+        if bad is not None:
+            raise IdentityError(
+                f"{where}.{part} {shown(text)} contains {bad}: map the value to one without it.",
+                field=f"{where}.{part}",
+            )
     if not name:
         raise IdentityError(f"{where}.name is empty: every attribute needs a name.", field=f"{where}.name")
-    if ";" in name or "=" in name or "," in name or _has_control(name) or _WHITESPACE.search(name):
+    if ";" in name or "=" in name or "," in name or _WHITESPACE.search(name):
         raise IdentityError(
-            f"{where}.name {name!r} contains whitespace, ';', '=', ',' or a control character; "
+            f"{where}.name {shown(name)} contains whitespace, ';', '=', ',' or a control "
+            "character; "
             "Qlik writes attributes as 'name=value;' into X-Qlik-Security, so such a name "
             "could forge another attribute. Use letters, digits, '-', '_' or '.'.",
             field=f"{where}.name",
         )
-    if ";" in value or _has_control(value):
+    if ";" in value:
         raise IdentityError(
-            f"{where} ({name}) has a value with ';' or a control character; Qlik writes "
+            f"{where} ({shown(name)}) has a value with ';' or a control character; Qlik writes "
             "attributes as 'name=value;' into X-Qlik-Security, so such a value could forge "
             "another attribute. Map the value to a safe name first.",
             field=f"{where}.value",
         )
     if len(name) > MAX_FIELD_LENGTH or len(value) > MAX_FIELD_LENGTH:
         raise IdentityError(
-            f"{where} ({name}) is longer than {MAX_FIELD_LENGTH} characters.", field=where
+            f"{where} ({shown(name)}) is longer than {MAX_FIELD_LENGTH} characters.", field=where
         )
     return (name, value)
 
@@ -154,7 +219,8 @@ def _normalise_attributes(
                     name, value = item
                 except (TypeError, ValueError):
                     raise IdentityError(
-                        f"attribute {item!r} is not a (name, value) pair.", field="attributes"
+                        f"attribute {shown(repr(item))} is not a (name, value) pair.",
+                        field="attributes",
                     ) from None
                 pairs.append((name, value))
     return tuple(_clean_attribute(i, n, v) for i, (n, v) in enumerate(pairs))
@@ -238,7 +304,7 @@ class QlikUser:
         """Build a user from Qlik's ``DIRECTORY\\userid`` form."""
         if not isinstance(qualified, str) or "\\" not in qualified:
             raise IdentityError(
-                f"{qualified!r} is not of the form DIRECTORY\\userid (one backslash between "
+                f"{shown(qualified)} is not of the form DIRECTORY\\userid (one backslash between "
                 "user directory and user id).",
                 field="user",
             )
@@ -315,3 +381,61 @@ def security_header_value(attributes: Iterable[Attribute]) -> str:
     parts = ["SecureRequest=true", "Context=AppAccess"]
     parts.extend(f"{n}={v}" for n, v in attributes)
     return "; ".join(parts)
+
+
+#: Scripts that mix within one writing system (Japanese, Korean, Chinese): one group.
+_HAN_FAMILY = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "IDEOGRAPHIC"})
+#: Name words that are not a script (letters shared by every script).
+_NOT_A_SCRIPT = frozenset({"MODIFIER", "COMBINING"})
+
+
+def _script_of(ch: str) -> str | None:
+    """A letter's script, from its Unicode name (None for digits, marks and punctuation)."""
+    if not unicodedata.category(ch).startswith("L"):
+        return None
+    word = unicodedata.name(ch, "").split(" ", 1)[0]
+    if not word or word in _NOT_A_SCRIPT:
+        return None
+    return "HAN" if word in _HAN_FAMILY else word
+
+
+def fold_identity(value: str, *, allow_compatibility: bool = False,
+                  allow_mixed_scripts: bool = False) -> str:
+    """``value`` normalised once for comparison as an identity: NFKC, then case-folded.
+
+    Refused with :class:`IdentityError` unless allowed: a character whose NFKC form is
+    another (U+212A KELVIN SIGN -> ``K``, fullwidth and mathematical letters, ligatures:
+    they would make one person's id equal another's), and letters of more than one script
+    (``pаypal`` with a Cyrillic ``а``); Han, Hiragana, Katakana and Hangul count as one.
+    Lone surrogates and noncharacters are always refused.
+    """
+    if not isinstance(value, str):
+        raise IdentityError(f"an identity must be text, got {type(value).__name__}.",
+                            field="identity")
+    bad = _bad_character(value)
+    if bad is not None and "control" not in bad:
+        raise IdentityError(f"the identity {shown(value)} contains {bad}; refused.",
+                            field="identity")
+    if value.isascii():
+        return value.casefold()
+    if not allow_compatibility:
+        # NFKC differs from NFC only through compatibility mappings, which are per character.
+        changed = next((ch for ch in value if not unicodedata.is_normalized("NFKC", ch)), None)
+        if changed is not None:
+            what = f"U+{ord(changed):04X} {unicodedata.name(changed, '')}".strip()
+            raise IdentityError(
+                f"the identity {shown(value)} holds {what}, which Unicode normalisation (NFKC) "
+                "turns into another character, so two different ids could become one; refused. "
+                "Send the plain characters from the identity provider, or allow compatibility "
+                "characters in the claims mapping (ALLOW_COMPATIBILITY_CHARACTERS).",
+                field="identity")
+    nfkc = unicodedata.normalize("NFKC", value)
+    if not allow_mixed_scripts:
+        scripts = {sc for sc in map(_script_of, nfkc) if sc is not None}
+        if len(scripts) > 1:
+            raise IdentityError(
+                f"the identity {shown(value)} mixes letters of several scripts "
+                f"({', '.join(sorted(scripts))}), the shape of a look-alike of another id; "
+                "refused. Allow it in the claims mapping (ALLOW_MIXED_SCRIPTS) if such ids are "
+                "real at your identity provider.", field="identity")
+    return nfkc.casefold()

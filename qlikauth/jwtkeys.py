@@ -10,23 +10,23 @@ a signature, which is why code that passes PEM text to ``jwt.encode`` on every c
 slow.
 
 Signatures (RS, PS and ES) are made with ``cryptography`` directly (never the ``ecdsa``
-package: CVE-2024-23342), over the JWS compact serialisation python-jose and PyJWT write:
+package: CVE-2024-23342), over the JWS compact serialisation PyJWT writes:
 a compact JSON header with sorted keys (``alg``, ``kid``, ``typ``; built once per key, since
 it never changes), compact JSON claims, base64url without padding, and for ES the raw
 ``r || s`` signature of RFC 7518 section 3.4 (not DER). The algorithm is the key's own,
 fixed when the key is built: a caller's extra headers can add fields but never change
-``alg``. python-jose's ``jws.sign`` did the same through two more layers of dicts, JSON
-and key wrappers, which cost more than the EC signature itself.
+``alg``. A general JOSE library's sign call does the same through more layers of dicts,
+JSON and key wrappers, which cost more than the EC signature itself.
 
-:func:`verify_jwt` is the other side, used by the emulator: an explicit algorithm list
-taken from the key's family, a size cap before any parsing, and refusal of the headers
-that would let a token choose its own key (``jwk``, ``jku``, ``x5u``, ``x5c``) or demand
-unknown processing (``crit``).
+:func:`verify_jwt` is the other side, used by the emulators; it lives in
+:mod:`qlikauth.jose` (joserfc), the one path every JWS verification takes: an explicit
+algorithm list taken from the key's family, a size cap before any parsing, and refusal of
+the headers that would let a token choose its own key (``jwk``, ``jku``, ``x5u``, ``x5c``)
+or demand unknown processing (``crit``).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -71,7 +70,7 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1,
 }
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
-#: JSON as python-jose and PyJWT write it in a JWS: no spaces, ASCII only.
+#: JSON as PyJWT writes it in a JWS: no spaces, ASCII only.
 _SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 
@@ -105,22 +104,9 @@ def _no_default(obj: Any) -> Any:
 
 #: ``json.dumps(obj, separators=(",", ":"))``, the JSON of a JWS's claims (ASCII only).
 compact_json = _compact_json_encoder()
-#: Headers that would let the token pick its own verification key, or demand extensions.
-_REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-
-
-def _jose_backend() -> Any:
-    """python-jose's cryptography backend, or an error naming the extra that installs it."""
-    try:
-        from jose.backends import cryptography_backend
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(
-            f"JWT signing needs python-jose ({exc.name} is missing): pip install 'qlikauth[jwt]'",
-            name=exc.name) from exc
-    return cryptography_backend
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -129,10 +115,6 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 def _b64(data: bytes) -> bytes:
     # base64.urlsafe_b64encode without its two wrapper calls (this runs three times a token).
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
-
-
-def _unb64(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
 def _family(algorithm: str) -> str:
@@ -376,84 +358,16 @@ def public_key_from_pem(pem: bytes | str) -> PublicKey:
     return key
 
 
-def _algorithms_for(key: PublicKey, allowed: Iterable[str]) -> list[str]:
-    fam = ("RS", "PS") if isinstance(key, rsa.RSAPublicKey) else ("ES",)
-    out = []
-    for a in allowed:
-        # HS* and anything unknown never verify here, whatever the caller's list says.
-        if a in ASYMMETRIC_ALGORITHMS and _family(a) in fam:
-            try:
-                _check_key_for(a, key)
-            except ConfigurationError:
-                continue
-            out.append(a)
-    return out
-
-
 def verify_jwt(
     token: str,
     keys: Mapping[Any, PublicKey] | PublicKey,
     algorithms: Iterable[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Verify a compact JWS and return ``(header, claims)``; claims are not checked here.
+    """Verify a compact JWS and return ``(header, claims)``: :func:`qlikauth.jose.verify_jwt`.
 
-    :param keys: one public key, or ``kid -> key`` (the header's ``kid`` picks the key; a
-        token without a ``kid`` only matches the ``None`` entry).
-    :param algorithms: the allow list; it is narrowed further to what the chosen key can
-        verify, so an RSA key never meets an EC or HMAC algorithm.
-    :raises JwtError: with ``reason`` set to ``"malformed"``, ``"algorithm"``, ``"header"``,
-        ``"kid"`` or ``"signature"``.
+    Kept here for the callers that import it from this module; verifying needs joserfc
+    (``pip install 'qlikauth[jwt]'``), minting does not.
     """
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
-        raise JwtError(f"the token is not a string of at most {MAX_TOKEN_BYTES} bytes.", reason="malformed")
-    parts = token.split(".")
-    if len(parts) != 3 or not all(parts[:2]):
-        raise JwtError("the token is not a compact JWS (three base64url parts).", reason="malformed")
-    try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
-        signature = _unb64(parts[2])
-    except (ValueError, TypeError) as exc:
-        raise JwtError("the token's header or claims are not base64url JSON.", reason="malformed") from exc
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise JwtError("the token's header and claims must be JSON objects.", reason="malformed")
-    alg = header.get("alg")
-    refused = [h for h in _REFUSED_HEADERS if h in header]
-    if refused:
-        raise JwtError(f"the token carries header(s) {', '.join(refused)}, which are refused: "
-                       "keys come from configuration only.", reason="header")
-    if isinstance(keys, Mapping):
-        kid = header.get("kid")
-        key = keys.get(kid if isinstance(kid, str) else None)
-        if key is None:
-            raise JwtError("the token's kid matches no configured key.", reason="kid")
-    else:
-        key = keys
-    allowed = _algorithms_for(key, algorithms)
-    if not isinstance(alg, str) or alg not in allowed:
-        raise JwtError(f"the token's algorithm {alg!r} is not allowed here (allowed: {', '.join(allowed) or 'none'}).",
-                       reason="algorithm")
-    if not signature:
-        raise JwtError("the token has an empty signature.", reason="signature")
-    if alg in PSS_ALGORITHMS:
-        signing_input = (parts[0] + "." + parts[1]).encode("ascii")
-        # python-jose has no PS algorithms: verify with cryptography directly.
-        assert isinstance(key, rsa.RSAPublicKey)
-        h = _HASHES[alg[2:]]
-        try:
-            key.verify(signature, signing_input, padding.PSS(mgf=padding.MGF1(h()), salt_length=h().digest_size), h())
-        except InvalidSignature:
-            raise JwtError("the token's signature does not verify with the configured key.",
-                           reason="signature") from None
-        return header, claims
-    backend = _jose_backend()
-    from jose import jws
+    from .jose import verify_jwt as _verify
 
-    jose_key = (backend.CryptographyRSAKey if alg in RSA_ALGORITHMS else backend.CryptographyECKey)(key, alg)
-    try:
-        # One algorithm, chosen above from the key's family: never python-jose's optional default.
-        jws.verify(token, jose_key, algorithms=[alg], verify=True)
-    except Exception:
-        raise JwtError("the token's signature does not verify with the configured key.", reason="signature") from None
-    return header, claims
-
+    return _verify(token, keys, algorithms)

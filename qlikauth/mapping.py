@@ -27,18 +27,27 @@ What it does, in order:
 Claim values are untrusted input: they are only ever copied into attribute values, never
 into names, and :class:`~qlikauth.QlikUser` refuses the values that could forge a second
 attribute in ``X-Qlik-Security``.
+
+Identities are normalised once, by the ``lower`` (or ``casefold``) transform:
+:func:`~qlikauth.identity.fold_identity` (NFKC, then case-folding), which refuses a value whose
+meaning changes under it (U+212A KELVIN SIGN) or that mixes scripts, unless the mapping allows
+it (``ALLOW_COMPATIBILITY_CHARACTERS``, ``ALLOW_MIXED_SCRIPTS``). A claim the identity provider
+does not vouch for (an OpenID Connect ``email`` without ``email_verified: true``: the bridge
+lists it under :data:`UNVERIFIED`) is never the user id or the user directory.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._parse import parse_bool
 from .exceptions import ClaimsError, ConfigurationError, IdentityError
-from .identity import Attribute, QlikUser
+from .identity import Attribute, QlikUser, check_text, fold_identity, shown
 
 __all__ = [
     "ClaimsMapping",
@@ -50,6 +59,7 @@ __all__ = [
     "normalise_claims",
     "TRANSFORMS",
     "SUBJECT",
+    "UNVERIFIED",
     "ENTRA_GROUPS_CLAIM",
     "ENTRA_GROUPS_LINK_CLAIM",
     "DEFAULT_GROUP_CLAIMS",
@@ -57,6 +67,10 @@ __all__ = [
 
 #: The source name meaning "the protocol's subject" (SAML NameID, OIDC ``sub``).
 SUBJECT = "$subject"
+#: The claim under which a bridge lists the claims its provider does not vouch for (their
+#: names); set by the bridge only (it drops one the provider sent), read by
+#: :meth:`ClaimsMapping.map`.
+UNVERIFIED = "$unverified"
 
 #: Entra ID's SAML group claim (object ids unless the app is set to send names).
 ENTRA_GROUPS_CLAIM = "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"
@@ -93,9 +107,10 @@ def _after_backslash(value: str) -> str:
 #: The named transforms a setting may list (applied left to right).
 TRANSFORMS: Mapping[str, Callable[[str], str]] = {
     "strip": str.strip,
-    "lower": str.lower,
+    # Both the one identity normalisation: NFKC then case-folding, look-alikes refused.
+    "lower": fold_identity,
     "upper": str.upper,
-    "casefold": str.casefold,
+    "casefold": fold_identity,
     "before_at": _before_at,
     "after_backslash": _after_backslash,
 }
@@ -125,6 +140,11 @@ def _apply(transforms: Sequence[Callable[[str], str]], value: str) -> str:
     for t in transforms:
         value = t(value)
     return value
+
+
+def _with_allowances(transforms: tuple[Callable[[str], str], ...], fold: Callable[[str], str]
+                     ) -> tuple[Callable[[str], str], ...]:
+    return tuple(fold if t is fold_identity else t for t in transforms)
 
 
 def normalise_claims(raw: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -281,6 +301,27 @@ class CloudIdentity:
     groups: tuple[str, ...]
     realm: str
 
+    def __post_init__(self) -> None:
+        """Check the fields as :class:`~qlikauth.QlikUser` checks its own (IdentityError)."""
+        put = object.__setattr__
+        put(self, "sub", check_text(self.sub, "sub"))
+        put(self, "name", check_text(self.name, "name", allow_empty=True))
+        put(self, "email", check_text(self.email, "email", allow_empty=True))
+        put(self, "realm", check_text(self.realm, "realm"))
+        verified = self.email_verified
+        if isinstance(verified, str) and verified.strip().lower() in ("true", "false"):
+            verified = verified.strip().lower() == "true"
+        if not isinstance(verified, bool):
+            raise IdentityError("email_verified must be true or false, got "
+                                f"{shown(str(verified))}.",
+                                field="email_verified")
+        put(self, "email_verified", verified)
+        groups = self.groups
+        if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
+            raise IdentityError("groups must be a list of group names.", field="groups")
+        put(self, "groups", tuple(check_text(g, f"groups[{i}]", allow_empty=True, strip=False)
+                                 for i, g in enumerate(groups)))
+
     def claims(self) -> dict[str, Any]:
         """``sub``, ``subType``, ``name``, ``email``, ``email_verified``, ``groups``."""
         return {"sub": self.sub, "subType": "user", "name": self.name, "email": self.email,
@@ -341,6 +382,8 @@ class ClaimsMapping:
     cloud_email_claims: tuple[str, ...] = DEFAULT_EMAIL_CLAIMS
     cloud_email_verified: bool | str = False
     idp: str = "the identity provider"
+    allow_compatibility_characters: bool = False
+    allow_mixed_scripts: bool = False
 
     def __init__(
         self,
@@ -361,6 +404,8 @@ class ClaimsMapping:
         cloud_email_claims: Iterable[str] = DEFAULT_EMAIL_CLAIMS,
         cloud_email_verified: bool | str = False,
         idp: str = "the identity provider",
+        allow_compatibility_characters: bool = False,
+        allow_mixed_scripts: bool = False,
     ) -> None:
         """Check and freeze a mapping; a bad value raises :class:`ConfigurationError`.
 
@@ -368,6 +413,8 @@ class ClaimsMapping:
         (GUIDs kept as they are); pass ``[]`` for no attributes at all. ``cloud_sub`` is a
         claim name, or None for the user id; ``cloud_email_verified`` is a constant or the
         name of a claim (``"email_verified"``) whose value ``true`` means verified.
+        ``allow_compatibility_characters`` / ``allow_mixed_scripts`` let the ``lower``
+        transform accept what :func:`~qlikauth.identity.fold_identity` refuses by default.
         """
         if not isinstance(user_id, str) or not user_id.strip():
             raise _problem("USER_ID", "give the claim that holds the user id (or '$subject' for the "
@@ -399,13 +446,30 @@ class ClaimsMapping:
             raise _problem("GROUPS_OVERAGE", "expected 'refuse' or a function OverageInfo -> group ids.")
         if not isinstance(cloud_email_verified, (bool, str)):
             raise _problem("CLOUD_EMAIL_VERIFIED", "expected true/false or the name of a claim.")
+        allowances = {}
+        for key, flag in (("ALLOW_COMPATIBILITY_CHARACTERS", allow_compatibility_characters),
+                          ("ALLOW_MIXED_SCRIPTS", allow_mixed_scripts)):
+            parsed = parse_bool(flag)
+            if parsed is None:
+                raise _problem(key, f"expected true or false, got {shown(str(flag))}.")
+            allowances[key] = parsed
+        fold: Callable[[str], str] = functools.partial(
+            fold_identity, allow_compatibility=allowances["ALLOW_COMPATIBILITY_CHARACTERS"],
+            allow_mixed_scripts=allowances["ALLOW_MIXED_SCRIPTS"])
+        if not any(allowances.values()):
+            fold = fold_identity
+        for rule in rules:
+            object.__setattr__(rule, "transforms", _with_allowances(rule.transforms, fold))
         set_ = object.__setattr__
+        set_(self, "allow_compatibility_characters", allowances["ALLOW_COMPATIBILITY_CHARACTERS"])
+        set_(self, "allow_mixed_scripts", allowances["ALLOW_MIXED_SCRIPTS"])
         set_(self, "user_id", user_id.strip())
-        set_(self, "user_id_transforms", _resolve_transforms("USER_ID_TRANSFORMS", user_id_transforms))
+        set_(self, "user_id_transforms", _with_allowances(
+            _resolve_transforms("USER_ID_TRANSFORMS", user_id_transforms), fold))
         set_(self, "user_directory", user_directory)
         set_(self, "user_directory_claim", user_directory_claim)
-        set_(self, "user_directory_transforms",
-             _resolve_transforms("USER_DIRECTORY_TRANSFORMS", user_directory_transforms))
+        set_(self, "user_directory_transforms", _with_allowances(
+            _resolve_transforms("USER_DIRECTORY_TRANSFORMS", user_directory_transforms), fold))
         set_(self, "attributes", rules)
         set_(self, "constants", const)
         set_(self, "pass_through", passes)
@@ -422,7 +486,8 @@ class ClaimsMapping:
     _KEYS = ("USER_ID", "USER_ID_TRANSFORMS", "USER_DIRECTORY", "USER_DIRECTORY_CLAIM",
              "USER_DIRECTORY_TRANSFORMS", "ATTRIBUTES", "GROUP_NAMES", "UNKNOWN_GROUPS",
              "CONSTANTS", "PASS_THROUGH", "REQUIRED", "GROUPS_OVERAGE", "CLOUD_SUB",
-             "CLOUD_NAME_CLAIMS", "CLOUD_EMAIL_CLAIMS", "CLOUD_EMAIL_VERIFIED", "IDP")
+             "CLOUD_NAME_CLAIMS", "CLOUD_EMAIL_CLAIMS", "CLOUD_EMAIL_VERIFIED", "IDP",
+             "ALLOW_COMPATIBILITY_CHARACTERS", "ALLOW_MIXED_SCRIPTS")
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> ClaimsMapping:
@@ -519,6 +584,8 @@ class ClaimsMapping:
             cloud_email_claims=names("CLOUD_EMAIL_CLAIMS", DEFAULT_EMAIL_CLAIMS),
             cloud_email_verified=verified,
             idp=str(values.get("IDP", "the identity provider")),
+            allow_compatibility_characters=values.get("ALLOW_COMPATIBILITY_CHARACTERS", False),
+            allow_mixed_scripts=values.get("ALLOW_MIXED_SCRIPTS", False),
         )
 
     # -- mapping --------------------------------------------------------------------
@@ -539,12 +606,28 @@ class ClaimsMapping:
             values = [v for v in claims.get(source, ()) if v.strip()]
         if not values:
             raise self._missing(source, what)
-        distinct = {_apply(transforms, v) for v in values}
+        try:
+            distinct = {_apply(transforms, v) for v in values}
+        except IdentityError as exc:
+            raise self._claim_refused(source, exc) from None
         if len(distinct) > 1:
             raise ClaimsError(
                 f"claim {source!r} has {len(distinct)} different values, but {what} takes one: "
                 f"send a single-valued claim from {self.idp}.", code="ambiguous_claim", claim=source)
         return distinct.pop()
+
+    def _claim_refused(self, claim: str, exc: IdentityError) -> ClaimsError:
+        shown_claim = ("the subject (SAML NameID / OIDC sub)" if claim == SUBJECT
+                       else f"claim {claim!r}")
+        return ClaimsError(f"{shown_claim} has a value qlikauth refuses: {exc} Change the value "
+                           f"at {self.idp} or the mapping's settings.", code="invalid_value",
+                           claim=claim)
+
+    def _unverified(self, claims: Mapping[str, Any], extra: Iterable[str]) -> frozenset[str]:
+        raw = claims.get(UNVERIFIED)
+        names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple, set,
+                                                                                 frozenset)) else []
+        return frozenset(str(n) for n in [*names, *extra])
 
     def _overage(self, claims: Mapping[str, Sequence[str]], subject: str | None) -> OverageInfo | None:
         if ENTRA_GROUPS_LINK_CLAIM in claims:
@@ -555,14 +638,36 @@ class ClaimsMapping:
             return OverageInfo("oidc", None, subject, claims)
         return None
 
-    def map(self, claims: Mapping[str, Any], subject: str | None = None) -> MappedIdentity:
+    def map(self, claims: Mapping[str, Any], subject: str | None = None, *,
+            unverified: Iterable[str] = ()) -> MappedIdentity:
         """Map one sign-in: ``claims`` (name -> values) and the protocol subject.
+
+        ``unverified`` (and the :data:`UNVERIFIED` claim a bridge sets) names claims the
+        provider does not vouch for: they are refused as the user id or directory
+        (``code="unverified_claim"``), and an unverified e-mail is never ``email_verified``.
 
         Raises :class:`ClaimsError` (``.code``, ``.claim``) when the sign-in must be
         refused: a missing required claim, an ambiguous user id, an unknown group under
-        ``refuse``, a groups overage with no resolver, or a value Qlik would refuse.
+        ``refuse``, a groups overage with no resolver, an unverified claim as the user id,
+        or a value Qlik would refuse.
         """
-        c = normalise_claims(claims)
+        user, c, doubtful = self._user(claims, subject, unverified)
+        return MappedIdentity(user=user, cloud=self._cloud(c, user, doubtful))
+
+    def _user(self, claims: Mapping[str, Any], subject: str | None, unverified: Iterable[str]
+              ) -> tuple[QlikUser, dict[str, list[str]], frozenset[str]]:
+        doubtful = self._unverified(claims, unverified)
+        c = normalise_claims({k: v for k, v in claims.items() if k != UNVERIFIED})
+        for source, what in ((self.user_id, "the Qlik user id"),
+                             (self.user_directory_claim, "the Qlik user directory")):
+            if source is not None and source in doubtful:
+                raise ClaimsError(
+                    f"claim {source!r} is not verified by {self.idp} (for an e-mail: "
+                    "email_verified is not true), so it cannot decide who signs in as "
+                    f"{what}: anyone could register that value there. Map a stable claim "
+                    "instead (docs/oidc.md names one per provider), or, if this provider "
+                    "verifies every value, set allow_unverified_email for it.",
+                    code="unverified_claim", claim=source)
         for name in self.required:
             if not any(v.strip() for v in c.get(name, ())) and not (name == SUBJECT and subject):
                 raise self._missing(name, "sign-in (it is listed in REQUIRED)")
@@ -599,7 +704,10 @@ class ClaimsMapping:
             for source, values in sources:
                 for value in values:
                     found = True
-                    value = _apply(rule.transforms, value)
+                    try:
+                        value = _apply(rule.transforms, value)
+                    except IdentityError as exc:
+                        raise self._claim_refused(source, exc) from None
                     if rule.groups is not None:
                         resolved = rule.groups.resolve(value, source)
                         if resolved is None:
@@ -620,8 +728,7 @@ class ClaimsMapping:
         except IdentityError as exc:
             raise self._refused_value(exc, pairs, directory_source=self.user_directory_claim) from None
 
-        cloud = self._cloud(c, user)
-        return MappedIdentity(user=user, cloud=cloud)
+        return user, c, doubtful
 
     def _refused_value(self, exc: IdentityError, pairs: Sequence[tuple[Attribute, str]],
                        directory_source: str | None) -> ClaimsError:
@@ -638,7 +745,8 @@ class ClaimsMapping:
             f"{shown} has a value Qlik Sense cannot take: {exc} Change the value at {self.idp} "
             "or map it with a transform.", code="invalid_value", claim=claim)
 
-    def _cloud(self, c: Mapping[str, Sequence[str]], user: QlikUser) -> CloudIdentity:
+    def _cloud(self, c: Mapping[str, Sequence[str]], user: QlikUser,
+               doubtful: frozenset[str] = frozenset()) -> CloudIdentity:
         def first(names: Sequence[str]) -> str | None:
             for n in names:
                 for v in c.get(n, ()):
@@ -654,14 +762,26 @@ class ClaimsMapping:
         if isinstance(self.cloud_email_verified, bool):
             verified = self.cloud_email_verified
         else:
-            verified = (first([self.cloud_email_verified]) or "").lower() == "true"
-        return CloudIdentity(sub=sub, name=name, email=email, email_verified=verified,
-                             groups=tuple(user.get_all(self.group_attribute)), realm=user.user_directory)
+            # Only the word true: "false", "0", "no" or anything else is not a verification.
+            verified = (first([self.cloud_email_verified]) or "").strip().lower() == "true"
+        source = next((n for n in self.cloud_email_claims if any(v.strip() for v in c.get(n, ()))),
+                      None)
+        if source in doubtful:
+            verified = False
+        try:
+            return CloudIdentity(sub=sub, name=name, email=email, email_verified=verified,
+                                 groups=tuple(user.get_all(self.group_attribute)),
+                                 realm=user.user_directory)
+        except IdentityError as exc:
+            raise ClaimsError(f"the Qlik Cloud identity cannot be made: {exc}",
+                              code="invalid_value", claim=exc.field) from None
 
-    def to_user(self, claims: Mapping[str, Any], subject: str | None = None) -> QlikUser:
-        """The :class:`~qlikauth.QlikUser` for one sign-in (see :meth:`map`)."""
-        return self.map(claims, subject).user
+    def to_user(self, claims: Mapping[str, Any], subject: str | None = None, *,
+                unverified: Iterable[str] = ()) -> QlikUser:
+        """The :class:`~qlikauth.QlikUser` for one sign-in (see :meth:`map`; no Qlik Cloud part)."""
+        return self._user(claims, subject, unverified)[0]
 
-    def cloud_identity(self, claims: Mapping[str, Any], subject: str | None = None) -> CloudIdentity:
+    def cloud_identity(self, claims: Mapping[str, Any], subject: str | None = None, *,
+                       unverified: Iterable[str] = ()) -> CloudIdentity:
         """The :class:`CloudIdentity` for one sign-in (see :meth:`map`)."""
-        return self.map(claims, subject).cloud
+        return self.map(claims, subject, unverified=unverified).cloud

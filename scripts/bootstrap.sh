@@ -12,7 +12,9 @@ for arg in "$@"; do
 done
 
 if [ "$want_system" = 1 ]; then
-  # nginx: header-auth tests; chromium: browser tests; xmlsec1: SAML; redis-server: shared state.
+  # nginx: header-auth tests; chromium: browser tests; redis-server: shared state. xmlsec1 only for
+  # bench/bench_saml.py's comparison with pysaml2 on that binary: qlikauth's SAML (and every test and
+  # demo) verifies, signs and decrypts in process with the xmlsec package from the saml extra.
   missing=()
   for pkg in nginx chromium xmlsec1 redis-server; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

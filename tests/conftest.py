@@ -46,6 +46,15 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("QLIKAUTH_CHROMIUM", "/usr/bin/chromium")
 
+# Portals that keep state in a shared store (Redis) seal bearer values with STORE_KEYS and refuse
+# to start without them; every portal a test starts (in this process or as a subprocess) gets
+# one key for the run, as a deployment sets QLIKAUTH_STORE_KEYS from its secret store.
+if "QLIKAUTH_STORE_KEYS" not in os.environ:
+    import secrets as _secrets
+
+    os.environ["QLIKAUTH_STORE_KEYS"] = "test-run:" + base64.urlsafe_b64encode(
+        _secrets.token_bytes(32)).decode().rstrip("=")
+
 # The integrations live in integrations/; make them importable even without an editable install.
 for extra in (ROOT / "integrations", ROOT):
     if str(extra) not in sys.path:

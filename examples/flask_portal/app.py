@@ -27,7 +27,12 @@ from typing import Any
 
 from flask import Flask, abort, redirect, render_template, request, session, url_for
 from flask_session import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
+
+try:
+    from flask_portal.password_login import PasswordLogin, TooManyAttempts
+except ImportError:  # run as a script: this directory is on sys.path, not its parent
+    from password_login import PasswordLogin, TooManyAttempts  # type: ignore[no-redef]
 
 try:
     from flask_qlikauth import QlikAuth
@@ -138,6 +143,16 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
         return render_template("home.html", user=user, demo_users=DEMO_USERS,
                                hub_url=app.config["QLIKAUTH_HUB_URL"])
 
+    # Throttled, and the same hashing work for unknown names as for wrong passwords.
+    passwords = PasswordLogin(_HASHES)
+    app.extensions["portal_passwords"] = passwords
+
+    def _too_many(throttled: TooManyAttempts, next_url: str) -> Any:
+        page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
+                               demo_password=DEMO_PASSWORD,
+                               error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+        return page, 429, {"Retry-After": str(throttled.retry_after)}
+
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         next_url = qlikauth.runtime.local_redirect(request.values.get("next"), url_for("qlikauth.login"))
@@ -146,7 +161,11 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
             _check_csrf()
             name = request.form.get("username", "").strip().lower()
             password = request.form.get("password", "")
-            if name in _HASHES and check_password_hash(_HASHES[name], password):
+            try:
+                ok = passwords.verify(name, password, request.remote_addr or "")
+            except TooManyAttempts as throttled:
+                return _too_many(throttled, next_url)
+            if ok:
                 # Session fixation: nothing from before sign-in survives: a new session id
                 # (the old one is deleted on the server), a new CSRF token.
                 session.clear()

@@ -21,13 +21,16 @@ from typing import Any
 
 from flask import Flask, abort, redirect, render_template, request, session, url_for
 from flask_session import Session
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
 try:
     from flask_qlikauth import QlikAuth
 except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "integrations"))
     from flask_qlikauth import QlikAuth
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from flask_portal.password_login import PasswordLogin, TooManyAttempts  # noqa: E402
 
 from qlikauth.exceptions import RedirectError
 from qlikauth.identity import QlikUser
@@ -129,6 +132,9 @@ def create_app(settings: Mapping[str, Any]) -> Flask:
     def home() -> str:
         return render_template("home.html", user=load_qlik_user(), hub_url=app.config["QLIKAUTH_HUB_URL"])
 
+    # Throttled, and the same hashing work for unknown names as for wrong passwords.
+    passwords = PasswordLogin(_HASHES)
+
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         next_url = safe_next(request.values.get("next"))
@@ -136,7 +142,14 @@ def create_app(settings: Mapping[str, Any]) -> Flask:
         if request.method == "POST":
             _check_csrf()
             name = request.form.get("username", "").strip().lower()
-            if name in _HASHES and check_password_hash(_HASHES[name], request.form.get("password", "")):
+            try:
+                ok = passwords.verify(name, request.form.get("password", ""), request.remote_addr or "")
+            except TooManyAttempts as throttled:
+                page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
+                                       demo_password=DEMO_PASSWORD,
+                                       error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+                return page, 429, {"Retry-After": str(throttled.retry_after)}
+            if ok:
                 session.clear()  # against session fixation: nothing survives, and a new id
                 session["user"] = name
                 session["csrf"] = secrets.token_urlsafe(24)

@@ -47,9 +47,10 @@ for p in (HERE.parent, HERE.parent.parent / "integrations"):
 
 from flask import Flask, abort, redirect, render_template, request, session, url_for  # noqa: E402
 from flask_portal.app import server_side_sessions  # noqa: E402  - the Flask portal's server-side sessions
+from flask_portal.password_login import PasswordLogin, TooManyAttempts  # noqa: E402
 from flask_qlikauth import QlikAuth  # noqa: E402
 from flask_qlikauth.cloud import cloud_blueprint  # noqa: E402
-from werkzeug.security import check_password_hash, generate_password_hash  # noqa: E402
+from werkzeug.security import generate_password_hash  # noqa: E402
 
 from qlikauth.cloud import (  # noqa: E402
     AccessTokenCache,
@@ -167,6 +168,9 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
         both = MAPPING.map(claims) if claims else None
         return render_template("home.html", both=both, demo_users=DEMO_USERS, demo_password=DEMO_PASSWORD)
 
+    # Throttled, and the same hashing work for unknown names as for wrong passwords.
+    passwords = PasswordLogin(_HASHES)
+
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         next_url = qlikauth.runtime.local_redirect(request.values.get("next"), "/")
@@ -174,7 +178,14 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
         if request.method == "POST":
             check_csrf()
             name = request.form.get("username", "").strip().lower()
-            if name in _HASHES and check_password_hash(_HASHES[name], request.form.get("password", "")):
+            try:
+                ok = passwords.verify(name, request.form.get("password", ""), request.remote_addr or "")
+            except TooManyAttempts as throttled:
+                page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
+                                       demo_password=DEMO_PASSWORD,
+                                       error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+                return page, 429, {"Retry-After": str(throttled.retry_after)}
+            if ok:
                 claims = DEMO_USERS[name]
                 # Session fixation: nothing from before the sign-in survives (new id, new CSRF token).
                 session.clear()

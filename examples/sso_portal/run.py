@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-for p in (HERE, HERE.parent.parent / "integrations"):
+for p in (HERE, HERE.parent, HERE.parent.parent / "integrations"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
 import protocols  # noqa: E402
 from flask import Flask, render_template, session  # noqa: E402
+from flask_portal.app import server_side_sessions  # noqa: E402
 from flask_qlikauth import QlikAuth  # noqa: E402
 
 
@@ -47,8 +48,13 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
     app.config.update(
         SECRET_KEY=os.environ.get("PORTAL_SECRET_KEY") or secrets.token_hex(32),
         SESSION_COOKIE_NAME="sso_portal_session", SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SAMESITE="Lax",
     )
+    # Portal sessions on the server (the Flask portal's setup): a sign-out, a single logout or a
+    # back-channel logout deletes or revokes them, so a copy of the cookie taken before is
+    # worthless. This portal is always served over https.
+    server_side_sessions(app)
+    app.config.update(SESSION_COOKIE_SECURE=True)
     app.config.update(qlik)
     app.config.update(setup.settings)
     qlikauth = QlikAuth()

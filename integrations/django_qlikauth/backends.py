@@ -34,7 +34,7 @@ log = logging.getLogger("django_qlikauth")
 
 #: What the SSO flows keep in the portal's session; carried over when ``login()`` starts a new
 #: session over another Django user's (Django then flushes the session instead of cycling its key).
-_SSO_STATE_KEYS = (saml.SAML_SESSION_KEY, oidc.OIDC_SESSION_KEY, flows.SESSION_KEY)
+_SSO_STATE_KEYS = (saml.SAML_SESSION_KEY, oidc.OIDC_SESSION_KEY, flows.SESSION_KEY, flows.SIGNIN_KEY)
 _CACHE = "_qlikauth_sso_user"
 
 
@@ -49,6 +49,12 @@ class SsoBackend(ModelBackend):
     * :attr:`include_directory` (default True): the username is ``DIRECTORY\\userid``
       (:attr:`QlikUser.qualified_name`), which Django's own username validator never allows, so an
       SSO sign-in cannot take over a local account (``admin``). False: the bare user id.
+    * :attr:`adopt_privileged_users` (default False): with ``include_directory = False`` an SSO
+      user id can equal a local account's username (an IdP user named ``admin``). Such a sign-in
+      is refused when the existing Django user has a usable password, is staff or is a
+      superuser: an SSO sign-in never takes over a local or privileged account. True (in a
+      subclass) lets it, for a project whose IdP is the only way in and whose
+      :meth:`configure_user` grants staff from claims.
     * :meth:`clean_username`, :meth:`configure_user` (grant privileges from claims here: the
       backend itself never sets ``is_staff``, ``is_superuser``, groups or permissions).
 
@@ -58,6 +64,20 @@ class SsoBackend(ModelBackend):
 
     create_unknown_user = True
     include_directory = True
+    adopt_privileged_users = False
+
+    def __init__(self, *, create_unknown_user: bool | None = None,
+                 include_directory: bool | None = None,
+                 adopt_privileged_users: bool | None = None) -> None:
+        # Django builds backends without arguments (the class attributes); code and tests may
+        # pass them: SsoBackend(include_directory=False).
+        super().__init__()
+        if create_unknown_user is not None:
+            self.create_unknown_user = create_unknown_user
+        if include_directory is not None:
+            self.include_directory = include_directory
+        if adopt_privileged_users is not None:
+            self.adopt_privileged_users = adopt_privileged_users
 
     def authenticate(self, request: HttpRequest | None, sso_user: QlikUser | None = None,  # type: ignore[override]
                      **kwargs: Any) -> Any:
@@ -87,8 +107,27 @@ class SsoBackend(ModelBackend):
                 log.info("qlikauth: SSO user %s has no Django user and create_unknown_user is off",
                          sso_user.qualified_name)
                 return None
+        if not created and not self.may_adopt(user):
+            log.warning("qlikauth: SSO user %s names an existing Django user that has a password "
+                        "or is staff or superuser: not signed in to Django (see "
+                        "SsoBackend.adopt_privileged_users)", sso_user.qualified_name)
+            return None
         user = self.configure_user(request, user, sso_user, created=created)
         return user if self.user_can_authenticate(user) else None
+
+    def may_adopt(self, user: Any) -> bool:
+        """Whether an SSO sign-in may become the existing ``user``.
+
+        With the bare user id (``include_directory = False``) a local account could share the
+        name: one with a usable password, staff or superuser is never adopted unless
+        :attr:`adopt_privileged_users` says so. ``DIRECTORY\\userid`` names cannot be made by
+        Django's username validator, so those users are the SSO sign-ins' own.
+        """
+        if self.include_directory or self.adopt_privileged_users:
+            return True
+        usable = user.has_usable_password() if hasattr(user, "has_usable_password") else True
+        privileged = getattr(user, "is_staff", False) or getattr(user, "is_superuser", False)
+        return not (usable or privileged)
 
     def username_for(self, sso_user: QlikUser) -> str:
         """``DIRECTORY\\userid`` (:attr:`include_directory`), else the user id."""
@@ -185,7 +224,11 @@ def sso_login(request: HttpRequest, user: QlikUser) -> bool:
                     user.qualified_name)
         return False
     kept = {k: request.session[k] for k in _SSO_STATE_KEYS if k in request.session}  # type: ignore[attr-defined]
-    login(request, django_user)
+    request._qlikauth_sso_login = True  # type: ignore[attr-defined]  # the flow did the Qlik sign-in
+    try:
+        login(request, django_user)
+    finally:
+        request._qlikauth_sso_login = False  # type: ignore[attr-defined]
     for k, v in kept.items():
         request.session[k] = v  # type: ignore[attr-defined]
     setattr(request, _CACHE, (user,))

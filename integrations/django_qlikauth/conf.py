@@ -80,7 +80,9 @@ def get_runtime() -> QlikAuthRuntime:
         return runtime
     with _lock:
         if _cache["runtime"] is None or _cache["source"] is not raw:
-            runtime = build_runtime(config_from_settings())
+            runtime = build_runtime(
+                config_from_settings(), secret=settings.SECRET_KEY,
+                portal_session_lifetime=float(getattr(settings, "SESSION_COOKIE_AGE", 1209600)))
             for participant in _sign_outs:
                 runtime.add_sign_out(participant)
             _cache["runtime"] = runtime

@@ -25,7 +25,7 @@ from .render import set_cookie, web_request
 from .views import flow_view, signs_in, signs_out
 
 __all__ = ["login", "callback", "logout", "backchannel_logout", "frontchannel_logout", "OidcSessionMiddleware",
-           "urlpatterns", "app_name"]
+           "logout_return", "urlpatterns", "app_name"]
 
 
 
@@ -44,6 +44,8 @@ callback = signs_in(flow_view(oidc.callback, methods=("GET", "POST")), _oidc_use
 logout = signs_out(flow_view(oidc.logout, methods=("GET", "POST"), csrf=True))
 #: POSTed by the provider itself: no browser, no CSRF token; the logout_token is the proof.
 backchannel_logout = flow_view(oidc.backchannel_logout, methods=("POST",))
+#: Where the provider sends the browser after RP-initiated logout (POST_LOGOUT_REDIRECT_URI).
+logout_return = flow_view(oidc.logout_return)
 #: Loaded by the provider in an iframe (FRONTCHANNEL_LOGOUT); ends only this browser's own SSO session.
 frontchannel_logout = signs_out(flow_view(oidc.frontchannel_logout))
 
@@ -74,6 +76,7 @@ urlpatterns: list[Any] = [
     path("login", login, name="login"),
     path("callback", callback, name="callback"),
     path("logout", logout, name="logout"),
+    path("logged-out", logout_return, name="logged-out"),
     path("backchannel-logout", backchannel_logout, name="backchannel-logout"),
     path("frontchannel-logout", frontchannel_logout, name="frontchannel-logout"),
 ]

@@ -60,6 +60,7 @@ def web_request(request: HttpRequest, *, csrf_verified: bool = False, csrf_token
         csrf_verified=csrf_verified,
         csrf_token=csrf_token,
         wants_json=request.get_preferred_type(["text/html", "application/json"]) == "application/json",
+        query_string=request.META.get("QUERY_STRING", ""),
     )
 
 

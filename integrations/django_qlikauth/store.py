@@ -19,9 +19,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import secrets
+import time
 from typing import Any
 
 from qlikauth.exceptions import ConfigurationError, QlikAuthError, StoreUnavailable
+from qlikauth.store.locks import StoreLock
 
 __all__ = ["DjangoCacheStore", "django_cache_store_from_setting"]
 
@@ -124,6 +127,37 @@ class DjangoCacheStore:
 
     def delete(self, key: str) -> None:
         self._call("delete", self._key(key))
+
+    def lock(self, name: str, ttl: float, wait: float = 0.0) -> StoreLock:
+        """An owner-checked lock under ``name`` (see :class:`~qlikauth.store.locks.StoreLock`).
+
+        Django's cache API has no compare-and-delete, so giving the lock back checks two things:
+        the key still holds this holder's token, and at least a tenth of the ttl (0.5 s or more)
+        is left. A lock that old is left to expire on its own: whoever holds it now stays its
+        only holder, since ``add`` cannot take a key that is still there.
+        """
+        k = self._key(name)
+        token = secrets.token_bytes(16)
+        timeout = self._timeout(ttl)
+        margin = max(0.5, 0.1 * ttl)
+        taken_at = [0.0]
+
+        def try_acquire() -> bool:
+            now = time.monotonic()
+            if self._call("add", k, token, timeout):
+                taken_at[0] = now
+                return True
+            return False
+
+        def release_owned() -> bool:
+            if time.monotonic() >= taken_at[0] + ttl - margin:
+                return False  # too close to expiry to tell whose it is: let it expire
+            if self._call("get", k) != token:
+                return False
+            return bool(self._call("delete", k))
+
+        return StoreLock(name, ttl, wait, poll=0.02, try_acquire=try_acquire,
+                         release_owned=release_owned)
 
 
 def django_cache_store_from_setting(setting: str, *, namespace: str = "qlikauth",

@@ -37,8 +37,19 @@ def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
     decision (a SAML ACS takes a cross-site POST by design).
     """
     allowed = [m.upper() for m in methods]
+    limit: int | None = getattr(flow, "max_body", None)
 
     def view(request: HttpRequest) -> HttpResponse:
+        if limit is not None and _declared_length(request) > limit:
+            # refused before request.POST reads the body (a 32 MiB POST to the ACS stays unread)
+            from qlikauth.exceptions import SamlError
+
+            error = SamlError(f"the request body is larger than the {limit // 1024} KiB a SAML "
+                              "message needs; refused unread.", code="too_large")
+            error.status = 413
+            described = flows.WebRequest(method=request.method or "POST", path=request.path,
+                                         headers=request.headers)  # no form: nothing read
+            return render(request, flows.error_answer(described, error))
         token = get_token(request) if csrf and request.method != "POST" else None
         answer = flows.run(flow, web_request(request, csrf_verified=csrf, csrf_token=token), get_runtime())
         request._qlikauth_answered = True  # type: ignore[attr-defined]  # the middleware adds no cookie
@@ -47,6 +58,13 @@ def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
     functools.update_wrapper(view, flow)
     guarded = csrf_protect(view) if csrf else csrf_exempt(view)
     return require_http_methods(allowed)(guarded)
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 1 << 62  # an unreadable length is not read either
 
 
 #: :func:`qlikauth.web.flows.login`: ticket mode to the hub with a ticket; session mode cookie + hub.

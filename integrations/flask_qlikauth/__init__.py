@@ -70,6 +70,7 @@ from qlikauth.web.flows import (
     RedirectAnswer,
     WebRequest,
 )
+from qlikauth.web.lifecycle import current_sign_in
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 
 __all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
@@ -92,12 +93,31 @@ class QlikAuthState:
 
 
 def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
-    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer."""
+    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
+
+    A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
+    larger ``Content-Length`` is refused unread (413), and a body without one is cut off there.
+    """
+    limit: int | None = getattr(flow, "max_body", None)
+
     def view() -> Response:
+        if limit is not None:
+            if (request.content_length or 0) > limit:
+                return render(flows.error_answer(web_request(), _too_large(limit)))
+            request.max_content_length = limit
         return render(flows.run(flow, web_request(), _state().runtime))
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
     return view
+
+
+def _too_large(limit: int) -> QlikAuthError:
+    from qlikauth.exceptions import SamlError
+
+    error = SamlError(f"the request body is larger than the {limit // 1024} KiB a SAML message "
+                      "needs; refused unread.", code="too_large")
+    error.status = 413
+    return error
 
 
 def _state() -> QlikAuthState:
@@ -168,6 +188,7 @@ def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) ->
         host=req.host,
         user=user if user is not None else (lambda: _state().extension.current_user()),
         wants_json=_wants_json(req),
+        query_string=req.query_string.decode("latin-1"),
     )
 
 
@@ -254,9 +275,15 @@ class QlikAuth:
                 "flask_qlikauth has no user loader: decorate a function with @qlikauth.user_loader "
                 "before init_app(app), or pass QlikAuth(app, user_loader=fn). It returns the signed-in "
                 "portal user as a QlikUser, or None (with Flask-Login: flask_login_loader(mapper)).")
-        app.extensions["qlikauth"] = QlikAuthState(self, config, build_runtime(config))
+        lifetime: Any = app.permanent_session_lifetime  # a timedelta, or seconds
+        seconds = lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
+        runtime = build_runtime(config, secret=app.secret_key, portal_session_lifetime=seconds)
+        app.extensions["qlikauth"] = QlikAuthState(self, config, runtime)
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(_check_command())
+        app.before_request(_end_revoked_sign_in)
+        app.after_request(_set_pending_cookies)
+        _connect_flask_login(app)
 
     def user_loader(self, fn: UserLoader) -> UserLoader:
         """Decorator: ``fn()`` returns the signed-in portal user as a :class:`QlikUser`, or None."""
@@ -295,23 +322,93 @@ class QlikAuth:
         # else is built; resume_session reads only the session, the cookies and the user.
         outcome = flows.reused_session(session, req.cookies, user, runtime, verify=verify)
         if outcome is None:
-            wr = WebRequest(method=req.method, path=req.path, cookies=req.cookies, session=session, user=user)
+            wr = web_request(user)
             outcome = flows.resume_session(wr, runtime, verify=verify, start=True)
         for cookie in outcome.cookies:
             _set_cookie(response, cookie)
         return response
 
-    def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
-        """End the user's proxy sessions on every node and clear the cookie on ``response``.
+    def signed_in(self, response: Response, user: QlikUser | None = None) -> Response:
+        """Right after the app's own login (apps without Flask-Login; with it, ``login_user``
+        does this by itself): complete the sign-in in Qlik and set its cookies on ``response``.
 
-        Local state (the remembered session, the cookie) is cleared even when QPS fails,
-        so the browser is never left half signed-in; the error is raised afterwards.
+        Whoever signed in in this browser before is signed out of Qlik on every node first;
+        session mode makes the proxy session now (QPS errors are raised).
+        """
+        for cookie in flows.portal_signed_in(web_request(user), _state().runtime, user):
+            _set_cookie(response, cookie)
+        return response
+
+    def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
+        """The portal's sign-out (apps without Flask-Login; with it, ``logout_user`` does this):
+        the one ending (:func:`qlikauth.web.flows.portal_signed_out`), cookies set on ``response``.
+
+        Proxy sessions end on every node, the Qlik Cloud token is revoked, the sign-in is
+        revoked. A node that fails keeps its part pending; nothing is raised for it.
         """
         runtime = _state().runtime
+        cookies = flows.portal_signed_out(web_request(user), runtime, user)
         if response is not None:
-            _set_cookie(response, runtime.clear_cookie())
-        flows.end_sessions(web_request(user), runtime, user)
+            for cookie in cookies:
+                _set_cookie(response, cookie)
         return response
+
+
+def _end_revoked_sign_in() -> None:
+    """Before every request: a portal session whose sign-in has ended (signed out in another
+    process, from a copy of this cookie, or at the IdP) is emptied, so nobody is signed in.
+
+    One state-store read, only for a portal session that carries a qlikauth sign-in.
+    """
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if flows.SIGNIN_KEY not in session:
+        return
+    if current_sign_in(session, _state().runtime) is None:
+        session.clear()
+
+
+def _pending_cookies() -> list[Cookie]:
+    from flask import g
+
+    pending = g.get("_qlikauth_cookies")
+    if pending is None:
+        pending = []
+        g._qlikauth_cookies = pending
+    return pending  # type: ignore[no-any-return]
+
+
+def _set_pending_cookies(response: Response) -> Response:
+    from flask import g
+
+    for cookie in g.get("_qlikauth_cookies", ()):
+        _set_cookie(response, cookie)
+    return response
+
+
+def _connect_flask_login(app: Flask) -> None:
+    """With Flask-Login installed, ``login_user`` and ``logout_user`` are the portal's sign-in and
+    sign-out: qlikauth's pipeline and its one ending run from their signals."""
+    try:
+        from flask_login import user_logged_in, user_logged_out  # type: ignore[import-not-found]
+    except ImportError:
+        return
+
+    def signed_in(sender: Any, user: Any = None, **_: Any) -> None:
+        if sender is not app:
+            return
+        try:
+            _pending_cookies().extend(flows.portal_signed_in(web_request(), _state().runtime))
+        except QlikAuthError as exc:
+            log.error("qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
+                      "tries again): %s", exc)
+
+    def signed_out(sender: Any, user: Any = None, **_: Any) -> None:
+        if sender is not app:
+            return
+        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), _state().runtime))
+
+    user_logged_in.connect(signed_in, weak=False)
+    user_logged_out.connect(signed_out, weak=False)
 
 
 def _check_command() -> Any:

@@ -37,6 +37,8 @@ class QlikOidc:
         bp.add_url_rule("/login", view_func=_flow_view(oidc.login), methods=["GET"])
         bp.add_url_rule("/callback", view_func=_flow_view(oidc.callback), methods=["GET", "POST"])
         bp.add_url_rule("/logout", view_func=_flow_view(oidc.logout), methods=["GET", "POST"])
+        bp.add_url_rule("/logged-out", endpoint="logout_return",
+                        view_func=_flow_view(oidc.logout_return), methods=["GET"])
         bp.add_url_rule("/backchannel-logout", endpoint="backchannel_logout",
                         view_func=_flow_view(oidc.backchannel_logout), methods=["POST"])
         bp.add_url_rule("/frontchannel-logout", endpoint="frontchannel_logout",

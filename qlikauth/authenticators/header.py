@@ -3,8 +3,10 @@
 A header virtual proxy believes whatever header reaches it, so it is only safe behind
 a proxy that sets the header itself and drops any copy the client sent (see
 ``qlikauth nginx-config``). Static user directory: the header carries the user id.
-Dynamic: it carries both, laid out by a pattern with ``$ud`` and ``$id``
-(``$ud\\$id`` gives ``ACME\\jdoe``). Qlik reads US-ASCII only.
+Dynamic: it carries both, laid out by a pattern with ``$ud`` and ``$id``, read as the QMC's
+*Header authentication dynamic user directory* field is: a backslash escapes the next
+character, so the QMC's ``$ud\\\\$id`` (what the field holds) gives ``ACME\\jdoe``. Qlik reads
+US-ASCII only.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from ..exceptions import ConfigurationError, HeaderError, IdentityError
 from ..identity import QlikUser
 from .base import Headers
 
-__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE", "check_header_name"]
+__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE",
+           "check_header_name", "parse_header_pattern"]
 
 log = logging.getLogger("qlikauth.header")
 
@@ -59,6 +62,48 @@ def check_header_name(name: str) -> str:
     return name
 
 
+#: The QMC's own example of a dynamic header pattern (help.qlik.com, *Virtual proxies*).
+DEFAULT_PATTERN = "$ud\\\\$id"
+
+
+def parse_header_pattern(pattern: str) -> tuple[tuple[str, str], ...]:
+    """Read a dynamic header pattern as the QMC field holds it: ``(kind, text)`` pieces.
+
+    ``kind`` is ``"ud"``, ``"id"`` or ``"text"`` (literal text, escapes resolved). A backslash
+    escapes the character after it, so ``$ud\\\\$id`` (the QMC's example, matching
+    ``USERDIRECTORY\\userid``) separates the two by one backslash; a single backslash right before
+    ``$ud``/``$id`` or at the end stands for itself (``$ud\\$id`` reads the same, as earlier
+    qlikauth releases wrote it). ``$ud`` and ``$id`` must each appear once.
+    """
+    if not isinstance(pattern, str):
+        raise ConfigurationError(
+            "the dynamic header pattern must be a string such as '$ud\\\\$id'.")
+    pieces: list[tuple[str, str]] = []
+    text: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith(("$ud", "$id"), i):
+            if text:
+                pieces.append(("text", "".join(text)))
+                text = []
+            pieces.append((pattern[i + 1:i + 3], ""))
+            i += 3
+        elif pattern[i] == "\\" and i + 1 < len(pattern) and pattern[i + 1] != "$":
+            text.append(pattern[i + 1])
+            i += 2
+        else:
+            text.append(pattern[i])
+            i += 1
+    if text:
+        pieces.append(("text", "".join(text)))
+    kinds = [k for k, _ in pieces]
+    if kinds.count("ud") != 1 or kinds.count("id") != 1:
+        raise ConfigurationError(
+            f"dynamic header pattern {pattern[:40]!r} must contain $ud and $id once each, as the "
+            "QMC field does, e.g. '$ud\\\\$id' (matches ACME\\jdoe) or '$id@$ud'.")
+    return tuple(pieces)
+
+
 def _check_value(value: str, what: str) -> str:
     if not value.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise HeaderError(
@@ -75,20 +120,19 @@ class HeaderAuthenticator:
         header name*).
     :param user_directory: set for a *static* user directory virtual proxy; the users
         signed in must belong to it.
-    :param pattern: for a *dynamic* one, how directory and id are laid out (QMC: *Header
-        authentication dynamic user directory*), with ``$ud`` and ``$id``.
+    :param pattern: for a *dynamic* one, how directory and id are laid out: the value of the
+        QMC field *Header authentication dynamic user directory* as it holds it, with ``$ud``
+        and ``$id`` (default ``$ud\\\\$id``, giving ``ACME\\jdoe``; see
+        :func:`parse_header_pattern`).
     """
 
     def __init__(self, header_name: str, user_directory: str | None = None,
-                 pattern: str = "$ud\\$id") -> None:
+                 pattern: str = DEFAULT_PATTERN) -> None:
         self.header_name = check_header_name(header_name)
         self.user_directory = user_directory.strip() if user_directory else None
+        self._pieces: tuple[tuple[str, str], ...] = ()
         if self.user_directory is None:
-            if pattern.count("$ud") != 1 or pattern.count("$id") != 1:
-                raise ConfigurationError(
-                    f"dynamic header pattern {pattern!r} must contain $ud and $id once each, "
-                    "e.g. '$ud\\$id'."
-                )
+            self._pieces = parse_header_pattern(pattern)
             _check_value(pattern, "pattern")
         self.pattern = pattern
 
@@ -111,14 +155,17 @@ class HeaderAuthenticator:
         _check_value(user.user_id, "user id")
         # The text between $ud and $id separates them; a directory containing it could
         # be parsed into another user.
-        ud, idx = self.pattern.index("$ud"), self.pattern.index("$id")
-        sep = self.pattern[ud + 3:idx] if ud < idx else self.pattern[idx + 3:ud]
-        if sep and (sep in user.user_directory or (ud > idx and sep in user.user_id)):
+        kinds = [k for k, _ in self._pieces]
+        first, second = kinds.index("ud"), kinds.index("id")
+        lo, hi = min(first, second), max(first, second)
+        sep = "".join(t for _, t in self._pieces[lo + 1:hi])
+        if sep and (sep in user.user_directory or (first > second and sep in user.user_id)):
             raise HeaderError(
                 f"user {user.qualified_name!r} contains the pattern's separator {sep!r}; Qlik "
                 "would split the header in the wrong place."
             )
-        return self.pattern.replace("$ud", user.user_directory).replace("$id", user.user_id)
+        fill = {"ud": user.user_directory, "id": user.user_id}
+        return "".join(fill.get(k, t) for k, t in self._pieces)
 
     def headers(self, user: QlikUser) -> Headers:
         """The header(s) to inject for ``user``."""

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -147,12 +147,14 @@ class SessionAuthenticator:
     @overload
     def resume(self, user: QlikUser, remembered: Mapping[str, Any] | None, *, owner: str | None = None,
                recheck_after: float | None = None, now: float | None = None,
-               create: bool = True) -> SessionGrant: ...
+               create: bool = True,
+               end_replaced: Callable[[Sequence[str]], Any] | None = None) -> SessionGrant: ...
 
     @overload
     def resume(self, user: Callable[[], QlikUser | None], remembered: Mapping[str, Any] | None, *,
                owner: str | None = None, recheck_after: float | None = None,
-               now: float | None = None, create: bool = True) -> SessionGrant | None: ...
+               now: float | None = None, create: bool = True,
+               end_replaced: Callable[[Sequence[str]], Any] | None = None) -> SessionGrant | None: ...
 
     def resume(
         self,
@@ -163,6 +165,7 @@ class SessionAuthenticator:
         recheck_after: float | None = None,
         now: float | None = None,
         create: bool = True,
+        end_replaced: Callable[[Sequence[str]], Any] | None = None,
     ) -> SessionGrant | None:
         """Reuse the proxy session a portal remembers for this user, or create one.
 
@@ -181,16 +184,22 @@ class SessionAuthenticator:
         :param recheck_after: seconds. When the record was last confirmed longer ago, QPS is
             asked (one GET) whether the session still exists, and a new one is made if Qlik
             has ended it (timeout, logout in Qlik). ``None``: never ask, so page views cost no
-            QPS call; ``0``: ask every time (an explicit "open Qlik" click). When QPS cannot
-            be asked, the remembered session is kept: that is what the browser has anyway.
+            QPS call; ``0``: ask every time (an explicit "open Qlik" click). When the node
+            holding it cannot be reached, it counts as gone (a new one is made on a node that
+            answers); when QPS cannot tell otherwise, it is kept.
         :param create: False: reuse only, never create (a portal backing off after a failure,
             or a user who signed out of Qlik).
+        :param end_replaced: called with the ids of proxy sessions this call gives up (a
+            changed identity, a node that cannot be reached); default: end them on every node
+            now, logging a failure. The web layer passes its one ending, which keeps what a
+            failing node could not end and finishes it later.
         :returns: the grant, or None when ``user`` returned None or nothing may be created.
 
         Errors creating a session are raised (:class:`~qlikauth.QpsError`); a failure to end a
         replaced session is logged (it ends when Qlik times it out).
         """
         now = time.time() if now is None else now
+        end = end_replaced if end_replaced is not None else self._end_quietly
         if owner is None:
             if not isinstance(user, QlikUser):
                 raise ConfigurationError("resume(): pass owner= when user is a callable.")
@@ -207,17 +216,26 @@ class SessionAuthenticator:
             if qlik_user is None or record.get("identity") != identity_digest(qlik_user):
                 log.info("the portal user's Qlik identity changed (or was withdrawn); ending the "
                          "remembered proxy session")
-                self._end_quietly(str(record["sid"]))
+                end([str(record["sid"])])
                 if qlik_user is None:
                     return None
                 record = None
         if record is not None and recheck_after is not None \
                 and now - float(record.get("checked") or 0) >= recheck_after:
+            node = record.get("node") if record.get("node") in self.qps.nodes else None
             try:
-                alive = self.qps.get_session(record["sid"]) is not None
+                alive = self.qps.get_session(record["sid"], node=node) is not None
             except QpsError as exc:
-                log.warning("could not check the remembered proxy session, keeping it: %s", exc)
-                alive = True
+                if node is not None and (getattr(exc, "sent", True) is False or self.qps.is_down(node)):
+                    # The node holding it cannot be reached: the browser cannot use that session
+                    # either. It is ended when the node answers again; the user gets a new one.
+                    log.info("the node holding the remembered proxy session cannot be reached; "
+                             "making a new session on a node that answers")
+                    end([str(record["sid"])])
+                    alive = False
+                else:
+                    log.warning("could not check the remembered proxy session, keeping it: %s", exc)
+                    alive = True
             if alive:
                 record = {**record, "checked": now}
             else:
@@ -236,11 +254,11 @@ class SessionAuthenticator:
                   "identity": identity_digest(qlik_user)}
         return SessionGrant(record, True, self)
 
-    def _end_quietly(self, session_id: str) -> None:
-        try:
-            self.qps.delete_session(session_id)
-        except QpsError as exc:
-            log.warning("could not end a replaced proxy session (it ends when Qlik times it out): %s", exc)
+    def _end_quietly(self, session_ids: Sequence[str]) -> None:
+        report = self.qps.end_everywhere(session_ids=session_ids)
+        for failure in report.failed:
+            log.warning("could not end a replaced proxy session on %s (%s); it ends when Qlik "
+                        "times it out", failure.node, failure.reason)
 
     def session_id_from(self, cookies: Mapping[str, str]) -> str | None:
         """The proxy session id in a request's cookies, if any."""

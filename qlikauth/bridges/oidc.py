@@ -20,23 +20,37 @@ back-channel ``logout_token`` into a :class:`LogoutEvent`. What it does and why:
   through proxies from the environment. Timeouts always; redirects never followed; answers
   capped in size; TLS verified (against ``ca_bundle`` when configured).
 * **Client authentication** ``client_secret_basic``, ``client_secret_post`` or
-  ``private_key_jwt`` (an RS256/ES256 assertion signed with the portal's key).
-* **JWT checks** (id_token and logout_token): size capped before parsing; compact JWS only (no
-  JWE); ``alg`` from an explicit allowlist of asymmetric algorithms (never ``none``, never
-  HMAC); no key taken from the token (``jwk``/``jku``/``x5u`` refused) and no ``crit``; the key
-  picked by ``kid`` from the provider's JWKS and its type, curve, ``use`` and ``alg`` checked
-  against the token's ``alg`` before python-jose (cryptography backend) verifies; an unknown
-  ``kid`` refetches the JWKS once, at most once per ``jwks_refetch_interval`` (a stream of
-  forged kids cannot make the portal hammer the provider). Then ``iss`` exact, ``aud`` holding
-  the client id, ``azp`` when there are several audiences, ``exp``/``iat``/``nbf`` with a leeway
-  of at most 5 minutes, ``nonce``, and ``at_hash`` when the access token comes with it.
+  ``private_key_jwt``: an assertion signed (with ``cryptography``, :mod:`qlikauth.jwtkeys`) by
+  the portal's key, checked by type and size when the settings are built: RSA of at least
+  2048 bits signs RS256, an EC key the ES algorithm of its curve (P-256 ES256, P-384 ES384,
+  P-521 ES512).
+* **JWT checks** (id_token and logout_token), through :mod:`qlikauth.jose` (joserfc): size
+  capped before parsing; compact JWS only (no JWE); ``alg`` from an explicit allowlist of
+  asymmetric algorithms (RS, PS, ES; never ``none``, never HMAC); no key taken from the token
+  (``jwk``/``jku``/``x5u``/``x5c`` refused) and no ``crit``; the key picked by ``kid`` from the
+  provider's JWKS and its type, curve, size, ``use`` and ``alg`` checked against the token's
+  ``alg`` before the signature is verified. An unknown ``kid`` refetches the JWKS, at most
+  once per ``jwks_refetch_interval`` for each path: id_tokens (which come from the token
+  endpoint, over TLS) and logout tokens (which anyone can POST) have separate refetch slots,
+  so a forged logout token cannot use up the refetch a real key rotation needs. Then ``iss``
+  exact, ``aud`` holding the client id, ``azp`` when there are several audiences,
+  ``exp``/``iat``/``nbf`` with a leeway of at most 5 minutes, ``nonce``, ``at_hash`` when the
+  access token comes with it, and ``auth_time`` when a fresh sign-in was asked for.
+* **Re-authentication**: ``prompt`` (e.g. ``login``) and ``max_age`` settings go into every
+  authorization request; with ``max_age`` the id_token's ``auth_time`` must be that recent.
+  ``begin(..., force_reauth=True)`` (after an idle cap, on a shared workstation) asks for
+  ``prompt=login`` and ``max_age=0`` and refuses an id_token whose ``auth_time`` is older
+  than the request: a provider that skipped the password prompt is caught.
+* **Unverified e-mail**: an ``email`` the provider does not mark verified (``email_verified``
+  false or absent) is listed in :attr:`OidcLogin.unverified`; the claims mapping refuses it
+  as the Qlik user id (nOAuth) unless ``allow_unverified_email`` is set for this provider.
 * **Logout tokens** (Back-Channel Logout 1.0): the same signature and issuer checks, ``iat``
-  required and recent, the back-channel ``events`` member, ``sid`` and/or ``sub``, no
-  ``nonce``, and ``jti`` used once (kept in the store, so a replay to another portal process
-  is refused too).
-
-python-jose 3.5 implements no RSASSA-PSS, so ``PS256`` is refused at configuration with that
-reason rather than failing on the first sign-in.
+  required and recent, ``exp`` required, the back-channel ``events`` member, ``sid`` and/or
+  ``sub``, no ``nonce``; every check that needs no key runs before the key is looked up; then
+  ``jti`` used once, in a replay cache that refuses when full (never evicts a used ``jti``).
+* **RP-initiated logout** sends only the registered ``post_logout_redirect_uri`` (a setting);
+  where to land afterwards is kept under the logout ``state``, read back with
+  :meth:`OidcRelyingParty.logout_return`.
 """
 
 from __future__ import annotations
@@ -60,17 +74,18 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from .._parse import parse_bool
 from .._version import __version__
 from ..authenticators.base import Cookie
-from ..exceptions import ConfigurationError, OidcError, RedirectError
-from ..store import StateStore
+from ..exceptions import ConfigurationError, JwtError, OidcError, RedirectError, StoreFull
+from ..mapping import UNVERIFIED
+from ..store import MemoryStore, StateStore
 
 try:
-    from jose import jwk as _jose_jwk
-    from jose import jws as _jose_jws
+    from .. import jose as _jose
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "qlikauth's OpenID Connect support needs python-jose: pip install 'qlikauth[oidc]'"
+        "qlikauth's OpenID Connect support needs joserfc: pip install 'qlikauth[oidc]'"
     ) from exc
 
 __all__ = [
@@ -87,11 +102,11 @@ __all__ = [
 
 log = logging.getLogger("qlikauth.oidc")
 
-#: The signature algorithms python-jose verifies and qlikauth accepts (asymmetric only).
-SUPPORTED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
+#: The signature algorithms qlikauth accepts in id_tokens and logout tokens (asymmetric only).
+SUPPORTED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                                         "ES256", "ES384", "ES512")
 #: The ``events`` member a back-channel logout token must carry.
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
-_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 _RESPONSE_MODES = ("query", "form_post")
@@ -100,10 +115,14 @@ _MAX_RESPONSE_BYTES = 1 << 20
 _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
 _TENANT_PLACEHOLDER = "{tenantid}"
 _BROWSER_VALUE = re.compile(r"[A-Za-z0-9_-]{32,128}\Z")
+_PROMPTS = ("login", "consent", "select_account")
+_WELL_KNOWN = "/.well-known/"
+#: joserfc's refusal reasons, in this module's words.
+_JOSE_REASONS = {"algorithm": "alg_not_allowed", "key": "jwks", "kid": "unknown_kid"}
 
 
 def _fail(reason: str, message: str, status: int = 401) -> OidcError:
-    err = OidcError(message, reason=reason)
+    err = OidcError(message, reason=reason, code=reason)  # .code: the bridges' common name
     err.status = status
     return err
 
@@ -142,6 +161,34 @@ def _check_url(url: Any, what: str, *, config: bool = True) -> str:
     return url
 
 
+def _is_text(value: Any) -> bool:
+    """A non-empty string of Unicode scalar values (JSON can carry lone surrogates: no encoder
+    writes them, so a hash, a store key or a header built from one would fail)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"[:120]
+    except ValueError:
+        return "(an unreadable URL)"
+
+
+def _short_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]
+    except ValueError:
+        return "(an unreadable URL)"
+
+
 def _b64decode(segment: str, what: str) -> bytes:
     if not _B64URL.match(segment):
         raise _fail("malformed", f"the {what} is not base64url; refused.")
@@ -178,7 +225,16 @@ class OidcSettings:
         by an unknown ``kid``.
     :param userinfo: also call the userinfo endpoint and merge its claims.
     :param post_logout_redirect_uri: where the provider sends the browser after RP-initiated
-        logout (registered at the provider).
+        logout; it must be registered at the provider exactly as written here, and it is the
+        only one ever sent (where to go next travels in the logout ``state``).
+    :param prompt: sent with every authorization request: ``login`` (ask for the password
+        every time: shared workstations), ``consent``, ``select_account``, or several of them
+        separated by spaces.
+    :param max_age: seconds: the provider's sign-in (``auth_time``) must be at most this old;
+        sent as ``max_age`` and checked in the id_token (0: every sign-in asks again).
+    :param allow_unverified_email: let an ``email`` the provider does not mark verified
+        (``email_verified`` false or absent) be the Qlik user id. Off: such an e-mail never
+        decides who signs in (see docs/oidc.md for the stable claim of each provider).
     :param cookie_name: the browser-binding cookie (``__Host-`` prefixed by default).
     """
 
@@ -202,6 +258,9 @@ class OidcSettings:
     jwks_refetch_interval: float = 60.0
     userinfo: bool = False
     post_logout_redirect_uri: str | None = None
+    prompt: str | None = None
+    max_age: float | None = None
+    allow_unverified_email: bool = False
     state_ttl: float = 600.0
     max_token_bytes: int = 16 * 1024
     logout_token_max_age: float = 300.0
@@ -213,6 +272,12 @@ class OidcSettings:
             object.__setattr__(self, name, value)
 
         issuer = _check_url(self.issuer, "OIDC issuer")
+        if _WELL_KNOWN in urlsplit(issuer).path:
+            base = issuer.split(_WELL_KNOWN, 1)[0]
+            raise ConfigurationError(
+                f"OIDC issuer: {issuer[:120]!r} is the discovery document's URL, not the issuer "
+                f"identifier: drop /.well-known/openid-configuration and set {base[:100]!r} (the "
+                "'issuer' value inside that document).")
         if urlsplit(issuer).query:
             raise ConfigurationError("OIDC issuer: an issuer identifier has no query string.")
         put("issuer", issuer)
@@ -244,7 +309,14 @@ class OidcSettings:
         if method == "private_key_jwt":
             if not self.client_private_key:
                 raise ConfigurationError("OIDC client_private_key: required with private_key_jwt (PEM text or a file path).")
-            put("client_private_key", self._load_private_key(self.client_private_key))
+            pem = self._load_private_key(self.client_private_key)
+            if self.client_key_id is not None and (not isinstance(self.client_key_id, str)
+                                                   or not self.client_key_id.strip()):
+                raise ConfigurationError("OIDC client_key_id: the key id registered at the "
+                                         "provider "
+                                         "(a non-empty string), or leave it unset.")
+            _client_signing_key(pem, self.client_key_id)  # refuses weak or unusable keys now
+            put("client_private_key", pem)
         scopes = tuple(self.scopes.split() if isinstance(self.scopes, str) else self.scopes)
         if "openid" not in scopes:
             raise ConfigurationError("OIDC scopes: must include 'openid' (without it there is no id_token).")
@@ -259,10 +331,6 @@ class OidcSettings:
                 raise ConfigurationError(
                     f"OIDC algorithms: {alg!r} is refused: id_tokens must be signed with the provider's "
                     "private key (RS256/ES256 family); 'none' and HMAC would let anyone mint tokens.")
-            if alg.upper().startswith("PS"):
-                raise ConfigurationError(
-                    f"OIDC algorithms: {alg} (RSASSA-PSS) is not implemented by python-jose 3.5; set the "
-                    "provider to sign id_tokens with RS256 (or ES256).")
             if alg not in SUPPORTED_ALGORITHMS:
                 raise ConfigurationError(f"OIDC algorithms: {alg!r} is not one of {', '.join(SUPPORTED_ALGORITHMS)}.")
         put("algorithms", algorithms)
@@ -280,6 +348,31 @@ class OidcSettings:
             raise ConfigurationError("OIDC max_token_bytes: must be between 1 KiB and 256 KiB.")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise ConfigurationError(f"OIDC ca_bundle: {self.ca_bundle!r} is not a file (a PEM bundle of CA certificates).")
+        prompt = self.prompt
+        if prompt is not None:
+            words = prompt.split() if isinstance(prompt, str) else None
+            if not words or any(w not in _PROMPTS for w in words):
+                raise ConfigurationError(
+                    f"OIDC prompt: {str(prompt)[:40]!r} is not {', '.join(_PROMPTS)} (or "
+                    "several of "
+                    "them separated by spaces); 'login' asks for the password on every sign-in.")
+            put("prompt", " ".join(dict.fromkeys(words)))
+        if self.max_age is not None:
+            try:
+                max_age = float(self.max_age)
+            except (TypeError, ValueError):
+                raise ConfigurationError("OIDC max_age: expected a number of seconds (0: always "
+                                         "sign in again).") from None
+            if not 0 <= max_age <= 30 * 86400 or isinstance(self.max_age, bool):
+                raise ConfigurationError("OIDC max_age: must be between 0 and 2592000 seconds "
+                                         "(30 days).")
+            put("max_age", max_age)
+        for name in ("allow_unverified_email", "userinfo", "cookie_secure"):
+            flag = parse_bool(getattr(self, name))
+            if flag is None:
+                raise ConfigurationError(f"OIDC {name}: expected true or false, got "
+                                         f"{str(getattr(self, name))[:20]!r}.")
+            put(name, flag)
         if self.cookie_name.startswith("__Host-") and not self.cookie_secure:
             raise ConfigurationError("OIDC cookie_name: a __Host- cookie needs cookie_secure=True (https).")
 
@@ -297,8 +390,6 @@ class OidcSettings:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
             raise ConfigurationError("OIDC client_private_key: not an unencrypted PEM private key.") from None
-        if getattr(key, "key_size", 2048) < 2048 and key.__class__.__name__.startswith("_RSA"):
-            raise ConfigurationError("OIDC client_private_key: RSA keys must have at least 2048 bits.")
         return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
 
@@ -306,6 +397,41 @@ class OidcSettings:
     def discovery_document_url(self) -> str:
         """Where the provider's metadata is read."""
         return self.discovery_url or self.issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+#: The ES algorithm of each EC curve (cryptography's curve names).
+_CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+def _client_signing_key(pem: bytes, kid: str | None) -> Any:
+    """The ``private_key_jwt`` signing key: its algorithm from its type and curve, size checked.
+
+    RSA keys (at least 2048 bits) sign RS256; EC keys the ES algorithm of their curve. Any
+    other key type is refused: providers take no other assertion algorithm from a client.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from ..jwtkeys import MIN_RSA_BITS, SigningKey
+
+    key = serialization.load_pem_private_key(pem, password=None)
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise ConfigurationError(
+                f"OIDC client_private_key: the RSA key has {key.key_size} bits; at least "
+                f"{MIN_RSA_BITS} are required (openssl genrsa -out client.pem 3072).")
+        alg = "RS256"
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        found = _CURVE_ALGORITHMS.get(key.curve.name)
+        if found is None:
+            raise ConfigurationError(
+                f"OIDC client_private_key: an EC key on {key.curve.name} cannot sign a client "
+                "assertion; use P-256 (ES256), P-384 (ES384) or P-521 (ES512).")
+        alg = found
+    else:
+        raise ConfigurationError("OIDC client_private_key: an RSA (2048 bits or more) or EC "
+                                 "(P-256, P-384, P-521) private key is required.")
+    return SigningKey(key, alg, kid=kid)
 
 
 @dataclass(frozen=True)
@@ -361,16 +487,27 @@ class _ProviderHttp:
 
     def call(self, method: str, url: str, what: str, **kw: Any) -> tuple[int, Any]:
         self.requests += 1
+        origin = _origin(url)
         try:
             resp = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
                                         stream=True, **kw)
         except requests.exceptions.SSLError as exc:
-            raise _fail("provider_tls", f"the provider's certificate for {what} is not trusted ({type(exc).__name__}); "
-                                        "set ca_bundle to the CA that issued it.", 502) from exc
+            raise _fail("provider_tls",
+                        f"the provider's certificate at {origin} ({what}) is not trusted "
+                        f"({type(exc).__name__}); set ca_bundle to the CA that issued it.",
+                        502) from exc
         except requests.exceptions.Timeout:
-            raise _fail("provider_timeout", f"the provider did not answer the {what} in {self.timeout[1]:g}s.", 504) from None
+            raise _fail("provider_timeout",
+                        f"the provider at {origin} did not answer the {what} in "
+                        f"{self.timeout[1]:g}s; check that this server can reach it "
+                        "(firewall, outbound proxy) or raise the timeout setting.",
+                        504) from None
         except requests.exceptions.RequestException as exc:
-            raise _fail("provider_unreachable", f"the provider cannot be reached for the {what}: {type(exc).__name__}.", 502) from None
+            raise _fail("provider_unreachable",
+                        f"the provider at {origin} cannot be reached for the {what} "
+                        f"({type(exc).__name__}): check the issuer setting's host and port, "
+                        "DNS, and that this server may connect to it (environment proxies are "
+                        "not used).", 502) from None
         with resp:
             body = resp.raw.read(_MAX_RESPONSE_BYTES + 1, decode_content=True)
             if len(body) > _MAX_RESPONSE_BYTES:
@@ -384,11 +521,13 @@ class _ProviderHttp:
                 data = None
             return resp.status_code, data
 
-    def get_json(self, url: str, what: str, **kw: Any) -> Any:
+    def get_json(self, url: str, what: str, *, hint: str = "", **kw: Any) -> Any:
         status, data = self.call("GET", url, what, **kw)
         if status != 200 or data is None:
-            raise _fail("provider_answer", f"the provider answered the {what} with HTTP {status}"
-                                           f"{'' if data is not None else ' and no JSON'}.", 502)
+            no_json = "" if data is not None else " and no JSON"
+            raise _fail("provider_answer", f"the provider at {_origin(url)} answered the {what} "
+                                           f"({_short_url(url)}) with HTTP {status}"
+                                           f"{no_json}{hint}.", 502)
         return data
 
     def close(self) -> None:
@@ -399,9 +538,14 @@ class JwksCache:
     """The provider's signing keys by ``kid``, fetched on first use and refetched rarely.
 
     ``fetch()`` returns the JWKS document. A ``kid`` not in the cache causes one refetch, but
-    never more than one per ``refetch_interval`` seconds (a cold or expired cache is not a
-    miss). :attr:`fetches` counts every fetch (the bench and the rotation test read it).
+    never more than one per ``refetch_interval`` seconds for each ``path`` (a cold or expired
+    cache is not a miss): ``"sign_in"`` for id_tokens, which come from the token endpoint,
+    and ``"logout"`` for logout tokens, which anyone can POST. Each path has its own slot, so
+    forged logout tokens naming unknown kids never delay the refetch a key rotation needs.
+    :attr:`fetches` counts every fetch (the bench and the rotation test read it).
     """
+
+    PATHS = ("sign_in", "logout")
 
     def __init__(self, fetch: Callable[[], Any], *, ttl: float = 86400.0, refetch_interval: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -413,7 +557,7 @@ class JwksCache:
         self._keys: dict[str, dict[str, Any]] = {}
         self._objects: dict[tuple[str, str], Any] = {}
         self._loaded_at: float | None = None
-        self._last_miss_fetch: float | None = None
+        self._last_miss_fetch: dict[str, float] = {}
         self.fetches = 0
 
     def _load(self) -> None:
@@ -436,8 +580,10 @@ class JwksCache:
     def _fresh(self, now: float) -> bool:
         return self._loaded_at is not None and now - self._loaded_at < self.ttl
 
-    def key_for(self, kid: Any, alg: str) -> Any:
-        """The verifying key (python-jose, cryptography backend) for ``kid`` and ``alg``."""
+    def key_for(self, kid: Any, alg: str, *, path: str = "sign_in") -> Any:
+        """The verifying key (:mod:`qlikauth.jose`, joserfc) for ``kid`` and ``alg``."""
+        if path not in self.PATHS:
+            raise ValueError(f"path must be one of {self.PATHS}")
         if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
             raise _fail("unknown_kid", "the token's kid is not a short string; refused.")
         now = self._clock()
@@ -446,10 +592,11 @@ class JwksCache:
                 self._load()
             jwk = self._pick(kid, alg)
             if jwk is None and kid is not None:
-                if self._last_miss_fetch is not None and now - self._last_miss_fetch < self.refetch_interval:
+                last = self._last_miss_fetch.get(path)
+                if last is not None and now - last < self.refetch_interval:
                     raise _fail("unknown_kid", f"the token's kid {kid[:40]!r} is not among the provider's keys "
                                                "(keys refetched recently, not again yet); refused.")
-                self._last_miss_fetch = now
+                self._last_miss_fetch[path] = now
                 log.info("unknown kid in a token from the provider; refetching its JWKS once")
                 self._load()
                 jwk = self._pick(kid, alg)
@@ -467,33 +614,18 @@ class JwksCache:
         if kid is not None:
             return self._keys.get(kid)
         # No kid: only a provider with a single key of the right type may omit it.
-        kty = "RSA" if alg.startswith("RS") else "EC"
+        kty = "EC" if alg.startswith("ES") else "RSA"
         matching = [k for k in self._keys.values() if k.get("kty") == kty]
         return matching[0] if len(matching) == 1 else None
 
     @staticmethod
     def _construct(jwk: Mapping[str, Any], alg: str) -> Any:
-        kty = jwk.get("kty")
-        want = "RSA" if alg.startswith("RS") else "EC"
-        if kty != want:
-            raise _fail("key_type", f"the token says {alg} but the provider's key {jwk.get('kid')!r} is {kty}; refused "
-                                    "(a token must not choose how the provider's key is used).")
-        if jwk.get("alg") not in (None, alg):
-            raise _fail("key_type", f"the provider's key {jwk.get('kid')!r} is for {jwk.get('alg')}, the token says {alg}; refused.")
-        ops = jwk.get("key_ops")
-        if isinstance(ops, list) and not {"verify", "sign"} & set(ops):
-            raise _fail("key_type", f"the provider's key {jwk.get('kid')!r} is not a signature key (key_ops); refused.")
-        if want == "EC" and jwk.get("crv") != _EC_CURVES[alg]:
-            raise _fail("key_type", f"{alg} needs a {_EC_CURVES[alg]} key, the provider's key is {jwk.get('crv')!r}; refused.")
-        if want == "RSA":
-            n = jwk.get("n")
-            if not isinstance(n, str) or len(_b64decode(n, "key modulus").lstrip(b"\0")) * 8 < 2048:
-                raise _fail("key_type", f"the provider's RSA key {jwk.get('kid')!r} is shorter than 2048 bits; refused.")
-        public = {k: v for k, v in jwk.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
         try:
-            return _jose_jwk.construct(public, alg)
-        except Exception as exc:
-            raise _fail("jwks", f"the provider's key {jwk.get('kid')!r} cannot be used: {type(exc).__name__}.", 502) from None
+            return _jose.key_from_jwk(jwk, alg)
+        except JwtError as exc:
+            reason = _JOSE_REASONS.get(_jose.reason_of(exc), _jose.reason_of(exc))
+            status = 502 if reason == "jwks" else 401
+            raise _fail(reason, f"the provider's JWKS: {exc}", status) from None
 
 
 @dataclass(frozen=True)
@@ -507,7 +639,15 @@ class AuthorizationRequest:
 
 @dataclass(frozen=True)
 class OidcLogin:
-    """A verified sign-in: the claims (id_token + userinfo) and what logout needs later."""
+    """A verified sign-in: the claims (id_token + userinfo) and what logout needs later.
+
+    ``unverified`` names the claims the provider does not vouch for (``email`` when
+    ``email_verified`` is not true, unless ``allow_unverified_email``); ``claims`` lists
+    them under :data:`~qlikauth.mapping.UNVERIFIED` too, so
+    :meth:`~qlikauth.mapping.ClaimsMapping.map` refuses such a claim as the Qlik user id
+    whether or not the caller passes ``unverified``. ``auth_time``: when the provider last
+    authenticated the person (None when the provider did not say).
+    """
 
     issuer: str
     subject: str
@@ -517,6 +657,8 @@ class OidcLogin:
     access_token: str | None = field(default=None, repr=False)
     next_url: str | None = None
     clear_cookie: Cookie | None = None
+    unverified: frozenset[str] = frozenset()
+    auth_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -532,16 +674,31 @@ class LogoutEvent:
 class OidcRelyingParty:
     """The relying party for one provider (see the module docstring). Thread-safe.
 
-    :param store: where one-time values live (state/nonce/verifier; used logout-token ``jti``).
+    :param store: where one-time values live (state/nonce/verifier, the logout ``state``).
         Several portal processes must share one (Redis, Django cache).
+    :param replay_cache: the used logout-token ``jti`` values. It must **refuse when full**
+        (``when_full="refuse"``) rather than evict, and be shared by every portal process
+        (the web runtime's ``replay_cache``). Without one, a used ``jti`` is recorded both in
+        ``store`` (seen by every process, but it may evict) and in an in-process
+        ``MemoryStore(when_full="refuse")`` (never evicts); a replay found in either is refused.
     :param clock: seconds since the epoch (tests move it to expire tokens).
     """
 
     def __init__(self, settings: OidcSettings, store: StateStore, *,
+                 replay_cache: StateStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store = store
+        # A used jti evicted from an evicting store could be replayed: this one refuses when full.
+        self.replay_cache: StateStore = (replay_cache if replay_cache is not None
+                                         else MemoryStore(when_full="refuse"))
+        self._shared_jti_store = store if replay_cache is None else None
         self.clock = clock
+        method = settings.token_endpoint_auth_method
+        pem = settings.client_private_key
+        self._client_key = None
+        if method == "private_key_jwt" and isinstance(pem, bytes):  # noqa: S105 - a method name
+            self._client_key = _client_signing_key(pem, settings.client_key_id)
         self.http = _ProviderHttp(settings)
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = 0.0
@@ -560,7 +717,11 @@ class OidcRelyingParty:
             if self._metadata is not None and now - self._metadata_at < self.settings.metadata_ttl:
                 return self._metadata
             try:
-                doc = self.http.get_json(self.settings.discovery_document_url, "discovery document")
+                doc = self.http.get_json(
+                    self.settings.discovery_document_url, "discovery document",
+                    hint=": check the issuer setting; it is the provider's issuer identifier (the "
+                         "'issuer' inside its discovery document), and qlikauth adds "
+                         "/.well-known/openid-configuration itself")
                 fresh = ProviderMetadata.parse(doc, self.settings.issuer)
             except OidcError as exc:
                 if self._metadata is None or getattr(exc, "reason", None) == "metadata":
@@ -586,19 +747,28 @@ class OidcRelyingParty:
         return self.browser_cookie("x").cleared()
 
     def begin(self, browser: str | None, next_url: str | None = None, *, prompt: str | None = None,
-              login_hint: str | None = None, extra: Mapping[str, str] | None = None) -> AuthorizationRequest:
+              login_hint: str | None = None, extra: Mapping[str, str] | None = None,
+              force_reauth: bool = False) -> AuthorizationRequest:
         """Start a sign-in: keep state/nonce/verifier for this browser; return where to go.
 
         :param browser: the browser-binding cookie's value if the browser has one (several tabs
             signing in at once share it), else None and a new one is made.
         :param next_url: where to land after sign-in; the caller has already checked it.
+        :param prompt: this request's ``prompt`` (default: the ``prompt`` setting).
+        :param force_reauth: the person must authenticate again at the provider, whatever
+            session it still has (after an idle cap on a shared workstation): sends
+            ``prompt=login`` and ``max_age=0``, and :meth:`complete` refuses an id_token whose
+            ``auth_time`` is older than this request (reason ``reauth``).
         """
         s = self.settings
         meta = self.metadata()
         if not browser or not _BROWSER_VALUE.match(browser):
             browser = secrets.token_urlsafe(32)
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
-        record = {"b": _digest(browser), "n": nonce, "v": verifier, "next": next_url, "t": self.clock()}
+        now = self.clock()
+        max_age = 0.0 if force_reauth else s.max_age
+        record = {"b": _digest(browser), "n": nonce, "v": verifier, "next": next_url, "t": now,
+                  "ma": max_age, "fr": bool(force_reauth)}
         self.store.put("oidc:state:" + _digest(state), json.dumps(record).encode(), s.state_ttl)
         params = {
             "response_type": "code", "client_id": s.client_id, "redirect_uri": s.redirect_uri,
@@ -608,8 +778,13 @@ class OidcRelyingParty:
         }
         if s.response_mode != "query":
             params["response_mode"] = s.response_mode
-        if prompt:
-            params["prompt"] = prompt
+        words = (prompt or s.prompt or "").split()
+        if force_reauth and "login" not in words:
+            words.append("login")
+        if words:
+            params["prompt"] = " ".join(words)
+        if max_age is not None:
+            params["max_age"] = str(int(max_age))
         if login_hint:
             params["login_hint"] = login_hint
         for k, v in (extra or {}).items():
@@ -656,14 +831,48 @@ class OidcRelyingParty:
         if not isinstance(id_token, str):
             raise _fail("token_response", "the provider's token answer has no id_token (is 'openid' allowed for this client?).", 502)
         access_token = tokens.get("access_token") if isinstance(tokens.get("access_token"), str) else None
-        claims = self.validate_id_token(id_token, nonce=str(record["n"]), access_token=access_token)
+        max_age = record.get("ma")
+        claims = self.validate_id_token(
+            id_token, nonce=str(record["n"]), access_token=access_token,
+            max_age=float(max_age) if isinstance(max_age, (int, float)) else None,
+            authenticated_after=float(record["t"]) if record.get("fr") else None)
         if self.settings.userinfo and meta.userinfo_endpoint and access_token:
             extra = self.fetch_userinfo(access_token, claims["sub"])
-            claims = {**{k: v for k, v in extra.items()}, **claims}
+            # What the id_token says wins; userinfo cannot vouch for an e-mail it did not sign.
+            claims = {**{k: v for k, v in extra.items() if k != "email_verified"}, **claims}
+        auth_time = claims.get("auth_time")
+        unverified = self.unverified_claims(claims)
+        # The mapping reads the list under UNVERIFIED: only this bridge may write it.
+        claims = {k: v for k, v in claims.items() if k != UNVERIFIED}
+        if unverified:
+            claims[UNVERIFIED] = sorted(unverified)
         return OidcLogin(issuer=str(claims["iss"]), subject=str(claims["sub"]), claims=claims,
                          sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
                          id_token=id_token, access_token=access_token, next_url=record.get("next"),
-                         clear_cookie=self.clear_browser_cookie())
+                         clear_cookie=self.clear_browser_cookie(),
+                         unverified=unverified,
+                         auth_time=float(auth_time) if isinstance(auth_time, (int, float))
+                         and not isinstance(auth_time, bool) else None)
+
+    def unverified_claims(self, claims: Mapping[str, Any]) -> frozenset[str]:
+        """The claims the provider does not vouch for: ``email`` unless ``email_verified`` is true.
+
+        Only JSON ``true`` counts (a string ``"true"`` or ``1`` does not: the OpenID Connect
+        claim is a boolean). Empty when ``allow_unverified_email`` is set.
+        """
+        if self.settings.allow_unverified_email or "email" not in claims:
+            return frozenset()
+        verified = claims.get("email_verified") is True
+        return frozenset() if verified else frozenset({"email"})
+
+    def map_user(self, login: OidcLogin, mapping: Any) -> Any:
+        """``mapping.map(...)`` for a verified sign-in; its unverified claims are refused as the
+        user id.
+
+        :param mapping: a :class:`~qlikauth.mapping.ClaimsMapping`.
+        :returns: the :class:`~qlikauth.mapping.MappedIdentity` (``.user``, ``.cloud``).
+        """
+        return mapping.map(dict(login.claims), login.subject, unverified=login.unverified)
 
     def _client_auth(self, meta: ProviderMetadata, data: dict[str, str]) -> Any:
         s = self.settings
@@ -679,20 +888,10 @@ class OidcRelyingParty:
         now = int(self.clock())
         assertion = {"iss": s.client_id, "sub": s.client_id, "aud": meta.token_endpoint,
                      "jti": secrets.token_urlsafe(24), "iat": now, "exp": now + 60}
-        key = s.client_private_key
-        assert isinstance(key, bytes)
-        alg = "ES256" if b"EC PRIVATE" in key or self._is_ec(key) else "RS256"
-        headers = {"kid": s.client_key_id} if s.client_key_id else None
+        assert self._client_key is not None
         data["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-        data["client_assertion"] = _jose_jws.sign(assertion, key.decode(), headers=headers, algorithm=alg)
+        data["client_assertion"] = self._client_key.sign(assertion)
         return None
-
-    @staticmethod
-    def _is_ec(pem: bytes) -> bool:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        return isinstance(serialization.load_pem_private_key(pem, password=None), ec.EllipticCurvePrivateKey)
 
     def _token_request(self, meta: ProviderMetadata, code: str, verifier: str) -> Mapping[str, Any]:
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.settings.redirect_uri,
@@ -717,42 +916,24 @@ class OidcRelyingParty:
         return body
 
     # -- JWT checks -----------------------------------------------------------------------
-    def _verify_jws(self, token: Any, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        s = self.settings
-        if not isinstance(token, str) or not token:
-            raise _fail("malformed", f"the {what} is missing.")
-        if len(token) > s.max_token_bytes:
-            raise _fail("too_large", f"the {what} is larger than {s.max_token_bytes} bytes; refused before parsing.")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise _fail("malformed", f"the {what} is not a signed JWT (compact JWS; encrypted tokens are not accepted).")
+    def _parse_jws(self, token: Any, what: str) -> tuple[Any, str]:
+        """The token split (size capped first) and its allowed ``alg``; nothing verified yet."""
         try:
-            header = json.loads(_b64decode(parts[0], f"{what} header"))
-            claims = json.loads(_b64decode(parts[1], f"{what} payload"))
-        except ValueError:
-            raise _fail("malformed", f"the {what} header or payload is not JSON; refused.") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise _fail("malformed", f"the {what} header or payload is not a JSON object; refused.")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none":
-            raise _fail("alg_none", f"the {what} is unsigned (alg 'none'); refused.")
-        if alg not in s.algorithms:
-            raise _fail("alg_not_allowed", f"the {what} is signed with {alg[:20]!r}, which is not allowed "
-                                           f"(allowed: {', '.join(s.algorithms)}); refused.")
-        for carried in ("jwk", "jku", "x5u"):
-            if carried in header:
-                raise _fail("header", f"the {what} names its own key ({carried} header); keys come only from "
-                                      "the provider's JWKS; refused.")
-        if "crit" in header:
-            raise _fail("header", f"the {what} has critical header extensions qlikauth does not implement; refused.")
-        signature = _b64decode(parts[2], f"{what} signature")
-        if not signature:
-            raise _fail("signature", f"the {what} has an empty signature; refused.")
-        key = self.jwks.key_for(header.get("kid"), alg)
-        if not key.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
+            jws = _jose.parse_compact(token, max_bytes=self.settings.max_token_bytes, what=what)
+            alg = _jose.check_header(jws, self.settings.algorithms, what=what)
+        except JwtError as exc:
+            reason = _jose.reason_of(exc)
+            raise _fail(_JOSE_REASONS.get(reason, reason), str(exc)) from None
+        return jws, alg
+
+    def _verify_signature(self, jws: Any, alg: str, what: str, path: str) -> None:
+        kid = jws.header.get("kid")
+        key = self.jwks.key_for(kid, alg, path=path)
+        try:
+            _jose.verify_signature(jws, key, alg, what=what)
+        except JwtError:
             raise _fail("signature", f"the {what}'s signature does not verify with the provider's key "
-                                     f"{str(header.get('kid'))[:40]!r}; refused.")
-        return header, claims
+                                     f"{str(kid)[:40]!r}; refused.") from None
 
     def _expected_issuer(self, claims: Mapping[str, Any]) -> str:
         issuer = self.settings.issuer
@@ -765,7 +946,7 @@ class OidcRelyingParty:
             raise _fail("tenant", f"tenant {tid} is not among the tenants allowed to sign in (OIDC tenants); refused.")
         return issuer.replace(_TENANT_PLACEHOLDER, tid)
 
-    def _check_claims(self, claims: Mapping[str, Any], what: str, *, require_exp: bool = True) -> None:
+    def _check_claims(self, claims: Mapping[str, Any], what: str) -> None:
         s = self.settings
         now = self.clock()
         expected = self._expected_issuer(claims)
@@ -789,7 +970,7 @@ class OidcRelyingParty:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise _fail("malformed", f"the {what}'s {name} is not a number; refused.")
         exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
-        if exp is None and require_exp:
+        if exp is None:
             raise _fail("expired", f"the {what} has no expiry (exp); refused.")
         if exp is not None and now > exp + s.leeway:
             raise _fail("expired", f"the {what} expired {int(now - exp)}s ago; sign in again.")
@@ -801,22 +982,34 @@ class OidcRelyingParty:
         if nbf is not None and nbf > now + s.leeway:
             raise _fail("not_yet_valid", f"the {what} is not valid for another {int(nbf - now)}s; refused.")
 
-    def validate_id_token(self, token: str, *, nonce: str | None, access_token: str | None = None) -> dict[str, Any]:
-        """Verify an id_token (see the module docstring); return its claims."""
-        header, claims = self._verify_jws(token, "id_token")
+    def validate_id_token(self, token: str, *, nonce: str | None, access_token: str | None = None,
+                          max_age: float | None = None,
+                          authenticated_after: float | None = None) -> dict[str, Any]:
+        """Verify an id_token (see the module docstring); return its claims.
+
+        :param max_age: the ``auth_time`` must be at most this many seconds old (default: the
+            ``max_age`` setting); the id_token must then carry ``auth_time``.
+        :param authenticated_after: the ``auth_time`` must not be before this time (seconds
+            since the epoch, within the leeway): a forced re-authentication really happened.
+        """
+        jws, alg = self._parse_jws(token, "id_token")
+        self._verify_signature(jws, alg, "id_token", "sign_in")
+        header, claims = jws.header, jws.claims
         if header.get("typ") not in (None, "JWT", "jwt", "application/jwt"):
             raise _fail("header", f"the id_token's typ is {str(header.get('typ'))[:30]!r}; refused.")
         self._check_claims(claims, "id_token")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 255:
+        if not _is_text(sub) or len(sub) > 255:
             raise _fail("subject", "the id_token has no usable subject (sub); refused.")
+        if claims.get("sid") is not None and not _is_text(claims.get("sid")):
+            raise _fail("malformed", "the id_token's sid is not text; refused.")
         if "events" in claims:
             raise _fail("header", "a logout token was sent where an id_token belongs; refused.")
         if nonce is not None:
             got = claims.get("nonce")
             if got is None:
                 raise _fail("nonce_missing", "the id_token has no nonce, so it cannot be tied to this sign-in; refused.")
-            if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
+            if not _is_text(got) or not hmac.compare_digest(got.encode(), nonce.encode()):
                 raise _fail("nonce_mismatch", "the id_token's nonce belongs to another sign-in; refused.")
         at_hash = claims.get("at_hash")
         if at_hash is not None and access_token is not None:
@@ -824,7 +1017,34 @@ class OidcRelyingParty:
             digest = hash_fn(access_token.encode("ascii", "replace")).digest()
             if not isinstance(at_hash, str) or not hmac.compare_digest(_b64encode(digest[: len(digest) // 2]), at_hash):
                 raise _fail("at_hash", "the access token does not belong to this id_token (at_hash); refused.")
+        self._check_auth_time(claims, self.settings.max_age if max_age is None else max_age,
+                              authenticated_after)
         return claims
+
+    def _check_auth_time(self, claims: Mapping[str, Any], max_age: float | None,
+                         after: float | None) -> None:
+        if max_age is None and after is None:
+            return
+        leeway, now = self.settings.leeway, self.clock()
+        auth_time = claims.get("auth_time")
+        if auth_time is None:
+            raise _fail("reauth", "the id_token has no auth_time, so the provider's sign-in "
+                                  "cannot be shown to be recent (max_age or a forced "
+                                  "re-authentication asked for it); refused. Make the provider "
+                                  "send auth_time.")
+        if isinstance(auth_time, bool) or not isinstance(auth_time, (int, float)):
+            raise _fail("malformed", "the id_token's auth_time is not a number; refused.")
+        if auth_time > now + leeway:
+            raise _fail("iat_future", "the id_token's auth_time is in the future: check the "
+                                      "clocks; refused.")
+        if max_age is not None and now - auth_time > max_age + leeway:
+            raise _fail("reauth", f"the provider's sign-in is {int(now - auth_time)}s old, more "
+                                  f"than max_age {max_age:g}s allows: sign in again.")
+        if after is not None and auth_time < after - leeway:
+            raise _fail("reauth", "the provider did not ask the person to sign in again "
+                                  "(auth_time is older than the request for a fresh sign-in): "
+                                  "sign in again; if this repeats, the provider ignores "
+                                  "prompt=login and max_age.")
 
     def fetch_userinfo(self, access_token: str, subject: str) -> dict[str, Any]:
         """The userinfo claims; their ``sub`` must be the id_token's."""
@@ -842,19 +1062,30 @@ class OidcRelyingParty:
 
     # -- logout ---------------------------------------------------------------------------
     def validate_logout_token(self, token: str) -> LogoutEvent:
-        """Verify a back-channel ``logout_token`` and use its ``jti`` up (see the module docstring)."""
-        header, claims = self._verify_jws(token, "logout_token")
-        if header.get("typ") not in (None, "JWT", "jwt", "logout+jwt", "application/logout+jwt"):
-            raise _fail("header", f"the logout_token's typ is {str(header.get('typ'))[:30]!r}; refused.", 400)
+        """Verify a back-channel ``logout_token`` and use its ``jti`` up (see the module docstring).
+
+        Anyone can POST a logout token, so every check that needs no key runs first: a token
+        that fails one of them never reaches the JWKS (nor its refetch). Refusals have status 400.
+        """
         try:
-            self._check_claims(claims, "logout_token", require_exp=False)
+            return self._validate_logout_token(token)
         except OidcError as exc:
-            exc.status = 400
+            if getattr(exc, "status", 400) == 401:
+                exc.status = 400
             raise
+
+    def _validate_logout_token(self, token: str) -> LogoutEvent:
+        s = self.settings
+        jws, alg = self._parse_jws(token, "logout_token")
+        header, claims = jws.header, jws.claims
+        if header.get("typ") not in (None, "JWT", "jwt", "logout+jwt", "application/logout+jwt"):
+            typ = str(header.get("typ"))[:30]
+            raise _fail("header", f"the logout_token's typ is {typ!r}; refused.", 400)
+        self._check_claims(claims, "logout_token")
         iat = float(claims["iat"])
-        if self.clock() - iat > self.settings.logout_token_max_age + self.settings.leeway:
+        if self.clock() - iat > s.logout_token_max_age + s.leeway:
             raise _fail("expired", f"the logout_token was issued {int(self.clock() - iat)}s ago (older than "
-                                   f"{self.settings.logout_token_max_age:g}s); refused.", 400)
+                                   f"{s.logout_token_max_age:g}s); refused.", 400)
         if "nonce" in claims:
             raise _fail("logout_nonce", "the logout_token carries a nonce (an id_token sent as a logout token?); refused.", 400)
         events = claims.get("events")
@@ -862,46 +1093,92 @@ class OidcRelyingParty:
             raise _fail("logout_events", "the logout_token lacks the back-channel logout event "
                                          f"({BACKCHANNEL_LOGOUT_EVENT}); refused.", 400)
         sub, sid = claims.get("sub"), claims.get("sid")
-        sub = sub if isinstance(sub, str) and sub else None
-        sid = sid if isinstance(sid, str) and sid else None
+        for name, value in (("sub", sub), ("sid", sid)):
+            if value is not None and not _is_text(value):
+                raise _fail("malformed", f"the logout_token's {name} is not text; refused.", 400)
+        sub = sub if sub else None
+        sid = sid if sid else None
         if sub is None and sid is None:
             raise _fail("logout_subject", "the logout_token names neither a session (sid) nor a subject (sub); refused.", 400)
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti or len(jti) > 256:
+        if not _is_text(jti) or len(jti) > 256:
             raise _fail("logout_jti", "the logout_token has no jti; refused.", 400)
-        ttl = self.settings.logout_token_max_age + 2 * self.settings.leeway
-        if not self.store.add("oidc:jti:" + _digest(f"{claims['iss']}|{jti}"), b"1", ttl):
+        # Only now the key: with its own refetch slot, separate from sign-ins'.
+        self._verify_signature(jws, alg, "logout_token", "logout")
+        exp = float(claims["exp"])
+        ttl = max(exp - self.clock(), 0.0) + s.logout_token_max_age + 2 * s.leeway
+        key = "oidc:jti:" + _digest(f"{claims['iss']}|{jti}")
+        try:
+            fresh = self.replay_cache.add(key, b"1", ttl)
+            if self._shared_jti_store is not None:
+                fresh = self._shared_jti_store.add(key, b"1", ttl) and fresh
+        except StoreFull:
+            raise _fail("replay_cache_full", "the logout-token replay cache is full, so this "
+                                             "token cannot be recorded as used; refused (raise "
+                                             "the cache's max_items).", 503) from None
+        if not fresh:
             raise _fail("logout_replay", "this logout_token was already used (jti seen before); refused.", 400)
         return LogoutEvent(issuer=str(claims["iss"]), subject=sub, sid=sid, jti=jti)
 
-    def logout_url(self, id_token_hint: str | None, post_logout_redirect_uri: str | None = None, *,
-                   allowed: Iterable[str] = (), state: str | None = None) -> str | None:
+    def logout_url(self, id_token_hint: str | None, next: str | None = None, *,
+                   allowed: Iterable[str] = ()) -> str | None:
         """The provider's RP-initiated logout URL, or None when it has no end_session_endpoint.
 
-        ``post_logout_redirect_uri`` (default: the setting) must be a path or on an allowed
-        origin (the setting's own, the redirect URI's, or ``allowed``); otherwise
-        :class:`~qlikauth.RedirectError` is raised and nothing is sent.
+        Only the registered ``post_logout_redirect_uri`` setting is ever sent (strict providers
+        refuse any other, and the provider session would then survive). ``next``, where the
+        browser should land afterwards, is kept in the store under a fresh ``state`` sent
+        along; :meth:`logout_return` reads it back at the post-logout redirect URI. ``next``
+        must be a path, or on the origin of ``post_logout_redirect_uri``/``redirect_uri`` (or
+        of ``allowed``): otherwise :class:`~qlikauth.RedirectError` and nothing is sent.
+        Without ``post_logout_redirect_uri`` the provider keeps the browser (its own
+        signed-out page) and ``next`` is not used.
         """
         from ..redirects import RedirectPolicy
 
+        s = self.settings
+        checked: str | None = None
+        if next:
+            base = s.post_logout_redirect_uri or s.redirect_uri
+            policy = RedirectPolicy([base, s.redirect_uri, *allowed], default=base)
+            try:
+                policy.check(next)
+                checked = next  # given back as the caller wrote it, once it passed
+            except RedirectError as exc:
+                raise RedirectError(f"the page to land on after logout was refused: {exc}"
+                                    ) from None
         meta = self.metadata()
         if not meta.end_session_endpoint:
             return None
-        base = self.settings.post_logout_redirect_uri or self.settings.redirect_uri
-        target = post_logout_redirect_uri or self.settings.post_logout_redirect_uri
-        params: dict[str, str] = {"client_id": self.settings.client_id}
-        if target:
-            policy = RedirectPolicy([base, *allowed], default=base)
-            try:
-                params["post_logout_redirect_uri"] = policy.check(target)
-            except RedirectError as exc:
-                raise RedirectError(f"post_logout_redirect_uri refused: {exc}") from None
+        params: dict[str, str] = {"client_id": s.client_id}
+        if s.post_logout_redirect_uri:
+            params["post_logout_redirect_uri"] = s.post_logout_redirect_uri
+            state = secrets.token_urlsafe(32)
+            record = json.dumps({"next": checked}).encode()
+            self.store.put("oidc:logout:" + _digest(state), record, s.state_ttl)
+            params["state"] = state
         if id_token_hint:
             params["id_token_hint"] = id_token_hint
-        if state:
-            params["state"] = state
         sep = "&" if urlsplit(meta.end_session_endpoint).query else "?"
         return meta.end_session_endpoint + sep + urlencode(params)
+
+    def logout_return(self, params: Mapping[str, str]) -> str | None:
+        """Where to land after RP-initiated logout: the ``next`` kept under the returned ``state``.
+
+        Call it at the ``post_logout_redirect_uri`` with the query parameters the provider
+        sent; the state is used once. None when there is no state, it is unknown or used, or
+        no ``next`` was given (land on the portal's default page then).
+        """
+        state = params.get("state")
+        if not isinstance(state, str) or not state or len(state) > 512:
+            return None
+        raw = self.store.take("oidc:logout:" + _digest(state))
+        if raw is None:
+            return None
+        try:
+            nxt = json.loads(raw).get("next")
+        except (ValueError, AttributeError):
+            return None
+        return nxt if isinstance(nxt, str) and nxt else None
 
     def close(self) -> None:
         """Close the provider session's pooled connections."""

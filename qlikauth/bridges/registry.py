@@ -16,13 +16,12 @@ the IdP's identifiers, so a store dump does not list who is signed in by name.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import QpsConnectionError, QpsError
+from ..exceptions import QlikAuthError
 from ..identity import QlikUser
 from ..store import StateStore
 from ..store._keys import digest as _digest
@@ -74,19 +73,33 @@ class SsoKey:
 
 @dataclass(frozen=True)
 class EndedSso:
-    """What :meth:`SsoSessionRegistry.end` did: users concerned, proxy sessions ended, errors."""
+    """What :meth:`SsoSessionRegistry.take` found (and :meth:`SsoSessionRegistry.end` did).
+
+    :attr:`users`: the Qlik users of the ended IdP sessions; :attr:`session_ids`: the proxy
+    sessions recorded for them (session mode); :attr:`signin_ids`: the portal sign-ins they
+    made (to revoke); :attr:`sessions_ended` and :attr:`errors` only from :meth:`end`.
+    """
 
     users: tuple[QlikUser, ...]
-    sessions_ended: int
+    sessions_ended: int = 0
     errors: tuple[str, ...] = ()
+    session_ids: tuple[str, ...] = field(default=(), repr=False)
+    signin_ids: tuple[str, ...] = field(default=(), repr=False)
+    #: The users whose sign-ins recorded no proxy session (ticket mode: QPS made it when the
+    #: ticket was redeemed): they are ended by user, every proxy session of theirs.
+    end_users: tuple[QlikUser, ...] = ()
 
 
 class SsoSessionRegistry:
-    """IdP session -> the Qlik user and the proxy sessions made for it (see the module docstring).
+    """IdP session -> the Qlik user, proxy sessions and portal sign-ins made for it.
 
     ``store`` is shared by every portal instance (memory for one process, Redis or the
     Django cache otherwise). Appends take a short lock in the store (``add``), so two
     instances recording sessions for one IdP session at once keep both.
+
+    An ended IdP session is marked with the time it ended, and a new sign-in with the same
+    IdP session id does not remove the mark: a portal sign-in that began before the mark stays
+    ended (:meth:`ended_at`), one that begins after it is a new sign-in.
     """
 
     def __init__(self, store: StateStore, *, prefix: str = "qlikauth:sso", lifetime: float = DEFAULT_LIFETIME) -> None:
@@ -98,15 +111,11 @@ class SsoSessionRegistry:
     def _k(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
 
-    def _locked(self, ident: str) -> str:
-        lock = self._k("lock", ident)
-        token = secrets.token_hex(8)
-        deadline = time.monotonic() + 2.0
-        while not self.store.add(lock, token.encode(), 2.0):
-            if time.monotonic() > deadline:
-                break  # a crashed holder: the lock expires with its ttl; carry on rather than fail sign-in
-            time.sleep(0.005)
-        return lock
+    def _locked(self, ident: str) -> Any:
+        # Owner-checked: a holder slower than the ttl never releases the next holder's lock. A
+        # lock not had within the wait (a crashed holder's lapses with its ttl) does not stop a
+        # sign-in or a logout: the worst case is one lost append, never a wrong one.
+        return self.store.lock(self._k("lock", ident), ttl=2.0, wait=2.0)
 
     def _load(self, key: str) -> dict[str, Any]:
         raw = self.store.get(key)
@@ -120,12 +129,11 @@ class SsoSessionRegistry:
 
     # -- recording ------------------------------------------------------------------
     def record(self, key: SsoKey, user: QlikUser, session_id: str | None = None, *,
-               lifetime: float | None = None) -> None:
-        """Remember that ``user`` signed in through IdP session ``key`` (and, in session mode,
-        that proxy session ``session_id`` was made for it)."""
+               signin_id: str | None = None, lifetime: float | None = None) -> None:
+        """Remember that ``user`` signed in through IdP session ``key`` (portal sign-in
+        ``signin_id``; in session mode, that proxy session ``session_id`` was made for it)."""
         ttl = max(60.0, float(lifetime if lifetime is not None else self.lifetime))
-        lock = self._locked(key.subject_id)
-        try:
+        with self._locked(key.subject_id):
             rec_key = self._k("s", key.session_id)
             rec = self._load(rec_key)
             rec["user"] = user.to_qps()
@@ -133,6 +141,10 @@ class SsoSessionRegistry:
             if session_id and session_id not in sessions:
                 sessions.append(session_id)
             rec["sessions"] = sessions[-50:]
+            signins = [s for s in rec.get("signins", []) if isinstance(s, str)]
+            if signin_id and signin_id not in signins:
+                signins.append(signin_id)
+            rec["signins"] = signins[-50:]
             self.store.put(rec_key, json.dumps(rec).encode(), ttl)
             idx_key = self._k("u", key.subject_id)
             idx = self._load(idx_key)
@@ -141,31 +153,38 @@ class SsoSessionRegistry:
                 ids.append(key.session_id)
             idx["s"] = ids[-50:]
             self.store.put(idx_key, json.dumps(idx).encode(), ttl)
-            self.store.delete(self._k("ended", key.session_id))
-        finally:
-            self.store.delete(lock)
+
+    def ended_at(self, key: SsoKey | None) -> float | None:
+        """When a logout ended IdP session ``key`` (or every session of its subject), or None."""
+        if key is None:
+            return None
+        times = []
+        for ident in {key.session_id, SsoKey(key.issuer, key.subject).session_id}:
+            raw = self.store.get(self._k("ended", ident))
+            if raw is not None:
+                try:
+                    times.append(float(raw))
+                except ValueError:
+                    times.append(float("inf"))  # unreadable: ended, to be safe
+        return max(times) if times else None
 
     def is_ended(self, key: SsoKey | None) -> bool:
-        """True once a logout ended IdP session ``key`` (the portal then ends its own session)."""
-        if key is None:
-            return False
-        return self.store.get(self._k("ended", key.session_id)) is not None
+        """True once a logout ended IdP session ``key``."""
+        return self.ended_at(key) is not None
 
     # -- ending ---------------------------------------------------------------------
-    def end(self, issuer: str, subject: str, sessions: Iterable[str] | None = None,
-            qps: QpsClient | None = None) -> EndedSso:
-        """End the IdP sessions ``sessions`` of ``subject`` (all of them when None or empty).
+    def take(self, issuer: str, subject: str, sessions: Iterable[str] | None = None) -> EndedSso:
+        """Forget the IdP sessions ``sessions`` of ``subject`` (all of them when None or empty),
+        mark them ended now, and return what they made, for the one ending to end.
 
-        Every recorded proxy session is deleted on every QPS node; a sign-in recorded with
-        no session id (ticket mode: QPS made the session when the ticket was redeemed)
-        ends all of that user's proxy sessions on every node. The IdP sessions are marked
-        ended for :meth:`is_ended`. Errors from unreachable nodes are collected, not raised:
-        a logout must go as far as it can.
+        The caller ends the recorded proxy sessions, and every proxy session of
+        :attr:`EndedSso.end_users` (a ticket-mode sign-in records no session id: QPS made the
+        session at redemption).
         """
         subj = SsoKey(issuer, subject)
         wanted = [SsoKey(issuer, subject, s).session_id for s in (sessions or [])]
-        lock = self._locked(subj.subject_id)
-        try:
+        now = str(time.time()).encode()
+        with self._locked(subj.subject_id):
             idx_key = self._k("u", subj.subject_id)
             idx = self._load(idx_key)
             known = [s for s in idx.get("s", []) if isinstance(s, str)]
@@ -174,40 +193,41 @@ class SsoSessionRegistry:
             for sid in targets:
                 records.append(self._load(self._k("s", sid)))
                 self.store.delete(self._k("s", sid))
-                self.store.put(self._k("ended", sid), b"1", self.lifetime)
-            for sid in wanted:  # mark asked-for sessions ended even if this instance never saw them
-                self.store.put(self._k("ended", sid), b"1", self.lifetime)
-            if not wanted:
-                self.store.put(self._k("ended", subj.session_id), b"1", self.lifetime)
+            # asked-for sessions are marked even when this store never saw them
+            for sid in set(targets) | set(wanted) | (set() if wanted else {subj.session_id}):
+                self.store.put(self._k("ended", sid), now, self.lifetime)
             remaining = [s for s in known if s not in targets]
             if remaining:
                 self.store.put(idx_key, json.dumps({"s": remaining}).encode(), self.lifetime)
             else:
                 self.store.delete(idx_key)
-        finally:
-            self.store.delete(lock)
-
         users: list[QlikUser] = []
-        ended = 0
-        errors: list[str] = []
+        by_user: list[QlikUser] = []
+        session_ids: list[str] = []
+        signin_ids: list[str] = []
         for rec in records:
             try:
                 user = QlikUser.from_qps(rec.get("user") or {})
-            except Exception:  # noqa: BLE001,S112 - a damaged record names nobody to log out
-                continue
+            except QlikAuthError:
+                continue  # a damaged record names nobody to log out
             if not any(u.same_user(user) for u in users):
                 users.append(user)
-            if qps is None:
-                continue
-            session_ids = [s for s in rec.get("sessions", []) if isinstance(s, str)]
-            try:
-                if session_ids:
-                    ended += sum(1 for s in session_ids if qps.delete_session(s))
-                else:
-                    ended += len(qps.logout_user(user))
-            except QpsConnectionError as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                ended += len(getattr(exc, "partial", []) or [])
-            except QpsError as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-        return EndedSso(users=tuple(users), sessions_ended=ended, errors=tuple(errors))
+            recorded = [s for s in rec.get("sessions", []) if isinstance(s, str)]
+            session_ids += recorded
+            if not recorded and not any(u.same_user(user) for u in by_user):
+                by_user.append(user)
+            signin_ids += [s for s in rec.get("signins", []) if isinstance(s, str)]
+        return EndedSso(users=tuple(users), session_ids=tuple(session_ids),
+                        signin_ids=tuple(signin_ids), end_users=tuple(by_user))
+
+    def end(self, issuer: str, subject: str, sessions: Iterable[str] | None = None,
+            qps: QpsClient | None = None) -> EndedSso:
+        """:meth:`take`, then end what it found on every QPS node (``qps``), going on past a node
+        that fails; for use without the web layer (which ends them through its one sign-out)."""
+        found = self.take(issuer, subject, sessions)
+        if qps is None:
+            return found
+        report = qps.end_everywhere(found.end_users, found.session_ids)
+        errors = tuple(f"{f.node}: {f.reason}" for f in report.failed)
+        return EndedSso(found.users, report.ended, errors, found.session_ids, found.signin_ids,
+                        found.end_users)

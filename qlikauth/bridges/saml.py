@@ -53,24 +53,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from .._parse import parse_bool
 from ..authenticators.base import Cookie, Redirect
 from ..exceptions import ConfigurationError, RedirectError, SamlError
 from ..store import MemoryStore, StateStore
+from . import MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES
 
 try:
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
     from saml2 import saml as saml_schema
     from saml2.client import Saml2Client
     from saml2.config import SPConfig
-    from saml2.metadata import create_metadata_string, entity_descriptor
+    from saml2.metadata import entity_descriptor, sign_entity_descriptor
     from saml2.sigver import SignatureError as _Pysaml2SignatureError
 except ImportError as exc:  # pragma: no cover - exercised by the optional-dependency test
     raise ImportError(
-        "qlikauth.bridges.saml needs pysaml2 (and Debian's xmlsec1): pip install 'qlikauth[saml]'"
+        "qlikauth.bridges.saml needs pysaml2, lxml and xmlsec: pip install 'qlikauth[saml]'"
     ) from exc
+from .saml_xmlsec import (
+    PYSAML2_CONFIG,
+    check_xml_libraries,
+    library_versions,
+    use_in_process_crypto,
+)
 
 try:
     from defusedxml import ElementTree as _SafeET
@@ -87,6 +94,9 @@ __all__ = [
     "SIGNATURE_ALGORITHMS",
     "DIGEST_ALGORITHMS",
     "SHA1_ALGORITHMS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_REQUEST_BYTES",
+    "check_request_size",
 ]
 
 log = logging.getLogger("qlikauth.saml")
@@ -124,8 +134,6 @@ SHA1_ALGORITHMS: frozenset[str] = frozenset({
 _SIGN_ALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 _DIGEST_ALG = "http://www.w3.org/2001/04/xmlenc#sha256"
 
-#: The largest SAMLResponse / SAMLRequest we decode (base64 text); Entra's are a few KiB.
-MAX_MESSAGE_BYTES = 256 * 1024
 _STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 
@@ -150,14 +158,15 @@ def _bool(key: str, value: Any) -> bool:
     raise ConfigurationError(f"QLIKAUTH SAML {key}: expected true or false, got {value!r}.", key=key)
 
 
-def _num(key: str, value: Any, low: float, high: float) -> float:
+def _num(key: str, value: Any, low: float, high: float, unit: str = "seconds") -> float:
     try:
         n = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(f"QLIKAUTH SAML {key}: expected a number of seconds, got {value!r}.",
-                                 key=key) from None
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: expected a number of {unit}, got {value!r}.", key=key) from None
     if not low <= n <= high:
-        raise ConfigurationError(f"QLIKAUTH SAML {key}: must be between {low:g} and {high:g} seconds.", key=key)
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: must be between {low:g} and {high:g} {unit}.", key=key)
     return n
 
 
@@ -170,6 +179,41 @@ def _https_url(key: str, value: Any, *, allow_http: bool) -> str:
             f"QLIKAUTH SAML {key}: {value!r} must be an absolute https URL (SAML assertions travel "
             "through the browser: over plain http anyone on the path could take them).", key=key)
     return value.strip()
+
+
+def _relay_list(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(
+            "QLIKAUTH SAML UNSOLICITED_RELAY_STATES: give a list of the exact RelayState values "
+            "(portal paths or Qlik URLs) an IdP-initiated sign-in may land on.",
+            key="UNSOLICITED_RELAY_STATES")
+    return tuple(value)
+
+
+def _pem_setting(key: str, value: Any) -> str | None:
+    """A certificate setting: PEM text, or a path to a PEM file; returned as PEM text."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"QLIKAUTH SAML {key}: cannot read {str(value)[:120]}: "
+                                     f"{exc.strerror}.", key=key) from None
+    try:
+        from cryptography import x509
+
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError:
+        raise ConfigurationError(
+            f"QLIKAUTH SAML {key}: not a PEM certificate (give the IdP's new signing "
+            "certificate, -----BEGIN CERTIFICATE-----).", key=key) from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -199,11 +243,15 @@ class SamlSettings:
     browser_cookie: str = "qlikauth-saml"
     browser_cookie_secure: bool = True
     allow_http: bool = False
+    unsolicited_relay_states: tuple[str, ...] | None = None
+    cert_expiry_warning_days: int = 30
+    idp_next_cert: str | None = field(default=None, repr=False)
 
     _KEYS = ("BASE_URL", "SP_ENTITY_ID", "ACS_URL", "SLO_URL", "IDP_METADATA", "IDP_ENTITY_ID",
              "SP_CERT", "SP_KEY", "SIGN_REQUESTS", "WANT_RESPONSE_SIGNED", "WANT_ASSERTIONS_SIGNED",
              "ALLOW_UNSOLICITED", "ALLOW_SHA1", "CLOCK_SKEW", "REQUEST_TTL", "LOGOUT_MAX_AGE",
-             "NAME_ID_FORMAT", "BROWSER_COOKIE", "BROWSER_COOKIE_SECURE", "ALLOW_HTTP")
+             "NAME_ID_FORMAT", "BROWSER_COOKIE", "BROWSER_COOKIE_SECURE", "ALLOW_HTTP",
+             "UNSOLICITED_RELAY_STATES", "CERT_EXPIRY_WARNING_DAYS", "IDP_NEXT_CERT")
 
     def __post_init__(self) -> None:
         if not (self.want_response_signed or self.want_assertions_signed):
@@ -224,6 +272,13 @@ class SamlSettings:
                 "QLIKAUTH SAML BROWSER_COOKIE_SECURE: the ACS is reached by a cross-site POST, which "
                 "only carries a SameSite=None; Secure cookie. Keep it on (ALLOW_HTTP is for local tests).",
                 key="BROWSER_COOKIE_SECURE")
+        if self.unsolicited_relay_states is not None and not self.allow_unsolicited:
+            raise ConfigurationError(
+                "QLIKAUTH SAML UNSOLICITED_RELAY_STATES: only used with ALLOW_UNSOLICITED; "
+                "remove it or turn ALLOW_UNSOLICITED on.", key="UNSOLICITED_RELAY_STATES")
+        if not 0 <= self.cert_expiry_warning_days <= 365:
+            raise ConfigurationError("QLIKAUTH SAML CERT_EXPIRY_WARNING_DAYS: give 0 to 365 days.",
+                                     key="CERT_EXPIRY_WARNING_DAYS")
         if "<" not in self.idp_metadata:
             raise ConfigurationError("QLIKAUTH SAML IDP_METADATA: not XML (give the IdP's metadata "
                                      "document or a path to it).", key="IDP_METADATA")
@@ -271,6 +326,15 @@ class SamlSettings:
                                      "metadata XML or the path to it (Entra: 'Federation Metadata XML').",
                                      key="IDP_METADATA")
         text = str(md)
+        if "<" not in text and re.match(r"\s*https?://", text, re.I):
+            raise ConfigurationError(
+                f"QLIKAUTH SAML IDP_METADATA: {text.strip()[:80]!r} is a URL, and qlikauth never "
+                "fetches metadata at run time (whoever answers that request would choose which "
+                "keys sign your users in). Download it once and give the file: curl -fsS -o "
+                "idp-metadata.xml '<the URL>' (Entra: Enterprise application > Single sign-on > "
+                "Federation Metadata XML), check it, then IDP_METADATA = "
+                "'/path/to/idp-metadata.xml'. Load it again when the IdP rolls its signing "
+                "certificate.", key="IDP_METADATA")
         if "<" not in text:
             try:
                 text = Path(text).read_text(encoding="utf-8")
@@ -297,6 +361,11 @@ class SamlSettings:
             browser_cookie=str(values.get("BROWSER_COOKIE") or "qlikauth-saml"),
             browser_cookie_secure=_bool("BROWSER_COOKIE_SECURE", values.get("BROWSER_COOKIE_SECURE", True)),
             allow_http=allow_http,
+            unsolicited_relay_states=_relay_list(values.get("UNSOLICITED_RELAY_STATES")),
+            cert_expiry_warning_days=int(_num("CERT_EXPIRY_WARNING_DAYS",
+                                              values.get("CERT_EXPIRY_WARNING_DAYS", 30), 0, 365,
+                                              "days")),
+            idp_next_cert=_pem_setting("IDP_NEXT_CERT", values.get("IDP_NEXT_CERT")),
         )
 
 
@@ -474,6 +543,68 @@ def _parse_instant(text: str | None) -> float | None:
         raise _fail("xml", f"time {text!r} is not an xs:dateTime.") from None
 
 
+_MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
+
+
+def _with_next_cert(metadata: str, pem: str | None, entity_id: str | None) -> str:
+    """The IdP metadata with ``pem`` added as one more signing certificate (a rollover)."""
+    if not pem:
+        return metadata
+    try:
+        root = _SafeET.fromstring(metadata.encode(), forbid_dtd=True)
+    except Exception:  # noqa: BLE001 - defusedxml's refusals and expat's ParseError
+        raise ConfigurationError(
+            "QLIKAUTH SAML IDP_METADATA: not well-formed XML (or declares a DTD).",
+            key="IDP_METADATA") from None
+    body = re.sub(r"-----[^-]+-----|\s+", "", pem)
+    entity_tag = f"{_MD}EntityDescriptor"
+    entities = [root] if root.tag == entity_tag else list(root.iter(entity_tag))
+    added = 0
+    for entity in entities:
+        if entity_id and entity.get("entityID") != entity_id:
+            continue
+        for sso in entity.findall(f"{_MD}IDPSSODescriptor"):
+            kd = _ET.Element(f"{_MD}KeyDescriptor", {"use": "signing"})
+            key_info = _ET.SubElement(kd, f"{_DS}KeyInfo")
+            x509_data = _ET.SubElement(key_info, f"{_DS}X509Data")
+            x509 = _ET.SubElement(x509_data, f"{_DS}X509Certificate")
+            x509.text = body
+            children = list(sso)
+            at = next((i for i, c in enumerate(children) if c.tag == f"{_MD}KeyDescriptor"), None)
+            if at is None:
+                at = sum(1 for c in children if c.tag in (f"{_DS}Signature", f"{_MD}Extensions"))
+            sso.insert(at, kd)
+            added += 1
+    if not added:
+        raise ConfigurationError(
+            "QLIKAUTH SAML IDP_NEXT_CERT: IDP_METADATA has no IdP to add it to.",
+            key="IDP_NEXT_CERT")
+    return _ET.tostring(root, encoding="unicode")
+
+
+def _query_pairs(raw_query: str) -> dict[str, str]:
+    """A raw query's ``name=value`` pairs (values still encoded); names plain and once each."""
+    if len(raw_query) > MAX_REQUEST_BYTES:
+        raise _fail("too_large",
+                    f"the query is larger than {MAX_REQUEST_BYTES // 1024} KiB; refused unread.")
+    pairs: dict[str, str] = {}
+    for part in raw_query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if not _PLAIN_NAME.fullmatch(name):
+            raise _fail("structure", f"the query parameter name {name[:40]!r} is percent-encoded "
+                                     "or not a plain name; refused (the SAML Redirect binding's "
+                                     "names are plain).")
+        if name in pairs:
+            raise _fail("structure", f"{name} appears twice in the query; refused.")
+        pairs[name] = value
+    return pairs
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(b"qlikauth-saml-browser\x00" + token.encode()).hexdigest()
 
@@ -502,8 +633,11 @@ class SamlServiceProvider:
         self.replay_cache: StateStore = replay_cache if replay_cache is not None else MemoryStore(when_full="refuse")
         self.redirect_policy = redirect_policy
         self._now = now or time.time
+        check_xml_libraries()
         self._config = self._make_config()
         self._client = Saml2Client(config=self._config)
+        # Signatures, signing and decryption in this process (libxmlsec1), not the xmlsec1 binary.
+        use_in_process_crypto(self._client, allow_sha1=settings.allow_sha1)
         idps = list(self._client.metadata.identity_providers())
         if settings.idp_entity_id:
             if settings.idp_entity_id not in idps:
@@ -517,10 +651,13 @@ class SamlServiceProvider:
             raise ConfigurationError(
                 f"QLIKAUTH SAML IDP_METADATA lists {len(idps)} identity providers: set IDP_ENTITY_ID "
                 "to the one to use.", key="IDP_ENTITY_ID")
-        self._idp_certs = self._signing_certs()
+        self._idp_x509 = self._signing_certs()
+        self._idp_certs = [cert.public_key() for cert in self._idp_x509]
         if not self._idp_certs:
             raise ConfigurationError("QLIKAUTH SAML IDP_METADATA has no signing certificate for the IdP: "
                                      "download the metadata again from the IdP.", key="IDP_METADATA")
+        for warning in self.startup_warnings():
+            log.warning("%s", warning)
 
     # -- configuration ------------------------------------------------------------
     def _make_config(self) -> SPConfig:
@@ -544,9 +681,10 @@ class SamlServiceProvider:
             sp["name_id_format"] = [s.name_id_format]
         conf: dict[str, Any] = {
             "entityid": s.sp_entity_id,
-            "xmlsec_binary": _xmlsec_binary(),
+            **PYSAML2_CONFIG,
             "service": {"sp": sp},
-            "metadata": {"inline": [s.idp_metadata]},
+            "metadata": {
+                "inline": [_with_next_cert(s.idp_metadata, s.idp_next_cert, s.idp_entity_id)]},
             "accepted_time_diff": int(s.clock_skew),
             "signing_algorithm": _SIGN_ALG,
             "digest_algorithm": _DIGEST_ALG,
@@ -566,12 +704,56 @@ class SamlServiceProvider:
 
     def _signing_certs(self) -> list[Any]:
         from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
 
-        out = []
+        out: list[Any] = []
         for cert in self._client.metadata.certs(self.idp_entity_id, "idpsso", "signing"):
             pem = cert[1] if isinstance(cert, tuple) else cert
             der = base64.b64decode(re.sub(r"-----[^-]+-----|\s+", "", pem))
-            out.append(x509.load_der_x509_certificate(der).public_key())
+            cert = x509.load_der_x509_certificate(der)
+            fingerprint = cert.fingerprint(hashes.SHA256())
+            if all(c.fingerprint(hashes.SHA256()) != fingerprint for c in out):
+                out.append(cert)
+        return out
+
+    def certificate_warnings(self, now: float | None = None) -> list[str]:
+        """A line per IdP signing certificate that has expired or expires within
+        ``CERT_EXPIRY_WARNING_DAYS`` (the IdP rolls it: Entra every few years, with notice)."""
+        from cryptography.hazmat.primitives import hashes
+
+        when = self._now() if now is None else now
+        horizon = self.settings.cert_expiry_warning_days * 86400
+        out = []
+        for cert in self._idp_x509:
+            end = cert.not_valid_after_utc.timestamp()
+            fp = cert.fingerprint(hashes.SHA256()).hex()[:16]
+            day = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+            others = len(self._idp_x509) - 1
+            if end <= when:
+                out.append(
+                    f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expired on {day}"
+                    + (f"; {others} other certificate(s) remain trusted" if others else
+                       ": sign-ins signed with it fail. Load the IdP's new metadata into "
+                       "IDP_METADATA (or its new certificate into IDP_NEXT_CERT)."))
+            elif end - when <= horizon:
+                days = int((end - when) // 86400)
+                out.append(
+                    f"QLIKAUTH SAML: the IdP signing certificate (SHA-256 {fp}...) expires on "
+                    f"{day}, in {days} day(s). Get the IdP's next certificate now (Entra: add a "
+                    "new certificate, then download the Federation Metadata XML) and give it as "
+                    "IDP_NEXT_CERT, or load the new metadata: both are trusted during the "
+                    "rollover.")
+        return out
+
+    def startup_warnings(self) -> list[str]:
+        """What the start-up checks should show: certificate expiry, login CSRF exposure."""
+        out = self.certificate_warnings()
+        if self.settings.allow_unsolicited and self.settings.unsolicited_relay_states is None:
+            out.append(
+                "QLIKAUTH SAML ALLOW_UNSOLICITED is on without UNSOLICITED_RELAY_STATES: any web "
+                "page can post its own IdP response into a visitor's browser and sign them in as "
+                "someone else (login CSRF) and send them anywhere the redirect policy allows. "
+                "List the RelayState values IdP-initiated sign-in may use, or turn it off.")
         return out
 
     @property
@@ -582,12 +764,14 @@ class SamlServiceProvider:
     # -- metadata -----------------------------------------------------------------
     def metadata(self) -> bytes:
         """The SP's metadata XML (signed with the SP key when one is configured)."""
+        descriptor = entity_descriptor(self._config)
         if self.settings.sp_key:
-            text = create_metadata_string(None, config=self._config, valid=None, cert=self.settings.sp_cert,
-                                          keyfile=self.settings.sp_key, sign=True,
-                                          sign_alg=_SIGN_ALG, digest_alg=_DIGEST_ALG)
-            return text if isinstance(text, bytes) else str(text).encode()
-        return str(entity_descriptor(self._config)).encode()
+            # signed by the client's in-process security context (create_metadata_string would
+            # build a context of its own on the xmlsec1 binary)
+            _signed, text = sign_entity_descriptor(descriptor, None, self._client.sec, _SIGN_ALG,
+                                                   _DIGEST_ALG)
+            return text.encode() if isinstance(text, str) else bytes(text)
+        return str(descriptor).encode()
 
     # -- login --------------------------------------------------------------------
     def _browser(self, token: str | None) -> tuple[str, Cookie | None]:
@@ -659,6 +843,15 @@ class SamlServiceProvider:
         if dest is not None and dest != s.acs_url:
             raise _fail("destination", f"the Response is addressed to {dest[:200]!r}, not to this ACS "
                                        f"({s.acs_url}): check the Reply URL (ACS URL) configured at the IdP.")
+
+        # Issuer: pysaml2 finds no key for an unknown one and says only MissingKey; say who it was.
+        for el in (root, root.find(f"{_SAML}Assertion")):
+            issuer_el = el.find(f"{_SAML}Issuer") if el is not None else None
+            if issuer_el is not None and (issuer_el.text or "").strip() != self.idp_entity_id:
+                named = (issuer_el.text or "").strip()[:200]
+                raise _fail("issuer", f"the response was issued by {named!r}, not the configured "
+                                      f"IdP ({self.idp_entity_id}): check IDP_METADATA and "
+                                      "IDP_ENTITY_ID.")
 
         # InResponseTo: an outstanding request of this browser, or (if allowed) none at all.
         irt = root.get("InResponseTo")
@@ -755,6 +948,10 @@ class SamlServiceProvider:
             if relay and relay != (outstanding[irt] or ""):
                 raise _fail("relay_state", "RelayState differs from the one this portal sent; refused.")
         else:
+            allowed = s.unsolicited_relay_states
+            if relay and allowed is not None and relay not in allowed:
+                raise _fail("relay_state", "the IdP-initiated sign-in's RelayState is not one of "
+                                           "UNSOLICITED_RELAY_STATES; refused.")
             target = self._vet_target(relay)
 
         claims: dict[str, list[str]] = {}
@@ -795,9 +992,13 @@ class SamlServiceProvider:
             return _fail("idp_status", f"the IdP refused the sign-in (status {detail}).")
         assertion = root.find(f"{_SAML}Assertion")
         signed = root.find(f"{_DS}Signature") is not None or (
-            assertion is not None and assertion.find(f"{_DS}Signature") is not None)
+            assertion is not None and assertion.find(f"{_DS}Signature") is not None) or (
+            root.find(f"{_SAML}EncryptedAssertion") is not None)  # its signature is inside
         if isinstance(exc, _Pysaml2SignatureError) or name in ("SignatureError", "IncorrectlySigned", "SigverError",
                                                                "CertificateError", "XmlsecError"):
+            if "saml schema" in text.lower():
+                return _fail("structure", "the SAML response does not follow the SAML schema "
+                                          "(checked before its signature); refused.")
             if not signed or "missing" in text.lower():
                 return _fail("unsigned", "the SAML response is not signed (or not where required): the IdP "
                                          "must sign the assertion (or the response, per WANT_*_SIGNED).")
@@ -873,35 +1074,58 @@ class SamlServiceProvider:
         self.store.put(f"qlikauth:saml:lo:{req_id}", json.dumps(record).encode(), self.settings.request_ttl)
         return Redirect(dict(http["headers"])["Location"])
 
-    def _verify_redirect_signature(self, raw_query: str, kind: str) -> None:
-        """Verify a Redirect-binding signature over the exact octets received (SAML bindings 3.4.4.1)."""
+    def _redirect_message(self, raw_query: str | None, kind: str) -> tuple[str, dict[str, str]]:
+        """The Redirect-binding message (``SAMLRequest`` or ``SAMLResponse``) and its RelayState,
+        read from the very query pairs whose signature is checked (SAML bindings 3.4.4.1).
+
+        A LogoutRequest must be signed; a LogoutResponse is checked when it carries a
+        signature. Names must be plain and appear once: a framework that decodes
+        ``SAML%52equest`` or keeps the last of two ``SAMLRequest`` would otherwise read
+        another message than the one whose signature was verified.
+        """
+        if raw_query is None:
+            raise _fail("binding", "the raw query string is needed to read a Redirect-binding "
+                                   "message (its signature covers those exact octets).")
+        pairs = _query_pairs(raw_query)
+        present = [k for k in ("SAMLRequest", "SAMLResponse") if k in pairs]
+        if len(present) != 1:
+            raise _fail("missing" if not present else "structure",
+                        "the query must carry exactly one SAMLRequest or SAMLResponse.")
+        param = present[0]
+        what = kind or ("LogoutRequest" if param == "SAMLRequest" else "LogoutResponse")
+        if param == "SAMLRequest" or "Signature" in pairs or "SigAlg" in pairs:
+            self._verify_redirect_signature(pairs, param, what)
+        values = {}
+        for k in (param, "RelayState"):
+            if k in pairs:
+                try:
+                    values[k] = unquote_plus(pairs[k], errors="strict")
+                except UnicodeDecodeError:
+                    raise _fail("encoding", f"the {k} parameter is not UTF-8.") from None
+        return param, values
+
+    def _verify_redirect_signature(self, pairs: Mapping[str, str], param: str, kind: str) -> None:
+        """Verify a Redirect-binding signature over the exact octets received."""
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-        pairs: dict[str, str] = {}
-        for part in raw_query.split("&"):
-            k, _, v = part.partition("=")
-            if k in pairs:
-                raise _fail("structure", f"{k} appears twice in the query; refused.")
-            pairs[k] = v
         if "Signature" not in pairs or "SigAlg" not in pairs:
             raise _fail("logout_unsigned", f"the {kind} is not signed; an unsigned LogoutRequest could sign "
                                            "anyone out, so the IdP must sign it (Redirect binding: SigAlg + "
                                            "Signature).")
-        sigalg = dict(parse_qsl("SigAlg=" + pairs["SigAlg"]))["SigAlg"]
+        sigalg = unquote_plus(pairs["SigAlg"])
         allowed = SIGNATURE_ALGORITHMS | (SHA1_ALGORITHMS if self.settings.allow_sha1 else frozenset())
         _check_alg(sigalg, allowed, self.settings.allow_sha1, kind)
-        order = ("SAMLRequest", "RelayState", "SigAlg") if kind.startswith("LogoutRequest") else (
-            "SAMLResponse", "RelayState", "SigAlg")
+        order = (param, "RelayState", "SigAlg")
         signed = "&".join(f"{k}={pairs[k]}" for k in order if k in pairs).encode("ascii", "replace")
         try:
-            signature = base64.b64decode(dict(parse_qsl("S=" + pairs["Signature"]))["S"], validate=True)
-        except (binascii.Error, ValueError, KeyError):
+            signature = base64.b64decode(unquote_plus(pairs["Signature"]), validate=True)
+        except (binascii.Error, ValueError):
             raise _fail("logout_signature", f"the {kind}'s Signature is not base64.") from None
         digest = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512(),
                   "sha1": hashes.SHA1()}[sigalg.rsplit("-", 1)[-1]]  # noqa: S303 - only with ALLOW_SHA1
-        for key in self._idp_certs:
+        for key in self._idp_certs:  # every trusted certificate: two during a rollover
             try:
                 if isinstance(key, rsa.RSAPublicKey) and "rsa-" in sigalg:
                     key.verify(signature, signed, padding.PKCS1v15(), digest)
@@ -932,39 +1156,45 @@ class SamlServiceProvider:
         if nooa is not None and now >= nooa + s.clock_skew:
             raise _fail("logout_old", f"the {kind} has expired (NotOnOrAfter); refused.")
 
-    def handle_slo(self, binding: str, params: Mapping[str, str], raw_query: str | None = None,
+    def handle_slo(self, binding: str, params: Mapping[str, str] | None = None,
+                   raw_query: str | None = None,
                    browser_token: str | None = None) -> IdpLogoutRequest | Redirect:
         """A message at the single logout URL: the IdP's LogoutRequest, or its LogoutResponse to ours.
 
-        ``binding`` is ``"redirect"`` (GET; pass the raw query string as received, its
-        signature covers those exact octets) or ``"post"`` (form fields). A LogoutRequest
-        gives an :class:`IdpLogoutRequest` (end the sessions it names, then send
-        ``.response``); a LogoutResponse gives the :class:`Redirect` to the place kept at
-        logout.
+        ``binding`` is ``"redirect"`` (GET) or ``"post"`` (form fields in ``params``). For the
+        Redirect binding pass ``raw_query``, the query string exactly as received (still
+        percent-encoded): the message and its RelayState are read only from those pairs, the
+        ones whose signature is checked, and ``params`` is not read; a parameter name that is
+        percent-encoded or repeated is refused. A LogoutRequest gives an
+        :class:`IdpLogoutRequest` (end the sessions it names, then send ``.response``); a
+        LogoutResponse gives the :class:`Redirect` to the place kept at logout.
         """
         try:
-            if binding not in ("redirect", "post"):
+            if binding == "redirect":
+                param, values = self._redirect_message(raw_query, "")
+                if param == "SAMLRequest":
+                    return self._logout_request(binding, values[param], values.get("RelayState"))
+                return self._logout_response(binding, values[param], browser_token)
+            if binding != "post":
                 raise _fail("binding", f"unknown SAML binding {binding!r}.")
-            if "SAMLRequest" in params:
-                return self._logout_request(binding, params, raw_query)
-            if "SAMLResponse" in params:
-                return self._logout_response(binding, params, raw_query, browser_token)
+            form = params or {}
+            if "SAMLRequest" in form and "SAMLResponse" in form:
+                raise _fail("structure", "the form carries both a SAMLRequest and a SAMLResponse.")
+            if "SAMLRequest" in form:
+                return self._logout_request(binding, form["SAMLRequest"], form.get("RelayState"))
+            if "SAMLResponse" in form:
+                return self._logout_response(binding, form["SAMLResponse"], browser_token)
             raise _fail("missing", "no SAMLRequest or SAMLResponse at the single logout URL.")
         except SamlError as exc:
             log.warning("SAML logout message refused (%s)", exc.code)
             raise
 
-    def _logout_request(self, binding: str, params: Mapping[str, str], raw_query: str | None) -> IdpLogoutRequest:
+    def _logout_request(self, binding: str, message: str,
+                        relay_state: str | None) -> IdpLogoutRequest:
         s = self.settings
         kind = "LogoutRequest"
-        data = _b64decode(params["SAMLRequest"], kind)
-        if binding == "redirect":
-            if raw_query is None:
-                raise _fail("binding", "the raw query string is needed to check a Redirect-binding signature.")
-            self._verify_redirect_signature(raw_query, kind)
-            xml = _inflate(data, kind)
-        else:
-            xml = data
+        data = _b64decode(message, kind)
+        xml = _inflate(data, kind) if binding == "redirect" else data
         root = _guard_xml(xml, kind)
         if root.tag != f"{_SAMLP}LogoutRequest":
             raise _fail("xml", "the SAMLRequest is not a LogoutRequest.")
@@ -996,7 +1226,7 @@ class SamlServiceProvider:
         response = self._client.create_logout_response(
             request, bindings=[BINDING_HTTP_REDIRECT],
             status=samlp.Status(status_code=samlp.StatusCode(value=_STATUS_SUCCESS)), sign=False)
-        relay = params.get("RelayState") or ""
+        relay = relay_state or ""
         sign = bool(s.sp_key)
         http = self._client.apply_binding(BINDING_HTTP_REDIRECT, str(response), destination,
                                           relay_state=relay, response=True, sign=sign,
@@ -1005,30 +1235,30 @@ class SamlServiceProvider:
                                 session_indexes=sessions, response=Redirect(dict(http["headers"])["Location"]),
                                 relay_state=relay or None)
 
-    def _logout_response(self, binding: str, params: Mapping[str, str], raw_query: str | None,
-                         browser_token: str | None) -> Redirect:
+    def _logout_response(self, binding: str, message: str, browser_token: str | None) -> Redirect:
         s = self.settings
         kind = "LogoutResponse"
-        data = _b64decode(params["SAMLResponse"], kind)
-        if binding == "redirect":
-            if raw_query and "Signature=" in raw_query:
-                self._verify_redirect_signature(raw_query, kind)
-            xml = _inflate(data, kind)
-        else:
-            xml = data
+        data = _b64decode(message, kind)
+        xml = _inflate(data, kind) if binding == "redirect" else data
         root = _guard_xml(xml, kind)
         if root.tag != f"{_SAMLP}LogoutResponse":
             raise _fail("xml", "the SAMLResponse at the logout URL is not a LogoutResponse.")
         _check_algorithms(root, s.allow_sha1, kind)
         self._check_logout_common(root, kind)
         irt = root.get("InResponseTo") or ""
-        rec_raw = self.store.take(f"qlikauth:saml:lo:{irt}")
+        key = f"qlikauth:saml:lo:{irt}"
+        # Check the browser first and use the pending logout up only then: a LogoutResponse
+        # replayed from another browser must not spend the one the right browser comes back with.
+        rec_raw = self.store.get(key)
         if rec_raw is None:
             raise _fail("unknown_request", "the LogoutResponse answers no logout this portal started (or it "
                                            "was already used).")
         rec = json.loads(rec_raw)
         if rec.get("b") and not (browser_token and hmac.compare_digest(rec["b"], _hash_token(browser_token))):
             raise _fail("other_browser", "the LogoutResponse answers a logout started in another browser.")
+        if self.store.take(key) is None:
+            raise _fail("unknown_request",
+                        "the LogoutResponse answers a logout that was already used.")
         status = root.find(f"{_SAMLP}Status/{_SAMLP}StatusCode")
         if status is None or status.get("Value") != _STATUS_SUCCESS:
             log.warning("SAML IdP answered the logout with status %s",
@@ -1036,22 +1266,30 @@ class SamlServiceProvider:
         return Redirect(rec.get("r") or "/")
 
 
-def _xmlsec_binary() -> str:
-    import shutil
-
-    found = shutil.which("xmlsec1")
-    if not found:
-        raise ConfigurationError("xmlsec1 is not installed: apt-get install xmlsec1 (pysaml2 verifies SAML "
-                                 "signatures with it).", key="SAML")
-    return found
-
-
 def xmlsec_version() -> str:
-    """The xmlsec1 version in use (security.md: record it; 1.3.x needs pysaml2 >= 7.4.2)."""
-    import subprocess
+    """The XML security libraries in use (security.md: record them): libxmlsec1 in process."""
+    check_xml_libraries()
+    return library_versions()
 
-    out = subprocess.run([_xmlsec_binary(), "--version"], capture_output=True, text=True, timeout=10)  # noqa: S603
-    return out.stdout.strip()
+
+def check_request_size(content_length: str | int | None) -> None:
+    """Refuse a request whose declared body is larger than :data:`MAX_REQUEST_BYTES`, unread.
+
+    Call it with the ``Content-Length`` header before the framework reads the body (a body
+    sent without one must be read through a stream bounded to the same size). Raises
+    :class:`~qlikauth.exceptions.SamlError` with code ``too_large``.
+    """
+    if content_length in (None, ""):
+        return
+    try:
+        size = int(str(content_length).strip())
+    except ValueError:
+        raise _fail("too_large",
+                    "the request's Content-Length is not a number; refused unread.") from None
+    if size < 0 or size > MAX_REQUEST_BYTES:
+        raise _fail("too_large", f"the request body ({size} bytes) is larger than the "
+                                 f"{MAX_REQUEST_BYTES // 1024} KiB a SAML message needs; refused "
+                                 "unread.")
 
 
 def redirect_query(location: str) -> dict[str, str]:

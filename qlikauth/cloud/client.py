@@ -25,18 +25,20 @@ in logs or messages.
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from .._provider_http import ProviderChannel
-from ..exceptions import ConfigurationError, QlikEndpointError
+from ..exceptions import ConfigurationError, QlikEndpointError, QlikEndpointHTTPError
 from ..jwtkeys import ASYMMETRIC_ALGORITHMS, SigningKey, compact_json
 
 __all__ = [
@@ -100,6 +102,18 @@ def _tenant_url(url: str) -> str:
     return f"https://{parts.netloc}"
 
 
+def _verified(value: Any) -> bool:
+    """``email_verified`` read strictly: a bool, or the words true/false.
+
+    Never ``bool(value)``: ``bool("false")`` is True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigurationError("the Qlik Cloud identity's email_verified must be true or false, not "
+                             f"{type(value).__name__} {str(value)[:20]!r}.")
+
+
 class CloudJwtIssuer:
     """Mints Qlik Cloud JWT-login tokens with every claim Qlik requires.
 
@@ -149,7 +163,7 @@ class CloudJwtIssuer:
             "subType": "user",
             "name": user.name,
             "email": user.email,
-            "email_verified": bool(user.email_verified),
+            "email_verified": _verified(user.email_verified),
             "jti": secrets.token_urlsafe(24),
             "iat": int(now),
             "nbf": int(now - self.not_before_skew),
@@ -273,15 +287,32 @@ class OAuthClient:
             return {"client_id": self.client_id, "client_secret": self._secret}
         assert self.private_key is not None
         now = time.time() if now is None else now
+        # qlik.dev (Private Key JWT reference): jti is "a new UUID for each token request".
         assertion = self.private_key.sign({
             "iss": self.client_id, "sub": self.client_id, "aud": token_endpoint,
-            "jti": secrets.token_urlsafe(24), "iat": int(now), "exp": int(now + self.assertion_lifetime),
+            "jti": str(uuid.uuid4()), "iat": int(now), "exp": int(now + self.assertion_lifetime),
         })
         return {"client_id": self.client_id, "client_assertion": assertion,
                 "client_assertion_type": CLIENT_ASSERTION_TYPE}
 
     def __repr__(self) -> str:
         return f"OAuthClient(client_id={self.client_id!r}, method={self.method!r}, scope={self.scope!r})"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _token_from(data: Any, now: float, url: str) -> AccessToken:
@@ -308,10 +339,19 @@ class QlikCloud:
     :param tenant_url: ``https://<tenant>.<region>.qlikcloud.com``.
     :param verify: ``True`` (system trust) or a CA bundle file; never ``False``.
     :param timeout: read timeout in seconds (connect: at most 5 s).
+    :param rate_limit_retries: how often :meth:`token` tries again after a 429 (Qlik's rate
+        limit: ``/oauth/token`` takes 100 calls a minute).
+    :param max_retry_wait: the longest wait in seconds for one retry; a ``Retry-After`` longer
+        than this is raised at once (a portal request should not hang for a minute).
     """
 
     def __init__(self, tenant_url: str, *, verify: bool | str | Path = True, timeout: float = 10.0,
-                 pool_maxsize: int = 20) -> None:
+                 pool_maxsize: int = 20, rate_limit_retries: int = 3,
+                 max_retry_wait: float = 10.0) -> None:
+        if rate_limit_retries < 0 or max_retry_wait < 0:
+            raise ConfigurationError("rate_limit_retries and max_retry_wait must not be negative.")
+        self.rate_limit_retries = int(rate_limit_retries)
+        self.max_retry_wait = float(max_retry_wait)
         self.tenant_url = _tenant_url(tenant_url)
         self.token_endpoint = self.tenant_url + "/oauth/token"
         self._channel = ProviderChannel(self.tenant_url, verify=verify, timeout=timeout,
@@ -385,6 +425,41 @@ class QlikCloud:
             raise
         return data if isinstance(data, dict) else {}
 
+    # -- the OAuth tokens API (list and revoke a user's tokens) -----------------------
+    def oauth_tokens(self, user_id: str, *, access_token: AccessToken | str,
+                     max_pages: int = 20) -> list[dict[str, Any]]:
+        """The user's active OAuth tokens (``GET /api/v1/oauth-tokens?userId=...``), every page.
+
+        ``user_id`` is the tenant's user id (:meth:`find_user`'s ``id``), not the subject. The
+        caller's token needs the ``TenantAdmin`` role to list another user's tokens. Pages are
+        followed only on this tenant (a ``next`` link elsewhere is refused).
+        """
+        out: list[dict[str, Any]] = []
+        params: dict[str, str] = {"userId": user_id, "limit": "100"}
+        for _ in range(max_pages):
+            data = self._channel.request("GET", "/api/v1/oauth-tokens", params=params,
+                                         headers=self._auth(None, access_token)).json()
+            page = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(page, list):
+                raise QlikEndpointError("the tenant's /api/v1/oauth-tokens answer has no data list.")
+            out += [t for t in page if isinstance(t, dict)]
+            nxt = ((data.get("links") or {}).get("next") or {}).get("href")
+            if not nxt:
+                return out
+            parts = urlsplit(nxt)
+            if f"{parts.scheme}://{parts.netloc}" != self.tenant_url or \
+                    parts.path != "/api/v1/oauth-tokens":
+                raise QlikEndpointError("the tenant's next page of OAuth tokens points elsewhere; "
+                                        "refused.")
+            params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        return out
+
+    def revoke_oauth_token(self, token_id: str, *, access_token: AccessToken | str) -> bool:
+        """``DELETE /api/v1/oauth-tokens/{id}``: True when it was revoked, False when already gone."""
+        resp = self._channel.request("DELETE", f"/api/v1/oauth-tokens/{quote(token_id, safe='')}",
+                                     headers=self._auth(None, access_token), expect=(204, 200, 404))
+        return resp.status_code != 404
+
     # -- OAuth ---------------------------------------------------------------------
     def token(self, client: OAuthClient, *, subject: str | None = None, user_id: str | None = None,
               scope: str | None = None, now: float | None = None) -> AccessToken:
@@ -401,10 +476,29 @@ class QlikCloud:
                                    else {"field": "userId", "value": user_id})
         else:
             body["grant_type"] = "client_credentials"
-        body.update(client.credentials(self.token_endpoint))
-        now = time.time() if now is None else now
-        resp = self._channel.request("POST", "/oauth/token", json_body=body, headers={"Accept": "application/json"})
-        return _token_from(resp.json(), now, resp.url)
+        given_now = now
+        for attempt in range(self.rate_limit_retries + 1):
+            # a fresh private_key_jwt assertion each time: its jti is single-use
+            body.update(client.credentials(self.token_endpoint))
+            now = time.time() if given_now is None else given_now
+            resp = self._channel.request("POST", "/oauth/token", json_body=body,
+                                         headers={"Accept": "application/json"}, expect=(200, 429))
+            if resp.status_code == 200:
+                return _token_from(resp.json(), now, resp.url)
+            wait = _retry_after(resp.headers.get("Retry-After"))
+            if wait is None:
+                # no Retry-After: exponential back-off with jitter, so callers spread out
+                jitter = 0.5 + secrets.randbelow(1000) / 2000
+                wait = min(0.5 * 2 ** attempt, self.max_retry_wait) * jitter
+            if attempt == self.rate_limit_retries or wait > self.max_retry_wait:
+                raise QlikEndpointHTTPError(
+                    f"the Qlik Cloud tenant rate-limited /oauth/token (429) after {attempt + 1} "
+                    f"attempt(s); it asks to wait {wait:.0f} s. Cache access tokens "
+                    "(AccessTokenCache) so one token serves many page loads.",
+                    status_code=429, url=resp.url, retry_after=wait)
+            log.info("Qlik Cloud /oauth/token answered 429: retrying in %.1f s", wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def revoke(self, client: OAuthClient, token: AccessToken | str) -> None:
         """``POST /oauth/revoke`` for an access token (errors are raised; an unknown token is not an error)."""

@@ -9,8 +9,9 @@ the token's expiry, and:
 - **refreshes early**: once a token is within ``refresh_margin`` of expiring, the first
   caller fetches a new one while everyone else keeps the still-valid old one;
 - **single-flight**: concurrent callers for a user with no valid token wait for one
-  fetch, in this process (a lock per key) and across processes (an ``add``-based lock in
-  the store, so 50 requests in several portal processes still make one token request);
+  fetch, in this process (a lock per key) and across processes (the store's owner-checked
+  ``lock``, so 50 requests in several portal processes still make one token request, and a
+  fetch slower than ``lock_ttl`` cannot release the next fetcher's lock);
 - never logs a token; keys in the store are hashes, not user names.
 
 :class:`UserProvisioner` is the *ensure-user* step Qlik asks for before the first
@@ -28,9 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..exceptions import ConfigurationError, QlikEndpointError
-from ..store import MemoryStore, StateStore
+from ..exceptions import ConfigurationError, QlikEndpointError, QlikEndpointHTTPError
+from ..store import MemoryStore, StateStore, StoreKeys
 from ..store._keys import digest as _digest
+from ..store.sealed import sealed_for_bearer_values
 from .client import AccessToken, CloudJwtIssuer, CloudUser, OAuthClient, QlikCloud
 
 __all__ = ["AccessTokenCache", "UserProvisioner", "CloudAccess"]
@@ -55,7 +57,11 @@ class AccessTokenCache:
 
     :param cloud: the tenant.
     :param client: the OAuth client (machine-to-machine impersonation enabled).
-    :param store: where tokens live; the default :class:`MemoryStore` serves one process.
+    :param store: where tokens live; the default :class:`MemoryStore` serves one process. A
+        shared store (Redis, a Django cache) keeps them encrypted with ``keys``.
+    :param keys: the ``STORE_KEYS`` setting (:class:`~qlikauth.store.StoreKeys`: the first key
+        seals, all open); default ``$QLIKAUTH_STORE_KEYS``. A shared store without keys is a
+        :class:`~qlikauth.exceptions.ConfigurationError`: tokens are never kept in clear there.
     :param refresh_margin: refresh a token this many seconds before it expires (default:
         10 % of its lifetime, at least 60 s and at most 30 minutes).
     :param lock_ttl: how long a cross-process fetch lock lives if its holder dies.
@@ -67,12 +73,14 @@ class AccessTokenCache:
     def __init__(self, cloud: QlikCloud, client: OAuthClient, store: StateStore | None = None, *,
                  refresh_margin: float | None = None, lock_ttl: float = 15.0, wait_timeout: float = 15.0,
                  lookup: LookupField = "subject", scope: str | None = None,
-                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02) -> None:
+                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02,
+                 keys: StoreKeys | str | None = None) -> None:
         if lookup not in ("subject", "userId"):
             raise ConfigurationError("lookup must be 'subject' or 'userId'.")
         self.cloud = cloud
         self.client = client
-        self.store: StateStore = store if store is not None else MemoryStore()
+        self.store: StateStore = sealed_for_bearer_values(
+            store if store is not None else MemoryStore(), keys, "Qlik Cloud access tokens")
         self.refresh_margin = refresh_margin
         self.lock_ttl = lock_ttl
         self.wait_timeout = wait_timeout
@@ -145,7 +153,9 @@ class AccessTokenCache:
                 return token
             if token.expires_at - now > 1.0:
                 # Early refresh: one caller fetches, the others keep the valid token.
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if not held:
+                        return token
                     try:
                         fresh = self._cached(key)
                         if fresh is not None and self.clock() < fresh[1]:
@@ -154,9 +164,6 @@ class AccessTokenCache:
                     except QlikEndpointError as exc:
                         log.warning("refreshing a Qlik Cloud access token failed; keeping the current one: %s", exc)
                         return token
-                    finally:
-                        self.store.delete(key + ":lock")
-                return token
         return self._get_slow(key, value)
 
     def _get_slow(self, key: str, value: str) -> AccessToken:
@@ -168,15 +175,15 @@ class AccessTokenCache:
                 return hit[0]
             deadline = time.monotonic() + self.wait_timeout
             while True:
-                if self.store.add(key + ":lock", b"1", self.lock_ttl):
-                    try:
+                # Owner-checked: if this fetch outlives lock_ttl and another process takes the
+                # lock, leaving here does not release that process's lock.
+                with self.store.lock(key + ":lock", self.lock_ttl) as held:
+                    if held:
                         # The holder before us may have stored its token between our look and our lock.
                         hit = self._cached(key)
                         if hit is not None and hit[0].expires_at - self.clock() > 1.0:
                             return hit[0]
                         return self._fetch_and_store(key, value)
-                    finally:
-                        self.store.delete(key + ":lock")
                 # Another process is fetching: wait for its token (or its lock to go away).
                 time.sleep(self.poll_interval)
                 hit = self._cached(key)
@@ -248,6 +255,9 @@ class UserProvisioner:
         self.remember = remember
         #: Calls that reached the tenant (for tests).
         self.calls = 0
+        #: Admin tokens requested for the users API (for tests).
+        self.admin_tokens = 0
+        self._admin: AccessToken | None = None
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, tuple[str, ...]], str] = {}  # (sub, groups) -> store key
 
@@ -277,13 +287,33 @@ class UserProvisioner:
             assert self.issuer is not None
             self.cloud.jwt_session(self.issuer.mint(user))
         else:
-            assert self.admin_client is not None
-            token = self.cloud.token(self.admin_client)
-            if self.cloud.find_user(user.sub, access_token=token) is None:
-                self.cloud.create_user(user, access_token=token)
+            try:
+                self._ensure_by_api(user, self._admin_token())
+            except QlikEndpointHTTPError as exc:
+                if exc.status_code != 401:
+                    raise
+                # the admin token was revoked or expired early: one fresh token, one more try
+                self._admin = None
+                self._ensure_by_api(user, self._admin_token())
         self.store.put(key, b"1", self.remember)
         log.info("ensured the Qlik Cloud user exists (%s)", self.method)
         return True
+
+    def _admin_token(self) -> AccessToken:
+        """The admin client's client-credentials token, reused until shortly before it expires
+        (a new user is one users-API call, not a token request and a call; /oauth/token is
+        rate-limited). Called under ``self._lock``."""
+        tok = self._admin
+        now = time.time()
+        if tok is None or tok.expires_at - now < 60.0:
+            assert self.admin_client is not None
+            tok = self._admin = self.cloud.token(self.admin_client, now=now)
+            self.admin_tokens += 1
+        return tok
+
+    def _ensure_by_api(self, user: CloudUser, token: AccessToken) -> None:
+        if self.cloud.find_user(user.sub, access_token=token) is None:
+            self.cloud.create_user(user, access_token=token)
 
     def forget(self, user: CloudUser) -> None:
         """Run the step again next time (after the user's groups changed outside qlikauth)."""
@@ -291,11 +321,22 @@ class UserProvisioner:
 
 
 class CloudAccess:
-    """Ensure the user, then hand out its cached impersonation token: what the portal's token endpoint calls."""
+    """Ensure the user, then hand out its cached impersonation token: what the portal's token endpoint calls.
 
-    def __init__(self, tokens: AccessTokenCache, provisioner: UserProvisioner | None = None) -> None:
+    :param revoke_all_with: an admin OAuth client (``admin_classic`` scope, a TenantAdmin) to
+        revoke **every** OAuth token of the user at sign-out through Qlik's OAuth tokens API
+        (``/api/v1/oauth-tokens``), as Qlik recommends at portal sign-out: also tokens this
+        portal never cached (another portal process's, a browser's own). Without it, sign-out
+        revokes the token this cache holds.
+    """
+
+    def __init__(self, tokens: AccessTokenCache, provisioner: UserProvisioner | None = None, *,
+                 revoke_all_with: OAuthClient | None = None) -> None:
         self.tokens = tokens
         self.provisioner = provisioner
+        self.revoke_all_with = revoke_all_with
+        self._admin: AccessToken | None = None
+        self._admin_lock = threading.Lock()
 
     def access_token(self, user: CloudUser) -> AccessToken:
         """The signed-in user's access token for qlik-embed (impersonated by subject)."""
@@ -306,5 +347,44 @@ class CloudAccess:
         return self.tokens.get(user.sub)
 
     def logout(self, user: CloudUser) -> bool:
-        """Revoke and forget the user's access token; True when there was one."""
-        return self.tokens.invalidate(user.sub)
+        """Revoke and forget the user's access token (and, with ``revoke_all_with``, every OAuth
+        token of the user at the tenant); True when there was one.
+
+        A failure of the tokens API is raised (:class:`~qlikauth.QlikEndpointError`) after the
+        cached token is revoked and forgotten, so the caller can report it.
+        """
+        had = self.tokens.invalidate(user.sub)
+        if self.revoke_all_with is None:
+            return had
+        return self._revoke_all(user) > 0 or had
+
+    def _revoke_all(self, user: CloudUser) -> int:
+        cloud = self.tokens.cloud
+        for attempt in (1, 2):
+            admin = self._admin_token(fresh=attempt == 2)
+            try:
+                found = cloud.find_user(user.sub, access_token=admin)
+                if found is None or not isinstance(found.get("id"), str):
+                    return 0
+                revoked = 0
+                for token in cloud.oauth_tokens(found["id"], access_token=admin):
+                    if isinstance(token.get("id"), str):
+                        revoked += cloud.revoke_oauth_token(token["id"], access_token=admin)
+                if revoked:
+                    log.info("revoked %d Qlik Cloud OAuth token(s) of the user at sign-out", revoked)
+                return revoked
+            except QlikEndpointHTTPError as exc:
+                if exc.status_code != 401 or attempt == 2:
+                    raise
+        return 0  # pragma: no cover - the loop returns or raises
+
+    def _admin_token(self, *, fresh: bool = False) -> AccessToken:
+        """The admin client's token, reused until a minute before it expires (/oauth/token is
+        rate-limited); ``fresh`` after the tenant refused it."""
+        with self._admin_lock:
+            tok = self._admin
+            now = time.time()
+            if fresh or tok is None or tok.expires_at - now < 60.0:
+                assert self.revoke_all_with is not None
+                tok = self._admin = self.tokens.cloud.token(self.revoke_all_with, now=now)
+            return tok

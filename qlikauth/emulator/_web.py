@@ -285,7 +285,12 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
                 body = b""
             req = Request.from_scope(scope, body)
             hooked = before(req) if before is not None else None
-            resp = await hooked if hooked is not None else None
+            try:
+                resp = await hooked if hooked is not None else None
+            except asyncio.CancelledError:
+                # The server is stopping while a fault holds the request (a hang, a slow
+                # answer) whose client may long have given up: nothing to answer, nothing wrong.
+                return
             if resp is not None and resp.status == 0:
                 return  # the connection was reset instead of answered (a fault)
             if resp is None:

@@ -108,7 +108,8 @@ def parse_fault(words: list[str]) -> tuple[str, Fault]:
 def apply_fault_command(emu: object, line: str) -> str:
     """Apply one control line to an emulator; return the answer line.
 
-    ``fault [qps|hub|both] KIND [seconds=S] [status=N]``, ``clear [qps|hub|both]``, ``faults``.
+    ``fault [qps|hub|both] KIND [seconds=S] [status=N]``, ``clear [qps|hub|both]``, ``faults``,
+    ``crash`` (the node dies and loses its tickets and proxy sessions), ``restart``.
     """
     from .server import Emulator
 
@@ -125,10 +126,17 @@ def apply_fault_command(emu: object, line: str) -> str:
             port = words[1] if len(words) > 1 else "both"
             emu.clear_faults(port)
             return f"ok clear {port}"
+        if words[0] == "crash":
+            emu.crash()
+            return "ok crash"
+        if words[0] == "restart":
+            emu.restart()
+            return "ok restart"
         if words[0] == "faults":
             active = emu.faults
             return "ok faults " + (", ".join(f"{p} {f.describe()}" for p, f in active.items()) or "none")
-        raise ConfigurationError(f"unknown command {words[0]!r}: use fault, clear or faults.")
+        raise ConfigurationError(
+            f"unknown command {words[0]!r}: use fault, clear, faults, crash or restart.")
     except ConfigurationError as exc:
         return f"error {exc}"
 
@@ -162,7 +170,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start with a fault on the qps (default) or hub port: " + ", ".join(FAULT_KINDS))
     parser.add_argument("--control", choices=("stdin",), default=None,
                         help="read fault commands from standard input while running: 'fault [qps|hub|both] KIND "
-                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults' (one per line, answered on stdout)")
+                             "[seconds=S] [status=N]', 'clear [PORT]', 'faults', 'crash', "
+                             "'restart' "
+                             "(one per line, answered on stdout)")
 
 
 def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int:
@@ -183,6 +193,17 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
         port, colon, kind = head.partition(":")
         words = ([port, kind] if colon else [head]) + [w for w in rest.split(",") if w]
         faults.append(parse_fault(words))
+    # The handlers go in before the node starts: a SIGTERM that comes while it starts (or at any
+    # time after) ends it cleanly, once; a second one stops waiting for that.
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, frame: object) -> None:
+            if stop.is_set():
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
     with emu:
         for port, fault in faults:
             emu.inject(fault, port=port)
@@ -203,9 +224,7 @@ def run(args: argparse.Namespace, *, stop: threading.Event | None = None) -> int
 
             threading.Thread(target=_control_loop, args=(emu, sys.stdin, stop), daemon=True,
                              name="emulator-control").start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the signal handler runs within half a second
+            pass
     print("qlikauth emulator stopped.", flush=True)
     return 0

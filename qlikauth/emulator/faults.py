@@ -6,7 +6,10 @@ running. The kinds (:data:`FAULT_KINDS`):
 
 ========================= ==============================================================
 ``refuse``                the port stops listening: connections are refused (open ones reset)
-``hang``                  requests are read and never answered (``seconds``, default: until cleared)
+``crash``                 the node dies: both ports refuse and every ticket and proxy session
+                          is lost; clearing it (or ``restart()``) starts the node afresh
+``hang``                  requests are read and never answered (``seconds``, default: until cleared;
+                          at most :data:`MAX_HANG`, 600 s, then the connection is reset)
 ``error``                 every request gets ``status`` (default 503 Service Unavailable)
 ``drop``                  the connection is reset after the request is read, no answer
 ``slow``                  every answer waits ``seconds`` (default 1.0) first
@@ -49,8 +52,10 @@ __all__ = ["Fault", "FaultSwitch", "FAULT_KINDS", "TLS_FAULTS", "DROPPED"]
 
 TLS_FAULTS = ("wrong-host", "expired-cert", "untrusted-cert", "client-ca")
 REQUEST_FAULTS = ("hang", "error", "drop", "slow")
-FAULT_KINDS = ("refuse", *REQUEST_FAULTS, *TLS_FAULTS)
-#: A hang without ``seconds`` ends at the latest after this long (the connection is then reset).
+#: Kinds that close the listening port.
+CLOSED = ("refuse", "crash")
+FAULT_KINDS = ("refuse", "crash", *REQUEST_FAULTS, *TLS_FAULTS)
+#: The longest ``hang`` or ``slow`` (also a hang without ``seconds``: the connection is then reset).
 MAX_HANG = 600.0
 
 #: What a fault hook answers when the connection was reset instead of answered.
@@ -68,8 +73,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ConfigurationError(f"unknown fault {self.kind!r}: choose one of {', '.join(FAULT_KINDS)}.")
-        if self.seconds is not None and not 0 <= self.seconds <= 3600:
-            raise ConfigurationError("a fault's seconds must be between 0 and 3600.")
+        if self.seconds is not None and not 0 <= self.seconds <= MAX_HANG:
+            raise ConfigurationError(f"a fault's seconds must be between 0 and {MAX_HANG:g}.")
         if self.kind == "error" and not 500 <= self.status <= 599:
             raise ConfigurationError(f"an 'error' fault answers a 5xx status, not {self.status}.")
 
@@ -152,13 +157,14 @@ class FaultSwitch:
             srv = self.server
             if srv is None or not srv.running:
                 return
-            if old is not None and old.kind == "refuse" and (fault is None or fault.kind != "refuse"):
+            reopen = fault is None or fault.kind not in CLOSED
+            if old is not None and old.kind in CLOSED and reopen:
                 srv.refuse_connections(False)
             if fault is not None and fault.kind in TLS_FAULTS:
                 srv.set_ssl_context(self._context_for(fault.kind))
             elif old is not None and old.kind in TLS_FAULTS:
                 srv.set_ssl_context(None)
-            if fault is not None and fault.kind == "refuse":
+            if fault is not None and fault.kind in CLOSED:
                 srv.refuse_connections(True)
 
     def clear(self) -> None:

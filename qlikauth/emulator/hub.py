@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import html
 import logging
 import re
@@ -42,6 +43,8 @@ _END_NOTICES = {
     "closed": ("OnSessionClosed", "Session closed by server"),
 }
 _LIFECYCLE_TICK = 1.0
+#: A bound on remembered JWT-token sessions (the oldest is forgotten first).
+_MAX_JWT_SESSIONS = 100_000
 
 _ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -73,6 +76,8 @@ class Hub:
         self.rest_uri_for = rest_uri_for
         self.default_host = default_host
         self.own_hosts = own_hosts or (lambda: {"localhost", "127.0.0.1"})
+        #: JWT virtual proxies: the session a token made (by prefix and the token's digest).
+        self._jwt_sessions: dict[str, str] = {}
 
     # -- helpers --------------------------------------------------------------------------
     def _proxy_for(self, path: str) -> tuple[VirtualProxy, str]:
@@ -134,8 +139,8 @@ class Hub:
         vp, rest = self._proxy_for(req.path)
         if not self.allowed(vp, host):
             # Never build a TargetUri (or anything else) from a host the virtual proxy does not list.
-            resp = Response.text(400, "Bad Request: the Host header names a host that is not on this virtual "
-                                      "proxy's host allow list.\n", close=True)
+            resp = Response.text(403, "Forbidden: the Host header names a host that is not on "
+                                      "this virtual proxy's host allow list.\n", close=True)
         else:
             resp = self._serve(req, vp, rest, host)
         if vp.additional_response_headers and resp.websocket is None:
@@ -183,12 +188,12 @@ class Hub:
         self.state.record_header(HeaderRecord(vp.prefix, req.method, req.path,
                                               user.qualified_name if user else None, values, user))
         if user is None:
-            if personal and req.method in ("GET", "HEAD"):
-                return Response.json(200, {"session": "inactive"})
-            problem = "is missing" if not values else "does not name a valid user"
-            return self._deny(req, 401, "Not signed in",
-                              f"The {vp.header_name} header {problem}: this virtual proxy "
-                              "authenticates every request by that header.")
+            # Qlik: no user in the header is no authentication at all, so the browser goes to
+            # the virtual proxy's login (its module, else the internal Windows/form login):
+            # the "fell back to Windows authentication" of header proxies in the field.
+            log.info("hub: %s header %s on %r: to the login", vp.header_name,
+                     "missing" if not values else "names no valid user", vp.prefix)
+            return None
         session = self._session_from_cookie(req, vp)
         if session is None or not session.user.same_user(user) or session.user != user:
             # Like Qlik: the header decides who this is; a cookie of someone else is ignored.
@@ -217,24 +222,40 @@ class Hub:
                 set_cookie: list[tuple[str, str]]) -> SessionRecord | Response | None:
         """A JWT virtual proxy: ``Authorization: Bearer`` verified with the configured certificate.
 
-        A valid token makes a new session (the cookie is set); without a token the session
-        cookie is used. A websocket that carries a token thus gets a new session, which its
-        CSRF token (of the old session) does not match: the 403 non-browser clients meet when
-        they keep sending ``Authorization`` on the websocket.
+        A valid token makes a session (the cookie is set); the same token again finds that
+        session while it lives (a client that sends its token on every request keeps one
+        session, as on Qlik); without a token the session cookie is used. A websocket that
+        carries ``Authorization`` is refused with the CSWSH 403 Qlik gives non-browser clients
+        that keep sending it (Qlik Community td-p/2539417).
         """
         auth = req.header("Authorization") or ""
         if not auth.lower().startswith("bearer "):
             return self._session_from_cookie(req, vp)
+        if req.websocket and vp.websocket_csrf:
+            return Response.text(
+                403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         from ..exceptions import JwtError
-        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem, verify_jwt
+        from ..jose import verify_jwt
+        from ..jwtkeys import RSA_ALGORITHMS, public_key_from_pem
 
+        token = auth[7:].strip()
         try:
-            _, claims = verify_jwt(auth[7:].strip(), public_key_from_pem(vp.jwt_certificate or ""), RSA_ALGORITHMS)
+            cert_key = public_key_from_pem(vp.jwt_certificate or "")
+            _, claims = verify_jwt(token, cert_key, RSA_ALGORITHMS)
         except JwtError as exc:
             return self._deny(req, 401, "Invalid JWT", f"The token was refused: {exc}")
-        exp = claims.get("exp")
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < time.time() - 5:
+        now = time.time()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < now - 5:
             return self._deny(req, 401, "Invalid JWT", "The token has expired (exp).")
+        if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and nbf > now + 5:
+            return self._deny(req, 401, "Invalid JWT", "The token is not valid yet (nbf).")
+        key = vp.prefix + "\0" + hashlib.sha256(token.encode()).hexdigest()
+        known = self._jwt_sessions.get(key)
+        if known is not None:
+            rec = self.state.session(known, vp.prefix, touch=True)
+            if rec is not None:
+                return rec
         uid, udir = claims.get(vp.jwt_user_id_attribute), claims.get(vp.jwt_user_directory_attribute)
         attrs: list[tuple[str, str]] = []
         for claim, attribute in vp.jwt_attribute_map:
@@ -251,6 +272,9 @@ class Hub:
             session, _ = self.state.add_session(user, vp.prefix, "jwt")
         except TooManySessions as exc:
             return self._deny(req, 403, "Too many sessions", str(exc))
+        if len(self._jwt_sessions) >= _MAX_JWT_SESSIONS:
+            self._jwt_sessions.pop(next(iter(self._jwt_sessions)))
+        self._jwt_sessions[key] = session.session_id
         set_cookie.append(self._set_cookie(vp, session.session_id))
         return session
 
@@ -448,14 +472,19 @@ class Hub:
     def _websocket(self, req: Request, vp: VirtualProxy, session: SessionRecord, rest: str,
                    set_cookie: list[tuple[str, str]], *, fresh: bool = False) -> Response:
         if vp.websocket_csrf:
-            origin = req.header("Origin")
-            origin_host = origin.split("://", 1)[1].split("/", 1)[0] if origin and "://" in origin else None
+            # Qlik since November 2024: an allowed Origin is required (a client without one is
+            # refused too) and its scheme matters: the hub is https, so an http:// origin fails.
+            origin = req.header("Origin") or ""
+            scheme, sep, authority = origin.partition("://")
+            origin_ok = (sep == "://" and scheme.lower() == "https"
+                         and self.allowed(vp, authority.split("/", 1)[0]))
             token_ok = fresh or any(
                 unquote_plus(v) == session.csrf_token for k, _, v in (p.partition("=") for p in req.query.split("&"))
                 if unquote_plus(k).lower() == "qlik-csrf-token")
-            if (origin is not None and (origin_host is None or not self.allowed(vp, origin_host))) or not token_ok:
+            if not origin_ok or not token_ok:
                 log.info("hub: websocket refused on %r (%s)", vp.prefix,
-                         "origin not allowed" if token_ok else "no or wrong qlik-csrf-token")
+                         "no or wrong qlik-csrf-token" if origin_ok else
+                         "Origin missing, not https or not on the host allow list")
                 return Response.text(403, "Cross-Site Websocket Hijacking attack prevention check failed\n")
         app_id = unquote(rest.split("/")[2])
         u = session.user

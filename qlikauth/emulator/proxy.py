@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..authenticators.header import DEFAULT_PATTERN, parse_header_pattern
 from ..exceptions import ConfigurationError, IdentityError
 from ..identity import QlikUser
 
@@ -66,7 +67,7 @@ class VirtualProxy:
     session_cookie_name: str | None = None
     header_name: str | None = None
     header_user_directory: str | None = None
-    header_pattern: str = "$ud\\$id"
+    header_pattern: str = DEFAULT_PATTERN
     module_uri: str | None = None
     samesite: str | None = "None"
     secure: bool = True
@@ -166,9 +167,11 @@ class VirtualProxy:
     def uses_internal_module(self) -> bool:
         """True when browsers without a session go to Qlik's internal (Windows/form) login.
 
-        Ticket and session virtual proxies without an *Authentication module redirect URI*.
+        Ticket, session and header virtual proxies without an *Authentication module redirect
+        URI* (a header proxy reached without its header falls back to it, as on Qlik).
         """
-        return self.module_uri is None and self.method in ("ticket", "session")
+        return self.module_uri is None and self.method in (
+            "ticket", "session", "header-static", "header-dynamic")
 
     def windows_login_for(self, user_agent: str | None) -> bool:
         """Whether Qlik's internal module offers Windows authentication to this ``User-Agent``."""
@@ -194,16 +197,19 @@ class VirtualProxy:
 
 
 def _compile_pattern(pattern: str, prefix: str) -> re.Pattern[str]:
-    if pattern.count("$ud") != 1 or pattern.count("$id") != 1:
-        raise ConfigurationError(
-            f"virtual proxy {prefix!r}: header_pattern {pattern!r} must contain $ud and $id once each "
-            "(e.g. '$ud\\\\$id').")
+    # Read as the QMC field is (a backslash escapes the next character): the same reading as
+    # qlikauth's HeaderAuthenticator, so what one writes the other parses.
+    try:
+        pieces = parse_header_pattern(pattern)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"virtual proxy {prefix!r}: {exc}") from None
     out: list[str] = []
-    for piece in re.split(r"(\$ud|\$id)", pattern):
-        if piece == "$ud":
-            out.append("(?P<ud>.+?)" if not out or "(?P<id>" not in "".join(out) else "(?P<ud>.+)")
-        elif piece == "$id":
-            out.append("(?P<id>.+?)" if "(?P<ud>" not in "".join(out) else "(?P<id>.+)")
+    seen: set[str] = set()
+    for kind, text in pieces:
+        if kind == "text":
+            out.append(re.escape(text))
         else:
-            out.append(re.escape(piece))
+            # the first placeholder takes the shortest match, the second the rest
+            out.append(f"(?P<{kind}>.+?)" if not seen else f"(?P<{kind}>.+)")
+            seen.add(kind)
     return re.compile("".join(out) + r"\Z", re.DOTALL)

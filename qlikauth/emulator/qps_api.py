@@ -37,10 +37,74 @@ def _xrf_ok(req: Request) -> bool:
 
 
 def _pick(data: dict[str, Any], name: str) -> Any:
-    """A field in PascalCase or camelCase."""
+    """A field by name in any letter case (QPS binds JSON properties case-insensitively)."""
     if name in data:
         return data[name]
-    return data.get(name[0].lower() + name[1:])
+    camel = name[0].lower() + name[1:]
+    if camel in data:
+        return data[camel]
+    folded = name.lower()
+    for k, v in data.items():
+        if isinstance(k, str) and k.lower() == folded:
+            return v
+    return None
+
+
+#: A JSON text split into strings (double- or single-quoted) and what lies between them.
+_JSON_PIECES = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[^\'"]+', re.DOTALL)
+
+
+def _loads_lenient(text: str) -> Any:
+    """JSON as QPS's .NET parser reads it: also single-quoted strings. ValueError if not."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        if "'" not in text:
+            raise
+    pieces = [m.group(0) for m in _JSON_PIECES.finditer(text)]
+    if sum(map(len, pieces)) != len(text):
+        raise ValueError("an unterminated string")
+    out = []
+    for piece in pieces:
+        if piece.startswith("'"):
+            inner = piece[1:-1].replace("\\'", "'").replace('"', '\\"')
+            piece = '"' + inner + '"'
+        out.append(piece)
+    return json.loads("".join(out))
+
+
+def _qps_user(data: dict[str, Any]) -> QlikUser:
+    """The user a ticket or session body names, by Qlik's rules, not qlikauth's client rules.
+
+    Qlik's (*Add ticket*): UserDirectory and UserId not only whitespace, trimmed, no backslash;
+    attributes a list of single-key objects whose values may be empty. Attribute values with
+    ';' or over 1,024 characters, which qlikauth's own client refuses, are taken as Qlik takes
+    them. IdentityError when the body breaks Qlik's rules.
+    """
+    attrs = _pick(data, "Attributes") or []
+    if not isinstance(attrs, list):
+        raise IdentityError("Attributes must be a list of single-key objects.", field="attributes")
+    pairs: list[tuple[str, str]] = []
+    for i, item in enumerate(attrs):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise IdentityError(f"Attributes[{i}] must be an object with one key.",
+                                field="attributes")
+        ((name, value),) = item.items()
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise IdentityError(f"Attributes[{i}] must map a name to a string.", field="attributes")
+        pairs.append((name, value))
+    directory, user_id = _pick(data, "UserDirectory"), _pick(data, "UserId")
+    try:
+        return QlikUser(directory, user_id, pairs)
+    except IdentityError:
+        base = QlikUser(directory, user_id)  # directory and id: the same rules
+        # names keep their rules (they are keys of X-Qlik-Security); values are Qlik's
+        QlikUser(base.user_directory, base.user_id, [(n, "") for n, _ in pairs])
+        user = object.__new__(QlikUser)
+        object.__setattr__(user, "user_directory", base.user_directory)
+        object.__setattr__(user, "user_id", base.user_id)
+        object.__setattr__(user, "attributes", tuple((n.strip(), v) for n, v in pairs))
+        return user
 
 
 #: Users already checked, by their fields (QlikUser's checks are a pure function of them and a
@@ -99,12 +163,8 @@ class QpsApi:
         return resp
 
     def _route(self, req: Request) -> Response:
-        host = req.header("host")
-        if host is not None and self.own_hosts is not None:
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name.lower() not in self.own_hosts():
-                # Unconfirmed: what status QPS gives a Host that is not the node's name.
-                return Response.text(400, "Bad Request: the Host header does not name this node.\n", close=True)
+        # Any Host is served: QPS listens on its port for whatever name (a load balancer's, an
+        # IP address) the caller used; the client certificate is what it checks.
         if not _xrf_ok(req):
             return Response.text(403, XSRF_FAILED)
         path = req.path
@@ -117,6 +177,11 @@ class QpsApi:
         segs = [unquote(p) for p in parts[2:]] if "%" in path else parts[2:]
         if segs and segs[-1] == "" and len(segs) > 1:
             segs = segs[:-1]
+        # QPS (IIS-style routing) matches its paths case-insensitively: /qps/Portal/Ticket works.
+        # Only the route words are folded; session ids, directories and user ids are kept.
+        lowered = [x.lower() for x in segs]
+        if lowered[:1] in (["alive"], ["health"], ["about"]):
+            segs = lowered
         if segs == ["alive"]:
             if req.method not in ("GET", "HEAD"):
                 return _not_allowed("GET")
@@ -129,6 +194,8 @@ class QpsApi:
         prefix = ""
         if len(segs) > 1 and segs[0].lower() in proxies and segs[0]:
             prefix, segs = segs[0].lower(), segs[1:]
+        if segs:
+            segs = [segs[0].lower(), *segs[1:]]
         if not segs or segs[0] not in ("ticket", "session", "user"):
             return Response.text(404, f"Not found: no virtual proxy with prefix {segs[0] if segs else ''!r} "
                                       "or no such QPS endpoint.\n")
@@ -181,7 +248,7 @@ class QpsApi:
     @staticmethod
     def _body(req: Request) -> dict[str, Any] | Response:
         try:
-            data = json.loads(req.body.decode("utf-8"))
+            data = _loads_lenient(req.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return Response.text(400, "The body is not valid JSON (UTF-8).\n")
         if not isinstance(data, dict):
@@ -196,7 +263,7 @@ class QpsApi:
             if known is not None:
                 return known
         try:
-            user = QlikUser.from_qps(data)
+            user = _qps_user(data)
         except IdentityError as exc:
             return Response.text(400, f"{exc}\n")
         if key is not None:
@@ -216,7 +283,10 @@ class QpsApi:
             if target_id is not None and not isinstance(target_id, str):
                 return Response.text(400, "TargetId must be a string.\n")
             # The answer is the user's fields, then Ticket and TargetUri: the first part once.
-            known = (user, json_bytes(user.to_qps())[:-1], target_id)
+            # A published QPS ticket answer gives UserDirectory upper-cased (the user as the
+            # proxy keeps it); the rest is echoed as sent.
+            answer = {**user.to_qps(), "UserDirectory": user.user_directory.upper()}
+            known = (user, json_bytes(answer)[:-1], target_id)
             if len(_TICKET_BODIES) >= _MAX_USERS:
                 _TICKET_BODIES.clear()
             _TICKET_BODIES[req.body] = known

@@ -1,6 +1,6 @@
 """A local SAML identity provider (pysaml2's ``saml2.server.Server``) behind a tiny login page.
 
-For demos, the SSO example portal and tests: it signs with xmlsec1 like a real IdP (SHA-256
+For demos, the SSO example portal and tests: it signs with libxmlsec1 like a real IdP (SHA-256
 by default), sends Entra-ID-shaped claims (e-mail, display name, group object ids), keeps
 its own sessions for single logout (SP-initiated and IdP-initiated), and lets a test build
 any response it likes: :meth:`SamlIdp.response_xml` with ``mutate=`` edits the unsigned
@@ -28,6 +28,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - parses only documents this Id
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ try:
     from saml2.metadata import entity_descriptor
     from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_EMAILADDRESS, Assertion, NameID
     from saml2.server import Server
+
+    from ..bridges.saml_xmlsec import PYSAML2_CONFIG, use_in_process_crypto
 except ImportError as exc:  # pragma: no cover
     raise ImportError("qlikauth.emulator.saml_idp needs pysaml2: pip install 'qlikauth[saml]'") from exc
 
@@ -147,6 +150,8 @@ class SamlIdp:
         #: IdP sessions: session index -> (user name, SP entity id, NameID)
         self.sessions: dict[str, tuple[str, str, str]] = {}
         self.logouts_received: list[str] = []
+        #: Browsers signed in at the login page: IdP session cookie value -> user name.
+        self.browsers: dict[str, str] = {}
         self._thread: threading.Thread | None = None
         self.server = self._make_server()
 
@@ -154,7 +159,7 @@ class SamlIdp:
     def _make_server(self) -> Server:
         conf = {
             "entityid": self.entity_id,
-            "xmlsec_binary": _xmlsec(),
+            **PYSAML2_CONFIG,
             "service": {"idp": {
                 "endpoints": {
                     "single_sign_on_service": [(f"{self.base_url}/sso", BINDING_HTTP_REDIRECT)],
@@ -173,7 +178,8 @@ class SamlIdp:
         }
         config = IdPConfig()
         config.load(conf)
-        return Server(config=config)
+        # signs and encrypts with libxmlsec1 in process, as the portal's SP verifies
+        return use_in_process_crypto(Server(config=config))
 
     def add_sp_metadata(self, xml: str | bytes) -> None:
         """Trust a service provider (its metadata XML)."""
@@ -391,8 +397,23 @@ class SamlIdp:
             return 200, {"Content-Type": "text/html; charset=utf-8"}, _page("Signed out", "<p>You are signed out.</p>")
         return 400, {"Content-Type": "text/plain"}, "no SAMLRequest or SAMLResponse"
 
+    def sp_slo_urls(self) -> set[str]:
+        """The Redirect-binding single logout URLs of the registered service providers."""
+        md = self.server.metadata
+        urls: set[str] = set()
+        for sp in md.with_descriptor("spsso"):
+            slo = md.single_logout_service(sp, BINDING_HTTP_REDIRECT, "spsso")
+            urls.update(str(e["location"]) for e in slo)
+        return urls
+
     def initiate_logout(self, user: str, sp_slo_url: str) -> str:
-        """The URL that sends the browser to the SP with a signed LogoutRequest for ``user``."""
+        """The URL that sends the browser to the SP with a signed LogoutRequest for ``user``.
+
+        ``sp_slo_url`` must be a registered SP's single logout URL (else ``ValueError``): the
+        IdP sends a browser only to a service provider it knows, never to any URL it is given.
+        """
+        if sp_slo_url not in self.sp_slo_urls():
+            raise ValueError("not the single logout URL of a registered service provider")
         sessions = self.sessions_of(user)
         if not sessions:
             raise KeyError(f"{user} has no IdP session")
@@ -400,15 +421,6 @@ class SamlIdp:
         assert isinstance(url, str)
         self._end_sessions(self.users[user].name_id)
         return url
-
-
-def _xmlsec() -> str:
-    import shutil
-
-    found = shutil.which("xmlsec1")
-    if not found:
-        raise RuntimeError("xmlsec1 is not installed: apt-get install xmlsec1")
-    return found
 
 
 def _page(title: str, body: str) -> str:
@@ -461,15 +473,41 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, body = self.idp.handle_slo(parts.query)
             self._send(status, headers, body)
         elif parts.path == "/logout":
+            # IdP-initiated logout ends only the browser's own IdP session (the cookie set at
+            # sign-in), and sends it only to a registered SP.
             q = dict(parse_qsl(parts.query))
+            handle = self._browser_handle()
+            if handle is None or self.idp.browsers.get(handle) != q.get("user"):
+                self._send(403, {"Content-Type": "text/plain"},
+                           "sign in at this IdP first: a browser ends only its own IdP session")
+                return
             try:
                 url = self.idp.initiate_logout(q.get("user", ""), q.get("sp_slo", ""))
+            except ValueError:
+                self._send(400, {"Content-Type": "text/plain"},
+                           "sp_slo is not the single logout URL of a registered service provider")
+                return
             except KeyError:
                 self._send(404, {"Content-Type": "text/plain"}, "no such IdP session")
                 return
-            self._send(302, {"Location": url}, "")
+            self.idp.browsers.pop(handle, None)
+            self._send(302, {"Location": url, "Set-Cookie": self._session_cookie("", 0)}, "")
         else:
             self._send(404, {"Content-Type": "text/plain"}, "not found")
+
+    _COOKIE = "qlikauth_idp_session"
+
+    def _browser_handle(self) -> str | None:
+        try:
+            morsel = SimpleCookie(self.headers.get("Cookie", "")).get(self._COOKIE)
+        except CookieError:
+            return None
+        return morsel.value if morsel is not None and morsel.value else None
+
+    def _session_cookie(self, value: str, max_age: int | None = None) -> str:
+        secure = "; Secure" if self.idp.base_url.startswith("https:") else ""
+        age = "" if max_age is None else f"; Max-Age={max_age}"
+        return f"{self._COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}"
 
     def do_POST(self) -> None:  # noqa: N802
         if urlsplit(self.path).path != "/sso/login":
@@ -495,4 +533,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = (f"<form id='saml' method='post' action='{html.escape(info.acs_url, quote=True)}'>{inputs}"
                 "<noscript><button type='submit'>Continue</button></noscript></form>"
                 "<script>document.getElementById('saml').submit()</script>")
-        self._send(200, {"Content-Type": "text/html; charset=utf-8"}, _page("Signing in...", body))
+        handle = secrets.token_urlsafe(32)
+        with self.idp._lock:
+            if len(self.idp.browsers) >= 10_000:
+                self.idp.browsers.clear()  # a demo IdP: bounded, not clever
+            self.idp.browsers[handle] = form["username"]
+        headers = {"Content-Type": "text/html; charset=utf-8", "Set-Cookie": self._session_cookie(handle)}
+        self._send(200, headers, _page("Signing in...", body))

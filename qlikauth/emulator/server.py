@@ -243,14 +243,44 @@ class Emulator:
         the old. Takes effect at once, also while running; returns the :class:`Fault`.
         """
         fault = kind if isinstance(kind, Fault) else Fault(kind, seconds=seconds, status=status)
-        for p in self._ports(port):
+        ports = self._ports(port)
+        if fault.kind == "crash":
+            # A crash takes the whole node down, whichever port was named.
+            ports = ("qps", "hub")
+        elif self.crashed:
+            raise ConfigurationError(
+                "the node has crashed: restart() it (or clear_faults()) first.")
+        for p in ports:
             self._faults[p].set(fault)
+        if fault.kind == "crash":
+            lost = self.state.lose()
+            log.info("emulator: crashed, %d proxy session(s) and every ticket lost", lost)
         return fault
 
     def clear_faults(self, port: str = "both") -> None:
-        """End the faults of ``port`` ("qps", "hub" or "both")."""
-        for p in self._ports(port):
+        """End the faults of ``port`` ("qps", "hub" or "both"); ending a crash restarts the node."""
+        ports = ("qps", "hub") if self.crashed else self._ports(port)
+        for p in ports:
             self._faults[p].clear()
+
+    @property
+    def crashed(self) -> bool:
+        """True between :meth:`crash` and :meth:`restart`."""
+        return any(s.fault is not None and s.fault.kind == "crash" for s in self._faults.values())
+
+    def crash(self) -> Fault:
+        """Kill the node: both ports stop listening (open connections are reset) and every
+        ticket, proxy session and module target is lost, as when Qlik's proxy process dies.
+        Websockets get no ``OnSession*`` message. :meth:`restart` brings it back, empty."""
+        return self.inject("crash")
+
+    def restart(self) -> None:
+        """Restart the node on the same ports: a crashed node comes back; a running one is
+        crashed first. Either way it starts with no tickets and no proxy sessions (browsers'
+        session cookies name sessions it no longer knows); other faults are cleared too."""
+        if not self.crashed:
+            self.crash()
+        self.clear_faults("both")
 
     @contextmanager
     def fault(self, kind: str | Fault, *, port: str = "qps", seconds: float | None = None,

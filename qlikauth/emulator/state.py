@@ -113,7 +113,8 @@ class SessionRecord:
     on_end: list[Callable[[], None]] = field(default_factory=list)
     #: What ``GET /{prefix}/qps/csrftoken`` answers for this session (the engine websocket needs it).
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    #: Why it ended: "timeout", "logout" or "closed" (set before the ``on_end`` callbacks run).
+    #: Why it ended: "timeout", "logout", "closed" (set before the ``on_end`` callbacks run)
+    #: or "crash" (the node died: no callback runs).
     end_reason: str = ""
     #: Seconds of inactivity after which it ends: its virtual proxy's inactivity timeout.
     timeout: float = 1800.0
@@ -359,6 +360,27 @@ class EmulatorState:
         """The header log entries of one virtual proxy."""
         with self.lock:
             return [r for r in self.header_log if r.prefix == prefix]
+
+    def lose(self) -> int:
+        """What a crash does: forget every ticket, session and module target at once.
+
+        No session ends cleanly (no ``on_end`` callback runs: a dead process tells no one);
+        the header log and counters stay, for assertions. Returns how many sessions were lost.
+        """
+        with self.lock:
+            lost = list(self._sessions.values())
+            self._sessions.clear()
+            self._by_user.clear()
+            if self.site is not None:
+                for rec in lost:
+                    self.site.discard(rec.user.key, (id(self), rec.session_id))
+            for rec in lost:
+                rec.end_reason = "crash"
+                rec.on_end.clear()
+            self._tickets.clear()
+            self._targets.clear()
+            self._purge_at = math.inf
+            return len(lost)
 
     def clear(self) -> None:
         """Forget tickets, sessions, targets and the header log (counters are kept)."""

@@ -205,7 +205,8 @@ def generate_server_block(
         default virtual proxy, so it is required).
     :param listen_host: address nginx listens on. :param listen_port: its port.
     :param session_cookie_name: the virtual proxy's session cookie (default
-        ``X-Qlik-Session-<prefix>``), used when ``sticky="cookie"``.
+        ``X-Qlik-Session-<prefix>``): the only cookie forwarded to the Qlik nodes (the portal's
+        own session cookie never reaches them), and the one ``sticky="cookie"`` hashes.
     :param identity_path: the portal's identity endpoint (default ``/qlik/header-auth``).
     :param public_origin: ``https://host[:port]`` browsers use, for the ``next`` URL (default
         from the first server name and the listen port).
@@ -346,6 +347,7 @@ def generate_server_block(
         "port_re": "(:443)?" if public_port == 443 else f":{public_port}",
         "identity_cache_http": cache_http,
         "identity_cache": cache_location,
+        "cookie_re": re.escape(cookie).replace("\\-", "-"),
     }
     return _render(_template("server.conf.tmpl"), values)
 

@@ -40,7 +40,15 @@ from ..identity import QlikUser
 from ..redirects import origin_of
 from ..xrf import new_xrfkey
 from .errors import all_failed, http_error, transport_error
-from .models import SESSION_ID_RE, TARGET_ID_RE, ProxySession, Ticket, new_session_id
+from .models import (
+    SESSION_ID_RE,
+    TARGET_ID_RE,
+    EndReport,
+    NodeFailure,
+    ProxySession,
+    Ticket,
+    new_session_id,
+)
 from .nodes import NodeHealth, check_virtual_proxy_prefix, normalise_node
 from .transport import QpsAdapter, QpsAnswer, QpsRequest, Timeout, TransportError
 
@@ -49,6 +57,9 @@ __all__ = ["QpsClient"]
 log = logging.getLogger("qlikauth.qps")
 
 _USER_AGENT = f"qlikauth/{__version__}"
+#: Statuses that say the node, not the request, is failing: a creation call moves on to the
+#: next node (nothing was made; an unused ticket or session id is harmless).
+_NODE_DOWN_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class QpsClient:
@@ -140,6 +151,10 @@ class QpsClient:
     def _mark(self, node: str, ok: bool) -> None:
         self._health.mark(node, ok)
 
+    def is_down(self, node: str) -> bool:
+        """``node`` failed within ``unhealthy_for`` (unreachable, hung, or answering 5xx)."""
+        return self._health.is_down(node)
+
     # -- the one place requests are sent ------------------------------------------------
     def _call(
         self,
@@ -183,7 +198,9 @@ class QpsClient:
             resp: QpsAnswer = self.adapter.send(prep, stream=True, timeout=limits)  # type: ignore[assignment,arg-type]
         except TransportError as exc:
             error = transport_error(exc, node, what, limits.pair)
-            if not getattr(error, "pool_exhausted", False) and not (exc.sent and exc.timeout):
+            # A node that could not be reached, or took the whole read timeout to say nothing,
+            # goes last for new sign-ins for a while: one hung node must not hang every sign-in.
+            if not getattr(error, "pool_exhausted", False):
                 self._mark(node, False)
             raise error from None
         except requests.exceptions.RequestException as exc:
@@ -201,7 +218,8 @@ class QpsClient:
         status = resp.status_code
         log.debug("QPS %s %s on %s -> %s in %.1f ms", method, shown, node, status,
                   (time.perf_counter() - started) * 1000)
-        self._mark(node, True)
+        if status < 500:
+            self._mark(node, True)
         if 200 <= status < 300 or status == 404:
             if status == 404:
                 return status, payload
@@ -215,7 +233,22 @@ class QpsClient:
                     "QPS API (port 4243)?",
                     node=node,
                 ) from None
+        if status >= 500:
+            # A node answering 5xx is as good as down for new sign-ins until it recovers.
+            self._mark(node, False)
         raise self._http_error(status, payload, node, what)
+
+    def _call_idempotent(self, node: str, method: str, path: str, *, what: str,
+                         secret_in_path: bool = False) -> tuple[int, Any]:
+        """:meth:`_call` for a lookup or a delete: a kept-alive connection the node had already
+        closed (nothing reached QPS's logic) is tried once more on a fresh one, so an idle pool
+        never makes a live node look down."""
+        try:
+            return self._call(node, method, path, what=what, secret_in_path=secret_in_path)
+        except QpsConnectionError as exc:
+            if not getattr(exc, "stale", False):
+                raise
+            return self._call(node, method, path, what=what, secret_in_path=secret_in_path)
 
     def _read_body(self, resp: QpsAnswer, node: str, what: str) -> bytes:
         cap = self.max_response_bytes
@@ -267,7 +300,7 @@ class QpsClient:
                     errors.append(exc)
                     break
                 except QpsHTTPError as exc:
-                    if exc.status_code in (502, 503, 504) and node is None:
+                    if exc.status_code in _NODE_DOWN_STATUSES and node is None:
                         errors.append(exc)
                         break
                     raise
@@ -317,6 +350,11 @@ class QpsClient:
         for node in self._ordered_nodes():
             try:
                 status, data = self._call(node, "POST", "session", body, what="session request")
+            except QpsHTTPError as exc:
+                if exc.status_code in _NODE_DOWN_STATUSES:
+                    errors.append(exc)
+                    continue
+                raise
             except QpsConnectionError as exc:
                 if not getattr(exc, "sent", True):
                     errors.append(exc)
@@ -362,8 +400,8 @@ class QpsClient:
         return ProxySession(session_id=sid, user=user, node=node)
 
     def _get_session_on(self, node: str, session_id: str) -> ProxySession | None:
-        status, data = self._call(node, "GET", f"session/{quote(session_id, safe='')}",
-                                  what="session lookup", secret_in_path=True)
+        status, data = self._call_idempotent(node, "GET", f"session/{quote(session_id, safe='')}",
+                                             what="session lookup", secret_in_path=True)
         if status == 404:
             return None
         return self._session_from(data, node)
@@ -401,7 +439,7 @@ class QpsClient:
             try:
                 status, _ = self._call(n, "DELETE", f"session/{quote(session_id, safe='')}",
                                        what="session delete", secret_in_path=True)
-            except QpsConnectionError as exc:
+            except QpsError as exc:  # any failure of one node: the others are still asked
                 errors.append(exc)
                 continue
             existed = existed or status != 404
@@ -425,17 +463,17 @@ class QpsClient:
         for n in self.nodes:
             try:
                 status, data = self._call(n, method, path, what=what)
-            except QpsConnectionError as exc:
+                if status != 404:
+                    out.extend(self._sessions_from(data, n))
+            except QpsError as exc:  # any failure of one node: the others are still asked
                 errors.append(exc)
                 continue
-            if status != 404:
-                out.extend(self._sessions_from(data, n))
         if errors:
             failed = ", ".join(e.node or "?" for e in errors)
             raise QpsConnectionError(
-                f"{what}: could not reach {failed}; the result from the other nodes is in "
-                "the error's .partial attribute. Sessions on an unreachable node end when they "
-                "time out.",
+                f"{what}: {failed} did not answer; the result from the other nodes is in "
+                "the error's .partial attribute. Sessions on a node that did not answer end when "
+                "they time out (end_everywhere reports what is left, to end later).",
                 node=errors[0].node, errors=errors, partial=out,
             )
         return out
@@ -447,6 +485,56 @@ class QpsClient:
     def logout_user(self, user: QlikUser) -> list[ProxySession]:
         """End the user's proxy sessions on every node; returns the sessions ended."""
         return self._each_node("DELETE", self._user_path(user), "user logout")
+
+    def end_everywhere(self, users: Sequence[QlikUser] = (), session_ids: Sequence[str] = (), *,
+                       nodes: Sequence[str] | None = None) -> EndReport:
+        """End ``users``' proxy sessions and the sessions ``session_ids`` on every node; never raises
+        for a node that fails.
+
+        Each node is asked in turn. A node that fails (cannot be reached, does not answer in
+        time, answers an error status or something that is not JSON) is not asked again in this
+        call: it goes into :attr:`EndReport.failed` with everything still to be ended there, and
+        the other nodes are still asked. A node known to be down (it failed within
+        ``unhealthy_for``) is reported at once instead of being waited for. Ids that cannot be
+        proxy session ids are ignored. This is the ending every sign-out path uses.
+        """
+        wanted_users: list[QlikUser] = []
+        for user in users:
+            if not any(u.key == user.key for u in wanted_users):
+                wanted_users.append(user)
+        wanted_ids = list(dict.fromkeys(s for s in session_ids if self._check_session_id(s)))
+        if not wanted_users and not wanted_ids:
+            return EndReport()
+        ended = 0
+        failed: list[NodeFailure] = []
+        for node in nodes if nodes is not None else self.nodes:
+            if node not in self._base:
+                raise ConfigurationError(f"{node!r} is not one of this client's QPS nodes.")
+            if self._health.is_down(node):
+                failed.append(NodeFailure(node, "failed recently; not waited for",
+                                          tuple(wanted_users), tuple(wanted_ids)))
+                continue
+            users_left, ids_left = list(wanted_users), list(wanted_ids)
+            try:
+                while users_left:
+                    status, data = self._call_idempotent(node, "DELETE",
+                                                         self._user_path(users_left[0]),
+                                                         what="user logout")
+                    if status != 404:
+                        ended += len(self._sessions_from(data, node))
+                    users_left.pop(0)
+                while ids_left:
+                    status, _ = self._call_idempotent(node, "DELETE",
+                                                      f"session/{quote(ids_left[0], safe='')}",
+                                                      what="session delete", secret_in_path=True)
+                    ended += status != 404
+                    ids_left.pop(0)
+            except QpsError as exc:
+                failed.append(NodeFailure(node, _short_reason(exc), tuple(users_left),
+                                          tuple(ids_left)))
+                log.warning("QPS: %s did not finish ending sessions (%s); kept to end later",
+                            node, _short_reason(exc))
+        return EndReport(ended, tuple(failed))
 
     def alive(self) -> dict[str, bool]:
         """``{node: True/False}`` from each node's ``/qps/alive``."""
@@ -473,3 +561,13 @@ class QpsClient:
 
     def __repr__(self) -> str:
         return f"QpsClient(nodes={list(self.nodes)!r}, virtual_proxy={self.virtual_proxy!r})"
+
+
+def _short_reason(exc: QpsError) -> str:
+    """Why a node failed, in a few words and without anything the call carried."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return f"HTTP {status}"
+    if getattr(exc, "sent", True) is False:
+        return "not reachable"
+    return type(exc).__name__

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..identity import QlikUser
 
-__all__ = ["Ticket", "ProxySession", "new_session_id", "mask", "TARGET_ID_RE", "SESSION_ID_RE"]
+__all__ = ["Ticket", "ProxySession", "NodeFailure", "EndReport", "new_session_id", "mask",
+           "TARGET_ID_RE", "SESSION_ID_RE"]
 
 #: What a ``targetId`` from Qlik may look like (a GUID; we allow a little more, nothing unsafe).
 TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
@@ -56,3 +57,39 @@ class ProxySession:
 
     def __repr__(self) -> str:
         return f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, user={self.user.qualified_name!r})"
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """A node that did not finish an ending: which node, why (no secret in it), and what is left.
+
+    ``users`` and ``session_ids`` are what is still to be ended there; the caller keeps them
+    (the web layer as pending work in the shared store) and ends them when the node answers.
+    """
+
+    node: str
+    reason: str
+    users: tuple[QlikUser, ...] = ()
+    session_ids: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class EndReport:
+    """What :meth:`~qlikauth.qps.QpsClient.end_everywhere` did on every node.
+
+    :attr:`ended` counts the proxy sessions that existed and were ended; :attr:`failed` lists
+    the nodes that did not answer (refused, hung, an error status, an unreadable answer), each
+    with what is still to be ended there. :attr:`complete` is True when every node answered.
+    """
+
+    ended: int = 0
+    failed: tuple[NodeFailure, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Every node answered every call."""
+        return not self.failed
+
+    def merged(self, other: EndReport) -> EndReport:
+        """Both reports as one."""
+        return EndReport(self.ended + other.ended, self.failed + other.failed)

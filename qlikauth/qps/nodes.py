@@ -74,6 +74,11 @@ class NodeHealth:
             sick = [n for n in self.nodes if self._down_until.get(n, 0) > now]
         return healthy + sick
 
+    def is_down(self, node: str) -> bool:
+        """``node`` failed recently (could not be reached, or did not answer in time)."""
+        until = self._down_until.get(node)
+        return until is not None and until > self._clock()
+
     def mark(self, node: str, ok: bool) -> None:
         """Record that ``node`` answered (``ok``) or could not be reached."""
         if ok and node not in self._down_until:

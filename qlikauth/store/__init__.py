@@ -11,6 +11,9 @@ implements the :class:`StateStore` protocol:
 * ``django_qlikauth.store.DjangoCacheStore`` -- a Django cache alias (memcached, Redis,
   database), registered as the ``django-cache:`` scheme when ``django_qlikauth`` is installed.
 
+:class:`~qlikauth.store.sealed.SealedStore` wraps any of them and keeps only AES-256-GCM
+ciphertexts in it (keys from the ``STORE_KEYS`` setting), for bearer values at rest.
+
 :func:`open_store` turns the ``STATE_STORE`` setting (``"memory"``, ``"redis://..."``,
 ``"django-cache:default"``) into a store. Failures are typed: :class:`~qlikauth.exceptions.StoreUnavailable`
 when the store cannot be reached, :class:`~qlikauth.exceptions.StoreFull` when a replay cache is
@@ -23,15 +26,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..exceptions import ConfigurationError
+from .locks import StoreLock
 from .memory import MemoryStore
+from .sealed import SealedStore, StoreKeys, new_store_key
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
 __all__ = [
     "StateStore",
+    "StoreLock",
     "MemoryStore",
     "RedisStore",
+    "SealedStore",
+    "StoreKeys",
+    "new_store_key",
     "WhenFull",
     "open_store",
     "register_store_scheme",
@@ -49,7 +58,8 @@ class StateStore(Protocol):
     """What qlikauth needs from shared state. Values are bytes; keys are short strings.
 
     Every method may raise :class:`~qlikauth.exceptions.StoreUnavailable`; ``put`` and ``add``
-    may raise :class:`~qlikauth.exceptions.StoreFull` in replay-cache mode.
+    may raise :class:`~qlikauth.exceptions.StoreFull` in replay-cache mode. A store of your own
+    implements all six methods (``lock`` can build on :class:`~qlikauth.store.locks.StoreLock`).
     """
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -66,6 +76,11 @@ class StateStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
+
+    def lock(self, name: str, ttl: float, wait: float = 0.0) -> StoreLock:
+        """An owner-checked lock, ``with store.lock(name, ttl, wait) as held:`` (see
+        :class:`~qlikauth.store.locks.StoreLock`): released only while it is still this
+        holder's, so a holder slower than ``ttl`` cannot release the next holder's lock."""
 
 
 #: ``factory(setting, namespace=..., max_items=..., when_full=...)`` for a setting prefix.
@@ -89,7 +104,8 @@ def known_store_schemes() -> frozenset[str]:
 
 
 def open_store(setting: str | StateStore | None, *, namespace: str = "qlikauth",
-               max_items: int | None = None, when_full: WhenFull = "evict") -> StateStore:
+               max_items: int | None = None, when_full: WhenFull = "evict",
+               keys: StoreKeys | str | None = None) -> StateStore:
     """The store a ``STATE_STORE`` setting names.
 
     * ``None`` or ``"memory"``: a :class:`MemoryStore` (this process only);
@@ -102,8 +118,12 @@ def open_store(setting: str | StateStore | None, *, namespace: str = "qlikauth",
     ``namespace`` prefixes every key (several portals or purposes can share one Redis);
     ``max_items``/``when_full`` bound the store (see :data:`WhenFull`; memory stores hold
     100,000 entries unless told otherwise, Redis is bounded by its memory unless ``max_items``
-    is given); a replay cache passes ``when_full="refuse"``.
+    is given); a replay cache passes ``when_full="refuse"``. With ``keys`` (the ``STORE_KEYS``
+    setting) the store is wrapped in a :class:`SealedStore`: values are kept encrypted.
     """
+    if keys is not None:
+        store = open_store(setting, namespace=namespace, max_items=max_items, when_full=when_full)
+        return store if isinstance(store, SealedStore) else SealedStore(store, keys)
     if setting is None:
         return MemoryStore(max_items=max_items or 100_000, when_full=when_full)
     if not isinstance(setting, str):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError, StoreFull
+from .locks import StoreLock
 
 if TYPE_CHECKING:
     from . import WhenFull
@@ -102,6 +104,22 @@ class MemoryStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self._data.pop(key, None)
+
+    def lock(self, name: str, ttl: float, wait: float = 0.0) -> StoreLock:
+        """An owner-checked lock under ``name`` (see :class:`~qlikauth.store.locks.StoreLock`)."""
+        token = secrets.token_bytes(16)
+
+        def release_owned() -> bool:
+            now = self._clock()
+            with self._lock:
+                hit = self._data.get(name)
+                if hit is None or hit[0] <= now or hit[1] != token:
+                    return False  # expired, or another holder's by now: leave it alone
+                del self._data[name]
+                return True
+
+        return StoreLock(name, ttl, wait, try_acquire=lambda: self.add(name, token, ttl),
+                         release_owned=release_owned)
 
     def __len__(self) -> int:
         with self._lock:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import ConfigurationError, StoreFull, StoreUnavailable
+from .locks import StoreLock
 
 try:
     import redis
     from redis.backoff import NoBackoff
+    from redis.exceptions import LockNotOwnedError
     from redis.retry import Retry
 except ImportError as _exc:  # pragma: no cover - exercised by an import test without the extra
     raise ImportError(
@@ -308,6 +310,28 @@ class RedisStore:
             self._call(self._delete, keys=[k, self._index])
         else:
             self._call(self._client.delete, k)
+
+    def lock(self, name: str, ttl: float, wait: float = 0.0) -> StoreLock:
+        """An owner-checked lock under ``name``: redis-py's ``Lock`` (``SET NX PX`` to take it, a
+        Lua compare-and-delete to give it back), so a holder whose lock expired cannot release
+        the next holder's. Outside the ``max_items`` bound: a lock lives ``ttl`` at most.
+        """
+        # thread_local=False: the token belongs to this StoreLock, whichever thread releases it.
+        held = self._client.lock(self._key(name), timeout=self._ms(ttl) / 1000, blocking=False,
+                                 thread_local=False)
+
+        def release_owned() -> bool:
+            try:
+                held.release()
+            except LockNotOwnedError:
+                return False  # expired, and perhaps another holder's now: left alone
+            except redis.RedisError as exc:
+                raise self._unavailable(exc) from exc
+            return True
+
+        return StoreLock(name, ttl, wait, poll=0.02,
+                         try_acquire=lambda: bool(self._call(held.acquire, blocking=False)),
+                         release_owned=release_owned)
 
     def __len__(self) -> int:
         """Live entries in a bounded namespace (what the bound counts)."""

@@ -22,8 +22,7 @@ all through :func:`qlikauth.web.flows.end_sessions`) ends the QSEoW proxy sessio
 node *and* revokes and forgets the user's Qlik Cloud access token (:meth:`CloudPortal.sign_out`).
 
 The integrations mount them with one line each (``django_qlikauth.cloud``,
-``flask_qlikauth.cloud``); :func:`as_flow` adapts one to the :data:`~qlikauth.web.flows.Flow`
-shape.
+``flask_qlikauth.cloud``).
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..authenticators.jwt import JwtAuthenticator
 from ..cloud import CloudAccess, CloudJwtIssuer, CloudUser
@@ -41,14 +39,12 @@ from ..mapping import CloudIdentity
 from .flows import (
     NO_STORE,
     Answer,
-    Flow,
     JsonAnswer,
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
     same_origin,
 )
-from .runtime import QlikAuthRuntime
 
 __all__ = [
     "CloudPortal",
@@ -57,7 +53,6 @@ __all__ = [
     "cloud_jwt",
     "qseow_jwt_login",
     "cloud_logout",
-    "as_flow",
     "TOKEN_HEADERS",
 ]
 
@@ -106,18 +101,22 @@ class CloudPortal:
             return self.identity(request)
         return identity_from_user(user if user is not None else request.qlik_user())
 
-    def sign_out(self, request: WebRequest, user: QlikUser | None = None) -> bool:
+    def sign_out(self, request: WebRequest | None, user: QlikUser | None = None) -> bool:
         """Revoke the user's Qlik Cloud access token at the tenant and forget it; True when there was one.
 
         The portal's sign-out calls it (:func:`qlikauth.web.flows.end_sessions`, once the
         Qlik Cloud endpoints are mounted: :meth:`QlikAuthRuntime.add_sign_out`), next to
         ending the QSEoW proxy sessions on every node. ``user`` is the Qlik user being
-        signed out (default: the request's). A failed revocation is logged; the token is
-        forgotten all the same, so this portal never hands it out again.
+        signed out (default: the request's); ``request`` is None for a sign-out without a browser.
+        A failed revocation is logged; the token is forgotten all the same, so this portal never
+        hands it out again.
         """
         if self.access is None:
             return False
-        identity = self.identity_for(request, user)
+        # Without a browser (back-channel logout, a SAML LogoutRequest for other sessions) the
+        # request-based identity cannot be read: the Qlik user's own convention is used.
+        identity = self.identity_for(request, user) if request is not None \
+            else identity_from_user(user)
         if identity is None:
             return False
         return self.access.logout(identity)
@@ -197,13 +196,3 @@ def cloud_logout(request: WebRequest, portal: CloudPortal) -> Answer:
         return refused
     portal.sign_out(request)
     return PlainAnswer(status=204, headers=TOKEN_HEADERS)
-
-
-def as_flow(endpoint: Callable[[WebRequest, CloudPortal], Answer], portal: CloudPortal) -> Flow:
-    """``endpoint`` bound to ``portal`` in the :data:`~qlikauth.web.flows.Flow` shape (the runtime is unused)."""
-    def flow(request: WebRequest, runtime: QlikAuthRuntime | Any) -> Answer:
-        return endpoint(request, portal)
-
-    flow.__name__ = endpoint.__name__
-    flow.__doc__ = endpoint.__doc__
-    return flow

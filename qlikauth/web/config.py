@@ -42,7 +42,9 @@ _KEYS: dict[str, Any] = {
     "COOKIE_DOMAIN": None,
     "COOKIE_SECURE": True,
     "COOKIE_SAMESITE": "Lax",
-    "TIMEOUT": 5.0,
+    "TIMEOUT": 5.0,               # seconds QPS has to answer (read timeout)
+    "CONNECT_TIMEOUT": None,      # seconds to connect to a node; default TIMEOUT
+    "UNHEALTHY_FOR": 30.0,        # seconds a node that failed (down, hung, 5xx) goes last
     "USER_DIRECTORY": None,
     "LOGIN_URL": "/login",
     "USER_MAPPER": None,
@@ -53,6 +55,7 @@ _KEYS: dict[str, Any] = {
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
     "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
     "STATE_STORE": None,          # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
+    "STORE_KEYS": None,           # keys sealing bearer values in a shared store ("kid:base64url", ...)
     "SAML": None,                 # SAML service provider settings (docs/saml.md), a mapping
     "CLAIMS": None,               # IdP claims -> Qlik user (docs/mapping.md), a mapping
 }
@@ -198,6 +201,8 @@ class QlikAuthConfig:
     cookie_secure: bool = True
     cookie_samesite: str | None = "Lax"
     timeout: float = 5.0
+    connect_timeout: float | None = None
+    unhealthy_for: float = 30.0
     user_directory: str | None = None
     login_url: str = "/login"
     user_mapper: Any = None
@@ -210,6 +215,7 @@ class QlikAuthConfig:
     header_response_header: str = "X-Qlik-Header-Value"
     oidc: Mapping[str, Any] | None = field(default=None, repr=False)  # checked by qlikauth.web.oidc
     state_store: Any = field(default=None, repr=False)  # the setting string may carry a password
+    store_keys: Any = field(default=None, repr=False)  # a StoreKeys, or None ($QLIKAUTH_STORE_KEYS)
     saml: Mapping[str, Any] | None = field(default=None, repr=False)
     claims: Mapping[str, Any] | None = field(default=None, repr=False)
 
@@ -298,6 +304,23 @@ class QlikAuthConfig:
             raise _problem("TIMEOUT", f"expected a number of seconds, got {get('TIMEOUT')!r}.") from None
         if not 0 < timeout <= 120:
             raise _problem("TIMEOUT", "must be between 0 and 120 seconds (QPS calls must not hang a request).")
+        connect_timeout = None
+        if get("CONNECT_TIMEOUT") not in (None, ""):
+            try:
+                connect_timeout = float(get("CONNECT_TIMEOUT"))
+            except (TypeError, ValueError):
+                raise _problem("CONNECT_TIMEOUT", "expected a number of seconds, got "
+                                                  f"{str(get('CONNECT_TIMEOUT'))[:40]!r}.") from None
+            if not 0 < connect_timeout <= 120:
+                raise _problem("CONNECT_TIMEOUT", "must be between 0 and 120 seconds.")
+        try:
+            unhealthy_for = float(get("UNHEALTHY_FOR"))
+        except (TypeError, ValueError):
+            raise _problem("UNHEALTHY_FOR", "expected a number of seconds, got "
+                                            f"{str(get('UNHEALTHY_FOR'))[:40]!r}.") from None
+        if not 0 <= unhealthy_for <= 3600:
+            raise _problem("UNHEALTHY_FOR", "must be between 0 and 3600 seconds (how long a node "
+                                            "that failed is asked last).")
         raw_recheck = get("SESSION_RECHECK")
         recheck: float | None
         if raw_recheck is None or (isinstance(raw_recheck, str) and raw_recheck.strip().lower() in ("", "never", "none")):
@@ -348,6 +371,14 @@ class QlikAuthConfig:
         if oidc is not None and not isinstance(oidc, Mapping):
             raise _problem("OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}.")
         state_store = _state_store(get("STATE_STORE"))
+        store_keys = None
+        if get("STORE_KEYS") not in (None, "", ()):
+            from ..store.sealed import StoreKeys
+
+            try:
+                store_keys = StoreKeys(get("STORE_KEYS"))
+            except ConfigurationError as exc:
+                raise _problem("STORE_KEYS", str(exc)) from None
 
         del probe
         saml = _as_settings_mapping("SAML", get("SAML"))
@@ -361,12 +392,13 @@ class QlikAuthConfig:
             qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy, node_hub_urls=node_hubs,
             cert_passphrase=passphrase, allowed_targets=allowed, mode=mode,
             cookie_name=cookie_name, cookie_domain=cookie_domain, cookie_secure=cookie_secure,
-            cookie_samesite=samesite, timeout=timeout, user_directory=user_directory,
+            cookie_samesite=samesite, timeout=timeout, connect_timeout=connect_timeout,
+            unhealthy_for=unhealthy_for, user_directory=user_directory,
             login_url=login_url, user_mapper=mapper, session_recheck=recheck,
             header_name=header_name, header_user_directory=header_ud,
             header_pattern=header_pattern, header_response_header=response_header,
             oidc=dict(oidc) if oidc is not None else None,
-            state_store=state_store,
+            state_store=state_store, store_keys=store_keys,
         )
 
     @property

@@ -57,6 +57,11 @@ _PUBLIC: dict[str, tuple[str, str, str]] = {
     "SamlError": ("Single sign-on refused", "The identity provider's sign-in answer was refused.", "Start the sign-in again from the portal."),
     "ClaimsError": ("Single sign-on refused", "Your account cannot be used in Qlik Sense.",
                     "Tell the portal administrator; the server log has the details."),
+    "StoreError": ("Signing in is unavailable right now",
+                   "The portal cannot reach the store it keeps sign-ins in, so it signs nobody in "
+                   "rather than lose track of who is signed in.",
+                   "Try again in a few minutes; if it keeps happening, tell the portal "
+                   "administrator."),
     "QlikAuthError": ("Signing in to Qlik Sense failed",
                       "The portal could not sign you in to Qlik Sense.",
                       "Try again; if it keeps happening, tell the portal administrator."),
@@ -102,6 +107,35 @@ _SSO_PUBLIC: dict[str, tuple[str, str]] = {
     "unknown_group": ("One of your groups is not known to this portal.", _ADMIN),
     "groups_overage": ("You are in more groups than the identity provider can send.", _ADMIN),
     "invalid_value": ("Your account has a value Qlik Sense cannot take.", _ADMIN),
+    "unverified_claim": ("The identity provider has not verified what would be your user name.",
+                         _ADMIN),
+}
+
+
+_PROVIDER = "Try again in a few minutes; if it keeps happening, tell the portal administrator."
+#: OpenID Connect refusals (``OidcError.code``) that deserve their own words; the others keep
+#: the general text (a forged or replayed answer is not described to whoever sent it).
+_OIDC_PUBLIC: dict[str, tuple[str, str]] = {
+    "provider_unreachable": ("The identity provider cannot be reached from the portal.", _PROVIDER),
+    "provider_timeout": ("The identity provider did not answer the portal in time.", _PROVIDER),
+    "provider_tls": ("The portal cannot set up a trusted connection to the identity provider.",
+                     _ADMIN),
+    "provider_answer": ("The identity provider answered the portal with something it cannot use.",
+                        _ADMIN),
+    "metadata": ("The identity provider's settings (its discovery document) cannot be used.",
+                 _ADMIN),
+    "provider_error": ("The identity provider did not sign you in.",
+                       "Go back to the portal and sign in again."),
+    "reauth": ("This portal needs you to enter your credentials again.",
+               "Go back to the portal and sign in again."),
+    "state_browser": ("This sign-in was started in another browser.",
+                      "Start the sign-in again in this browser."),
+    "expired": ("The sign-in answer has expired.",
+                "Sign in again. If it keeps happening, a clock is wrong: tell the portal "
+                "administrator."),
+    "unverified_claim": ("The identity provider has not verified the e-mail address of your "
+                         "account, so it cannot be your Qlik Sense user.", _ADMIN),
+    "replay_cache_full": ("The portal is too busy to check this sign-in now.", _PROVIDER),
 }
 
 
@@ -149,10 +183,13 @@ def describe_error(exc: BaseException, reference: str | None = None) -> ErrorDes
     names = [cls.__name__ for cls in type(exc).__mro__]
     key = next((n for n in names if n in _PUBLIC), "QlikAuthError")
     title, message, hint = _PUBLIC[key]
-    sso = _SSO_PUBLIC.get(str(getattr(exc, "code", ""))) if key in ("SamlError", "ClaimsError") else None
+    failure = str(getattr(exc, "code", ""))
+    sso = _SSO_PUBLIC.get(failure) if key in ("SamlError", "ClaimsError") else None
     if sso is not None:
         title = "Single sign-on refused"
         message, hint = sso
+    elif key == "OidcError" and failure in _OIDC_PUBLIC:
+        message, hint = _OIDC_PUBLIC[failure]
     status = int(getattr(exc, "status", 500) or 500) if isinstance(exc, QlikAuthError) else 500
     code = type(exc).__name__ if isinstance(exc, QlikAuthError) else "QlikAuthError"
     reference = reference or new_reference()

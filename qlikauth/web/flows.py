@@ -25,10 +25,7 @@ through ``runtime.store`` (a :class:`~qlikauth.store.StateStore`), see ``docs/de
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +36,16 @@ from ..authenticators.base import Cookie
 from ..exceptions import IdentityError, QlikAuthError
 from ..identity import QlikUser
 from .errors import describe_error
+from .lifecycle import (
+    SEEN_COOKIE,
+    SESSION_KEY,
+    SIGNIN_KEY,
+    VerifiedLogin,
+    current_sign_in,
+    registry,
+    sign_in,
+    sign_out,
+)
 from .runtime import QlikAuthRuntime
 
 __all__ = [
@@ -63,32 +70,26 @@ __all__ = [
     "same_origin",
     "NO_STORE",
     "SESSION_KEY",
+    "SIGNIN_KEY",
     "RETRY_KEY",
     "RETRY_AFTER_SECONDS",
     "SIGNED_OUT_KEY",
     "SEEN_COOKIE",
-    "SEEN_TTL_SECONDS",
+    "portal_signed_in",
+    "portal_signed_out",
+    "cross_site",
+    "continue_page",
+    "refuse_cross_site_start",
 ]
 
 log = logging.getLogger("qlikauth.web")
 
-#: Where the live proxy session is remembered in the portal's session (the core's SessionGrant.record).
-SESSION_KEY = "_qlikauth_proxy_session"
 #: After a failed creation, page views leave QPS alone until this time (portal session key).
 RETRY_KEY = "_qlikauth_retry_after"
 RETRY_AFTER_SECONDS = 30.0
 #: Set by a sign-out of Qlik (:func:`logout`): page views make no new proxy session until the
-#: user opens Qlik again (``/qlik/login``, or the portal's own login calling :func:`resume_session`).
+#: user opens Qlik again (``/qlik/login``, or the portal's own login).
 SIGNED_OUT_KEY = "_qlikauth_signed_out"
-
-#: Ticket mode: the browser cookie holding an opaque handle to the Qlik user who last got a
-#: ticket in this browser (the mapping is in ``runtime.store``). The next ticket sign-in of
-#: another user in this browser ends that user's Qlik sessions first (:func:`login`).
-SEEN_COOKIE = "qlikauth_seen"
-#: How long the state store keeps a handle (refreshed at every ticket sign-in): a working
-#: day and more, longer than a hub session normally lives; the cookie itself is browser-session.
-SEEN_TTL_SECONDS = 12 * 3600.0
-_SEEN_PREFIX = "seen:"
 
 #: Every answer of a flow carries this: sign-in answers are per user and carry tickets.
 NO_STORE: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
@@ -121,6 +122,8 @@ class WebRequest:
         (Django's ``csrf_protect``); otherwise state-changing POSTs must be same-origin.
     :param csrf_token: the token to put into forms (Django), or None.
     :param wants_json: the client prefers JSON to HTML (error answers).
+    :param query_string: the query exactly as it arrived, undecoded (a SAML Redirect-binding
+        signature covers these bytes); None when the integration does not give it.
     """
 
     method: str
@@ -138,6 +141,7 @@ class WebRequest:
     csrf_verified: bool = False
     csrf_token: str | None = None
     wants_json: bool = False
+    query_string: str | None = None
     _mapped: tuple[QlikUser | None] | None = field(default=None, init=False, repr=False)
 
     def header(self, name: str) -> str | None:
@@ -263,6 +267,44 @@ def _method_not_allowed(*allowed: str) -> PlainAnswer:
 
 
 # -- the endpoints ---------------------------------------------------------------------
+def cross_site(request: WebRequest) -> bool:
+    """Did another site start this navigation? (``Sec-Fetch-Site`` other than ``same-origin``
+    or ``none``; ``same-site`` counts as another site: a sibling subdomain is not the portal.)
+
+    Browsers that send no ``Sec-Fetch-Site`` (older ones) are not stopped.
+    """
+    site = request.header("Sec-Fetch-Site")
+    return site is not None and site.lower() not in ("same-origin", "none")
+
+
+def continue_page(request: WebRequest, fields: Mapping[str, str]) -> PageAnswer:
+    """The "Open Qlik Sense?" page: one click (a same-origin GET) before anything is minted."""
+    return PageAnswer(template="qlikauth/continue.html",
+                      context={"action": request.path, "target": fields.get("target", ""),
+                               "fields": [{"name": k, "value": v} for k, v in fields.items() if v]},
+                      headers=NO_STORE + _NO_FRAMING)
+
+
+def refuse_cross_site_start(request: WebRequest, runtime: QlikAuthRuntime, destination: str | None,
+                            fields: Mapping[str, str]) -> Answer | None:
+    """Another site may not start a sign-in that mints a ticket or a proxy session on its return.
+
+    For the SSO login endpoints (``/saml/login``, ``/oidc/login``): with a live IdP session the
+    browser comes straight back and a ticket (or session) is made, so a page of another site
+    could use up the user's Qlik sessions as it could with ``/qlik/login``. A sign-in that goes
+    back to a portal page in ticket mode mints nothing and may start anywhere. Answers the
+    :func:`continue_page` (``fields`` carried over), or None to go on.
+    """
+    local = destination is not None and runtime.local_redirect(destination, "") == destination
+    if cross_site(request) and (runtime.config.mode == "session" or not local):
+        return continue_page(request, fields)
+    return None
+
+
+def _portal_login(request: WebRequest, user: QlikUser) -> VerifiedLogin:
+    return VerifiedLogin(user=user, via="portal", owner=request.owner)
+
+
 def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     """``GET /qlik/login[?target=...]``: open Qlik Sense for the signed-in portal user.
 
@@ -272,34 +314,30 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     and its cookie set, then the redirect to the target (or the hub of the session's node).
 
     Another site could send a signed-in user's browser here again and again, and every
-    ticket redeemed makes a new proxy session (Qlik allows five per user). So ticket mode
-    mints no ticket for a navigation the browser marks ``Sec-Fetch-Site: cross-site``: it
-    answers a page with an "Open Qlik Sense" button instead (one click, same-origin, then
-    the ticket). Session mode needs no such check: it reuses the live proxy session.
-    Browsers that send no ``Sec-Fetch-Site`` (older ones) are not stopped.
+    ticket redeemed makes a new proxy session (Qlik allows five per user). So nothing is
+    minted for a navigation another site started (:func:`cross_site`): the answer is a page
+    with an "Open Qlik Sense" button instead (one click, same-origin). Session mode with a
+    live remembered session mints nothing and goes straight on.
 
-    Switching users in one browser (ticket mode): every ticket sets :data:`SEEN_COOKIE`, a
-    handle to the Qlik user it was minted for (kept in ``runtime.store``). When another
-    user signs in to Qlik in that browser, the previous user's Qlik sessions are ended on
-    every node first (all of them: qlikauth cannot tell which one is this browser's); if
-    that fails, the sign-in is refused (502) rather than leaving the hub showing them.
+    The sign-in itself is :func:`qlikauth.web.lifecycle.sign_in`: the previous user of this
+    browser (another person at a shared workstation) is signed out on every node first.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     target = request.args.get("target") or None
     checked = runtime.hub_policy.check(target) if target else None
     user = request.qlik_user()
-    if user is None:
+    if user is None or _sign_in_ended(request, runtime):
         return login_redirect(request, runtime)
-    if runtime.config.mode == "session":
-        outcome = resume_session(request, runtime, verify=True, start=True)
-        return RedirectAnswer(location=checked or runtime.hub_for_node(outcome.node), cookies=outcome.cookies)
-    if (request.header("Sec-Fetch-Site") or "").lower() == "cross-site":
-        return PageAnswer(template="qlikauth/continue.html", context={"action": request.path, "target": target or ""},
-                          headers=NO_STORE + _NO_FRAMING)
-    seen = _switch_user(request, runtime, user)
-    return RedirectAnswer(location=runtime.ticket.login(user, target).location,
-                          cookies=(_remember_seen(runtime, user, seen),))
+    if cross_site(request):
+        reused = None
+        if runtime.config.mode == "session":
+            reused = reused_session(request.session, request.cookies, user, runtime, owner=request.owner)
+        if reused is None:
+            return continue_page(request, {"target": target or ""})
+        return RedirectAnswer(location=checked or runtime.hub_for_node(reused.node))
+    signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=True, target=checked)
+    return RedirectAnswer(location=str(signed.location), cookies=signed.cookies)
 
 
 def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -307,7 +345,7 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
 
     ``proxyRestUri`` and ``targetId`` are checked against the configuration first (a
     forged node is refused without a login round trip); the ticket comes from that node.
-    Another user's Qlik sessions in this browser end first, as in :func:`login`.
+    The cross-site rule and the previous-user rule are :func:`login`'s.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
@@ -315,84 +353,51 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     rest_uri = request.args.get("proxyRestUri", "")
     runtime.ticket.check_module_request(rest_uri, target_id)
     user = request.qlik_user()
-    if user is None:
+    if user is None or _sign_in_ended(request, runtime):
         return login_redirect(request, runtime)
-    seen = _switch_user(request, runtime, user)
-    return RedirectAnswer(location=runtime.ticket.module_login(user, rest_uri, target_id).location,
-                          cookies=(_remember_seen(runtime, user, seen),))
+    if cross_site(request):
+        return continue_page(request, {"targetId": target_id, "proxyRestUri": rest_uri})
+    signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=True,
+                     module=(rest_uri, target_id))
+    return RedirectAnswer(location=str(signed.location), cookies=signed.cookies)
 
 
-# -- ticket mode: switching users in one browser -----------------------------------------
-# The portal never sees the hub's session cookie in ticket mode, and apps clear or rotate
-# their own session at sign-in, so the only thing that survives "alice signs out of nothing,
-# bob signs in" in one browser is a cookie of our own: an opaque random handle, mapped in
-# the state store to the Qlik user who last got a ticket here. Only the store's mapping is
-# trusted; a forged or unknown handle names nobody and ends nothing.
-def _seen_key(handle: str) -> str:
-    # The store holds a hash, so whoever can read the store cannot make a valid cookie from it.
-    return _SEEN_PREFIX + hashlib.sha256(handle.encode("utf-8", "surrogatepass")).hexdigest()
+def _sign_in_ended(request: WebRequest, runtime: QlikAuthRuntime) -> bool:
+    """The portal session carried a sign-in that has since ended (signed out elsewhere, revoked):
+    its qlikauth state is gone now and nothing is opened for it."""
+    had = request.session is not None and SIGNIN_KEY in request.session
+    return had and current_sign_in(request.session, runtime) is None
 
 
-def _seen_user(runtime: QlikAuthRuntime, handle: str) -> QlikUser | None:
-    raw = runtime.store.get(_seen_key(handle))
-    if raw is None:
-        return None
+def portal_signed_in(request: WebRequest, runtime: QlikAuthRuntime,
+                     user: QlikUser | None = None) -> tuple[Cookie, ...]:
+    """The portal's own sign-in has just happened: complete it; the cookies to set.
+
+    Django's ``user_logged_in`` and Flask-Login's ``user_logged_in`` call it (and
+    ``QlikAuth.start_session`` for Flask apps without Flask-Login). The previous user of this
+    browser is signed out everywhere first; session mode makes the proxy session now, ticket mode
+    mints nothing until Qlik is opened. Session-mode QPS errors are raised.
+    """
+    user = user if user is not None else request.qlik_user()
+    if user is None:
+        raise IdentityError("nobody is signed in to the portal: sign in first.", field="user")
+    return sign_in(request, runtime, _portal_login(request, user), open_qlik=False).cookies
+
+
+def portal_signed_out(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None, *,
+                      reason: str = "portal sign-out") -> tuple[Cookie, ...]:
+    """The portal's own sign-out: end the sign-in everywhere; the cookies to set.
+
+    Django's ``user_logged_out``, Flask-Login's ``user_logged_out`` and
+    ``QlikAuth.end_sessions`` call it. It is :func:`qlikauth.web.lifecycle.sign_out` for this
+    browser: proxy sessions on every node, the Qlik Cloud token(s), the sign-in revoked, the
+    portal session's qlikauth state cleared. It never raises for a node that fails.
+    """
     try:
-        directory, user_id = json.loads(raw.decode("utf-8"))
-        return QlikUser(str(directory), str(user_id))
-    except (ValueError, TypeError, QlikAuthError):
-        log.warning("qlikauth: ignored an unreadable browser sign-in record in the state store")
-        return None
-
-
-def _switch_user(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser) -> str | None:
-    """Before a ticket for ``user``: end the Qlik sessions of another user who got a ticket in this browser.
-
-    Returns the browser's handle when it is live and already names ``user`` (kept), else None.
-    qlikauth cannot tell which of the previous user's sessions belongs to this browser, so
-    all of them end on every node (on a shared workstation that is what is wanted); the
-    proxy session the browser carries, when the portal sees its cookie, is ended precisely.
-    A QPS (or store) failure refuses the sign-in and keeps the handle: the next try ends them.
-    """
-    handle = request.cookies.get(SEEN_COOKIE)
-    if not handle or len(handle) > 128:
-        return None
-    previous = _seen_user(runtime, handle)
-    if previous is None:
-        return None
-    if previous.key == user.key:
-        return handle
-    log.info("qlikauth: another user signs in to Qlik in this browser: ending %s's Qlik sessions",
-             "\\".join(previous.key))
-    runtime.qps.logout_user(previous)
-    stray = request.cookies.get(runtime.config.effective_cookie_name)
-    if stray:
-        runtime.qps.delete_session(stray)
-    runtime.store.delete(_seen_key(handle))
-    return None
-
-
-def _remember_seen(runtime: QlikAuthRuntime, user: QlikUser, handle: str | None) -> Cookie:
-    """Record that ``user`` got a ticket in this browser; the cookie carrying the handle.
-
-    A live handle of the same user is kept (its record refreshed); otherwise a new random one.
-    """
-    handle = handle or secrets.token_urlsafe(32)
-    runtime.store.put(_seen_key(handle), json.dumps([user.user_directory, user.user_id]).encode("utf-8"), SEEN_TTL_SECONDS)
-    return _seen_cookie(runtime, handle)
-
-
-def _seen_cookie(runtime: QlikAuthRuntime, handle: str) -> Cookie:
-    """The handle cookie (host-only, HttpOnly, SameSite=Lax, browser-session); ``""`` clears it."""
-    return Cookie(SEEN_COOKIE, handle, None, "/", runtime.config.cookie_secure, True, "Lax",
-                  max_age=None if handle else 0)
-
-
-def _forget_seen(request: WebRequest, runtime: QlikAuthRuntime) -> None:
-    """Drop the browser's handle from the store (a portal sign-out)."""
-    handle = request.cookies.get(SEEN_COOKIE)
-    if handle and len(handle) <= 128:
-        runtime.store.delete(_seen_key(handle))
+        user = user if user is not None else request.qlik_user()
+    except QlikAuthError:
+        user = None
+    return sign_out(request, runtime, users=[user] if user is not None else [], reason=reason).cookies
 
 
 def same_origin(request: WebRequest) -> bool:
@@ -419,9 +424,9 @@ def same_origin(request: WebRequest) -> bool:
 
 
 def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
-    """``/qlik/logout``: ``GET`` answers a page with a sign-out button (it changes nothing);
-    ``POST`` ends the user's Qlik sessions on every node, clears the cookie and goes to
-    ``next`` (a local path only).
+    """``/qlik/logout``: sign out of Qlik only. ``GET`` answers a page with a sign-out button (it
+    changes nothing); ``POST`` ends the user's proxy sessions on every node and their Qlik Cloud
+    token, clears the cookie and goes to ``next`` (a local path only). The portal sign-in stays.
 
     The POST must pass the framework's CSRF check (``csrf_verified``) or, without one,
     come from this host's own page (:func:`same_origin`), else 403: another site cannot
@@ -435,17 +440,18 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return _method_not_allowed("GET", "POST")
     if not request.csrf_verified and not same_origin(request):
         log.warning("qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
-                    request.header("Origin"), request.header("Referer"))
+                    str(request.header("Origin"))[:80], str(request.header("Referer"))[:80])
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     destination = runtime.local_redirect(request.form.get("next"), "/")
+    try:
+        user = request.qlik_user()
+    except QlikAuthError:
+        user = None
+    done = sign_out(request, runtime, users=[user] if user is not None else [],
+                    reason="sign-out of Qlik", portal=False)
     if request.session is not None:
         request.session[SIGNED_OUT_KEY] = True  # holds until the user opens Qlik again
-    cleared = (runtime.clear_cookie(), _seen_cookie(runtime, ""))
-    try:
-        end_sessions(request, runtime)
-    except QlikAuthError as exc:
-        return error_answer(request, exc).with_cookies(*cleared)
-    return RedirectAnswer(location=destination, cookies=cleared)
+    return RedirectAnswer(location=destination, cookies=done.cookies)
 
 
 def header_auth(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -504,14 +510,23 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
                                 verify=verify, now=now)
         if reused is not None:
             return reused
-    authenticator = runtime.session
-    remembered = store.get(SESSION_KEY)
     if start:
         store.pop(SIGNED_OUT_KEY, None)
     create = start or (store.get(RETRY_KEY, 0) <= now and not store.get(SIGNED_OUT_KEY))
     try:
-        grant = authenticator.resume(request.qlik_user, remembered, owner=owner, now=now, create=create,
-                                     recheck_after=runtime.recheck_after(explicit=verify))
+        user = request.qlik_user()
+        record = store.get(SIGNIN_KEY)
+        if user is not None and create and not _signed_in_as(record, user, owner):
+            # No sign-in of this user in this portal session yet (the integration has no login
+            # hook, or the portal session was replaced): the whole sign-in, previous-user rule
+            # included, not a bare session.
+            signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=False,
+                             verify=verify)
+            return SessionOutcome(True, signed.cookies, signed.node, True)
+        remembered = store.get(SESSION_KEY)
+        grant = runtime.session.resume(request.qlik_user, remembered, owner=owner, now=now,
+                                       create=create, recheck_after=runtime.recheck_after(explicit=verify),
+                                       end_replaced=runtime.end_sessions)
     except QlikAuthError as exc:
         store[RETRY_KEY] = now + RETRY_AFTER_SECONDS
         if start:
@@ -524,17 +539,43 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
         return SessionOutcome(False)
     if grant.created:
         store.pop(RETRY_KEY, None)
-        stray = request.cookies.get(authenticator.cookie_name)
+        _record_for_single_logout(runtime, record, grant)
+        stray = request.cookies.get(runtime.session.cookie_name)
         if stray and stray not in (grant.session_id, (remembered or {}).get("sid")):
-            _end_stray(runtime, stray)
+            runtime.end_sessions([stray], reason="the browser's earlier proxy session")
     if grant.record != remembered:  # write the session only when something changed
         store[SESSION_KEY] = grant.record
     cookies: tuple[Cookie, ...] = ()
     # Set only when it is new or the browser does not carry it (lost, or another value): a
     # page view of a signed-in browser sends nothing back, as the same cookie changes nothing.
-    if grant.created or request.cookies.get(authenticator.cookie_name) != grant.session_id:
+    if grant.created or request.cookies.get(runtime.session.cookie_name) != grant.session_id:
         cookies = (grant.cookie,)
     return SessionOutcome(True, cookies, grant.record.get("node"), grant.created)
+
+
+def _record_for_single_logout(runtime: QlikAuthRuntime, record: Any, grant: Any) -> None:
+    """A proxy session a page view made for an SSO sign-in is one its single logout must end."""
+    from ..bridges.registry import SsoKey
+
+    key = SsoKey.from_dict(record.get("sso")) if isinstance(record, dict) else None
+    if key is None:
+        return
+    try:
+        user = QlikUser.from_qps(record.get("user") or {})
+        registry(runtime).record(key, user, grant.session_id, signin_id=str(record.get("id")))
+    except QlikAuthError as exc:
+        log.warning("qlikauth: the new proxy session is not recorded for single logout (it "
+                    "ends with the user's sign-out or Qlik's timeout): %s", exc)
+
+
+def _signed_in_as(record: Any, user: QlikUser, owner: str) -> bool:
+    """The portal session's sign-in record is ``owner``'s, as Qlik user ``user``."""
+    if not isinstance(record, dict) or record.get("owner") != owner:
+        return False
+    try:
+        return QlikUser.from_qps(record.get("user") or {}).key == user.key
+    except QlikAuthError:
+        return False
 
 
 def reused_session(session: Mapping[str, Any] | None, cookies: Mapping[str, str], user: QlikUser | None,
@@ -578,42 +619,6 @@ def _reused(node: Any) -> SessionOutcome:
     return outcome
 
 
-def _end_stray(runtime: QlikAuthRuntime, session_id: str) -> None:
-    """End a proxy session the browser brought from an earlier sign-in (not this portal session's)."""
-    try:
-        runtime.qps.delete_session(session_id)
-    except QlikAuthError as exc:
-        log.warning("qlikauth: could not end the browser's earlier proxy session (it ends when "
-                    "Qlik times it out): %s", exc)
-
-
 def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:
-    """End the portal user's Qlik sessions on every node; return the cookie that clears the proxy cookie.
-
-    Every sign-out path comes here (``POST /qlik/logout``, Django's ``user_logged_out``,
-    ``flask_qlikauth.QlikAuth.end_sessions``), so it also ends what the runtime's sign-out
-    participants hold (:meth:`~qlikauth.web.runtime.QlikAuthRuntime.add_sign_out`; a hybrid
-    portal's Qlik Cloud access token), before QPS is asked. ``user`` defaults to ``request``'s. The remembered session, the cookie and (ticket mode)
-    the browser's record of who got a ticket here (:data:`SEEN_COOKIE`) are cleared first, so a QPS failure never leaves the browser half signed-in; the QPS error is then
-    raised (the caller still sets the returned cookie: see :func:`logout`).
-    """
-    remembered = request.session.pop(SESSION_KEY, None) if request.session is not None else None
-    try:  # ticket mode's record of who signed in to Qlik in this browser
-        _forget_seen(request, runtime)
-    except QlikAuthError as exc:
-        log.warning("qlikauth: could not drop this browser's sign-in record (it expires): %s", exc)
-    cookie_sid = request.cookies.get(runtime.config.effective_cookie_name)
-    user = user if user is not None else request.qlik_user()
-    # Before QPS, whose failure is raised: a hybrid portal's Qlik Cloud token is revoked and
-    # forgotten even when a QPS node is down.
-    for participant in runtime.sign_outs:
-        try:
-            participant.sign_out(request, user)
-        except QlikAuthError as exc:
-            log.warning("qlikauth: %s could not finish the sign-out (what it holds expires on its own): %s",
-                        type(participant).__name__, exc)
-    if user is not None:
-        runtime.qps.logout_user(user)
-    for sid in {cookie_sid, (remembered or {}).get("sid")} - {None, ""}:
-        runtime.qps.delete_session(str(sid))
-    return (runtime.clear_cookie(),)
+    """The portal's sign-out (:func:`portal_signed_out`); the cookies to set. Never raises for a node."""
+    return portal_signed_out(request, runtime, user)

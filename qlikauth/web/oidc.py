@@ -56,16 +56,22 @@ from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from .flows import (
     NO_STORE,
-    SESSION_KEY,
     Answer,
     JsonAnswer,
     PageAnswer,
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
-    _end_stray,
-    error_answer,
+    refuse_cross_site_start,
     same_origin,
+)
+from .lifecycle import (
+    VerifiedLogin,
+    current_sign_in,
+    register_portal_key,
+    registry,
+    sign_in,
+    sign_out,
 )
 from .runtime import QlikAuthRuntime
 
@@ -78,19 +84,34 @@ __all__ = [
     "logout",
     "backchannel_logout",
     "frontchannel_logout",
+    "logout_return",
     "sso_session",
-    "relying_party",
+    "REAUTH_KEY",
+    "REAUTH_COOKIE",
 ]
 
 log = logging.getLogger("qlikauth.oidc")
 
-#: Where the SSO session lives in the portal's session.
+#: Where the OIDC sign-in lives in the portal's session (provider session, logout hint, times).
 OIDC_SESSION_KEY = "_qlikauth_oidc"
+register_portal_key(OIDC_SESSION_KEY)
+#: Set when an idle cap ended this browser's sign-in: the next sign-in must authenticate the
+#: person again at the provider (its own session may still be live: the next person at a shared
+#: workstation must not inherit it). Kept across sign-outs; cleared by the next sign-in.
+REAUTH_KEY = "_qlikauth_oidc_reauth"
+#: The same as a browser-session cookie: it survives a portal session that is flushed with the
+#: sign-in (Django's logout()).
+REAUTH_COOKIE = "qlikauth_reauth"
+
+
+def _reauth_cookie(runtime: QlikAuthRuntime, on: bool) -> Cookie:
+    return Cookie(REAUTH_COOKIE, "1" if on else "", None, "/", runtime.config.cookie_secure, True,
+                  "Lax", max_age=None if on else 0)
 _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per page view is waste)
 
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
-_BOOLS = {"userinfo", "cookie_secure"}
+_BOOLS = {"userinfo", "cookie_secure", "allow_unverified_email"}
 _WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
              "FRONTCHANNEL_LOGOUT": False}
 
@@ -193,9 +214,8 @@ class SsoSessionState:
 class _Oidc:
     def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings) -> None:
         self.settings = settings
-        self.rp = OidcRelyingParty(settings.rp, runtime.store)
-        lifetime = settings.session_max_age or 36 * 3600.0
-        self.registry = SsoSessionRegistry(runtime.store, lifetime=lifetime)
+        self.rp = OidcRelyingParty(settings.rp, runtime.store, replay_cache=runtime.replay_cache)
+        self.registry: SsoSessionRegistry = registry(runtime)
 
 
 _STATE: weakref.WeakKeyDictionary[QlikAuthRuntime, _Oidc] = weakref.WeakKeyDictionary()
@@ -214,11 +234,6 @@ def _oidc(runtime: QlikAuthRuntime) -> _Oidc:
     return state
 
 
-def relying_party(runtime: QlikAuthRuntime) -> OidcRelyingParty:
-    """The runtime's relying party (made once, on first use)."""
-    return _oidc(runtime).rp
-
-
 def _method_not_allowed(*allowed: str) -> PlainAnswer:
     return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", ", ".join(allowed)),))
 
@@ -235,8 +250,15 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     else:
         target = target or nxt
         checked = runtime.hub_policy.check(target) if target else None
+    refused = refuse_cross_site_start(request, runtime, checked,
+                                      {"target": request.args.get("target") or "",
+                                       "next": request.args.get("next") or ""})
+    if refused is not None:
+        return refused
     o = _oidc(runtime)
-    auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked)
+    reauth = request.cookies.get(REAUTH_COOKIE) == "1" or (
+        request.session is not None and bool(request.session.get(REAUTH_KEY)))
+    auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked, force_reauth=reauth)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
 
 
@@ -257,52 +279,46 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     user = o.settings.mapping.to_user(dict(login_.claims), subject=login_.subject)
     key = SsoKey(login_.issuer, login_.subject, login_.sid)
     now = time.time()
-    # A new sign-in replaces whatever this browser had. When that was another user (seed 004: the
-    # next person at a shared workstation), their proxy sessions end first, on every node.
-    previous = session.pop(OIDC_SESSION_KEY, None)
-    session.pop(SESSION_KEY, None)
-    if isinstance(previous, dict) and (previous.get("key") or {}).get("subject") != login_.subject:
+    previous = session.get(OIDC_SESSION_KEY)
+    if isinstance(previous, dict):
         runtime.store.delete(f"qlikauth:oidc:hint:{previous.get('hint')}")
-        for error in _end(o, runtime, previous):
-            log.warning("OIDC sign-in: the previous user's proxy session could not be ended: %s", error)
+    local = login_.next_url if login_.next_url and login_.next_url.startswith("/") else None
+    # The whole sign-in, previous-user rule included: another person's sessions in this browser
+    # end on every node before anything is made for this one.
+    signed = sign_in(request, runtime, VerifiedLogin(user=user, via="oidc", sso=key),
+                     open_qlik=local is None, target=None if local else login_.next_url)
+    session.pop(REAUTH_KEY, None)
     rotate = getattr(session, "cycle_key", None)
     if callable(rotate):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
         rotate()
-    lifetime = o.settings.session_max_age or 36 * 3600.0
+    lifetime = runtime.revocation_ttl
     hint = secrets.token_urlsafe(18)
     runtime.store.put(f"qlikauth:oidc:hint:{hint}", login_.id_token.encode(), lifetime)
     if login_.sid:
         runtime.store.put(f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}", login_.subject.encode(), lifetime)
     cookies: list[Cookie] = [c for c in (login_.clear_cookie,) if c is not None]
-    local = login_.next_url if login_.next_url and login_.next_url.startswith("/") else None
-    if runtime.config.mode == "session":
-        grant = runtime.session.resume(user, None, owner="\\".join(user.key), now=now)
-        session[SESSION_KEY] = grant.record
-        stray = request.cookies.get(runtime.session.cookie_name)
-        if stray and stray != grant.session_id:
-            # The browser's proxy session from an earlier sign-in this portal no longer remembers
-            # (a password sign-in, an expired portal session): it ends here, as SAML's does.
-            _end_stray(runtime, stray)
-        o.registry.record(key, user, grant.session_id, lifetime=lifetime)
-        cookies.append(grant.cookie)
-        location = local or login_.next_url or runtime.hub_for_node(grant.record.get("node"))
-    else:
-        o.registry.record(key, user, lifetime=lifetime)
-        # Ticket mode: a ticket only when the browser goes to Qlik now; a portal page first gets
-        # nothing (the portal's /qlik/login makes the ticket when the user opens Qlik).
-        location = local or runtime.ticket.login(user, login_.next_url).location
+    cookies += signed.cookies
+    if request.cookies.get(REAUTH_COOKIE):
+        cookies.append(_reauth_cookie(runtime, False))
     session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
                                  "started": now, "seen": now}
     log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")
-    return RedirectAnswer(location=location, cookies=tuple(cookies))
+    return RedirectAnswer(location=str(local or signed.location), cookies=tuple(cookies))
 
 
-def _end(o: _Oidc, runtime: QlikAuthRuntime, record: Mapping[str, Any]) -> list[str]:
-    key = SsoKey.from_dict(record.get("key"))
-    if key is None:
-        return []
-    ended = o.registry.end(key.issuer, key.subject, [key.session] if key.session else None, qps=runtime.qps)
-    return list(ended.errors)
+def _end(runtime: QlikAuthRuntime, request: WebRequest | None, record: Mapping[str, Any] | None,
+         reason: str) -> Any:
+    """The one sign-out for an OIDC sign-in: its provider session's records taken from the
+    registry, everything they made ended (``request``: this browser's own state too)."""
+    key = SsoKey.from_dict(record.get("key")) if isinstance(record, Mapping) else None
+    found = registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None) \
+        if key is not None else None
+    if isinstance(record, Mapping):
+        runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
+    return sign_out(request, runtime, users=found.end_users if found else (),
+                    session_ids=found.session_ids if found else (),
+                    signin_ids=found.signin_ids if found else (),
+                    people=found.users if found else (), reason=reason)
 
 
 def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | None = None) -> SsoSessionState:
@@ -316,9 +332,13 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
     now = time.time() if now is None else now
     s = o.settings
     reason = None
-    if o.registry.is_ended(SsoKey.from_dict(record.get("key"))):
-        reason = "logged out at the identity provider"
-    elif s.session_max_age and now - float(record.get("started", 0)) > s.session_max_age:
+    if current_sign_in(session, runtime, now=now) is None:
+        # Ended elsewhere (back-channel logout, single logout, a sign-out in another process):
+        # whoever ended it ended its proxy sessions too; only this portal session is left.
+        session.pop(OIDC_SESSION_KEY, None)
+        log.info("OIDC session ended: signed out or logged out at the provider")
+        return SsoSessionState(None, "logged out at the identity provider", (runtime.clear_cookie(),))
+    if s.session_max_age and now - float(record.get("started", 0)) > s.session_max_age:
         reason = "signed in longer than SESSION_MAX_AGE"
     elif s.session_idle_timeout and now - float(record.get("seen", 0)) > s.session_idle_timeout:
         reason = "idle longer than SESSION_IDLE_TIMEOUT"
@@ -329,17 +349,13 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
             return SsoSessionState(QlikUser.from_qps(record.get("user") or {}))
         except QlikAuthError:
             reason = "the remembered user is damaged"
-    session.pop(OIDC_SESSION_KEY, None)
-    session.pop(SESSION_KEY, None)
-    runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
-    if not reason.startswith("logged out"):  # a back-channel logout has ended the proxy sessions already
-        try:
-            for error in _end(o, runtime, record):
-                log.warning("OIDC session cap: a proxy session could not be ended: %s", error)
-        except QlikAuthError as exc:
-            log.warning("OIDC session cap: ending the proxy sessions failed: %s", exc)
+    done = _end(runtime, request, record, f"OIDC session cap: {reason}")
+    cookies = done.cookies
+    if reason.startswith("idle"):
+        session[REAUTH_KEY] = True
+        cookies += (_reauth_cookie(runtime, True),)
     log.info("OIDC session ended: %s", reason)
-    return SsoSessionState(None, reason, (runtime.clear_cookie(),))
+    return SsoSessionState(None, reason, cookies)
 
 
 def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -356,24 +372,26 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         log.warning("OIDC: refused a cross-site logout POST")
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     o = _oidc(runtime)
-    session = request.session if request.session is not None else {}
-    record = session.pop(OIDC_SESSION_KEY, None)
-    session.pop(SESSION_KEY, None)
+    record = request.session.get(OIDC_SESSION_KEY) if request.session is not None else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
-    id_token = None
-    cookies = (runtime.clear_cookie(),)
-    if isinstance(record, dict):
-        raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}")
-        id_token = raw.decode() if raw else None
-        try:
-            for error in _end(o, runtime, record):
-                log.warning("OIDC logout: a proxy session could not be ended: %s", error)
-        except QlikAuthError as exc:
-            return error_answer(request, exc).with_cookies(*cookies)
+    raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}") \
+        if isinstance(record, dict) else None
+    id_token = raw.decode() if raw else None
+    done = _end(runtime, request, record, "OIDC logout")
     if id_token is None:
-        return RedirectAnswer(location=destination, cookies=cookies)
+        return RedirectAnswer(location=destination, cookies=done.cookies)
     url = o.rp.logout_url(id_token, destination if destination != "/" else None)
-    return RedirectAnswer(location=url or destination, cookies=cookies)
+    return RedirectAnswer(location=url or destination, cookies=done.cookies)
+
+
+def logout_return(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+    """``GET /oidc/logged-out``: where the provider sends the browser after RP-initiated logout
+    (register this URL as ``POST_LOGOUT_REDIRECT_URI``); on to the page the logout asked for,
+    kept under the logout's ``state`` (a local path only), else the portal's home."""
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed("GET")
+    nxt = _oidc(runtime).rp.logout_return(request.args)
+    return RedirectAnswer(location=runtime.local_redirect(nxt, "/"))
 
 
 def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -398,14 +416,14 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if subject is None:
         log.info("OIDC back-channel logout for a provider session this portal never saw")
         return JsonAnswer(status=200, data={})
-    ended = o.registry.end(event.issuer, subject, [event.sid] if event.sid else None, qps=runtime.qps)
-    if ended.errors:
-        log.warning("OIDC back-channel logout: %d proxy session(s) could not be ended: %s",
-                    len(ended.errors), "; ".join(ended.errors)[:500])
-        return JsonAnswer(status=400, data={"error": "logout_incomplete"})
-    log.info("OIDC back-channel logout: %d proxy session(s) ended", ended.sessions_ended)
+    found = o.registry.take(event.issuer, subject, [event.sid] if event.sid else None)
+    done = sign_out(None, runtime, users=found.end_users, session_ids=found.session_ids,
+                    signin_ids=found.signin_ids, people=found.users,
+                    reason="OIDC back-channel logout")
+    # The sign-in is revoked and what a node could not end is pending: the logout is done.
+    log.info("OIDC back-channel logout: %d proxy session(s) ended%s", done.report.ended,
+             "" if done.report.complete else ", the rest pending")
     return JsonAnswer(status=200, data={})
-
 
 
 def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -420,13 +438,8 @@ def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer
     key = SsoKey.from_dict(record.get("key")) if isinstance(record, dict) else None
     iss, sid = request.args.get("iss"), request.args.get("sid")
     if isinstance(record, dict) and key is not None and key.session and sid == key.session and iss == key.issuer:
-        session.pop(OIDC_SESSION_KEY, None)
-        session.pop(SESSION_KEY, None)
-        runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
-        errors = _end(o, runtime, record)
-        for error in errors:
-            log.warning("OIDC front-channel logout: a proxy session could not be ended: %s", error)
+        done = _end(runtime, request, record, "OIDC front-channel logout")
         log.info("OIDC front-channel logout ended this browser's SSO session")
-        return PlainAnswer(body="Signed out.\n", cookies=(runtime.clear_cookie(),))
+        return PlainAnswer(body="Signed out.\n", cookies=done.cookies)
     log.info("OIDC front-channel logout: iss/sid are not this browser's SSO session; nothing ended")
     return PlainAnswer(body="Nothing to sign out.\n")

@@ -8,6 +8,8 @@ runs) even when Qlik is down. The flows in :mod:`qlikauth.web.flows` take a runt
 
 from __future__ import annotations
 
+import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -20,11 +22,15 @@ from ..authenticators.ticket import TicketAuthenticator
 from ..exceptions import RedirectError
 from ..identity import QlikUser
 from ..qps import QpsClient
+from ..qps.models import EndReport
 from ..redirects import RedirectPolicy
 from ..store import StateStore, open_store
 from .config import QlikAuthConfig, setting_problem
+from .lifecycle import PendingEndings
 
 __all__ = ["QlikAuthRuntime", "SignOutParticipant", "build_runtime"]
+
+log = logging.getLogger("qlikauth.web")
 
 
 @runtime_checkable
@@ -38,7 +44,8 @@ class SignOutParticipant(Protocol):
     """
 
     def sign_out(self, request: Any, user: QlikUser | None) -> Any:
-        """End what this participant holds for ``user`` (errors: raise a QlikAuthError)."""
+        """End what this participant holds for ``user`` (errors: raise a QlikAuthError);
+        ``request`` is None when the sign-out happens without a browser (back-channel logout)."""
 
 
 class QlikAuthRuntime:
@@ -52,8 +59,25 @@ class QlikAuthRuntime:
         STATE_STORE setting's (a :class:`~qlikauth.store.MemoryStore`, one process only, when unset).
     """
 
-    def __init__(self, config: QlikAuthConfig, *, store: StateStore | None = None) -> None:
+    def __init__(self, config: QlikAuthConfig, *, store: StateStore | None = None,
+                 secret: str | bytes | None = None,
+                 portal_session_lifetime: float | None = None) -> None:
         self.config = config
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        if not secret:
+            # One process only: another process could not read this one's previous-user cookie.
+            # The integrations pass the framework's secret (Flask's secret_key, Django's SECRET_KEY).
+            log.warning("qlikauth: no secret given to the runtime; using a random one for this "
+                        "process (pass the framework's secret key when several processes serve "
+                        "the portal)")
+            secret = secrets.token_bytes(32)
+        self.secret: bytes = secret
+        #: How long a portal session can live (the framework's setting): a sign-out is
+        #: remembered at least this long, so a copy of the portal cookie never works again.
+        self.portal_session_lifetime = float(portal_session_lifetime or 31 * 24 * 3600.0)
+        self._pending: PendingEndings | None = None
+        self._sealed: StateStore | None = None
         self._lock = threading.RLock()  # authenticators make the client inside their own _once
         self._qps: QpsClient | None = None
         self._ticket: TicketAuthenticator | None = None
@@ -83,7 +107,8 @@ class QlikAuthRuntime:
         """The pooled mutual-TLS client (loads the certificates on first access)."""
         c = self.config
         return self._once("_qps", lambda: QpsClient(
-            list(c.qps_nodes), c.certs, c.virtual_proxy, c.timeout, passphrase=c.cert_passphrase))
+            list(c.qps_nodes), c.certs, c.virtual_proxy, c.timeout, passphrase=c.cert_passphrase,
+            connect_timeout=c.connect_timeout, unhealthy_for=c.unhealthy_for))
 
     @property
     def ticket(self) -> TicketAuthenticator:
@@ -121,6 +146,16 @@ class QlikAuthRuntime:
         return self._once("_store", lambda: open_store(self.config.state_store, namespace="qlikauth"))
 
     @property
+    def sealed_store(self) -> StateStore:
+        """:attr:`store` for bearer values (proxy session ids of single-logout records and pending
+        sign-outs): in a shared store they are kept encrypted with ``STORE_KEYS`` (or
+        ``$QLIKAUTH_STORE_KEYS``), and a shared store without keys is a ConfigurationError."""
+        from ..store.sealed import sealed_for_bearer_values
+
+        return self._once("_sealed", lambda: sealed_for_bearer_values(  # type: ignore[no-any-return]
+            self.store, self.config.store_keys, "proxy session ids (single logout, pending sign-outs)"))
+
+    @property
     def replay_cache(self) -> StateStore:
         """A store for consumed one-time ids (SAML assertion ids, token ids) on STATE_STORE that
         **refuses when full** instead of evicting (:class:`~qlikauth.exceptions.StoreFull`): an
@@ -150,6 +185,27 @@ class QlikAuthRuntime:
     def sign_outs(self) -> tuple[SignOutParticipant, ...]:
         """What the portal's sign-out ends besides the proxy sessions (:meth:`add_sign_out`)."""
         return self._sign_outs
+
+    @property
+    def revocation_ttl(self) -> float:
+        """Seconds a sign-out is remembered in the store: as long as a portal session could live."""
+        return max(self.portal_session_lifetime, 36 * 3600.0)
+
+    @property
+    def pending(self) -> PendingEndings:
+        """What failing nodes could not end yet (:class:`~qlikauth.web.lifecycle.PendingEndings`)."""
+        return self._once("_pending", lambda: PendingEndings(self))  # type: ignore[no-any-return]
+
+    def finish_pending(self) -> EndReport:
+        """End what earlier sign-outs left pending on nodes that did not answer then; returns
+        what was done (nodes that still fail keep their part)."""
+        return self.pending.finish()
+
+    def end_sessions(self, session_ids: Iterable[str], *, reason: str = "proxy session replaced") -> Any:
+        """End proxy sessions on every node through the one sign-out (never raises for a node)."""
+        from .lifecycle import sign_out
+
+        return sign_out(None, self, session_ids=session_ids, reason=reason)
 
     def hub_for_node(self, node: str | None) -> str:
         """The hub URL of QPS ``node`` (NODE_HUB_URLS), or HUB_URL when it has none."""
@@ -212,8 +268,15 @@ class QlikAuthRuntime:
                 closer()
 
 
-def build_runtime(config: QlikAuthConfig | Mapping[str, Any], *, store: StateStore | None = None) -> QlikAuthRuntime:
-    """A :class:`QlikAuthRuntime` for ``config`` (a :class:`QlikAuthConfig` or a settings mapping)."""
+def build_runtime(config: QlikAuthConfig | Mapping[str, Any], *, store: StateStore | None = None,
+                  secret: str | bytes | None = None,
+                  portal_session_lifetime: float | None = None) -> QlikAuthRuntime:
+    """A :class:`QlikAuthRuntime` for ``config`` (a :class:`QlikAuthConfig` or a settings mapping).
+
+    ``secret``: the portal's secret key (it keys the previous-user cookie); ``portal_session_lifetime``:
+    how long the framework keeps a portal session (a sign-out is remembered that long).
+    """
     if not isinstance(config, QlikAuthConfig):
         config = QlikAuthConfig.from_mapping(config)
-    return QlikAuthRuntime(config, store=store)
+    return QlikAuthRuntime(config, store=store, secret=secret,
+                           portal_session_lifetime=portal_session_lifetime)

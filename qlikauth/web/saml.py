@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..authenticators.base import Cookie
+from ..bridges import MAX_REQUEST_BYTES
 from ..bridges.registry import SsoKey, SsoSessionRegistry
 from ..exceptions import ConfigurationError, QlikAuthError
 from ..identity import QlikUser
@@ -33,13 +32,20 @@ from ..mapping import ClaimsMapping
 from ..store import StateStore, open_store
 from .flows import (
     NO_STORE,
-    SESSION_KEY,
     Answer,
     PlainAnswer,
     RedirectAnswer,
     WebRequest,
-    _end_stray,
+    refuse_cross_site_start,
     same_origin,
+)
+from .lifecycle import (
+    VerifiedLogin,
+    current_sign_in,
+    register_portal_key,
+    registry,
+    sign_in,
+    sign_out,
 )
 from .runtime import QlikAuthRuntime
 
@@ -58,8 +64,9 @@ __all__ = [
 
 log = logging.getLogger("qlikauth.saml")
 
-#: Where the SAML sign-in is kept in the portal's session.
+#: Where the SAML sign-in is kept in the portal's session (what SP-initiated logout needs).
 SAML_SESSION_KEY = "_qlikauth_saml"
+register_portal_key(SAML_SESSION_KEY)
 _LOCK = threading.Lock()
 
 
@@ -107,7 +114,7 @@ def _build(runtime: QlikAuthRuntime) -> SamlParts:
                              redirect_policy=_PortalOrHub(runtime))
     mapping = ClaimsMapping.from_settings(getattr(runtime.config, "claims", None) or {
         "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"})
-    return SamlParts(sp=sp, mapping=mapping, registry=SsoSessionRegistry(store), store=store)
+    return SamlParts(sp=sp, mapping=mapping, registry=registry(runtime), store=store)
 
 
 class _PortalOrHub:
@@ -126,8 +133,9 @@ class _PortalOrHub:
 def saml_user(session: Any, runtime: QlikAuthRuntime | None = None) -> QlikUser | None:
     """The Qlik user a SAML sign-in put into the portal's ``session``, or None.
 
-    With ``runtime``, a sign-in whose IdP session was ended by single logout (received by
-    any portal instance) is forgotten first (:func:`saml_session_ended`): one store read.
+    With ``runtime``, a sign-in that has ended (single logout received by any portal instance,
+    a sign-out elsewhere, the IdP's ``SessionNotOnOrAfter``) is forgotten first
+    (:func:`~qlikauth.web.lifecycle.current_sign_in`: one or two store reads).
     """
     if session is None:
         return None
@@ -150,18 +158,17 @@ def _key(data: Any) -> SsoKey | None:
 
 
 def saml_session_ended(session: Any, runtime: QlikAuthRuntime) -> bool:
-    """True (and the portal's SAML sign-in forgotten) when single logout ended this browser's IdP session.
+    """True (and the portal's SAML sign-in forgotten) when this browser's SAML sign-in has ended.
 
     The IdP's LogoutRequest may reach another portal instance, or come over a channel without
-    this browser's cookies: the registry marks the IdP session ended, and this check (one
-    store read) drops the sign-in where the portal asks who is signed in.
+    this browser's cookies: the sign-in is then ended in the shared store, and this check drops
+    it where the portal asks who is signed in.
     """
-    data = session.get(SAML_SESSION_KEY) if session is not None else None
-    key = _key(data)
-    if key is None or not saml_parts(runtime).registry.is_ended(key):
+    if session is None or SAML_SESSION_KEY not in session:
+        return False
+    if current_sign_in(session, runtime) is not None:
         return False
     session.pop(SAML_SESSION_KEY, None)
-    session.pop(SESSION_KEY, None)  # the proxy session it made is ended too
     return True
 
 
@@ -187,8 +194,14 @@ def saml_login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     parts = saml_parts(runtime)
+    nxt = request.args.get("next") or None
+    refused = refuse_cross_site_start(request, runtime, nxt, {"next": nxt or ""})
+    if refused is not None:
+        if nxt:
+            _PortalOrHub(runtime).check(nxt)  # a bad next is refused first, with its own error
+        return refused
     token = request.cookies.get(parts.sp.settings.browser_cookie)
-    start = parts.sp.login(request.args.get("next") or None, token)
+    start = parts.sp.login(nxt, token)
     cookies = (start.cookie,) if start.cookie is not None else ()
     return RedirectAnswer(location=start.redirect.location, cookies=cookies)
 
@@ -206,39 +219,21 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     parts = saml_parts(runtime)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     assertion = parts.sp.acs(request.form, token)
-    mapped = parts.mapping.map(assertion.claims, assertion.name_id)
-    user = mapped.user
-    key = SsoKey(assertion.issuer, assertion.name_id, assertion.session_index)
+    user = parts.mapping.map(assertion.claims, assertion.name_id).user
     target = assertion.relay_state
-    lifetime = None
-    if assertion.session_not_on_or_after is not None:
-        lifetime = max(60.0, assertion.session_not_on_or_after - time.time())
-    cookies: tuple[Cookie, ...] = ()
     portal_path = target is not None and target.startswith("/")
-    if runtime.config.mode == "session":
-        # Remembered in the portal's session like the portal's own sign-ins (owner: the Qlik
-        # user), so the portal's page views reuse this proxy session instead of making another.
-        grant = runtime.session.resume(user, None, owner="\\".join(user.key))
-        if request.session is not None:
-            request.session[SESSION_KEY] = grant.record
-        stray = request.cookies.get(runtime.session.cookie_name)
-        if stray and stray != grant.session_id:
-            _end_stray(runtime, stray)  # the browser's earlier sign-in (another user's) ends here
-        parts.registry.record(key, user, grant.session_id, lifetime=lifetime)
-        cookies = (grant.cookie,)
-        location = target or runtime.hub_for_node(grant.record.get("node"))
-    elif portal_path:
-        # back to the portal: no ticket now (``/qlik/login`` makes one when Qlik is opened)
-        parts.registry.record(key, user, None, lifetime=lifetime)
-        location = str(target)
-    else:
-        parts.registry.record(key, user, None, lifetime=lifetime)
-        location = runtime.ticket.login(user, target).location
+    login = VerifiedLogin(user=user, via="saml", sso=SsoKey(assertion.issuer, assertion.name_id,
+                                                            assertion.session_index),
+                          expires=assertion.session_not_on_or_after)
+    # Back to a portal page: no ticket now (``/qlik/login`` makes one when Qlik is opened).
+    signed = sign_in(request, runtime, login, open_qlik=not portal_path,
+                     target=None if portal_path else target)
     if request.session is not None:
         info = assertion.logout_info()
         info["user"] = user.to_qps()
         request.session[SAML_SESSION_KEY] = info
-    return RedirectAnswer(location=location, cookies=cookies)
+    return RedirectAnswer(location=str(target if portal_path else signed.location),
+                          cookies=signed.cookies)
 
 
 def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -253,23 +248,23 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if not request.csrf_verified and not same_origin(request):
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     parts = saml_parts(runtime)
-    data = request.session.pop(SAML_SESSION_KEY, None) if request.session is not None else None
-    if request.session is not None:
-        request.session.pop(SESSION_KEY, None)
-    cookies = (runtime.clear_cookie(),)
+    data = request.session.get(SAML_SESSION_KEY) if request.session is not None else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
+    found = parts.registry.take(key.issuer, key.subject, [key.session] if key.session else None) \
+        if key is not None else None
+    done = sign_out(request, runtime, users=found.end_users if found else (),
+                    session_ids=found.session_ids if found else (),
+                    signin_ids=found.signin_ids if found else (),
+                    people=found.users if found else (), reason="SAML logout")
     if key is None:
-        return RedirectAnswer(location=destination, cookies=cookies)
-    ended = parts.registry.end(key.issuer, key.subject, [key.session] if key.session else None, runtime.qps)
-    for problem in ended.errors:
-        log.warning("qlikauth: SAML logout could not reach every QPS node: %s", problem)
+        return RedirectAnswer(location=destination, cookies=done.cookies)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     try:
         redirect = parts.sp.logout(data, destination, token)
     except ConfigurationError:
-        return RedirectAnswer(location=destination, cookies=cookies)  # the IdP has no SLO endpoint
-    return RedirectAnswer(location=redirect.location, cookies=cookies)
+        return RedirectAnswer(location=destination, cookies=done.cookies)  # the IdP has no SLO endpoint
+    return RedirectAnswer(location=redirect.location, cookies=done.cookies)
 
 
 def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
@@ -288,21 +283,27 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     parts = saml_parts(runtime)
     binding = "redirect" if request.method == "GET" else "post"
     params = request.args if binding == "redirect" else request.form
-    raw_query = (request.full_path or "").partition("?")[2] if binding == "redirect" else None
+    raw_query = None
+    if binding == "redirect":
+        raw_query = request.query_string if request.query_string is not None \
+            else (request.full_path or "").partition("?")[2]
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     result = parts.sp.handle_slo(binding, params, raw_query, token)
     if not isinstance(result, IdpLogoutRequest):
         return RedirectAnswer(location=result.location)
-    ended = parts.registry.end(result.issuer, result.name_id, result.session_indexes or None, runtime.qps)
-    for problem in ended.errors:
-        log.warning("qlikauth: SAML single logout could not reach every QPS node: %s", problem)
-    cookies: tuple[Cookie, ...] = ()
+    found = parts.registry.take(result.issuer, result.name_id, result.session_indexes or None)
     session = request.session
     key = _key(session.get(SAML_SESSION_KEY) if session is not None else None)
-    if session is not None and key is not None and key.issuer == result.issuer and key.subject == result.name_id \
-            and (not result.session_indexes or key.session in result.session_indexes):
-        session.pop(SAML_SESSION_KEY, None)  # the browser that carried the request: signed out here too
-        session.pop(SESSION_KEY, None)
-        cookies = (runtime.clear_cookie(),)
-    return RedirectAnswer(location=result.response.location, cookies=cookies)
+    here = key is not None and key.issuer == result.issuer and key.subject == result.name_id \
+        and (not result.session_indexes or key.session in result.session_indexes)
+    # The browser that carried the request (if it is the one named) is signed out here too.
+    done = sign_out(request if here else None, runtime, users=found.end_users,
+                    session_ids=found.session_ids, signin_ids=found.signin_ids,
+                    people=found.users, reason="SAML single logout")
+    return RedirectAnswer(location=result.response.location, cookies=done.cookies)
 
+
+# The SAML endpoints that take a body: the integrations bound it before reading (a 32 MiB POST
+# to the ACS is refused unread).
+for _flow in (saml_acs, saml_slo):
+    _flow.max_body = MAX_REQUEST_BYTES  # type: ignore[attr-defined]

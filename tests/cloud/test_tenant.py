@@ -201,6 +201,26 @@ def test_private_key_jwt_client(cloud, issuer, client_key, tenant):
         assert r.status_code == 401
 
 
+def test_private_key_jwt_assertion_jti_is_a_new_uuid(cloud, issuer, client_key, tenant):
+    """qlik.dev (Private Key JWT reference): jti is "a new UUID for each token request"."""
+    import uuid
+
+    client = OAuthClient("pkjwt-client", private_key=client_key)
+    jtis = [pyjwt.decode(client.credentials(cloud.token_endpoint)["client_assertion"],
+                         options={"verify_signature": False})["jti"] for _ in range(3)]
+    assert len(set(jtis)) == 3 and all(str(uuid.UUID(j)) == j for j in jtis)
+    assert cloud.token(client).access_token
+    # the tenant refuses an assertion whose jti is not a UUID (signed by the right key)
+    now = int(time.time())
+    claims = {"iss": "pkjwt-client", "sub": "pkjwt-client", "aud": cloud.token_endpoint,
+              "jti": secrets.token_urlsafe(24), "iat": now, "exp": now + 60}
+    bad = client_key.sign(claims)
+    r = requests.post(cloud.token_endpoint, verify=str(tenant.root_pem), timeout=10, json={
+        "grant_type": "client_credentials", "client_id": "pkjwt-client", "client_assertion": bad,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+    assert r.status_code == 401
+
+
 def test_client_auth_origin_and_impersonation_rules(cloud, issuer, tenant):
     cloud.jwt_session(issuer.mint(ANN))
     with pytest.raises(QlikEndpointHTTPError) as exc:
@@ -349,3 +369,32 @@ def test_warm_cache_look_ups_follow_the_store(cloud, issuer, embed_client, tenan
     narrower = AccessTokenCache(cloud, embed_client, shared)
     narrower.scope = "user_default admin_classic"  # another scope is another token
     assert narrower._key(ANN.sub) != here.tokens._key(ANN.sub)
+
+
+def test_cookie_calls_from_a_browser_name_the_web_integration_of_their_origin(tenant, cloud, issuer):
+    """A browser's cookie call needs qlik-web-integration-id, and the origin must be on THAT one."""
+    from qlikauth.emulator.cloud import WebIntegration
+
+    other_origin = "https://other.example.com"
+    tenant.add_web_integration(WebIntegration("wi-other", (other_origin,)))
+    session = cloud.jwt_session(issuer.mint(ANN), web_integration_id=WEB_INTEGRATION, origin=PORTAL_ORIGIN)
+
+    def get(path, origin, wid=None):
+        headers = {"Cookie": session.cookie_header(), "Origin": origin}
+        if wid is not None:
+            headers["qlik-web-integration-id"] = wid
+        return requests.get(tenant.url + path, headers=headers, verify=tenant.root_pem, timeout=10)
+
+    for path in ("/api/v1/users/me", "/api/v1/csrf-token"):
+        missing = get(path, PORTAL_ORIGIN)
+        assert missing.status_code == 403, path
+        assert "qlik-web-integration-id" in missing.json()["errors"][0]["detail"]
+        # the origin is allowed by some web integration, but not by the one the call names
+        crossed = get(path, PORTAL_ORIGIN, "wi-other")
+        assert crossed.status_code == 403 and "Access-Control-Allow-Origin" not in crossed.headers
+        assert get(path, other_origin, WEB_INTEGRATION).status_code == 403
+        ok = get(path, PORTAL_ORIGIN, WEB_INTEGRATION)
+        assert ok.status_code in (200, 204), ok.text
+        assert ok.headers["Access-Control-Allow-Origin"] == PORTAL_ORIGIN
+    # a backend call (no Origin) needs no web integration
+    assert cloud.me(session=session)["subject"] == ANN.sub

@@ -101,7 +101,9 @@ def test_cloud_token_is_revoked_even_when_qps_fails(app, cloud, tenant):
     token = _hub_session_and_token(app, c)
     app.emu.stop()                                            # QPS down at sign-out
     r = c.post("/qlik/logout", data={"next": "/"}, headers=SAME)
-    assert r.status_code >= 500
+    # the sign-out finishes (what the node could not end is pending), the token is revoked
+    assert r.status_code == 302
+    assert app.extensions["qlikauth"].runtime.pending.count() >= 1
     assert tenant.state.counter("tokens_revoked") == 1
     with pytest.raises(Exception, match="401"):
         cloud.me(access_token=token)

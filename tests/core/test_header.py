@@ -55,3 +55,25 @@ def test_identity_answer_for_nginx_auth_request():
     assert nobody.status == 401 and "X-Qlik-Header-Value" not in dict(nobody.headers)
     unsendable = h.identity_answer(QlikUser("ACME", "jdöe"))
     assert unsendable.status == 403 and dict(unsendable.headers) == {"Cache-Control": "no-store"}
+
+
+@pytest.mark.parametrize(("qmc", "value"), [
+    ("$ud\\\\$id", "ACME\\jdoe"),   # the QMC field's own example: matches USERDIRECTORY\userid
+    ("$ud\\$id", "ACME\\jdoe"),     # a single backslash before $id stands for itself
+    ("$id@$ud", "jdoe@ACME"),
+    ("$ud::$id", "ACME::jdoe"),
+    ("[$ud\\]]$id", "[ACME]]jdoe"),  # an escaped character is itself
+])
+def test_pattern_is_read_as_the_qmc_field_holds_it(qmc, value):
+    assert HeaderAuthenticator("X-Portal-User", pattern=qmc).value(QlikUser("ACME", "jdoe")) == value
+
+
+def test_default_pattern_is_the_qmc_example():
+    h = HeaderAuthenticator("X-Portal-User")
+    assert h.pattern == "$ud\\\\$id" and h.value(QlikUser("ACME", "jdoe")) == "ACME\\jdoe"
+
+
+def test_qmc_pattern_separator_in_the_directory_is_refused():
+    with pytest.raises(HeaderError, match="separator"):
+        # the separator is the escaped character, not the backslash
+        HeaderAuthenticator("X-Portal-User", pattern="$ud\\:$id").value(QlikUser("AC:ME", "jdoe"))

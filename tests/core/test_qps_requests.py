@@ -447,10 +447,15 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     responses.get(re.compile(rf"{N2}/qps/portal/session/.+"), status=404)
     fresh = auth.resume(USER, kept.record, recheck_after=0, now=300.0)
     assert fresh.created and fresh.record["sid"] != first.record["sid"]
-    # QPS cannot be asked: the remembered session is kept (the browser has it anyway)
-    responses.replace(responses.GET, re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
-    responses.replace(responses.GET, re.compile(rf"{N2}/qps/portal/session/.+"), body=refused())
-    assert auth.resume(USER, fresh.record, recheck_after=0).record["sid"] == fresh.record["sid"]
+    # the node holding it cannot be reached (nothing was sent): the browser cannot use that
+    # session either, so it counts as gone and a new one is made on a node that answers
+    held_on = fresh.record["node"]
+    responses.replace(responses.GET, re.compile(rf"{held_on}/qps/portal/session/.+"), body=refused())
+    responses.add_callback(responses.POST, f"{N2}/qps/portal/session", callback=echo)
+    ended: list[list[str]] = []
+    moved = auth.resume(USER, fresh.record, recheck_after=0, end_replaced=ended.append)
+    assert moved.created and moved.record["sid"] != fresh.record["sid"]
+    assert moved.record["node"] != held_on and ended == [[fresh.record["sid"]]]
     # a callable that says "no Qlik access": nothing is created
     before = len(responses.calls)
     assert auth.resume(lambda: None, None, owner="x") is None and len(responses.calls) == before

@@ -28,7 +28,7 @@ def test_the_readme_store_block_runs(redis_url):
 
 def test_every_python_block_runs(redis_url):
     blocks = _blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 5  # the store, namespaces, locks, sealed values, the replay cache
     for block in blocks:
         code = block.replace("redis://127.0.0.1:6379/0", redis_url)
         out = io.StringIO()

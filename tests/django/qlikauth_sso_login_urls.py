@@ -14,6 +14,18 @@ class ExistingUsersOnly(SsoBackend):
     create_unknown_user = False
 
 
+class BareUserIds(SsoBackend):
+    """Django usernames are the bare SSO user ids (they can equal a local account's)."""
+
+    include_directory = False
+
+
+class BareUserIdsAdopting(BareUserIds):
+    """... and the integrator lets SSO sign-ins become existing privileged accounts."""
+
+    adopt_privileged_users = True
+
+
 @login_required
 def me(request):
     user = request.user

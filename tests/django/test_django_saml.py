@@ -139,3 +139,89 @@ def test_saml_sign_in_signs_into_django_in_session_mode(emulator_factory: Any) -
             assert User.objects.filter(username="AZURE\\Alice@Example.com").count() == 1
     finally:
         idp.stop()
+
+
+# -- SsoBackend(include_directory=False): an SSO user named like a local account --------------
+def _sso_user(user_id: str) -> Any:
+    from qlikauth import QlikUser
+
+    return QlikUser("AZURE", user_id)
+
+
+@pytest.mark.parametrize("local", [
+    {"password": "pw"},                                     # a local account that signs in with a password
+    {"password": None, "is_staff": True},                   # staff
+    {"password": None, "is_superuser": True},               # a superuser without a password
+])
+def test_bare_user_ids_never_take_over_a_local_or_privileged_account(local: dict) -> None:
+    from django.contrib.auth import authenticate, get_user_model
+
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username="admin").delete()
+    password = local.pop("password")
+    admin = User.objects.create_user("admin", password=password, **local)
+    before = (admin.password, admin.email)
+    with override_settings(AUTHENTICATION_BACKENDS=["qlikauth_sso_login_urls.BareUserIds"]):
+        assert authenticate(None, sso_user=_sso_user("admin")) is None
+    with override_settings(AUTHENTICATION_BACKENDS=["qlikauth_sso_login_urls.BareUserIdsAdopting"]):
+        assert authenticate(None, sso_user=_sso_user("admin")) == admin  # the integrator opted in
+    admin.refresh_from_db()
+    assert (admin.password, admin.email) == before
+    User.objects.filter(username="admin").delete()
+
+
+def test_bare_user_ids_still_sign_in_their_own_sso_made_users() -> None:
+    from django.contrib.auth import authenticate, get_user_model
+    from django_qlikauth.backends import SsoBackend
+
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username="dave").delete()
+    with override_settings(AUTHENTICATION_BACKENDS=["qlikauth_sso_login_urls.BareUserIds"]):
+        made = authenticate(None, sso_user=_sso_user("dave"))
+        assert made is not None and made.get_username() == "dave" and not made.has_usable_password()
+        assert authenticate(None, sso_user=_sso_user("dave")) == made  # the second sign-in too
+    # The same rule by argument; and DIRECTORY\userid names (the default) are SSO-only names.
+    assert SsoBackend(include_directory=False).authenticate(None, sso_user=_sso_user("dave")) == made
+    User.objects.filter(username="dave").update(is_staff=True)
+    assert SsoBackend(include_directory=False).authenticate(None, sso_user=_sso_user("dave")) is None
+    assert SsoBackend(include_directory=False, adopt_privileged_users=True).authenticate(
+        None, sso_user=_sso_user("dave")) is not None
+    User.objects.filter(username="dave").delete()
+
+
+def test_a_saml_sign_in_as_admin_does_not_become_the_local_admin(emulator_factory: Any) -> None:
+    """End to end: the IdP's user whose mapped id equals a local superuser's username."""
+    from django.contrib.auth import get_user_model
+
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="sso", method="session")])
+    idp = SamlIdp()
+    User = get_user_model()  # noqa: N806
+    User.objects.filter(username="Alice@Example.com").delete()
+    User.objects.create_superuser("Alice@Example.com", password="local-admin-pw")
+    qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for("sso"),
+            "VIRTUAL_PROXY": "sso", "MODE": "session", "USER_DIRECTORY": "PORTAL",
+            "SAML": {"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
+            "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": "AZURE"}}
+    try:
+        with override_settings(QLIKAUTH=qlik, MIDDLEWARE=SSO_MIDDLEWARE, ROOT_URLCONF="qlikauth_sso_login_urls",
+                               AUTHENTICATION_BACKENDS=["qlikauth_sso_login_urls.BareUserIds",
+                                                        "django.contrib.auth.backends.ModelBackend"]):
+            client = Client()
+            idp.add_sp_metadata(client.get("/qlik/saml/metadata", secure=True).content)
+            _acs(client, idp, "alice")
+            assert client.get("/me", secure=True).status_code == 302  # not signed in to Django as the admin
+            assert "_auth_user_id" not in client.session
+    finally:
+        idp.stop()
+        User.objects.filter(username="Alice@Example.com").delete()
+
+
+def test_a_body_over_the_bound_is_refused_unread(setup: Any) -> None:
+    """The SAML endpoints refuse a larger Content-Length (413) before request.POST reads it: were
+    the short body read, it would be refused as a missing SAMLResponse instead."""
+    emu, idp, client = setup
+    r = client.post("/qlik/saml/acs", data="SAMLResponse=", secure=True,
+                    content_type="application/x-www-form-urlencoded",
+                    CONTENT_LENGTH=str(32 * 1024 * 1024))
+    assert r.status_code == 413 and b"too large" in r.content.lower()
+    assert emu.state.sessions() == []

@@ -112,3 +112,37 @@ def test_the_state_store_setting_reaches_redis_through_django(redis_url):
         runtime = get_runtime()
         assert isinstance(runtime.store, RedisStore) and isinstance(runtime.replay_cache, RedisStore)
         assert runtime.replay_cache.add("_id", b"1", ttl=10) and not runtime.replay_cache.add("_id", b"1", ttl=10)
+
+
+@override_settings(CACHES=LOCMEM)
+def test_locmem_lock_a_slow_holder_does_not_release_the_next_holders_lock():
+    import time
+
+    one, two = DjangoCacheStore(namespace="locks"), DjangoCacheStore(namespace="locks")
+    a = one.lock("fetch:ann", ttl=1)
+    assert a.acquire() is True
+    assert two.lock("fetch:ann", ttl=1).acquire() is False
+    time.sleep(1.1)  # the slow holder overran its ttl: the cache expired the entry
+    nxt = two.lock("fetch:ann", ttl=30)
+    assert nxt.acquire() is True
+    assert a.release() is False  # too late to be sure it is A's: left alone
+    assert one.lock("fetch:ann", ttl=30).acquire() is False  # the next holder still has it
+    with one.lock("fetch:bob", ttl=30) as held:  # a prompt holder releases its own lock
+        assert held is True
+    assert one.lock("fetch:bob", ttl=30).acquire() is True
+    assert nxt.release() is True
+    with one.lock("fetch:ann", ttl=30) as held:
+        assert held is True
+
+
+@override_settings(CACHES=LOCMEM)
+def test_locmem_lock_is_not_released_by_a_holder_whose_token_was_replaced():
+    s = DjangoCacheStore(namespace="locks")
+    a = s.lock("fetch:cy", ttl=30)
+    assert a.acquire() is True
+    s.delete("fetch:cy")  # gone early (culled, evicted) and taken by someone else
+    b = s.lock("fetch:cy", ttl=30)
+    assert b.acquire() is True
+    assert a.release() is False
+    assert s.lock("fetch:cy", ttl=30).acquire() is False
+    assert b.release() is True

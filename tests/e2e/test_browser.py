@@ -92,7 +92,7 @@ def test_django_portal_mashup_in_chromium(chromium: Any, django_portal: tuple[An
         sign_in(pb, f"{base}/accounts/login/?next=/mashup/", "bob")
         assert pa.url == f"{base}/mashup/" and pb.url == f"{base}/mashup/"
         [cookie] = [c for c in a.cookies() if c["name"] == "X-Qlik-Session-mashup"]
-        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "None"
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Lax"  # same site
         assert cookie["domain"] == "localhost"  # host-only: sent to every port of localhost
         assert pa.query_selector("iframe#qlik").get_attribute("src") == hub
         # Inside the iframe: the hub saw the cookie and shows the signed-in user and attributes.

@@ -82,6 +82,10 @@ def test_a_hub_visit_without_a_session_goes_through_the_idp_and_back(chromium: A
         page.goto(hub + "stream/x")
         assert page.url.startswith(idp + "/sso?SAMLRequest=")
         idp_sign_in(page, "carol")
+        # Back at /qlik/module from the IdP's page: a navigation another site started, so no
+        # ticket is minted without the user's click (another site could use up her sessions)
+        page.wait_for_selector("#qlikauth-continue-submit")
+        page.click("#qlikauth-continue-submit")
         page.wait_for_url(hub + "stream/x**")
         assert page.text_content("#user") == "SSO\\carol@example.com"
         assert page.text_content("#attributes") == ""

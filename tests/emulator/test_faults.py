@@ -82,6 +82,42 @@ def test_hub_port_faults_are_separate(emu, browser, api):
         assert call(api, emu, "GET", "alive", prefix="").status_code == 200
 
 
+def test_a_fault_holds_at_most_max_hang_seconds_as_the_docs_say():
+    from pathlib import Path
+
+    from qlikauth.emulator.faults import MAX_HANG
+
+    assert MAX_HANG == 600
+    Fault("hang", seconds=MAX_HANG)
+    for kind in ("hang", "slow"):
+        with pytest.raises(ConfigurationError, match="between 0 and 600"):
+            Fault(kind, seconds=MAX_HANG + 1)
+    doc = (Path(__file__).parents[2] / "docs" / "emulator.md").read_text(encoding="utf-8")
+    assert f"at most {MAX_HANG:g} s" in doc and f"at most {MAX_HANG:g})" in doc
+
+
+@pytest.mark.parametrize(("kind", "port"), [("hang", "qps"), ("slow", "qps"), ("hang", "hub"), ("slow", "hub")])
+def test_a_client_giving_up_during_a_fault_logs_no_error(certs, caplog, kind, port):
+    import logging
+    import time
+
+    caplog.set_level(logging.WARNING)
+    with Emulator(certs_dir=certs, virtual_proxies=[VirtualProxy("portal")]) as e:
+        e.inject(kind, port=port, seconds=None if kind == "hang" else 0.3)
+        ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
+        ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
+        with socket.create_connection(("127.0.0.1", e.qps_port if port == "qps" else e.hub_port),
+                                      timeout=5) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /qps/alive?xrfkey=abcdefghijklmnop HTTP/1.1\r\nHost: localhost\r\n"
+                        b"X-Qlik-Xrfkey: abcdefghijklmnop\r\n\r\n")
+            time.sleep(0.1)  # the request is held ...
+        time.sleep(0.5)  # ... the client has gone; a slow answer comes to nobody
+        assert e.fault_hits(port) == 1
+    # ... and the node stops while a hang still holds the request
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
 def test_unknown_fault_and_port_are_refused(emu):
     with pytest.raises(ConfigurationError, match="unknown fault"):
         emu.inject("explode")

@@ -156,14 +156,20 @@ def test_personal_api(emu, api, browser):
 
 def test_header_dynamic_records_every_request(emu, browser):
     base = emu.hub_url_for("hdr")
-    assert browser.get(base).status_code == 401
+
+    def to_login(**kw):
+        # no user in the header: Qlik sends the browser to the virtual proxy's login
+        r = browser.get(base, allow_redirects=False, **kw)
+        return r.status_code == 302 and "/hdr/internal_forms_authentication/?targetId=" in r.headers["Location"]
+
+    assert to_login()
     r = browser.get(base, headers={"X-Portal-User": "ACME\\jdoe", "Accept": "application/json"})
     assert r.status_code == 200 and r.json()["userDirectory"] == "ACME" and r.json()["userId"] == "jdoe"
     assert r.cookies.get("X-Qlik-Session-hdr")  # a proxy session, like Qlik
-    assert browser.get(base, headers={"X-Portal-User": "no-separator"}).status_code == 401
-    assert browser.get(base, headers={"X-Portal-User": "ACME\\jdoé".encode()}).status_code == 401
+    assert to_login(headers={"X-Portal-User": "no-separator"})
+    assert to_login(headers={"X-Portal-User": "ACME\\jdoé".encode()})
     # the cookie alone is not enough: the header must be on every request
-    assert browser.get(base).status_code == 401
+    assert to_login()
     log = emu.state.header_log_for("hdr")
     assert [(e.method, e.identity) for e in log] == [
         ("GET", None), ("GET", "ACME\\jdoe"), ("GET", None), ("GET", None), ("GET", None)]
@@ -177,6 +183,22 @@ def test_header_static_and_custom_pattern(emu, browser):
     r = browser.get(f"{emu.hub_url}/pipe/qps/user", headers={"X-Who": "bob@EXAMPLE"})
     assert r.json()["userDirectory"] == "EXAMPLE" and r.json()["userId"] == "bob"
     assert emu.state.header_log_for("hdrs")[0].identity == "CORP\\alice"
+
+
+def test_header_pattern_as_the_qmc_field_holds_it(certs, browser):
+    r"""The QMC's example pattern $ud\\$id matches ACME\jdoe, and qlikauth's header for it too."""
+    from qlikauth import HeaderAuthenticator, QlikUser
+
+    qmc = "$ud\\\\$id"  # the six characters $ud\\$id, as the QMC field holds them
+    with Emulator(certs_dir=certs, virtual_proxies=[
+            VirtualProxy("qmc", method="header-dynamic", header_name="X-Portal-User", header_pattern=qmc)]) as e:
+        value = HeaderAuthenticator("X-Portal-User", pattern=qmc).value(QlikUser("ACME", "jdoe"))
+        assert value == "ACME\\jdoe"
+        r = browser.get(f"{e.hub_url}/qmc/qps/user", headers={"X-Portal-User": value})
+        assert r.json()["userDirectory"] == "ACME" and r.json()["userId"] == "jdoe"
+        # the pattern read literally would have wanted two backslashes: that is not ACME\jdoe
+        r = browser.get(f"{e.hub_url}/qmc/qps/user", headers={"X-Portal-User": "ACME\\\\jdoe"})
+        assert r.json().get("userDirectory") != "ACME" or r.json().get("userId") != "jdoe"
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
@@ -265,3 +287,24 @@ def test_websocket_with_ticket_in_the_url(emu, api, certs):
         assert json.loads(ws.recv())["app"] == "abc"
     finally:
         ws.close()
+
+
+def test_header_proxy_without_its_header_sends_the_browser_to_its_login(certs, browser):
+    """As on Qlik (no user in the header is no authentication): the module, else the internal
+    login, Windows for a User-Agent with the Windows authentication pattern."""
+    module = "https://portal.example.com/qlik/login"
+    with Emulator(certs_dir=certs, virtual_proxies=[
+            VirtualProxy("h1", method="header-static", header_name="X-Id", header_user_directory="ACME"),
+            VirtualProxy("h2", method="header-dynamic", header_name="X-Id", module_uri=module,
+                         session_cookie_name="X-Qlik-Session-h2")]) as e:
+        win = browser.get(f"{e.hub_url}/h1/hub/", allow_redirects=False,
+                          headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"})
+        assert win.status_code == 302
+        assert "/h1/internal_windows_authentication/?targetId=" in win.headers["Location"]
+        challenge = browser.get(win.headers["Location"], allow_redirects=False)
+        assert challenge.status_code == 401 and "Negotiate" in challenge.headers.get("WWW-Authenticate", "")
+        mod = browser.get(f"{e.hub_url}/h2/hub/", allow_redirects=False)
+        assert mod.status_code == 302 and mod.headers["Location"].startswith(module + "?proxyRestUri=")
+        # with the header: signed in, no redirect
+        ok = browser.get(f"{e.hub_url}/h1/hub/", headers={"X-Id": "jdoe", "Accept": "application/json"})
+        assert ok.status_code == 200 and ok.json()["userId"] == "jdoe"

@@ -128,3 +128,39 @@ def test_csrf_token_goes_through_qlikauth_engine_with_the_proxy_ca(emu, auth, mo
     with pytest.raises(QlikEndpointError, match="not valid on this virtual proxy"):
         auth.csrf_token("no-such-session")
     assert auth.engine_url("a b", "t/k") == engine.engine_websocket_url(auth.proxy_url, "a b", "t/k")
+
+
+def _get(emu, token):
+    import requests
+
+    return requests.get(f"{emu.hub_url}/jwt/qps/user", verify=str(emu.certs_dir / "root.pem"), timeout=5,
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_token_not_valid_yet_is_refused(emu, auth):
+    import time
+
+    import jwt as pyjwt
+
+    now = int(time.time())
+    claims = {"uid": "jdoe", "dir": "ACME", "iat": now, "nbf": now + 600, "exp": now + 900}
+    early = pyjwt.encode(claims, KEY.private_pem(), algorithm="RS256")
+    r = _get(emu, early)
+    assert r.status_code == 401 and "nbf" in r.text
+    assert emu.state.sessions("jwt") == []
+    ok = pyjwt.encode({**claims, "nbf": now - 5}, KEY.private_pem(), algorithm="RS256")
+    assert _get(emu, ok).json()["userId"] == "jdoe"
+
+
+def test_the_same_token_keeps_one_session(emu, auth):
+    token = auth.mint(USER)
+    answers = [_get(emu, token) for _ in range(8)]  # more than the five parallel sessions
+    assert all(r.status_code == 200 and r.json()["userId"] == "jdoe" for r in answers)
+    assert len(emu.state.sessions("jwt")) == 1
+    cookies = {r.cookies.get("X-Qlik-Session-jwt") for r in answers} - {None}
+    assert cookies == {emu.state.sessions("jwt")[0].session_id}
+    # another token makes another session (a new sign-in)
+    import time
+
+    assert _get(emu, auth.mint(USER, now=time.time() + 2)).status_code == 200
+    assert len(emu.state.sessions("jwt")) == 2

@@ -77,6 +77,20 @@ def test_alive(emu, api):
     assert r.status_code == 200 and r.json() is True
 
 
+def test_ticket_answer_upper_cases_the_user_directory(emu, api, browser):
+    # as a published QPS answer does; the user id and attributes are echoed as sent
+    r = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
+                                                "Attributes": [{"Group": "Sales"}]})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["UserDirectory"] == "ACME" and body["UserId"] == "JDoe"
+    assert body["Attributes"] == [{"Group": "Sales"}]
+    # the same body again (answered from the emulator's cache) says the same
+    again = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
+                                                    "Attributes": [{"Group": "Sales"}]}).json()
+    assert again["UserDirectory"] == "ACME" and again["Ticket"] != body["Ticket"]
+
+
 def test_ticket_answer_is_pascal_case_and_camel_case_input_is_accepted(emu, api):
     r = call(api, emu, "POST", "ticket", json={"userDirectory": " ACME ", "userId": "jdoe",
                                                 "attributes": [{"group": "Sales"}, {"email": ""}]})
@@ -94,13 +108,51 @@ def test_ticket_answer_is_pascal_case_and_camel_case_input_is_accepted(emu, api)
     (b"[1]", "JSON object"),
     (b'{"UserDirectory": "ACME", "UserId": "a\\\\b"}', "backslash"),
     (b'{"UserDirectory": "   ", "UserId": "x"}', "whitespace"),
-    (b'{"UserDirectory": "ACME", "UserId": "x", "Attributes": [{"g": "a;b"}]}', "';'"),
+    (b'{"UserDirectory": "ACME", "UserId": "x", "Attributes": [{"g": 5}]}', "string"),
+    (b"{'UserDirectory': 'ACME', 'UserId': 'x}", "not valid JSON"),
 ])
 def test_bad_bodies_get_400_with_a_message(emu, api, body, fragment):
     r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert fragment in r.text
     assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("body", [
+    b"{'UserDirectory': 'ACME', 'UserId': 'jdoe', 'Attributes': [{'group': 'Sales'}]}",  # single quotes
+    b'{"userdirectory": "ACME", "USERID": "jdoe", "attributes": [{"group": "Sales"}]}',  # any key case
+])
+def test_bodies_qps_takes_though_they_are_not_strict_json(emu, api, body):
+    """QPS's .NET JSON reader takes single-quoted strings and property names in any case."""
+    r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    answer = r.json()
+    assert answer["UserId"] == "jdoe" and answer["Attributes"] == [{"group": "Sales"}]
+
+
+def test_attribute_values_qlikauth_refuses_to_send_are_taken_as_qlik_takes_them(emu, api, browser):
+    long_value = "x" * 2000
+    r = call(api, emu, "POST", "ticket", json={
+        "UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "a;b"}, {"note": long_value}]})
+    assert r.status_code == 201, r.text
+    assert r.json()["Attributes"] == [{"group": "a;b"}, {"note": long_value}]
+    page = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={r.json()['Ticket']}",
+                       headers={"Accept": "application/json"})
+    assert page.json()["attributes"] == [{"group": "a;b"}, {"note": long_value}]
+
+
+def test_qps_paths_and_host_as_qlik_takes_them(emu, api, certs):
+    # the route words in any case
+    for path in ("Ticket", "TICKET"):
+        assert call(api, emu, "POST", path, json=USER).status_code == 201
+    key = xrf()
+    r = api.get(f"{emu.qps_url}/QPS/Alive?xrfkey={key}", headers={"X-Qlik-Xrfkey": key}, timeout=10)
+    assert r.status_code == 200 and r.json() is True
+    # a Host other than the node's name (a load balancer's, an address) is served
+    key = xrf()
+    r = api.post(f"{emu.rest_uri_for('portal')}ticket?xrfkey={key}", json=USER, timeout=10,
+                 headers={"X-Qlik-Xrfkey": key, "Host": "qlik-lb.example.com"})
+    assert r.status_code == 201, r.text
 
 
 def test_unknown_prefix_is_404(emu, api):

@@ -92,6 +92,28 @@ def test_engine_websocket_from_a_disallowed_origin_is_refused(emu, api, certs):
     ws.close()
 
 
+def test_engine_websocket_needs_an_https_origin(emu, api, certs):
+    # Qlik since November 2024: an allowed Origin is required and "the scheme (https) matters"
+    sid = _session(emu, api)
+    token = emu.state.session(sid).csrf_token
+    path = f"/portal/app/abc?qlik-csrf-token={token}"
+    cookie = f"X-Qlik-Session-portal={sid}"
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(f"wss://localhost:{emu.hub_port}{path}", header=[f"Cookie: {cookie}"],
+                                    timeout=5, suppress_origin=True,
+                                    sslopt={"ca_certs": str(certs / "root.pem")})
+    assert info.value.status_code == 403 and CSWSH.encode() in info.value.resp_body
+    for wrong in (f"http://localhost:{emu.hub_port}", "localhost", "null"):
+        with pytest.raises(websocket.WebSocketBadStatusException) as info:
+            _ws(emu, certs, path, cookie, origin=wrong)
+        assert info.value.status_code == 403, wrong
+    ws = _ws(emu, certs, path, cookie, origin=f"https://localhost:{emu.hub_port}")
+    try:
+        assert "jdoe" in ws.recv()
+    finally:
+        ws.close()
+
+
 def test_additional_response_headers_let_a_mashup_read_the_token(emu, api, browser):
     sid = _session(emu, api, "mashup")
     r = browser.get(f"{emu.hub_url}/mashup/qps/csrftoken", headers={"Cookie": f"X-Qlik-Session-mashup={sid}"})
@@ -115,7 +137,7 @@ def _raw_get(emu, certs, path, host):
 
 def test_host_allow_list(emu, certs):
     status, location, body = _raw_get(emu, certs, "/portal/hub/", "evil.example")
-    assert status == 400 and location is None and b"host allow list" in body
+    assert status == 403 and location is None and b"host allow list" in body
     status, location, _ = _raw_get(emu, certs, "/portal/hub/", f"localhost:{emu.hub_port}")
     assert status == 302
     target_id = parse_qs(urlsplit(location).query)["targetId"][0]
@@ -123,7 +145,7 @@ def test_host_allow_list(emu, certs):
     # a virtual proxy's own list replaces the node's names
     status, location, _ = _raw_get(emu, certs, "/mashup/hub/", "mashup.example.com")
     assert status == 302 and location.startswith("https://mashup.example.com/mashup/internal_forms_authentication/")
-    assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 400
+    assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 403
 
 
 def test_host_allow_list_entries_are_validated():

@@ -61,12 +61,17 @@ def test_django_portal_sets_the_proxy_session_cookie(django_portal: tuple[Any, s
     cookies = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup=")]
     assert len(cookies) == 1
     attrs = {a.strip().split("=")[0].lower() for a in cookies[0].split(";")}
-    assert {"secure", "httponly", "samesite"} <= attrs and "samesite=none" in cookies[0].lower()
+    # Portal and hub are the same site (https, localhost): Lax reaches the framed hub, and no
+    # other site's page can make the browser send it.
+    assert {"secure", "httponly", "samesite"} <= attrs and "samesite=lax" in cookies[0].lower()
     # host-only (no Domain): set by https://localhost:PORTAL, sent to https://localhost:HUB too
     assert "domain" not in attrs
     # the portal's own cookies are Secure too over https
     portal_cookies = [c for c in r.raw.headers.getlist("Set-Cookie") if c.startswith("portal_sessionid=")]
     assert portal_cookies and "secure" in portal_cookies[0].lower()
+    # A browser-session cookie: no Expires or Max-Age, so closing the browser signs the user out.
+    portal_attrs = {a.strip().split("=")[0].lower() for a in portal_cookies[0].split(";")}
+    assert not portal_attrs & {"expires", "max-age"}, portal_cookies[0]
     assert [s_.user.user_id for s_ in emu.state.sessions("mashup")] == ["bob"]
     before = emu.state.qps_requests
     page = s.get(f"{base}/mashup/").text

@@ -164,8 +164,9 @@ def test_qps_down_gives_502_and_leaves_nothing_behind(ticket_emu: Any, free_port
     assert "Location" not in r.headers and not set_cookies(r)
     body = r.get_data(as_text=True)
     assert "cannot be reached" in body and "qlikTicket" not in body
+    # ticket mode mints nothing at the portal's own sign-in, so QPS being down does not stop it
     r = client.get("/after-login/alice")
-    assert r.status_code == 502 and not [c for c in set_cookies(r) if c.startswith("X-Qlik")]
+    assert r.status_code == 200 and not [c for c in set_cookies(r) if c.startswith("X-Qlik")]
 
 
 def test_module_flow(ticket_emu: Any, qps_calls: list, offsite: Any) -> None:
@@ -207,9 +208,9 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     r = client.get("/signin/alice")  # the app's own login clears the Flask session
     r = client.get("/qlik/login")
     assert r.status_code == 302 and r.headers["Location"] == session_emu.hub_url_for("mashup")
-    # nothing remembered: one new session, and the one the browser still carries from the
-    # earlier sign-in (orphaned now) is ended
-    assert qps_calls == [("POST", "session"), ("DELETE", "session")]
+    # nothing remembered: the session the browser still carries from the earlier sign-in
+    # (orphaned now) is ended first, then one new session is made
+    assert qps_calls == [("DELETE", "session"), ("POST", "session")]
     assert qps.get_session(sid) is None
     qps_calls.clear()
     # again: the remembered session is reused; an explicit /qlik/login confirms it with one GET
@@ -392,8 +393,11 @@ def test_cross_site_navigation_mints_no_ticket(ticket_emu: Any, qps_calls: list)
     # the button: a same-origin navigation gets the ticket
     r = client.get("/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "same-origin"})
     assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"] and qps_calls == [("POST", "ticket")]
-    for site in ("none", "same-site"):  # typed or bookmarked, or the portal's sibling host
-        assert client.get("/qlik/login", headers={"Sec-Fetch-Site": site}).status_code == 302
+    # typed or bookmarked: no other site is involved
+    assert client.get("/qlik/login", headers={"Sec-Fetch-Site": "none"}).status_code == 302
+    # a sibling host of the portal is another site too: it could mint tickets as well
+    r = client.get("/qlik/login", headers={"Sec-Fetch-Site": "same-site"})
+    assert r.status_code == 200 and 'id="qlikauth-continue-submit"' in r.get_data(as_text=True)
 
 
 def test_error_pages_show_no_internal_node_or_qps_answer(ticket_emu: Any, free_port: int, caplog: Any) -> None:
@@ -618,12 +622,14 @@ def test_portal_sign_out_clears_the_handle(ticket_emu: Any, qps_calls: list) -> 
     assert cleared.startswith("qlikauth_seen=;") and "Max-Age=0" in cleared
     assert client.get_cookie("qlikauth_seen") is None
     assert ticket_emu.state.sessions(user=QlikUser("PORTAL", "alice")) == []
-    # the handle is gone from the store too: a copy of the old cookie names nobody
+    # a copy of the old cookie still names alice (it needs no store): it can only end alice's
+    # sessions once more before bob's ticket, never sign anybody in
     qps_calls.clear()
     client.set_cookie("qlikauth_seen", handle)
     client.get("/signin/bob")
     r = client.get("/qlik/login")
-    assert r.status_code == 302 and qps_calls == [("POST", "ticket")]
+    assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
+    assert _redeem(ticket_emu, r.headers["Location"]) == "bob"
 
 
 def test_render_sets_an_answers_headers_as_setting_them_one_by_one_would() -> None:

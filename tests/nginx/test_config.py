@@ -105,6 +105,17 @@ def test_server_block_has_the_hardening(certs):
     assert "more_set_headers" not in text and "add_header X-Portal-User" not in text
 
 
+def test_only_the_qlik_session_cookie_is_forwarded_to_qlik(certs):
+    text = generate_server_block(**_kw(certs))
+    qlik, auth = text.split("location /hdr/ {")[1], text.split("location = /_qlikauth/identity/hdr {")[1]
+    auth = auth.split("}")[0]
+    assert "proxy_set_header Cookie $qlikauth_qlik_cookie_hdr;" in qlik
+    assert "Cookie" not in auth  # the portal decides from the browser's cookies: all of them
+    assert '"~(?:^|;)\\s*(X-Qlik-Session-hdr=[^;]*)" $1;' in text
+    named = generate_server_block(**_kw(certs, session_cookie_name="QlikSession.hdr"))
+    assert '"~(?:^|;)\\s*(QlikSession\\.hdr=[^;]*)" $1;' in named
+
+
 def test_several_nodes_with_own_names_are_each_verified(certs):
     text = generate_server_block(**_kw(certs, qps_nodes=["https://qs1.example.com", "https://qs2.example.com:4443"]))
     assert "split_clients \"$qlikauth_identity_hdr\" $qlikauth_node_hdr" in text

@@ -111,6 +111,31 @@ def test_signed_in_hub_request_carries_exactly_the_user(front, recorder, certs, 
     assert hit["path"] == "/hdr/hub/?mark=hub1", "the raw URI is forwarded"
 
 
+def test_the_portal_cookie_never_reaches_qlik_only_the_qlik_session_cookie(front, recorder, certs, alice, portal):
+    app, _ = portal
+    cookies = f"theme=dark; {alice}; X-Qlik-Session-hdr=qs-1; X-Qlik-Session-hdr=qs-2; other=1"
+    r = requests.get(_url(front, "/hdr/hub/?mark=ck1"), headers={"Cookie": cookies},
+                     verify=str(certs / "root.pem"), timeout=5)
+    assert r.status_code == 200
+    (hit,) = _last(recorder, "mark=ck1")
+    assert hit["identity"] == ["alice"]
+    assert [v for k, v in hit["headers"] if k.lower() == "cookie"] == ["X-Qlik-Session-hdr=qs-1"]
+    # The portal itself was asked with every cookie the browser sent (it needs its own).
+    assert app.config["calls"][-1]["Cookie"] == cookies
+    # No Qlik cookie yet (the first request): no Cookie header reaches Qlik at all.
+    r = requests.get(_url(front, "/hdr/hub/?mark=ck2"), headers={"Cookie": alice},
+                     verify=str(certs / "root.pem"), timeout=5)
+    assert r.status_code == 200
+    (hit,) = _last(recorder, "mark=ck2")
+    assert hit["identity"] == ["alice"] and not [k for k, _ in hit["headers"] if k.lower() == "cookie"]
+    # A look-alike name is not the Qlik cookie.
+    r = requests.get(_url(front, "/hdr/hub/?mark=ck3"),
+                     headers={"Cookie": f"{alice}; XX-Qlik-Session-hdr=a; X-Qlik-Session-hdrx=b"},
+                     verify=str(certs / "root.pem"), timeout=5)
+    (hit,) = _last(recorder, "mark=ck3")
+    assert not [k for k, _ in hit["headers"] if k.lower() == "cookie"]
+
+
 def test_websocket_upgrade_passes_with_the_user(front, recorder, certs, alice):
     ws = websocket.create_connection(
         f"wss://localhost:{front.port}/hdr/app/abc-123?mark=ws1", header=[f"Cookie: {alice}"],

@@ -150,7 +150,7 @@ def test_absolute_and_idle_caps_with_a_moved_clock(django_site: Any, op: Any) ->
         hub.get(answer["Location"], verify=str(emu.certs_dir / "root.pem"), timeout=10)
         record = dict(client.session["_qlikauth_oidc"])
         assert [x for x in emu.state.sessions("portal") if x.user.user_id == "alice"]
-        session = {"_qlikauth_oidc": record}
+        session = {"_qlikauth_oidc": record, "_qlikauth_signin": dict(client.session["_qlikauth_signin"])}
         started = record["started"]
         if cap == "SESSION_IDLE_TIMEOUT":  # active until a while ago, started recently: only idle passes
             state = oidc.sso_session(WebRequest("GET", "/", session=session), runtime, now=started + 10)

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import jwt as pyjwt
 import pytest
@@ -462,9 +462,11 @@ def test_backchannel_logout_token_is_accepted_once(rp_factory: Any, op: OpenIDPr
 def test_logout_token_replayed_to_another_portal_process(rp_factory: Any, op: OpenIDProvider, logout_sink: Any) -> None:
     from qlikauth.store import MemoryStore
 
-    shared = MemoryStore()
-    a, b = rp_factory(store=shared), rp_factory(store=shared)
-    token, _ = real_logout_token(a, op, logout_sink)
+    shared, replay = MemoryStore(), MemoryStore(when_full="refuse")
+    made = rp_factory(store=shared)
+    a = OidcRelyingParty(made.settings, shared, replay_cache=replay)
+    b = OidcRelyingParty(made.settings, shared, replay_cache=replay)
+    token, _ = real_logout_token(made, op, logout_sink)
     assert a.validate_logout_token(token).sid
     with pytest.raises(OidcError) as info:
         b.validate_logout_token(token)
@@ -540,3 +542,387 @@ def test_entra_groups_overage_in_an_id_token_is_refused_by_the_mapping(rp_factor
     # the same token with its groups maps fine
     user = mapping.to_user(rp.validate_id_token(token, nonce=nonce), subject="a1b2c3-alice")
     assert user.qualified_name == "OIDC\\alice@example.com" and user.groups == ["Finance", "Clinicians"]
+
+
+# -- JOSE on joserfc: RSASSA-PSS ------------------------------------------------------------------
+def test_ps256_id_tokens_from_the_provider_verify(rp_factory: Any, certs_dir: Any, logout_sink: Any,
+                                                  client_key: Any) -> None:
+    """The provider signs id_tokens with PS256: the relying party verifies them, and so does PyJWT."""
+    ps = new_rsa_jwk("ps-1", alg="PS256")
+    clients = [c | {"id_token_signed_response_alg": "PS256"} for c in clients_for(logout_sink.url, client_key)]
+    provider = start_op(certs_dir, clients)
+    try:
+        provider.rotate_keys(ps, keep_old=False)
+        rp = rp_factory(provider=provider, algorithms=("PS256",))
+        browser, params, nonce = begin_and_authorize(rp, provider)
+        login = rp.complete(browser, params)
+        assert pyjwt.get_unverified_header(login.id_token)["alg"] == "PS256"
+        keys = requests.get(f"{provider.issuer}/jwks", verify=provider.ca_bundle, timeout=10).json()["keys"]
+        key = pyjwt.PyJWK.from_dict(keys[0]).key
+        assert pyjwt.decode(login.id_token, key, algorithms=["PS256"], audience="portal-basic")["sub"] == login.subject
+        # the same token altered is refused by both
+        forged = f"{login.id_token.rsplit('.', 1)[0][:-2]}AA.{login.id_token.rsplit('.', 1)[1]}"
+        with pytest.raises(OidcError) as info:
+            rp.validate_id_token(forged, nonce=nonce)
+        assert info.value.reason in ("signature", "malformed")
+        # an RS256 token naming the PS key is refused: only PS256 is allowed here
+        with pytest.raises(OidcError) as info:
+            rp.validate_id_token(provider.sign(claims_of(login.id_token), jwk=ps, algorithm="RS256"), nonce=nonce)
+        assert info.value.reason == "alg_not_allowed"
+    finally:
+        provider.stop()
+
+
+# -- RP-initiated logout: only the registered URI; next in the state ------------------------------
+def confirm_logout_at_provider(op: OpenIDProvider, url: str) -> str:
+    """Open the provider's logout URL, confirm the sign-out as a person would; where it sends us."""
+    from op_peer import _attr, _hidden_fields
+
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = op.ca_bundle
+    page = s.get(url, allow_redirects=False, timeout=10)
+    assert page.status_code == 200, page.text[:300]
+    fields = _hidden_fields(page.text) | {"logout": "yes"}
+    answer = s.post(urljoin(url, _attr(page.text, "form", "action")), data=fields, allow_redirects=False, timeout=10)
+    for _ in range(5):
+        assert answer.is_redirect, answer.text[:300]
+        location = urljoin(answer.url, answer.headers["location"])
+        if location.startswith(RP_BASE):
+            return location
+        answer = s.get(location, allow_redirects=False, timeout=10)
+    raise AssertionError("the provider never sent the browser back")
+
+
+def test_logout_sends_only_the_registered_uri_and_carries_next_in_the_state(rp_factory: Any,
+                                                                            op: OpenIDProvider) -> None:
+    rp = rp_factory(post_logout_redirect_uri=f"{RP_BASE}/signed-out")
+    browser, params, _ = begin_and_authorize(rp, op)
+    login = rp.complete(browser, params)
+    url = rp.logout_url(login.id_token, "/reports/q1?tab=2")
+    assert url is not None
+    q = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    # never "https://localhost:8443/reports/q1...": the provider registered only /signed-out
+    assert q["post_logout_redirect_uri"] == f"{RP_BASE}/signed-out" and "reports" not in url
+    assert q["state"] and q["id_token_hint"] == login.id_token
+    back = confirm_logout_at_provider(op, url)
+    assert back.split("?")[0] == f"{RP_BASE}/signed-out"
+    returned = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+    assert returned["state"] == q["state"]
+    assert rp.logout_return(returned) == "/reports/q1?tab=2"
+    assert rp.logout_return(returned) is None  # used once
+    assert rp.logout_return({"state": "made-up"}) is None and rp.logout_return({}) is None
+    # no next: the state still goes along, and reads back as None
+    plain = rp.logout_url(login.id_token)
+    assert plain is not None
+    assert rp.logout_return({"state": parse_qs(urlsplit(plain).query)["state"][0]}) is None
+
+
+# -- an unverified e-mail never decides who signs in ----------------------------------------------
+@pytest.fixture(scope="module")
+def unverified_op(certs_dir: Any, logout_sink: Any, client_key: Any) -> Any:
+    from _support import skip_or_fail
+    from op_peer import DEFAULT_ACCOUNTS, node_available
+
+    why = node_available()
+    if why:
+        skip_or_fail(why)
+    accounts = dict(DEFAULT_ACCOUNTS)
+    # nOAuth: an account at the provider that claims alice's address without proving it
+    accounts["mallory"] = {"password": "m-pw", "claims": {
+        "sub": "m-666", "email": "alice@example.com", "email_verified": False, "groups": []}}
+    accounts["eve"] = {"password": "e-pw", "claims": {"sub": "e-777", "email": "alice@example.com", "groups": []}}
+    provider = OpenIDProvider(certs_dir, clients=clients_for(logout_sink.url, client_key), accounts=accounts).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.mark.parametrize("user", ["mallory", "eve"])
+def test_unverified_email_is_refused_as_the_user_id(rp_factory: Any, unverified_op: Any, user: str) -> None:
+    from qlikauth.exceptions import ClaimsError
+    from qlikauth.mapping import ClaimsMapping
+    from qlikauth.web.oidc import OidcWebSettings
+
+    rp = rp_factory(provider=unverified_op)
+    browser, params, _ = begin_and_authorize(rp, unverified_op, user)
+    login = rp.complete(browser, params)
+    assert login.claims["email"] == "alice@example.com" and login.unverified == {"email"}
+    # the documented default mapping (USER_ID email), called as the web layer calls it today
+    default = OidcWebSettings.from_mapping({"ISSUER": unverified_op.issuer, "CLIENT_ID": "portal-basic",
+                                            "CLIENT_SECRET": "x", "REDIRECT_URI": REDIRECT_URI}).mapping
+    with pytest.raises(ClaimsError) as info:
+        default.to_user(dict(login.claims), subject=login.subject)
+    assert info.value.code == "unverified_claim" and info.value.claim == "email"
+    with pytest.raises(ClaimsError):
+        rp.map_user(login, default)
+    # the stable subject still maps; the cloud identity then says the e-mail is not verified
+    by_sub = ClaimsMapping(user_id="$subject", user_directory="OIDC", cloud_email_verified="email_verified")
+    mapped = rp.map_user(login, by_sub)
+    assert mapped.user.user_id == login.subject and mapped.cloud.email_verified is False
+    # a provider the integrator trusts for e-mail: allowed per provider
+    trusting = rp_factory(provider=unverified_op, allow_unverified_email=True)
+    browser, params, _ = begin_and_authorize(trusting, unverified_op, user)
+    allowed = trusting.complete(browser, params)
+    assert allowed.unverified == frozenset()
+    assert default.to_user(dict(allowed.claims), subject=allowed.subject).user_id == "alice@example.com"
+
+
+def test_a_verified_email_is_not_listed_as_unverified(rp_factory: Any, op: OpenIDProvider) -> None:
+    """email_verified true (alice at the provider): nothing listed, the e-mail maps as before."""
+    rp = rp_factory()
+    browser, params, _ = begin_and_authorize(rp, op)
+    login = rp.complete(browser, params)
+    assert "$unverified" not in login.claims and login.unverified == frozenset()
+
+
+# -- re-authentication -----------------------------------------------------------------------------
+def test_prompt_and_max_age_settings_go_to_the_provider(rp_factory: Any, op: OpenIDProvider) -> None:
+    rp = rp_factory(prompt="login", max_age=600)
+    q = {k: v[0] for k, v in parse_qs(urlsplit(rp.begin(None).url).query).items()}
+    assert q["prompt"] == "login" and q["max_age"] == "600"
+    browser, params, _ = begin_and_authorize(rp, op)
+    login = rp.complete(browser, params)
+    assert login.auth_time is not None and abs(login.auth_time - time.time()) < 60
+    from qlikauth.exceptions import ConfigurationError
+    for bad in ({"prompt": "none"}, {"prompt": "login please"}, {"max_age": -1}, {"max_age": "soon"}):
+        with pytest.raises(ConfigurationError):
+            rp_factory(**bad)
+
+
+def test_max_age_checks_auth_time(rp_factory: Any, op: OpenIDProvider) -> None:
+    rp = rp_factory(max_age=300)
+    token, _, nonce = real_tokens(rp, op)
+    now = int(time.time())
+    with pytest.raises(OidcError) as info:
+        rp.validate_id_token(resign(op, token, auth_time=now - 3600), nonce=nonce)
+    assert info.value.reason == "reauth"
+    with pytest.raises(OidcError) as info:
+        rp.validate_id_token(resign(op, token, auth_time=None), nonce=nonce)
+    assert info.value.reason == "reauth"
+    assert rp.validate_id_token(resign(op, token, auth_time=now - 10), nonce=nonce)
+
+
+def test_force_reauth_after_an_idle_cap_asks_for_the_password_again(rp_factory: Any, op: OpenIDProvider) -> None:
+    """The provider session is still live: a plain sign-in goes straight through (a wrong password
+    is never asked for); with force_reauth the provider must ask, and an old auth_time is refused."""
+    rp = rp_factory()
+    session = requests.Session()
+    browser, params, _ = begin_and_authorize(rp, op, session=session)
+    first = rp.complete(browser, params)
+    # the shared-workstation problem: the next person gets alice without any prompt
+    silent = rp.begin(browser)
+    got = op.sign_in(silent.url, "alice", password="not-the-password", session=session)
+    assert rp.complete(browser, got["params"]).subject == first.subject
+    forced = rp.begin(browser, force_reauth=True)
+    q = {k: v[0] for k, v in parse_qs(urlsplit(forced.url).query).items()}
+    assert q["prompt"] == "login" and q["max_age"] == "0"
+    with pytest.raises(AssertionError, match="login refused"):
+        op.sign_in(forced.url, "alice", password="not-the-password", session=session)
+    forced = rp.begin(browser, force_reauth=True)
+    got = op.sign_in(forced.url, "alice", session=session)
+    again = rp.complete(browser, got["params"])
+    assert again.subject == first.subject and again.auth_time is not None
+    # a provider that ignored prompt=login answers with the old sign-in: refused
+    token, _, nonce = real_tokens(rp, op)
+    old = resign(op, token, auth_time=int(time.time()) - 900)
+    with pytest.raises(OidcError) as info:
+        rp.validate_id_token(old, nonce=nonce, max_age=0, authenticated_after=time.time() - 5)
+    assert info.value.reason == "reauth"
+
+
+# -- private_key_jwt client keys ------------------------------------------------------------------
+def _pem(key: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def test_private_key_jwt_keys_checked_by_type_and_size(op: OpenIDProvider) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from qlikauth.bridges.oidc import OidcSettings
+    from qlikauth.exceptions import ConfigurationError
+    from qlikauth.store import MemoryStore
+
+    base = {"issuer": op.issuer, "client_id": "portal-pkjwt", "redirect_uri": REDIRECT_URI,
+            "token_endpoint_auth_method": "private_key_jwt", "ca_bundle": op.ca_bundle}
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(ConfigurationError, match="1024 bits"):
+        OidcSettings(**base, client_private_key=_pem(weak))
+    for odd in (ec.generate_private_key(ec.SECP256K1()), ed25519.Ed25519PrivateKey.generate()):
+        with pytest.raises(ConfigurationError):
+            OidcSettings(**base, client_private_key=_pem(odd))
+    for curve, alg in ((ec.SECP256R1(), "ES256"), (ec.SECP384R1(), "ES384"), (ec.SECP521R1(), "ES512")):
+        key = ec.generate_private_key(curve)
+        rp = OidcRelyingParty(OidcSettings(**base, client_private_key=_pem(key), client_key_id="k1"), MemoryStore())
+        data: dict[str, str] = {}
+        rp._client_auth(rp.metadata(), data)
+        assertion = data["client_assertion"]
+        assert pyjwt.get_unverified_header(assertion)["alg"] == alg
+        claims = pyjwt.decode(assertion, key.public_key(), algorithms=[alg], audience=rp.metadata().token_endpoint)
+        assert claims["iss"] == claims["sub"] == "portal-pkjwt"
+        rp.close()
+
+
+def test_private_key_jwt_with_an_ec_key_signs_in(rp_factory: Any, op: OpenIDProvider) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from op_peer import new_ec_jwk
+
+    jwk = new_ec_jwk("portal-ec-1")
+    op.add_client({"client_id": "portal-pkjwt-ec", "token_endpoint_auth_method": "private_key_jwt",
+                   "token_endpoint_auth_signing_alg": "ES256", "jwks": {"keys": [public_jwk(jwk)]},
+                   "redirect_uris": [REDIRECT_URI], "grant_types": ["authorization_code"], "response_types": ["code"]})
+    from op_peer import private_key_of
+
+    key = private_key_of(jwk)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    rp = rp_factory(client_id="portal-pkjwt-ec", token_endpoint_auth_method="private_key_jwt",
+                    client_private_key=_pem(key), client_key_id="portal-ec-1")
+    browser, params, _ = begin_and_authorize(rp, op)
+    assert rp.complete(browser, params).subject == "a1b2c3-alice"
+
+
+# -- logout tokens: exp required, replay cache refuses when full, refetch slot --------------------
+def test_logout_token_without_exp_is_refused(rp_factory: Any, op: OpenIDProvider, logout_sink: Any) -> None:
+    rp = rp_factory()
+    token, _ = real_logout_token(rp, op, logout_sink)
+    claims = claims_of(token)
+    assert "exp" in claims  # the provider sends it, as Back-Channel Logout 1.0 requires
+    with pytest.raises(OidcError) as info:
+        rp.validate_logout_token(op.sign({k: v for k, v in claims.items() if k != "exp"} | {"jti": "no-exp"},
+                                         headers={"typ": "logout+jwt"}))
+    assert info.value.reason == info.value.code == "expired" and info.value.status == 400
+    assert rp.validate_logout_token(token).sid
+
+
+def test_logout_replay_cache_is_the_one_given_and_refuses_when_full(rp_factory: Any, op: OpenIDProvider,
+                                                                    logout_sink: Any) -> None:
+    from qlikauth.store import MemoryStore
+
+    replay = MemoryStore(max_items=1, when_full="refuse")
+    shared_state = MemoryStore()
+    made = rp_factory()
+    a = OidcRelyingParty(made.settings, shared_state, replay_cache=replay)
+    b = OidcRelyingParty(made.settings, MemoryStore(), replay_cache=replay)
+    try:
+        token, _ = real_logout_token(made, op, logout_sink)
+        assert a.validate_logout_token(token).sid
+        with pytest.raises(OidcError) as info:
+            b.validate_logout_token(token)  # another process sharing the replay cache
+        assert info.value.reason == "logout_replay"
+        assert not shared_state.get("oidc:jti:x")  # nothing went to the evicting store
+        other, _ = real_logout_token(made, op, logout_sink)
+        with pytest.raises(OidcError) as info:
+            a.validate_logout_token(other)
+        assert info.value.reason == "replay_cache_full" and info.value.status == 503
+    finally:
+        a.close()
+        b.close()
+
+
+def test_forged_logout_tokens_cannot_block_a_key_rotation(rp_factory: Any, certs_dir: Any, logout_sink: Any,
+                                                          client_key: Any) -> None:
+    provider = start_op(certs_dir, clients_for(logout_sink.url, client_key))
+    try:
+        rp = rp_factory(provider=provider)
+        token, _ = real_logout_token(rp, provider, logout_sink)
+        claims = claims_of(token)
+        assert rp.jwks.fetches == 1
+        # an anonymous POST with an unknown kid but a wrong audience: refused before any key lookup
+        with pytest.raises(OidcError) as info:
+            rp.validate_logout_token(provider.sign(claims | {"aud": "other", "jti": "f0"},
+                                                   jwk=new_rsa_jwk("forged-0"), headers={"typ": "logout+jwt"}))
+        assert info.value.reason == "audience" and rp.jwks.fetches == 1
+        # a well-formed forgery with an unknown kid costs the logout path's refetch
+        with pytest.raises(OidcError) as info:
+            rp.validate_logout_token(provider.sign(claims | {"jti": "f1"}, jwk=new_rsa_jwk("forged-1"),
+                                                   headers={"typ": "logout+jwt"}))
+        assert info.value.reason == "unknown_kid" and rp.jwks.fetches == 2
+        # ... the provider rotates its key within the refetch interval: sign-ins still work
+        new = provider.rotate_keys()
+        browser, params, _ = begin_and_authorize(rp, provider)
+        login = rp.complete(browser, params)
+        assert pyjwt.get_unverified_header(login.id_token)["kid"] == new["kid"] and rp.jwks.fetches == 3
+        # and more forgeries make no more fetches
+        for i in range(5):
+            with pytest.raises(OidcError):
+                rp.validate_logout_token(provider.sign(claims | {"jti": f"g{i}"}, jwk=new_rsa_jwk(f"forged-g{i}"),
+                                                       headers={"typ": "logout+jwt"}))
+        assert rp.jwks.fetches == 3
+    finally:
+        provider.stop()
+
+
+# -- errors that say what to do -------------------------------------------------------------------
+def test_unreachable_provider_and_well_known_issuer_say_what_to_do(rp_factory: Any, op: OpenIDProvider) -> None:
+    from qlikauth.bridges.oidc import OidcSettings
+    from qlikauth.exceptions import ConfigurationError
+    from qlikauth.store import MemoryStore
+
+    with pytest.raises(ConfigurationError) as info:
+        OidcSettings(issuer=f"{op.issuer}/.well-known/openid-configuration", client_id="c", client_secret="s",
+                     redirect_uri=REDIRECT_URI)
+    assert "drop /.well-known/openid-configuration" in str(info.value) and repr(op.issuer) in str(info.value)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    rp = OidcRelyingParty(OidcSettings(issuer=f"https://127.0.0.1:{port}", client_id="c", client_secret="s",
+                                       redirect_uri=REDIRECT_URI, timeout=2), MemoryStore())
+    with pytest.raises(OidcError) as info:
+        rp.begin(None)
+    assert info.value.reason == "provider_unreachable"
+    assert f"https://127.0.0.1:{port}" in str(info.value) and "check" in str(info.value)
+    rp.close()
+    wrong = OidcRelyingParty(OidcSettings(issuer=f"{op.issuer}/tenant-a", client_id="c", client_secret="s",
+                                          redirect_uri=REDIRECT_URI, ca_bundle=op.ca_bundle), MemoryStore())
+    with pytest.raises(OidcError) as info:
+        wrong.begin(None)
+    wrong.close()
+    assert "HTTP 404" in str(info.value) and op.issuer in str(info.value)
+    assert "/.well-known/openid-configuration itself" in str(info.value)
+
+
+def _sign_raw_claims(op: OpenIDProvider, claims_json: str, typ: str = "JWT") -> str:
+    """A JWS over exactly this JSON text (a lone surrogate escape survives; PyJWT would re-encode)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from op_peer import private_key_of
+
+    header = b64(json.dumps({"alg": "RS256", "kid": op.signing_jwk["kid"], "typ": typ}).encode())
+    signing_input = f"{header}.{b64(claims_json.encode())}"
+    sig = private_key_of(op.signing_jwk).sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(sig)}"
+
+
+def test_lone_surrogates_in_claims_are_refused_not_a_crash(rp_factory: Any, op: OpenIDProvider,
+                                                          logout_sink: Any) -> None:
+    """JSON may escape a lone surrogate; no check, store key or mapping may then fail with a 500."""
+    from qlikauth.exceptions import ClaimsError
+    from qlikauth.mapping import ClaimsMapping
+
+    rp = rp_factory()
+    token, _, nonce = real_tokens(rp, op)
+    claims = claims_of(token)
+    as_json = json.dumps(claims)
+    for name in ("sub", "nonce", "sid"):
+        bad = as_json.replace(json.dumps(claims[name]), json.dumps(claims[name])[:-1] + '\\ud800"', 1)
+        with pytest.raises(OidcError) as info:
+            rp.validate_id_token(_sign_raw_claims(op, bad), nonce=nonce)
+        assert info.value.reason in ("subject", "nonce_mismatch", "malformed"), name
+    # a surrogate in a claim the mapping reads: a ClaimsError, not a UnicodeEncodeError
+    bad_email = _sign_raw_claims(op, json.dumps(claims | {"email": "PLACEHOLDER"}).replace(
+        "PLACEHOLDER", "a\\ud800@example.com"))
+    checked = rp.validate_id_token(bad_email, nonce=nonce)
+    with pytest.raises(ClaimsError) as cinfo:
+        ClaimsMapping(user_id="email", user_directory="OIDC").to_user(checked, subject=checked["sub"])
+    assert cinfo.value.code == "invalid_value" and "surrogate" in str(cinfo.value)
+    logout, _ = real_logout_token(rp, op, logout_sink)
+    lclaims = claims_of(logout)
+    for name in ("jti", "sid"):
+        raw = json.dumps(lclaims).replace(json.dumps(lclaims[name]), json.dumps(lclaims[name])[:-1] + '\\udfff"', 1)
+        with pytest.raises(OidcError) as info:
+            rp.validate_logout_token(_sign_raw_claims(op, raw, typ="logout+jwt"))
+        assert info.value.status == 400 and info.value.reason in ("logout_jti", "malformed"), name

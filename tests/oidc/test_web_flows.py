@@ -91,7 +91,8 @@ def test_backchannel_refusals_answer_400(site_factory: Callable[..., Site]) -> N
     s.verify = site.ca
     assert s.post(url, data={"logout_token": "not.a.token"}, timeout=10).status_code == 400
     assert s.get(url, timeout=10).status_code == 405
-    forged = site.op.sign({"iss": site.op.issuer, "aud": "portal-web", "iat": __import__("time").time(),
+    now = __import__("time").time()
+    forged = site.op.sign({"iss": site.op.issuer, "aud": "portal-web", "iat": now, "exp": now + 120,
                            "jti": "j1", "sub": "a1b2c3-alice",
                            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}, "nonce": "x"})
     r = s.post(url, data={"logout_token": forged}, timeout=10)
@@ -144,6 +145,17 @@ def test_session_caps_end_the_proxy_sessions(site_factory: Callable[..., Site]) 
     time.sleep(3)  # idle longer than the cap (no assertion about speed: only that it has passed)
     assert browser_user(site, browser) is None
     assert qps_user_sessions(site.emu, "alice@example.com") == []
+    # the provider's own session is still live: the next sign-in in this browser must make the
+    # person authenticate again (the next person at the workstation must not inherit it)
+    from urllib.parse import parse_qs
+
+    start = browser.get(f"{site.portal}/oidc/login", allow_redirects=False, timeout=10)
+    query = parse_qs(urlsplit(start.headers["location"]).query)
+    assert query.get("prompt") == ["login"] and query.get("max_age") == ["0"]
+    # after that fresh sign-in, sign-ins are ordinary again
+    site.sign_in(browser, "alice")
+    again = browser.get(f"{site.portal}/oidc/login", allow_redirects=False, timeout=10)
+    assert "prompt" not in parse_qs(urlsplit(again.headers["location"]).query)
 
 
 def test_logout_reaches_sessions_of_another_portal_process(site_factory: Callable[..., Site], redis_url: str) -> None:

@@ -98,7 +98,7 @@ def test_sdist_holds_the_sources_the_manual_and_the_examples(dists):
     top = members[0].split("/")[0]
     names = {m.removeprefix(top + "/") for m in members}
     wanted = set(tracked("qlikauth", "integrations", "docs", "examples")) | {
-        "pyproject.toml", "README.md", "LICENSE", "mkdocs.yml", "MANIFEST.in"}
+        "pyproject.toml", "README.md", "SECURITY.md", "LICENSE", "mkdocs.yml", "MANIFEST.in"}
     assert wanted - names == set(), f"missing from the sdist: {sorted(wanted - names)}"
     assert not any(n.startswith(("tests/", ".venv/", "site/", "test-artifacts/")) or "__pycache__" in n
                    for n in names)
@@ -137,6 +137,34 @@ def test_import_without_the_extra_names_it(module, blocked, extra):
     name, _, message = out.stdout.strip().partition(" | ")
     assert name == blocked[0]
     assert f"pip install 'qlikauth[{extra}]'" in message
+
+
+def test_the_emulator_runs_without_uvloop():
+    """uvloop is optional (Windows has none): with it blocked, an emulated node serves a ticket."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'uvloop':\n"
+        "            raise ModuleNotFoundError('No module named ' + repr(name), name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from qlikauth import QlikUser, QpsClient\n"
+        "from qlikauth.emulator import Emulator, VirtualProxy\n"
+        "from qlikauth.emulator.serving import BackgroundServer\n"
+        "with Emulator(virtual_proxies=[VirtualProxy('portal')]) as emu:\n"
+        "    qps = QpsClient(emu.qps_url, emu.certs_dir, virtual_proxy='portal')\n"
+        "    print(len(qps.request_ticket(QlikUser('ACME', 'jdoe')).ticket), 'uvloop' in sys.modules)\n"
+        "    qps.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["16", "False"]
+
+
+def test_uvloop_is_optional_with_uvicorns_own_marker():
+    deps = PYPROJECT["project"]["optional-dependencies"]["emulator"]
+    uvloop_dep = next(d for d in deps if d.startswith("uvloop"))
+    assert "sys_platform != 'win32'" in uvloop_dep and "platform_python_implementation != 'PyPy'" in uvloop_dep
 
 
 def test_site_is_ignored():

@@ -83,12 +83,22 @@ def test_unknown_logout_marks_ended_and_touches_nothing():
     assert not registry.is_ended(None)
 
 
-def test_a_new_sign_in_clears_an_old_ended_mark():
+def test_a_new_sign_in_with_the_same_idp_session_does_not_undo_the_end():
+    """The IdP session's end is kept with its time: a sign-in that began before it stays ended,
+    whatever signs in with the same IdP session id afterwards; one that begins after is new."""
+    import time
+
     registry = SsoSessionRegistry(MemoryStore())
     key = SsoKey(ISSUER, "alice@example.com", "_s")
-    registry.end(ISSUER, "alice@example.com", ["_s"])
-    registry.record(key, ALICE, "sid-1")
-    assert not registry.is_ended(key)
+    before = time.time()
+    registry.record(key, ALICE, "sid-1", signin_id="first")
+    ended = registry.end(ISSUER, "alice@example.com", ["_s"])
+    assert ended.signin_ids == ("first",)
+    registry.record(key, ALICE, "sid-2", signin_id="second")  # the same IdP session id again
+    assert registry.is_ended(key) and registry.ended_at(key) >= before  # the first stays ended
+    assert registry.ended_at(key) < time.time() + 1  # ... and a sign-in from now on is newer
+    again = registry.take(ISSUER, "alice@example.com", ["_s"])
+    assert again.signin_ids == ("second",) and again.session_ids == ("sid-2",)
 
 
 def test_keys_name_nobody_in_the_store(redis_url):

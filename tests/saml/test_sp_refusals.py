@@ -307,17 +307,32 @@ def test_missing_required_claim_and_unknown_group_are_refused_at_the_mapping(flo
 
 
 # -- what pysaml2 alone accepts (the gaps qlikauth closes) --------------------------------
-def test_gap_pysaml2_alone_accepts_a_replay_and_sha1(flow):
+def test_gap_pysaml2_alone_accepts_a_replay(flow):
+    from saml2 import BINDING_HTTP_POST
+
+    info = flow.start()
+    xml = flow.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY)
+    b64 = _form(xml)["SAMLResponse"]
+    client = flow.sp.client
+    first = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
+    second = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
+    assert first.name_id.text == second.name_id.text == "alice@example.com"  # pysaml2: the replay passes
+    flow.acs(_form(xml))
+    refused(flow, _form(xml), "replayed")
+
+
+def test_sha1_is_refused_by_the_crypto_backend_too(flow):
+    # pysaml2 on the xmlsec1 binary accepts RSA-SHA1; the in-process backend only enables
+    # SHA-1 in libxmlsec1 with ALLOW_SHA1, so pysaml2's own parse refuses it as well
     from saml2 import BINDING_HTTP_POST
 
     info = flow.start()
     xml = flow.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
                                 sign_alg=SHA1, digest_alg=DIGEST_SHA1)
-    b64 = _form(xml)["SAMLResponse"]
-    client = flow.sp.client
-    first = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
-    second = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
-    assert first.name_id.text == second.name_id.text == "alice@example.com"  # pysaml2: SHA-1 and replay pass
+    with pytest.raises(Exception) as err:  # noqa: B017 - pysaml2 raises SignatureError here
+        flow.sp.client.parse_authn_request_response(_form(xml)["SAMLResponse"], BINDING_HTTP_POST,
+                                                    outstanding={info.id: "/"})
+    assert "Signature" in type(err.value).__name__
     refused(flow, _form(xml), "algorithm")
 
 

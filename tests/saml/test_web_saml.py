@@ -317,6 +317,29 @@ def test_forged_logout_requests_are_refused_and_end_nothing(session_portal, idp,
     assert alice.get("/whoami").get_data(as_text=True) == "AZURE\\alice@example.com"
 
 
+@pytest.mark.parametrize("shape", ["encoded-name-first", "encoded-name-last", "repeated-name"])
+def test_a_signed_logout_request_cannot_carry_another_unsigned_one(session_portal, idp, shape):
+    # the attacker's own IdP-signed LogoutRequest (bob), with an unsigned one naming alice beside it
+    emu, app = session_portal
+    alice, _ = _signed_in_session(emu, app, idp, "alice")
+    bob, _ = _signed_in_session(emu, app, idp, "bob")
+    signed = urlsplit(idp.logout_request(idp.sessions_of("bob")[-1], BASE + "slo")).query
+    forged = dict(parse_qsl(urlsplit(idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo",
+                                                        sign=False)).query))["SAMLRequest"]
+    from urllib.parse import quote
+
+    if shape == "encoded-name-first":
+        query = f"SAML%52equest={quote(forged, safe='')}&{signed}"
+    elif shape == "encoded-name-last":
+        query = f"{signed}&SAML%52equest={quote(forged, safe='')}"
+    else:
+        query = f"SAMLRequest={quote(forged, safe='')}&{signed}"
+    r = bob.get("/qlik/saml/slo?" + query)
+    assert r.status_code == 401, r.get_data(as_text=True)[:300]
+    assert sorted(s.user.user_id for s in emu.state.sessions("mashup")) == ["alice@example.com", "bob@example.com"]
+    assert alice.get("/whoami").get_data(as_text=True) == "AZURE\\alice@example.com"
+
+
 def test_gap_pysaml2_accepts_an_unsigned_logout_request(session_portal, idp):
     from saml2 import BINDING_HTTP_REDIRECT
 
@@ -371,3 +394,22 @@ def test_session_key_holds_no_assertion(ticket_portal, idp):
     assert set(data) == {"issuer", "name_id", "format", "name_qualifier", "sp_name_qualifier", "session_index", "user"}
     assert not re.search(r"Signature|Assertion", repr(data))
 
+
+
+def test_a_body_over_the_bound_is_refused_unread_on_both_frameworks(ticket_portal, qps_calls):
+    """A 32 MiB POST to the ACS is refused on its Content-Length (413), before the framework
+    reads the body into memory."""
+    from qlikauth.bridges import MAX_REQUEST_BYTES
+
+    emu, app = ticket_portal
+    huge = 32 * 1024 * 1024
+    # the declared length decides, before anything is read (were the body read, the short one
+    # sent would be refused as a missing SAMLResponse, not as too large)
+    r = app.test_client().post("/qlik/saml/acs", data=b"SAMLResponse=",
+                               content_type="application/x-www-form-urlencoded",
+                               environ_overrides={"CONTENT_LENGTH": str(huge)})
+    assert r.status_code == 413 and "too large" in r.get_data(as_text=True).lower()
+    # a longer body than the bound is refused too
+    r = app.test_client().post("/qlik/saml/acs", data={"SAMLResponse": "A" * (MAX_REQUEST_BYTES + 10)})
+    assert r.status_code == 413
+    assert qps_calls == []

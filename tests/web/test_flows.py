@@ -111,7 +111,9 @@ def test_session_mode_resume_and_end(emu: Any, qps_calls: list) -> None:
     runtime = runtime_for(emu, "mashup", MODE="session")
     session: dict[str, Any] = {}
     first = flows.resume_session(req(path="/", session=session, user=ALICE), runtime)
-    assert first.active and first.created and len(first.cookies) == 1 and qps_calls == [("POST", "session")]
+    assert first.active and first.created and qps_calls == [("POST", "session")]
+    # the proxy session cookie, and the browser's record of who signed in here
+    assert [c.name for c in first.cookies] == [runtime.session.cookie_name, flows.SEEN_COOKIE]
     sid = first.cookies[0].value
     assert session[flows.SESSION_KEY]["sid"] == sid
     qps_calls.clear()
@@ -120,11 +122,14 @@ def test_session_mode_resume_and_end(emu: Any, qps_calls: list) -> None:
     assert again.active and not again.created and again.cookies == () and qps_calls == []
     login = flows.run(flows.login, req(session=session, user=ALICE), runtime)
     assert isinstance(login, RedirectAnswer) and login.location == emu.hub_url_for("mashup")
-    assert qps_calls == [("GET", "session")] and [c.value for c in login.cookies] == [sid]
+    assert qps_calls == [("GET", "session")]
+    assert [c.value for c in login.cookies if c.name == runtime.session.cookie_name] == [sid]
     qps_calls.clear()
     cookies = flows.end_sessions(req(path="/", session=session, user=ALICE, cookies={runtime.session.cookie_name: sid}),
                                  runtime)
-    assert [c.deletes for c in cookies] == [True] and flows.SESSION_KEY not in session
+    assert [(c.name, c.deletes) for c in cookies] == [(runtime.session.cookie_name, True),
+                                                      (flows.SEEN_COOKIE, True)]
+    assert flows.SESSION_KEY not in session and flows.SIGNIN_KEY not in session
     assert runtime.qps.get_session(sid) is None
     anonymous = flows.resume_session(req(path="/", session={}), runtime)
     assert not anonymous.active and anonymous.cookies == ()
@@ -204,8 +209,9 @@ def test_the_public_surface_of_qlikauth_web() -> None:
     assert flows.__all__ == [
         "WebRequest", "Answer", "RedirectAnswer", "PageAnswer", "PlainAnswer", "JsonAnswer", "SessionOutcome",
         "Flow", "run", "login", "module", "logout", "header_auth", "login_redirect", "error_answer",
-        "resume_session", "reused_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY", "RETRY_KEY",
-        "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY", "SEEN_COOKIE", "SEEN_TTL_SECONDS"]
+        "resume_session", "reused_session", "end_sessions", "same_origin", "NO_STORE", "SESSION_KEY",
+        "SIGNIN_KEY", "RETRY_KEY", "RETRY_AFTER_SECONDS", "SIGNED_OUT_KEY", "SEEN_COOKIE",
+        "portal_signed_in", "portal_signed_out", "cross_site", "continue_page", "refuse_cross_site_start"]
     for module in (web, flows):
         for name in module.__all__:
             assert hasattr(module, name), name

@@ -62,12 +62,21 @@ LOGIN_REDIRECT_URL = "mashup"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# A browser-session cookie (no Expires): closing the browser on a shared workstation signs the
+# user out of the portal; the server-side session still ends after SESSION_COOKIE_AGE.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_AGE = 8 * 3600
 SESSION_COOKIE_NAME = "portal_sessionid"
 CSRF_COOKIE_NAME = "portal_csrftoken"
 #: run.py serves https (PORTAL_TLS=1): the portal's own cookies are then Secure as well.
 PORTAL_TLS = os.environ.get("PORTAL_TLS", "0") == "1"
 SESSION_COOKIE_SECURE = PORTAL_TLS
 CSRF_COOKIE_SECURE = PORTAL_TLS
+#: Failed password sign-ins are counted here (portal/views.py): bounded, culled when full.
+#: With several processes, point this at a shared cache (Redis, memcached) for one count.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                      "LOCATION": "portal", "OPTIONS": {"MAX_ENTRIES": 10_000}}}
+LOGIN_THROTTLE = {"PER_USER": 5, "PER_ADDRESS": 20, "WINDOW": 300}
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 LOGGING = {"version": 1, "disable_existing_loggers": False,
@@ -79,12 +88,13 @@ QLIKAUTH = {
     "USER_DIRECTORY": "PORTAL",
     "LOGIN_URL": "/accounts/login/",
     # The mashup embeds the hub in an iframe. Served over https (PORTAL_TLS=1), the portal
-    # (https://localhost:PORT) and the hub (https://localhost:HUB) are the same site, so the
-    # cookie (host-only for localhost; ports do not matter to cookies) reaches the iframe. In
-    # production set QLIKAUTH_COOKIE_DOMAIN (e.g. .example.com) for portal.example.com and
-    # qlik.example.com. SameSite=None (which needs Secure) also lets it travel where the hub is
-    # embedded cross-site and the browser still allows third-party cookies.
-    "COOKIE_SAMESITE": "None",
+    # (https://localhost:PORT) and the hub (https://localhost:HUB) are the same site, so a Lax
+    # cookie (host-only for localhost; ports do not matter to cookies) reaches the iframe and no
+    # other site's page can make the browser send it. In production set QLIKAUTH_COOKIE_DOMAIN
+    # (e.g. .example.com) for portal.example.com and qlik.example.com. Only a portal that is
+    # not the hub's site (plain http, another domain) needs SameSite=None; set
+    # QLIKAUTH_COOKIE_SAMESITE=None for a hub embedded cross-site on purpose.
+    "COOKIE_SAMESITE": "Lax" if PORTAL_TLS else "None",
     "COOKIE_SECURE": True,
 }
 QLIKAUTH.update(settings_from_environ())  # QLIKAUTH_* environment variables win
