@@ -32,9 +32,10 @@ failed); every case's problems are written to test-artifacts/lifecycle-matrix.js
 
 Size: 204 cases. password-flask, password-django and qlik-login: 2 modes x 4 node states x 3
 endings (24 each); qlik-module: ticket mode only, 12; SAML: 2 x 4 x 7 endings, 56; OIDC: 2 x 4 x 8
-endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. Three more tests
-cover what no ending reaches: a dead node strands nobody (session mode), cross-site navigations
-mint no ticket, and a user switch works with the shared store down.
+endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. More tests cover
+what no ending reaches: a dead node strands nobody (session mode), cross-site navigations mint no
+ticket, a user switch works with the shared store down, and across ways in (alice by password, bob
+by SAML, ...: 12 cases).
 """
 
 from __future__ import annotations
@@ -136,8 +137,10 @@ def finish_pending(runtime: Any) -> None:
 class Case:
     """One run: the browser, what was seen before the ending, and what did not hold afterwards."""
 
-    def __init__(self, world: World, way: str, mode: str, node: str, ending: str) -> None:
+    def __init__(self, world: World, way: str, mode: str, node: str, ending: str,
+                 next_way: str | None = None) -> None:
         self.world, self.way, self.mode, self.node, self.ending = world, way, mode, node, ending
+        self.next_way = next_way or way  # how the next user signs in (another user ending)
         self.framework = "django" if way == "password-django" else "flask"
         self.variant = {"oidc-idle-cap": "idle", "oidc-absolute-cap": "absolute"}.get(ending, "std")
         self.target = world.hub(0, mode) + "stream/matrix"
@@ -151,31 +154,33 @@ class Case:
         self.problems.append(text)
 
     # -- ways in --------------------------------------------------------------------------------
-    def sign_in(self, b: Browser, user: str, target: str | None = None, **saml: Any) -> str | None:
-        """``user`` signs in by this case's way and opens Qlik (at ``target``, else wherever the
-        portal sends the browser); who the hub then shows."""
-        if self.way in ("password-flask", "password-django"):
+    def sign_in(self, b: Browser, user: str, target: str | None = None, way: str | None = None,
+                **saml: Any) -> str | None:
+        """``user`` signs in by ``way`` (this case's) and opens Qlik (at ``target``, else wherever
+        the portal sends the browser); who the hub then shows."""
+        way = way or self.way
+        if way in ("password-flask", "password-django"):
             b.password(user)
             return b.open_qlik()
-        if self.way == "qlik-login":
+        if way == "qlik-login":
             return b.deep_link(user, target)
-        if self.way == "qlik-module":
+        if way == "qlik-module":
             return b.module_way(user, target or self.world.hub(0, self.mode))
-        if self.way == "saml":
+        if way == "saml":
             return b.saml(user, target, **saml)
         return b.oidc(user, target)
 
     def next_user_signs_in(self) -> str | None:
         """bob signs in in alice's browser by this case's way; who Qlik then shows him. No target:
         the portal sends him to the hub of the node that signed him in (node 1 may be down)."""
-        b = self.browser
-        if self.way in ("saml", "oidc"):
-            if self.way == "oidc":
+        b, way = self.browser, self.next_way
+        if way in ("saml", "oidc"):
+            if way == "oidc":
                 b.op_session = requests.Session()  # the provider's sign-in page: bob, not alice
-            shown = self.sign_in(b, "bob")
+            shown = self.sign_in(b, "bob", way=way)
             self.alice_gone_now("bob's SSO sign-in")
             return shown
-        if self.way == "qlik-login":
+        if way == "qlik-login":
             # "Not alice? Sign in": the portal's login page with /qlik/login as next
             shown = b.on_hub(b.password("bob", "/qlik/login").location or "/")
             self.alice_gone_now("bob's sign-in through /qlik/login")
@@ -448,3 +453,19 @@ def test_user_switch_with_the_shared_store_down(fresh: World) -> None:
     if shown != BOB:
         problems.append(f"bob opened Qlik with the store down and the hub showed {shown!r}")
     assert not problems, "\n".join(problems)
+
+
+# alice signs in one way, bob another, in her browser: the previous-user rule holds across ways in
+# (the Flask portal offers all of them; healthy nodes: the faults are the matrix's).
+SWITCHES = [pytest.param(a, b, mode, id=f"{a}-then-{b}-{mode}")
+            for a in ("password-flask", "saml", "oidc") for b in ("password-flask", "saml", "oidc")
+            if a != b for mode in MODES]
+
+
+@pytest.mark.parametrize("first, then, mode", SWITCHES)
+def test_user_switch_across_ways_in(fresh: World, first: str, then: str, mode: str) -> None:
+    case = Case(fresh, first, mode, "healthy", "next-user", next_way=then)
+    if "oidc" in (first, then) and first != "oidc":
+        fresh.end_provider_sessions()
+    case.run()
+    assert not case.problems, "\n".join(case.problems)
