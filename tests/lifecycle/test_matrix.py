@@ -2,12 +2,13 @@
 
 Ways in: the portal's own password sign-in (Flask-Login, Django ``login()``), ``/qlik/login`` as a
 deep link, ``/qlik/module`` (a hub visit without a session), SAML and OpenID Connect. Modes:
-ticket and session. Nodes: both healthy, or node 1 (the first of QPS_NODES, which holds the user's
-proxy session) answering 500, refusing connections or hanging. Endings: another user signs in in
-the same browser, and every way out: the portal's sign-out, "sign out of Qlik only", SAML single
-logout (SP-initiated; IdP-initiated through the browser and over another channel), SAML
-SessionNotOnOrAfter, OIDC RP-initiated, back-channel and
-front-channel logout, and the OIDC idle and absolute caps.
+ticket and session. Nodes: both healthy, or node 1 answering 500, refusing connections or hanging.
+Node 1 is the first of QPS_NODES and holds the user's proxy session in both modes: a failing node
+that is asked first and holds the session is the one that can stop an ending before the other
+node, or strand a session-mode user. Endings: another user signs in in the same browser, and
+every way out: the portal's sign-out, "sign out of Qlik only", SAML single logout (SP-initiated;
+IdP-initiated through the browser and over another channel), SAML SessionNotOnOrAfter, OIDC
+RP-initiated, back-channel and front-channel logout, and the OIDC idle and absolute caps.
 
 Each case: alice signs in (all nodes healthy) and opens Qlik; in ticket mode she also opens node
 2's hub (its module gives her a ticket there), so she has proxy sessions on both nodes; the Flask
