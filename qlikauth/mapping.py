@@ -5,7 +5,7 @@ both put as a mapping of claim name -> values, and one declarative :class:`Claim
 turns them into a :class:`~qlikauth.QlikUser` for client-managed Qlik Sense and into a
 :class:`CloudIdentity` (``sub``, ``name``, ``email``, ``email_verified``, ``groups``) for
 Qlik Cloud, so a hybrid site signs one person in as one user in both (user id = email,
-user directory = the cloud realm: seed 000).
+user directory = the cloud realm: one person, one user in both).
 
 What it does, in order:
 
@@ -289,7 +289,7 @@ OverageResolver = Callable[[OverageInfo], Iterable[str]]
 class CloudIdentity:
     """The same person for Qlik Cloud: the identity claims of a Qlik Cloud JWT.
 
-    ``sub`` is the client-managed user id by default (seed 000: the e-mail) and ``realm``
+    ``sub`` is the client-managed user id by default (the e-mail, so one person is one user in both) and ``realm``
     the client-managed user directory, so the Qlik Cloud IdP's realm lines the two up.
     :meth:`claims` gives the JWT claims Qlik Cloud reads (``subType`` is ``user``).
     """

@@ -1,6 +1,6 @@
 """A hybrid portal: one sign-in, and the same person is one user in client-managed Qlik Sense and in Qlik Cloud.
 
-Seed 000's site (Ometis, "Setting up a Qlik Sense Hybrid Environment"): the client-managed
+A hybrid site as Qlik partners describe it (Ometis, "Setting up a Qlik Sense Hybrid Environment"): the client-managed
 site knows the user as ``HYBRID\\ann@example.com`` (user id = e-mail, directory = the Qlik
 Cloud realm), the tenant by the subject ``ann@example.com`` in realm ``HYBRID``. One claims
 mapping (:class:`qlikauth.mapping.ClaimsMapping`) yields both from the portal's sign-in:
@@ -68,7 +68,7 @@ from qlikauth.web.cloud import CloudPortal  # noqa: E402
 
 log = logging.getLogger("hybrid_portal")
 
-#: The client-managed user directory and the Qlik Cloud realm: one name on both sides (seed 000).
+#: The client-managed user directory and the Qlik Cloud realm: one name on both sides (one person, one user).
 REALM = "HYBRID"
 
 #: The portal's users as an identity provider would describe them (claims); password "demo".

@@ -126,7 +126,7 @@ DIGEST_ALGORITHMS: frozenset[str] = frozenset({
     "http://www.w3.org/2001/04/xmldsig-more#sha384",
     "http://www.w3.org/2001/04/xmlenc#sha512",
 })
-#: Accepted only with ``ALLOW_SHA1`` (seed 000: some Qlik/ADFS sites still sign with SHA-1).
+#: Accepted only with ``ALLOW_SHA1`` (some ADFS sites in front of Qlik still sign with SHA-1).
 SHA1_ALGORITHMS: frozenset[str] = frozenset({
     "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
     "http://www.w3.org/2000/09/xmldsig#sha1",

@@ -64,7 +64,8 @@ TOKEN_HEADERS: tuple[tuple[str, str], ...] = NO_STORE + (
 
 
 def identity_from_user(user: QlikUser | None) -> CloudUser | None:
-    """The Qlik Cloud identity of a Qlik user under seed 000's convention (user id = e-mail, directory = realm).
+    """The Qlik Cloud identity of a Qlik user when the user id is the e-mail and the directory the
+    realm (one person is one user on-premises and in Qlik Cloud).
 
     ``sub`` and ``email`` are the user id, ``groups`` the ``group`` attributes, ``realm`` the
     user directory; ``name`` is the ``name`` attribute when there is one. A user id that is

@@ -183,11 +183,17 @@ def seen_user(runtime: QlikAuthRuntime, value: str | None) -> QlikUser | None:
         return None
 
 
-def seen_cookie(runtime: QlikAuthRuntime, user: QlikUser | None) -> Cookie:
+def seen_cookie(runtime: QlikAuthRuntime, user: QlikUser | None, *, scheme: str = "https") -> Cookie:
     """The :data:`SEEN_COOKIE` naming ``user`` (host-only, HttpOnly, ``SameSite=Lax``,
-    browser-session); ``None`` clears it."""
+    browser-session); ``None`` clears it.
+
+    ``Secure`` as ``COOKIE_SECURE`` says, except on a portal served over plain http (a
+    development portal on another host than localhost), where a browser would drop a ``Secure``
+    cookie without a word and the previous-user rule would silently do nothing.
+    """
     value = _seen_value(runtime, user) if user is not None else ""
-    return Cookie(SEEN_COOKIE, value, None, "/", runtime.config.cookie_secure, True, "Lax",
+    secure = runtime.config.cookie_secure and scheme != "http"
+    return Cookie(SEEN_COOKIE, value, None, "/", secure, True, "Lax",
                   max_age=None if user is not None else 0)
 
 
@@ -435,7 +441,7 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
             clear_portal_state(session)
         elif session is not None:
             session.pop(SESSION_KEY, None)
-        cookies = (runtime.clear_cookie(), seen_cookie(runtime, None))
+        cookies = (runtime.clear_cookie(), seen_cookie(runtime, None, scheme=request.scheme))
     unique = _unique(users)
     signed_out = _unique(users + everyone)
     problems = _revoke(runtime, signins)
@@ -616,5 +622,5 @@ def sign_in(request: WebRequest, runtime: QlikAuthRuntime, login: VerifiedLogin,
         session[SIGNIN_KEY] = {"id": signin_id, "user": user.to_qps(), "via": via,
                                "sso": sso_record, "started": started, "expires": expires,
                                "owner": login.owner_id}
-    cookies.append(seen_cookie(runtime, user))
+    cookies.append(seen_cookie(runtime, user, scheme=request.scheme))
     return SignedIn(location, tuple(cookies), node, signin_id)

@@ -211,3 +211,15 @@ def test_an_idp_session_end_is_kept(cluster: Any) -> None:
     assert lifecycle.current_sign_in(browser.session, runtime) is not None
     assert lifecycle.current_sign_in(browser.session, runtime, now=time.time() + 61) is None
     assert live(cluster, ALICE) == []
+
+
+def test_the_previous_user_cookie_works_on_an_http_development_portal(cluster: Any) -> None:
+    """Over plain http a browser drops a Secure cookie silently: the cookie is not Secure there,
+    and is Secure over https as COOKIE_SECURE says."""
+    runtime = runtime_for(cluster, "ticket")
+    for scheme, secure in (("http", False), ("https", True)):
+        request = WebRequest("GET", "/qlik/login", host="portal.test", scheme=scheme,
+                             session={}, user=ALICE)
+        answer = flows.run(flows.login, request, runtime)
+        [seen] = [c for c in answer.cookies if c.name == lifecycle.SEEN_COOKIE]
+        assert seen.secure is secure and seen.http_only and seen.samesite == "Lax"

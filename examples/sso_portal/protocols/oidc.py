@@ -49,8 +49,8 @@ def start(portal_base: str, tls: tuple[str, str] | None, certs_dir: str | None =
         "ISSUER": op.issuer, "CLIENT_ID": "sso-portal", "CLIENT_SECRET": secret,
         "REDIRECT_URI": f"{portal_base}/oidc/callback", "POST_LOGOUT_REDIRECT_URI": f"{portal_base}/",
         "CA_BUNDLE": op.ca_bundle, "SCOPES": "openid email profile groups",
-        "SESSION_IDLE_TIMEOUT": 900,                       # seed 004: shared clinical workstations
-        "CLAIMS": {"USER_ID": "email", "USER_ID_TRANSFORMS": ["strip", "lower"],  # e-mail as user id (seed 000)
+        "SESSION_IDLE_TIMEOUT": 900,                       # shared clinical workstations: an idle sign-in ends
+        "CLAIMS": {"USER_ID": "email", "USER_ID_TRANSFORMS": ["strip", "lower"],  # e-mail as user id: one user in both
                    "USER_DIRECTORY": "SSO", "ATTRIBUTES": {"group": "groups"}, "REQUIRED": ["email"],
                    "IDP": "the local OpenID provider"},
     }

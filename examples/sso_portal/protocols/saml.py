@@ -24,7 +24,7 @@ def start(portal_base: str, tls: tuple[str, str] | None, certs_dir: str | None =
     # The IdP must know the SP (entity id, ACS, SLO): its metadata, as an admin would upload it.
     idp.add_sp_metadata(SamlServiceProvider(SamlSettings.from_settings(saml)).metadata())
     claims = {
-        "USER_ID": EMAIL, "USER_ID_TRANSFORMS": ["strip", "lower"],   # e-mail as user id (seed 000)
+        "USER_ID": EMAIL, "USER_ID_TRANSFORMS": ["strip", "lower"],   # e-mail as user id: one person, one user on-premises and in Qlik Cloud
         "USER_DIRECTORY": "SSO",                                      # = the Qlik Cloud realm
         "ATTRIBUTES": {"group": ["groups", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"]},
         "GROUP_NAMES": {guid: name for name, guid in DEMO_GROUPS.items()},
