@@ -291,13 +291,30 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
     return app
 
 
-def django_settings(world: World, mode: str) -> dict[str, Any]:
-    """The Django settings of the portal in ``mode`` (one QLIKAUTH object per mode: django_qlikauth
-    keeps its runtime while the setting is the same object)."""
-    if mode not in world._django:
-        world._django[mode] = {"QLIKAUTH": world.qlik_settings(mode), "ROOT_URLCONF": "lifecycle_django_urls",
-                               "LOGIN_URL": "/accounts/login/"}
-    return world._django[mode]
+def django_settings(world: World, mode: str, sso: bool = False) -> dict[str, Any]:
+    """The Django settings of the portal in ``mode`` (one QLIKAUTH object per portal: django_qlikauth
+    keeps its runtime while the setting is the same object). ``sso``: SAML and OpenID Connect
+    sign-ins are Django sign-ins too (``SsoBackend`` and its middleware)."""
+    key = f"{mode}-sso" if sso else mode
+    if key not in world._django:
+        from django.conf import settings
+
+        qlikauth = world.qlik_settings(mode)
+        values: dict[str, Any] = {"ROOT_URLCONF": "lifecycle_django_urls", "LOGIN_URL": "/accounts/login/",
+                                  "ALLOWED_HOSTS": ["portal.test"]}
+        if sso:
+            qlikauth.update(SAML={"BASE_URL": SAML_BASE, "IDP_METADATA": world.idp.metadata()},
+                            CLAIMS=saml_claims(), OIDC=world.oidc_settings("std"))
+            middleware = list(settings.MIDDLEWARE)
+            middleware.insert(middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+                              "django_qlikauth.oidc.OidcSessionMiddleware")
+            middleware.insert(middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+                              "django_qlikauth.middleware.SsoLoginMiddleware")
+            values.update(MIDDLEWARE=middleware, AUTHENTICATION_BACKENDS=[
+                "django_qlikauth.backends.SsoBackend", "django.contrib.auth.backends.ModelBackend"])
+        values["QLIKAUTH"] = qlikauth
+        world._django[key] = values
+    return world._django[key]
 
 
 # -- one browser ------------------------------------------------------------------------------
@@ -324,7 +341,7 @@ class Browser:
             from django.test import Client
 
             self.app = None
-            self.client = Client()
+            self.client = Client(HTTP_HOST="portal.test")
 
     # -- the portal -------------------------------------------------------------------------
     @property

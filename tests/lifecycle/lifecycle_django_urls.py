@@ -43,4 +43,5 @@ urlpatterns = [
     path("signout", signout),
     path("whoami", whoami),
     path("qlik/", include("django_qlikauth.urls")),
+    path("oidc/", include("django_qlikauth.oidc")),
 ]

@@ -35,8 +35,8 @@ Size: 204 cases. password-flask, password-django and qlik-login: 2 modes x 4 nod
 endings (24 each); qlik-module: ticket mode only, 12; SAML: 2 x 4 x 7 endings, 56; OIDC: 2 x 4 x 8
 endings, 64. The exclusions are spelled out in ``modes_for`` and ``endings_for``. More tests cover
 what no ending reaches: a dead node strands nobody (session mode), cross-site navigations mint no
-ticket, a user switch works with the shared store down, and across ways in (alice by password, bob
-by SAML, ...: 12 cases).
+ticket, a user switch works with the shared store down, across ways in (alice by password, bob
+by SAML, ...: 12 cases), and the Django portal's SSO sign-ins (SsoBackend; 24 cases, healthy nodes).
 """
 
 from __future__ import annotations
@@ -139,10 +139,10 @@ class Case:
     """One run: the browser, what was seen before the ending, and what did not hold afterwards."""
 
     def __init__(self, world: World, way: str, mode: str, node: str, ending: str,
-                 next_way: str | None = None) -> None:
+                 next_way: str | None = None, framework: str | None = None) -> None:
         self.world, self.way, self.mode, self.node, self.ending = world, way, mode, node, ending
         self.next_way = next_way or way  # how the next user signs in (another user ending)
-        self.framework = "django" if way == "password-django" else "flask"
+        self.framework = framework or ("django" if way == "password-django" else "flask")
         self.variant = {"oidc-idle-cap": "idle", "oidc-absolute-cap": "absolute"}.get(ending, "std")
         self.target = world.hub(0, mode) + "stream/matrix"
         self.problems: list[str] = []
@@ -250,6 +250,8 @@ class Case:
         w, b = self.world, self.browser
         if self.way == "oidc":
             w.end_provider_sessions()
+        if self.way == "saml" and self.framework == "django":
+            w.trust_sp(b.get("/qlik/saml/metadata").text)  # the IdP knows the Flask portal's already
         saml: dict[str, Any] = {}
         if self.ending == "saml-expiry":
             saml["not_on_or_after"] = float(int(time.time()) + 3)
@@ -469,4 +471,22 @@ def test_user_switch_across_ways_in(fresh: World, first: str, then: str, mode: s
     if "oidc" in (first, then) and first != "oidc":
         fresh.end_provider_sessions()
     case.run()
+    assert not case.problems, "\n".join(case.problems)
+
+
+# The Django portal's SSO sign-ins (SsoBackend: a SAML or OIDC sign-in is a Django sign-in, Django's
+# logout() its portal sign-out) with healthy nodes: the node faults are the Flask portal's matrix
+# (the same flows); the caps are left to it too (their waits would double).
+DJANGO_SSO = [pytest.param(way, mode, ending, id=f"django-{way}-{mode}-{ending}")
+              for way in ("saml", "oidc") for mode in MODES for ending in endings_for(way)
+              if ending not in ("saml-expiry", "oidc-idle-cap", "oidc-absolute-cap")]
+
+
+@pytest.mark.parametrize("way, mode, ending", DJANGO_SSO)
+def test_django_sso_lifecycle(fresh: World, django_users: None, way: str, mode: str, ending: str) -> None:
+    from django.test import override_settings
+
+    case = Case(fresh, way, mode, "healthy", ending, framework="django")
+    with override_settings(**django_settings(fresh, mode, sso=True)):
+        case.run()
     assert not case.problems, "\n".join(case.problems)
