@@ -137,9 +137,10 @@ _OUTCOMES: dict[str, tuple[str, str]] = {}
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if "test_lifecycle[" not in item.nodeid:
+    if "tests/lifecycle/" not in item.nodeid.replace("\\", "/"):
         return
-    case = item.nodeid.split("[", 1)[1].rstrip("]")
+    case = item.nodeid.split("::", 1)[1]
+    case = case.split("[", 1)[1].rstrip("]") if case.startswith("test_lifecycle[") else case
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         text = str(report.longrepr.reprcrash.message) if report.failed and hasattr(report.longrepr, "reprcrash") else ""
         _OUTCOMES[case] = (report.outcome, text)
@@ -150,10 +151,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     from collections import Counter
 
-    failed = {c: t for c, (o, t) in _OUTCOMES.items() if o == "failed"}
+    matrix = {c for c in _OUTCOMES if not c.startswith("test_")}
+    failed = {c: t for c, (o, t) in _OUTCOMES.items() if o == "failed" and c in matrix}
     write = terminalreporter.write_line
     terminalreporter.section("lifecycle matrix")
-    write(f"cases run: {len(_OUTCOMES)}, passed: {len(_OUTCOMES) - len(failed)}, failed: {len(failed)}")
+    write(f"cases run: {len(matrix)}, passed: {len(matrix) - len(failed)}, failed: {len(failed)}")
+    others = {c: o for c, (o, _) in _OUTCOMES.items() if c not in matrix}
+    if others:
+        bad = sorted(c for c, o in others.items() if o != "passed")
+        write(f"other lifecycle tests: {len(others)}, passed: {len(others) - len(bad)}, failed: {len(bad)}"
+              + "".join(f"\n  failed: {c}" for c in bad))
     kinds: Counter[str] = Counter()
     for text in failed.values():
         for line in text.splitlines():
