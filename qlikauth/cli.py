@@ -171,6 +171,68 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The portal's settings from $QLIKAUTH_* (as the integrations read them), then the options."""
+    from .web.config import settings_from_environ
+
+    settings: dict[str, Any] = settings_from_environ()
+    for key, value in (("QPS_NODES", args.qps), ("CERTS", args.certs), ("HUB_URL", args.hub_url),
+                       ("VIRTUAL_PROXY", args.virtual_proxy), ("MODE", args.mode),
+                       ("COOKIE_NAME", args.cookie_name), ("HEADER_NAME", args.header_name)):
+        if value is not None:
+            settings[key] = value
+    passphrase = _passphrase(args)
+    if passphrase is not None:
+        settings["CERT_PASSPHRASE"] = passphrase
+    return settings
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import Doctor, echo_report
+    from .web.config import QlikAuthConfig
+
+    config = QlikAuthConfig.from_mapping(_doctor_settings(args))
+    test_user = None
+    if args.test_user:
+        from .identity import QlikUser
+
+        test_user = QlikUser.parse(args.test_user)
+    doctor = Doctor(config, portal_url=args.portal_url, session_checks=args.session_checks,
+                    test_user=test_user, nginx_conf=args.nginx_conf, hub_ca=args.hub_ca,
+                    timeout=args.timeout, max_clock_skew=args.max_clock_skew)
+    return echo_report(doctor.run(), args.json)
+
+
+def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``doctor`` options (settings not given fall back to $QLIKAUTH_*)."""
+    p.add_argument("--qps", action="append", metavar="URL",
+                   help="a QPS API URL, https://qs1:4243 (repeat; default: $QLIKAUTH_QPS_NODES)")
+    p.add_argument("--certs", metavar="DIR|PFX", help="the QMC export (default: $QLIKAUTH_CERTS)")
+    p.add_argument("--hub-url", metavar="URL",
+                   help="the hub browsers land on (default: $QLIKAUTH_HUB_URL)")
+    p.add_argument("--virtual-proxy", "-p", metavar="PREFIX",
+                   help="virtual proxy prefix (default: $QLIKAUTH_VIRTUAL_PROXY)")
+    p.add_argument("--mode", choices=("ticket", "session"),
+                   help="default: $QLIKAUTH_MODE or ticket")
+    p.add_argument("--cookie-name", metavar="NAME", help="the virtual proxy's session cookie name")
+    p.add_argument("--header-name", metavar="NAME", help="header authentication: the header's name")
+    p.add_argument("--portal-url", metavar="URL",
+                   help="the portal's https base URL: the module must be URL/qlik/module and "
+                        "websockets come from its origin")
+    p.add_argument("--session-checks", action="store_true",
+                   help="redeem a test ticket at the hub (signs the test user into Qlik, which may "
+                        "allocate a license) to check the session cookie and the engine websocket")
+    p.add_argument("--test-user", metavar="'DIR\\id'",
+                   help="the test ticket's user (default: USER_DIRECTORY\\qlikauth-doctor)")
+    p.add_argument("--nginx-conf", metavar="FILE", help="header authentication: nginx.conf to test")
+    p.add_argument("--hub-ca", metavar="FILE", help="CA bundle of the hub's certificate")
+    p.add_argument("--max-clock-skew", type=float, default=30.0, metavar="SECONDS",
+                   help="largest clock difference to a node (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: %(default)s)")
+    _add_passphrase(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -262,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
     _add_arguments_from(".nginx.cli", nginx)
     nginx.set_defaults(func=cmd_nginx_config)
+
+    doctor = sub.add_parser("doctor", help="check the site end to end (certificates, nodes, "
+                                           "tickets, hub, cookie, websocket) and name each fix")
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(func=cmd_doctor)
 
     demo = sub.add_parser("demo", help="start the emulator and a portal that signs demo users in")
     demo.add_argument("--port", type=int, default=8080, help="portal port (default: %(default)s)")
