@@ -190,6 +190,8 @@ class Doctor:
     :param test_user: the Qlik user of the test ticket (default
         ``USER_DIRECTORY\\qlikauth-doctor``).
     :param nginx_conf: for header authentication, the generated nginx configuration to test.
+    :param header: the virtual proxy uses header authentication behind nginx: its hub has no
+        authentication module and no tickets are redeemed (default: when ``nginx_conf`` is given).
     :param hub_ca: CA bundle for the hub's certificate when it is not signed by ``root.pem`` or
         a public CA (the system store and ``root.pem`` are trusted by default).
     """
@@ -207,6 +209,7 @@ class Doctor:
         max_clock_skew: float = MAX_CLOCK_SKEW,
         app_id: str = "engineData",
         nginx_binary: str = "nginx",
+        header: bool | None = None,
     ) -> None:
         self.config = config
         self.portal_url = portal_url.rstrip("/") if portal_url else None
@@ -226,6 +229,7 @@ class Doctor:
         self.max_clock_skew = float(max_clock_skew)
         self.app_id = app_id
         self.nginx_binary = nginx_binary
+        self.header = header
         self.report = Report()
         self._certs: Any = None
         self._good_nodes: list[str] = []
@@ -240,8 +244,8 @@ class Doctor:
 
     @property
     def header_mode(self) -> bool:
-        """True when the portal uses header authentication (HEADER_NAME is set)."""
-        return bool(getattr(self.config, "header_name", None))
+        """True for a header virtual proxy behind nginx (``header``, or an ``nginx_conf`` given)."""
+        return self.header if self.header is not None else self.nginx_conf is not None
 
     # -- run --------------------------------------------------------------------------------
     def run(self) -> Report:

@@ -331,3 +331,57 @@ def test_command_json_and_exit_status(emu):
     assert any(f["check"] == "ticket" and f["status"] == "fail" and f["fix"] for f in data["findings"])
     text = subprocess.run([*base[:-3], "-p", "nosuch"], capture_output=True, text=True, env=env, timeout=120)
     assert text.returncode == 1 and "FAIL ticket" in text.stdout and "fix:" in text.stdout
+
+
+def test_gateway_refusing_websocket_upgrades(emu):
+    with Gateway(emu.hub_port, emu.certs_dir, client_ca=False, refuse_upgrades=True) as gw:
+        report = run(emu, HUB_URL=f"{gw.url}/portal/hub/")
+    f = failed(report, "engine.websocket")
+    assert "does not pass websockets" in f.message and "Upgrade" in f.fix
+
+
+# -- the framework commands ----------------------------------------------------------------
+def test_flask_qlikauth_doctor(emu):
+    from flask import Flask
+    from flask_qlikauth import QlikAuth
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", **{f"QLIKAUTH_{k}": v for k, v in settings(emu).items()})
+    QlikAuth(app, user_loader=lambda: None)
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["qlikauth", "doctor", "--portal-url", PORTAL, "--session-checks",
+                             "--timeout", "3"])
+    assert ok.exit_code == 0, ok.output
+    assert "OK   engine.websocket" in ok.output and "all checks passed" in ok.output
+    app.config["QLIKAUTH_VIRTUAL_PROXY"] = "nomodule"
+    app.config["QLIKAUTH_HUB_URL"] = emu.hub_url_for("nomodule")
+    broken = Flask(__name__)
+    broken.config.update(app.config)
+    QlikAuth(broken, user_loader=lambda: None)
+    bad = broken.test_cli_runner().invoke(args=["qlikauth", "doctor", "--json", "--timeout", "3"])
+    assert bad.exit_code == 1, bad.output
+    data = json.loads(bad.output)
+    assert [f["check"] for f in data["findings"] if f["status"] == "fail"] == ["hub.module"]
+
+
+def test_django_qlikauth_doctor(emu):
+    from _django_setup import configure_django
+
+    configure_django()
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+    from django.test import override_settings
+
+    out = io.StringIO()
+    with override_settings(QLIKAUTH=settings(emu)):
+        call_command("qlikauth_doctor", "--portal-url", PORTAL, "--timeout", "3", stdout=out)
+    assert "all checks passed" in out.getvalue()
+    out = io.StringIO()
+    with override_settings(QLIKAUTH=settings(emu, VIRTUAL_PROXY="nosuch")), \
+            pytest.raises(CommandError) as info:
+        call_command("qlikauth_doctor", "--timeout", "3", "--json", stdout=out)
+    assert info.value.returncode == 1
+    data = json.loads(out.getvalue())
+    assert any(f["check"] == "ticket" and f["status"] == "fail" for f in data["findings"])
