@@ -263,6 +263,8 @@ class Doctor:
         self.check_cookie_domain()
         if self.session_checks and not self.header_mode:
             self.check_session()
+        self.check_saml()
+        self.check_oidc()
         return self.report
 
     # -- certificates -----------------------------------------------------------------------
@@ -1029,6 +1031,209 @@ class Doctor:
         if len(line) < 2 or not line[1].isdigit():
             return "no HTTP answer"
         return int(line[1])
+
+    # -- single sign-on ---------------------------------------------------------------------
+    def check_saml(self) -> None:
+        """saml.metadata, saml.idp-cert, saml.sp-cert, saml.urls (when SAML is configured)."""
+        raw = getattr(self.config, "saml", None)
+        if not raw:
+            return
+        try:
+            from .bridges.saml import SamlServiceProvider, SamlSettings
+        except ImportError:
+            self._add(
+                "saml.metadata",
+                FAIL,
+                "SAML is configured but the saml extra is not installed.",
+                "pip install 'qlikauth[saml]'",
+            )
+            return
+        # The doctor builds its own provider: a state store is not needed to read the settings.
+        values = {k: v for k, v in raw.items() if str(k).upper() != "STATE_STORE"}
+        try:
+            settings = SamlSettings.from_settings(values)
+            sp = SamlServiceProvider(settings)
+        except QlikAuthError as exc:
+            self._add(
+                "saml.metadata",
+                FAIL,
+                str(exc),
+                "Fix the SAML setting named; for IDP_METADATA download the IdP's federation "
+                "metadata XML again and give the file's path.",
+            )
+            return
+        self._add("saml.metadata", OK, f"IdP {sp.idp_entity_id} read from IDP_METADATA")
+        warnings = sp.certificate_warnings()
+        expired = [w for w in warnings if " expired on " in w]
+        if expired:
+            self._add(
+                "saml.idp-cert",
+                FAIL,
+                expired[0],
+                "Download the IdP's metadata again (it carries the new signing certificate) "
+                "and, during a roll-over, set IDP_NEXT_CERT.",
+            )
+        elif warnings:
+            self._add(
+                "saml.idp-cert",
+                WARN,
+                warnings[0],
+                "Get the IdP's next signing certificate into IDP_NEXT_CERT before then.",
+            )
+        else:
+            self._add("saml.idp-cert", OK, "the IdP's signing certificate is valid")
+        self._check_sp_pair(settings.sp_cert, settings.sp_key)
+        bad = [
+            (k, u)
+            for k, u in (
+                ("ACS_URL", settings.acs_url),
+                ("SLO_URL", settings.slo_url),
+                ("SP_ENTITY_ID", settings.sp_entity_id),
+            )
+            if u and k != "SP_ENTITY_ID" and urlsplit(u).scheme != "https"
+        ]
+        if bad:
+            key, url = bad[0]
+            self._add(
+                "saml.urls",
+                FAIL,
+                f"SAML {key} {url[:100]!r} is not https: the IdP posts assertions to it in the "
+                "clear and browsers drop the SameSite=None cookie the ACS needs.",
+                "Serve the portal over https and set BASE_URL to its https address "
+                "(ALLOW_HTTP is for local tests only).",
+            )
+            return
+        self._add("saml.urls", OK, "ACS and SLO URLs are https")
+
+    def _check_sp_pair(self, cert_path: str | None, key_path: str | None) -> None:
+        if not cert_path or not key_path:
+            return
+        from cryptography.hazmat.primitives import serialization
+
+        from .certs import _public_bytes
+
+        try:
+            cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+            key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            self._add(
+                "saml.sp-cert",
+                FAIL,
+                f"SAML SP_CERT/SP_KEY cannot be read as an unencrypted PEM pair "
+                f"({type(exc).__name__}).",
+                "Give the SP's certificate and its unencrypted private key as PEM files.",
+            )
+            return
+        if _public_bytes(cert.public_key()) != _public_bytes(key.public_key()):
+            self._add(
+                "saml.sp-cert",
+                FAIL,
+                "SAML SP_KEY does not belong to SP_CERT.",
+                "Give the key pair made together (the certificate in the SP metadata).",
+            )
+            return
+        if cert.not_valid_after_utc <= _dt.datetime.now(_dt.UTC):
+            self._add(
+                "saml.sp-cert",
+                FAIL,
+                f"SAML SP_CERT expired on {cert.not_valid_after_utc:%Y-%m-%d}.",
+                "Make a new SP key pair, publish the new SP metadata and give it to the IdP.",
+            )
+            return
+        self._add("saml.sp-cert", OK, "SP certificate and key match and are valid")
+
+    def check_oidc(self) -> None:
+        """oidc.settings, .discovery, .issuer, .jwks, .redirect (when OIDC is configured)."""
+        raw = getattr(self.config, "oidc", None)
+        if not raw:
+            return
+        try:
+            from .bridges.oidc import OidcRelyingParty
+            from .store import MemoryStore
+            from .web.oidc import OidcWebSettings
+
+            web = OidcWebSettings.from_mapping(raw, getattr(self.config, "claims", None))
+        except ImportError:
+            self._add(
+                "oidc.settings",
+                FAIL,
+                "OIDC is configured but the oidc extra is not installed.",
+                "pip install 'qlikauth[oidc]'",
+            )
+            return
+        except QlikAuthError as exc:
+            self._add("oidc.settings", FAIL, str(exc), "Fix the OIDC setting named.")
+            return
+        settings = web.rp
+        self._add("oidc.settings", OK, f"issuer {settings.issuer}")
+        rp = OidcRelyingParty(settings, MemoryStore())
+        try:
+            meta = rp.metadata()
+        except QlikAuthError as exc:
+            if getattr(exc, "reason", None) == "metadata" and "issuer" in str(exc):
+                self._add(
+                    "oidc.issuer",
+                    FAIL,
+                    str(exc),
+                    "Copy the 'issuer' value of the provider's discovery document into ISSUER "
+                    "exactly (trailing slash included).",
+                )
+            else:
+                self._add(
+                    "oidc.discovery",
+                    FAIL,
+                    str(exc),
+                    "Check ISSUER (qlikauth appends /.well-known/openid-configuration), "
+                    "that this server reaches the provider, and CA_BUNDLE for a private CA.",
+                )
+            rp.http.close()
+            return
+        self._add("oidc.discovery", OK, "discovery document read")
+        self._add("oidc.issuer", OK, "the document's issuer is the configured one")
+        try:
+            jwks = rp.http.get_json(meta.jwks_uri, "JWKS")
+            keys = jwks.get("keys") if isinstance(jwks, dict) else None
+            usable = [
+                k
+                for k in keys or []
+                if isinstance(k, dict)
+                and k.get("use", "sig") == "sig"
+                and (k.get("alg") in (None, *settings.algorithms))
+            ]
+            if not usable:
+                self._add(
+                    "oidc.jwks",
+                    FAIL,
+                    f"the provider's JWKS ({meta.jwks_uri[:100]}) holds no signing key for "
+                    f"{', '.join(settings.algorithms)}: no id_token can be verified.",
+                    "Set ALGORITHMS to what the provider signs with (its "
+                    "id_token_signing_alg_values_supported) or fix the provider's keys.",
+                )
+            else:
+                self._add("oidc.jwks", OK, f"{len(usable)} signing key(s) in the JWKS")
+        except QlikAuthError as exc:
+            self._add("oidc.jwks", FAIL, str(exc), "Check the provider's jwks_uri answers.")
+        finally:
+            rp.http.close()
+        plain = [
+            (k, u)
+            for k, u in (
+                ("REDIRECT_URI", settings.redirect_uri),
+                ("POST_LOGOUT_REDIRECT_URI", settings.post_logout_redirect_uri),
+            )
+            if u and urlsplit(u).scheme != "https"
+        ]
+        if plain:
+            key, url = plain[0]
+            self._add(
+                "oidc.redirect",
+                FAIL,
+                f"OIDC {key} {url[:100]!r} is not https (accepted for loopback tests only): "
+                "codes and sign-outs would travel in the clear.",
+                "Register and set the portal's https URL (https://<portal>/oidc/callback).",
+            )
+            return
+        self._add("oidc.redirect", OK, "redirect URIs are https")
 
     # -- nginx ------------------------------------------------------------------------------
     def check_nginx(self) -> None:
