@@ -187,11 +187,32 @@ def _doctor_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def _cloud_target(args: argparse.Namespace):  # noqa: ANN202
+    if not args.cloud_tenant:
+        return None
+    from .cloud import OAuthClient
+    from .doctor import CloudTarget
+
+    if not args.cloud_client_id:
+        raise ConfigurationError("--cloud-tenant needs --cloud-client-id (the portal's OAuth "
+                                 "client).")
+    secret = os.environ.get(args.cloud_secret_env)
+    if not secret:
+        raise ConfigurationError(f"set ${args.cloud_secret_env} to the OAuth client's secret "
+                                 "(never given on the command line, where ps shows it).")
+    return CloudTarget(args.cloud_tenant, OAuthClient(args.cloud_client_id, client_secret=secret),
+                       args.cloud_subject, verify=args.cloud_ca or True)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import Doctor, echo_report
     from .web.config import QlikAuthConfig
 
-    config = QlikAuthConfig.from_mapping(_doctor_settings(args))
+    cloud = _cloud_target(args)
+    settings = _doctor_settings(args)
+    # A Qlik Cloud-only portal has no QPS settings: only the tenant is checked then.
+    config = (None if cloud is not None and not settings.get("QPS_NODES")
+              else QlikAuthConfig.from_mapping(settings))
     test_user = None
     if args.test_user:
         from .identity import QlikUser
@@ -199,7 +220,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         test_user = QlikUser.parse(args.test_user)
     doctor = Doctor(config, portal_url=args.portal_url, session_checks=args.session_checks,
                     test_user=test_user, nginx_conf=args.nginx_conf, hub_ca=args.hub_ca,
-                    timeout=args.timeout, max_clock_skew=args.max_clock_skew)
+                    timeout=args.timeout, max_clock_skew=args.max_clock_skew, cloud=cloud)
     return echo_report(doctor.run(), args.json)
 
 
@@ -226,6 +247,14 @@ def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
                    help="the test ticket's user (default: USER_DIRECTORY\\qlikauth-doctor)")
     p.add_argument("--nginx-conf", metavar="FILE", help="header authentication: nginx.conf to test")
     p.add_argument("--hub-ca", metavar="FILE", help="CA bundle of the hub's certificate")
+    p.add_argument("--cloud-tenant", metavar="URL",
+                   help="also check a Qlik Cloud tenant, https://<tenant>.<region>.qlikcloud.com")
+    p.add_argument("--cloud-client-id", metavar="ID", help="the portal's OAuth client id")
+    p.add_argument("--cloud-secret-env", metavar="VAR", default="QLIKAUTH_CLOUD_CLIENT_SECRET",
+                   help="environment variable holding its secret (default: %(default)s)")
+    p.add_argument("--cloud-subject", metavar="SUB",
+                   help="subject of a user in the tenant, to test impersonation")
+    p.add_argument("--cloud-ca", metavar="FILE", help="CA bundle of the tenant (default: system)")
     p.add_argument("--max-clock-skew", type=float, default=30.0, metavar="SECONDS",
                    help="largest clock difference to a node (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: %(default)s)")

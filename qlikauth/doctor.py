@@ -176,6 +176,17 @@ def _proxy_url(hub_url: str) -> str:
     return f"https://{parts.netloc}{path}"
 
 
+@dataclass
+class CloudTarget:
+    """A Qlik Cloud tenant to check: its URL, the portal's OAuth client and, for impersonation,
+    the subject of a user that exists in the tenant. ``verify`` is True or a CA bundle file."""
+
+    tenant_url: str
+    client: Any  # qlikauth.cloud.OAuthClient
+    subject: str | None = None
+    verify: Any = True
+
+
 class Doctor:
     """Runs the checks of a client-managed site (see the module docstring).
 
@@ -190,6 +201,8 @@ class Doctor:
     :param test_user: the Qlik user of the test ticket (default
         ``USER_DIRECTORY\\qlikauth-doctor``).
     :param nginx_conf: for header authentication, the generated nginx configuration to test.
+    :param cloud: a Qlik Cloud tenant and OAuth client to check (:class:`CloudTarget`);
+        ``config`` may then be None for a Cloud-only portal.
     :param header: the virtual proxy uses header authentication behind nginx: its hub has no
         authentication module and no tickets are redeemed (default: when ``nginx_conf`` is given).
     :param hub_ca: CA bundle for the hub's certificate when it is not signed by ``root.pem`` or
@@ -210,6 +223,7 @@ class Doctor:
         app_id: str = "engineData",
         nginx_binary: str = "nginx",
         header: bool | None = None,
+        cloud: CloudTarget | None = None,
     ) -> None:
         self.config = config
         self.portal_url = portal_url.rstrip("/") if portal_url else None
@@ -220,9 +234,8 @@ class Doctor:
                 "https)."
             )
         self.session_checks = session_checks
-        self.test_user = test_user or QlikUser(
-            config.user_directory or "QLIKAUTH", "qlikauth-doctor"
-        )
+        directory = getattr(config, "user_directory", None) or "QLIKAUTH"
+        self.test_user = test_user or QlikUser(directory, "qlikauth-doctor")
         self.nginx_conf = Path(nginx_conf) if nginx_conf is not None else None
         self.hub_ca = hub_ca
         self.timeout = float(timeout)
@@ -230,6 +243,7 @@ class Doctor:
         self.app_id = app_id
         self.nginx_binary = nginx_binary
         self.header = header
+        self.cloud = cloud
         self.report = Report()
         self._certs: Any = None
         self._good_nodes: list[str] = []
@@ -251,20 +265,23 @@ class Doctor:
     def run(self) -> Report:
         """Run every check; returns the :class:`Report` (also kept as :attr:`report`)."""
         self.report = Report()
-        self.check_certificates()
-        for node in self.config.qps_nodes:
-            self.check_node(node)
-        for node in self.config.qps_nodes:
-            self.check_ticket(node)
-        if self.header_mode:
-            self.check_nginx()
-        else:
-            self.check_hub_module()
-        self.check_cookie_domain()
-        if self.session_checks and not self.header_mode:
-            self.check_session()
-        self.check_saml()
-        self.check_oidc()
+        if self.config is not None:
+            self.check_certificates()
+            for node in self.config.qps_nodes:
+                self.check_node(node)
+            for node in self.config.qps_nodes:
+                self.check_ticket(node)
+            if self.header_mode:
+                self.check_nginx()
+            else:
+                self.check_hub_module()
+            self.check_cookie_domain()
+            if self.session_checks and not self.header_mode:
+                self.check_session()
+            self.check_saml()
+            self.check_oidc()
+        if self.cloud is not None:
+            self.check_cloud()
         return self.report
 
     # -- certificates -----------------------------------------------------------------------
@@ -1234,6 +1251,147 @@ class Doctor:
             )
             return
         self._add("oidc.redirect", OK, "redirect URIs are https")
+
+    # -- Qlik Cloud ---------------------------------------------------------------------------
+    def check_cloud(self) -> None:
+        """cloud.tenant, cloud.token (client credentials), cloud.impersonation."""
+        import requests
+
+        from .cloud import QlikCloud
+        from .exceptions import QlikEndpointHTTPError
+
+        target = self.cloud
+        assert target is not None
+        try:
+            with requests.Session() as s:
+                s.trust_env = False
+                s.get(
+                    target.tenant_url,
+                    verify=target.verify,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+        except requests.exceptions.SSLError:
+            self._add(
+                "cloud.tenant",
+                FAIL,
+                f"the tenant {target.tenant_url} presents a certificate this machine does not "
+                "trust.",
+                "Let the portal trust the tenant's CA (system store), or check that no "
+                "TLS-inspecting proxy sits in between.",
+                target.tenant_url,
+            )
+            return
+        except requests.RequestException as exc:
+            self._add(
+                "cloud.tenant",
+                FAIL,
+                f"the tenant {target.tenant_url} cannot be reached ({type(exc).__name__}).",
+                "Check the tenant URL (https://<tenant>.<region>.qlikcloud.com) and that this "
+                "server may connect out on 443 (firewall, outbound proxy).",
+                target.tenant_url,
+            )
+            return
+        self._add("cloud.tenant", OK, "the tenant answers over https", target=target.tenant_url)
+        cloud = QlikCloud(
+            target.tenant_url, verify=target.verify, timeout=self.timeout, rate_limit_retries=0
+        )
+        try:
+            try:
+                token = cloud.token(target.client)
+            except QlikEndpointHTTPError as exc:
+                if exc.status_code in (400, 401):
+                    self._add(
+                        "cloud.token",
+                        FAIL,
+                        f"the tenant refused the OAuth client's credentials ({exc.status_code}): "
+                        f"{str(exc)[:200]}",
+                        "Check the client id and secret (or private key and kid) of the OAuth "
+                        "client (Administration > OAuth, type Web, machine-to-machine) and the "
+                        "scope it may request.",
+                        target.tenant_url,
+                    )
+                else:
+                    self._add(
+                        "cloud.token",
+                        FAIL,
+                        str(exc)[:300],
+                        "See the tenant's answer above.",
+                        target.tenant_url,
+                    )
+                return
+            except QlikAuthError as exc:
+                self._add(
+                    "cloud.token",
+                    FAIL,
+                    str(exc)[:300],
+                    "Check the tenant is reachable.",
+                    target.tenant_url,
+                )
+                return
+            self._add(
+                "cloud.token", OK, "a client-credentials token was issued", target=target.tenant_url
+            )
+            self._revoke(cloud, target.client, token)
+            if not target.subject:
+                self._add(
+                    "cloud.impersonation",
+                    SKIP,
+                    "give the subject of a user in the tenant to test impersonation",
+                )
+                return
+            try:
+                token = cloud.token(target.client, subject=target.subject)
+            except QlikEndpointHTTPError as exc:
+                text = str(exc).lower()
+                if exc.status_code == 403 and "impersonation" in text:
+                    self._add(
+                        "cloud.impersonation",
+                        FAIL,
+                        "the OAuth client may not impersonate users (machine-to-machine "
+                        "impersonation is off).",
+                        "In the Management Console (Administration > OAuth) edit the client "
+                        "and allow machine-to-machine user impersonation.",
+                        target.tenant_url,
+                    )
+                elif exc.status_code == 400:
+                    self._add(
+                        "cloud.impersonation",
+                        FAIL,
+                        f"no user with subject {target.subject[:60]!r} exists in the tenant to "
+                        "impersonate.",
+                        "Give the subject of an existing user (portals create users first: "
+                        "UserProvisioner), or sign that user in once.",
+                        target.tenant_url,
+                    )
+                else:
+                    self._add(
+                        "cloud.impersonation",
+                        FAIL,
+                        str(exc)[:300],
+                        "See the tenant's answer above.",
+                        target.tenant_url,
+                    )
+                return
+            except QlikAuthError as exc:
+                self._add("cloud.impersonation", FAIL, str(exc)[:300], "", target.tenant_url)
+                return
+            self._add(
+                "cloud.impersonation",
+                OK,
+                "an impersonation token was issued",
+                target=target.tenant_url,
+            )
+            self._revoke(cloud, target.client, token)
+        finally:
+            cloud.close()
+
+    @staticmethod
+    def _revoke(cloud: Any, client: Any, token: Any) -> None:
+        try:
+            cloud.revoke(client, token)
+        except QlikAuthError:
+            pass  # it expires by itself; the check has its answer
 
     # -- nginx ------------------------------------------------------------------------------
     def check_nginx(self) -> None:
