@@ -262,6 +262,22 @@ def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def cmd_mobile_config(args: argparse.Namespace) -> int:
+    from .mobile import appconfig_xml, check_hubs, mdm_value, parse_hub
+
+    hubs = check_hubs([parse_hub(h) for h in args.hub or []], resolve=args.resolve)
+    if args.format == "xml" and not args.bundle_id:
+        raise ConfigurationError("--format xml needs --bundle-id: the Qlik Sense app's bundle "
+                                 "identifier as your EMM console lists it.")
+    text = appconfig_xml(hubs, args.bundle_id) if args.format == "xml" else mdm_value(hubs)
+    if args.output:
+        Path(args.output).write_text(text if text.endswith("\n") else text + "\n",
+                                     encoding="utf-8")
+    else:
+        print(text.rstrip("\n"))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -358,6 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
                                            "tickets, hub, cookie, websocket) and name each fix")
     add_doctor_arguments(doctor)
     doctor.set_defaults(func=cmd_doctor)
+
+    mobile = sub.add_parser("mobile-config",
+                            help="the Qlik Sense mobile app's hub list for an EMM (mdm value or "
+                                 "AppConfig XML)")
+    mobile.add_argument("--hub", action="append", metavar="NAME=URL",
+                        help="a hub the app lists: its name and https URL (repeat)")
+    mobile.add_argument("--format", choices=("json", "xml"), default="json",
+                        help="json: the mdm key's value; xml: an AppConfig managedAppConfiguration "
+                             "(default: %(default)s)")
+    mobile.add_argument("--bundle-id", metavar="ID", help="the app's bundle id (for --format xml)")
+    mobile.add_argument("--resolve", action="store_true",
+                        help="also require every hub's host name to resolve from here")
+    mobile.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    mobile.set_defaults(func=cmd_mobile_config)
 
     demo = sub.add_parser("demo", help="start the emulator and a portal that signs demo users in")
     demo.add_argument("--port", type=int, default=8080, help="portal port (default: %(default)s)")
