@@ -303,14 +303,22 @@ def cmd_nginx_config(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
-def _add_arguments_from(module: str, parser: argparse.ArgumentParser) -> None:
-    """``module.add_arguments(parser)`` (``module`` relative to qlikauth) when it imports: without
-    its extra installed the command is still listed, and running it raises the ImportError."""
+def _add_arguments_from(module: str, parser: argparse.ArgumentParser,
+                        extra: str | None = None) -> None:
+    """``module.add_arguments(parser)`` (``module`` relative to qlikauth) when it imports.
+
+    Without its extra installed the command is still listed; it takes any arguments and, run,
+    names the extra to install (instead of argparse's "unrecognized arguments").
+    """
     import importlib
 
     try:
         mod = importlib.import_module(module, __package__)
-    except ImportError:  # pragma: no cover - only without the module's extra
+    except ImportError as exc:
+        command = f"qlikauth {parser.prog.split()[-1]}"
+        parser.set_defaults(_missing_extra=(
+            f"`{command}` needs the {extra} extra: pip install 'qlikauth[{extra}]'." if extra
+            else f"`{command}` cannot run: the module {exc.name} is not installed."))
         return
     mod.add_arguments(parser)
 
@@ -359,11 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=cmd_session)
 
     emu = sub.add_parser("emulator", help="run a local QPS node and hub over real TLS")
-    _add_arguments_from(".emulator.cli", emu)
+    _add_arguments_from(".emulator.cli", emu, "emulator")
     emu.set_defaults(func=cmd_emulator)
 
     cloud = sub.add_parser("cloud-emulator", help="run an emulated Qlik Cloud tenant (JWT login, OAuth) over TLS")
-    _add_arguments_from(".emulator.cloud", cloud)
+    _add_arguments_from(".emulator.cloud", cloud, "emulator")
     cloud.set_defaults(func=cmd_cloud_emulator)
 
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
@@ -400,7 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qlikauth`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    missing = getattr(args, "_missing_extra", None)
+    if missing:
+        # the command's own options are unknown without its extra: name the extra instead
+        print(f"qlikauth: error: {missing}", file=sys.stderr)
+        return 2
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
