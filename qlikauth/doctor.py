@@ -1207,6 +1207,7 @@ class Doctor:
             return
         self._add("oidc.discovery", OK, "discovery document read")
         self._add("oidc.issuer", OK, "the document's issuer is the configured one")
+        self._check_provider_clock(settings)
         try:
             jwks = rp.http.get_json(meta.jwks_uri, "JWKS")
             keys = jwks.get("keys") if isinstance(jwks, dict) else None
@@ -1251,6 +1252,41 @@ class Doctor:
             )
             return
         self._add("oidc.redirect", OK, "redirect URIs are https")
+
+    def _check_provider_clock(self, settings: Any) -> None:
+        """oidc.clock: the provider's clock (its ``Date`` header) within the id_token leeway."""
+        import requests
+
+        url = settings.discovery_document_url
+        try:
+            with requests.Session() as s:
+                s.trust_env = False
+                resp = s.get(url, verify=settings.ca_bundle or True, timeout=self.timeout,
+                             allow_redirects=False)
+        except requests.RequestException:
+            return  # the discovery check above has just reached it; nothing new to say
+        date = resp.headers.get("Date")
+        try:
+            theirs = email.utils.parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            theirs = None
+        if theirs is None:
+            self._add("oidc.clock", WARN, "the provider sent no readable Date header: its clock "
+                      "cannot be compared.", "Nothing to do unless sign-ins fail on time checks.")
+            return
+        if theirs.tzinfo is None:
+            theirs = theirs.replace(tzinfo=_dt.UTC)
+        skew = (theirs - _dt.datetime.now(_dt.UTC)).total_seconds()
+        if abs(skew) > settings.leeway:
+            way = "ahead of" if skew > 0 else "behind"
+            self._add("oidc.clock", FAIL,
+                      f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
+                      f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
+                      "valid or expired.",
+                      "Synchronise this machine's clock with NTP (the provider's is usually "
+                      "right).")
+            return
+        self._add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
 
     # -- Qlik Cloud ---------------------------------------------------------------------------
     def check_cloud(self) -> None:

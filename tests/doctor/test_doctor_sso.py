@@ -115,6 +115,7 @@ class Provider:
         import ssl
 
         self.discovery: dict | None = None
+        self.date: str | None = None
         self.jwks: dict = {"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256",
                                      "n": "sXch", "e": "AQAB"}]}
         provider = self
@@ -127,7 +128,8 @@ class Provider:
                 doc = {"/.well-known/openid-configuration": provider.discovery,
                        "/jwks": provider.jwks}.get(self.path)
                 body = json.dumps(doc).encode() if doc is not None else b"not found"
-                self.send_response(200 if doc is not None else 404)
+                self.send_response_only(200 if doc is not None else 404)
+                self.send_header("Date", provider.date or self.date_time_string())
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -166,7 +168,16 @@ def test_oidc_healthy(certs_dir, provider):
     report = sso_report(certs_dir, OIDC=oidc(provider, certs_dir))
     assert report.ok, report.text()
     assert {f.check for f in report.findings} == {"oidc.settings", "oidc.discovery", "oidc.issuer",
-                                                   "oidc.jwks", "oidc.redirect"}
+                                                   "oidc.clock", "oidc.jwks", "oidc.redirect"}
+
+
+def test_oidc_provider_clock_off(certs_dir, provider):
+    import email.utils
+
+    provider.date = email.utils.format_datetime(
+        _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=10), usegmt=True)
+    f = only_failure(sso_report(certs_dir, OIDC=oidc(provider, certs_dir)), "oidc.clock")
+    assert "behind this machine's" in f.message and "LEEWAY" in f.message
 
 
 def test_oidc_issuer_differs(certs_dir, provider):
