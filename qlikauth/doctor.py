@@ -273,6 +273,7 @@ class Doctor:
                 self.check_ticket(node)
             if self.header_mode:
                 self.check_nginx()
+                self.check_header_spoof()
             else:
                 self.check_hub_module()
             self.check_cookie_domain()
@@ -1428,6 +1429,45 @@ class Doctor:
             cloud.revoke(client, token)
         except QlikAuthError:
             pass  # it expires by itself; the check has its answer
+
+    def check_header_spoof(self) -> None:
+        """header.spoof: a browser's own identity header must not sign it in at the hub."""
+        import requests
+
+        from .authenticators.header import HeaderAuthenticator
+
+        name = getattr(self.config, "header_name", None)
+        if not name:
+            self._add("header.spoof", SKIP, "HEADER_NAME is not set: nothing to spoof")
+            return
+        auth = HeaderAuthenticator(name, self.config.header_user_directory,
+                                   self.config.header_pattern)
+        spoofed = QlikUser(self.config.header_user_directory or self.test_user.user_directory,
+                           "qlikauth-doctor-spoof")
+        headers = auth.headers(spoofed).as_dict()
+        with self._hub_verify() as verify:
+            for hub in self._hub_urls():
+                try:
+                    with self._session() as s:
+                        resp = s.get(hub, headers=headers, verify=verify, timeout=self.timeout,
+                                     allow_redirects=False)
+                except requests.RequestException as exc:
+                    self._add("header.spoof", FAIL,
+                              f"cannot reach the hub {hub} ({type(exc).__name__}).",
+                              "Check HUB_URL: for header authentication it is the address of "
+                              "the nginx front, e.g. https://qlik.example.com/hdr/hub/.", hub)
+                    continue
+                if resp.status_code == 200:
+                    self._add("header.spoof", FAIL,
+                              f"the hub {hub} signed in a browser that sent its own {name} "
+                              "header: anyone can be anyone in Qlik. Either HUB_URL reaches Qlik "
+                              "without the nginx front, or the front passes the client's header.",
+                              f"Let only the front reach the Qlik proxy (firewall the node's "
+                              f"port for everything else) and generate the front with "
+                              f"`qlikauth nginx-config`, which drops any client {name}.", hub)
+                    continue
+                self._add("header.spoof", OK,
+                          f"a spoofed {name} header was refused ({resp.status_code})", target=hub)
 
     # -- nginx ------------------------------------------------------------------------------
     def check_nginx(self) -> None:
