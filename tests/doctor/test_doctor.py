@@ -385,3 +385,12 @@ def test_django_qlikauth_doctor(emu):
     assert info.value.returncode == 1
     data = json.loads(out.getvalue())
     assert any(f["check"] == "ticket" and f["status"] == "fail" for f in data["findings"])
+
+
+def test_client_certificate_expiring_soon_warns(emu, tmp_path):
+    d = copy_certs(emu, tmp_path)
+    _issue_client(d, days_ago=-10)  # valid for ten more days
+    report = run(emu, CERTS=str(d), doctor_kwargs={"session_checks": False})
+    assert report.ok, report.text()
+    f = report.get("certificates.expiry")
+    assert f.status == "warn" and "expires in" in f.message and "Renew" in f.fix

@@ -211,3 +211,9 @@ def test_oidc_redirect_over_http(certs_dir, provider):
                                                      REDIRECT_URI="http://localhost:5000/oidc/callback")),
                      "oidc.redirect")
     assert "REDIRECT_URI" in f.message
+
+
+def test_oidc_settings_refused(certs_dir, provider):
+    f = only_failure(sso_report(certs_dir, OIDC=oidc(provider, certs_dir, ISUER="typo")),
+                     "oidc.settings")
+    assert "ISUER" in f.message and "Did you mean ISSUER" in f.message
