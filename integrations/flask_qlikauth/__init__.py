@@ -439,6 +439,31 @@ def _check_command() -> Any:
             if not all(answers.values()):
                 raise click.ClickException("a QPS node did not answer: check the URL, port 4243 and the firewall.")
 
+    @group.command("doctor")
+    @click.option("--portal-url", help="the portal's https base URL (module URL/qlik/module)")
+    @click.option("--session-checks", is_flag=True,
+                  help="redeem a test ticket (signs the test user into Qlik) to check the "
+                       "session cookie and the engine websocket")
+    @click.option("--test-user", help="the test ticket's user, DIRECTORY\\userid")
+    @click.option("--nginx-conf", help="header authentication: the nginx.conf to test")
+    @click.option("--hub-ca", help="CA bundle of the hub's certificate")
+    @click.option("--timeout", type=float, default=10.0, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+    def doctor(portal_url: str | None, session_checks: bool, test_user: str | None,
+               nginx_conf: str | None, hub_ca: str | None, timeout: float, as_json: bool) -> None:
+        """Check the site end to end with this app's settings; name the fix of each failure."""
+        from qlikauth.doctor import Doctor, echo_report
+
+        try:
+            user = QlikUser.parse(test_user) if test_user else None
+            report = Doctor(_state().runtime.config, portal_url=portal_url,
+                            session_checks=session_checks, test_user=user,
+                            nginx_conf=nginx_conf, hub_ca=hub_ca, timeout=timeout).run()
+        except QlikAuthError as exc:
+            raise click.ClickException(str(exc)) from None
+        if echo_report(report, as_json, click.echo):
+            click.get_current_context().exit(1)
+
     return group
 
 
