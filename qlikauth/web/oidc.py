@@ -88,6 +88,7 @@ __all__ = [
     "sso_session",
     "REAUTH_KEY",
     "REAUTH_COOKIE",
+    "startup_warnings",
 ]
 
 log = logging.getLogger("qlikauth.oidc")
@@ -232,6 +233,21 @@ def _oidc(runtime: QlikAuthRuntime) -> _Oidc:
                 settings = OidcWebSettings.from_mapping(getattr(config, "oidc", None), getattr(config, "claims", None))
                 state = _STATE[runtime] = _Oidc(runtime, settings)
     return state
+
+
+def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
+    """Check the ``OIDC`` settings and build the relying party now (nothing is fetched: the
+    discovery document and keys are read at the first sign-in); what it warns about.
+
+    Raises :class:`ConfigurationError` for a setting it cannot use.
+    """
+    o = _oidc(runtime)
+    out = []
+    if o.settings.rp.allow_unverified_email:
+        out.append("QLIKAUTH OIDC ALLOW_UNVERIFIED_EMAIL is on: an e-mail address the provider "
+                   "does not mark verified can decide who signs in. Map a stable claim instead "
+                   "(docs/oidc.md: which claim to map).")
+    return out
 
 
 def _method_not_allowed(*allowed: str) -> PlainAnswer:

@@ -60,6 +60,7 @@ __all__ = [
     "saml_logout",
     "saml_slo",
     "saml_session_ended",
+    "startup_warnings",
 ]
 
 log = logging.getLogger("qlikauth.saml")
@@ -115,6 +116,16 @@ def _build(runtime: QlikAuthRuntime) -> SamlParts:
     mapping = ClaimsMapping.from_settings(getattr(runtime.config, "claims", None) or {
         "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"})
     return SamlParts(sp=sp, mapping=mapping, registry=registry(runtime), store=store)
+
+
+def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
+    """Build the runtime's SAML service provider now (settings, IdP metadata, keys) and return
+    what its start-up checks warn about (IdP certificate expiry, login CSRF exposure).
+
+    Raises :class:`ConfigurationError` for settings the SP cannot use and ImportError when the
+    ``saml`` extra is missing (:func:`qlikauth.web.startup.check_sso` words both).
+    """
+    return list(saml_parts(runtime).sp.startup_warnings())
 
 
 class _PortalOrHub:
