@@ -1,5 +1,6 @@
-"""examples/sso_portal --protocol oidc boots with one command (emulator, OpenID provider, portal),
-signs a user in at the provider's login page onto the hub, and signs out everywhere."""
+"""examples/sso_portal --protocol oidc boots with one command (emulator, qlikauth's local OpenID
+provider, portal; no node), signs a user in at the provider's login page onto the hub, and signs
+out everywhere: the provider's session ends too (the next sign-in shows its login page again)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,9 @@ def test_sso_portal_oidc_one_command(server_process: Any, free_port: int) -> Non
                  timeout=30)
     assert out.status_code == 302 and out.headers["Location"].startswith(issuer + "/session/end?")
     assert "portal-user" not in s.get(f"{base}/", timeout=30).text
+    # the provider ends its session and sends the browser back through /oidc/logged-out
+    end = s.get(out.headers["Location"], allow_redirects=False, timeout=30)
+    assert end.status_code == 302 and end.headers["Location"].startswith(f"{base}/oidc/logged-out")
+    assert s.get(end.headers["Location"], timeout=30).url == f"{base}/"
+    r = s.get(urljoin(base, html.unescape(hub)), timeout=30)
+    assert 'id="login"' in r.text  # no provider session left: the password is asked again
