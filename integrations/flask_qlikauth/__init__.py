@@ -40,6 +40,7 @@ except ImportError as _exc:
         name=_exc.name,
     ) from _exc
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -104,12 +105,14 @@ def _flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Resp
     """
     limit: int | None = getattr(flow, "max_body", None)
 
-    def view() -> Response:
+    def view(**route: Any) -> Response:
+        # route variables (``<idp>``: which identity provider) go to the flow as keywords
         if limit is not None:
             if (request.content_length or 0) > limit:
                 return render(flows.error_answer(web_request(), _too_large(limit)))
             request.max_content_length = limit
-        answer = flows.run(flow, web_request(), _state().runtime)
+        bound = functools.partial(flow, **route) if route else flow
+        answer = flows.run(bound, web_request(), _state().runtime)
         if signs_in and isinstance(answer, RedirectAnswer):
             _sso_login_user()
         _end_flask_login_if_ended()
@@ -561,10 +564,30 @@ def _make_blueprint() -> Blueprint:
     bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=_flow_view(flows.header_auth),
                     methods=["GET", "HEAD"])
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
-    bp.add_url_rule("/saml/metadata", view_func=_flow_view(saml.saml_metadata), methods=["GET"])
-    bp.add_url_rule("/saml/login", view_func=_flow_view(saml.saml_login), methods=["GET"])
-    bp.add_url_rule("/saml/acs", view_func=_flow_view(saml.saml_acs, signs_in=True),
-                    methods=["POST"])
-    bp.add_url_rule("/saml/logout", view_func=_flow_view(saml.saml_logout), methods=["POST"])
-    bp.add_url_rule("/saml/slo", view_func=_flow_view(saml.saml_slo), methods=["GET", "POST"])
+    # With several IdPs (QLIKAUTH_SAML = {"entra": {...}, ...}) each has /saml/<idp>/...
+    for path, flow, methods, signs_in in (
+            ("metadata", saml.saml_metadata, ["GET"], False),
+            ("login", saml.saml_login, ["GET"], False),
+            ("acs", saml.saml_acs, ["POST"], True),
+            ("logout", saml.saml_logout, ["POST"], False),
+            ("slo", saml.saml_slo, ["GET", "POST"], False)):
+        view = _flow_view(flow, signs_in=signs_in)
+        bp.add_url_rule(f"/saml/{path}", endpoint=flow.__name__, view_func=view, methods=methods)
+        bp.add_url_rule(f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view,
+                        methods=methods)
+    bp.add_url_rule("/sso", endpoint="choose_idp", view_func=_choose_view, methods=["GET"])
     return bp
+
+
+def _choose_view() -> Response:
+    """``/qlik/sso``: every identity provider of the portal (:mod:`qlikauth.web.chooser`)."""
+    from flask import url_for
+
+    from qlikauth.web.chooser import choose_idp
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    oidc_ext = app.extensions.get("qlikauth_oidc")
+    saml_base = url_for("qlikauth.saml_login").rsplit("/saml/login", 1)[0]
+    oidc_base = oidc_ext.url_prefix if oidc_ext is not None else None
+    flow = functools.partial(choose_idp, saml_base=saml_base, oidc_base=oidc_base)
+    return render(flows.run(flow, web_request(), _state().runtime))

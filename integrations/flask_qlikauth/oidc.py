@@ -49,16 +49,21 @@ class QlikOidc:
                                      "CLIENT_SECRET and REDIRECT_URI (docs/oidc.md).", key="OIDC")
         bp = Blueprint("qlikauth_oidc", __name__)
 
-        bp.add_url_rule("/login", view_func=_flow_view(oidc.login), methods=["GET"])
-        bp.add_url_rule("/callback", view_func=_flow_view(oidc.callback, signs_in=True),
-                        methods=["GET", "POST"])
-        bp.add_url_rule("/logout", view_func=_flow_view(oidc.logout), methods=["GET", "POST"])
-        bp.add_url_rule("/logged-out", endpoint="logout_return",
-                        view_func=_flow_view(oidc.logout_return), methods=["GET"])
-        bp.add_url_rule("/backchannel-logout", endpoint="backchannel_logout",
-                        view_func=_flow_view(oidc.backchannel_logout), methods=["POST"])
-        bp.add_url_rule("/frontchannel-logout", endpoint="frontchannel_logout",
-                        view_func=_flow_view(oidc.frontchannel_logout), methods=["GET"])
+        # With several providers (QLIKAUTH_OIDC = {"imprivata": {...}, ...}) each has
+        # /oidc/<idp>/...; /oidc/logout ends whichever the browser signed in with.
+        for path, endpoint, flow, methods, signs_in in (
+                ("login", "login", oidc.login, ["GET"], False),
+                ("callback", "callback", oidc.callback, ["GET", "POST"], True),
+                ("logout", "logout", oidc.logout, ["GET", "POST"], False),
+                ("logged-out", "logout_return", oidc.logout_return, ["GET"], False),
+                ("backchannel-logout", "backchannel_logout", oidc.backchannel_logout, ["POST"],
+                 False),
+                ("frontchannel-logout", "frontchannel_logout", oidc.frontchannel_logout, ["GET"],
+                 False)):
+            view = _flow_view(flow, signs_in=signs_in)
+            bp.add_url_rule(f"/{path}", endpoint=endpoint, view_func=view, methods=methods)
+            bp.add_url_rule(f"/<idp>/{path}", endpoint=f"{endpoint}_idp", view_func=view,
+                            methods=methods)
         app.register_blueprint(bp, url_prefix=self.url_prefix)
         app.before_request(self._check)
         app.after_request(self._set_cookies)
