@@ -461,8 +461,11 @@ class _Handler(BaseHTTPRequestHandler):
         return f"{self._COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}"
 
     def _form(self) -> dict[str, str]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return {}
+        if not 0 <= length <= _MAX_BODY:
             return {}
         return dict(parse_qsl(self.rfile.read(length).decode("utf-8", "replace")))
 
