@@ -453,14 +453,18 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = N
         log.warning("OIDC: refused a cross-site logout POST")
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     record = request.session.get(OIDC_SESSION_KEY) if request.session is not None else None
-    # The provider this browser signed in with, whatever logout URL was posted to.
-    o = _oidc(runtime, _record_idp(record) or idp)
     destination = runtime.local_redirect(request.form.get("next"), "/")
     raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}") \
         if isinstance(record, dict) else None
     id_token = raw.decode() if raw else None
     done = _end(runtime, request, record, "OIDC logout")
     if id_token is None:
+        return RedirectAnswer(location=destination, cookies=done.cookies)
+    try:
+        # The provider this browser signed in with, whatever logout URL was posted to.
+        o = _oidc(runtime, _record_idp(record) or idp)
+    except OidcError as exc:
+        log.warning("OIDC logout: signed out here, the provider is not told (%s)", exc)
         return RedirectAnswer(location=destination, cookies=done.cookies)
     url = o.rp.logout_url(id_token, destination if destination != "/" else None)
     return RedirectAnswer(location=url or destination, cookies=done.cookies)

@@ -379,15 +379,20 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
     data = request.session.get(SAML_SESSION_KEY) if request.session is not None else None
     # The IdP this browser signed in with (whatever logout URL was posted to).
     signed_with = data.get("idp") if isinstance(data, dict) else None
-    parts = saml_parts(runtime, signed_with if isinstance(signed_with, str) else idp)
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
-    found = parts.registry.take(key.issuer, key.subject, [key.session] if key.session else None) \
+    found = registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None) \
         if key is not None else None
     done = sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
                     signin_ids=found.signin_ids if found else (), reason="SAML logout")
     if key is None:
+        return RedirectAnswer(location=destination, cookies=done.cookies)
+    try:
+        parts = saml_parts(runtime, signed_with if isinstance(signed_with, str) else idp)
+    except QlikAuthError as exc:
+        # signed in with an IdP the settings no longer name: signed out here, nowhere to tell
+        log.warning("SAML logout: signed out here, the IdP is not told (%s)", exc)
         return RedirectAnswer(location=destination, cookies=done.cookies)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     try:

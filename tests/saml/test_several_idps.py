@@ -189,6 +189,10 @@ def test_which_idp_is_chosen_and_the_chooser_page(emu: Any, two_idps: Any) -> No
     assert "evil" not in b.get("/qlik/sso?next=https://evil.example/").get_data(as_text=True)
     md = b.get("/qlik/saml/adfs/metadata").get_data(as_text=True)
     assert f"{PORTAL}/qlik/saml/adfs/acs" in md
+    # signing out without a SAML sign-in needs no IdP name: nothing to tell any IdP
+    out = b.client.post("/qlik/saml/logout", base_url=PORTAL, data={"next": "/bye"},
+                        headers={"Origin": PORTAL})
+    assert out.status_code == 302 and out.headers["Location"] == "/bye"
 
 
 def test_several_idp_settings_are_checked_at_start_up(emu: Any, two_idps: Any) -> None:
@@ -242,6 +246,11 @@ def test_saml_and_oidc_in_one_portal_each_ending_only_its_own(emu: Any, two_idps
         assert r.status_code == 200
         assert ward_sid not in _live(emu) and office_sid in _live(emu)
         assert ward.whoami() == "nobody" and office.whoami() == "AZURE\\alice@example.com"
+        # /oidc/logout in a browser that signed in over SAML: its sign-in ends, no provider told
+        out = office.client.post("/oidc/logout", base_url=PORTAL, data={"next": "/bye"},
+                                 headers={"Origin": PORTAL})
+        assert out.status_code == 302 and out.headers["Location"] == "/bye"
+        assert office_sid not in _live(emu) and office.whoami() == "nobody"
         # sent to the SAML IdP's name under /oidc: not an OpenID provider of this portal
         assert Browser(app).client.post("/oidc/entra/backchannel-logout", base_url=PORTAL,
                                         data={"logout_token": token}).status_code == 404
