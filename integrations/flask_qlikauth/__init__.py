@@ -429,8 +429,8 @@ def _sso_login_user() -> None:
     g._qlikauth_sso_login = True
     try:
         if not login_user(portal_user):
-            log.warning("qlikauth: Flask-Login refused %s (an inactive user): signed in to Qlik only",
-                        user.qualified_name)
+            log.warning("qlikauth: Flask-Login refused %s (an inactive user): signed in to "
+                        "Qlik only", user.qualified_name)
             return
     finally:
         g._qlikauth_sso_login = False

@@ -29,8 +29,10 @@ __all__ = ["add_oidc_arguments", "add_saml_arguments", "run_oidc", "run_saml"]
 
 
 def _add_serving(p: argparse.ArgumentParser, port: int) -> None:
-    p.add_argument("--host", default="localhost", help="host name in its URLs (default: %(default)s)")
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--host", default="localhost",
+                   help="host name in its URLs (default: %(default)s)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=port, help="port (default: %(default)s)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve https with this certificate")
     p.add_argument("--tls-key", metavar="PEM", help="... and this key")
@@ -69,7 +71,8 @@ def _wait(stop: Any) -> int:
 def add_oidc_arguments(p: argparse.ArgumentParser) -> None:
     """The ``oidc-idp`` options."""
     _add_serving(p, 9443)
-    p.add_argument("--client-id", default="portal", help="the portal's client id (default: %(default)s)")
+    p.add_argument("--client-id", default="portal",
+                   help="the portal's client id (default: %(default)s)")
     p.add_argument("--client-secret-env", metavar="VAR", default="QLIKAUTH_OIDC_CLIENT_SECRET",
                    help="environment variable holding the client secret (default: %(default)s)")
     p.add_argument("--redirect-uri", action="append", required=True, metavar="URL",
@@ -77,7 +80,8 @@ def add_oidc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--post-logout-redirect-uri", action="append", default=[], metavar="URL",
                    help="where RP-initiated logout may return, e.g. .../oidc/logged-out (repeat)")
     p.add_argument("--backchannel-logout-uri", metavar="URL",
-                   help="the portal's back-channel logout endpoint, e.g. .../oidc/backchannel-logout")
+                   help="the portal's back-channel logout endpoint, e.g. "
+                        ".../oidc/backchannel-logout")
     p.add_argument("--ca-bundle", metavar="PEM",
                    help="CA file that verifies the portal for back-channel logout")
 
@@ -139,7 +143,8 @@ def run_saml(args: argparse.Namespace) -> int:
             idp.add_sp_metadata(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             idp.stop()
-            raise ConfigurationError(f"cannot read --sp-metadata {path!r}: {exc.strerror}.") from None
+            raise ConfigurationError(
+                f"cannot read --sp-metadata {path!r}: {exc.strerror}.") from None
     idp.start()
     if args.metadata_out:
         Path(args.metadata_out).write_text(idp.metadata(), encoding="utf-8")
@@ -147,5 +152,6 @@ def run_saml(args: argparse.Namespace) -> int:
           flush=True)
     print("Demo users: alice, bob, carol (password demo). Not for production.", flush=True)
     if args.metadata_out:
-        print(f"IdP metadata written to {args.metadata_out} (the portal's IDP_METADATA)", flush=True)
+        print(f"IdP metadata written to {args.metadata_out} (the portal's IDP_METADATA)",
+              flush=True)
     return _wait(idp.stop)

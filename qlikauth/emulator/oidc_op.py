@@ -177,7 +177,8 @@ class OidcProvider:
             "issuer": i, "authorization_endpoint": f"{i}/auth", "token_endpoint": f"{i}/token",
             "jwks_uri": f"{i}/jwks", "userinfo_endpoint": f"{i}/me",
             "end_session_endpoint": f"{i}/session/end",
-            "response_types_supported": ["code"], "response_modes_supported": ["query", "form_post"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": ["authorization_code"], "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [self.key.algorithm],
             "code_challenge_methods_supported": ["S256"],
@@ -267,7 +268,8 @@ class OidcProvider:
             params["state"] = request["state"]
         return request["redirect_uri"], params
 
-    def token(self, form: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def token(self, form: Mapping[str, str],
+              authorization: str | None) -> tuple[int, dict[str, Any]]:
         """The token endpoint: (status, JSON body)."""
         client_id, secret = form.get("client_id"), form.get("client_secret")
         method = "client_secret_post"
@@ -282,13 +284,15 @@ class OidcProvider:
             client_id, secret, method = unquote(cid), unquote(sec), "client_secret_basic"
         client = self.clients.get(client_id or "")
         if client is None or client["token_endpoint_auth_method"] != method or not secret \
-                or not secrets.compare_digest(str(client["client_secret"]).encode(), secret.encode()):
+                or not secrets.compare_digest(str(client["client_secret"]).encode(),
+                                              secret.encode()):
             return 401, {"error": "invalid_client"}
         if form.get("grant_type") != "authorization_code":
             return 400, {"error": "unsupported_grant_type"}
         grant = self._take(self._codes, form.get("code", ""))
         if grant is None or grant["client_id"] != client_id:
-            return 400, {"error": "invalid_grant", "error_description": "unknown, used or expired code"}
+            return 400, {"error": "invalid_grant",
+                         "error_description": "unknown, used or expired code"}
         if form.get("redirect_uri") != grant["redirect_uri"]:
             return 400, {"error": "invalid_grant", "error_description": "redirect_uri differs"}
         verifier = form.get("code_verifier", "")
@@ -403,8 +407,8 @@ class OidcProvider:
 
 def _page(title: str, body: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:28rem;margin:3rem auto}label{display:block;"
-            "margin:.5rem 0}</style></head>"
+            "<style>body{font-family:sans-serif;max-width:28rem;margin:3rem auto}"
+            "label{display:block;margin:.5rem 0}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 

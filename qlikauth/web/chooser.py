@@ -19,9 +19,9 @@ __all__ = ["choose_idp", "providers"]
 
 def providers(runtime: QlikAuthRuntime, *, saml_base: str | None,
               oidc_base: str | None) -> list[dict[str, str]]:
-    """``[{"name", "label", "protocol", "key", "url"}]``: every configured provider and its login URL
-    (``saml_base``: where ``/saml/...`` is mounted, e.g. ``/qlik``; ``oidc_base``: the OIDC
-    endpoints' prefix, e.g. ``/oidc``; None: that protocol is not mounted)."""
+    """``[{"name", "label", "protocol", "key", "url"}]``: every configured provider and its
+    login URL (``saml_base``: where ``/saml/...`` is mounted, e.g. ``/qlik``; ``oidc_base``:
+    the OIDC endpoints' prefix, e.g. ``/oidc``; None: that protocol is not mounted)."""
     from .saml import DEFAULT_IDP
 
     out = []

@@ -262,12 +262,13 @@ def _oidc(runtime: QlikAuthRuntime, idp: str | None = None) -> _Oidc:
             raise _unknown_provider(name, names)
         if name not in cache:
             try:
-                settings = OidcWebSettings.from_mapping(sections[name], getattr(config, "claims", None))
+                settings = OidcWebSettings.from_mapping(sections[name],
+                                                        getattr(config, "claims", None))
             except ConfigurationError as exc:
                 if name == DEFAULT_IDP:
                     raise
-                raise ConfigurationError(str(exc).replace("QLIKAUTH OIDC", f"QLIKAUTH OIDC[{name!r}]", 1),
-                                         key=getattr(exc, "key", None)) from None
+                text = str(exc).replace("QLIKAUTH OIDC", f"QLIKAUTH OIDC[{name!r}]", 1)
+                raise ConfigurationError(text, key=getattr(exc, "key", None)) from None
             cache[name] = _Oidc(runtime, settings, name)
         return cache[name]
 

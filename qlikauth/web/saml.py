@@ -303,7 +303,8 @@ def _method_not_allowed(*allowed: str) -> PlainAnswer:
 
 
 # -- the endpoints -------------------------------------------------------------------------
-def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
+def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime, *,
+                  idp: str | None = None) -> Answer:
     """``GET .../saml[/<idp>]/metadata``: the SP's metadata (signed when the SP has a key)."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
@@ -381,7 +382,8 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
     signed_with = data.get("idp") if isinstance(data, dict) else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
-    found = registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None) \
+    found = registry(runtime).take(key.issuer, key.subject,
+                                   [key.session] if key.session else None) \
         if key is not None else None
     done = sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
