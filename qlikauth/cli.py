@@ -1,4 +1,4 @@
-"""The ``qlikauth`` command: certificates, tickets, proxy sessions, the emulator and the demo.
+"""The ``qlikauth`` command: certificates, tickets, proxy sessions, the emulators and the demo.
 
 Errors are one line on stderr (no traceback) and a non-zero exit: 2 for bad input or
 configuration, 1 for everything else. ``--json`` prints machine-readable output.
@@ -296,6 +296,18 @@ def cmd_cloud_emulator(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_oidc_idp(args: argparse.Namespace) -> int:
+    from .emulator.idp_cli import run_oidc
+
+    return run_oidc(args)
+
+
+def cmd_saml_idp(args: argparse.Namespace) -> int:
+    from .emulator.idp_cli import run_saml
+
+    return run_saml(args)
+
+
 def cmd_nginx_config(args: argparse.Namespace) -> int:
     from .nginx.cli import run
 
@@ -373,6 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     cloud = sub.add_parser("cloud-emulator", help="run an emulated Qlik Cloud tenant (JWT login, OAuth) over TLS")
     _add_arguments_from(".emulator.cloud", cloud, "emulator")
     cloud.set_defaults(func=cmd_cloud_emulator)
+
+    oidc_idp = sub.add_parser("oidc-idp", help="run a local OpenID provider with demo users "
+                                               "(development and demos only)")
+    oidc_idp.set_defaults(func=cmd_oidc_idp)
+    saml_idp = sub.add_parser("saml-idp", help="run a local SAML IdP with demo users "
+                                               "(development and demos only; the saml extra)")
+    saml_idp.set_defaults(func=cmd_saml_idp)
+    try:
+        from .emulator import idp_cli
+    except ImportError:  # pragma: no cover - only without the emulator extra
+        pass
+    else:
+        idp_cli.add_oidc_arguments(oidc_idp)
+        idp_cli.add_saml_arguments(saml_idp)
 
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
     _add_arguments_from(".nginx.cli", nginx)

@@ -40,6 +40,7 @@ except ImportError as _exc:
         name=_exc.name,
     ) from _exc
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ from qlikauth.web.flows import (
 )
 from qlikauth.web.lifecycle import current_sign_in
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
+from qlikauth.web.startup import check_sso
 
 __all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
 
@@ -92,20 +94,29 @@ class QlikAuthState:
     runtime: QlikAuthRuntime
 
 
-def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
+def _flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Response]:
     """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
 
     A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
     larger ``Content-Length`` is refused unread (413), and a body without one is cut off there.
+    ``signs_in`` (the SAML ACS, the OIDC callback): a sign-in it completed is a Flask-Login
+    sign-in too when ``login_user_with`` is set. Any flow that ended the sign-in a Flask-Login
+    user belongs to logs that user out.
     """
     limit: int | None = getattr(flow, "max_body", None)
 
-    def view() -> Response:
+    def view(**route: Any) -> Response:
+        # route variables (``<idp>``: which identity provider) go to the flow as keywords
         if limit is not None:
             if (request.content_length or 0) > limit:
                 return render(flows.error_answer(web_request(), _too_large(limit)))
             request.max_content_length = limit
-        return render(flows.run(flow, web_request(), _state().runtime))
+        bound = functools.partial(flow, **route) if route else flow
+        answer = flows.run(bound, web_request(), _state().runtime)
+        if signs_in and isinstance(answer, RedirectAnswer):
+            _sso_login_user()
+        _end_flask_login_if_ended()
+        return render(answer)
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
     return view
@@ -258,9 +269,14 @@ class QlikAuth:
     """
 
     def __init__(self, app: Flask | None = None, *, url_prefix: str = "/qlik",
-                 user_loader: UserLoader | None = None) -> None:
+                 user_loader: UserLoader | None = None,
+                 login_user_with: Callable[[QlikUser], Any] | None = None) -> None:
         self.url_prefix = url_prefix
         self._user_loader: UserLoader | None = user_loader
+        #: ``callable(QlikUser) -> Flask-Login user`` (or None: not signed in to Flask-Login):
+        #: a SAML or OIDC sign-in is then a Flask-Login sign-in too, and its ending logs that
+        #: user out (single logout, back-channel logout, the caps).
+        self.login_user_with = login_user_with
         if app is not None:
             self.init_app(app)
 
@@ -278,6 +294,15 @@ class QlikAuth:
         lifetime: Any = app.permanent_session_lifetime  # a timedelta, or seconds
         seconds = lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
         runtime = build_runtime(config, secret=app.secret_key, portal_session_lifetime=seconds)
+        # SAML and OIDC are built now: a setting they cannot use stops the app here, with what
+        # to do, instead of answering 500 to the first user.
+        checked = check_sso(runtime)
+        checked.raise_first()
+        for warning in checked.warnings:
+            log.warning("%s", warning)
+        if self.login_user_with is not None and not callable(self.login_user_with):
+            raise ConfigurationError("QlikAuth(login_user_with=...) must be a callable "
+                                     "(QlikUser) -> Flask-Login user.")
         app.extensions["qlikauth"] = QlikAuthState(self, config, runtime)
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(_check_command())
@@ -362,9 +387,78 @@ def _end_revoked_sign_in() -> None:
     """
     session = flask_session._get_current_object()  # type: ignore[attr-defined]
     if flows.SIGNIN_KEY not in session:
+        _end_flask_login_if_ended()
         return
     if current_sign_in(session, _state().runtime) is None:
+        _end_flask_login_if_ended()
         session.clear()
+
+
+#: The sign-in id an SSO sign-in's Flask-Login user belongs to. Not a lifecycle key on purpose:
+#: every ending clears those, and this one must outlive them to tell that the user is to go.
+FLASK_LOGIN_KEY = "_qlikauth_flask_login"
+
+
+def _login_user_with() -> Callable[[QlikUser], Any] | None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    oidc_ext = app.extensions.get("qlikauth_oidc")
+    chosen = getattr(oidc_ext, "login_user_with", None) if oidc_ext is not None else None
+    return chosen or _state().extension.login_user_with
+
+
+def _sso_login_user() -> None:
+    """After an SSO sign-in: ``flask_login.login_user(login_user_with(qlik_user))``, bound to
+    that sign-in (:data:`FLASK_LOGIN_KEY`); the lifecycle has done the Qlik part already."""
+    make = _login_user_with()
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    record = session.get(flows.SIGNIN_KEY)
+    if make is None or not isinstance(record, dict) or record.get("via") not in ("saml", "oidc"):
+        return
+    from flask import g
+    from flask_login import login_user
+
+    try:
+        user = QlikUser.from_qps(record.get("user") or {})
+    except QlikAuthError:
+        return
+    portal_user = make(user)
+    if portal_user is None:
+        log.warning("qlikauth: login_user_with gave no Flask-Login user for %s: signed in to Qlik "
+                    "only", user.qualified_name)
+        return
+    g._qlikauth_sso_login = True
+    try:
+        if not login_user(portal_user):
+            log.warning("qlikauth: Flask-Login refused %s (an inactive user): signed in to "
+                        "Qlik only", user.qualified_name)
+            return
+    finally:
+        g._qlikauth_sso_login = False
+    session[FLASK_LOGIN_KEY] = str(record.get("id"))
+
+
+def _end_flask_login_if_ended() -> bool:
+    """Log out the Flask-Login user an SSO sign-in made once that sign-in has ended; True when
+    it did. No store read: the sign-in record is gone, or is another one, when it has ended
+    (every ending clears it from this portal session, or :func:`_end_revoked_sign_in` does)."""
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    marker = session.get(FLASK_LOGIN_KEY)
+    if marker is None:
+        return False
+    record = session.get(flows.SIGNIN_KEY)
+    if isinstance(record, dict) and str(record.get("id")) == marker:
+        return False
+    session.pop(FLASK_LOGIN_KEY, None)
+    from flask import g
+    from flask_login import logout_user
+
+    g._qlikauth_sso_ending = True  # the SSO ending did the Qlik part: no second sign-out
+    try:
+        logout_user()
+    finally:
+        g._qlikauth_sso_ending = False
+    log.info("qlikauth: the SSO sign-in ended, so does the Flask-Login sign-in")
+    return True
 
 
 def _pending_cookies() -> list[Cookie]:
@@ -394,8 +488,10 @@ def _connect_flask_login(app: Flask) -> None:
         return
 
     def signed_in(sender: Any, user: Any = None, **_: Any) -> None:
-        if sender is not app:
-            return
+        from flask import g
+
+        if sender is not app or g.get("_qlikauth_sso_login"):
+            return  # an SSO sign-in's Flask-Login part: the lifecycle has run already
         try:
             _pending_cookies().extend(flows.portal_signed_in(web_request(), _state().runtime))
         except QlikAuthError as exc:
@@ -403,8 +499,11 @@ def _connect_flask_login(app: Flask) -> None:
                       "tries again): %s", exc)
 
     def signed_out(sender: Any, user: Any = None, **_: Any) -> None:
-        if sender is not app:
+        from flask import g
+
+        if sender is not app or g.get("_qlikauth_sso_ending"):
             return
+        flask_session.pop(FLASK_LOGIN_KEY, None)
         _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), _state().runtime))
 
     user_logged_in.connect(signed_in, weak=False)
@@ -421,10 +520,18 @@ def _check_command() -> Any:
     @group.command("check")
     @click.option("--alive", is_flag=True, help="also ask every QPS node GET /qps/alive over mutual TLS")
     def check(alive: bool) -> None:
-        """Load the QMC certificates (files, key match, expiry) before users need them."""
+        """Load the QMC certificates (files, key match, expiry) and check the SAML and OIDC
+        settings (IdP certificate expiry included) before users need them."""
         from qlikauth.certs import describe, load_certificates
 
         runtime = _state().runtime
+        sso = check_sso(runtime)
+        for warning in sso.warnings:
+            click.echo(f"warning: {warning}")
+        if not sso.ok:
+            raise click.ClickException("\n".join(str(e) for e in sso.errors))
+        for section in sso.checked:
+            click.echo(f"{section} settings OK")
         try:
             certs = load_certificates(runtime.config.certs, runtime.config.cert_passphrase)
         except QlikAuthError as exc:
@@ -482,9 +589,30 @@ def _make_blueprint() -> Blueprint:
     bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=_flow_view(flows.header_auth),
                     methods=["GET", "HEAD"])
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
-    bp.add_url_rule("/saml/metadata", view_func=_flow_view(saml.saml_metadata), methods=["GET"])
-    bp.add_url_rule("/saml/login", view_func=_flow_view(saml.saml_login), methods=["GET"])
-    bp.add_url_rule("/saml/acs", view_func=_flow_view(saml.saml_acs), methods=["POST"])
-    bp.add_url_rule("/saml/logout", view_func=_flow_view(saml.saml_logout), methods=["POST"])
-    bp.add_url_rule("/saml/slo", view_func=_flow_view(saml.saml_slo), methods=["GET", "POST"])
+    # With several IdPs (QLIKAUTH_SAML = {"entra": {...}, ...}) each has /saml/<idp>/...
+    for path, flow, methods, signs_in in (
+            ("metadata", saml.saml_metadata, ["GET"], False),
+            ("login", saml.saml_login, ["GET"], False),
+            ("acs", saml.saml_acs, ["POST"], True),
+            ("logout", saml.saml_logout, ["POST"], False),
+            ("slo", saml.saml_slo, ["GET", "POST"], False)):
+        view = _flow_view(flow, signs_in=signs_in)
+        bp.add_url_rule(f"/saml/{path}", endpoint=flow.__name__, view_func=view, methods=methods)
+        bp.add_url_rule(f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view,
+                        methods=methods)
+    bp.add_url_rule("/sso", endpoint="choose_idp", view_func=_choose_view, methods=["GET"])
     return bp
+
+
+def _choose_view() -> Response:
+    """``/qlik/sso``: every identity provider of the portal (:mod:`qlikauth.web.chooser`)."""
+    from flask import url_for
+
+    from qlikauth.web.chooser import choose_idp
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    oidc_ext = app.extensions.get("qlikauth_oidc")
+    saml_base = url_for("qlikauth.saml_login").rsplit("/saml/login", 1)[0]
+    oidc_base = oidc_ext.url_prefix if oidc_ext is not None else None
+    flow = functools.partial(choose_idp, saml_base=saml_base, oidc_base=oidc_base)
+    return render(flows.run(flow, web_request(), _state().runtime))
