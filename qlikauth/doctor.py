@@ -353,7 +353,7 @@ class Doctor:
                 str(files["client key"]),
             )
             return
-        if c._public_bytes(cert.public_key()) != c._public_bytes(key.public_key()):
+        if c.public_key_bytes(cert.public_key()) != c.public_key_bytes(key.public_key()):
             self._add(
                 "certificates.key",
                 FAIL,
@@ -403,7 +403,7 @@ class Doctor:
         certs = self._certs
         cert = certs.client_cert
         days = (cert.not_valid_after_utc - _dt.datetime.now(_dt.UTC)).days
-        from .certs import EXPIRY_WARNING_DAYS, _issued_by
+        from .certs import EXPIRY_WARNING_DAYS, issued_by
 
         if days < EXPIRY_WARNING_DAYS:
             self._add(
@@ -414,7 +414,7 @@ class Doctor:
             )
         else:
             self._add("certificates.expiry", OK, f"client.pem valid for {days} more days")
-        if not any(_issued_by(cert, r) for r in certs.root_certs):
+        if not any(issued_by(cert, r) for r in certs.root_certs):
             self._add(
                 "certificates.chain",
                 FAIL,
@@ -1128,7 +1128,7 @@ class Doctor:
             return
         from cryptography.hazmat.primitives import serialization
 
-        from .certs import _public_bytes
+        from .certs import public_key_bytes
 
         try:
             cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
@@ -1142,7 +1142,7 @@ class Doctor:
                 "Give the SP's certificate and its unencrypted private key as PEM files.",
             )
             return
-        if _public_bytes(cert.public_key()) != _public_bytes(key.public_key()):
+        if public_key_bytes(cert.public_key()) != public_key_bytes(key.public_key()):
             self._add(
                 "saml.sp-cert",
                 FAIL,

@@ -75,7 +75,8 @@ from qlikauth.web.lifecycle import current_sign_in
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 from qlikauth.web.startup import check_sso
 
-__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
+__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request", "flow_view",
+           "set_cookie", "state", "end_flask_login_if_ended"]
 
 log = logging.getLogger("flask_qlikauth")
 
@@ -94,7 +95,7 @@ class QlikAuthState:
     runtime: QlikAuthRuntime
 
 
-def _flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Response]:
+def flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Response]:
     """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
 
     A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
@@ -112,10 +113,10 @@ def _flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Resp
                 return render(flows.error_answer(web_request(), _too_large(limit)))
             request.max_content_length = limit
         bound = functools.partial(flow, **route) if route else flow
-        answer = flows.run(bound, web_request(), _state().runtime)
+        answer = flows.run(bound, web_request(), state().runtime)
         if signs_in and isinstance(answer, RedirectAnswer):
             _sso_login_user()
-        _end_flask_login_if_ended()
+        end_flask_login_if_ended()
         return render(answer)
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
@@ -131,7 +132,7 @@ def _too_large(limit: int) -> QlikAuthError:
     return error
 
 
-def _state() -> QlikAuthState:
+def state() -> QlikAuthState:
     try:
         return current_app._get_current_object().extensions["qlikauth"]  # type: ignore[attr-defined]
     except KeyError:
@@ -197,13 +198,13 @@ def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) ->
         session=session,
         scheme=req.scheme,
         host=req.host,
-        user=user if user is not None else (lambda: _state().extension.current_user()),
+        user=user if user is not None else (lambda: state().extension.current_user()),
         wants_json=_wants_json(req),
         query_string=req.query_string.decode("latin-1"),
     )
 
 
-def _set_cookie(response: Response, cookie: Cookie) -> None:
+def set_cookie(response: Response, cookie: Cookie) -> None:
     # The core renders the Set-Cookie line (Domain=localhost, SameSite=None; Secure...)
     # exactly as configured; Werkzeug's set_cookie would second-guess some of it.
     response.headers.add("Set-Cookie", cookie.header_value())
@@ -239,7 +240,7 @@ def render(answer: Answer) -> Response:
         for name, value in headers:
             response.headers[name] = value
     for cookie in answer.cookies:
-        _set_cookie(response, cookie)
+        set_cookie(response, cookie)
     return response
 
 
@@ -319,7 +320,7 @@ class QlikAuth:
     @property
     def runtime(self) -> QlikAuthRuntime:
         """The current app's QPS client and authenticators."""
-        return _state().runtime
+        return state().runtime
 
     def current_user(self) -> QlikUser | None:
         """The signed-in portal user as a :class:`QlikUser` (from the user loader), or None."""
@@ -340,7 +341,7 @@ class QlikAuth:
         exists, and a new one replaces it if Qlik has ended it. Raises
         :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        runtime = _state().runtime
+        runtime = state().runtime
         req, session = _current()
         user = user if user is not None else self.current_user()
         # Called on every page view: the signed-in browser's case is decided before anything
@@ -350,7 +351,7 @@ class QlikAuth:
             wr = web_request(user)
             outcome = flows.resume_session(wr, runtime, verify=verify, start=True)
         for cookie in outcome.cookies:
-            _set_cookie(response, cookie)
+            set_cookie(response, cookie)
         return response
 
     def signed_in(self, response: Response, user: QlikUser | None = None) -> Response:
@@ -360,8 +361,8 @@ class QlikAuth:
         Whoever signed in in this browser before is signed out of Qlik on every node first;
         session mode makes the proxy session now (QPS errors are raised).
         """
-        for cookie in flows.portal_signed_in(web_request(user), _state().runtime, user):
-            _set_cookie(response, cookie)
+        for cookie in flows.portal_signed_in(web_request(user), state().runtime, user):
+            set_cookie(response, cookie)
         return response
 
     def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
@@ -371,11 +372,11 @@ class QlikAuth:
         Proxy sessions end on every node, the Qlik Cloud token is revoked, the sign-in is
         revoked. A node that fails keeps its part pending; nothing is raised for it.
         """
-        runtime = _state().runtime
+        runtime = state().runtime
         cookies = flows.portal_signed_out(web_request(user), runtime, user)
         if response is not None:
             for cookie in cookies:
-                _set_cookie(response, cookie)
+                set_cookie(response, cookie)
         return response
 
 
@@ -387,10 +388,10 @@ def _end_revoked_sign_in() -> None:
     """
     session = flask_session._get_current_object()  # type: ignore[attr-defined]
     if flows.SIGNIN_KEY not in session:
-        _end_flask_login_if_ended()
+        end_flask_login_if_ended()
         return
-    if current_sign_in(session, _state().runtime) is None:
-        _end_flask_login_if_ended()
+    if current_sign_in(session, state().runtime) is None:
+        end_flask_login_if_ended()
         session.clear()
 
 
@@ -403,7 +404,7 @@ def _login_user_with() -> Callable[[QlikUser], Any] | None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     oidc_ext = app.extensions.get("qlikauth_oidc")
     chosen = getattr(oidc_ext, "login_user_with", None) if oidc_ext is not None else None
-    return chosen or _state().extension.login_user_with
+    return chosen or state().extension.login_user_with
 
 
 def _sso_login_user() -> None:
@@ -437,7 +438,7 @@ def _sso_login_user() -> None:
     session[FLASK_LOGIN_KEY] = str(record.get("id"))
 
 
-def _end_flask_login_if_ended() -> bool:
+def end_flask_login_if_ended() -> bool:
     """Log out the Flask-Login user an SSO sign-in made once that sign-in has ended; True when
     it did. No store read: the sign-in record is gone, or is another one, when it has ended
     (every ending clears it from this portal session, or :func:`_end_revoked_sign_in` does)."""
@@ -475,7 +476,7 @@ def _set_pending_cookies(response: Response) -> Response:
     from flask import g
 
     for cookie in g.get("_qlikauth_cookies", ()):
-        _set_cookie(response, cookie)
+        set_cookie(response, cookie)
     return response
 
 
@@ -493,7 +494,7 @@ def _connect_flask_login(app: Flask) -> None:
         if sender is not app or g.get("_qlikauth_sso_login"):
             return  # an SSO sign-in's Flask-Login part: the lifecycle has run already
         try:
-            _pending_cookies().extend(flows.portal_signed_in(web_request(), _state().runtime))
+            _pending_cookies().extend(flows.portal_signed_in(web_request(), state().runtime))
         except QlikAuthError as exc:
             log.error("qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
                       "tries again): %s", exc)
@@ -504,7 +505,7 @@ def _connect_flask_login(app: Flask) -> None:
         if sender is not app or g.get("_qlikauth_sso_ending"):
             return
         flask_session.pop(FLASK_LOGIN_KEY, None)
-        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), _state().runtime))
+        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), state().runtime))
 
     user_logged_in.connect(signed_in, weak=False)
     user_logged_out.connect(signed_out, weak=False)
@@ -524,7 +525,7 @@ def _check_command() -> Any:
         settings (IdP certificate expiry included) before users need them."""
         from qlikauth.certs import describe, load_certificates
 
-        runtime = _state().runtime
+        runtime = state().runtime
         sso = check_sso(runtime)
         for warning in sso.warnings:
             click.echo(f"warning: {warning}")
@@ -563,7 +564,7 @@ def _check_command() -> Any:
 
         try:
             user = QlikUser.parse(test_user) if test_user else None
-            report = Doctor(_state().runtime.config, portal_url=portal_url,
+            report = Doctor(state().runtime.config, portal_url=portal_url,
                             session_checks=session_checks, test_user=user,
                             nginx_conf=nginx_conf, hub_ca=hub_ca, timeout=timeout).run()
         except QlikAuthError as exc:
@@ -583,10 +584,10 @@ def _make_blueprint() -> Blueprint:
     def _handle(exc: QlikAuthError) -> Response:
         return render(flows.error_answer(web_request(), exc))
 
-    bp.add_url_rule("/login", view_func=_flow_view(flows.login), methods=["GET"])
-    bp.add_url_rule("/module", view_func=_flow_view(flows.module), methods=["GET"])
-    bp.add_url_rule("/logout", view_func=_flow_view(flows.logout), methods=["GET", "POST"])
-    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=_flow_view(flows.header_auth),
+    bp.add_url_rule("/login", view_func=flow_view(flows.login), methods=["GET"])
+    bp.add_url_rule("/module", view_func=flow_view(flows.module), methods=["GET"])
+    bp.add_url_rule("/logout", view_func=flow_view(flows.logout), methods=["GET", "POST"])
+    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=flow_view(flows.header_auth),
                     methods=["GET", "HEAD"])
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
     # With several IdPs (QLIKAUTH_SAML = {"entra": {...}, ...}) each has /saml/<idp>/...
@@ -596,7 +597,7 @@ def _make_blueprint() -> Blueprint:
             ("acs", saml.saml_acs, ["POST"], True),
             ("logout", saml.saml_logout, ["POST"], False),
             ("slo", saml.saml_slo, ["GET", "POST"], False)):
-        view = _flow_view(flow, signs_in=signs_in)
+        view = flow_view(flow, signs_in=signs_in)
         bp.add_url_rule(f"/saml/{path}", endpoint=flow.__name__, view_func=view, methods=methods)
         bp.add_url_rule(f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view,
                         methods=methods)
@@ -615,4 +616,4 @@ def _choose_view() -> Response:
     saml_base = url_for("qlikauth.saml_login").rsplit("/saml/login", 1)[0]
     oidc_base = oidc_ext.url_prefix if oidc_ext is not None else None
     flow = functools.partial(choose_idp, saml_base=saml_base, oidc_base=oidc_base)
-    return render(flows.run(flow, web_request(), _state().runtime))
+    return render(flows.run(flow, web_request(), state().runtime))

@@ -20,7 +20,7 @@ from qlikauth.identity import QlikUser
 from qlikauth.web import oidc
 from qlikauth.web.startup import check_sso
 
-from . import _end_flask_login_if_ended, _flow_view, _set_cookie, _state, web_request
+from . import end_flask_login_if_ended, flow_view, set_cookie, state, web_request
 
 __all__ = ["QlikOidc"]
 
@@ -60,7 +60,7 @@ class QlikOidc:
                  False),
                 ("frontchannel-logout", "frontchannel_logout", oidc.frontchannel_logout, ["GET"],
                  False)):
-            view = _flow_view(flow, signs_in=signs_in)
+            view = flow_view(flow, signs_in=signs_in)
             bp.add_url_rule(f"/{path}", endpoint=endpoint, view_func=view, methods=methods)
             bp.add_url_rule(f"/<idp>/{path}", endpoint=f"{endpoint}_idp", view_func=view,
                             methods=methods)
@@ -74,16 +74,16 @@ class QlikOidc:
         g.qlikauth_sso_user = None
         g.qlikauth_sso_cookies = ()
         if oidc.OIDC_SESSION_KEY in flask_session:
-            state = oidc.sso_session(web_request(user=lambda: None), _state().runtime)
-            g.qlikauth_sso_user = state.user
-            g.qlikauth_sso_cookies = state.cookies
-            if state.user is None:
-                _end_flask_login_if_ended()  # the caps or a logout elsewhere ended it
+            sso = oidc.sso_session(web_request(user=lambda: None), state().runtime)
+            g.qlikauth_sso_user = sso.user
+            g.qlikauth_sso_cookies = sso.cookies
+            if sso.user is None:
+                end_flask_login_if_ended()  # the caps or a logout elsewhere ended it
 
     @staticmethod
     def _set_cookies(response: Response) -> Response:
         for cookie in g.get("qlikauth_sso_cookies", ()):
-            _set_cookie(response, cookie)
+            set_cookie(response, cookie)
         return response
 
     @staticmethod

@@ -118,7 +118,7 @@ _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per pa
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
 _BOOLS = {"userinfo", "cookie_secure", "allow_unverified_email"}
-_WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
+WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
              "FRONTCHANNEL_LOGOUT": False, "LABEL": None}
 
 
@@ -153,13 +153,13 @@ class OidcWebSettings:
                                      "QLIKAUTH_OIDC = {...} (Flask).")
         if not isinstance(oidc, Mapping):
             raise _problem("ISSUER", f"QLIKAUTH OIDC must be a mapping, not {type(oidc).__name__}.")
-        known = sorted({k.upper() for k in _RP_FIELDS} | set(_WEB_KEYS))
+        known = sorted({k.upper() for k in _RP_FIELDS} | set(WEB_KEYS))
         rp_args: dict[str, Any] = {}
-        web: dict[str, Any] = dict(_WEB_KEYS)
+        web: dict[str, Any] = dict(WEB_KEYS)
         for raw_key, value in oidc.items():
             key = str(raw_key).upper()
             name = key.lower()
-            if key in _WEB_KEYS:
+            if key in WEB_KEYS:
                 web[key] = value
                 continue
             if name not in _RP_FIELDS:
@@ -237,7 +237,7 @@ class _Oidc:
 
 _STATE: weakref.WeakKeyDictionary[QlikAuthRuntime, dict[str, _Oidc]] = weakref.WeakKeyDictionary()
 _STATE_LOCK = threading.Lock()
-_KNOWN = {k.upper() for k in _RP_FIELDS} | set(_WEB_KEYS)
+_KNOWN = {k.upper() for k in _RP_FIELDS} | set(WEB_KEYS)
 
 
 def oidc_idp_names(runtime: QlikAuthRuntime) -> list[str]:

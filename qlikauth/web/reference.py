@@ -126,6 +126,8 @@ OIDC = {
     "CLAIMS": "The claims mapping for this provider (default: the top-level `CLAIMS`, else "
               "user id = `email`, directory `OIDC`).",
     "FRONTCHANNEL_LOGOUT": "Serve `GET /oidc/frontchannel-logout` (Front-Channel Logout 1.0).",
+    "LABEL": "With several identity providers: the text of this provider's link on the "
+             "`/qlik/sso` chooser page.",
 }
 
 CLAIMS = {
@@ -171,8 +173,8 @@ def tables() -> dict[str, tuple[list[str], dict[str, Any], dict[str, str]]]:
     web = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
            "FRONTCHANNEL_LOGOUT": False}
     try:
-        from .oidc import _WEB_KEYS  # the OIDC web settings' own table
-        web = dict(_WEB_KEYS)
+        from .oidc import WEB_KEYS  # the OIDC web settings' own table
+        web = dict(WEB_KEYS)
     except ImportError:  # pragma: no cover - the oidc web module imports without extras
         pass
     return {
