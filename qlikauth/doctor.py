@@ -1188,7 +1188,7 @@ class Doctor:
         try:
             meta = rp.metadata()
         except QlikAuthError as exc:
-            if getattr(exc, "reason", None) == "metadata" and "issuer" in str(exc):
+            if getattr(exc, "code", None) == "metadata" and "issuer" in str(exc):
                 self._add(
                     "oidc.issuer",
                     FAIL,

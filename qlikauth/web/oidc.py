@@ -26,8 +26,8 @@ runtime's shared store, so any portal process can end sessions another one made)
   cookie must then be ``SameSite=None; Secure`` to reach a third-party iframe.
 * :func:`sso_session`: called for each request by the integrations' middleware/hook. It returns
   the signed-in SSO user, or ends the SSO session when it was logged out elsewhere or passed the
-  absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (seed 004: shared
-  clinical workstations), ending its proxy sessions too. The caps are checked when the browser
+  absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (shared clinical
+  workstations: the next person must not inherit a sign-in), ending its proxy sessions too. The caps are checked when the browser
   next reaches the portal; Qlik's own session inactivity timeout covers a browser that stays in
   Qlik.
 
@@ -197,8 +197,8 @@ class OidcWebSettings:
                 raise _problem(key, "must be 0 (no cap) or a positive number of seconds.")
         mapping_settings = web["CLAIMS"] if web["CLAIMS"] is not None else claims
         if mapping_settings is None:
-            # No mapping configured: the user id is the e-mail (seed 000: the same person is the
-            # same user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
+            # No mapping configured: the user id is the e-mail (so the same person is the same
+            # user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
             mapping_settings = {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}
         front = web["FRONTCHANNEL_LOGOUT"]
         if isinstance(front, str):
@@ -406,7 +406,7 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
     try:
         o = _oidc(runtime, _record_idp(record))
     except OidcError as exc:
-        if getattr(exc, "reason", None) != "idp":
+        if exc.code != "idp":
             raise
         # signed in with a provider the settings no longer name: that sign-in ends here
         done = _end(runtime, request, record, "OIDC provider no longer configured")
@@ -498,7 +498,7 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
     except OidcError as exc:
         log.warning("OIDC back-channel logout refused: %s", exc)
         return JsonAnswer(status=400, data={"error": "invalid_request",
-                                            "error_description": str(getattr(exc, "reason", "refused"))})
+                                            "error_description": exc.code})
     subject = event.subject
     if subject is None and event.sid:
         raw = runtime.store.get(f"qlikauth:oidc:sid:{_digest(event.issuer, event.sid)}")
