@@ -186,7 +186,7 @@ def _load_key(data: bytes, path: str | None, passphrase: str | bytes | None):  #
         ) from None
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, Exception):  # InvalidSignature and unsupported key types
@@ -194,7 +194,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _public_bytes(key) -> bytes:  # noqa: ANN001
+def public_key_bytes(key) -> bytes:  # noqa: ANN001
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -334,7 +334,7 @@ class Certificates:
                 "certificates use RSA (or EC) keys.",
                 path=key_path,
             )
-        if _public_bytes(cert.public_key()) != _public_bytes(key.public_key()):
+        if public_key_bytes(cert.public_key()) != public_key_bytes(key.public_key()):
             raise CertificateError(
                 f"private key {key_path!r} does not belong to client certificate {cert_path!r}: "
                 "both files must come from the same QMC export.",
@@ -376,7 +376,7 @@ class Certificates:
                 f"root certificate {root_path!r} is not marked as a CA; server verification "
                 "will probably fail. Make sure it is root.pem from the QMC export, not server.pem."
             )
-        if not any(_issued_by(cert, r) for r in roots):
+        if not any(issued_by(cert, r) for r in roots):
             found.append(
                 f"client certificate {cert_path!r} was not issued by root.pem; the files may come "
                 "from different sites' exports."

@@ -1,4 +1,4 @@
-"""The ``qlikauth`` command: certificates, tickets, proxy sessions, the emulator and the demo.
+"""The ``qlikauth`` command: certificates, tickets, proxy sessions, the emulators and the demo.
 
 Errors are one line on stderr (no traceback) and a non-zero exit: 2 for bad input or
 configuration, 1 for everything else. ``--json`` prints machine-readable output.
@@ -171,6 +171,113 @@ def cmd_session(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The portal's settings from $QLIKAUTH_* (as the integrations read them), then the options."""
+    from .web.config import settings_from_environ
+
+    settings: dict[str, Any] = settings_from_environ()
+    for key, value in (("QPS_NODES", args.qps), ("CERTS", args.certs), ("HUB_URL", args.hub_url),
+                       ("VIRTUAL_PROXY", args.virtual_proxy), ("MODE", args.mode),
+                       ("COOKIE_NAME", args.cookie_name), ("HEADER_NAME", args.header_name)):
+        if value is not None:
+            settings[key] = value
+    passphrase = _passphrase(args)
+    if passphrase is not None:
+        settings["CERT_PASSPHRASE"] = passphrase
+    return settings
+
+
+def _cloud_target(args: argparse.Namespace):  # noqa: ANN202
+    if not args.cloud_tenant:
+        return None
+    from .cloud import OAuthClient
+    from .doctor import CloudTarget
+
+    if not args.cloud_client_id:
+        raise ConfigurationError("--cloud-tenant needs --cloud-client-id (the portal's OAuth "
+                                 "client).")
+    secret = os.environ.get(args.cloud_secret_env)
+    if not secret:
+        raise ConfigurationError(f"set ${args.cloud_secret_env} to the OAuth client's secret "
+                                 "(never given on the command line, where ps shows it).")
+    return CloudTarget(args.cloud_tenant, OAuthClient(args.cloud_client_id, client_secret=secret),
+                       args.cloud_subject, verify=args.cloud_ca or True)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import Doctor, echo_report
+    from .web.config import QlikAuthConfig
+
+    cloud = _cloud_target(args)
+    settings = _doctor_settings(args)
+    # A Qlik Cloud-only portal has no QPS settings: only the tenant is checked then.
+    config = (None if cloud is not None and not settings.get("QPS_NODES")
+              else QlikAuthConfig.from_mapping(settings))
+    test_user = None
+    if args.test_user:
+        from .identity import QlikUser
+
+        test_user = QlikUser.parse(args.test_user)
+    doctor = Doctor(config, portal_url=args.portal_url, session_checks=args.session_checks,
+                    test_user=test_user, nginx_conf=args.nginx_conf, hub_ca=args.hub_ca,
+                    timeout=args.timeout, max_clock_skew=args.max_clock_skew, cloud=cloud)
+    return echo_report(doctor.run(), args.json)
+
+
+def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``doctor`` options (settings not given fall back to $QLIKAUTH_*)."""
+    p.add_argument("--qps", action="append", metavar="URL",
+                   help="a QPS API URL, https://qs1:4243 (repeat; default: $QLIKAUTH_QPS_NODES)")
+    p.add_argument("--certs", metavar="DIR|PFX", help="the QMC export (default: $QLIKAUTH_CERTS)")
+    p.add_argument("--hub-url", metavar="URL",
+                   help="the hub browsers land on (default: $QLIKAUTH_HUB_URL)")
+    p.add_argument("--virtual-proxy", "-p", metavar="PREFIX",
+                   help="virtual proxy prefix (default: $QLIKAUTH_VIRTUAL_PROXY)")
+    p.add_argument("--mode", choices=("ticket", "session"),
+                   help="default: $QLIKAUTH_MODE or ticket")
+    p.add_argument("--cookie-name", metavar="NAME", help="the virtual proxy's session cookie name")
+    p.add_argument("--header-name", metavar="NAME", help="header authentication: the header's name")
+    p.add_argument("--portal-url", metavar="URL",
+                   help="the portal's https base URL: the module must be URL/qlik/module and "
+                        "websockets come from its origin")
+    p.add_argument("--session-checks", action="store_true",
+                   help="redeem a test ticket at the hub (signs the test user into Qlik, which may "
+                        "allocate a license) to check the session cookie and the engine websocket")
+    p.add_argument("--test-user", metavar="'DIR\\id'",
+                   help="the test ticket's user (default: USER_DIRECTORY\\qlikauth-doctor)")
+    p.add_argument("--nginx-conf", metavar="FILE", help="header authentication: nginx.conf to test")
+    p.add_argument("--hub-ca", metavar="FILE", help="CA bundle of the hub's certificate")
+    p.add_argument("--cloud-tenant", metavar="URL",
+                   help="also check a Qlik Cloud tenant, https://<tenant>.<region>.qlikcloud.com")
+    p.add_argument("--cloud-client-id", metavar="ID", help="the portal's OAuth client id")
+    p.add_argument("--cloud-secret-env", metavar="VAR", default="QLIKAUTH_CLOUD_CLIENT_SECRET",
+                   help="environment variable holding its secret (default: %(default)s)")
+    p.add_argument("--cloud-subject", metavar="SUB",
+                   help="subject of a user in the tenant, to test impersonation")
+    p.add_argument("--cloud-ca", metavar="FILE", help="CA bundle of the tenant (default: system)")
+    p.add_argument("--max-clock-skew", type=float, default=30.0, metavar="SECONDS",
+                   help="largest clock difference to a node (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: %(default)s)")
+    _add_passphrase(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_mobile_config(args: argparse.Namespace) -> int:
+    from .mobile import appconfig_xml, check_hubs, mdm_value, parse_hub
+
+    hubs = check_hubs([parse_hub(h) for h in args.hub or []], resolve=args.resolve)
+    if args.format == "xml" and not args.bundle_id:
+        raise ConfigurationError("--format xml needs --bundle-id: the Qlik Sense app's bundle "
+                                 "identifier as your EMM console lists it.")
+    text = appconfig_xml(hubs, args.bundle_id) if args.format == "xml" else mdm_value(hubs)
+    if args.output:
+        Path(args.output).write_text(text if text.endswith("\n") else text + "\n",
+                                     encoding="utf-8")
+    else:
+        print(text.rstrip("\n"))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -189,6 +296,18 @@ def cmd_cloud_emulator(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_oidc_idp(args: argparse.Namespace) -> int:
+    from .emulator.idp_cli import run_oidc
+
+    return run_oidc(args)
+
+
+def cmd_saml_idp(args: argparse.Namespace) -> int:
+    from .emulator.idp_cli import run_saml
+
+    return run_saml(args)
+
+
 def cmd_nginx_config(args: argparse.Namespace) -> int:
     from .nginx.cli import run
 
@@ -196,14 +315,22 @@ def cmd_nginx_config(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
-def _add_arguments_from(module: str, parser: argparse.ArgumentParser) -> None:
-    """``module.add_arguments(parser)`` (``module`` relative to qlikauth) when it imports: without
-    its extra installed the command is still listed, and running it raises the ImportError."""
+def _add_arguments_from(module: str, parser: argparse.ArgumentParser,
+                        extra: str | None = None) -> None:
+    """``module.add_arguments(parser)`` (``module`` relative to qlikauth) when it imports.
+
+    Without its extra installed the command is still listed; it takes any arguments and, run,
+    names the extra to install (instead of argparse's "unrecognized arguments").
+    """
     import importlib
 
     try:
         mod = importlib.import_module(module, __package__)
-    except ImportError:  # pragma: no cover - only without the module's extra
+    except ImportError as exc:
+        command = f"qlikauth {parser.prog.split()[-1]}"
+        parser.set_defaults(_missing_extra=(
+            f"`{command}` needs the {extra} extra: pip install 'qlikauth[{extra}]'." if extra
+            else f"`{command}` cannot run: the module {exc.name} is not installed."))
         return
     mod.add_arguments(parser)
 
@@ -252,16 +379,49 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=cmd_session)
 
     emu = sub.add_parser("emulator", help="run a local QPS node and hub over real TLS")
-    _add_arguments_from(".emulator.cli", emu)
+    _add_arguments_from(".emulator.cli", emu, "emulator")
     emu.set_defaults(func=cmd_emulator)
 
     cloud = sub.add_parser("cloud-emulator", help="run an emulated Qlik Cloud tenant (JWT login, OAuth) over TLS")
-    _add_arguments_from(".emulator.cloud", cloud)
+    _add_arguments_from(".emulator.cloud", cloud, "emulator")
     cloud.set_defaults(func=cmd_cloud_emulator)
+
+    oidc_idp = sub.add_parser("oidc-idp", help="run a local OpenID provider with demo users "
+                                               "(development and demos only)")
+    oidc_idp.set_defaults(func=cmd_oidc_idp)
+    saml_idp = sub.add_parser("saml-idp", help="run a local SAML IdP with demo users "
+                                               "(development and demos only; the saml extra)")
+    saml_idp.set_defaults(func=cmd_saml_idp)
+    try:
+        from .emulator import idp_cli
+    except ImportError:  # pragma: no cover - only without the emulator extra
+        pass
+    else:
+        idp_cli.add_oidc_arguments(oidc_idp)
+        idp_cli.add_saml_arguments(saml_idp)
 
     nginx = sub.add_parser("nginx-config", help="write a hardened nginx server block for a header virtual proxy")
     _add_arguments_from(".nginx.cli", nginx)
     nginx.set_defaults(func=cmd_nginx_config)
+
+    doctor = sub.add_parser("doctor", help="check the site end to end (certificates, nodes, "
+                                           "tickets, hub, cookie, websocket) and name each fix")
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(func=cmd_doctor)
+
+    mobile = sub.add_parser("mobile-config",
+                            help="the Qlik Sense mobile app's hub list for an EMM (mdm value or "
+                                 "AppConfig XML)")
+    mobile.add_argument("--hub", action="append", metavar="NAME=URL",
+                        help="a hub the app lists: its name and https URL (repeat)")
+    mobile.add_argument("--format", choices=("json", "xml"), default="json",
+                        help="json: the mdm key's value; xml: an AppConfig managedAppConfiguration "
+                             "(default: %(default)s)")
+    mobile.add_argument("--bundle-id", metavar="ID", help="the app's bundle id (for --format xml)")
+    mobile.add_argument("--resolve", action="store_true",
+                        help="also require every hub's host name to resolve from here")
+    mobile.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    mobile.set_defaults(func=cmd_mobile_config)
 
     demo = sub.add_parser("demo", help="start the emulator and a portal that signs demo users in")
     demo.add_argument("--port", type=int, default=8080, help="portal port (default: %(default)s)")
@@ -274,7 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qlikauth`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    missing = getattr(args, "_missing_extra", None)
+    if missing:
+        # the command's own options are unknown without its extra: name the extra instead
+        print(f"qlikauth: error: {missing}", file=sys.stderr)
+        return 2
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

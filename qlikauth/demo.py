@@ -81,15 +81,35 @@ class DemoPortal:
         self.url = f"http://localhost:{self.server.server_address[1]}/"
 
     def page(self, q: dict[str, str]) -> str:
-        """The user chooser (keeps ``targetId``/``proxyRestUri`` from the module redirect)."""
+        """The landing page: what to do, what the hub will show, and the user chooser (keeping
+        ``targetId``/``proxyRestUri`` from a module redirect)."""
         extra: dict[str, str] = {k: q[k] for k in ("targetId", "proxyRestUri") if k in q}
         items = "".join(
             f'<li><a id="login-{key}" href="/login?{html.escape(urlencode({"user": key, **extra}))}">'
-            f"{html.escape(u.qualified_name)}</a> {html.escape(', '.join(f'{n}={v}' for n, v in u.attributes))}</li>"
+            f"Sign in as {html.escape(u.qualified_name)}</a>: the hub will show the user "
+            f"<code>{html.escape(u.qualified_name)}</code> with the attributes "
+            f"<code>{html.escape(', '.join(f'{n}={v}' for n, v in u.attributes) or 'none')}</code>"
+            "</li>"
             for key, u in DEMO_USERS.items()
         )
-        return (f"<!doctype html><title>qlikauth demo portal</title><h1>qlikauth demo portal</h1>"
-                f"<p>Sign in to the Qlik hub (emulator) as:</p><ul>{items}</ul>")
+        came_from_qlik = (
+            "<p id=\"module\">Qlik sent you here: you opened the hub without a session, so its "
+            "virtual proxy sent you to this portal (its <em>authentication module</em>). Choose a "
+            "user and you go back to the page you asked for, signed in.</p>" if extra else "")
+        return (
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">"
+            "<title>qlikauth demo portal</title><h1>qlikauth demo portal</h1>"
+            f"{came_from_qlik}"
+            "<p id=\"what\">This page stands for your portal: it already knows who the user is. "
+            "Click a user: the portal asks the Qlik Proxy Service (here the qlikauth emulator, "
+            "over mutual TLS) for a one-time ticket and sends your browser to the Qlik hub with "
+            "it. The hub redeems the ticket, sets Qlik's session cookie and shows who Qlik "
+            "thinks you are: the user directory and id, and the attributes Section Access "
+            "sees (each <code>group</code> is one).</p>"
+            f"<ul>{items}</ul>"
+            "<p>The hub's certificate is signed by the demo's own root certificate: your browser "
+            "will warn about it; accept it for this local demo. Then open the hub again without "
+            "the ticket to see that the session cookie holds.</p>")
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown`."""

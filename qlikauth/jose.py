@@ -83,7 +83,7 @@ VerifyingKey = RSAKey | ECKey
 
 
 def _refuse(reason: str, message: str) -> JwtError:
-    return JwtError(message, reason=reason, code=reason)
+    return JwtError(message, code=reason)
 
 
 def _unb64(segment: str, what: str) -> bytes:
@@ -233,12 +233,12 @@ def key_from_public(key: PublicKey, alg: str) -> VerifyingKey:
 
 def _rename(exc: JwtError, reason: str) -> None:
     # verify_jwt's callers (the emulators) know fewer reasons than the OIDC relying party.
-    exc.reason = exc.code = reason  # type: ignore[attr-defined]
+    exc.code = reason
 
 
 def reason_of(exc: JwtError) -> str:
-    """The check a :class:`JwtError` from this module names (``reason``)."""
-    return str(getattr(exc, "reason", "") or "")
+    """The check a :class:`JwtError` from this module names (its ``code``)."""
+    return str(getattr(exc, "code", "") or "")
 
 
 #: joserfc's own size limits; the caller's (smaller) cap was applied by :func:`parse_compact`.

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for qlikauth: Debian packages the tests use (only with --system)
-# and a virtualenv in .venv with qlikauth and its extras installed in editable mode.
+# Set up a fresh machine for qlikauth: a virtualenv in .venv with qlikauth and its extras installed
+# in editable mode; with --system also the Debian packages the tests use, and with --system or
+# --test the npm test peers (the demo needs neither, nor npm).
+# It never starts or stops the machine's services: the tests start their own nginx and Redis
+# on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_system=0
+want_peers=0
 for arg in "$@"; do
   case "$arg" in
-    --system) want_system=1 ;;
+    --system) want_system=1; want_peers=1 ;;
+    --test) want_peers=1 ;;
+    *) echo "usage: scripts/bootstrap.sh [--system] [--test]" >&2; exit 2 ;;
   esac
 done
 
@@ -26,9 +32,6 @@ if [ "$want_system" = 1 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # Debian starts these as services on install; the tests start their own on free ports.
-  (service nginx stop || true) >/dev/null 2>&1
-  (service redis-server stop || true) >/dev/null 2>&1
 fi
 
 PY="${PYTHON:-python3}"
@@ -46,6 +49,7 @@ fi
 
 # npm test peers (a real SAML IdP on another stack, a certified OpenID provider, ...): each
 # tests/peers/NAME/ holds a package.json and its package-lock.json; `npm ci` installs exactly that.
+[ "$want_peers" = 1 ] || exit 0
 for lock in tests/peers/*/package-lock.json; do
   [ -f "$lock" ] || continue
   dir=$(dirname "$lock")

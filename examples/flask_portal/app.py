@@ -31,7 +31,8 @@ from werkzeug.security import generate_password_hash
 
 try:
     from flask_portal.password_login import PasswordLogin, TooManyAttempts
-except ImportError:  # run as a script: this directory is on sys.path, not its parent
+except ImportError:  # run as a script, or loaded from its file: import from this directory
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from password_login import PasswordLogin, TooManyAttempts  # type: ignore[no-redef]
 
 try:

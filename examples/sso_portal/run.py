@@ -5,7 +5,8 @@ ticket virtual proxy ``sso``), a local identity provider, and the portal over ht
 
     .venv/bin/python examples/sso_portal/run.py                  # https://localhost:5443/
     .venv/bin/python examples/sso_portal/run.py --protocol saml  # the default
-    .venv/bin/python examples/sso_portal/run.py --protocol oidc  # OpenID Connect (needs node + npm ci)
+    .venv/bin/python examples/sso_portal/run.py --protocol oidc  # OpenID Connect (local provider)
+    .venv/bin/python examples/sso_portal/run.py --protocol both  # both IdPs, a chooser page
 
 ``--protocol`` picks the protocol module in ``protocols/`` (``saml``: pysaml2's IdP behind a
 login page, Entra-ID-shaped claims: e-mail, display name, group object ids mapped to names).

@@ -18,7 +18,7 @@ _SSO_MIDDLEWARE = "django_qlikauth.middleware.SsoLoginMiddleware"
 
 @register("qlikauth")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """qlikauth.E001-E007, W001-W003."""
+    """qlikauth.E001-E008, W001-W004."""
     raw = getattr(settings, "QLIKAUTH", None)
     if raw is None:
         return [Error("QLIKAUTH is not set.",
@@ -62,7 +62,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                                 hint="Move it after AuthenticationMiddleware so it sees the signed-in user.",
                                 id="qlikauth.W002"))
     problems.extend(_check_sso_login(middleware))
+    problems.extend(_check_sso_settings())
     return problems
+
+
+def _check_sso_settings() -> list[Any]:
+    """qlikauth.E008 (SAML or OIDC settings the portal cannot use, a missing extra), W004 (what
+    they warn about: an IdP signing certificate that expires soon, login CSRF exposure)."""
+    from qlikauth.web.startup import check_sso
+
+    from .conf import get_runtime
+
+    try:
+        checked = check_sso(get_runtime())
+    except QlikAuthError as exc:
+        return [Error(str(exc), hint="Fix the QLIKAUTH setting named in the message.",
+                      id="qlikauth.E008")]
+    out: list[Any] = [Error(str(e), hint="Fix the QLIKAUTH SAML or OIDC setting named in the "
+                                         "message (docs/saml.md, docs/oidc.md).",
+                            id="qlikauth.E008") for e in checked.errors]
+    out += [Warning(w, hint="See docs/saml.md (the IdP's certificate) and docs/oidc.md.",
+                    id="qlikauth.W004") for w in checked.warnings]
+    return out
 
 
 def _check_sso_login(middleware: list[str]) -> list[Any]:

@@ -79,4 +79,11 @@ urlpatterns: list[Any] = [
     path("logged-out", logout_return, name="logged-out"),
     path("backchannel-logout", backchannel_logout, name="backchannel-logout"),
     path("frontchannel-logout", frontchannel_logout, name="frontchannel-logout"),
+    # several providers (QLIKAUTH["OIDC"] = {"imprivata": {...}, ...}): /oidc/<idp>/...
+    path("<str:idp>/login", login, name="idp-login"),
+    path("<str:idp>/callback", callback, name="idp-callback"),
+    path("<str:idp>/logout", logout, name="idp-logout"),
+    path("<str:idp>/logged-out", logout_return, name="idp-logged-out"),
+    path("<str:idp>/backchannel-logout", backchannel_logout, name="idp-backchannel-logout"),
+    path("<str:idp>/frontchannel-logout", frontchannel_logout, name="idp-frontchannel-logout"),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
@@ -24,7 +25,7 @@ from .conf import get_runtime
 from .render import render, web_request
 
 __all__ = ["flow_view", "signs_in", "signs_out", "login", "module", "logout", "header_auth", "saml_metadata", "saml_login", "saml_acs",
-           "saml_logout", "saml_slo"]
+           "saml_logout", "saml_slo", "choose_idp"]
 
 
 def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
@@ -39,7 +40,8 @@ def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
     allowed = [m.upper() for m in methods]
     limit: int | None = getattr(flow, "max_body", None)
 
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: HttpRequest, **route: Any) -> HttpResponse:
+        # route variables (``<idp>``: which identity provider) go to the flow as keywords
         if limit is not None and _declared_length(request) > limit:
             # refused before request.POST reads the body (a 32 MiB POST to the ACS stays unread)
             from qlikauth.exceptions import SamlError
@@ -51,7 +53,9 @@ def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
                                          headers=request.headers)  # no form: nothing read
             return render(request, flows.error_answer(described, error))
         token = get_token(request) if csrf and request.method != "POST" else None
-        answer = flows.run(flow, web_request(request, csrf_verified=csrf, csrf_token=token), get_runtime())
+        bound = functools.partial(flow, **route) if route else flow
+        answer = flows.run(bound, web_request(request, csrf_verified=csrf, csrf_token=token),
+                           get_runtime())
         request._qlikauth_answered = True  # type: ignore[attr-defined]  # the middleware adds no cookie
         return render(request, answer)
 
@@ -84,8 +88,8 @@ def signs_in(view: Callable[[HttpRequest], HttpResponse],
     is configured), else only a new session key (fixation)."""
 
     @functools.wraps(view)
-    def wrapped(request: HttpRequest) -> HttpResponse:
-        response = view(request)
+    def wrapped(request: HttpRequest, **route: Any) -> HttpResponse:
+        response = view(request, **route)
         user = user_of(request) if response.status_code == 302 else None
         if user is not None:
             from .backends import sso_login
@@ -101,8 +105,8 @@ def signs_out(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequ
     """After an SSO logout flow: a Django user signed in by that SSO sign-in is logged out too."""
 
     @functools.wraps(view)
-    def wrapped(request: HttpRequest) -> HttpResponse:
-        response = view(request)
+    def wrapped(request: HttpRequest, **route: Any) -> HttpResponse:
+        response = view(request, **route)
         from django.apps import apps
 
         if apps.is_installed("django.contrib.auth"):
@@ -129,3 +133,21 @@ saml_acs = signs_in(flow_view(saml.saml_acs, methods=("POST",)), _saml_user)
 saml_logout = signs_out(flow_view(saml.saml_logout, methods=("POST",), csrf=True))
 #: :func:`qlikauth.web.saml.saml_slo`: the IdP's LogoutRequest or LogoutResponse (Redirect or POST binding).
 saml_slo = signs_out(flow_view(saml.saml_slo, methods=("GET", "POST")))
+
+
+def choose_idp(request: HttpRequest) -> HttpResponse:
+    """:func:`qlikauth.web.chooser.choose_idp`: a sign-in link per identity provider."""
+    from django.urls import NoReverseMatch, reverse
+
+    from qlikauth.web.chooser import choose_idp as flow
+
+    saml_base = reverse("qlikauth:saml-login").rsplit("/saml/login", 1)[0]
+    try:
+        oidc_base: str | None = reverse("qlikauth_oidc:login").rsplit("/login", 1)[0]
+    except NoReverseMatch:
+        oidc_base = None  # the OIDC URLs are not included
+    bound = functools.partial(flow, saml_base=saml_base, oidc_base=oidc_base)
+    return render(request, flows.run(bound, web_request(request), get_runtime()))
+
+
+choose_idp = require_http_methods(["GET"])(choose_idp)

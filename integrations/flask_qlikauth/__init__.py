@@ -40,6 +40,7 @@ except ImportError as _exc:
         name=_exc.name,
     ) from _exc
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -72,8 +73,10 @@ from qlikauth.web.flows import (
 )
 from qlikauth.web.lifecycle import current_sign_in
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
+from qlikauth.web.startup import check_sso
 
-__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
+__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request", "flow_view",
+           "set_cookie", "state", "end_flask_login_if_ended"]
 
 log = logging.getLogger("flask_qlikauth")
 
@@ -92,20 +95,29 @@ class QlikAuthState:
     runtime: QlikAuthRuntime
 
 
-def _flow_view(flow: flows.Flow) -> Callable[[], Response]:
+def flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Response]:
     """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
 
     A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
     larger ``Content-Length`` is refused unread (413), and a body without one is cut off there.
+    ``signs_in`` (the SAML ACS, the OIDC callback): a sign-in it completed is a Flask-Login
+    sign-in too when ``login_user_with`` is set. Any flow that ended the sign-in a Flask-Login
+    user belongs to logs that user out.
     """
     limit: int | None = getattr(flow, "max_body", None)
 
-    def view() -> Response:
+    def view(**route: Any) -> Response:
+        # route variables (``<idp>``: which identity provider) go to the flow as keywords
         if limit is not None:
             if (request.content_length or 0) > limit:
                 return render(flows.error_answer(web_request(), _too_large(limit)))
             request.max_content_length = limit
-        return render(flows.run(flow, web_request(), _state().runtime))
+        bound = functools.partial(flow, **route) if route else flow
+        answer = flows.run(bound, web_request(), state().runtime)
+        if signs_in and isinstance(answer, RedirectAnswer):
+            _sso_login_user()
+        end_flask_login_if_ended()
+        return render(answer)
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
     return view
@@ -120,7 +132,7 @@ def _too_large(limit: int) -> QlikAuthError:
     return error
 
 
-def _state() -> QlikAuthState:
+def state() -> QlikAuthState:
     try:
         return current_app._get_current_object().extensions["qlikauth"]  # type: ignore[attr-defined]
     except KeyError:
@@ -186,13 +198,13 @@ def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) ->
         session=session,
         scheme=req.scheme,
         host=req.host,
-        user=user if user is not None else (lambda: _state().extension.current_user()),
+        user=user if user is not None else (lambda: state().extension.current_user()),
         wants_json=_wants_json(req),
         query_string=req.query_string.decode("latin-1"),
     )
 
 
-def _set_cookie(response: Response, cookie: Cookie) -> None:
+def set_cookie(response: Response, cookie: Cookie) -> None:
     # The core renders the Set-Cookie line (Domain=localhost, SameSite=None; Secure...)
     # exactly as configured; Werkzeug's set_cookie would second-guess some of it.
     response.headers.add("Set-Cookie", cookie.header_value())
@@ -228,7 +240,7 @@ def render(answer: Answer) -> Response:
         for name, value in headers:
             response.headers[name] = value
     for cookie in answer.cookies:
-        _set_cookie(response, cookie)
+        set_cookie(response, cookie)
     return response
 
 
@@ -258,9 +270,14 @@ class QlikAuth:
     """
 
     def __init__(self, app: Flask | None = None, *, url_prefix: str = "/qlik",
-                 user_loader: UserLoader | None = None) -> None:
+                 user_loader: UserLoader | None = None,
+                 login_user_with: Callable[[QlikUser], Any] | None = None) -> None:
         self.url_prefix = url_prefix
         self._user_loader: UserLoader | None = user_loader
+        #: ``callable(QlikUser) -> Flask-Login user`` (or None: not signed in to Flask-Login):
+        #: a SAML or OIDC sign-in is then a Flask-Login sign-in too, and its ending logs that
+        #: user out (single logout, back-channel logout, the caps).
+        self.login_user_with = login_user_with
         if app is not None:
             self.init_app(app)
 
@@ -278,6 +295,15 @@ class QlikAuth:
         lifetime: Any = app.permanent_session_lifetime  # a timedelta, or seconds
         seconds = lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
         runtime = build_runtime(config, secret=app.secret_key, portal_session_lifetime=seconds)
+        # SAML and OIDC are built now: a setting they cannot use stops the app here, with what
+        # to do, instead of answering 500 to the first user.
+        checked = check_sso(runtime)
+        checked.raise_first()
+        for warning in checked.warnings:
+            log.warning("%s", warning)
+        if self.login_user_with is not None and not callable(self.login_user_with):
+            raise ConfigurationError("QlikAuth(login_user_with=...) must be a callable "
+                                     "(QlikUser) -> Flask-Login user.")
         app.extensions["qlikauth"] = QlikAuthState(self, config, runtime)
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(_check_command())
@@ -294,7 +320,7 @@ class QlikAuth:
     @property
     def runtime(self) -> QlikAuthRuntime:
         """The current app's QPS client and authenticators."""
-        return _state().runtime
+        return state().runtime
 
     def current_user(self) -> QlikUser | None:
         """The signed-in portal user as a :class:`QlikUser` (from the user loader), or None."""
@@ -315,7 +341,7 @@ class QlikAuth:
         exists, and a new one replaces it if Qlik has ended it. Raises
         :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        runtime = _state().runtime
+        runtime = state().runtime
         req, session = _current()
         user = user if user is not None else self.current_user()
         # Called on every page view: the signed-in browser's case is decided before anything
@@ -325,7 +351,7 @@ class QlikAuth:
             wr = web_request(user)
             outcome = flows.resume_session(wr, runtime, verify=verify, start=True)
         for cookie in outcome.cookies:
-            _set_cookie(response, cookie)
+            set_cookie(response, cookie)
         return response
 
     def signed_in(self, response: Response, user: QlikUser | None = None) -> Response:
@@ -335,8 +361,8 @@ class QlikAuth:
         Whoever signed in in this browser before is signed out of Qlik on every node first;
         session mode makes the proxy session now (QPS errors are raised).
         """
-        for cookie in flows.portal_signed_in(web_request(user), _state().runtime, user):
-            _set_cookie(response, cookie)
+        for cookie in flows.portal_signed_in(web_request(user), state().runtime, user):
+            set_cookie(response, cookie)
         return response
 
     def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
@@ -346,11 +372,11 @@ class QlikAuth:
         Proxy sessions end on every node, the Qlik Cloud token is revoked, the sign-in is
         revoked. A node that fails keeps its part pending; nothing is raised for it.
         """
-        runtime = _state().runtime
+        runtime = state().runtime
         cookies = flows.portal_signed_out(web_request(user), runtime, user)
         if response is not None:
             for cookie in cookies:
-                _set_cookie(response, cookie)
+                set_cookie(response, cookie)
         return response
 
 
@@ -362,9 +388,78 @@ def _end_revoked_sign_in() -> None:
     """
     session = flask_session._get_current_object()  # type: ignore[attr-defined]
     if flows.SIGNIN_KEY not in session:
+        end_flask_login_if_ended()
         return
-    if current_sign_in(session, _state().runtime) is None:
+    if current_sign_in(session, state().runtime) is None:
+        end_flask_login_if_ended()
         session.clear()
+
+
+#: The sign-in id an SSO sign-in's Flask-Login user belongs to. Not a lifecycle key on purpose:
+#: every ending clears those, and this one must outlive them to tell that the user is to go.
+FLASK_LOGIN_KEY = "_qlikauth_flask_login"
+
+
+def _login_user_with() -> Callable[[QlikUser], Any] | None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    oidc_ext = app.extensions.get("qlikauth_oidc")
+    chosen = getattr(oidc_ext, "login_user_with", None) if oidc_ext is not None else None
+    return chosen or state().extension.login_user_with
+
+
+def _sso_login_user() -> None:
+    """After an SSO sign-in: ``flask_login.login_user(login_user_with(qlik_user))``, bound to
+    that sign-in (:data:`FLASK_LOGIN_KEY`); the lifecycle has done the Qlik part already."""
+    make = _login_user_with()
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    record = session.get(flows.SIGNIN_KEY)
+    if make is None or not isinstance(record, dict) or record.get("via") not in ("saml", "oidc"):
+        return
+    from flask import g
+    from flask_login import login_user
+
+    try:
+        user = QlikUser.from_qps(record.get("user") or {})
+    except QlikAuthError:
+        return
+    portal_user = make(user)
+    if portal_user is None:
+        log.warning("qlikauth: login_user_with gave no Flask-Login user for %s: signed in to Qlik "
+                    "only", user.qualified_name)
+        return
+    g._qlikauth_sso_login = True
+    try:
+        if not login_user(portal_user):
+            log.warning("qlikauth: Flask-Login refused %s (an inactive user): signed in to "
+                        "Qlik only", user.qualified_name)
+            return
+    finally:
+        g._qlikauth_sso_login = False
+    session[FLASK_LOGIN_KEY] = str(record.get("id"))
+
+
+def end_flask_login_if_ended() -> bool:
+    """Log out the Flask-Login user an SSO sign-in made once that sign-in has ended; True when
+    it did. No store read: the sign-in record is gone, or is another one, when it has ended
+    (every ending clears it from this portal session, or :func:`_end_revoked_sign_in` does)."""
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    marker = session.get(FLASK_LOGIN_KEY)
+    if marker is None:
+        return False
+    record = session.get(flows.SIGNIN_KEY)
+    if isinstance(record, dict) and str(record.get("id")) == marker:
+        return False
+    session.pop(FLASK_LOGIN_KEY, None)
+    from flask import g
+    from flask_login import logout_user
+
+    g._qlikauth_sso_ending = True  # the SSO ending did the Qlik part: no second sign-out
+    try:
+        logout_user()
+    finally:
+        g._qlikauth_sso_ending = False
+    log.info("qlikauth: the SSO sign-in ended, so does the Flask-Login sign-in")
+    return True
 
 
 def _pending_cookies() -> list[Cookie]:
@@ -381,7 +476,7 @@ def _set_pending_cookies(response: Response) -> Response:
     from flask import g
 
     for cookie in g.get("_qlikauth_cookies", ()):
-        _set_cookie(response, cookie)
+        set_cookie(response, cookie)
     return response
 
 
@@ -394,18 +489,23 @@ def _connect_flask_login(app: Flask) -> None:
         return
 
     def signed_in(sender: Any, user: Any = None, **_: Any) -> None:
-        if sender is not app:
-            return
+        from flask import g
+
+        if sender is not app or g.get("_qlikauth_sso_login"):
+            return  # an SSO sign-in's Flask-Login part: the lifecycle has run already
         try:
-            _pending_cookies().extend(flows.portal_signed_in(web_request(), _state().runtime))
+            _pending_cookies().extend(flows.portal_signed_in(web_request(), state().runtime))
         except QlikAuthError as exc:
             log.error("qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
                       "tries again): %s", exc)
 
     def signed_out(sender: Any, user: Any = None, **_: Any) -> None:
-        if sender is not app:
+        from flask import g
+
+        if sender is not app or g.get("_qlikauth_sso_ending"):
             return
-        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), _state().runtime))
+        flask_session.pop(FLASK_LOGIN_KEY, None)
+        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), state().runtime))
 
     user_logged_in.connect(signed_in, weak=False)
     user_logged_out.connect(signed_out, weak=False)
@@ -421,10 +521,18 @@ def _check_command() -> Any:
     @group.command("check")
     @click.option("--alive", is_flag=True, help="also ask every QPS node GET /qps/alive over mutual TLS")
     def check(alive: bool) -> None:
-        """Load the QMC certificates (files, key match, expiry) before users need them."""
+        """Load the QMC certificates (files, key match, expiry) and check the SAML and OIDC
+        settings (IdP certificate expiry included) before users need them."""
         from qlikauth.certs import describe, load_certificates
 
-        runtime = _state().runtime
+        runtime = state().runtime
+        sso = check_sso(runtime)
+        for warning in sso.warnings:
+            click.echo(f"warning: {warning}")
+        if not sso.ok:
+            raise click.ClickException("\n".join(str(e) for e in sso.errors))
+        for section in sso.checked:
+            click.echo(f"{section} settings OK")
         try:
             certs = load_certificates(runtime.config.certs, runtime.config.cert_passphrase)
         except QlikAuthError as exc:
@@ -439,6 +547,31 @@ def _check_command() -> Any:
             if not all(answers.values()):
                 raise click.ClickException("a QPS node did not answer: check the URL, port 4243 and the firewall.")
 
+    @group.command("doctor")
+    @click.option("--portal-url", help="the portal's https base URL (module URL/qlik/module)")
+    @click.option("--session-checks", is_flag=True,
+                  help="redeem a test ticket (signs the test user into Qlik) to check the "
+                       "session cookie and the engine websocket")
+    @click.option("--test-user", help="the test ticket's user, DIRECTORY\\userid")
+    @click.option("--nginx-conf", help="header authentication: the nginx.conf to test")
+    @click.option("--hub-ca", help="CA bundle of the hub's certificate")
+    @click.option("--timeout", type=float, default=10.0, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+    def doctor(portal_url: str | None, session_checks: bool, test_user: str | None,
+               nginx_conf: str | None, hub_ca: str | None, timeout: float, as_json: bool) -> None:
+        """Check the site end to end with this app's settings; name the fix of each failure."""
+        from qlikauth.doctor import Doctor, echo_report
+
+        try:
+            user = QlikUser.parse(test_user) if test_user else None
+            report = Doctor(state().runtime.config, portal_url=portal_url,
+                            session_checks=session_checks, test_user=user,
+                            nginx_conf=nginx_conf, hub_ca=hub_ca, timeout=timeout).run()
+        except QlikAuthError as exc:
+            raise click.ClickException(str(exc)) from None
+        if echo_report(report, as_json, click.echo):
+            click.get_current_context().exit(1)
+
     return group
 
 
@@ -451,15 +584,36 @@ def _make_blueprint() -> Blueprint:
     def _handle(exc: QlikAuthError) -> Response:
         return render(flows.error_answer(web_request(), exc))
 
-    bp.add_url_rule("/login", view_func=_flow_view(flows.login), methods=["GET"])
-    bp.add_url_rule("/module", view_func=_flow_view(flows.module), methods=["GET"])
-    bp.add_url_rule("/logout", view_func=_flow_view(flows.logout), methods=["GET", "POST"])
-    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=_flow_view(flows.header_auth),
+    bp.add_url_rule("/login", view_func=flow_view(flows.login), methods=["GET"])
+    bp.add_url_rule("/module", view_func=flow_view(flows.module), methods=["GET"])
+    bp.add_url_rule("/logout", view_func=flow_view(flows.logout), methods=["GET", "POST"])
+    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=flow_view(flows.header_auth),
                     methods=["GET", "HEAD"])
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
-    bp.add_url_rule("/saml/metadata", view_func=_flow_view(saml.saml_metadata), methods=["GET"])
-    bp.add_url_rule("/saml/login", view_func=_flow_view(saml.saml_login), methods=["GET"])
-    bp.add_url_rule("/saml/acs", view_func=_flow_view(saml.saml_acs), methods=["POST"])
-    bp.add_url_rule("/saml/logout", view_func=_flow_view(saml.saml_logout), methods=["POST"])
-    bp.add_url_rule("/saml/slo", view_func=_flow_view(saml.saml_slo), methods=["GET", "POST"])
+    # With several IdPs (QLIKAUTH_SAML = {"entra": {...}, ...}) each has /saml/<idp>/...
+    for path, flow, methods, signs_in in (
+            ("metadata", saml.saml_metadata, ["GET"], False),
+            ("login", saml.saml_login, ["GET"], False),
+            ("acs", saml.saml_acs, ["POST"], True),
+            ("logout", saml.saml_logout, ["POST"], False),
+            ("slo", saml.saml_slo, ["GET", "POST"], False)):
+        view = flow_view(flow, signs_in=signs_in)
+        bp.add_url_rule(f"/saml/{path}", endpoint=flow.__name__, view_func=view, methods=methods)
+        bp.add_url_rule(f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view,
+                        methods=methods)
+    bp.add_url_rule("/sso", endpoint="choose_idp", view_func=_choose_view, methods=["GET"])
     return bp
+
+
+def _choose_view() -> Response:
+    """``/qlik/sso``: every identity provider of the portal (:mod:`qlikauth.web.chooser`)."""
+    from flask import url_for
+
+    from qlikauth.web.chooser import choose_idp
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    oidc_ext = app.extensions.get("qlikauth_oidc")
+    saml_base = url_for("qlikauth.saml_login").rsplit("/saml/login", 1)[0]
+    oidc_base = oidc_ext.url_prefix if oidc_ext is not None else None
+    flow = functools.partial(choose_idp, saml_base=saml_base, oidc_base=oidc_base)
+    return render(flows.run(flow, web_request(), state().runtime))

@@ -122,7 +122,7 @@ _JOSE_REASONS = {"algorithm": "alg_not_allowed", "key": "jwks", "kid": "unknown_
 
 
 def _fail(reason: str, message: str, status: int = 401) -> OidcError:
-    err = OidcError(message, reason=reason, code=reason)  # .code: the bridges' common name
+    err = OidcError(message, code=reason)
     err.status = status
     return err
 
@@ -724,7 +724,7 @@ class OidcRelyingParty:
                          "/.well-known/openid-configuration itself")
                 fresh = ProviderMetadata.parse(doc, self.settings.issuer)
             except OidcError as exc:
-                if self._metadata is None or getattr(exc, "reason", None) == "metadata":
+                if self._metadata is None or getattr(exc, "code", None) == "metadata":
                     raise
                 # The provider is briefly unreachable: keep the last good document a while.
                 log.warning("could not refresh the provider's discovery document, keeping the cached one: %s", exc)
@@ -798,7 +798,7 @@ class OidcRelyingParty:
     def complete(self, browser: str | None, params: Mapping[str, str]) -> OidcLogin:
         """Finish a sign-in from the callback's parameters (query or form_post body).
 
-        Raises :class:`~qlikauth.exceptions.OidcError` (``.reason`` says which check failed)
+        Raises :class:`~qlikauth.exceptions.OidcError` (``.code`` says which check failed)
         before anything is signed in anywhere.
         """
         state = params.get("state")

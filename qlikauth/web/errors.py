@@ -70,6 +70,7 @@ _PUBLIC: dict[str, tuple[str, str, str]] = {
 
 _ADMIN = "Tell the portal administrator; the server log has the details (give the reference)."
 _AGAIN = "Start the sign-in again from the portal."
+_CHOOSE = "Start the sign-in from the portal's sign-in page, which lists its identity providers."
 #: Single sign-on refusals (``SamlError.code``, ``ClaimsError.code``): one fixed public text
 #: each, so a user learns what went wrong without the page quoting the IdP's message.
 _SSO_PUBLIC: dict[str, tuple[str, str]] = {
@@ -109,6 +110,7 @@ _SSO_PUBLIC: dict[str, tuple[str, str]] = {
     "invalid_value": ("Your account has a value Qlik Sense cannot take.", _ADMIN),
     "unverified_claim": ("The identity provider has not verified what would be your user name.",
                          _ADMIN),
+    "idp": ("This portal does not know which identity provider to sign you in with.", _CHOOSE),
 }
 
 
@@ -136,6 +138,7 @@ _OIDC_PUBLIC: dict[str, tuple[str, str]] = {
     "unverified_claim": ("The identity provider has not verified the e-mail address of your "
                          "account, so it cannot be your Qlik Sense user.", _ADMIN),
     "replay_cache_full": ("The portal is too busy to check this sign-in now.", _PROVIDER),
+    "idp": ("This portal does not know which identity provider to sign you in with.", _CHOOSE),
 }
 
 

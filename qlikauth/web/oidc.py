@@ -26,13 +26,16 @@ runtime's shared store, so any portal process can end sessions another one made)
   cookie must then be ``SameSite=None; Secure`` to reach a third-party iframe.
 * :func:`sso_session`: called for each request by the integrations' middleware/hook. It returns
   the signed-in SSO user, or ends the SSO session when it was logged out elsewhere or passed the
-  absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (seed 004: shared
-  clinical workstations), ending its proxy sessions too. The caps are checked when the browser
+  absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (shared clinical
+  workstations: the next person must not inherit a sign-in), ending its proxy sessions too. The caps are checked when the browser
   next reaches the portal; Qlik's own session inactivity timeout covers a browser that stays in
   Qlik.
 
 Settings: ``QLIKAUTH["OIDC"] = {...}`` (Django) or ``QLIKAUTH_OIDC = {...}`` (Flask), keys in
 docs/oidc.md; the claims mapping is ``QLIKAUTH["CLAIMS"]`` (shared with SAML) or ``OIDC.CLAIMS``.
+Several providers: ``QLIKAUTH["OIDC"] = {"imprivata": {...}, "okta": {...}}``, each with its own
+relying party, mapping, caps and logout (``/oidc/<name>/...``; every flow takes ``idp=``); the
+portal session's record names the provider it was signed in with.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from .lifecycle import (
     sign_out,
 )
 from .runtime import QlikAuthRuntime
+from .saml import DEFAULT_IDP, idp_sections
 
 __all__ = [
     "OidcWebSettings",
@@ -88,6 +92,8 @@ __all__ = [
     "sso_session",
     "REAUTH_KEY",
     "REAUTH_COOKIE",
+    "startup_warnings",
+    "oidc_idp_names",
 ]
 
 log = logging.getLogger("qlikauth.oidc")
@@ -112,8 +118,8 @@ _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per pa
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
 _BOOLS = {"userinfo", "cookie_secure", "allow_unverified_email"}
-_WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
-             "FRONTCHANNEL_LOGOUT": False}
+WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
+             "FRONTCHANNEL_LOGOUT": False, "LABEL": None}
 
 
 def _problem(key: str, message: str) -> ConfigurationError:
@@ -133,6 +139,8 @@ class OidcWebSettings:
     session_max_age: float = 8 * 3600.0
     session_idle_timeout: float = 1800.0
     frontchannel_logout: bool = False
+    #: What the chooser page shows for this provider (``LABEL``).
+    label: str | None = None
 
     @classmethod
     def from_mapping(cls, oidc: Mapping[str, Any] | None, claims: Mapping[str, Any] | None = None) -> OidcWebSettings:
@@ -145,13 +153,13 @@ class OidcWebSettings:
                                      "QLIKAUTH_OIDC = {...} (Flask).")
         if not isinstance(oidc, Mapping):
             raise _problem("ISSUER", f"QLIKAUTH OIDC must be a mapping, not {type(oidc).__name__}.")
-        known = sorted({k.upper() for k in _RP_FIELDS} | set(_WEB_KEYS))
+        known = sorted({k.upper() for k in _RP_FIELDS} | set(WEB_KEYS))
         rp_args: dict[str, Any] = {}
-        web: dict[str, Any] = dict(_WEB_KEYS)
+        web: dict[str, Any] = dict(WEB_KEYS)
         for raw_key, value in oidc.items():
             key = str(raw_key).upper()
             name = key.lower()
-            if key in _WEB_KEYS:
+            if key in WEB_KEYS:
                 web[key] = value
                 continue
             if name not in _RP_FIELDS:
@@ -189,17 +197,20 @@ class OidcWebSettings:
                 raise _problem(key, "must be 0 (no cap) or a positive number of seconds.")
         mapping_settings = web["CLAIMS"] if web["CLAIMS"] is not None else claims
         if mapping_settings is None:
-            # No mapping configured: the user id is the e-mail (seed 000: the same person is the
-            # same user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
+            # No mapping configured: the user id is the e-mail (so the same person is the same
+            # user on-premises and in Qlik Cloud), in directory OIDC, groups as 'group'.
             mapping_settings = {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}
         front = web["FRONTCHANNEL_LOGOUT"]
         if isinstance(front, str):
             front = parse_bool(front)
         if not isinstance(front, bool):
             raise _problem("FRONTCHANNEL_LOGOUT", "expected true or false.")
+        label = web["LABEL"]
+        if label is not None and not isinstance(label, str):
+            raise _problem("LABEL", "expected the text of the provider's sign-in link.")
         return cls(rp=rp, mapping=ClaimsMapping.from_settings(mapping_settings),
                    session_max_age=caps["SESSION_MAX_AGE"], session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"],
-                   frontchannel_logout=front)
+                   frontchannel_logout=front, label=label)
 
 
 @dataclass(frozen=True)
@@ -212,26 +223,89 @@ class SsoSessionState:
 
 
 class _Oidc:
-    def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings) -> None:
+    def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings,
+                 name: str = DEFAULT_IDP) -> None:
         self.settings = settings
+        self.name = name
         self.rp = OidcRelyingParty(settings.rp, runtime.store, replay_cache=runtime.replay_cache)
         self.registry: SsoSessionRegistry = registry(runtime)
 
+    @property
+    def label(self) -> str:
+        return self.settings.label or ("OpenID Connect" if self.name == DEFAULT_IDP else self.name)
 
-_STATE: weakref.WeakKeyDictionary[QlikAuthRuntime, _Oidc] = weakref.WeakKeyDictionary()
+
+_STATE: weakref.WeakKeyDictionary[QlikAuthRuntime, dict[str, _Oidc]] = weakref.WeakKeyDictionary()
 _STATE_LOCK = threading.Lock()
+_KNOWN = {k.upper() for k in _RP_FIELDS} | set(WEB_KEYS)
 
 
-def _oidc(runtime: QlikAuthRuntime) -> _Oidc:
-    state = _STATE.get(runtime)
-    if state is None:
-        with _STATE_LOCK:
-            state = _STATE.get(runtime)
-            if state is None:
-                config = runtime.config
-                settings = OidcWebSettings.from_mapping(getattr(config, "oidc", None), getattr(config, "claims", None))
-                state = _STATE[runtime] = _Oidc(runtime, settings)
-    return state
+def oidc_idp_names(runtime: QlikAuthRuntime) -> list[str]:
+    """The names of the configured OpenID providers (``["default"]`` for the single form)."""
+    return list(idp_sections(getattr(runtime.config, "oidc", None), "OIDC", _KNOWN))
+
+
+def _oidc(runtime: QlikAuthRuntime, idp: str | None = None) -> _Oidc:
+    """The relying party, mapping and caps of provider ``idp`` (None: the only one)."""
+    cache = _STATE.get(runtime)
+    if cache is not None and (idp or DEFAULT_IDP) in cache:
+        return cache[idp or DEFAULT_IDP]
+    with _STATE_LOCK:
+        cache = _STATE.setdefault(runtime, {})
+        config = runtime.config
+        sections = idp_sections(getattr(config, "oidc", None), "OIDC", _KNOWN)
+        names = list(sections)
+        if not names:  # the settings' own error: what to configure
+            OidcWebSettings.from_mapping(None)
+        name = idp or (names[0] if len(names) == 1 else None)
+        if name is None or name not in names:
+            raise _unknown_provider(name, names)
+        if name not in cache:
+            try:
+                settings = OidcWebSettings.from_mapping(sections[name],
+                                                        getattr(config, "claims", None))
+            except ConfigurationError as exc:
+                if name == DEFAULT_IDP:
+                    raise
+                text = str(exc).replace("QLIKAUTH OIDC", f"QLIKAUTH OIDC[{name!r}]", 1)
+                raise ConfigurationError(text, key=getattr(exc, "key", None)) from None
+            cache[name] = _Oidc(runtime, settings, name)
+        return cache[name]
+
+
+def _unknown_provider(name: str | None, names: list[str]) -> OidcError:
+    if name is None:
+        text = (f"this portal trusts several OpenID providers ({', '.join(names)}): sign in "
+                "through /oidc/<name>/login or add ?idp=<name>.")
+    else:
+        text = (f"{name[:40]!r} is not an OpenID provider of this portal (it knows "
+                f"{', '.join(names)}).")
+    error = OidcError(text, reason="idp", code="idp")
+    error.status = 400 if name is None else 404
+    return error
+
+
+def _record_idp(record: Any) -> str | None:
+    """The provider a portal session's OIDC record was signed in with (None: the only one)."""
+    name = record.get("idp") if isinstance(record, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
+    """Check the ``OIDC`` settings and build every relying party now (nothing is fetched: the
+    discovery document and keys are read at the first sign-in); what they warn about.
+
+    Raises :class:`ConfigurationError` for a setting it cannot use.
+    """
+    out = []
+    for name in oidc_idp_names(runtime):
+        o = _oidc(runtime, name)
+        if o.settings.rp.allow_unverified_email:
+            which = "" if name == DEFAULT_IDP else f"[{name!r}]"
+            out.append(f"QLIKAUTH OIDC{which} ALLOW_UNVERIFIED_EMAIL is on: an e-mail address "
+                       "the provider does not mark verified can decide who signs in. Map a "
+                       "stable claim instead (docs/oidc.md: which claim to map).")
+    return out
 
 
 def _method_not_allowed(*allowed: str) -> PlainAnswer:
@@ -239,8 +313,9 @@ def _method_not_allowed(*allowed: str) -> PlainAnswer:
 
 
 # -- the flows -------------------------------------------------------------------------
-def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
-    """``GET /oidc/login[?target=...]``: send the browser to the provider (see the module docstring)."""
+def login(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
+    """``GET /oidc[/<idp>]/login[?target=...][&idp=name]``: send the browser to the provider (see
+    the module docstring); with several providers the URL or ``?idp=`` names the one."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     target = request.args.get("target") or None
@@ -255,14 +330,14 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
                                        "next": request.args.get("next") or ""})
     if refused is not None:
         return refused
-    o = _oidc(runtime)
+    o = _oidc(runtime, idp or request.args.get("idp") or None)
     reauth = request.cookies.get(REAUTH_COOKIE) == "1" or (
         request.session is not None and bool(request.session.get(REAUTH_KEY)))
     auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked, force_reauth=reauth)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
 
 
-def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def callback(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
     """``/oidc/callback``: verify, map, sign into Qlik, remember the SSO session."""
     if request.method == "GET":
         params = request.args
@@ -270,7 +345,7 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         params = request.form  # response_mode=form_post: state + browser binding stand in for CSRF
     else:
         return _method_not_allowed("GET", "POST")
-    o = _oidc(runtime)
+    o = _oidc(runtime, idp)
     session = request.session
     if session is None:
         raise ConfigurationError("OpenID Connect sign-in needs the portal's session (Django's "
@@ -301,7 +376,7 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if request.cookies.get(REAUTH_COOKIE):
         cookies.append(_reauth_cookie(runtime, False))
     session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
-                                 "started": now, "seen": now}
+                                 "started": now, "seen": now, "idp": o.name}
     log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")
     return RedirectAnswer(location=str(local or signed.location), cookies=tuple(cookies))
 
@@ -328,7 +403,15 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
     if not isinstance(record, dict):
         return SsoSessionState(None)
     assert session is not None
-    o = _oidc(runtime)
+    try:
+        o = _oidc(runtime, _record_idp(record))
+    except OidcError as exc:
+        if exc.code != "idp":
+            raise
+        # signed in with a provider the settings no longer name: that sign-in ends here
+        done = _end(runtime, request, record, "OIDC provider no longer configured")
+        session.pop(OIDC_SESSION_KEY, None)
+        return SsoSessionState(None, "the identity provider is no longer configured", done.cookies)
     now = time.time() if now is None else now
     s = o.settings
     reason = None
@@ -358,7 +441,7 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
     return SsoSessionState(None, reason, cookies)
 
 
-def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
     """``/oidc/logout``: ``GET`` a page with a sign-out button; ``POST`` signs out here and at the provider."""
     if request.method in ("GET", "HEAD"):
         context = {"action": request.path, "next_url": runtime.local_redirect(request.args.get("next"), "/"),
@@ -371,7 +454,6 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if not request.csrf_verified and not same_origin(request):
         log.warning("OIDC: refused a cross-site logout POST")
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
-    o = _oidc(runtime)
     record = request.session.get(OIDC_SESSION_KEY) if request.session is not None else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}") \
@@ -380,21 +462,29 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     done = _end(runtime, request, record, "OIDC logout")
     if id_token is None:
         return RedirectAnswer(location=destination, cookies=done.cookies)
+    try:
+        # The provider this browser signed in with, whatever logout URL was posted to.
+        o = _oidc(runtime, _record_idp(record) or idp)
+    except OidcError as exc:
+        log.warning("OIDC logout: signed out here, the provider is not told (%s)", exc)
+        return RedirectAnswer(location=destination, cookies=done.cookies)
     url = o.rp.logout_url(id_token, destination if destination != "/" else None)
     return RedirectAnswer(location=url or destination, cookies=done.cookies)
 
 
-def logout_return(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def logout_return(request: WebRequest, runtime: QlikAuthRuntime, *,
+                  idp: str | None = None) -> Answer:
     """``GET /oidc/logged-out``: where the provider sends the browser after RP-initiated logout
     (register this URL as ``POST_LOGOUT_REDIRECT_URI``); on to the page the logout asked for,
     kept under the logout's ``state`` (a local path only), else the portal's home."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
-    nxt = _oidc(runtime).rp.logout_return(request.args)
+    nxt = _oidc(runtime, idp).rp.logout_return(request.args)
     return RedirectAnswer(location=runtime.local_redirect(nxt, "/"))
 
 
-def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
+                       idp: str | None = None) -> Answer:
     """``POST /oidc/backchannel-logout``: the provider's logout_token ends every Qlik session of it.
 
     Answers 200 when done, 400 (``invalid_request``) for a token that is refused, without
@@ -402,13 +492,13 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     """
     if request.method != "POST":
         return _method_not_allowed("POST")
-    o = _oidc(runtime)
+    o = _oidc(runtime, idp)
     try:
         event = o.rp.validate_logout_token(request.form.get("logout_token", ""))
     except OidcError as exc:
         log.warning("OIDC back-channel logout refused: %s", exc)
         return JsonAnswer(status=400, data={"error": "invalid_request",
-                                            "error_description": str(getattr(exc, "reason", "refused"))})
+                                            "error_description": exc.code})
     subject = event.subject
     if subject is None and event.sid:
         raw = runtime.store.get(f"qlikauth:oidc:sid:{_digest(event.issuer, event.sid)}")
@@ -426,11 +516,12 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     return JsonAnswer(status=200, data={})
 
 
-def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
+                        idp: str | None = None) -> Answer:
     """``GET /oidc/frontchannel-logout?iss=...&sid=...`` (see the module docstring); 404 when off."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
-    o = _oidc(runtime)
+    o = _oidc(runtime, idp)
     if not o.settings.frontchannel_logout:
         return PlainAnswer(status=404, body="Front-channel logout is not enabled (FRONTCHANNEL_LOGOUT).\n")
     session = request.session if request.session is not None else {}

@@ -15,12 +15,19 @@ The portal's session holds :data:`SAML_SESSION_KEY` (NameID, SessionIndex, the Q
 Settings: ``QLIKAUTH["SAML"]`` (:class:`~qlikauth.bridges.saml.SamlSettings`; one-time state
 and the replay cache live in the runtime's ``STATE_STORE``, or in a ``STATE_STORE`` given inside
 ``SAML``) and ``QLIKAUTH["CLAIMS"]`` (:meth:`~qlikauth.mapping.ClaimsMapping.from_settings`).
+
+Several IdPs: ``QLIKAUTH["SAML"] = {"entra": {...}, "adfs": {...}}``, each IdP its own service
+provider (``/qlik/saml/<name>/...``; every flow takes ``idp=``), with its own ``CLAIMS`` and
+``LABEL`` inside its settings (:func:`idp_sections`, :func:`saml_parts`). A LogoutRequest ends
+only the sign-ins of the IdP that sent it: the registry is keyed by the IdP's issuer.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +59,9 @@ from .runtime import QlikAuthRuntime
 __all__ = [
     "SAML_SESSION_KEY",
     "SamlParts",
+    "DEFAULT_IDP",
+    "idp_sections",
+    "saml_idp_names",
     "saml_parts",
     "saml_user",
     "saml_metadata",
@@ -60,6 +70,7 @@ __all__ = [
     "saml_logout",
     "saml_slo",
     "saml_session_ended",
+    "startup_warnings",
 ]
 
 log = logging.getLogger("qlikauth.saml")
@@ -72,49 +83,164 @@ _LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class SamlParts:
-    """The SAML pieces of one runtime: the SP, the claims mapping, the registry."""
+    """The SAML pieces of one identity provider: the SP, the claims mapping, the registry."""
 
     sp: Any  # SamlServiceProvider (imported lazily: the saml extra is optional)
     mapping: ClaimsMapping
     registry: SsoSessionRegistry
     store: StateStore
+    #: The IdP's name in the portal's URLs (``/qlik/saml/<name>/...``); :data:`DEFAULT_IDP` for
+    #: the single-IdP form of the settings.
+    name: str = "default"
+    #: What the chooser page shows for this IdP (``LABEL``).
+    label: str = "SAML"
 
 
-def saml_parts(runtime: QlikAuthRuntime) -> SamlParts:
-    """The runtime's :class:`SamlParts`, built once from ``SAML`` and ``CLAIMS`` settings."""
-    parts = getattr(runtime, "_qlikauth_saml_parts", None)
-    if parts is not None:
-        return parts  # type: ignore[no-any-return]
+#: The name of the one IdP of the single-IdP settings form (``QLIKAUTH["SAML"] = {...keys}``).
+DEFAULT_IDP = "default"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_WEB_ONLY = ("STATE_STORE", "CLAIMS", "LABEL")
+
+
+def idp_sections(value: Mapping[str, Any] | None, section: str,
+                 known: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The IdPs of a ``SAML`` or ``OIDC`` setting: ``{name: settings}``.
+
+    The single-IdP form (setting keys at the top) is ``{"default": settings}``; the several-IdP
+    form is a mapping of names (lower-case letters, digits, ``-``, ``_``: they appear in URLs)
+    to each IdP's settings.
+    """
+    if not value:
+        return {}
+    known_keys = {k.upper() for k in known}
+    keys = [str(k) for k in value]
+    nested = [k for k in keys if isinstance(value[k], Mapping) and k.upper() not in known_keys]
+    if not nested:
+        return {DEFAULT_IDP: dict(value)}
+    if len(nested) != len(keys):
+        flat = next(k for k in keys if k not in nested)
+        raise ConfigurationError(
+            f"QLIKAUTH {section}: {flat[:40]!r} sits beside the identity providers "
+            f"{', '.join(nested[:5])}: with several providers every key is a provider's name "
+            "and every value its settings; move it into each provider's settings.", key=section)
+    out = {}
+    for name in keys:
+        if not _NAME.fullmatch(name) or name == DEFAULT_IDP:
+            raise ConfigurationError(
+                f"QLIKAUTH {section}: {name[:40]!r} cannot name an identity provider: use "
+                "lower-case letters, digits, '-' and '_' (it appears in the URLs, "
+                f"/{section.lower()}/<name>/login), not 'default'.", key=section)
+        out[name] = dict(value[name])
+    return out
+
+
+def saml_idp_names(runtime: QlikAuthRuntime) -> list[str]:
+    """The names of the configured SAML IdPs (``["default"]`` for the single-IdP form)."""
+    from ..bridges.saml import SamlSettings
+
+    return list(idp_sections(getattr(runtime.config, "saml", None), "SAML",
+                             (*SamlSettings._KEYS, *_WEB_ONLY)))
+
+
+def saml_parts(runtime: QlikAuthRuntime, idp: str | None = None) -> SamlParts:
+    """The :class:`SamlParts` of IdP ``idp`` (None: the only one), built once from the ``SAML``
+    and ``CLAIMS`` settings."""
+    cache: dict[str, SamlParts] | None = getattr(runtime, "_qlikauth_saml_parts", None)
+    if cache is not None and (idp or DEFAULT_IDP) in cache:
+        return cache[idp or DEFAULT_IDP]
     with _LOCK:
-        parts = getattr(runtime, "_qlikauth_saml_parts", None)
-        if parts is None:
-            parts = _build(runtime)
-            runtime._qlikauth_saml_parts = parts  # type: ignore[attr-defined]
-    return parts  # type: ignore[no-any-return]
+        cache = getattr(runtime, "_qlikauth_saml_parts", None)
+        if cache is None:
+            cache = {}
+            runtime._qlikauth_saml_parts = cache  # type: ignore[attr-defined]
+        names = saml_idp_names(runtime)
+        if not names:
+            raise ConfigurationError("QLIKAUTH SAML is not configured: give at least BASE_URL and "
+                                     "IDP_METADATA.", key="SAML")
+        name = idp or (names[0] if len(names) == 1 else None)
+        if name is None:
+            raise _unknown_idp(None, names)
+        if name not in names:
+            raise _unknown_idp(name, names)
+        if name not in cache:
+            cache[name] = _build(runtime, name)
+        return cache[name]
 
 
-def _build(runtime: QlikAuthRuntime) -> SamlParts:
+def _unknown_idp(name: str | None, names: list[str]) -> Exception:
+    from ..exceptions import SamlError
+
+    if name is None:
+        text = (f"this portal trusts several SAML identity providers ({', '.join(names)}): sign in "
+                "through /qlik/saml/<name>/login or add ?idp=<name>.")
+    else:
+        text = (f"{name[:40]!r} is not a SAML identity provider of this portal (it knows "
+                f"{', '.join(names)}).")
+    error = SamlError(text, code="idp")
+    error.status = 404 if name is not None else 400
+    return error
+
+
+def _build(runtime: QlikAuthRuntime, name: str) -> SamlParts:
     from ..bridges.saml import SamlServiceProvider, SamlSettings
 
-    settings = dict(getattr(runtime.config, "saml", None) or {})
-    if not settings:
-        raise ConfigurationError("QLIKAUTH SAML is not configured: give at least BASE_URL and IDP_METADATA.",
-                                 key="SAML")
-    store_setting = None
+    sections = idp_sections(getattr(runtime.config, "saml", None), "SAML",
+                            (*SamlSettings._KEYS, *_WEB_ONLY))
+    settings = dict(sections[name])
+    web: dict[str, Any] = {}
     for key in list(settings):
-        if str(key).upper() == "STATE_STORE":
-            store_setting = settings.pop(key)
+        if str(key).upper() in _WEB_ONLY:
+            web[str(key).upper()] = settings.pop(key)
+    store_setting = web.get("STATE_STORE")
     # The runtime's STATE_STORE (shared by every portal instance), unless SAML names its own.
     if store_setting is None:
         store, replay = runtime.store, runtime.replay_cache
     else:
         store = open_store(store_setting, namespace="qlikauth")
-        replay = open_store(store_setting, namespace="qlikauth-replay", max_items=100_000, when_full="refuse")
-    sp = SamlServiceProvider(SamlSettings.from_settings(settings), store=store, replay_cache=replay,
-                             redirect_policy=_PortalOrHub(runtime))
-    mapping = ClaimsMapping.from_settings(getattr(runtime.config, "claims", None) or {
-        "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"})
-    return SamlParts(sp=sp, mapping=mapping, registry=registry(runtime), store=store)
+        replay = open_store(store_setting, namespace="qlikauth-replay", max_items=100_000,
+                            when_full="refuse")
+    try:
+        sp_settings = SamlSettings.from_settings(settings)
+    except ConfigurationError as exc:
+        raise _named(exc, name) from None
+    try:
+        sp = SamlServiceProvider(sp_settings, store=store, replay_cache=replay,
+                                 redirect_policy=_PortalOrHub(runtime))
+    except ConfigurationError as exc:
+        raise _named(exc, name) from None
+    # The IdP's own CLAIMS, else the portal's, else the NameID in USER_DIRECTORY.
+    claims = web.get("CLAIMS") or getattr(runtime.config, "claims", None) or {
+        "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"}
+    try:
+        mapping = ClaimsMapping.from_settings(claims)
+    except ConfigurationError as exc:
+        raise _named(exc, name) from None
+    label = str(web.get("LABEL") or ("SAML" if name == DEFAULT_IDP else name))
+    return SamlParts(sp=sp, mapping=mapping, registry=registry(runtime), store=store, name=name,
+                     label=label)
+
+
+def _named(exc: ConfigurationError, name: str) -> ConfigurationError:
+    """``exc`` naming the IdP it is about (several IdPs: which one's settings are wrong)."""
+    if name == DEFAULT_IDP:
+        return exc
+    text = str(exc).replace("QLIKAUTH SAML", f"QLIKAUTH SAML[{name!r}]", 1)
+    return ConfigurationError(text, key=getattr(exc, "key", None))
+
+
+def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
+    """Build every configured SAML service provider now (settings, IdP metadata, keys) and return
+    what their start-up checks warn about (IdP certificate expiry, login CSRF exposure).
+
+    Raises :class:`ConfigurationError` for settings an SP cannot use and ImportError when the
+    ``saml`` extra is missing (:func:`qlikauth.web.startup.check_sso` words both).
+    """
+    out = []
+    for name in saml_idp_names(runtime):
+        for warning in saml_parts(runtime, name).sp.startup_warnings():
+            out.append(warning if name == DEFAULT_IDP
+                       else warning.replace("QLIKAUTH SAML", f"QLIKAUTH SAML[{name!r}]", 1))
+    return out
 
 
 class _PortalOrHub:
@@ -177,23 +303,26 @@ def _method_not_allowed(*allowed: str) -> PlainAnswer:
 
 
 # -- the endpoints -------------------------------------------------------------------------
-def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
-    """``GET .../saml/metadata``: the SP's metadata (signed when the SP has a key)."""
+def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime, *,
+                  idp: str | None = None) -> Answer:
+    """``GET .../saml[/<idp>]/metadata``: the SP's metadata (signed when the SP has a key)."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
-    return PlainAnswer(body=saml_parts(runtime).sp.metadata().decode(),
+    return PlainAnswer(body=saml_parts(runtime, idp).sp.metadata().decode(),
                        content_type="application/samlmetadata+xml; charset=utf-8")
 
 
-def saml_login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
-    """``GET .../saml/login[?next=...]``: send the browser to the IdP with an AuthnRequest.
+def saml_login(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
+    """``GET .../saml[/<idp>]/login[?next=...][&idp=name]``: send the browser to the IdP with an
+    AuthnRequest.
 
     ``next`` (a portal path or an allowed Qlik target) is vetted now; the request is bound
-    to this browser by the ``qlikauth-saml`` cookie (set when the browser has none).
+    to this browser by the ``qlikauth-saml`` cookie (set when the browser has none). With
+    several IdPs, the URL or ``?idp=`` names the one to use.
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
-    parts = saml_parts(runtime)
+    parts = saml_parts(runtime, idp or request.args.get("idp") or None)
     nxt = request.args.get("next") or None
     refused = refuse_cross_site_start(request, runtime, nxt, {"next": nxt or ""})
     if refused is not None:
@@ -206,7 +335,7 @@ def saml_login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     return RedirectAnswer(location=start.redirect.location, cookies=cookies)
 
 
-def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def saml_acs(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
     """``POST .../saml/acs``: verify the IdP's response, map the user, sign them into Qlik.
 
     Nothing reaches QPS unless the response and the claims passed every check. Ticket mode
@@ -216,7 +345,7 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     """
     if request.method != "POST":
         return _method_not_allowed("POST")
-    parts = saml_parts(runtime)
+    parts = saml_parts(runtime, idp)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     assertion = parts.sp.acs(request.form, token)
     user = parts.mapping.map(assertion.claims, assertion.name_id).user
@@ -231,12 +360,13 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if request.session is not None:
         info = assertion.logout_info()
         info["user"] = user.to_qps()
+        info["idp"] = parts.name  # which SP ends it (SP-initiated logout)
         request.session[SAML_SESSION_KEY] = info
     return RedirectAnswer(location=str(target if portal_path else signed.location),
                           cookies=signed.cookies)
 
 
-def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
     """``POST .../saml/logout``: end the Qlik sessions and the portal's SAML sign-in, then
     send a LogoutRequest to the IdP (SP-initiated single logout).
 
@@ -247,17 +377,25 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return _method_not_allowed("POST")
     if not request.csrf_verified and not same_origin(request):
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
-    parts = saml_parts(runtime)
     data = request.session.get(SAML_SESSION_KEY) if request.session is not None else None
+    # The IdP this browser signed in with (whatever logout URL was posted to).
+    signed_with = data.get("idp") if isinstance(data, dict) else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
-    found = parts.registry.take(key.issuer, key.subject, [key.session] if key.session else None) \
+    found = registry(runtime).take(key.issuer, key.subject,
+                                   [key.session] if key.session else None) \
         if key is not None else None
     done = sign_out(request, runtime, users=found.end_users if found else (),
                     session_ids=found.session_ids if found else (),
                     signin_ids=found.signin_ids if found else (),
                     people=found.users if found else (), reason="SAML logout")
     if key is None:
+        return RedirectAnswer(location=destination, cookies=done.cookies)
+    try:
+        parts = saml_parts(runtime, signed_with if isinstance(signed_with, str) else idp)
+    except QlikAuthError as exc:
+        # signed in with an IdP the settings no longer name: signed out here, nowhere to tell
+        log.warning("SAML logout: signed out here, the IdP is not told (%s)", exc)
         return RedirectAnswer(location=destination, cookies=done.cookies)
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     try:
@@ -267,7 +405,7 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     return RedirectAnswer(location=redirect.location, cookies=done.cookies)
 
 
-def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
+def saml_slo(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
     """``GET|POST .../saml/slo``: the IdP's LogoutRequest (IdP-initiated single logout) or its
     LogoutResponse to ours.
 
@@ -280,7 +418,7 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
 
     if request.method not in ("GET", "POST"):
         return _method_not_allowed("GET", "POST")
-    parts = saml_parts(runtime)
+    parts = saml_parts(runtime, idp)
     binding = "redirect" if request.method == "GET" else "post"
     params = request.args if binding == "redirect" else request.form
     raw_query = None

@@ -143,3 +143,24 @@ def test_certificate_errors_name_only_options_that_exist(tmp_path, capsys, monke
         assert named, message
         assert named <= options, f"{named - options} named in {message!r} do not exist"
         assert "--passphrase-env" in message and "--passphrase-file" in message
+
+
+def test_a_command_without_its_extra_names_the_extra(monkeypatch, capsys):
+    import importlib
+
+    from qlikauth import cli
+
+    real = importlib.import_module
+
+    def without_uvicorn(name, package=None):
+        if name in (".emulator.cli", ".emulator.cloud"):
+            raise ModuleNotFoundError("No module named 'uvicorn'", name="uvicorn")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_uvicorn)
+    for argv in (["emulator", "--virtual-proxy", "portal:ticket", "--port", "4243"],
+                 ["cloud-emulator"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" not in err
+        assert "needs the emulator extra: pip install 'qlikauth[emulator]'" in err

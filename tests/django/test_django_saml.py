@@ -225,3 +225,36 @@ def test_a_body_over_the_bound_is_refused_unread(setup: Any) -> None:
                     CONTENT_LENGTH=str(32 * 1024 * 1024))
     assert r.status_code == 413 and b"too large" in r.content.lower()
     assert emu.state.sessions() == []
+
+
+def test_django_two_saml_idps_their_urls_and_the_chooser(emulator_factory: Any) -> None:
+    emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="sso", method="ticket")])
+    entra, adfs = SamlIdp(), SamlIdp()
+    try:
+        def idp(i: SamlIdp, name: str, directory: str) -> dict[str, Any]:
+            return {"BASE_URL": f"{BASE}{name}/", "IDP_METADATA": i.metadata(), "LABEL": name.upper(),
+                    "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": directory}}
+
+        qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir),
+                "HUB_URL": emu.hub_url_for("sso"), "VIRTUAL_PROXY": "sso",
+                "SAML": {"entra": idp(entra, "entra", "AZURE"), "adfs": idp(adfs, "adfs", "ADFS")}}
+        with override_settings(QLIKAUTH=qlik):
+            client = Client(enforce_csrf_checks=True)
+            for i, name in ((entra, "entra"), (adfs, "adfs")):
+                i.add_sp_metadata(client.get(f"/qlik/saml/{name}/metadata", secure=True).content)
+            r = client.get("/qlik/saml/adfs/login", secure=True)
+            info = adfs.parse_authn_request(r["Location"])
+            assert info.acs_url == f"{BASE}adfs/acs"
+            form = adfs.post_form(adfs.response_xml("bob", in_response_to=info.id, acs_url=info.acs_url,
+                                                    sp_entity_id=info.sp_entity_id), info.relay_state)
+            r = client.post("/qlik/saml/adfs/acs", data=form, secure=True)
+            assert r.status_code == 302 and "qlikTicket=" in r["Location"]
+            assert client.session[SAML_SESSION_KEY]["user"]["UserDirectory"] == "ADFS"
+            assert client.session[SAML_SESSION_KEY]["idp"] == "adfs"
+            page = client.get("/qlik/sso", secure=True).content.decode()
+            assert 'href="/qlik/saml/entra/login">ENTRA</a>' in page
+            assert 'href="/qlik/saml/adfs/login">ADFS</a>' in page
+            assert client.get("/qlik/saml/login", secure=True).status_code == 400
+    finally:
+        entra.stop()
+        adfs.stop()

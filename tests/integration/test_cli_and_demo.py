@@ -91,3 +91,21 @@ def test_demo_signs_the_demo_user_into_the_hub(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+def test_demo_landing_page_says_what_to_do_and_what_the_hub_shows():
+    from qlikauth.demo import DEMO_USERS, DemoPortal
+
+    portal = DemoPortal(None, port=0)
+    try:
+        page = portal.page({})
+        assert "one-time ticket" in page and "shows who Qlik thinks you are" in page
+        for key, user in DEMO_USERS.items():
+            assert f'id="login-{key}"' in page
+            assert f"<code>{user.qualified_name}</code>" in page
+        assert "<code>group=Sales, group=Finance</code>" in page
+        assert 'id="module"' not in page
+        from_qlik = portal.page({"targetId": "t-1", "proxyRestUri": "https://localhost:4243/qps/portal/"})
+        assert 'id="module"' in from_qlik and "targetId=t-1" in from_qlik
+    finally:
+        portal.server.server_close()

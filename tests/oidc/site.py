@@ -52,6 +52,9 @@ class Site:
         return browser.get(location, timeout=10)
 
 
+_SITE_STORE_KEY = "site:" + "c2l0ZS1zdG9yZS1rZXktZm9yLXRoZS10ZXN0cy0zMmI"
+
+
 def portal_env(emu: Any, op: Any, port: int, tls: tuple[Path, Path], *, mode: str = "ticket",
                extra_oidc: dict[str, Any] | None = None, redis_url: str | None = None) -> dict[str, str]:
     oidc = {"ISSUER": op.issuer, "CLIENT_ID": "portal-web", "CLIENT_SECRET": SECRET,
@@ -65,6 +68,8 @@ def portal_env(emu: Any, op: Any, port: int, tls: tuple[Path, Path], *, mode: st
            "PORTAL_SECRET_KEY": "one-site-one-secret-" + "k" * 32}
     if redis_url:
         env["QLIKAUTH_STATE_STORE"] = redis_url
+        # a shared store keeps proxy session ids sealed: every portal of the site has the keys
+        env["QLIKAUTH_STORE_KEYS"] = _SITE_STORE_KEY
     return env
 
 

@@ -99,7 +99,7 @@ def test_entra_multi_tenant_issuer(entra: MetadataServer, certs_dir: Path) -> No
     for reason, token in cases.items():
         with pytest.raises(OidcError) as info:
             rp.validate_id_token(token, nonce="n")
-        assert info.value.reason == reason
+        assert info.value.code == reason
     no_tid = entra.token(TENANT_A)
     import jwt
 
@@ -107,7 +107,7 @@ def test_entra_multi_tenant_issuer(entra: MetadataServer, certs_dir: Path) -> No
     claims.pop("tid")
     with pytest.raises(OidcError) as info:
         rp.validate_id_token(jwt.encode(claims, private_key_of(entra.key), "RS256", headers={"kid": "entra-key"}), nonce="n")
-    assert info.value.reason == "issuer"
+    assert info.value.code == "issuer"
     # '*' admits any tenant, still with the iss form checked against the token's own tid
     anyone = entra_rp(entra, certs_dir, ("*",))
     assert anyone.validate_id_token(entra.token(TENANT_B), nonce="n")["tid"] == TENANT_B
@@ -122,7 +122,7 @@ def test_discovery_issuer_must_equal_the_configured_one(entra: MetadataServer, c
         redirect_uri="https://localhost:8443/cb", ca_bundle=str(certs_dir / "root.pem")), MemoryStore())
     with pytest.raises(OidcError) as info:
         rp.metadata()
-    assert info.value.reason == "metadata" and "issuer" in str(info.value)
+    assert info.value.code == "metadata" and "issuer" in str(info.value)
     assert doc["issuer"] != rp.settings.issuer
 
 
@@ -132,7 +132,7 @@ def test_discovery_endpoints_must_be_https(entra: MetadataServer, certs_dir: Pat
     rp = entra_rp(entra, certs_dir, (TENANT_A,))
     with pytest.raises(OidcError) as info:
         rp.metadata()
-    assert info.value.reason == "metadata" and "http" in str(info.value)
+    assert info.value.code == "metadata" and "http" in str(info.value)
 
 
 def test_discovery_without_s256_is_refused(entra: MetadataServer, certs_dir: Path) -> None:

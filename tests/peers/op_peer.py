@@ -45,7 +45,7 @@ def node_available() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed (Debian package 'nodejs')"
     if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
-        return f"the npm test peer is not installed: run scripts/bootstrap.sh (npm ci in {PEER_DIR})"
+        return f"the npm test peer is not installed: run scripts/bootstrap.sh --test (npm ci in {PEER_DIR})"
     return None
 
 

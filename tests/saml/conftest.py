@@ -137,7 +137,7 @@ def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> 
     if shutil.which("node") is None:
         skip_or_fail("node is not installed (Debian: nodejs); the samlify IdP needs it")
     if not (PEER / "node_modules" / "samlify").is_dir():
-        skip_or_fail(f"the samlify peer is not installed: run scripts/bootstrap.sh (npm ci in {PEER})")
+        skip_or_fail(f"the samlify peer is not installed: run scripts/bootstrap.sh --test (npm ci in {PEER})")
     procs: list[Any] = []
 
     def start(sp_metadata: bytes | str, users: dict[str, Any], **extra: Any) -> SamlifyIdp:

@@ -3,6 +3,7 @@ either is refused; an IdP-initiated logout received by either ends the proxy ses
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import sys
@@ -34,7 +35,9 @@ def two_portals(server_process: Any, emulator_factory: Any, redis_url: str, saml
     cfg.write_text(json.dumps({"secret_key": secrets.token_hex(16), "qlik": {
         "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
         "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup", "QLIKAUTH_MODE": "session",
-        "QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims, "QLIKAUTH_STATE_STORE": redis_url}}))
+        "QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims, "QLIKAUTH_STATE_STORE": redis_url,
+        # a shared store keeps proxy session ids sealed: both portals have the keys
+        "QLIKAUTH_STORE_KEYS": "two:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")}}))
     ports = [free_port_number(), free_port_number()]
     for port in ports:
         server_process([sys.executable, str(Path(__file__).with_name("portal_process.py"))], port,

@@ -391,7 +391,9 @@ def test_session_key_holds_no_assertion(ticket_portal, idp):
     b.acs(b.idp_form("alice"))
     with b.client.session_transaction(base_url=PORTAL) as s:
         data = s[SAML_SESSION_KEY]
-    assert set(data) == {"issuer", "name_id", "format", "name_qualifier", "sp_name_qualifier", "session_index", "user"}
+    assert set(data) == {"issuer", "name_id", "format", "name_qualifier", "sp_name_qualifier", "session_index", "user",
+                         "idp"}
+    assert data["idp"] == "default"  # which SP ends it (several IdPs: the IdP's name)
     assert not re.search(r"Signature|Assertion", repr(data))
 
 

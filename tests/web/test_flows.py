@@ -215,7 +215,8 @@ def test_the_public_surface_of_qlikauth_web() -> None:
     for module in (web, flows):
         for name in module.__all__:
             assert hasattr(module, name), name
-    assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["continue.html", "error.html", "logout.html"]
+    assert sorted(p.name for p in (web.TEMPLATES_DIR / "qlikauth").iterdir()) == ["choose.html", "continue.html", "error.html",
+                                                                                "logout.html"]
 
 
 def test_node_hub_urls_setting() -> None:

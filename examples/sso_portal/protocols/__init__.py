@@ -4,7 +4,8 @@ Each module has ``NAME``, ``LABEL`` and ``start(portal_base_url, tls, certs_dir)
 (``certs_dir``: the emulator's CA, which issued ``tls``): it starts a
 local identity provider for that protocol and returns the ``QLIKAUTH_*`` settings, the paths
 of its login and logout endpoints and how to read the signed-in user from the portal's session.
-``saml`` (a local pysaml2 IdP) and ``oidc`` (a certified OpenID provider, oidc-provider on node)
+``saml`` (a local pysaml2 IdP), ``oidc`` (qlikauth's local OpenID provider) and ``both`` (the
+two in one portal, chosen on ``/qlik/sso``)
 are here. ``extra["init_app"]``, when a protocol gives it, is called with the Flask app after
 ``QlikAuth(app)`` (OIDC registers its routes and its per-request SSO-session check there).
 """
@@ -38,4 +39,4 @@ def load(name: str) -> Any:
     try:
         return importlib.import_module(f"protocols.{name}")
     except ModuleNotFoundError:
-        raise SystemExit(f"unknown protocol {name!r}: this portal knows saml and oidc") from None
+        raise SystemExit(f"unknown protocol {name!r}: this portal knows saml, oidc and both") from None

@@ -1,0 +1,1 @@
+"""django_qlikauth\x27s management commands."""

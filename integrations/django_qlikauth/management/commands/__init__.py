@@ -1,0 +1,1 @@
+"""``manage.py qlikauth_doctor``."""
