@@ -19,6 +19,7 @@ name would overwrite each other's session cookie.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -222,26 +223,39 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
     Session(app)
 
     class Account(UserMixin):
-        def __init__(self, email: str) -> None:
-            self.id = email
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
 
     logins = LoginManager(app)
+    sso_accounts: set[str] = set()
 
     @logins.user_loader
     def load_account(user_id: str) -> Account | None:
-        return Account(user_id) if user_id in PASSWORDS else None
+        return Account(user_id) if user_id in PASSWORDS or user_id in sso_accounts else None
 
-    qlik = QlikAuth()
+    def portal_user(qlik_user: QlikUser) -> Account:
+        # docs/flask.md, "SSO sign-in as a Flask-Login sign-in": the portal's own user for an SSO sign-in
+        sso_accounts.add(qlik_user.qualified_name)
+        return Account(qlik_user.qualified_name)
+
+    # Where flask_qlikauth can make an SSO sign-in a Flask-Login sign-in, this portal lets it.
+    sso_login = ({"login_user_with": portal_user}
+                 if "login_user_with" in inspect.signature(QlikAuth).parameters else {})
+    qlik = QlikAuth(**sso_login)
 
     @qlik.user_loader
     def qlik_user() -> QlikUser | None:
-        # Whoever signed in here: with the portal's password, with SAML or with OpenID Connect.
-        if current_user.is_authenticated:
+        # Whoever signed in here: with SAML or OpenID Connect (the IdP's identity, as docs/flask.md
+        # asks), else with the portal's password.
+        sso = saml_user(session, qlik.runtime) or QlikOidc.current_user()
+        if sso is not None:
+            return sso
+        if current_user.is_authenticated and current_user.id in PASSWORDS:
             return QlikUser("PORTAL", current_user.id, [("group", "Staff")])
-        return saml_user(session, qlik.runtime) or QlikOidc.current_user()
+        return None
 
     qlik.init_app(app)
-    QlikOidc(app)
+    QlikOidc(app, **sso_login)
     cloud = QlikCloud(world.tenant.url, verify=world.tenant.root_pem)
     tokens = AccessTokenCache(cloud, OAuthClient("embed-client", client_secret="embed-secret"))
     issuer = CloudJwtIssuer(world.cloud_key, CLOUD_ISSUER)

@@ -198,6 +198,8 @@ class Case:
         if still:
             self.problem(f"right after {when}, alice's hub session still answers as alice "
                          f"({len(still)} of {len(self.hub_evidence)} hub cookies)")
+        elif self.world.sessions_of(ALICE):
+            self.problem(f"right after {when}, a proxy session of alice lives (made at bob's sign-in?)")
 
     # -- endings ---------------------------------------------------------------------------------
     def end(self) -> str | None:
