@@ -1,7 +1,7 @@
 """Load with faults: N sign-ins by M browsers through the Flask example portal while a node and
 Redis die and come back; counts right sign-ins, clear refusals, hangs, mix-ups and orphans.
 
-    .venv/bin/python bench/load_faults.py --sign-ins 1000 --browsers 50      # both modes
+    .venv/bin/python bench/load_faults.py --sign-ins 1000 --browsers 50      # both modes, ~2 min
     .venv/bin/python bench/load_faults.py --sign-ins 200 --browsers 20 --modes ticket --json out.json
 
 What runs (all on 127.0.0.1, every process started is stopped):
@@ -43,6 +43,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import secrets
 import sys
@@ -252,7 +253,7 @@ class Browser:
 
 # -- one mode -------------------------------------------------------------------------------
 def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
-             shared_every: int, schedule: Any = SCHEDULE) -> dict[str, Any]:
+             shared_every: int, schedule: Any = SCHEDULE, think: float = 0.0) -> dict[str, Any]:
     from _redis_server import RedisServer
 
     from qlikauth.web.runtime import build_runtime
@@ -304,6 +305,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
 
                 def browse(i: int) -> None:
                     b = Browser(i, users_of[i], portal, root, hang)
+                    rng = random.Random(i)
                     n = 0
                     while (ph := next_ticket()) is not None:
                         user = b.users[b.turn % len(b.users)]
@@ -328,6 +330,8 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         with lock:
                             results.append(out)
                         n += 1
+                        if think:
+                            time.sleep(rng.uniform(0, 2 * think))
                         if len(b.users) == 1 and n % 2 == 0:
                             try:
                                 b.sign_out()
@@ -459,12 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     ap.add_argument("--hang", type=float, default=15.0, help="seconds after which a request hung")
     ap.add_argument("--shared-every", type=int, default=10, help="every n-th browser is shared")
+    ap.add_argument("--think", type=float, default=0.2,
+                    help="mean seconds a browser pauses between sign-ins (uniform, 0 to twice this)")
     ap.add_argument("--no-faults", action="store_true", help="the same load without faults")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-assert", action="store_true", help="report, exit 0 regardless")
     args = ap.parse_args(argv)
     out = [run_mode(m.strip(), args.sign_ins, args.browsers, args.workers, args.hang,
-                    args.shared_every, () if args.no_faults else SCHEDULE) for m in args.modes.split(",") if m.strip()]
+                    args.shared_every, () if args.no_faults else SCHEDULE, args.think) for m in args.modes.split(",") if m.strip()]
     for res in out:
         print(table(res) + "\n", flush=True)
         if res["first_problems"]:
