@@ -84,7 +84,7 @@ def test_ticket_request_shape(qps):
     )
     t = qps.request_ticket(USER)
     assert t.ticket == "T" * 16 and t.node == N1 and t.target_uri is None
-    assert "TTTT" not in repr(t) and "(16 chars)" in repr(t)  # no character of it, only a fingerprint
+    assert "TTTT" not in repr(t) and "(16 chars)" in repr(t)  # a fingerprint only
 
 
 @responses.activate
