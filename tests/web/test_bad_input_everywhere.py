@@ -257,3 +257,18 @@ def test_redirect_policy_over_every_code_point(url: str) -> None:
         return
     checked.encode("utf-8")  # what is accepted can be sent as a Location
     assert checked.startswith(("https://hub.example.com/", "/")) and not checked.startswith("//")
+
+
+def test_the_endpoints_answer_good_input(site: dict[str, Any]) -> None:
+    # The properties above would pass on routes that do not exist: these must work.
+    with site["app"].test_client() as client:
+        assert client.get("/qlik/saml/login?next=/").status_code == 302
+        client.get("/signin/alice")
+        before = site["emu"].state.qps_requests
+        r = client.get("/qlik/login", headers={"Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"]
+        assert site["emu"].state.qps_requests == before + 1
+        # the Qlik Cloud routes are there (what they answer this user is not the point here)
+        assert client.post("/qlik/cloud/jwt", headers={"Origin": "http://localhost",
+                                                       "Sec-Fetch-Site": "same-origin"}
+                           ).status_code in (200, 401)
