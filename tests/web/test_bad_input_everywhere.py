@@ -272,3 +272,23 @@ def test_the_endpoints_answer_good_input(site: dict[str, Any]) -> None:
         assert client.post("/qlik/cloud/jwt", headers={"Origin": "http://localhost",
                                                        "Sec-Fetch-Site": "same-origin"}
                            ).status_code in (200, 401)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), use_node=st.booleans(), target_id=ANY_TEXT)
+@example(data=None, use_node=True, target_id="\ud800")
+def test_proxy_rest_uri_check_over_every_code_point(site: dict[str, Any], data: Any,
+                                                   use_node: bool, target_id: str) -> None:
+    # The constructor behind /qlik/module: only a configured node's REST URI and a GUID-like
+    # targetId pass; everything else is a QlikAuthError (RedirectError), never anything else.
+    node = site["emu"].rest_uri_for("portal")
+    tail = data.draw(ANY_TEXT) if data is not None else "\udfff"
+    rest = node + tail if use_node else tail
+    runtime = site["app"].extensions["qlikauth"].runtime
+    try:
+        checked = runtime.ticket.check_module_request(rest, target_id)
+    except QlikAuthError as exc:
+        assert len(str(exc)) < 600
+        return
+    assert checked.startswith(site["emu"].qps_url)
+    checked.encode("utf-8")
