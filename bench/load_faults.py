@@ -63,6 +63,7 @@ for _p in (str(HERE), str(ROOT), str(ROOT / "integrations"), str(ROOT / "tests")
 from _procs import ChildProcess, Gunicorn, free_port  # noqa: E402
 
 PREFIX = "portal"
+SAML_PREFIX = "sso"
 PHASES = ("before", "node_down", "node_back", "redis_down", "redis_back")
 #: Fault points as a share of the mode's sign-ins: (share, action, phase from then on).
 SCHEDULE = ((0.2, "crash", "node_down"), (0.4, "restart", "node_back"),
@@ -82,7 +83,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the emulator cluster, in its own process -------------------------------------------------
-def cluster_main(conn: Any, module_port: int) -> None:
+def cluster_main(conn: Any, module_port: int, saml_port: int = 0) -> None:
     """Two nodes; answers ("crash", i), ("restart", i), "sessions", "stats" and "stop"."""
     import logging
 
@@ -91,13 +92,17 @@ def cluster_main(conn: Any, module_port: int) -> None:
 
     vp = VirtualProxy(prefix=PREFIX, method="ticket",
                       module_uri=f"http://localhost:{module_port}/qlik/module")
-    cluster = EmulatorCluster(nodes=2, host="localhost", bind="127.0.0.1", virtual_proxies=[vp])
+    sso = VirtualProxy(prefix=SAML_PREFIX, method="ticket",
+                       module_uri=f"http://localhost:{saml_port}/qlik/module")
+    cluster = EmulatorCluster(nodes=2, host="localhost", bind="127.0.0.1",
+                              virtual_proxies=[vp, sso])
     try:
         cluster.start()
     except BaseException as exc:  # report instead of hanging the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
     conn.send({"qps_urls": cluster.qps_urls, "hub_urls": [n.hub_url_for(PREFIX) for n in cluster],
+               "sso_hub_urls": [n.hub_url_for(SAML_PREFIX) for n in cluster],
                "certs_dir": str(cluster.certs_dir), "pid": os.getpid()})
     try:
         while True:
@@ -114,7 +119,7 @@ def cluster_main(conn: Any, module_port: int) -> None:
                 cluster[cmd[1]].restart()
                 conn.send("ok")
             elif cmd == "sessions":
-                conn.send([[s.user.qualified_name for s in n.state.sessions(PREFIX)]
+                conn.send([[s.user.qualified_name for s in n.state.sessions()]
                            for n in cluster])
             elif cmd == "stats":
                 conn.send([{"qps_requests": n.state.qps_requests,
@@ -125,10 +130,11 @@ def cluster_main(conn: Any, module_port: int) -> None:
 
 
 class ClusterProcess(ChildProcess):
-    def __init__(self, module_port: int) -> None:
-        super().__init__("the emulator cluster", cluster_main, module_port)
+    def __init__(self, module_port: int, saml_port: int) -> None:
+        super().__init__("the emulator cluster", cluster_main, module_port, saml_port)
         self.qps_urls: list[str] = self.info["qps_urls"]
         self.hub_urls: list[str] = self.info["hub_urls"]
+        self.sso_hub_urls: list[str] = self.info["sso_hub_urls"]
         self.certs_dir = Path(self.info["certs_dir"])
         self._lock = threading.Lock()
 
@@ -225,8 +231,61 @@ class Browser:
         # empty body does not.
         text = r.text or ""
         clear = r.status_code != 500 and r.status_code >= 400 and len(text.strip()) > 40
-        return {"kind": "refused" if clear else "unclear", "detail": f"{step}: {r.status_code}",
-                "status": r.status_code}
+        title = re.search(r"<title>([^<]{0,120})</title>", text)
+        said = f" ({title.group(1).strip()})" if title else ""
+        return {"kind": "refused" if clear else "unclear",
+                "detail": f"{step}: {r.status_code}{said}", "status": r.status_code}
+
+    def saml_sign_in(self, user: str, idp: Any, saml_portal: str) -> dict[str, Any]:
+        """A SAML sign-in at the SSO portal: its AuthnRequest, the IdP's signed answer (the
+        IdP's work, not timed), the ACS, the hub. ``user`` is the IdP's user name."""
+        import requests
+
+        r = self._req("GET", f"{saml_portal}/qlik/saml/login")
+        if r.status_code != 302:
+            return self._refusal(r, "SAML login")
+        info = idp.parse_authn_request(r.headers["Location"])
+        xml = idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
+                               sp_entity_id=info.sp_entity_id)
+        form = idp.post_form(xml, info.relay_state)
+        t0 = time.perf_counter()
+        r = self._req("POST", f"{saml_portal}/qlik/saml/acs", data=form)
+        if r.status_code != 302:
+            return self._refusal(r, "SAML ACS")
+        self.current = user
+        where = r.headers["Location"]
+        if where.startswith("/"):  # back to the portal: open Qlik from there
+            r = self._req("GET", f"{saml_portal}/qlik/login")
+            if r.status_code != 302:
+                return self._refusal(r, "/qlik/login after SAML")
+            where = r.headers["Location"]
+        try:
+            if "qlikTicket=" in where:
+                r = self._req("GET", where)
+                if r.status_code != 200:
+                    return self._refusal(r, "hub redeeming the ticket")
+            r = self._req("GET", where.split("?", 1)[0], headers={"Accept": "application/json"})
+        except requests.ConnectionError as exc:
+            return {"kind": "node_gone", "detail": f"hub refused the connection ({exc.__class__.__name__})"}
+        if r.status_code != 200:
+            return self._refusal(r, "hub page")
+        who = r.json()
+        seconds = time.perf_counter() - t0
+        shown = str(who.get("userId"))
+        groups = [a.get("group") for a in who.get("attributes", []) if "group" in a]
+        if shown != f"{user}@example.com":
+            return {"kind": "mixup", "detail": f"{user} sees {shown}", "seconds": seconds}
+        if who.get("userDirectory") != "SSO" or groups != [f"Group{user[4:]}"]:
+            return {"kind": "mixup", "detail": f"{user}: attributes {groups}", "seconds": seconds}
+        return {"kind": "right", "seconds": seconds}
+
+    def saml_sign_out(self, saml_portal: str) -> str:
+        """The SSO portal's sign-out (``POST /qlik/saml/logout``: every proxy session ends, then
+        the browser goes to the IdP, which is not followed here)."""
+        r = self._req("POST", f"{saml_portal}/qlik/saml/logout",
+                      headers={"Origin": saml_portal}, data={"next": "/"})
+        self.current = None
+        return "ok" if r.status_code in (302, 303) else f"saml logout {r.status_code}"
 
     def previous_answers_as(self, cookie: str | None, previous: str, hub: str) -> bool:
         """Does the hub still take ``cookie`` (the previous user's proxy session) as them?"""
@@ -253,46 +312,82 @@ class Browser:
 
 # -- one mode -------------------------------------------------------------------------------
 def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
-             shared_every: int, schedule: Any = SCHEDULE, think: float = 0.0) -> dict[str, Any]:
+             shared_every: int, schedule: Any = SCHEDULE, think: float = 0.0,
+             saml_every: int = 5) -> dict[str, Any]:
     from _redis_server import RedisServer
 
+    from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
+    from qlikauth.emulator.saml_idp import ENTRA_CLAIMS, IdpUser, SamlIdp
     from qlikauth.web.runtime import build_runtime
 
-    port = free_port()
-    portal = f"http://localhost:{port}"
+    port, saml_port = free_port(), free_port()
+    portal, saml_portal = f"http://localhost:{port}", f"http://localhost:{saml_port}"
     shared = [i for i in range(browsers) if shared_every and i % shared_every == shared_every - 1]
+    saml = [i for i in range(browsers)
+            if saml_every and i % saml_every == saml_every // 2 and i not in shared]
     users_of: dict[int, list[str]] = {}
     n_users = 0
     for i in range(browsers):
+        if i in saml:
+            users_of[i] = [f"saml{i:03d}"]
+            continue
         k = 2 if i in shared else 1
         users_of[i] = [f"bench{n_users + j:03d}" for j in range(k)]
         n_users += k
+    guids = {f"saml{i:03d}": f"{i:08x}-0000-4000-8000-{i:012x}" for i in saml}
+    idp_users = {name: IdpUser("demo", f"{name}@example.com", {
+        ENTRA_CLAIMS["email"]: [f"{name.capitalize()}@Example.com"],
+        ENTRA_CLAIMS["groups"]: [guid]}) for name, guid in guids.items()}
     redis = RedisServer().start()
     store_keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
+    idp_lock = threading.Lock()
     phase = ["before"]
     faults: list[dict[str, Any]] = []
     tmp = tempfile.mkdtemp(prefix="qlikauth-load-")
+    idp = SamlIdp(key_dir=os.path.join(tmp, "idp"), users=idp_users)
     try:
-        with ClusterProcess(port) as cluster:
-            settings = {
+        with ClusterProcess(port, saml_port) as cluster:
+            common = {
                 "QPS_NODES": ",".join(cluster.qps_urls), "CERTS": str(cluster.certs_dir),
-                "HUB_URL": cluster.hub_urls[0], "NODE_HUB_URLS": ",".join(cluster.hub_urls),
-                "VIRTUAL_PROXY": PREFIX, "MODE": mode, "STATE_STORE": redis.url,
+                "MODE": mode, "STATE_STORE": redis.url,
                 "STORE_KEYS": store_keys, "TIMEOUT": "5", "CONNECT_TIMEOUT": "2",
-                # The portal is plain http here: its cookies (the proxy session's in session
-                # mode, qlikauth_seen) must come back to it as they would over https.
+                # The portals are plain http here: their cookies (the proxy session's in
+                # session mode, qlikauth_seen) must come back to them as over https.
                 "COOKIE_SECURE": "false",
             }
+            settings = {**common, "HUB_URL": cluster.hub_urls[0],
+                        "NODE_HUB_URLS": ",".join(cluster.hub_urls), "VIRTUAL_PROXY": PREFIX}
             env = {**os.environ, **{f"QLIKAUTH_{k}": v for k, v in settings.items()},
                    "BENCH_USERS": str(n_users), "PORTAL_SECRET_KEY": secrets.token_hex(32),
-                   "PORTAL_SESSION_DIR": tmp}
-            log(f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}; {browsers} browsers "
-                f"({len(shared)} shared), {sign_ins} sign-ins; nodes {cluster.qps_urls}; "
-                f"Redis {redis.url}")
+                   "PORTAL_SESSION_DIR": os.path.join(tmp, "sessions")}
+            saml_settings = {"BASE_URL": f"{saml_portal}/qlik/saml/",
+                             "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True,
+                             "BROWSER_COOKIE_SECURE": False}
+            idp.add_sp_metadata(SamlServiceProvider(
+                SamlSettings.from_settings(saml_settings)).metadata())
+            claims = {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"],
+                      "USER_DIRECTORY": "SSO", "UNKNOWN_GROUPS": "refuse",
+                      "GROUP_NAMES": {g: f"Group{n[4:]}" for n, g in guids.items()}}
+            saml_qlik = {**common, "HUB_URL": cluster.sso_hub_urls[0],
+                         "NODE_HUB_URLS": ",".join(cluster.sso_hub_urls),
+                         "VIRTUAL_PROXY": SAML_PREFIX}
+            config = Path(tmp) / "saml.json"
+            config.write_text(json.dumps({
+                "secret_key": secrets.token_hex(32), "http_portal": True,
+                "protocol": {"QLIKAUTH_SAML": saml_settings, "QLIKAUTH_CLAIMS": claims},
+                "qlik": {f"QLIKAUTH_{k}": v for k, v in saml_qlik.items()}}))
+            saml_env = {**os.environ, "BENCH_SAML_CONFIG": str(config),
+                        "PORTAL_SESSION_DIR": os.path.join(tmp, "sso-sessions")}
+            log(f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}, SSO portal on "
+                f"{saml_portal}; {browsers} browsers ({len(shared)} shared, {len(saml)} SAML), "
+                f"{sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}")
             with Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
-                          ready_path="/login", timeout=120, ready_within=90):
+                          ready_path="/login", timeout=120, ready_within=90), \
+                    Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8,
+                             env=saml_env, ready_path="/qlik/saml/metadata", timeout=120,
+                             ready_within=90):
                 root = str(cluster.certs_dir / "root.pem")
                 started = [0]
 
@@ -303,8 +398,22 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         started[0] += 1
                         return phase[0]
 
+                class LockedIdp:
+                    """The IdP's answers one at a time (pysaml2's server is not shared)."""
+
+                    def __getattr__(self, name: str) -> Any:
+                        method = getattr(idp, name)
+
+                        def call(*a: Any, **k: Any) -> Any:
+                            with idp_lock:
+                                return method(*a, **k)
+                        return call
+
+                locked_idp = LockedIdp()
+
                 def browse(i: int) -> None:
                     b = Browser(i, users_of[i], portal, root, hang)
+                    is_saml = i in saml
                     rng = random.Random(i)
                     n = 0
                     while (ph := next_ticket()) is not None:
@@ -314,13 +423,14 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         old_cookie = b.proxy_cookie() if previous else None
                         t0 = time.perf_counter()
                         try:
-                            out = b.sign_in(user)
+                            out = b.saml_sign_in(user, locked_idp, saml_portal) if is_saml \
+                                else b.sign_in(user)
                         except Hung as exc:
                             out = {"kind": "hung", "detail": str(exc)}
                         except Exception as exc:  # counted and shown, never hidden
                             out = {"kind": "unclear", "detail": f"{type(exc).__name__}: {exc}"}
-                        out.update(phase=ph, browser=i, user=user,
-                                   wall=time.perf_counter() - t0)
+                        out.update(phase=ph, browser=i, user=user, way="saml" if is_saml
+                                   else "password", wall=time.perf_counter() - t0)
                         if previous and out["kind"] == "right":
                             try:
                                 out["previous_alive"] = b.previous_answers_as(
@@ -334,11 +444,11 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                             time.sleep(rng.uniform(0, 2 * think))
                         if len(b.users) == 1 and n % 2 == 0:
                             try:
-                                b.sign_out()
+                                b.saml_sign_out(saml_portal) if is_saml else b.sign_out()
                             except Exception:  # the final sign-out below counts failures
                                 pass
                     try:
-                        res = b.sign_out()
+                        res = b.saml_sign_out(saml_portal) if is_saml else b.sign_out()
                     except Hung as exc:
                         res = f"hung: {exc}"
                     except Exception as exc:
@@ -379,26 +489,29 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                     t.join(600)
                 wall = time.perf_counter() - t_start
                 alive_before = cluster.ask("sessions")
-                runtime = build_runtime(settings, secret=env["PORTAL_SECRET_KEY"])
-                try:
-                    pending: Any = runtime.finish_pending()
-                except Exception as exc:  # the store still down: reported, orphans counted
-                    pending = f"{type(exc).__name__}"
+                pending: Any = {}
+                for name, conf in (("portal", settings), ("sso", saml_qlik)):
+                    runtime = build_runtime(conf, secret=env["PORTAL_SECRET_KEY"])
+                    try:
+                        pending[name] = runtime.finish_pending().ended
+                    except Exception as exc:  # the store still down: reported, orphans counted
+                        pending[name] = f"{type(exc).__name__}"
                 remaining = cluster.ask("sessions")
                 stats = cluster.ask("stats")
     finally:
+        idp.stop()
         redis.cleanup()
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
     return figures(mode, sign_ins, browsers, len(shared), results, final_signouts, faults,
-                   wall, alive_before, remaining, pending, stats)
+                   wall, alive_before, remaining, pending, stats, len(saml))
 
 
 def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[dict[str, Any]],
             final_signouts: list[str], faults: list[dict[str, Any]], wall: float,
             alive_before: list[list[str]], remaining: list[list[str]], pending: Any,
-            stats: list[dict[str, Any]]) -> dict[str, Any]:
+            stats: list[dict[str, Any]], saml_browsers: int = 0) -> dict[str, Any]:
     kinds = Counter(r["kind"] for r in results)
     per_phase: dict[str, Any] = {}
     for ph in PHASES:
@@ -413,8 +526,17 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
                                      if r["kind"] in ("refused", "unclear")).most_common(4)),
         }
     switches = [r for r in results if "previous_alive" in r]
+    ways = {way: {k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
+                  for k in ("right", "refused", "unclear", "node_gone", "hung", "mixup")}
+            for way in ("password", "saml")}
+    for way in ways:
+        rows = [r for r in results if r.get("way") == way]
+        ways[way]["sign_ins"] = len(rows)
+        ways[way]["refused_by_phase"] = dict(Counter(r["phase"] for r in rows
+                                                     if r["kind"] == "refused"))
     return {
         "mode": mode, "sign_ins": len(results), "browsers": browsers, "shared_browsers": shared,
+        "saml_browsers": saml_browsers, "ways": ways,
         "wall_s": round(wall, 1), "right": kinds["right"], "refused": kinds["refused"],
         "unclear": kinds["unclear"], "hung": kinds["hung"], "mixups": kinds["mixup"],
         "node_gone": kinds["node_gone"],
@@ -422,7 +544,7 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
         "previous_alive": sum(1 for r in switches if r["previous_alive"]),
         "final_signouts_failed": [s for s in final_signouts if s != "ok"][:5],
         "sessions_after_signouts": sum(len(n) for n in alive_before),
-        "pending_finished": getattr(pending, "ended", None),
+        "pending_finished": pending,
         "orphans": sum(len(n) for n in remaining),
         "orphan_users": sorted({u for n in remaining for u in n})[:10],
         "faults": faults, "phases": per_phase,
@@ -434,7 +556,8 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
 
 def table(res: dict[str, Any]) -> str:
     lines = [f"### {res['mode']} mode: {res['sign_ins']} sign-ins, {res['browsers']} browsers "
-             f"({res['shared_browsers']} shared by two users), {res['wall_s']} s",
+             f"({res['shared_browsers']} shared by two users, {res['saml_browsers']} signing in "
+             f"with SAML), {res['wall_s']} s",
              "",
              "| phase | sign-ins | right | refused (clear page) | unclear | sent to a dead hub "
              "| hung | mix-ups | p50 ms | p99 ms |",
@@ -449,6 +572,8 @@ def table(res: dict[str, Any]) -> str:
               f"after every browser signed out: {res['sessions_after_signouts']}; after "
               f"`finish_pending()` (ended {res['pending_finished']}): **{res['orphans']} "
               f"orphans**. Final sign-outs that failed: {len(res['final_signouts_failed'])}."]
+    for way, w in res["ways"].items():
+        lines.append(f"- {way}: {w}")
     for ph, p in res["phases"].items():
         if p["refusals"]:
             lines.append(f"- {ph} refusals: {p['refusals']}")
@@ -465,12 +590,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared-every", type=int, default=10, help="every n-th browser is shared")
     ap.add_argument("--think", type=float, default=0.2,
                     help="mean seconds a browser pauses between sign-ins (uniform, 0 to twice this)")
+    ap.add_argument("--saml-every", type=int, default=5,
+                    help="every n-th browser signs in with SAML at the SSO portal (0: none)")
     ap.add_argument("--no-faults", action="store_true", help="the same load without faults")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-assert", action="store_true", help="report, exit 0 regardless")
     args = ap.parse_args(argv)
     out = [run_mode(m.strip(), args.sign_ins, args.browsers, args.workers, args.hang,
-                    args.shared_every, () if args.no_faults else SCHEDULE, args.think) for m in args.modes.split(",") if m.strip()]
+                    args.shared_every, () if args.no_faults else SCHEDULE, args.think,
+                    args.saml_every) for m in args.modes.split(",") if m.strip()]
     for res in out:
         print(table(res) + "\n", flush=True)
         if res["first_problems"]:
