@@ -430,7 +430,8 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         except Exception as exc:  # counted and shown, never hidden
                             out = {"kind": "unclear", "detail": f"{type(exc).__name__}: {exc}"}
                         out.update(phase=ph, browser=i, user=user, way="saml" if is_saml
-                                   else "password", wall=time.perf_counter() - t0)
+                                   else "password", wall=time.perf_counter() - t0,
+                                   phase_end=phase[0])
                         if previous and out["kind"] == "right":
                             try:
                                 out["previous_alive"] = b.previous_answers_as(
@@ -522,8 +523,10 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
                                       for k in ("right", "refused", "unclear", "hung", "mixup",
                                                 "node_gone")},
             "p50_ms": round(pct(lat, 50) * 1000), "p99_ms": round(pct(lat, 99) * 1000),
-            "refusals": dict(Counter(r["detail"] for r in rows
-                                     if r["kind"] in ("refused", "unclear")).most_common(4)),
+            # a sign-in that started in this phase and ran into the next fault says so
+            "refusals": dict(Counter(
+                r["detail"] + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
+                for r in rows if r["kind"] in ("refused", "unclear")).most_common(4)),
         }
     switches = [r for r in results if "previous_alive" in r]
     ways = {way: {k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
