@@ -36,7 +36,7 @@ from ..exceptions import (
     QpsResponseError,
     RedirectError,
 )
-from ..identity import QlikUser
+from ..identity import QlikUser, shown
 from ..redirects import origin_of
 from ..xrf import new_xrfkey
 from .errors import all_failed, http_error, transport_error
@@ -138,9 +138,11 @@ class QpsClient:
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         if want is None or origin.scheme != "https" or parts.query or parts.fragment or path.lower() != urlsplit(want).path:
             configured = ", ".join(self._base.values())
+            # The value came from the browser: quoted short (a 10 kB path would land in the log).
             raise RedirectError(
-                f"proxyRestUri {origin}{parts.path} is not a configured QPS node and virtual proxy "
-                f"({configured}); refused. If that node is yours, add it to the QPS nodes setting."
+                f"proxyRestUri {shown(f'{origin}{parts.path}', 80)} is not a configured QPS node "
+                f"and virtual proxy ({configured}); refused. If that node is yours, add it to "
+                "the QPS nodes setting."
             )
         return node
 
