@@ -292,3 +292,37 @@ def test_proxy_rest_uri_check_over_every_code_point(site: dict[str, Any], data: 
         return
     assert checked.startswith(site["emu"].qps_url)
     checked.encode("utf-8")
+
+
+@pytest.mark.parametrize("method, path, name", [
+    ("GET", "/qlik/login", "target"), ("GET", "/qlik/module", "proxyRestUri"),
+    ("GET", "/qlik/module", "targetId"), ("POST", "/qlik/logout", "next"),
+    ("GET", "/qlik/saml/login", "next"), ("POST", "/qlik/saml/acs", "SAMLResponse"),
+    ("POST", "/qlik/saml/acs", "RelayState"), ("GET", "/qlik/saml/slo", "SAMLRequest"),
+    ("GET", "/qlik/jwt/login", "target"),
+])
+def test_a_long_value_is_quoted_short_in_logs_and_pages(site: dict[str, Any], caplog: Any,
+                                                        method: str, path: str, name: str) -> None:
+    # 10 kB of a refused value must not land in the log or the page (a log line per request
+    # would let anyone fill the disk, and echo whatever was sent).
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    value = "https://evil.example/" + "A\u0430" * 5000
+    field = f"{name}={wire(value)}"
+    other = "&targetId=0f8fad5b-d9cb-469f-a165-70867728950e" if name == "proxyRestUri" else \
+        f"&proxyRestUri={wire(site['emu'].rest_uri_for('portal'))}" if name == "targetId" else ""
+    status = _check(site, method, path, query="" if method == "POST" else field + other,
+                    form=field + other if method == "POST" else None, signed_in=True)
+    assert status in DOCUMENTED
+    run = "A\u0430" * 60  # 120 characters of it
+    for record in caplog.records:
+        assert run not in record.getMessage(), (record.name, len(record.getMessage()))
+        assert len(record.getMessage()) < 4000, (record.name, len(record.getMessage()))
+    with site["app"].test_client() as client:
+        client.get("/signin/alice")
+        r = client.open(path, method=method, query_string="" if method == "POST" else field + other,
+                        data=field + other if method == "POST" else None,
+                        content_type="application/x-www-form-urlencoded",
+                        headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+        assert run not in r.get_data(as_text=True)
