@@ -112,3 +112,29 @@ def test_logouts(site: dict[str, Any], token: str | bytes, sid: str | bytes,
                   form=f"logout_token={wire(token)}") >= 400
     _check(site, "GET", "/oidc/frontchannel-logout", f"iss={wire(token)}&sid={wire(sid)}")
     _check(site, "POST", "/oidc/logout", form=f"next={wire(next_)}")
+
+
+@pytest.mark.parametrize("method, path, query", [
+    ("GET", "/oidc/login", "target={v}"), ("GET", "/oidc/login", "next={v}"),
+    ("GET", "/oidc/callback", "code={v}&state={v}"), ("GET", "/oidc/callback", "error={v}"),
+    ("POST", "/oidc/backchannel-logout", "logout_token={v}"),
+    ("GET", "/oidc/frontchannel-logout", "iss={v}&sid={v}"), ("POST", "/oidc/logout", "next={v}"),
+])
+def test_a_long_value_is_quoted_short_in_logs_and_pages(site: dict[str, Any], caplog: Any,
+                                                        method: str, path: str, query: str) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    value = "https://evil.example/" + "A\u0430" * 5000
+    filled = query.replace("{v}", wire(value))
+    with site["app"].test_client() as client:
+        r = client.open(path, method=method, base_url=PORTAL,
+                        query_string="" if method == "POST" else filled,
+                        data=filled if method == "POST" else None,
+                        content_type="application/x-www-form-urlencoded",
+                        headers={"Sec-Fetch-Site": "same-origin", "Origin": PORTAL})
+    assert r.status_code in DOCUMENTED
+    run = "A\u0430" * 60
+    assert run not in r.get_data(as_text=True)
+    for record in caplog.records:
+        assert run not in record.getMessage(), (record.name, len(record.getMessage()))
