@@ -3,12 +3,15 @@ then says which secrets reached the log. Used by tests/integration/test_secrets_
 
     python -m pytest -p secret_sweep tests/flask/... tests/saml/...   (tests/ on sys.path)
 
-Secrets are collected where they travel, whoever made them: every ``requests`` exchange (the
+Secrets are collected where they are made (the emulators' tickets and session ids, qlikauth's
+proxy session ids, the Qlik Cloud tenant's tokens and sessions, every JWT signed or parsed) and
+where they travel, whoever made them: every ``requests`` exchange (the
 QPS client's tickets and session ids, Qlik Cloud and OIDC tokens, authorization codes, client
 assertions, the browsers' cookies) and every Werkzeug and Django test-client exchange (tickets
 in redirects, SAML messages in forms, RelayState, state, cookies). Every ``qlikauth`` logger
 (the emulators' too: they run in this process) is set to DEBUG and every record is kept,
-formatted with its traceback. ``QLIKAUTH_SWEEP_REPORT`` names the JSON report written at the
+formatted with its traceback. Records are also searched for secrets by shape (private keys, JWTs, SAML messages, raw or
+base64). ``QLIKAUTH_SWEEP_REPORT`` names the JSON report written at the
 end: what was collected, by kind, and what leaked (with the logger that wrote it).
 
 The control: at the start one planted secret goes through the same collection (a redirect's
@@ -17,6 +20,7 @@ The control: at the start one planted secret goes through the same collection (a
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -24,7 +28,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import pytest
 
@@ -41,6 +45,11 @@ SECRET_NAMES = {
 }
 _HIDDEN = re.compile(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', re.IGNORECASE)
 _BEARER = re.compile(r"(?:Bearer|Basic)\s+(\S+)", re.IGNORECASE)
+_SHAPES = (
+    ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|PRIVATE KEY-----")),
+    ("JWT", re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.")),
+    ("SAML message", re.compile(r"<saml2?p?:|PHNhbWxw|PHNhbWwy|PD94bWwg|fZ[A-Za-z0-9+/]{40}")),
+)
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{20,}")
 _RANDOM = re.compile(r"[0-9]")
 _LETTER = re.compile(r"[A-Za-z]")
@@ -111,6 +120,12 @@ def _from_headers(headers: Any, *, request: bool) -> None:
         elif lname in ("authorization", "proxy-authorization"):
             for token in _BEARER.findall(str(value)):
                 keep(token, "credential")
+            if str(value).lower().startswith("basic "):
+                try:
+                    pair = base64.b64decode(str(value)[6:].strip()).decode("utf-8")
+                except ValueError:
+                    pair = ""
+                keep(unquote_plus(pair.partition(":")[2]), "client secret")
         elif lname == "qlik-csrf-token":
             keep(str(value), "Qlik CSRF token")
 
@@ -252,6 +267,20 @@ def _patch_makers(mp: pytest.MonkeyPatch) -> None:
 
         mp.setattr(owner, name, made)
 
+    # Every JWT qlikauth signs, and every one it parses (id_token, logout_token, the emulators'
+    # JWT logins): the one JWS path.
+    from qlikauth import jose
+    from qlikauth.jwtkeys import SigningKey
+
+    wrap(SigningKey, "sign", "JWT")
+    wrap(SigningKey, "sign_payload", "JWT")
+    original_parse = jose.parse_compact
+
+    def parse_compact(token: Any, *args: Any, **kwargs: Any) -> Any:
+        keep(token, "JWT")
+        return original_parse(token, *args, **kwargs)
+
+    mp.setattr(jose, "parse_compact", parse_compact)
     wrap(emu_state, "new_ticket", "ticket")
     wrap(emu_state, "new_guid", "session id")
     wrap(qps_client, "new_session_id", "session id")
@@ -293,6 +322,12 @@ def leaks(text_by_logger: list[tuple[str, str]], extra_text: str = "") -> list[d
         if value in blob:
             where = next((n for n, t in text_by_logger if value in t), "output")
             found.append({"kind": kind, "logger": where, "planted": str(value == PLANTED)})
+    # What is a secret by its shape, whoever made it: keys, signed tokens, SAML messages.
+    for n, t in text_by_logger:
+        for kind, pattern in _SHAPES:
+            if pattern.search(t) and not any(f["logger"] == n and f["kind"] == kind
+                                             for f in found):
+                found.append({"kind": kind, "logger": n, "planted": "False"})
     short = {}
     for value, kind in collected.items():
         if kind in ("ticket", "session id") or kind.startswith("cookie X-Qlik-Session"):

@@ -41,7 +41,8 @@ FLOWS = [
 DESELECT = ["tests/oidc/test_web_flows.py::test_logout_reaches_sessions_of_another_portal_process"]
 #: Kinds the run must have collected at least once (else a flow or a collector is missing).
 EXPECTED_KINDS = {"ticket", "session id", "authorization code", "state", "SAML message",
-                  "relay state", "JWT", "access token", "cookie", "credential"}
+                  "relay state", "JWT", "access token", "cookie", "credential", "client secret",
+                  "nonce", "Qlik Cloud session"}
 
 pytestmark = pytest.mark.slow
 
