@@ -110,7 +110,6 @@ def _gunicorn_access_log(tmp_path: Path, install: bool) -> str:
 
 
 def test_gunicorn_access_log(tmp_path):
-    pytest.importorskip("gunicorn")
     leaked = _gunicorn_access_log(tmp_path, install=False)
     assert CODE in leaked  # the control
     text = _gunicorn_access_log(tmp_path, install=True)
