@@ -47,9 +47,9 @@ class Origin:
 
 
 def _bad_chars(url: str) -> bool:
-    return "\\" in url or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in url) or any(
-        c.isspace() for c in url
-    )
+    # Cs: a lone surrogate cannot be encoded into a Location header (the answer would fail).
+    return "\\" in url or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
+                               for c in url) or any(c.isspace() for c in url)
 
 
 def _split(url: str) -> SplitResult:

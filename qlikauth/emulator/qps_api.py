@@ -140,7 +140,7 @@ _SESSION_IN_PATH = re.compile(r"(/session/)([^/?]+)", re.IGNORECASE)
 
 
 def _masked(m: re.Match[str]) -> str:
-    # Session ids travel in the path; logs get a short prefix only.
+    # Session ids travel in the path; logs get a fingerprint, never a character of the id.
     return m.group(1) + mask(m.group(2))
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..identity import QlikUser
+from ..qps.models import mask as _mask
 
 __all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "TooManySessions", "SiteSessions"]
 
@@ -51,8 +52,10 @@ def new_guid() -> str:
 
 
 def mask(secret: str | None) -> str:
-    """At most an 8-character prefix of a secret, for logs."""
-    return f"{secret[:8]}…" if secret else "-"
+    """A ticket or session id as the emulator logs it: no character of it (half a 16-character
+    ticket narrows a guess to 48 bits), a keyed fingerprint that ties one node's lines about it
+    together (:func:`qlikauth.qps.models.mask`)."""
+    return _mask(secret) if secret else "-"
 
 
 class SiteSessions:

@@ -36,7 +36,7 @@ from ..exceptions import (
     QpsResponseError,
     RedirectError,
 )
-from ..identity import QlikUser
+from ..identity import QlikUser, shown
 from ..redirects import origin_of
 from ..xrf import new_xrfkey
 from .errors import all_failed, http_error, transport_error
@@ -138,9 +138,11 @@ class QpsClient:
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         if want is None or origin.scheme != "https" or parts.query or parts.fragment or path.lower() != urlsplit(want).path:
             configured = ", ".join(self._base.values())
+            # The value came from the browser: quoted short (a 10 kB path would land in the log).
             raise RedirectError(
-                f"proxyRestUri {origin}{parts.path} is not a configured QPS node and virtual proxy "
-                f"({configured}); refused. If that node is yours, add it to the QPS nodes setting."
+                f"proxyRestUri {shown(f'{origin}{parts.path}', 80)} is not a configured QPS node "
+                f"and virtual proxy ({configured}); refused. If that node is yours, add it to "
+                "the QPS nodes setting."
             )
         return node
 
@@ -418,11 +420,18 @@ class QpsClient:
         nodes = [node] if node else self._ordered_nodes()
         errors: list[QpsError] = []
         for n in nodes:
-            try:
-                found = self._get_session_on(n, session_id)
-            except QpsConnectionError as exc:
-                errors.append(exc)
-                continue
+            for attempt in (1, 2):
+                try:
+                    found = self._get_session_on(n, session_id)
+                except QpsConnectionError as exc:
+                    # A lookup is harmless to repeat: a pooled connection the node dropped
+                    # (restarted, crashed, closed it idle) gets one more try on a new one, so a
+                    # node that is gone shows as not reached rather than "may have acted".
+                    if attempt == 1 and getattr(exc, "stale", False):
+                        continue
+                    errors.append(exc)
+                    found = None
+                break
             if found is not None:
                 return found
         if errors:

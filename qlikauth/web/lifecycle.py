@@ -306,7 +306,9 @@ class PendingEndings:
         self._local = threading.Lock()
 
     def _key(self, node: str) -> str:
-        return _PENDING + digest("node", node)
+        # Per node and virtual proxy: portals of other virtual proxies may share the store, and
+        # a list taken by one of them would be ended on its own virtual proxy, not this one's.
+        return _PENDING + digest("node", node, self.runtime.qps.virtual_proxy)
 
     def add(self, failures: Sequence[NodeFailure]) -> list[str]:
         """Keep ``failures``' unfinished work; returns problems (the store could not keep it)."""
