@@ -420,18 +420,13 @@ class QpsClient:
         nodes = [node] if node else self._ordered_nodes()
         errors: list[QpsError] = []
         for n in nodes:
-            for attempt in (1, 2):
-                try:
-                    found = self._get_session_on(n, session_id)
-                except QpsConnectionError as exc:
-                    # A lookup is harmless to repeat: a pooled connection the node dropped
-                    # (restarted, crashed, closed it idle) gets one more try on a new one, so a
-                    # node that is gone shows as not reached rather than "may have acted".
-                    if attempt == 1 and getattr(exc, "stale", False):
-                        continue
-                    errors.append(exc)
-                    found = None
-                break
+            # (a pooled connection the node dropped gets one more try in _call_idempotent, so a
+            # node that is gone shows as not reached rather than "may have acted")
+            try:
+                found = self._get_session_on(n, session_id)
+            except QpsConnectionError as exc:
+                errors.append(exc)
+                continue
             if found is not None:
                 return found
         if errors:
