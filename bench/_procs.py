@@ -358,11 +358,16 @@ class Gunicorn:
 
     def __enter__(self) -> Gunicorn:
         import subprocess
+        import tempfile
 
         import requests
 
+        # A file, not a pipe: nobody reads a pipe while the benchmark runs, and once its 64 KiB
+        # buffer is full every worker blocks in its next log write (a storm of warnings hangs
+        # the portal; the harness must not be the thing that hangs).
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=self.stderr)
         try:
             deadline = time.monotonic() + self.ready_within
             while True:
@@ -372,7 +377,7 @@ class Gunicorn:
                 except requests.RequestException:
                     pass
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                    err = self.log_tail()
                     raise RuntimeError(f"gunicorn did not start: {err}")
                 time.sleep(0.2)
         except BaseException:
@@ -390,9 +395,13 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.stderr.close()
         self.proc = None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of gunicorn's stderr (its workers' log) so far."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")[-chars:]
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

@@ -31,3 +31,7 @@ os.environ.setdefault("PORTAL_SECRET_KEY", _config["secret_key"])
 _setup = protocols.Setup(name="saml", label="SAML", settings=_config["protocol"], login_path="/qlik/saml/login",
                          logout_path="/qlik/saml/logout", user_from_session=saml_user)
 app = portal.create_app(_setup, _config["qlik"])
+if _config.get("http_portal"):
+    # bench/load_faults.py serves it over plain http: the portal session cookie must come back
+    # to it as it would over https.
+    app.config.update(SESSION_COOKIE_SECURE=False)

@@ -17,7 +17,8 @@ from pathlib import Path
 from werkzeug.security import generate_password_hash
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (str(ROOT), str(ROOT / "integrations")):
+# examples/: the portal imports its password_login as flask_portal.password_login
+for _p in (str(ROOT), str(ROOT / "integrations"), str(ROOT / "examples")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

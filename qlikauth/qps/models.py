@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
 
 from ..identity import QlikUser
 
-__all__ = ["Ticket", "ProxySession", "NodeFailure", "EndReport", "new_session_id", "mask",
-           "TARGET_ID_RE", "SESSION_ID_RE"]
+__all__ = [
+    "Ticket",
+    "ProxySession",
+    "NodeFailure",
+    "EndReport",
+    "new_session_id",
+    "mask",
+    "TARGET_ID_RE",
+    "SESSION_ID_RE",
+]
 
 #: What a ``targetId`` from Qlik may look like (a GUID; we allow a little more, nothing unsafe).
 TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
@@ -27,11 +37,20 @@ def new_session_id() -> str:
     return secrets.token_hex(32)
 
 
+#: Keys :func:`mask`'s fingerprints; new in every process, so a fingerprint cannot be checked
+#: against a guessed value anywhere else.
+_MASK_KEY = secrets.token_bytes(32)
+
+
 def mask(secret: str | None) -> str:
-    """At most a short prefix of a secret, for logs and reprs."""
+    """A stand-in for a secret in logs and reprs: ``#`` and 8 hex digits of a keyed hash, and
+    its length. No character of the secret: a prefix would narrow a guess (4 of a ticket's 16
+    characters are a quarter of it); the fingerprint still tells one process's lines about the
+    same ticket or proxy session apart from the others."""
     if not secret:
         return "''"
-    return f"{secret[:4]}…({len(secret)} chars)"
+    raw = secret.encode("utf-8", "surrogatepass")
+    return f"#{hmac.new(_MASK_KEY, raw, hashlib.sha256).hexdigest()[:8]}({len(secret)} chars)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +63,10 @@ class Ticket:
     user: QlikUser
 
     def __repr__(self) -> str:
-        return f"Ticket(ticket={mask(self.ticket)}, node={self.node!r}, user={self.user.qualified_name!r})"
+        return (
+            f"Ticket(ticket={mask(self.ticket)}, node={self.node!r}, "
+            f"user={self.user.qualified_name!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -56,7 +78,10 @@ class ProxySession:
     node: str
 
     def __repr__(self) -> str:
-        return f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, user={self.user.qualified_name!r})"
+        return (
+            f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, "
+            f"user={self.user.qualified_name!r})"
+        )
 
 
 @dataclass(frozen=True)

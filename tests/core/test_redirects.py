@@ -140,3 +140,11 @@ def test_relative_targets_stay_under_the_hubs_prefix() -> None:
     # the default policy ("/") accepts any local path, dot segments still refused
     with pytest.raises(RedirectError):
         POLICY.check("/a/../b")
+
+
+@pytest.mark.parametrize("url", ["/hub/\ud800", "https://hub.example.com/a\udfff", "/\udbff\udc00"])
+def test_lone_surrogates_are_refused(url):
+    # What is accepted goes into a Location header, which cannot carry a lone surrogate.
+    policy = RedirectPolicy(["https://hub.example.com"], "https://hub.example.com/hub/")
+    with pytest.raises(RedirectError):
+        policy.check(url)

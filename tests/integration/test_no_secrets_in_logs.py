@@ -9,6 +9,8 @@ import requests
 
 from qlikauth import QlikUser, QpsClient, QpsNotFound, SessionAuthenticator, TicketAuthenticator
 from qlikauth.emulator import Emulator, VirtualProxy
+from qlikauth.emulator.state import mask as emulator_mask
+from qlikauth.qps.models import Ticket, mask
 
 
 def test_full_flows_log_no_secret(caplog):
@@ -42,6 +44,26 @@ def test_full_flows_log_no_secret(caplog):
     assert "QPS POST ticket" in text  # the records were captured at all
     for secret in secrets_seen:
         assert secret not in text
+        # No part of one either: a ticket is 16 characters, so even 6 of them narrow a guess.
+        leaked = [p for p in pieces(secret) if p in text]
+        assert not leaked, f"part of a ticket or session id in the log: {leaked[:3]}"
+    # The log still tells the ticket's lines apart: the same fingerprint at issue and redemption.
+    assert text.count(mask(ticket)) >= 2
+
+
+def pieces(secret: str, n: int = 6) -> set[str]:
+    """Every run of ``n`` characters of ``secret`` (a log line holding one gives part of it away)."""
+    return {secret[i:i + n] for i in range(len(secret) - n + 1)}
+
+
+def test_mask_shows_no_character_of_the_secret():
+    ticket = "AbCdEfGhIjKlMnOp"
+    shown = mask(ticket)
+    assert not any(c.isupper() for c in shown)  # half the ticket's letters are upper case
+    assert "AbCd" not in shown and ticket[:8] not in emulator_mask(ticket)
+    assert shown == mask(ticket) and shown != mask(ticket[:-1] + "q")  # stable, and distinct
+    assert shown.endswith("(16 chars)") and emulator_mask(None) == "-"
+    assert ticket not in repr(Ticket(ticket, None, "https://n:4243", QlikUser("D", "u")))
 
 
 def test_error_messages_carry_no_session_id():

@@ -490,3 +490,22 @@ def test_the_hub_port_given_as_qps_port_says_so(node1, cert_dir):
             qps.request_ticket(USER)
     assert type(info.value) is QpsForbidden and info.value.status_code == 403
     assert "client certificate not trusted" not in str(info.value)
+
+
+@pytest.mark.parametrize("fault, rounds", [("crash", 6), ("refuse", 20)])
+def test_a_lookup_on_a_connection_the_node_dropped_is_retried_on_a_new_one(cert_dir, fault, rounds):
+    # A node that crashed (or stopped taking connections) drops the kept-alive connection the
+    # client pooled; its reset can arrive after the pool checked the connection and before the
+    # answer. A lookup is harmless to repeat: it gets a new connection, which is refused, so
+    # the caller learns nothing was sent (session mode then counts the remembered session as
+    # gone instead of sending the browser back to the dead node). The race is timing: rounds.
+    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal")]) as emu, \
+            QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps:
+        for i in range(rounds):
+            sid = SessionAuthenticator(qps).login(QlikUser("ACME", f"dropped{i}")).value
+            assert qps.get_session(sid, node=emu.qps_url) is not None  # the connection is pooled
+            emu.inject(fault) if fault != "crash" else emu.crash()
+            with pytest.raises(QpsConnectionError) as info:
+                qps.get_session(sid, node=emu.qps_url)  # at once, as a browser's next request
+            assert info.value.sent is False, info.value
+            emu.clear_faults("both")

@@ -223,3 +223,20 @@ def test_the_previous_user_cookie_works_on_an_http_development_portal(cluster: A
         answer = flows.run(flows.login, request, runtime)
         [seen] = [c for c in answer.cookies if c.name == lifecycle.SEEN_COOKIE]
         assert seen.secure is secure and seen.http_only and seen.samesite == "Lax"
+
+
+def test_two_portals_sharing_a_store_each_finish_their_own_pending_endings(cluster: Any) -> None:
+    # Two portals (two virtual proxies of the same nodes) share one store, as one Redis for a
+    # site. Node 1 is down while the ticket portal signs alice out: her session there is kept
+    # pending. The session-mode portal's scheduled finish_pending() runs first once the node is
+    # back: it must not take (and lose) the ticket portal's pending work.
+    store = MemoryStore()
+    tickets, sessions = runtime_for(cluster, "ticket", store), runtime_for(cluster, "session", store)
+    session_on(cluster, 0, "portal", ALICE)
+    cluster.nodes[0].inject("refuse")
+    done = lifecycle.sign_out(None, tickets, users=[ALICE], reason="test")
+    assert not done.complete and tickets.pending.count() == 1
+    cluster.nodes[0].clear_faults()
+    sessions.finish_pending()  # the other portal's job, on its own virtual proxy ("mashup")
+    tickets.finish_pending()
+    assert live(cluster, ALICE) == [], "alice's proxy session on node 1 was orphaned"
