@@ -200,9 +200,10 @@ def run_saml(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"cannot read --sp-metadata {path!r}: {exc.strerror}."
             ) from None
-    idp.start()
     if args.metadata_out:
+        # written before the IdP answers anyone: whoever waits for it finds the file complete
         Path(args.metadata_out).write_text(idp.metadata(), encoding="utf-8")
+    idp.start()
     print(
         f"SAML IdP {idp.base_url} (metadata {idp.base_url}/metadata, entity {idp.entity_id})",
         flush=True,
