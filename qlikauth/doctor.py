@@ -1051,13 +1051,40 @@ class Doctor:
         return int(line[1])
 
     # -- single sign-on ---------------------------------------------------------------------
+    def _adder(self, target: str) -> Callable[..., Finding]:
+        """``_add`` for one identity provider: its name is the findings' target."""
+
+        def add(check: str, status: str, message: str, fix: str = "") -> Finding:
+            return self._add(check, status, message, fix, target)
+
+        return add
+
+    def _idps(self, section: str, known: Any, check: str) -> dict[str, dict[str, Any]] | None:
+        """The IdPs of ``SAML`` or ``OIDC`` as the portal reads them (``{"default": ...}`` for
+        the single form); None, with ``check`` failed, when the setting's shape is wrong."""
+        from .web.saml import idp_sections
+
+        try:
+            return idp_sections(getattr(self.config, section.lower(), None), section, known)
+        except QlikAuthError as exc:
+            self._add(check, FAIL, str(exc), f"Fix the shape of the {section} setting.")
+            return None
+
+    @staticmethod
+    def _idp_target(name: str) -> str:
+        from .web.saml import DEFAULT_IDP
+
+        # The single-IdP form names nothing; with several, every finding names its IdP.
+        return "" if name == DEFAULT_IDP else f"IdP {name}"
+
     def check_saml(self) -> None:
-        """saml.metadata, saml.idp-cert, saml.sp-cert, saml.urls (when SAML is configured)."""
-        raw = getattr(self.config, "saml", None)
-        if not raw:
+        """saml.metadata, saml.idp-cert, saml.sp-cert, saml.urls for every SAML IdP (when SAML
+        is configured); with several IdPs each finding names its IdP (``target``)."""
+        if not getattr(self.config, "saml", None):
             return
         try:
-            from .bridges.saml import SamlServiceProvider, SamlSettings
+            from .bridges.saml import SamlSettings
+            from .web.saml import _WEB_ONLY
         except ImportError:
             self._add(
                 "saml.metadata",
@@ -1066,13 +1093,23 @@ class Doctor:
                 "pip install 'qlikauth[saml]'",
             )
             return
-        # The doctor builds its own provider: a state store is not needed to read the settings.
-        values = {k: v for k, v in raw.items() if str(k).upper() != "STATE_STORE"}
+        idps = self._idps("SAML", (*SamlSettings._KEYS, *_WEB_ONLY), "saml.metadata")
+        for name, values in (idps or {}).items():
+            # The doctor builds its own provider: the portal-side keys (state store, claims,
+            # label) are not needed to read the settings.
+            self._check_saml_idp(
+                {k: v for k, v in values.items() if str(k).upper() not in _WEB_ONLY},
+                self._idp_target(name))
+
+    def _check_saml_idp(self, values: dict[str, Any], target: str) -> None:
+        from .bridges.saml import SamlServiceProvider, SamlSettings
+
+        add = self._adder(target)
         try:
             settings = SamlSettings.from_settings(values)
             sp = SamlServiceProvider(settings)
         except QlikAuthError as exc:
-            self._add(
+            add(
                 "saml.metadata",
                 FAIL,
                 str(exc),
@@ -1080,11 +1117,11 @@ class Doctor:
                 "metadata XML again and give the file's path.",
             )
             return
-        self._add("saml.metadata", OK, f"IdP {sp.idp_entity_id} read from IDP_METADATA")
+        add("saml.metadata", OK, f"IdP {sp.idp_entity_id} read from IDP_METADATA")
         warnings = sp.certificate_warnings()
         expired = [w for w in warnings if " expired on " in w]
         if expired:
-            self._add(
+            add(
                 "saml.idp-cert",
                 FAIL,
                 expired[0],
@@ -1092,15 +1129,15 @@ class Doctor:
                 "and, during a roll-over, set IDP_NEXT_CERT.",
             )
         elif warnings:
-            self._add(
+            add(
                 "saml.idp-cert",
                 WARN,
                 warnings[0],
                 "Get the IdP's next signing certificate into IDP_NEXT_CERT before then.",
             )
         else:
-            self._add("saml.idp-cert", OK, "the IdP's signing certificate is valid")
-        self._check_sp_pair(settings.sp_cert, settings.sp_key)
+            add("saml.idp-cert", OK, "the IdP's signing certificate is valid")
+        self._check_sp_pair(settings.sp_cert, settings.sp_key, add)
         bad = [
             (k, u)
             for k, u in (
@@ -1112,7 +1149,7 @@ class Doctor:
         ]
         if bad:
             key, url = bad[0]
-            self._add(
+            add(
                 "saml.urls",
                 FAIL,
                 f"SAML {key} {url[:100]!r} is not https: the IdP posts assertions to it in the "
@@ -1121,9 +1158,11 @@ class Doctor:
                 "(ALLOW_HTTP is for local tests only).",
             )
             return
-        self._add("saml.urls", OK, "ACS and SLO URLs are https")
+        add("saml.urls", OK, "ACS and SLO URLs are https")
 
-    def _check_sp_pair(self, cert_path: str | None, key_path: str | None) -> None:
+    @staticmethod
+    def _check_sp_pair(cert_path: str | None, key_path: str | None,
+                       add: Callable[..., Finding]) -> None:
         if not cert_path or not key_path:
             return
         from cryptography.hazmat.primitives import serialization
@@ -1134,7 +1173,7 @@ class Doctor:
             cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
             key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 f"SAML SP_CERT/SP_KEY cannot be read as an unencrypted PEM pair "
@@ -1143,7 +1182,7 @@ class Doctor:
             )
             return
         if public_key_bytes(cert.public_key()) != public_key_bytes(key.public_key()):
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 "SAML SP_KEY does not belong to SP_CERT.",
@@ -1151,26 +1190,22 @@ class Doctor:
             )
             return
         if cert.not_valid_after_utc <= _dt.datetime.now(_dt.UTC):
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 f"SAML SP_CERT expired on {cert.not_valid_after_utc:%Y-%m-%d}.",
                 "Make a new SP key pair, publish the new SP metadata and give it to the IdP.",
             )
             return
-        self._add("saml.sp-cert", OK, "SP certificate and key match and are valid")
+        add("saml.sp-cert", OK, "SP certificate and key match and are valid")
 
     def check_oidc(self) -> None:
-        """oidc.settings, .discovery, .issuer, .jwks, .redirect (when OIDC is configured)."""
-        raw = getattr(self.config, "oidc", None)
-        if not raw:
+        """oidc.settings, .discovery, .issuer, .clock, .jwks, .redirect for every OpenID
+        provider (when OIDC is configured); with several each finding names its provider."""
+        if not getattr(self.config, "oidc", None):
             return
         try:
-            from .bridges.oidc import OidcRelyingParty
-            from .store import MemoryStore
-            from .web.oidc import OidcWebSettings
-
-            web = OidcWebSettings.from_mapping(raw, getattr(self.config, "claims", None))
+            from .web.oidc import _KNOWN
         except ImportError:
             self._add(
                 "oidc.settings",
@@ -1179,17 +1214,36 @@ class Doctor:
                 "pip install 'qlikauth[oidc]'",
             )
             return
+        for name, values in (self._idps("OIDC", _KNOWN, "oidc.settings") or {}).items():
+            self._check_oidc_provider(values, self._idp_target(name))
+
+    def _check_oidc_provider(self, raw: dict[str, Any], target: str) -> None:
+        add = self._adder(target)
+        try:
+            from .bridges.oidc import OidcRelyingParty
+            from .store import MemoryStore
+            from .web.oidc import OidcWebSettings
+
+            web = OidcWebSettings.from_mapping(raw, getattr(self.config, "claims", None))
+        except ImportError:
+            add(
+                "oidc.settings",
+                FAIL,
+                "OIDC is configured but the oidc extra is not installed.",
+                "pip install 'qlikauth[oidc]'",
+            )
+            return
         except QlikAuthError as exc:
-            self._add("oidc.settings", FAIL, str(exc), "Fix the OIDC setting named.")
+            add("oidc.settings", FAIL, str(exc), "Fix the OIDC setting named.")
             return
         settings = web.rp
-        self._add("oidc.settings", OK, f"issuer {settings.issuer}")
+        add("oidc.settings", OK, f"issuer {settings.issuer}")
         rp = OidcRelyingParty(settings, MemoryStore())
         try:
             meta = rp.metadata()
         except QlikAuthError as exc:
             if getattr(exc, "code", None) == "metadata" and "issuer" in str(exc):
-                self._add(
+                add(
                     "oidc.issuer",
                     FAIL,
                     str(exc),
@@ -1197,7 +1251,7 @@ class Doctor:
                     "exactly (trailing slash included).",
                 )
             else:
-                self._add(
+                add(
                     "oidc.discovery",
                     FAIL,
                     str(exc),
@@ -1206,9 +1260,9 @@ class Doctor:
                 )
             rp.http.close()
             return
-        self._add("oidc.discovery", OK, "discovery document read")
-        self._add("oidc.issuer", OK, "the document's issuer is the configured one")
-        self._check_provider_clock(settings)
+        add("oidc.discovery", OK, "discovery document read")
+        add("oidc.issuer", OK, "the document's issuer is the configured one")
+        self._check_provider_clock(settings, add)
         try:
             jwks = rp.http.get_json(meta.jwks_uri, "JWKS")
             keys = jwks.get("keys") if isinstance(jwks, dict) else None
@@ -1220,7 +1274,7 @@ class Doctor:
                 and (k.get("alg") in (None, *settings.algorithms))
             ]
             if not usable:
-                self._add(
+                add(
                     "oidc.jwks",
                     FAIL,
                     f"the provider's JWKS ({meta.jwks_uri[:100]}) holds no signing key for "
@@ -1229,9 +1283,9 @@ class Doctor:
                     "id_token_signing_alg_values_supported) or fix the provider's keys.",
                 )
             else:
-                self._add("oidc.jwks", OK, f"{len(usable)} signing key(s) in the JWKS")
+                add("oidc.jwks", OK, f"{len(usable)} signing key(s) in the JWKS")
         except QlikAuthError as exc:
-            self._add("oidc.jwks", FAIL, str(exc), "Check the provider's jwks_uri answers.")
+            add("oidc.jwks", FAIL, str(exc), "Check the provider's jwks_uri answers.")
         finally:
             rp.http.close()
         plain = [
@@ -1244,7 +1298,7 @@ class Doctor:
         ]
         if plain:
             key, url = plain[0]
-            self._add(
+            add(
                 "oidc.redirect",
                 FAIL,
                 f"OIDC {key} {url[:100]!r} is not https (accepted for loopback tests only): "
@@ -1252,9 +1306,9 @@ class Doctor:
                 "Register and set the portal's https URL (https://<portal>/oidc/callback).",
             )
             return
-        self._add("oidc.redirect", OK, "redirect URIs are https")
+        add("oidc.redirect", OK, "redirect URIs are https")
 
-    def _check_provider_clock(self, settings: Any) -> None:
+    def _check_provider_clock(self, settings: Any, add: Callable[..., Finding]) -> None:
         """oidc.clock: the provider's clock (its ``Date`` header) within the id_token leeway."""
         import requests
 
@@ -1272,7 +1326,7 @@ class Doctor:
         except (TypeError, ValueError):
             theirs = None
         if theirs is None:
-            self._add("oidc.clock", WARN, "the provider sent no readable Date header: its clock "
+            add("oidc.clock", WARN, "the provider sent no readable Date header: its clock "
                       "cannot be compared.", "Nothing to do unless sign-ins fail on time checks.")
             return
         if theirs.tzinfo is None:
@@ -1280,14 +1334,14 @@ class Doctor:
         skew = (theirs - _dt.datetime.now(_dt.UTC)).total_seconds()
         if abs(skew) > settings.leeway:
             way = "ahead of" if skew > 0 else "behind"
-            self._add("oidc.clock", FAIL,
+            add("oidc.clock", FAIL,
                       f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
                       f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
                       "valid or expired.",
                       "Synchronise this machine's clock with NTP (the provider's is usually "
                       "right).")
             return
-        self._add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
+        add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
 
     # -- Qlik Cloud ---------------------------------------------------------------------------
     def check_cloud(self) -> None:
