@@ -74,6 +74,11 @@ _BROWSER_UA = (
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 
 
+#: The scope a machine-to-machine OAuth client acts as a tenant admin with (qlik.dev, OAuth
+#: scopes): needed to read web integrations and identity providers.
+ADMIN_SCOPE = "admin_classic"
+
+
 @dataclass
 class Finding:
     """One check's result: ``status`` is ok, fail, warn or skip; ``fix`` says what to do."""
@@ -179,12 +184,20 @@ def _proxy_url(hub_url: str) -> str:
 @dataclass
 class CloudTarget:
     """A Qlik Cloud tenant to check: its URL, the portal's OAuth client and, for impersonation,
-    the subject of a user that exists in the tenant. ``verify`` is True or a CA bundle file."""
+    the subject of a user that exists in the tenant. ``verify`` is True or a CA bundle file.
+    Reading the web integration and the identity providers needs the client's token to act as
+    a tenant admin (scope ``admin_classic``)."""
 
     tenant_url: str
     client: Any  # qlikauth.cloud.OAuthClient
     subject: str | None = None
     verify: Any = True
+    #: the web integration the portal's pages name (``qlik-web-integration-id``): the portal's
+    #: origin (``Doctor(portal_url=...)``) must be one of its allowed origins.
+    web_integration_id: str | None = None
+    #: the portal's :class:`~qlikauth.cloud.CloudJwtIssuer`: its issuer, ``kid`` and key must
+    #: be those of one of the tenant's JWT identity providers.
+    jwt_issuer: Any = None
 
 
 class Doctor:
@@ -1345,7 +1358,8 @@ class Doctor:
 
     # -- Qlik Cloud ---------------------------------------------------------------------------
     def check_cloud(self) -> None:
-        """cloud.tenant, cloud.token (client credentials), cloud.impersonation."""
+        """cloud.tenant, cloud.token (client credentials), cloud.web-integration, cloud.jwt-idp
+        (the tenant's configuration, when given), cloud.impersonation."""
         import requests
 
         from .cloud import QlikCloud
@@ -1424,6 +1438,7 @@ class Doctor:
                 "cloud.token", OK, "a client-credentials token was issued", target=target.tenant_url
             )
             self._revoke(cloud, target.client, token)
+            self._check_tenant_config(cloud, target)
             if not target.subject:
                 self._add(
                     "cloud.impersonation",
@@ -1476,6 +1491,171 @@ class Doctor:
             self._revoke(cloud, target.client, token)
         finally:
             cloud.close()
+
+    def _check_tenant_config(self, cloud: Any, target: CloudTarget) -> None:
+        """cloud.web-integration and cloud.jwt-idp, read with a token of scope admin_classic
+        (Qlik's tenant-admin scope for machine-to-machine clients), revoked afterwards."""
+        from .exceptions import QlikEndpointHTTPError
+
+        checks = [c for c, given in (("cloud.web-integration", target.web_integration_id),
+                                     ("cloud.jwt-idp", target.jwt_issuer)) if given]
+        if not checks:
+            return
+        try:
+            token = cloud.token(target.client, scope=ADMIN_SCOPE)
+        except QlikEndpointHTTPError as exc:
+            for check in checks:
+                self._add(check, WARN,
+                          f"the OAuth client may not request the scope {ADMIN_SCOPE} "
+                          f"({exc.status_code}): the tenant's configuration cannot be read, "
+                          "not checked.",
+                          f"Allow the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                          "let the doctor read it, or check it in the Management Console.",
+                          target.tenant_url)
+            return
+        except QlikAuthError as exc:
+            for check in checks:
+                self._add(check, FAIL, str(exc)[:300], "Check the tenant is reachable.",
+                          target.tenant_url)
+            return
+        try:
+            self._check_web_integration(cloud, token, target)
+            self._check_jwt_idp(cloud, token, target)
+        finally:
+            self._revoke(cloud, target.client, token)
+
+    def _read_config(self, check: str, what: str, target: CloudTarget,
+                     read: Callable[[], Any]) -> Any:
+        """``read()``, or None with ``check`` reported when the tenant does not answer it."""
+        from .exceptions import QlikEndpointHTTPError
+
+        try:
+            return read()
+        except QlikEndpointHTTPError as exc:
+            if exc.status_code in (401, 403):
+                self._add(check, WARN,
+                          f"the OAuth client may not read {what} ({exc.status_code}): not checked.",
+                          f"Give the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                          "let the doctor read it, or check it in the Management Console.",
+                          target.tenant_url)
+            elif exc.status_code == 404:
+                return {}
+            else:
+                self._add(check, FAIL, str(exc)[:300], "See the tenant's answer above.",
+                          target.tenant_url)
+        except QlikAuthError as exc:
+            self._add(check, FAIL, str(exc)[:300], "Check the tenant is reachable.",
+                      target.tenant_url)
+        return None
+
+    def _check_web_integration(self, cloud: Any, token: Any, target: CloudTarget) -> None:
+        """cloud.web-integration: the portal's origin is allowed by the named web integration."""
+        wid = target.web_integration_id
+        if not wid:
+            return
+        if not self.portal_url:
+            self._add("cloud.web-integration", SKIP,
+                      "give the portal's URL to check its origin against the web integration",
+                      target=target.tenant_url)
+            return
+        parts = urlsplit(self.portal_url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        wi = self._read_config("cloud.web-integration", "the web integration", target,
+                               lambda: cloud.web_integration(wid, access_token=token))
+        if wi is None:
+            return
+        if not wi:
+            self._add("cloud.web-integration", FAIL,
+                      f"the tenant has no web integration with id {wid[:40]!r}: every call the "
+                      "portal's pages make to the tenant is refused (403).",
+                      "Copy the id of the portal's web integration from the Management Console "
+                      "(Web) into the portal's settings, or create one allowing "
+                      f"{origin}.", target.tenant_url)
+            return
+        name = str(wi.get("name") or wid)[:60]
+        allowed = [str(o) for o in wi.get("validOrigins") or []]
+        if origin not in (o.rstrip("/").lower() for o in allowed):
+            shown = ", ".join(o[:60] for o in allowed[:5]) or "none"
+            self._add("cloud.web-integration", FAIL,
+                      f"the portal's origin {origin} is not an allowed origin of the web "
+                      f"integration {name!r} (it allows: {shown}): the tenant refuses the "
+                      "portal's pages (403 and no CORS answer).",
+                      f"Add {origin} to the allowed origins of {name!r} in the Management "
+                      "Console (Web); scheme, host and port must match exactly.",
+                      target.tenant_url)
+            return
+        self._add("cloud.web-integration", OK,
+                  f"the web integration {name!r} allows the portal's origin {origin}",
+                  target=target.tenant_url)
+
+    def _check_jwt_idp(self, cloud: Any, token: Any, target: CloudTarget) -> None:
+        """cloud.jwt-idp: a JWT identity provider of the tenant has the portal's issuer, is
+        active, and holds the public half of the portal's signing key under its ``kid``."""
+        issuer = target.jwt_issuer
+        if issuer is None:
+            return
+        from cryptography.hazmat.primitives import serialization
+
+        from .certs import public_key_bytes
+
+        idps = self._read_config("cloud.jwt-idp", "the identity providers", target,
+                                 lambda: cloud.identity_providers(access_token=token))
+        if idps is None:
+            return
+        jwt_idps = [i for i in idps or [] if str(i.get("protocol", "")).lower() == "jwtauth"]
+        options = [(i, i.get("options") if isinstance(i.get("options"), dict) else {})
+                   for i in jwt_idps]
+        match = [(i, o) for i, o in options if o.get("issuer") == issuer.issuer]
+        fix_where = "Management Console > Identity provider > JWT"
+        if not match:
+            theirs = ", ".join(repr(str(o.get("issuer", ""))[:60]) for _, o in options[:5])
+            self._add("cloud.jwt-idp", FAIL,
+                      f"no JWT identity provider of the tenant has the issuer "
+                      f"{issuer.issuer[:80]!r} the portal signs with"
+                      + (f" (the tenant's: {theirs})" if theirs else " (the tenant has none)")
+                      + ": every JWT sign-in is refused (401).",
+                      f"Set the portal's issuer to the IdP's issuer exactly ({fix_where}), "
+                      "or create a JWT identity provider with it.", target.tenant_url)
+            return
+        idp, opts = match[0]
+        if idp.get("active") is False or opts.get("jwtLoginEnabled") is False:
+            self._add("cloud.jwt-idp", FAIL,
+                      f"the JWT identity provider with issuer {issuer.issuer[:80]!r} is not "
+                      "active: every JWT sign-in is refused.",
+                      f"Activate it ({fix_where}).", target.tenant_url)
+            return
+        kid = issuer.signing_key.kid
+        keys = [k for k in opts.get("staticKeys") or [] if isinstance(k, dict)]
+        key = next((k for k in keys if k.get("kid") == kid), None)
+        if key is None:
+            kids = ", ".join(repr(str(k.get("kid", ""))[:40]) for k in keys[:5]) or "none"
+            self._add("cloud.jwt-idp", FAIL,
+                      f"the JWT identity provider {issuer.issuer[:80]!r} has no key with the "
+                      f"kid {kid[:40]!r} the portal signs with (its kids: {kids}): every JWT "
+                      "sign-in is refused (401).",
+                      f"Give the portal's signing key the IdP's kid, or set the IdP's key id "
+                      f"and public key to the portal's ({fix_where}).", target.tenant_url)
+            return
+        try:
+            from .jwtkeys import public_key_from_pem
+
+            theirs_key = public_key_bytes(public_key_from_pem(str(key.get("pem", ""))))
+        except (QlikAuthError, ValueError):
+            theirs_key = None
+        ours = issuer.signing_key.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if theirs_key != ours:
+            self._add("cloud.jwt-idp", FAIL,
+                      f"the key {kid[:40]!r} of the JWT identity provider "
+                      f"{issuer.issuer[:80]!r} is not the public half of the portal's signing "
+                      "key: every JWT sign-in is refused (401).",
+                      "Paste the portal's public key (or certificate) into the IdP "
+                      f"({fix_where}), or give the portal the private key of the IdP's.",
+                      target.tenant_url)
+            return
+        self._add("cloud.jwt-idp", OK,
+                  f"the tenant's JWT identity provider has the portal's issuer, kid {kid[:40]!r} "
+                  "and public key", target=target.tenant_url)
 
     @staticmethod
     def _revoke(cloud: Any, client: Any, token: Any) -> None:
