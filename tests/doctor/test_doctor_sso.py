@@ -236,7 +236,6 @@ def test_several_saml_idps_each_checked_and_only_the_broken_one_fails(certs_dir,
 
 
 def test_several_oidc_providers_each_checked_and_only_the_broken_one_fails(certs_dir):
-    pytest.importorskip("joserfc", reason="the oidc extra is not installed")
     good, bad = Provider(certs_dir), Provider(certs_dir)
     try:
         bad.discovery["issuer"] = bad.issuer + "/"
