@@ -37,8 +37,14 @@ class ProviderResponse:
 
     __slots__ = ("status_code", "headers", "cookies", "body", "url")
 
-    def __init__(self, status_code: int, headers: Mapping[str, str], cookies: dict[str, str],
-                 body: bytes, url: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        cookies: dict[str, str],
+        body: bytes,
+        url: str,
+    ) -> None:
         self.status_code = status_code
         self.headers = headers
         self.cookies = cookies
@@ -50,12 +56,15 @@ class ProviderResponse:
         try:
             return json.loads(self.body)
         except ValueError:
-            raise QlikEndpointError(f"{self.url} answered {self.status_code} with a body that is not JSON.",
-                                 url=self.url) from None
+            raise QlikEndpointError(
+                f"{self.url} answered {self.status_code} with a body that is not JSON.",
+                url=self.url,
+            ) from None
 
 
 def _set_cookies(r: requests.Response) -> dict[str, str]:
-    """name -> value of every Set-Cookie (parsed here: cookiejar policies drop some for IP hosts)."""
+    """name -> value of every Set-Cookie (parsed here: cookiejar policies drop some for IP
+    hosts)."""
     out: dict[str, str] = {}
     try:
         lines = r.raw.headers.getlist("Set-Cookie")
@@ -71,14 +80,17 @@ def _set_cookies(r: requests.Response) -> dict[str, str]:
 def _check_verify(verify: bool | str | Path) -> bool | str:
     if verify is False:
         raise ConfigurationError(
-            "verify=False is refused: TLS to Qlik is always verified. Pass the CA bundle that signed "
+            "verify=False is refused: TLS to Qlik is always verified. Pass the CA bundle that "
+            "signed "
             "the server's certificate (for a client-managed site, the exported root.pem)."
         )
     if verify is True:
         return True
     path = Path(verify)
     if not path.is_file():
-        raise ConfigurationError(f"the CA bundle {str(path)!r} does not exist (verify= must be True or a file).")
+        raise ConfigurationError(
+            f"the CA bundle {str(path)!r} does not exist (verify= must be True or a file)."
+        )
     return str(path)
 
 
@@ -113,10 +125,15 @@ class ProviderChannel:
         what: str = "Qlik",
     ) -> None:
         if not isinstance(base_url, str) or not base_url.startswith("https://"):
-            raise ConfigurationError(f"{what} URL {base_url!r} must start with https:// (credentials travel on it).")
+            raise ConfigurationError(
+                f"{what} URL {base_url!r} must start with https:// (credentials travel on it)."
+            )
         self.base_url = base_url.rstrip("/")
         self.what = what
-        self.timeout = (connect_timeout if connect_timeout is not None else min(timeout, 5.0), timeout)
+        self.timeout = (
+            connect_timeout if connect_timeout is not None else min(timeout, 5.0),
+            timeout,
+        )
         session = requests.Session()
         session.trust_env = False
         session.verify = _check_verify(verify)
@@ -135,47 +152,75 @@ class ProviderChannel:
         params: Mapping[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
     ) -> ProviderResponse:
-        """Send one request; answer the response, or raise naming the endpoint (never the secrets)."""
+        """Send one request; answer the response, or raise naming the endpoint (never the
+        secrets)."""
         url = self.base_url + path
         try:
             r = self.session.request(
-                method, url, json=json_body, headers=dict(headers or {}), params=params,
-                timeout=self.timeout, allow_redirects=False, stream=True,
+                method,
+                url,
+                json=json_body,
+                headers=dict(headers or {}),
+                params=params,
+                timeout=self.timeout,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.exceptions.SSLError as exc:
             raise QlikEndpointConnectionError(
-                f"TLS to {self.what} at {self.base_url} failed: the server's certificate is not trusted "
-                "or not for this host name. Pass verify= the CA bundle that signed it.", url=url) from exc
+                f"TLS to {self.what} at {self.base_url} failed: the server's certificate is not "
+                "trusted "
+                "or not for this host name. Pass verify= the CA bundle that signed it.",
+                url=url,
+            ) from exc
         except requests.exceptions.Timeout as exc:
-            raise QlikEndpointConnectionError(f"{self.what} at {self.base_url} did not answer within "
-                                           f"{self.timeout[1]} s ({method} {path}).", url=url) from exc
+            raise QlikEndpointConnectionError(
+                f"{self.what} at {self.base_url} did not answer within "
+                f"{self.timeout[1]} s ({method} {path}).",
+                url=url,
+            ) from exc
         except requests.exceptions.RequestException as exc:
-            raise QlikEndpointConnectionError(f"could not reach {self.what} at {self.base_url} "
-                                           f"({method} {path}): {type(exc).__name__}.", url=url) from exc
+            raise QlikEndpointConnectionError(
+                f"could not reach {self.what} at {self.base_url} "
+                f"({method} {path}): {type(exc).__name__}.",
+                url=url,
+            ) from exc
         except OSError as exc:
             # requests raises a bare OSError when the CA bundle given as verify= has gone away.
             raise QlikEndpointConnectionError(
-                f"TLS to {self.what} at {self.base_url} cannot be set up ({method} {path}): the CA bundle "
-                "given as verify= cannot be read.", url=url) from exc
+                f"TLS to {self.what} at {self.base_url} cannot be set up ({method} {path}): the CA "
+                "bundle "
+                "given as verify= cannot be read.",
+                url=url,
+            ) from exc
         try:
             body = r.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
         except Exception as exc:
-            raise QlikEndpointConnectionError(f"{self.what} at {self.base_url} broke the answer to {method} {path}.",
-                                           url=url) from exc
+            raise QlikEndpointConnectionError(
+                f"{self.what} at {self.base_url} broke the answer to {method} {path}.", url=url
+            ) from exc
         finally:
             r.close()
         if len(body) > MAX_ANSWER_BYTES:
-            raise QlikEndpointError(f"{self.what} answered {method} {path} with more than {MAX_ANSWER_BYTES} bytes.",
-                                 url=url)
+            raise QlikEndpointError(
+                f"{self.what} answered {method} {path} with more than {MAX_ANSWER_BYTES} bytes.",
+                url=url,
+            )
         resp = ProviderResponse(r.status_code, r.headers, _set_cookies(r), body, url)
         if r.status_code not in expect:
             detail, errors = _errors_detail(resp)
             hint = ""
             if 300 <= r.status_code < 400:
-                hint = " (a redirect: check the URL; qlikauth never follows redirects with credentials)"
+                hint = (
+                    " (a redirect: check the URL; qlikauth never follows redirects with "
+                    "credentials)"
+                )
             raise QlikEndpointHTTPError(
-                f"{self.what} answered {r.status_code} to {method} {path}{hint}" + (f": {detail}" if detail else "."),
-                status_code=r.status_code, errors=errors, url=url,
+                f"{self.what} answered {r.status_code} to {method} {path}{hint}"
+                + (f": {detail}" if detail else "."),
+                status_code=r.status_code,
+                errors=errors,
+                url=url,
             )
         return resp
 

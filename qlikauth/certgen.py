@@ -19,7 +19,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .exceptions import CertificateError
 
-__all__ = ["generate_certificates", "issue_server_certificate", "subject_alt_name", "temporary_server_certificate"]
+__all__ = [
+    "generate_certificates",
+    "issue_server_certificate",
+    "subject_alt_name",
+    "temporary_server_certificate",
+]
 
 FILES = ("root.pem", "root_key.pem", "server.pem", "server_key.pem", "client.pem", "client_key.pem")
 
@@ -29,12 +34,17 @@ def _key() -> rsa.RSAPrivateKey:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth"),
+        ]
+    )
 
 
 def subject_alt_name(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
-    """The subjectAltName for ``hosts``: IP addresses as IP entries, everything else as DNS names."""
+    """The subjectAltName for ``hosts``: IP addresses as IP entries, everything else as DNS
+    names."""
     names: list[x509.GeneralName] = []
     for h in hosts:
         try:
@@ -62,8 +72,16 @@ def _pem_key(key: rsa.RSAPrivateKey, passphrase: str | bytes | None = None) -> b
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
-def _issue(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Certificate, issuer_key: rsa.RSAPrivateKey,
-           days: int, *, eku: x509.ObjectIdentifier, hosts: Sequence[str] = ()) -> x509.Certificate:
+def _issue(
+    subject: str,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Certificate,
+    issuer_key: rsa.RSAPrivateKey,
+    days: int,
+    *,
+    eku: x509.ObjectIdentifier,
+    hosts: Sequence[str] = (),
+) -> x509.Certificate:
     now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
     b = (
         x509.CertificateBuilder()
@@ -74,11 +92,25 @@ def _issue(subject: str, key: rsa.RSAPrivateKey, issuer: x509.Certificate, issue
         .not_valid_before(now)
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
     )
     if hosts:
         b = b.add_extension(subject_alt_name(hosts), critical=False)
@@ -126,15 +158,32 @@ def generate_certificates(
         .not_valid_before(now)
         .not_valid_after(now + _dt.timedelta(days=days + 30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
+        )
         .sign(root_key, hashes.SHA256())
     )
     server_key, client_key = _key(), _key()
-    server = _issue(hosts[0], server_key, root, root_key, days, eku=ExtendedKeyUsageOID.SERVER_AUTH, hosts=hosts)
-    client = _issue("QlikClient", client_key, root, root_key, days, eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    server = _issue(
+        hosts[0], server_key, root, root_key, days, eku=ExtendedKeyUsageOID.SERVER_AUTH, hosts=hosts
+    )
+    client = _issue(
+        "QlikClient", client_key, root, root_key, days, eku=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     pem = serialization.Encoding.PEM
     out: dict[str, Path] = {}
     for fname, data, private in (
@@ -168,19 +217,33 @@ def issue_server_certificate(
     rd = Path(root_dir)
     try:
         root = x509.load_pem_x509_certificate((rd / "root.pem").read_bytes())
-        root_key = serialization.load_pem_private_key((rd / "root_key.pem").read_bytes(), password=None)
+        root_key = serialization.load_pem_private_key(
+            (rd / "root_key.pem").read_bytes(), password=None
+        )
     except (OSError, ValueError) as exc:
         raise CertificateError(f"cannot load the CA from {rd}: {exc}", path=str(rd)) from None
     key = _key()
-    cert = _issue(list(hosts)[0], key, root, root_key, days, eku=ExtendedKeyUsageOID.SERVER_AUTH,  # type: ignore[arg-type]
-                  hosts=list(hosts))
+    cert = _issue(
+        list(hosts)[0],
+        key,
+        root,
+        root_key,  # type: ignore[arg-type]
+        days,
+        eku=ExtendedKeyUsageOID.SERVER_AUTH,
+        hosts=list(hosts),
+    )
     _write(Path(out_cert), cert.public_bytes(serialization.Encoding.PEM), False)
     _write(Path(out_key), _pem_key(key), True)
 
 
-def temporary_server_certificate(root_dir: str | os.PathLike[str], hosts: Sequence[str] = ("localhost", "127.0.0.1"),
-                                 *, prefix: str = "qlikauth-tls-") -> tuple[str, str]:
-    """A server certificate and key from ``root_dir``'s CA in a fresh private directory, removed at exit.
+def temporary_server_certificate(
+    root_dir: str | os.PathLike[str],
+    hosts: Sequence[str] = ("localhost", "127.0.0.1"),
+    *,
+    prefix: str = "qlikauth-tls-",
+) -> tuple[str, str]:
+    """A server certificate and key from ``root_dir``'s CA in a fresh private directory, removed at
+    exit.
 
     For local development and examples (a portal served over https beside the emulator): the
     paths of ``portal.pem`` and ``portal_key.pem``. Production portals use their own certificate.

@@ -368,7 +368,8 @@ class Certificates:
             if r.not_valid_after_utc <= now:
                 raise CertificateError(
                     f"root certificate {root_path!r} expired on {r.not_valid_after_utc:%Y-%m-%d}: "
-                    "no server certificate it signed can be trusted. Renew the site's certificates.",
+                    "no server certificate it signed can be trusted. Renew the site's "
+                    "certificates.",
                     path=root_path,
                 )
         if not any(_info("root", r, None).is_ca for r in roots):
@@ -419,7 +420,9 @@ class Certificates:
         """The trusted root certificate(s) as PEM."""
         return b"".join(r.public_bytes(serialization.Encoding.PEM) for r in self.root_certs)
 
-    def client_ssl_context(self, *, minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2) -> ssl.SSLContext:
+    def client_ssl_context(
+        self, *, minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    ) -> ssl.SSLContext:
         """The mutual-TLS context towards QPS: the only place qlikauth builds one.
 
         ``root.pem`` is the only trust anchor (no system CAs), host names are checked

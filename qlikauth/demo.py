@@ -1,4 +1,5 @@
-"""``qlikauth demo``: the emulator plus a framework-free portal that signs demo users in with tickets.
+"""``qlikauth demo``: the emulator plus a framework-free portal that signs demo users in with
+tickets.
 
 Every click on a user requests a real ticket from the emulator's QPS over mutual TLS
 and redirects the browser to the emulator's hub, which redeems it. The Flask and
@@ -34,7 +35,9 @@ DEMO_USERS: dict[str, QlikUser] = {
 class DemoPortal:
     """A tiny portal on ``http://localhost:PORT``; the demo's stand-in for a real one."""
 
-    def __init__(self, auth: TicketAuthenticator | None, port: int = 8080, bind: str = "127.0.0.1") -> None:
+    def __init__(
+        self, auth: TicketAuthenticator | None, port: int = 8080, bind: str = "127.0.0.1"
+    ) -> None:
         self.auth = auth  # set before serving; None while the emulator is being started
         portal = self
 
@@ -46,9 +49,13 @@ class DemoPortal:
 
             def _send(self, status: int, body: str = "", location: str | None = None) -> None:
                 data = body.encode()
-                head = [f"HTTP/1.1 {status} {'Found' if location else 'OK' if status == 200 else 'Error'}",
-                        "Content-Type: text/html; charset=utf-8", f"Content-Length: {len(data)}",
-                        "Cache-Control: no-store"]
+                head = [
+                    f"HTTP/1.1 {status} "
+                    f"{'Found' if location else 'OK' if status == 200 else 'Error'}",
+                    "Content-Type: text/html; charset=utf-8",
+                    f"Content-Length: {len(data)}",
+                    "Cache-Control: no-store",
+                ]
                 if location:
                     head.append(f"Location: {location}")
                 self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
@@ -65,7 +72,9 @@ class DemoPortal:
                         if user is None:
                             self._send(404, "<p>No such demo user.</p>")
                         elif "proxyRestUri" in q:
-                            r = portal.auth.module_login(user, q["proxyRestUri"], q.get("targetId", ""))
+                            r = portal.auth.module_login(
+                                user, q["proxyRestUri"], q.get("targetId", "")
+                            )
                             self._send(302, "", r.location)
                         else:
                             self._send(302, "", portal.auth.login(user).location)
@@ -85,7 +94,8 @@ class DemoPortal:
         ``targetId``/``proxyRestUri`` from a module redirect)."""
         extra: dict[str, str] = {k: q[k] for k in ("targetId", "proxyRestUri") if k in q}
         items = "".join(
-            f'<li><a id="login-{key}" href="/login?{html.escape(urlencode({"user": key, **extra}))}">'
+            f'<li><a id="login-{key}" '
+            f'href="/login?{html.escape(urlencode({"user": key, **extra}))}">'
             f"Sign in as {html.escape(u.qualified_name)}</a>: the hub will show the user "
             f"<code>{html.escape(u.qualified_name)}</code> with the attributes "
             f"<code>{html.escape(', '.join(f'{n}={v}' for n, v in u.attributes) or 'none')}</code>"
@@ -93,14 +103,17 @@ class DemoPortal:
             for key, u in DEMO_USERS.items()
         )
         came_from_qlik = (
-            "<p id=\"module\">Qlik sent you here: you opened the hub without a session, so its "
+            '<p id="module">Qlik sent you here: you opened the hub without a session, so its '
             "virtual proxy sent you to this portal (its <em>authentication module</em>). Choose a "
-            "user and you go back to the page you asked for, signed in.</p>" if extra else "")
+            "user and you go back to the page you asked for, signed in.</p>"
+            if extra
+            else ""
+        )
         return (
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">"
+            '<!doctype html><html lang="en"><meta charset="utf-8">'
             "<title>qlikauth demo portal</title><h1>qlikauth demo portal</h1>"
             f"{came_from_qlik}"
-            "<p id=\"what\">This page stands for your portal: it already knows who the user is. "
+            '<p id="what">This page stands for your portal: it already knows who the user is. '
             "Click a user: the portal asks the Qlik Proxy Service (here the qlikauth emulator, "
             "over mutual TLS) for a one-time ticket and sends your browser to the Qlik hub with "
             "it. The hub redeems the ticket, sets Qlik's session cookie and shows who Qlik "
@@ -109,7 +122,8 @@ class DemoPortal:
             f"<ul>{items}</ul>"
             "<p>The hub's certificate is signed by the demo's own root certificate: your browser "
             "will warn about it; accept it for this local demo. Then open the hub again without "
-            "the ticket to see that the session cookie holds.</p>")
+            "the ticket to see that the session cookie holds.</p>"
+        )
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown`."""
@@ -133,8 +147,10 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         portal = DemoPortal(None, port=args.port)
     except OSError as exc:
-        print(f"qlikauth: error: cannot listen on port {args.port} ({exc.strerror}); pass --port.",
-              file=sys.stderr)
+        print(
+            f"qlikauth: error: cannot listen on port {args.port} ({exc.strerror}); pass --port.",
+            file=sys.stderr,
+        )
         return 1
     vp = VirtualProxy("portal", method="ticket", module_uri=f"{portal.url}module")
     with Emulator(certs_dir=certs, host="localhost", virtual_proxies=[vp]) as emu:
@@ -142,13 +158,17 @@ def run_demo(args: argparse.Namespace) -> int:
         portal.auth = TicketAuthenticator(qps, hub_url=emu.hub_url_for("portal"))
         thread = threading.Thread(target=portal.serve_forever, daemon=True)
         thread.start()
-        print(f"qlikauth demo running\n"
-              f"  portal:   {portal.url}\n"
-              f"  sign in:  {portal.url}login?user=demo   (ACME\\demo, group=Sales, group=Finance)\n"
-              f"  hub:      {emu.hub_url_for('portal')}\n"
-              f"  QPS API:  {emu.qps_url} (mutual TLS; certificates in {certs})\n"
-              f"The hub's certificate is signed by {certs / 'root.pem'}: trust it in your browser or accept the warning.\n"
-              f"Press Ctrl-C to stop.", flush=True)
+        print(
+            f"qlikauth demo running\n"
+            f"  portal:   {portal.url}\n"
+            f"  sign in:  {portal.url}login?user=demo   (ACME\\demo, group=Sales, group=Finance)\n"
+            f"  hub:      {emu.hub_url_for('portal')}\n"
+            f"  QPS API:  {emu.qps_url} (mutual TLS; certificates in {certs})\n"
+            f"The hub's certificate is signed by {certs / 'root.pem'}: trust it in your browser or "
+            "accept the warning.\n"
+            f"Press Ctrl-C to stop.",
+            flush=True,
+        )
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

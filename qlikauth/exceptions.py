@@ -20,7 +20,8 @@ The tree::
     ├── StoreError                        the shared state store (Redis, Django cache) failed
     │   ├── StoreUnavailable              the store cannot be reached or answered an error
     │   └── StoreFull                     a replay cache is full and refuses rather than forget
-    ├── QlikEndpointError                 a call to a Qlik Cloud tenant or a JWT virtual proxy failed
+    ├── QlikEndpointError                 a call to a Qlik Cloud tenant or a JWT virtual proxy
+    failed
     │   ├── QlikEndpointConnectionError   no usable answer (TLS, timeout, refused)
     │   └── QlikEndpointHTTPError         an error status (.status_code, Qlik's .errors list)
     └── BridgeError(.code)                turning an IdP login into a Qlik user failed
@@ -208,6 +209,8 @@ class StoreFull(StoreError):
     Evicting a consumed one-time id (a SAML assertion id) would let it be replayed, so a
     replay cache refuses the sign-in instead until entries expire or the bound is raised.
     """
+
+
 class QlikEndpointError(QlikAuthError):
     """A call to a Qlik Cloud tenant or a QSEoW JWT virtual proxy failed.
 
@@ -226,14 +229,24 @@ class QlikEndpointConnectionError(QlikEndpointError):
 
 
 class QlikEndpointHTTPError(QlikEndpointError):
-    """An error status; ``status_code`` holds it and ``errors`` Qlik's ``errors`` list (title, detail, code)."""
+    """An error status; ``status_code`` holds it and ``errors`` Qlik's ``errors`` list (title,
+    detail, code)."""
 
     status_code: int
     errors: list[dict[str, Any]]
 
-    def __init__(self, message: str, *, status_code: int, errors: list[dict[str, Any]] | None = None,
-                 url: str | None = None, **context: Any) -> None:
-        super().__init__(message, url=url, status_code=status_code, errors=list(errors or []), **context)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        errors: list[dict[str, Any]] | None = None,
+        url: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(
+            message, url=url, status_code=status_code, errors=list(errors or []), **context
+        )
 
     @property
     def codes(self) -> list[str]:
@@ -266,7 +279,9 @@ class ClaimsError(BridgeError):
     code: str
     claim: str | None
 
-    def __init__(self, message: str, *, code: str, claim: str | None = None, **context: Any) -> None:
+    def __init__(
+        self, message: str, *, code: str, claim: str | None = None, **context: Any
+    ) -> None:
         super().__init__(message, code=code, claim=claim, **context)
 
 

@@ -20,7 +20,7 @@ are control characters. Error messages quote at most a short prefix of a refused
 
 :func:`fold_identity` is the one normalisation of an identity (NFKC, then case-folding), used
 by the claims mapping's ``lower``/``casefold`` transforms: it refuses a value whose meaning
-changes under it (U+212A KELVIN SIGN would fold to an ASCII ``k``, so ``\u212Aate`` would
+changes under it (U+212A KELVIN SIGN would fold to an ASCII ``k``, so ``\u212aate`` would
 become ``kate``) or that mixes scripts (Latin with Cyrillic look-alikes), unless allowed.
 """
 
@@ -80,25 +80,30 @@ def _bad_character(text: str) -> str | None:
     return None
 
 
-def check_text(value: Any, field_name: str, *, allow_empty: bool = False,
-               strip: bool = True) -> str:
+def check_text(
+    value: Any, field_name: str, *, allow_empty: bool = False, strip: bool = True
+) -> str:
     """``value`` as identity text (trimmed): a string of Unicode characters, no control
     character, surrogate or noncharacter, at most :data:`MAX_FIELD_LENGTH` long; else
     :class:`IdentityError` naming ``field_name``. For fields without Qlik's ``;``/``=``/``\\``
     rules (a Qlik Cloud name, e-mail or group)."""
     if not isinstance(value, str):
-        raise IdentityError(f"{field_name} must be a string, got {type(value).__name__}.",
-                            field=field_name)
+        raise IdentityError(
+            f"{field_name} must be a string, got {type(value).__name__}.", field=field_name
+        )
     trimmed = value.strip() if strip else value
     if not trimmed.strip() and not allow_empty:
         raise IdentityError(f"{field_name} is empty or only whitespace.", field=field_name)
     bad = _bad_character(trimmed)
     if bad is not None:
-        raise IdentityError(f"{field_name} {shown(trimmed)} contains {bad}: remove it.",
-                            field=field_name)
+        raise IdentityError(
+            f"{field_name} {shown(trimmed)} contains {bad}: remove it.", field=field_name
+        )
     if len(trimmed) > MAX_FIELD_LENGTH:
-        raise IdentityError(f"{field_name} is {len(trimmed)} characters long; the limit is "
-                            f"{MAX_FIELD_LENGTH}.", field=field_name)
+        raise IdentityError(
+            f"{field_name} is {len(trimmed)} characters long; the limit is {MAX_FIELD_LENGTH}.",
+            field=field_name,
+        )
     return trimmed
 
 
@@ -161,7 +166,9 @@ def _clean_attribute(index: int, name: Any, value: Any) -> Attribute:
                 field=f"{where}.{part}",
             )
     if not name:
-        raise IdentityError(f"{where}.name is empty: every attribute needs a name.", field=f"{where}.name")
+        raise IdentityError(
+            f"{where}.name is empty: every attribute needs a name.", field=f"{where}.name"
+        )
     if ";" in name or "=" in name or "," in name or _WHITESPACE.search(name):
         raise IdentityError(
             f"{where}.name {shown(name)} contains whitespace, ';', '=', ',' or a control "
@@ -189,7 +196,9 @@ def _normalise_attributes(
 ) -> tuple[Attribute, ...]:
     if attributes is None:
         return ()
-    if type(attributes) in (list, tuple) and all(type(item) is tuple and len(item) == 2 for item in attributes):
+    if type(attributes) in (list, tuple) and all(
+        type(item) is tuple and len(item) == 2 for item in attributes
+    ):
         # The common shape, (name, value) pairs: no per-item Mapping (ABC) checks.
         return tuple(_clean_attribute(i, n, v) for i, (n, v) in enumerate(attributes))
     if isinstance(attributes, Mapping):
@@ -241,7 +250,9 @@ def _remember(raw: Any, checked: Any) -> Any:
 
 def _plain_pairs(items: tuple[Any, ...]) -> bool:
     """Are these (name, value) pairs of exact str (the only attributes remembered as checked)?"""
-    return all(type(i) is tuple and len(i) == 2 and type(i[0]) is str and type(i[1]) is str for i in items)
+    return all(
+        type(i) is tuple and len(i) == 2 and type(i[0]) is str and type(i[1]) is str for i in items
+    )
 
 
 _set = object.__setattr__  # QlikUser is frozen
@@ -275,7 +286,9 @@ class QlikUser:
         checked = _CHECKED
         directory = checked.get(user_directory) if type(user_directory) is str else None
         if directory is None:
-            directory = _remember(user_directory, _clean_name_part(user_directory, "user_directory"))
+            directory = _remember(
+                user_directory, _clean_name_part(user_directory, "user_directory")
+            )
         uid = checked.get(user_id) if type(user_id) is str else None
         if uid is None:
             uid = _remember(user_id, _clean_name_part(user_id, "user_id"))
@@ -314,6 +327,7 @@ class QlikUser:
     @classmethod
     def from_qps(cls, data: Mapping[str, Any]) -> QlikUser:
         """Build a user from a QPS body or answer (PascalCase or camelCase keys)."""
+
         def pick(*names: str) -> Any:
             for n in names:
                 if n in data:
@@ -324,7 +338,9 @@ class QlikUser:
         user_id = pick("UserId", "userId")
         attrs = pick("Attributes", "attributes") or []
         if not isinstance(attrs, list):
-            raise IdentityError("Attributes must be a list of single-key objects.", field="attributes")
+            raise IdentityError(
+                "Attributes must be a list of single-key objects.", field="attributes"
+            )
         return cls(directory, user_id, attrs)
 
     # -- views --------------------------------------------------------------------
@@ -364,12 +380,17 @@ class QlikUser:
         """A case-folded (directory, id) pair, for dictionaries of users."""
         return (self.user_directory.casefold(), self.user_id.casefold())
 
-    def with_attributes(self, attributes: Iterable[Attribute] | Mapping[str, Any] | None) -> QlikUser:
+    def with_attributes(
+        self, attributes: Iterable[Attribute] | Mapping[str, Any] | None
+    ) -> QlikUser:
         """A copy with other attributes."""
         return QlikUser(self.user_directory, self.user_id, attributes)
 
     def __repr__(self) -> str:
-        return f"QlikUser({self.user_directory!r}, {self.user_id!r}, attributes={list(self.attributes)!r})"
+        return (
+            f"QlikUser({self.user_directory!r}, {self.user_id!r}, "
+            f"attributes={list(self.attributes)!r})"
+        )
 
 
 def security_header_value(attributes: Iterable[Attribute]) -> str:
@@ -399,8 +420,9 @@ def _script_of(ch: str) -> str | None:
     return "HAN" if word in _HAN_FAMILY else word
 
 
-def fold_identity(value: str, *, allow_compatibility: bool = False,
-                  allow_mixed_scripts: bool = False) -> str:
+def fold_identity(
+    value: str, *, allow_compatibility: bool = False, allow_mixed_scripts: bool = False
+) -> str:
     """``value`` normalised once for comparison as an identity: NFKC, then case-folded.
 
     Refused with :class:`IdentityError` unless allowed: a character whose NFKC form is
@@ -410,12 +432,14 @@ def fold_identity(value: str, *, allow_compatibility: bool = False,
     Lone surrogates and noncharacters are always refused.
     """
     if not isinstance(value, str):
-        raise IdentityError(f"an identity must be text, got {type(value).__name__}.",
-                            field="identity")
+        raise IdentityError(
+            f"an identity must be text, got {type(value).__name__}.", field="identity"
+        )
     bad = _bad_character(value)
     if bad is not None and "control" not in bad:
-        raise IdentityError(f"the identity {shown(value)} contains {bad}; refused.",
-                            field="identity")
+        raise IdentityError(
+            f"the identity {shown(value)} contains {bad}; refused.", field="identity"
+        )
     if value.isascii():
         return value.casefold()
     if not allow_compatibility:
@@ -428,7 +452,8 @@ def fold_identity(value: str, *, allow_compatibility: bool = False,
                 "turns into another character, so two different ids could become one; refused. "
                 "Send the plain characters from the identity provider, or allow compatibility "
                 "characters in the claims mapping (ALLOW_COMPATIBILITY_CHARACTERS).",
-                field="identity")
+                field="identity",
+            )
     nfkc = unicodedata.normalize("NFKC", value)
     if not allow_mixed_scripts:
         scripts = {sc for sc in map(_script_of, nfkc) if sc is not None}
@@ -437,5 +462,7 @@ def fold_identity(value: str, *, allow_compatibility: bool = False,
                 f"the identity {shown(value)} mixes letters of several scripts "
                 f"({', '.join(sorted(scripts))}), the shape of a look-alike of another id; "
                 "refused. Allow it in the claims mapping (ALLOW_MIXED_SCRIPTS) if such ids are "
-                "real at your identity provider.", field="identity")
+                "real at your identity provider.",
+                field="identity",
+            )
     return nfkc.casefold()

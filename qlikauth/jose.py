@@ -52,7 +52,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ModuleNotFoundError(
         f"verifying JWTs needs joserfc ({exc.name} is missing): pip install 'qlikauth[jwt]' "
-        "(or 'qlikauth[oidc]')", name=exc.name) from exc
+        "(or 'qlikauth[oidc]')",
+        name=exc.name,
+    ) from exc
 
 __all__ = [
     "CompactJws",
@@ -72,7 +74,9 @@ __all__ = [
 #: The JWK curve each ES algorithm takes (RFC 7518 3.4).
 EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _CURVE_TYPES: dict[str, type[ec.EllipticCurve]] = {
-    "P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1,
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
 }
 #: Headers that would let a token pick its own verification key, or demand extensions.
 REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
@@ -105,20 +109,25 @@ class CompactJws:
     signed: bool = True  # False: the signature segment is empty
 
 
-def parse_compact(token: Any, *, max_bytes: int = MAX_TOKEN_BYTES,
-                  what: str = "token") -> CompactJws:
+def parse_compact(
+    token: Any, *, max_bytes: int = MAX_TOKEN_BYTES, what: str = "token"
+) -> CompactJws:
     """Split a compact JWS (size capped first).
 
     :class:`JwtError` reasons ``too_large``, ``malformed``."""
     if not isinstance(token, str) or not token:
         raise _refuse("malformed", f"the {what} is missing or not text.")
     if len(token) > max_bytes:
-        raise _refuse("too_large", f"the {what} is larger than {max_bytes} bytes; refused "
-                                   "before parsing.")
+        raise _refuse(
+            "too_large", f"the {what} is larger than {max_bytes} bytes; refused before parsing."
+        )
     parts = token.split(".")
     if len(parts) != 3:
-        raise _refuse("malformed", f"the {what} is not a signed JWT (a compact JWS of three parts; "
-                                   "encrypted tokens are not accepted).")
+        raise _refuse(
+            "malformed",
+            f"the {what} is not a signed JWT (a compact JWS of three parts; "
+            "encrypted tokens are not accepted).",
+        )
     try:
         header = json.loads(_unb64(parts[0], f"{what} header"))
         claims = json.loads(_unb64(parts[1], f"{what} payload"))
@@ -140,15 +149,24 @@ def check_header(jws: CompactJws, algorithms: Iterable[str], *, what: str = "tok
     if not isinstance(alg, str) or alg.lower() == "none":
         raise _refuse("alg_none", f"the {what} is unsigned (alg 'none' or no alg); refused.")
     if alg not in allowed:
-        raise _refuse("algorithm", f"the {what} is signed with {alg[:20]!r}, which is not allowed "
-                                   f"(allowed: {', '.join(allowed) or 'none'}); refused.")
+        raise _refuse(
+            "algorithm",
+            f"the {what} is signed with {alg[:20]!r}, which is not allowed "
+            f"(allowed: {', '.join(allowed) or 'none'}); refused.",
+        )
     carried = [h for h in REFUSED_HEADERS if h in jws.header]
     if "crit" in carried:
-        raise _refuse("header", f"the {what} has critical header extensions (crit) that "
-                                "qlikauth does not implement; refused.")
+        raise _refuse(
+            "header",
+            f"the {what} has critical header extensions (crit) that "
+            "qlikauth does not implement; refused.",
+        )
     if carried:
-        raise _refuse("header", f"the {what} names its own key ({', '.join(carried)} header); keys "
-                                "come only from configuration or the provider's JWKS; refused.")
+        raise _refuse(
+            "header",
+            f"the {what} names its own key ({', '.join(carried)} header); keys "
+            "come only from configuration or the provider's JWKS; refused.",
+        )
     return alg
 
 
@@ -162,19 +180,31 @@ def check_public_key(key: Any, alg: str, *, what: str = "the key") -> None:
     :class:`JwtError` ``key_type`` when not."""
     if alg in EC_ALGORITHMS:
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise _refuse("key_type", f"{alg} needs an EC key, but {what} is not one; refused "
-                                      "(a token must not choose how a key is used).")
+            raise _refuse(
+                "key_type",
+                f"{alg} needs an EC key, but {what} is not one; refused "
+                "(a token must not choose how a key is used).",
+            )
         want = _CURVE_TYPES[EC_CURVES[alg]]
         if not isinstance(key.curve, want):
-            raise _refuse("key_type", f"{alg} needs an EC key on {EC_CURVES[alg]}, but {what} "
-                                      f"is on {key.curve.name}; refused.")
+            raise _refuse(
+                "key_type",
+                f"{alg} needs an EC key on {EC_CURVES[alg]}, but {what} "
+                f"is on {key.curve.name}; refused.",
+            )
     elif alg in RSA_ALGORITHMS or alg in PSS_ALGORITHMS:
         if not isinstance(key, rsa.RSAPublicKey):
-            raise _refuse("key_type", f"{alg} needs an RSA key, but {what} is not one; refused "
-                                      "(a token must not choose how a key is used).")
+            raise _refuse(
+                "key_type",
+                f"{alg} needs an RSA key, but {what} is not one; refused "
+                "(a token must not choose how a key is used).",
+            )
         if key.key_size < MIN_RSA_BITS:
-            raise _refuse("key_type", f"{what} is an RSA key of {key.key_size} bits; at least "
-                                      f"{MIN_RSA_BITS} are required; refused.")
+            raise _refuse(
+                "key_type",
+                f"{what} is an RSA key of {key.key_size} bits; at least "
+                f"{MIN_RSA_BITS} are required; refused.",
+            )
     else:
         raise _refuse("algorithm", f"{alg[:20]!r} is not an asymmetric JWS algorithm; refused.")
 
@@ -189,36 +219,52 @@ def key_from_jwk(jwk: Mapping[str, Any], alg: str) -> VerifyingKey:
     kty = jwk.get("kty")
     want = _family_kty(alg)
     if kty != want:
-        raise _refuse("key_type", f"the token says {alg} but the key {name!r} is "
-                                  f"{str(kty)[:10]!r}, not {want}; refused (a token must not "
-                                  "choose how a key is used).")
+        raise _refuse(
+            "key_type",
+            f"the token says {alg} but the key {name!r} is "
+            f"{str(kty)[:10]!r}, not {want}; refused (a token must not "
+            "choose how a key is used).",
+        )
     if jwk.get("alg") not in (None, alg):
-        raise _refuse("key_type", f"the key {name!r} is for {str(jwk.get('alg'))[:20]}, the "
-                                  f"token says {alg}; refused.")
+        raise _refuse(
+            "key_type",
+            f"the key {name!r} is for {str(jwk.get('alg'))[:20]}, the token says {alg}; refused.",
+        )
     if jwk.get("use") not in (None, "sig"):
         raise _refuse("key_type", f"the key {name!r} is not a signature key (use); refused.")
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-        raise _refuse("key_type", f"the key {name!r} is not for verifying signatures "
-                                  "(key_ops); refused.")
+        raise _refuse(
+            "key_type", f"the key {name!r} is not for verifying signatures (key_ops); refused."
+        )
     if want == "EC" and jwk.get("crv") != EC_CURVES[alg]:
-        raise _refuse("key_type", f"{alg} needs a {EC_CURVES[alg]} key, the key {name!r} is "
-                                  f"{str(jwk.get('crv'))[:10]!r}; refused.")
+        raise _refuse(
+            "key_type",
+            f"{alg} needs a {EC_CURVES[alg]} key, the key {name!r} is "
+            f"{str(jwk.get('crv'))[:10]!r}; refused.",
+        )
     if want == "RSA":
         # Measured before the import, so a short key is refused, not imported with a warning.
         n = jwk.get("n")
         modulus = _unb64(n, "key modulus") if isinstance(n, str) else b""
         bits = int.from_bytes(modulus, "big").bit_length()
         if bits < MIN_RSA_BITS:
-            raise _refuse("key_type", f"the key {name!r} is an RSA key of {bits} bits; at least "
-                                      f"{MIN_RSA_BITS} are required; refused.")
-    public = {k: v for k, v in jwk.items()
-              if k not in _PRIVATE_MEMBERS and k not in ("key_ops", "use", "alg")}
+            raise _refuse(
+                "key_type",
+                f"the key {name!r} is an RSA key of {bits} bits; at least "
+                f"{MIN_RSA_BITS} are required; refused.",
+            )
+    public = {
+        k: v
+        for k, v in jwk.items()
+        if k not in _PRIVATE_MEMBERS and k not in ("key_ops", "use", "alg")
+    }
     try:
         key: VerifyingKey = (ECKey if want == "EC" else RSAKey).import_key(public)
     except (JoseError, ValueError, TypeError) as exc:
-        raise _refuse("key", f"the key {name!r} cannot be read: {type(exc).__name__}; "
-                             "refused.") from None
+        raise _refuse(
+            "key", f"the key {name!r} cannot be read: {type(exc).__name__}; refused."
+        ) from None
     check_public_key(key.raw_value, alg, what=f"the key {name!r}")
     return key
 
@@ -270,8 +316,9 @@ def verify_signature(jws: CompactJws, key: VerifyingKey, alg: str, *, what: str 
     except BadSignatureError:
         raise _refuse("signature", f"the {what}'s signature does not verify; refused.") from None
     except (JoseError, ValueError, TypeError) as exc:
-        raise _refuse("signature", f"the {what} cannot be verified ({type(exc).__name__}); "
-                                   "refused.") from None
+        raise _refuse(
+            "signature", f"the {what} cannot be verified ({type(exc).__name__}); refused."
+        ) from None
 
 
 def algorithms_for_key(key: PublicKey, allowed: Iterable[str]) -> list[str]:
@@ -311,8 +358,11 @@ def verify_jwt(
         raise
     refused = [h for h in REFUSED_HEADERS if h in jws.header]
     if refused:
-        raise _refuse("header", f"the token carries header(s) {', '.join(refused)}, which are "
-                                "refused: keys come from configuration only.")
+        raise _refuse(
+            "header",
+            f"the token carries header(s) {', '.join(refused)}, which are "
+            "refused: keys come from configuration only.",
+        )
     if isinstance(keys, Mapping):
         kid = jws.header.get("kid")
         key = keys.get(kid if isinstance(kid, str) else None)

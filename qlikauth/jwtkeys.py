@@ -64,10 +64,14 @@ MAX_TOKEN_BYTES = 8192
 MIN_RSA_BITS = 2048
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512,
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
 }
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1,
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
 }
 _EC_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
 #: JSON as PyJWT writes it in a JWS: no spaces, ASCII only.
@@ -86,8 +90,19 @@ def _compact_json_encoder() -> Callable[[Any], str]:
     if make is None:  # not CPython's C accelerator
         return plain
     try:
-        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys, allow_nan)
-        encode = make(None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys,
+        # skipkeys, allow_nan)
+        encode = make(
+            None,
+            _no_default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            True,
+        )
         if "".join(encode({"a": [1, "\u00e9"]}, 0)) != plain({"a": [1, "\u00e9"]}):
             return plain
     except TypeError:  # another signature in another Python: the plain encoder
@@ -95,6 +110,7 @@ def _compact_json_encoder() -> Callable[[Any], str]:
 
     def dumps(obj: Any) -> str:
         return "".join(encode(obj, 0))
+
     return dumps
 
 
@@ -125,7 +141,8 @@ def _family(algorithm: str) -> str:
     if algorithm in EC_ALGORITHMS:
         return "ES"
     raise ConfigurationError(
-        f"JWT algorithm {algorithm!r} is not allowed: use one of {', '.join(ASYMMETRIC_ALGORITHMS)} "
+        f"JWT algorithm {algorithm!r} is not allowed: use one of "
+        f"{', '.join(ASYMMETRIC_ALGORITHMS)} "
         "(Qlik never accepts HS*, and 'none' is never a signature)."
     )
 
@@ -134,7 +151,9 @@ def _check_key_for(algorithm: str, key: PrivateKey | PublicKey) -> None:
     family = _family(algorithm)
     if family in ("RS", "PS"):
         if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-            raise ConfigurationError(f"{algorithm} needs an RSA key, but the key given is {type(key).__name__}.")
+            raise ConfigurationError(
+                f"{algorithm} needs an RSA key, but the key given is {type(key).__name__}."
+            )
         if key.key_size < MIN_RSA_BITS:
             raise ConfigurationError(
                 f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are required "
@@ -142,11 +161,14 @@ def _check_key_for(algorithm: str, key: PrivateKey | PublicKey) -> None:
             )
     else:
         if not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-            raise ConfigurationError(f"{algorithm} needs an EC key, but the key given is {type(key).__name__}.")
+            raise ConfigurationError(
+                f"{algorithm} needs an EC key, but the key given is {type(key).__name__}."
+            )
         want = _CURVES[algorithm]
         if not isinstance(key.curve, want):
             raise ConfigurationError(
-                f"{algorithm} needs an EC key on curve {want.name}, but the key is on {key.curve.name}."
+                f"{algorithm} needs an EC key on curve {want.name}, but the key is on "
+                f"{key.curve.name}."
             )
 
 
@@ -158,17 +180,33 @@ class SigningKey:
     compact JWS over a claims mapping. The key never appears in ``repr`` or messages.
     """
 
-    __slots__ = ("_key", "algorithm", "kid", "_hash", "_family", "_scheme", "_digest", "_sign", "_raw_size", "_header")
+    __slots__ = (
+        "_key",
+        "algorithm",
+        "kid",
+        "_hash",
+        "_family",
+        "_scheme",
+        "_digest",
+        "_sign",
+        "_raw_size",
+        "_header",
+    )
 
-    def __init__(self, key: PrivateKey, algorithm: str = "RS256", *, kid: str | None = None) -> None:
+    def __init__(
+        self, key: PrivateKey, algorithm: str = "RS256", *, kid: str | None = None
+    ) -> None:
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise ConfigurationError(
-                "a JWT signing key must be an RSA or EC private key (PEM with 'PRIVATE KEY' in its first line)."
+                "a JWT signing key must be an RSA or EC private key (PEM with 'PRIVATE KEY' in its "
+                "first line)."
             )
         self._family = _family(algorithm)
         _check_key_for(algorithm, key)
         if kid is not None and (not isinstance(kid, str) or not kid.strip()):
-            raise ConfigurationError("kid must be a non-empty string (the key id configured at Qlik).")
+            raise ConfigurationError(
+                "kid must be a non-empty string (the key id configured at Qlik)."
+            )
         self._key = key
         self.algorithm = algorithm
         self.kid = kid
@@ -179,7 +217,9 @@ class SigningKey:
         if self._family == "ES":
             self._scheme = ec.ECDSA(digest)
         elif self._family == "PS":
-            self._scheme = padding.PSS(mgf=padding.MGF1(self._hash()), salt_length=digest.digest_size)
+            self._scheme = padding.PSS(
+                mgf=padding.MGF1(self._hash()), salt_length=digest.digest_size
+            )
         else:
             self._scheme = padding.PKCS1v15()
         self._digest = digest
@@ -196,7 +236,8 @@ class SigningKey:
         kid: str | None = None,
         passphrase: str | bytes | None = None,
     ) -> SigningKey:
-        """Load a PEM private key (PKCS#8 or traditional; encrypted when ``passphrase`` is given)."""
+        """Load a PEM private key (PKCS#8 or traditional; encrypted when ``passphrase`` is
+        given)."""
         data = pem.encode("ascii") if isinstance(pem, str) else pem
         pw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
         try:
@@ -230,12 +271,15 @@ class SigningKey:
         try:
             data = p.read_bytes()
         except OSError as exc:
-            raise ConfigurationError(f"cannot read the JWT signing key {str(p)!r}: {exc.strerror}.",
-                                     path=str(p)) from exc
+            raise ConfigurationError(
+                f"cannot read the JWT signing key {str(p)!r}: {exc.strerror}.", path=str(p)
+            ) from exc
         return cls.from_pem(data, algorithm, kid=kid, passphrase=passphrase)
 
     @classmethod
-    def generate(cls, algorithm: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> SigningKey:
+    def generate(
+        cls, algorithm: str = "RS256", *, kid: str | None = None, bits: int = 2048
+    ) -> SigningKey:
         """A fresh key for ``algorithm`` (for tests, the emulator and first setups)."""
         family = _family(algorithm)
         key: PrivateKey
@@ -259,11 +303,14 @@ class SigningKey:
     def private_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (to write it to a protected file)."""
         return self._key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
 
     def certificate_pem(self, common_name: str = "qlikauth JWT signer", days: int = 825) -> str:
-        """A self-signed X.509 certificate for the public key (QSEoW's JWT virtual proxy wants one)."""
+        """A self-signed X.509 certificate for the public key (QSEoW's JWT virtual proxy
+        wants one)."""
         import datetime as dt
 
         name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
@@ -286,20 +333,28 @@ class SigningKey:
         jwk: dict[str, str]
         if isinstance(pub, rsa.RSAPublicKey):
             n = pub.public_numbers()
-            jwk = {"kty": "RSA", "n": _b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")).decode(),
-                   "e": _b64(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big")).decode()}
+            jwk = {
+                "kty": "RSA",
+                "n": _b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")).decode(),
+                "e": _b64(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big")).decode(),
+            }
         else:
             size = _EC_SIZES[self.algorithm]
             n2 = pub.public_numbers()
-            jwk = {"kty": "EC", "crv": {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[self.algorithm],
-                   "x": _b64(n2.x.to_bytes(size, "big")).decode(), "y": _b64(n2.y.to_bytes(size, "big")).decode()}
+            jwk = {
+                "kty": "EC",
+                "crv": {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}[self.algorithm],
+                "x": _b64(n2.x.to_bytes(size, "big")).decode(),
+                "y": _b64(n2.y.to_bytes(size, "big")).decode(),
+            }
         jwk.update({"alg": self.algorithm, "use": "sig"})
         if self.kid:
             jwk["kid"] = self.kid
         return jwk
 
     def _encode_header(self, headers: Mapping[str, Any] | None) -> bytes:
-        """The base64url header segment: ``typ``, the caller's fields, the ``kid``; ``alg`` always the key's."""
+        """The base64url header segment: ``typ``, the caller's fields, the ``kid``; ``alg`` always
+        the key's."""
         header: dict[str, Any] = {"typ": "JWT"}
         if self.kid:
             header["kid"] = self.kid
@@ -335,7 +390,9 @@ class SigningKey:
             else:
                 signature = self._sign(signing_input, self._scheme, self._digest)
         except (ValueError, TypeError) as exc:
-            raise JwtError(f"signing the JWT with {self.algorithm} failed: {type(exc).__name__}.") from None
+            raise JwtError(
+                f"signing the JWT with {self.algorithm} failed: {type(exc).__name__}."
+            ) from None
         return (signing_input + b"." + _b64(signature)).decode("ascii")
 
     def __repr__(self) -> str:
@@ -352,7 +409,9 @@ def public_key_from_pem(pem: bytes | str) -> PublicKey:
         else:
             key = serialization.load_pem_public_key(data)
     except ValueError as exc:
-        raise ConfigurationError("the JWT verification key is not a PEM public key or certificate.") from exc
+        raise ConfigurationError(
+            "the JWT verification key is not a PEM public key or certificate."
+        ) from exc
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigurationError("the JWT verification key must be an RSA or EC key.")
     return key

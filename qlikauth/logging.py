@@ -23,10 +23,26 @@ __all__ = ["RedactQuery", "SECRET_PARAMETERS", "redact_query"]
 
 #: Query parameters whose values are secrets somewhere in a sign-in (compared without case).
 SECRET_PARAMETERS: tuple[str, ...] = (
-    "code", "state", "id_token", "id_token_hint", "access_token", "refresh_token",
-    "logout_token", "token", "session_state", "client_secret", "code_verifier",
-    "SAMLRequest", "SAMLResponse", "RelayState", "Signature",
-    "qlikTicket", "ticket", "jwt", "password", "pwd",
+    "code",
+    "state",
+    "id_token",
+    "id_token_hint",
+    "access_token",
+    "refresh_token",
+    "logout_token",
+    "token",
+    "session_state",
+    "client_secret",
+    "code_verifier",
+    "SAMLRequest",
+    "SAMLResponse",
+    "RelayState",
+    "Signature",
+    "qlikTicket",
+    "ticket",
+    "jwt",
+    "password",
+    "pwd",
 )
 REDACTED = "[redacted]"
 
@@ -35,8 +51,11 @@ def _pattern(names: Iterable[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
     # A parameter starts after ?, & or ; (also percent-encoded, as a query inside a query such
     # as a login URL's target); its value runs to the next separator, quote or blank.
-    return re.compile(rf"((?:[?&;]|%3[Ff]|%26)(?:{alternatives})(?:=|%3[Dd]))"
-                      r"[^&;\s\"'#<>]*", re.IGNORECASE)
+    return re.compile(
+        rf"((?:[?&;]|%3[Ff]|%26)(?:{alternatives})(?:=|%3[Dd]))"
+        r"[^&;\s\"'#<>]*",
+        re.IGNORECASE,
+    )
 
 
 _DEFAULT = _pattern(SECRET_PARAMETERS)

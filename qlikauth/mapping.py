@@ -82,12 +82,16 @@ ADFS_GROUP_CLAIM = "http://schemas.xmlsoap.org/claims/Group"
 DEFAULT_GROUP_CLAIMS: tuple[str, ...] = ("groups", ENTRA_GROUPS_CLAIM, ADFS_GROUP_CLAIM)
 #: The e-mail claims of OIDC, Entra/ADFS SAML (tried in this order for Qlik Cloud's ``email``).
 DEFAULT_EMAIL_CLAIMS: tuple[str, ...] = (
-    "email", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", "mail",
+    "email",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "mail",
 )
 #: Display-name claims (Qlik Cloud's ``name``).
 DEFAULT_NAME_CLAIMS: tuple[str, ...] = (
-    "name", "http://schemas.microsoft.com/identity/claims/displayname",
-    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "displayName",
+    "name",
+    "http://schemas.microsoft.com/identity/claims/displayname",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    "displayName",
 )
 
 UnknownGroupRule = Literal["drop", "keep", "refuse"]
@@ -118,7 +122,9 @@ TRANSFORMS: Mapping[str, Callable[[str], str]] = {
 Transform = str | Callable[[str], str]
 
 
-def _resolve_transforms(where: str, transforms: Iterable[Transform] | str | None) -> tuple[Callable[[str], str], ...]:
+def _resolve_transforms(
+    where: str, transforms: Iterable[Transform] | str | None
+) -> tuple[Callable[[str], str], ...]:
     if transforms is None:
         return ()
     if isinstance(transforms, str):
@@ -132,7 +138,9 @@ def _resolve_transforms(where: str, transforms: Iterable[Transform] | str | None
         else:
             raise ConfigurationError(
                 f"{where}: unknown transform {t!r}; use one of {', '.join(TRANSFORMS)} "
-                "(or, in Python, a function str -> str).", key=where)
+                "(or, in Python, a function str -> str).",
+                key=where,
+            )
     return tuple(out)
 
 
@@ -142,8 +150,9 @@ def _apply(transforms: Sequence[Callable[[str], str]], value: str) -> str:
     return value
 
 
-def _with_allowances(transforms: tuple[Callable[[str], str], ...], fold: Callable[[str], str]
-                     ) -> tuple[Callable[[str], str], ...]:
+def _with_allowances(
+    transforms: tuple[Callable[[str], str], ...], fold: Callable[[str], str]
+) -> tuple[Callable[[str], str], ...]:
     return tuple(fold if t is fold_identity else t for t in transforms)
 
 
@@ -156,6 +165,7 @@ def normalise_claims(raw: Mapping[str, Any]) -> dict[str, list[str]]:
     Entra's ``_claim_names`` overage marker needs); other nested objects are not claims a
     Qlik attribute can hold.
     """
+
     def one(value: Any) -> list[str]:
         if value is None:
             return []
@@ -199,16 +209,20 @@ class GroupNames:
         if self.unknown not in _UNKNOWN_RULES:
             raise ConfigurationError(
                 f"UNKNOWN_GROUPS {self.unknown!r} must be one of {', '.join(_UNKNOWN_RULES)}.",
-                key="UNKNOWN_GROUPS")
+                key="UNKNOWN_GROUPS",
+            )
         table: dict[str, str] = {}
         for guid, name in dict(self.names).items():
             if not isinstance(guid, str) or not _GUID.match(guid.strip()):
                 raise ConfigurationError(
                     f"GROUP_NAMES key {guid!r} is not a group object id (a GUID such as "
-                    "'6b8a5d1e-1c7f-4d3a-9a51-0c2d1e7f9b10').", key="GROUP_NAMES")
+                    "'6b8a5d1e-1c7f-4d3a-9a51-0c2d1e7f9b10').",
+                    key="GROUP_NAMES",
+                )
             if not isinstance(name, str) or not name.strip():
-                raise ConfigurationError(f"GROUP_NAMES[{guid!r}] must be a non-empty group name.",
-                                         key="GROUP_NAMES")
+                raise ConfigurationError(
+                    f"GROUP_NAMES[{guid!r}] must be a non-empty group name.", key="GROUP_NAMES"
+                )
             table[guid.strip().lower()] = name.strip()
         object.__setattr__(self, "names", table)
 
@@ -228,7 +242,9 @@ class GroupNames:
             "is 'refuse': add the group's object id and name to GROUP_NAMES, or set the "
             "application's group claim in Entra ID to send names (Attributes & Claims > "
             "Group claims > Source attribute: sAMAccountName or Cloud-only group display names).",
-            code="unknown_group", claim=claim)
+            code="unknown_group",
+            claim=claim,
+        )
 
 
 @dataclass(frozen=True)
@@ -247,22 +263,32 @@ class AttributeRule:
     transforms: tuple[Callable[[str], str], ...] = ()
     groups: GroupNames | None = None
 
-    def __init__(self, target: str, sources: str | Iterable[str], *, required: bool = False,
-                 transforms: Iterable[Transform] | str | None = None,
-                 groups: GroupNames | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        sources: str | Iterable[str],
+        *,
+        required: bool = False,
+        transforms: Iterable[Transform] | str | None = None,
+        groups: GroupNames | None = None,
+    ) -> None:
         srcs = (sources,) if isinstance(sources, str) else tuple(sources)
         if not srcs or not all(isinstance(s, str) and s.strip() for s in srcs):
-            raise ConfigurationError(f"ATTRIBUTES[{target!r}]: give at least one claim name.",
-                                     key="ATTRIBUTES")
+            raise ConfigurationError(
+                f"ATTRIBUTES[{target!r}]: give at least one claim name.", key="ATTRIBUTES"
+            )
         try:
             QlikUser("probe", "probe", [(target, "")])
         except IdentityError as exc:
-            raise ConfigurationError(f"ATTRIBUTES: {target!r} cannot be a Qlik attribute name: {exc}",
-                                     key="ATTRIBUTES") from None
+            raise ConfigurationError(
+                f"ATTRIBUTES: {target!r} cannot be a Qlik attribute name: {exc}", key="ATTRIBUTES"
+            ) from None
         object.__setattr__(self, "target", target.strip())
         object.__setattr__(self, "sources", tuple(s.strip() for s in srcs))
         object.__setattr__(self, "required", bool(required))
-        object.__setattr__(self, "transforms", _resolve_transforms(f"ATTRIBUTES[{target!r}]", transforms))
+        object.__setattr__(
+            self, "transforms", _resolve_transforms(f"ATTRIBUTES[{target!r}]", transforms)
+        )
         object.__setattr__(self, "groups", groups)
 
 
@@ -289,7 +315,8 @@ OverageResolver = Callable[[OverageInfo], Iterable[str]]
 class CloudIdentity:
     """The same person for Qlik Cloud: the identity claims of a Qlik Cloud JWT.
 
-    ``sub`` is the client-managed user id by default (the e-mail, so one person is one user in both) and ``realm``
+    ``sub`` is the client-managed user id by default (the e-mail, so one person is one user in
+    both) and ``realm``
     the client-managed user directory, so the Qlik Cloud IdP's realm lines the two up.
     :meth:`claims` gives the JWT claims Qlik Cloud reads (``subType`` is ``user``).
     """
@@ -312,20 +339,33 @@ class CloudIdentity:
         if isinstance(verified, str) and verified.strip().lower() in ("true", "false"):
             verified = verified.strip().lower() == "true"
         if not isinstance(verified, bool):
-            raise IdentityError("email_verified must be true or false, got "
-                                f"{shown(str(verified))}.",
-                                field="email_verified")
+            raise IdentityError(
+                f"email_verified must be true or false, got {shown(str(verified))}.",
+                field="email_verified",
+            )
         put(self, "email_verified", verified)
         groups = self.groups
         if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
             raise IdentityError("groups must be a list of group names.", field="groups")
-        put(self, "groups", tuple(check_text(g, f"groups[{i}]", allow_empty=True, strip=False)
-                                 for i, g in enumerate(groups)))
+        put(
+            self,
+            "groups",
+            tuple(
+                check_text(g, f"groups[{i}]", allow_empty=True, strip=False)
+                for i, g in enumerate(groups)
+            ),
+        )
 
     def claims(self) -> dict[str, Any]:
         """``sub``, ``subType``, ``name``, ``email``, ``email_verified``, ``groups``."""
-        return {"sub": self.sub, "subType": "user", "name": self.name, "email": self.email,
-                "email_verified": self.email_verified, "groups": list(self.groups)}
+        return {
+            "sub": self.sub,
+            "subType": "user",
+            "name": self.name,
+            "email": self.email,
+            "email_verified": self.email_verified,
+            "groups": list(self.groups),
+        }
 
 
 @dataclass(frozen=True)
@@ -351,7 +391,9 @@ def _resolve_callable(key: str, value: Any) -> Callable[..., Any] | None:
             raise _problem(key, f"cannot import {value!r}: {exc}") from None
         if callable(found):
             return found  # type: ignore[no-any-return]
-    raise _problem(key, f"expected a callable or a dotted path 'package.module.function', got {value!r}.")
+    raise _problem(
+        key, f"expected a callable or a dotted path 'package.module.function', got {value!r}."
+    )
 
 
 @dataclass(frozen=True)
@@ -417,20 +459,32 @@ class ClaimsMapping:
         transform accept what :func:`~qlikauth.identity.fold_identity` refuses by default.
         """
         if not isinstance(user_id, str) or not user_id.strip():
-            raise _problem("USER_ID", "give the claim that holds the user id (or '$subject' for the "
-                                      "SAML NameID / OIDC sub).")
+            raise _problem(
+                "USER_ID",
+                "give the claim that holds the user id (or '$subject' for the "
+                "SAML NameID / OIDC sub).",
+            )
         if (user_directory is None) == (user_directory_claim is None):
-            raise _problem("USER_DIRECTORY", "give exactly one of USER_DIRECTORY (a constant, e.g. the "
-                                             "Qlik Cloud realm) or USER_DIRECTORY_CLAIM.")
+            raise _problem(
+                "USER_DIRECTORY",
+                "give exactly one of USER_DIRECTORY (a constant, e.g. the "
+                "Qlik Cloud realm) or USER_DIRECTORY_CLAIM.",
+            )
         if user_directory is not None:
             try:
                 user_directory = QlikUser(user_directory, "probe").user_directory
             except IdentityError as exc:
                 raise _problem("USER_DIRECTORY", str(exc)) from None
-        rules = (AttributeRule(group_attribute, DEFAULT_GROUP_CLAIMS),) if attributes is None else tuple(attributes)
+        rules = (
+            (AttributeRule(group_attribute, DEFAULT_GROUP_CLAIMS),)
+            if attributes is None
+            else tuple(attributes)
+        )
         for rule in rules:
             if not isinstance(rule, AttributeRule):
-                raise _problem("ATTRIBUTES", f"expected AttributeRule objects, got {type(rule).__name__}.")
+                raise _problem(
+                    "ATTRIBUTES", f"expected AttributeRule objects, got {type(rule).__name__}."
+                )
         try:
             const = QlikUser("probe", "probe", constants).attributes
         except IdentityError as exc:
@@ -440,22 +494,31 @@ class ClaimsMapping:
             try:
                 QlikUser("probe", "probe", [(name, "")])
             except IdentityError as exc:
-                raise _problem("PASS_THROUGH", f"claim {name!r} cannot be a Qlik attribute name "
-                                               f"({exc}); rename it with ATTRIBUTES instead.") from None
+                raise _problem(
+                    "PASS_THROUGH",
+                    f"claim {name!r} cannot be a Qlik attribute name "
+                    f"({exc}); rename it with ATTRIBUTES instead.",
+                ) from None
         if not (groups_overage == "refuse" or callable(groups_overage)):
-            raise _problem("GROUPS_OVERAGE", "expected 'refuse' or a function OverageInfo -> group ids.")
+            raise _problem(
+                "GROUPS_OVERAGE", "expected 'refuse' or a function OverageInfo -> group ids."
+            )
         if not isinstance(cloud_email_verified, (bool, str)):
             raise _problem("CLOUD_EMAIL_VERIFIED", "expected true/false or the name of a claim.")
         allowances = {}
-        for key, flag in (("ALLOW_COMPATIBILITY_CHARACTERS", allow_compatibility_characters),
-                          ("ALLOW_MIXED_SCRIPTS", allow_mixed_scripts)):
+        for key, flag in (
+            ("ALLOW_COMPATIBILITY_CHARACTERS", allow_compatibility_characters),
+            ("ALLOW_MIXED_SCRIPTS", allow_mixed_scripts),
+        ):
             parsed = parse_bool(flag)
             if parsed is None:
                 raise _problem(key, f"expected true or false, got {shown(str(flag))}.")
             allowances[key] = parsed
         fold: Callable[[str], str] = functools.partial(
-            fold_identity, allow_compatibility=allowances["ALLOW_COMPATIBILITY_CHARACTERS"],
-            allow_mixed_scripts=allowances["ALLOW_MIXED_SCRIPTS"])
+            fold_identity,
+            allow_compatibility=allowances["ALLOW_COMPATIBILITY_CHARACTERS"],
+            allow_mixed_scripts=allowances["ALLOW_MIXED_SCRIPTS"],
+        )
         if not any(allowances.values()):
             fold = fold_identity
         for rule in rules:
@@ -464,12 +527,20 @@ class ClaimsMapping:
         set_(self, "allow_compatibility_characters", allowances["ALLOW_COMPATIBILITY_CHARACTERS"])
         set_(self, "allow_mixed_scripts", allowances["ALLOW_MIXED_SCRIPTS"])
         set_(self, "user_id", user_id.strip())
-        set_(self, "user_id_transforms", _with_allowances(
-            _resolve_transforms("USER_ID_TRANSFORMS", user_id_transforms), fold))
+        set_(
+            self,
+            "user_id_transforms",
+            _with_allowances(_resolve_transforms("USER_ID_TRANSFORMS", user_id_transforms), fold),
+        )
         set_(self, "user_directory", user_directory)
         set_(self, "user_directory_claim", user_directory_claim)
-        set_(self, "user_directory_transforms", _with_allowances(
-            _resolve_transforms("USER_DIRECTORY_TRANSFORMS", user_directory_transforms), fold))
+        set_(
+            self,
+            "user_directory_transforms",
+            _with_allowances(
+                _resolve_transforms("USER_DIRECTORY_TRANSFORMS", user_directory_transforms), fold
+            ),
+        )
         set_(self, "attributes", rules)
         set_(self, "constants", const)
         set_(self, "pass_through", passes)
@@ -483,11 +554,27 @@ class ClaimsMapping:
         set_(self, "idp", idp)
 
     # -- from settings --------------------------------------------------------------
-    _KEYS = ("USER_ID", "USER_ID_TRANSFORMS", "USER_DIRECTORY", "USER_DIRECTORY_CLAIM",
-             "USER_DIRECTORY_TRANSFORMS", "ATTRIBUTES", "GROUP_NAMES", "UNKNOWN_GROUPS",
-             "CONSTANTS", "PASS_THROUGH", "REQUIRED", "GROUPS_OVERAGE", "CLOUD_SUB",
-             "CLOUD_NAME_CLAIMS", "CLOUD_EMAIL_CLAIMS", "CLOUD_EMAIL_VERIFIED", "IDP",
-             "ALLOW_COMPATIBILITY_CHARACTERS", "ALLOW_MIXED_SCRIPTS")
+    _KEYS = (
+        "USER_ID",
+        "USER_ID_TRANSFORMS",
+        "USER_DIRECTORY",
+        "USER_DIRECTORY_CLAIM",
+        "USER_DIRECTORY_TRANSFORMS",
+        "ATTRIBUTES",
+        "GROUP_NAMES",
+        "UNKNOWN_GROUPS",
+        "CONSTANTS",
+        "PASS_THROUGH",
+        "REQUIRED",
+        "GROUPS_OVERAGE",
+        "CLOUD_SUB",
+        "CLOUD_NAME_CLAIMS",
+        "CLOUD_EMAIL_CLAIMS",
+        "CLOUD_EMAIL_VERIFIED",
+        "IDP",
+        "ALLOW_COMPATIBILITY_CHARACTERS",
+        "ALLOW_MIXED_SCRIPTS",
+    )
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None) -> ClaimsMapping:
@@ -508,7 +595,9 @@ class ClaimsMapping:
             if key not in cls._KEYS and key != "GROUP_ATTRIBUTE":
                 close = difflib.get_close_matches(key, cls._KEYS, n=1)
                 hint = f" Did you mean {close[0]}?" if close else ""
-                raise _problem(key, f"unknown setting.{hint} Known: {', '.join(cls._KEYS)}, GROUP_ATTRIBUTE.")
+                raise _problem(
+                    key, f"unknown setting.{hint} Known: {', '.join(cls._KEYS)}, GROUP_ATTRIBUTE."
+                )
             values[key] = v
         group_attr = values.get("GROUP_ATTRIBUTE", "group")
 
@@ -525,15 +614,23 @@ class ClaimsMapping:
         unknown = values.get("UNKNOWN_GROUPS", "refuse")
         group_names = values.get("GROUP_NAMES")
         if group_names is not None and not isinstance(group_names, Mapping):
-            raise _problem("GROUP_NAMES", "expected a mapping of group object id (GUID) -> group name.")
-        lookup = GroupNames(group_names or {}, unknown) if (group_names or "UNKNOWN_GROUPS" in values) else None
+            raise _problem(
+                "GROUP_NAMES", "expected a mapping of group object id (GUID) -> group name."
+            )
+        lookup = (
+            GroupNames(group_names or {}, unknown)
+            if (group_names or "UNKNOWN_GROUPS" in values)
+            else None
+        )
 
         rules: list[AttributeRule] = []
         attrs = values.get("ATTRIBUTES")
         if attrs is None:
             rules.append(AttributeRule(group_attr, DEFAULT_GROUP_CLAIMS, groups=lookup))
         elif not isinstance(attrs, Mapping):
-            raise _problem("ATTRIBUTES", "expected a mapping of Qlik attribute name -> claim name(s).")
+            raise _problem(
+                "ATTRIBUTES", "expected a mapping of Qlik attribute name -> claim name(s)."
+            )
         else:
             for target, spec in attrs.items():
                 required_attr = False
@@ -541,8 +638,11 @@ class ClaimsMapping:
                 if isinstance(spec, Mapping):
                     unknown_keys = set(map(str.lower, spec)) - {"claims", "required", "transforms"}
                     if unknown_keys:
-                        raise _problem("ATTRIBUTES", f"{target!r}: unknown keys {sorted(unknown_keys)}; "
-                                                     "use claims, required, transforms.")
+                        raise _problem(
+                            "ATTRIBUTES",
+                            f"{target!r}: unknown keys {sorted(unknown_keys)}; "
+                            "use claims, required, transforms.",
+                        )
                     lowered = {str(k).lower(): v for k, v in spec.items()}
                     sources = lowered.get("claims")
                     required_attr = bool(lowered.get("required", False))
@@ -552,20 +652,38 @@ class ClaimsMapping:
                 if isinstance(sources, str):
                     sources = [sources]
                 if not isinstance(sources, Iterable):
-                    raise _problem("ATTRIBUTES", f"{target!r}: expected a claim name or a list of them.")
-                rules.append(AttributeRule(str(target), list(sources), required=required_attr,
-                                           transforms=transforms,
-                                           groups=lookup if str(target) == group_attr else None))
+                    raise _problem(
+                        "ATTRIBUTES", f"{target!r}: expected a claim name or a list of them."
+                    )
+                rules.append(
+                    AttributeRule(
+                        str(target),
+                        list(sources),
+                        required=required_attr,
+                        transforms=transforms,
+                        groups=lookup if str(target) == group_attr else None,
+                    )
+                )
             if lookup is not None and not any(r.target == group_attr for r in rules):
-                raise _problem("GROUP_NAMES", f"no ATTRIBUTES entry for {group_attr!r}: add "
-                                              f"'{group_attr}': ['groups', ...] so the table applies.")
+                raise _problem(
+                    "GROUP_NAMES",
+                    f"no ATTRIBUTES entry for {group_attr!r}: add "
+                    f"'{group_attr}': ['groups', ...] so the table applies.",
+                )
 
         constants = values.get("CONSTANTS")
         overage = values.get("GROUPS_OVERAGE", "refuse")
         if overage != "refuse":
             overage = _resolve_callable("GROUPS_OVERAGE", overage)
         verified = values.get("CLOUD_EMAIL_VERIFIED", False)
-        if isinstance(verified, str) and verified.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        if isinstance(verified, str) and verified.strip().lower() in (
+            "true",
+            "false",
+            "1",
+            "0",
+            "yes",
+            "no",
+        ):
             verified = verified.strip().lower() in ("true", "1", "yes")
         return cls(
             user_id=values.get("USER_ID", SUBJECT),
@@ -596,10 +714,18 @@ class ClaimsMapping:
             f"{shown} is missing, and it is needed for {what}: configure {self.idp} to send it "
             f"(SAML: Attributes & Claims / attribute statements; OIDC: the claims or scopes of "
             f"the application), or change the qlikauth CLAIMS setting that asks for it.",
-            code="missing_claim", claim=claim)
+            code="missing_claim",
+            claim=claim,
+        )
 
-    def _single(self, claims: Mapping[str, Sequence[str]], subject: str | None, source: str,
-                what: str, transforms: Sequence[Callable[[str], str]]) -> str:
+    def _single(
+        self,
+        claims: Mapping[str, Sequence[str]],
+        subject: str | None,
+        source: str,
+        what: str,
+        transforms: Sequence[Callable[[str], str]],
+    ) -> str:
         if source == SUBJECT:
             values = [subject] if subject else []
         else:
@@ -613,33 +739,53 @@ class ClaimsMapping:
         if len(distinct) > 1:
             raise ClaimsError(
                 f"claim {source!r} has {len(distinct)} different values, but {what} takes one: "
-                f"send a single-valued claim from {self.idp}.", code="ambiguous_claim", claim=source)
+                f"send a single-valued claim from {self.idp}.",
+                code="ambiguous_claim",
+                claim=source,
+            )
         return distinct.pop()
 
     def _claim_refused(self, claim: str, exc: IdentityError) -> ClaimsError:
-        shown_claim = ("the subject (SAML NameID / OIDC sub)" if claim == SUBJECT
-                       else f"claim {claim!r}")
-        return ClaimsError(f"{shown_claim} has a value qlikauth refuses: {exc} Change the value "
-                           f"at {self.idp} or the mapping's settings.", code="invalid_value",
-                           claim=claim)
+        shown_claim = (
+            "the subject (SAML NameID / OIDC sub)" if claim == SUBJECT else f"claim {claim!r}"
+        )
+        return ClaimsError(
+            f"{shown_claim} has a value qlikauth refuses: {exc} Change the value "
+            f"at {self.idp} or the mapping's settings.",
+            code="invalid_value",
+            claim=claim,
+        )
 
     def _unverified(self, claims: Mapping[str, Any], extra: Iterable[str]) -> frozenset[str]:
         raw = claims.get(UNVERIFIED)
-        names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple, set,
-                                                                                 frozenset)) else []
+        names = (
+            [raw]
+            if isinstance(raw, str)
+            else list(raw)
+            if isinstance(raw, (list, tuple, set, frozenset))
+            else []
+        )
         return frozenset(str(n) for n in [*names, *extra])
 
-    def _overage(self, claims: Mapping[str, Sequence[str]], subject: str | None) -> OverageInfo | None:
+    def _overage(
+        self, claims: Mapping[str, Sequence[str]], subject: str | None
+    ) -> OverageInfo | None:
         if ENTRA_GROUPS_LINK_CLAIM in claims:
             link = next(iter(claims[ENTRA_GROUPS_LINK_CLAIM]), None)
             return OverageInfo("saml", link, subject, claims)
         if "groups" in claims.get("_claim_names", ()) or any(
-                v.lower() == "true" for v in claims.get("hasgroups", ())):
+            v.lower() == "true" for v in claims.get("hasgroups", ())
+        ):
             return OverageInfo("oidc", None, subject, claims)
         return None
 
-    def map(self, claims: Mapping[str, Any], subject: str | None = None, *,
-            unverified: Iterable[str] = ()) -> MappedIdentity:
+    def map(
+        self,
+        claims: Mapping[str, Any],
+        subject: str | None = None,
+        *,
+        unverified: Iterable[str] = (),
+    ) -> MappedIdentity:
         """Map one sign-in: ``claims`` (name -> values) and the protocol subject.
 
         ``unverified`` (and the :data:`UNVERIFIED` claim a bridge sets) names claims the
@@ -654,12 +800,15 @@ class ClaimsMapping:
         user, c, doubtful = self._user(claims, subject, unverified)
         return MappedIdentity(user=user, cloud=self._cloud(c, user, doubtful))
 
-    def _user(self, claims: Mapping[str, Any], subject: str | None, unverified: Iterable[str]
-              ) -> tuple[QlikUser, dict[str, list[str]], frozenset[str]]:
+    def _user(
+        self, claims: Mapping[str, Any], subject: str | None, unverified: Iterable[str]
+    ) -> tuple[QlikUser, dict[str, list[str]], frozenset[str]]:
         doubtful = self._unverified(claims, unverified)
         c = normalise_claims({k: v for k, v in claims.items() if k != UNVERIFIED})
-        for source, what in ((self.user_id, "the Qlik user id"),
-                             (self.user_directory_claim, "the Qlik user directory")):
+        for source, what in (
+            (self.user_id, "the Qlik user id"),
+            (self.user_directory_claim, "the Qlik user directory"),
+        ):
             if source is not None and source in doubtful:
                 raise ClaimsError(
                     f"claim {source!r} is not verified by {self.idp} (for an e-mail: "
@@ -667,14 +816,23 @@ class ClaimsMapping:
                     f"{what}: anyone could register that value there. Map a stable claim "
                     "instead (docs/oidc.md names one per provider), or, if this provider "
                     "verifies every value, set allow_unverified_email for it.",
-                    code="unverified_claim", claim=source)
+                    code="unverified_claim",
+                    claim=source,
+                )
         for name in self.required:
             if not any(v.strip() for v in c.get(name, ())) and not (name == SUBJECT and subject):
                 raise self._missing(name, "sign-in (it is listed in REQUIRED)")
-        user_id = self._single(c, subject, self.user_id, "the Qlik user id", self.user_id_transforms)
+        user_id = self._single(
+            c, subject, self.user_id, "the Qlik user id", self.user_id_transforms
+        )
         if self.user_directory_claim is not None:
-            directory = self._single(c, subject, self.user_directory_claim, "the Qlik user directory",
-                                     self.user_directory_transforms)
+            directory = self._single(
+                c,
+                subject,
+                self.user_directory_claim,
+                "the Qlik user directory",
+                self.user_directory_transforms,
+            )
         else:
             assert self.user_directory is not None
             directory = self.user_directory
@@ -684,12 +842,17 @@ class ClaimsMapping:
         if overage is not None:
             if self.groups_overage == "refuse":
                 raise ClaimsError(
-                    "Entra ID left the user's groups out of the token (groups overage: more than 150 "
-                    "groups in SAML, 200 in a JWT) and sent a Graph link instead. In Entra ID set the "
+                    "Entra ID left the user's groups out of the token (groups overage: more than "
+                    "150 "
+                    "groups in SAML, 200 in a JWT) and sent a Graph link instead. In Entra ID set "
+                    "the "
                     "application's group claim to 'Groups assigned to the application' (Enterprise "
                     "applications > the app > Single sign-on > Attributes & Claims > groups), or "
-                    "configure GROUPS_OVERAGE with a resolver that reads the groups from Microsoft Graph.",
-                    code="groups_overage", claim=ENTRA_GROUPS_LINK_CLAIM)
+                    "configure GROUPS_OVERAGE with a resolver that reads the groups from Microsoft "
+                    "Graph.",
+                    code="groups_overage",
+                    claim=ENTRA_GROUPS_LINK_CLAIM,
+                )
             resolver = self.groups_overage
             assert callable(resolver)
             extra_groups = [str(g) for g in resolver(overage)]
@@ -718,7 +881,9 @@ class ClaimsMapping:
                     seen.add(value)
                     pairs.append(((rule.target, value), source))
             if rule.required and not found:
-                raise self._missing(" or ".join(rule.sources), f"the Qlik attribute {rule.target!r}")
+                raise self._missing(
+                    " or ".join(rule.sources), f"the Qlik attribute {rule.target!r}"
+                )
         for name in self.pass_through:
             pairs.extend(((name, v), name) for v in c.get(name, ()))
         pairs.extend((pair, "CONSTANTS") for pair in self.constants)
@@ -726,12 +891,18 @@ class ClaimsMapping:
         try:
             user = QlikUser(directory, user_id, [p for p, _ in pairs])
         except IdentityError as exc:
-            raise self._refused_value(exc, pairs, directory_source=self.user_directory_claim) from None
+            raise self._refused_value(
+                exc, pairs, directory_source=self.user_directory_claim
+            ) from None
 
         return user, c, doubtful
 
-    def _refused_value(self, exc: IdentityError, pairs: Sequence[tuple[Attribute, str]],
-                       directory_source: str | None) -> ClaimsError:
+    def _refused_value(
+        self,
+        exc: IdentityError,
+        pairs: Sequence[tuple[Attribute, str]],
+        directory_source: str | None,
+    ) -> ClaimsError:
         where = exc.field or ""
         if where == "user_id":
             claim = self.user_id
@@ -743,10 +914,14 @@ class ClaimsMapping:
         shown = "the subject (SAML NameID / OIDC sub)" if claim == SUBJECT else f"claim {claim!r}"
         return ClaimsError(
             f"{shown} has a value Qlik Sense cannot take: {exc} Change the value at {self.idp} "
-            "or map it with a transform.", code="invalid_value", claim=claim)
+            "or map it with a transform.",
+            code="invalid_value",
+            claim=claim,
+        )
 
-    def _cloud(self, c: Mapping[str, Sequence[str]], user: QlikUser,
-               doubtful: frozenset[str] = frozenset()) -> CloudIdentity:
+    def _cloud(
+        self, c: Mapping[str, Sequence[str]], user: QlikUser, doubtful: frozenset[str] = frozenset()
+    ) -> CloudIdentity:
         def first(names: Sequence[str]) -> str | None:
             for n in names:
                 for v in c.get(n, ()):
@@ -764,24 +939,43 @@ class ClaimsMapping:
         else:
             # Only the word true: "false", "0", "no" or anything else is not a verification.
             verified = (first([self.cloud_email_verified]) or "").strip().lower() == "true"
-        source = next((n for n in self.cloud_email_claims if any(v.strip() for v in c.get(n, ()))),
-                      None)
+        source = next(
+            (n for n in self.cloud_email_claims if any(v.strip() for v in c.get(n, ()))), None
+        )
         if source in doubtful:
             verified = False
         try:
-            return CloudIdentity(sub=sub, name=name, email=email, email_verified=verified,
-                                 groups=tuple(user.get_all(self.group_attribute)),
-                                 realm=user.user_directory)
+            return CloudIdentity(
+                sub=sub,
+                name=name,
+                email=email,
+                email_verified=verified,
+                groups=tuple(user.get_all(self.group_attribute)),
+                realm=user.user_directory,
+            )
         except IdentityError as exc:
-            raise ClaimsError(f"the Qlik Cloud identity cannot be made: {exc}",
-                              code="invalid_value", claim=exc.field) from None
+            raise ClaimsError(
+                f"the Qlik Cloud identity cannot be made: {exc}",
+                code="invalid_value",
+                claim=exc.field,
+            ) from None
 
-    def to_user(self, claims: Mapping[str, Any], subject: str | None = None, *,
-                unverified: Iterable[str] = ()) -> QlikUser:
+    def to_user(
+        self,
+        claims: Mapping[str, Any],
+        subject: str | None = None,
+        *,
+        unverified: Iterable[str] = (),
+    ) -> QlikUser:
         """The :class:`~qlikauth.QlikUser` for one sign-in (see :meth:`map`; no Qlik Cloud part)."""
         return self._user(claims, subject, unverified)[0]
 
-    def cloud_identity(self, claims: Mapping[str, Any], subject: str | None = None, *,
-                       unverified: Iterable[str] = ()) -> CloudIdentity:
+    def cloud_identity(
+        self,
+        claims: Mapping[str, Any],
+        subject: str | None = None,
+        *,
+        unverified: Iterable[str] = (),
+    ) -> CloudIdentity:
         """The :class:`CloudIdentity` for one sign-in (see :meth:`map`)."""
         return self.map(claims, subject, unverified=unverified).cloud

@@ -49,11 +49,12 @@ def parse_hub(spec: str) -> Hub:
     name, url = name.strip(), url.strip()
     if not sep or not name or not url:
         raise ConfigurationError(
-            f"--hub {spec[:40]!r} must be NAME=URL, e.g. "
-            "Sales=https://qlik.example.com/sales/hub/.")
+            f"--hub {spec[:40]!r} must be NAME=URL, e.g. Sales=https://qlik.example.com/sales/hub/."
+        )
     if any(not ch.isprintable() for ch in name) or len(name) > 100:
-        raise ConfigurationError(f"hub name {name[:40]!r} must be printable text of at most 100 "
-                                 "characters.")
+        raise ConfigurationError(
+            f"hub name {name[:40]!r} must be printable text of at most 100 characters."
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a bad port
@@ -62,18 +63,21 @@ def parse_hub(spec: str) -> Hub:
     if parts.scheme != "https":
         raise ConfigurationError(
             f"hub {name!r}: {url[:60]!r} must be https: the app signs in and opens websockets "
-            "over it, and Qlik's session cookie is Secure.")
+            "over it, and Qlik's session cookie is Secure."
+        )
     if not parts.hostname:
         raise ConfigurationError(f"hub {name!r}: {url[:60]!r} has no host name.")
     if "@" in parts.netloc:
         # never echo what may be a password
         raise ConfigurationError(
             f"hub {name!r}: the URL must not carry user information (user:password@): give the "
-            "virtual proxy's address, e.g. https://qlik.example.com/sales/.")
+            "virtual proxy's address, e.g. https://qlik.example.com/sales/."
+        )
     if parts.query or parts.fragment:
         raise ConfigurationError(
             f"hub {name!r}: the URL of {parts.hostname} must not carry a query or a fragment: "
-            "give the virtual proxy's address, e.g. https://qlik.example.com/sales/.")
+            "give the virtual proxy's address, e.g. https://qlik.example.com/sales/."
+        )
     return Hub(name, url)
 
 
@@ -87,8 +91,10 @@ def check_hubs(hubs: Sequence[Hub], *, resolve: bool = False) -> list[Hub]:
     for hub in hubs:
         key = hub.name.casefold()
         if key in names:
-            raise ConfigurationError(f"hub name {hub.name!r} is given twice: the app shows names, "
-                                     "so each must be unique.")
+            raise ConfigurationError(
+                f"hub name {hub.name!r} is given twice: the app shows names, "
+                "so each must be unique."
+            )
         names[key] = hub.name
         norm = hub.url.rstrip("/").lower()
         if norm in urls:
@@ -102,14 +108,16 @@ def check_hubs(hubs: Sequence[Hub], *, resolve: bool = False) -> list[Hub]:
             except (socket.gaierror, UnicodeError):
                 raise ConfigurationError(
                     f"hub {hub.name!r}: the host {host!r} does not resolve from here; devices "
-                    "resolve it through the per-app VPN's DNS, so check it there too.") from None
+                    "resolve it through the per-app VPN's DNS, so check it there too."
+                ) from None
     return list(hubs)
 
 
 def mdm_value(hubs: Sequence[Hub]) -> str:
     """The value of the app's ``mdm`` key: the hub list as compact JSON."""
-    return json.dumps([h.as_dict() for h in check_hubs(hubs)], separators=(",", ":"),
-                      ensure_ascii=False)
+    return json.dumps(
+        [h.as_dict() for h in check_hubs(hubs)], separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def appconfig_xml(hubs: Sequence[Hub], bundle_id: str) -> str:
@@ -118,7 +126,8 @@ def appconfig_xml(hubs: Sequence[Hub], bundle_id: str) -> str:
     if not isinstance(bundle_id, str) or not _BUNDLE_ID.match(bundle_id):
         raise ConfigurationError(
             f"bundle id {str(bundle_id)[:60]!r} must be the app's bundle identifier (letters, "
-            "digits, '.' and '-'), as your EMM console shows it for the Qlik Sense app.")
+            "digits, '.' and '-'), as your EMM console shows it for the Qlik Sense app."
+        )
     root = ET.Element("managedAppConfiguration")
     ET.SubElement(root, "version").text = "1"
     ET.SubElement(root, "bundleId").text = bundle_id

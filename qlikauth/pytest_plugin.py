@@ -1,4 +1,5 @@
-"""pytest fixtures for integrators: a started Qlik emulator per test, with the virtual proxies you choose.
+"""pytest fixtures for integrators: a started Qlik emulator per test, with the virtual proxies you
+choose.
 
 Installing qlikauth registers this plugin with pytest (entry point ``pytest11``), so the
 fixtures are there in any project that has qlikauth installed; ``-p no:qlikauth.pytest_plugin``
@@ -47,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, so ``--strict-markers`` projects may use it."""
     config.addinivalue_line(
         "markers",
-        f"{_MARKER}(*virtual_proxies): the VirtualProxy objects qlik_emulator starts with in this test",
+        f"{_MARKER}(*virtual_proxies): the VirtualProxy objects qlik_emulator starts with in this "
+        "test",
     )
 
 
@@ -96,19 +98,24 @@ def qlik_emulator(
 
     marker = request.node.get_closest_marker(_MARKER)
     proxies = list(marker.args) if marker is not None else list(qlik_virtual_proxies)
-    with Emulator(certs_dir=qlik_emulator_certs, virtual_proxies=proxies,
-                  **qlik_emulator_options) as emu:
+    with Emulator(
+        certs_dir=qlik_emulator_certs, virtual_proxies=proxies, **qlik_emulator_options
+    ) as emu:
         yield emu
 
 
 @pytest.fixture
 def qlik_qps(qlik_emulator: Emulator) -> Iterator[QpsClient]:
-    """A :class:`~qlikauth.QpsClient` on ``qlik_emulator`` for its first non-default virtual proxy."""
+    """A :class:`~qlikauth.QpsClient` on ``qlik_emulator`` for its first non-default
+    virtual proxy."""
     from .qps import QpsClient
 
     prefixes = [p for p in qlik_emulator.virtual_proxies if p]
-    client = QpsClient(qlik_emulator.qps_url, qlik_emulator.certs_dir,
-                       virtual_proxy=prefixes[0] if prefixes else "")
+    client = QpsClient(
+        qlik_emulator.qps_url,
+        qlik_emulator.certs_dir,
+        virtual_proxy=prefixes[0] if prefixes else "",
+    )
     try:
         yield client
     finally:

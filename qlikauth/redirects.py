@@ -48,8 +48,11 @@ class Origin:
 
 def _bad_chars(url: str) -> bool:
     # Cs: a lone surrogate cannot be encoded into a Location header (the answer would fail).
-    return "\\" in url or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")
-                               for c in url) or any(c.isspace() for c in url)
+    return (
+        "\\" in url
+        or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in url)
+        or any(c.isspace() for c in url)
+    )
 
 
 def _split(url: str) -> SplitResult:
@@ -79,7 +82,9 @@ def normalise_base_url(url: str, what: str = "URL") -> str:
     without query, fragment or user-info.
     """
     if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"{what} is empty: give an absolute URL such as https://qlik.example.com.")
+        raise ConfigurationError(
+            f"{what} is empty: give an absolute URL such as https://qlik.example.com."
+        )
     url = url.strip()
     try:
         origin = origin_of(url)
@@ -164,7 +169,9 @@ class RedirectPolicy:
         self.default = default
         if not relative_prefix.startswith("/"):
             raise ConfigurationError(f"relative_prefix {relative_prefix!r} must start with '/'.")
-        self.relative_prefix = relative_prefix if relative_prefix.endswith("/") else relative_prefix + "/"
+        self.relative_prefix = (
+            relative_prefix if relative_prefix.endswith("/") else relative_prefix + "/"
+        )
         origins = {origin_of(default)}
         for item in allowed:
             try:
@@ -200,11 +207,14 @@ class RedirectPolicy:
                 )
             if _has_dot_segment(parts.path) or not _under(parts.path, self.relative_prefix):
                 raise RedirectError(
-                    f"redirect target path {parts.path[:80]!r} is not under {self.relative_prefix!r}, "
+                    f"redirect target path {parts.path[:80]!r} is not under "
+                    f"{self.relative_prefix!r}, "
                     "the hub's virtual proxy; refused."
                 )
             base = urlsplit(self.default)
-            return strip_tickets(urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment)))
+            return strip_tickets(
+                urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+            )
         origin = origin_of(url)
         if origin not in self.origins:
             allowed = ", ".join(sorted(str(o) for o in self.origins))

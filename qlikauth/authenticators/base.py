@@ -1,4 +1,5 @@
-"""What an authenticator returns: plain data (a redirect, a cookie, headers), never a framework object.
+"""What an authenticator returns: plain data (a redirect, a cookie, headers), never a framework
+object.
 
 The Django and Flask layers turn these into responses; nothing here knows a framework.
 """
@@ -33,7 +34,9 @@ def _samesite(value: str | None, secure: bool) -> str | None:
         return None
     norm = _SAMESITE.get(str(value).lower())
     if norm is None:
-        raise ConfigurationError(f"samesite must be 'None', 'Lax', 'Strict' or None, not {value!r}.")
+        raise ConfigurationError(
+            f"samesite must be 'None', 'Lax', 'Strict' or None, not {value!r}."
+        )
     if norm == "None" and not secure:
         raise ConfigurationError(
             "SameSite=None requires Secure: browsers drop such cookies otherwise. Serve the portal "
@@ -75,7 +78,7 @@ class Cookie:
         check_cookie_name(self.name)
         object.__setattr__(self, "samesite", _samesite(self.samesite, self.secure))
         for what, v in (("value", self.value), ("domain", self.domain or ""), ("path", self.path)):
-            if any(c in v for c in ";,\r\n\0 \t\"\\"):
+            if any(c in v for c in ';,\r\n\0 \t"\\'):
                 raise HeaderError(f"cookie {what} contains a character not allowed in a cookie.")
 
     @property
@@ -102,11 +105,22 @@ class Cookie:
 
     def cleared(self) -> Cookie:
         """The cookie that deletes this one (same name, domain and path)."""
-        return Cookie(self.name, "", self.domain, self.path, self.secure, self.http_only,
-                      self.samesite, max_age=0)
+        return Cookie(
+            self.name,
+            "",
+            self.domain,
+            self.path,
+            self.secure,
+            self.http_only,
+            self.samesite,
+            max_age=0,
+        )
 
     def __repr__(self) -> str:
-        return f"Cookie(name={self.name!r}, domain={self.domain!r}, path={self.path!r}, samesite={self.samesite!r}, max_age={self.max_age!r})"
+        return (
+            f"Cookie(name={self.name!r}, domain={self.domain!r}, path={self.path!r}, "
+            f"samesite={self.samesite!r}, max_age={self.max_age!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,14 @@ from ..exceptions import ConfigurationError, HeaderError, IdentityError
 from ..identity import QlikUser
 from .base import Headers
 
-__all__ = ["HeaderAuthenticator", "IdentityAnswer", "RESERVED_HEADERS", "HEADER_NAME_RE",
-           "check_header_name", "parse_header_pattern"]
+__all__ = [
+    "HeaderAuthenticator",
+    "IdentityAnswer",
+    "RESERVED_HEADERS",
+    "HEADER_NAME_RE",
+    "check_header_name",
+    "parse_header_pattern",
+]
 
 log = logging.getLogger("qlikauth.header")
 
@@ -36,15 +42,22 @@ class IdentityAnswer:
     status: int
     headers: tuple[tuple[str, str], ...]
 
+
 #: Headers QPS sets or reads itself; a header virtual proxy may not use them.
 RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
-        "X-Qlik-Security", "X-Qlik-User", "X-Qlik-ProxySession", "X-Qlik-ProxyId",
-        "X-Qlik-Trace", "X-Qlik-App", "X-Qlik-Capabilities",
+        "X-Qlik-Security",
+        "X-Qlik-User",
+        "X-Qlik-ProxySession",
+        "X-Qlik-ProxyId",
+        "X-Qlik-Trace",
+        "X-Qlik-App",
+        "X-Qlik-Capabilities",
     )
 )
-#: What a header name qlikauth sends or answers may look like (no "_": nginx drops it, WSGI folds it).
+#: What a header name qlikauth sends or answers may look like (no "_": nginx drops it, WSGI folds
+#: it).
 HEADER_NAME_RE = re.compile(r"[A-Za-z0-9-]+\Z")
 
 
@@ -77,7 +90,8 @@ def parse_header_pattern(pattern: str) -> tuple[tuple[str, str], ...]:
     """
     if not isinstance(pattern, str):
         raise ConfigurationError(
-            "the dynamic header pattern must be a string such as '$ud\\\\$id'.")
+            "the dynamic header pattern must be a string such as '$ud\\\\$id'."
+        )
     pieces: list[tuple[str, str]] = []
     text: list[str] = []
     i = 0
@@ -86,7 +100,7 @@ def parse_header_pattern(pattern: str) -> tuple[tuple[str, str], ...]:
             if text:
                 pieces.append(("text", "".join(text)))
                 text = []
-            pieces.append((pattern[i + 1:i + 3], ""))
+            pieces.append((pattern[i + 1 : i + 3], ""))
             i += 3
         elif pattern[i] == "\\" and i + 1 < len(pattern) and pattern[i + 1] != "$":
             text.append(pattern[i + 1])
@@ -100,7 +114,8 @@ def parse_header_pattern(pattern: str) -> tuple[tuple[str, str], ...]:
     if kinds.count("ud") != 1 or kinds.count("id") != 1:
         raise ConfigurationError(
             f"dynamic header pattern {pattern[:40]!r} must contain $ud and $id once each, as the "
-            "QMC field does, e.g. '$ud\\\\$id' (matches ACME\\jdoe) or '$id@$ud'.")
+            "QMC field does, e.g. '$ud\\\\$id' (matches ACME\\jdoe) or '$id@$ud'."
+        )
     return tuple(pieces)
 
 
@@ -126,8 +141,9 @@ class HeaderAuthenticator:
         :func:`parse_header_pattern`).
     """
 
-    def __init__(self, header_name: str, user_directory: str | None = None,
-                 pattern: str = DEFAULT_PATTERN) -> None:
+    def __init__(
+        self, header_name: str, user_directory: str | None = None, pattern: str = DEFAULT_PATTERN
+    ) -> None:
         self.header_name = check_header_name(header_name)
         self.user_directory = user_directory.strip() if user_directory else None
         self._pieces: tuple[tuple[str, str], ...] = ()
@@ -158,7 +174,7 @@ class HeaderAuthenticator:
         kinds = [k for k, _ in self._pieces]
         first, second = kinds.index("ud"), kinds.index("id")
         lo, hi = min(first, second), max(first, second)
-        sep = "".join(t for _, t in self._pieces[lo + 1:hi])
+        sep = "".join(t for _, t in self._pieces[lo + 1 : hi])
         if sep and (sep in user.user_directory or (first > second and sep in user.user_id)):
             raise HeaderError(
                 f"user {user.qualified_name!r} contains the pattern's separator {sep!r}; Qlik "
@@ -175,7 +191,9 @@ class HeaderAuthenticator:
         """Same as :meth:`headers` (the :class:`Authenticator` interface)."""
         return self.headers(user)
 
-    def identity_answer(self, user: QlikUser | None, response_header: str = "X-Qlik-Header-Value") -> IdentityAnswer:
+    def identity_answer(
+        self, user: QlikUser | None, response_header: str = "X-Qlik-Header-Value"
+    ) -> IdentityAnswer:
         """The answer of a portal's identity endpoint for nginx ``auth_request``.
 
         ``user`` must come from the portal's own login session, never from a request

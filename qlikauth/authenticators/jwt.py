@@ -52,7 +52,8 @@ _RESERVED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 
 @dataclass(frozen=True)
 class JwtSignIn:
-    """A finished sign-in: the proxy session, its cookie for the browser, and who Qlik says it is."""
+    """A finished sign-in: the proxy session, its cookie for the browser, and who Qlik says
+    it is."""
 
     session_id: str = field(repr=False)
     cookie: Cookie
@@ -101,21 +102,30 @@ class JwtAuthenticator:
         origin: str | None = None,
     ) -> None:
         if not isinstance(signing_key, SigningKey):
-            raise ConfigurationError("signing_key must be a qlikauth.jwtkeys.SigningKey (SigningKey.from_file(...)).")
+            raise ConfigurationError(
+                "signing_key must be a qlikauth.jwtkeys.SigningKey (SigningKey.from_file(...))."
+            )
         if signing_key.algorithm not in RSA_ALGORITHMS:
             raise ConfigurationError(
-                f"a QSEoW JWT virtual proxy verifies RS256, RS384 or RS512 only, not {signing_key.algorithm}."
+                "a QSEoW JWT virtual proxy verifies RS256, RS384 or RS512 only, not "
+                f"{signing_key.algorithm}."
             )
         parts = urlsplit(proxy_url)
         if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
             raise ConfigurationError(
-                f"proxy_url {proxy_url!r} must be the virtual proxy's https URL, e.g. https://qlik.example.com/jwt/."
+                f"proxy_url {proxy_url!r} must be the virtual proxy's https URL, e.g. "
+                "https://qlik.example.com/jwt/."
             )
         self.proxy_url = proxy_url if proxy_url.endswith("/") else proxy_url + "/"
         self.prefix = parts.path.strip("/")
-        for what, claim in (("user_id_claim", user_id_claim), ("user_directory_claim", user_directory_claim)):
+        for what, claim in (
+            ("user_id_claim", user_id_claim),
+            ("user_directory_claim", user_directory_claim),
+        ):
             if not isinstance(claim, str) or not claim or claim in _RESERVED:
-                raise ConfigurationError(f"{what} {claim!r} must be a claim name that is not a registered JWT claim.")
+                raise ConfigurationError(
+                    f"{what} {claim!r} must be a claim name that is not a registered JWT claim."
+                )
         if user_id_claim == user_directory_claim:
             raise ConfigurationError("user_id_claim and user_directory_claim must differ.")
         amap = dict(DEFAULT_ATTRIBUTE_CLAIMS if attribute_claims is None else attribute_claims)
@@ -123,7 +133,8 @@ class JwtAuthenticator:
         for attr, claim in amap.items():
             if not claim or claim in taken:
                 raise ConfigurationError(
-                    f"attribute {attr!r} maps to claim {claim!r}, which is empty or already used by the user "
+                    f"attribute {attr!r} maps to claim {claim!r}, which is empty or already used "
+                    "by the user "
                     "id, user directory or a registered JWT claim."
                 )
         if not 0 < lifetime <= 3600:
@@ -138,8 +149,9 @@ class JwtAuthenticator:
         self.cookie_name = check_cookie_name(cookie_name or default_cookie_name(self.prefix))
         self._cookie = Cookie(self.cookie_name, "", cookie_domain, "/", secure, True, samesite)
         self.origin = origin or f"https://{parts.netloc}"
-        self._channel = ProviderChannel(self.proxy_url.rstrip("/"), verify=verify, timeout=timeout,
-                                        what="the JWT virtual proxy")
+        self._channel = ProviderChannel(
+            self.proxy_url.rstrip("/"), verify=verify, timeout=timeout, what="the JWT virtual proxy"
+        )
 
     # -- the token -----------------------------------------------------------------
     def claims(self, user: QlikUser, *, now: float | None = None) -> dict[str, Any]:
@@ -161,7 +173,9 @@ class JwtAuthenticator:
             if claim is not None:
                 values.setdefault(claim, []).append(value)
         for claim, vals in values.items():
-            claims[claim] = vals if len(vals) > 1 or claim == self.attribute_claims.get("group") else vals[0]
+            claims[claim] = (
+                vals if len(vals) > 1 or claim == self.attribute_claims.get("group") else vals[0]
+            )
         return claims
 
     def mint(self, user: QlikUser, *, now: float | None = None) -> str:
@@ -176,24 +190,35 @@ class JwtAuthenticator:
     def sign_in(self, user: QlikUser) -> JwtSignIn:
         """Present a fresh token to the virtual proxy; return its session and the cookie to set."""
         resp = self._channel.request(
-            "GET", "/qps/user", headers={"Authorization": f"Bearer {self.mint(user)}", "Accept": "application/json"},
+            "GET",
+            "/qps/user",
+            headers={"Authorization": f"Bearer {self.mint(user)}", "Accept": "application/json"},
         )
         session_id = resp.cookies.get(self.cookie_name)
         if not session_id:
             raise QlikEndpointError(
-                f"the JWT virtual proxy signed the request in but set no {self.cookie_name} cookie: set "
-                "cookie_name to the virtual proxy's 'Session cookie header name' (QMC).", url=resp.url)
+                f"the JWT virtual proxy signed the request in but set no {self.cookie_name} "
+                "cookie: set "
+                "cookie_name to the virtual proxy's 'Session cookie header name' (QMC).",
+                url=resp.url,
+            )
         try:
             info = resp.json()
         except QlikEndpointError:
             info = {}
         if isinstance(info, dict):
-            got = (str(info.get("userDirectory", "")).casefold(), str(info.get("userId", "")).casefold())
+            got = (
+                str(info.get("userDirectory", "")).casefold(),
+                str(info.get("userId", "")).casefold(),
+            )
             if got != ("", "") and got != user.key:
                 raise JwtError(
-                    f"the virtual proxy signed in {info.get('userDirectory')}\\{info.get('userId')}, not "
-                    f"{user.qualified_name}: its JWT attribute names must be {self.user_id_claim!r} and "
-                    f"{self.user_directory_claim!r}.")
+                    "the virtual proxy signed in "
+                    f"{info.get('userDirectory')}\\{info.get('userId')}, not "
+                    f"{user.qualified_name}: its JWT attribute names must be "
+                    f"{self.user_id_claim!r} and "
+                    f"{self.user_directory_claim!r}."
+                )
         t = self._cookie
         cookie = Cookie(t.name, session_id, t.domain, t.path, t.secure, t.http_only, t.samesite)
         log.info("signed %s in through JWT virtual proxy %r", user.qualified_name, self.prefix)
@@ -210,8 +235,14 @@ class JwtAuthenticator:
         :func:`qlikauth.engine.fetch_csrf_token` over this authenticator's verified, pooled channel.
         """
         session = self._channel.session
-        return fetch_csrf_token(self.proxy_url, self.cookie_name, session_id, verify=session.verify,
-                                timeout=self._channel.timeout[1], session=session)
+        return fetch_csrf_token(
+            self.proxy_url,
+            self.cookie_name,
+            session_id,
+            verify=session.verify,
+            timeout=self._channel.timeout[1],
+            session=session,
+        )
 
     def engine_url(self, app_id: str, csrf_token: str | None) -> str:
         """The engine websocket URL for ``app_id``, carrying the CSRF token as a query parameter
@@ -234,4 +265,7 @@ class JwtAuthenticator:
         self._channel.close()
 
     def __repr__(self) -> str:
-        return f"JwtAuthenticator(proxy_url={self.proxy_url!r}, algorithm={self.signing_key.algorithm!r})"
+        return (
+            f"JwtAuthenticator(proxy_url={self.proxy_url!r}, "
+            f"algorithm={self.signing_key.algorithm!r})"
+        )

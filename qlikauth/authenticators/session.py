@@ -29,7 +29,8 @@ log = logging.getLogger("qlikauth.session")
 class SessionGrant:
     """What :meth:`SessionAuthenticator.resume` decided for one signed-in portal user.
 
-    :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``, ``identity``): keep it in the
+    :attr:`record` is JSON-safe (``sid``, ``owner``, ``node``, ``checked``, ``identity``): keep
+    it in the
     portal's own server-side session and hand it back next time. :attr:`created` is True
     when a new proxy session was made (one QPS call). Set :attr:`cookie` on the response when
     the session is new or the browser lacks it (:attr:`session_id` is the cookie's value).
@@ -58,12 +59,19 @@ def identity_digest(user: QlikUser) -> str:
     view of a session-mode portal compares it, so digests of recent identities are kept
     (keyed by the identity itself, every field compared: a pure function, bounded).
     """
-    key = (user.user_directory, user.user_id, user.attributes)  # a plain tuple: hashed and compared in C
+    key = (
+        user.user_directory,
+        user.user_id,
+        user.attributes,
+    )  # a plain tuple: hashed and compared in C
     digest = _DIGESTS.get(key)
     if digest is None:
         body = user.to_qps()
-        canonical = [body["UserDirectory"], body["UserId"],
-                     sorted(sorted(a.items()) for a in body.get("Attributes") or [])]
+        canonical = [
+            body["UserDirectory"],
+            body["UserId"],
+            sorted(sorted(a.items()) for a in body.get("Attributes") or []),
+        ]
         digest = hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode()).hexdigest()[:32]
         if len(_DIGESTS) >= _DIGESTS_KEPT:
             _DIGESTS.clear()  # bounded: a very large user base only computes them again
@@ -111,8 +119,9 @@ class SessionAuthenticator:
         self.cookie_name = check_cookie_name(cookie_name or default_cookie_name(qps.virtual_proxy))
         if max_age is not None and max_age <= 0:
             raise ConfigurationError("max_age must be a positive number of seconds, or None.")
-        self._template = Cookie(self.cookie_name, "", cookie_domain, path, secure, http_only,
-                                samesite, max_age)
+        self._template = Cookie(
+            self.cookie_name, "", cookie_domain, path, secure, http_only, samesite, max_age
+        )
 
     def create(self, user: QlikUser) -> tuple[ProxySession, Cookie]:
         """Create a proxy session; return it and the cookie that carries it."""
@@ -126,10 +135,19 @@ class SessionAuthenticator:
     def cookie_for(self, session_id: str) -> Cookie:
         """The cookie that carries an existing proxy session id (no QPS call)."""
         t = self._template
-        return Cookie(t.name, session_id, t.domain, t.path, t.secure, t.http_only, t.samesite, t.max_age)
+        return Cookie(
+            t.name, session_id, t.domain, t.path, t.secure, t.http_only, t.samesite, t.max_age
+        )
 
-    def reusable(self, remembered: Mapping[str, Any] | None, user: QlikUser, *, owner: str, now: float,
-                 recheck_after: float | None = None) -> bool:
+    def reusable(
+        self,
+        remembered: Mapping[str, Any] | None,
+        user: QlikUser,
+        *,
+        owner: str,
+        now: float,
+        recheck_after: float | None = None,
+    ) -> bool:
         """Can ``remembered`` be reused as it is, with no QPS call and nothing to write back?
 
         True only when :meth:`resume` would hand back the same record untouched: it belongs to
@@ -140,21 +158,41 @@ class SessionAuthenticator:
         if not remembered:
             return False
         sid = remembered.get("sid")
-        return (type(sid) is str and sid != "" and remembered.get("owner") == owner
-                and remembered.get("identity") == identity_digest(user)
-                and (recheck_after is None or now - float(remembered.get("checked") or 0) < recheck_after))
+        return (
+            type(sid) is str
+            and sid != ""
+            and remembered.get("owner") == owner
+            and remembered.get("identity") == identity_digest(user)
+            and (
+                recheck_after is None or now - float(remembered.get("checked") or 0) < recheck_after
+            )
+        )
 
     @overload
-    def resume(self, user: QlikUser, remembered: Mapping[str, Any] | None, *, owner: str | None = None,
-               recheck_after: float | None = None, now: float | None = None,
-               create: bool = True,
-               end_replaced: Callable[[Sequence[str]], Any] | None = None) -> SessionGrant: ...
+    def resume(
+        self,
+        user: QlikUser,
+        remembered: Mapping[str, Any] | None,
+        *,
+        owner: str | None = None,
+        recheck_after: float | None = None,
+        now: float | None = None,
+        create: bool = True,
+        end_replaced: Callable[[Sequence[str]], Any] | None = None,
+    ) -> SessionGrant: ...
 
     @overload
-    def resume(self, user: Callable[[], QlikUser | None], remembered: Mapping[str, Any] | None, *,
-               owner: str | None = None, recheck_after: float | None = None,
-               now: float | None = None, create: bool = True,
-               end_replaced: Callable[[Sequence[str]], Any] | None = None) -> SessionGrant | None: ...
+    def resume(
+        self,
+        user: Callable[[], QlikUser | None],
+        remembered: Mapping[str, Any] | None,
+        *,
+        owner: str | None = None,
+        recheck_after: float | None = None,
+        now: float | None = None,
+        create: bool = True,
+        end_replaced: Callable[[Sequence[str]], Any] | None = None,
+    ) -> SessionGrant | None: ...
 
     def resume(
         self,
@@ -206,31 +244,44 @@ class SessionAuthenticator:
             owner = "\\".join(user.key)
         # The remembered record itself while nothing changes (page views); a changed one is a copy.
         record: dict[str, Any] | None = (
-            (remembered if type(remembered) is dict else dict(remembered)) if remembered else None)
-        if record is not None and (record.get("owner") != owner or not isinstance(record.get("sid"), str)
-                                   or not record["sid"]):
+            (remembered if type(remembered) is dict else dict(remembered)) if remembered else None
+        )
+        if record is not None and (
+            record.get("owner") != owner
+            or not isinstance(record.get("sid"), str)
+            or not record["sid"]
+        ):
             record = None
         qlik_user: QlikUser | None = None
         if record is not None:
             qlik_user = user if isinstance(user, QlikUser) else user()
             if qlik_user is None or record.get("identity") != identity_digest(qlik_user):
-                log.info("the portal user's Qlik identity changed (or was withdrawn); ending the "
-                         "remembered proxy session")
+                log.info(
+                    "the portal user's Qlik identity changed (or was withdrawn); ending the "
+                    "remembered proxy session"
+                )
                 end([str(record["sid"])])
                 if qlik_user is None:
                     return None
                 record = None
-        if record is not None and recheck_after is not None \
-                and now - float(record.get("checked") or 0) >= recheck_after:
+        if (
+            record is not None
+            and recheck_after is not None
+            and now - float(record.get("checked") or 0) >= recheck_after
+        ):
             node = record.get("node") if record.get("node") in self.qps.nodes else None
             try:
                 alive = self.qps.get_session(record["sid"], node=node) is not None
             except QpsError as exc:
-                if node is not None and (getattr(exc, "sent", True) is False or self.qps.is_down(node)):
+                if node is not None and (
+                    getattr(exc, "sent", True) is False or self.qps.is_down(node)
+                ):
                     # The node holding it cannot be reached: the browser cannot use that session
                     # either. It is ended when the node answers again; the user gets a new one.
-                    log.info("the node holding the remembered proxy session cannot be reached; "
-                             "making a new session on a node that answers")
+                    log.info(
+                        "the node holding the remembered proxy session cannot be reached; "
+                        "making a new session on a node that answers"
+                    )
                     end([str(record["sid"])])
                     alive = False
                 else:
@@ -250,15 +301,23 @@ class SessionAuthenticator:
         if qlik_user is None:
             return None
         session = self.qps.add_session(qlik_user)
-        record = {"sid": session.session_id, "owner": owner, "node": session.node, "checked": now,
-                  "identity": identity_digest(qlik_user)}
+        record = {
+            "sid": session.session_id,
+            "owner": owner,
+            "node": session.node,
+            "checked": now,
+            "identity": identity_digest(qlik_user),
+        }
         return SessionGrant(record, True, self)
 
     def _end_quietly(self, session_ids: Sequence[str]) -> None:
         report = self.qps.end_everywhere(session_ids=session_ids)
         for failure in report.failed:
-            log.warning("could not end a replaced proxy session on %s (%s); it ends when Qlik "
-                        "times it out", failure.node, failure.reason)
+            log.warning(
+                "could not end a replaced proxy session on %s (%s); it ends when Qlik times it out",
+                failure.node,
+                failure.reason,
+            )
 
     def session_id_from(self, cookies: Mapping[str, str]) -> str | None:
         """The proxy session id in a request's cookies, if any."""

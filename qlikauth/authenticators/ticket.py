@@ -85,7 +85,9 @@ class TicketAuthenticator:
         """
         landing = self.policy.check(target) if target else self.hub_url
         ticket = self.qps.request_ticket(user)
-        return Redirect(add_ticket(self._landing_for(ticket, landing), ticket.ticket), node=ticket.node)
+        return Redirect(
+            add_ticket(self._landing_for(ticket, landing), ticket.ticket), node=ticket.node
+        )
 
     def check_module_request(self, proxy_rest_uri: str | None, target_id: str | None) -> str:
         """Vet the query of a request to the authentication module; return the QPS node.

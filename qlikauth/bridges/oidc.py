@@ -1,4 +1,5 @@
-"""OpenID Connect relying party: discovery, the code flow with PKCE, id_token and logout_token checks.
+"""OpenID Connect relying party: discovery, the code flow with PKCE, id_token and logout_token
+checks.
 
 Framework-free. :class:`OidcRelyingParty` turns a browser's callback into verified claims
 (:class:`OidcLogin`) that :mod:`qlikauth.mapping` makes into a Qlik user, and a provider's
@@ -103,8 +104,17 @@ __all__ = [
 log = logging.getLogger("qlikauth.oidc")
 
 #: The signature algorithms qlikauth accepts in id_tokens and logout tokens (asymmetric only).
-SUPPORTED_ALGORITHMS: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-                                         "ES256", "ES384", "ES512")
+SUPPORTED_ALGORITHMS: tuple[str, ...] = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+)
 #: The ``events`` member a back-channel logout token must carry.
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 _HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
@@ -140,8 +150,13 @@ def _is_loopback(host: str | None) -> bool:
 
 def _check_url(url: Any, what: str, *, config: bool = True) -> str:
     """An absolute https URL (http only to a loopback host), no user-info or fragment."""
+
     def problem(msg: str) -> Exception:
-        return ConfigurationError(f"{what}: {msg}") if config else _fail("metadata", f"{what}: {msg}", 502)
+        return (
+            ConfigurationError(f"{what}: {msg}")
+            if config
+            else _fail("metadata", f"{what}: {msg}", 502)
+        )
 
     if not isinstance(url, str) or not url.strip():
         raise problem("missing; give an absolute https URL.")
@@ -154,8 +169,10 @@ def _check_url(url: Any, what: str, *, config: bool = True) -> str:
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise problem(f"{url[:100]!r} is not an absolute https URL.")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise problem(f"{url[:100]!r} uses http: tokens must travel over https (plain http is "
-                      "accepted only to a loopback host, for tests).")
+        raise problem(
+            f"{url[:100]!r} uses http: tokens must travel over https (plain http is "
+            "accepted only to a loopback host, for tests)."
+        )
     if "@" in parts.netloc or parts.fragment:
         raise problem(f"{url[:100]!r} must not carry user information or a fragment.")
     return url
@@ -277,66 +294,112 @@ class OidcSettings:
             raise ConfigurationError(
                 f"OIDC issuer: {issuer[:120]!r} is the discovery document's URL, not the issuer "
                 f"identifier: drop /.well-known/openid-configuration and set {base[:100]!r} (the "
-                "'issuer' value inside that document).")
+                "'issuer' value inside that document)."
+            )
         if urlsplit(issuer).query:
             raise ConfigurationError("OIDC issuer: an issuer identifier has no query string.")
         put("issuer", issuer)
         templated = _TENANT_PLACEHOLDER in issuer
         if templated and not self.discovery_url:
             raise ConfigurationError(
-                "OIDC issuer: a {tenantid} issuer (Entra ID multi-tenant) needs discovery_url, e.g. "
-                "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration.")
-        tenants = tuple(t.strip() for t in ([self.tenants] if isinstance(self.tenants, str) else self.tenants) if t.strip())
+                "OIDC issuer: a {tenantid} issuer (Entra ID multi-tenant) needs discovery_url, "
+                "e.g. https://login.microsoftonline.com/organizations/v2.0"
+                "/.well-known/openid-configuration."
+            )
+        tenants = tuple(
+            t.strip()
+            for t in ([self.tenants] if isinstance(self.tenants, str) else self.tenants)
+            if t.strip()
+        )
         if templated and not tenants:
             raise ConfigurationError(
                 "OIDC tenants: the issuer has {tenantid}, so list the Entra tenant ids allowed to "
-                "sign in (or '*' for any tenant, on purpose).")
+                "sign in (or '*' for any tenant, on purpose)."
+            )
         if tenants and not templated:
-            raise ConfigurationError("OIDC tenants: only meaningful with a {tenantid} issuer (Entra multi-tenant).")
+            raise ConfigurationError(
+                "OIDC tenants: only meaningful with a {tenantid} issuer (Entra multi-tenant)."
+            )
         put("tenants", tenants)
         if self.discovery_url is not None:
             put("discovery_url", _check_url(self.discovery_url, "OIDC discovery_url"))
         if not isinstance(self.client_id, str) or not self.client_id.strip():
-            raise ConfigurationError("OIDC client_id: missing; copy the client (application) id from the provider.")
+            raise ConfigurationError(
+                "OIDC client_id: missing; copy the client (application) id from the provider."
+            )
         put("redirect_uri", _check_url(self.redirect_uri, "OIDC redirect_uri"))
         if self.post_logout_redirect_uri is not None:
-            put("post_logout_redirect_uri", _check_url(self.post_logout_redirect_uri, "OIDC post_logout_redirect_uri"))
+            put(
+                "post_logout_redirect_uri",
+                _check_url(self.post_logout_redirect_uri, "OIDC post_logout_redirect_uri"),
+            )
         method = self.token_endpoint_auth_method
         if method not in _AUTH_METHODS:
-            raise ConfigurationError(f"OIDC token_endpoint_auth_method: {method!r} is not one of {', '.join(_AUTH_METHODS)}.")
+            raise ConfigurationError(
+                f"OIDC token_endpoint_auth_method: {method!r} is not one of "
+                f"{', '.join(_AUTH_METHODS)}."
+            )
         if method.startswith("client_secret") and not self.client_secret:
-            raise ConfigurationError(f"OIDC client_secret: required with {method}; copy it from the provider.")
+            raise ConfigurationError(
+                f"OIDC client_secret: required with {method}; copy it from the provider."
+            )
         if method == "private_key_jwt":
             if not self.client_private_key:
-                raise ConfigurationError("OIDC client_private_key: required with private_key_jwt (PEM text or a file path).")
+                raise ConfigurationError(
+                    "OIDC client_private_key: required with private_key_jwt (PEM text or a file "
+                    "path)."
+                )
             pem = self._load_private_key(self.client_private_key)
-            if self.client_key_id is not None and (not isinstance(self.client_key_id, str)
-                                                   or not self.client_key_id.strip()):
-                raise ConfigurationError("OIDC client_key_id: the key id registered at the "
-                                         "provider "
-                                         "(a non-empty string), or leave it unset.")
+            if self.client_key_id is not None and (
+                not isinstance(self.client_key_id, str) or not self.client_key_id.strip()
+            ):
+                raise ConfigurationError(
+                    "OIDC client_key_id: the key id registered at the "
+                    "provider "
+                    "(a non-empty string), or leave it unset."
+                )
             _client_signing_key(pem, self.client_key_id)  # refuses weak or unusable keys now
             put("client_private_key", pem)
         scopes = tuple(self.scopes.split() if isinstance(self.scopes, str) else self.scopes)
         if "openid" not in scopes:
-            raise ConfigurationError("OIDC scopes: must include 'openid' (without it there is no id_token).")
+            raise ConfigurationError(
+                "OIDC scopes: must include 'openid' (without it there is no id_token)."
+            )
         put("scopes", scopes)
         if self.response_mode not in _RESPONSE_MODES:
-            raise ConfigurationError(f"OIDC response_mode: {self.response_mode!r} is not 'query' or 'form_post'.")
-        algorithms = tuple(a.strip() for a in ([self.algorithms] if isinstance(self.algorithms, str) else self.algorithms))
+            raise ConfigurationError(
+                f"OIDC response_mode: {self.response_mode!r} is not 'query' or 'form_post'."
+            )
+        algorithms = tuple(
+            a.strip()
+            for a in ([self.algorithms] if isinstance(self.algorithms, str) else self.algorithms)
+        )
         if not algorithms:
-            raise ConfigurationError("OIDC algorithms: give the provider's signing algorithm, e.g. RS256.")
+            raise ConfigurationError(
+                "OIDC algorithms: give the provider's signing algorithm, e.g. RS256."
+            )
         for alg in algorithms:
             if alg.lower() == "none" or alg.upper().startswith("HS"):
                 raise ConfigurationError(
-                    f"OIDC algorithms: {alg!r} is refused: id_tokens must be signed with the provider's "
-                    "private key (RS256/ES256 family); 'none' and HMAC would let anyone mint tokens.")
+                    f"OIDC algorithms: {alg!r} is refused: id_tokens must be signed with the "
+                    "provider's "
+                    "private key (RS256/ES256 family); 'none' and HMAC would let anyone mint "
+                    "tokens."
+                )
             if alg not in SUPPORTED_ALGORITHMS:
-                raise ConfigurationError(f"OIDC algorithms: {alg!r} is not one of {', '.join(SUPPORTED_ALGORITHMS)}.")
+                raise ConfigurationError(
+                    f"OIDC algorithms: {alg!r} is not one of {', '.join(SUPPORTED_ALGORITHMS)}."
+                )
         put("algorithms", algorithms)
-        for name, low, high in (("leeway", 0, _MAX_LEEWAY), ("timeout", 0.1, 60), ("state_ttl", 30, 3600),
-                                ("logout_token_max_age", 30, 3600), ("metadata_ttl", 0, 7 * 86400),
-                                ("jwks_ttl", 60, 7 * 86400), ("jwks_refetch_interval", 0, 3600)):
+        for name, low, high in (
+            ("leeway", 0, _MAX_LEEWAY),
+            ("timeout", 0.1, 60),
+            ("state_ttl", 30, 3600),
+            ("logout_token_max_age", 30, 3600),
+            ("metadata_ttl", 0, 7 * 86400),
+            ("jwks_ttl", 60, 7 * 86400),
+            ("jwks_refetch_interval", 0, 3600),
+        ):
             try:
                 value = float(getattr(self, name))
             except (TypeError, ValueError):
@@ -347,7 +410,10 @@ class OidcSettings:
         if not 1024 <= int(self.max_token_bytes) <= 256 * 1024:
             raise ConfigurationError("OIDC max_token_bytes: must be between 1 KiB and 256 KiB.")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
-            raise ConfigurationError(f"OIDC ca_bundle: {self.ca_bundle!r} is not a file (a PEM bundle of CA certificates).")
+            raise ConfigurationError(
+                f"OIDC ca_bundle: {self.ca_bundle!r} is not a file (a PEM bundle of CA "
+                "certificates)."
+            )
         prompt = self.prompt
         if prompt is not None:
             words = prompt.split() if isinstance(prompt, str) else None
@@ -355,26 +421,32 @@ class OidcSettings:
                 raise ConfigurationError(
                     f"OIDC prompt: {str(prompt)[:40]!r} is not {', '.join(_PROMPTS)} (or "
                     "several of "
-                    "them separated by spaces); 'login' asks for the password on every sign-in.")
+                    "them separated by spaces); 'login' asks for the password on every sign-in."
+                )
             put("prompt", " ".join(dict.fromkeys(words)))
         if self.max_age is not None:
             try:
                 max_age = float(self.max_age)
             except (TypeError, ValueError):
-                raise ConfigurationError("OIDC max_age: expected a number of seconds (0: always "
-                                         "sign in again).") from None
+                raise ConfigurationError(
+                    "OIDC max_age: expected a number of seconds (0: always sign in again)."
+                ) from None
             if not 0 <= max_age <= 30 * 86400 or isinstance(self.max_age, bool):
-                raise ConfigurationError("OIDC max_age: must be between 0 and 2592000 seconds "
-                                         "(30 days).")
+                raise ConfigurationError(
+                    "OIDC max_age: must be between 0 and 2592000 seconds (30 days)."
+                )
             put("max_age", max_age)
         for name in ("allow_unverified_email", "userinfo", "cookie_secure"):
             flag = parse_bool(getattr(self, name))
             if flag is None:
-                raise ConfigurationError(f"OIDC {name}: expected true or false, got "
-                                         f"{str(getattr(self, name))[:20]!r}.")
+                raise ConfigurationError(
+                    f"OIDC {name}: expected true or false, got {str(getattr(self, name))[:20]!r}."
+                )
             put(name, flag)
         if self.cookie_name.startswith("__Host-") and not self.cookie_secure:
-            raise ConfigurationError("OIDC cookie_name: a __Host- cookie needs cookie_secure=True (https).")
+            raise ConfigurationError(
+                "OIDC cookie_name: a __Host- cookie needs cookie_secure=True (https)."
+            )
 
     @staticmethod
     def _load_private_key(value: str | bytes) -> bytes:
@@ -385,13 +457,20 @@ class OidcSettings:
             try:
                 data = Path(data.decode()).read_bytes()
             except OSError as exc:
-                raise ConfigurationError(f"OIDC client_private_key: cannot read the key file: {exc.strerror}.") from None
+                raise ConfigurationError(
+                    f"OIDC client_private_key: cannot read the key file: {exc.strerror}."
+                ) from None
         try:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
-            raise ConfigurationError("OIDC client_private_key: not an unencrypted PEM private key.") from None
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+            raise ConfigurationError(
+                "OIDC client_private_key: not an unencrypted PEM private key."
+            ) from None
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     @property
     def discovery_document_url(self) -> str:
@@ -419,18 +498,22 @@ def _client_signing_key(pem: bytes, kid: str | None) -> Any:
         if key.key_size < MIN_RSA_BITS:
             raise ConfigurationError(
                 f"OIDC client_private_key: the RSA key has {key.key_size} bits; at least "
-                f"{MIN_RSA_BITS} are required (openssl genrsa -out client.pem 3072).")
+                f"{MIN_RSA_BITS} are required (openssl genrsa -out client.pem 3072)."
+            )
         alg = "RS256"
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         found = _CURVE_ALGORITHMS.get(key.curve.name)
         if found is None:
             raise ConfigurationError(
                 f"OIDC client_private_key: an EC key on {key.curve.name} cannot sign a client "
-                "assertion; use P-256 (ES256), P-384 (ES384) or P-521 (ES512).")
+                "assertion; use P-256 (ES256), P-384 (ES384) or P-521 (ES512)."
+            )
         alg = found
     else:
-        raise ConfigurationError("OIDC client_private_key: an RSA (2048 bits or more) or EC "
-                                 "(P-256, P-384, P-521) private key is required.")
+        raise ConfigurationError(
+            "OIDC client_private_key: an RSA (2048 bits or more) or EC "
+            "(P-256, P-384, P-521) private key is required."
+        )
     return SigningKey(key, alg, kid=kid)
 
 
@@ -453,9 +536,13 @@ class ProviderMetadata:
         if not isinstance(doc, Mapping):
             raise _fail("metadata", "the provider's discovery document is not a JSON object.", 502)
         if doc.get("issuer") != expected_issuer:
-            raise _fail("metadata", f"the discovery document's issuer {str(doc.get('issuer'))[:200]!r} is not "
-                                    f"the configured issuer {expected_issuer!r}; fix the issuer setting "
-                                    "(it must match exactly, trailing slash included).", 502)
+            raise _fail(
+                "metadata",
+                f"the discovery document's issuer {str(doc.get('issuer'))[:200]!r} is not "
+                f"the configured issuer {expected_issuer!r}; fix the issuer setting "
+                "(it must match exactly, trailing slash included).",
+                502,
+            )
 
         def url(name: str, required: bool = True) -> str | None:
             value = doc.get(name)
@@ -465,12 +552,22 @@ class ProviderMetadata:
 
         methods = doc.get("code_challenge_methods_supported")
         if isinstance(methods, list) and "S256" not in methods:
-            raise _fail("metadata", "the provider does not support PKCE S256 (code_challenge_methods_supported).", 502)
-        return cls(issuer=expected_issuer, authorization_endpoint=url("authorization_endpoint") or "",
-                   token_endpoint=url("token_endpoint") or "", jwks_uri=url("jwks_uri") or "",
-                   userinfo_endpoint=url("userinfo_endpoint", False), end_session_endpoint=url("end_session_endpoint", False),
-                   iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported") is True,
-                   raw=dict(doc))
+            raise _fail(
+                "metadata",
+                "the provider does not support PKCE S256 (code_challenge_methods_supported).",
+                502,
+            )
+        return cls(
+            issuer=expected_issuer,
+            authorization_endpoint=url("authorization_endpoint") or "",
+            token_endpoint=url("token_endpoint") or "",
+            jwks_uri=url("jwks_uri") or "",
+            userinfo_endpoint=url("userinfo_endpoint", False),
+            end_session_endpoint=url("end_session_endpoint", False),
+            iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported")
+            is True,
+            raw=dict(doc),
+        )
 
 
 class _ProviderHttp:
@@ -489,32 +586,48 @@ class _ProviderHttp:
         self.requests += 1
         origin = _origin(url)
         try:
-            resp = self.session.request(method, url, timeout=self.timeout, allow_redirects=False,
-                                        stream=True, **kw)
+            resp = self.session.request(
+                method, url, timeout=self.timeout, allow_redirects=False, stream=True, **kw
+            )
         except requests.exceptions.SSLError as exc:
-            raise _fail("provider_tls",
-                        f"the provider's certificate at {origin} ({what}) is not trusted "
-                        f"({type(exc).__name__}); set ca_bundle to the CA that issued it.",
-                        502) from exc
+            raise _fail(
+                "provider_tls",
+                f"the provider's certificate at {origin} ({what}) is not trusted "
+                f"({type(exc).__name__}); set ca_bundle to the CA that issued it.",
+                502,
+            ) from exc
         except requests.exceptions.Timeout:
-            raise _fail("provider_timeout",
-                        f"the provider at {origin} did not answer the {what} in "
-                        f"{self.timeout[1]:g}s; check that this server can reach it "
-                        "(firewall, outbound proxy) or raise the timeout setting.",
-                        504) from None
+            raise _fail(
+                "provider_timeout",
+                f"the provider at {origin} did not answer the {what} in "
+                f"{self.timeout[1]:g}s; check that this server can reach it "
+                "(firewall, outbound proxy) or raise the timeout setting.",
+                504,
+            ) from None
         except requests.exceptions.RequestException as exc:
-            raise _fail("provider_unreachable",
-                        f"the provider at {origin} cannot be reached for the {what} "
-                        f"({type(exc).__name__}): check the issuer setting's host and port, "
-                        "DNS, and that this server may connect to it (environment proxies are "
-                        "not used).", 502) from None
+            raise _fail(
+                "provider_unreachable",
+                f"the provider at {origin} cannot be reached for the {what} "
+                f"({type(exc).__name__}): check the issuer setting's host and port, "
+                "DNS, and that this server may connect to it (environment proxies are "
+                "not used).",
+                502,
+            ) from None
         with resp:
             body = resp.raw.read(_MAX_RESPONSE_BYTES + 1, decode_content=True)
             if len(body) > _MAX_RESPONSE_BYTES:
-                raise _fail("provider_answer", f"the provider's {what} answer is larger than 1 MiB; refused.", 502)
+                raise _fail(
+                    "provider_answer",
+                    f"the provider's {what} answer is larger than 1 MiB; refused.",
+                    502,
+                )
             if 300 <= resp.status_code < 400:
-                raise _fail("provider_answer", f"the provider answered the {what} with a redirect "
-                                               f"({resp.status_code}); redirects are not followed: check the URL.", 502)
+                raise _fail(
+                    "provider_answer",
+                    f"the provider answered the {what} with a redirect "
+                    f"({resp.status_code}); redirects are not followed: check the URL.",
+                    502,
+                )
             try:
                 data = json.loads(body) if body else None
             except ValueError:
@@ -525,9 +638,13 @@ class _ProviderHttp:
         status, data = self.call("GET", url, what, **kw)
         if status != 200 or data is None:
             no_json = "" if data is not None else " and no JSON"
-            raise _fail("provider_answer", f"the provider at {_origin(url)} answered the {what} "
-                                           f"({_short_url(url)}) with HTTP {status}"
-                                           f"{no_json}{hint}.", 502)
+            raise _fail(
+                "provider_answer",
+                f"the provider at {_origin(url)} answered the {what} "
+                f"({_short_url(url)}) with HTTP {status}"
+                f"{no_json}{hint}.",
+                502,
+            )
         return data
 
     def close(self) -> None:
@@ -547,8 +664,14 @@ class JwksCache:
 
     PATHS = ("sign_in", "logout")
 
-    def __init__(self, fetch: Callable[[], Any], *, ttl: float = 86400.0, refetch_interval: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], Any],
+        *,
+        ttl: float = 86400.0,
+        refetch_interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetch
         self.ttl = ttl
         self.refetch_interval = refetch_interval
@@ -594,15 +717,21 @@ class JwksCache:
             if jwk is None and kid is not None:
                 last = self._last_miss_fetch.get(path)
                 if last is not None and now - last < self.refetch_interval:
-                    raise _fail("unknown_kid", f"the token's kid {kid[:40]!r} is not among the provider's keys "
-                                               "(keys refetched recently, not again yet); refused.")
+                    raise _fail(
+                        "unknown_kid",
+                        f"the token's kid {kid[:40]!r} is not among the provider's keys "
+                        "(keys refetched recently, not again yet); refused.",
+                    )
                 self._last_miss_fetch[path] = now
                 log.info("unknown kid in a token from the provider; refetching its JWKS once")
                 self._load()
                 jwk = self._pick(kid, alg)
             if jwk is None:
-                raise _fail("unknown_kid", f"no key of the provider matches the token (kid {str(kid)[:40]!r}, "
-                                           f"alg {alg}); refused.")
+                raise _fail(
+                    "unknown_kid",
+                    f"no key of the provider matches the token (kid {str(kid)[:40]!r}, "
+                    f"alg {alg}); refused.",
+                )
             cache_key = (jwk.get("kid") or "", alg)
             obj = self._objects.get(cache_key)
             if obj is None:
@@ -684,14 +813,20 @@ class OidcRelyingParty:
     :param clock: seconds since the epoch (tests move it to expire tokens).
     """
 
-    def __init__(self, settings: OidcSettings, store: StateStore, *,
-                 replay_cache: StateStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: OidcSettings,
+        store: StateStore,
+        *,
+        replay_cache: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.store = store
         # A used jti evicted from an evicting store could be replayed: this one refuses when full.
-        self.replay_cache: StateStore = (replay_cache if replay_cache is not None
-                                         else MemoryStore(when_full="refuse"))
+        self.replay_cache: StateStore = (
+            replay_cache if replay_cache is not None else MemoryStore(when_full="refuse")
+        )
         self._shared_jti_store = store if replay_cache is None else None
         self.clock = clock
         method = settings.token_endpoint_auth_method
@@ -703,8 +838,9 @@ class OidcRelyingParty:
         self._metadata: ProviderMetadata | None = None
         self._metadata_at = 0.0
         self._metadata_lock = threading.Lock()
-        self.jwks = JwksCache(self._fetch_jwks, ttl=settings.jwks_ttl,
-                              refetch_interval=settings.jwks_refetch_interval)
+        self.jwks = JwksCache(
+            self._fetch_jwks, ttl=settings.jwks_ttl, refetch_interval=settings.jwks_refetch_interval
+        )
 
     # -- provider metadata ------------------------------------------------------------
     def metadata(self) -> ProviderMetadata:
@@ -718,17 +854,25 @@ class OidcRelyingParty:
                 return self._metadata
             try:
                 doc = self.http.get_json(
-                    self.settings.discovery_document_url, "discovery document",
+                    self.settings.discovery_document_url,
+                    "discovery document",
                     hint=": check the issuer setting; it is the provider's issuer identifier (the "
-                         "'issuer' inside its discovery document), and qlikauth adds "
-                         "/.well-known/openid-configuration itself")
+                    "'issuer' inside its discovery document), and qlikauth adds "
+                    "/.well-known/openid-configuration itself",
+                )
                 fresh = ProviderMetadata.parse(doc, self.settings.issuer)
             except OidcError as exc:
                 if self._metadata is None or getattr(exc, "code", None) == "metadata":
                     raise
                 # The provider is briefly unreachable: keep the last good document a while.
-                log.warning("could not refresh the provider's discovery document, keeping the cached one: %s", exc)
-                self._metadata_at = now - self.settings.metadata_ttl + min(60.0, self.settings.metadata_ttl)
+                log.warning(
+                    "could not refresh the provider's discovery document, keeping the cached one: "
+                    "%s",
+                    exc,
+                )
+                self._metadata_at = (
+                    now - self.settings.metadata_ttl + min(60.0, self.settings.metadata_ttl)
+                )
                 return self._metadata
             self._metadata, self._metadata_at = fresh, now
             return fresh
@@ -740,15 +884,24 @@ class OidcRelyingParty:
     def browser_cookie(self, value: str) -> Cookie:
         """The browser-binding cookie carrying ``value`` (browser-session, HttpOnly)."""
         samesite = "None" if self.settings.cookie_secure else "Lax"
-        return Cookie(self.settings.cookie_name, value, None, "/", self.settings.cookie_secure, True, samesite)
+        return Cookie(
+            self.settings.cookie_name, value, None, "/", self.settings.cookie_secure, True, samesite
+        )
 
     def clear_browser_cookie(self) -> Cookie:
         """The cookie that removes the browser binding."""
         return self.browser_cookie("x").cleared()
 
-    def begin(self, browser: str | None, next_url: str | None = None, *, prompt: str | None = None,
-              login_hint: str | None = None, extra: Mapping[str, str] | None = None,
-              force_reauth: bool = False) -> AuthorizationRequest:
+    def begin(
+        self,
+        browser: str | None,
+        next_url: str | None = None,
+        *,
+        prompt: str | None = None,
+        login_hint: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        force_reauth: bool = False,
+    ) -> AuthorizationRequest:
         """Start a sign-in: keep state/nonce/verifier for this browser; return where to go.
 
         :param browser: the browser-binding cookie's value if the browser has one (several tabs
@@ -764,15 +917,30 @@ class OidcRelyingParty:
         meta = self.metadata()
         if not browser or not _BROWSER_VALUE.match(browser):
             browser = secrets.token_urlsafe(32)
-        state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
+        state, nonce, verifier = (
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(48),
+        )
         now = self.clock()
         max_age = 0.0 if force_reauth else s.max_age
-        record = {"b": _digest(browser), "n": nonce, "v": verifier, "next": next_url, "t": now,
-                  "ma": max_age, "fr": bool(force_reauth)}
+        record = {
+            "b": _digest(browser),
+            "n": nonce,
+            "v": verifier,
+            "next": next_url,
+            "t": now,
+            "ma": max_age,
+            "fr": bool(force_reauth),
+        }
         self.store.put("oidc:state:" + _digest(state), json.dumps(record).encode(), s.state_ttl)
         params = {
-            "response_type": "code", "client_id": s.client_id, "redirect_uri": s.redirect_uri,
-            "scope": " ".join(s.scopes), "state": state, "nonce": nonce,
+            "response_type": "code",
+            "client_id": s.client_id,
+            "redirect_uri": s.redirect_uri,
+            "scope": " ".join(s.scopes),
+            "state": state,
+            "nonce": nonce,
             "code_challenge": _b64encode(hashlib.sha256(verifier.encode()).digest()),
             "code_challenge_method": "S256",
         }
@@ -791,8 +959,11 @@ class OidcRelyingParty:
             if k not in params:
                 params[k] = v
         sep = "&" if urlsplit(meta.authorization_endpoint).query else "?"
-        return AuthorizationRequest(meta.authorization_endpoint + sep + urlencode(params),
-                                    self.browser_cookie(browser), state)
+        return AuthorizationRequest(
+            meta.authorization_endpoint + sep + urlencode(params),
+            self.browser_cookie(browser),
+            state,
+        )
 
     # -- the callback ---------------------------------------------------------------------
     def complete(self, browser: str | None, params: Mapping[str, str]) -> OidcLogin:
@@ -803,39 +974,78 @@ class OidcRelyingParty:
         """
         state = params.get("state")
         if not state or not isinstance(state, str) or len(state) > 512:
-            raise _fail("state_missing", "the callback has no state: start signing in from the portal again.", 400)
+            raise _fail(
+                "state_missing",
+                "the callback has no state: start signing in from the portal again.",
+                400,
+            )
         raw = self.store.take("oidc:state:" + _digest(state))
         if raw is None:
-            raise _fail("state_unknown", "this sign-in link is unknown, expired or already used: start "
-                                         "signing in from the portal again.", 400)
+            raise _fail(
+                "state_unknown",
+                "this sign-in link is unknown, expired or already used: start "
+                "signing in from the portal again.",
+                400,
+            )
         record = json.loads(raw)
         if not browser or not hmac.compare_digest(_digest(browser), str(record.get("b"))):
-            raise _fail("state_browser", "this sign-in was started in another browser (or the portal's "
-                                         "sign-in cookie was lost); start signing in again here.", 400)
+            raise _fail(
+                "state_browser",
+                "this sign-in was started in another browser (or the portal's "
+                "sign-in cookie was lost); start signing in again here.",
+                400,
+            )
         meta = self.metadata()
         iss = params.get("iss")
-        if iss is not None and iss != self.settings.issuer and _TENANT_PLACEHOLDER not in self.settings.issuer:
-            raise _fail("issuer", "the authorization response comes from another issuer (iss parameter); refused.")
+        if (
+            iss is not None
+            and iss != self.settings.issuer
+            and _TENANT_PLACEHOLDER not in self.settings.issuer
+        ):
+            raise _fail(
+                "issuer",
+                "the authorization response comes from another issuer (iss parameter); refused.",
+            )
         if iss is None and meta.iss_parameter_supported:
-            raise _fail("issuer", "the provider sends the iss parameter but this response has none; refused.")
+            raise _fail(
+                "issuer",
+                "the provider sends the iss parameter but this response has none; refused.",
+            )
         if params.get("error"):
             error = re.sub(r"[^A-Za-z0-9_.-]", "", str(params["error"]))[:64]
             desc = re.sub(r"[^\w .,:;'()-]", "", str(params.get("error_description") or ""))[:200]
-            raise _fail("provider_error", f"the provider refused the sign-in: {error}"
-                                          f"{' (' + desc + ')' if desc else ''}.", 401)
+            raise _fail(
+                "provider_error",
+                f"the provider refused the sign-in: {error}{' (' + desc + ')' if desc else ''}.",
+                401,
+            )
         code = params.get("code")
         if not code or not isinstance(code, str) or len(code) > 4096:
-            raise _fail("code_missing", "the callback has no authorization code; start signing in again.", 400)
+            raise _fail(
+                "code_missing",
+                "the callback has no authorization code; start signing in again.",
+                400,
+            )
         tokens = self._token_request(meta, code, str(record["v"]))
         id_token = tokens.get("id_token")
         if not isinstance(id_token, str):
-            raise _fail("token_response", "the provider's token answer has no id_token (is 'openid' allowed for this client?).", 502)
-        access_token = tokens.get("access_token") if isinstance(tokens.get("access_token"), str) else None
+            raise _fail(
+                "token_response",
+                "the provider's token answer has no id_token (is 'openid' allowed for this "
+                "client?).",
+                502,
+            )
+        access_token = (
+            tokens.get("access_token") if isinstance(tokens.get("access_token"), str) else None
+        )
         max_age = record.get("ma")
         claims = self.validate_id_token(
-            id_token, nonce=str(record["n"]), access_token=access_token,
+            id_token,
+            nonce=str(record["n"]),
+            access_token=access_token,
             max_age=float(max_age) if isinstance(max_age, (int, float)) else None,
-            authenticated_after=float(record["t"]) if record.get("fr") else None)
+            authenticated_after=float(record["t"]) if record.get("fr") else None,
+        )
         if self.settings.userinfo and meta.userinfo_endpoint and access_token:
             extra = self.fetch_userinfo(access_token, claims["sub"])
             # What the id_token says wins; userinfo cannot vouch for an e-mail it did not sign.
@@ -846,13 +1056,20 @@ class OidcRelyingParty:
         claims = {k: v for k, v in claims.items() if k != UNVERIFIED}
         if unverified:
             claims[UNVERIFIED] = sorted(unverified)
-        return OidcLogin(issuer=str(claims["iss"]), subject=str(claims["sub"]), claims=claims,
-                         sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
-                         id_token=id_token, access_token=access_token, next_url=record.get("next"),
-                         clear_cookie=self.clear_browser_cookie(),
-                         unverified=unverified,
-                         auth_time=float(auth_time) if isinstance(auth_time, (int, float))
-                         and not isinstance(auth_time, bool) else None)
+        return OidcLogin(
+            issuer=str(claims["iss"]),
+            subject=str(claims["sub"]),
+            claims=claims,
+            sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            id_token=id_token,
+            access_token=access_token,
+            next_url=record.get("next"),
+            clear_cookie=self.clear_browser_cookie(),
+            unverified=unverified,
+            auth_time=float(auth_time)
+            if isinstance(auth_time, (int, float)) and not isinstance(auth_time, bool)
+            else None,
+        )
 
     def unverified_claims(self, claims: Mapping[str, Any]) -> frozenset[str]:
         """The claims the provider does not vouch for: ``email`` unless ``email_verified`` is true.
@@ -886,33 +1103,64 @@ class OidcRelyingParty:
             data["client_secret"] = s.client_secret or ""
             return None
         now = int(self.clock())
-        assertion = {"iss": s.client_id, "sub": s.client_id, "aud": meta.token_endpoint,
-                     "jti": secrets.token_urlsafe(24), "iat": now, "exp": now + 60}
+        assertion = {
+            "iss": s.client_id,
+            "sub": s.client_id,
+            "aud": meta.token_endpoint,
+            "jti": secrets.token_urlsafe(24),
+            "iat": now,
+            "exp": now + 60,
+        }
         assert self._client_key is not None
         data["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
         data["client_assertion"] = self._client_key.sign(assertion)
         return None
 
     def _token_request(self, meta: ProviderMetadata, code: str, verifier: str) -> Mapping[str, Any]:
-        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.settings.redirect_uri,
-                "code_verifier": verifier}
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.settings.redirect_uri,
+            "code_verifier": verifier,
+        }
         auth = self._client_auth(meta, data)
-        status, body = self.http.call("POST", meta.token_endpoint, "token request", data=data, auth=auth,
-                                      headers={"Accept": "application/json"})
+        status, body = self.http.call(
+            "POST",
+            meta.token_endpoint,
+            "token request",
+            data=data,
+            auth=auth,
+            headers={"Accept": "application/json"},
+        )
         if status != 200 or not isinstance(body, Mapping):
             err = body.get("error") if isinstance(body, Mapping) else None
             code_ = re.sub(r"[^A-Za-z0-9_.-]", "", str(err or ""))[:64]
             hint = {
-                "invalid_grant": " (the code was already used or expired, or the PKCE verifier does not match: "
-                                 "start signing in again)",
-                "invalid_client": " (the client id or its credentials are wrong: check client_secret / "
-                                  "client_private_key and token_endpoint_auth_method)",
+                "invalid_grant": (
+                    " (the code was already used or expired, or the PKCE verifier does not "
+                    "match: start signing in again)"
+                ),
+                "invalid_client": (
+                    " (the client id or its credentials are wrong: check client_secret / "
+                    "client_private_key and token_endpoint_auth_method)"
+                ),
             }.get(code_, "")
-            raise _fail("token_request", f"the provider refused the token request: HTTP {status}"
-                                         f"{' ' + code_ if code_ else ''}{hint}.", 401 if code_ else 502)
+            raise _fail(
+                "token_request",
+                f"the provider refused the token request: HTTP {status}"
+                f"{' ' + code_ if code_ else ''}{hint}.",
+                401 if code_ else 502,
+            )
         token_type = body.get("token_type")
-        if body.get("access_token") is not None and str(token_type).lower() not in ("bearer", "dpop"):
-            raise _fail("token_response", f"the provider's token_type is {str(token_type)[:20]!r}, not Bearer.", 502)
+        if body.get("access_token") is not None and str(token_type).lower() not in (
+            "bearer",
+            "dpop",
+        ):
+            raise _fail(
+                "token_response",
+                f"the provider's token_type is {str(token_type)[:20]!r}, not Bearer.",
+                502,
+            )
         return body
 
     # -- JWT checks -----------------------------------------------------------------------
@@ -932,8 +1180,11 @@ class OidcRelyingParty:
         try:
             _jose.verify_signature(jws, key, alg, what=what)
         except JwtError:
-            raise _fail("signature", f"the {what}'s signature does not verify with the provider's key "
-                                     f"{str(kid)[:40]!r}; refused.") from None
+            raise _fail(
+                "signature",
+                f"the {what}'s signature does not verify with the provider's key "
+                f"{str(kid)[:40]!r}; refused.",
+            ) from None
 
     def _expected_issuer(self, claims: Mapping[str, Any]) -> str:
         issuer = self.settings.issuer
@@ -941,9 +1192,18 @@ class OidcRelyingParty:
             return issuer
         tid = claims.get("tid")
         if not isinstance(tid, str) or not re.fullmatch(r"[0-9a-fA-F-]{36}", tid):
-            raise _fail("issuer", "the token has no Entra tenant id (tid) for the {tenantid} issuer; refused.")
-        if "*" not in self.settings.tenants and tid.lower() not in {t.lower() for t in self.settings.tenants}:
-            raise _fail("tenant", f"tenant {tid} is not among the tenants allowed to sign in (OIDC tenants); refused.")
+            raise _fail(
+                "issuer",
+                "the token has no Entra tenant id (tid) for the {tenantid} issuer; refused.",
+            )
+        if "*" not in self.settings.tenants and tid.lower() not in {
+            t.lower() for t in self.settings.tenants
+        }:
+            raise _fail(
+                "tenant",
+                f"tenant {tid} is not among the tenants allowed to sign in (OIDC tenants); "
+                "refused.",
+            )
         return issuer.replace(_TENANT_PLACEHOLDER, tid)
 
     def _check_claims(self, claims: Mapping[str, Any], what: str) -> None:
@@ -951,15 +1211,21 @@ class OidcRelyingParty:
         now = self.clock()
         expected = self._expected_issuer(claims)
         if claims.get("iss") != expected:
-            raise _fail("issuer", f"the {what} was issued by {str(claims.get('iss'))[:120]!r}, not by the configured "
-                                  f"issuer {expected!r}; refused.")
+            raise _fail(
+                "issuer",
+                f"the {what} was issued by {str(claims.get('iss'))[:120]!r}, not by the configured "
+                f"issuer {expected!r}; refused.",
+            )
         aud = claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
         if not audiences or not all(isinstance(a, str) for a in audiences):
             raise _fail("audience", f"the {what} has no audience; refused.")
         if s.client_id not in audiences:
-            raise _fail("audience", f"the {what} is for another client (aud does not contain this portal's "
-                                    "client id); refused.")
+            raise _fail(
+                "audience",
+                f"the {what} is for another client (aud does not contain this portal's "
+                "client id); refused.",
+            )
         azp = claims.get("azp")
         if len(audiences) > 1 and azp is None:
             raise _fail("audience", f"the {what} has several audiences and no azp; refused.")
@@ -967,7 +1233,9 @@ class OidcRelyingParty:
             raise _fail("audience", f"the {what} was issued to another party (azp); refused.")
         for name in ("exp", "iat", "nbf"):
             value = claims.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise _fail("malformed", f"the {what}'s {name} is not a number; refused.")
         exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
         if exp is None:
@@ -977,14 +1245,25 @@ class OidcRelyingParty:
         if iat is None:
             raise _fail("iat", f"the {what} has no issue time (iat); refused.")
         if iat > now + s.leeway:
-            raise _fail("iat_future", f"the {what} was issued {int(iat - now)}s in the future (more than the "
-                                      f"{s.leeway:g}s leeway): check the clocks; refused.")
+            raise _fail(
+                "iat_future",
+                f"the {what} was issued {int(iat - now)}s in the future (more than the "
+                f"{s.leeway:g}s leeway): check the clocks; refused.",
+            )
         if nbf is not None and nbf > now + s.leeway:
-            raise _fail("not_yet_valid", f"the {what} is not valid for another {int(nbf - now)}s; refused.")
+            raise _fail(
+                "not_yet_valid", f"the {what} is not valid for another {int(nbf - now)}s; refused."
+            )
 
-    def validate_id_token(self, token: str, *, nonce: str | None, access_token: str | None = None,
-                          max_age: float | None = None,
-                          authenticated_after: float | None = None) -> dict[str, Any]:
+    def validate_id_token(
+        self,
+        token: str,
+        *,
+        nonce: str | None,
+        access_token: str | None = None,
+        max_age: float | None = None,
+        authenticated_after: float | None = None,
+    ) -> dict[str, Any]:
         """Verify an id_token (see the module docstring); return its claims.
 
         :param max_age: the ``auth_time`` must be at most this many seconds old (default: the
@@ -996,7 +1275,9 @@ class OidcRelyingParty:
         self._verify_signature(jws, alg, "id_token", "sign_in")
         header, claims = jws.header, jws.claims
         if header.get("typ") not in (None, "JWT", "jwt", "application/jwt"):
-            raise _fail("header", f"the id_token's typ is {str(header.get('typ'))[:30]!r}; refused.")
+            raise _fail(
+                "header", f"the id_token's typ is {str(header.get('typ'))[:30]!r}; refused."
+            )
         self._check_claims(claims, "id_token")
         sub = claims.get("sub")
         if not _is_text(sub) or len(sub) > 255:
@@ -1008,57 +1289,95 @@ class OidcRelyingParty:
         if nonce is not None:
             got = claims.get("nonce")
             if got is None:
-                raise _fail("nonce_missing", "the id_token has no nonce, so it cannot be tied to this sign-in; refused.")
+                raise _fail(
+                    "nonce_missing",
+                    "the id_token has no nonce, so it cannot be tied to this sign-in; refused.",
+                )
             if not _is_text(got) or not hmac.compare_digest(got.encode(), nonce.encode()):
-                raise _fail("nonce_mismatch", "the id_token's nonce belongs to another sign-in; refused.")
+                raise _fail(
+                    "nonce_mismatch", "the id_token's nonce belongs to another sign-in; refused."
+                )
         at_hash = claims.get("at_hash")
         if at_hash is not None and access_token is not None:
             hash_fn = _HASHES[str(header["alg"])[2:]]
             digest = hash_fn(access_token.encode("ascii", "replace")).digest()
-            if not isinstance(at_hash, str) or not hmac.compare_digest(_b64encode(digest[: len(digest) // 2]), at_hash):
-                raise _fail("at_hash", "the access token does not belong to this id_token (at_hash); refused.")
-        self._check_auth_time(claims, self.settings.max_age if max_age is None else max_age,
-                              authenticated_after)
+            if not isinstance(at_hash, str) or not hmac.compare_digest(
+                _b64encode(digest[: len(digest) // 2]), at_hash
+            ):
+                raise _fail(
+                    "at_hash",
+                    "the access token does not belong to this id_token (at_hash); refused.",
+                )
+        self._check_auth_time(
+            claims, self.settings.max_age if max_age is None else max_age, authenticated_after
+        )
         return claims
 
-    def _check_auth_time(self, claims: Mapping[str, Any], max_age: float | None,
-                         after: float | None) -> None:
+    def _check_auth_time(
+        self, claims: Mapping[str, Any], max_age: float | None, after: float | None
+    ) -> None:
         if max_age is None and after is None:
             return
         leeway, now = self.settings.leeway, self.clock()
         auth_time = claims.get("auth_time")
         if auth_time is None:
-            raise _fail("reauth", "the id_token has no auth_time, so the provider's sign-in "
-                                  "cannot be shown to be recent (max_age or a forced "
-                                  "re-authentication asked for it); refused. Make the provider "
-                                  "send auth_time.")
+            raise _fail(
+                "reauth",
+                "the id_token has no auth_time, so the provider's sign-in "
+                "cannot be shown to be recent (max_age or a forced "
+                "re-authentication asked for it); refused. Make the provider "
+                "send auth_time.",
+            )
         if isinstance(auth_time, bool) or not isinstance(auth_time, (int, float)):
             raise _fail("malformed", "the id_token's auth_time is not a number; refused.")
         if auth_time > now + leeway:
-            raise _fail("iat_future", "the id_token's auth_time is in the future: check the "
-                                      "clocks; refused.")
+            raise _fail(
+                "iat_future",
+                "the id_token's auth_time is in the future: check the clocks; refused.",
+            )
         if max_age is not None and now - auth_time > max_age + leeway:
-            raise _fail("reauth", f"the provider's sign-in is {int(now - auth_time)}s old, more "
-                                  f"than max_age {max_age:g}s allows: sign in again.")
+            raise _fail(
+                "reauth",
+                f"the provider's sign-in is {int(now - auth_time)}s old, more "
+                f"than max_age {max_age:g}s allows: sign in again.",
+            )
         if after is not None and auth_time < after - leeway:
-            raise _fail("reauth", "the provider did not ask the person to sign in again "
-                                  "(auth_time is older than the request for a fresh sign-in): "
-                                  "sign in again; if this repeats, the provider ignores "
-                                  "prompt=login and max_age.")
+            raise _fail(
+                "reauth",
+                "the provider did not ask the person to sign in again "
+                "(auth_time is older than the request for a fresh sign-in): "
+                "sign in again; if this repeats, the provider ignores "
+                "prompt=login and max_age.",
+            )
 
     def fetch_userinfo(self, access_token: str, subject: str) -> dict[str, Any]:
         """The userinfo claims; their ``sub`` must be the id_token's."""
         meta = self.metadata()
         if not meta.userinfo_endpoint:
             return {}
-        status, body = self.http.call("GET", meta.userinfo_endpoint, "userinfo request",
-                                      headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+        status, body = self.http.call(
+            "GET",
+            meta.userinfo_endpoint,
+            "userinfo request",
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        )
         if status != 200 or not isinstance(body, Mapping):
-            raise _fail("userinfo", f"the provider answered the userinfo request with HTTP {status} "
-                                    "(signed or encrypted userinfo is not supported).", 502)
+            raise _fail(
+                "userinfo",
+                f"the provider answered the userinfo request with HTTP {status} "
+                "(signed or encrypted userinfo is not supported).",
+                502,
+            )
         if body.get("sub") != subject:
-            raise _fail("userinfo", "the userinfo answer is about another subject than the id_token; refused.")
-        return {k: v for k, v in body.items() if k not in ("iss", "aud", "exp", "iat", "nbf", "nonce", "azp")}
+            raise _fail(
+                "userinfo",
+                "the userinfo answer is about another subject than the id_token; refused.",
+            )
+        return {
+            k: v
+            for k, v in body.items()
+            if k not in ("iss", "aud", "exp", "iat", "nbf", "nonce", "azp")
+        }
 
     # -- logout ---------------------------------------------------------------------------
     def validate_logout_token(self, token: str) -> LogoutEvent:
@@ -1084,14 +1403,28 @@ class OidcRelyingParty:
         self._check_claims(claims, "logout_token")
         iat = float(claims["iat"])
         if self.clock() - iat > s.logout_token_max_age + s.leeway:
-            raise _fail("expired", f"the logout_token was issued {int(self.clock() - iat)}s ago (older than "
-                                   f"{s.logout_token_max_age:g}s); refused.", 400)
+            raise _fail(
+                "expired",
+                f"the logout_token was issued {int(self.clock() - iat)}s ago (older than "
+                f"{s.logout_token_max_age:g}s); refused.",
+                400,
+            )
         if "nonce" in claims:
-            raise _fail("logout_nonce", "the logout_token carries a nonce (an id_token sent as a logout token?); refused.", 400)
+            raise _fail(
+                "logout_nonce",
+                "the logout_token carries a nonce (an id_token sent as a logout token?); refused.",
+                400,
+            )
         events = claims.get("events")
-        if not isinstance(events, Mapping) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), Mapping):
-            raise _fail("logout_events", "the logout_token lacks the back-channel logout event "
-                                         f"({BACKCHANNEL_LOGOUT_EVENT}); refused.", 400)
+        if not isinstance(events, Mapping) or not isinstance(
+            events.get(BACKCHANNEL_LOGOUT_EVENT), Mapping
+        ):
+            raise _fail(
+                "logout_events",
+                "the logout_token lacks the back-channel logout event "
+                f"({BACKCHANNEL_LOGOUT_EVENT}); refused.",
+                400,
+            )
         sub, sid = claims.get("sub"), claims.get("sid")
         for name, value in (("sub", sub), ("sid", sid)):
             if value is not None and not _is_text(value):
@@ -1099,7 +1432,11 @@ class OidcRelyingParty:
         sub = sub if sub else None
         sid = sid if sid else None
         if sub is None and sid is None:
-            raise _fail("logout_subject", "the logout_token names neither a session (sid) nor a subject (sub); refused.", 400)
+            raise _fail(
+                "logout_subject",
+                "the logout_token names neither a session (sid) nor a subject (sub); refused.",
+                400,
+            )
         jti = claims.get("jti")
         if not _is_text(jti) or len(jti) > 256:
             raise _fail("logout_jti", "the logout_token has no jti; refused.", 400)
@@ -1113,15 +1450,24 @@ class OidcRelyingParty:
             if self._shared_jti_store is not None:
                 fresh = self._shared_jti_store.add(key, b"1", ttl) and fresh
         except StoreFull:
-            raise _fail("replay_cache_full", "the logout-token replay cache is full, so this "
-                                             "token cannot be recorded as used; refused (raise "
-                                             "the cache's max_items).", 503) from None
+            raise _fail(
+                "replay_cache_full",
+                "the logout-token replay cache is full, so this "
+                "token cannot be recorded as used; refused (raise "
+                "the cache's max_items).",
+                503,
+            ) from None
         if not fresh:
-            raise _fail("logout_replay", "this logout_token was already used (jti seen before); refused.", 400)
+            raise _fail(
+                "logout_replay",
+                "this logout_token was already used (jti seen before); refused.",
+                400,
+            )
         return LogoutEvent(issuer=str(claims["iss"]), subject=sub, sid=sid, jti=jti)
 
-    def logout_url(self, id_token_hint: str | None, next: str | None = None, *,
-                   allowed: Iterable[str] = ()) -> str | None:
+    def logout_url(
+        self, id_token_hint: str | None, next: str | None = None, *, allowed: Iterable[str] = ()
+    ) -> str | None:
         """The provider's RP-initiated logout URL, or None when it has no end_session_endpoint.
 
         Only the registered ``post_logout_redirect_uri`` setting is ever sent (strict providers
@@ -1144,8 +1490,9 @@ class OidcRelyingParty:
                 policy.check(next)
                 checked = next  # given back as the caller wrote it, once it passed
             except RedirectError as exc:
-                raise RedirectError(f"the page to land on after logout was refused: {exc}"
-                                    ) from None
+                raise RedirectError(
+                    f"the page to land on after logout was refused: {exc}"
+                ) from None
         meta = self.metadata()
         if not meta.end_session_endpoint:
             return None

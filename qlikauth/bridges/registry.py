@@ -1,4 +1,5 @@
-"""Which Qlik proxy sessions belong to which identity-provider session, so a logout can end them all.
+"""Which Qlik proxy sessions belong to which identity-provider session, so a logout can end them
+all.
 
 Single logout (SAML ``LogoutRequest``, OIDC back-channel ``logout_token``) names the user by
 the IdP's keys: issuer + subject (SAML NameID / OIDC ``sub``) and, optionally, the IdP's
@@ -102,7 +103,9 @@ class SsoSessionRegistry:
     ended (:meth:`ended_at`), one that begins after it is a new sign-in.
     """
 
-    def __init__(self, store: StateStore, *, prefix: str = "qlikauth:sso", lifetime: float = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self, store: StateStore, *, prefix: str = "qlikauth:sso", lifetime: float = DEFAULT_LIFETIME
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.lifetime = float(lifetime)
@@ -128,8 +131,15 @@ class SsoSessionRegistry:
         return data if isinstance(data, dict) else {}
 
     # -- recording ------------------------------------------------------------------
-    def record(self, key: SsoKey, user: QlikUser, session_id: str | None = None, *,
-               signin_id: str | None = None, lifetime: float | None = None) -> None:
+    def record(
+        self,
+        key: SsoKey,
+        user: QlikUser,
+        session_id: str | None = None,
+        *,
+        signin_id: str | None = None,
+        lifetime: float | None = None,
+    ) -> None:
         """Remember that ``user`` signed in through IdP session ``key`` (portal sign-in
         ``signin_id``; in session mode, that proxy session ``session_id`` was made for it)."""
         ttl = max(60.0, float(lifetime if lifetime is not None else self.lifetime))
@@ -217,11 +227,20 @@ class SsoSessionRegistry:
             if not recorded and not any(u.same_user(user) for u in by_user):
                 by_user.append(user)
             signin_ids += [s for s in rec.get("signins", []) if isinstance(s, str)]
-        return EndedSso(users=tuple(users), session_ids=tuple(session_ids),
-                        signin_ids=tuple(signin_ids), end_users=tuple(by_user))
+        return EndedSso(
+            users=tuple(users),
+            session_ids=tuple(session_ids),
+            signin_ids=tuple(signin_ids),
+            end_users=tuple(by_user),
+        )
 
-    def end(self, issuer: str, subject: str, sessions: Iterable[str] | None = None,
-            qps: QpsClient | None = None) -> EndedSso:
+    def end(
+        self,
+        issuer: str,
+        subject: str,
+        sessions: Iterable[str] | None = None,
+        qps: QpsClient | None = None,
+    ) -> EndedSso:
         """:meth:`take`, then end what it found on every QPS node (``qps``), going on past a node
         that fails; for use without the web layer (which ends them through its one sign-out)."""
         found = self.take(issuer, subject, sessions)
@@ -229,5 +248,6 @@ class SsoSessionRegistry:
             return found
         report = qps.end_everywhere(found.end_users, found.session_ids)
         errors = tuple(f"{f.node}: {f.reason}" for f in report.failed)
-        return EndedSso(found.users, report.ended, errors, found.session_ids, found.signin_ids,
-                        found.end_users)
+        return EndedSso(
+            found.users, report.ended, errors, found.session_ids, found.signin_ids, found.end_users
+        )

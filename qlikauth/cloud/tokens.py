@@ -70,17 +70,28 @@ class AccessTokenCache:
     :param clock: the wall clock (epoch seconds), replaceable so expiry can be tested.
     """
 
-    def __init__(self, cloud: QlikCloud, client: OAuthClient, store: StateStore | None = None, *,
-                 refresh_margin: float | None = None, lock_ttl: float = 15.0, wait_timeout: float = 15.0,
-                 lookup: LookupField = "subject", scope: str | None = None,
-                 clock: Callable[[], float] = time.time, poll_interval: float = 0.02,
-                 keys: StoreKeys | str | None = None) -> None:
+    def __init__(
+        self,
+        cloud: QlikCloud,
+        client: OAuthClient,
+        store: StateStore | None = None,
+        *,
+        refresh_margin: float | None = None,
+        lock_ttl: float = 15.0,
+        wait_timeout: float = 15.0,
+        lookup: LookupField = "subject",
+        scope: str | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 0.02,
+        keys: StoreKeys | str | None = None,
+    ) -> None:
         if lookup not in ("subject", "userId"):
             raise ConfigurationError("lookup must be 'subject' or 'userId'.")
         self.cloud = cloud
         self.client = client
         self.store: StateStore = sealed_for_bearer_values(
-            store if store is not None else MemoryStore(), keys, "Qlik Cloud access tokens")
+            store if store is not None else MemoryStore(), keys, "Qlik Cloud access tokens"
+        )
         self.refresh_margin = refresh_margin
         self.lock_ttl = lock_ttl
         self.wait_timeout = wait_timeout
@@ -103,7 +114,9 @@ class AccessTokenCache:
         memo = (value, self.client.client_id, scope, self.lookup)
         key = self._keys.get(memo)
         if key is None:
-            key = "qlikauth:qcat:" + _digest(self.cloud.tenant_url, self.client.client_id, self.lookup, value, scope)
+            key = "qlikauth:qcat:" + _digest(
+                self.cloud.tenant_url, self.client.client_id, self.lookup, value, scope
+            )
             _bounded_put(self._keys, memo, key)
         return key
 
@@ -143,7 +156,9 @@ class AccessTokenCache:
     def get(self, value: str) -> AccessToken:
         """A valid access token for the user whose ``lookup`` field is ``value``."""
         if not isinstance(value, str) or not value:
-            raise ConfigurationError("the user to impersonate must be a non-empty subject or user id.")
+            raise ConfigurationError(
+                "the user to impersonate must be a non-empty subject or user id."
+            )
         key = self._key(value)
         now = self.clock()
         hit = self._cached(key)
@@ -162,7 +177,11 @@ class AccessTokenCache:
                             return fresh[0]  # another caller refreshed it meanwhile
                         return self._fetch_and_store(key, value)
                     except QlikEndpointError as exc:
-                        log.warning("refreshing a Qlik Cloud access token failed; keeping the current one: %s", exc)
+                        log.warning(
+                            "refreshing a Qlik Cloud access token failed; keeping the current one: "
+                            "%s",
+                            exc,
+                        )
                         return token
         return self._get_slow(key, value)
 
@@ -179,7 +198,8 @@ class AccessTokenCache:
                 # lock, leaving here does not release that process's lock.
                 with self.store.lock(key + ":lock", self.lock_ttl) as held:
                     if held:
-                        # The holder before us may have stored its token between our look and our lock.
+                        # The holder before us may have stored its token
+                        # between our look and our lock.
                         hit = self._cached(key)
                         if hit is not None and hit[0].expires_at - self.clock() > 1.0:
                             return hit[0]
@@ -190,8 +210,11 @@ class AccessTokenCache:
                 if hit is not None and hit[0].expires_at - self.clock() > 1.0:
                     return hit[0]
                 if time.monotonic() > deadline:
-                    log.warning("waited %.0f s for another process's Qlik Cloud token request; fetching here",
-                                self.wait_timeout)
+                    log.warning(
+                        "waited %.0f s for another process's Qlik Cloud token request; fetching "
+                        "here",
+                        self.wait_timeout,
+                    )
                     return self._fetch_and_store(key, value)
 
     def _fetch_and_store(self, key: str, value: str) -> AccessToken:
@@ -203,7 +226,9 @@ class AccessTokenCache:
             token = self.cloud.token(self.client, user_id=value, scope=self.scope, now=now)
         lifetime = token.expires_at - now
         if lifetime <= 1.0:
-            raise QlikEndpointError("the tenant issued an access token that has already expired; check the clocks.")
+            raise QlikEndpointError(
+                "the tenant issued an access token that has already expired; check the clocks."
+            )
         refresh_at = token.expires_at - self._margin(token, lifetime)
         self.store.put(key, f"{refresh_at}\n".encode() + token.to_json(), ttl=lifetime)
         return token
@@ -223,7 +248,9 @@ class AccessTokenCache:
             try:
                 self.cloud.revoke(self.client, hit[0])
             except QlikEndpointError as exc:
-                log.warning("revoking the Qlik Cloud access token failed (it expires on its own): %s", exc)
+                log.warning(
+                    "revoking the Qlik Cloud access token failed (it expires on its own): %s", exc
+                )
         return True
 
 
@@ -237,14 +264,23 @@ class UserProvisioner:
     :param remember: seconds a success is remembered per user and group set.
     """
 
-    def __init__(self, cloud: QlikCloud, *, method: Literal["jwt", "users-api"] = "jwt",
-                 issuer: CloudJwtIssuer | None = None, admin_client: OAuthClient | None = None,
-                 store: StateStore | None = None, remember: float = 3600.0) -> None:
+    def __init__(
+        self,
+        cloud: QlikCloud,
+        *,
+        method: Literal["jwt", "users-api"] = "jwt",
+        issuer: CloudJwtIssuer | None = None,
+        admin_client: OAuthClient | None = None,
+        store: StateStore | None = None,
+        remember: float = 3600.0,
+    ) -> None:
         if method == "jwt" and issuer is None:
             raise ConfigurationError("ensure-user by JWT login needs issuer= a CloudJwtIssuer.")
         if method == "users-api" and admin_client is None:
-            raise ConfigurationError("ensure-user by the users API needs admin_client= an OAuthClient with a "
-                                     "scope that may create users (e.g. 'admin_classic user_default').")
+            raise ConfigurationError(
+                "ensure-user by the users API needs admin_client= an OAuthClient with a "
+                "scope that may create users (e.g. 'admin_classic user_default')."
+            )
         if method not in ("jwt", "users-api"):
             raise ConfigurationError("method must be 'jwt' or 'users-api'.")
         self.cloud = cloud
@@ -266,7 +302,9 @@ class UserProvisioner:
         memo = (user.sub, groups)
         key = self._keys.get(memo)
         if key is None:
-            key = "qlikauth:qcu:" + _digest(self.cloud.tenant_url, self.method, user.sub, "\x1f".join(sorted(groups)))
+            key = "qlikauth:qcu:" + _digest(
+                self.cloud.tenant_url, self.method, user.sub, "\x1f".join(sorted(groups))
+            )
             _bounded_put(self._keys, memo, key)
         return key
 
@@ -321,7 +359,8 @@ class UserProvisioner:
 
 
 class CloudAccess:
-    """Ensure the user, then hand out its cached impersonation token: what the portal's token endpoint calls.
+    """Ensure the user, then hand out its cached impersonation token: what the portal's token
+    endpoint calls.
 
     :param revoke_all_with: an admin OAuth client (``admin_classic`` scope, a TenantAdmin) to
         revoke **every** OAuth token of the user at sign-out through Qlik's OAuth tokens API
@@ -330,8 +369,13 @@ class CloudAccess:
         revokes the token this cache holds.
     """
 
-    def __init__(self, tokens: AccessTokenCache, provisioner: UserProvisioner | None = None, *,
-                 revoke_all_with: OAuthClient | None = None) -> None:
+    def __init__(
+        self,
+        tokens: AccessTokenCache,
+        provisioner: UserProvisioner | None = None,
+        *,
+        revoke_all_with: OAuthClient | None = None,
+    ) -> None:
         self.tokens = tokens
         self.provisioner = provisioner
         self.revoke_all_with = revoke_all_with
@@ -341,7 +385,9 @@ class CloudAccess:
     def access_token(self, user: CloudUser) -> AccessToken:
         """The signed-in user's access token for qlik-embed (impersonated by subject)."""
         if self.tokens.lookup != "subject":
-            raise ConfigurationError("CloudAccess impersonates by subject; build the cache with lookup='subject'.")
+            raise ConfigurationError(
+                "CloudAccess impersonates by subject; build the cache with lookup='subject'."
+            )
         if self.provisioner is not None:
             self.provisioner.ensure(user)
         return self.tokens.get(user.sub)
@@ -371,7 +417,9 @@ class CloudAccess:
                     if isinstance(token.get("id"), str):
                         revoked += cloud.revoke_oauth_token(token["id"], access_token=admin)
                 if revoked:
-                    log.info("revoked %d Qlik Cloud OAuth token(s) of the user at sign-out", revoked)
+                    log.info(
+                        "revoked %d Qlik Cloud OAuth token(s) of the user at sign-out", revoked
+                    )
                 return revoked
             except QlikEndpointHTTPError as exc:
                 if exc.status_code != 401 or attempt == 2:

@@ -1,7 +1,8 @@
 """A faithful local Qlik Proxy Service node and hub over real TLS, for demos, tests and benchmarks.
 
 >>> from qlikauth.emulator import Emulator, VirtualProxy
->>> with Emulator(virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:  # doctest: +SKIP
+>>> with Emulator(virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:  # doctest:
++SKIP
 ...     emu.qps_url, emu.hub_url_for("portal")
 
 Served by uvicorn (httptools, uvloop, wsproto) through :mod:`qlikauth.emulator.serving`, so the

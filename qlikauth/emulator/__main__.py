@@ -11,8 +11,10 @@ from .cli import add_arguments, run
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the emulator."""
-    parser = argparse.ArgumentParser(prog="python -m qlikauth.emulator",
-                                     description="Run a local Qlik Proxy Service node and hub over real TLS.")
+    parser = argparse.ArgumentParser(
+        prog="python -m qlikauth.emulator",
+        description="Run a local Qlik Proxy Service node and hub over real TLS.",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -49,11 +49,30 @@ class Request:
     only when asked: the QPS API reads two of them.
     """
 
-    __slots__ = ("method", "path", "query", "version", "body", "peer", "websocket", "scope", "_raw", "_headers")
+    __slots__ = (
+        "method",
+        "path",
+        "query",
+        "version",
+        "body",
+        "peer",
+        "websocket",
+        "scope",
+        "_raw",
+        "_headers",
+    )
 
-    def __init__(self, method: str, target: str, version: str, headers: list[tuple[str, str]], body: bytes,
-                 peer: tuple[Any, ...] | None = None, websocket: bool = False,
-                 scope: Scope | None = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        peer: tuple[Any, ...] | None = None,
+        websocket: bool = False,
+        scope: Scope | None = None,
+    ) -> None:
         self.method = method
         self.path, _, self.query = target.partition("?")
         self.version = version
@@ -124,7 +143,9 @@ class Request:
 
     def tokens(self, name: str) -> set[str]:
         """The comma-separated, lower-cased tokens of a header such as ``Connection``."""
-        return {t.strip().lower() for v in self.header_values(name) for t in v.split(",") if t.strip()}
+        return {
+            t.strip().lower() for v in self.header_values(name) for t in v.split(",") if t.strip()
+        }
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.version!r})"
@@ -173,7 +194,8 @@ class Response:
 
 
 class WebSocket:
-    """An accepted websocket: receive and send text/binary messages, close it (also from another thread)."""
+    """An accepted websocket: receive and send text/binary messages, close it (also from another
+    thread)."""
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
@@ -214,13 +236,18 @@ class WebSocket:
         except Exception:  # noqa: BLE001 - the peer is gone already
             log.debug("websocket close after disconnect")
 
-    def close_soon(self, code: int = 1000, reason: str = "",
-                   before: Callable[[], Awaitable[None]] | None = None) -> None:
+    def close_soon(
+        self,
+        code: int = 1000,
+        reason: str = "",
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Close from any thread (a logout on the QPS API ends the engine websocket).
 
         ``before`` (a coroutine function) runs first in the websocket's loop: the notice Qlik
         sends before it closes.
         """
+
         async def run() -> None:
             if before is not None and not self.closed:
                 try:
@@ -260,8 +287,13 @@ async def _read_body(receive: Receive, limit: int, msg: Message | None = None) -
         msg = await receive()
 
 
-def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = None,
-             max_body: int = MAX_BODY_BYTES, name: str = "emulator") -> ASGIApp:
+def asgi_app(
+    handler: Callable[[Request], Response],
+    *,
+    before: Before | None = None,
+    max_body: int = MAX_BODY_BYTES,
+    name: str = "emulator",
+) -> ASGIApp:
     """An ASGI app calling ``handler`` for every HTTP request and websocket handshake.
 
     ``before`` (optional, see :data:`Before`) sees each request first and may answer it instead
@@ -275,7 +307,9 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
         try:
             if kind == "http":
                 msg = await receive()
-                if msg["type"] == "http.request" and not msg.get("more_body"):  # the whole body at once
+                if msg["type"] == "http.request" and not msg.get(
+                    "more_body"
+                ):  # the whole body at once
                     body: bytes = msg.get("body", b"")
                     if len(body) > max_body:
                         raise HttpError(413, f"Request body too large (limit {max_body} bytes).")
@@ -300,27 +334,50 @@ def asgi_app(handler: Callable[[Request], Response], *, before: Before | None = 
         except HttpError as exc:
             resp = Response.text(exc.status, exc.message + "\n", close=True)
         except Exception:  # a bug in a handler: log it, never send a traceback
-            log.exception("%s handler failed for %s %s", name, scope.get("method", "GET"), scope.get("path"))
+            log.exception(
+                "%s handler failed for %s %s", name, scope.get("method", "GET"), scope.get("path")
+            )
             resp = Response.text(500, "Internal error in the qlikauth emulator.\n", close=True)
         if kind == "http":
             if resp.websocket is not None:
-                resp = Response.text(400, "A websocket handshake is a GET with 'Connection: Upgrade'.\n",
-                                     close=True)
-            await send({"type": "http.response.start", "status": resp.status, "headers": resp.wire_headers()})
-            await send({"type": "http.response.body",
-                        "body": b"" if scope["method"] == "HEAD" else resp.body})
+                resp = Response.text(
+                    400, "A websocket handshake is a GET with 'Connection: Upgrade'.\n", close=True
+                )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": resp.status,
+                    "headers": resp.wire_headers(),
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else resp.body,
+                }
+            )
             return
         if resp.websocket is None or resp.status != 101:
-            # Refused before the upgrade: an ordinary HTTP answer (the ASGI websocket.http.response extension).
-            await send({"type": "websocket.http.response.start", "status": resp.status,
-                        "headers": resp.wire_headers()})
+            # Refused before the upgrade: an ordinary HTTP answer (the ASGI
+            # websocket.http.response extension).
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": resp.status,
+                    "headers": resp.wire_headers(),
+                }
+            )
             await send({"type": "websocket.http.response.body", "body": resp.body})
             return
         msg = await receive()
         if msg["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept",
-                    "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in resp.headers]})
+        await send(
+            {
+                "type": "websocket.accept",
+                "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in resp.headers],
+            }
+        )
         ws = WebSocket(receive, send)
         try:
             await resp.websocket(ws)

@@ -64,7 +64,8 @@ DROPPED = Response(0)
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault: its ``kind`` (see :data:`FAULT_KINDS`), ``seconds`` (hang, slow), ``status`` (error)."""
+    """One fault: its ``kind`` (see :data:`FAULT_KINDS`), ``seconds`` (hang, slow), ``status``
+    (error)."""
 
     kind: str
     seconds: float | None = None
@@ -72,7 +73,9 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ConfigurationError(f"unknown fault {self.kind!r}: choose one of {', '.join(FAULT_KINDS)}.")
+            raise ConfigurationError(
+                f"unknown fault {self.kind!r}: choose one of {', '.join(FAULT_KINDS)}."
+            )
         if self.seconds is not None and not 0 <= self.seconds <= MAX_HANG:
             raise ConfigurationError(f"a fault's seconds must be between 0 and {MAX_HANG:g}.")
         if self.kind == "error" and not 500 <= self.status <= 599:
@@ -88,50 +91,87 @@ class Fault:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth emulator fault")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qlikauth emulator fault"),
+        ]
+    )
 
 
 def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(days=1))
+        .not_valid_after(now + _dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def _leaf(hosts: Sequence[str], issuer: x509.Certificate, issuer_key: Any, *,
-          expired: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _leaf(
+    hosts: Sequence[str], issuer: x509.Certificate, issuer_key: Any, *, expired: bool = False
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.UTC)
-    start, end = ((now - _dt.timedelta(days=30), now - _dt.timedelta(days=1)) if expired
-                  else (now - _dt.timedelta(days=1), now + _dt.timedelta(days=30)))
-    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(issuer.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(subject_alt_name(hosts), critical=False)
-            .sign(issuer_key, hashes.SHA256()))
+    start, end = (
+        (now - _dt.timedelta(days=30), now - _dt.timedelta(days=1))
+        if expired
+        else (now - _dt.timedelta(days=1), now + _dt.timedelta(days=30))
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(subject_alt_name(hosts), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
     return cert, key
 
 
 class FaultSwitch:
-    """The fault switch of one port: :meth:`set`, :meth:`clear`, and the request hook :meth:`before`.
+    """The fault switch of one port: :meth:`set`, :meth:`clear`, and the request hook
+    :meth:`before`.
 
     ``server`` is the port's :class:`BackgroundServer` (bound later, when the emulator starts);
     ``base_context`` makes the TLS contexts of TLS faults alike in everything else (client
     certificate required on the QPS port).
     """
 
-    def __init__(self, name: str, certs_dir: Callable[[], Path], hosts: Callable[[], list[str]],
-                 base_context: Callable[[], ssl.SSLContext]) -> None:
+    def __init__(
+        self,
+        name: str,
+        certs_dir: Callable[[], Path],
+        hosts: Callable[[], list[str]],
+        base_context: Callable[[], ssl.SSLContext],
+    ) -> None:
         self.name = name
         self._certs_dir = certs_dir
         self._hosts = hosts
@@ -212,17 +252,24 @@ class FaultSwitch:
             else:
                 try:
                     issuer = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
-                    issuer_key = serialization.load_pem_private_key((d / "root_key.pem").read_bytes(),
-                                                                    password=None)
+                    issuer_key = serialization.load_pem_private_key(
+                        (d / "root_key.pem").read_bytes(), password=None
+                    )
                 except (OSError, ValueError, TypeError) as exc:
                     raise ConfigurationError(
                         f"the {kind!r} fault issues a certificate from the site's root and needs "
-                        f"{d / 'root_key.pem'} (unencrypted): {exc}") from None
+                        f"{d / 'root_key.pem'} (unencrypted): {exc}"
+                    ) from None
             names = ["wrong-host.invalid"] if kind == "wrong-host" else hosts
             cert, key = _leaf(names, issuer, issuer_key, expired=kind == "expired-cert")
             (tmp / f"{kind}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            (tmp / f"{kind}_key.pem").write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            (tmp / f"{kind}_key.pem").write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
             ctx.load_cert_chain(tmp / f"{kind}.pem", tmp / f"{kind}_key.pem")
             if base.verify_mode == ssl.CERT_REQUIRED:
                 ctx.verify_mode = ssl.CERT_REQUIRED

@@ -64,16 +64,26 @@ class OpUser:
 #: Demo users (password ``demo``), shaped as Entra and Okta send them: a stable opaque ``sub``,
 #: a verified e-mail, a display name, the directory user name and group names.
 DEMO_USERS: dict[str, OpUser] = {
-    name: OpUser("demo", {
-        "sub": f"{hashlib.sha256(name.encode()).hexdigest()[:12]}-{name}",
-        "email": f"{name}@example.com", "email_verified": True,
-        "name": f"{name.capitalize()} Example", "preferred_username": name, "groups": list(groups)})
+    name: OpUser(
+        "demo",
+        {
+            "sub": f"{hashlib.sha256(name.encode()).hexdigest()[:12]}-{name}",
+            "email": f"{name}@example.com",
+            "email_verified": True,
+            "name": f"{name.capitalize()} Example",
+            "preferred_username": name,
+            "groups": list(groups),
+        },
+    )
     for name, groups in (("alice", ("Sales", "Finance")), ("bob", ("Marketing",)), ("carol", ()))
 }
 
 #: Which claims each scope releases (OpenID Connect Core 5.4; ``groups`` as Okta and Keycloak).
-_SCOPE_CLAIMS = {"email": ("email", "email_verified"), "profile": ("name", "preferred_username"),
-                 "groups": ("groups",)}
+_SCOPE_CLAIMS = {
+    "email": ("email", "email_verified"),
+    "profile": ("name", "preferred_username"),
+    "groups": ("groups",),
+}
 
 
 def _b64(data: bytes) -> str:
@@ -100,11 +110,19 @@ class OidcProvider:
         by that CA.
     """
 
-    def __init__(self, *, host: str = "localhost", bind: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[Path | str, Path | str] | None = None,
-                 users: Mapping[str, OpUser] | None = None,
-                 clients: Iterable[Mapping[str, Any]] = (), ca_bundle: str | Path | None = None,
-                 id_token_ttl: float = 300.0, key: SigningKey | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "localhost",
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[Path | str, Path | str] | None = None,
+        users: Mapping[str, OpUser] | None = None,
+        clients: Iterable[Mapping[str, Any]] = (),
+        ca_bundle: str | Path | None = None,
+        id_token_ttl: float = 300.0,
+        key: SigningKey | None = None,
+    ) -> None:
         self.users = dict(users if users is not None else DEMO_USERS)
         self.key = key or SigningKey.generate("RS256", kid=f"op-{secrets.token_hex(4)}")
         self.id_token_ttl = float(id_token_ttl)
@@ -144,14 +162,17 @@ class OidcProvider:
             raise ValueError(f"client {cid!r} needs redirect_uris")
         method = client.get("token_endpoint_auth_method", "client_secret_basic")
         if method not in ("client_secret_basic", "client_secret_post"):
-            raise ValueError(f"client {cid!r}: token_endpoint_auth_method {method!r} is not "
-                             "client_secret_basic or client_secret_post")
+            raise ValueError(
+                f"client {cid!r}: token_endpoint_auth_method {method!r} is not "
+                "client_secret_basic or client_secret_post"
+            )
         self.clients[cid] = {**client, "token_endpoint_auth_method": method}
 
     def start(self) -> OidcProvider:
         """Serve the provider in a thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="oidc-op",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="oidc-op", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -174,20 +195,33 @@ class OidcProvider:
         """The discovery document."""
         i = self.issuer
         return {
-            "issuer": i, "authorization_endpoint": f"{i}/auth", "token_endpoint": f"{i}/token",
-            "jwks_uri": f"{i}/jwks", "userinfo_endpoint": f"{i}/me",
+            "issuer": i,
+            "authorization_endpoint": f"{i}/auth",
+            "token_endpoint": f"{i}/token",
+            "jwks_uri": f"{i}/jwks",
+            "userinfo_endpoint": f"{i}/me",
             "end_session_endpoint": f"{i}/session/end",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
-            "grant_types_supported": ["authorization_code"], "subject_types_supported": ["public"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [self.key.algorithm],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "email", "profile", "groups"],
-            "claims_supported": ["sub", "email", "email_verified", "name", "preferred_username",
-                                 "groups", "sid", "auth_time"],
+            "claims_supported": [
+                "sub",
+                "email",
+                "email_verified",
+                "name",
+                "preferred_username",
+                "groups",
+                "sid",
+                "auth_time",
+            ],
             "authorization_response_iss_parameter_supported": True,
-            "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
         }
 
     def jwks(self) -> dict[str, Any]:
@@ -213,8 +247,17 @@ class OidcProvider:
             return None, "PKCE is required: code_challenge with code_challenge_method S256"
         if q.get("response_mode", "query") not in ("query", "form_post"):
             return None, "response_mode must be query or form_post"
-        keep = ("client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
-                "response_mode", "prompt", "max_age")
+        keep = (
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "nonce",
+            "code_challenge",
+            "response_mode",
+            "prompt",
+            "max_age",
+        )
         return {k: q[k] for k in keep if q.get(k) is not None}, None
 
     def _put(self, table: dict[str, Any], value: Any, ttl: float) -> str:
@@ -268,8 +311,9 @@ class OidcProvider:
             params["state"] = request["state"]
         return request["redirect_uri"], params
 
-    def token(self, form: Mapping[str, str],
-              authorization: str | None) -> tuple[int, dict[str, Any]]:
+    def token(
+        self, form: Mapping[str, str], authorization: str | None
+    ) -> tuple[int, dict[str, Any]]:
         """The token endpoint: (status, JSON body)."""
         client_id, secret = form.get("client_id"), form.get("client_secret")
         method = "client_secret_post"
@@ -283,21 +327,27 @@ class OidcProvider:
             cid, _, sec = raw.partition(":")
             client_id, secret, method = unquote(cid), unquote(sec), "client_secret_basic"
         client = self.clients.get(client_id or "")
-        if client is None or client["token_endpoint_auth_method"] != method or not secret \
-                or not secrets.compare_digest(str(client["client_secret"]).encode(),
-                                              secret.encode()):
+        if (
+            client is None
+            or client["token_endpoint_auth_method"] != method
+            or not secret
+            or not secrets.compare_digest(str(client["client_secret"]).encode(), secret.encode())
+        ):
             return 401, {"error": "invalid_client"}
         if form.get("grant_type") != "authorization_code":
             return 400, {"error": "unsupported_grant_type"}
         grant = self._take(self._codes, form.get("code", ""))
         if grant is None or grant["client_id"] != client_id:
-            return 400, {"error": "invalid_grant",
-                         "error_description": "unknown, used or expired code"}
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "unknown, used or expired code",
+            }
         if form.get("redirect_uri") != grant["redirect_uri"]:
             return 400, {"error": "invalid_grant", "error_description": "redirect_uri differs"}
         verifier = form.get("code_verifier", "")
-        if not secrets.compare_digest(_b64(hashlib.sha256(verifier.encode()).digest()),
-                                      grant["code_challenge"]):
+        if not secrets.compare_digest(
+            _b64(hashlib.sha256(verifier.encode()).digest()), grant["code_challenge"]
+        ):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
         session = self.sessions.get(grant["sid"])
         if session is None:
@@ -307,15 +357,25 @@ class OidcProvider:
             self._tokens[access] = (time.time() + 3600, grant["sid"], grant["scope"])
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": self.issuer, "aud": client_id, "iat": now, "exp": now + int(self.id_token_ttl),
-            "auth_time": int(session.auth_time), "sid": grant["sid"],
+            "iss": self.issuer,
+            "aud": client_id,
+            "iat": now,
+            "exp": now + int(self.id_token_ttl),
+            "auth_time": int(session.auth_time),
+            "sid": grant["sid"],
             "at_hash": _b64(hashlib.sha256(access.encode()).digest()[:16]),
-            **self.claims_for(session.user, grant["scope"])}
+            **self.claims_for(session.user, grant["scope"]),
+        }
         if grant.get("nonce") is not None:
             claims["nonce"] = grant["nonce"]
         id_token = self.key.sign(claims, headers={"kid": self.key.kid, "typ": "JWT"})
-        return 200, {"access_token": access, "token_type": "Bearer", "expires_in": 3600,
-                     "id_token": id_token, "scope": grant["scope"]}
+        return 200, {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "id_token": id_token,
+            "scope": grant["scope"],
+        }
 
     def claims_for(self, username: str, scope: str) -> dict[str, Any]:
         """``sub`` and the claims ``scope`` releases for ``username``."""
@@ -351,8 +411,12 @@ class OidcProvider:
             public = self.key.public_key
             if not isinstance(public, rsa.RSAPublicKey):
                 return None
-            public.verify(base64.urlsafe_b64decode(pad(sig_b64)),
-                          f"{header_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            public.verify(
+                base64.urlsafe_b64decode(pad(sig_b64)),
+                f"{header_b64}.{body_b64}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
             claims = json.loads(base64.urlsafe_b64decode(pad(body_b64)))
         except Exception:  # noqa: BLE001 - a hint that does not verify is no hint
             return None
@@ -384,10 +448,19 @@ class OidcProvider:
     def logout_token(self, client_id: str, sub: str, sid: str) -> str:
         """A signed logout token (Back-Channel Logout 1.0) for ``client_id``."""
         now = int(time.time())
-        return self.key.sign({"iss": self.issuer, "aud": client_id, "iat": now, "exp": now + 120,
-                              "jti": secrets.token_urlsafe(16), "sub": sub, "sid": sid,
-                              "events": {BACKCHANNEL_EVENT: {}}},
-                             headers={"kid": self.key.kid, "typ": "logout+jwt"})
+        return self.key.sign(
+            {
+                "iss": self.issuer,
+                "aud": client_id,
+                "iat": now,
+                "exp": now + 120,
+                "jti": secrets.token_urlsafe(16),
+                "sub": sub,
+                "sid": sid,
+                "events": {BACKCHANNEL_EVENT: {}},
+            },
+            headers={"kid": self.key.kid, "typ": "logout+jwt"},
+        )
 
     def _send_logout(self, client_id: str, uri: str, session: _Session, sid: str) -> str:
         import requests
@@ -396,33 +469,46 @@ class OidcProvider:
         try:
             with requests.Session() as http:
                 http.trust_env = False
-                r = http.post(uri, data={"logout_token": token}, timeout=10,
-                              verify=self.ca_bundle or True, allow_redirects=False)
+                r = http.post(
+                    uri,
+                    data={"logout_token": token},
+                    timeout=10,
+                    verify=self.ca_bundle or True,
+                    allow_redirects=False,
+                )
             return str(r.status_code)
         except requests.RequestException as exc:
-            log.warning("back-channel logout to client %s failed: %s", client_id,
-                        type(exc).__name__)
+            log.warning(
+                "back-channel logout to client %s failed: %s", client_id, type(exc).__name__
+            )
             return type(exc).__name__
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:28rem;margin:3rem auto}"
-            "label{display:block;margin:.5rem 0}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:28rem;margin:3rem auto}"
+        "label{display:block;margin:.5rem 0}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def _hidden(fields: Mapping[str, str]) -> str:
-    return "".join(f'<input type="hidden" name="{html.escape(k, quote=True)}" '
-                   f'value="{html.escape(v, quote=True)}">' for k, v in fields.items())
+    return "".join(
+        f'<input type="hidden" name="{html.escape(k, quote=True)}" '
+        f'value="{html.escape(v, quote=True)}">'
+        for k, v in fields.items()
+    )
 
 
 def _login_form(tx: str) -> str:
     # the sign-in's handle in the action URL, as certified providers put their interaction id
-    return (f'<form id="login" method="post" action="/login?{urlencode({"tx": tx})}">' +
-            '<label>User <input id="username" name="username" autofocus></label>'
-            '<label>Password <input id="password" name="password" type="password"></label>'
-            '<button id="submit" type="submit">Sign in</button></form>')
+    return (
+        f'<form id="login" method="post" action="/login?{urlencode({"tx": tx})}">'
+        + '<label>User <input id="username" name="username" autofocus></label>'
+        '<label>Password <input id="password" name="password" type="password"></label>'
+        '<button id="submit" type="submit">Sign in</button></form>'
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -436,8 +522,13 @@ class _Handler(BaseHTTPRequestHandler):
     def op(self) -> OidcProvider:
         return self.server.op  # type: ignore[attr-defined,no-any-return]
 
-    def _send(self, status: int, body: str | bytes, ctype: str = "text/html; charset=utf-8",
-              headers: Mapping[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: str | bytes,
+        ctype: str = "text/html; charset=utf-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -477,9 +568,11 @@ class _Handler(BaseHTTPRequestHandler):
         uri, params = self.op.issue_code(sid, request)
         headers = {"Set-Cookie": self._cookie(sid)} if set_cookie else {}
         if request.get("response_mode") == "form_post":
-            body = (f"<form id='cb' method='post' action='{html.escape(uri, quote=True)}'>"
-                    f"{_hidden(params)}<noscript><button type='submit'>Continue</button></noscript>"
-                    "</form><script>document.getElementById('cb').submit()</script>")
+            body = (
+                f"<form id='cb' method='post' action='{html.escape(uri, quote=True)}'>"
+                f"{_hidden(params)}<noscript><button type='submit'>Continue</button></noscript>"
+                "</form><script>document.getElementById('cb').submit()</script>"
+            )
             self._send(200, _page("Signing in...", body), headers=headers)
             return
         sep = "&" if urlsplit(uri).query else "?"
@@ -504,8 +597,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             tx = self.op._put(self.op._tx, request, _TX_TTL)
             users = ", ".join(sorted(self.op.users))
-            body = (_login_form(tx) +
-                    f"<p>Demo users: {html.escape(users)} (password <code>demo</code>).</p>")
+            body = (
+                _login_form(tx)
+                + f"<p>Demo users: {html.escape(users)} (password <code>demo</code>).</p>"
+            )
             self._send(200, _page("Local OpenID provider", body))
         elif parts.path == "/me":
             status, data = self.op.userinfo(self.headers.get("Authorization"))
@@ -520,10 +615,19 @@ class _Handler(BaseHTTPRequestHandler):
         aud = claims.get("aud") if claims else q.get("client_id")
         client = self.op.clients.get(aud if isinstance(aud, str) else "")
         back = q.get("post_logout_redirect_uri")
-        if back is not None and (client is None or claims is None
-                                 or back not in client.get("post_logout_redirect_uris", ())):
-            self._send(400, _page("Sign-out refused", "<p>post_logout_redirect_uri is not "
-                                  "registered for this client (or no valid id_token_hint).</p>"))
+        if back is not None and (
+            client is None
+            or claims is None
+            or back not in client.get("post_logout_redirect_uris", ())
+        ):
+            self._send(
+                400,
+                _page(
+                    "Sign-out refused",
+                    "<p>post_logout_redirect_uri is not "
+                    "registered for this client (or no valid id_token_hint).</p>",
+                ),
+            )
             return
         ended = set()
         if claims and isinstance(claims.get("sid"), str):
@@ -540,8 +644,9 @@ class _Handler(BaseHTTPRequestHandler):
             location = back + (f"{sep}{urlencode({'state': state})}" if state else "")
             self._send(302, "", headers={"Location": location, **headers})
             return
-        self._send(200, _page("Signed out", "<p>You are signed out of the provider.</p>"),
-                   headers=headers)
+        self._send(
+            200, _page("Signed out", "<p>You are signed out of the provider.</p>"), headers=headers
+        )
 
     def do_POST(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)
@@ -554,8 +659,14 @@ class _Handler(BaseHTTPRequestHandler):
             tx = dict(parse_qsl(parts.query)).get("tx", "")
             request = self.op._take(self.op._tx, tx)
             if request is None:
-                self._send(400, _page("Sign-in refused", "<p>This sign-in is too old or was "
-                                      "used already: start again at the portal.</p>"))
+                self._send(
+                    400,
+                    _page(
+                        "Sign-in refused",
+                        "<p>This sign-in is too old or was "
+                        "used already: start again at the portal.</p>",
+                    ),
+                )
                 return
             sid = self.op.sign_in(form.get("username", ""), form.get("password", ""))
             if sid is None:

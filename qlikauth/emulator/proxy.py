@@ -14,10 +14,18 @@ __all__ = ["VirtualProxy", "METHODS", "RESERVED_HEADERS"]
 METHODS = ("ticket", "session", "header-static", "header-dynamic", "jwt")
 
 #: Header names Qlik refuses as the header authentication header (it injects or reads them itself).
-RESERVED_HEADERS = frozenset(h.lower() for h in (
-    "X-Qlik-Security", "X-Qlik-User", "X-Qlik-ProxySession", "X-Qlik-ProxyId",
-    "X-Qlik-Trace", "X-Qlik-App", "X-Qlik-Capabilities",
-))
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "X-Qlik-Security",
+        "X-Qlik-User",
+        "X-Qlik-ProxySession",
+        "X-Qlik-ProxyId",
+        "X-Qlik-Trace",
+        "X-Qlik-App",
+        "X-Qlik-Capabilities",
+    )
+)
 
 _PREFIX = re.compile(r"[a-z0-9][a-z0-9_.~-]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -86,75 +94,121 @@ class VirtualProxy:
         prefix = self.prefix.strip("/") if isinstance(self.prefix, str) else self.prefix
         if not isinstance(prefix, str) or (prefix and not _PREFIX.match(prefix)):
             raise ConfigurationError(
-                f"virtual proxy prefix {self.prefix!r} is not valid: use lowercase letters, digits, "
-                "'-', '_', '.' or '~' (Qlik prefixes are lowercase and have no '/').")
+                f"virtual proxy prefix {self.prefix!r} is not valid: use lowercase letters, "
+                "digits, "
+                "'-', '_', '.' or '~' (Qlik prefixes are lowercase and have no '/')."
+            )
         object.__setattr__(self, "prefix", prefix)
         if self.method not in METHODS:
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: method {self.method!r} is not one of {', '.join(METHODS)}.")
+                f"virtual proxy {prefix!r}: method {self.method!r} is not one of "
+                f"{', '.join(METHODS)}."
+            )
         if self.session_cookie_name is None:
             name = "X-Qlik-Session" if not prefix else f"X-Qlik-Session-{prefix}"
             object.__setattr__(self, "session_cookie_name", name)
         elif not _COOKIE_NAME.match(self.session_cookie_name):
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: session cookie name {self.session_cookie_name!r} is not a valid cookie name.")
+                f"virtual proxy {prefix!r}: session cookie name {self.session_cookie_name!r} is "
+                "not a valid cookie name."
+            )
         if self.samesite not in (None, "None", "Lax", "Strict"):
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: samesite must be 'None', 'Lax', 'Strict' or None (attribute not set).")
+                f"virtual proxy {prefix!r}: samesite must be 'None', 'Lax', 'Strict' or None "
+                "(attribute not set)."
+            )
         if self.samesite == "None" and not self.secure:
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: SameSite=None needs secure=True (browsers drop such cookies).")
+                f"virtual proxy {prefix!r}: SameSite=None needs secure=True (browsers drop such "
+                "cookies)."
+            )
         if self.module_uri is not None and not re.match(r"https?://[^\s/?#]+", self.module_uri):
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: module_uri {self.module_uri!r} must be an absolute http(s) URL.")
+                f"virtual proxy {prefix!r}: module_uri {self.module_uri!r} must be an absolute "
+                "http(s) URL."
+            )
         if self.session_timeout is not None:
             timeout = self.session_timeout
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, (int, float))
+                or not timeout > 0
+            ):
                 raise ConfigurationError(
-                    f"virtual proxy {prefix!r}: session_timeout must be a positive number of seconds "
-                    f"(the QMC's 'Session inactivity timeout', 30 minutes = 1800), not {timeout!r}.")
+                    f"virtual proxy {prefix!r}: session_timeout must be a positive number of "
+                    "seconds "
+                    f"(the QMC's 'Session inactivity timeout', 30 minutes = 1800), not {timeout!r}."
+                )
             object.__setattr__(self, "session_timeout", float(timeout))
-        if not isinstance(self.windows_authentication_pattern, str) or not self.windows_authentication_pattern:
+        if (
+            not isinstance(self.windows_authentication_pattern, str)
+            or not self.windows_authentication_pattern
+        ):
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: windows_authentication_pattern must be a non-empty string "
-                "(QMC default 'Windows'; a word no User-Agent contains, such as 'Form', means form login).")
+                f"virtual proxy {prefix!r}: windows_authentication_pattern must be a non-empty "
+                "string "
+                "(QMC default 'Windows'; a word no User-Agent contains, such as 'Form', means form "
+                "login)."
+            )
         hosts = tuple(h.strip().lower() for h in self.host_allow_list)
         if any(not h or not _ALLOWED_HOST.match(h) for h in hosts):
             raise ConfigurationError(
-                f"virtual proxy {prefix!r}: host_allow_list takes host names or addresses without scheme, "
-                f"port or path, not {self.host_allow_list!r}.")
+                f"virtual proxy {prefix!r}: host_allow_list takes host names or addresses without "
+                "scheme, "
+                f"port or path, not {self.host_allow_list!r}."
+            )
         object.__setattr__(self, "host_allow_list", hosts)
         extra = tuple((str(n), str(v)) for n, v in self.additional_response_headers)
         for n, v in extra:
-            if not _HEADER_NAME.match(n) or any(c in v for c in "\r\n") or n.lower() in ("set-cookie", "content-length"):
+            if (
+                not _HEADER_NAME.match(n)
+                or any(c in v for c in "\r\n")
+                or n.lower() in ("set-cookie", "content-length")
+            ):
                 raise ConfigurationError(
-                    f"virtual proxy {prefix!r}: additional response header {n!r} is not a valid header "
-                    "(a token name, no CR/LF in the value, not Set-Cookie or Content-Length).")
+                    f"virtual proxy {prefix!r}: additional response header {n!r} is not a valid "
+                    "header "
+                    "(a token name, no CR/LF in the value, not Set-Cookie or Content-Length)."
+                )
         object.__setattr__(self, "additional_response_headers", extra)
         if self.method == "jwt":
             if not self.jwt_certificate:
-                raise ConfigurationError(f"virtual proxy {prefix!r}: a JWT virtual proxy needs jwt_certificate "
-                                         "(the PEM certificate whose key signs the tokens).")
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: a JWT virtual proxy needs jwt_certificate "
+                    "(the PEM certificate whose key signs the tokens)."
+                )
             from ..jwtkeys import public_key_from_pem
 
-            public_key_from_pem(self.jwt_certificate)  # refuse a bad certificate now, not per request
+            public_key_from_pem(
+                self.jwt_certificate
+            )  # refuse a bad certificate now, not per request
             if not self.jwt_user_id_attribute or not self.jwt_user_directory_attribute:
-                raise ConfigurationError(f"virtual proxy {prefix!r}: the JWT attributes for user id and "
-                                         "user directory are required.")
+                raise ConfigurationError(
+                    f"virtual proxy {prefix!r}: the JWT attributes for user id and "
+                    "user directory are required."
+                )
         if self.is_header:
             if not prefix:
-                raise ConfigurationError("header authentication is not available on the default virtual proxy: give a prefix.")
+                raise ConfigurationError(
+                    "header authentication is not available on the default virtual proxy: give a "
+                    "prefix."
+                )
             if not self.header_name or not _HEADER_NAME.match(self.header_name):
                 raise ConfigurationError(
-                    f"virtual proxy {prefix!r}: header authentication needs header_name (a valid header name).")
+                    f"virtual proxy {prefix!r}: header authentication needs header_name (a valid "
+                    "header name)."
+                )
             if self.header_name.lower() in RESERVED_HEADERS:
                 raise ConfigurationError(
-                    f"virtual proxy {prefix!r}: {self.header_name} is reserved by Qlik; choose another "
-                    "header name (e.g. X-Portal-User).")
+                    f"virtual proxy {prefix!r}: {self.header_name} is reserved by Qlik; choose "
+                    "another "
+                    "header name (e.g. X-Portal-User)."
+                )
             if self.method == "header-static":
                 if not self.header_user_directory or not self.header_user_directory.strip():
                     raise ConfigurationError(
-                        f"virtual proxy {prefix!r}: header-static needs header_user_directory.")
+                        f"virtual proxy {prefix!r}: header-static needs header_user_directory."
+                    )
             else:
                 object.__setattr__(self, "_pattern", _compile_pattern(self.header_pattern, prefix))
 
@@ -171,7 +225,11 @@ class VirtualProxy:
         URI* (a header proxy reached without its header falls back to it, as on Qlik).
         """
         return self.module_uri is None and self.method in (
-            "ticket", "session", "header-static", "header-dynamic")
+            "ticket",
+            "session",
+            "header-static",
+            "header-dynamic",
+        )
 
     def windows_login_for(self, user_agent: str | None) -> bool:
         """Whether Qlik's internal module offers Windows authentication to this ``User-Agent``."""
@@ -192,7 +250,9 @@ class VirtualProxy:
         m = self._pattern.match(value)
         if m is None:
             raise IdentityError(
-                f"{self.header_name} does not match the pattern {self.header_pattern!r}.", field="header")
+                f"{self.header_name} does not match the pattern {self.header_pattern!r}.",
+                field="header",
+            )
         return QlikUser(m.group("ud"), m.group("id"))
 
 

@@ -1,4 +1,5 @@
-"""The emulated QPS REST API (port 4243): tickets, sessions, users, alive; xrfkey checked as Qlik does."""
+"""The emulated QPS REST API (port 4243): tickets, sessions, users, alive; xrfkey checked as Qlik
+does."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ def _xrf_ok(req: Request) -> bool:
     elif "&" not in query and query[:7].lower() == "xrfkey=":  # the usual query: the key alone
         keys = [query[7:]]
     else:  # nothing to unquote: what parse_qsl gives, without its per-call overhead
-        keys = [p.partition("=")[2] for p in query.split("&") if p and p.partition("=")[0].lower() == "xrfkey"]
+        keys = [
+            p.partition("=")[2]
+            for p in query.split("&")
+            if p and p.partition("=")[0].lower() == "xrfkey"
+        ]
     headers = req.header_values("x-qlik-xrfkey")
     if len(keys) != 1 or len(headers) != 1:
         return False
@@ -87,8 +92,9 @@ def _qps_user(data: dict[str, Any]) -> QlikUser:
     pairs: list[tuple[str, str]] = []
     for i, item in enumerate(attrs):
         if not isinstance(item, dict) or len(item) != 1:
-            raise IdentityError(f"Attributes[{i}] must be an object with one key.",
-                                field="attributes")
+            raise IdentityError(
+                f"Attributes[{i}] must be an object with one key.", field="attributes"
+            )
         ((name, value),) = item.items()
         if not isinstance(name, str) or not isinstance(value, str):
             raise IdentityError(f"Attributes[{i}] must map a name to a string.", field="attributes")
@@ -147,8 +153,12 @@ def _masked(m: re.Match[str]) -> str:
 class QpsApi:
     """Routes ``/qps/...`` requests; one instance per emulated node."""
 
-    def __init__(self, state: EmulatorState, proxies: Callable[[], dict[str, VirtualProxy]],
-                 own_hosts: Callable[[], set[str]] | None = None) -> None:
+    def __init__(
+        self,
+        state: EmulatorState,
+        proxies: Callable[[], dict[str, VirtualProxy]],
+        own_hosts: Callable[[], set[str]] | None = None,
+    ) -> None:
         self.state = state
         self.proxies = proxies
         self.own_hosts = own_hosts
@@ -159,7 +169,9 @@ class QpsApi:
             state.qps_requests += 1
         resp = self._route(req)
         if log.isEnabledFor(logging.DEBUG):  # the masking regex only when the line is written
-            log.debug("QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status)
+            log.debug(
+                "QPS %s %s -> %s", req.method, _SESSION_IN_PATH.sub(_masked, req.path), resp.status
+            )
         return resp
 
     def _route(self, req: Request) -> Response:
@@ -197,8 +209,11 @@ class QpsApi:
         if segs:
             segs = [segs[0].lower(), *segs[1:]]
         if not segs or segs[0] not in ("ticket", "session", "user"):
-            return Response.text(404, f"Not found: no virtual proxy with prefix {segs[0] if segs else ''!r} "
-                                      "or no such QPS endpoint.\n")
+            return Response.text(
+                404,
+                f"Not found: no virtual proxy with prefix {segs[0] if segs else ''!r} "
+                "or no such QPS endpoint.\n",
+            )
         what, args = segs[0], segs[1:]
         if what == "ticket" and not args:
             return self._ticket(req, prefix) if req.method == "POST" else _not_allowed("POST")
@@ -217,7 +232,9 @@ class QpsApi:
                 if ended is None:
                     return _no_session()
                 log.info("QPS: session %s ended by API", mask(args[0]))
-                return Response.json(200, {"Session": ended[0].to_qps(), "LastSessionForUser": ended[1]})
+                return Response.json(
+                    200, {"Session": ended[0].to_qps(), "LastSessionForUser": ended[1]}
+                )
             return _not_allowed("GET, DELETE")
         if what == "user" and len(args) == 2:
             try:
@@ -238,11 +255,22 @@ class QpsApi:
         if segs == ["health"]:
             return Response.json(200, "OK")
         if segs == ["about", "default"]:
-            return Response.json(200, {"qlikauth-emulator": {"description": "qlikauth's QPS emulator"}})
-        return Response.json(200, ["POST /qps/{virtual proxy/}ticket", "POST /qps/{virtual proxy/}session",
-                                   "GET|DELETE /qps/{virtual proxy/}session/{id}",
-                                   "GET|DELETE /qps/{virtual proxy/}user/{directory}/{id}", "GET /qps/alive",
-                                   "GET /qps/health", "GET /qps/about/default", "GET /qps/about/description"])
+            return Response.json(
+                200, {"qlikauth-emulator": {"description": "qlikauth's QPS emulator"}}
+            )
+        return Response.json(
+            200,
+            [
+                "POST /qps/{virtual proxy/}ticket",
+                "POST /qps/{virtual proxy/}session",
+                "GET|DELETE /qps/{virtual proxy/}session/{id}",
+                "GET|DELETE /qps/{virtual proxy/}user/{directory}/{id}",
+                "GET /qps/alive",
+                "GET /qps/health",
+                "GET /qps/about/default",
+                "GET /qps/about/description",
+            ],
+        )
 
     # -- bodies ---------------------------------------------------------------------------
     @staticmethod
@@ -295,10 +323,14 @@ class QpsApi:
         rec = self.state.add_ticket(user, prefix, target)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("QPS: ticket %s for %s on %r", mask(rec.ticket), user.qualified_name, prefix)
-        # What json_bytes({**user.to_qps(), "Ticket": ..., "TargetUri": ...}) gives (a test holds it).
-        tail = b'null}' if target is None else json_bytes(target) + b"}"
-        return Response(201, head + b',"Ticket":"' + rec.ticket.encode("ascii") + b'","TargetUri":' + tail,
-                        content_type=JSON_TYPE)
+        # What json_bytes({**user.to_qps(), "Ticket": ..., "TargetUri": ...}) gives (a
+        # test holds it).
+        tail = b"null}" if target is None else json_bytes(target) + b"}"
+        return Response(
+            201,
+            head + b',"Ticket":"' + rec.ticket.encode("ascii") + b'","TargetUri":' + tail,
+            content_type=JSON_TYPE,
+        )
 
     def _body_and_user(self, req: Request) -> tuple[dict[str, Any], QlikUser] | Response:
         """The JSON body and the user it names (ticket and session requests), or the refusal."""
@@ -316,10 +348,19 @@ class QpsApi:
             return parsed
         data, user = parsed
         sid = _pick(data, "SessionId")
-        if not isinstance(sid, str) or not sid.strip() or len(sid) > 256 or not sid.isprintable() \
-                or not sid.isascii() or any(c in sid for c in " ;,\"\\"):
-            return Response.text(400, "SessionId is required: a printable ASCII string without spaces, "
-                                      "';', ',', quotes or backslashes (a random UUID).\n")
+        if (
+            not isinstance(sid, str)
+            or not sid.strip()
+            or len(sid) > 256
+            or not sid.isprintable()
+            or not sid.isascii()
+            or any(c in sid for c in ' ;,"\\')
+        ):
+            return Response.text(
+                400,
+                "SessionId is required: a printable ASCII string without spaces, "
+                "';', ',', quotes or backslashes (a random UUID).\n",
+            )
         with self.state.lock:
             existing = self.state.session(sid)
             if existing is not None:
@@ -336,7 +377,9 @@ class QpsApi:
 
 
 def _not_allowed(allow: str) -> Response:
-    return Response.text(405, f"Method not allowed here; use {allow}.\n", headers=[("Allow", allow)])
+    return Response.text(
+        405, f"Method not allowed here; use {allow}.\n", headers=[("Allow", allow)]
+    )
 
 
 def _no_session() -> Response:

@@ -1,4 +1,5 @@
-"""The :class:`Emulator`: one Qlik Proxy Service node (REST API + hub) over real TLS, and clusters of them."""
+"""The :class:`Emulator`: one Qlik Proxy Service node (REST API + hub) over real TLS, and clusters
+of them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from .state import EmulatorState, SiteSessions
 __all__ = ["Emulator", "EmulatorCluster"]
 
 log = logging.getLogger("qlikauth.emulator")
+#: Bind addresses that are no host name (a certificate cannot name them).
+_ANY_ADDRESS = ("0.0.0.0", "::")  # noqa: S104 - compared against, never bound here
 
 
 def _url_host(host: str) -> str:
@@ -69,29 +72,47 @@ class Emulator:
         self._proxies: dict[str, VirtualProxy] = {"": VirtualProxy("", method="ticket")}
         for vp in virtual_proxies:
             self._register(vp)
-        self.state = EmulatorState(ticket_ttl=ticket_ttl, session_timeout=session_timeout,
-                                   max_sessions_per_user=max_sessions_per_user, site=site_sessions)
+        self.state = EmulatorState(
+            ticket_ttl=ticket_ttl,
+            session_timeout=session_timeout,
+            max_sessions_per_user=max_sessions_per_user,
+            site=site_sessions,
+        )
         self._qps: BackgroundServer | None = None
         self._hub: BackgroundServer | None = None
         self._lock = threading.Lock()
         self._started = False
         self._ctx: dict[str, ssl.SSLContext] = {}
         self._own_hosts_cache: tuple[tuple[str, str], set[str]] | None = None
-        self._faults = {port: FaultSwitch(port, lambda: self.certs_dir, self._cert_hosts,
-                                          self._context_getter(port)) for port in ("qps", "hub")}
+        self._faults = {
+            port: FaultSwitch(
+                port, lambda: self.certs_dir, self._cert_hosts, self._context_getter(port)
+            )
+            for port in ("qps", "hub")
+        }
 
     # -- virtual proxies ----------------------------------------------------------------
     def _register(self, vp: VirtualProxy) -> None:
         if not isinstance(vp, VirtualProxy):
-            raise ConfigurationError(f"virtual_proxies takes VirtualProxy objects, got {type(vp).__name__}.")
+            raise ConfigurationError(
+                f"virtual_proxies takes VirtualProxy objects, got {type(vp).__name__}."
+            )
         if vp.prefix in self._proxies and vp.prefix:
             raise ConfigurationError(f"two virtual proxies with prefix {vp.prefix!r}.")
-        cookie_owner = next((p for p in self._proxies.values()
-                             if p.session_cookie_name == vp.session_cookie_name and p.prefix != vp.prefix), None)
+        cookie_owner = next(
+            (
+                p
+                for p in self._proxies.values()
+                if p.session_cookie_name == vp.session_cookie_name and p.prefix != vp.prefix
+            ),
+            None,
+        )
         if cookie_owner is not None:
             raise ConfigurationError(
-                f"virtual proxy {vp.prefix!r} uses the session cookie name {vp.session_cookie_name!r} of "
-                f"{cookie_owner.prefix!r}: each virtual proxy needs its own.")
+                f"virtual proxy {vp.prefix!r} uses the session cookie name "
+                f"{vp.session_cookie_name!r} of "
+                f"{cookie_owner.prefix!r}: each virtual proxy needs its own."
+            )
         # Copy-on-write: request threads read the dict without a lock.
         self._proxies = {**self._proxies, vp.prefix: vp}
 
@@ -105,7 +126,8 @@ class Emulator:
                 self._register(vp)
 
     def _session_timeout_for(self, prefix: str) -> float:
-        """The inactivity timeout of sessions on virtual proxy ``prefix`` (its own, else the node's)."""
+        """The inactivity timeout of sessions on virtual proxy ``prefix`` (its own, else the
+        node's)."""
         vp = self._proxies.get(prefix)
         if vp is not None and vp.session_timeout is not None:
             return vp.session_timeout
@@ -124,13 +146,17 @@ class Emulator:
         else:
             d = self._given_certs
         if not (d / "root.pem").exists():
-            hosts = list(dict.fromkeys(h for h in (self.host, self.bind) if h and h not in ("0.0.0.0", "::")))  # noqa: S104
+            hosts = list(
+                dict.fromkeys(h for h in (self.host, self.bind) if h and h not in _ANY_ADDRESS)
+            )
             generate_certificates(d, hosts)
         for name in ("root.pem", "server.pem", "server_key.pem"):
             if not (d / name).exists():
-                raise CertificateError(f"{d / name} is missing: the emulator needs root.pem, server.pem and "
-                                       "server_key.pem (generate them with `qlikauth certs generate`).",
-                                       path=str(d / name))
+                raise CertificateError(
+                    f"{d / name} is missing: the emulator needs root.pem, server.pem and "
+                    "server_key.pem (generate them with `qlikauth certs generate`).",
+                    path=str(d / name),
+                )
         return d
 
     def _contexts(self, d: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -140,8 +166,10 @@ class Emulator:
             try:
                 ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
             except (OSError, ssl.SSLError) as exc:
-                raise CertificateError(f"cannot load {d / 'server.pem'} with server_key.pem: {exc}",
-                                       path=str(d / "server.pem")) from None
+                raise CertificateError(
+                    f"cannot load {d / 'server.pem'} with server_key.pem: {exc}",
+                    path=str(d / "server.pem"),
+                ) from None
             ctx.set_alpn_protocols(["http/1.1"])
             return ctx
 
@@ -163,17 +191,38 @@ class Emulator:
                 # Qlik's inactivity timeout is a virtual proxy setting (the node's is the default).
                 self.state.timeout_for = self._session_timeout_for
                 self._ctx = {"qps": qps_ctx, "hub": hub_ctx}
-                qps_app = asgi_app(QpsApi(self.state, lambda: self._proxies, self._own_hosts), name="qps",
-                                   before=self._faults["qps"].before)
-                hub_app = asgi_app(Hub(self.state, lambda: self._proxies, self.rest_uri_for,
-                                       lambda: f"{_url_host(self.host)}:{self.hub_port}",
-                                       self._own_hosts), name="hub",
-                                   before=self._faults["hub"].before)
-                self._qps = BackgroundServer(qps_app, qps_ctx, bind=self.bind, port=self._want_qps_port,
-                                             name="qps", on_connect=lambda: self.state.count("connections_accepted"))
-                self._hub = BackgroundServer(hub_app, hub_ctx, bind=self.bind, port=self._want_hub_port,
-                                             name="hub",
-                                             on_connect=lambda: self.state.count("hub_connections_accepted"))
+                qps_app = asgi_app(
+                    QpsApi(self.state, lambda: self._proxies, self._own_hosts),
+                    name="qps",
+                    before=self._faults["qps"].before,
+                )
+                hub_app = asgi_app(
+                    Hub(
+                        self.state,
+                        lambda: self._proxies,
+                        self.rest_uri_for,
+                        lambda: f"{_url_host(self.host)}:{self.hub_port}",
+                        self._own_hosts,
+                    ),
+                    name="hub",
+                    before=self._faults["hub"].before,
+                )
+                self._qps = BackgroundServer(
+                    qps_app,
+                    qps_ctx,
+                    bind=self.bind,
+                    port=self._want_qps_port,
+                    name="qps",
+                    on_connect=lambda: self.state.count("connections_accepted"),
+                )
+                self._hub = BackgroundServer(
+                    hub_app,
+                    hub_ctx,
+                    bind=self.bind,
+                    port=self._want_hub_port,
+                    name="hub",
+                    on_connect=lambda: self.state.count("hub_connections_accepted"),
+                )
                 self._qps.start()
                 self._hub.start()
                 self._faults["qps"].attach(self._qps)
@@ -182,8 +231,12 @@ class Emulator:
                 self._shutdown()
                 raise
             self._started = True
-        log.info("emulator: QPS %s, hub %s, virtual proxies %s", self.qps_url, self.hub_url,
-                 sorted(self._proxies))
+        log.info(
+            "emulator: QPS %s, hub %s, virtual proxies %s",
+            self.qps_url,
+            self.hub_url,
+            sorted(self._proxies),
+        )
         return self
 
     def _shutdown(self) -> None:
@@ -207,8 +260,12 @@ class Emulator:
     def __enter__(self) -> Emulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -232,10 +289,16 @@ class Emulator:
         return lambda: self._ctx[port]
 
     def _cert_hosts(self) -> list[str]:
-        return list(dict.fromkeys(h for h in (self.host, self.bind) if h and h not in ("0.0.0.0", "::")))  # noqa: S104
+        return list(dict.fromkeys(h for h in (self.host, self.bind) if h and h not in _ANY_ADDRESS))
 
-    def inject(self, kind: str | Fault, *, port: str = "qps", seconds: float | None = None,
-               status: int = 503) -> Fault:
+    def inject(
+        self,
+        kind: str | Fault,
+        *,
+        port: str = "qps",
+        seconds: float | None = None,
+        status: int = 503,
+    ) -> Fault:
         """Make ``port`` ("qps", "hub" or "both") fail as ``kind`` says until :meth:`clear_faults`.
 
         Kinds: refuse, hang, error, drop, slow, wrong-host, expired-cert, untrusted-cert,
@@ -249,7 +312,8 @@ class Emulator:
             ports = ("qps", "hub")
         elif self.crashed:
             raise ConfigurationError(
-                "the node has crashed: restart() it (or clear_faults()) first.")
+                "the node has crashed: restart() it (or clear_faults()) first."
+            )
         for p in ports:
             self._faults[p].set(fault)
         if fault.kind == "crash":
@@ -283,8 +347,14 @@ class Emulator:
         self.clear_faults("both")
 
     @contextmanager
-    def fault(self, kind: str | Fault, *, port: str = "qps", seconds: float | None = None,
-              status: int = 503) -> Iterator[Fault]:
+    def fault(
+        self,
+        kind: str | Fault,
+        *,
+        port: str = "qps",
+        seconds: float | None = None,
+        status: int = 503,
+    ) -> Iterator[Fault]:
         """``with emu.fault("hang"): ...``: :meth:`inject` for the block, cleared after it."""
         f = self.inject(kind, port=port, seconds=seconds, status=status)
         try:
@@ -311,7 +381,9 @@ class Emulator:
     # -- addresses ----------------------------------------------------------------------
     def _need(self, srv: BackgroundServer | None) -> BackgroundServer:
         if srv is None:
-            raise ConfigurationError("the emulator is not started: call start() or use it in a with block.")
+            raise ConfigurationError(
+                "the emulator is not started: call start() or use it in a with block."
+            )
         return srv
 
     @property

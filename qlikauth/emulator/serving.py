@@ -54,15 +54,24 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised by tests/packaging
     raise ModuleNotFoundError(
         "qlikauth.emulator needs the 'emulator' extra: pip install 'qlikauth[emulator]' "
-        f"(uvicorn, httptools and wsproto; {exc})", name=exc.name) from exc
+        f"(uvicorn, httptools and wsproto; {exc})",
+        name=exc.name,
+    ) from exc
 
 try:  # optional: faster where it exists (not on Windows), asyncio's loop otherwise
     import uvloop
 except ModuleNotFoundError:  # pragma: no cover - depends on the platform
     uvloop = None  # type: ignore[assignment]
 
-__all__ = ["BackgroundServer", "strict_http", "MAX_HEADER_BYTES", "MAX_HEADER_LINE", "MAX_BODY_BYTES",
-           "KEEPALIVE_TIMEOUT", "LOOPS"]
+__all__ = [
+    "BackgroundServer",
+    "strict_http",
+    "MAX_HEADER_BYTES",
+    "MAX_HEADER_LINE",
+    "MAX_BODY_BYTES",
+    "KEEPALIVE_TIMEOUT",
+    "LOOPS",
+]
 
 log = logging.getLogger("qlikauth.emulator")
 
@@ -84,7 +93,8 @@ LOOPS = ("auto", "asyncio", "uvloop")
 
 
 class _AlertingSSLObject(ssl.SSLObject):
-    """An :class:`ssl.SSLObject` whose failed handshake lets the event loop send the TLS alert first.
+    """An :class:`ssl.SSLObject` whose failed handshake lets the event loop send the TLS alert
+    first.
 
     The event loops' TLS layers close the socket on a failed handshake without writing the
     alert OpenSSL has prepared, so a client whose certificate was refused would see a bare end
@@ -110,15 +120,27 @@ class _AlertingSSLObject(ssl.SSLObject):
 
 async def _refuse(send: Send, status: int, message: str) -> None:
     body = (message + "\n").encode("utf-8")
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-def strict_http(app: ASGIApp, *, max_body: int = MAX_BODY_BYTES,
-                max_header_line: int = MAX_HEADER_LINE,
-                max_header_bytes: int = MAX_HEADER_BYTES) -> ASGIApp:
+def strict_http(
+    app: ASGIApp,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    max_header_line: int = MAX_HEADER_LINE,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+) -> ASGIApp:
     """Wrap ``app``: refuse requests a strict proxy refuses, before ``app`` sees them.
 
     Answers 400 to ``Content-Length`` with ``Transfer-Encoding`` and to two ``Host`` headers (or
@@ -166,9 +188,16 @@ def strict_http(app: ASGIApp, *, max_body: int = MAX_BODY_BYTES,
         elif scope["type"] == "http":
             await _refuse(send, *problem)
         else:
-            await send({"type": "websocket.http.response.start", "status": problem[0],
-                        "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-            await send({"type": "websocket.http.response.body", "body": problem[1].encode() + b"\n"})
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": problem[0],
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send(
+                {"type": "websocket.http.response.body", "body": problem[1].encode() + b"\n"}
+            )
 
     return strict
 
@@ -233,19 +262,34 @@ class BackgroundServer:
     port, ends every connection and joins the thread; it is idempotent.
     """
 
-    def __init__(self, app: ASGIApp, ssl_context: ssl.SSLContext, *, bind: str = "127.0.0.1",
-                 port: int = 0, name: str = "emulator", on_connect: Callable[[], None] | None = None,
-                 strict: bool = True, keepalive_timeout: int = KEEPALIVE_TIMEOUT,
-                 max_header_bytes: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES,
-                 loop: str = "auto") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        ssl_context: ssl.SSLContext,
+        *,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "emulator",
+        on_connect: Callable[[], None] | None = None,
+        strict: bool = True,
+        keepalive_timeout: int = KEEPALIVE_TIMEOUT,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body: int = MAX_BODY_BYTES,
+        loop: str = "auto",
+    ) -> None:
         if loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {loop!r}.")
         if loop == "uvloop" and uvloop is None:
-            raise ModuleNotFoundError("loop='uvloop' needs uvloop installed (it is optional; "
-                                      "not available on Windows).", name="uvloop")
+            raise ModuleNotFoundError(
+                "loop='uvloop' needs uvloop installed (it is optional; not available on Windows).",
+                name="uvloop",
+            )
         #: What uvicorn calls: the app, behind strict_http with ``strict``.
-        self.app = (strict_http(app, max_body=max_body, max_header_bytes=max_header_bytes)
-                    if strict else app)
+        self.app = (
+            strict_http(app, max_body=max_body, max_header_bytes=max_header_bytes)
+            if strict
+            else app
+        )
         self.name = name
         self.bind = bind
         self._want_port = int(port)
@@ -310,7 +354,8 @@ class BackgroundServer:
             qlikauth_peer: tuple[Any, ...] = ()
 
             def connection_made(  # type: ignore[override]
-                    self, transport: asyncio.Transport) -> None:
+                self, transport: asyncio.Transport
+            ) -> None:
                 # asyncio calls this once the TLS handshake has completed; the protocol writes
                 # through _Coalescing (one write per answer).
                 self.qlikauth_peer = _peer(transport)
@@ -328,7 +373,8 @@ class BackgroundServer:
             qlikauth_peer: tuple[Any, ...] = ()
 
             def connection_made(  # type: ignore[override]
-                    self, transport: asyncio.Transport) -> None:
+                self, transport: asyncio.Transport
+            ) -> None:
                 # After an upgrade: the connection stays registered under its peer.
                 self.qlikauth_peer = _peer(transport)
                 super().connection_made(transport)
@@ -339,8 +385,9 @@ class BackgroundServer:
 
         return Protocol, WebSocketProtocol
 
-    def _ssl_context(self, config: uvicorn.Config,
-                     default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def _ssl_context(
+        self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+    ) -> ssl.SSLContext:
         # uvicorn's ssl_context_factory hook: the given context as is, alerting on refusal.
         self._base_context.sslobject_class = _AlertingSSLObject
         return self._base_context
@@ -348,12 +395,25 @@ class BackgroundServer:
     def _config(self) -> uvicorn.Config:
         http, ws = self._protocols()
         return uvicorn.Config(
-            self.app, http=http, ws=ws, loop="none", lifespan="off", log_config=None,
-            proxy_headers=False, access_log=False, server_header=False, date_header=True,
-            timeout_keep_alive=self._keepalive, timeout_graceful_shutdown=1,
-            ws_ping_interval=None, ws_ping_timeout=None, ws_per_message_deflate=False,
-            ws_max_size=1 << 20, headers=[("Server", "qlikauth-emulator")],
-            ssl_context_factory=self._ssl_context)
+            self.app,
+            http=http,
+            ws=ws,
+            loop="none",
+            lifespan="off",
+            log_config=None,
+            proxy_headers=False,
+            access_log=False,
+            server_header=False,
+            date_header=True,
+            timeout_keep_alive=self._keepalive,
+            timeout_graceful_shutdown=1,
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
+            ws_per_message_deflate=False,
+            ws_max_size=1 << 20,
+            headers=[("Server", "qlikauth-emulator")],
+            ssl_context_factory=self._ssl_context,
+        )
 
     def _run(self) -> None:
         on_uvloop = self.loop_name == "uvloop" and uvloop is not None
@@ -435,8 +495,12 @@ class BackgroundServer:
     def __enter__(self) -> BackgroundServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -487,7 +551,9 @@ class BackgroundServer:
         """The context new handshakes get (the one given, unless swapped)."""
         return self._presented or self._base_context
 
-    def set_ssl_context(self, context: ssl.SSLContext | None, *, drop_connections: bool = True) -> None:
+    def set_ssl_context(
+        self, context: ssl.SSLContext | None, *, drop_connections: bool = True
+    ) -> None:
         """Present ``context`` (its certificate, its client-certificate trust) to new handshakes.
 
         ``None`` goes back to the context given at construction. Open connections keep the TLS
@@ -517,9 +583,11 @@ class BackgroundServer:
 
     def drop_all(self) -> None:
         """Abort every open connection (keep-alive and websocket alike)."""
+
         def run() -> None:
             for t in list(self._transports.values()):
                 t.abort()
+
         self._in_loop(run)
 
     @property
@@ -543,6 +611,7 @@ class BackgroundServer:
         if loop is None or self._thread is None or loop.is_closed():
             raise RuntimeError(f"{self.name}: not running")
         if refuse:
+
             async def close() -> None:
                 self._refusing = True
                 serving = self._serving
@@ -561,11 +630,18 @@ class BackgroundServer:
             self._refusing = False
             assert self._wake is not None
             self._wake.set()
-            while self._server is None or not self._server.started or self._serving is None \
-                    or self._serving.done():
+            while (
+                self._server is None
+                or not self._server.started
+                or self._serving is None
+                or self._serving.done()
+            ):
                 await asyncio.sleep(0.005)
 
         asyncio.run_coroutine_threadsafe(reopen(), loop).result(10)
 
     def __repr__(self) -> str:
-        return f"<BackgroundServer {self.name} {self.bind}:{self._port} {'running' if self.running else 'stopped'}>"
+        return (
+            f"<BackgroundServer {self.name} {self.bind}:{self._port} "
+            f"{'running' if self.running else 'stopped'}>"
+        )

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from ..identity import QlikUser
 from ..qps.models import mask as _mask
 
-__all__ = ["EmulatorState", "TicketRecord", "SessionRecord", "HeaderRecord", "TooManySessions", "SiteSessions"]
+__all__ = [
+    "EmulatorState",
+    "TicketRecord",
+    "SessionRecord",
+    "HeaderRecord",
+    "TooManySessions",
+    "SiteSessions",
+]
 
 #: How long a module redirect's targetId stays resolvable.
 TARGET_TTL = 600.0
@@ -114,7 +121,8 @@ class SessionRecord:
     created: float
     last_seen: float
     on_end: list[Callable[[], None]] = field(default_factory=list)
-    #: What ``GET /{prefix}/qps/csrftoken`` answers for this session (the engine websocket needs it).
+    #: What ``GET /{prefix}/qps/csrftoken`` answers for this session (the engine websocket
+    #: needs it).
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     #: Why it ended: "timeout", "logout", "closed" (set before the ``on_end`` callbacks run)
     #: or "crash" (the node died: no callback runs).
@@ -155,9 +163,15 @@ class EmulatorState:
     ``hub_connections_accepted``, ``tickets_issued``, ``tickets_redeemed``.
     """
 
-    def __init__(self, *, ticket_ttl: float = 60.0, session_timeout: float = 1800.0,
-                 max_sessions_per_user: int = 5, clock: Callable[[], float] = time.monotonic,
-                 site: SiteSessions | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ticket_ttl: float = 60.0,
+        session_timeout: float = 1800.0,
+        max_sessions_per_user: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        site: SiteSessions | None = None,
+    ) -> None:
         self.ticket_ttl = float(ticket_ttl)
         self.session_timeout = float(session_timeout)
         #: The inactivity timeout of a virtual proxy's sessions, by prefix (Qlik sets it per
@@ -214,8 +228,10 @@ class EmulatorState:
         while g and (next(iter(g.values()))[2] <= now or len(g) >= MAX_OUTSTANDING):
             g.popitem(last=False)
         # Nothing at the front expires before this: until then, adding a ticket needs no purge.
-        self._purge_at = min(next(iter(t.values())).expires if t else math.inf,
-                             next(iter(g.values()))[2] if g else math.inf)
+        self._purge_at = min(
+            next(iter(t.values())).expires if t else math.inf,
+            next(iter(g.values()))[2] if g else math.inf,
+        )
 
     def take_ticket(self, ticket: str, prefix: str) -> TicketRecord | None:
         """Consume a ticket: the record when valid for ``prefix``, else None. Single use."""
@@ -282,8 +298,9 @@ class EmulatorState:
                     pass
         return rec
 
-    def add_session(self, user: QlikUser, prefix: str, origin: str,
-                    session_id: str | None = None) -> tuple[SessionRecord, bool]:
+    def add_session(
+        self, user: QlikUser, prefix: str, origin: str, session_id: str | None = None
+    ) -> tuple[SessionRecord, bool]:
         """Create a session; return it and whether the user is new on this node.
 
         Raises :class:`TooManySessions` when the user already has the maximum.
@@ -297,8 +314,11 @@ class EmulatorState:
             if count >= self.max_sessions_per_user:
                 raise TooManySessions(
                     f"{user.qualified_name} has too many sessions active in parallel "
-                    f"(limit {self.max_sessions_per_user}).")
-            timeout = self.timeout_for(prefix) if self.timeout_for is not None else self.session_timeout
+                    f"(limit {self.max_sessions_per_user})."
+                )
+            timeout = (
+                self.timeout_for(prefix) if self.timeout_for is not None else self.session_timeout
+            )
             rec = SessionRecord(sid, user, prefix, origin, now, now, timeout=timeout)
             self._sessions[sid] = rec
             self._by_user.setdefault(user.key, set()).add(sid)
@@ -306,7 +326,9 @@ class EmulatorState:
                 self.site.add(user.key, (id(self), sid))
             return rec, not active
 
-    def session(self, session_id: str, prefix: str | None = None, *, touch: bool = False) -> SessionRecord | None:
+    def session(
+        self, session_id: str, prefix: str | None = None, *, touch: bool = False
+    ) -> SessionRecord | None:
         """The live session ``session_id`` (on ``prefix`` when given), or None."""
         now = self._clock()
         with self.lock:
@@ -322,7 +344,9 @@ class EmulatorState:
                 rec.last_seen = now
             return rec
 
-    def end_session(self, session_id: str, prefix: str | None = None) -> tuple[SessionRecord, bool] | None:
+    def end_session(
+        self, session_id: str, prefix: str | None = None
+    ) -> tuple[SessionRecord, bool] | None:
         """End a session; return it and whether it was the user's last one, or None."""
         with self.lock:
             rec = self.session(session_id, prefix)
@@ -331,7 +355,9 @@ class EmulatorState:
             self._end(session_id, "logout")
             return rec, rec.user.key not in self._by_user
 
-    def sessions(self, prefix: str | None = None, user: QlikUser | None = None) -> list[SessionRecord]:
+    def sessions(
+        self, prefix: str | None = None, user: QlikUser | None = None
+    ) -> list[SessionRecord]:
         """Live sessions, filtered by virtual proxy prefix and/or user (case-insensitive)."""
         now = self._clock()
         with self.lock:

@@ -93,12 +93,16 @@ class QpsClient:
             nodes = [nodes]
         self.nodes: tuple[str, ...] = tuple(normalise_node(n) for n in nodes)
         if not self.nodes:
-            raise ConfigurationError("no QPS node given: pass at least one URL such as https://qlik.example.com:4243.")
+            raise ConfigurationError(
+                "no QPS node given: pass at least one URL such as https://qlik.example.com:4243."
+            )
         if len(set(self.nodes)) != len(self.nodes):
             raise ConfigurationError(f"QPS nodes are listed twice: {list(nodes)}.")
         self.virtual_proxy = check_virtual_proxy_prefix(virtual_proxy)
         if timeout is None or timeout <= 0:
-            raise ConfigurationError("timeout must be a positive number of seconds (QPS calls must not hang).")
+            raise ConfigurationError(
+                "timeout must be a positive number of seconds (QPS calls must not hang)."
+            )
         self.timeout = (float(connect_timeout or timeout), float(timeout))
         self._timeout = Timeout(*self.timeout)
         if not isinstance(pool_maxsize, int) or pool_maxsize < 1:
@@ -127,7 +131,9 @@ class QpsClient:
         an attacker. Only a configured node *and* this client's virtual proxy match.
         """
         if not isinstance(proxy_rest_uri, str) or not proxy_rest_uri:
-            raise RedirectError("proxyRestUri is missing: the request did not come from a Qlik virtual proxy.")
+            raise RedirectError(
+                "proxyRestUri is missing: the request did not come from a Qlik virtual proxy."
+            )
         try:
             origin = origin_of(proxy_rest_uri)
         except RedirectError as exc:
@@ -136,7 +142,13 @@ class QpsClient:
         node = str(origin) if origin.port != 443 else f"https://{origin.host}:443"
         want = self._base.get(node)
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        if want is None or origin.scheme != "https" or parts.query or parts.fragment or path.lower() != urlsplit(want).path:
+        if (
+            want is None
+            or origin.scheme != "https"
+            or parts.query
+            or parts.fragment
+            or path.lower() != urlsplit(want).path
+        ):
             configured = ", ".join(self._base.values())
             # The value came from the browser: quoted short (a 10 kB path would land in the log).
             raise RedirectError(
@@ -179,7 +191,11 @@ class QpsClient:
         query = f"{'&' if '?' in path else '?'}xrfkey={xrf}"
         url = f"{base}{path}{query}"
         # A plain dict (names spelled once, as sent): the pools and responses take it as is.
-        headers: dict[str, str] = {"X-Qlik-Xrfkey": xrf, "Accept": "application/json", "User-Agent": _USER_AGENT}
+        headers: dict[str, str] = {
+            "X-Qlik-Xrfkey": xrf,
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
         data: bytes | None = None
         if body is not None:
             data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -190,14 +206,18 @@ class QpsClient:
         prep = QpsRequest()
         prep.method = method
         prep.url = url
-        prep.path_url = url[len(node):]
+        prep.path_url = url[len(node) :]
         prep.headers = headers  # type: ignore[assignment]
         prep.body = data
         shown = "…" if secret_in_path else path
         started = time.perf_counter()
         limits = self._timeout if timeout is None else Timeout(*timeout)
         try:
-            resp: QpsAnswer = self.adapter.send(prep, stream=True, timeout=limits)  # type: ignore[assignment,arg-type]
+            resp: QpsAnswer = self.adapter.send(  # type: ignore[assignment]
+                prep,
+                stream=True,
+                timeout=limits,  # type: ignore[arg-type]
+            )
         except TransportError as exc:
             error = transport_error(exc, node, what, limits.pair)
             # A node that could not be reached, or took the whole read timeout to say nothing,
@@ -211,15 +231,24 @@ class QpsClient:
             self._mark(node, False)
             raise QpsConnectionError(
                 f"{what}: the call to {node} failed ({type(exc).__name__}); QPS may or may not "
-                "have acted on it.", node=node, sent=True, stale=False,
+                "have acted on it.",
+                node=node,
+                sent=True,
+                stale=False,
             ) from None
         try:
             payload = self._read_body(resp, node, what)
         finally:
             resp.raw.release_conn()
         status = resp.status_code
-        log.debug("QPS %s %s on %s -> %s in %.1f ms", method, shown, node, status,
-                  (time.perf_counter() - started) * 1000)
+        log.debug(
+            "QPS %s %s on %s -> %s in %.1f ms",
+            method,
+            shown,
+            node,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
         if status < 500:
             self._mark(node, True)
         if 200 <= status < 300 or status == 404:
@@ -231,7 +260,8 @@ class QpsClient:
                 return status, json.loads(payload)
             except ValueError:
                 raise QpsResponseError(
-                    f"{what}: {node} answered {status} with a body that is not JSON; is this URL the "
+                    f"{what}: {node} answered {status} with a body that is not JSON; is this URL "
+                    "the "
                     "QPS API (port 4243)?",
                     node=node,
                 ) from None
@@ -240,8 +270,9 @@ class QpsClient:
             self._mark(node, False)
         raise self._http_error(status, payload, node, what)
 
-    def _call_idempotent(self, node: str, method: str, path: str, *, what: str,
-                         secret_in_path: bool = False) -> tuple[int, Any]:
+    def _call_idempotent(
+        self, node: str, method: str, path: str, *, what: str, secret_in_path: bool = False
+    ) -> tuple[int, Any]:
         """:meth:`_call` for a lookup or a delete: a kept-alive connection the node had already
         closed (nothing reached QPS's logic) is tried once more on a fresh one, so an idle pool
         never makes a live node look down."""
@@ -257,14 +288,18 @@ class QpsClient:
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > cap:
             resp.raw.close()
-            raise QpsResponseError(f"{what}: {node} sent {length} bytes, over the {cap}-byte limit.", node=node)
+            raise QpsResponseError(
+                f"{what}: {node} sent {length} bytes, over the {cap}-byte limit.", node=node
+            )
         try:
             data = resp.raw.read(cap + 1, decode_content=True)
         except TransportError as exc:
             raise transport_error(exc, node, what, self.timeout) from None
         if len(data) > cap:
             resp.raw.close()
-            raise QpsResponseError(f"{what}: {node} sent more than {cap} bytes, over the limit; refused.", node=node)
+            raise QpsResponseError(
+                f"{what}: {node} sent more than {cap} bytes, over the limit; refused.", node=node
+            )
         return data
 
     def _http_error(self, status: int, payload: bytes, node: str, what: str) -> QpsHTTPError:
@@ -313,13 +348,21 @@ class QpsClient:
 
     def _ticket_from(self, data: Any, node: str, user: QlikUser) -> Ticket:
         if not isinstance(data, dict):
-            raise QpsResponseError(f"ticket request: {node} answered without a JSON object.", node=node)
+            raise QpsResponseError(
+                f"ticket request: {node} answered without a JSON object.", node=node
+            )
         ticket = data.get("Ticket") or data.get("ticket")
         if not isinstance(ticket, str) or not ticket:
-            raise QpsResponseError(f"ticket request: {node}'s answer has no Ticket field.", node=node)
+            raise QpsResponseError(
+                f"ticket request: {node}'s answer has no Ticket field.", node=node
+            )
         target = data.get("TargetUri", data.get("targetUri"))
-        return Ticket(ticket=ticket, target_uri=target if isinstance(target, str) and target else None,
-                      node=node, user=user)
+        return Ticket(
+            ticket=ticket,
+            target_uri=target if isinstance(target, str) and target else None,
+            node=node,
+            user=user,
+        )
 
     @staticmethod
     def _all_failed(what: str, errors: list[QpsError]) -> QpsError:
@@ -387,9 +430,13 @@ class QpsClient:
             return created
         raise self._all_failed("session request", errors)
 
-    def _session_from(self, data: Any, node: str, fallback_user: QlikUser | None = None) -> ProxySession:
+    def _session_from(
+        self, data: Any, node: str, fallback_user: QlikUser | None = None
+    ) -> ProxySession:
         if not isinstance(data, dict):
-            raise QpsResponseError(f"session call: {node} answered without a JSON object.", node=node)
+            raise QpsResponseError(
+                f"session call: {node} answered without a JSON object.", node=node
+            )
         sid = data.get("SessionId", data.get("sessionId"))
         if not isinstance(sid, str) or not sid:
             raise QpsResponseError(f"session call: {node}'s answer has no SessionId.", node=node)
@@ -397,13 +444,20 @@ class QpsClient:
             user = QlikUser.from_qps(data)
         except IdentityError:
             if fallback_user is None:
-                raise QpsResponseError(f"session call: {node}'s answer has no valid user.", node=node) from None
+                raise QpsResponseError(
+                    f"session call: {node}'s answer has no valid user.", node=node
+                ) from None
             user = fallback_user
         return ProxySession(session_id=sid, user=user, node=node)
 
     def _get_session_on(self, node: str, session_id: str) -> ProxySession | None:
-        status, data = self._call_idempotent(node, "GET", f"session/{quote(session_id, safe='')}",
-                                             what="session lookup", secret_in_path=True)
+        status, data = self._call_idempotent(
+            node,
+            "GET",
+            f"session/{quote(session_id, safe='')}",
+            what="session lookup",
+            secret_in_path=True,
+        )
         if status == 404:
             return None
         return self._session_from(data, node)
@@ -441,8 +495,13 @@ class QpsClient:
         errors: list[QpsError] = []
         for n in self.nodes:
             try:
-                status, _ = self._call(n, "DELETE", f"session/{quote(session_id, safe='')}",
-                                       what="session delete", secret_in_path=True)
+                status, _ = self._call(
+                    n,
+                    "DELETE",
+                    f"session/{quote(session_id, safe='')}",
+                    what="session delete",
+                    secret_in_path=True,
+                )
             except QpsError as exc:  # any failure of one node: the others are still asked
                 errors.append(exc)
                 continue
@@ -458,7 +517,9 @@ class QpsClient:
         if data is None:
             return []
         if not isinstance(data, list):
-            raise QpsResponseError(f"user sessions: {node} answered without a JSON list.", node=node)
+            raise QpsResponseError(
+                f"user sessions: {node} answered without a JSON list.", node=node
+            )
         return [self._session_from(item, node) for item in data]
 
     def _each_node(self, method: str, path: str, what: str) -> list[ProxySession]:
@@ -478,7 +539,9 @@ class QpsClient:
                 f"{what}: {failed} did not answer; the result from the other nodes is in "
                 "the error's .partial attribute. Sessions on a node that did not answer end when "
                 "they time out (end_everywhere reports what is left, to end later).",
-                node=errors[0].node, errors=errors, partial=out,
+                node=errors[0].node,
+                errors=errors,
+                partial=out,
             )
         return out
 
@@ -490,9 +553,15 @@ class QpsClient:
         """End the user's proxy sessions on every node; returns the sessions ended."""
         return self._each_node("DELETE", self._user_path(user), "user logout")
 
-    def end_everywhere(self, users: Sequence[QlikUser] = (), session_ids: Sequence[str] = (), *,
-                       nodes: Sequence[str] | None = None) -> EndReport:
-        """End ``users``' proxy sessions and the sessions ``session_ids`` on every node; never raises
+    def end_everywhere(
+        self,
+        users: Sequence[QlikUser] = (),
+        session_ids: Sequence[str] = (),
+        *,
+        nodes: Sequence[str] | None = None,
+    ) -> EndReport:
+        """End ``users``' proxy sessions and the sessions ``session_ids`` on every node; never
+        raises
         for a node that fails.
 
         Each node is asked in turn. A node that fails (cannot be reached, does not answer in
@@ -515,29 +584,43 @@ class QpsClient:
             if node not in self._base:
                 raise ConfigurationError(f"{node!r} is not one of this client's QPS nodes.")
             if self._health.is_down(node):
-                failed.append(NodeFailure(node, "failed recently; not waited for",
-                                          tuple(wanted_users), tuple(wanted_ids)))
+                failed.append(
+                    NodeFailure(
+                        node,
+                        "failed recently; not waited for",
+                        tuple(wanted_users),
+                        tuple(wanted_ids),
+                    )
+                )
                 continue
             users_left, ids_left = list(wanted_users), list(wanted_ids)
             try:
                 while users_left:
-                    status, data = self._call_idempotent(node, "DELETE",
-                                                         self._user_path(users_left[0]),
-                                                         what="user logout")
+                    status, data = self._call_idempotent(
+                        node, "DELETE", self._user_path(users_left[0]), what="user logout"
+                    )
                     if status != 404:
                         ended += len(self._sessions_from(data, node))
                     users_left.pop(0)
                 while ids_left:
-                    status, _ = self._call_idempotent(node, "DELETE",
-                                                      f"session/{quote(ids_left[0], safe='')}",
-                                                      what="session delete", secret_in_path=True)
+                    status, _ = self._call_idempotent(
+                        node,
+                        "DELETE",
+                        f"session/{quote(ids_left[0], safe='')}",
+                        what="session delete",
+                        secret_in_path=True,
+                    )
                     ended += status != 404
                     ids_left.pop(0)
             except QpsError as exc:
-                failed.append(NodeFailure(node, _short_reason(exc), tuple(users_left),
-                                          tuple(ids_left)))
-                log.warning("QPS: %s did not finish ending sessions (%s); kept to end later",
-                            node, _short_reason(exc))
+                failed.append(
+                    NodeFailure(node, _short_reason(exc), tuple(users_left), tuple(ids_left))
+                )
+                log.warning(
+                    "QPS: %s did not finish ending sessions (%s); kept to end later",
+                    node,
+                    _short_reason(exc),
+                )
         return EndReport(ended, tuple(failed))
 
     def alive(self) -> dict[str, bool]:
@@ -545,8 +628,13 @@ class QpsClient:
         out = {}
         for n in self.nodes:
             try:
-                status, data = self._call(n, "GET", "/qps/alive", what="alive check",
-                                          timeout=(min(self.timeout[0], 3.0), min(self.timeout[1], 3.0)))
+                status, data = self._call(
+                    n,
+                    "GET",
+                    "/qps/alive",
+                    what="alive check",
+                    timeout=(min(self.timeout[0], 3.0), min(self.timeout[1], 3.0)),
+                )
                 out[n] = status == 200 and data is not False
             except QpsError:
                 out[n] = False

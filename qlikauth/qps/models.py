@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 
 from ..identity import QlikUser
 
-__all__ = ["Ticket", "ProxySession", "NodeFailure", "EndReport", "new_session_id", "mask",
-           "TARGET_ID_RE", "SESSION_ID_RE"]
+__all__ = [
+    "Ticket",
+    "ProxySession",
+    "NodeFailure",
+    "EndReport",
+    "new_session_id",
+    "mask",
+    "TARGET_ID_RE",
+    "SESSION_ID_RE",
+]
 
 #: What a ``targetId`` from Qlik may look like (a GUID; we allow a little more, nothing unsafe).
 TARGET_ID_RE = re.compile(r"[A-Za-z0-9._~-]{1,128}\Z")
@@ -55,7 +63,10 @@ class Ticket:
     user: QlikUser
 
     def __repr__(self) -> str:
-        return f"Ticket(ticket={mask(self.ticket)}, node={self.node!r}, user={self.user.qualified_name!r})"
+        return (
+            f"Ticket(ticket={mask(self.ticket)}, node={self.node!r}, "
+            f"user={self.user.qualified_name!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,10 @@ class ProxySession:
     node: str
 
     def __repr__(self) -> str:
-        return f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, user={self.user.qualified_name!r})"
+        return (
+            f"ProxySession(session_id={mask(self.session_id)}, node={self.node!r}, "
+            f"user={self.user.qualified_name!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9._~-]*\Z")
 
 
 def normalise_node(url: str) -> str:
-    """``https://QS1.example.com:4243/`` -> ``https://qs1.example.com:4243``, or :class:`ConfigurationError`."""
+    """``https://QS1.example.com:4243/`` -> ``https://qs1.example.com:4243``, or
+    :class:`ConfigurationError`."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("a QPS node URL is empty: use https://host:4243.")
     parts = urlsplit(url.strip())
@@ -43,7 +44,8 @@ def normalise_node(url: str) -> str:
 
 
 def check_virtual_proxy_prefix(prefix: str | None) -> str:
-    """The prefix without slashes (``""`` for the default virtual proxy), or :class:`ConfigurationError`."""
+    """The prefix without slashes (``""`` for the default virtual proxy), or
+    :class:`ConfigurationError`."""
     prefix = (prefix or "").strip().strip("/")
     if prefix and not _PREFIX_RE.match(prefix):
         raise ConfigurationError(
@@ -56,8 +58,12 @@ def check_virtual_proxy_prefix(prefix: str | None) -> str:
 class NodeHealth:
     """Orders nodes for creation calls: healthy ones first, in the configured order."""
 
-    def __init__(self, nodes: Sequence[str], unhealthy_for: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        unhealthy_for: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.nodes = tuple(nodes)
         self.unhealthy_for = unhealthy_for
         self._clock = clock

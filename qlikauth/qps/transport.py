@@ -50,18 +50,20 @@ __all__ = [
 #: TLS alerts a server sends when it refuses the handshake (``ssl.SSLError.reason``). With
 #: TLS 1.3 the client's side of the handshake is already finished when the server judges
 #: our certificate, so these arrive on the first read; the server has processed nothing.
-HANDSHAKE_ALERTS = frozenset({
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-    "SSLV3_ALERT_BAD_CERTIFICATE",
-    "TLSV1_ALERT_UNKNOWN_CA",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-    "SSLV3_ALERT_CERTIFICATE_REVOKED",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-    "TLSV1_ALERT_ACCESS_DENIED",
-    "TLSV1_ALERT_DECRYPT_ERROR",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE",
-})
+HANDSHAKE_ALERTS = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "TLSV1_ALERT_DECRYPT_ERROR",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    }
+)
 
 
 # -- the transport's failures ----------------------------------------------------------------
@@ -73,8 +75,13 @@ class TransportError(Exception):
 
     sent = True
 
-    def __init__(self, cause: BaseException | None = None, *, timeout: bool = False,
-                 tls: ssl.SSLError | None = None) -> None:
+    def __init__(
+        self,
+        cause: BaseException | None = None,
+        *,
+        timeout: bool = False,
+        tls: ssl.SSLError | None = None,
+    ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.timeout = timeout
@@ -104,8 +111,15 @@ class SendFailed(TransportError):
     ``reading`` when the answer had started to arrive.
     """
 
-    def __init__(self, cause: BaseException | None = None, *, timeout: bool = False,
-                 tls: ssl.SSLError | None = None, reused: bool = False, reading: bool = False) -> None:
+    def __init__(
+        self,
+        cause: BaseException | None = None,
+        *,
+        timeout: bool = False,
+        tls: ssl.SSLError | None = None,
+        reused: bool = False,
+        reading: bool = False,
+    ) -> None:
         super().__init__(cause, timeout=timeout, tls=tls)
         self.reused = reused
         self.reading = reading
@@ -160,7 +174,9 @@ class _Connection(http.client.HTTPSConnection):
         else:
             super().send(data)
 
-    def request_one_write(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> None:
+    def request_one_write(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> None:
         self._parts = []
         try:
             self.request(method, path, body=body, headers=headers)
@@ -246,7 +262,8 @@ class NodePool:
             self._in_use += 1
             while self._idle:
                 conn = self._idle.pop()
-                # An idle keep-alive socket that is readable was closed (or written to) by the server.
+                # An idle keep-alive socket that is readable was closed (or
+                # written to) by the server.
                 if conn.sock is not None and not wait_for_read(conn.sock, timeout=0.0):
                     return conn
                 conn.close()
@@ -270,15 +287,24 @@ class NodePool:
         with self._lock:
             self._release()
 
-    def urlopen(self, method: str, url: str, body: bytes | None = None, headers: Any = None,
-                timeout: Any = None, **_ignored: Any) -> PooledResponse:
+    def urlopen(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: Any = None,
+        timeout: Any = None,
+        **_ignored: Any,
+    ) -> PooledResponse:
         """Send one request on a pooled connection (the signature requests' ``send`` calls).
 
         ``redirect``, ``retries`` and the rest are ignored on purpose: a 3xx is handed
         back as it is and nothing is sent twice here.
         """
         connect_timeout, read_timeout = getattr(timeout, "pair", None) or (
-            timeout.connect_timeout, timeout.read_timeout)
+            timeout.connect_timeout,
+            timeout.read_timeout,
+        )
         conn = self._checkout(connect_timeout)
         try:
             reused = conn.sock is not None
@@ -326,19 +352,33 @@ class QpsAdapter(HTTPAdapter):
     not through :meth:`requests.Session.request`, and the pools ignore ``proxies``.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext, nodes: Mapping[str, tuple[str, int]], *,
-                 pool_maxsize: int = 10) -> None:
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        nodes: Mapping[str, tuple[str, int]],
+        *,
+        pool_maxsize: int = 10,
+    ) -> None:
         self._ssl_context = ssl_context
-        self.pools = {node: NodePool(host, port, ssl_context, pool_maxsize) for node, (host, port) in nodes.items()}
-        super().__init__(pool_connections=max(1, len(self.pools)), pool_maxsize=pool_maxsize,
-                         max_retries=Retry(0, read=False, redirect=False))
+        self.pools = {
+            node: NodePool(host, port, ssl_context, pool_maxsize)
+            for node, (host, port) in nodes.items()
+        }
+        super().__init__(
+            pool_connections=max(1, len(self.pools)),
+            pool_maxsize=pool_maxsize,
+            max_retries=Retry(0, read=False, redirect=False),
+        )
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **kw: Any
+    ) -> None:
         # No urllib3 pool manager: the node pools above are the only pools.
         self.poolmanager = None  # type: ignore[assignment]
 
-    def get_connection_with_tls_context(self, request: PreparedRequest, verify: Any, proxies: Any = None,
-                                        cert: Any = None) -> Any:
+    def get_connection_with_tls_context(
+        self, request: PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
         url = request.url or ""
         end = url.find("/", 8)
         pool = self.pools.get(url if end < 0 else url[:end])
@@ -346,7 +386,9 @@ class QpsAdapter(HTTPAdapter):
             raise InvalidURL(f"{url[:80]!r} is not on one of this client's QPS nodes; refused.")
         return pool
 
-    def get_connection(self, url: str, proxies: Any = None) -> Any:  # requests < 2.32.2 compatibility
+    def get_connection(
+        self, url: str, proxies: Any = None
+    ) -> Any:  # requests < 2.32.2 compatibility
         raise InvalidURL("QpsAdapter only sends through get_connection_with_tls_context.")
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
@@ -355,7 +397,9 @@ class QpsAdapter(HTTPAdapter):
     def request_url(self, request: PreparedRequest, proxies: Any) -> str:
         return request.path_url
 
-    def build_response(self, req: PreparedRequest, resp: Any) -> QpsAnswer:  # type: ignore[override]
+    def build_response(  # type: ignore[override]
+        self, req: PreparedRequest, resp: Any
+    ) -> QpsAnswer:
         return QpsAnswer(req, resp)
 
     def close(self) -> None:

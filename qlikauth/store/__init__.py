@@ -15,7 +15,8 @@ implements the :class:`StateStore` protocol:
 ciphertexts in it (keys from the ``STORE_KEYS`` setting), for bearer values at rest.
 
 :func:`open_store` turns the ``STATE_STORE`` setting (``"memory"``, ``"redis://..."``,
-``"django-cache:default"``) into a store. Failures are typed: :class:`~qlikauth.exceptions.StoreUnavailable`
+``"django-cache:default"``) into a store. Failures are typed:
+:class:`~qlikauth.exceptions.StoreUnavailable`
 when the store cannot be reached, :class:`~qlikauth.exceptions.StoreFull` when a replay cache is
 full; a one-time value that cannot be checked is refused, never waved through.
 """
@@ -99,13 +100,19 @@ def register_store_scheme(scheme: str, factory: StoreFactory) -> None:
 
 
 def known_store_schemes() -> frozenset[str]:
-    """The setting prefixes :func:`open_store` takes (``django-cache`` even before Django registers it)."""
+    """The setting prefixes :func:`open_store` takes (``django-cache`` even before Django registers
+    it)."""
     return frozenset({"memory", "redis", "rediss", "unix", "django-cache", *_SCHEMES})
 
 
-def open_store(setting: str | StateStore | None, *, namespace: str = "qlikauth",
-               max_items: int | None = None, when_full: WhenFull = "evict",
-               keys: StoreKeys | str | None = None) -> StateStore:
+def open_store(
+    setting: str | StateStore | None,
+    *,
+    namespace: str = "qlikauth",
+    max_items: int | None = None,
+    when_full: WhenFull = "evict",
+    keys: StoreKeys | str | None = None,
+) -> StateStore:
     """The store a ``STATE_STORE`` setting names.
 
     * ``None`` or ``"memory"``: a :class:`MemoryStore` (this process only);

@@ -33,8 +33,16 @@ class StoreLock:
     :param release_owned: remove the lock if it still holds this holder's token; True if it did.
     """
 
-    def __init__(self, name: str, ttl: float, wait: float, *, try_acquire: Callable[[], bool],
-                 release_owned: Callable[[], bool], poll: float = 0.01) -> None:
+    def __init__(
+        self,
+        name: str,
+        ttl: float,
+        wait: float,
+        *,
+        try_acquire: Callable[[], bool],
+        release_owned: Callable[[], bool],
+        poll: float = 0.01,
+    ) -> None:
         if not ttl > 0:
             raise ValueError("a lock's ttl must be positive")
         if wait < 0:
@@ -73,8 +81,12 @@ class StoreLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             self.release()
         except StoreUnavailable as failed:

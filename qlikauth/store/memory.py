@@ -27,8 +27,13 @@ class MemoryStore:
     :param clock: seconds, monotonic (injectable so expiry is tested without sleeping).
     """
 
-    def __init__(self, max_items: int = 100_000, *, when_full: WhenFull = "evict",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_items: int = 100_000,
+        *,
+        when_full: WhenFull = "evict",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ConfigurationError(f"max_items must be a positive integer, got {max_items!r}.")
         if when_full not in ("evict", "refuse"):
@@ -58,7 +63,9 @@ class MemoryStore:
             # Full of live entries: drop the tenth closest to expiry rather than grow without
             # bound. A batch, so a flood of writes pays for one sort per tenth, not per write.
             keep = self._max - max(1, self._max // 10)
-            for k, _ in sorted(self._data.items(), key=lambda kv: kv[1][0])[: len(self._data) - keep]:
+            for k, _ in sorted(self._data.items(), key=lambda kv: kv[1][0])[
+                : len(self._data) - keep
+            ]:
                 del self._data[k]
 
     def _room_for(self, key: str, now: float) -> None:
@@ -118,8 +125,13 @@ class MemoryStore:
                 del self._data[name]
                 return True
 
-        return StoreLock(name, ttl, wait, try_acquire=lambda: self.add(name, token, ttl),
-                         release_owned=release_owned)
+        return StoreLock(
+            name,
+            ttl,
+            wait,
+            try_acquire=lambda: self.add(name, token, ttl),
+            release_owned=release_owned,
+        )
 
     def __len__(self) -> int:
         with self._lock:

@@ -95,8 +95,13 @@ return 1
 """
 
 # URL options that would switch off verification of a rediss:// server.
-_UNSAFE_TLS = {("ssl_cert_reqs", "none"), ("ssl_cert_reqs", "optional"), ("ssl_check_hostname", "false"),
-               ("ssl_check_hostname", "0"), ("ssl_check_hostname", "no")}
+_UNSAFE_TLS = {
+    ("ssl_cert_reqs", "none"),
+    ("ssl_cert_reqs", "optional"),
+    ("ssl_check_hostname", "false"),
+    ("ssl_check_hostname", "0"),
+    ("ssl_check_hostname", "no"),
+}
 
 
 def _describe_url(url: str) -> str:
@@ -122,15 +127,25 @@ class RedisStore:
     :param timeout: seconds for connecting and for each command (then ``StoreUnavailable``).
     """
 
-    def __init__(self, url: str | Any, *, namespace: str = "qlikauth", max_items: int | None = None,
-                 when_full: WhenFull = "evict", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str | Any,
+        *,
+        namespace: str = "qlikauth",
+        max_items: int | None = None,
+        when_full: WhenFull = "evict",
+        timeout: float = 2.0,
+    ) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
             raise ConfigurationError(
                 f"namespace {namespace!r} must be 1-64 letters, digits and '_.:-'."
             )
-        if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int)
-                                      or max_items < 1):
-            raise ConfigurationError(f"max_items must be a positive integer or None, got {max_items!r}.")
+        if max_items is not None and (
+            isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1
+        ):
+            raise ConfigurationError(
+                f"max_items must be a positive integer or None, got {max_items!r}."
+            )
         if when_full not in ("evict", "refuse"):
             raise ConfigurationError(f"when_full must be 'evict' or 'refuse', got {when_full!r}.")
         if isinstance(url, str):
@@ -139,7 +154,9 @@ class RedisStore:
         else:
             self._client = url
             kw = getattr(getattr(url, "connection_pool", None), "connection_kwargs", {})
-            where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+            where = (
+                kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+            )
             self.description = f"Redis state store {where} (namespace {namespace!r})"
         self.namespace = namespace
         self._prefix = f"{namespace}:"
@@ -170,17 +187,25 @@ class RedisStore:
                 )
         # rediss://: the server's certificate and name are checked whatever redis-py's defaults
         # (before 6.0 it did not check the name); the URL cannot turn that off (refused above).
-        tls: dict[str, Any] = ({"ssl_cert_reqs": "required", "ssl_check_hostname": True}
-                               if parts.scheme.lower() == "rediss" else {})
+        tls: dict[str, Any] = (
+            {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+            if parts.scheme.lower() == "rediss"
+            else {}
+        )
         try:
             return redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
                 # One quick retry reconnects after a dropped idle connection (Redis restarted);
                 # redis-py's default (10 with backoff) would hold a browser for many seconds.
-                retry=Retry(NoBackoff(), 1), **tls,
+                retry=Retry(NoBackoff(), 1),
+                **tls,
             )
         except ValueError as exc:
-            raise ConfigurationError(f"Redis URL {_describe_url(url)!r} cannot be used: {exc}") from None
+            raise ConfigurationError(
+                f"Redis URL {_describe_url(url)!r} cannot be used: {exc}"
+            ) from None
 
     # -- errors -------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
@@ -218,7 +243,11 @@ class RedisStore:
             raise TypeError(f"store keys are strings, got {type(key).__name__}")
         if _KEY.match(key):
             return self._prefix + key
-        return self._prefix + "#sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return (
+            self._prefix
+            + "#sha256:"
+            + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        )
 
     @staticmethod
     def _ms(ttl: float) -> int:
@@ -234,8 +263,12 @@ class RedisStore:
             limit = self._client.config_get("maxmemory")
             policy = self._client.config_get("maxmemory-policy")
         except redis.ResponseError as exc:  # CONFIG disabled (managed Redis) or not permitted
-            log.warning("%s: cannot read maxmemory-policy (%s); make sure it is 'noeviction', or a "
-                        "full Redis may forget consumed one-time ids", self.description, exc)
+            log.warning(
+                "%s: cannot read maxmemory-policy (%s); make sure it is 'noeviction', or a "
+                "full Redis may forget consumed one-time ids",
+                self.description,
+                exc,
+            )
             self._eviction_checked = True
             return
         except redis.RedisError as exc:
@@ -254,8 +287,11 @@ class RedisStore:
 
     def _bounded(self, key: str, value: bytes, ttl: float, mode: str) -> int:
         self._check_eviction()
-        result = self._call(self._bounded_set, keys=[key, self._index],
-                            args=[value, self._ms(ttl), self._max, self._when_full, mode])
+        result = self._call(
+            self._bounded_set,
+            keys=[key, self._index],
+            args=[value, self._ms(ttl), self._max, self._when_full, mode],
+        )
         if int(result) == -1:
             raise StoreFull(
                 f"the {self.description} is full ({self._max} live entries) and is a replay "
@@ -317,8 +353,9 @@ class RedisStore:
         the next holder's. Outside the ``max_items`` bound: a lock lives ``ttl`` at most.
         """
         # thread_local=False: the token belongs to this StoreLock, whichever thread releases it.
-        held = self._client.lock(self._key(name), timeout=self._ms(ttl) / 1000, blocking=False,
-                                 thread_local=False)
+        held = self._client.lock(
+            self._key(name), timeout=self._ms(ttl) / 1000, blocking=False, thread_local=False
+        )
 
         def release_owned() -> bool:
             try:
@@ -329,9 +366,14 @@ class RedisStore:
                 raise self._unavailable(exc) from exc
             return True
 
-        return StoreLock(name, ttl, wait, poll=0.02,
-                         try_acquire=lambda: bool(self._call(held.acquire, blocking=False)),
-                         release_owned=release_owned)
+        return StoreLock(
+            name,
+            ttl,
+            wait,
+            poll=0.02,
+            try_acquire=lambda: bool(self._call(held.acquire, blocking=False)),
+            release_owned=release_owned,
+        )
 
     def __len__(self) -> int:
         """Live entries in a bounded namespace (what the bound counts)."""

@@ -33,8 +33,13 @@ if TYPE_CHECKING:
     from . import StateStore
     from .locks import StoreLock
 
-__all__ = ["SealedStore", "StoreKeys", "new_store_key", "sealed_for_bearer_values",
-           "STORE_KEYS_ENV"]
+__all__ = [
+    "SealedStore",
+    "StoreKeys",
+    "new_store_key",
+    "sealed_for_bearer_values",
+    "STORE_KEYS_ENV",
+]
 
 log = logging.getLogger("qlikauth.store")
 
@@ -44,8 +49,9 @@ STORE_KEYS_ENV = "QLIKAUTH_STORE_KEYS"
 _KID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 _MAGIC = b"qs1"  # format version: a changed layout gets a new tag, old values still open
 _NONCE = 12
-_MAKE_ONE = ("make one with "
-             "python -c 'from qlikauth.store import new_store_key; print(new_store_key())'.")
+_MAKE_ONE = (
+    "make one with python -c 'from qlikauth.store import new_store_key; print(new_store_key())'."
+)
 
 
 def new_store_key(kid: str | None = None) -> str:
@@ -164,8 +170,9 @@ class SealedStore:
     it would for a missing value, and a warning says why (without the value).
     """
 
-    def __init__(self, inner: StateStore,
-                 keys: StoreKeys | str | Iterable[str] | Mapping[str, str]) -> None:
+    def __init__(
+        self, inner: StateStore, keys: StoreKeys | str | Iterable[str] | Mapping[str, str]
+    ) -> None:
         if isinstance(inner, SealedStore):
             raise ConfigurationError("the store is sealed already; wrap the inner store once.")
         self.inner = inner
@@ -180,9 +187,11 @@ class SealedStore:
             return None
         value = self.keys.open(key, blob)
         if value is None:
-            log.warning("a value in the %s does not open with the configured STORE_KEYS (another "
-                        "key, altered, or stored in clear); treating it as absent",
-                        self.description)
+            log.warning(
+                "a value in the %s does not open with the configured STORE_KEYS (another "
+                "key, altered, or stored in clear); treating it as absent",
+                self.description,
+            )
         return value
 
     def put(self, key: str, value: bytes, ttl: float) -> None:
@@ -205,8 +214,9 @@ class SealedStore:
         return self.inner.lock(name, ttl, wait)
 
 
-def sealed_for_bearer_values(store: StateStore, keys: StoreKeys | str | None,
-                             what: str) -> StateStore:
+def sealed_for_bearer_values(
+    store: StateStore, keys: StoreKeys | str | None, what: str
+) -> StateStore:
     """``store`` as it may hold bearer values: a shared store is sealed, or refused without keys.
 
     An in-process :class:`MemoryStore` needs no key (nothing leaves the process). Any other

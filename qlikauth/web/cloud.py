@@ -60,7 +60,10 @@ log = logging.getLogger("qlikauth.web.cloud")
 
 #: The headers of an answer that carries a token: never stored, never sniffed, never framed.
 TOKEN_HEADERS: tuple[tuple[str, str], ...] = NO_STORE + (
-    ("Pragma", "no-cache"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+    ("Pragma", "no-cache"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+)
 
 
 def identity_from_user(user: QlikUser | None) -> CloudUser | None:
@@ -74,8 +77,14 @@ def identity_from_user(user: QlikUser | None) -> CloudUser | None:
     if user is None or "@" not in user.user_id:
         return None
     names = user.get_all("name")
-    return CloudIdentity(sub=user.user_id, name=names[0] if names else user.user_id, email=user.user_id,
-                         email_verified=True, groups=tuple(user.groups), realm=user.user_directory)
+    return CloudIdentity(
+        sub=user.user_id,
+        name=names[0] if names else user.user_id,
+        email=user.user_id,
+        email_verified=True,
+        groups=tuple(user.groups),
+        realm=user.user_directory,
+    )
 
 
 @dataclass
@@ -103,7 +112,8 @@ class CloudPortal:
         return identity_from_user(user if user is not None else request.qlik_user())
 
     def sign_out(self, request: WebRequest | None, user: QlikUser | None = None) -> bool:
-        """Revoke the user's Qlik Cloud access token at the tenant and forget it; True when there was one.
+        """Revoke the user's Qlik Cloud access token at the tenant and forget it; True when there
+        was one.
 
         The portal's sign-out calls it (:func:`qlikauth.web.flows.end_sessions`, once the
         Qlik Cloud endpoints are mounted: :meth:`QlikAuthRuntime.add_sign_out`), next to
@@ -116,8 +126,9 @@ class CloudPortal:
             return False
         # Without a browser (back-channel logout, a SAML LogoutRequest for other sessions) the
         # request-based identity cannot be read: the Qlik user's own convention is used.
-        identity = self.identity_for(request, user) if request is not None \
-            else identity_from_user(user)
+        identity = (
+            self.identity_for(request, user) if request is not None else identity_from_user(user)
+        )
         if identity is None:
             return False
         return self.access.logout(identity)
@@ -125,22 +136,33 @@ class CloudPortal:
 
 def _refuse_cross_site(request: WebRequest) -> Answer | None:
     if request.method != "POST":
-        return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "POST"),))
+        return PlainAnswer(
+            status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "POST"),)
+        )
     site = request.header("Sec-Fetch-Site")
     if site is not None and site.lower() != "same-origin":
-        return PlainAnswer(status=403, body="Forbidden: only the portal's own pages may ask for this.\n")
+        return PlainAnswer(
+            status=403, body="Forbidden: only the portal's own pages may ask for this.\n"
+        )
     if not request.csrf_verified and not same_origin(request):
-        log.warning("qlikauth: refused a cross-site %s (Origin %r)", request.path, request.header("Origin"))
-        return PlainAnswer(status=403, body="Forbidden: only the portal's own pages may ask for this.\n")
+        log.warning(
+            "qlikauth: refused a cross-site %s (Origin %r)", request.path, request.header("Origin")
+        )
+        return PlainAnswer(
+            status=403, body="Forbidden: only the portal's own pages may ask for this.\n"
+        )
     return None
 
 
 def _not_signed_in() -> Answer:
-    return JsonAnswer(status=401, data={"error": "not_signed_in", "detail": "Sign in to the portal first."})
+    return JsonAnswer(
+        status=401, data={"error": "not_signed_in", "detail": "Sign in to the portal first."}
+    )
 
 
-def _token_gate(request: WebRequest, portal: CloudPortal, part: object,
-                missing: str) -> tuple[CloudUser | None, Answer | None]:
+def _token_gate(
+    request: WebRequest, portal: CloudPortal, part: object, missing: str
+) -> tuple[CloudUser | None, Answer | None]:
     """What both token endpoints check first, in this order: a same-origin POST, then ``part``
     configured (else ``ConfigurationError(missing)``: a deployment error, not the browser's), then
     a signed-in user. Gives the user, or the answer that refuses the request."""
@@ -157,8 +179,12 @@ def _token_gate(request: WebRequest, portal: CloudPortal, part: object,
 
 def access_token(request: WebRequest, portal: CloudPortal) -> Answer:
     """``POST``: the signed-in user's access token for qlik-embed, as ``text/plain``."""
-    user, refused = _token_gate(request, portal, portal.access,
-                                "the access-token endpoint needs CloudPortal(access=CloudAccess(...)).")
+    user, refused = _token_gate(
+        request,
+        portal,
+        portal.access,
+        "the access-token endpoint needs CloudPortal(access=CloudAccess(...)).",
+    )
     if refused is not None:
         return refused
     assert user is not None and portal.access is not None
@@ -168,8 +194,12 @@ def access_token(request: WebRequest, portal: CloudPortal) -> Answer:
 
 def cloud_jwt(request: WebRequest, portal: CloudPortal) -> Answer:
     """``POST``: a fresh Qlik Cloud JWT for the browser's own ``/login/jwt-session``."""
-    user, refused = _token_gate(request, portal, portal.jwt_issuer,
-                                "the JWT endpoint needs CloudPortal(jwt_issuer=CloudJwtIssuer(...)).")
+    user, refused = _token_gate(
+        request,
+        portal,
+        portal.jwt_issuer,
+        "the JWT endpoint needs CloudPortal(jwt_issuer=CloudJwtIssuer(...)).",
+    )
     if refused is not None:
         return refused
     assert user is not None and portal.jwt_issuer is not None
@@ -177,16 +207,23 @@ def cloud_jwt(request: WebRequest, portal: CloudPortal) -> Answer:
 
 
 def qseow_jwt_login(request: WebRequest, portal: CloudPortal) -> Answer:
-    """``GET``: sign the portal user in through the QSEoW JWT virtual proxy, set its cookie, go to the hub."""
+    """``GET``: sign the portal user in through the QSEoW JWT virtual proxy, set its cookie, go to
+    the hub."""
     if request.method not in ("GET", "HEAD"):
-        return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "GET"),))
+        return PlainAnswer(
+            status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", "GET"),)
+        )
     if portal.qseow_jwt is None:
-        raise ConfigurationError("the JWT login endpoint needs CloudPortal(qseow_jwt=JwtAuthenticator(...)).")
+        raise ConfigurationError(
+            "the JWT login endpoint needs CloudPortal(qseow_jwt=JwtAuthenticator(...))."
+        )
     user = request.qlik_user()
     if user is None:
         return _not_signed_in()
     cookie = portal.qseow_jwt.login(user)
-    return RedirectAnswer(location=portal.hub_url or portal.qseow_jwt.proxy_url + "hub/", cookies=(cookie,))
+    return RedirectAnswer(
+        location=portal.hub_url or portal.qseow_jwt.proxy_url + "hub/", cookies=(cookie,)
+    )
 
 
 def cloud_logout(request: WebRequest, portal: CloudPortal) -> Answer:

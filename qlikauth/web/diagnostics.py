@@ -43,20 +43,34 @@ def _proxy_url(hub_url: str) -> str:
     return base + "/"
 
 
-def diagnostics_page(hub_url: str, report_url: str, payload_url: str, *,
-                     hold_seconds: float = 65.0, app_id: str = "engineData") -> str:
+def diagnostics_page(
+    hub_url: str,
+    report_url: str,
+    payload_url: str,
+    *,
+    hold_seconds: float = 65.0,
+    app_id: str = "engineData",
+) -> str:
     """The page (HTML with its script); ``hub_url`` is the virtual proxy's https hub."""
     if not hub_url.startswith("https://"):
         raise ConfigurationError("the diagnostics page needs the hub's https URL (HUB_URL).")
     config = {
-        "hub": hub_url, "proxy": _proxy_url(hub_url), "report": report_url,
-        "payload": payload_url, "payloadBytes": PAYLOAD_BYTES, "hold": float(hold_seconds),
-        "app": app_id, "csrfHeader": CSRF_HEADER,
+        "hub": hub_url,
+        "proxy": _proxy_url(hub_url),
+        "report": report_url,
+        "payload": payload_url,
+        "payloadBytes": PAYLOAD_BYTES,
+        "hold": float(hold_seconds),
+        "app": app_id,
+        "csrfHeader": CSRF_HEADER,
     }
     # JSON inside <script>: "</" is escaped so no value can close the element.
     data = json.dumps(config).replace("</", "<\\/")
-    rows = "".join(f'<tr id="result-{t}" data-status="pending"><th>{html.escape(t)}</th>'
-                   '<td class="status">waiting</td><td class="detail"></td></tr>' for t in TESTS)
+    rows = "".join(
+        f'<tr id="result-{t}" data-status="pending"><th>{html.escape(t)}</th>'
+        '<td class="status">waiting</td><td class="detail"></td></tr>'
+        for t in TESTS
+    )
     return _PAGE.replace("{{ROWS}}", rows).replace("{{CONFIG}}", data)
 
 
@@ -76,8 +90,11 @@ def read_report(body: bytes, user_agent: str | None) -> dict[str, Any]:
         raise ValueError("a diagnostics report has a list of results.")
     clean = []
     for item in results:
-        if not isinstance(item, dict) or item.get("test") not in TESTS \
-                or item.get("status") not in ("ok", "fail", "skip"):
+        if (
+            not isinstance(item, dict)
+            or item.get("test") not in TESTS
+            or item.get("status") not in ("ok", "fail", "skip")
+        ):
             raise ValueError("each result names a known test and ok, fail or skip.")
         detail = str(item.get("detail", ""))[:300]
         detail = "".join(c if c.isprintable() else " " for c in detail)
@@ -86,8 +103,13 @@ def read_report(body: bytes, user_agent: str | None) -> dict[str, Any]:
     summary = ", ".join(f"{r['test']}={r['status']}" for r in clean)
     failed = [r for r in clean if r["status"] == "fail"]
     level = logging.WARNING if failed else logging.INFO
-    log.log(level, "qlikauth diagnostics from %r: %s%s", agent, summary,
-            "".join(f"; {r['test']}: {r['detail']}" for r in failed))
+    log.log(
+        level,
+        "qlikauth diagnostics from %r: %s%s",
+        agent,
+        summary,
+        "".join(f"; {r['test']}: {r['detail']}" for r in failed),
+    )
     return {"user_agent": agent, "results": clean}
 
 

@@ -19,52 +19,84 @@ __all__ = ["ErrorDescription", "describe_error", "new_reference"]
 #: class name -> (title, what happened, what the user can do). Fixed texts only: nothing
 #: from the exception or the request reaches the browser.
 _PUBLIC: dict[str, tuple[str, str, str]] = {
-    "RedirectError": ("This link cannot be followed",
-                      "The link points somewhere this portal does not send users.",
-                      "Go back to the portal's home page and open Qlik Sense from there."),
-    "IdentityError": ("Your account cannot be used in Qlik Sense",
-                      "Your user name or one of your groups contains characters Qlik Sense cannot take.",
-                      "Ask the portal administrator to fix the account."),
-    "HeaderError": ("Your account cannot be used in Qlik Sense",
-                    "Your user name cannot be sent to Qlik Sense.",
-                    "Ask the portal administrator to fix the account."),
-    "QpsTimeout": ("Qlik Sense did not answer in time",
-                   "Qlik Sense was too slow to answer the sign-in.",
-                   "Try again in a minute. If it keeps happening, tell the portal administrator."),
-    "QpsTLSError": ("Qlik Sense cannot be reached securely",
-                    "The portal and Qlik Sense do not trust each other's certificates.",
-                    "Tell the portal administrator; the server log has the details."),
-    "QpsConnectionError": ("Qlik Sense cannot be reached",
-                           "The portal could not reach Qlik Sense to sign you in.",
-                           "Try again in a minute. If it keeps happening, tell the portal administrator."),
-    "QpsTooManySessions": ("Too many Qlik Sense sessions",
-                           "You have as many Qlik Sense sessions open as Qlik Sense allows.",
-                           "Close Qlik Sense in your other tabs or devices, or sign out, then try again."),
-    "QpsError": ("Qlik Sense refused the sign-in",
-                 "Qlik Sense did not accept the portal's sign-in request.",
-                 "Try again; if it keeps happening, tell the portal administrator."),
-    "ConfigurationError": ("Qlik Sense sign-in is not set up correctly",
-                           "The portal's Qlik Sense settings are wrong.",
-                           "Tell the portal administrator; the server log has the details."),
-    "CertificateError": ("Qlik Sense sign-in is not set up correctly",
-                         "The portal's Qlik Sense certificates cannot be used.",
-                         "Tell the portal administrator; the server log has the details."),
-    "OidcError": ("Signing in with your identity provider failed",
-                  "The sign-in could not be verified: it was used already, started in another "
-                  "browser, too old, or refused by the identity provider.",
-                  "Go back to the portal and sign in again. If it keeps happening, tell the portal "
-                  "administrator."),
-    "SamlError": ("Single sign-on refused", "The identity provider's sign-in answer was refused.", "Start the sign-in again from the portal."),
-    "ClaimsError": ("Single sign-on refused", "Your account cannot be used in Qlik Sense.",
-                    "Tell the portal administrator; the server log has the details."),
-    "StoreError": ("Signing in is unavailable right now",
-                   "The portal cannot reach the store it keeps sign-ins in, so it signs nobody in "
-                   "rather than lose track of who is signed in.",
-                   "Try again in a few minutes; if it keeps happening, tell the portal "
-                   "administrator."),
-    "QlikAuthError": ("Signing in to Qlik Sense failed",
-                      "The portal could not sign you in to Qlik Sense.",
-                      "Try again; if it keeps happening, tell the portal administrator."),
+    "RedirectError": (
+        "This link cannot be followed",
+        "The link points somewhere this portal does not send users.",
+        "Go back to the portal's home page and open Qlik Sense from there.",
+    ),
+    "IdentityError": (
+        "Your account cannot be used in Qlik Sense",
+        "Your user name or one of your groups contains characters Qlik Sense cannot take.",
+        "Ask the portal administrator to fix the account.",
+    ),
+    "HeaderError": (
+        "Your account cannot be used in Qlik Sense",
+        "Your user name cannot be sent to Qlik Sense.",
+        "Ask the portal administrator to fix the account.",
+    ),
+    "QpsTimeout": (
+        "Qlik Sense did not answer in time",
+        "Qlik Sense was too slow to answer the sign-in.",
+        "Try again in a minute. If it keeps happening, tell the portal administrator.",
+    ),
+    "QpsTLSError": (
+        "Qlik Sense cannot be reached securely",
+        "The portal and Qlik Sense do not trust each other's certificates.",
+        "Tell the portal administrator; the server log has the details.",
+    ),
+    "QpsConnectionError": (
+        "Qlik Sense cannot be reached",
+        "The portal could not reach Qlik Sense to sign you in.",
+        "Try again in a minute. If it keeps happening, tell the portal administrator.",
+    ),
+    "QpsTooManySessions": (
+        "Too many Qlik Sense sessions",
+        "You have as many Qlik Sense sessions open as Qlik Sense allows.",
+        "Close Qlik Sense in your other tabs or devices, or sign out, then try again.",
+    ),
+    "QpsError": (
+        "Qlik Sense refused the sign-in",
+        "Qlik Sense did not accept the portal's sign-in request.",
+        "Try again; if it keeps happening, tell the portal administrator.",
+    ),
+    "ConfigurationError": (
+        "Qlik Sense sign-in is not set up correctly",
+        "The portal's Qlik Sense settings are wrong.",
+        "Tell the portal administrator; the server log has the details.",
+    ),
+    "CertificateError": (
+        "Qlik Sense sign-in is not set up correctly",
+        "The portal's Qlik Sense certificates cannot be used.",
+        "Tell the portal administrator; the server log has the details.",
+    ),
+    "OidcError": (
+        "Signing in with your identity provider failed",
+        "The sign-in could not be verified: it was used already, started in another "
+        "browser, too old, or refused by the identity provider.",
+        "Go back to the portal and sign in again. If it keeps happening, tell the portal "
+        "administrator.",
+    ),
+    "SamlError": (
+        "Single sign-on refused",
+        "The identity provider's sign-in answer was refused.",
+        "Start the sign-in again from the portal.",
+    ),
+    "ClaimsError": (
+        "Single sign-on refused",
+        "Your account cannot be used in Qlik Sense.",
+        "Tell the portal administrator; the server log has the details.",
+    ),
+    "StoreError": (
+        "Signing in is unavailable right now",
+        "The portal cannot reach the store it keeps sign-ins in, so it signs nobody in "
+        "rather than lose track of who is signed in.",
+        "Try again in a few minutes; if it keeps happening, tell the portal administrator.",
+    ),
+    "QlikAuthError": (
+        "Signing in to Qlik Sense failed",
+        "The portal could not sign you in to Qlik Sense.",
+        "Try again; if it keeps happening, tell the portal administrator.",
+    ),
 }
 
 
@@ -76,7 +108,10 @@ _CHOOSE = "Start the sign-in from the portal's sign-in page, which lists its ide
 _SSO_PUBLIC: dict[str, tuple[str, str]] = {
     "unsigned": ("The identity provider's answer is not signed.", _ADMIN),
     "signature": ("The identity provider's answer has no valid signature.", _ADMIN),
-    "algorithm": ("The identity provider signed its answer with an algorithm this portal refuses.", _ADMIN),
+    "algorithm": (
+        "The identity provider signed its answer with an algorithm this portal refuses.",
+        _ADMIN,
+    ),
     "structure": ("The sign-in answer is malformed and was refused.", _AGAIN),
     "doctype": ("The sign-in answer is malformed and was refused.", _AGAIN),
     "comment": ("The sign-in answer is malformed and was refused.", _AGAIN),
@@ -85,20 +120,37 @@ _SSO_PUBLIC: dict[str, tuple[str, str]] = {
     "too_large": ("The sign-in answer is too large and was refused.", _AGAIN),
     "missing": ("The sign-in answer is missing.", _AGAIN),
     "binding": ("The sign-in answer came in a way this portal does not accept.", _AGAIN),
-    "expired": ("The sign-in answer has expired.",
-                "Sign in again. If it keeps happening, a clock is wrong: tell the portal administrator."),
-    "not_yet_valid": ("The sign-in answer is not valid yet.",
-                      "Sign in again in a minute. If it keeps happening, a clock is wrong: tell the portal administrator."),
+    "expired": (
+        "The sign-in answer has expired.",
+        "Sign in again. If it keeps happening, a clock is wrong: tell the portal administrator.",
+    ),
+    "not_yet_valid": (
+        "The sign-in answer is not valid yet.",
+        "Sign in again in a minute. If it keeps happening, a clock is wrong: tell the portal "
+        "administrator.",
+    ),
     "audience": ("The sign-in answer was meant for another application.", _ADMIN),
     "destination": ("The sign-in answer was sent to another address.", _ADMIN),
     "recipient": ("The sign-in answer was sent to another address.", _ADMIN),
-    "issuer": ("The sign-in answer comes from an identity provider this portal does not trust.", _ADMIN),
+    "issuer": (
+        "The sign-in answer comes from an identity provider this portal does not trust.",
+        _ADMIN,
+    ),
     "no_subject": ("The sign-in answer does not say who you are.", _ADMIN),
-    "idp_status": ("The identity provider did not sign you in.", "Try signing in again at the identity provider."),
+    "idp_status": (
+        "The identity provider did not sign you in.",
+        "Try signing in again at the identity provider.",
+    ),
     "unknown_request": ("This sign-in was not started here, or took too long.", _AGAIN),
-    "other_browser": ("This sign-in was started in another browser.", "Start the sign-in again in this browser."),
+    "other_browser": (
+        "This sign-in was started in another browser.",
+        "Start the sign-in again in this browser.",
+    ),
     "replayed": ("This sign-in answer was already used.", _AGAIN),
-    "unsolicited": ("Signing in from the identity provider's own page is not enabled for this portal.", _AGAIN),
+    "unsolicited": (
+        "Signing in from the identity provider's own page is not enabled for this portal.",
+        _AGAIN,
+    ),
     "relay_state": ("The page to go to after sign-in is not allowed.", _AGAIN),
     "logout_unsigned": ("The sign-out request is not signed and was refused.", _ADMIN),
     "logout_signature": ("The sign-out request has no valid signature and was refused.", _ADMIN),
@@ -108,8 +160,10 @@ _SSO_PUBLIC: dict[str, tuple[str, str]] = {
     "unknown_group": ("One of your groups is not known to this portal.", _ADMIN),
     "groups_overage": ("You are in more groups than the identity provider can send.", _ADMIN),
     "invalid_value": ("Your account has a value Qlik Sense cannot take.", _ADMIN),
-    "unverified_claim": ("The identity provider has not verified what would be your user name.",
-                         _ADMIN),
+    "unverified_claim": (
+        "The identity provider has not verified what would be your user name.",
+        _ADMIN,
+    ),
     "idp": ("This portal does not know which identity provider to sign you in with.", _CHOOSE),
 }
 
@@ -120,23 +174,39 @@ _PROVIDER = "Try again in a few minutes; if it keeps happening, tell the portal 
 _OIDC_PUBLIC: dict[str, tuple[str, str]] = {
     "provider_unreachable": ("The identity provider cannot be reached from the portal.", _PROVIDER),
     "provider_timeout": ("The identity provider did not answer the portal in time.", _PROVIDER),
-    "provider_tls": ("The portal cannot set up a trusted connection to the identity provider.",
-                     _ADMIN),
-    "provider_answer": ("The identity provider answered the portal with something it cannot use.",
-                        _ADMIN),
-    "metadata": ("The identity provider's settings (its discovery document) cannot be used.",
-                 _ADMIN),
-    "provider_error": ("The identity provider did not sign you in.",
-                       "Go back to the portal and sign in again."),
-    "reauth": ("This portal needs you to enter your credentials again.",
-               "Go back to the portal and sign in again."),
-    "state_browser": ("This sign-in was started in another browser.",
-                      "Start the sign-in again in this browser."),
-    "expired": ("The sign-in answer has expired.",
-                "Sign in again. If it keeps happening, a clock is wrong: tell the portal "
-                "administrator."),
-    "unverified_claim": ("The identity provider has not verified the e-mail address of your "
-                         "account, so it cannot be your Qlik Sense user.", _ADMIN),
+    "provider_tls": (
+        "The portal cannot set up a trusted connection to the identity provider.",
+        _ADMIN,
+    ),
+    "provider_answer": (
+        "The identity provider answered the portal with something it cannot use.",
+        _ADMIN,
+    ),
+    "metadata": (
+        "The identity provider's settings (its discovery document) cannot be used.",
+        _ADMIN,
+    ),
+    "provider_error": (
+        "The identity provider did not sign you in.",
+        "Go back to the portal and sign in again.",
+    ),
+    "reauth": (
+        "This portal needs you to enter your credentials again.",
+        "Go back to the portal and sign in again.",
+    ),
+    "state_browser": (
+        "This sign-in was started in another browser.",
+        "Start the sign-in again in this browser.",
+    ),
+    "expired": (
+        "The sign-in answer has expired.",
+        "Sign in again. If it keeps happening, a clock is wrong: tell the portal administrator.",
+    ),
+    "unverified_claim": (
+        "The identity provider has not verified the e-mail address of your "
+        "account, so it cannot be your Qlik Sense user.",
+        _ADMIN,
+    ),
     "replay_cache_full": ("The portal is too busy to check this sign-in now.", _PROVIDER),
     "idp": ("This portal does not know which identity provider to sign you in with.", _CHOOSE),
 }
@@ -166,12 +236,23 @@ class ErrorDescription:
 
     def context(self) -> dict[str, Any]:
         """The template context of ``qlikauth/error.html`` (public fields only)."""
-        return {"status": self.status, "error": self.code, "title": self.title, "detail": self.message,
-                "hint": self.hint, "reference": self.reference}
+        return {
+            "status": self.status,
+            "error": self.code,
+            "title": self.title,
+            "detail": self.message,
+            "hint": self.hint,
+            "reference": self.reference,
+        }
 
     def json(self) -> dict[str, Any]:
         """The JSON body for clients that ask for JSON (public fields only)."""
-        return {"error": self.code, "detail": self.message, "hint": self.hint, "reference": self.reference}
+        return {
+            "error": self.code,
+            "detail": self.message,
+            "hint": self.hint,
+            "reference": self.reference,
+        }
 
 
 def describe_error(exc: BaseException, reference: str | None = None) -> ErrorDescription:
@@ -196,5 +277,12 @@ def describe_error(exc: BaseException, reference: str | None = None) -> ErrorDes
     status = int(getattr(exc, "status", 500) or 500) if isinstance(exc, QlikAuthError) else 500
     code = type(exc).__name__ if isinstance(exc, QlikAuthError) else "QlikAuthError"
     reference = reference or new_reference()
-    return ErrorDescription(status=status, code=code, title=title, message=message, hint=hint,
-                            reference=reference, log_text=f"[ref {reference}] {type(exc).__name__}: {exc}")
+    return ErrorDescription(
+        status=status,
+        code=code,
+        title=title,
+        message=message,
+        hint=hint,
+        reference=reference,
+        log_text=f"[ref {reference}] {type(exc).__name__}: {exc}",
+    )

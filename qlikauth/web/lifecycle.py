@@ -1,4 +1,5 @@
-"""The one sign-in lifecycle: every way in completes in :func:`sign_in`, every way out in :func:`sign_out`.
+"""The one sign-in lifecycle: every way in completes in :func:`sign_in`, every way out in
+:func:`sign_out`.
 
 Every way in (the portal's own login on Flask and Django, ``/qlik/login``, ``/qlik/module``, a
 SAML assertion, an OIDC id_token) turns its verified sign-in into a :class:`VerifiedLogin` and
@@ -80,13 +81,18 @@ log = logging.getLogger("qlikauth.lifecycle")
 
 #: The portal session's record of the current sign-in (a JSON-safe dict, see the module docstring).
 SIGNIN_KEY = "_qlikauth_signin"
-#: Where the live proxy session is remembered in the portal session (the core's SessionGrant.record).
+#: Where the live proxy session is remembered in the portal session (the core's
+#: SessionGrant.record).
 SESSION_KEY = "_qlikauth_proxy_session"
 #: The browser-session cookie naming, encrypted, who last signed in in this browser.
 SEEN_COOKIE = "qlikauth_seen"
 #: Every key qlikauth keeps in the portal session; a sign-out removes them all.
-PORTAL_STATE_KEYS: list[str] = [SIGNIN_KEY, SESSION_KEY, "_qlikauth_retry_after",
-                                 "_qlikauth_signed_out"]
+PORTAL_STATE_KEYS: list[str] = [
+    SIGNIN_KEY,
+    SESSION_KEY,
+    "_qlikauth_retry_after",
+    "_qlikauth_signed_out",
+]
 
 _REVOKED = "qlikauth:revoked:"
 _PENDING = "qlikauth:pending:"
@@ -156,8 +162,12 @@ class SignedOut:
 def _seen_key(runtime: QlikAuthRuntime) -> AESGCM:
     cached = getattr(runtime, "_qlikauth_seen_aead", None)
     if cached is None:
-        material = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                        info=b"qlikauth previous-user cookie v1").derive(runtime.secret)
+        material = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=b"qlikauth previous-user cookie v1",
+        ).derive(runtime.secret)
         cached = AESGCM(material)
         runtime._qlikauth_seen_aead = cached  # type: ignore[attr-defined]
     return cached
@@ -183,7 +193,9 @@ def seen_user(runtime: QlikAuthRuntime, value: str | None) -> QlikUser | None:
         return None
 
 
-def seen_cookie(runtime: QlikAuthRuntime, user: QlikUser | None, *, scheme: str = "https") -> Cookie:
+def seen_cookie(
+    runtime: QlikAuthRuntime, user: QlikUser | None, *, scheme: str = "https"
+) -> Cookie:
     """The :data:`SEEN_COOKIE` naming ``user`` (host-only, HttpOnly, ``SameSite=Lax``,
     browser-session); ``None`` clears it.
 
@@ -193,8 +205,9 @@ def seen_cookie(runtime: QlikAuthRuntime, user: QlikUser | None, *, scheme: str 
     """
     value = _seen_value(runtime, user) if user is not None else ""
     secure = runtime.config.cookie_secure and scheme != "http"
-    return Cookie(SEEN_COOKIE, value, None, "/", secure, True, "Lax",
-                  max_age=None if user is not None else 0)
+    return Cookie(
+        SEEN_COOKIE, value, None, "/", secure, True, "Lax", max_age=None if user is not None else 0
+    )
 
 
 # -- revocation ------------------------------------------------------------------------
@@ -208,8 +221,9 @@ def _revoke(runtime: QlikAuthRuntime, signin_ids: Iterable[str]) -> list[str]:
     return problems
 
 
-def current_sign_in(session: MutableMapping[str, Any] | None, runtime: QlikAuthRuntime, *,
-                    now: float | None = None) -> dict[str, Any] | None:
+def current_sign_in(
+    session: MutableMapping[str, Any] | None, runtime: QlikAuthRuntime, *, now: float | None = None
+) -> dict[str, Any] | None:
     """The portal session's live sign-in record, or None; an ended one is removed first.
 
     A sign-in has ended when :func:`sign_out` revoked it (from any portal process), when its
@@ -237,15 +251,23 @@ def current_sign_in(session: MutableMapping[str, Any] | None, runtime: QlikAuthR
                 reason = "logged out at the identity provider"
     except StoreUnavailable as exc:
         if record.get("via") != "portal":
-            log.warning("qlikauth: cannot tell whether the SSO sign-in was ended (%s); treating "
-                        "it as ended", exc)
+            log.warning(
+                "qlikauth: cannot tell whether the SSO sign-in was ended (%s); treating "
+                "it as ended",
+                exc,
+            )
             reason = "state store unavailable"
         else:
             log.warning("qlikauth: cannot check the sign-in against the state store (%s)", exc)
     if reason is None and record.get("expires") is not None and now >= float(record["expires"]):
         reason = "the identity provider's session ended (SessionNotOnOrAfter)"
-        sign_out(None, runtime, users=_record_users(record), signin_ids=[str(record.get("id"))],
-                 reason=reason)
+        sign_out(
+            None,
+            runtime,
+            users=_record_users(record),
+            signin_ids=[str(record.get("id"))],
+            reason=reason,
+        )
     if reason is None:
         return record
     log.info("qlikauth: the portal's sign-in ended: %s", reason)
@@ -267,7 +289,8 @@ def _sso_key(record: Mapping[str, Any]) -> SsoKey | None:
 
 
 def registry(runtime: QlikAuthRuntime) -> Any:
-    """The runtime's :class:`~qlikauth.bridges.registry.SsoSessionRegistry` (one for SAML and OIDC)."""
+    """The runtime's :class:`~qlikauth.bridges.registry.SsoSessionRegistry` (one for SAML
+    and OIDC)."""
     from ..bridges.registry import SsoSessionRegistry
 
     made = getattr(runtime, "_qlikauth_registry", None)
@@ -319,8 +342,10 @@ class PendingEndings:
             try:
                 self._merge(failure.node, failure.users, failure.session_ids)
             except QlikAuthError as exc:
-                problems.append(f"could not keep the sign-out pending for {failure.node} ({exc}); "
-                                "those proxy sessions end when Qlik times them out")
+                problems.append(
+                    f"could not keep the sign-out pending for {failure.node} ({exc}); "
+                    "those proxy sessions end when Qlik times them out"
+                )
         return problems
 
     def _merge(self, node: str, users: Sequence[QlikUser], session_ids: Sequence[str]) -> None:
@@ -332,14 +357,21 @@ class PendingEndings:
             known_users = [u for u in data.get("users", []) if isinstance(u, dict)]
             for user in users:
                 body = user.to_qps()
-                if not any(u.get("UserDirectory") == body["UserDirectory"]
-                           and u.get("UserId") == body["UserId"] for u in known_users):
-                    known_users.append({"UserDirectory": body["UserDirectory"],
-                                        "UserId": body["UserId"]})
+                if not any(
+                    u.get("UserDirectory") == body["UserDirectory"]
+                    and u.get("UserId") == body["UserId"]
+                    for u in known_users
+                ):
+                    known_users.append(
+                        {"UserDirectory": body["UserDirectory"], "UserId": body["UserId"]}
+                    )
             ids = [s for s in data.get("sessions", []) if isinstance(s, str)]
             ids += [s for s in session_ids if s not in ids]
-            store.put(key, json.dumps({"users": known_users[-1000:], "sessions": ids[-5000:]})
-                      .encode(), _PENDING_TTL)
+            store.put(
+                key,
+                json.dumps({"users": known_users[-1000:], "sessions": ids[-5000:]}).encode(),
+                _PENDING_TTL,
+            )
 
     def count(self) -> int:
         """How many users and proxy sessions are still to be ended, over every node."""
@@ -373,8 +405,9 @@ class PendingEndings:
             for problem in self.add(done.failed):
                 log.error("qlikauth: %s", problem)
         if report.ended:
-            log.info("qlikauth: ended %d proxy session(s) left over from earlier sign-outs",
-                     report.ended)
+            log.info(
+                "qlikauth: ended %d proxy session(s) left over from earlier sign-outs", report.ended
+            )
         return report
 
 
@@ -389,10 +422,18 @@ def _load(raw: bytes | None) -> dict[str, Any]:
 
 
 # -- the one way out ---------------------------------------------------------------------
-def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: str,
-             users: Iterable[QlikUser] = (), session_ids: Iterable[str] = (),
-             signin_ids: Iterable[str] = (), people: Iterable[QlikUser] = (),
-             this_browser: bool = True, portal: bool = True) -> SignedOut:
+def sign_out(
+    request: WebRequest | None,
+    runtime: QlikAuthRuntime,
+    *,
+    reason: str,
+    users: Iterable[QlikUser] = (),
+    session_ids: Iterable[str] = (),
+    signin_ids: Iterable[str] = (),
+    people: Iterable[QlikUser] = (),
+    this_browser: bool = True,
+    portal: bool = True,
+) -> SignedOut:
     """End a sign-in everywhere; never raises for a node, the store or Qlik Cloud failing.
 
     :param request: the browser's request when the sign-out happens in it (its portal session's
@@ -461,8 +502,13 @@ def sign_out(request: WebRequest | None, runtime: QlikAuthRuntime, *, reason: st
         problems.append(f"{failure.node} did not answer ({failure.reason}); kept as pending")
     for problem in problems:
         log.warning("qlikauth: sign-out (%s): %s", reason, problem)
-    log.info("qlikauth: sign-out (%s): %d user(s), %d proxy session(s) ended%s", reason,
-             len(signed_out), report.ended, "" if report.complete else ", some left pending")
+    log.info(
+        "qlikauth: sign-out (%s): %d user(s), %d proxy session(s) ended%s",
+        reason,
+        len(signed_out),
+        report.ended,
+        "" if report.complete else ", some left pending",
+    )
     return SignedOut(report, tuple(signed_out), cookies, tuple(problems))
 
 
@@ -491,8 +537,13 @@ def _finish_pending_now_and_then(runtime: QlikAuthRuntime) -> None:
 
 
 # -- the one way in ----------------------------------------------------------------------
-def end_previous_user(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None, *,
-                      keep_session_id: str | None = None) -> None:
+def end_previous_user(
+    request: WebRequest,
+    runtime: QlikAuthRuntime,
+    user: QlikUser | None,
+    *,
+    keep_session_id: str | None = None,
+) -> None:
     """Before ``user`` gets anything in this browser: end whoever signed in here before.
 
     The previous user is whoever the portal session's sign-in record, the :data:`SEEN_COOKIE`
@@ -523,17 +574,33 @@ def end_previous_user(request: WebRequest, runtime: QlikAuthRuntime, user: QlikU
     if not previous and not ids:
         return
     if previous:
-        log.info("qlikauth: another user signs in in this browser: ending %s's sessions first",
-                 ", ".join("\\".join(p.key) for p in previous))
+        log.info(
+            "qlikauth: another user signs in in this browser: ending %s's sessions first",
+            ", ".join("\\".join(p.key) for p in previous),
+        )
         if session is not None:
             clear_portal_state(session)
-    sign_out(request, runtime, users=previous, session_ids=ids, signin_ids=signins,
-             reason="another user signs in in this browser", this_browser=False)
+    sign_out(
+        request,
+        runtime,
+        users=previous,
+        session_ids=ids,
+        signin_ids=signins,
+        reason="another user signs in in this browser",
+        this_browser=False,
+    )
 
 
-def sign_in(request: WebRequest, runtime: QlikAuthRuntime, login: VerifiedLogin, *,
-            open_qlik: bool, target: str | None = None, module: tuple[str, str] | None = None,
-            verify: bool = True) -> SignedIn:
+def sign_in(
+    request: WebRequest,
+    runtime: QlikAuthRuntime,
+    login: VerifiedLogin,
+    *,
+    open_qlik: bool,
+    target: str | None = None,
+    module: tuple[str, str] | None = None,
+    verify: bool = True,
+) -> SignedIn:
     """Complete ``login``: the previous-user rule, the SSO registry, the Qlik sign-in, the record.
 
     :param open_qlik: the browser goes to Qlik now. Ticket mode then mints a ticket (to
@@ -562,8 +629,11 @@ def sign_in(request: WebRequest, runtime: QlikAuthRuntime, login: VerifiedLogin,
     end_previous_user(request, runtime, user, keep_session_id=keep)
     remembered = session.get(SESSION_KEY) if session is not None else None
     # A remembered session of another owner is not resume()'s to replace: it ends here.
-    old_sid = remembered.get("sid") if isinstance(remembered, dict) \
-        and remembered.get("owner") != login.owner_id else None
+    old_sid = (
+        remembered.get("sid")
+        if isinstance(remembered, dict) and remembered.get("owner") != login.owner_id
+        else None
+    )
     if isinstance(record, dict) and same and login.via == "portal" and login.sso is None:
         signin_id = str(record.get("id"))  # the same portal sign-in opening Qlik again
         sso_record = record.get("sso")
@@ -595,13 +665,22 @@ def sign_in(request: WebRequest, runtime: QlikAuthRuntime, login: VerifiedLogin,
         store: MutableMapping[str, Any] = session if session is not None else {}
         store.pop(SIGNED_OUT_KEY, None)
         grant = runtime.session.resume(
-            user, store.get(SESSION_KEY), owner=login.owner_id, now=now,
-            recheck_after=runtime.recheck_after(explicit=verify), end_replaced=runtime.end_sessions)
+            user,
+            store.get(SESSION_KEY),
+            owner=login.owner_id,
+            now=now,
+            recheck_after=runtime.recheck_after(explicit=verify),
+            end_replaced=runtime.end_sessions,
+        )
         if reg is not None and grant.created:
             try:
-                reg.record(login.sso, user, grant.session_id, signin_id=signin_id,
-                                lifetime=None if login.expires is None
-                                else max(60.0, login.expires - now))
+                reg.record(
+                    login.sso,
+                    user,
+                    grant.session_id,
+                    signin_id=signin_id,
+                    lifetime=None if login.expires is None else max(60.0, login.expires - now),
+                )
             except QlikAuthError:
                 runtime.end_sessions([grant.session_id])
                 raise
@@ -621,8 +700,14 @@ def sign_in(request: WebRequest, runtime: QlikAuthRuntime, login: VerifiedLogin,
         else:
             location = runtime.ticket.login(user, target).location
     if session is not None:
-        session[SIGNIN_KEY] = {"id": signin_id, "user": user.to_qps(), "via": via,
-                               "sso": sso_record, "started": started, "expires": expires,
-                               "owner": login.owner_id}
+        session[SIGNIN_KEY] = {
+            "id": signin_id,
+            "user": user.to_qps(),
+            "via": via,
+            "sso": sso_record,
+            "started": started,
+            "expires": expires,
+            "owner": login.owner_id,
+        }
     cookies.append(seen_cookie(runtime, user, scheme=request.scheme))
     return SignedIn(location, tuple(cookies), node, signin_id)

@@ -27,7 +27,8 @@ runtime's shared store, so any portal process can end sessions another one made)
 * :func:`sso_session`: called for each request by the integrations' middleware/hook. It returns
   the signed-in SSO user, or ends the SSO session when it was logged out elsewhere or passed the
   absolute (``SESSION_MAX_AGE``) or idle (``SESSION_IDLE_TIMEOUT``) cap (shared clinical
-  workstations: the next person must not inherit a sign-in), ending its proxy sessions too. The caps are checked when the browser
+  workstations: the next person must not inherit a sign-in), ending its proxy sessions too. The
+  caps are checked when the browser
   next reaches the portal; Qlik's own session inactivity timeout covers a browser that stays in
   Qlik.
 
@@ -111,15 +112,30 @@ REAUTH_COOKIE = "qlikauth_reauth"
 
 
 def _reauth_cookie(runtime: QlikAuthRuntime, on: bool) -> Cookie:
-    return Cookie(REAUTH_COOKIE, "1" if on else "", None, "/", runtime.config.cookie_secure, True,
-                  "Lax", max_age=None if on else 0)
+    return Cookie(
+        REAUTH_COOKIE,
+        "1" if on else "",
+        None,
+        "/",
+        runtime.config.cookie_secure,
+        True,
+        "Lax",
+        max_age=None if on else 0,
+    )
+
+
 _TOUCH_EVERY = 30.0  # seconds between last-seen updates (a session write per page view is waste)
 
 _RP_FIELDS = {f.name for f in fields(OidcSettings)}
 _LISTS = {"scopes", "algorithms", "tenants"}
 _BOOLS = {"userinfo", "cookie_secure", "allow_unverified_email"}
-WEB_KEYS = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
-             "FRONTCHANNEL_LOGOUT": False, "LABEL": None}
+WEB_KEYS = {
+    "SESSION_MAX_AGE": 8 * 3600.0,
+    "SESSION_IDLE_TIMEOUT": 1800.0,
+    "CLAIMS": None,
+    "FRONTCHANNEL_LOGOUT": False,
+    "LABEL": None,
+}
 
 
 def _problem(key: str, message: str) -> ConfigurationError:
@@ -132,7 +148,8 @@ def _digest(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class OidcWebSettings:
-    """The checked ``OIDC`` settings: the relying party's, the claims mapping and the session caps."""
+    """The checked ``OIDC`` settings: the relying party's, the claims mapping and the
+    session caps."""
 
     rp: OidcSettings
     mapping: ClaimsMapping
@@ -143,14 +160,19 @@ class OidcWebSettings:
     label: str | None = None
 
     @classmethod
-    def from_mapping(cls, oidc: Mapping[str, Any] | None, claims: Mapping[str, Any] | None = None) -> OidcWebSettings:
+    def from_mapping(
+        cls, oidc: Mapping[str, Any] | None, claims: Mapping[str, Any] | None = None
+    ) -> OidcWebSettings:
         """Check ``oidc`` (upper-case keys such as ``ISSUER``; case-insensitive)."""
         import difflib
 
         if not oidc:
-            raise _problem("ISSUER", "OpenID Connect is not configured: set QLIKAUTH['OIDC'] = {'ISSUER': ..., "
-                                     "'CLIENT_ID': ..., 'CLIENT_SECRET': ..., 'REDIRECT_URI': ...} (Django) or "
-                                     "QLIKAUTH_OIDC = {...} (Flask).")
+            raise _problem(
+                "ISSUER",
+                "OpenID Connect is not configured: set QLIKAUTH['OIDC'] = {'ISSUER': ..., "
+                "'CLIENT_ID': ..., 'CLIENT_SECRET': ..., 'REDIRECT_URI': ...} (Django) or "
+                "QLIKAUTH_OIDC = {...} (Flask).",
+            )
         if not isinstance(oidc, Mapping):
             raise _problem("ISSUER", f"QLIKAUTH OIDC must be a mapping, not {type(oidc).__name__}.")
         known = sorted({k.upper() for k in _RP_FIELDS} | set(WEB_KEYS))
@@ -164,8 +186,11 @@ class OidcWebSettings:
                 continue
             if name not in _RP_FIELDS:
                 close = difflib.get_close_matches(key, known, n=1)
-                raise _problem(key, f"unknown setting.{' Did you mean ' + close[0] + '?' if close else ''} "
-                                    f"Known: {', '.join(known)}.")
+                raise _problem(
+                    key,
+                    f"unknown setting.{' Did you mean ' + close[0] + '?' if close else ''} "
+                    f"Known: {', '.join(known)}.",
+                )
             if name in _LISTS and isinstance(value, str):
                 value = tuple(v for v in value.replace(",", " ").split() if v)
             elif name in _BOOLS and isinstance(value, str):
@@ -180,11 +205,15 @@ class OidcWebSettings:
             rp_args[name] = value
         for required in ("issuer", "client_id", "redirect_uri"):
             if not rp_args.get(required):
-                raise _problem(required.upper(), "missing (see docs/oidc.md: what the provider tells you).")
+                raise _problem(
+                    required.upper(), "missing (see docs/oidc.md: what the provider tells you)."
+                )
         try:
             rp = OidcSettings(**rp_args)
         except ConfigurationError as exc:
-            raise _problem(str(exc).split(":", 1)[0].replace("OIDC ", "").upper(), str(exc)) from None
+            raise _problem(
+                str(exc).split(":", 1)[0].replace("OIDC ", "").upper(), str(exc)
+            ) from None
         except TypeError as exc:
             raise _problem("ISSUER", f"a setting has the wrong type: {exc}.") from None
         caps = {}
@@ -208,14 +237,20 @@ class OidcWebSettings:
         label = web["LABEL"]
         if label is not None and not isinstance(label, str):
             raise _problem("LABEL", "expected the text of the provider's sign-in link.")
-        return cls(rp=rp, mapping=ClaimsMapping.from_settings(mapping_settings),
-                   session_max_age=caps["SESSION_MAX_AGE"], session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"],
-                   frontchannel_logout=front, label=label)
+        return cls(
+            rp=rp,
+            mapping=ClaimsMapping.from_settings(mapping_settings),
+            session_max_age=caps["SESSION_MAX_AGE"],
+            session_idle_timeout=caps["SESSION_IDLE_TIMEOUT"],
+            frontchannel_logout=front,
+            label=label,
+        )
 
 
 @dataclass(frozen=True)
 class SsoSessionState:
-    """What :func:`sso_session` found: the user (None: nobody), why a session ended, cookies to set."""
+    """What :func:`sso_session` found: the user (None: nobody), why a session ended,
+    cookies to set."""
 
     user: QlikUser | None
     ended: str | None = None
@@ -223,8 +258,9 @@ class SsoSessionState:
 
 
 class _Oidc:
-    def __init__(self, runtime: QlikAuthRuntime, settings: OidcWebSettings,
-                 name: str = DEFAULT_IDP) -> None:
+    def __init__(
+        self, runtime: QlikAuthRuntime, settings: OidcWebSettings, name: str = DEFAULT_IDP
+    ) -> None:
         self.settings = settings
         self.name = name
         self.rp = OidcRelyingParty(settings.rp, runtime.store, replay_cache=runtime.replay_cache)
@@ -262,8 +298,9 @@ def _oidc(runtime: QlikAuthRuntime, idp: str | None = None) -> _Oidc:
             raise _unknown_provider(name, names)
         if name not in cache:
             try:
-                settings = OidcWebSettings.from_mapping(sections[name],
-                                                        getattr(config, "claims", None))
+                settings = OidcWebSettings.from_mapping(
+                    sections[name], getattr(config, "claims", None)
+                )
             except ConfigurationError as exc:
                 if name == DEFAULT_IDP:
                     raise
@@ -275,11 +312,14 @@ def _oidc(runtime: QlikAuthRuntime, idp: str | None = None) -> _Oidc:
 
 def _unknown_provider(name: str | None, names: list[str]) -> OidcError:
     if name is None:
-        text = (f"this portal trusts several OpenID providers ({', '.join(names)}): sign in "
-                "through /oidc/<name>/login or add ?idp=<name>.")
+        text = (
+            f"this portal trusts several OpenID providers ({', '.join(names)}): sign in "
+            "through /oidc/<name>/login or add ?idp=<name>."
+        )
     else:
-        text = (f"{name[:40]!r} is not an OpenID provider of this portal (it knows "
-                f"{', '.join(names)}).")
+        text = (
+            f"{name[:40]!r} is not an OpenID provider of this portal (it knows {', '.join(names)})."
+        )
     error = OidcError(text, reason="idp", code="idp")
     error.status = 400 if name is None else 404
     return error
@@ -302,14 +342,20 @@ def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
         o = _oidc(runtime, name)
         if o.settings.rp.allow_unverified_email:
             which = "" if name == DEFAULT_IDP else f"[{name!r}]"
-            out.append(f"QLIKAUTH OIDC{which} ALLOW_UNVERIFIED_EMAIL is on: an e-mail address "
-                       "the provider does not mark verified can decide who signs in. Map a "
-                       "stable claim instead (docs/oidc.md: which claim to map).")
+            out.append(
+                f"QLIKAUTH OIDC{which} ALLOW_UNVERIFIED_EMAIL is on: an e-mail address "
+                "the provider does not mark verified can decide who signs in. Map a "
+                "stable claim instead (docs/oidc.md: which claim to map)."
+            )
     return out
 
 
 def _method_not_allowed(*allowed: str) -> PlainAnswer:
-    return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+    return PlainAnswer(
+        status=405,
+        body="Method not allowed.\n",
+        headers=NO_STORE + (("Allow", ", ".join(allowed)),),
+    )
 
 
 # -- the flows -------------------------------------------------------------------------
@@ -321,18 +367,24 @@ def login(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = No
     target = request.args.get("target") or None
     nxt = request.args.get("next") or None
     if target is None and nxt is not None and runtime.local_redirect(nxt, "") == nxt:
-        checked: str | None = nxt  # a page of the portal: come back there, signed in (no ticket yet)
+        checked: str | None = (
+            nxt  # a page of the portal: come back there, signed in (no ticket yet)
+        )
     else:
         target = target or nxt
         checked = runtime.hub_policy.check(target) if target else None
-    refused = refuse_cross_site_start(request, runtime, checked,
-                                      {"target": request.args.get("target") or "",
-                                       "next": request.args.get("next") or ""})
+    refused = refuse_cross_site_start(
+        request,
+        runtime,
+        checked,
+        {"target": request.args.get("target") or "", "next": request.args.get("next") or ""},
+    )
     if refused is not None:
         return refused
     o = _oidc(runtime, idp or request.args.get("idp") or None)
     reauth = request.cookies.get(REAUTH_COOKIE) == "1" or (
-        request.session is not None and bool(request.session.get(REAUTH_KEY)))
+        request.session is not None and bool(request.session.get(REAUTH_KEY))
+    )
     auth = o.rp.begin(request.cookies.get(o.rp.settings.cookie_name), checked, force_reauth=reauth)
     return RedirectAnswer(location=auth.url, cookies=(auth.cookie,))
 
@@ -348,8 +400,10 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
     o = _oidc(runtime, idp)
     session = request.session
     if session is None:
-        raise ConfigurationError("OpenID Connect sign-in needs the portal's session (Django's "
-                                 "SessionMiddleware, Flask's secret key).")
+        raise ConfigurationError(
+            "OpenID Connect sign-in needs the portal's session (Django's "
+            "SessionMiddleware, Flask's secret key)."
+        )
     login_ = o.rp.complete(request.cookies.get(o.rp.settings.cookie_name), params)
     user = o.settings.mapping.to_user(dict(login_.claims), subject=login_.subject)
     key = SsoKey(login_.issuer, login_.subject, login_.sid)
@@ -360,43 +414,78 @@ def callback(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
     local = login_.next_url if login_.next_url and login_.next_url.startswith("/") else None
     # The whole sign-in, previous-user rule included: another person's sessions in this browser
     # end on every node before anything is made for this one.
-    signed = sign_in(request, runtime, VerifiedLogin(user=user, via="oidc", sso=key),
-                     open_qlik=local is None, target=None if local else login_.next_url)
+    signed = sign_in(
+        request,
+        runtime,
+        VerifiedLogin(user=user, via="oidc", sso=key),
+        open_qlik=local is None,
+        target=None if local else login_.next_url,
+    )
     session.pop(REAUTH_KEY, None)
     rotate = getattr(session, "cycle_key", None)
-    if callable(rotate):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
+    if callable(
+        rotate
+    ):  # Django: a new session key at sign-in (fixation); Flask rewrites its cookie
         rotate()
     lifetime = runtime.revocation_ttl
     hint = secrets.token_urlsafe(18)
     runtime.store.put(f"qlikauth:oidc:hint:{hint}", login_.id_token.encode(), lifetime)
     if login_.sid:
-        runtime.store.put(f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}", login_.subject.encode(), lifetime)
+        runtime.store.put(
+            f"qlikauth:oidc:sid:{_digest(login_.issuer, login_.sid)}",
+            login_.subject.encode(),
+            lifetime,
+        )
     cookies: list[Cookie] = [c for c in (login_.clear_cookie,) if c is not None]
     cookies += signed.cookies
     if request.cookies.get(REAUTH_COOKIE):
         cookies.append(_reauth_cookie(runtime, False))
-    session[OIDC_SESSION_KEY] = {"user": user.to_qps(), "key": key.as_dict(), "hint": hint,
-                                 "started": now, "seen": now, "idp": o.name}
-    log.info("OIDC sign-in of %s (provider session %s)", "\\".join(user.key), "yes" if login_.sid else "none")
+    session[OIDC_SESSION_KEY] = {
+        "user": user.to_qps(),
+        "key": key.as_dict(),
+        "hint": hint,
+        "started": now,
+        "seen": now,
+        "idp": o.name,
+    }
+    log.info(
+        "OIDC sign-in of %s (provider session %s)",
+        "\\".join(user.key),
+        "yes" if login_.sid else "none",
+    )
     return RedirectAnswer(location=str(local or signed.location), cookies=tuple(cookies))
 
 
-def _end(runtime: QlikAuthRuntime, request: WebRequest | None, record: Mapping[str, Any] | None,
-         reason: str) -> Any:
+def _end(
+    runtime: QlikAuthRuntime,
+    request: WebRequest | None,
+    record: Mapping[str, Any] | None,
+    reason: str,
+) -> Any:
     """The one sign-out for an OIDC sign-in: its provider session's records taken from the
     registry, everything they made ended (``request``: this browser's own state too)."""
     key = SsoKey.from_dict(record.get("key")) if isinstance(record, Mapping) else None
-    found = registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None) \
-        if key is not None else None
+    found = (
+        registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None)
+        if key is not None
+        else None
+    )
     if isinstance(record, Mapping):
         runtime.store.delete(f"qlikauth:oidc:hint:{record.get('hint')}")
-    return sign_out(request, runtime, users=found.end_users if found else (),
-                    session_ids=found.session_ids if found else (),
-                    signin_ids=found.signin_ids if found else (),
-                    people=found.users if found else (), reason=reason)
+    return sign_out(
+        request,
+        runtime,
+        users=found.end_users if found else (),
+        session_ids=found.session_ids if found else (),
+        signin_ids=found.signin_ids if found else (),
+        people=found.users if found else (),
+        reason=reason,
+    )
 
 
-def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | None = None) -> SsoSessionState:
+def sso_session(
+    request: WebRequest, runtime: QlikAuthRuntime, *, now: float | None = None
+) -> SsoSessionState:
     """The SSO user of this request, or the end of the SSO session (see the module docstring)."""
     session = request.session
     record = session.get(OIDC_SESSION_KEY) if session is not None else None
@@ -420,7 +509,9 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
         # whoever ended it ended its proxy sessions too; only this portal session is left.
         session.pop(OIDC_SESSION_KEY, None)
         log.info("OIDC session ended: signed out or logged out at the provider")
-        return SsoSessionState(None, "logged out at the identity provider", (runtime.clear_cookie(),))
+        return SsoSessionState(
+            None, "logged out at the identity provider", (runtime.clear_cookie(),)
+        )
     if s.session_max_age and now - float(record.get("started", 0)) > s.session_max_age:
         reason = "signed in longer than SESSION_MAX_AGE"
     elif s.session_idle_timeout and now - float(record.get("seen", 0)) > s.session_idle_timeout:
@@ -442,13 +533,20 @@ def sso_session(request: WebRequest, runtime: QlikAuthRuntime, *, now: float | N
 
 
 def logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
-    """``/oidc/logout``: ``GET`` a page with a sign-out button; ``POST`` signs out here and at the provider."""
+    """``/oidc/logout``: ``GET`` a page with a sign-out button; ``POST`` signs out here and at the
+    provider."""
     if request.method in ("GET", "HEAD"):
-        context = {"action": request.path, "next_url": runtime.local_redirect(request.args.get("next"), "/"),
-                   "csrf_token_value": request.csrf_token or ""}
-        return PageAnswer(template="qlikauth/logout.html", context=context,
-                          headers=NO_STORE + (("X-Frame-Options", "DENY"),
-                                              ("Content-Security-Policy", "frame-ancestors 'none'")))
+        context = {
+            "action": request.path,
+            "next_url": runtime.local_redirect(request.args.get("next"), "/"),
+            "csrf_token_value": request.csrf_token or "",
+        }
+        return PageAnswer(
+            template="qlikauth/logout.html",
+            context=context,
+            headers=NO_STORE
+            + (("X-Frame-Options", "DENY"), ("Content-Security-Policy", "frame-ancestors 'none'")),
+        )
     if request.method != "POST":
         return _method_not_allowed("GET", "POST")
     if not request.csrf_verified and not same_origin(request):
@@ -456,8 +554,11 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = N
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     record = request.session.get(OIDC_SESSION_KEY) if request.session is not None else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
-    raw = runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}") \
-        if isinstance(record, dict) else None
+    raw = (
+        runtime.store.take(f"qlikauth:oidc:hint:{record.get('hint')}")
+        if isinstance(record, dict)
+        else None
+    )
     id_token = raw.decode() if raw else None
     done = _end(runtime, request, record, "OIDC logout")
     if id_token is None:
@@ -472,8 +573,9 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = N
     return RedirectAnswer(location=url or destination, cookies=done.cookies)
 
 
-def logout_return(request: WebRequest, runtime: QlikAuthRuntime, *,
-                  idp: str | None = None) -> Answer:
+def logout_return(
+    request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None
+) -> Answer:
     """``GET /oidc/logged-out``: where the provider sends the browser after RP-initiated logout
     (register this URL as ``POST_LOGOUT_REDIRECT_URI``); on to the page the logout asked for,
     kept under the logout's ``state`` (a local path only), else the portal's home."""
@@ -483,8 +585,9 @@ def logout_return(request: WebRequest, runtime: QlikAuthRuntime, *,
     return RedirectAnswer(location=runtime.local_redirect(nxt, "/"))
 
 
-def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
-                       idp: str | None = None) -> Answer:
+def backchannel_logout(
+    request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None
+) -> Answer:
     """``POST /oidc/backchannel-logout``: the provider's logout_token ends every Qlik session of it.
 
     Answers 200 when done, 400 (``invalid_request``) for a token that is refused, without
@@ -497,8 +600,9 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
         event = o.rp.validate_logout_token(request.form.get("logout_token", ""))
     except OidcError as exc:
         log.warning("OIDC back-channel logout refused: %s", exc)
-        return JsonAnswer(status=400, data={"error": "invalid_request",
-                                            "error_description": exc.code})
+        return JsonAnswer(
+            status=400, data={"error": "invalid_request", "error_description": exc.code}
+        )
     subject = event.subject
     if subject is None and event.sid:
         raw = runtime.store.get(f"qlikauth:oidc:sid:{_digest(event.issuer, event.sid)}")
@@ -507,28 +611,47 @@ def backchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
         log.info("OIDC back-channel logout for a provider session this portal never saw")
         return JsonAnswer(status=200, data={})
     found = o.registry.take(event.issuer, subject, [event.sid] if event.sid else None)
-    done = sign_out(None, runtime, users=found.end_users, session_ids=found.session_ids,
-                    signin_ids=found.signin_ids, people=found.users,
-                    reason="OIDC back-channel logout")
+    done = sign_out(
+        None,
+        runtime,
+        users=found.end_users,
+        session_ids=found.session_ids,
+        signin_ids=found.signin_ids,
+        people=found.users,
+        reason="OIDC back-channel logout",
+    )
     # The sign-in is revoked and what a node could not end is pending: the logout is done.
-    log.info("OIDC back-channel logout: %d proxy session(s) ended%s", done.report.ended,
-             "" if done.report.complete else ", the rest pending")
+    log.info(
+        "OIDC back-channel logout: %d proxy session(s) ended%s",
+        done.report.ended,
+        "" if done.report.complete else ", the rest pending",
+    )
     return JsonAnswer(status=200, data={})
 
 
-def frontchannel_logout(request: WebRequest, runtime: QlikAuthRuntime, *,
-                        idp: str | None = None) -> Answer:
-    """``GET /oidc/frontchannel-logout?iss=...&sid=...`` (see the module docstring); 404 when off."""
+def frontchannel_logout(
+    request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None
+) -> Answer:
+    """``GET /oidc/frontchannel-logout?iss=...&sid=...`` (see the module docstring); 404
+    when off."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
     o = _oidc(runtime, idp)
     if not o.settings.frontchannel_logout:
-        return PlainAnswer(status=404, body="Front-channel logout is not enabled (FRONTCHANNEL_LOGOUT).\n")
+        return PlainAnswer(
+            status=404, body="Front-channel logout is not enabled (FRONTCHANNEL_LOGOUT).\n"
+        )
     session = request.session if request.session is not None else {}
     record = session.get(OIDC_SESSION_KEY)
     key = SsoKey.from_dict(record.get("key")) if isinstance(record, dict) else None
     iss, sid = request.args.get("iss"), request.args.get("sid")
-    if isinstance(record, dict) and key is not None and key.session and sid == key.session and iss == key.issuer:
+    if (
+        isinstance(record, dict)
+        and key is not None
+        and key.session
+        and sid == key.session
+        and iss == key.issuer
+    ):
         done = _end(runtime, request, record, "OIDC front-channel logout")
         log.info("OIDC front-channel logout ended this browser's SSO session")
         return PlainAnswer(body="Signed out.\n", cookies=done.cookies)

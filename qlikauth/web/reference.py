@@ -18,54 +18,54 @@ __all__ = ["settings_reference", "check_reference", "tables"]
 
 PORTAL = {
     "QPS_NODES": "**Required.** QPS API base URL(s), `https://host:4243`: a list or a "
-                 "comma-separated string. Creation calls go to the first healthy one.",
-    "VIRTUAL_PROXY": "The virtual proxy prefix (`\"\"`: the default virtual proxy).",
+    "comma-separated string. Creation calls go to the first healthy one.",
+    "VIRTUAL_PROXY": 'The virtual proxy prefix (`""`: the default virtual proxy).',
     "CERTS": "**Required.** The directory with `client.pem`, `client_key.pem`, `root.pem` from "
-             "the QMC export, or a `.pfx`/`.p12` file.",
+    "the QMC export, or a `.pfx`/`.p12` file.",
     "CERT_PASSPHRASE": "The password chosen at export, if the key (or PFX) has one.",
     "HUB_URL": "**Required.** Where users land, e.g. `https://qlik.example.com/portal/hub/`; "
-               "its origin is always an allowed target.",
+    "its origin is always an allowed target.",
     "NODE_HUB_URLS": "The hub of each QPS node (`{node: hub}`, or a list in `QPS_NODES` "
-                     "order): a ticket is redeemed at the node that issued it.",
+    "order): a ticket is redeemed at the node that issued it.",
     "ALLOWED_TARGETS": "Further origins `target` and `TargetUri` may point at.",
-    "MODE": "`\"ticket\"` or `\"session\"`: what `/qlik/login` does.",
+    "MODE": '`"ticket"` or `"session"`: what `/qlik/login` does.',
     "COOKIE_NAME": "The virtual proxy's *session cookie header name* (unset: "
-                   "`X-Qlik-Session-<prefix>`, `X-Qlik-Session` for the default proxy).",
+    "`X-Qlik-Session-<prefix>`, `X-Qlik-Session` for the default proxy).",
     "COOKIE_DOMAIN": "Domain of the proxy session cookie (unset: host-only); must cover Qlik's "
-                     "host.",
+    "host.",
     "COOKIE_SECURE": "The session cookie's `Secure` attribute.",
-    "COOKIE_SAMESITE": "`\"Lax\"`, `\"Strict\"`, `\"None\"` (needs `COOKIE_SECURE`), or unset.",
+    "COOKIE_SAMESITE": '`"Lax"`, `"Strict"`, `"None"` (needs `COOKIE_SECURE`), or unset.',
     "TIMEOUT": "Seconds QPS has to answer (read timeout), > 0 and <= 120.",
     "CONNECT_TIMEOUT": "Seconds to connect to a node (unset: `TIMEOUT`).",
     "UNHEALTHY_FOR": "Seconds a node that failed (down, hung, 5xx) is asked last.",
     "USER_DIRECTORY": "The Qlik user directory of portal users (the default user mapper's).",
     "LOGIN_URL": "The portal's login page (Django: default `settings.LOGIN_URL`, or a URL "
-                 "pattern name).",
+    "pattern name).",
     "USER_MAPPER": "Django: dotted path or callable `f(django_user) -> QlikUser | None`.",
     "SESSION_RECHECK": "Seconds after which a page view confirms the remembered proxy session "
-                       "with QPS (`0`: every view; unset: never).",
+    "with QPS (`0`: every view; unset: never).",
     "HEADER_NAME": "Header authentication: the virtual proxy's header name (`X-Portal-User`).",
     "HEADER_USER_DIRECTORY": "Header authentication: the directory of a *static* header virtual "
-                             "proxy (unset: dynamic).",
+    "proxy (unset: dynamic).",
     "HEADER_PATTERN": "Header authentication: the dynamic pattern, `$ud` and `$id` once each.",
     "HEADER_RESPONSE_HEADER": "The response header `/qlik/header-auth` carries the value in "
-                              "(nginx reads it).",
+    "(nginx reads it).",
     "OIDC": "OpenID Connect sign-in: the mapping below (or its JSON text).",
-    "STATE_STORE": "Where one-time sign-in state lives, shared by every process: `\"memory\"`, "
-                   "`\"redis://host:6379/0\"`, `\"django-cache:ALIAS\"` or a `StateStore`.",
-    "STORE_KEYS": "Keys sealing bearer values in a shared store (`\"kid:base64url\"`, ...).",
+    "STATE_STORE": 'Where one-time sign-in state lives, shared by every process: `"memory"`, '
+    '`"redis://host:6379/0"`, `"django-cache:ALIAS"` or a `StateStore`.',
+    "STORE_KEYS": 'Keys sealing bearer values in a shared store (`"kid:base64url"`, ...).',
     "SAML": "SAML sign-in: the mapping below.",
     "CLAIMS": "IdP claims to a Qlik user: the mapping below.",
 }
 
 SAML = {
     "BASE_URL": "E.g. `https://portal.example.com/qlik/saml/`: stands for `SP_ENTITY_ID`, "
-                "`ACS_URL` and `SLO_URL`.",
-    "SP_ENTITY_ID": "The SP's entity id (default `BASE_URL + \"metadata\"`).",
-    "ACS_URL": "The Assertion Consumer Service, HTTP-POST (default `BASE_URL + \"acs\"`).",
-    "SLO_URL": "Single logout (default `BASE_URL + \"slo\"`).",
+    "`ACS_URL` and `SLO_URL`.",
+    "SP_ENTITY_ID": 'The SP\'s entity id (default `BASE_URL + "metadata"`).',
+    "ACS_URL": 'The Assertion Consumer Service, HTTP-POST (default `BASE_URL + "acs"`).',
+    "SLO_URL": 'Single logout (default `BASE_URL + "slo"`).',
     "IDP_METADATA": "**Required.** The IdP's metadata XML, or a path to it (never fetched at "
-                    "run time).",
+    "run time).",
     "IDP_ENTITY_ID": "Which IdP, when the metadata lists several.",
     "SP_CERT": "The SP's certificate (PEM file), with `SP_KEY`.",
     "SP_KEY": "The SP's private key (PEM file): signs requests, decrypts assertions.",
@@ -82,20 +82,20 @@ SAML = {
     "BROWSER_COOKIE_SECURE": "Keep it on: the ACS is reached by a cross-site POST.",
     "ALLOW_HTTP": "Allow `http://` URLs (local tests only).",
     "UNSOLICITED_RELAY_STATES": "With `ALLOW_UNSOLICITED`: the exact `RelayState` values an "
-                                "IdP-initiated sign-in may land on.",
+    "IdP-initiated sign-in may land on.",
     "CERT_EXPIRY_WARNING_DAYS": "Warn this many days before an IdP signing certificate expires.",
     "IDP_NEXT_CERT": "The IdP's next signing certificate (PEM or a path), during a rollover.",
 }
 
 OIDC = {
     "ISSUER": "**Required.** The provider's issuer, compared exactly with the discovery "
-              "document and every token.",
+    "document and every token.",
     "CLIENT_ID": "**Required.** The client (application) id.",
     "REDIRECT_URI": "**Required.** The callback URL registered at the provider "
-                    "(`https://portal/oidc/callback`).",
+    "(`https://portal/oidc/callback`).",
     "CLIENT_SECRET": "For `client_secret_basic` / `client_secret_post`.",
     "TOKEN_ENDPOINT_AUTH_METHOD": "`client_secret_basic`, `client_secret_post` or "
-                                  "`private_key_jwt`.",
+    "`private_key_jwt`.",
     "CLIENT_PRIVATE_KEY": "For `private_key_jwt`: PEM text or a file path.",
     "CLIENT_KEY_ID": "For `private_key_jwt`: the key's `kid`.",
     "SCOPES": "The scopes asked for.",
@@ -105,14 +105,14 @@ OIDC = {
     "CA_BUNDLE": "A PEM bundle for a provider with a private CA (unset: the system's).",
     "TIMEOUT": "Seconds for each call to the provider.",
     "DISCOVERY_URL": "The discovery document's URL (default: issuer + "
-                     "`/.well-known/openid-configuration`).",
+    "`/.well-known/openid-configuration`).",
     "TENANTS": "Entra multi-tenant: the tenant ids allowed.",
     "METADATA_TTL": "Seconds the discovery document is cached.",
     "JWKS_TTL": "Seconds the provider's keys are cached.",
     "JWKS_REFETCH_INTERVAL": "Least seconds between two key refetches for an unknown `kid`.",
     "USERINFO": "Also call the userinfo endpoint and merge its claims.",
     "POST_LOGOUT_REDIRECT_URI": "Where the provider sends the browser after logout "
-                                "(`https://portal/oidc/logged-out`).",
+    "(`https://portal/oidc/logged-out`).",
     "PROMPT": "Sent with every sign-in: `login`, `consent`, `select_account`.",
     "MAX_AGE": "Seconds: the provider's sign-in must be at most this old.",
     "ALLOW_UNVERIFIED_EMAIL": "Let an unverified `email` be the Qlik user id.",
@@ -124,21 +124,21 @@ OIDC = {
     "SESSION_MAX_AGE": "Absolute cap of an SSO session, seconds (0: none).",
     "SESSION_IDLE_TIMEOUT": "Idle cap of an SSO session, seconds (0: none).",
     "CLAIMS": "The claims mapping for this provider (default: the top-level `CLAIMS`, else "
-              "user id = `email`, directory `OIDC`).",
+    "user id = `email`, directory `OIDC`).",
     "FRONTCHANNEL_LOGOUT": "Serve `GET /oidc/frontchannel-logout` (Front-Channel Logout 1.0).",
     "LABEL": "With several identity providers: the text of this provider's link on the "
-             "`/qlik/sso` chooser page.",
+    "`/qlik/sso` chooser page.",
 }
 
 CLAIMS = {
     "USER_ID": "The claim holding the Qlik user id (`$subject`: the NameID / `sub`).",
     "USER_ID_TRANSFORMS": "Named transforms, left to right: `strip`, `lower`, `upper`, "
-                          "`casefold`, `before_at`, `after_backslash`.",
+    "`casefold`, `before_at`, `after_backslash`.",
     "USER_DIRECTORY": "The user directory as a constant ...",
     "USER_DIRECTORY_CLAIM": "... or the claim holding it (exactly one of the two).",
     "USER_DIRECTORY_TRANSFORMS": "As `USER_ID_TRANSFORMS`.",
     "ATTRIBUTES": "Qlik attribute name -> claim name(s) (default: `group` from the usual "
-                  "group claims).",
+    "group claims).",
     "GROUP_NAMES": "Entra group object id -> group name.",
     "UNKNOWN_GROUPS": "A group id not in `GROUP_NAMES`: `drop`, `keep` or `refuse`.",
     "CONSTANTS": "Attributes every user gets.",
@@ -151,7 +151,7 @@ CLAIMS = {
     "CLOUD_EMAIL_VERIFIED": "A constant, or the claim whose `true` means verified.",
     "IDP": "The IdP's name in error messages.",
     "ALLOW_COMPATIBILITY_CHARACTERS": "Let `lower` fold compatibility characters instead of "
-                                      "refusing them.",
+    "refusing them.",
     "ALLOW_MIXED_SCRIPTS": "Let `lower` accept a value mixing scripts.",
     "GROUP_ATTRIBUTE": "The attribute the group table and Qlik Cloud's `groups` use.",
 }
@@ -164,16 +164,25 @@ def tables() -> dict[str, tuple[list[str], dict[str, Any], dict[str, str]]]:
     from ..mapping import ClaimsMapping
     from . import config
 
-    saml_fields = {f.name.upper(): f.default for f in dataclasses.fields(SamlSettings)
-                   if f.default is not dataclasses.MISSING}
+    saml_fields = {
+        f.name.upper(): f.default
+        for f in dataclasses.fields(SamlSettings)
+        if f.default is not dataclasses.MISSING
+    }
     oidc_fields = dataclasses.fields(OidcSettings)
     oidc_keys = [f.name.upper() for f in oidc_fields]
-    oidc_defaults = {f.name.upper(): f.default for f in oidc_fields
-                     if f.default is not dataclasses.MISSING}
-    web = {"SESSION_MAX_AGE": 8 * 3600.0, "SESSION_IDLE_TIMEOUT": 1800.0, "CLAIMS": None,
-           "FRONTCHANNEL_LOGOUT": False}
+    oidc_defaults = {
+        f.name.upper(): f.default for f in oidc_fields if f.default is not dataclasses.MISSING
+    }
+    web = {
+        "SESSION_MAX_AGE": 8 * 3600.0,
+        "SESSION_IDLE_TIMEOUT": 1800.0,
+        "CLAIMS": None,
+        "FRONTCHANNEL_LOGOUT": False,
+    }
     try:
         from .oidc import WEB_KEYS  # the OIDC web settings' own table
+
         web = dict(WEB_KEYS)
     except ImportError:  # pragma: no cover - the oidc web module imports without extras
         pass
@@ -181,8 +190,7 @@ def tables() -> dict[str, tuple[list[str], dict[str, Any], dict[str, str]]]:
         "portal": (list(config.SETTING_KEYS), dict(config._KEYS), PORTAL),
         "SAML": (list(SamlSettings._KEYS), saml_fields, SAML),
         "OIDC": (oidc_keys + list(web), {**oidc_defaults, **web}, OIDC),
-        "CLAIMS": ([*ClaimsMapping._KEYS, "GROUP_ATTRIBUTE"], {"GROUP_ATTRIBUTE": "group"},
-                   CLAIMS),
+        "CLAIMS": ([*ClaimsMapping._KEYS, "GROUP_ATTRIBUTE"], {"GROUP_ATTRIBUTE": "group"}, CLAIMS),
     }
 
 
@@ -209,8 +217,11 @@ def _shown(value: Any) -> str:
     if isinstance(value, str):
         return f'`"{value}"`' if value else '`""`'
     if isinstance(value, tuple | list):
-        return "`[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]`" \
-            if value else "`[]`"
+        return (
+            "`[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]`"
+            if value
+            else "`[]`"
+        )
     if isinstance(value, float) and value.is_integer():
         return f"`{int(value)}`"
     if isinstance(value, Mapping):
@@ -237,10 +248,15 @@ case-insensitive; an unknown key is refused with the closest known one. `SAML`, 
 _HEADINGS = {
     "portal": ("## The portal (`QLIKAUTH`)", ""),
     "SAML": ("## `SAML`", "SAML single sign-on; see [SAML](saml.md)."),
-    "OIDC": ("## `OIDC`", "OpenID Connect sign-in; see [OpenID Connect](oidc.md). The relying "
-                          "party's settings are the fields of `OidcSettings` in upper case."),
-    "CLAIMS": ("## `CLAIMS`", "How an IdP's claims become a Qlik user; see "
-                              "[Claims to a Qlik user](mapping.md)."),
+    "OIDC": (
+        "## `OIDC`",
+        "OpenID Connect sign-in; see [OpenID Connect](oidc.md). The relying "
+        "party's settings are the fields of `OidcSettings` in upper case.",
+    ),
+    "CLAIMS": (
+        "## `CLAIMS`",
+        "How an IdP's claims become a Qlik user; see [Claims to a Qlik user](mapping.md).",
+    ),
 }
 
 

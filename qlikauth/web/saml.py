@@ -102,8 +102,9 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _WEB_ONLY = ("STATE_STORE", "CLAIMS", "LABEL")
 
 
-def idp_sections(value: Mapping[str, Any] | None, section: str,
-                 known: Iterable[str]) -> dict[str, dict[str, Any]]:
+def idp_sections(
+    value: Mapping[str, Any] | None, section: str, known: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     """The IdPs of a ``SAML`` or ``OIDC`` setting: ``{name: settings}``.
 
     The single-IdP form (setting keys at the top) is ``{"default": settings}``; the several-IdP
@@ -122,14 +123,18 @@ def idp_sections(value: Mapping[str, Any] | None, section: str,
         raise ConfigurationError(
             f"QLIKAUTH {section}: {flat[:40]!r} sits beside the identity providers "
             f"{', '.join(nested[:5])}: with several providers every key is a provider's name "
-            "and every value its settings; move it into each provider's settings.", key=section)
+            "and every value its settings; move it into each provider's settings.",
+            key=section,
+        )
     out = {}
     for name in keys:
         if not _NAME.fullmatch(name) or name == DEFAULT_IDP:
             raise ConfigurationError(
                 f"QLIKAUTH {section}: {name[:40]!r} cannot name an identity provider: use "
                 "lower-case letters, digits, '-' and '_' (it appears in the URLs, "
-                f"/{section.lower()}/<name>/login), not 'default'.", key=section)
+                f"/{section.lower()}/<name>/login), not 'default'.",
+                key=section,
+            )
         out[name] = dict(value[name])
     return out
 
@@ -138,8 +143,11 @@ def saml_idp_names(runtime: QlikAuthRuntime) -> list[str]:
     """The names of the configured SAML IdPs (``["default"]`` for the single-IdP form)."""
     from ..bridges.saml import SamlSettings
 
-    return list(idp_sections(getattr(runtime.config, "saml", None), "SAML",
-                             (*SamlSettings._KEYS, *_WEB_ONLY)))
+    return list(
+        idp_sections(
+            getattr(runtime.config, "saml", None), "SAML", (*SamlSettings._KEYS, *_WEB_ONLY)
+        )
+    )
 
 
 def saml_parts(runtime: QlikAuthRuntime, idp: str | None = None) -> SamlParts:
@@ -155,8 +163,10 @@ def saml_parts(runtime: QlikAuthRuntime, idp: str | None = None) -> SamlParts:
             runtime._qlikauth_saml_parts = cache  # type: ignore[attr-defined]
         names = saml_idp_names(runtime)
         if not names:
-            raise ConfigurationError("QLIKAUTH SAML is not configured: give at least BASE_URL and "
-                                     "IDP_METADATA.", key="SAML")
+            raise ConfigurationError(
+                "QLIKAUTH SAML is not configured: give at least BASE_URL and IDP_METADATA.",
+                key="SAML",
+            )
         name = idp or (names[0] if len(names) == 1 else None)
         if name is None:
             raise _unknown_idp(None, names)
@@ -171,11 +181,15 @@ def _unknown_idp(name: str | None, names: list[str]) -> Exception:
     from ..exceptions import SamlError
 
     if name is None:
-        text = (f"this portal trusts several SAML identity providers ({', '.join(names)}): sign in "
-                "through /qlik/saml/<name>/login or add ?idp=<name>.")
+        text = (
+            f"this portal trusts several SAML identity providers ({', '.join(names)}): sign in "
+            "through /qlik/saml/<name>/login or add ?idp=<name>."
+        )
     else:
-        text = (f"{name[:40]!r} is not a SAML identity provider of this portal (it knows "
-                f"{', '.join(names)}).")
+        text = (
+            f"{name[:40]!r} is not a SAML identity provider of this portal (it knows "
+            f"{', '.join(names)})."
+        )
     error = SamlError(text, code="idp")
     error.status = 404 if name is not None else 400
     return error
@@ -184,8 +198,9 @@ def _unknown_idp(name: str | None, names: list[str]) -> Exception:
 def _build(runtime: QlikAuthRuntime, name: str) -> SamlParts:
     from ..bridges.saml import SamlServiceProvider, SamlSettings
 
-    sections = idp_sections(getattr(runtime.config, "saml", None), "SAML",
-                            (*SamlSettings._KEYS, *_WEB_ONLY))
+    sections = idp_sections(
+        getattr(runtime.config, "saml", None), "SAML", (*SamlSettings._KEYS, *_WEB_ONLY)
+    )
     settings = dict(sections[name])
     web: dict[str, Any] = {}
     for key in list(settings):
@@ -197,27 +212,33 @@ def _build(runtime: QlikAuthRuntime, name: str) -> SamlParts:
         store, replay = runtime.store, runtime.replay_cache
     else:
         store = open_store(store_setting, namespace="qlikauth")
-        replay = open_store(store_setting, namespace="qlikauth-replay", max_items=100_000,
-                            when_full="refuse")
+        replay = open_store(
+            store_setting, namespace="qlikauth-replay", max_items=100_000, when_full="refuse"
+        )
     try:
         sp_settings = SamlSettings.from_settings(settings)
     except ConfigurationError as exc:
         raise _named(exc, name) from None
     try:
-        sp = SamlServiceProvider(sp_settings, store=store, replay_cache=replay,
-                                 redirect_policy=_PortalOrHub(runtime))
+        sp = SamlServiceProvider(
+            sp_settings, store=store, replay_cache=replay, redirect_policy=_PortalOrHub(runtime)
+        )
     except ConfigurationError as exc:
         raise _named(exc, name) from None
     # The IdP's own CLAIMS, else the portal's, else the NameID in USER_DIRECTORY.
-    claims = web.get("CLAIMS") or getattr(runtime.config, "claims", None) or {
-        "USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"}
+    claims = (
+        web.get("CLAIMS")
+        or getattr(runtime.config, "claims", None)
+        or {"USER_ID": "$subject", "USER_DIRECTORY": runtime.config.user_directory or "SAML"}
+    )
     try:
         mapping = ClaimsMapping.from_settings(claims)
     except ConfigurationError as exc:
         raise _named(exc, name) from None
     label = str(web.get("LABEL") or ("SAML" if name == DEFAULT_IDP else name))
-    return SamlParts(sp=sp, mapping=mapping, registry=registry(runtime), store=store, name=name,
-                     label=label)
+    return SamlParts(
+        sp=sp, mapping=mapping, registry=registry(runtime), store=store, name=name, label=label
+    )
 
 
 def _named(exc: ConfigurationError, name: str) -> ConfigurationError:
@@ -238,8 +259,11 @@ def startup_warnings(runtime: QlikAuthRuntime) -> list[str]:
     out = []
     for name in saml_idp_names(runtime):
         for warning in saml_parts(runtime, name).sp.startup_warnings():
-            out.append(warning if name == DEFAULT_IDP
-                       else warning.replace("QLIKAUTH SAML", f"QLIKAUTH SAML[{name!r}]", 1))
+            out.append(
+                warning
+                if name == DEFAULT_IDP
+                else warning.replace("QLIKAUTH SAML", f"QLIKAUTH SAML[{name!r}]", 1)
+            )
     return out
 
 
@@ -279,8 +303,13 @@ def saml_user(session: Any, runtime: QlikAuthRuntime | None = None) -> QlikUser 
 def _key(data: Any) -> SsoKey | None:
     if not isinstance(data, dict):
         return None
-    return SsoKey.from_dict({"issuer": data.get("issuer"), "subject": data.get("name_id"),
-                             "session": data.get("session_index")})
+    return SsoKey.from_dict(
+        {
+            "issuer": data.get("issuer"),
+            "subject": data.get("name_id"),
+            "session": data.get("session_index"),
+        }
+    )
 
 
 def saml_session_ended(session: Any, runtime: QlikAuthRuntime) -> bool:
@@ -299,17 +328,24 @@ def saml_session_ended(session: Any, runtime: QlikAuthRuntime) -> bool:
 
 
 def _method_not_allowed(*allowed: str) -> PlainAnswer:
-    return PlainAnswer(status=405, body="Method not allowed.\n", headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+    return PlainAnswer(
+        status=405,
+        body="Method not allowed.\n",
+        headers=NO_STORE + (("Allow", ", ".join(allowed)),),
+    )
 
 
 # -- the endpoints -------------------------------------------------------------------------
-def saml_metadata(request: WebRequest, runtime: QlikAuthRuntime, *,
-                  idp: str | None = None) -> Answer:
+def saml_metadata(
+    request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None
+) -> Answer:
     """``GET .../saml[/<idp>]/metadata``: the SP's metadata (signed when the SP has a key)."""
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET")
-    return PlainAnswer(body=saml_parts(runtime, idp).sp.metadata().decode(),
-                       content_type="application/samlmetadata+xml; charset=utf-8")
+    return PlainAnswer(
+        body=saml_parts(runtime, idp).sp.metadata().decode(),
+        content_type="application/samlmetadata+xml; charset=utf-8",
+    )
 
 
 def saml_login(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
@@ -351,19 +387,24 @@ def saml_acs(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
     user = parts.mapping.map(assertion.claims, assertion.name_id).user
     target = assertion.relay_state
     portal_path = target is not None and target.startswith("/")
-    login = VerifiedLogin(user=user, via="saml", sso=SsoKey(assertion.issuer, assertion.name_id,
-                                                            assertion.session_index),
-                          expires=assertion.session_not_on_or_after)
+    login = VerifiedLogin(
+        user=user,
+        via="saml",
+        sso=SsoKey(assertion.issuer, assertion.name_id, assertion.session_index),
+        expires=assertion.session_not_on_or_after,
+    )
     # Back to a portal page: no ticket now (``/qlik/login`` makes one when Qlik is opened).
-    signed = sign_in(request, runtime, login, open_qlik=not portal_path,
-                     target=None if portal_path else target)
+    signed = sign_in(
+        request, runtime, login, open_qlik=not portal_path, target=None if portal_path else target
+    )
     if request.session is not None:
         info = assertion.logout_info()
         info["user"] = user.to_qps()
         info["idp"] = parts.name  # which SP ends it (SP-initiated logout)
         request.session[SAML_SESSION_KEY] = info
-    return RedirectAnswer(location=str(target if portal_path else signed.location),
-                          cookies=signed.cookies)
+    return RedirectAnswer(
+        location=str(target if portal_path else signed.location), cookies=signed.cookies
+    )
 
 
 def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None = None) -> Answer:
@@ -382,13 +423,20 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
     signed_with = data.get("idp") if isinstance(data, dict) else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
-    found = registry(runtime).take(key.issuer, key.subject,
-                                   [key.session] if key.session else None) \
-        if key is not None else None
-    done = sign_out(request, runtime, users=found.end_users if found else (),
-                    session_ids=found.session_ids if found else (),
-                    signin_ids=found.signin_ids if found else (),
-                    people=found.users if found else (), reason="SAML logout")
+    found = (
+        registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None)
+        if key is not None
+        else None
+    )
+    done = sign_out(
+        request,
+        runtime,
+        users=found.end_users if found else (),
+        session_ids=found.session_ids if found else (),
+        signin_ids=found.signin_ids if found else (),
+        people=found.users if found else (),
+        reason="SAML logout",
+    )
     if key is None:
         return RedirectAnswer(location=destination, cookies=done.cookies)
     try:
@@ -401,7 +449,9 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
     try:
         redirect = parts.sp.logout(data, destination, token)
     except ConfigurationError:
-        return RedirectAnswer(location=destination, cookies=done.cookies)  # the IdP has no SLO endpoint
+        return RedirectAnswer(
+            location=destination, cookies=done.cookies
+        )  # the IdP has no SLO endpoint
     return RedirectAnswer(location=redirect.location, cookies=done.cookies)
 
 
@@ -423,8 +473,11 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
     params = request.args if binding == "redirect" else request.form
     raw_query = None
     if binding == "redirect":
-        raw_query = request.query_string if request.query_string is not None \
+        raw_query = (
+            request.query_string
+            if request.query_string is not None
             else (request.full_path or "").partition("?")[2]
+        )
     token = request.cookies.get(parts.sp.settings.browser_cookie)
     result = parts.sp.handle_slo(binding, params, raw_query, token)
     if not isinstance(result, IdpLogoutRequest):
@@ -432,12 +485,22 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
     found = parts.registry.take(result.issuer, result.name_id, result.session_indexes or None)
     session = request.session
     key = _key(session.get(SAML_SESSION_KEY) if session is not None else None)
-    here = key is not None and key.issuer == result.issuer and key.subject == result.name_id \
+    here = (
+        key is not None
+        and key.issuer == result.issuer
+        and key.subject == result.name_id
         and (not result.session_indexes or key.session in result.session_indexes)
+    )
     # The browser that carried the request (if it is the one named) is signed out here too.
-    done = sign_out(request if here else None, runtime, users=found.end_users,
-                    session_ids=found.session_ids, signin_ids=found.signin_ids,
-                    people=found.users, reason="SAML single logout")
+    done = sign_out(
+        request if here else None,
+        runtime,
+        users=found.end_users,
+        session_ids=found.session_ids,
+        signin_ids=found.signin_ids,
+        people=found.users,
+        reason="SAML single logout",
+    )
     return RedirectAnswer(location=result.response.location, cookies=done.cookies)
 
 

@@ -51,7 +51,8 @@ def _missing_extra(section: str, exc: ImportError) -> ConfigurationError:
     return ConfigurationError(
         f"QLIKAUTH {section} is set but {what} (the '{extra}' extra) cannot be imported "
         f"({type(exc).__name__}: {str(exc)[:120]}): pip install 'qlikauth[{extra}]'.",
-        key=section)
+        key=section,
+    )
 
 
 def check_sso(runtime: QlikAuthRuntime) -> SsoCheck:
@@ -72,8 +73,11 @@ def check_sso(runtime: QlikAuthRuntime) -> SsoCheck:
         except ImportError as exc:
             errors.append(_missing_extra("SAML", exc))
         except QlikAuthError as exc:
-            errors.append(exc if isinstance(exc, ConfigurationError)
-                          else ConfigurationError(f"QLIKAUTH SAML: {exc}", key="SAML"))
+            errors.append(
+                exc
+                if isinstance(exc, ConfigurationError)
+                else ConfigurationError(f"QLIKAUTH SAML: {exc}", key="SAML")
+            )
     if config.oidc:
         checked.append("OIDC")
         try:
@@ -83,6 +87,9 @@ def check_sso(runtime: QlikAuthRuntime) -> SsoCheck:
         except ImportError as exc:
             errors.append(_missing_extra("OIDC", exc))
         except QlikAuthError as exc:
-            errors.append(exc if isinstance(exc, ConfigurationError)
-                          else ConfigurationError(f"QLIKAUTH OIDC: {exc}", key="OIDC"))
+            errors.append(
+                exc
+                if isinstance(exc, ConfigurationError)
+                else ConfigurationError(f"QLIKAUTH OIDC: {exc}", key="OIDC")
+            )
     return SsoCheck(tuple(errors), tuple(warnings), tuple(checked))

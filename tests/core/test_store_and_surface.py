@@ -48,7 +48,9 @@ def test_export_surface():
 def test_integration_export_surfaces():
     import flask_qlikauth
 
-    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request"]
+    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState", "end_flask_login_if_ended",
+                                              "flask_login_loader", "flow_view", "render", "set_cookie",
+                                              "state", "web_request"]
     for name in flask_qlikauth.__all__:
         assert hasattr(flask_qlikauth, name), name
 

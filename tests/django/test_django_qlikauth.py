@@ -422,7 +422,7 @@ def test_ticket_mode_switching_users_in_one_browser_ends_the_previous_users_sess
     with override_settings(QLIKAUTH=qlik_settings(ticket_emu, "portal")):
         client = Client()
         client.get("/signin/alice")
-        r = client.get("/qlik/login")
+        r = client.get("/qlik/login", secure=True)
         [seen] = qlik_cookies(r, "qlikauth_seen")
         assert seen["httponly"] and seen["secure"] and seen["samesite"] == "Lax" and seen["path"] == "/"
         assert not seen["max-age"] and not seen["expires"]

@@ -535,10 +535,13 @@ def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(ti
     alice, bob = QlikUser("PORTAL", "alice"), QlikUser("PORTAL", "bob")
     client = app.test_client()
     client.get("/signin/alice")
-    r = client.get("/qlik/login")
+    r = client.get("/qlik/login", base_url="https://localhost")  # Secure over https
     [cookie] = _seen(r)
     attrs = [a.strip() for a in cookie.split(";")]
     assert {"Path=/", "Secure", "HttpOnly", "SameSite=Lax"} <= set(attrs)
+    r = client.get("/qlik/login")  # a development portal over plain http: not Secure, or dropped
+    [cookie] = _seen(r)
+    assert "Secure" not in [a.strip() for a in cookie.split(";")]
     assert not any(a.lower().startswith(("max-age", "expires", "domain")) for a in attrs)  # browser-session
     assert _redeem(ticket_emu, r.headers["Location"]) == "alice"
     assert len(ticket_emu.state.sessions(user=alice)) == 1

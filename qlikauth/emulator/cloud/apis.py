@@ -36,11 +36,16 @@ class UserApis(BrowserRules):
         wi = self.t.web_integrations.get(wid)
         if wi is None:
             return error(404, "Not found", "No web integration has this id.", "HTTP-404")
-        return Response.json(200, {
-            "id": wi.id, "name": wi.name or wi.id, "validOrigins": list(wi.origins),
-            "tenantId": self.t.tenant_id,
-            "links": {"self": {"href": f"{self.t.url}/api/v1/web-integrations/{quote(wi.id)}"}},
-        })
+        return Response.json(
+            200,
+            {
+                "id": wi.id,
+                "name": wi.name or wi.id,
+                "validOrigins": list(wi.origins),
+                "tenantId": self.t.tenant_id,
+                "links": {"self": {"href": f"{self.t.url}/api/v1/web-integrations/{quote(wi.id)}"}},
+            },
+        )
 
     def identity_providers(self, req: Request) -> Response:
         refused = self._admin(req)
@@ -48,18 +53,31 @@ class UserApis(BrowserRules):
             return refused
         data = []
         for n, idp in enumerate(self.t.jwt_idps):
-            keys = [{"kid": kid, "pem": key.public_bytes(
-                serialization.Encoding.PEM,
-                serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")}
-                for kid, key in idp.keys.items()]
-            data.append({
-                "id": f"jwt-{n}", "tenantIds": [self.t.tenant_id], "provider": "external",
-                "protocol": "jwtAuth", "interactive": False, "active": True,
-                "clockToleranceSec": idp.clock_tolerance,
-                "options": {"jwtLoginEnabled": True, "issuer": idp.issuer, "staticKeys": keys},
-            })
-        return Response.json(200, {"data": data, "links": {
-            "self": {"href": f"{self.t.url}/api/v1/identity-providers"}}})
+            keys = [
+                {
+                    "kid": kid,
+                    "pem": key.public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    ).decode("ascii"),
+                }
+                for kid, key in idp.keys.items()
+            ]
+            data.append(
+                {
+                    "id": f"jwt-{n}",
+                    "tenantIds": [self.t.tenant_id],
+                    "provider": "external",
+                    "protocol": "jwtAuth",
+                    "interactive": False,
+                    "active": True,
+                    "clockToleranceSec": idp.clock_tolerance,
+                    "options": {"jwtLoginEnabled": True, "issuer": idp.issuer, "staticKeys": keys},
+                }
+            )
+        return Response.json(
+            200,
+            {"data": data, "links": {"self": {"href": f"{self.t.url}/api/v1/identity-providers"}}},
+        )
 
     # -- /api/v1/oauth-tokens (qlik.dev: OAuth tokens API) ------------------------------
     def list_tokens(self, req: Request) -> Response:

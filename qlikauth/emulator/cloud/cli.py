@@ -85,8 +85,11 @@ def parse_web_integration(text: str) -> WebIntegration:
     s = _spec(text, "--web-integration", ("id", "origins", "name"))
     if not s.get("id") or not s.get("origins"):
         raise ConfigurationError("--web-integration needs id= and origins=.")
-    return WebIntegration(s["id"], tuple(unquote_plus(o) for o in s["origins"].split("|") if o),
-                          unquote_plus(s.get("name", "")))
+    return WebIntegration(
+        s["id"],
+        tuple(unquote_plus(o) for o in s["origins"].split("|") if o),
+        unquote_plus(s.get("name", "")),
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
