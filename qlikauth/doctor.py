@@ -1112,7 +1112,8 @@ class Doctor:
             # label) are not needed to read the settings.
             self._check_saml_idp(
                 {k: v for k, v in values.items() if str(k).upper() not in _WEB_ONLY},
-                self._idp_target(name))
+                self._idp_target(name),
+            )
 
     def _check_saml_idp(self, values: dict[str, Any], target: str) -> None:
         from .bridges.saml import SamlServiceProvider, SamlSettings
@@ -1174,8 +1175,9 @@ class Doctor:
         add("saml.urls", OK, "ACS and SLO URLs are https")
 
     @staticmethod
-    def _check_sp_pair(cert_path: str | None, key_path: str | None,
-                       add: Callable[..., Finding]) -> None:
+    def _check_sp_pair(
+        cert_path: str | None, key_path: str | None, add: Callable[..., Finding]
+    ) -> None:
         if not cert_path or not key_path:
             return
         from cryptography.hazmat.primitives import serialization
@@ -1329,8 +1331,12 @@ class Doctor:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                resp = s.get(url, verify=settings.ca_bundle or True, timeout=self.timeout,
-                             allow_redirects=False)
+                resp = s.get(
+                    url,
+                    verify=settings.ca_bundle or True,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
         except requests.RequestException:
             return  # the discovery check above has just reached it; nothing new to say
         date = resp.headers.get("Date")
@@ -1339,20 +1345,26 @@ class Doctor:
         except (TypeError, ValueError):
             theirs = None
         if theirs is None:
-            add("oidc.clock", WARN, "the provider sent no readable Date header: its clock "
-                      "cannot be compared.", "Nothing to do unless sign-ins fail on time checks.")
+            add(
+                "oidc.clock",
+                WARN,
+                "the provider sent no readable Date header: its clock cannot be compared.",
+                "Nothing to do unless sign-ins fail on time checks.",
+            )
             return
         if theirs.tzinfo is None:
             theirs = theirs.replace(tzinfo=_dt.UTC)
         skew = (theirs - _dt.datetime.now(_dt.UTC)).total_seconds()
         if abs(skew) > settings.leeway:
             way = "ahead of" if skew > 0 else "behind"
-            add("oidc.clock", FAIL,
-                      f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
-                      f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
-                      "valid or expired.",
-                      "Synchronise this machine's clock with NTP (the provider's is usually "
-                      "right).")
+            add(
+                "oidc.clock",
+                FAIL,
+                f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
+                f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
+                "valid or expired.",
+                "Synchronise this machine's clock with NTP (the provider's is usually right).",
+            )
             return
         add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
 
@@ -1497,26 +1509,36 @@ class Doctor:
         (Qlik's tenant-admin scope for machine-to-machine clients), revoked afterwards."""
         from .exceptions import QlikEndpointHTTPError
 
-        checks = [c for c, given in (("cloud.web-integration", target.web_integration_id),
-                                     ("cloud.jwt-idp", target.jwt_issuer)) if given]
+        checks = [
+            c
+            for c, given in (
+                ("cloud.web-integration", target.web_integration_id),
+                ("cloud.jwt-idp", target.jwt_issuer),
+            )
+            if given
+        ]
         if not checks:
             return
         try:
             token = cloud.token(target.client, scope=ADMIN_SCOPE)
         except QlikEndpointHTTPError as exc:
             for check in checks:
-                self._add(check, WARN,
-                          f"the OAuth client may not request the scope {ADMIN_SCOPE} "
-                          f"({exc.status_code}): the tenant's configuration cannot be read, "
-                          "not checked.",
-                          f"Allow the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
-                          "let the doctor read it, or check it in the Management Console.",
-                          target.tenant_url)
+                self._add(
+                    check,
+                    WARN,
+                    f"the OAuth client may not request the scope {ADMIN_SCOPE} "
+                    f"({exc.status_code}): the tenant's configuration cannot be read, "
+                    "not checked.",
+                    f"Allow the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                    "let the doctor read it, or check it in the Management Console.",
+                    target.tenant_url,
+                )
             return
         except QlikAuthError as exc:
             for check in checks:
-                self._add(check, FAIL, str(exc)[:300], "Check the tenant is reachable.",
-                          target.tenant_url)
+                self._add(
+                    check, FAIL, str(exc)[:300], "Check the tenant is reachable.", target.tenant_url
+                )
             return
         try:
             self._check_web_integration(cloud, token, target)
@@ -1524,8 +1546,9 @@ class Doctor:
         finally:
             self._revoke(cloud, target.client, token)
 
-    def _read_config(self, check: str, what: str, target: CloudTarget,
-                     read: Callable[[], Any]) -> Any:
+    def _read_config(
+        self, check: str, what: str, target: CloudTarget, read: Callable[[], Any]
+    ) -> Any:
         """``read()``, or None with ``check`` reported when the tenant does not answer it."""
         from .exceptions import QlikEndpointHTTPError
 
@@ -1533,19 +1556,24 @@ class Doctor:
             return read()
         except QlikEndpointHTTPError as exc:
             if exc.status_code in (401, 403):
-                self._add(check, WARN,
-                          f"the OAuth client may not read {what} ({exc.status_code}): not checked.",
-                          f"Give the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
-                          "let the doctor read it, or check it in the Management Console.",
-                          target.tenant_url)
+                self._add(
+                    check,
+                    WARN,
+                    f"the OAuth client may not read {what} ({exc.status_code}): not checked.",
+                    f"Give the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                    "let the doctor read it, or check it in the Management Console.",
+                    target.tenant_url,
+                )
             elif exc.status_code == 404:
                 return {}
             else:
-                self._add(check, FAIL, str(exc)[:300], "See the tenant's answer above.",
-                          target.tenant_url)
+                self._add(
+                    check, FAIL, str(exc)[:300], "See the tenant's answer above.", target.tenant_url
+                )
         except QlikAuthError as exc:
-            self._add(check, FAIL, str(exc)[:300], "Check the tenant is reachable.",
-                      target.tenant_url)
+            self._add(
+                check, FAIL, str(exc)[:300], "Check the tenant is reachable.", target.tenant_url
+            )
         return None
 
     def _check_web_integration(self, cloud: Any, token: Any, target: CloudTarget) -> None:
@@ -1554,39 +1582,56 @@ class Doctor:
         if not wid:
             return
         if not self.portal_url:
-            self._add("cloud.web-integration", SKIP,
-                      "give the portal's URL to check its origin against the web integration",
-                      target=target.tenant_url)
+            self._add(
+                "cloud.web-integration",
+                SKIP,
+                "give the portal's URL to check its origin against the web integration",
+                target=target.tenant_url,
+            )
             return
         parts = urlsplit(self.portal_url)
         origin = f"{parts.scheme}://{parts.netloc}".lower()
-        wi = self._read_config("cloud.web-integration", "the web integration", target,
-                               lambda: cloud.web_integration(wid, access_token=token))
+        wi = self._read_config(
+            "cloud.web-integration",
+            "the web integration",
+            target,
+            lambda: cloud.web_integration(wid, access_token=token),
+        )
         if wi is None:
             return
         if not wi:
-            self._add("cloud.web-integration", FAIL,
-                      f"the tenant has no web integration with id {wid[:40]!r}: every call the "
-                      "portal's pages make to the tenant is refused (403).",
-                      "Copy the id of the portal's web integration from the Management Console "
-                      "(Web) into the portal's settings, or create one allowing "
-                      f"{origin}.", target.tenant_url)
+            self._add(
+                "cloud.web-integration",
+                FAIL,
+                f"the tenant has no web integration with id {wid[:40]!r}: every call the "
+                "portal's pages make to the tenant is refused (403).",
+                "Copy the id of the portal's web integration from the Management Console "
+                "(Web) into the portal's settings, or create one allowing "
+                f"{origin}.",
+                target.tenant_url,
+            )
             return
         name = str(wi.get("name") or wid)[:60]
         allowed = [str(o) for o in wi.get("validOrigins") or []]
         if origin not in (o.rstrip("/").lower() for o in allowed):
             shown = ", ".join(o[:60] for o in allowed[:5]) or "none"
-            self._add("cloud.web-integration", FAIL,
-                      f"the portal's origin {origin} is not an allowed origin of the web "
-                      f"integration {name!r} (it allows: {shown}): the tenant refuses the "
-                      "portal's pages (403 and no CORS answer).",
-                      f"Add {origin} to the allowed origins of {name!r} in the Management "
-                      "Console (Web); scheme, host and port must match exactly.",
-                      target.tenant_url)
+            self._add(
+                "cloud.web-integration",
+                FAIL,
+                f"the portal's origin {origin} is not an allowed origin of the web "
+                f"integration {name!r} (it allows: {shown}): the tenant refuses the "
+                "portal's pages (403 and no CORS answer).",
+                f"Add {origin} to the allowed origins of {name!r} in the Management "
+                "Console (Web); scheme, host and port must match exactly.",
+                target.tenant_url,
+            )
             return
-        self._add("cloud.web-integration", OK,
-                  f"the web integration {name!r} allows the portal's origin {origin}",
-                  target=target.tenant_url)
+        self._add(
+            "cloud.web-integration",
+            OK,
+            f"the web integration {name!r} allows the portal's origin {origin}",
+            target=target.tenant_url,
+        )
 
     def _check_jwt_idp(self, cloud: Any, token: Any, target: CloudTarget) -> None:
         """cloud.jwt-idp: a JWT identity provider of the tenant has the portal's issuer, is
@@ -1598,43 +1643,60 @@ class Doctor:
 
         from .certs import public_key_bytes
 
-        idps = self._read_config("cloud.jwt-idp", "the identity providers", target,
-                                 lambda: cloud.identity_providers(access_token=token))
+        idps = self._read_config(
+            "cloud.jwt-idp",
+            "the identity providers",
+            target,
+            lambda: cloud.identity_providers(access_token=token),
+        )
         if idps is None:
             return
         jwt_idps = [i for i in idps or [] if str(i.get("protocol", "")).lower() == "jwtauth"]
-        options = [(i, i.get("options") if isinstance(i.get("options"), dict) else {})
-                   for i in jwt_idps]
+        options = [
+            (i, i.get("options") if isinstance(i.get("options"), dict) else {}) for i in jwt_idps
+        ]
         match = [(i, o) for i, o in options if o.get("issuer") == issuer.issuer]
         fix_where = "Management Console > Identity provider > JWT"
         if not match:
             theirs = ", ".join(repr(str(o.get("issuer", ""))[:60]) for _, o in options[:5])
-            self._add("cloud.jwt-idp", FAIL,
-                      f"no JWT identity provider of the tenant has the issuer "
-                      f"{issuer.issuer[:80]!r} the portal signs with"
-                      + (f" (the tenant's: {theirs})" if theirs else " (the tenant has none)")
-                      + ": every JWT sign-in is refused (401).",
-                      f"Set the portal's issuer to the IdP's issuer exactly ({fix_where}), "
-                      "or create a JWT identity provider with it.", target.tenant_url)
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"no JWT identity provider of the tenant has the issuer "
+                f"{issuer.issuer[:80]!r} the portal signs with"
+                + (f" (the tenant's: {theirs})" if theirs else " (the tenant has none)")
+                + ": every JWT sign-in is refused (401).",
+                f"Set the portal's issuer to the IdP's issuer exactly ({fix_where}), "
+                "or create a JWT identity provider with it.",
+                target.tenant_url,
+            )
             return
         idp, opts = match[0]
         if idp.get("active") is False or opts.get("jwtLoginEnabled") is False:
-            self._add("cloud.jwt-idp", FAIL,
-                      f"the JWT identity provider with issuer {issuer.issuer[:80]!r} is not "
-                      "active: every JWT sign-in is refused.",
-                      f"Activate it ({fix_where}).", target.tenant_url)
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the JWT identity provider with issuer {issuer.issuer[:80]!r} is not "
+                "active: every JWT sign-in is refused.",
+                f"Activate it ({fix_where}).",
+                target.tenant_url,
+            )
             return
         kid = issuer.signing_key.kid
         keys = [k for k in opts.get("staticKeys") or [] if isinstance(k, dict)]
         key = next((k for k in keys if k.get("kid") == kid), None)
         if key is None:
             kids = ", ".join(repr(str(k.get("kid", ""))[:40]) for k in keys[:5]) or "none"
-            self._add("cloud.jwt-idp", FAIL,
-                      f"the JWT identity provider {issuer.issuer[:80]!r} has no key with the "
-                      f"kid {kid[:40]!r} the portal signs with (its kids: {kids}): every JWT "
-                      "sign-in is refused (401).",
-                      f"Give the portal's signing key the IdP's kid, or set the IdP's key id "
-                      f"and public key to the portal's ({fix_where}).", target.tenant_url)
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the JWT identity provider {issuer.issuer[:80]!r} has no key with the "
+                f"kid {kid[:40]!r} the portal signs with (its kids: {kids}): every JWT "
+                "sign-in is refused (401).",
+                f"Give the portal's signing key the IdP's kid, or set the IdP's key id "
+                f"and public key to the portal's ({fix_where}).",
+                target.tenant_url,
+            )
             return
         try:
             from .jwtkeys import public_key_from_pem
@@ -1643,19 +1705,27 @@ class Doctor:
         except (QlikAuthError, ValueError):
             theirs_key = None
         ours = issuer.signing_key.public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         if theirs_key != ours:
-            self._add("cloud.jwt-idp", FAIL,
-                      f"the key {kid[:40]!r} of the JWT identity provider "
-                      f"{issuer.issuer[:80]!r} is not the public half of the portal's signing "
-                      "key: every JWT sign-in is refused (401).",
-                      "Paste the portal's public key (or certificate) into the IdP "
-                      f"({fix_where}), or give the portal the private key of the IdP's.",
-                      target.tenant_url)
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the key {kid[:40]!r} of the JWT identity provider "
+                f"{issuer.issuer[:80]!r} is not the public half of the portal's signing "
+                "key: every JWT sign-in is refused (401).",
+                "Paste the portal's public key (or certificate) into the IdP "
+                f"({fix_where}), or give the portal the private key of the IdP's.",
+                target.tenant_url,
+            )
             return
-        self._add("cloud.jwt-idp", OK,
-                  f"the tenant's JWT identity provider has the portal's issuer, kid {kid[:40]!r} "
-                  "and public key", target=target.tenant_url)
+        self._add(
+            "cloud.jwt-idp",
+            OK,
+            f"the tenant's JWT identity provider has the portal's issuer, kid {kid[:40]!r} "
+            "and public key",
+            target=target.tenant_url,
+        )
 
     @staticmethod
     def _revoke(cloud: Any, client: Any, token: Any) -> None:
@@ -1674,34 +1744,54 @@ class Doctor:
         if not name:
             self._add("header.spoof", SKIP, "HEADER_NAME is not set: nothing to spoof")
             return
-        auth = HeaderAuthenticator(name, self.config.header_user_directory,
-                                   self.config.header_pattern)
-        spoofed = QlikUser(self.config.header_user_directory or self.test_user.user_directory,
-                           "qlikauth-doctor-spoof")
+        auth = HeaderAuthenticator(
+            name, self.config.header_user_directory, self.config.header_pattern
+        )
+        spoofed = QlikUser(
+            self.config.header_user_directory or self.test_user.user_directory,
+            "qlikauth-doctor-spoof",
+        )
         headers = auth.headers(spoofed).as_dict()
         with self._hub_verify() as verify:
             for hub in self._hub_urls():
                 try:
                     with self._session() as s:
-                        resp = s.get(hub, headers=headers, verify=verify, timeout=self.timeout,
-                                     allow_redirects=False)
+                        resp = s.get(
+                            hub,
+                            headers=headers,
+                            verify=verify,
+                            timeout=self.timeout,
+                            allow_redirects=False,
+                        )
                 except requests.RequestException as exc:
-                    self._add("header.spoof", FAIL,
-                              f"cannot reach the hub {hub} ({type(exc).__name__}).",
-                              "Check HUB_URL: for header authentication it is the address of "
-                              "the nginx front, e.g. https://qlik.example.com/hdr/hub/.", hub)
+                    self._add(
+                        "header.spoof",
+                        FAIL,
+                        f"cannot reach the hub {hub} ({type(exc).__name__}).",
+                        "Check HUB_URL: for header authentication it is the address of "
+                        "the nginx front, e.g. https://qlik.example.com/hdr/hub/.",
+                        hub,
+                    )
                     continue
                 if resp.status_code == 200:
-                    self._add("header.spoof", FAIL,
-                              f"the hub {hub} signed in a browser that sent its own {name} "
-                              "header: anyone can be anyone in Qlik. Either HUB_URL reaches Qlik "
-                              "without the nginx front, or the front passes the client's header.",
-                              f"Let only the front reach the Qlik proxy (firewall the node's "
-                              f"port for everything else) and generate the front with "
-                              f"`qlikauth nginx-config`, which drops any client {name}.", hub)
+                    self._add(
+                        "header.spoof",
+                        FAIL,
+                        f"the hub {hub} signed in a browser that sent its own {name} "
+                        "header: anyone can be anyone in Qlik. Either HUB_URL reaches Qlik "
+                        "without the nginx front, or the front passes the client's header.",
+                        f"Let only the front reach the Qlik proxy (firewall the node's "
+                        f"port for everything else) and generate the front with "
+                        f"`qlikauth nginx-config`, which drops any client {name}.",
+                        hub,
+                    )
                     continue
-                self._add("header.spoof", OK,
-                          f"a spoofed {name} header was refused ({resp.status_code})", target=hub)
+                self._add(
+                    "header.spoof",
+                    OK,
+                    f"a spoofed {name} header was refused ({resp.status_code})",
+                    target=hub,
+                )
 
     # -- nginx ------------------------------------------------------------------------------
     def check_nginx(self) -> None:
