@@ -601,6 +601,12 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                             break
                         time.sleep(0.05)
                     t_fault = time.perf_counter() - t_start
+                    # A fault's phase starts as it is set off and a recovery's once it is done:
+                    # a sign-in under way while either happened (a crash, a restart take a
+                    # moment) counts before the recovery and says "[by then ...]" in a refusal.
+                    if action in ("crash", "kill_redis"):
+                        with lock:
+                            phase[0] = then
                     if action == "crash":
                         cluster.ask(("crash", 0))
                     elif action == "restart":
@@ -660,7 +666,7 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
             # a sign-in that started in this phase and ran into the next fault says so
             "refusals": dict(Counter(
                 r["detail"] + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
-                for r in rows if r["kind"] in ("refused", "unclear")).most_common(4)),
+                for r in rows if r["kind"] in ("refused", "unclear")).most_common()),
         }
     switches = [r for r in results if "previous_alive" in r]
     ways = {way: {k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
