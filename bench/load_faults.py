@@ -663,6 +663,9 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
                                       for k in ("right", "refused", "unclear", "hung", "mixup",
                                                 "node_gone")},
             "p50_ms": round(pct(lat, 50) * 1000), "p99_ms": round(pct(lat, 99) * 1000),
+            "by_way": {way: {k: sum(1 for r in rows if r.get("way") == way and r["kind"] == k)
+                             for k in ("right", "refused")}
+                       for way in ("password", "saml", "oidc")},
             # a sign-in that started in this phase and ran into the next fault says so
             "refusals": dict(Counter(
                 r["detail"] + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
@@ -706,13 +709,20 @@ def table(res: dict[str, Any]) -> str:
              f"with SAML, {res.get('oidc_browsers', 0)} with OpenID Connect), {res['wall_s']} s",
              "",
              "| phase | sign-ins | right | refused (clear page) | unclear | sent to a dead hub "
-             "| hung | mix-ups | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| hung | mix-ups | SAML right / refused | OIDC right / refused | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for ph, p in res["phases"].items():
+        w = p["by_way"]
         lines.append(f"| {ph} | {p['sign_ins']} | {p['right']} | {p['refused']} | {p['unclear']} "
-                     f"| {p['node_gone']} | {p['hung']} | {p['mixup']} | {p['p50_ms']} | {p['p99_ms']} |")
+                     f"| {p['node_gone']} | {p['hung']} | {p['mixup']} "
+                     f"| {w['saml']['right']} / {w['saml']['refused']} "
+                     f"| {w['oidc']['right']} / {w['oidc']['refused']} "
+                     f"| {p['p50_ms']} | {p['p99_ms']} |")
+    ways = res["ways"]
     lines.append(f"| **all** | {res['sign_ins']} | {res['right']} | {res['refused']} "
-                 f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} | | |")
+                 f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} "
+                 f"| {ways['saml']['right']} / {ways['saml']['refused']} "
+                 f"| {ways['oidc']['right']} / {ways['oidc']['refused']} | | |")
     lines += ["", f"User switches in shared browsers: {res['user_switches']}, previous user's "
               f"proxy session still answering: {res['previous_alive']}. Proxy sessions alive "
               f"after every browser signed out: {res['sessions_after_signouts']}; after "
