@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -523,13 +524,21 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                 f"{saml_portal} (SAML) and {oidc_portal} (OIDC, provider {cluster.issuer}); "
                 f"{browsers} browsers ({len(shared)} shared, {len(saml)} SAML, {len(oidc)} "
                 f"OIDC), {sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}")
-            with Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
-                          ready_path="/login", timeout=120, ready_within=90), \
-                    Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8,
-                             env=saml_env, ready_path="/qlik/saml/metadata", timeout=120,
-                             ready_within=90), \
-                    Gunicorn("saml_storm_app:app", oidc_port, workers=2, threads=8,
-                             env=oidc_env, ready_path="/", timeout=120, ready_within=90):
+            portals = [
+                Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
+                         ready_path="/login", timeout=120, ready_within=90),
+                Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8, env=saml_env,
+                         ready_path="/qlik/saml/metadata", timeout=120, ready_within=90),
+                Gunicorn("saml_storm_app:app", oidc_port, workers=2, threads=8, env=oidc_env,
+                         ready_path="/", timeout=120, ready_within=90)]
+            with contextlib.ExitStack() as running:
+                for g in portals:  # booting side by side: the three import the same things
+                    running.callback(g.close)
+                    g.start()
+                # at the end, all three are told to stop before each is waited for
+                running.callback(lambda: [g.proc.terminate() for g in portals if g.proc])
+                for g in portals:
+                    g.wait_ready()
                 root = str(cluster.certs_dir / "root.pem")
                 started = [0]
 
