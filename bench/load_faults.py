@@ -206,6 +206,7 @@ class Browser:
         self.http.trust_env = False
         self.current: str | None = None  # who this browser's portal session is signed in as
         self.resent = 0  # requests sent again after the portal closed a kept-alive connection
+        self.provider_form = False  # the last OIDC sign-in went through the provider's form
 
     def _req(self, method: str, url: str, **kw: Any) -> Any:
         import requests
@@ -346,7 +347,8 @@ class Browser:
         if r.status_code != 302:
             return self._refusal(r, "OIDC login")
         r = self._req("GET", r.headers["Location"])
-        if r.status_code == 200:  # no provider session in this browser: its login form
+        self.provider_form = r.status_code == 200
+        if self.provider_form:  # no provider session in this browser: its login form
             m = re.search(r'action="(/login\?tx=[^"]+)"', r.text)
             if not m:
                 return {"kind": "unclear", "detail": "OIDC provider: no login form"}
@@ -590,6 +592,8 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                             out = {"kind": "unclear", "detail": f"{type(exc).__name__}: {exc}"}
                         out.update(phase=ph, browser=i, user=user, way=way,
                                    wall=time.perf_counter() - t0, phase_end=phase[0])
+                        if way == "oidc":
+                            out["provider_form"] = b.provider_form
                         if previous and out["kind"] == "right":
                             try:
                                 out["previous_alive"] = b.previous_answers_as(
@@ -708,6 +712,10 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
     for way in ways:
         rows = [r for r in results if r.get("way") == way]
         ways[way]["sign_ins"] = len(rows)
+        if way == "oidc":  # right ones through the provider's form / single sign-on
+            ways[way]["right_by_form_sso"] = [
+                sum(1 for r in rows if r["kind"] == "right" and r.get("provider_form") is f)
+                for f in (True, False)]
         ways[way]["refused_by_phase"] = dict(Counter(r["phase"] for r in rows
                                                      if r["kind"] == "refused"))
     return {

@@ -96,6 +96,9 @@ def test_no_mixup_hang_or_orphan_through_a_node_crash_and_a_redis_outage(figures
     assert password["refused"] == at_crash["/qlik/login"] and password["right"] > 120
     # right = the hub showed the user's own e-mail, directory and group (Browser._at_hub)
     assert saml["right"] > 0 and oidc["right"] > 0
+    # OIDC both ways: through the provider's login form, and by single sign-on when the browser
+    # still held a provider session (every second sign-in of a browser)
+    assert min(oidc["right_by_form_sso"]) > 0, oidc
     assert res["saml_browsers"] == res["oidc_browsers"] == 4
     # Every OIDC browser's last sign-out went through the provider's end-session endpoint.
     assert res["op_sessions_left"] == []
