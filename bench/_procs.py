@@ -357,10 +357,14 @@ class Gunicorn:
         self.proc: Any = None
 
     def __enter__(self) -> Gunicorn:
+        self.start()
+        return self.wait_ready()
+
+    def start(self) -> Gunicorn:
+        """Start gunicorn without waiting (several portals boot side by side); then
+        :meth:`wait_ready`, and :meth:`close` in any case."""
         import subprocess
         import tempfile
-
-        import requests
 
         # A file, not a pipe: nobody reads a pipe while the benchmark runs, and once its 64 KiB
         # buffer is full every worker blocks in its next log write (a storm of warnings hangs
@@ -368,8 +372,15 @@ class Gunicorn:
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL,
                                      stderr=self.stderr)
+        self._started = time.monotonic()
+        return self
+
+    def wait_ready(self) -> Gunicorn:
+        """Wait until it answers 200 at ``ready_path`` (``ready_within`` seconds from start)."""
+        import requests
+
         try:
-            deadline = time.monotonic() + self.ready_within
+            deadline = self._started + self.ready_within
             while True:
                 try:
                     if requests.get(self.url + self.ready_path, timeout=5).status_code == 200:

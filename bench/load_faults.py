@@ -7,13 +7,18 @@ Redis die and come back; counts right sign-ins, clear refusals, hangs, mix-ups a
 What runs (all on 127.0.0.1, every process started is stopped):
 
 * two emulated QPS nodes + hubs (``EmulatorCluster``, one certificate set, the site-wide
-  session count) in their own spawned process, so the load generator never starves them;
+  session count) in their own spawned process, so the load generator never starves them, and
+  in that process qlikauth's local OpenID provider (``qlikauth.emulator.oidc_op``, over https
+  with a certificate from the cluster's CA; users ``oidcNNN`` with one group each);
 * a real ``redis-server`` holding qlikauth's shared state (``STATE_STORE``, sealed with
   ``STORE_KEYS``); the portal sessions are Flask-Session files, so killing Redis takes away
   qlikauth's store only;
 * ``examples/flask_portal`` on ``gunicorn -w 3 --threads 8`` (``bench/storm_app.py``: the example
   with bench users ``bench000``..., each in its own group ``GroupNNN``), both nodes configured
   (``QPS_NODES``, ``NODE_HUB_URLS``);
+* ``examples/sso_portal`` twice on gunicorn (``bench/saml_storm_app.py``), as ``--protocol saml``
+  (virtual proxy ``sso``, every fifth browser) and as ``--protocol oidc`` (virtual proxy
+  ``oidc``, the provider above, every fifth browser too);
 * M browsers (``requests`` sessions with real cookie jars), each its own thread; every tenth is
   shared by two users who take turns in one cookie jar without signing out (the next one's
   sign-in must end the previous one's proxy sessions).
@@ -22,7 +27,10 @@ One sign-in: the login form, ``POST /login`` (next: ``/qlik/login``), ``/qlik/lo
 mode: the hub redeems the ticket; session mode: the proxy session cookie), then the hub's JSON:
 who the hub says this browser is, with which groups. Half of the sign-ins of unshared browsers
 end with ``POST /logout``. After a user switch, the previous user's proxy session cookie is shown
-to the hub alone: it must not answer as the previous user.
+to the hub alone: it must not answer as the previous user. One SAML sign-in: ``/qlik/saml/login``,
+the IdP's signed response, the ACS, the hub. One OIDC sign-in: ``/oidc/login``, the provider
+(its login form, or single sign-on when the browser still has a provider session), the callback,
+the hub; its sign-out is ``POST /oidc/logout`` and the provider's end-session URL.
 
 Faults, by progress through the N sign-ins of a mode: at 20% node 1 crashes (``Emulator.crash``:
 both ports closed, its tickets and proxy sessions lost), at 40% it restarts (empty), at 60% Redis
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -64,6 +73,7 @@ from _procs import ChildProcess, Gunicorn, free_port  # noqa: E402
 
 PREFIX = "portal"
 SAML_PREFIX = "sso"
+OIDC_PREFIX = "oidc"
 PHASES = ("before", "node_down", "node_back", "redis_down", "redis_back")
 #: Fault points as a share of the mode's sign-ins: (share, action, phase from then on).
 SCHEDULE = ((0.2, "crash", "node_down"), (0.4, "restart", "node_back"),
@@ -83,26 +93,44 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the emulator cluster, in its own process -------------------------------------------------
-def cluster_main(conn: Any, module_port: int, saml_port: int = 0) -> None:
-    """Two nodes; answers ("crash", i), ("restart", i), "sessions", "stats" and "stop"."""
+def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int = 0,
+                 op: dict[str, Any] | None = None) -> None:
+    """Two nodes and the local OpenID provider (``op``: its users and client, served over https
+    with a certificate from the cluster's CA); answers ("crash", i), ("restart", i), "sessions",
+    "stats" and "stop"."""
     import logging
+    import shutil
 
     logging.disable(logging.CRITICAL)  # the hub logs every redemption at INFO
+    from qlikauth.certgen import temporary_server_certificate
     from qlikauth.emulator import EmulatorCluster, VirtualProxy
+    from qlikauth.emulator.oidc_op import OidcProvider, OpUser
 
     vp = VirtualProxy(prefix=PREFIX, method="ticket",
                       module_uri=f"http://localhost:{module_port}/qlik/module")
     sso = VirtualProxy(prefix=SAML_PREFIX, method="ticket",
                        module_uri=f"http://localhost:{saml_port}/qlik/module")
+    oidc = VirtualProxy(prefix=OIDC_PREFIX, method="ticket",
+                        module_uri=f"http://localhost:{oidc_port}/qlik/module")
     cluster = EmulatorCluster(nodes=2, host="localhost", bind="127.0.0.1",
-                              virtual_proxies=[vp, sso])
+                              virtual_proxies=[vp, sso, oidc])
+    provider = tls_dir = None
     try:
         cluster.start()
+        if op is not None:
+            tls = temporary_server_certificate(cluster.certs_dir, prefix="qlikauth-load-op-")
+            tls_dir = Path(tls[0]).parent
+            provider = OidcProvider(
+                tls=tls, ca_bundle=cluster.certs_dir / "root.pem", clients=[op["client"]],
+                users={n: OpUser("demo", c) for n, c in op["users"].items()}).start()
     except BaseException as exc:  # report instead of hanging the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        cluster.stop()
         return
     conn.send({"qps_urls": cluster.qps_urls, "hub_urls": [n.hub_url_for(PREFIX) for n in cluster],
                "sso_hub_urls": [n.hub_url_for(SAML_PREFIX) for n in cluster],
+               "oidc_hub_urls": [n.hub_url_for(OIDC_PREFIX) for n in cluster],
+               "issuer": provider.issuer if provider else None,
                "certs_dir": str(cluster.certs_dir), "pid": os.getpid()})
     try:
         while True:
@@ -125,16 +153,29 @@ def cluster_main(conn: Any, module_port: int, saml_port: int = 0) -> None:
                 conn.send([{"qps_requests": n.state.qps_requests,
                             "tickets_issued": n.state.tickets_issued,
                             "tickets_redeemed": n.state.tickets_redeemed} for n in cluster])
+            elif cmd == "op":
+                # the provider sessions left, and how the portal answered its back-channel logouts
+                conn.send({"sessions_left": sorted(s.user for s in provider.sessions.values()),
+                           "backchannel": dict(Counter(o for _, o in provider.logouts_sent))}
+                          if provider else {"sessions_left": [], "backchannel": {}})
     finally:
+        if provider is not None:
+            provider.stop()
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
         cluster.stop()
 
 
 class ClusterProcess(ChildProcess):
-    def __init__(self, module_port: int, saml_port: int) -> None:
-        super().__init__("the emulator cluster", cluster_main, module_port, saml_port)
+    def __init__(self, module_port: int, saml_port: int, oidc_port: int,
+                 op: dict[str, Any] | None) -> None:
+        super().__init__("the emulator cluster", cluster_main, module_port, saml_port, oidc_port,
+                         op)
         self.qps_urls: list[str] = self.info["qps_urls"]
         self.hub_urls: list[str] = self.info["hub_urls"]
         self.sso_hub_urls: list[str] = self.info["sso_hub_urls"]
+        self.oidc_hub_urls: list[str] = self.info["oidc_hub_urls"]
+        self.issuer: str | None = self.info["issuer"]
         self.certs_dir = Path(self.info["certs_dir"])
         self._lock = threading.Lock()
 
@@ -164,6 +205,8 @@ class Browser:
         self.http = requests.Session()
         self.http.trust_env = False
         self.current: str | None = None  # who this browser's portal session is signed in as
+        self.resent = 0  # requests sent again after the portal closed a kept-alive connection
+        self.provider_form = False  # the last OIDC sign-in went through the provider's form
 
     def _req(self, method: str, url: str, **kw: Any) -> Any:
         import requests
@@ -173,7 +216,17 @@ class Browser:
             kw.setdefault("verify", self.root)
         t0 = time.perf_counter()
         try:
-            r = self.http.request(method, url, timeout=(self.hang, self.hang), **kw)
+            try:
+                r = self.http.request(method, url, timeout=(self.hang, self.hang), **kw)
+            except requests.ConnectionError as exc:
+                # gunicorn closes a kept-alive connection after 2 s idle (an SSO browser waits
+                # that long at the IdP or the provider under load); when the close crosses the
+                # next request, nothing was read and a browser sends it again on a new
+                # connection. So does this one, once, at a portal (http here), and counts it.
+                if not url.startswith("http:") or "RemoteDisconnected" not in repr(exc):
+                    raise
+                self.resent += 1
+                r = self.http.request(method, url, timeout=(self.hang, self.hang), **kw)
         except requests.Timeout as exc:
             raise Hung(f"{method} {url.split('?')[0]}: no answer within {self.hang} s") from exc
         if time.perf_counter() - t0 > self.hang:
@@ -239,7 +292,6 @@ class Browser:
     def saml_sign_in(self, user: str, idp: Any, saml_portal: str) -> dict[str, Any]:
         """A SAML sign-in at the SSO portal: its AuthnRequest, the IdP's signed answer (the
         IdP's work, not timed), the ACS, the hub. ``user`` is the IdP's user name."""
-        import requests
 
         r = self._req("GET", f"{saml_portal}/qlik/saml/login")
         if r.status_code != 302:
@@ -259,6 +311,13 @@ class Browser:
             if r.status_code != 302:
                 return self._refusal(r, "/qlik/login after SAML")
             where = r.headers["Location"]
+        return self._at_hub(where, t0, user, "SSO", f"Group{user[4:]}")
+
+    def _at_hub(self, where: str, t0: float, user: str, directory: str,
+                group: str) -> dict[str, Any]:
+        """The hub step of an SSO sign-in: who the hub says ``user`` (an e-mail user id) is."""
+        import requests
+
         try:
             if "qlikTicket=" in where:
                 r = self._req("GET", where)
@@ -275,9 +334,55 @@ class Browser:
         groups = [a.get("group") for a in who.get("attributes", []) if "group" in a]
         if shown != f"{user}@example.com":
             return {"kind": "mixup", "detail": f"{user} sees {shown}", "seconds": seconds}
-        if who.get("userDirectory") != "SSO" or groups != [f"Group{user[4:]}"]:
+        if who.get("userDirectory") != directory or groups != [group]:
             return {"kind": "mixup", "detail": f"{user}: attributes {groups}", "seconds": seconds}
         return {"kind": "right", "seconds": seconds}
+
+    def oidc_sign_in(self, user: str, oidc_portal: str) -> dict[str, Any]:
+        """An OpenID Connect sign-in at the OIDC portal: ``/oidc/login``, the provider (its login
+        form, or single sign-on with the browser's provider session; not timed), the callback
+        (the code redeemed, the id_token checked, the ticket), the hub. ``user``: the
+        provider's user name."""
+        r = self._req("GET", f"{oidc_portal}/oidc/login")
+        if r.status_code != 302:
+            return self._refusal(r, "OIDC login")
+        r = self._req("GET", r.headers["Location"])
+        self.provider_form = r.status_code == 200
+        if self.provider_form:  # no provider session in this browser: its login form
+            m = re.search(r'action="(/login\?tx=[^"]+)"', r.text)
+            if not m:
+                return {"kind": "unclear", "detail": "OIDC provider: no login form"}
+            op = r.url.split("/auth", 1)[0]
+            r = self._req("POST", op + m.group(1).replace("&amp;", "&"),
+                          data={"username": user, "password": "demo"})
+        if r.status_code != 302:
+            return self._refusal(r, "OIDC provider")
+        callback = r.headers["Location"]
+        if not callback.startswith(f"{oidc_portal}/oidc/callback?"):
+            return {"kind": "unclear", "detail": f"OIDC provider sent the browser to "
+                                                 f"{callback.split('?')[0]}"}
+        t0 = time.perf_counter()
+        r = self._req("GET", callback)
+        if r.status_code != 302:
+            return self._refusal(r, "OIDC callback")
+        self.current = user
+        return self._at_hub(r.headers["Location"], t0, user, "OIDC", f"Group{user[4:]}")
+
+    def oidc_sign_out(self, oidc_portal: str) -> str:
+        """The OIDC portal's sign-out (``POST /oidc/logout``: every proxy session ends), then the
+        provider's end-session URL it sends the browser to (the provider session ends and the
+        provider tells the portal over the back channel); its way back is not followed."""
+        r = self._req("POST", f"{oidc_portal}/oidc/logout",
+                      headers={"Origin": oidc_portal}, data={"next": "/"})
+        self.current = None
+        if r.status_code not in (302, 303):
+            return f"oidc logout {r.status_code}"
+        where = r.headers["Location"]
+        if where.startswith("https:"):  # the provider's end-session endpoint
+            r = self._req("GET", where)
+            if r.status_code not in (200, 302):
+                return f"provider end-session {r.status_code}"
+        return "ok"
 
     def saml_sign_out(self, saml_portal: str) -> str:
         """The SSO portal's sign-out (``POST /qlik/saml/logout``: every proxy session ends, then
@@ -313,23 +418,29 @@ class Browser:
 # -- one mode -------------------------------------------------------------------------------
 def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
              shared_every: int, schedule: Any = SCHEDULE, think: float = 0.0,
-             saml_every: int = 5) -> dict[str, Any]:
+             saml_every: int = 5, oidc_every: int = 5) -> dict[str, Any]:
     from _redis_server import RedisServer
 
     from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
     from qlikauth.emulator.saml_idp import ENTRA_CLAIMS, IdpUser, SamlIdp
     from qlikauth.web.runtime import build_runtime
 
-    port, saml_port = free_port(), free_port()
+    port, saml_port, oidc_port = free_port(), free_port(), free_port()
     portal, saml_portal = f"http://localhost:{port}", f"http://localhost:{saml_port}"
+    oidc_portal = f"http://localhost:{oidc_port}"
     shared = [i for i in range(browsers) if shared_every and i % shared_every == shared_every - 1]
     saml = [i for i in range(browsers)
             if saml_every and i % saml_every == saml_every // 2 and i not in shared]
+    oidc = [i for i in range(browsers) if oidc_every and i % oidc_every == oidc_every // 2 + 1
+            and i not in shared and i not in saml]
     users_of: dict[int, list[str]] = {}
     n_users = 0
     for i in range(browsers):
         if i in saml:
             users_of[i] = [f"saml{i:03d}"]
+            continue
+        if i in oidc:
+            users_of[i] = [f"oidc{i:03d}"]
             continue
         k = 2 if i in shared else 1
         users_of[i] = [f"bench{n_users + j:03d}" for j in range(k)]
@@ -338,6 +449,16 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
     idp_users = {name: IdpUser("demo", f"{name}@example.com", {
         ENTRA_CLAIMS["email"]: [f"{name.capitalize()}@Example.com"],
         ENTRA_CLAIMS["groups"]: [guid]}) for name, guid in guids.items()}
+    # The provider's users: an e-mail in mixed case (the mapping lowers it) and one group each.
+    op_secret = secrets.token_urlsafe(32)
+    op = {"users": {f"oidc{i:03d}": {
+        "sub": f"sub-{i:03d}", "email": f"Oidc{i:03d}@Example.com", "email_verified": True,
+        "name": f"Oidc {i}", "preferred_username": f"oidc{i:03d}", "groups": [f"Group{i:03d}"]}
+        for i in oidc},
+        "client": {"client_id": "load", "client_secret": op_secret,
+                   "redirect_uris": [f"{oidc_portal}/oidc/callback"],
+                   "post_logout_redirect_uris": [f"{oidc_portal}/oidc/logged-out"],
+                   "backchannel_logout_uri": f"{oidc_portal}/oidc/backchannel-logout"}}
     redis = RedisServer().start()
     store_keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     results: list[dict[str, Any]] = []
@@ -348,7 +469,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
     tmp = tempfile.mkdtemp(prefix="qlikauth-load-")
     idp = SamlIdp(key_dir=os.path.join(tmp, "idp"), users=idp_users)
     try:
-        with ClusterProcess(port, saml_port) as cluster:
+        with ClusterProcess(port, saml_port, oidc_port, op) as cluster:
             common = {
                 "QPS_NODES": ",".join(cluster.qps_urls), "CERTS": str(cluster.certs_dir),
                 "MODE": mode, "STATE_STORE": redis.url,
@@ -380,14 +501,46 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                 "qlik": {f"QLIKAUTH_{k}": v for k, v in saml_qlik.items()}}))
             saml_env = {**os.environ, "BENCH_SAML_CONFIG": str(config),
                         "PORTAL_SESSION_DIR": os.path.join(tmp, "sso-sessions")}
-            log(f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}, SSO portal on "
-                f"{saml_portal}; {browsers} browsers ({len(shared)} shared, {len(saml)} SAML), "
-                f"{sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}")
-            with Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
-                          ready_path="/login", timeout=120, ready_within=90), \
-                    Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8,
-                             env=saml_env, ready_path="/qlik/saml/metadata", timeout=120,
-                             ready_within=90):
+            oidc_settings = {
+                "ISSUER": cluster.issuer, "CLIENT_ID": "load", "CLIENT_SECRET": op_secret,
+                "REDIRECT_URI": f"{oidc_portal}/oidc/callback",
+                "POST_LOGOUT_REDIRECT_URI": f"{oidc_portal}/oidc/logged-out",
+                "CA_BUNDLE": str(cluster.certs_dir / "root.pem"),
+                "SCOPES": "openid email profile groups",
+                # plain http here: the browser-binding cookie cannot be Secure nor __Host-
+                "COOKIE_SECURE": False, "COOKIE_NAME": "qlikauth-oidc",
+                "CLAIMS": {"USER_ID": "email", "USER_ID_TRANSFORMS": ["lower"],
+                           "USER_DIRECTORY": "OIDC", "ATTRIBUTES": {"group": "groups"},
+                           "REQUIRED": ["email"]}}
+            oidc_qlik = {**common, "HUB_URL": cluster.oidc_hub_urls[0],
+                         "NODE_HUB_URLS": ",".join(cluster.oidc_hub_urls),
+                         "VIRTUAL_PROXY": OIDC_PREFIX}
+            oidc_config = Path(tmp) / "oidc.json"
+            oidc_config.write_text(json.dumps({
+                "protocol_name": "oidc", "secret_key": secrets.token_hex(32),
+                "http_portal": True, "protocol": {"QLIKAUTH_OIDC": oidc_settings},
+                "qlik": {f"QLIKAUTH_{k}": v for k, v in oidc_qlik.items()}}))
+            oidc_env = {**os.environ, "BENCH_SAML_CONFIG": str(oidc_config),
+                        "PORTAL_SESSION_DIR": os.path.join(tmp, "oidc-sessions")}
+            log(f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}, SSO portals on "
+                f"{saml_portal} (SAML) and {oidc_portal} (OIDC, provider {cluster.issuer}); "
+                f"{browsers} browsers ({len(shared)} shared, {len(saml)} SAML, {len(oidc)} "
+                f"OIDC), {sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}")
+            portals = [
+                Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
+                         ready_path="/login", timeout=120, ready_within=90),
+                Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8, env=saml_env,
+                         ready_path="/qlik/saml/metadata", timeout=120, ready_within=90),
+                Gunicorn("saml_storm_app:app", oidc_port, workers=2, threads=8, env=oidc_env,
+                         ready_path="/", timeout=120, ready_within=90)]
+            with contextlib.ExitStack() as running:
+                for g in portals:  # booting side by side: the three import the same things
+                    running.callback(g.close)
+                    g.start()
+                # at the end, all three are told to stop before each is waited for
+                running.callback(lambda: [g.proc.terminate() for g in portals if g.proc])
+                for g in portals:
+                    g.wait_ready()
                 root = str(cluster.certs_dir / "root.pem")
                 started = [0]
 
@@ -413,7 +566,14 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
 
                 def browse(i: int) -> None:
                     b = Browser(i, users_of[i], portal, root, hang)
-                    is_saml = i in saml
+                    way = "saml" if i in saml else "oidc" if i in oidc else "password"
+
+                    def sign_out() -> str:
+                        if way == "saml":
+                            return b.saml_sign_out(saml_portal)
+                        if way == "oidc":
+                            return b.oidc_sign_out(oidc_portal)
+                        return b.sign_out()
                     rng = random.Random(i)
                     n = 0
                     while (ph := next_ticket()) is not None:
@@ -423,15 +583,17 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         old_cookie = b.proxy_cookie() if previous else None
                         t0 = time.perf_counter()
                         try:
-                            out = b.saml_sign_in(user, locked_idp, saml_portal) if is_saml \
-                                else b.sign_in(user)
+                            out = b.saml_sign_in(user, locked_idp, saml_portal) \
+                                if way == "saml" else b.oidc_sign_in(user, oidc_portal) \
+                                if way == "oidc" else b.sign_in(user)
                         except Hung as exc:
                             out = {"kind": "hung", "detail": str(exc)}
                         except Exception as exc:  # counted and shown, never hidden
                             out = {"kind": "unclear", "detail": f"{type(exc).__name__}: {exc}"}
-                        out.update(phase=ph, browser=i, user=user, way="saml" if is_saml
-                                   else "password", wall=time.perf_counter() - t0,
-                                   phase_end=phase[0])
+                        out.update(phase=ph, browser=i, user=user, way=way,
+                                   wall=time.perf_counter() - t0, phase_end=phase[0])
+                        if way == "oidc":
+                            out["provider_form"] = b.provider_form
                         if previous and out["kind"] == "right":
                             try:
                                 out["previous_alive"] = b.previous_answers_as(
@@ -445,19 +607,21 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                             time.sleep(rng.uniform(0, 2 * think))
                         if len(b.users) == 1 and n % 2 == 0:
                             try:
-                                b.saml_sign_out(saml_portal) if is_saml else b.sign_out()
+                                sign_out()
                             except Exception:  # the final sign-out below counts failures
                                 pass
                     try:
-                        res = b.saml_sign_out(saml_portal) if is_saml else b.sign_out()
+                        res = sign_out()
                     except Hung as exc:
                         res = f"hung: {exc}"
                     except Exception as exc:
                         res = f"{type(exc).__name__}: {exc}"
                     with lock:
                         final_signouts.append(res)
+                        resent[0] += b.resent
 
                 final_signouts: list[str] = []
+                resent = [0]
                 threads = [threading.Thread(target=browse, args=(i,), daemon=True)
                            for i in range(browsers)]
                 t_start = time.perf_counter()
@@ -471,6 +635,12 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                             break
                         time.sleep(0.05)
                     t_fault = time.perf_counter() - t_start
+                    # A fault's phase starts as it is set off and a recovery's once it is done:
+                    # a sign-in under way while either happened (a crash, a restart take a
+                    # moment) counts before the recovery and says "[by then ...]" in a refusal.
+                    if action in ("crash", "kill_redis"):
+                        with lock:
+                            phase[0] = then
                     if action == "crash":
                         cluster.ask(("crash", 0))
                     elif action == "restart":
@@ -491,7 +661,8 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                 wall = time.perf_counter() - t_start
                 alive_before = cluster.ask("sessions")
                 pending: Any = {}
-                for name, conf in (("portal", settings), ("sso", saml_qlik)):
+                for name, conf in (("portal", settings), ("sso", saml_qlik),
+                                   ("oidc", oidc_qlik)):
                     runtime = build_runtime(conf, secret=env["PORTAL_SECRET_KEY"])
                     try:
                         pending[name] = runtime.finish_pending().ended
@@ -499,6 +670,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         pending[name] = f"{type(exc).__name__}"
                 remaining = cluster.ask("sessions")
                 stats = cluster.ask("stats")
+                op_state = cluster.ask("op")
     finally:
         idp.stop()
         redis.cleanup()
@@ -506,13 +678,15 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
 
         shutil.rmtree(tmp, ignore_errors=True)
     return figures(mode, sign_ins, browsers, len(shared), results, final_signouts, faults,
-                   wall, alive_before, remaining, pending, stats, len(saml))
+                   wall, alive_before, remaining, pending, stats, len(saml), len(oidc),
+                   op_state, resent[0])
 
 
 def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[dict[str, Any]],
             final_signouts: list[str], faults: list[dict[str, Any]], wall: float,
             alive_before: list[list[str]], remaining: list[list[str]], pending: Any,
-            stats: list[dict[str, Any]], saml_browsers: int = 0) -> dict[str, Any]:
+            stats: list[dict[str, Any]], saml_browsers: int = 0, oidc_browsers: int = 0,
+            op_state: dict[str, Any] | None = None, resent: int = 0) -> dict[str, Any]:
     kinds = Counter(r["kind"] for r in results)
     per_phase: dict[str, Any] = {}
     for ph in PHASES:
@@ -523,23 +697,30 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
                                       for k in ("right", "refused", "unclear", "hung", "mixup",
                                                 "node_gone")},
             "p50_ms": round(pct(lat, 50) * 1000), "p99_ms": round(pct(lat, 99) * 1000),
+            "by_way": {way: {k: sum(1 for r in rows if r.get("way") == way and r["kind"] == k)
+                             for k in ("right", "refused")}
+                       for way in ("password", "saml", "oidc")},
             # a sign-in that started in this phase and ran into the next fault says so
             "refusals": dict(Counter(
                 r["detail"] + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
-                for r in rows if r["kind"] in ("refused", "unclear")).most_common(4)),
+                for r in rows if r["kind"] in ("refused", "unclear")).most_common()),
         }
     switches = [r for r in results if "previous_alive" in r]
     ways = {way: {k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
                   for k in ("right", "refused", "unclear", "node_gone", "hung", "mixup")}
-            for way in ("password", "saml")}
+            for way in ("password", "saml", "oidc")}
     for way in ways:
         rows = [r for r in results if r.get("way") == way]
         ways[way]["sign_ins"] = len(rows)
+        if way == "oidc":  # right ones through the provider's form / single sign-on
+            ways[way]["right_by_form_sso"] = [
+                sum(1 for r in rows if r["kind"] == "right" and r.get("provider_form") is f)
+                for f in (True, False)]
         ways[way]["refused_by_phase"] = dict(Counter(r["phase"] for r in rows
                                                      if r["kind"] == "refused"))
     return {
         "mode": mode, "sign_ins": len(results), "browsers": browsers, "shared_browsers": shared,
-        "saml_browsers": saml_browsers, "ways": ways,
+        "saml_browsers": saml_browsers, "oidc_browsers": oidc_browsers, "ways": ways,
         "wall_s": round(wall, 1), "right": kinds["right"], "refused": kinds["refused"],
         "unclear": kinds["unclear"], "hung": kinds["hung"], "mixups": kinds["mixup"],
         "node_gone": kinds["node_gone"],
@@ -550,6 +731,10 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
         "pending_finished": pending,
         "orphans": sum(len(n) for n in remaining),
         "orphan_users": sorted({u for n in remaining for u in n})[:10],
+        # every OIDC browser ended with the provider's end-session: none of its sessions is left
+        "op_sessions_left": (op_state or {}).get("sessions_left", []),
+        "op_backchannel_logouts": (op_state or {}).get("backchannel", {}),
+        "resent_after_keepalive_close": resent,
         "faults": faults, "phases": per_phase,
         "first_problems": [f"{r['phase']}/{r['user']}: {r['kind']}: {r.get('detail')}"
                            for r in results if r["kind"] in ("unclear", "hung", "mixup")][:5],
@@ -560,21 +745,32 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
 def table(res: dict[str, Any]) -> str:
     lines = [f"### {res['mode']} mode: {res['sign_ins']} sign-ins, {res['browsers']} browsers "
              f"({res['shared_browsers']} shared by two users, {res['saml_browsers']} signing in "
-             f"with SAML), {res['wall_s']} s",
+             f"with SAML, {res.get('oidc_browsers', 0)} with OpenID Connect), {res['wall_s']} s",
              "",
              "| phase | sign-ins | right | refused (clear page) | unclear | sent to a dead hub "
-             "| hung | mix-ups | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| hung | mix-ups | SAML right / refused | OIDC right / refused | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for ph, p in res["phases"].items():
+        w = p["by_way"]
         lines.append(f"| {ph} | {p['sign_ins']} | {p['right']} | {p['refused']} | {p['unclear']} "
-                     f"| {p['node_gone']} | {p['hung']} | {p['mixup']} | {p['p50_ms']} | {p['p99_ms']} |")
+                     f"| {p['node_gone']} | {p['hung']} | {p['mixup']} "
+                     f"| {w['saml']['right']} / {w['saml']['refused']} "
+                     f"| {w['oidc']['right']} / {w['oidc']['refused']} "
+                     f"| {p['p50_ms']} | {p['p99_ms']} |")
+    ways = res["ways"]
     lines.append(f"| **all** | {res['sign_ins']} | {res['right']} | {res['refused']} "
-                 f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} | | |")
+                 f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} "
+                 f"| {ways['saml']['right']} / {ways['saml']['refused']} "
+                 f"| {ways['oidc']['right']} / {ways['oidc']['refused']} | | |")
     lines += ["", f"User switches in shared browsers: {res['user_switches']}, previous user's "
               f"proxy session still answering: {res['previous_alive']}. Proxy sessions alive "
               f"after every browser signed out: {res['sessions_after_signouts']}; after "
               f"`finish_pending()` (ended {res['pending_finished']}): **{res['orphans']} "
-              f"orphans**. Final sign-outs that failed: {len(res['final_signouts_failed'])}."]
+              f"orphans**. Final sign-outs that failed: {len(res['final_signouts_failed'])}. "
+              f"Provider sessions left: {len(res.get('op_sessions_left', []))}; the portal's "
+              f"answers to the provider's back-channel logouts: "
+              f"{res.get('op_backchannel_logouts', {})}. Portal requests sent again after "
+              f"gunicorn closed the kept-alive connection: {res.get('resent_after_keepalive_close')}."]
     for way, w in res["ways"].items():
         lines.append(f"- {way}: {w}")
     for ph, p in res["phases"].items():
@@ -595,13 +791,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="mean seconds a browser pauses between sign-ins (uniform, 0 to twice this)")
     ap.add_argument("--saml-every", type=int, default=5,
                     help="every n-th browser signs in with SAML at the SSO portal (0: none)")
+    ap.add_argument("--oidc-every", type=int, default=5,
+                    help="every n-th browser signs in with OpenID Connect at the OIDC portal "
+                         "(0: none)")
     ap.add_argument("--no-faults", action="store_true", help="the same load without faults")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-assert", action="store_true", help="report, exit 0 regardless")
     args = ap.parse_args(argv)
     out = [run_mode(m.strip(), args.sign_ins, args.browsers, args.workers, args.hang,
                     args.shared_every, () if args.no_faults else SCHEDULE, args.think,
-                    args.saml_every) for m in args.modes.split(",") if m.strip()]
+                    args.saml_every, args.oidc_every) for m in args.modes.split(",") if m.strip()]
     for res in out:
         print(table(res) + "\n", flush=True)
         if res["first_problems"]:

@@ -278,11 +278,25 @@ def _cloud_target(args: argparse.Namespace):  # noqa: ANN202
             f"set ${args.cloud_secret_env} to the OAuth client's secret "
             "(never given on the command line, where ps shows it)."
         )
+    jwt_issuer = None
+    if args.cloud_jwt_issuer or args.cloud_jwt_key or args.cloud_jwt_kid:
+        if not (args.cloud_jwt_issuer and args.cloud_jwt_key and args.cloud_jwt_kid):
+            raise ConfigurationError(
+                "--cloud-jwt-issuer, --cloud-jwt-key and --cloud-jwt-kid go together (the "
+                "portal's JWT issuer, signing key and kid)."
+            )
+        from .cloud import CloudJwtIssuer
+        from .jwtkeys import SigningKey
+
+        key = SigningKey.from_file(args.cloud_jwt_key, args.cloud_jwt_alg, kid=args.cloud_jwt_kid)
+        jwt_issuer = CloudJwtIssuer(key, args.cloud_jwt_issuer)
     return CloudTarget(
         args.cloud_tenant,
         OAuthClient(args.cloud_client_id, client_secret=secret),
         args.cloud_subject,
         verify=args.cloud_ca or True,
+        web_integration_id=args.cloud_web_integration,
+        jwt_issuer=jwt_issuer,
     )
 
 
@@ -377,6 +391,26 @@ def add_doctor_arguments(p: argparse.ArgumentParser) -> None:
         help="subject of a user in the tenant, to test impersonation",
     )
     p.add_argument("--cloud-ca", metavar="FILE", help="CA bundle of the tenant (default: system)")
+    p.add_argument(
+        "--cloud-web-integration",
+        metavar="ID",
+        help="the portal's web integration id: --portal-url's origin must be on it",
+    )
+    p.add_argument(
+        "--cloud-jwt-issuer", metavar="ISS", help="JWT sign-in: the issuer the portal signs with"
+    )
+    p.add_argument(
+        "--cloud-jwt-key",
+        metavar="FILE",
+        help="JWT sign-in: the portal's PEM signing key (unencrypted)",
+    )
+    p.add_argument("--cloud-jwt-kid", metavar="KID", help="JWT sign-in: the key's kid")
+    p.add_argument(
+        "--cloud-jwt-alg",
+        metavar="ALG",
+        default="RS256",
+        help="JWT sign-in: the key's algorithm (default: %(default)s)",
+    )
     p.add_argument(
         "--max-clock-skew",
         type=float,

@@ -74,6 +74,11 @@ _BROWSER_UA = (
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 
 
+#: The scope a machine-to-machine OAuth client acts as a tenant admin with (qlik.dev, OAuth
+#: scopes): needed to read web integrations and identity providers.
+ADMIN_SCOPE = "admin_classic"
+
+
 @dataclass
 class Finding:
     """One check's result: ``status`` is ok, fail, warn or skip; ``fix`` says what to do."""
@@ -179,12 +184,20 @@ def _proxy_url(hub_url: str) -> str:
 @dataclass
 class CloudTarget:
     """A Qlik Cloud tenant to check: its URL, the portal's OAuth client and, for impersonation,
-    the subject of a user that exists in the tenant. ``verify`` is True or a CA bundle file."""
+    the subject of a user that exists in the tenant. ``verify`` is True or a CA bundle file.
+    Reading the web integration and the identity providers needs the client's token to act as
+    a tenant admin (scope ``admin_classic``)."""
 
     tenant_url: str
     client: Any  # qlikauth.cloud.OAuthClient
     subject: str | None = None
     verify: Any = True
+    #: the web integration the portal's pages name (``qlik-web-integration-id``): the portal's
+    #: origin (``Doctor(portal_url=...)``) must be one of its allowed origins.
+    web_integration_id: str | None = None
+    #: the portal's :class:`~qlikauth.cloud.CloudJwtIssuer`: its issuer, ``kid`` and key must
+    #: be those of one of the tenant's JWT identity providers.
+    jwt_issuer: Any = None
 
 
 class Doctor:
@@ -1051,13 +1064,40 @@ class Doctor:
         return int(line[1])
 
     # -- single sign-on ---------------------------------------------------------------------
+    def _adder(self, target: str) -> Callable[..., Finding]:
+        """``_add`` for one identity provider: its name is the findings' target."""
+
+        def add(check: str, status: str, message: str, fix: str = "") -> Finding:
+            return self._add(check, status, message, fix, target)
+
+        return add
+
+    def _idps(self, section: str, known: Any, check: str) -> dict[str, dict[str, Any]] | None:
+        """The IdPs of ``SAML`` or ``OIDC`` as the portal reads them (``{"default": ...}`` for
+        the single form); None, with ``check`` failed, when the setting's shape is wrong."""
+        from .web.saml import idp_sections
+
+        try:
+            return idp_sections(getattr(self.config, section.lower(), None), section, known)
+        except QlikAuthError as exc:
+            self._add(check, FAIL, str(exc), f"Fix the shape of the {section} setting.")
+            return None
+
+    @staticmethod
+    def _idp_target(name: str) -> str:
+        from .web.saml import DEFAULT_IDP
+
+        # The single-IdP form names nothing; with several, every finding names its IdP.
+        return "" if name == DEFAULT_IDP else f"IdP {name}"
+
     def check_saml(self) -> None:
-        """saml.metadata, saml.idp-cert, saml.sp-cert, saml.urls (when SAML is configured)."""
-        raw = getattr(self.config, "saml", None)
-        if not raw:
+        """saml.metadata, saml.idp-cert, saml.sp-cert, saml.urls for every SAML IdP (when SAML
+        is configured); with several IdPs each finding names its IdP (``target``)."""
+        if not getattr(self.config, "saml", None):
             return
         try:
-            from .bridges.saml import SamlServiceProvider, SamlSettings
+            from .bridges.saml import SamlSettings
+            from .web.saml import _WEB_ONLY
         except ImportError:
             self._add(
                 "saml.metadata",
@@ -1066,13 +1106,24 @@ class Doctor:
                 "pip install 'qlikauth[saml]'",
             )
             return
-        # The doctor builds its own provider: a state store is not needed to read the settings.
-        values = {k: v for k, v in raw.items() if str(k).upper() != "STATE_STORE"}
+        idps = self._idps("SAML", (*SamlSettings._KEYS, *_WEB_ONLY), "saml.metadata")
+        for name, values in (idps or {}).items():
+            # The doctor builds its own provider: the portal-side keys (state store, claims,
+            # label) are not needed to read the settings.
+            self._check_saml_idp(
+                {k: v for k, v in values.items() if str(k).upper() not in _WEB_ONLY},
+                self._idp_target(name),
+            )
+
+    def _check_saml_idp(self, values: dict[str, Any], target: str) -> None:
+        from .bridges.saml import SamlServiceProvider, SamlSettings
+
+        add = self._adder(target)
         try:
             settings = SamlSettings.from_settings(values)
             sp = SamlServiceProvider(settings)
         except QlikAuthError as exc:
-            self._add(
+            add(
                 "saml.metadata",
                 FAIL,
                 str(exc),
@@ -1080,11 +1131,11 @@ class Doctor:
                 "metadata XML again and give the file's path.",
             )
             return
-        self._add("saml.metadata", OK, f"IdP {sp.idp_entity_id} read from IDP_METADATA")
+        add("saml.metadata", OK, f"IdP {sp.idp_entity_id} read from IDP_METADATA")
         warnings = sp.certificate_warnings()
         expired = [w for w in warnings if " expired on " in w]
         if expired:
-            self._add(
+            add(
                 "saml.idp-cert",
                 FAIL,
                 expired[0],
@@ -1092,15 +1143,15 @@ class Doctor:
                 "and, during a roll-over, set IDP_NEXT_CERT.",
             )
         elif warnings:
-            self._add(
+            add(
                 "saml.idp-cert",
                 WARN,
                 warnings[0],
                 "Get the IdP's next signing certificate into IDP_NEXT_CERT before then.",
             )
         else:
-            self._add("saml.idp-cert", OK, "the IdP's signing certificate is valid")
-        self._check_sp_pair(settings.sp_cert, settings.sp_key)
+            add("saml.idp-cert", OK, "the IdP's signing certificate is valid")
+        self._check_sp_pair(settings.sp_cert, settings.sp_key, add)
         bad = [
             (k, u)
             for k, u in (
@@ -1112,7 +1163,7 @@ class Doctor:
         ]
         if bad:
             key, url = bad[0]
-            self._add(
+            add(
                 "saml.urls",
                 FAIL,
                 f"SAML {key} {url[:100]!r} is not https: the IdP posts assertions to it in the "
@@ -1121,9 +1172,12 @@ class Doctor:
                 "(ALLOW_HTTP is for local tests only).",
             )
             return
-        self._add("saml.urls", OK, "ACS and SLO URLs are https")
+        add("saml.urls", OK, "ACS and SLO URLs are https")
 
-    def _check_sp_pair(self, cert_path: str | None, key_path: str | None) -> None:
+    @staticmethod
+    def _check_sp_pair(
+        cert_path: str | None, key_path: str | None, add: Callable[..., Finding]
+    ) -> None:
         if not cert_path or not key_path:
             return
         from cryptography.hazmat.primitives import serialization
@@ -1134,7 +1188,7 @@ class Doctor:
             cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
             key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 f"SAML SP_CERT/SP_KEY cannot be read as an unencrypted PEM pair "
@@ -1143,7 +1197,7 @@ class Doctor:
             )
             return
         if public_key_bytes(cert.public_key()) != public_key_bytes(key.public_key()):
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 "SAML SP_KEY does not belong to SP_CERT.",
@@ -1151,26 +1205,22 @@ class Doctor:
             )
             return
         if cert.not_valid_after_utc <= _dt.datetime.now(_dt.UTC):
-            self._add(
+            add(
                 "saml.sp-cert",
                 FAIL,
                 f"SAML SP_CERT expired on {cert.not_valid_after_utc:%Y-%m-%d}.",
                 "Make a new SP key pair, publish the new SP metadata and give it to the IdP.",
             )
             return
-        self._add("saml.sp-cert", OK, "SP certificate and key match and are valid")
+        add("saml.sp-cert", OK, "SP certificate and key match and are valid")
 
     def check_oidc(self) -> None:
-        """oidc.settings, .discovery, .issuer, .jwks, .redirect (when OIDC is configured)."""
-        raw = getattr(self.config, "oidc", None)
-        if not raw:
+        """oidc.settings, .discovery, .issuer, .clock, .jwks, .redirect for every OpenID
+        provider (when OIDC is configured); with several each finding names its provider."""
+        if not getattr(self.config, "oidc", None):
             return
         try:
-            from .bridges.oidc import OidcRelyingParty
-            from .store import MemoryStore
-            from .web.oidc import OidcWebSettings
-
-            web = OidcWebSettings.from_mapping(raw, getattr(self.config, "claims", None))
+            from .web.oidc import _KNOWN
         except ImportError:
             self._add(
                 "oidc.settings",
@@ -1179,17 +1229,36 @@ class Doctor:
                 "pip install 'qlikauth[oidc]'",
             )
             return
+        for name, values in (self._idps("OIDC", _KNOWN, "oidc.settings") or {}).items():
+            self._check_oidc_provider(values, self._idp_target(name))
+
+    def _check_oidc_provider(self, raw: dict[str, Any], target: str) -> None:
+        add = self._adder(target)
+        try:
+            from .bridges.oidc import OidcRelyingParty
+            from .store import MemoryStore
+            from .web.oidc import OidcWebSettings
+
+            web = OidcWebSettings.from_mapping(raw, getattr(self.config, "claims", None))
+        except ImportError:
+            add(
+                "oidc.settings",
+                FAIL,
+                "OIDC is configured but the oidc extra is not installed.",
+                "pip install 'qlikauth[oidc]'",
+            )
+            return
         except QlikAuthError as exc:
-            self._add("oidc.settings", FAIL, str(exc), "Fix the OIDC setting named.")
+            add("oidc.settings", FAIL, str(exc), "Fix the OIDC setting named.")
             return
         settings = web.rp
-        self._add("oidc.settings", OK, f"issuer {settings.issuer}")
+        add("oidc.settings", OK, f"issuer {settings.issuer}")
         rp = OidcRelyingParty(settings, MemoryStore())
         try:
             meta = rp.metadata()
         except QlikAuthError as exc:
             if getattr(exc, "code", None) == "metadata" and "issuer" in str(exc):
-                self._add(
+                add(
                     "oidc.issuer",
                     FAIL,
                     str(exc),
@@ -1197,7 +1266,7 @@ class Doctor:
                     "exactly (trailing slash included).",
                 )
             else:
-                self._add(
+                add(
                     "oidc.discovery",
                     FAIL,
                     str(exc),
@@ -1206,9 +1275,9 @@ class Doctor:
                 )
             rp.http.close()
             return
-        self._add("oidc.discovery", OK, "discovery document read")
-        self._add("oidc.issuer", OK, "the document's issuer is the configured one")
-        self._check_provider_clock(settings)
+        add("oidc.discovery", OK, "discovery document read")
+        add("oidc.issuer", OK, "the document's issuer is the configured one")
+        self._check_provider_clock(settings, add)
         try:
             jwks = rp.http.get_json(meta.jwks_uri, "JWKS")
             keys = jwks.get("keys") if isinstance(jwks, dict) else None
@@ -1220,7 +1289,7 @@ class Doctor:
                 and (k.get("alg") in (None, *settings.algorithms))
             ]
             if not usable:
-                self._add(
+                add(
                     "oidc.jwks",
                     FAIL,
                     f"the provider's JWKS ({meta.jwks_uri[:100]}) holds no signing key for "
@@ -1229,9 +1298,9 @@ class Doctor:
                     "id_token_signing_alg_values_supported) or fix the provider's keys.",
                 )
             else:
-                self._add("oidc.jwks", OK, f"{len(usable)} signing key(s) in the JWKS")
+                add("oidc.jwks", OK, f"{len(usable)} signing key(s) in the JWKS")
         except QlikAuthError as exc:
-            self._add("oidc.jwks", FAIL, str(exc), "Check the provider's jwks_uri answers.")
+            add("oidc.jwks", FAIL, str(exc), "Check the provider's jwks_uri answers.")
         finally:
             rp.http.close()
         plain = [
@@ -1244,7 +1313,7 @@ class Doctor:
         ]
         if plain:
             key, url = plain[0]
-            self._add(
+            add(
                 "oidc.redirect",
                 FAIL,
                 f"OIDC {key} {url[:100]!r} is not https (accepted for loopback tests only): "
@@ -1252,9 +1321,9 @@ class Doctor:
                 "Register and set the portal's https URL (https://<portal>/oidc/callback).",
             )
             return
-        self._add("oidc.redirect", OK, "redirect URIs are https")
+        add("oidc.redirect", OK, "redirect URIs are https")
 
-    def _check_provider_clock(self, settings: Any) -> None:
+    def _check_provider_clock(self, settings: Any, add: Callable[..., Finding]) -> None:
         """oidc.clock: the provider's clock (its ``Date`` header) within the id_token leeway."""
         import requests
 
@@ -1262,8 +1331,12 @@ class Doctor:
         try:
             with requests.Session() as s:
                 s.trust_env = False
-                resp = s.get(url, verify=settings.ca_bundle or True, timeout=self.timeout,
-                             allow_redirects=False)
+                resp = s.get(
+                    url,
+                    verify=settings.ca_bundle or True,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
         except requests.RequestException:
             return  # the discovery check above has just reached it; nothing new to say
         date = resp.headers.get("Date")
@@ -1272,26 +1345,33 @@ class Doctor:
         except (TypeError, ValueError):
             theirs = None
         if theirs is None:
-            self._add("oidc.clock", WARN, "the provider sent no readable Date header: its clock "
-                      "cannot be compared.", "Nothing to do unless sign-ins fail on time checks.")
+            add(
+                "oidc.clock",
+                WARN,
+                "the provider sent no readable Date header: its clock cannot be compared.",
+                "Nothing to do unless sign-ins fail on time checks.",
+            )
             return
         if theirs.tzinfo is None:
             theirs = theirs.replace(tzinfo=_dt.UTC)
         skew = (theirs - _dt.datetime.now(_dt.UTC)).total_seconds()
         if abs(skew) > settings.leeway:
             way = "ahead of" if skew > 0 else "behind"
-            self._add("oidc.clock", FAIL,
-                      f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
-                      f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
-                      "valid or expired.",
-                      "Synchronise this machine's clock with NTP (the provider's is usually "
-                      "right).")
+            add(
+                "oidc.clock",
+                FAIL,
+                f"the provider's clock is {abs(skew):.0f}s {way} this machine's, more than "
+                f"the {settings.leeway:g}s LEEWAY: id_tokens will be refused as not yet "
+                "valid or expired.",
+                "Synchronise this machine's clock with NTP (the provider's is usually right).",
+            )
             return
-        self._add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
+        add("oidc.clock", OK, f"the provider's clock is within {abs(skew):.0f}s of ours")
 
     # -- Qlik Cloud ---------------------------------------------------------------------------
     def check_cloud(self) -> None:
-        """cloud.tenant, cloud.token (client credentials), cloud.impersonation."""
+        """cloud.tenant, cloud.token (client credentials), cloud.web-integration, cloud.jwt-idp
+        (the tenant's configuration, when given), cloud.impersonation."""
         import requests
 
         from .cloud import QlikCloud
@@ -1370,6 +1450,7 @@ class Doctor:
                 "cloud.token", OK, "a client-credentials token was issued", target=target.tenant_url
             )
             self._revoke(cloud, target.client, token)
+            self._check_tenant_config(cloud, target)
             if not target.subject:
                 self._add(
                     "cloud.impersonation",
@@ -1423,6 +1504,229 @@ class Doctor:
         finally:
             cloud.close()
 
+    def _check_tenant_config(self, cloud: Any, target: CloudTarget) -> None:
+        """cloud.web-integration and cloud.jwt-idp, read with a token of scope admin_classic
+        (Qlik's tenant-admin scope for machine-to-machine clients), revoked afterwards."""
+        from .exceptions import QlikEndpointHTTPError
+
+        checks = [
+            c
+            for c, given in (
+                ("cloud.web-integration", target.web_integration_id),
+                ("cloud.jwt-idp", target.jwt_issuer),
+            )
+            if given
+        ]
+        if not checks:
+            return
+        try:
+            token = cloud.token(target.client, scope=ADMIN_SCOPE)
+        except QlikEndpointHTTPError as exc:
+            for check in checks:
+                self._add(
+                    check,
+                    WARN,
+                    f"the OAuth client may not request the scope {ADMIN_SCOPE} "
+                    f"({exc.status_code}): the tenant's configuration cannot be read, "
+                    "not checked.",
+                    f"Allow the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                    "let the doctor read it, or check it in the Management Console.",
+                    target.tenant_url,
+                )
+            return
+        except QlikAuthError as exc:
+            for check in checks:
+                self._add(
+                    check, FAIL, str(exc)[:300], "Check the tenant is reachable.", target.tenant_url
+                )
+            return
+        try:
+            self._check_web_integration(cloud, token, target)
+            self._check_jwt_idp(cloud, token, target)
+        finally:
+            self._revoke(cloud, target.client, token)
+
+    def _read_config(
+        self, check: str, what: str, target: CloudTarget, read: Callable[[], Any]
+    ) -> Any:
+        """``read()``, or None with ``check`` reported when the tenant does not answer it."""
+        from .exceptions import QlikEndpointHTTPError
+
+        try:
+            return read()
+        except QlikEndpointHTTPError as exc:
+            if exc.status_code in (401, 403):
+                self._add(
+                    check,
+                    WARN,
+                    f"the OAuth client may not read {what} ({exc.status_code}): not checked.",
+                    f"Give the client the scope {ADMIN_SCOPE} (Administration > OAuth) to "
+                    "let the doctor read it, or check it in the Management Console.",
+                    target.tenant_url,
+                )
+            elif exc.status_code == 404:
+                return {}
+            else:
+                self._add(
+                    check, FAIL, str(exc)[:300], "See the tenant's answer above.", target.tenant_url
+                )
+        except QlikAuthError as exc:
+            self._add(
+                check, FAIL, str(exc)[:300], "Check the tenant is reachable.", target.tenant_url
+            )
+        return None
+
+    def _check_web_integration(self, cloud: Any, token: Any, target: CloudTarget) -> None:
+        """cloud.web-integration: the portal's origin is allowed by the named web integration."""
+        wid = target.web_integration_id
+        if not wid:
+            return
+        if not self.portal_url:
+            self._add(
+                "cloud.web-integration",
+                SKIP,
+                "give the portal's URL to check its origin against the web integration",
+                target=target.tenant_url,
+            )
+            return
+        parts = urlsplit(self.portal_url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        wi = self._read_config(
+            "cloud.web-integration",
+            "the web integration",
+            target,
+            lambda: cloud.web_integration(wid, access_token=token),
+        )
+        if wi is None:
+            return
+        if not wi:
+            self._add(
+                "cloud.web-integration",
+                FAIL,
+                f"the tenant has no web integration with id {wid[:40]!r}: every call the "
+                "portal's pages make to the tenant is refused (403).",
+                "Copy the id of the portal's web integration from the Management Console "
+                "(Web) into the portal's settings, or create one allowing "
+                f"{origin}.",
+                target.tenant_url,
+            )
+            return
+        name = str(wi.get("name") or wid)[:60]
+        allowed = [str(o) for o in wi.get("validOrigins") or []]
+        if origin not in (o.rstrip("/").lower() for o in allowed):
+            shown = ", ".join(o[:60] for o in allowed[:5]) or "none"
+            self._add(
+                "cloud.web-integration",
+                FAIL,
+                f"the portal's origin {origin} is not an allowed origin of the web "
+                f"integration {name!r} (it allows: {shown}): the tenant refuses the "
+                "portal's pages (403 and no CORS answer).",
+                f"Add {origin} to the allowed origins of {name!r} in the Management "
+                "Console (Web); scheme, host and port must match exactly.",
+                target.tenant_url,
+            )
+            return
+        self._add(
+            "cloud.web-integration",
+            OK,
+            f"the web integration {name!r} allows the portal's origin {origin}",
+            target=target.tenant_url,
+        )
+
+    def _check_jwt_idp(self, cloud: Any, token: Any, target: CloudTarget) -> None:
+        """cloud.jwt-idp: a JWT identity provider of the tenant has the portal's issuer, is
+        active, and holds the public half of the portal's signing key under its ``kid``."""
+        issuer = target.jwt_issuer
+        if issuer is None:
+            return
+        from cryptography.hazmat.primitives import serialization
+
+        from .certs import public_key_bytes
+
+        idps = self._read_config(
+            "cloud.jwt-idp",
+            "the identity providers",
+            target,
+            lambda: cloud.identity_providers(access_token=token),
+        )
+        if idps is None:
+            return
+        jwt_idps = [i for i in idps or [] if str(i.get("protocol", "")).lower() == "jwtauth"]
+        options = [
+            (i, i.get("options") if isinstance(i.get("options"), dict) else {}) for i in jwt_idps
+        ]
+        match = [(i, o) for i, o in options if o.get("issuer") == issuer.issuer]
+        fix_where = "Management Console > Identity provider > JWT"
+        if not match:
+            theirs = ", ".join(repr(str(o.get("issuer", ""))[:60]) for _, o in options[:5])
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"no JWT identity provider of the tenant has the issuer "
+                f"{issuer.issuer[:80]!r} the portal signs with"
+                + (f" (the tenant's: {theirs})" if theirs else " (the tenant has none)")
+                + ": every JWT sign-in is refused (401).",
+                f"Set the portal's issuer to the IdP's issuer exactly ({fix_where}), "
+                "or create a JWT identity provider with it.",
+                target.tenant_url,
+            )
+            return
+        idp, opts = match[0]
+        if idp.get("active") is False or opts.get("jwtLoginEnabled") is False:
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the JWT identity provider with issuer {issuer.issuer[:80]!r} is not "
+                "active: every JWT sign-in is refused.",
+                f"Activate it ({fix_where}).",
+                target.tenant_url,
+            )
+            return
+        kid = issuer.signing_key.kid
+        keys = [k for k in opts.get("staticKeys") or [] if isinstance(k, dict)]
+        key = next((k for k in keys if k.get("kid") == kid), None)
+        if key is None:
+            kids = ", ".join(repr(str(k.get("kid", ""))[:40]) for k in keys[:5]) or "none"
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the JWT identity provider {issuer.issuer[:80]!r} has no key with the "
+                f"kid {kid[:40]!r} the portal signs with (its kids: {kids}): every JWT "
+                "sign-in is refused (401).",
+                f"Give the portal's signing key the IdP's kid, or set the IdP's key id "
+                f"and public key to the portal's ({fix_where}).",
+                target.tenant_url,
+            )
+            return
+        try:
+            from .jwtkeys import public_key_from_pem
+
+            theirs_key = public_key_bytes(public_key_from_pem(str(key.get("pem", ""))))
+        except (QlikAuthError, ValueError):
+            theirs_key = None
+        ours = issuer.signing_key.public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if theirs_key != ours:
+            self._add(
+                "cloud.jwt-idp",
+                FAIL,
+                f"the key {kid[:40]!r} of the JWT identity provider "
+                f"{issuer.issuer[:80]!r} is not the public half of the portal's signing "
+                "key: every JWT sign-in is refused (401).",
+                "Paste the portal's public key (or certificate) into the IdP "
+                f"({fix_where}), or give the portal the private key of the IdP's.",
+                target.tenant_url,
+            )
+            return
+        self._add(
+            "cloud.jwt-idp",
+            OK,
+            f"the tenant's JWT identity provider has the portal's issuer, kid {kid[:40]!r} "
+            "and public key",
+            target=target.tenant_url,
+        )
+
     @staticmethod
     def _revoke(cloud: Any, client: Any, token: Any) -> None:
         try:
@@ -1440,34 +1744,54 @@ class Doctor:
         if not name:
             self._add("header.spoof", SKIP, "HEADER_NAME is not set: nothing to spoof")
             return
-        auth = HeaderAuthenticator(name, self.config.header_user_directory,
-                                   self.config.header_pattern)
-        spoofed = QlikUser(self.config.header_user_directory or self.test_user.user_directory,
-                           "qlikauth-doctor-spoof")
+        auth = HeaderAuthenticator(
+            name, self.config.header_user_directory, self.config.header_pattern
+        )
+        spoofed = QlikUser(
+            self.config.header_user_directory or self.test_user.user_directory,
+            "qlikauth-doctor-spoof",
+        )
         headers = auth.headers(spoofed).as_dict()
         with self._hub_verify() as verify:
             for hub in self._hub_urls():
                 try:
                     with self._session() as s:
-                        resp = s.get(hub, headers=headers, verify=verify, timeout=self.timeout,
-                                     allow_redirects=False)
+                        resp = s.get(
+                            hub,
+                            headers=headers,
+                            verify=verify,
+                            timeout=self.timeout,
+                            allow_redirects=False,
+                        )
                 except requests.RequestException as exc:
-                    self._add("header.spoof", FAIL,
-                              f"cannot reach the hub {hub} ({type(exc).__name__}).",
-                              "Check HUB_URL: for header authentication it is the address of "
-                              "the nginx front, e.g. https://qlik.example.com/hdr/hub/.", hub)
+                    self._add(
+                        "header.spoof",
+                        FAIL,
+                        f"cannot reach the hub {hub} ({type(exc).__name__}).",
+                        "Check HUB_URL: for header authentication it is the address of "
+                        "the nginx front, e.g. https://qlik.example.com/hdr/hub/.",
+                        hub,
+                    )
                     continue
                 if resp.status_code == 200:
-                    self._add("header.spoof", FAIL,
-                              f"the hub {hub} signed in a browser that sent its own {name} "
-                              "header: anyone can be anyone in Qlik. Either HUB_URL reaches Qlik "
-                              "without the nginx front, or the front passes the client's header.",
-                              f"Let only the front reach the Qlik proxy (firewall the node's "
-                              f"port for everything else) and generate the front with "
-                              f"`qlikauth nginx-config`, which drops any client {name}.", hub)
+                    self._add(
+                        "header.spoof",
+                        FAIL,
+                        f"the hub {hub} signed in a browser that sent its own {name} "
+                        "header: anyone can be anyone in Qlik. Either HUB_URL reaches Qlik "
+                        "without the nginx front, or the front passes the client's header.",
+                        f"Let only the front reach the Qlik proxy (firewall the node's "
+                        f"port for everything else) and generate the front with "
+                        f"`qlikauth nginx-config`, which drops any client {name}.",
+                        hub,
+                    )
                     continue
-                self._add("header.spoof", OK,
-                          f"a spoofed {name} header was refused ({resp.status_code})", target=hub)
+                self._add(
+                    "header.spoof",
+                    OK,
+                    f"a spoofed {name} header was refused ({resp.status_code})",
+                    target=hub,
+                )
 
     # -- nginx ------------------------------------------------------------------------------
     def check_nginx(self) -> None:

@@ -27,14 +27,25 @@ from qlikauth.exceptions import QlikAuthError
 from qlikauth.identity import QlikUser
 from qlikauth.web import flows, oidc, saml
 
-__all__ = ["SsoBackend", "sso_backend_configured", "signed_in_by_sso", "sso_user", "sso_login",
-           "end_login_if_sso_ended"]
+__all__ = [
+    "SsoBackend",
+    "sso_backend_configured",
+    "signed_in_by_sso",
+    "sso_user",
+    "sso_login",
+    "end_login_if_sso_ended",
+]
 
 log = logging.getLogger("django_qlikauth")
 
 #: What the SSO flows keep in the portal's session; carried over when ``login()`` starts a new
 #: session over another Django user's (Django then flushes the session instead of cycling its key).
-_SSO_STATE_KEYS = (saml.SAML_SESSION_KEY, oidc.OIDC_SESSION_KEY, flows.SESSION_KEY, flows.SIGNIN_KEY)
+_SSO_STATE_KEYS = (
+    saml.SAML_SESSION_KEY,
+    oidc.OIDC_SESSION_KEY,
+    flows.SESSION_KEY,
+    flows.SIGNIN_KEY,
+)
 _CACHE = "_qlikauth_sso_user"
 
 
@@ -66,9 +77,13 @@ class SsoBackend(ModelBackend):
     include_directory = True
     adopt_privileged_users = False
 
-    def __init__(self, *, create_unknown_user: bool | None = None,
-                 include_directory: bool | None = None,
-                 adopt_privileged_users: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        create_unknown_user: bool | None = None,
+        include_directory: bool | None = None,
+        adopt_privileged_users: bool | None = None,
+    ) -> None:
         # Django builds backends without arguments (the class attributes); code and tests may
         # pass them: SsoBackend(include_directory=False).
         super().__init__()
@@ -79,8 +94,12 @@ class SsoBackend(ModelBackend):
         if adopt_privileged_users is not None:
             self.adopt_privileged_users = adopt_privileged_users
 
-    def authenticate(self, request: HttpRequest | None, sso_user: QlikUser | None = None,  # type: ignore[override]
-                     **kwargs: Any) -> Any:
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        sso_user: QlikUser | None = None,  # type: ignore[override]
+        **kwargs: Any,
+    ) -> Any:
         """The Django user for ``sso_user`` (created when unknown and allowed), or None."""
         if not isinstance(sso_user, QlikUser):
             return None  # not an SSO sign-in (a password login asks the other backends)
@@ -91,8 +110,13 @@ class SsoBackend(ModelBackend):
         field = model._meta.get_field(model.USERNAME_FIELD)
         limit = getattr(field, "max_length", None)
         if not username or (limit and len(username) > limit):
-            log.warning("qlikauth: the SSO user %s gives no valid %s username (empty or longer than %s): "
-                        "not signed in to Django", sso_user.qualified_name, model.__name__, limit)
+            log.warning(
+                "qlikauth: the SSO user %s gives no valid %s username (empty or longer than %s): "
+                "not signed in to Django",
+                sso_user.qualified_name,
+                model.__name__,
+                limit,
+            )
             return None
         created = False
         if self.create_unknown_user:
@@ -104,13 +128,18 @@ class SsoBackend(ModelBackend):
             try:
                 user = model._default_manager.get_by_natural_key(username)
             except model.DoesNotExist:
-                log.info("qlikauth: SSO user %s has no Django user and create_unknown_user is off",
-                         sso_user.qualified_name)
+                log.info(
+                    "qlikauth: SSO user %s has no Django user and create_unknown_user is off",
+                    sso_user.qualified_name,
+                )
                 return None
         if not created and not self.may_adopt(user):
-            log.warning("qlikauth: SSO user %s names an existing Django user that has a password "
-                        "or is staff or superuser: not signed in to Django (see "
-                        "SsoBackend.adopt_privileged_users)", sso_user.qualified_name)
+            log.warning(
+                "qlikauth: SSO user %s names an existing Django user that has a password "
+                "or is staff or superuser: not signed in to Django (see "
+                "SsoBackend.adopt_privileged_users)",
+                sso_user.qualified_name,
+            )
             return None
         user = self.configure_user(request, user, sso_user, created=created)
         return user if self.user_can_authenticate(user) else None
@@ -137,8 +166,9 @@ class SsoBackend(ModelBackend):
         """Hook: normalise the username (unchanged by default)."""
         return username
 
-    def configure_user(self, request: HttpRequest | None, user: Any, sso_user: QlikUser, *,
-                       created: bool) -> Any:
+    def configure_user(
+        self, request: HttpRequest | None, user: Any, sso_user: QlikUser, *, created: bool
+    ) -> Any:
         """Hook, run at every SSO sign-in: update ``user`` from the claims and return it.
 
         By default only the e-mail address follows the ``email`` attribute (when the user model
@@ -152,7 +182,8 @@ class SsoBackend(ModelBackend):
 
 
 def sso_backend_configured() -> bool:
-    """``django.contrib.auth`` is installed and an :class:`SsoBackend` is in ``AUTHENTICATION_BACKENDS``."""
+    """``django.contrib.auth`` is installed and an :class:`SsoBackend` is in
+    ``AUTHENTICATION_BACKENDS``."""
     from django.apps import apps
 
     if not apps.is_installed("django.contrib.auth"):
@@ -178,7 +209,8 @@ def signed_in_by_sso(request: HttpRequest) -> bool:
 
 
 def sso_user(request: HttpRequest) -> QlikUser | None:
-    """The Qlik user of this browser's live SAML or OIDC sign-in, or None (computed once per request).
+    """The Qlik user of this browser's live SAML or OIDC sign-in, or None (computed once per
+    request).
 
     An OIDC sign-in is checked by :func:`qlikauth.web.oidc.sso_session` (back-channel logout,
     the caps; ``OidcSessionMiddleware`` has done it when installed), a SAML one by
@@ -197,7 +229,9 @@ def sso_user(request: HttpRequest) -> QlikUser | None:
                 user = request.qlikauth_sso_user
             else:
                 # only the session matters here (web_request() would ask who is signed in: us)
-                user = oidc.sso_session(flows.WebRequest("GET", request.path, session=session), get_runtime()).user
+                user = oidc.sso_session(
+                    flows.WebRequest("GET", request.path, session=session), get_runtime()
+                ).user
         if user is None and session is not None and saml.SAML_SESSION_KEY in session:
             user = saml.saml_user(session, get_runtime())
     except QlikAuthError as exc:  # a broken configuration: nobody is signed in by SSO
@@ -208,7 +242,8 @@ def sso_user(request: HttpRequest) -> QlikUser | None:
 
 
 def sso_login(request: HttpRequest, user: QlikUser) -> bool:
-    """After a successful SSO sign-in: ``authenticate`` + ``login`` (when :class:`SsoBackend` is configured).
+    """After a successful SSO sign-in: ``authenticate`` + ``login`` (when :class:`SsoBackend` is
+    configured).
 
     ``login()`` gives the session a new key (fixation); over another Django user's session it
     starts an empty one, so the SSO flows' state (the SAML/OIDC sign-in, the remembered proxy
@@ -220,11 +255,15 @@ def sso_login(request: HttpRequest, user: QlikUser) -> bool:
 
     django_user = authenticate(request, sso_user=user)
     if django_user is None:
-        log.warning("qlikauth: SSO user %s was not signed in to Django (no Django user for it)",
-                    user.qualified_name)
+        log.warning(
+            "qlikauth: SSO user %s was not signed in to Django (no Django user for it)",
+            user.qualified_name,
+        )
         return False
-    kept = {k: request.session[k] for k in _SSO_STATE_KEYS if k in request.session}  # type: ignore[attr-defined]
-    request._qlikauth_sso_login = True  # type: ignore[attr-defined]  # the flow did the Qlik sign-in
+    session: Any = request.session  # type: ignore[attr-defined]
+    kept = {k: session[k] for k in _SSO_STATE_KEYS if k in session}
+    # the flow did the Qlik sign-in: the user_logged_in receiver must not do it again
+    request._qlikauth_sso_login = True  # type: ignore[attr-defined]
     try:
         login(request, django_user)
     finally:

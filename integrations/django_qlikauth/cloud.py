@@ -3,7 +3,8 @@
 ::
 
     from django_qlikauth.cloud import cloud_urls
-    urlpatterns += cloud_urls(portal)     # portal: a qlikauth.web.cloud.CloudPortal built at startup
+    urlpatterns += cloud_urls(portal)     # portal: a qlikauth.web.cloud.CloudPortal built at
+    startup
 
 ``qlik/cloud/access-token`` (POST, Django's CSRF token in ``X-CSRFToken``), ``qlik/cloud/jwt``
 (POST), ``qlik/cloud/logout`` (POST), ``qlik/jwt/login`` (GET). ``cloud_urls`` also joins the
@@ -34,8 +35,12 @@ from .render import render, web_request
 __all__ = ["cloud_view", "cloud_urls"]
 
 
-def cloud_view(endpoint: Callable[[flows.WebRequest, cloud.CloudPortal], flows.Answer], portal: cloud.CloudPortal,
-               *, methods: Iterable[str] = ("POST",)) -> Callable[[HttpRequest], HttpResponse]:
+def cloud_view(
+    endpoint: Callable[[flows.WebRequest, cloud.CloudPortal], flows.Answer],
+    portal: cloud.CloudPortal,
+    *,
+    methods: Iterable[str] = ("POST",),
+) -> Callable[[HttpRequest], HttpResponse]:
     """A Django view for one :mod:`qlikauth.web.cloud` endpoint; POSTs pass Django's CSRF check."""
     allowed = [m.upper() for m in methods]
 
@@ -45,7 +50,8 @@ def cloud_view(endpoint: Callable[[flows.WebRequest, cloud.CloudPortal], flows.A
             answer = endpoint(wr, portal)
         except QlikAuthError as exc:
             answer = flows.error_answer(wr, exc)
-        request._qlikauth_answered = True  # type: ignore[attr-defined]  # the middleware adds no cookie
+        # the middleware adds no cookie: this view answered for the proxy cookie
+        request._qlikauth_answered = True  # type: ignore[attr-defined]
         return render(request, answer)
 
     functools.update_wrapper(view, endpoint)
@@ -53,15 +59,35 @@ def cloud_view(endpoint: Callable[[flows.WebRequest, cloud.CloudPortal], flows.A
 
 
 def cloud_urls(portal: cloud.CloudPortal, prefix: str = "qlik/") -> list[URLPattern]:
-    """The URL patterns of every endpoint the portal is configured for; the portal joins the sign-out."""
+    """The URL patterns of every endpoint the portal is configured for; the portal joins the
+    sign-out."""
     add_sign_out(portal)
     out: list[Any] = []
     if portal.access is not None:
-        out.append(path(f"{prefix}cloud/access-token", cloud_view(cloud.access_token, portal), name="qlik-cloud-token"))
-        out.append(path(f"{prefix}cloud/logout", cloud_view(cloud.cloud_logout, portal), name="qlik-cloud-logout"))
+        out.append(
+            path(
+                f"{prefix}cloud/access-token",
+                cloud_view(cloud.access_token, portal),
+                name="qlik-cloud-token",
+            )
+        )
+        out.append(
+            path(
+                f"{prefix}cloud/logout",
+                cloud_view(cloud.cloud_logout, portal),
+                name="qlik-cloud-logout",
+            )
+        )
     if portal.jwt_issuer is not None:
-        out.append(path(f"{prefix}cloud/jwt", cloud_view(cloud.cloud_jwt, portal), name="qlik-cloud-jwt"))
+        out.append(
+            path(f"{prefix}cloud/jwt", cloud_view(cloud.cloud_jwt, portal), name="qlik-cloud-jwt")
+        )
     if portal.qseow_jwt is not None:
-        out.append(path(f"{prefix}jwt/login", cloud_view(cloud.qseow_jwt_login, portal, methods=("GET",)),
-                        name="qlik-jwt-login"))
+        out.append(
+            path(
+                f"{prefix}jwt/login",
+                cloud_view(cloud.qseow_jwt_login, portal, methods=("GET",)),
+                name="qlik-jwt-login",
+            )
+        )
     return out

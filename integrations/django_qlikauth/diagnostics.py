@@ -34,8 +34,11 @@ def _hold(request: HttpRequest) -> float:
 @require_GET
 def page(request: HttpRequest) -> HttpResponse:
     text = diagnostics.diagnostics_page(
-        get_config().hub_url, reverse("qlikauth_diagnostics:report"),
-        reverse("qlikauth_diagnostics:payload"), hold_seconds=_hold(request))
+        get_config().hub_url,
+        reverse("qlikauth_diagnostics:report"),
+        reverse("qlikauth_diagnostics:payload"),
+        hold_seconds=_hold(request),
+    )
     resp = HttpResponse(text, content_type="text/html; charset=utf-8")
     resp["Cache-Control"] = "no-store"
     return resp
@@ -47,8 +50,9 @@ def page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def report(request: HttpRequest) -> HttpResponse:
     if not flows.same_origin(web_request(request)):
-        return HttpResponse("Forbidden: post from the diagnostics page.\n", status=403,
-                            content_type="text/plain")
+        return HttpResponse(
+            "Forbidden: post from the diagnostics page.\n", status=403, content_type="text/plain"
+        )
     try:
         # read at most one byte past the limit: a larger body is refused, never buffered
         body = request.read(diagnostics.MAX_REPORT_BYTES + 1)

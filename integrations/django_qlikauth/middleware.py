@@ -33,8 +33,10 @@ class QlikSessionMiddleware:
             # Without the app its ready() never connects user_logged_out: logging out of Django
             # would silently leave the user's Qlik sessions alive (and no system check runs).
             raise ImproperlyConfigured(
-                "QlikSessionMiddleware is in MIDDLEWARE but 'django_qlikauth' is not in INSTALLED_APPS: "
-                "add it, or logging out of the portal does not end the user's Qlik sessions.")
+                "QlikSessionMiddleware is in MIDDLEWARE but 'django_qlikauth' is not in "
+                "INSTALLED_APPS: "
+                "add it, or logging out of the portal does not end the user's Qlik sessions."
+            )
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -52,8 +54,12 @@ class QlikSessionMiddleware:
         if getattr(request, "_qlikauth_answered", False):
             return response  # a qlikauth view already answered for the proxy cookie
         user = getattr(request, "user", None)
-        if runtime.config.mode == "session" and hasattr(request, "session") \
-                and user is not None and user.is_authenticated:
+        if (
+            runtime.config.mode == "session"
+            and hasattr(request, "session")
+            and user is not None
+            and user.is_authenticated
+        ):
             # Every signed-in page view: the common case (the remembered session is current and
             # the browser carries it) is decided before the whole request is described.
             try:
@@ -63,8 +69,13 @@ class QlikSessionMiddleware:
                 # to handle: resume_session maps again and logs it; the page itself is served.
                 outcome = flows.resume_session(web_request(request), runtime)
             else:
-                reused = flows.reused_session(request.session, request.COOKIES, qlik_user, runtime,
-                                              owner=portal_user_id(request))
+                reused = flows.reused_session(
+                    request.session,
+                    request.COOKIES,
+                    qlik_user,
+                    runtime,
+                    owner=portal_user_id(request),
+                )
                 if reused is None:
                     described = web_request(request)
                     described.user = qlik_user  # mapped once

@@ -1,4 +1,5 @@
-"""OpenID Connect sign-in for Django: four views and a middleware, each a line over :mod:`qlikauth.web.oidc`.
+"""OpenID Connect sign-in for Django: four views and a middleware, each a line over
+:mod:`qlikauth.web.oidc`.
 
 ``path("oidc/", include("django_qlikauth.oidc"))`` gives ``oidc/login``, ``oidc/callback``,
 ``oidc/logout`` and ``oidc/backchannel-logout`` (namespace ``qlikauth_oidc``). Put
@@ -24,9 +25,17 @@ from .conf import get_runtime
 from .render import set_cookie, web_request
 from .views import flow_view, signs_in, signs_out
 
-__all__ = ["login", "callback", "logout", "backchannel_logout", "frontchannel_logout", "OidcSessionMiddleware",
-           "logout_return", "urlpatterns", "app_name"]
-
+__all__ = [
+    "login",
+    "callback",
+    "logout",
+    "backchannel_logout",
+    "frontchannel_logout",
+    "OidcSessionMiddleware",
+    "logout_return",
+    "urlpatterns",
+    "app_name",
+]
 
 
 def _oidc_user(request: HttpRequest) -> QlikUser | None:
@@ -39,14 +48,16 @@ def _oidc_user(request: HttpRequest) -> QlikUser | None:
 
 login = flow_view(oidc.login)
 #: GET (response_mode=query) or a cross-site POST (form_post): state + browser binding guard it.
-#: With ``SsoBackend`` configured, a sign-in is a Django sign-in too (:mod:`django_qlikauth.backends`).
+#: With ``SsoBackend`` configured, a sign-in is a Django sign-in too
+#: (:mod:`django_qlikauth.backends`).
 callback = signs_in(flow_view(oidc.callback, methods=("GET", "POST")), _oidc_user)
 logout = signs_out(flow_view(oidc.logout, methods=("GET", "POST"), csrf=True))
 #: POSTed by the provider itself: no browser, no CSRF token; the logout_token is the proof.
 backchannel_logout = flow_view(oidc.backchannel_logout, methods=("POST",))
 #: Where the provider sends the browser after RP-initiated logout (POST_LOGOUT_REDIRECT_URI).
 logout_return = flow_view(oidc.logout_return)
-#: Loaded by the provider in an iframe (FRONTCHANNEL_LOGOUT); ends only this browser's own SSO session.
+#: Loaded by the provider in an iframe (FRONTCHANNEL_LOGOUT); ends only this browser's own SSO
+#: session.
 frontchannel_logout = signs_out(flow_view(oidc.frontchannel_logout))
 
 
@@ -66,7 +77,7 @@ class OidcSessionMiddleware:
 
             end_login_if_sso_ended(request)  # the SSO session ended: so does its Django sign-in
         response = self.get_response(request)
-        for cookie in (state.cookies if state else ()):
+        for cookie in state.cookies if state else ():
             set_cookie(response, cookie)
         return response
 

@@ -42,7 +42,9 @@ def _host(request: HttpRequest) -> str:
         return ""
 
 
-def web_request(request: HttpRequest, *, csrf_verified: bool = False, csrf_token: str | None = None) -> WebRequest:
+def web_request(
+    request: HttpRequest, *, csrf_verified: bool = False, csrf_token: str | None = None
+) -> WebRequest:
     """Describe ``request`` for the flows (the user is mapped lazily, only when a flow needs it)."""
     return WebRequest(
         method=request.method or "GET",
@@ -59,7 +61,8 @@ def web_request(request: HttpRequest, *, csrf_verified: bool = False, csrf_token
         portal_user=portal_user_id(request),
         csrf_verified=csrf_verified,
         csrf_token=csrf_token,
-        wants_json=request.get_preferred_type(["text/html", "application/json"]) == "application/json",
+        wants_json=request.get_preferred_type(["text/html", "application/json"])
+        == "application/json",
         query_string=request.META.get("QUERY_STRING", ""),
     )
 
@@ -67,15 +70,23 @@ def web_request(request: HttpRequest, *, csrf_verified: bool = False, csrf_token
 def set_cookie(response: HttpResponse, cookie: Cookie) -> None:
     """Turn a qlikauth :class:`Cookie` into Django's ``set_cookie``/``delete_cookie``."""
     if cookie.deletes:
-        response.delete_cookie(cookie.name, path=cookie.path, domain=cookie.domain,
-                               samesite=cookie.samesite)
+        response.delete_cookie(
+            cookie.name, path=cookie.path, domain=cookie.domain, samesite=cookie.samesite
+        )
         if cookie.secure:
             response.cookies[cookie.name]["secure"] = True
         response.cookies[cookie.name]["httponly"] = cookie.http_only
         return
-    response.set_cookie(cookie.name, cookie.value, max_age=cookie.max_age, path=cookie.path,
-                        domain=cookie.domain, secure=cookie.secure, httponly=cookie.http_only,
-                        samesite=cookie.samesite)
+    response.set_cookie(
+        cookie.name,
+        cookie.value,
+        max_age=cookie.max_age,
+        path=cookie.path,
+        domain=cookie.domain,
+        secure=cookie.secure,
+        httponly=cookie.http_only,
+        samesite=cookie.samesite,
+    )
 
 
 def _render_page(request: HttpRequest, answer: PageAnswer) -> str:
@@ -97,8 +108,11 @@ def render(request: HttpRequest, answer: Answer) -> HttpResponse:
         response = HttpResponseRedirect(answer.location)
         response.status_code = answer.status
     elif isinstance(answer, PageAnswer):
-        response = HttpResponse(_render_page(request, answer), status=answer.status,
-                                content_type="text/html; charset=utf-8")
+        response = HttpResponse(
+            _render_page(request, answer),
+            status=answer.status,
+            content_type="text/html; charset=utf-8",
+        )
     elif isinstance(answer, JsonAnswer):
         response = JsonResponse(answer.data, status=answer.status, safe=False)
     elif isinstance(answer, PlainAnswer):

@@ -1,4 +1,5 @@
-"""Proxy sessions for Django users: the flows' session mode, fed from Django's session and signals."""
+"""Proxy sessions for Django users: the flows' session mode, fed from Django's session and
+signals."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ from qlikauth.web.flows import RETRY_AFTER_SECONDS, RETRY_KEY, SESSION_KEY
 from .conf import get_runtime, get_user_mapper
 from .render import web_request
 
-__all__ = ["SESSION_KEY", "RETRY_KEY", "RETRY_AFTER_SECONDS", "on_user_logged_in", "on_user_logged_out"]
+__all__ = [
+    "SESSION_KEY",
+    "RETRY_KEY",
+    "RETRY_AFTER_SECONDS",
+    "on_user_logged_in",
+    "on_user_logged_out",
+]
 
 log = logging.getLogger("django_qlikauth")
 
 
-def on_user_logged_in(sender: Any, request: HttpRequest | None = None, user: Any = None, **_: Any) -> None:
+def on_user_logged_in(
+    sender: Any, request: HttpRequest | None = None, user: Any = None, **_: Any
+) -> None:
     """``user_logged_in`` receiver: the portal's own sign-in, completed by qlikauth's one pipeline.
 
     Whoever signed in in this browser before (another person at a shared workstation) is signed
@@ -36,13 +45,19 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None = None, user: Any
             return
         described = web_request(request)
         described.user = qlik_user
-        request._qlikauth_cookies = flows.portal_signed_in(described, runtime, qlik_user)  # type: ignore[attr-defined]
+        cookies = flows.portal_signed_in(described, runtime, qlik_user)
+        request._qlikauth_cookies = cookies  # type: ignore[attr-defined]
     except QlikAuthError as exc:
-        log.error("qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
-                  "tries again): %s", exc)
+        log.error(
+            "qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
+            "tries again): %s",
+            exc,
+        )
 
 
-def on_user_logged_out(sender: Any, request: HttpRequest | None = None, user: Any = None, **_: Any) -> None:
+def on_user_logged_out(
+    sender: Any, request: HttpRequest | None = None, user: Any = None, **_: Any
+) -> None:
     """``user_logged_out`` receiver: the one sign-out (every node, Qlik Cloud, the sign-in revoked).
 
     Django flushes the session after this signal; the middleware sets the clearing cookies
@@ -58,9 +73,15 @@ def on_user_logged_out(sender: Any, request: HttpRequest | None = None, user: An
             # the SSO sign-in's Qlik user (None when it has ended: its flow ended its sessions)
             qlik_user = sso_user(request)
         else:
-            qlik_user = get_user_mapper()(user) if user is not None and user.is_authenticated else None
+            qlik_user = (
+                get_user_mapper()(user) if user is not None and user.is_authenticated else None
+            )
     except QlikAuthError as exc:
-        log.warning("qlikauth: cannot map the user signing out (%s); ending what the portal "
-                    "session recorded", exc)
+        log.warning(
+            "qlikauth: cannot map the user signing out (%s); ending what the portal "
+            "session recorded",
+            exc,
+        )
         qlik_user = None
-    request._qlikauth_cookies = flows.portal_signed_out(web_request(request), runtime, qlik_user)  # type: ignore[attr-defined]
+    cookies = flows.portal_signed_out(web_request(request), runtime, qlik_user)
+    request._qlikauth_cookies = cookies  # type: ignore[attr-defined]

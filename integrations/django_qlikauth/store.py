@@ -1,4 +1,5 @@
-"""A :class:`~qlikauth.store.StateStore` on a Django cache alias (``STATE_STORE = "django-cache:ALIAS"``).
+"""A :class:`~qlikauth.store.StateStore` on a Django cache alias (``STATE_STORE =
+"django-cache:ALIAS"``).
 
 Useful when a project already runs a shared cache (memcached, Redis, the database cache) and
 wants no second connection setting. ``add`` is the backend's ``cache.add`` (atomic on
@@ -42,11 +43,18 @@ class DjangoCacheStore:
         ``KEY_PREFIX``).
     """
 
-    def __init__(self, alias: str = "default", *, namespace: str = "qlikauth",
-                 max_items: int | None = None, when_full: str = "evict") -> None:
+    def __init__(
+        self,
+        alias: str = "default",
+        *,
+        namespace: str = "qlikauth",
+        max_items: int | None = None,
+        when_full: str = "evict",
+    ) -> None:
         if when_full == "refuse":
             raise ConfigurationError(
-                f"the Django cache {alias!r} cannot be a replay cache: Django's cache backends cull "
+                f"the Django cache {alias!r} cannot be a replay cache: Django's cache backends "
+                "cull "
                 "or evict entries when full (MAX_ENTRIES, memcached LRU), and a forgotten consumed "
                 "id could be replayed. Use a Redis STATE_STORE ('redis://...') for replay caches."
             )
@@ -85,7 +93,10 @@ class DjangoCacheStore:
             raise TypeError(f"store keys are strings, got {type(key).__name__}")
         if _KEY.match(key):
             return f"{self.namespace}:{key}"
-        return f"{self.namespace}:#sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return (
+            f"{self.namespace}:#sha256:"
+            + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        )
 
     @staticmethod
     def _timeout(ttl: float) -> int:
@@ -156,12 +167,18 @@ class DjangoCacheStore:
                 return False
             return bool(self._call("delete", k))
 
-        return StoreLock(name, ttl, wait, poll=0.02, try_acquire=try_acquire,
-                         release_owned=release_owned)
+        return StoreLock(
+            name, ttl, wait, poll=0.02, try_acquire=try_acquire, release_owned=release_owned
+        )
 
 
-def django_cache_store_from_setting(setting: str, *, namespace: str = "qlikauth",
-                                    max_items: int | None = None, when_full: str = "evict") -> DjangoCacheStore:
+def django_cache_store_from_setting(
+    setting: str,
+    *,
+    namespace: str = "qlikauth",
+    max_items: int | None = None,
+    when_full: str = "evict",
+) -> DjangoCacheStore:
     """``"django-cache"`` or ``"django-cache:ALIAS"`` -> a :class:`DjangoCacheStore`."""
     _scheme, _, alias = setting.partition(":")
     alias = alias.strip() or "default"

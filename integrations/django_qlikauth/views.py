@@ -24,12 +24,26 @@ from qlikauth.web import flows, saml
 from .conf import get_runtime
 from .render import render, web_request
 
-__all__ = ["flow_view", "signs_in", "signs_out", "login", "module", "logout", "header_auth", "saml_metadata", "saml_login", "saml_acs",
-           "saml_logout", "saml_slo", "choose_idp"]
+__all__ = [
+    "flow_view",
+    "signs_in",
+    "signs_out",
+    "login",
+    "module",
+    "logout",
+    "header_auth",
+    "saml_metadata",
+    "saml_login",
+    "saml_acs",
+    "saml_logout",
+    "saml_slo",
+    "choose_idp",
+]
 
 
-def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
-              csrf: bool = False) -> Callable[[HttpRequest], HttpResponse]:
+def flow_view(
+    flow: flows.Flow, *, methods: Iterable[str] = ("GET",), csrf: bool = False
+) -> Callable[[HttpRequest], HttpResponse]:
     """A Django view that runs ``flow`` and renders its answer.
 
     ``csrf=True``: Django's CSRF check guards the view's POSTs (``csrf_protect``, even without
@@ -46,17 +60,23 @@ def flow_view(flow: flows.Flow, *, methods: Iterable[str] = ("GET",),
             # refused before request.POST reads the body (a 32 MiB POST to the ACS stays unread)
             from qlikauth.exceptions import SamlError
 
-            error = SamlError(f"the request body is larger than the {limit // 1024} KiB a SAML "
-                              "message needs; refused unread.", code="too_large")
+            error = SamlError(
+                f"the request body is larger than the {limit // 1024} KiB a SAML "
+                "message needs; refused unread.",
+                code="too_large",
+            )
             error.status = 413
-            described = flows.WebRequest(method=request.method or "POST", path=request.path,
-                                         headers=request.headers)  # no form: nothing read
+            described = flows.WebRequest(
+                method=request.method or "POST", path=request.path, headers=request.headers
+            )  # no form: nothing read
             return render(request, flows.error_answer(described, error))
         token = get_token(request) if csrf and request.method != "POST" else None
         bound = functools.partial(flow, **route) if route else flow
-        answer = flows.run(bound, web_request(request, csrf_verified=csrf, csrf_token=token),
-                           get_runtime())
-        request._qlikauth_answered = True  # type: ignore[attr-defined]  # the middleware adds no cookie
+        answer = flows.run(
+            bound, web_request(request, csrf_verified=csrf, csrf_token=token), get_runtime()
+        )
+        # the middleware adds no cookie: this view answered for the proxy cookie
+        request._qlikauth_answered = True  # type: ignore[attr-defined]
         return render(request, answer)
 
     functools.update_wrapper(view, flow)
@@ -71,7 +91,8 @@ def _declared_length(request: HttpRequest) -> int:
         return 1 << 62  # an unreadable length is not read either
 
 
-#: :func:`qlikauth.web.flows.login`: ticket mode to the hub with a ticket; session mode cookie + hub.
+#: :func:`qlikauth.web.flows.login`: ticket mode to the hub with a ticket; session mode cookie +
+#: hub.
 login = flow_view(flows.login)
 #: :func:`qlikauth.web.flows.module`: the virtual proxy's authentication module redirect URI.
 module = flow_view(flows.module)
@@ -81,8 +102,9 @@ logout = flow_view(flows.logout, methods=("GET", "POST"), csrf=True)
 header_auth = flow_view(flows.header_auth, methods=("GET", "HEAD"))
 
 
-def signs_in(view: Callable[[HttpRequest], HttpResponse],
-             user_of: Callable[[HttpRequest], QlikUser | None]) -> Callable[[HttpRequest], HttpResponse]:
+def signs_in(
+    view: Callable[[HttpRequest], HttpResponse], user_of: Callable[[HttpRequest], QlikUser | None]
+) -> Callable[[HttpRequest], HttpResponse]:
     """After an SSO sign-in (``user_of`` finds its user in the session): the Django sign-in
     (:func:`~django_qlikauth.backends.sso_login`, when :class:`~django_qlikauth.backends.SsoBackend`
     is configured), else only a new session key (fixation)."""
@@ -127,11 +149,14 @@ def _saml_user(request: HttpRequest) -> QlikUser | None:
 saml_metadata = flow_view(saml.saml_metadata)
 #: :func:`qlikauth.web.saml.saml_login`: to the IdP with an AuthnRequest.
 saml_login = flow_view(saml.saml_login)
-#: :func:`qlikauth.web.saml.saml_acs`: the IdP's cross-site POST (no CSRF token by design; the flow checks).
+#: :func:`qlikauth.web.saml.saml_acs`: the IdP's cross-site POST (no CSRF token by design; the
+#: flow checks).
 saml_acs = signs_in(flow_view(saml.saml_acs, methods=("POST",)), _saml_user)
-#: :func:`qlikauth.web.saml.saml_logout`: SP-initiated single logout (POST with Django's CSRF token).
+#: :func:`qlikauth.web.saml.saml_logout`: SP-initiated single logout (POST with Django's CSRF
+#: token).
 saml_logout = signs_out(flow_view(saml.saml_logout, methods=("POST",), csrf=True))
-#: :func:`qlikauth.web.saml.saml_slo`: the IdP's LogoutRequest or LogoutResponse (Redirect or POST binding).
+#: :func:`qlikauth.web.saml.saml_slo`: the IdP's LogoutRequest or LogoutResponse (Redirect or
+#: POST binding).
 saml_slo = signs_out(flow_view(saml.saml_slo, methods=("GET", "POST")))
 
 

@@ -33,25 +33,31 @@ def _hold() -> float:
     return min(max(value, 1.0), 300.0)
 
 
-def diagnostics_blueprint(url_prefix: str = "/qlik/diagnostics",
-                          name: str = "qlikauth_diagnostics") -> Blueprint:
+def diagnostics_blueprint(
+    url_prefix: str = "/qlik/diagnostics", name: str = "qlikauth_diagnostics"
+) -> Blueprint:
     """The diagnostics page and its two endpoints."""
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
 
     def page() -> Response:
         ext = current_app.extensions.get("qlikauth")
         if ext is None:
-            raise ConfigurationError("register the diagnostics blueprint after "
-                                     "QlikAuth.init_app(app).")
+            raise ConfigurationError(
+                "register the diagnostics blueprint after QlikAuth.init_app(app)."
+            )
         text = diagnostics.diagnostics_page(
-            ext.runtime.config.hub_url, url_for(f"{name}.report"), url_for(f"{name}.payload"),
-            hold_seconds=_hold())
+            ext.runtime.config.hub_url,
+            url_for(f"{name}.report"),
+            url_for(f"{name}.payload"),
+            hold_seconds=_hold(),
+        )
         return Response(text, mimetype="text/html", headers=_NO_STORE)
 
     def report() -> Response:
         if not flows.same_origin(web_request(lambda: None)):
-            return Response("Forbidden: post from the diagnostics page.\n", 403,
-                            mimetype="text/plain")
+            return Response(
+                "Forbidden: post from the diagnostics page.\n", 403, mimetype="text/plain"
+            )
         try:
             # read at most one byte past the limit: a larger body is refused, never buffered
             body = request.stream.read(diagnostics.MAX_REPORT_BYTES + 1)
@@ -61,8 +67,9 @@ def diagnostics_blueprint(url_prefix: str = "/qlik/diagnostics",
         return Response(status=204, headers=_NO_STORE)
 
     def payload() -> Response:
-        return Response(diagnostics.payload(), mimetype="application/octet-stream",
-                        headers=_NO_STORE)
+        return Response(
+            diagnostics.payload(), mimetype="application/octet-stream", headers=_NO_STORE
+        )
 
     bp.add_url_rule("", endpoint="page", view_func=page, methods=["GET"])
     bp.add_url_rule("/report", endpoint="report", view_func=report, methods=["POST"])

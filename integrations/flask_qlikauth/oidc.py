@@ -28,8 +28,13 @@ __all__ = ["QlikOidc"]
 class QlikOidc:
     """The OIDC routes and the SSO-session hook (see the module docstring)."""
 
-    def __init__(self, app: Flask | None = None, *, url_prefix: str = "/oidc",
-                 login_user_with: Callable[[QlikUser], Any] | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        url_prefix: str = "/oidc",
+        login_user_with: Callable[[QlikUser], Any] | None = None,
+    ) -> None:
         self.url_prefix = url_prefix
         #: As ``QlikAuth(login_user_with=...)``, for the OIDC sign-ins (this one wins).
         self.login_user_with = login_user_with
@@ -45,25 +50,34 @@ class QlikOidc:
         checked = check_sso(app.extensions["qlikauth"].runtime)
         checked.raise_first()
         if "OIDC" not in checked.checked:
-            raise ConfigurationError("QLIKAUTH_OIDC is not set: give ISSUER, CLIENT_ID, "
-                                     "CLIENT_SECRET and REDIRECT_URI (docs/oidc.md).", key="OIDC")
+            raise ConfigurationError(
+                "QLIKAUTH_OIDC is not set: give ISSUER, CLIENT_ID, "
+                "CLIENT_SECRET and REDIRECT_URI (docs/oidc.md).",
+                key="OIDC",
+            )
         bp = Blueprint("qlikauth_oidc", __name__)
 
         # With several providers (QLIKAUTH_OIDC = {"imprivata": {...}, ...}) each has
         # /oidc/<idp>/...; /oidc/logout ends whichever the browser signed in with.
         for path, endpoint, flow, methods, signs_in in (
-                ("login", "login", oidc.login, ["GET"], False),
-                ("callback", "callback", oidc.callback, ["GET", "POST"], True),
-                ("logout", "logout", oidc.logout, ["GET", "POST"], False),
-                ("logged-out", "logout_return", oidc.logout_return, ["GET"], False),
-                ("backchannel-logout", "backchannel_logout", oidc.backchannel_logout, ["POST"],
-                 False),
-                ("frontchannel-logout", "frontchannel_logout", oidc.frontchannel_logout, ["GET"],
-                 False)):
+            ("login", "login", oidc.login, ["GET"], False),
+            ("callback", "callback", oidc.callback, ["GET", "POST"], True),
+            ("logout", "logout", oidc.logout, ["GET", "POST"], False),
+            ("logged-out", "logout_return", oidc.logout_return, ["GET"], False),
+            ("backchannel-logout", "backchannel_logout", oidc.backchannel_logout, ["POST"], False),
+            (
+                "frontchannel-logout",
+                "frontchannel_logout",
+                oidc.frontchannel_logout,
+                ["GET"],
+                False,
+            ),
+        ):
             view = flow_view(flow, signs_in=signs_in)
             bp.add_url_rule(f"/{path}", endpoint=endpoint, view_func=view, methods=methods)
-            bp.add_url_rule(f"/<idp>/{path}", endpoint=f"{endpoint}_idp", view_func=view,
-                            methods=methods)
+            bp.add_url_rule(
+                f"/<idp>/{path}", endpoint=f"{endpoint}_idp", view_func=view, methods=methods
+            )
         app.register_blueprint(bp, url_prefix=self.url_prefix)
         app.before_request(self._check)
         app.after_request(self._set_cookies)

@@ -579,6 +579,31 @@ class QlikCloud:
         )
         return resp.status_code != 404
 
+    # -- the tenant's configuration (read-only; the TenantAdmin role) ------------------
+    def web_integration(
+        self, integration_id: str, *, access_token: AccessToken | str
+    ) -> dict[str, Any]:
+        """``GET /api/v1/web-integrations/{id}``: its ``name`` and ``validOrigins``."""
+        data = self._channel.request(
+            "GET",
+            f"/api/v1/web-integrations/{quote(integration_id, safe='')}",
+            headers=self._auth(None, access_token),
+        ).json()
+        if not isinstance(data, dict):
+            raise QlikEndpointError("the tenant's web integration answer is not an object.")
+        return data
+
+    def identity_providers(self, *, access_token: AccessToken | str) -> list[dict[str, Any]]:
+        """``GET /api/v1/identity-providers``: the tenant's identity providers (for a JWT one,
+        ``options.issuer`` and ``options.staticKeys``, each a ``kid`` and a ``pem``)."""
+        data = self._channel.request(
+            "GET", "/api/v1/identity-providers", headers=self._auth(None, access_token)
+        ).json()
+        idps = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(idps, list):
+            raise QlikEndpointError("the tenant's identity providers answer has no data list.")
+        return [i for i in idps if isinstance(i, dict)]
+
     # -- OAuth ---------------------------------------------------------------------
     def token(
         self,

@@ -30,34 +30,35 @@ MODES = ("ticket", "session")
 
 #: Every key we understand, with its default (None: optional / required as noted).
 _KEYS: dict[str, Any] = {
-    "QPS_NODES": None,            # required: "https://qs1:4243,https://qs2:4243" or a list
+    "QPS_NODES": None,  # required: "https://qs1:4243,https://qs2:4243" or a list
     "VIRTUAL_PROXY": "",
-    "CERTS": None,                # required: directory with client.pem/client_key.pem/root.pem, or a .pfx
+    "CERTS": None,  # required: directory with client.pem/client_key.pem/root.pem, or a .pfx
     "CERT_PASSPHRASE": None,
-    "HUB_URL": None,              # required: where users land, e.g. https://qlik.example.com/portal/hub/
-    "NODE_HUB_URLS": None,        # the hub of each QPS node: a list in QPS_NODES order or {node: hub}
+    "HUB_URL": None,  # required: where users land, e.g. https://qlik.example.com/portal/hub/
+    "NODE_HUB_URLS": None,  # the hub of each QPS node: a list in QPS_NODES order or {node: hub}
     "ALLOWED_TARGETS": (),
     "MODE": "ticket",
     "COOKIE_NAME": None,
     "COOKIE_DOMAIN": None,
     "COOKIE_SECURE": True,
     "COOKIE_SAMESITE": "Lax",
-    "TIMEOUT": 5.0,               # seconds QPS has to answer (read timeout)
-    "CONNECT_TIMEOUT": None,      # seconds to connect to a node; default TIMEOUT
-    "UNHEALTHY_FOR": 30.0,        # seconds a node that failed (down, hung, 5xx) goes last
+    "TIMEOUT": 5.0,  # seconds QPS has to answer (read timeout)
+    "CONNECT_TIMEOUT": None,  # seconds to connect to a node; default TIMEOUT
+    "UNHEALTHY_FOR": 30.0,  # seconds a node that failed (down, hung, 5xx) goes last
     "USER_DIRECTORY": None,
     "LOGIN_URL": "/login",
     "USER_MAPPER": None,
-    "SESSION_RECHECK": None,      # seconds; 0: every page view; None/"never": never (as recheck_after)
+    "SESSION_RECHECK": None,  # seconds; 0: every page view; None/"never": never (as recheck_after)
     "HEADER_NAME": None,
     "HEADER_USER_DIRECTORY": None,
     "HEADER_PATTERN": "$ud\\$id",
     "HEADER_RESPONSE_HEADER": "X-Qlik-Header-Value",
-    "OIDC": None,                 # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
-    "STATE_STORE": None,          # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
-    "STORE_KEYS": None,           # keys sealing bearer values in a shared store ("kid:base64url", ...)
-    "SAML": None,                 # SAML service provider settings (docs/saml.md), a mapping
-    "CLAIMS": None,               # IdP claims -> Qlik user (docs/mapping.md), a mapping
+    "OIDC": None,  # OpenID Connect sign-in: a mapping (or JSON text), see docs/oidc.md
+    # "memory" (None), "redis://host:6379/0", "django-cache:ALIAS", or a StateStore
+    "STATE_STORE": None,
+    "STORE_KEYS": None,  # keys sealing bearer values in a shared store ("kid:base64url", ...)
+    "SAML": None,  # SAML service provider settings (docs/saml.md), a mapping
+    "CLAIMS": None,  # IdP claims -> Qlik user (docs/mapping.md), a mapping
 }
 
 
@@ -65,10 +66,13 @@ _KEYS: dict[str, Any] = {
 SETTING_KEYS: tuple[str, ...] = tuple(_KEYS)
 
 
-def settings_from_environ(environ: Mapping[str, str] | None = None, prefix: str = "QLIKAUTH_") -> dict[str, str]:
+def settings_from_environ(
+    environ: Mapping[str, str] | None = None, prefix: str = "QLIKAUTH_"
+) -> dict[str, str]:
     """The ``QLIKAUTH_*`` variables of ``environ`` (default: ``os.environ``) as a settings mapping.
 
-    ``QLIKAUTH_QPS_NODES=https://a:4243,https://b:4243`` gives ``{"QPS_NODES": "https://a:4243,..."}``;
+    ``QLIKAUTH_QPS_NODES=https://a:4243,https://b:4243`` gives ``{"QPS_NODES":
+    "https://a:4243,..."}``;
     :meth:`QlikAuthConfig.from_mapping` then checks the values. Unknown names are ignored.
     """
     import os
@@ -78,7 +82,8 @@ def settings_from_environ(environ: Mapping[str, str] | None = None, prefix: str 
 
 
 def setting_problem(key: str, message: str) -> ConfigurationError:
-    """The :class:`ConfigurationError` for setting ``key`` (``"QLIKAUTH KEY: message"``, ``.key`` set)."""
+    """The :class:`ConfigurationError` for setting ``key`` (``"QLIKAUTH KEY: message"``, ``.key``
+    set)."""
     return ConfigurationError(f"QLIKAUTH {key}: {message}", key=key)
 
 
@@ -93,7 +98,9 @@ def _as_list(key: str, value: Any) -> tuple[str, ...]:
     elif isinstance(value, Iterable):
         items = [v.strip() if isinstance(v, str) else v for v in value]
     else:
-        raise _problem(key, f"expected a list or a comma-separated string, got {type(value).__name__}.")
+        raise _problem(
+            key, f"expected a list or a comma-separated string, got {type(value).__name__}."
+        )
     out = []
     for item in items:
         if not isinstance(item, str):
@@ -132,12 +139,18 @@ def _node_hub_urls(value: Any, nodes: tuple[str, ...]) -> dict[str, str]:
                 raise _problem("NODE_HUB_URLS", str(exc)) from None
         unknown = [n for n, _ in pairs if n not in nodes]
         if unknown:
-            raise _problem("NODE_HUB_URLS", f"{', '.join(unknown)} is not one of QPS_NODES ({', '.join(nodes)}).")
+            raise _problem(
+                "NODE_HUB_URLS",
+                f"{', '.join(unknown)} is not one of QPS_NODES ({', '.join(nodes)}).",
+            )
     else:
         hubs = _as_list("NODE_HUB_URLS", value)
         if len(hubs) != len(nodes):
-            raise _problem("NODE_HUB_URLS", f"{len(hubs)} hub URL(s) for {len(nodes)} QPS node(s): give one "
-                                            "per node, in QPS_NODES order (or a {node: hub} mapping).")
+            raise _problem(
+                "NODE_HUB_URLS",
+                f"{len(hubs)} hub URL(s) for {len(nodes)} QPS node(s): give one "
+                "per node, in QPS_NODES order (or a {node: hub} mapping).",
+            )
         pairs = list(zip(nodes, hubs, strict=True))
     out: dict[str, str] = {}
     for node, hub in pairs:
@@ -152,7 +165,8 @@ def _node_hub_urls(value: Any, nodes: tuple[str, ...]) -> dict[str, str]:
 
 
 def _state_store(value: Any) -> Any:
-    """STATE_STORE: checked by its form here; the store itself is made (and reached) on first use."""
+    """STATE_STORE: checked by its form here; the store itself is made (and reached) on
+    first use."""
     from ..store import StateStore, known_store_schemes
 
     if value is None or isinstance(value, StateStore):
@@ -163,13 +177,17 @@ def _state_store(value: Any) -> Any:
     scheme = text.split(":", 1)[0].lower()
     if scheme not in known_store_schemes():
         shown = text.rsplit("@", 1)[-1]
-        raise _problem("STATE_STORE", f"{shown[:80]!r} is not a store qlikauth knows: use 'memory', "
-                                      "'redis://host:6379/0' (rediss:// for TLS) or 'django-cache:ALIAS'.")
+        raise _problem(
+            "STATE_STORE",
+            f"{shown[:80]!r} is not a store qlikauth knows: use 'memory', "
+            "'redis://host:6379/0' (rediss:// for TLS) or 'django-cache:ALIAS'.",
+        )
     return text
 
 
 def _as_settings_mapping(key: str, value: Any) -> Mapping[str, Any] | None:
-    """A nested settings mapping (``QLIKAUTH["SAML"] = {...}``), or JSON text of one (environment)."""
+    """A nested settings mapping (``QLIKAUTH["SAML"] = {...}``), or JSON text of one
+    (environment)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -178,7 +196,9 @@ def _as_settings_mapping(key: str, value: Any) -> Mapping[str, Any] | None:
         try:
             value = json.loads(value)
         except ValueError:
-            raise _problem(key, "expected a mapping (or its JSON text), e.g. {\"BASE_URL\": ...}.") from None
+            raise _problem(
+                key, 'expected a mapping (or its JSON text), e.g. {"BASE_URL": ...}.'
+            ) from None
     if not isinstance(value, Mapping):
         raise _problem(key, f"expected a mapping of settings, got {type(value).__name__}.")
     return dict(value)
@@ -207,7 +227,8 @@ class QlikAuthConfig:
     login_url: str = "/login"
     user_mapper: Any = None
     #: Seconds after which a page view confirms the remembered proxy session with QPS: ``0``
-    #: every view, ``None`` never. The same meaning as ``SessionAuthenticator.resume(recheck_after=)``.
+    #: every view, ``None`` never. The same meaning as
+    #: ``SessionAuthenticator.resume(recheck_after=)``.
     session_recheck: float | None = None
     header_name: str | None = None
     header_user_directory: str | None = None
@@ -230,10 +251,13 @@ class QlikAuthConfig:
         if mapping is None:
             raise ConfigurationError(
                 "qlikauth is not configured: set QLIKAUTH = {'QPS_NODES': ..., 'CERTS': ..., "
-                "'HUB_URL': ...} (Django) or QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, QLIKAUTH_HUB_URL (Flask)."
+                "'HUB_URL': ...} (Django) or QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, QLIKAUTH_HUB_URL "
+                "(Flask)."
             )
         if not isinstance(mapping, Mapping):
-            raise ConfigurationError(f"QLIKAUTH must be a mapping (dict), not {type(mapping).__name__}.")
+            raise ConfigurationError(
+                f"QLIKAUTH must be a mapping (dict), not {type(mapping).__name__}."
+            )
         values: dict[str, Any] = {}
         for raw_key, value in mapping.items():
             key = str(raw_key).upper()
@@ -246,17 +270,26 @@ class QlikAuthConfig:
 
         nodes = _as_list("QPS_NODES", get("QPS_NODES"))
         if not nodes:
-            raise _problem("QPS_NODES", "missing: give the QPS API URL(s), e.g. https://qlik.example.com:4243.")
+            raise _problem(
+                "QPS_NODES", "missing: give the QPS API URL(s), e.g. https://qlik.example.com:4243."
+            )
         try:
             nodes = tuple(normalise_node(n) for n in nodes)
-            virtual_proxy = check_virtual_proxy_prefix(_as_text("VIRTUAL_PROXY", get("VIRTUAL_PROXY")) or "")
+            virtual_proxy = check_virtual_proxy_prefix(
+                _as_text("VIRTUAL_PROXY", get("VIRTUAL_PROXY")) or ""
+            )
         except ConfigurationError as exc:
-            raise _problem("QPS_NODES" if "node" in str(exc).lower() else "VIRTUAL_PROXY", str(exc)) from None
+            raise _problem(
+                "QPS_NODES" if "node" in str(exc).lower() else "VIRTUAL_PROXY", str(exc)
+            ) from None
 
         certs = _as_text("CERTS", None if get("CERTS") is None else str(get("CERTS")))
         if not certs:
-            raise _problem("CERTS", "missing: give the directory holding client.pem, client_key.pem "
-                                    "and root.pem as exported by the QMC (or the client.pfx file).")
+            raise _problem(
+                "CERTS",
+                "missing: give the directory holding client.pem, client_key.pem "
+                "and root.pem as exported by the QMC (or the client.pfx file).",
+            )
         passphrase = get("CERT_PASSPHRASE")
         if passphrase is not None and not isinstance(passphrase, (str, bytes)):
             raise _problem("CERT_PASSPHRASE", "expected a string.")
@@ -264,8 +297,10 @@ class QlikAuthConfig:
 
         hub_url = _as_text("HUB_URL", get("HUB_URL"))
         if not hub_url:
-            raise _problem("HUB_URL", "missing: give where users land, e.g. "
-                                      "https://qlik.example.com/portal/hub/.")
+            raise _problem(
+                "HUB_URL",
+                "missing: give where users land, e.g. https://qlik.example.com/portal/hub/.",
+            )
         try:
             normalise_base_url(hub_url, "HUB_URL")
         except ConfigurationError as exc:
@@ -275,7 +310,9 @@ class QlikAuthConfig:
         try:
             RedirectPolicy(allowed, default=hub_url)
         except (ConfigurationError, RedirectError) as exc:
-            raise _problem("ALLOWED_TARGETS", f"{exc} Give origins such as https://qlik.example.com.") from None
+            raise _problem(
+                "ALLOWED_TARGETS", f"{exc} Give origins such as https://qlik.example.com."
+            ) from None
 
         mode = (_as_text("MODE", get("MODE")) or "ticket").lower()
         if mode not in MODES:
@@ -289,10 +326,20 @@ class QlikAuthConfig:
         cookie_domain = _as_text("COOKIE_DOMAIN", get("COOKIE_DOMAIN"))
         cookie_secure = _as_bool("COOKIE_SECURE", get("COOKIE_SECURE"))
         samesite = get("COOKIE_SAMESITE")
-        samesite = None if samesite is None or (isinstance(samesite, str) and samesite.strip().lower() in ("", "unset")) else samesite
+        samesite = (
+            None
+            if samesite is None
+            or (isinstance(samesite, str) and samesite.strip().lower() in ("", "unset"))
+            else samesite
+        )
         try:
-            probe = Cookie(cookie_name or default_cookie_name(virtual_proxy), "x", cookie_domain,
-                           secure=cookie_secure, samesite=samesite)
+            probe = Cookie(
+                cookie_name or default_cookie_name(virtual_proxy),
+                "x",
+                cookie_domain,
+                secure=cookie_secure,
+                samesite=samesite,
+            )
         except ConfigurationError as exc:
             raise _problem("COOKIE_SAMESITE", str(exc)) from None
         except Exception as exc:  # HeaderError from a bad domain
@@ -301,39 +348,56 @@ class QlikAuthConfig:
         try:
             timeout = float(get("TIMEOUT"))
         except (TypeError, ValueError):
-            raise _problem("TIMEOUT", f"expected a number of seconds, got {get('TIMEOUT')!r}.") from None
+            raise _problem(
+                "TIMEOUT", f"expected a number of seconds, got {get('TIMEOUT')!r}."
+            ) from None
         if not 0 < timeout <= 120:
-            raise _problem("TIMEOUT", "must be between 0 and 120 seconds (QPS calls must not hang a request).")
+            raise _problem(
+                "TIMEOUT", "must be between 0 and 120 seconds (QPS calls must not hang a request)."
+            )
         connect_timeout = None
         if get("CONNECT_TIMEOUT") not in (None, ""):
             try:
                 connect_timeout = float(get("CONNECT_TIMEOUT"))
             except (TypeError, ValueError):
-                raise _problem("CONNECT_TIMEOUT", "expected a number of seconds, got "
-                                                  f"{str(get('CONNECT_TIMEOUT'))[:40]!r}.") from None
+                raise _problem(
+                    "CONNECT_TIMEOUT",
+                    f"expected a number of seconds, got {str(get('CONNECT_TIMEOUT'))[:40]!r}.",
+                ) from None
             if not 0 < connect_timeout <= 120:
                 raise _problem("CONNECT_TIMEOUT", "must be between 0 and 120 seconds.")
         try:
             unhealthy_for = float(get("UNHEALTHY_FOR"))
         except (TypeError, ValueError):
-            raise _problem("UNHEALTHY_FOR", "expected a number of seconds, got "
-                                            f"{str(get('UNHEALTHY_FOR'))[:40]!r}.") from None
+            raise _problem(
+                "UNHEALTHY_FOR",
+                f"expected a number of seconds, got {str(get('UNHEALTHY_FOR'))[:40]!r}.",
+            ) from None
         if not 0 <= unhealthy_for <= 3600:
-            raise _problem("UNHEALTHY_FOR", "must be between 0 and 3600 seconds (how long a node "
-                                            "that failed is asked last).")
+            raise _problem(
+                "UNHEALTHY_FOR",
+                "must be between 0 and 3600 seconds (how long a node that failed is asked last).",
+            )
         raw_recheck = get("SESSION_RECHECK")
         recheck: float | None
-        if raw_recheck is None or (isinstance(raw_recheck, str) and raw_recheck.strip().lower() in ("", "never", "none")):
+        if raw_recheck is None or (
+            isinstance(raw_recheck, str) and raw_recheck.strip().lower() in ("", "never", "none")
+        ):
             recheck = None
         else:
             try:
                 recheck = float(raw_recheck)
             except (TypeError, ValueError):
-                raise _problem("SESSION_RECHECK", f"expected a number of seconds or 'never', got {raw_recheck!r} "
-                                                  "(0: confirm on every page view).") from None
+                raise _problem(
+                    "SESSION_RECHECK",
+                    f"expected a number of seconds or 'never', got {raw_recheck!r} "
+                    "(0: confirm on every page view).",
+                ) from None
             if recheck < 0:
-                raise _problem("SESSION_RECHECK", "must be 'never' (unset), 0 (every page view) or a positive "
-                                                  "number of seconds.")
+                raise _problem(
+                    "SESSION_RECHECK",
+                    "must be 'never' (unset), 0 (every page view) or a positive number of seconds.",
+                )
 
         user_directory = _as_text("USER_DIRECTORY", get("USER_DIRECTORY"))
         if user_directory is not None:
@@ -343,22 +407,33 @@ class QlikAuthConfig:
                 raise _problem("USER_DIRECTORY", str(exc)) from None
         login_url = _as_text("LOGIN_URL", get("LOGIN_URL")) or "/login"
         if not login_url.startswith("/") or login_url.startswith("//") or "\\" in login_url:
-            raise _problem("LOGIN_URL", f"{login_url!r} must be a path on the portal starting with one '/'.")
+            raise _problem(
+                "LOGIN_URL", f"{login_url!r} must be a path on the portal starting with one '/'."
+            )
         mapper = get("USER_MAPPER")
         if mapper is not None and not (isinstance(mapper, str) or callable(mapper)):
-            raise _problem("USER_MAPPER", "expected a dotted path 'package.module.function' or a callable.")
+            raise _problem(
+                "USER_MAPPER", "expected a dotted path 'package.module.function' or a callable."
+            )
 
         header_name = _as_text("HEADER_NAME", get("HEADER_NAME"))
         header_ud = _as_text("HEADER_USER_DIRECTORY", get("HEADER_USER_DIRECTORY"))
-        header_pattern = _as_text("HEADER_PATTERN", get("HEADER_PATTERN"), empty_is_none=False) or "$ud\\$id"
+        header_pattern = (
+            _as_text("HEADER_PATTERN", get("HEADER_PATTERN"), empty_is_none=False) or "$ud\\$id"
+        )
         if header_name is not None:
             try:
                 HeaderAuthenticator(header_name, header_ud, header_pattern)
             except Exception as exc:
                 raise _problem("HEADER_NAME", str(exc)) from None
-        response_header = _as_text("HEADER_RESPONSE_HEADER", get("HEADER_RESPONSE_HEADER")) or "X-Qlik-Header-Value"
+        response_header = (
+            _as_text("HEADER_RESPONSE_HEADER", get("HEADER_RESPONSE_HEADER"))
+            or "X-Qlik-Header-Value"
+        )
         if not HEADER_NAME_RE.match(response_header):
-            raise _problem("HEADER_RESPONSE_HEADER", f"{response_header!r} must be letters, digits and '-'.")
+            raise _problem(
+                "HEADER_RESPONSE_HEADER", f"{response_header!r} must be letters, digits and '-'."
+            )
 
         oidc = get("OIDC")
         if isinstance(oidc, str):  # QLIKAUTH_OIDC from the environment: JSON
@@ -369,7 +444,9 @@ class QlikAuthConfig:
             except ValueError:
                 raise _problem("OIDC", "expected a mapping, or JSON text of one.") from None
         if oidc is not None and not isinstance(oidc, Mapping):
-            raise _problem("OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}.")
+            raise _problem(
+                "OIDC", f"expected a mapping of OpenID Connect settings, got {type(oidc).__name__}."
+            )
         state_store = _state_store(get("STATE_STORE"))
         store_keys = None
         if get("STORE_KEYS") not in (None, "", ()):
@@ -386,24 +463,41 @@ class QlikAuthConfig:
         if claims is not None:
             from ..mapping import ClaimsMapping
 
-            ClaimsMapping.from_settings(claims)  # a wrong claims setting fails at start-up, not at sign-in
+            ClaimsMapping.from_settings(
+                claims
+            )  # a wrong claims setting fails at start-up, not at sign-in
         return cls(
-            saml=saml, claims=claims,
-            qps_nodes=nodes, certs=certs, hub_url=hub_url, virtual_proxy=virtual_proxy, node_hub_urls=node_hubs,
-            cert_passphrase=passphrase, allowed_targets=allowed, mode=mode,
-            cookie_name=cookie_name, cookie_domain=cookie_domain, cookie_secure=cookie_secure,
-            cookie_samesite=samesite, timeout=timeout, connect_timeout=connect_timeout,
-            unhealthy_for=unhealthy_for, user_directory=user_directory,
-            login_url=login_url, user_mapper=mapper, session_recheck=recheck,
-            header_name=header_name, header_user_directory=header_ud,
-            header_pattern=header_pattern, header_response_header=response_header,
+            saml=saml,
+            claims=claims,
+            qps_nodes=nodes,
+            certs=certs,
+            hub_url=hub_url,
+            virtual_proxy=virtual_proxy,
+            node_hub_urls=node_hubs,
+            cert_passphrase=passphrase,
+            allowed_targets=allowed,
+            mode=mode,
+            cookie_name=cookie_name,
+            cookie_domain=cookie_domain,
+            cookie_secure=cookie_secure,
+            cookie_samesite=samesite,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            unhealthy_for=unhealthy_for,
+            user_directory=user_directory,
+            login_url=login_url,
+            user_mapper=mapper,
+            session_recheck=recheck,
+            header_name=header_name,
+            header_user_directory=header_ud,
+            header_pattern=header_pattern,
+            header_response_header=response_header,
             oidc=dict(oidc) if oidc is not None else None,
-            state_store=state_store, store_keys=store_keys,
+            state_store=state_store,
+            store_keys=store_keys,
         )
 
     @property
     def effective_cookie_name(self) -> str:
         """The proxy session cookie name (the virtual proxy's default when not set)."""
         return self.cookie_name or default_cookie_name(self.virtual_proxy)
-
-

@@ -56,21 +56,30 @@ class QlikAuthRuntime:
 
     :param store: the :class:`~qlikauth.store.StateStore` for one-time state shared by
         every portal process (SSO ``state``/``nonce``, replay caches); when not given, the
-        STATE_STORE setting's (a :class:`~qlikauth.store.MemoryStore`, one process only, when unset).
+        STATE_STORE setting's (a :class:`~qlikauth.store.MemoryStore`, one process only,
+        when unset).
     """
 
-    def __init__(self, config: QlikAuthConfig, *, store: StateStore | None = None,
-                 secret: str | bytes | None = None,
-                 portal_session_lifetime: float | None = None) -> None:
+    def __init__(
+        self,
+        config: QlikAuthConfig,
+        *,
+        store: StateStore | None = None,
+        secret: str | bytes | None = None,
+        portal_session_lifetime: float | None = None,
+    ) -> None:
         self.config = config
         if isinstance(secret, str):
             secret = secret.encode("utf-8")
         if not secret:
             # One process only: another process could not read this one's previous-user cookie.
-            # The integrations pass the framework's secret (Flask's secret_key, Django's SECRET_KEY).
-            log.warning("qlikauth: no secret given to the runtime; using a random one for this "
-                        "process (pass the framework's secret key when several processes serve "
-                        "the portal)")
+            # The integrations pass the framework's secret (Flask's secret_key,
+            # Django's SECRET_KEY).
+            log.warning(
+                "qlikauth: no secret given to the runtime; using a random one for this "
+                "process (pass the framework's secret key when several processes serve "
+                "the portal)"
+            )
             secret = secrets.token_bytes(32)
         self.secret: bytes = secret
         #: How long a portal session can live (the framework's setting): a sign-out is
@@ -90,7 +99,9 @@ class QlikAuthRuntime:
         prefix = f"/{config.virtual_proxy}/" if config.virtual_proxy else "/"
         self.hub_policy = RedirectPolicy(
             list(config.allowed_targets) + list(config.node_hub_urls.values()),
-            default=config.hub_url, relative_prefix=prefix)
+            default=config.hub_url,
+            relative_prefix=prefix,
+        )
 
     def _once(self, name: str, make: Callable[[], Any]) -> Any:
         value = getattr(self, name)
@@ -106,17 +117,34 @@ class QlikAuthRuntime:
     def qps(self) -> QpsClient:
         """The pooled mutual-TLS client (loads the certificates on first access)."""
         c = self.config
-        return self._once("_qps", lambda: QpsClient(
-            list(c.qps_nodes), c.certs, c.virtual_proxy, c.timeout, passphrase=c.cert_passphrase,
-            connect_timeout=c.connect_timeout, unhealthy_for=c.unhealthy_for))
+        return self._once(
+            "_qps",
+            lambda: QpsClient(
+                list(c.qps_nodes),
+                c.certs,
+                c.virtual_proxy,
+                c.timeout,
+                passphrase=c.cert_passphrase,
+                connect_timeout=c.connect_timeout,
+                unhealthy_for=c.unhealthy_for,
+            ),
+        )
 
     @property
     def ticket(self) -> TicketAuthenticator:
-        """The ticket authenticator (hub URL, per-node hub URLs and allowed targets from the config)."""
+        """The ticket authenticator (hub URL, per-node hub URLs and allowed targets from the
+        config)."""
         c = self.config
-        return self._once("_ticket", lambda: TicketAuthenticator(
-            self.qps, c.hub_url, c.allowed_targets, node_hub_urls=c.node_hub_urls,
-            relative_prefix=self.hub_policy.relative_prefix))
+        return self._once(
+            "_ticket",
+            lambda: TicketAuthenticator(
+                self.qps,
+                c.hub_url,
+                c.allowed_targets,
+                node_hub_urls=c.node_hub_urls,
+                relative_prefix=self.hub_policy.relative_prefix,
+            ),
+        )
 
     @property
     def session(self) -> SessionAuthenticator:
@@ -125,8 +153,16 @@ class QlikAuthRuntime:
         if made is not None:
             return made
         c = self.config
-        return self._once("_session", lambda: SessionAuthenticator(
-            self.qps, c.effective_cookie_name, c.cookie_domain, c.cookie_secure, c.cookie_samesite))
+        return self._once(
+            "_session",
+            lambda: SessionAuthenticator(
+                self.qps,
+                c.effective_cookie_name,
+                c.cookie_domain,
+                c.cookie_secure,
+                c.cookie_samesite,
+            ),
+        )
 
     @property
     def header(self) -> HeaderAuthenticator:
@@ -134,16 +170,23 @@ class QlikAuthRuntime:
         c = self.config
         header_name = c.header_name
         if header_name is None:
-            raise setting_problem("HEADER_NAME", "not set: give the header virtual proxy's header name "
-                                                 "(QMC: Header authentication header name), e.g. X-Portal-User.")
-        return self._once("_header", lambda: HeaderAuthenticator(
-            header_name, c.header_user_directory, c.header_pattern))
+            raise setting_problem(
+                "HEADER_NAME",
+                "not set: give the header virtual proxy's header name "
+                "(QMC: Header authentication header name), e.g. X-Portal-User.",
+            )
+        return self._once(
+            "_header",
+            lambda: HeaderAuthenticator(header_name, c.header_user_directory, c.header_pattern),
+        )
 
     @property
     def store(self) -> StateStore:
         """The shared one-time state store: the one given, else the STATE_STORE setting's
         (``MemoryStore``, one process only, when unset; docs/stores.md)."""
-        return self._once("_store", lambda: open_store(self.config.state_store, namespace="qlikauth"))
+        return self._once(
+            "_store", lambda: open_store(self.config.state_store, namespace="qlikauth")
+        )
 
     @property
     def sealed_store(self) -> StateStore:
@@ -152,8 +195,14 @@ class QlikAuthRuntime:
         ``$QLIKAUTH_STORE_KEYS``), and a shared store without keys is a ConfigurationError."""
         from ..store.sealed import sealed_for_bearer_values
 
-        return self._once("_sealed", lambda: sealed_for_bearer_values(  # type: ignore[no-any-return]
-            self.store, self.config.store_keys, "proxy session ids (single logout, pending sign-outs)"))
+        return self._once(
+            "_sealed",
+            lambda: sealed_for_bearer_values(  # type: ignore[no-any-return]
+                self.store,
+                self.config.store_keys,
+                "proxy session ids (single logout, pending sign-outs)",
+            ),
+        )
 
     @property
     def replay_cache(self) -> StateStore:
@@ -161,13 +210,21 @@ class QlikAuthRuntime:
         **refuses when full** instead of evicting (:class:`~qlikauth.exceptions.StoreFull`): an
         evicted id could be replayed. 100,000 live entries at most; on Redis the server's
         eviction policy is checked too. Refused for a Django cache (its backends evict)."""
-        return self._once("_replay", lambda: open_store(
-            self.config.state_store, namespace="qlikauth-replay", max_items=100_000, when_full="refuse"))
+        return self._once(
+            "_replay",
+            lambda: open_store(
+                self.config.state_store,
+                namespace="qlikauth-replay",
+                max_items=100_000,
+                when_full="refuse",
+            ),
+        )
 
     def add_sign_out(self, participant: SignOutParticipant) -> None:
         """Make the portal's sign-out end ``participant``'s state too (once, however often added).
 
-        Mounting the Qlik Cloud endpoints does this for their :class:`~qlikauth.web.cloud.CloudPortal`
+        Mounting the Qlik Cloud endpoints does this for their
+        :class:`~qlikauth.web.cloud.CloudPortal`
         (``flask_qlikauth.cloud.cloud_blueprint``, ``django_qlikauth.cloud.cloud_urls``).
         """
         if not isinstance(participant, SignOutParticipant):
@@ -193,7 +250,8 @@ class QlikAuthRuntime:
 
     @property
     def pending(self) -> PendingEndings:
-        """What failing nodes could not end yet (:class:`~qlikauth.web.lifecycle.PendingEndings`)."""
+        """What failing nodes could not end yet
+        (:class:`~qlikauth.web.lifecycle.PendingEndings`)."""
         return self._once("_pending", lambda: PendingEndings(self))  # type: ignore[no-any-return]
 
     def finish_pending(self) -> EndReport:
@@ -201,7 +259,9 @@ class QlikAuthRuntime:
         what was done (nodes that still fail keep their part)."""
         return self.pending.finish()
 
-    def end_sessions(self, session_ids: Iterable[str], *, reason: str = "proxy session replaced") -> Any:
+    def end_sessions(
+        self, session_ids: Iterable[str], *, reason: str = "proxy session replaced"
+    ) -> Any:
         """End proxy sessions on every node through the one sign-out (never raises for a node)."""
         from .lifecycle import sign_out
 
@@ -226,20 +286,39 @@ class QlikAuthRuntime:
     def clear_cookie(self) -> Cookie:
         """The cookie that clears the proxy session cookie (no QPS call, no certificates read)."""
         c = self.config
-        return Cookie(c.effective_cookie_name, "", c.cookie_domain, "/", c.cookie_secure,
-                      True, c.cookie_samesite, max_age=0)
+        return Cookie(
+            c.effective_cookie_name,
+            "",
+            c.cookie_domain,
+            "/",
+            c.cookie_secure,
+            True,
+            c.cookie_samesite,
+            max_age=0,
+        )
 
-    def user_for(self, user_id: str, groups: Iterable[str] = (), *, attributes: Iterable[tuple[str, str]] = ()) -> QlikUser:
-        """A :class:`QlikUser` in the configured USER_DIRECTORY with one ``group`` attribute per group."""
+    def user_for(
+        self,
+        user_id: str,
+        groups: Iterable[str] = (),
+        *,
+        attributes: Iterable[tuple[str, str]] = (),
+    ) -> QlikUser:
+        """A :class:`QlikUser` in the configured USER_DIRECTORY with one ``group`` attribute per
+        group."""
         if not self.config.user_directory:
-            raise setting_problem("USER_DIRECTORY", "not set: give the user directory portal users belong to "
-                                                    "in Qlik (e.g. 'PORTAL'), or configure a user mapper.")
+            raise setting_problem(
+                "USER_DIRECTORY",
+                "not set: give the user directory portal users belong to "
+                "in Qlik (e.g. 'PORTAL'), or configure a user mapper.",
+            )
         attrs = [("group", g) for g in groups] + list(attributes)
         return QlikUser(self.config.user_directory, user_id, attrs)
 
     @staticmethod
     def local_redirect(url: str | None, default: str = "/") -> str:
-        """``url`` when it is a safe path on this portal (``/...``, never ``//host``), else ``default``.
+        """``url`` when it is a safe path on this portal (``/...``, never ``//host``), else
+        ``default``.
 
         Uses :class:`RedirectPolicy` with no allowed hosts, so only relative paths pass;
         the answer is the path, query and fragment (never an absolute URL).
@@ -268,15 +347,21 @@ class QlikAuthRuntime:
                 closer()
 
 
-def build_runtime(config: QlikAuthConfig | Mapping[str, Any], *, store: StateStore | None = None,
-                  secret: str | bytes | None = None,
-                  portal_session_lifetime: float | None = None) -> QlikAuthRuntime:
+def build_runtime(
+    config: QlikAuthConfig | Mapping[str, Any],
+    *,
+    store: StateStore | None = None,
+    secret: str | bytes | None = None,
+    portal_session_lifetime: float | None = None,
+) -> QlikAuthRuntime:
     """A :class:`QlikAuthRuntime` for ``config`` (a :class:`QlikAuthConfig` or a settings mapping).
 
-    ``secret``: the portal's secret key (it keys the previous-user cookie); ``portal_session_lifetime``:
+    ``secret``: the portal's secret key (it keys the previous-user cookie);
+    ``portal_session_lifetime``:
     how long the framework keeps a portal session (a sign-out is remembered that long).
     """
     if not isinstance(config, QlikAuthConfig):
         config = QlikAuthConfig.from_mapping(config)
-    return QlikAuthRuntime(config, store=store, secret=secret,
-                           portal_session_lifetime=portal_session_lifetime)
+    return QlikAuthRuntime(
+        config, store=store, secret=secret, portal_session_lifetime=portal_session_lifetime
+    )

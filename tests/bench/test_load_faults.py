@@ -2,9 +2,11 @@
 
 Through the Flask example on gunicorn, two emulated nodes (their own process) and a real Redis:
 node 1 crashes and restarts, then Redis is killed and restarted, while browsers (two of them
-shared by two users, four signing in with SAML at the SSO example portal) sign in and out. Asserted: no mix-ups, no hangs, no orphaned proxy
-sessions, no previous user left signed in after a switch, no unexplained failure; and that the
-faults really happened during the load (each phase saw sign-ins, most of them right).
+shared by two users, four signing in with SAML and four with OpenID Connect at the SSO example
+portals) sign in and out. Asserted for every way in: no mix-ups, no hangs, no orphaned proxy
+sessions, no previous user left signed in after a switch, no unexplained failure, the right
+user with the right group; and that the faults really happened during the load (each phase saw
+sign-ins, most of them right).
 """
 
 from __future__ import annotations
@@ -71,13 +73,32 @@ def test_no_mixup_hang_or_orphan_through_a_node_crash_and_a_redis_outage(figures
         assert p["sign_ins"] > 0, phase
     # A sign-in in flight when node 1 died may have been sent to its hub; nothing else fails.
     assert res["right"] + res["refused"] + res["node_gone"] == 300
-    # Password sign-ins need no shared store: none is refused, through either fault. SAML ones
-    # need it for the one-time request state: refused with a clear page while Redis is down
-    # (or when it died between the AuthnRequest and the ACS), and only then.
-    password, saml = res["ways"]["password"], res["ways"]["saml"]
-    assert password["refused"] == 0 and password["right"] > 150
-    assert saml["right"] > 0
+    # Password sign-ins need no shared store: none is refused through the Redis outage, and
+    # SAML and OIDC ones only for it: they need the store for the one-time request state, so
+    # they are refused with a clear page while Redis is down (or when it died between the start
+    # of the sign-in and its end at the portal).
+    # The one other refusal, session mode only, at the crash: a proxy session POST that went
+    # out on a pooled connection to node 1 as it died may have landed there, and with node 1
+    # unable to say, QpsClient.add_session refuses rather than risk a second session on node 2
+    # (a clear 502). Node 1 is then marked down, so it is about one per portal worker.
+    password, saml, oidc = res["ways"]["password"], res["ways"]["saml"], res["ways"]["oidc"]
+    at_crash = {"/qlik/login": 0, "other": 0}
     for phase, p in res["phases"].items():
-        for refusal in p["refusals"]:
-            assert refusal.startswith("SAML") and (phase == "redis_down" or "redis_down" in refusal), \
-                (phase, refusal)
+        for refusal, n in p["refusals"].items():
+            if "502 (Qlik Sense cannot be reached)" in refusal:
+                assert mode == "session", (phase, refusal)
+                assert phase == "node_down" or "[by then node_down]" in refusal, (phase, refusal)
+                at_crash["/qlik/login" if refusal.startswith("/qlik/login") else "other"] += n
+                continue
+            assert refusal.startswith(("SAML", "OIDC")), (phase, refusal)
+            assert phase == "redis_down" or "redis_down" in refusal, (phase, refusal)
+    assert sum(at_crash.values()) <= 10, at_crash
+    assert password["refused"] == at_crash["/qlik/login"] and password["right"] > 120
+    # right = the hub showed the user's own e-mail, directory and group (Browser._at_hub)
+    assert saml["right"] > 0 and oidc["right"] > 0
+    # OIDC both ways: through the provider's login form, and by single sign-on when the browser
+    # still held a provider session (every second sign-in of a browser)
+    assert min(oidc["right_by_form_sso"]) > 0, oidc
+    assert res["saml_browsers"] == res["oidc_browsers"] == 4
+    # Every OIDC browser's last sign-out went through the provider's end-session endpoint.
+    assert res["op_sessions_left"] == []

@@ -81,18 +81,18 @@ def test_browser_login_needs_an_allowed_origin_and_the_web_integration(cloud, is
             origin=PORTAL_ORIGIN)
 
 
-def test_refused_missing_nbf_has_qliks_published_shape(cloud, idp_key):
+def test_deniedmissing_nbf_has_qliks_published_shape(cloud, idp_key):
     exc = refused(cloud, make(idp_key, good_claims(nbf=None)), 400, "JWT_LOGIN_VALIDATIONS Missing required claim: nbf")
     assert exc.errors == [{"title": "Invalid token request",
                            "detail": "JWT_LOGIN_VALIDATIONS Missing required claim: nbf",
                            "code": "INTERNAL-TOKEN-1", "status": "400"}]
 
 
-def test_refused_missing_jti(cloud, idp_key):
+def test_deniedmissing_jti(cloud, idp_key):
     refused(cloud, make(idp_key, good_claims(jti=None)), 400, "Missing required claim: jti")
 
 
-def test_refused_replayed_jti(cloud, idp_key):
+def test_deniedreplayed_jti(cloud, idp_key):
     token = make(idp_key, good_claims())
     cloud.jwt_session(token)
     refused(cloud, token, 400, "jti has already been used")
@@ -101,33 +101,33 @@ def test_refused_replayed_jti(cloud, idp_key):
     refused(cloud, make(idp_key, good_claims(jti=claims["jti"])), 400, "jti has already been used")
 
 
-def test_refused_window_over_an_hour(cloud, idp_key):
+def test_deniedwindow_over_an_hour(cloud, idp_key):
     now = int(time.time())
     refused(cloud, make(idp_key, good_claims(nbf=now - 5, exp=now + 3596)), 400, "exp - nbf must not exceed 3600")
     cloud.jwt_session(make(idp_key, good_claims(nbf=now - 5, exp=now + 3595)))  # exactly 3600: accepted
 
 
-def test_refused_hs256_even_keyed_with_the_public_key(cloud, idp_key):
+def test_deniedhs256_even_keyed_with_the_public_key(cloud, idp_key):
     token = pyjwt.encode(good_claims(), "a-shared-secret-of-32-bytes-long!", algorithm="HS256",
                          headers={"kid": idp_key.kid})
     refused(cloud, token, 400, "Unsupported algorithm: HS256")
 
 
-def test_refused_wrong_audience(cloud, idp_key):
+def test_deniedwrong_audience(cloud, idp_key):
     refused(cloud, make(idp_key, good_claims(aud="qlik.api")), 400, "Invalid audience")
 
 
-def test_refused_unknown_kid(cloud, idp_key):
+def test_deniedunknown_kid(cloud, idp_key):
     refused(cloud, make(idp_key, good_claims(), kid="other-key"), 401, "No identity provider has this kid")
     refused(cloud, make(idp_key, good_claims(), kid=None), 400, "Missing required header: kid")
 
 
-def test_refused_nbf_in_the_future(cloud, idp_key):
+def test_deniednbf_in_the_future(cloud, idp_key):
     now = int(time.time())
     refused(cloud, make(idp_key, good_claims(nbf=now + 120, iat=now, exp=now + 600)), 400, "not yet valid")
 
 
-def test_refused_expired_wrong_issuer_bad_signature_and_subtype(cloud, idp_key):
+def test_deniedexpired_wrong_issuer_bad_signature_and_subtype(cloud, idp_key):
     now = int(time.time())
     refused(cloud, make(idp_key, good_claims(nbf=now - 700, iat=now - 700, exp=now - 60)), 400, "Token expired")
     refused(cloud, make(idp_key, good_claims(iss="https://portal.example")), 401, "issuer")
@@ -398,3 +398,31 @@ def test_cookie_calls_from_a_browser_name_the_web_integration_of_their_origin(te
         assert ok.headers["Access-Control-Allow-Origin"] == PORTAL_ORIGIN
     # a backend call (no Origin) needs no web integration
     assert cloud.me(session=session)["subject"] == ANN.sub
+
+
+def test_web_integration_and_identity_providers_read_by_a_tenant_admin(tenant, cloud, idp_key):
+    from cryptography.hazmat.primitives import serialization
+
+    from qlikauth.jwtkeys import public_key_from_pem
+
+    admin = cloud.token(OAuthClient("admin-client", client_secret="admin-secret"),
+                        scope="admin_classic")
+    wi = cloud.web_integration(WEB_INTEGRATION, access_token=admin)
+    assert wi["id"] == WEB_INTEGRATION and wi["validOrigins"] == [PORTAL_ORIGIN]
+    with pytest.raises(QlikEndpointHTTPError) as missing:
+        cloud.web_integration("wi-nope", access_token=admin)
+    assert missing.value.status_code == 404
+    [idp] = cloud.identity_providers(access_token=admin)
+    assert idp["protocol"] == "jwtAuth" and idp["options"]["issuer"] == ISSUER
+    [key] = idp["options"]["staticKeys"]
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert key["kid"] == idp_key.kid
+    assert public_key_from_pem(key["pem"]).public_bytes(*der) == idp_key.public_key.public_bytes(*der)
+    # Not a tenant admin (no admin_classic) or no token at all: refused.
+    user_token = cloud.token(OAuthClient("admin-client", client_secret="admin-secret"))
+    for call in (lambda: cloud.identity_providers(access_token=user_token),
+                 lambda: cloud.web_integration(WEB_INTEGRATION, access_token=user_token),
+                 lambda: cloud.identity_providers(access_token="not-a-token")):
+        with pytest.raises(QlikEndpointHTTPError) as denied:
+            call()
+        assert denied.value.status_code in (401, 403)

@@ -214,3 +214,44 @@ def test_oidc_settings_refused(certs_dir, provider):
     f = only_failure(sso_report(certs_dir, OIDC=oidc(provider, certs_dir, ISUER="typo")),
                      "oidc.settings")
     assert "ISUER" in f.message and "Did you mean ISSUER" in f.message
+
+
+# -- several identity providers ------------------------------------------------------------
+def test_several_saml_idps_each_checked_and_only_the_broken_one_fails(certs_dir, idp_dir):
+    report = sso_report(certs_dir, SAML={
+        "entra": saml(idp_dir, BASE_URL="https://portal.example.com/qlik/saml/entra/"),
+        "okta": saml(idp_dir, BASE_URL="https://portal.example.com/qlik/saml/okta/",
+                     SP_KEY=str(idp_dir / "idp.key"), LABEL="Okta")})
+    checks = ("saml.metadata", "saml.idp-cert", "saml.sp-cert", "saml.urls")
+    for idp in ("IdP entra", "IdP okta"):
+        assert {f.check for f in report.findings if f.target == idp} == set(checks), report.text()
+    fails = report.failed()
+    assert [(f.check, f.target) for f in fails] == [("saml.sp-cert", "IdP okta")], report.text()
+    assert "does not belong" in fails[0].message
+    assert "FAIL saml.sp-cert [IdP okta]: " in report.text()
+    assert "OK   saml.sp-cert [IdP entra]: " in report.text()
+
+
+def test_several_oidc_providers_each_checked_and_only_the_broken_one_fails(certs_dir):
+    good, bad = Provider(certs_dir), Provider(certs_dir)
+    try:
+        bad.discovery["issuer"] = bad.issuer + "/"
+        report = sso_report(certs_dir, OIDC={"google": oidc(good, certs_dir),
+                                             "keycloak": oidc(bad, certs_dir, LABEL="Staff")})
+    finally:
+        good.close()
+        bad.close()
+    assert {f.check for f in report.findings if f.target == "IdP google"} == {
+        "oidc.settings", "oidc.discovery", "oidc.issuer", "oidc.clock", "oidc.jwks",
+        "oidc.redirect"}, report.text()
+    fails = report.failed()
+    assert [(f.check, f.target) for f in fails] == [("oidc.issuer", "IdP keycloak")], report.text()
+    assert bad.issuer in fails[0].message and "exactly" in fails[0].fix
+    # After a refused issuer that provider's keys are not fetched: one failure, named once.
+    assert report.get("oidc.jwks", "IdP keycloak") is None
+
+
+def test_a_setting_beside_several_idps_is_named(certs_dir, idp_dir):
+    f = only_failure(sso_report(certs_dir, SAML={"entra": saml(idp_dir), "ALLOW_HTTP": True}),
+                     "saml.metadata")
+    assert "'ALLOW_HTTP' sits beside the identity providers entra" in f.message

@@ -1,4 +1,5 @@
-"""The user-facing REST APIs: users, the CSRF token and the OAuth tokens API."""
+"""The REST APIs: users, the CSRF token, the OAuth tokens API, and (read-only, TenantAdmin)
+web integrations and identity providers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,76 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from cryptography.hazmat.primitives import serialization
+
 from .._web import Request, Response
 from .answers import error
 from .browser import BrowserRules
 
 
 class UserApis(BrowserRules):
-    """``/api/v1/users``, ``/api/v1/users/me``, ``/api/v1/csrf-token``, ``/api/v1/oauth-tokens``."""
+    """``/api/v1/users``, ``/api/v1/users/me``, ``/api/v1/csrf-token``, ``/api/v1/oauth-tokens``,
+    ``GET /api/v1/web-integrations/{id}`` and ``GET /api/v1/identity-providers``."""
+
+    # -- read-only tenant configuration (qlik.dev: Web integrations, Identity providers) --
+    def _admin(self, req: Request) -> Response | None:
+        """The refusal for a caller without the TenantAdmin role, else None."""
+        _, admin, refused = self._caller(req)
+        if refused is not None:
+            return refused
+        if not admin:
+            return error(403, "Forbidden", "This API needs the TenantAdmin role.", "HTTP-403")
+        return None
+
+    def web_integration(self, req: Request, wid: str) -> Response:
+        refused = self._admin(req)
+        if refused is not None:
+            return refused
+        wi = self.t.web_integrations.get(wid)
+        if wi is None:
+            return error(404, "Not found", "No web integration has this id.", "HTTP-404")
+        return Response.json(
+            200,
+            {
+                "id": wi.id,
+                "name": wi.name or wi.id,
+                "validOrigins": list(wi.origins),
+                "tenantId": self.t.tenant_id,
+                "links": {"self": {"href": f"{self.t.url}/api/v1/web-integrations/{quote(wi.id)}"}},
+            },
+        )
+
+    def identity_providers(self, req: Request) -> Response:
+        refused = self._admin(req)
+        if refused is not None:
+            return refused
+        data = []
+        for n, idp in enumerate(self.t.jwt_idps):
+            keys = [
+                {
+                    "kid": kid,
+                    "pem": key.public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    ).decode("ascii"),
+                }
+                for kid, key in idp.keys.items()
+            ]
+            data.append(
+                {
+                    "id": f"jwt-{n}",
+                    "tenantIds": [self.t.tenant_id],
+                    "provider": "external",
+                    "protocol": "jwtAuth",
+                    "interactive": False,
+                    "active": True,
+                    "clockToleranceSec": idp.clock_tolerance,
+                    "options": {"jwtLoginEnabled": True, "issuer": idp.issuer, "staticKeys": keys},
+                }
+            )
+        return Response.json(
+            200,
+            {"data": data, "links": {"self": {"href": f"{self.t.url}/api/v1/identity-providers"}}},
+        )
 
     # -- /api/v1/oauth-tokens (qlik.dev: OAuth tokens API) ------------------------------
     def list_tokens(self, req: Request) -> Response:

@@ -81,11 +81,15 @@ def parse_oauth_client(text: str) -> OAuthClientConfig:
 
 
 def parse_web_integration(text: str) -> WebIntegration:
-    """``id=ID,origins=URL|URL`` -> :class:`WebIntegration`."""
-    s = _spec(text, "--web-integration", ("id", "origins"))
+    """``id=ID,origins=URL|URL[,name=NAME]`` -> :class:`WebIntegration`."""
+    s = _spec(text, "--web-integration", ("id", "origins", "name"))
     if not s.get("id") or not s.get("origins"):
         raise ConfigurationError("--web-integration needs id= and origins=.")
-    return WebIntegration(s["id"], tuple(unquote_plus(o) for o in s["origins"].split("|") if o))
+    return WebIntegration(
+        s["id"],
+        tuple(unquote_plus(o) for o in s["origins"].split("|") if o),
+        unquote_plus(s.get("name", "")),
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -49,7 +49,9 @@ class OAuthClientConfig:
 
 @dataclass(frozen=True)
 class WebIntegration:
-    """A web integration: its id and the origins it allows (browsers calling the tenant)."""
+    """A web integration: its id and the origins it allows (browsers calling the tenant);
+    ``name`` is what the Management Console shows."""
 
     id: str
     origins: tuple[str, ...]
+    name: str = ""

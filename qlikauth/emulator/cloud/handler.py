@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from .._web import Request, Response
 from .answers import error
@@ -36,6 +37,14 @@ class TenantHandler(JwtLogin, UserApis, OAuthEndpoints):
             handler = self.users
         elif path == "/api/v1/oauth-tokens" and req.method == "GET":
             handler = self.list_tokens
+        elif path == "/api/v1/identity-providers" and req.method == "GET":
+            handler = self.identity_providers
+        elif path.startswith("/api/v1/web-integrations/") and req.method == "GET":
+            wid = unquote(path[len("/api/v1/web-integrations/") :])
+
+            def handler(r: Request) -> Response:
+                return self.web_integration(r, wid)
+
         elif path.startswith("/api/v1/oauth-tokens/") and req.method == "DELETE":
 
             def handler(r: Request) -> Response:

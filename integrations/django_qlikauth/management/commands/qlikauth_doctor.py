@@ -17,11 +17,15 @@ class Command(BaseCommand):
     help = "Check the Qlik site end to end with settings.QLIKAUTH; name the fix of each failure."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--portal-url",
-                            help="the portal's https base URL (module URL/qlik/module)")
-        parser.add_argument("--session-checks", action="store_true",
-                            help="redeem a test ticket (signs the test user into Qlik) to check "
-                                 "the session cookie and the engine websocket")
+        parser.add_argument(
+            "--portal-url", help="the portal's https base URL (module URL/qlik/module)"
+        )
+        parser.add_argument(
+            "--session-checks",
+            action="store_true",
+            help="redeem a test ticket (signs the test user into Qlik) to check "
+            "the session cookie and the engine websocket",
+        )
         parser.add_argument("--test-user", help="the test ticket's user, DIRECTORY\\userid")
         parser.add_argument("--nginx-conf", help="header authentication: the nginx.conf to test")
         parser.add_argument("--hub-ca", help="CA bundle of the hub's certificate")
@@ -35,10 +39,15 @@ class Command(BaseCommand):
 
         try:
             user = QlikUser.parse(options["test_user"]) if options["test_user"] else None
-            report = Doctor(config_from_settings(), portal_url=options["portal_url"],
-                            session_checks=options["session_checks"], test_user=user,
-                            nginx_conf=options["nginx_conf"], hub_ca=options["hub_ca"],
-                            timeout=options["timeout"]).run()
+            report = Doctor(
+                config_from_settings(),
+                portal_url=options["portal_url"],
+                session_checks=options["session_checks"],
+                test_user=user,
+                nginx_conf=options["nginx_conf"],
+                hub_ca=options["hub_ca"],
+                timeout=options["timeout"],
+            ).run()
         except QlikAuthError as exc:
             raise CommandError(str(exc)) from None
         if echo_report(report, options["json"], self.stdout.write):
