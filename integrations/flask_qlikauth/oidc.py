@@ -102,5 +102,12 @@ class QlikOidc:
 
     @staticmethod
     def current_user() -> QlikUser | None:
-        """The signed-in SSO user of this request (use it as ``QlikAuth.user_loader``), or None."""
+        """The signed-in SSO user of this request (use it as ``QlikAuth.user_loader``), or None.
+
+        None as soon as the portal session no longer holds the OIDC sign-in, also later in the
+        request that cleared it (a password sign-in of someone else in this browser: the
+        previous-user rule must see the new user, not the OIDC user the request began with).
+        """
+        if oidc.OIDC_SESSION_KEY not in flask_session:
+            return None
         return g.get("qlikauth_sso_user")

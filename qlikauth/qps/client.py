@@ -623,10 +623,11 @@ class QpsClient:
                 )
         return EndReport(ended, tuple(failed))
 
-    def alive(self) -> dict[str, bool]:
-        """``{node: True/False}`` from each node's ``/qps/alive``."""
+    def alive(self, nodes: Sequence[str] | None = None) -> dict[str, bool]:
+        """``{node: True/False}`` from each node's ``/qps/alive`` (``nodes``: only those); a node
+        that answers is healthy again at once, whatever ``unhealthy_for`` says."""
         out = {}
-        for n in self.nodes:
+        for n in nodes if nodes is not None else self.nodes:
             try:
                 status, data = self._call(
                     n,

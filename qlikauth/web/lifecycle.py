@@ -382,13 +382,14 @@ class PendingEndings:
         return total
 
     def finish(self) -> EndReport:
-        """End what is pending on every node that is not known to be down; keep what fails."""
+        """End what is pending on every node; a node known to be down is first asked (/qps/alive,
+        briefly, only when work waits for it) whether it is back. What fails again is kept."""
         qps = self.runtime.qps
         store = self.runtime.sealed_store
         report = EndReport()
         for node in qps.nodes:
-            if qps.is_down(node):
-                continue
+            if qps.is_down(node) and not (store.get(self._key(node)) and qps.alive([node])[node]):
+                continue  # still down (asked once, briefly, only when work waits for it)
             raw = store.take(self._key(node))
             if raw is None:
                 continue
