@@ -320,7 +320,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
         "groups_ok": groups_ok, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
         "idp_signing_s_before_storm": round(idp_seconds, 1),
         "qps_requests": after["qps_requests"] - before["qps_requests"],
-        "server": "gunicorn -w 2 --threads 8 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
+        "server": "gunicorn -w 2 --threads 8 --keep-alive 0 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
     }
 
 

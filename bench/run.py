@@ -359,7 +359,35 @@ def table(results: dict[str, Any]) -> str:
     if sm:
         from bench_saml import saml_rows
         rows.extend(saml_rows(sm))
+    r = results.get("storm_ratios")
+    if r:
+        labels = {"oidc_provider_alone_vs_tickets": "the OIDC provider alone / ticket",
+                  "oidc_vs_its_provider_alone": "OIDC storm / its provider alone",
+                  "saml_vs_tickets": "**SAML / ticket** (target >= 0.7x)"}
+        ctx = "; ".join(f"{labels[k]} {v:.2f}x" for k, v in r.items() if k in labels)
+        rows.append(f"| Sign-in storms of {results['storm']['users']} users, same run: OIDC / ticket (sign-ins/s) | "
+                    f"**{r.get('oidc_vs_tickets', 0):.2f}x** | >= 0.7x (the provider's own cost apart) | {ctx} |")
     return "\n".join(rows)
+
+
+def storm_ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Each SSO storm's sign-ins/s over the ticket storm's, in the same run (and the OIDC
+    provider alone over it: the provider's own cost)."""
+    base = (results.get("storm") or {}).get("sign_ins_per_s")
+    if not base:
+        return {}
+    out: dict[str, float] = {}
+    o = (results.get("oidc") or {}).get("storm") or {}
+    if o.get("sign_ins_per_s"):
+        out["oidc_vs_tickets"] = round(o["sign_ins_per_s"] / base, 3)
+        if o.get("provider_alone", {}).get("sign_ins_per_s"):
+            out["oidc_provider_alone_vs_tickets"] = round(o["provider_alone"]["sign_ins_per_s"] / base, 3)
+            out["oidc_vs_its_provider_alone"] = round(
+                o["sign_ins_per_s"] / o["provider_alone"]["sign_ins_per_s"], 3)
+    st = (results.get("saml") or {}).get("storm") or {}
+    if st.get("sign_ins_per_s"):
+        out["saml_vs_tickets"] = round(st["sign_ins_per_s"] / base, 3)
+    return out
 
 
 SECTIONS = ("tickets", "page_views", "storm", "memory", "header_auth", "jwt", "oidc", "saml")
@@ -414,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             results[s] = funcs[s](args)
             log(f"  {s} done in {time.perf_counter() - t0:.1f}s")
+    results["storm_ratios"] = storm_ratios(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["bench_process_rss_mib"] = round(rss_kib()["rss_kib"] / 1024, 1)
     md = table(results)
