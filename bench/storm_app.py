@@ -17,7 +17,8 @@ from pathlib import Path
 from werkzeug.security import generate_password_hash
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (str(ROOT), str(ROOT / "integrations")):
+# the example's own directory too: app.py imports its sibling password_login.py
+for _p in (str(ROOT), str(ROOT / "integrations"), str(ROOT / "examples" / "flask_portal")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
