@@ -80,6 +80,10 @@ def _flask_session_app(settings: dict[str, str]) -> Any:
         name = session.get("user")
         return QlikUser("PORTAL", name, [("group", "Sales")]) if name else None
 
+    @ext.user_key  # the mapping remembered per portal user (docs/flask.md)
+    def user_key() -> str | None:
+        return session.get("user")
+
     app = Flask("bench_flask_session_portal")
     app.config.update(SECRET_KEY=secrets.token_hex(32), **settings)
     ext.init_app(app)
