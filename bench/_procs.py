@@ -317,9 +317,10 @@ def run_standalone(description: str, section: Callable[[Any], dict[str, Any]],
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--storm-users", type=int, default=None, metavar="N")
     args = ap.parse_args(argv)
     args.rounds, args.slice = (2, 0.15) if args.quick else (9, 0.6)
-    args.storm_users = 20 if args.quick else 200
+    args.storm_users = args.storm_users or (20 if args.quick else 200)
     result = section(args)
     print("\n".join([*head, *rows(result)]))
     if args.json:
@@ -365,11 +366,15 @@ class Gunicorn:
 
     def __enter__(self) -> Gunicorn:
         import subprocess
+        import tempfile
 
         import requests
 
+        # A file, not a pipe: nobody reads gunicorn's stderr while it serves, and an app logging
+        # errors on every request would fill a pipe and block its workers on write.
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=self.stderr)
         try:
             deadline = time.monotonic() + self.ready_within
             while True:
@@ -379,8 +384,7 @@ class Gunicorn:
                 except requests.RequestException:
                     pass
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
-                    raise RuntimeError(f"gunicorn did not start: {err}")
+                    raise RuntimeError(f"gunicorn did not start: {self.errors()}")
                 time.sleep(0.2)
         except BaseException:
             self.close()
@@ -397,9 +401,13 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.stderr.close()
         self.proc = None
+
+    def errors(self) -> str:
+        """The end of what gunicorn and the app wrote to stderr so far."""
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")[-2000:]
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
