@@ -57,6 +57,7 @@ from flask import (
     request,
 )
 from flask import session as flask_session
+from flask.globals import request_ctx
 
 from qlikauth.authenticators.base import Cookie
 from qlikauth.exceptions import ConfigurationError, QlikAuthError
@@ -354,12 +355,17 @@ class QlikAuth:
         exists, and a new one replaces it if Qlik has ended it. Raises
         :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        runtime = _state().runtime
-        req, session = _current()
+        # Called on every page view: the request context looked up once (not the app, request
+        # and session proxies one by one), and the signed-in browser's case decided before
+        # anything else is built; resume_session reads only the session, the cookies and the user.
+        ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        try:
+            runtime = ctx.app.extensions["qlikauth"].runtime
+        except KeyError:
+            runtime = _state().runtime  # raises the error that says what to do
+        session = ctx.session
         user = user if user is not None else self.current_user()
-        # Called on every page view: the signed-in browser's case is decided before anything
-        # else is built; resume_session reads only the session, the cookies and the user.
-        outcome = flows.reused_session(session, req.cookies, user, runtime, verify=verify)
+        outcome = flows.reused_session(session, ctx.request.cookies, user, runtime, verify=verify)
         if outcome is None:
             wr = web_request(user)
             outcome = flows.resume_session(wr, runtime, verify=verify, start=True)
