@@ -345,8 +345,8 @@ class Gunicorn:
     (within ``ready_within`` seconds, else RuntimeError with the end of gunicorn's stderr);
     leaving the block terminates it (killed if it is not gone within 15 s).
 
-    ``keepalive`` is gunicorn's ``--keep-alive``: 0 (the deployment docs/deployment.md
-    recommends) answers every request with ``Connection: close``, so no client ever sends on a
+    ``keepalive`` is gunicorn's ``--keep-alive``: 0 (what docs/troubleshooting.md recommends)
+    answers every request with ``Connection: close``, so no client ever sends on a
     connection gunicorn is closing for idleness (with gunicorn's default, 2 s, a storm lost a few
     sign-ins that way: ``RemoteDisconnected`` or a reset at the OIDC callback).
     """
