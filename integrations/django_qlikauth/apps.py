@@ -62,11 +62,14 @@ def _connect_mapping_signals() -> None:
             for pk in pk_set:
                 forget_user((user_model._meta.label_lower, pk))
 
-    post_save.connect(user_changed, sender=user_model, weak=False, dispatch_uid="qlikauth-user-saved")
-    post_delete.connect(user_changed, sender=user_model, weak=False, dispatch_uid="qlikauth-user-deleted")
-    post_save.connect(group_changed, sender=Group, weak=False, dispatch_uid="qlikauth-group-saved")
-    post_delete.connect(group_changed, sender=Group, weak=False, dispatch_uid="qlikauth-group-deleted")
+    for signal, receiver, sender, uid in (
+            (post_save, user_changed, user_model, "user-saved"),
+            (post_delete, user_changed, user_model, "user-deleted"),
+            (post_save, group_changed, Group, "group-saved"),
+            (post_delete, group_changed, Group, "group-deleted")):
+        signal.connect(receiver, sender=sender, weak=False, dispatch_uid=f"qlikauth-{uid}")
     groups = getattr(user_model, "groups", None)
     through = getattr(groups, "through", None)
     if through is not None:  # a custom user model without PermissionsMixin has no groups
-        m2m_changed.connect(groups_changed, sender=through, weak=False, dispatch_uid="qlikauth-user-groups")
+        m2m_changed.connect(groups_changed, sender=through, weak=False,
+                            dispatch_uid="qlikauth-user-groups")
