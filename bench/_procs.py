@@ -317,9 +317,10 @@ def run_standalone(description: str, section: Callable[[Any], dict[str, Any]],
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--storm-users", type=int, default=None, metavar="N")
     args = ap.parse_args(argv)
     args.rounds, args.slice = (2, 0.15) if args.quick else (9, 0.6)
-    args.storm_users = 20 if args.quick else 200
+    args.storm_users = args.storm_users or (20 if args.quick else 200)
     result = section(args)
     print("\n".join([*head, *rows(result)]))
     if args.json:
@@ -343,14 +344,21 @@ class Gunicorn:
     ``with Gunicorn(...) as g`` starts it and waits until ``GET <url><ready_path>`` answers 200
     (within ``ready_within`` seconds, else RuntimeError with the end of gunicorn's stderr);
     leaving the block terminates it (killed if it is not gone within 15 s).
+
+    ``keepalive`` is gunicorn's ``--keep-alive``: 0 (what docs/troubleshooting.md recommends)
+    answers every request with ``Connection: close``, so no client ever sends on a
+    connection gunicorn is closing for idleness (with gunicorn's default, 2 s, a storm lost a few
+    sign-ins that way: ``RemoteDisconnected`` or a reset at the OIDC callback).
     """
 
     def __init__(self, app: str, port: int, *, workers: int, threads: int, env: dict[str, str],
-                 ready_path: str, timeout: int = 60, ready_within: float = 60.0) -> None:
+                 ready_path: str, timeout: int = 60, ready_within: float = 60.0,
+                 keepalive: int = 0) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
-                    "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", str(timeout), app]
+                    "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", str(timeout),
+                    "--keep-alive", str(keepalive), app]
         self.env = {**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
         self.ready_path = ready_path
         self.ready_within = ready_within

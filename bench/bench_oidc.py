@@ -38,6 +38,8 @@ for _p in (str(HERE), str(ROOT), str(ROOT / "tests" / "peers")):
 
 REDIRECT = "https://localhost:8443/oidc/callback"
 SECRET = "bench-secret-" + "x" * 32
+#: Seconds the storms' relying parties wait for each provider call (the setting's default is 5).
+STORM_PROVIDER_TIMEOUT = 30
 
 
 def _log(msg: str) -> None:
@@ -172,7 +174,11 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
             OpenIDProvider(emu.certs_dir, clients=[client], accounts=accounts) as op:
         oidc = {"ISSUER": op.issuer, "CLIENT_ID": "storm", "CLIENT_SECRET": SECRET,
                 "REDIRECT_URI": f"{portal}/oidc/callback", "CA_BUNDLE": op.ca_bundle,
-                "SCOPES": "openid email profile groups", "COOKIE_NAME": "qlikauth-oidc", "COOKIE_SECURE": "false"}
+                "SCOPES": "openid email profile groups", "COOKIE_NAME": "qlikauth-oidc", "COOKIE_SECURE": "false",
+                # The provider here is one node process on the same 2 cores, answering 200 users'
+                # five requests each: under other load its token endpoint queued a callback's token
+                # request past the default 5 s (a 504, a lost sign-in that is the provider's).
+                "TIMEOUT": STORM_PROVIDER_TIMEOUT}
         env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
                "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
                "QLIKAUTH_OIDC": json.dumps(oidc), "PORTAL_SECRET_KEY": secrets.token_hex(32)}
@@ -213,12 +219,54 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
                     at_op.close()
 
             wall = storm(users, sign_in, join_within=180)
+
+        # The provider's own cost: the same users at once doing only what the provider does for a
+        # sign-in (authorize, login page, login, resume, then the token request), driven by a
+        # relying party in this process, no portal, no Qlik.
+        from qlikauth.bridges.oidc import OidcRelyingParty, OidcSettings
+        from qlikauth.store import MemoryStore
+
+        rp = OidcRelyingParty(OidcSettings(issuer=op.issuer, client_id="storm", client_secret=SECRET,
+                                           redirect_uri=f"{portal}/oidc/callback", ca_bundle=op.ca_bundle,
+                                           timeout=STORM_PROVIDER_TIMEOUT,
+                                           scopes=("openid", "email", "profile", "groups")), MemoryStore())
+        rp.complete(*_begin_at(rp, op, "bench000"))  # warm-up: discovery and JWKS fetched once
+        alone: list[dict[str, Any]] = [{} for _ in range(users)]
+
+        def provider_only(i: int, barrier: Any) -> None:
+            res = alone[i]
+            res.update(ok=False)
+            barrier.wait()
+            try:
+                t0 = time.perf_counter()
+                login = rp.complete(*_begin_at(rp, op, f"bench{i:03d}"))
+                res["seconds"] = time.perf_counter() - t0
+                res["ok"] = login.claims["email"] == f"bench{i:03d}@example.com"
+            except Exception as exc:  # counted, reported
+                res["error"] = f"provider: {type(exc).__name__}: {exc}"[:300]
+
+        provider_wall = storm(users, provider_only, join_within=180)
+        rp.close()
     done = [r for r in results if r.get("ok")]
     expected = {r["user"]: f"OIDC\\{r['user']}@example.com" for r in results}
     mixups = sum(1 for r in done if r["hub_user"].lower() != expected[r["user"]].lower()
                  or (r["portal_user"] or "").lower() != expected[r["user"]].lower())
+    provider = storm_figures(users, alone, provider_wall)
     return {**storm_figures(users, results, wall), "mixups": mixups,
-            "server": "gunicorn -w 1 --threads 16 (bench/oidc_storm_app.py); provider: oidc-provider on node"}
+            "provider_alone": {k: provider[k] for k in ("completed", "sign_ins_per_s", "p50_ms", "p99_ms",
+                                                        "first_errors")},
+            "server": "gunicorn -w 1 --threads 16 --keep-alive 0 (bench/oidc_storm_app.py); "
+                      "provider: oidc-provider on node"}
+
+
+def _begin_at(rp: Any, op: Any, user: str) -> tuple[str, dict[str, str]]:
+    """A sign-in begun by ``rp`` and completed at the provider by ``user`` in a fresh browser:
+    the binding cookie's value and the callback's parameters, for ``rp.complete``."""
+    import requests
+
+    req = rp.begin(None)
+    with requests.Session() as browser:
+        return req.cookie.value, op.sign_in(req.url, user, session=browser)["params"]
 
 
 def oidc_rows(o: dict[str, Any]) -> list[str]:
@@ -241,6 +289,10 @@ def oidc_rows(o: dict[str, Any]) -> list[str]:
         f"{o['storm']['sign_ins_per_s']:.0f} sign-ins/s, {o['storm']['completed']}/{o['storm']['users']} signed in | "
         f"all signed in as themselves, 0 mix-ups | p50 {o['storm']['p50_ms']:.0f} ms, p99 {o['storm']['p99_ms']:.0f} ms; "
         f"mix-ups {o['storm']['mixups']}"
+        + (f"; the provider alone (the same users at once, its five requests each, no portal): "
+           f"{o['storm']['provider_alone']['sign_ins_per_s']:.0f} sign-ins/s, "
+           f"{o['storm']['provider_alone']['completed']}/{o['storm']['users']}"
+           if "provider_alone" in o["storm"] else "")
         + (f"; errors {o['storm']['errors']}: {'; '.join(o['storm']['first_errors'])[:300]}" if o["storm"]["errors"] else "")
         + " |"])
 

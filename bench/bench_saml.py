@@ -234,6 +234,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
 
     from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
     from qlikauth.emulator.saml_idp import ENTRA_CLAIMS, IdpUser, SamlIdp
+    from qlikauth.store import new_store_key
 
     if REDIS_SERVER is None:
         return {"status": "skipped", "reason": "redis-server is not installed"}
@@ -257,7 +258,9 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
         config = {"secret_key": secrets.token_hex(32), "protocol": {"QLIKAUTH_SAML": saml, "QLIKAUTH_CLAIMS": claims},
                   "qlik": {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
                            "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_urls["sso"],
-                           "QLIKAUTH_MODE": "ticket", "QLIKAUTH_STATE_STORE": redis.url}}
+                           "QLIKAUTH_MODE": "ticket", "QLIKAUTH_STATE_STORE": redis.url,
+                           # a shared store holds bearer values sealed only (docs/stores.md)
+                           "QLIKAUTH_STORE_KEYS": new_store_key("bench")}}
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(config))
         env = {**os.environ, "BENCH_SAML_CONFIG": str(cfg)}
@@ -320,7 +323,7 @@ def bench_saml_storm(args: argparse.Namespace) -> dict[str, Any]:
         "groups_ok": groups_ok, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
         "idp_signing_s_before_storm": round(idp_seconds, 1),
         "qps_requests": after["qps_requests"] - before["qps_requests"],
-        "server": "gunicorn -w 2 --threads 8 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
+        "server": "gunicorn -w 2 --threads 8 --keep-alive 0 (examples/sso_portal via bench/saml_storm_app.py), state in Redis",
     }
 
 

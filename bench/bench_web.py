@@ -80,6 +80,10 @@ def _flask_session_app(settings: dict[str, str]) -> Any:
         name = session.get("user")
         return QlikUser("PORTAL", name, [("group", "Sales")]) if name else None
 
+    @ext.user_key  # the mapping remembered per portal user (docs/flask.md)
+    def user_key() -> str | None:
+        return session.get("user")
+
     app = Flask("bench_flask_session_portal")
     app.config.update(SECRET_KEY=secrets.token_hex(32), **settings)
     ext.init_app(app)
@@ -216,8 +220,6 @@ def _private_dir(prefix: str) -> str:
 
 def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
 
     users = args.storm_users
     port = free_port()
@@ -241,20 +243,12 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                 res.update(user=name, ok=False)
                 s = requests.Session()
                 s.trust_env = False
-                # Like a browser, resend an idempotent GET once when the server had already closed
-                # the kept-alive connection (gunicorn drops it after 2 s idle; with 200 client
-                # threads on 2 cores a thread can wait that long between two steps). POSTs are
-                # never resent.
-                retry = Retry(total=1, connect=1, read=1, status=0, redirect=0, other=0,
-                              allowed_methods=frozenset({"GET"}))
-                s.mount("http://", HTTPAdapter(max_retries=retry))
+                # No retries and no Connection: close here: gunicorn runs with --keep-alive 0 (the
+                # recommended deployment), so no request is ever sent on a connection it is
+                # closing for idleness, and a lost sign-in is the portal's.
                 step = ["login form"]
                 try:
-                    # Connection: close, so the timed POST opens its own connection: a kept-alive
-                    # one would sit idle at the barrier past gunicorn's 2 s keep-alive and be
-                    # closed under the POST (which requests rightly does not retry).
-                    page = s.get(f"{portal}/login?next=/qlik/login", headers={"Connection": "close"},
-                                 timeout=60).text
+                    page = s.get(f"{portal}/login?next=/qlik/login", timeout=60).text
                     csrf = _CSRF.search(page).group(1)  # type: ignore[union-attr]
                 finally:
                     barrier.wait()
@@ -292,5 +286,5 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
         "hub_identity_ok": mixups == 0 and len(done) == users,
         "qps_requests": after["qps_requests"] - before["qps_requests"],
         "tickets_redeemed": after["tickets_redeemed"] - before["tickets_redeemed"],
-        "server": "gunicorn -w 2 --threads 8 (examples/flask_portal via bench/storm_app.py)",
+        "server": "gunicorn -w 2 --threads 8 --keep-alive 0 (examples/flask_portal via bench/storm_app.py)",
     }

@@ -122,6 +122,8 @@ class HeaderProxyStack:
             portal_url=f"http://127.0.0.1:{self.portal_port}", login_url=f"{self.portal_url}/login",
             header_name=HEADER, qps_nodes=[self.emulator.hub_url], root_pem=str(certs / "root.pem"),
             prefix=PREFIX,
+            # the identity cache as generated (5 s), its files in this run's directory
+            identity_cache_dir=str(self.runtime_dir / "identity_cache"),
         )
         conf = self.runtime_dir / "nginx.conf"
         conf.write_text(generate_nginx_conf(block, str(self.runtime_dir)))

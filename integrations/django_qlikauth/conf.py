@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -103,8 +104,48 @@ def reset_runtime(*, setting: str | None = None, **_: Any) -> None:
         old = _cache["runtime"]
         _cache["runtime"] = None
         _cache["source"] = None
+    forget_all_users()
     if old is not None:
         old.close()
+
+
+#: Seconds a remembered mapping is used at most. This process forgets a user's mapping as soon
+#: as the user or its groups change here (the signals ``django_qlikauth`` connects); a change
+#: made by another process (another gunicorn worker, a management command, SQL) reaches this
+#: one within this time.
+MAPPING_LIFETIME = 10.0
+_MAPPED_MAX = 4096
+# (user model label, pk) -> (the mapping's runtime, its QlikUser, when it expires)
+_mapped: dict[tuple[str, Any], tuple[QlikAuthRuntime, QlikUser | None, float]] = {}
+
+
+def forget_user(user: Any) -> None:
+    """Map ``user`` (a Django user, or its model label and pk as a tuple) afresh on its next
+    request. ``django_qlikauth`` calls it when the user or its groups change through the ORM;
+    call it after changing, another way, what a USER_MAPPER reads."""
+    key = user if isinstance(user, tuple) else (user._meta.label_lower, user.pk)
+    _mapped.pop(key, None)
+
+
+def forget_all_users() -> None:
+    """Map every user afresh on its next request (a group renamed or deleted, settings changed)."""
+    _mapped.clear()
+
+
+def _remembered_mapping(user: Any, runtime: QlikAuthRuntime) -> QlikUser | None:
+    """``user`` mapped by the default mapper, remembered per user (one groups query per user
+    and :data:`MAPPING_LIFETIME`, not per page view)."""
+    key = (user._meta.label_lower, user.pk)
+    now = time.monotonic()
+    hit = _mapped.get(key)
+    if hit is not None and hit[0] is runtime and hit[2] > now:
+        return hit[1]
+    groups = list(user.groups.order_by("name").values_list("name", flat=True))
+    qlik_user = runtime.user_for(user.get_username(), groups)
+    if len(_mapped) >= _MAPPED_MAX:
+        _mapped.clear()  # bounded; the users still active are mapped again on their next view
+    _mapped[key] = (runtime, qlik_user, now + MAPPING_LIFETIME)
+    return qlik_user
 
 
 def default_user_mapper(user: Any) -> QlikUser:
@@ -160,6 +201,11 @@ def qlik_user_for(request: Any) -> QlikUser | None:
 
     if signed_in_by_sso(request):
         return sso_user(request)
+    runtime = get_runtime()
+    if runtime.config.user_mapper is None:
+        # The default mapper reads only the user and its groups, whose changes forget the
+        # mapping (apps.py); a USER_MAPPER may read anything, so it is asked on every request.
+        return _remembered_mapping(user, runtime)
     qlik_user = get_user_mapper()(user)
     if qlik_user is not None and not isinstance(qlik_user, QlikUser):
         raise ConfigurationError(f"QLIKAUTH USER_MAPPER returned {type(qlik_user).__name__}, not a QlikUser.",

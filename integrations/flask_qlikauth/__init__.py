@@ -42,7 +42,8 @@ except ImportError as _exc:
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,6 +58,7 @@ from flask import (
     request,
 )
 from flask import session as flask_session
+from flask.globals import request_ctx
 
 from qlikauth.authenticators.base import Cookie
 from qlikauth.exceptions import ConfigurationError, QlikAuthError
@@ -84,6 +86,13 @@ log = logging.getLogger("flask_qlikauth")
 SESSION_KEY = flows.SESSION_KEY
 
 UserLoader = Callable[[], "QlikUser | None"]
+UserKey = Callable[[], "Hashable | None"]
+
+#: Seconds a mapping remembered under ``user_key`` is used at most: :meth:`QlikAuth.forget_user`
+#: forgets it at once in this process; a change another process makes reaches this one within
+#: this time.
+MAPPING_LIFETIME = 10.0
+_MAPPED_MAX = 4096
 
 
 @dataclass
@@ -270,10 +279,13 @@ class QlikAuth:
     """
 
     def __init__(self, app: Flask | None = None, *, url_prefix: str = "/qlik",
-                 user_loader: UserLoader | None = None,
+                 user_loader: UserLoader | None = None, user_key: UserKey | None = None,
                  login_user_with: Callable[[QlikUser], Any] | None = None) -> None:
         self.url_prefix = url_prefix
         self._user_loader: UserLoader | None = user_loader
+        self._user_key: UserKey | None = user_key
+        # user key -> (the loader's QlikUser, when it expires); only with a user_key
+        self._mapped: dict[Hashable, tuple[QlikUser | None, float]] = {}
         #: ``callable(QlikUser) -> Flask-Login user`` (or None: not signed in to Flask-Login):
         #: a SAML or OIDC sign-in is then a Flask-Login sign-in too, and its ending logs that
         #: user out (single logout, back-channel logout, the caps).
@@ -316,6 +328,22 @@ class QlikAuth:
         self._user_loader = fn
         return fn
 
+    def user_key(self, fn: UserKey) -> UserKey:
+        """Decorator: ``fn()`` returns who is signed in as a cheap, hashable key (the portal
+        user's id from its own session), or None when nobody is. With it, the user loader's
+        answer is remembered per key, so a page view does not map the user again: call
+        :meth:`forget_user` with the key when what the loader reads (the user's groups) changes;
+        another process's change is seen within :data:`MAPPING_LIFETIME` seconds."""
+        self._user_key = fn
+        return fn
+
+    def forget_user(self, key: Hashable | None = None) -> None:
+        """Map the user with ``key`` (every user: no key) afresh on its next request."""
+        if key is None:
+            self._mapped.clear()
+        else:
+            self._mapped.pop(key, None)
+
     # -- helpers for the app's own views --------------------------------------------
     @property
     def runtime(self) -> QlikAuthRuntime:
@@ -326,9 +354,21 @@ class QlikAuth:
         """The signed-in portal user as a :class:`QlikUser` (from the user loader), or None."""
         if self._user_loader is None:
             raise ConfigurationError("flask_qlikauth has no user loader: see QlikAuth.user_loader.")
+        if self._user_key is not None:
+            key = self._user_key()
+            if key is None:
+                return None
+            hit = self._mapped.get(key)
+            now = time.monotonic()
+            if hit is not None and hit[1] > now:
+                return hit[0]
         user = self._user_loader()
         if user is not None and not isinstance(user, QlikUser):
             raise TypeError(f"the qlikauth user loader must return a QlikUser or None, not {type(user).__name__}")
+        if self._user_key is not None:
+            if len(self._mapped) >= _MAPPED_MAX:
+                self._mapped.clear()  # bounded; active users are mapped again on their next view
+            self._mapped[key] = (user, now + MAPPING_LIFETIME)
         return user
 
     def start_session(self, response: Response, user: QlikUser | None = None, *, verify: bool = False) -> Response:
@@ -341,12 +381,17 @@ class QlikAuth:
         exists, and a new one replaces it if Qlik has ended it. Raises
         :class:`~qlikauth.IdentityError` when nobody is signed in.
         """
-        runtime = state().runtime
-        req, session = _current()
+        # Called on every page view: the request context looked up once (not the app, request
+        # and session proxies one by one), and the signed-in browser's case decided before
+        # anything else is built; resume_session reads only the session, the cookies and the user.
+        ctx = request_ctx._get_current_object()  # type: ignore[attr-defined]
+        try:
+            runtime = ctx.app.extensions["qlikauth"].runtime
+        except KeyError:
+            runtime = state().runtime  # raises the error that says what to do
+        session = ctx.session
         user = user if user is not None else self.current_user()
-        # Called on every page view: the signed-in browser's case is decided before anything
-        # else is built; resume_session reads only the session, the cookies and the user.
-        outcome = flows.reused_session(session, req.cookies, user, runtime, verify=verify)
+        outcome = flows.reused_session(session, ctx.request.cookies, user, runtime, verify=verify)
         if outcome is None:
             wr = web_request(user)
             outcome = flows.resume_session(wr, runtime, verify=verify, start=True)

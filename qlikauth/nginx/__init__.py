@@ -31,6 +31,8 @@ __all__ = [
     "generate_server_block",
     "generate_nginx_conf",
     "DEFAULT_IDENTITY_PATH",
+    "DEFAULT_IDENTITY_CACHE",
+    "DEFAULT_IDENTITY_CACHE_PARENT",
     "IDENTITY_RESPONSE_HEADER",
 ]
 
@@ -38,6 +40,12 @@ __all__ = [
 DEFAULT_IDENTITY_PATH = "/qlik/header-auth"
 #: The response header the identity endpoint answers with (``$upstream_http_x_qlik_header_value``).
 IDENTITY_RESPONSE_HEADER = "X-Qlik-Header-Value"
+#: Seconds nginx reuses the portal's identity answer for the same ``Cookie`` header by default:
+#: the longest a copied, signed-out cookie header keeps its identity (docs/nginx.md).
+DEFAULT_IDENTITY_CACHE = 5
+#: Where the cache files go by default (nginx's own state directory on Debian, Ubuntu, RHEL and
+#: Alpine; nginx's master creates the last directory): ``<this>/qlikauth-cache-<prefix id>``.
+DEFAULT_IDENTITY_CACHE_PARENT = "/var/lib/nginx"
 
 Sticky = Literal["identity", "cookie", "ip"]
 
@@ -184,7 +192,7 @@ def generate_server_block(
     next_param: str = "next",
     portal_ca: str | None = None,
     identity_response_header: str = IDENTITY_RESPONSE_HEADER,
-    identity_cache: int = 0,
+    identity_cache: int = DEFAULT_IDENTITY_CACHE,
     identity_cache_dir: str | None = None,
 ) -> str:
     """The nginx configuration (``map``/``upstream``/``server`` blocks, for ``http {}``) for one
@@ -221,13 +229,13 @@ def generate_server_block(
     :param identity_response_header: the response header the identity endpoint answers with
         (the integrations' ``HEADER_RESPONSE_HEADER``, default ``X-Qlik-Header-Value``).
     :param identity_cache: seconds nginx may reuse the portal's 200 answer for requests with
-        exactly the same ``Cookie`` header (0, the default: ask the portal on every request). A
-        browser that signs out loses its portal cookie and is asked about at once; a *copy* of a
-        signed-out cookie header keeps its identity for at most this long (docs/nginx.md,
-        "The identity cache").
+        exactly the same ``Cookie`` header (default 5; 0: ask the portal on every request). A
+        browser that signs out loses or replaces its portal cookie and is asked about at once;
+        a *copy* of a signed-out cookie header keeps its identity for at most this long
+        (docs/nginx.md, "The identity cache").
     :param identity_cache_dir: absolute directory for nginx's cache files, whose parent exists
         (they hold cookie headers and identities: readable by nginx only, ideally on tmpfs);
-        required with ``identity_cache``.
+        default ``/var/lib/nginx/qlikauth-cache-<prefix>``.
     """
     header = check_header_name(header_name)
     if header.lower() in _PROTOCOL_HEADERS:
@@ -362,11 +370,7 @@ def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple
     if seconds == 0:
         return "", ""
     if directory is None:
-        raise ConfigurationError(
-            "identity_cache needs identity_cache_dir, an absolute directory for nginx's cache files "
-            "whose parent exists (e.g. /var/lib/nginx/qlikauth-cache on Debian, or on tmpfs such as "
-            "/run; readable by nginx only: the files hold cookie headers)."
-        )
+        directory = f"{DEFAULT_IDENTITY_CACHE_PARENT}/qlikauth-cache-{ident}"
     where = _abs_path(directory, "identity_cache_dir").rstrip("/")
     zone = f"qlikauth_{ident}_cache"
     http = (

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from ..exceptions import ConfigurationError
-from . import DEFAULT_IDENTITY_PATH, generate_nginx_conf, generate_server_block
+from . import (
+    DEFAULT_IDENTITY_CACHE,
+    DEFAULT_IDENTITY_CACHE_PARENT,
+    DEFAULT_IDENTITY_PATH,
+    generate_nginx_conf,
+    generate_server_block,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -50,11 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how a browser stays on one node (default: %(default)s; see docs/nginx.md)")
     parser.add_argument("--tls-name", metavar="HOST",
                         help="a name every node's certificate carries (enables one upstream with failover)")
-    parser.add_argument("--identity-cache", type=int, default=0, metavar="SECONDS",
-                        help="reuse the portal's answer for the same Cookie header this long (default: 0, ask "
-                             "on every request; see docs/nginx.md for what sign-out then means)")
-    parser.add_argument("--identity-cache-dir", metavar="DIR",
-                        help="directory for the identity cache's files (default with --full: RUNTIME_DIR/identity_cache)")
+    parser.add_argument(
+        "--identity-cache", type=int, default=DEFAULT_IDENTITY_CACHE, metavar="SECONDS",
+        help="reuse the portal's answer for the same Cookie header this long (default: "
+             "%(default)s; 0 asks on every request; docs/nginx.md says what sign-out means)")
+    parser.add_argument(
+        "--identity-cache-dir", metavar="DIR",
+        help="directory for the identity cache's files (default: RUNTIME_DIR/identity_cache "
+             f"with --full, else {DEFAULT_IDENTITY_CACHE_PARENT}/qlikauth-cache-PREFIX)")
     parser.add_argument("--full", metavar="RUNTIME_DIR",
                         help="write a complete nginx.conf whose pid, logs and temp files live in RUNTIME_DIR")
     parser.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")

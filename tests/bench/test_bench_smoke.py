@@ -32,15 +32,16 @@ for _module in ("flask", "django", "gunicorn"):
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=260,
+        # Quick counts, but the storms at full size: a storm loses nobody at 200 users.
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--storm-users", "200", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| Benchmark |" in proc.stdout
     return json.loads(out.read_text())
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(270)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 def test_every_section_present(results):
@@ -71,7 +72,7 @@ def test_page_views_make_no_qps_calls(results):
 
 def test_storm_no_mixups(results):
     s = results["storm"]
-    assert s["completed"] == s["users"] > 0, s.get("first_errors")
+    assert s["completed"] == s["users"] == 200, s.get("first_errors")
     assert s["sign_ins_per_s"] > 0 and s["p99_ms"] > 0
     assert s["mixups"] == 0
     assert s["distinct_tickets"] is True and s["hub_identity_ok"] is True
@@ -90,12 +91,13 @@ def test_memory_measured(results):
 def test_header_auth_measured_through_real_nginx(results):
     h = results["header_auth"]
     assert h["status"] == "measured", h
-    assert h["ratio_with_vs_without"] > 0 and h["ratio_cache_vs_without"] > 0
+    assert h["ratio_generated_vs_without"] > 0 and h["ratio_uncached_vs_without"] > 0
     for name, c in h["contenders"].items():
         assert c["per_s_median"] > 0 and c["calls"] > 0, name
-    # every uncached request asked the portal (plus one warm-up per thread); the cache asked it a few times
-    assert h["portal_calls_with"] == h["contenders"]["with auth_request"]["calls"] + h["threads"]
-    assert 1 <= h["portal_calls_cached"] < h["contenders"]["identity cache"]["calls"]
+    # every uncached request asked the portal (plus one warm-up per thread); as generated, the
+    # identity cache asked it a few times
+    assert h["portal_calls_with"] == h["contenders"]["no identity cache"]["calls"] + h["threads"]
+    assert 1 <= h["portal_calls_cached"] < h["contenders"]["as generated"]["calls"]
 
 
 def test_jwt_and_cloud_token_figures(results):
@@ -123,5 +125,13 @@ def test_saml_acs_figures(results):
 def test_saml_storm_signs_everyone_in_as_themselves(results):
     """Correctness, not speed: every user through the ACS, the ticket and the hub, as themselves."""
     st = results["saml"]["storm"]
-    assert st["completed"] == st["users"] > 0, st.get("first_errors")
+    assert st["completed"] == st["users"] == 200, st.get("first_errors")
     assert st["mixups"] == 0 and st["groups_ok"] is True and st["distinct_tickets"] is True
+
+
+def test_storm_ratios_reported(results):
+    """Each SSO storm beside the ticket storm of the same run (the figure README quotes)."""
+    r = results["storm_ratios"]
+    assert r["saml_vs_tickets"] > 0
+    if "oidc" in results and "storm" in results["oidc"]:
+        assert r["oidc_vs_tickets"] > 0 and r["oidc_provider_alone_vs_tickets"] > 0

@@ -368,6 +368,91 @@ def test_a_removed_group_replaces_the_remembered_proxy_session(session_emu: Any,
             alice.groups.add(finance)
 
 
+def _group_queries(queries: list[dict[str, Any]]) -> list[str]:
+    return [q["sql"] for q in queries if "auth_group" in q["sql"]]
+
+
+def test_page_views_ask_no_groups_query(session_emu: Any, qps_calls: list) -> None:
+    """The mapped user is remembered per portal user: a page view makes no groups query."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        client.get("/signin/alice")
+        assert client.get("/page").status_code == 200
+        qps_calls.clear()
+        with CaptureQueriesContext(connection) as views:
+            for _ in range(5):
+                assert client.get("/page").status_code == 200
+        assert _group_queries(views.captured_queries) == [] and qps_calls == []
+
+
+def _remove_finance(how: str, alice: Any, finance: Any) -> None:
+    if how == "user side":
+        alice.groups.remove(finance)
+    elif how == "group side":
+        finance.user_set.remove(alice)
+    elif how == "group cleared":
+        finance.user_set.clear()
+    elif how == "user's groups set":
+        alice.groups.set(alice.groups.exclude(pk=finance.pk))
+    elif how == "group renamed":
+        finance.name = "Treasury"
+        finance.save()
+    elif how == "group deleted":
+        finance.delete()
+
+
+@pytest.mark.parametrize("how", ["user side", "group side", "group cleared", "user's groups set",
+                                 "group renamed", "group deleted"])
+def test_a_group_change_takes_effect_on_the_next_view(session_emu: Any, qps_calls: list, how: str) -> None:
+    """However the groups change through the ORM, the next page view maps the user afresh."""
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        old = qlik_cookies(client.get("/signin/alice"), "X-Qlik-Session-mashup")[0].value
+        assert client.get("/page").status_code == 200  # the mapping is remembered from here
+        alice = User.objects.get(username="alice")
+        finance = Group.objects.get(name="Finance")
+        _remove_finance(how, alice, finance)
+        try:
+            r = client.get("/page")
+            new = qlik_cookies(r, "X-Qlik-Session-mashup")[0].value
+            assert new != old and session_emu_session(old) is None
+            expected = (("group", "Sales"), ("group", "Treasury")) if how == "group renamed" \
+                else (("group", "Sales"),)
+            assert session_emu_session(new).user.attributes == expected
+        finally:
+            finance, _ = Group.objects.get_or_create(name="Finance")
+            Group.objects.filter(name="Treasury").delete()
+            alice.groups.add(finance)
+
+
+def test_a_change_made_elsewhere_takes_effect_within_the_mapping_lifetime(
+        session_emu: Any, qps_calls: list, monkeypatch: Any) -> None:
+    """A change no signal reports here (another process, SQL) is seen once the mapping expires."""
+    import time
+
+    from django_qlikauth import conf
+
+    monkeypatch.setattr(conf, "MAPPING_LIFETIME", 0.5)
+    with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
+        client = Client()
+        old = qlik_cookies(client.get("/signin/alice"), "X-Qlik-Session-mashup")[0].value
+        assert client.get("/page").status_code == 200  # the mapping is remembered from here
+        alice = User.objects.get(username="alice")
+        finance = Group.objects.get(name="Finance")
+        # a queryset delete on the through table sends no m2m_changed: as if another process did it
+        User.groups.through.objects.filter(user=alice, group=finance).delete()
+        try:
+            assert qlik_cookies(client.get("/page"), "X-Qlik-Session-mashup") == []  # still remembered
+            time.sleep(0.6)
+            new = qlik_cookies(client.get("/page"), "X-Qlik-Session-mashup")[0].value
+            assert new != old and session_emu_session(new).user.attributes == (("group", "Sales"),)
+        finally:
+            alice.groups.add(finance)
+
+
 def test_a_new_portal_sign_in_ends_the_previous_users_proxy_session(session_emu: Any, qps_calls: list) -> None:
     with override_settings(QLIKAUTH=qlik_settings(session_emu, "mashup", MODE="session")):
         client = Client()

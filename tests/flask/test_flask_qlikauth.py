@@ -452,6 +452,72 @@ def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: li
     assert qps_calls == [("GET", "session")] and _browser_sid(client) == new
 
 
+def _remembering_app(emu: Any, groups: dict[str, list[str]], loads: list[str]) -> Flask:
+    """A session-mode portal whose users' groups live in ``groups`` (its "database"), the
+    mapping remembered per user with ``user_key``; ``loads`` records every loader call."""
+    app = make_app(emu, "mashup", MODE="session")
+    ext = app.qlikauth  # type: ignore[attr-defined]
+
+    @ext.user_loader
+    def load() -> QlikUser | None:
+        name = session.get("user")
+        loads.append(name)
+        return QlikUser("PORTAL", name, [("group", g) for g in groups[name]]) if name else None
+
+    @ext.user_key
+    def key() -> str | None:
+        return session.get("user")
+
+    return app
+
+
+def test_user_key_remembers_the_mapping_and_forget_user_applies_a_removed_group(
+        session_emu: Any, qps_calls: list) -> None:
+    groups = {"alice": ["Sales", "Finance"], "bob": ["Sales"]}
+    loads: list[str] = []
+    app = _remembering_app(session_emu, groups, loads)
+    ext = app.qlikauth  # type: ignore[attr-defined]
+    client = app.test_client()
+    client.get("/signin/alice")
+    old = _sid(client.get("/open-qlik"))
+    qps = app.extensions["qlikauth"].runtime.qps
+    loads.clear()
+    qps_calls.clear()
+    for _ in range(5):
+        assert not set_cookies(client.get("/open-qlik"))
+    assert loads == [] and qps_calls == []  # page views: the remembered mapping, no call
+    groups["alice"] = ["Sales"]  # Finance removed in the portal's database...
+    ext.forget_user("alice")  # ...which tells the extension
+    new = _sid(client.get("/open-qlik"))  # the very next view
+    assert loads == ["alice"] and new != old and qps.get_session(old) is None
+    assert qps.get_session(new).user.attributes == (("group", "Sales"),)
+    # nobody signed in: the key says so, the loader is not asked
+    loads.clear()
+    with app.test_request_context("/"):
+        assert ext.current_user() is None and loads == []
+
+
+def test_user_key_mapping_expires_for_changes_made_elsewhere(session_emu: Any, qps_calls: list,
+                                                             monkeypatch: Any) -> None:
+    import time
+
+    import flask_qlikauth
+
+    monkeypatch.setattr(flask_qlikauth, "MAPPING_LIFETIME", 0.3)
+    groups = {"alice": ["Sales", "Finance"]}
+    loads: list[str] = []
+    app = _remembering_app(session_emu, groups, loads)
+    client = app.test_client()
+    client.get("/signin/alice")
+    old = _sid(client.get("/open-qlik"))
+    groups["alice"] = ["Sales"]  # changed by another process: nobody calls forget_user here
+    assert not set_cookies(client.get("/open-qlik"))  # still the remembered mapping
+    time.sleep(0.4)
+    new = _sid(client.get("/open-qlik"))
+    qps = app.extensions["qlikauth"].runtime.qps
+    assert new != old and qps.get_session(new).user.attributes == (("group", "Sales"),)
+
+
 # -- setup mistakes a new user makes (issue: holes found from outside) -------------------------
 def _bare_app(emu: Any) -> Flask:
     app = Flask("bare")

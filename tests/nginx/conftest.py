@@ -55,8 +55,21 @@ def front_block(certs, portal_port: int, qps_nodes: list[str], port: int, **kw) 
         portal_url=f"http://127.0.0.1:{portal_port}", login_url=f"http://localhost:{portal_port}/login",
         header_name=HEADER, qps_nodes=qps_nodes, root_pem=str(certs / "root.pem"), prefix=PREFIX,
     )
+    if "identity_cache_dir" not in kw:
+        # These tests look at what the portal is asked on each request: no identity cache unless
+        # a test gives it a directory (the default lifetime then, as generated).
+        args["identity_cache"] = 0
     args.update(kw)
     return server_block(**args)
+
+
+def identity_cache_dir() -> str:
+    """A fresh directory for nginx's identity cache files (the caller removes it)."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="qlikauth-identity-cache-")
+    os.chmod(d, 0o777)  # nginx's workers (nobody, when the tests run as root) write here
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 
 from qlikauth.cli import main
 from qlikauth.exceptions import ConfigurationError
-from qlikauth.nginx import generate_nginx_conf, generate_server_block
+from qlikauth.nginx import DEFAULT_IDENTITY_CACHE, generate_nginx_conf, generate_server_block
 
 from .helpers import NGINX, Nginx, second_loopback_name
 
@@ -20,6 +20,10 @@ def _kw(certs, **over):
         header_name="X-Portal-User", qps_nodes=["https://localhost:4443"], root_pem=str(certs / "root.pem"),
         prefix="hdr", listen_host="127.0.0.1", listen_port=8443,
     )
+    if "identity_cache_dir" not in over:
+        # nginx -t creates the cache directory: the default one (/var/lib/nginx/...) is the
+        # subject of its own test, not of every variant
+        kw["identity_cache"] = 0
     kw.update(over)
     return kw
 
@@ -64,7 +68,7 @@ INJECTIONS = [
     ("identity_cache", 301),
     ("identity_cache", 1.5),
     ("identity_cache", True),
-    ("identity_cache", 5),  # without identity_cache_dir
+    ("identity_cache_dir", "relative/cache"),
 ]
 
 
@@ -146,7 +150,8 @@ VARIANTS = {
     "login-with-query": {"login_url": "/login?from=qlik", "identity_path": "/portal/qlik/header-auth",
                          "portal_url": "http://127.0.0.1:5000/portal"},
     "ipv6-listen": {"listen_host": "::1", "server_name": ["localhost", "qlik.example.com"]},
-    "identity-cache": {"identity_cache": 5, "identity_cache_dir": "/tmp"},
+    "identity-cache": {"identity_cache": 30, "identity_cache_dir": "/tmp"},
+    "identity-cache-default-lifetime": {"identity_cache_dir": "/tmp"},
     "wildcard-names": {"server_name": ["*.example.com", ".example.org", "qlik-1.example.net"],
                        "public_origin": "https://qlik.example.com"},
 }
@@ -251,6 +256,26 @@ def test_cli_identity_cache_under_full_lives_in_the_runtime_dir(certs, tmp_path)
     assert r.returncode == 0, r.stderr
 
 
-def test_no_identity_cache_by_default(certs):
-    block = generate_server_block(**_kw(certs))
+def test_identity_cache_on_by_default(certs):
+    kw = _kw(certs)
+    del kw["identity_cache"]
+    block = generate_server_block(**kw)
+    assert f"proxy_cache_valid 200 {DEFAULT_IDENTITY_CACHE}s;" in block and DEFAULT_IDENTITY_CACHE == 5
+    assert "proxy_cache_path /var/lib/nginx/qlikauth-cache-hdr " in block
+    assert 'proxy_cache_key "$http_cookie";' in block
+    # a request without cookies, and any answer but a 200, is never cached
+    assert "proxy_cache_bypass $qlikauth_cache_skip_hdr;" in block and "proxy_no_cache $qlikauth_cache_skip_hdr;" in block
+    assert "proxy_cache_valid 200 " in block and "proxy_cache_valid any" not in block
+
+
+def test_identity_cache_zero_asks_on_every_request(certs):
+    block = generate_server_block(**_kw(certs, identity_cache=0))
     assert "proxy_cache" not in block
+
+
+def test_cli_identity_cache_by_default_and_off(certs, tmp_path):
+    out = tmp_path / "block.conf"
+    assert main([*_local_cli_args(certs), "-o", str(out)]) == 0
+    assert "proxy_cache_valid 200 5s;" in out.read_text()
+    assert main([*_local_cli_args(certs), "--identity-cache", "0", "-o", str(out)]) == 0
+    assert "proxy_cache" not in out.read_text()
