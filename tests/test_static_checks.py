@@ -47,3 +47,19 @@ def test_no_importorskip_in_the_suite():
             if "importorskip(" in line and "offenders" not in line and '"importorskip(' not in line:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}")
     assert not offenders, offenders
+
+
+def test_the_package_keeps_the_configured_line_length():
+    """The 100 columns pyproject.toml configures hold in qlikauth/ and integrations/: ruff's E501
+    is on there (test_ruff_is_clean) and this counts them independently, by characters."""
+    import tomllib
+
+    limit = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["ruff"]["line-length"]
+    assert limit == 100
+    long_lines = []
+    for top in ("qlikauth", "integrations"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if len(line) > limit:
+                    long_lines.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not long_lines, long_lines[:20]

@@ -50,8 +50,14 @@ def _connect_mapping_signals() -> None:
     def group_changed(sender: object, **_: object) -> None:
         forget_all_users()
 
-    def groups_changed(sender: object, instance: object, action: str, reverse: bool,
-                       pk_set: set[object] | None, **_: object) -> None:
+    def groups_changed(
+        sender: object,
+        instance: object,
+        action: str,
+        reverse: bool,
+        pk_set: set[object] | None,
+        **_: object,
+    ) -> None:
         if not action.startswith(("post_", "pre_clear")):
             return
         if not reverse:
@@ -63,13 +69,15 @@ def _connect_mapping_signals() -> None:
                 forget_user((user_model._meta.label_lower, pk))
 
     for signal, receiver, sender, uid in (
-            (post_save, user_changed, user_model, "user-saved"),
-            (post_delete, user_changed, user_model, "user-deleted"),
-            (post_save, group_changed, Group, "group-saved"),
-            (post_delete, group_changed, Group, "group-deleted")):
+        (post_save, user_changed, user_model, "user-saved"),
+        (post_delete, user_changed, user_model, "user-deleted"),
+        (post_save, group_changed, Group, "group-saved"),
+        (post_delete, group_changed, Group, "group-deleted"),
+    ):
         signal.connect(receiver, sender=sender, weak=False, dispatch_uid=f"qlikauth-{uid}")
     groups = getattr(user_model, "groups", None)
     through = getattr(groups, "through", None)
     if through is not None:  # a custom user model without PermissionsMixin has no groups
-        m2m_changed.connect(groups_changed, sender=through, weak=False,
-                            dispatch_uid="qlikauth-user-groups")
+        m2m_changed.connect(
+            groups_changed, sender=through, weak=False, dispatch_uid="qlikauth-user-groups"
+        )

@@ -58,9 +58,11 @@ def login_url_setting(raw: Any) -> str:
         return str(resolve_url(value))
     except NoReverseMatch:
         raise ConfigurationError(
-            f"{source} {value!r} is neither a path nor the name of a URL pattern: give the portal's "
+            f"{source} {value!r} is neither a path nor the name of a URL pattern: give the "
+            "portal's "
             "login page, e.g. '/accounts/login/' or 'login' (django.contrib.auth.urls).",
-            key="LOGIN_URL") from None
+            key="LOGIN_URL",
+        ) from None
 
 
 def config_from_settings() -> QlikAuthConfig:
@@ -82,8 +84,10 @@ def get_runtime() -> QlikAuthRuntime:
     with _lock:
         if _cache["runtime"] is None or _cache["source"] is not raw:
             runtime = build_runtime(
-                config_from_settings(), secret=settings.SECRET_KEY,
-                portal_session_lifetime=float(getattr(settings, "SESSION_COOKIE_AGE", 1209600)))
+                config_from_settings(),
+                secret=settings.SECRET_KEY,
+                portal_session_lifetime=float(getattr(settings, "SESSION_COOKIE_AGE", 1209600)),
+            )
             for participant in _sign_outs:
                 runtime.add_sign_out(participant)
             _cache["runtime"] = runtime
@@ -149,7 +153,8 @@ def _remembered_mapping(user: Any, runtime: QlikAuthRuntime) -> QlikUser | None:
 
 
 def default_user_mapper(user: Any) -> QlikUser:
-    """The Django user's username in USER_DIRECTORY, with one ``group`` attribute per Django group."""
+    """The Django user's username in USER_DIRECTORY, with one ``group`` attribute per
+    Django group."""
     groups = list(user.groups.order_by("name").values_list("name", flat=True))
     return get_runtime().user_for(user.get_username(), groups)
 
@@ -163,8 +168,9 @@ def get_user_mapper() -> Callable[[Any], QlikUser | None]:
         try:
             return import_string(mapper)
         except ImportError as exc:
-            raise ConfigurationError(f"QLIKAUTH USER_MAPPER: cannot import {mapper!r}: {exc}",
-                                     key="USER_MAPPER") from None
+            raise ConfigurationError(
+                f"QLIKAUTH USER_MAPPER: cannot import {mapper!r}: {exc}", key="USER_MAPPER"
+            ) from None
     return mapper
 
 
@@ -208,6 +214,8 @@ def qlik_user_for(request: Any) -> QlikUser | None:
         return _remembered_mapping(user, runtime)
     qlik_user = get_user_mapper()(user)
     if qlik_user is not None and not isinstance(qlik_user, QlikUser):
-        raise ConfigurationError(f"QLIKAUTH USER_MAPPER returned {type(qlik_user).__name__}, not a QlikUser.",
-                                 key="USER_MAPPER")
+        raise ConfigurationError(
+            f"QLIKAUTH USER_MAPPER returned {type(qlik_user).__name__}, not a QlikUser.",
+            key="USER_MAPPER",
+        )
     return qlik_user

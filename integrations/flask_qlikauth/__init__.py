@@ -77,8 +77,17 @@ from qlikauth.web.lifecycle import current_sign_in
 from qlikauth.web.runtime import QlikAuthRuntime, build_runtime
 from qlikauth.web.startup import check_sso
 
-__all__ = ["QlikAuth", "QlikAuthState", "flask_login_loader", "render", "web_request", "flow_view",
-           "set_cookie", "state", "end_flask_login_if_ended"]
+__all__ = [
+    "QlikAuth",
+    "QlikAuthState",
+    "flask_login_loader",
+    "render",
+    "web_request",
+    "flow_view",
+    "set_cookie",
+    "state",
+    "end_flask_login_if_ended",
+]
 
 log = logging.getLogger("flask_qlikauth")
 
@@ -105,7 +114,8 @@ class QlikAuthState:
 
 
 def flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Response]:
-    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders its answer.
+    """A Flask view that runs ``flow`` (:data:`qlikauth.web.flows.Flow`) on this request and renders
+    its answer.
 
     A flow with a ``max_body`` (the SAML endpoints) gets its body bounded before it is read: a
     larger ``Content-Length`` is refused unread (413), and a body without one is cut off there.
@@ -127,6 +137,7 @@ def flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Respo
             _sso_login_user()
         end_flask_login_if_ended()
         return render(answer)
+
     view.__name__ = flow.__name__
     view.__doc__ = f":func:`{flow.__module__}.{flow.__name__}`."
     return view
@@ -135,22 +146,30 @@ def flow_view(flow: flows.Flow, *, signs_in: bool = False) -> Callable[[], Respo
 def _too_large(limit: int) -> QlikAuthError:
     from qlikauth.exceptions import SamlError
 
-    error = SamlError(f"the request body is larger than the {limit // 1024} KiB a SAML message "
-                      "needs; refused unread.", code="too_large")
+    error = SamlError(
+        f"the request body is larger than the {limit // 1024} KiB a SAML message "
+        "needs; refused unread.",
+        code="too_large",
+    )
     error.status = 413
     return error
 
 
 def state() -> QlikAuthState:
     try:
-        return current_app._get_current_object().extensions["qlikauth"]  # type: ignore[attr-defined]
+        app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
+        return app.extensions["qlikauth"]  # type: ignore[no-any-return]
     except KeyError:
-        raise RuntimeError("flask_qlikauth is not set up on this app: call QlikAuth(app) or init_app(app).") from None
+        raise RuntimeError(
+            "flask_qlikauth is not set up on this app: call QlikAuth(app) or init_app(app)."
+        ) from None
 
 
 def _current() -> tuple[Any, Any]:
-    """Flask's request and session objects behind the context proxies (each proxy access is a lookup)."""
-    return request._get_current_object(), flask_session._get_current_object()  # type: ignore[attr-defined]
+    """Flask's request and session objects behind the context proxies (each proxy access is a
+    lookup)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    return req, flask_session._get_current_object()  # type: ignore[attr-defined]
 
 
 def _wants_json(req: Any = None) -> bool:
@@ -194,7 +213,8 @@ class _Parsed(Mapping[str, str]):
 
 
 def web_request(user: QlikUser | Callable[[], QlikUser | None] | None = None) -> WebRequest:
-    """Describe Flask's current request for the flows (the user from the extension's loader by default)."""
+    """Describe Flask's current request for the flows (the user from the extension's loader by
+    default)."""
     req, session = _current()
     return WebRequest(
         method=req.method,
@@ -227,16 +247,22 @@ def render(answer: Answer) -> Response:
     """The Flask response for a flow's ``answer`` (headers and cookies included)."""
     response: Response
     if isinstance(answer, RedirectAnswer):
-        # redirect() builds current_app.response_class (a flask Response); it is annotated with Werkzeug's base
+        # redirect() builds current_app.response_class (a flask Response); it is annotated
+        # with Werkzeug's base
         response = cast(Response, redirect(answer.location, code=answer.status))
     elif isinstance(answer, PageAnswer):
-        response = current_app.response_class(render_template(answer.template, **answer.context),
-                                               status=answer.status, mimetype="text/html")
+        response = current_app.response_class(
+            render_template(answer.template, **answer.context),
+            status=answer.status,
+            mimetype="text/html",
+        )
     elif isinstance(answer, JsonAnswer):
         response = jsonify(answer.data)
         response.status_code = answer.status
     elif isinstance(answer, PlainAnswer):
-        response = current_app.response_class(answer.body, status=answer.status, content_type=answer.content_type)
+        response = current_app.response_class(
+            answer.body, status=answer.status, content_type=answer.content_type
+        )
     else:  # pragma: no cover - every flow answers one of the four
         raise TypeError(f"not a flow answer: {type(answer).__name__}")
     headers = answer.headers
@@ -262,6 +288,7 @@ def flask_login_loader(mapper: Callable[[Any], QlikUser | None]) -> UserLoader:
         qlikauth.user_loader(flask_login_loader(
             lambda u: QlikUser("PORTAL", u.username, [("group", g.name) for g in u.groups])))
     """
+
     def load() -> QlikUser | None:
         from flask_login import current_user  # type: ignore[import-not-found]
 
@@ -278,9 +305,15 @@ class QlikAuth:
     :param url_prefix: where the blueprint is mounted (``/qlik``).
     """
 
-    def __init__(self, app: Flask | None = None, *, url_prefix: str = "/qlik",
-                 user_loader: UserLoader | None = None, user_key: UserKey | None = None,
-                 login_user_with: Callable[[QlikUser], Any] | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        url_prefix: str = "/qlik",
+        user_loader: UserLoader | None = None,
+        user_key: UserKey | None = None,
+        login_user_with: Callable[[QlikUser], Any] | None = None,
+    ) -> None:
         self.url_prefix = url_prefix
         self._user_loader: UserLoader | None = user_loader
         self._user_key: UserKey | None = user_key
@@ -302,10 +335,14 @@ class QlikAuth:
             # signed in, and /qlik/login would send every browser back to the login page forever.
             raise ConfigurationError(
                 "flask_qlikauth has no user loader: decorate a function with @qlikauth.user_loader "
-                "before init_app(app), or pass QlikAuth(app, user_loader=fn). It returns the signed-in "
-                "portal user as a QlikUser, or None (with Flask-Login: flask_login_loader(mapper)).")
+                "before init_app(app), or pass QlikAuth(app, user_loader=fn). It returns the "
+                "signed-in "
+                "portal user as a QlikUser, or None (with Flask-Login: flask_login_loader(mapper))."
+            )
         lifetime: Any = app.permanent_session_lifetime  # a timedelta, or seconds
-        seconds = lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
+        seconds = (
+            lifetime.total_seconds() if hasattr(lifetime, "total_seconds") else float(lifetime)
+        )
         runtime = build_runtime(config, secret=app.secret_key, portal_session_lifetime=seconds)
         # SAML and OIDC are built now: a setting they cannot use stops the app here, with what
         # to do, instead of answering 500 to the first user.
@@ -314,8 +351,9 @@ class QlikAuth:
         for warning in checked.warnings:
             log.warning("%s", warning)
         if self.login_user_with is not None and not callable(self.login_user_with):
-            raise ConfigurationError("QlikAuth(login_user_with=...) must be a callable "
-                                     "(QlikUser) -> Flask-Login user.")
+            raise ConfigurationError(
+                "QlikAuth(login_user_with=...) must be a callable (QlikUser) -> Flask-Login user."
+            )
         app.extensions["qlikauth"] = QlikAuthState(self, config, runtime)
         app.register_blueprint(_make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(_check_command())
@@ -364,14 +402,19 @@ class QlikAuth:
                 return hit[0]
         user = self._user_loader()
         if user is not None and not isinstance(user, QlikUser):
-            raise TypeError(f"the qlikauth user loader must return a QlikUser or None, not {type(user).__name__}")
+            raise TypeError(
+                "the qlikauth user loader must return a QlikUser or None, not "
+                f"{type(user).__name__}"
+            )
         if self._user_key is not None:
             if len(self._mapped) >= _MAPPED_MAX:
                 self._mapped.clear()  # bounded; active users are mapped again on their next view
             self._mapped[key] = (user, now + MAPPING_LIFETIME)
         return user
 
-    def start_session(self, response: Response, user: QlikUser | None = None, *, verify: bool = False) -> Response:
+    def start_session(
+        self, response: Response, user: QlikUser | None = None, *, verify: bool = False
+    ) -> Response:
         """Session mode: make sure ``user`` has a proxy session and set its cookie on ``response``.
 
         Call it right after the app's own login (:func:`qlikauth.web.flows.resume_session`
@@ -410,7 +453,9 @@ class QlikAuth:
             set_cookie(response, cookie)
         return response
 
-    def end_sessions(self, response: Response | None = None, user: QlikUser | None = None) -> Response | None:
+    def end_sessions(
+        self, response: Response | None = None, user: QlikUser | None = None
+    ) -> Response | None:
         """The portal's sign-out (apps without Flask-Login; with it, ``logout_user`` does this):
         the one ending (:func:`qlikauth.web.flows.portal_signed_out`), cookies set on ``response``.
 
@@ -469,14 +514,18 @@ def _sso_login_user() -> None:
         return
     portal_user = make(user)
     if portal_user is None:
-        log.warning("qlikauth: login_user_with gave no Flask-Login user for %s: signed in to Qlik "
-                    "only", user.qualified_name)
+        log.warning(
+            "qlikauth: login_user_with gave no Flask-Login user for %s: signed in to Qlik only",
+            user.qualified_name,
+        )
         return
     g._qlikauth_sso_login = True
     try:
         if not login_user(portal_user):
-            log.warning("qlikauth: Flask-Login refused %s (an inactive user): signed in to "
-                        "Qlik only", user.qualified_name)
+            log.warning(
+                "qlikauth: Flask-Login refused %s (an inactive user): signed in to Qlik only",
+                user.qualified_name,
+            )
             return
     finally:
         g._qlikauth_sso_login = False
@@ -541,8 +590,11 @@ def _connect_flask_login(app: Flask) -> None:
         try:
             _pending_cookies().extend(flows.portal_signed_in(web_request(), state().runtime))
         except QlikAuthError as exc:
-            log.error("qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
-                      "tries again): %s", exc)
+            log.error(
+                "qlikauth: the portal sign-in could not be completed in Qlik (opening Qlik "
+                "tries again): %s",
+                exc,
+            )
 
     def signed_out(sender: Any, user: Any = None, **_: Any) -> None:
         from flask import g
@@ -550,21 +602,26 @@ def _connect_flask_login(app: Flask) -> None:
         if sender is not app or g.get("_qlikauth_sso_ending"):
             return
         flask_session.pop(FLASK_LOGIN_KEY, None)
-        _pending_cookies().extend(flows.portal_signed_out(web_request(lambda: None), state().runtime))
+        _pending_cookies().extend(
+            flows.portal_signed_out(web_request(lambda: None), state().runtime)
+        )
 
     user_logged_in.connect(signed_in, weak=False)
     user_logged_out.connect(signed_out, weak=False)
 
 
 def _check_command() -> Any:
-    """``flask qlikauth check``: load and check the certificates (and, with --alive, ask every node)."""
+    """``flask qlikauth check``: load and check the certificates (and, with --alive, ask every
+    node)."""
     import click
     from flask.cli import AppGroup
 
     group = AppGroup("qlikauth", help="qlikauth: check the Qlik configuration of this app.")
 
     @group.command("check")
-    @click.option("--alive", is_flag=True, help="also ask every QPS node GET /qps/alive over mutual TLS")
+    @click.option(
+        "--alive", is_flag=True, help="also ask every QPS node GET /qps/alive over mutual TLS"
+    )
     def check(alive: bool) -> None:
         """Load the QMC certificates (files, key match, expiry) and check the SAML and OIDC
         settings (IdP certificate expiry included) before users need them."""
@@ -590,28 +647,46 @@ def _check_command() -> Any:
             for node, ok in answers.items():
                 click.echo(f"{node}: {'alive' if ok else 'NOT reachable'}")
             if not all(answers.values()):
-                raise click.ClickException("a QPS node did not answer: check the URL, port 4243 and the firewall.")
+                raise click.ClickException(
+                    "a QPS node did not answer: check the URL, port 4243 and the firewall."
+                )
 
     @group.command("doctor")
     @click.option("--portal-url", help="the portal's https base URL (module URL/qlik/module)")
-    @click.option("--session-checks", is_flag=True,
-                  help="redeem a test ticket (signs the test user into Qlik) to check the "
-                       "session cookie and the engine websocket")
+    @click.option(
+        "--session-checks",
+        is_flag=True,
+        help="redeem a test ticket (signs the test user into Qlik) to check the "
+        "session cookie and the engine websocket",
+    )
     @click.option("--test-user", help="the test ticket's user, DIRECTORY\\userid")
     @click.option("--nginx-conf", help="header authentication: the nginx.conf to test")
     @click.option("--hub-ca", help="CA bundle of the hub's certificate")
     @click.option("--timeout", type=float, default=10.0, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-    def doctor(portal_url: str | None, session_checks: bool, test_user: str | None,
-               nginx_conf: str | None, hub_ca: str | None, timeout: float, as_json: bool) -> None:
+    def doctor(
+        portal_url: str | None,
+        session_checks: bool,
+        test_user: str | None,
+        nginx_conf: str | None,
+        hub_ca: str | None,
+        timeout: float,
+        as_json: bool,
+    ) -> None:
         """Check the site end to end with this app's settings; name the fix of each failure."""
         from qlikauth.doctor import Doctor, echo_report
 
         try:
             user = QlikUser.parse(test_user) if test_user else None
-            report = Doctor(state().runtime.config, portal_url=portal_url,
-                            session_checks=session_checks, test_user=user,
-                            nginx_conf=nginx_conf, hub_ca=hub_ca, timeout=timeout).run()
+            report = Doctor(
+                state().runtime.config,
+                portal_url=portal_url,
+                session_checks=session_checks,
+                test_user=user,
+                nginx_conf=nginx_conf,
+                hub_ca=hub_ca,
+                timeout=timeout,
+            ).run()
         except QlikAuthError as exc:
             raise click.ClickException(str(exc)) from None
         if echo_report(report, as_json, click.echo):
@@ -632,20 +707,26 @@ def _make_blueprint() -> Blueprint:
     bp.add_url_rule("/login", view_func=flow_view(flows.login), methods=["GET"])
     bp.add_url_rule("/module", view_func=flow_view(flows.module), methods=["GET"])
     bp.add_url_rule("/logout", view_func=flow_view(flows.logout), methods=["GET", "POST"])
-    bp.add_url_rule("/header-auth", endpoint="header_auth", view_func=flow_view(flows.header_auth),
-                    methods=["GET", "HEAD"])
+    bp.add_url_rule(
+        "/header-auth",
+        endpoint="header_auth",
+        view_func=flow_view(flows.header_auth),
+        methods=["GET", "HEAD"],
+    )
     # SAML single sign-on (QLIKAUTH_SAML, QLIKAUTH_CLAIMS): the flows of qlikauth.web.saml.
     # With several IdPs (QLIKAUTH_SAML = {"entra": {...}, ...}) each has /saml/<idp>/...
     for path, flow, methods, signs_in in (
-            ("metadata", saml.saml_metadata, ["GET"], False),
-            ("login", saml.saml_login, ["GET"], False),
-            ("acs", saml.saml_acs, ["POST"], True),
-            ("logout", saml.saml_logout, ["POST"], False),
-            ("slo", saml.saml_slo, ["GET", "POST"], False)):
+        ("metadata", saml.saml_metadata, ["GET"], False),
+        ("login", saml.saml_login, ["GET"], False),
+        ("acs", saml.saml_acs, ["POST"], True),
+        ("logout", saml.saml_logout, ["POST"], False),
+        ("slo", saml.saml_slo, ["GET", "POST"], False),
+    ):
         view = flow_view(flow, signs_in=signs_in)
         bp.add_url_rule(f"/saml/{path}", endpoint=flow.__name__, view_func=view, methods=methods)
-        bp.add_url_rule(f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view,
-                        methods=methods)
+        bp.add_url_rule(
+            f"/saml/<idp>/{path}", endpoint=f"{flow.__name__}_idp", view_func=view, methods=methods
+        )
     bp.add_url_rule("/sso", endpoint="choose_idp", view_func=_choose_view, methods=["GET"])
     return bp
 

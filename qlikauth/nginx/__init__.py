@@ -1,4 +1,5 @@
-"""nginx in front of a Qlik header virtual proxy: the hardened server block ``qlikauth nginx-config`` writes.
+"""nginx in front of a Qlik header virtual proxy: the hardened server block ``qlikauth
+nginx-config`` writes.
 
 A header virtual proxy believes whatever header reaches it, so it is only safe behind a
 reverse proxy that sets the header itself. :func:`generate_server_block` writes that proxy
@@ -53,21 +54,43 @@ Sticky = Literal["identity", "cookie", "ip"]
 _PROTOCOL_HEADERS = frozenset(
     h.lower()
     for h in (
-        "Host", "Connection", "Upgrade", "Content-Length", "Transfer-Encoding", "Cookie",
-        "Authorization", "Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
-        "X-Original-URI", "X-Original-Method", "Keep-Alive", "TE", "Trailer", "Proxy-Authorization",
+        "Host",
+        "Connection",
+        "Upgrade",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Cookie",
+        "Authorization",
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "X-Original-URI",
+        "X-Original-Method",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Proxy-Authorization",
         IDENTITY_RESPONSE_HEADER,
     )
 )
 # Header names Qlik reads itself: a client's copy is cleared explicitly (belt and braces: a
 # header virtual proxy ignores most of them from clients, but nothing needs them from a browser).
 _CLEARED_HEADERS = (
-    "X-Qlik-User", "X-Qlik-Security", "X-Qlik-ProxySession", "X-Qlik-ProxyId", "X-Qlik-Trace",
-    "X-Qlik-App", "X-Qlik-Capabilities",
+    "X-Qlik-User",
+    "X-Qlik-Security",
+    "X-Qlik-ProxySession",
+    "X-Qlik-ProxyId",
+    "X-Qlik-Trace",
+    "X-Qlik-App",
+    "X-Qlik-Capabilities",
 )
 # Anything that could end a value or start a directive, variable or comment in nginx.
 _UNSAFE = re.compile(r"[\s;{}\"'\\$#`]|[^\x21-\x7e]")
-_HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?\Z")
+_HOST = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?\Z"
+)
 _SERVER_NAME = re.compile(r"(\*\.)?[A-Za-z0-9_.-]+\Z")
 _PREFIX = re.compile(r"[A-Za-z0-9_.~-]+\Z")
 _PATH = re.compile(r"/[A-Za-z0-9/._~-]*\Z")
@@ -93,14 +116,18 @@ def _host(value: str, what: str) -> str:
         ip = ipaddress.ip_address(value)
     except ValueError:
         if not _HOST.match(value):
-            raise ConfigurationError(f"{what} {value!r} is not a host name or IP address.") from None
+            raise ConfigurationError(
+                f"{what} {value!r} is not a host name or IP address."
+            ) from None
         return value
     return f"[{ip}]" if ip.version == 6 else str(ip)
 
 
 def _port(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise ConfigurationError(f"{what} must be a port number between 1 and 65535, got {value!r}.")
+        raise ConfigurationError(
+            f"{what} must be a port number between 1 and 65535, got {value!r}."
+        )
     return value
 
 
@@ -114,7 +141,9 @@ def _abs_path(value: object, what: str) -> str:
     return path
 
 
-def _url(value: object, what: str, schemes: tuple[str, ...], *, path: bool) -> tuple[str, str, int, str]:
+def _url(
+    value: object, what: str, schemes: tuple[str, ...], *, path: bool
+) -> tuple[str, str, int, str]:
     url = _safe(value, what)
     try:
         parts = urlsplit(url)
@@ -128,8 +157,10 @@ def _url(value: object, what: str, schemes: tuple[str, ...], *, path: bool) -> t
         raise ConfigurationError(f"{what} {url!r} must not carry user info, a query or a fragment.")
     if parts.path not in ("", "/") and (not path or not _PATH.match(parts.path)):
         raise ConfigurationError(
-            f"{what} {url!r} must not have a path." if not path
-            else f"{what} {url!r} has a path with characters other than letters, digits and '/._~-'."
+            f"{what} {url!r} must not have a path."
+            if not path
+            else f"{what} {url!r} has a path with characters other than letters, digits and "
+            "'/._~-'."
         )
     host = _host(parts.hostname, what)
     return scheme, host, port or (443 if scheme == "https" else 80), parts.path.rstrip("/")
@@ -137,7 +168,8 @@ def _url(value: object, what: str, schemes: tuple[str, ...], *, path: bool) -> t
 
 @dataclass(frozen=True, slots=True)
 class QpsNode:
-    """One QPS node as nginx reaches it: ``https://host[:port]`` (the hub/proxy port, 443 by default)."""
+    """One QPS node as nginx reaches it: ``https://host[:port]`` (the hub/proxy port, 443 by
+    default)."""
 
     host: str
     port: int = 443
@@ -245,7 +277,9 @@ def generate_server_block(
         )
     response_header = check_header_name(_safe(identity_response_header, "identity_response_header"))
     if response_header.lower() == header.lower():
-        raise ConfigurationError("identity_response_header must differ from the identity header name.")
+        raise ConfigurationError(
+            "identity_response_header must differ from the identity header name."
+        )
     prefix_s = _safe(prefix, "virtual proxy prefix").strip("/")
     if not prefix_s or not _PREFIX.match(prefix_s):
         raise ConfigurationError(
@@ -308,14 +342,20 @@ def generate_server_block(
         public_port = op
 
     if not qps_nodes or isinstance(qps_nodes, str):
-        raise ConfigurationError("qps_nodes: give a list of hub URLs such as ['https://qs1.example.com'].")
+        raise ConfigurationError(
+            "qps_nodes: give a list of hub URLs such as ['https://qs1.example.com']."
+        )
     nodes = [QpsNode.parse(u) for u in qps_nodes]
     if len({n.address.lower() for n in nodes}) != len(nodes):
         raise ConfigurationError("qps_nodes lists the same node twice.")
 
-    cookie = session_cookie_name if session_cookie_name is not None else f"X-Qlik-Session-{prefix_s}"
+    cookie = (
+        session_cookie_name if session_cookie_name is not None else f"X-Qlik-Session-{prefix_s}"
+    )
     if not _COOKIE.match(_safe(cookie, "session_cookie_name")):
-        raise ConfigurationError(f"session_cookie_name {cookie!r} must be letters, digits and '_.-'.")
+        raise ConfigurationError(
+            f"session_cookie_name {cookie!r} must be letters, digits and '_.-'."
+        )
     if sticky not in ("identity", "cookie", "ip"):
         raise ConfigurationError(f"sticky must be 'identity', 'cookie' or 'ip', got {sticky!r}.")
     if tls_name is not None:
@@ -325,7 +365,9 @@ def generate_server_block(
     cache_http, cache_location = _identity_cache(ident, identity_cache, identity_cache_dir)
 
     clear = "".join(
-        f'        proxy_set_header {h} "";\n' for h in _CLEARED_HEADERS if h.lower() != header.lower()
+        f'        proxy_set_header {h} "";\n'
+        for h in _CLEARED_HEADERS
+        if h.lower() != header.lower()
     )
     values = {
         "id": ident,
@@ -361,10 +403,12 @@ def generate_server_block(
 
 
 def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple[str, str]:
-    """The ``proxy_cache`` of the portal's identity answers (http level, auth location), or ("", "")."""
+    """The ``proxy_cache`` of the portal's identity answers (http level, auth location), or ("",
+    "")."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 300:
         raise ConfigurationError(
-            f"identity_cache must be whole seconds between 0 (off) and 300, got {seconds!r}: it is how "
+            f"identity_cache must be whole seconds between 0 (off) and 300, got {seconds!r}: it is "
+            "how "
             "long a copied, signed-out portal cookie may keep its identity."
         )
     if seconds == 0:
@@ -374,9 +418,12 @@ def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple
     where = _abs_path(directory, "identity_cache_dir").rstrip("/")
     zone = f"qlikauth_{ident}_cache"
     http = (
-        f"# Identity cache: the portal's 200 answers, reused for {seconds}s by requests with exactly the\n"
-        "# same Cookie header (all the portal decides from); a request without cookies always asks.\n"
-        f"proxy_cache_path {where} levels=1:2 keys_zone={zone}:1m max_size=64m inactive={max(seconds, 10)}s "
+        f"# Identity cache: the portal's 200 answers, reused for {seconds}s by requests with "
+        "exactly the\n"
+        "# same Cookie header (all the portal decides from); a request without cookies always "
+        "asks.\n"
+        f"proxy_cache_path {where} levels=1:2 keys_zone={zone}:1m max_size=64m "
+        f"inactive={max(seconds, 10)}s "
         "use_temp_path=off;\n"
         f"map $http_cookie $qlikauth_cache_skip_{ident} {{\n"
         "    default 0;\n"
@@ -391,7 +438,8 @@ def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple
         f"        proxy_cache_valid 200 {seconds}s;\n"
         "        proxy_cache_methods GET HEAD;\n"
         "        proxy_cache_lock on;\n"
-        "        # The portal answers no-store (right for browsers); nginx may keep it this short while.\n"
+        "        # The portal answers no-store (right for browsers); nginx may keep it this short "
+        "while.\n"
         "        # Only 200s are kept, never an answer that sets a cookie.\n"
         "        proxy_ignore_headers Cache-Control Expires X-Accel-Expires;\n"
     )
@@ -399,7 +447,8 @@ def _identity_cache(ident: str, seconds: object, directory: str | None) -> tuple
 
 
 def _name_regex(name: str) -> str:
-    """A PCRE for one nginx ``server_name``: exact, ``*.domain`` or ``.domain`` (domain and subdomains)."""
+    """A PCRE for one nginx ``server_name``: exact, ``*.domain`` or ``.domain`` (domain and
+    subdomains)."""
     n = name.lower().rstrip(".")
     if n.startswith("*."):
         return r"([a-z0-9-]+\.)+" + re.escape(n[2:])
@@ -408,8 +457,9 @@ def _name_regex(name: str) -> str:
     return re.escape(n)
 
 
-def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
-               tls_name: str | None) -> tuple[str, str, str]:
+def _upstreams(
+    ident: str, nodes: list[QpsNode], sticky: str, cookie: str, tls_name: str | None
+) -> tuple[str, str, str]:
     out: list[str] = []
     if sticky == "cookie":
         cookie_re = re.escape(cookie).replace("\\-", "-")
@@ -426,11 +476,14 @@ def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
     else:
         key = "$remote_addr"
 
-    one_name = tls_name or (nodes[0].tls_name if len({n.host.lower() for n in nodes}) == 1 else None)
+    one_name = tls_name or (
+        nodes[0].tls_name if len({n.host.lower() for n in nodes}) == 1 else None
+    )
     for name in [one_name] if one_name is not None else [n.tls_name for n in nodes]:
         if _is_ip(name):
             raise ConfigurationError(
-                f"QPS node {name!r} is an IP address: nginx verifies upstream certificates by DNS name "
+                f"QPS node {name!r} is an IP address: nginx verifies upstream certificates by DNS "
+                "name "
                 "only. Use the nodes' host names, or pass tls_name (--tls-name), a DNS name every "
                 "node's certificate carries."
             )
@@ -446,7 +499,10 @@ def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
     # Nodes with their own names: nginx can verify only one name per location, so the node is
     # chosen first (split_clients on the sticky key) and its name looked up for proxy_ssl_name.
     share = round(100 / len(nodes), 2)
-    split = "".join(f"    {share}% {i};\n" for i in range(len(nodes) - 1)) + f"    * {len(nodes) - 1};\n"
+    split = (
+        "".join(f"    {share}% {i};\n" for i in range(len(nodes) - 1))
+        + f"    * {len(nodes) - 1};\n"
+    )
     out.append(
         "# Several QPS nodes, each verified under its own name: the sticky key picks one.\n"
         f'split_clients "{key}" $qlikauth_node_{ident} {{\n{split}}}\n'
@@ -456,8 +512,15 @@ def _upstreams(ident: str, nodes: list[QpsNode], sticky: str, cookie: str,
         + "}\n"
     )
     for i, n in enumerate(nodes):
-        out.append(f"upstream qlikauth_qps_{ident}_{i} {{\n    server {n.address};\n    keepalive 16;\n}}\n")
-    return "\n".join(out), f"https://qlikauth_qps_{ident}_$qlikauth_node_{ident}", f"$qlikauth_ssl_name_{ident}"
+        out.append(
+            f"upstream qlikauth_qps_{ident}_{i} "
+            f"{{\n    server {n.address};\n    keepalive 16;\n}}\n"
+        )
+    return (
+        "\n".join(out),
+        f"https://qlikauth_qps_{ident}_$qlikauth_node_{ident}",
+        f"$qlikauth_ssl_name_{ident}",
+    )
 
 
 def _is_ip(name: str) -> bool:
@@ -482,10 +545,22 @@ def generate_nginx_conf(
     ``runtime_dir`` (absolute), so nginx can run without touching ``/etc/nginx`` or ``/var``.
     """
     run = _abs_path(runtime_dir, "runtime_dir").rstrip("/") or "/"
-    if isinstance(worker_processes, bool) or not isinstance(worker_processes, int) or worker_processes < 1:
-        raise ConfigurationError(f"worker_processes must be a positive integer, got {worker_processes!r}.")
-    if isinstance(worker_connections, bool) or not isinstance(worker_connections, int) or worker_connections < 16:
-        raise ConfigurationError(f"worker_connections must be an integer >= 16, got {worker_connections!r}.")
+    if (
+        isinstance(worker_processes, bool)
+        or not isinstance(worker_processes, int)
+        or worker_processes < 1
+    ):
+        raise ConfigurationError(
+            f"worker_processes must be a positive integer, got {worker_processes!r}."
+        )
+    if (
+        isinstance(worker_connections, bool)
+        or not isinstance(worker_connections, int)
+        or worker_connections < 16
+    ):
+        raise ConfigurationError(
+            f"worker_connections must be an integer >= 16, got {worker_connections!r}."
+        )
     blocks = [server_blocks] if isinstance(server_blocks, str) else list(server_blocks)
     user_line = f"user {_safe(user, 'user')};\n" if user is not None else ""
     temp = "".join(

@@ -94,7 +94,9 @@ SIGNED_OUT_KEY = "_qlikauth_signed_out"
 #: Every answer of a flow carries this: sign-in answers are per user and carry tickets.
 NO_STORE: tuple[tuple[str, str], ...] = (("Cache-Control", "no-store"),)
 _NO_FRAMING: tuple[tuple[str, str], ...] = (
-    ("X-Frame-Options", "DENY"), ("Content-Security-Policy", "frame-ancestors 'none'"))
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+)
 
 UserSource = Callable[[], "QlikUser | None"]
 
@@ -157,7 +159,9 @@ class WebRequest:
         if self._mapped is None:
             user = self.user() if callable(self.user) else self.user
             if user is not None and not isinstance(user, QlikUser):
-                raise TypeError(f"the portal user must be a QlikUser or None, not {type(user).__name__}")
+                raise TypeError(
+                    f"the portal user must be a QlikUser or None, not {type(user).__name__}"
+                )
             self._mapped = (user,)
         return self._mapped[0]
 
@@ -193,7 +197,8 @@ _A = TypeVar("_A", bound=Answer)
 
 @dataclass(frozen=True, kw_only=True)
 class RedirectAnswer(Answer):
-    """A redirect (302) to :attr:`location`; it may carry a ticket, so it is never cached or logged."""
+    """A redirect (302) to :attr:`location`; it may carry a ticket, so it is never cached
+    or logged."""
 
     location: str = field(repr=False)
     status: int = 302
@@ -246,7 +251,8 @@ def run(flow: Flow, request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
 
 
 def error_answer(request: WebRequest, exc: BaseException) -> Answer:
-    """The error page (or JSON) for ``exc``: public texts and a reference id only; the full text is logged."""
+    """The error page (or JSON) for ``exc``: public texts and a reference id only; the full text is
+    logged."""
     info = describe_error(exc)
     log.warning("qlikauth: %s on %s %s", info.log_text, request.method, request.path)
     if request.wants_json:
@@ -255,15 +261,19 @@ def error_answer(request: WebRequest, exc: BaseException) -> Answer:
 
 
 def login_redirect(request: WebRequest, runtime: QlikAuthRuntime) -> RedirectAnswer:
-    """Send an anonymous browser to the portal's login page (LOGIN_URL), coming back here afterwards."""
+    """Send an anonymous browser to the portal's login page (LOGIN_URL), coming back here
+    afterwards."""
     login_url = runtime.config.login_url
     sep = "&" if "?" in login_url else "?"
     return RedirectAnswer(location=f"{login_url}{sep}{urlencode({'next': request.next_path})}")
 
 
 def _method_not_allowed(*allowed: str) -> PlainAnswer:
-    return PlainAnswer(status=405, body="Method not allowed.\n",
-                       headers=NO_STORE + (("Allow", ", ".join(allowed)),))
+    return PlainAnswer(
+        status=405,
+        body="Method not allowed.\n",
+        headers=NO_STORE + (("Allow", ", ".join(allowed)),),
+    )
 
 
 # -- the endpoints ---------------------------------------------------------------------
@@ -279,14 +289,23 @@ def cross_site(request: WebRequest) -> bool:
 
 def continue_page(request: WebRequest, fields: Mapping[str, str]) -> PageAnswer:
     """The "Open Qlik Sense?" page: one click (a same-origin GET) before anything is minted."""
-    return PageAnswer(template="qlikauth/continue.html",
-                      context={"action": request.path, "target": fields.get("target", ""),
-                               "fields": [{"name": k, "value": v} for k, v in fields.items() if v]},
-                      headers=NO_STORE + _NO_FRAMING)
+    return PageAnswer(
+        template="qlikauth/continue.html",
+        context={
+            "action": request.path,
+            "target": fields.get("target", ""),
+            "fields": [{"name": k, "value": v} for k, v in fields.items() if v],
+        },
+        headers=NO_STORE + _NO_FRAMING,
+    )
 
 
-def refuse_cross_site_start(request: WebRequest, runtime: QlikAuthRuntime, destination: str | None,
-                            fields: Mapping[str, str]) -> Answer | None:
+def refuse_cross_site_start(
+    request: WebRequest,
+    runtime: QlikAuthRuntime,
+    destination: str | None,
+    fields: Mapping[str, str],
+) -> Answer | None:
     """Another site may not start a sign-in that mints a ticket or a proxy session on its return.
 
     For the SSO login endpoints (``/saml/login``, ``/oidc/login``): with a live IdP session the
@@ -332,7 +351,9 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     if cross_site(request):
         reused = None
         if runtime.config.mode == "session":
-            reused = reused_session(request.session, request.cookies, user, runtime, owner=request.owner)
+            reused = reused_session(
+                request.session, request.cookies, user, runtime, owner=request.owner
+            )
         if reused is None:
             return continue_page(request, {"target": target or ""})
         return RedirectAnswer(location=checked or runtime.hub_for_node(reused.node))
@@ -341,7 +362,8 @@ def login(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
 
 
 def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
-    """``GET /qlik/module?targetId=...&proxyRestUri=...``: the virtual proxy's authentication module.
+    """``GET /qlik/module?targetId=...&proxyRestUri=...``: the virtual proxy's authentication
+    module.
 
     ``proxyRestUri`` and ``targetId`` are checked against the configuration first (a
     forged node is refused without a login round trip); the ticket comes from that node.
@@ -357,8 +379,9 @@ def module(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
         return login_redirect(request, runtime)
     if cross_site(request):
         return continue_page(request, {"targetId": target_id, "proxyRestUri": rest_uri})
-    signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=True,
-                     module=(rest_uri, target_id))
+    signed = sign_in(
+        request, runtime, _portal_login(request, user), open_qlik=True, module=(rest_uri, target_id)
+    )
     return RedirectAnswer(location=str(signed.location), cookies=signed.cookies)
 
 
@@ -369,8 +392,9 @@ def _sign_in_ended(request: WebRequest, runtime: QlikAuthRuntime) -> bool:
     return had and current_sign_in(request.session, runtime) is None
 
 
-def portal_signed_in(request: WebRequest, runtime: QlikAuthRuntime,
-                     user: QlikUser | None = None) -> tuple[Cookie, ...]:
+def portal_signed_in(
+    request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None
+) -> tuple[Cookie, ...]:
     """The portal's own sign-in has just happened: complete it; the cookies to set.
 
     Django's ``user_logged_in`` and Flask-Login's ``user_logged_in`` call it (and
@@ -384,8 +408,13 @@ def portal_signed_in(request: WebRequest, runtime: QlikAuthRuntime,
     return sign_in(request, runtime, _portal_login(request, user), open_qlik=False).cookies
 
 
-def portal_signed_out(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None, *,
-                      reason: str = "portal sign-out") -> tuple[Cookie, ...]:
+def portal_signed_out(
+    request: WebRequest,
+    runtime: QlikAuthRuntime,
+    user: QlikUser | None = None,
+    *,
+    reason: str = "portal sign-out",
+) -> tuple[Cookie, ...]:
     """The portal's own sign-out: end the sign-in everywhere; the cookies to set.
 
     Django's ``user_logged_out``, Flask-Login's ``user_logged_out`` and
@@ -397,7 +426,9 @@ def portal_signed_out(request: WebRequest, runtime: QlikAuthRuntime, user: QlikU
         user = user if user is not None else request.qlik_user()
     except QlikAuthError:
         user = None
-    return sign_out(request, runtime, users=[user] if user is not None else [], reason=reason).cookies
+    return sign_out(
+        request, runtime, users=[user] if user is not None else [], reason=reason
+    ).cookies
 
 
 def same_origin(request: WebRequest) -> bool:
@@ -433,22 +464,35 @@ def logout(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     sign a user out with a link, an image or a form.
     """
     if request.method in ("GET", "HEAD"):
-        context = {"action": request.path, "next_url": runtime.local_redirect(request.args.get("next"), "/"),
-                   "csrf_token_value": request.csrf_token or ""}
-        return PageAnswer(template="qlikauth/logout.html", context=context, headers=NO_STORE + _NO_FRAMING)
+        context = {
+            "action": request.path,
+            "next_url": runtime.local_redirect(request.args.get("next"), "/"),
+            "csrf_token_value": request.csrf_token or "",
+        }
+        return PageAnswer(
+            template="qlikauth/logout.html", context=context, headers=NO_STORE + _NO_FRAMING
+        )
     if request.method != "POST":
         return _method_not_allowed("GET", "POST")
     if not request.csrf_verified and not same_origin(request):
-        log.warning("qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
-                    str(request.header("Origin"))[:80], str(request.header("Referer"))[:80])
+        log.warning(
+            "qlikauth: refused a cross-site logout POST (Origin %r, Referer %r)",
+            str(request.header("Origin"))[:80],
+            str(request.header("Referer"))[:80],
+        )
         return PlainAnswer(status=403, body="Forbidden: sign out from the portal's own page.\n")
     destination = runtime.local_redirect(request.form.get("next"), "/")
     try:
         user = request.qlik_user()
     except QlikAuthError:
         user = None
-    done = sign_out(request, runtime, users=[user] if user is not None else [],
-                    reason="sign-out of Qlik", portal=False)
+    done = sign_out(
+        request,
+        runtime,
+        users=[user] if user is not None else [],
+        reason="sign-out of Qlik",
+        portal=False,
+    )
     if request.session is not None:
         request.session[SIGNED_OUT_KEY] = True  # holds until the user opens Qlik again
     return RedirectAnswer(location=destination, cookies=done.cookies)
@@ -464,13 +508,16 @@ def header_auth(request: WebRequest, runtime: QlikAuthRuntime) -> Answer:
     """
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed("GET", "HEAD")
-    answer = runtime.header.identity_answer(request.qlik_user(), runtime.config.header_response_header)
+    answer = runtime.header.identity_answer(
+        request.qlik_user(), runtime.config.header_response_header
+    )
     return PlainAnswer(status=answer.status, body="", headers=tuple(answer.headers))
 
 
 # -- session mode for the portal's own pages ------------------------------------------
-def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: bool = False,
-                   start: bool = False) -> SessionOutcome:
+def resume_session(
+    request: WebRequest, runtime: QlikAuthRuntime, *, verify: bool = False, start: bool = False
+) -> SessionOutcome:
     """Give the signed-in portal user a proxy session; return the cookies to set.
 
     The decision is the core's (:meth:`~qlikauth.SessionAuthenticator.resume`): a proxy
@@ -504,10 +551,13 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
     if session is not None:
         try:
             current = request.qlik_user()
-        except QlikAuthError:  # mapped again below, where a mapping error is handled (logged or raised)
+        except (
+            QlikAuthError
+        ):  # mapped again below, where a mapping error is handled (logged or raised)
             current = None
-        reused = reused_session(session, request.cookies, current, runtime, owner=owner,
-                                verify=verify, now=now)
+        reused = reused_session(
+            session, request.cookies, current, runtime, owner=owner, verify=verify, now=now
+        )
         if reused is not None:
             return reused
     if start:
@@ -520,13 +570,20 @@ def resume_session(request: WebRequest, runtime: QlikAuthRuntime, *, verify: boo
             # No sign-in of this user in this portal session yet (the integration has no login
             # hook, or the portal session was replaced): the whole sign-in, previous-user rule
             # included, not a bare session.
-            signed = sign_in(request, runtime, _portal_login(request, user), open_qlik=False,
-                             verify=verify)
+            signed = sign_in(
+                request, runtime, _portal_login(request, user), open_qlik=False, verify=verify
+            )
             return SessionOutcome(True, signed.cookies, signed.node, True)
         remembered = store.get(SESSION_KEY)
-        grant = runtime.session.resume(request.qlik_user, remembered, owner=owner, now=now,
-                                       create=create, recheck_after=runtime.recheck_after(explicit=verify),
-                                       end_replaced=runtime.end_sessions)
+        grant = runtime.session.resume(
+            request.qlik_user,
+            remembered,
+            owner=owner,
+            now=now,
+            create=create,
+            recheck_after=runtime.recheck_after(explicit=verify),
+            end_replaced=runtime.end_sessions,
+        )
     except QlikAuthError as exc:
         store[RETRY_KEY] = now + RETRY_AFTER_SECONDS
         if start:
@@ -564,8 +621,11 @@ def _record_for_single_logout(runtime: QlikAuthRuntime, record: Any, grant: Any)
         user = QlikUser.from_qps(record.get("user") or {})
         registry(runtime).record(key, user, grant.session_id, signin_id=str(record.get("id")))
     except QlikAuthError as exc:
-        log.warning("qlikauth: the new proxy session is not recorded for single logout (it "
-                    "ends with the user's sign-out or Qlik's timeout): %s", exc)
+        log.warning(
+            "qlikauth: the new proxy session is not recorded for single logout (it "
+            "ends with the user's sign-out or Qlik's timeout): %s",
+            exc,
+        )
 
 
 def _signed_in_as(record: Any, user: QlikUser, owner: str) -> bool:
@@ -578,10 +638,18 @@ def _signed_in_as(record: Any, user: QlikUser, owner: str) -> bool:
         return False
 
 
-def reused_session(session: Mapping[str, Any] | None, cookies: Mapping[str, str], user: QlikUser | None,
-                   runtime: QlikAuthRuntime, *, owner: str | None = None, verify: bool = False,
-                   now: float | None = None) -> SessionOutcome | None:
-    """The page view of a signed-in browser, decided in a few look-ups; None: ask :func:`resume_session`.
+def reused_session(
+    session: Mapping[str, Any] | None,
+    cookies: Mapping[str, str],
+    user: QlikUser | None,
+    runtime: QlikAuthRuntime,
+    *,
+    owner: str | None = None,
+    verify: bool = False,
+    now: float | None = None,
+) -> SessionOutcome | None:
+    """The page view of a signed-in browser, decided in a few look-ups; None: ask
+    :func:`resume_session`.
 
     An outcome (active, no cookies) only when there is nothing to do and nothing to write:
     the portal ``session`` remembers a proxy session of ``owner`` (default: ``user``'s
@@ -599,9 +667,13 @@ def reused_session(session: Mapping[str, Any] | None, cookies: Mapping[str, str]
     authenticator = runtime.session
     if cookies.get(authenticator.cookie_name) != remembered.get("sid"):
         return None
-    if not authenticator.reusable(remembered, user, owner="\\".join(user.key) if owner is None else owner,
-                                  now=time.time() if now is None else now,
-                                  recheck_after=runtime.recheck_after(explicit=verify)):
+    if not authenticator.reusable(
+        remembered,
+        user,
+        owner="\\".join(user.key) if owner is None else owner,
+        now=time.time() if now is None else now,
+        recheck_after=runtime.recheck_after(explicit=verify),
+    ):
         return None
     return _reused(remembered.get("node"))
 
@@ -619,6 +691,9 @@ def _reused(node: Any) -> SessionOutcome:
     return outcome
 
 
-def end_sessions(request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None) -> tuple[Cookie, ...]:
-    """The portal's sign-out (:func:`portal_signed_out`); the cookies to set. Never raises for a node."""
+def end_sessions(
+    request: WebRequest, runtime: QlikAuthRuntime, user: QlikUser | None = None
+) -> tuple[Cookie, ...]:
+    """The portal's sign-out (:func:`portal_signed_out`); the cookies to set. Never raises for a
+    node."""
     return portal_signed_out(request, runtime, user)
