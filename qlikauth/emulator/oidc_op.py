@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..jwtkeys import SigningKey
+from .threaded import ServedInThread
 
 __all__ = ["OidcProvider", "OpUser", "DEMO_USERS", "BACKCHANNEL_EVENT"]
 
@@ -97,7 +98,7 @@ class _Session:
     clients: set[str] = field(default_factory=set)
 
 
-class OidcProvider:
+class OidcProvider(ServedInThread):
     """The local provider (see the module docstring). ``start()`` serves it in a thread.
 
     :param clients: client registrations, as a provider's admin would make them: ``client_id``,
@@ -109,6 +110,8 @@ class OidcProvider:
         the system's); also what a client should give as ``CA_BUNDLE`` when ``tls`` was issued
         by that CA.
     """
+
+    thread_name = "oidc-op"
 
     def __init__(
         self,
@@ -167,22 +170,6 @@ class OidcProvider:
                 "client_secret_basic or client_secret_post"
             )
         self.clients[cid] = {**client, "token_endpoint_auth_method": method}
-
-    def start(self) -> OidcProvider:
-        """Serve the provider in a thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="oidc-op", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._httpd.server_close()
 
     def __enter__(self) -> OidcProvider:
         return self.start()

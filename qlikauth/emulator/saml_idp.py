@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .threaded import ServedInThread
+
 try:
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name, samlp
     from saml2.config import IdPConfig
@@ -139,8 +141,10 @@ class AuthnInfo:
     relay_state: str | None
 
 
-class SamlIdp:
+class SamlIdp(ServedInThread):
     """The local IdP (see the module docstring). ``start()`` serves it; it also works unserved."""
+
+    thread_name = "saml-idp"
 
     def __init__(
         self,
@@ -235,21 +239,9 @@ class SamlIdp:
         return str(entity_descriptor(self.server.config))
 
     # -- serving --------------------------------------------------------------------
-    def start(self) -> SamlIdp:
-        """Serve the login page, SSO and SLO endpoints in a thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="saml-idp", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Stop serving and remove the generated keys."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._httpd.server_close()
+        super().stop()
         self._tmp.cleanup()
 
     def __enter__(self) -> SamlIdp:

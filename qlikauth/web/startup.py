@@ -13,6 +13,7 @@ warnings, ``flask qlikauth check`` prints both, and Django's system checks repor
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 
@@ -63,33 +64,19 @@ def check_sso(runtime: QlikAuthRuntime) -> SsoCheck:
     errors: list[ConfigurationError] = []
     warnings: list[str] = []
     checked: list[str] = []
-    config = runtime.config
-    if config.saml:
-        checked.append("SAML")
+    for name, configured in (("SAML", runtime.config.saml), ("OIDC", runtime.config.oidc)):
+        if not configured:
+            continue
+        checked.append(name)
         try:
-            from . import saml
-
-            warnings += saml.startup_warnings(runtime)
+            module = importlib.import_module(f".{name.lower()}", __package__)
+            warnings += module.startup_warnings(runtime)
         except ImportError as exc:
-            errors.append(_missing_extra("SAML", exc))
+            errors.append(_missing_extra(name, exc))
         except QlikAuthError as exc:
             errors.append(
                 exc
                 if isinstance(exc, ConfigurationError)
-                else ConfigurationError(f"QLIKAUTH SAML: {exc}", key="SAML")
-            )
-    if config.oidc:
-        checked.append("OIDC")
-        try:
-            from . import oidc
-
-            warnings += oidc.startup_warnings(runtime)
-        except ImportError as exc:
-            errors.append(_missing_extra("OIDC", exc))
-        except QlikAuthError as exc:
-            errors.append(
-                exc
-                if isinstance(exc, ConfigurationError)
-                else ConfigurationError(f"QLIKAUTH OIDC: {exc}", key="OIDC")
+                else ConfigurationError(f"QLIKAUTH {name}: {exc}", key=name)
             )
     return SsoCheck(tuple(errors), tuple(warnings), tuple(checked))
