@@ -14,6 +14,7 @@ class ServedInThread:
     ``stop()`` shuts it down and closes its socket (subclasses add their own clean-up)."""
 
     _httpd: HTTPServer
+    _thread: threading.Thread | None = None
     thread_name = "qlikauth-local-server"
 
     def start(self) -> Self:
@@ -26,7 +27,7 @@ class ServedInThread:
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
-        thread = getattr(self, "_thread", None)
+        thread = self._thread
         if thread is not None:
             self._httpd.shutdown()
             thread.join(5)
