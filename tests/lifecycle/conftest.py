@@ -16,14 +16,10 @@
 from __future__ import annotations
 
 import inspect
-import ssl
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -38,39 +34,7 @@ from lifecycle_apps import (  # noqa: E402
     PORTAL,
     World,
 )
-from op_peer import OpenIDProvider, node_available  # noqa: E402
-
-
-class LogoutSink:
-    """An https endpoint recording the provider's back-channel logout POSTs (their logout_token)."""
-
-    def __init__(self, tls: tuple[Path, Path]) -> None:
-        self.tokens: list[str] = []
-        tokens = self.tokens
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("content-length") or 0)
-                body = parse_qs(self.rfile.read(length).decode())
-                tokens.extend(body.get("logout_token", []))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://localhost:{self.server.server_address[1]}/backchannel"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from op_peer import LogoutSink, OpenIDProvider, node_available  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,10 @@
 
 from __future__ import annotations
 
-import ssl
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import pytest
 from _support import free_port_number, skip_or_fail
@@ -27,47 +23,19 @@ PEERS = Path(__file__).resolve().parent.parent / "peers"
 if str(PEERS) not in sys.path:
     sys.path.insert(0, str(PEERS))
 
-from op_peer import OpenIDProvider, new_rsa_jwk, node_available, private_key_of, public_jwk  # noqa: E402
+from op_peer import (  # noqa: E402
+    LogoutSink,
+    OpenIDProvider,
+    new_rsa_jwk,
+    node_available,
+    private_key_of,
+    public_jwk,
+)
 
 from .site import SECRET, Site, portal_env, web_client  # noqa: E402
 
 RP_BASE = "https://localhost:8443"
 REDIRECT_URI = f"{RP_BASE}/oidc/callback"
-
-
-class LogoutSink:
-    """An https server recording each POST body (the provider's back-channel logout calls)."""
-
-    def __init__(self, tls: tuple[Path, Path]) -> None:
-        received: list[dict[str, str]] = []
-        self.received = received
-        self.status = 200
-
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length).decode()
-                received.append({k: v[0] for k, v in parse_qs(body).items()})
-                self.send_response(sink.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://localhost:{self.server.server_address[1]}/backchannel"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

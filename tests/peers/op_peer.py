@@ -16,10 +16,13 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -292,3 +295,42 @@ def _hidden_fields(html: str) -> dict[str, str]:
         if name:
             out[html_mod.unescape(name.group(1))] = html_mod.unescape(value.group(1)) if value else ""
     return out
+
+
+class LogoutSink:
+    """An https server recording each POST body (the provider's back-channel logout calls):
+    ``received`` the bodies, ``tokens`` their ``logout_token`` values; answers ``status``."""
+
+    def __init__(self, tls: tuple[Path, Path]) -> None:
+        received: list[dict[str, str]] = []
+        self.received = received
+        self.tokens: list[str] = []
+        tokens = self.tokens
+        self.status = 200
+
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length).decode()
+                received.append({k: v[0] for k, v in parse_qs(body).items()})
+                tokens.extend(parse_qs(body).get("logout_token", []))
+                self.send_response(sink.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{self.server.server_address[1]}/backchannel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
