@@ -29,6 +29,20 @@ __all__ = [
 FILES = ("root.pem", "root_key.pem", "server.pem", "server_key.pem", "client.pem", "client_key.pem")
 
 
+#: What a certificate authority's key may do (sign certificates and CRLs), as Qlik's root has it.
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    key_encipherment=False,
+    content_commitment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -159,17 +173,7 @@ def generate_certificates(
         .not_valid_after(now + _dt.timedelta(days=days + 30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(

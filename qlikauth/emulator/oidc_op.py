@@ -34,14 +34,13 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..jwtkeys import SigningKey
-from .threaded import ServedInThread
+from .threaded import ServedInThread, read_cookie, session_cookie
 
 __all__ = ["OidcProvider", "OpUser", "DEMO_USERS", "BACKCHANNEL_EVENT"]
 
@@ -531,16 +530,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data), "application/json")
 
     def _sid(self) -> str | None:
-        try:
-            morsel = SimpleCookie(self.headers.get("Cookie", "")).get(self._COOKIE)
-        except CookieError:
-            return None
-        return morsel.value if morsel is not None and morsel.value else None
+        return read_cookie(self.headers.get("Cookie"), self._COOKIE)
 
     def _cookie(self, value: str, max_age: int | None = None) -> str:
-        secure = "; Secure" if self.op.issuer.startswith("https:") else ""
-        age = "" if max_age is None else f"; Max-Age={max_age}"
-        return f"{self._COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}"
+        return session_cookie(
+            self._COOKIE, value, secure=self.op.issuer.startswith("https:"), max_age=max_age
+        )
 
     def _form(self) -> dict[str, str]:
         try:

@@ -28,13 +28,12 @@ import xml.etree.ElementTree as ET  # noqa: S405 - parses only documents this Id
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .threaded import ServedInThread
+from .threaded import ServedInThread, read_cookie, session_cookie
 
 try:
     from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name, samlp
@@ -656,16 +655,12 @@ class _Handler(BaseHTTPRequestHandler):
     _COOKIE = "qlikauth_idp_session"
 
     def _browser_handle(self) -> str | None:
-        try:
-            morsel = SimpleCookie(self.headers.get("Cookie", "")).get(self._COOKIE)
-        except CookieError:
-            return None
-        return morsel.value if morsel is not None and morsel.value else None
+        return read_cookie(self.headers.get("Cookie"), self._COOKIE)
 
     def _session_cookie(self, value: str, max_age: int | None = None) -> str:
-        secure = "; Secure" if self.idp.base_url.startswith("https:") else ""
-        age = "" if max_age is None else f"; Max-Age={max_age}"
-        return f"{self._COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax{secure}{age}"
+        return session_cookie(
+            self._COOKIE, value, secure=self.idp.base_url.startswith("https:"), max_age=max_age
+        )
 
     def do_POST(self) -> None:  # noqa: N802
         if urlsplit(self.path).path != "/sso/login":
