@@ -55,7 +55,7 @@ from .._parse import parse_bool
 from ..authenticators.base import Cookie
 from ..bridges.oidc import OidcRelyingParty, OidcSettings
 from ..bridges.registry import SsoKey, SsoSessionRegistry
-from ..exceptions import ConfigurationError, OidcError, QlikAuthError
+from ..exceptions import BridgeError, ConfigurationError, OidcError, QlikAuthError
 from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from .flows import (
@@ -78,7 +78,7 @@ from .lifecycle import (
     sign_out,
 )
 from .runtime import QlikAuthRuntime
-from .saml import DEFAULT_IDP, idp_sections
+from .saml import DEFAULT_IDP, idp_sections, unknown_idp
 
 __all__ = [
     "OidcWebSettings",
@@ -310,19 +310,10 @@ def _oidc(runtime: QlikAuthRuntime, idp: str | None = None) -> _Oidc:
         return cache[name]
 
 
-def _unknown_provider(name: str | None, names: list[str]) -> OidcError:
-    if name is None:
-        text = (
-            f"this portal trusts several OpenID providers ({', '.join(names)}): sign in "
-            "through /oidc/<name>/login or add ?idp=<name>."
-        )
-    else:
-        text = (
-            f"{name[:40]!r} is not an OpenID provider of this portal (it knows {', '.join(names)})."
-        )
-    error = OidcError(text, reason="idp", code="idp")
-    error.status = 400 if name is None else 404
-    return error
+def _unknown_provider(name: str | None, names: list[str]) -> BridgeError:
+    return unknown_idp(
+        OidcError, "an OpenID provider", "OpenID providers", "/oidc/<name>/login", name, names
+    )
 
 
 def _record_idp(record: Any) -> str | None:

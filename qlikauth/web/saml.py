@@ -33,7 +33,7 @@ from typing import Any
 
 from ..bridges import MAX_REQUEST_BYTES
 from ..bridges.registry import SsoKey, SsoSessionRegistry
-from ..exceptions import ConfigurationError, QlikAuthError
+from ..exceptions import BridgeError, ConfigurationError, QlikAuthError, SamlError
 from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from ..store import StateStore, open_store
@@ -61,6 +61,7 @@ __all__ = [
     "SamlParts",
     "DEFAULT_IDP",
     "idp_sections",
+    "unknown_idp",
     "saml_idp_names",
     "saml_parts",
     "saml_user",
@@ -169,30 +170,41 @@ def saml_parts(runtime: QlikAuthRuntime, idp: str | None = None) -> SamlParts:
             )
         name = idp or (names[0] if len(names) == 1 else None)
         if name is None:
-            raise _unknown_idp(None, names)
+            raise _unknown(None, names)
         if name not in names:
-            raise _unknown_idp(name, names)
+            raise _unknown(name, names)
         if name not in cache:
             cache[name] = _build(runtime, name)
         return cache[name]
 
 
-def _unknown_idp(name: str | None, names: list[str]) -> Exception:
-    from ..exceptions import SamlError
-
+def unknown_idp(
+    error: type[BridgeError], one: str, many: str, login: str, name: str | None, names: list[str]
+) -> BridgeError:
+    """The refusal of a sign-in that names no IdP while several are configured (400), or one
+    this portal does not know (404), code ``idp``: the same for the SAML and OIDC endpoints."""
+    known = ", ".join(names)
     if name is None:
         text = (
-            f"this portal trusts several SAML identity providers ({', '.join(names)}): sign in "
-            "through /qlik/saml/<name>/login or add ?idp=<name>."
+            f"this portal trusts several {many} ({known}): sign in through {login} "
+            "or add ?idp=<name>."
         )
     else:
-        text = (
-            f"{name[:40]!r} is not a SAML identity provider of this portal (it knows "
-            f"{', '.join(names)})."
-        )
-    error = SamlError(text, code="idp")
-    error.status = 404 if name is not None else 400
-    return error
+        text = f"{name[:40]!r} is not {one} of this portal (it knows {known})."
+    refused = error(text, code="idp")
+    refused.status = 400 if name is None else 404
+    return refused
+
+
+def _unknown(name: str | None, names: list[str]) -> BridgeError:
+    return unknown_idp(
+        SamlError,
+        "a SAML identity provider",
+        "SAML identity providers",
+        "/qlik/saml/<name>/login",
+        name,
+        names,
+    )
 
 
 def _build(runtime: QlikAuthRuntime, name: str) -> SamlParts:
