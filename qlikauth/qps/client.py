@@ -568,7 +568,8 @@ class QpsClient:
         time, answers an error status or something that is not JSON) is not asked again in this
         call: it goes into :attr:`EndReport.failed` with everything still to be ended there, and
         the other nodes are still asked. A node known to be down (it failed within
-        ``unhealthy_for``) is reported at once instead of being waited for. Ids that cannot be
+        ``unhealthy_for``) is first asked ``/qps/alive`` for at most a second, not waited for:
+        another process may have made sessions there since it came back. Ids that cannot be
         proxy session ids are ignored. This is the ending every sign-out path uses.
         """
         wanted_users: list[QlikUser] = []
@@ -583,11 +584,13 @@ class QpsClient:
         for node in nodes if nodes is not None else self.nodes:
             if node not in self._base:
                 raise ConfigurationError(f"{node!r} is not one of this client's QPS nodes.")
-            if self._health.is_down(node):
+            # A node this process saw fail is asked briefly whether it is back (another
+            # process may have made sessions there since) rather than waited for in full.
+            if self._health.is_down(node) and not self.alive([node], probe=1.0)[node]:
                 failed.append(
                     NodeFailure(
                         node,
-                        "failed recently; not waited for",
+                        "failed recently and still not answering",
                         tuple(wanted_users),
                         tuple(wanted_ids),
                     )
@@ -623,9 +626,10 @@ class QpsClient:
                 )
         return EndReport(ended, tuple(failed))
 
-    def alive(self, nodes: Sequence[str] | None = None) -> dict[str, bool]:
-        """``{node: True/False}`` from each node's ``/qps/alive`` (``nodes``: only those); a node
-        that answers is healthy again at once, whatever ``unhealthy_for`` says."""
+    def alive(self, nodes: Sequence[str] | None = None, *, probe: float = 3.0) -> dict[str, bool]:
+        """``{node: True/False}`` from each node's ``/qps/alive`` (``nodes``: only those), each
+        given at most ``probe`` seconds; a node that answers is healthy again at once, whatever
+        ``unhealthy_for`` says."""
         out = {}
         for n in nodes if nodes is not None else self.nodes:
             try:
@@ -634,7 +638,7 @@ class QpsClient:
                     "GET",
                     "/qps/alive",
                     what="alive check",
-                    timeout=(min(self.timeout[0], 3.0), min(self.timeout[1], 3.0)),
+                    timeout=(min(self.timeout[0], probe), min(self.timeout[1], probe)),
                 )
                 out[n] = status == 200 and data is not False
             except QpsError:
