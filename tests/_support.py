@@ -106,3 +106,17 @@ def concurrent_takes(store: Any, key: str, threads: int) -> int:
     for t in ts:
         t.join()
     return len(won)
+
+
+def sleep_past_identity_cache(cached_at: float, seconds: int) -> None:
+    """Sleep until nginx's identity cache entry made no earlier than ``cached_at`` (monotonic)
+    has expired.
+
+    nginx stamps a cache entry with its whole-second clock: an entry kept ``seconds`` is served
+    while that clock reads at most ``floor(made) + seconds``, so for up to ``seconds + 1`` real
+    seconds. Waiting only ``seconds`` makes a test fail whenever the entry was made early in a
+    second.
+    """
+    left = cached_at + seconds + 1.25 - time.monotonic()
+    if left > 0:
+        time.sleep(left)
