@@ -179,6 +179,7 @@ class SessionAuthenticator:
         now: float | None = None,
         create: bool = True,
         end_replaced: Callable[[Sequence[str]], Any] | None = None,
+        before_create: Callable[[QlikUser], Any] | None = None,
     ) -> SessionGrant: ...
 
     @overload
@@ -192,6 +193,7 @@ class SessionAuthenticator:
         now: float | None = None,
         create: bool = True,
         end_replaced: Callable[[Sequence[str]], Any] | None = None,
+        before_create: Callable[[QlikUser], Any] | None = None,
     ) -> SessionGrant | None: ...
 
     def resume(
@@ -204,6 +206,7 @@ class SessionAuthenticator:
         now: float | None = None,
         create: bool = True,
         end_replaced: Callable[[Sequence[str]], Any] | None = None,
+        before_create: Callable[[QlikUser], Any] | None = None,
     ) -> SessionGrant | None:
         """Reuse the proxy session a portal remembers for this user, or create one.
 
@@ -231,6 +234,9 @@ class SessionAuthenticator:
             changed identity, a node that cannot be reached); default: end them on every node
             now, logging a failure. The web layer passes its one ending, which keeps what a
             failing node could not end and finishes it later.
+        :param before_create: called with the Qlik user just before a new proxy session is
+            made (never when one is reused). The web layer ends there what an earlier sign-out
+            left pending for the user, so finishing it later cannot end the new session.
         :returns: the grant, or None when ``user`` returned None or nothing may be created.
 
         Errors creating a session are raised (:class:`~qlikauth.QpsError`); a failure to end a
@@ -300,6 +306,8 @@ class SessionAuthenticator:
             qlik_user = user if isinstance(user, QlikUser) else user()
         if qlik_user is None:
             return None
+        if before_create is not None:
+            before_create(qlik_user)
         session = self.qps.add_session(qlik_user)
         record = {
             "sid": session.session_id,

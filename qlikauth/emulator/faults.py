@@ -201,6 +201,12 @@ class FaultSwitch:
         """End the active fault."""
         self.set(None)
 
+    def arm(self, fault: Fault) -> None:
+        """Make ``fault`` the active one for requests only: a closing kind drops every request
+        from now on, before :meth:`set` closes the port."""
+        with self._lock:
+            self._fault = fault
+
     def attach(self, server: BackgroundServer) -> None:
         """Bind to the port's server once it runs (a fault set before start applies now)."""
         self.server = server
@@ -272,7 +278,7 @@ class FaultSwitch:
         """The request hook: None lets the request through (no fault: nothing to await on
         every request), else an awaitable giving the fault's answer (None: answer after all)."""
         fault = self._fault
-        if fault is None or fault.kind not in REQUEST_FAULTS:
+        if fault is None or fault.kind not in REQUEST_FAULTS + CLOSED:
             return None
         return self._apply(fault, req)
 

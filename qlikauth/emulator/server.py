@@ -314,16 +314,24 @@ class Emulator:
             raise ConfigurationError(
                 "the node has crashed: restart() it (or clear_faults()) first."
             )
-        for p in ports:
-            self._faults[p].set(fault)
         if fault.kind == "crash":
+            # A process dies at one instant: both ports drop every request and the memory is
+            # gone before the (slower) closing of the listening sockets, so no port answers
+            # from a session the other has already lost.
+            for p in ports:
+                self._faults[p].arm(fault)
             lost = self.state.lose()
             log.info("emulator: crashed, %d proxy session(s) and every ticket lost", lost)
+        for p in ports:
+            self._faults[p].set(fault)
         return fault
 
     def clear_faults(self, port: str = "both") -> None:
         """End the faults of ``port`` ("qps", "hub" or "both"); ending a crash restarts the node."""
-        ports = ("qps", "hub") if self.crashed else self._ports(port)
+        crashed = self.crashed
+        ports = ("qps", "hub") if crashed else self._ports(port)
+        if crashed:
+            self.state.revive()
         for p in ports:
             self._faults[p].clear()
 

@@ -95,6 +95,10 @@ class SiteSessions:
                     del self._by_user[key]
 
 
+class NodeDown(RuntimeError):
+    """A ticket, session or target was to be made on a node that has crashed."""
+
+
 class TooManySessions(Exception):
     """The user already has ``max_sessions_per_user`` sessions on this node."""
 
@@ -196,6 +200,8 @@ class EmulatorState:
         self.hub_connections_accepted = 0
         self.tickets_issued = 0
         self.tickets_redeemed = 0
+        #: True from :meth:`lose` until :meth:`revive`: the node is dead, nothing is made.
+        self.down = False
 
     # -- counters ---------------------------------------------------------------------
     def count(self, name: str) -> None:
@@ -210,6 +216,7 @@ class EmulatorState:
         expires = now + self.ticket_ttl
         rec = TicketRecord(new_ticket(), user, prefix, target_uri, expires)
         with self.lock:
+            self._alive()
             t = self._tickets
             if now >= self._purge_at or len(t) >= MAX_OUTSTANDING:
                 self._purge_tickets(now)
@@ -259,6 +266,7 @@ class EmulatorState:
         tid = new_guid()
         now = self._clock()
         with self.lock:
+            self._alive()
             self._purge_tickets(now)
             self._targets[tid] = (prefix, url, now + TARGET_TTL)
             self._purge_at = min(self._purge_at, now + TARGET_TTL)
@@ -308,6 +316,7 @@ class EmulatorState:
         now = self._clock()
         sid = session_id or new_guid()
         with self.lock:
+            self._alive()
             self._sweep(now)
             active = self._by_user.get(user.key, set())
             count = self.site.count(user.key) if self.site is not None else len(active)
@@ -394,9 +403,12 @@ class EmulatorState:
         """What a crash does: forget every ticket, session and module target at once.
 
         No session ends cleanly (no ``on_end`` callback runs: a dead process tells no one);
-        the header log and counters stay, for assertions. Returns how many sessions were lost.
+        the header log and counters stay, for assertions. Until :meth:`revive`, nothing new is
+        made: a request already under way when the node died fails instead of leaving a ticket
+        or session that would outlive the crash. Returns how many sessions were lost.
         """
         with self.lock:
+            self.down = True
             lost = list(self._sessions.values())
             self._sessions.clear()
             self._by_user.clear()
@@ -410,6 +422,15 @@ class EmulatorState:
             self._targets.clear()
             self._purge_at = math.inf
             return len(lost)
+
+    def revive(self) -> None:
+        """The node starts again after :meth:`lose` (empty)."""
+        with self.lock:
+            self.down = False
+
+    def _alive(self) -> None:
+        if self.down:
+            raise NodeDown("the emulated node has crashed")
 
     def clear(self) -> None:
         """Forget tickets, sessions, targets and the header log (counters are kept)."""

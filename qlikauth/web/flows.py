@@ -583,6 +583,7 @@ def resume_session(
             create=create,
             recheck_after=runtime.recheck_after(explicit=verify),
             end_replaced=runtime.end_sessions,
+            before_create=runtime.pending.settle,
         )
     except QlikAuthError as exc:
         store[RETRY_KEY] = now + RETRY_AFTER_SECONDS

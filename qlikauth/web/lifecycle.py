@@ -97,6 +97,9 @@ PORTAL_STATE_KEYS: list[str] = [
 _REVOKED = "qlikauth:revoked:"
 _PENDING = "qlikauth:pending:"
 _PENDING_TTL = 24 * 3600.0
+#: How long a node's pending list stays locked while it is ended there (a node that hangs takes
+#: the QPS timeout, the lock is given back long before this).
+_PENDING_LOCK_TTL = 30.0
 _SEEN_MAX = 512
 
 
@@ -233,8 +236,9 @@ def current_sign_in(
     ended by the way out that revoked it; an expired one is ended here).
 
     One store read per call (two for an SSO sign-in). When the store cannot be read, an SSO
-    sign-in is refused (it cannot be told from a revoked one) and a portal sign-in is kept (the
-    portal's own session is its authority), with a warning.
+    sign-in is refused (it cannot be told from a revoked one) and every proxy session of its
+    user ended; a portal sign-in is kept (the portal's own session is its authority), with a
+    warning.
     """
     record = session.get(SIGNIN_KEY) if session is not None else None
     if not isinstance(record, dict):
@@ -259,6 +263,16 @@ def current_sign_in(
             reason = "state store unavailable"
         else:
             log.warning("qlikauth: cannot check the sign-in against the state store (%s)", exc)
+    if reason == "state store unavailable":
+        # Ended here, so ended in Qlik too: which proxy sessions its IdP session made is in the
+        # store, so every one of the user's ends (they sign in again once the store answers).
+        sign_out(
+            None,
+            runtime,
+            users=_record_users(record),
+            signin_ids=[str(record.get("id"))],
+            reason="an SSO sign-in the state store could not confirm",
+        )
     if reason is None and record.get("expires") is not None and now >= float(record["expires"]):
         reason = "the identity provider's session ended (SessionNotOnOrAfter)"
         sign_out(
@@ -298,6 +312,45 @@ def registry(runtime: QlikAuthRuntime) -> Any:
         made = SsoSessionRegistry(runtime.sealed_store, lifetime=runtime.revocation_ttl)
         runtime._qlikauth_registry = made  # type: ignore[attr-defined]
     return made
+
+
+def sign_out_sso(
+    request: WebRequest | None, runtime: QlikAuthRuntime, key: Any, *, reason: str
+) -> SignedOut:
+    """End an SSO sign-in (SAML or OIDC): what the registry recorded for its IdP session
+    (``key``, an :class:`~qlikauth.bridges.registry.SsoKey`, or None), through :func:`sign_out`.
+
+    A shared store that does not answer never stops it. Which proxy sessions the IdP session
+    made is kept there, so every proxy session of ``request``'s signed-in user ends instead:
+    more than the IdP session's (the same person's other browsers sign in again through the
+    IdP), never less.
+    """
+    found = None
+    fallback: list[QlikUser] = []
+    if key is not None:
+        try:
+            found = registry(runtime).take(
+                key.issuer, key.subject, [key.session] if key.session else None
+            )
+        except QlikAuthError as exc:
+            session = request.session if request is not None else None
+            record = session.get(SIGNIN_KEY) if session is not None else None
+            fallback = _record_users(record) if isinstance(record, dict) else []
+            log.warning(
+                "qlikauth: sign-out (%s): the shared store did not answer (%s); ending every "
+                "proxy session of the signed-in user instead",
+                reason,
+                exc,
+            )
+    return sign_out(
+        request,
+        runtime,
+        users=found.end_users if found else fallback,
+        session_ids=found.session_ids if found else (),
+        signin_ids=found.signin_ids if found else (),
+        people=found.users if found else (),
+        reason=reason,
+    )
 
 
 def clear_portal_state(session: MutableMapping[str, Any] | None) -> None:
@@ -383,25 +436,24 @@ class PendingEndings:
 
     def finish(self) -> EndReport:
         """End what is pending on every node; a node known to be down is first asked (/qps/alive,
-        briefly, only when work waits for it) whether it is back. What fails again is kept."""
+        briefly, only when work waits for it) whether it is back. What fails again is kept.
+
+        A node's list is taken and ended under its lock, the one :meth:`settle` takes: a user
+        signing in again meanwhile waits, so their new proxy session is never ended as pending.
+        """
         qps = self.runtime.qps
         store = self.runtime.sealed_store
         report = EndReport()
         for node in qps.nodes:
-            if qps.is_down(node) and not (store.get(self._key(node)) and qps.alive([node])[node]):
-                continue  # still down (asked once, briefly, only when work waits for it)
-            raw = store.take(self._key(node))
-            if raw is None:
+            key = self._key(node)
+            if not store.get(key):
                 continue
-            data = _load(raw)
-            users = []
-            for body in data.get("users", []):
-                try:
-                    users.append(QlikUser.from_qps(body))
-                except QlikAuthError:
-                    continue
-            ids = [s for s in data.get("sessions", []) if isinstance(s, str)]
-            done = qps.end_everywhere(users, ids, nodes=[node])
+            if qps.is_down(node) and not qps.alive([node])[node]:
+                continue  # still down (asked once, briefly, only when work waits for it)
+            with store.lock(key + ":lock", ttl=_PENDING_LOCK_TTL, wait=_PENDING_LOCK_TTL):
+                data = _load(store.take(key))
+                ids = [s for s in data.get("sessions", []) if isinstance(s, str)]
+                done = qps.end_everywhere(_pending_users(data), ids, nodes=[node])
             report = report.merged(done)
             for problem in self.add(done.failed):
                 log.error("qlikauth: %s", problem)
@@ -410,6 +462,56 @@ class PendingEndings:
                 "qlikauth: ended %d proxy session(s) left over from earlier sign-outs", report.ended
             )
         return report
+
+    def settle(self, user: QlikUser) -> None:
+        """Before ``user`` is signed in to Qlik again: end now what is pending for them on a node
+        that answers, and take them off its list, so that finishing the list later cannot end
+        the proxy session this sign-in is about to make there. A node still down keeps them
+        (nothing is made there while it is down). Never raises: the store or a node failing
+        leaves the list as it was."""
+        qps = self.runtime.qps
+        store = self.runtime.sealed_store
+        for node in qps.nodes:
+            key = self._key(node)
+            try:
+                if not _names(_load(store.get(key)), user):
+                    continue
+                with store.lock(key + ":lock", ttl=_PENDING_LOCK_TTL, wait=_PENDING_LOCK_TTL):
+                    data = _load(store.get(key))
+                    if not _names(data, user):
+                        continue  # finished meanwhile
+                    if qps.end_everywhere([user], nodes=[node]).failed:
+                        continue  # kept: the node does not answer
+                    data["users"] = [
+                        {"UserDirectory": u.user_directory, "UserId": u.user_id}
+                        for u in _pending_users(data)
+                        if u.key != user.key
+                    ]
+                    if data["users"] or data.get("sessions"):
+                        store.put(key, json.dumps(data).encode(), _PENDING_TTL)
+                    else:
+                        store.delete(key)
+            except QlikAuthError as exc:
+                log.warning(
+                    "qlikauth: could not settle the pending sign-out of %s on %s (%s)",
+                    user.qualified_name,
+                    node,
+                    exc,
+                )
+
+
+def _pending_users(data: dict[str, Any]) -> list[QlikUser]:
+    users = []
+    for body in data.get("users", []):
+        try:
+            users.append(QlikUser.from_qps(body))
+        except QlikAuthError:
+            continue
+    return users
+
+
+def _names(data: dict[str, Any], user: QlikUser) -> bool:
+    return any(u.key == user.key for u in _pending_users(data))
 
 
 def _load(raw: bytes | None) -> dict[str, Any]:
@@ -660,6 +762,10 @@ def sign_in(
     cookies: list[Cookie] = []
     location: str | None = None
     node: str | None = None
+    if runtime.config.mode == "ticket" and open_qlik:
+        # An ending still pending for this user from an earlier sign-out must not end the proxy
+        # session the ticket makes: it is done now, or kept for a node that is down.
+        runtime.pending.settle(user)
     if runtime.config.mode == "session":
         from .flows import RETRY_KEY, SIGNED_OUT_KEY
 
@@ -672,6 +778,7 @@ def sign_in(
             now=now,
             recheck_after=runtime.recheck_after(explicit=verify),
             end_replaced=runtime.end_sessions,
+            before_create=runtime.pending.settle,
         )
         if reg is not None and grant.created:
             try:

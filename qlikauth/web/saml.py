@@ -33,7 +33,13 @@ from typing import Any
 
 from ..bridges import MAX_REQUEST_BYTES
 from ..bridges.registry import SsoKey, SsoSessionRegistry
-from ..exceptions import BridgeError, ConfigurationError, QlikAuthError, SamlError
+from ..exceptions import (
+    BridgeError,
+    ConfigurationError,
+    QlikAuthError,
+    SamlError,
+    StoreUnavailable,
+)
 from ..identity import QlikUser
 from ..mapping import ClaimsMapping
 from ..store import StateStore, open_store
@@ -53,6 +59,7 @@ from .lifecycle import (
     registry,
     sign_in,
     sign_out,
+    sign_out_sso,
 )
 from .runtime import QlikAuthRuntime
 
@@ -435,20 +442,7 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
     signed_with = data.get("idp") if isinstance(data, dict) else None
     destination = runtime.local_redirect(request.form.get("next"), "/")
     key = _key(data)
-    found = (
-        registry(runtime).take(key.issuer, key.subject, [key.session] if key.session else None)
-        if key is not None
-        else None
-    )
-    done = sign_out(
-        request,
-        runtime,
-        users=found.end_users if found else (),
-        session_ids=found.session_ids if found else (),
-        signin_ids=found.signin_ids if found else (),
-        people=found.users if found else (),
-        reason="SAML logout",
-    )
+    done = sign_out_sso(request, runtime, key, reason="SAML logout")
     if key is None:
         return RedirectAnswer(location=destination, cookies=done.cookies)
     try:
@@ -464,6 +458,10 @@ def saml_logout(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | Non
         return RedirectAnswer(
             location=destination, cookies=done.cookies
         )  # the IdP has no SLO endpoint
+    except StoreUnavailable as exc:
+        # its answer could not be matched to this request later: signed out here only
+        log.warning("SAML logout: signed out here, the IdP is not told (%s)", exc)
+        return RedirectAnswer(location=destination, cookies=done.cookies)
     return RedirectAnswer(location=redirect.location, cookies=done.cookies)
 
 

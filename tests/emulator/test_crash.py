@@ -69,6 +69,40 @@ def test_refuse_keeps_the_sessions_crash_loses_them(emu, api, browser):
     assert _signed_in(browser, emu)
 
 
+def test_a_crash_is_one_instant_for_both_ports(emu, api, browser):
+    """While the ports are still being closed, neither answers from what the crash lost: the hub
+    does not serve the lost session the QPS port no longer knows, and nothing new is made."""
+    import requests
+
+    from qlikauth.emulator.state import NodeDown
+
+    browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={ticket(api, emu)}")
+    assert _signed_in(browser, emu)
+    seen = {}
+    qps_server = emu._faults["qps"].server
+    closing = qps_server.refuse_connections
+
+    def slow_close(refuse: bool = True) -> None:
+        if refuse and not seen:  # the QPS port is about to close, the hub port is still open
+            seen["sessions"] = emu.state.sessions()
+            try:
+                seen["hub"] = _signed_in(browser, emu)
+            except requests.ConnectionError:
+                seen["hub"] = "reset"
+            with pytest.raises(NodeDown):
+                emu.state.add_session(USER, "portal", "api")
+        closing(refuse)
+
+    qps_server.refuse_connections = slow_close
+    try:
+        emu.crash()
+    finally:
+        qps_server.refuse_connections = closing
+    assert seen == {"sessions": [], "hub": "reset"}
+    emu.restart()
+    assert emu.state.add_session(USER, "portal", "api")[0].user == USER
+
+
 def test_restart_of_a_running_node_also_loses_its_sessions(emu, api):
     assert call(api, emu, "POST", "session", json={"UserDirectory": "ACME", "UserId": "jdoe",
                                                    "SessionId": str(uuid.uuid4())}).status_code == 201

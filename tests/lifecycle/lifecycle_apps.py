@@ -74,14 +74,14 @@ class World:
     def clear_faults(self) -> None:
         for node in self.nodes:
             node.clear_faults("both")
+        if self.redis.proc is None or self.redis.proc.poll() is not None:
+            self.redis.start()
 
     def reset(self) -> None:
         """Faults off, no tickets or sessions on any node, the shared store empty."""
         self.clear_faults()
         for node in self.nodes:
             node.state.clear()
-        if self.redis.proc is None or self.redis.proc.poll() is not None:
-            self.redis.start()
         self.redis.flush()
         self.sink.tokens.clear()
 

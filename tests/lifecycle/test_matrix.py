@@ -120,6 +120,8 @@ def _fault(world: World, node: str) -> None:
         # Dropped (never answered) a little after the portal's QPS timeout: a request to a hung
         # node does not take effect later behind the test's back.
         n1.inject("hang", port="both", seconds=HANG_SECONDS)
+    elif node == "store-down":
+        world.redis.stop()  # the shared store (Redis); World.clear_faults starts it again
 
 
 def finish_pending(runtime: Any) -> None:
@@ -364,6 +366,25 @@ def test_lifecycle(fresh: World, django_users: None, way: str, mode: str, node: 
 
             stack.enter_context(override_settings(**django_settings(fresh, mode)))
         case.run()
+    assert not case.problems, "\n".join(case.problems)
+
+
+# A sign-out in the browser while the shared store is down: every way out still ends every proxy
+# session of alice (an SSO sign-in's are named by the store's registry; without it, all of the
+# user's), and her browser is signed out of the portal.
+STORE_DOWN = [pytest.param(way, mode, ending, id=f"{way}-{mode}-{ending}")
+              for way, ending in (("password-flask", "portal-signout"), ("saml", "saml-slo-sp"),
+                                  ("oidc", "oidc-rp-logout"))
+              for mode in MODES]
+
+
+@pytest.mark.parametrize("way, mode, ending", STORE_DOWN)
+def test_a_sign_out_with_the_shared_store_down(fresh: World, way: str, mode: str, ending: str) -> None:
+    case = Case(fresh, way, mode, "store-down", ending)
+    case.run()
+    who = case.browser.whoami()
+    if who.endswith("\\" + ALICE):
+        case.problem(f"the browser is still signed in to the portal ({who!r})")
     assert not case.problems, "\n".join(case.problems)
 
 

@@ -42,6 +42,7 @@ def runtime_for(cluster: Any, mode: str, store: Any = None) -> Any:
     return build_runtime({
         "QPS_NODES": [n.qps_url for n in cluster.nodes], "CERTS": str(cluster.nodes[0].certs_dir),
         "VIRTUAL_PROXY": prefix, "HUB_URL": cluster.nodes[0].hub_url_for(prefix), "MODE": mode,
+        "NODE_HUB_URLS": [n.hub_url_for(prefix) for n in cluster.nodes],
         "USER_DIRECTORY": "PORTAL", "TIMEOUT": 0.5,
         # every call asks every node, so a node answers again as soon as its fault is cleared
         "UNHEALTHY_FOR": 0}, store=store if store is not None else MemoryStore(), secret="s" * 32)
@@ -119,6 +120,54 @@ def test_a_user_switch_with_a_failing_node_ends_the_previous_user_and_keeps_the_
     assert live(cluster, BOB)
 
 
+@pytest.mark.parametrize("way", ["ticket", "session", "session page view"])
+def test_a_pending_sign_out_never_ends_the_next_sign_in_of_the_same_user(
+        cluster: Any, way: str) -> None:
+    """alice signs out while node 2 fails (her session there stays pending); node 2 answers
+    again and alice signs in anew on it: her new proxy session there outlives finishing the
+    pending list, her old one does not."""
+    mode = way.split()[0]
+    runtime = runtime_for(cluster, mode)
+    prefix = runtime.config.virtual_proxy
+    old = session_on(cluster, 1, prefix, ALICE)
+    cluster.nodes[1].inject("refuse")
+    assert not lifecycle.sign_out(None, runtime, users=[ALICE], reason="test").complete
+    assert runtime.pending.count() == 1
+    cluster.nodes[1].clear_faults()
+    cluster.nodes[0].inject("refuse")  # so that the new sign-in lands on node 2
+    browser = Browser()
+    if way == "session page view":
+        browser.keep(flows.portal_signed_in(browser.request(ALICE), runtime, ALICE))
+        browser.session.pop(flows.SESSION_KEY, None)  # a page view finds no proxy session
+        outcome = flows.resume_session(browser.request(ALICE, path="/"), runtime)
+        assert outcome.created
+    else:
+        open_qlik(cluster, runtime, browser, ALICE)
+    (new,) = cluster.nodes[1].state.sessions(user=ALICE)
+    assert new.session_id != old
+    cluster.nodes[0].clear_faults()
+    runtime.finish_pending()
+    assert [s.session_id for s in live(cluster, ALICE)] == [new.session_id]
+    assert runtime.pending.count() == 0
+
+
+def test_a_pending_sign_out_is_kept_for_a_node_still_down_at_the_next_sign_in(
+        cluster: Any) -> None:
+    """The next sign-in cannot end alice's pending session on a node that is still down: it
+    stays pending (nothing new is made there) and ends once the node answers."""
+    runtime = runtime_for(cluster, "ticket")
+    old = session_on(cluster, 1, "portal", ALICE)
+    cluster.nodes[1].inject("refuse")
+    lifecycle.sign_out(None, runtime, users=[ALICE], reason="test")
+    browser = Browser()
+    open_qlik(cluster, runtime, browser, ALICE)
+    assert runtime.pending.count() == 1
+    (new,) = cluster.nodes[0].state.sessions(user=ALICE)
+    cluster.nodes[1].clear_faults()
+    assert runtime.finish_pending().ended == 1
+    assert [s.session_id for s in live(cluster, ALICE)] == [new.session_id] != [old]
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_sign_out_goes_past_a_failing_node(cluster: Any, fault: str) -> None:
     """A node answering 5xx, refusing or hanging does not stop the sign-out on the others."""
@@ -174,6 +223,34 @@ def test_the_previous_user_cookie_needs_no_store_and_cannot_be_forged(cluster: A
     assert lifecycle.seen_user(other, browser.cookies[lifecycle.SEEN_COOKIE]) is None
     assert lifecycle.seen_user(runtime, browser.cookies[lifecycle.SEEN_COOKIE][:-2] + "AA") is None
     assert lifecycle.seen_user(runtime, browser.cookies[lifecycle.SEEN_COOKIE]).key == BOB.key
+
+
+def test_an_sso_sign_out_with_the_store_down_ends_every_proxy_session_of_the_user(
+        cluster: Any) -> None:
+    """Which proxy sessions an IdP session made is in the store: with the store down, the SSO
+    sign-out ends every proxy session of the browser's user instead, on every node."""
+    from qlikauth.bridges.registry import SsoKey
+    from qlikauth.exceptions import StoreUnavailable
+
+    class RegistryDown(MemoryStore):
+        """The registry's reads fail; the rest of the store answers."""
+
+        def take(self, *args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("the test's store is down")
+
+        get = take  # type: ignore[assignment]
+
+    runtime = runtime_for(cluster, "ticket", store=RegistryDown())
+    for index in (0, 1):
+        session_on(cluster, index, "portal", ALICE)
+    key = SsoKey("https://idp.example", "alice-subject", "s1")
+    browser = Browser()
+    browser.session[lifecycle.SIGNIN_KEY] = {"id": "x", "user": ALICE.to_qps(), "via": "saml",
+                                             "sso": {"issuer": key.issuer, "subject": key.subject,
+                                                     "session": key.session}}
+    done = lifecycle.sign_out_sso(browser.request(ALICE), runtime, key, reason="test")
+    assert done.report.complete and live(cluster, ALICE) == []
+    assert lifecycle.SIGNIN_KEY not in browser.session
 
 
 def test_a_revoked_sign_in_never_comes_back(cluster: Any) -> None:
