@@ -440,6 +440,7 @@ class PendingEndings:
 
         A node's list is taken and ended under its lock, the one :meth:`settle` takes: a user
         signing in again meanwhile waits, so their new proxy session is never ended as pending.
+        A list another process holds is left to it (never waited for).
         """
         qps = self.runtime.qps
         store = self.runtime.sealed_store
@@ -450,7 +451,9 @@ class PendingEndings:
                 continue
             if qps.is_down(node) and not qps.alive([node])[node]:
                 continue  # still down (asked once, briefly, only when work waits for it)
-            with store.lock(key + ":lock", ttl=_PENDING_LOCK_TTL, wait=_PENDING_LOCK_TTL):
+            with store.lock(key + ":lock", ttl=_PENDING_LOCK_TTL) as held:
+                if not held:
+                    continue  # another process is ending or settling this list right now
                 data = _load(store.take(key))
                 ids = [s for s in data.get("sessions", []) if isinstance(s, str)]
                 done = qps.end_everywhere(_pending_users(data), ids, nodes=[node])
