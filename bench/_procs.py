@@ -20,7 +20,8 @@ for p in (str(ROOT), str(ROOT / "integrations")):
 
 
 def load_module(path: Path, name: str) -> Any:
-    """The Python file at ``path`` imported as module ``name`` (the examples are files, not packages)."""
+    """The Python file at ``path`` imported as module ``name`` (the examples are files, not
+    packages)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, path)
@@ -59,14 +60,26 @@ def emulator_main(conn: Any, kwargs: dict[str, Any], proxies: list[dict[str, Any
     except BaseException as exc:  # report instead of hanging the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return
-    conn.send({"qps_url": emu.qps_url, "hub_url": emu.hub_url, "certs_dir": str(emu.certs_dir),
-               "hub_urls": {p["prefix"]: emu.hub_url_for(p["prefix"]) for p in proxies},
-               "pid": os.getpid()})
+    conn.send(
+        {
+            "qps_url": emu.qps_url,
+            "hub_url": emu.hub_url,
+            "certs_dir": str(emu.certs_dir),
+            "hub_urls": {p["prefix"]: emu.hub_url_for(p["prefix"]) for p in proxies},
+            "pid": os.getpid(),
+        }
+    )
+
     def stats() -> dict[str, Any]:
         st = emu.state
-        return {"qps_requests": st.qps_requests, "connections_accepted": st.connections_accepted,
-                "tickets_issued": st.tickets_issued, "tickets_redeemed": st.tickets_redeemed,
-                "outstanding_tickets": _value(st, "outstanding_tickets"), **rss_kib()}
+        return {
+            "qps_requests": st.qps_requests,
+            "connections_accepted": st.connections_accepted,
+            "tickets_issued": st.tickets_issued,
+            "tickets_redeemed": st.tickets_redeemed,
+            "outstanding_tickets": _value(st, "outstanding_tickets"),
+            **rss_kib(),
+        }
 
     try:
         serve_commands(conn, stats)
@@ -161,8 +174,11 @@ class EmulatorProcess(ChildProcess):
         self.pid: int = info["pid"]
 
 
-def memory_worker(conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int], threads: int) -> None:
-    """Request tickets with one QpsClient from ``threads`` threads; report RSS at each checkpoint."""
+def memory_worker(
+    conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int], threads: int
+) -> None:
+    """Request tickets with one QpsClient from ``threads`` threads; report RSS at each
+    checkpoint."""
     from qlikauth import QlikUser, QpsClient
 
     client = QpsClient(qps_url, certs_dir, pool_maxsize=threads)
@@ -191,8 +207,10 @@ def memory_worker(conn: Any, qps_url: str, certs_dir: str, checkpoints: list[int
 
 
 #: The answer body of both canned-ticket servers.
-CANNED_TICKET = (b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
-                 b'"Ticket":"cannedticket0000","TargetUri":null}')
+CANNED_TICKET = (
+    b'{"UserDirectory":"BENCH","UserId":"jdoe","Attributes":[],'
+    b'"Ticket":"cannedticket0000","TargetUri":null}'
+)
 
 
 def _site_server_context(certs_dir: str) -> Any:
@@ -210,7 +228,8 @@ def _site_server_context(certs_dir: str) -> Any:
 
 
 def canned_main(conn: Any, certs_dir: str) -> None:
-    """A trivial mutual-TLS server answering every request with one canned ticket (the bench's yardstick).
+    """A trivial mutual-TLS server answering every request with one canned ticket (the bench's
+    yardstick).
 
     One thread per connection, blocking sockets, one ``sendall`` per answer: what any server
     costs at least. ``bench_tickets`` divides the floor's tickets/s against the emulator by its
@@ -220,8 +239,10 @@ def canned_main(conn: Any, certs_dir: str) -> None:
 
     ctx = _site_server_context(certs_dir)
     body = CANNED_TICKET
-    answer = (b"HTTP/1.1 201 Created\r\nContent-Type: application/json; charset=utf-8\r\n"
-              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    answer = (
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -275,13 +296,18 @@ class CannedProcess(ChildProcess):
     (``with CannedProcess(certs_dir) as c: c.port``)."""
 
     def __init__(self, certs_dir: str | Path, *, stack: bool = False) -> None:
-        what = "the canned-ticket ASGI app on the emulator's server" if stack else "the canned-ticket server"
+        what = (
+            "the canned-ticket ASGI app on the emulator's server"
+            if stack
+            else "the canned-ticket server"
+        )
         super().__init__(what, stack_canned_main if stack else canned_main, str(certs_dir))
         self.port: int = self.info["port"]
 
 
 def stack_canned_main(conn: Any, certs_dir: str) -> None:
-    """The emulator's own server stack (``BackgroundServer``: uvicorn, httptools, uvloop, mutual TLS)
+    """The emulator's own server stack (``BackgroundServer``: uvicorn, httptools, uvloop, mutual
+    TLS)
     serving an ASGI app that answers every request with the canned ticket: what the maintained
     server costs by itself, without any of the emulator's Qlik behaviour (reported beside the
     emulator, in the same run)."""
@@ -292,7 +318,10 @@ def stack_canned_main(conn: Any, certs_dir: str) -> None:
 
     ctx = _site_server_context(certs_dir)
     body = CANNED_TICKET
-    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -306,9 +335,13 @@ def stack_canned_main(conn: Any, certs_dir: str) -> None:
         serve_commands(conn, rss_kib)
 
 
-def run_standalone(description: str, section: Callable[[Any], dict[str, Any]],
-                   rows: Callable[[dict[str, Any]], list[str]], argv: list[str] | None = None,
-                   head: tuple[str, ...] = ()) -> int:
+def run_standalone(
+    description: str,
+    section: Callable[[Any], dict[str, Any]],
+    rows: Callable[[dict[str, Any]], list[str]],
+    argv: list[str] | None = None,
+    head: tuple[str, ...] = (),
+) -> int:
     """``main()`` of a benchmark file run on its own: ``--quick`` (bench/run.py's quick counts) and
     ``--json FILE``; runs ``section`` and prints ``head`` and its table ``rows``."""
     import argparse
@@ -351,15 +384,43 @@ class Gunicorn:
     sign-ins that way: ``RemoteDisconnected`` or a reset at the OIDC callback).
     """
 
-    def __init__(self, app: str, port: int, *, workers: int, threads: int, env: dict[str, str],
-                 ready_path: str, timeout: int = 60, ready_within: float = 60.0,
-                 keepalive: int = 0) -> None:
+    def __init__(
+        self,
+        app: str,
+        port: int,
+        *,
+        workers: int,
+        threads: int,
+        env: dict[str, str],
+        ready_path: str,
+        timeout: int = 60,
+        ready_within: float = 60.0,
+        keepalive: int = 0,
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads),
-                    "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", str(timeout),
-                    "--keep-alive", str(keepalive), app]
-        self.env = {**env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")])}
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            str(timeout),
+            "--keep-alive",
+            str(keepalive),
+            app,
+        ]
+        self.env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "integrations")]),
+        }
         self.ready_path = ready_path
         self.ready_within = ready_within
         self.proc: Any = None
@@ -378,8 +439,9 @@ class Gunicorn:
         # buffer is full every worker blocks in its next log write (a storm of warnings hangs
         # the portal; the harness must not be the thing that hangs).
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL,
-                                     stderr=self.stderr)
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, cwd=str(HERE), stdout=subprocess.DEVNULL, stderr=self.stderr
+        )
         self._started = time.monotonic()
         return self
 
@@ -426,7 +488,9 @@ class Gunicorn:
         self.close()
 
 
-def storm(users: int, sign_in: Callable[[int, threading.Barrier], None], join_within: float) -> float:
+def storm(
+    users: int, sign_in: Callable[[int, threading.Barrier], None], join_within: float
+) -> float:
     """``sign_in(i, barrier)`` for every user at once, each in its own thread; the wall seconds.
 
     Each ``sign_in`` does what may come before the storm, then ``barrier.wait()``, then the
@@ -446,7 +510,8 @@ def storm(users: int, sign_in: Callable[[int, threading.Barrier], None], join_wi
 
 
 def storm_figures(users: int, results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
-    """The figures every storm reports from its per-user results (``ok``, ``seconds``, ``error``)."""
+    """The figures every storm reports from its per-user results (``ok``, ``seconds``,
+    ``error``)."""
     import statistics
 
     from run import pct
@@ -456,9 +521,14 @@ def storm_figures(users: int, results: list[dict[str, Any]], wall: float) -> dic
     errors = [r.get("error") or "not finished in time" for r in results if not r.get("ok")]
     lat = [r["seconds"] for r in done]
     return {
-        "users": users, "completed": len(done), "errors": len(errors), "first_errors": errors[:3],
-        "wall_s": round(wall, 3), "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
-        "p50_ms": round(pct(lat, 50) * 1000, 1), "p99_ms": round(pct(lat, 99) * 1000, 1),
+        "users": users,
+        "completed": len(done),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "wall_s": round(wall, 3),
+        "sign_ins_per_s": round(len(done) / wall, 1) if wall else 0.0,
+        "p50_ms": round(pct(lat, 50) * 1000, 1),
+        "p99_ms": round(pct(lat, 99) * 1000, 1),
         "mean_ms": round(statistics.mean(lat) * 1000, 1) if lat else 0.0,
     }
 
@@ -472,7 +542,12 @@ def hub_with_ticket(s: Any, hub: str, root: str, timeout: float, step: list[str]
     r = s.get(hub, verify=root, allow_redirects=False, timeout=timeout)
     assert r.status_code == 200 and r.cookies, f"hub redeem {r.status_code}"
     step[0] = "hub page"
-    r = s.get(hub.split("?", 1)[0], verify=root, headers={"Accept": "application/json"},
-              allow_redirects=False, timeout=timeout)
+    r = s.get(
+        hub.split("?", 1)[0],
+        verify=root,
+        headers={"Accept": "application/json"},
+        allow_redirects=False,
+        timeout=timeout,
+    )
     assert r.status_code == 200, f"hub {r.status_code}"
     return r

@@ -54,9 +54,11 @@ def tenant_main(conn: Any, idp_pem: str, kid: str) -> None:
     from qlikauth.emulator.cloud import CloudTenant, JwtIdentityProvider, OAuthClientConfig
     from qlikauth.jwtkeys import public_key_from_pem
 
-    tenant = CloudTenant(jwt_idps=[JwtIdentityProvider(ISSUER, {kid: public_key_from_pem(idp_pem)})],
-                         oauth_clients=[OAuthClientConfig("bench", client_secret="bench-secret")],
-                         jwt_login_rate=None)
+    tenant = CloudTenant(
+        jwt_idps=[JwtIdentityProvider(ISSUER, {kid: public_key_from_pem(idp_pem)})],
+        oauth_clients=[OAuthClientConfig("bench", client_secret="bench-secret")],
+        jwt_login_rate=None,
+    )
     try:
         tenant.start()
     except BaseException as exc:
@@ -64,7 +66,9 @@ def tenant_main(conn: Any, idp_pem: str, kid: str) -> None:
         return
     conn.send({"url": tenant.url, "ca": str(tenant.root_pem)})
     try:
-        serve_commands(conn, lambda: {k: tenant.state.counter(k) for k in ("token_requests", "jwt_logins")})
+        serve_commands(
+            conn, lambda: {k: tenant.state.counter(k) for k in ("token_requests", "jwt_logins")}
+        )
     finally:
         tenant.stop()
 
@@ -96,21 +100,34 @@ def _minting(args: argparse.Namespace, alg: str) -> dict[str, Any]:
         return issuer.claims(person)
 
     a = Contender("qlikauth CloudJwtIssuer.mint", lambda: lambda: issuer.mint(person))
-    b = Contender("PyJWT encode, key loaded once",
-                  lambda: lambda: pyjwt.encode(claims(), preloaded, algorithm=alg, headers={"kid": "bench-key"}))
+    b = Contender(
+        "PyJWT encode, key loaded once",
+        lambda: (
+            lambda: pyjwt.encode(claims(), preloaded, algorithm=alg, headers={"kid": "bench-key"})
+        ),
+    )
     kty = "EC" if alg.startswith("ES") else "RSA"
 
     def jose_pem() -> str:
-        return jose_jwt.encode({"alg": alg, "kid": "bench-key"}, claims(), import_key(pem_text, kty))
+        return jose_jwt.encode(
+            {"alg": alg, "kid": "bench-key"}, claims(), import_key(pem_text, kty)
+        )
 
     c = Contender("joserfc encode, PEM text per call", lambda: jose_pem)
     interleave([a, b, c], args.rounds, args.slice, 1, min_calls=5)
     # every contender's token verifies the same way
-    for tok in (issuer.mint(person), pyjwt.encode(claims(), preloaded, algorithm=alg, headers={"kid": "bench-key"}),
-                jose_pem()):
+    for tok in (
+        issuer.mint(person),
+        pyjwt.encode(claims(), preloaded, algorithm=alg, headers={"kid": "bench-key"}),
+        jose_pem(),
+    ):
         pyjwt.decode(tok, key.public_key, algorithms=[alg], audience="qlik.api/login/jwt-session")
-    return {"alg": alg, "ratio_vs_pyjwt": round(ratio(a, b), 3), "ratio_vs_jose_pem": round(ratio(a, c), 3),
-            "contenders": {x.name: summary(x) for x in (a, b, c)}}
+    return {
+        "alg": alg,
+        "ratio_vs_pyjwt": round(ratio(a, b), 3),
+        "ratio_vs_jose_pem": round(ratio(a, c), 3),
+        "contenders": {x.name: summary(x) for x in (a, b, c)},
+    }
 
 
 def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,10 +155,14 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
         store = MemoryStore()
         provisioner = UserProvisioner(cloud, issuer=issuer, store=store)
         people = [_Person(i) for i in range(users)]
-        for p in people:  # the users exist (their first sign-in made them); the token cache is empty
+        for (
+            p
+        ) in people:  # the users exist (their first sign-in made them); the token cache is empty
             provisioner.ensure(p)
-        access = CloudAccess(AccessTokenCache(cloud, OAuthClient("bench", client_secret="bench-secret"), store),
-                             provisioner)
+        access = CloudAccess(
+            AccessTokenCache(cloud, OAuthClient("bench", client_secret="bench-secret"), store),
+            provisioner,
+        )
         before = tenant.stats()
         order = [p for p in people for _ in range(loads // users)]
         random.Random(7).shuffle(order)
@@ -169,11 +190,15 @@ def bench_cloud(args: argparse.Namespace) -> dict[str, Any]:
         after = tenant.stats()
         all_tokens = [t for s in tokens.values() for t in s]
         result["page_loads"] = {
-            "users": users, "page_loads": len(order), "threads": 8,
+            "users": users,
+            "page_loads": len(order),
+            "threads": 8,
             "token_requests": after["token_requests"] - before["token_requests"],
             "jwt_logins_during": after["jwt_logins"] - before["jwt_logins"],
-            "one_token_per_user": all(len(s) == 1 for s in tokens.values()) and len(tokens) == users,
-            "distinct_tokens": len(set(all_tokens)) == len(all_tokens), "errors": errors[:3],
+            "one_token_per_user": all(len(s) == 1 for s in tokens.values())
+            and len(tokens) == users,
+            "distinct_tokens": len(set(all_tokens)) == len(all_tokens),
+            "errors": errors[:3],
             "page_loads_per_s": round(len(order) / wall, 1),
         }
         result["endpoint"] = _endpoint_latency(args, access, people[0])
@@ -192,8 +217,12 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
     app = Flask("bench_cloud")
     app.secret_key = secrets.token_bytes(32)
     # A hybrid portal: the extension (its QPS side is never asked here), then the cloud blueprint.
-    app.config.update(QLIKAUTH_QPS_NODES="https://localhost:4243", QLIKAUTH_CERTS=str(ROOT / "no-certs-needed"),
-                      QLIKAUTH_HUB_URL="https://localhost/hub/", QLIKAUTH_USER_DIRECTORY="BENCH")
+    app.config.update(
+        QLIKAUTH_QPS_NODES="https://localhost:4243",
+        QLIKAUTH_CERTS=str(ROOT / "no-certs-needed"),
+        QLIKAUTH_HUB_URL="https://localhost/hub/",
+        QLIKAUTH_USER_DIRECTORY="BENCH",
+    )
     QlikAuth(app, user_loader=lambda: None)
 
     @app.get("/plain.json")
@@ -205,7 +234,9 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
     # The portal's own endpoint, as an app mounts it: flask_qlikauth's blueprint over
     # qlikauth.web.cloud.access_token (same-origin checks, ensure-user remembered, the token
     # cache, the token headers), the signed-in user's identity from the portal's session.
-    portal = CloudPortal(access=access, identity=lambda request: person if session.get("user") else None)
+    portal = CloudPortal(
+        access=access, identity=lambda request: person if session.get("user") else None
+    )
     app.register_blueprint(cloud_blueprint(portal))
 
     @app.get("/login")
@@ -220,14 +251,22 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
             call = client.post if method == "POST" else client.get
 
             def once() -> None:
-                r = call(path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+                r = call(
+                    path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+                )
                 if r.status_code != 200:
                     raise AssertionError(f"{path} answered {r.status_code}")
-            if method == "POST":  # the portal's endpoint answers the user's cached token, never cached itself
-                r = call(path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+
+            if (
+                method == "POST"
+            ):  # the portal's endpoint answers the user's cached token, never cached itself
+                r = call(
+                    path, headers={"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+                )
                 assert r.get_data(as_text=True) == access.access_token(person).access_token
                 assert r.headers["Cache-Control"] == "no-store" and r.mimetype == "text/plain"
             return once
+
         return factory
 
     a = Contender("token endpoint (warm cache)", make("/qlik/cloud/access-token", "POST"))
@@ -235,8 +274,10 @@ def _endpoint_latency(args: argparse.Namespace, access: Any, person: Any) -> dic
     rounds = max(args.rounds, 9) if not args.quick else args.rounds
     interleave([a, b], rounds, min(args.slice, 0.3), 1, min_calls=20)
     # ratio() is rate(a)/rate(b); time per call is its inverse
-    return {"time_ratio_token_vs_plain": round(1.0 / ratio(a, b), 3),
-            "contenders": {c.name: summary(c) for c in (a, b)}}
+    return {
+        "time_ratio_token_vs_plain": round(1.0 / ratio(a, b), 3),
+        "contenders": {c.name: summary(c) for c in (a, b)},
+    }
 
 
 def cloud_rows(j: dict[str, Any]) -> list[str]:
@@ -248,22 +289,38 @@ def cloud_rows(j: dict[str, Any]) -> list[str]:
         q = m["contenders"]["qlikauth CloudJwtIssuer.mint"]
         p = m["contenders"]["PyJWT encode, key loaded once"]
         o = m["contenders"]["joserfc encode, PEM text per call"]
-        rows.append(f"| JWT minting {m['alg']} (Qlik Cloud claims): qlikauth / PyJWT with the key loaded once | "
-                    f"**{m['ratio_vs_pyjwt']:.2f}x** | >= 0.8x | qlikauth {q['per_s_median']:.0f} tokens/s (p50 "
-                    f"{q['p50_ms']:.3f} ms), PyJWT {p['per_s_median']:.0f}/s (p50 {p['p50_ms']:.3f} ms) |")
-        rows.append(f"| JWT minting {m['alg']}: qlikauth / joserfc `jwt.encode` with the PEM text every call | "
-                    f"**{m['ratio_vs_jose_pem']:.2f}x** | >= 3x | joserfc + PEM {o['per_s_median']:.0f}/s "
-                    f"(p50 {o['p50_ms']:.3f} ms) |")
+        rows.append(
+            f"| JWT minting {m['alg']} (Qlik Cloud claims): qlikauth / PyJWT with the key loaded "
+            "once | "
+            f"**{m['ratio_vs_pyjwt']:.2f}x** | >= 0.8x | qlikauth {q['per_s_median']:.0f} tokens/s "
+            "(p50 "
+            f"{q['p50_ms']:.3f} ms), PyJWT {p['per_s_median']:.0f}/s (p50 {p['p50_ms']:.3f} ms) |"
+        )
+        rows.append(
+            f"| JWT minting {m['alg']}: qlikauth / joserfc `jwt.encode` with the PEM text every "
+            "call | "
+            f"**{m['ratio_vs_jose_pem']:.2f}x** | >= 3x | joserfc + PEM {o['per_s_median']:.0f}/s "
+            f"(p50 {o['p50_ms']:.3f} ms) |"
+        )
     pl = j["page_loads"]
-    rows.append(f"| Qlik Cloud access tokens: token requests to the tenant per {pl['page_loads']:,} page loads of "
-                f"{pl['users']} users (cache empty, users existing) | **{pl['token_requests']}** | {pl['users']} (one "
-                f"per user) | {pl['threads']} threads, {pl['page_loads_per_s']:.0f} page loads/s; one token per user "
-                f"{pl['one_token_per_user']}; JWT logins meanwhile {pl['jwt_logins_during']} |")
+    rows.append(
+        f"| Qlik Cloud access tokens: token requests to the tenant per {pl['page_loads']:,} page "
+        "loads of "
+        f"{pl['users']} users (cache empty, users existing) | **{pl['token_requests']}** | "
+        f"{pl['users']} (one "
+        f"per user) | {pl['threads']} threads, {pl['page_loads_per_s']:.0f} page loads/s; one "
+        "token per user "
+        f"{pl['one_token_per_user']}; JWT logins meanwhile {pl['jwt_logins_during']} |"
+    )
     e = j["endpoint"]
     t, p = e["contenders"]["token endpoint (warm cache)"], e["contenders"]["plain JSON endpoint"]
-    rows.append(f"| Token endpoint for qlik-embed (warm cache) / plain JSON endpoint of the same Flask app (time "
-                f"per call) | **{e['time_ratio_token_vs_plain']:.3f}x** | <= 1.1x | token {t['per_s_median']:.0f}/s "
-                f"(p50 {t['p50_ms']:.3f} ms), plain {p['per_s_median']:.0f}/s (p50 {p['p50_ms']:.3f} ms) |")
+    rows.append(
+        "| Token endpoint for qlik-embed (warm cache) / plain JSON endpoint of the same Flask app "
+        "(time "
+        f"per call) | **{e['time_ratio_token_vs_plain']:.3f}x** | <= 1.1x | token "
+        f"{t['per_s_median']:.0f}/s "
+        f"(p50 {t['p50_ms']:.3f} ms), plain {p['per_s_median']:.0f}/s (p50 {p['p50_ms']:.3f} ms) |"
+    )
     return rows
 
 

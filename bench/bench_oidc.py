@@ -47,8 +47,14 @@ def _log(msg: str) -> None:
 
 
 def _client() -> dict[str, Any]:
-    return {"client_id": "bench", "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_basic",
-            "redirect_uris": [REDIRECT], "grant_types": ["authorization_code"], "response_types": ["code"]}
+    return {
+        "client_id": "bench",
+        "client_secret": SECRET,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [REDIRECT],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
 
 
 def bench_oidc(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,43 +75,68 @@ def bench_oidc(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="qlikauth-bench-oidc-") as tmp:
         generate_certificates(tmp, hosts=("localhost", "127.0.0.1"))
         with OpenIDProvider(tmp, clients=[_client()]) as op:
-            rp = OidcRelyingParty(OidcSettings(issuer=op.issuer, client_id="bench", client_secret=SECRET,
-                                               redirect_uri=REDIRECT, ca_bundle=op.ca_bundle,
-                                               scopes=("openid", "email", "profile", "groups")), MemoryStore())
+            rp = OidcRelyingParty(
+                OidcSettings(
+                    issuer=op.issuer,
+                    client_id="bench",
+                    client_secret=SECRET,
+                    redirect_uri=REDIRECT,
+                    ca_bundle=op.ca_bundle,
+                    scopes=("openid", "email", "profile", "groups"),
+                ),
+                MemoryStore(),
+            )
             browsers = {u: requests.Session() for u in ("alice", "bob")}
 
             def sign_in(user: str) -> Any:
                 req = rp.begin(None)
                 answer = op.sign_in(req.url, user, session=browsers[user])
-                return rp.complete(req.cookie.value, answer["params"]), parse_qs(urlsplit(req.url).query)["nonce"][0]
+                return rp.complete(req.cookie.value, answer["params"]), parse_qs(
+                    urlsplit(req.url).query
+                )["nonce"][0]
 
             first, nonce = sign_in("alice")  # warm-up: discovery + JWKS fetched once here
             token = first.id_token
             warm_jwks, warm_requests = rp.jwks.fetches, rp.http.requests
 
             # -- 1. validation: qlikauth vs PyJWT with the key preloaded ------------------------
-            published = requests.get(f"{op.issuer}/jwks", verify=op.ca_bundle, timeout=10).json()["keys"]
+            published = requests.get(f"{op.issuer}/jwks", verify=op.ca_bundle, timeout=10).json()[
+                "keys"
+            ]
             kid = pyjwt.get_unverified_header(token)["kid"]
-            preloaded = next(k for k in pyjwt.PyJWKSet.from_dict({"keys": published}).keys if k.key_id == kid).key
+            preloaded = next(
+                k for k in pyjwt.PyJWKSet.from_dict({"keys": published}).keys if k.key_id == kid
+            ).key
 
             def make_qlikauth() -> Any:
                 return lambda: rp.validate_id_token(token, nonce=nonce)
 
             def make_pyjwt() -> Any:
                 def call() -> Any:
-                    claims = pyjwt.decode(token, preloaded, algorithms=["RS256"], audience="bench", issuer=op.issuer,
-                                          leeway=60, options={"require": ["exp", "iat", "iss", "aud", "sub", "nonce"]})
+                    claims = pyjwt.decode(
+                        token,
+                        preloaded,
+                        algorithms=["RS256"],
+                        audience="bench",
+                        issuer=op.issuer,
+                        leeway=60,
+                        options={"require": ["exp", "iat", "iss", "aud", "sub", "nonce"]},
+                    )
                     if not hmac.compare_digest(claims["nonce"], nonce):
                         raise AssertionError("nonce")
                     return claims
+
                 return call
 
             a = Contender("qlikauth validate_id_token", make_qlikauth)
             b = Contender("PyJWT decode, key preloaded", make_pyjwt)
             interleave([a, b], args.rounds, args.slice, 1, min_calls=20)
-            validation = {"ratio_qlikauth_vs_pyjwt": round(ratio(a, b), 3),
-                          "contenders": {c.name: summary(c) for c in (a, b)},
-                          "token_bytes": len(token), "alg": pyjwt.get_unverified_header(token)["alg"]}
+            validation = {
+                "ratio_qlikauth_vs_pyjwt": round(ratio(a, b), 3),
+                "contenders": {c.name: summary(c) for c in (a, b)},
+                "token_bytes": len(token),
+                "alg": pyjwt.get_unverified_header(token)["alg"],
+            }
             jwks_during_validation = rp.jwks.fetches - warm_jwks
 
             # -- 2. JWKS fetches during many sign-ins with a warm cache ---------------------------
@@ -123,7 +154,9 @@ def bench_oidc(args: argparse.Namespace) -> dict[str, Any]:
             result = {
                 "validation": validation,
                 "sign_ins": sign_ins,
-                "jwks_fetches_during_sign_ins": rp.jwks.fetches - warm_jwks - jwks_during_validation,
+                "jwks_fetches_during_sign_ins": rp.jwks.fetches
+                - warm_jwks
+                - jwks_during_validation,
                 "jwks_fetches_during_validation": jwks_during_validation,
                 "provider_calls_per_sign_in": round(provider_calls / sign_ins, 3),
                 "sign_ins_per_s": round(sign_ins / wall, 1),
@@ -139,7 +172,8 @@ def bench_oidc(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
-    """N users at once: portal /oidc/login -> provider login -> callback -> ticket -> hub, each as themselves.
+    """N users at once: portal /oidc/login -> provider login -> callback -> ticket -> hub, each as
+    themselves.
 
     The portal (bench/oidc_storm_app.py) runs on gunicorn with one worker and 16 threads: one
     process, so its MemoryStore holds every sign-in's state (several workers would share Redis).
@@ -164,26 +198,58 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
     users = args.storm_users
     port = free_port()
     portal = f"http://127.0.0.1:{port}"
-    accounts = {f"bench{i:03d}": {"password": f"pw-{i}", "claims": {
-        "sub": f"sub-{i:03d}", "email": f"bench{i:03d}@example.com", "email_verified": True,
-        "name": f"Bench {i}", "groups": [f"Group{i:03d}"]}} for i in range(users)}
-    client = {"client_id": "storm", "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_basic",
-              "redirect_uris": [f"{portal}/oidc/callback"], "grant_types": ["authorization_code"],
-              "response_types": ["code"]}
-    with EmulatorProcess(proxies=[{"prefix": "portal", "method": "ticket"}]) as emu, \
-            OpenIDProvider(emu.certs_dir, clients=[client], accounts=accounts) as op:
-        oidc = {"ISSUER": op.issuer, "CLIENT_ID": "storm", "CLIENT_SECRET": SECRET,
-                "REDIRECT_URI": f"{portal}/oidc/callback", "CA_BUNDLE": op.ca_bundle,
-                "SCOPES": "openid email profile groups", "COOKIE_NAME": "qlikauth-oidc", "COOKIE_SECURE": "false",
-                # The provider here is one node process on the same 2 cores, answering 200 users'
-                # five requests each: under other load its token endpoint queued a callback's token
-                # request past the default 5 s (a 504, a lost sign-in that is the provider's).
-                "TIMEOUT": STORM_PROVIDER_TIMEOUT}
-        env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-               "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
-               "QLIKAUTH_OIDC": json.dumps(oidc), "PORTAL_SECRET_KEY": secrets.token_hex(32)}
+    accounts = {
+        f"bench{i:03d}": {
+            "password": f"pw-{i}",
+            "claims": {
+                "sub": f"sub-{i:03d}",
+                "email": f"bench{i:03d}@example.com",
+                "email_verified": True,
+                "name": f"Bench {i}",
+                "groups": [f"Group{i:03d}"],
+            },
+        }
+        for i in range(users)
+    }
+    client = {
+        "client_id": "storm",
+        "client_secret": SECRET,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [f"{portal}/oidc/callback"],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
+    with (
+        EmulatorProcess(proxies=[{"prefix": "portal", "method": "ticket"}]) as emu,
+        OpenIDProvider(emu.certs_dir, clients=[client], accounts=accounts) as op,
+    ):
+        oidc = {
+            "ISSUER": op.issuer,
+            "CLIENT_ID": "storm",
+            "CLIENT_SECRET": SECRET,
+            "REDIRECT_URI": f"{portal}/oidc/callback",
+            "CA_BUNDLE": op.ca_bundle,
+            "SCOPES": "openid email profile groups",
+            "COOKIE_NAME": "qlikauth-oidc",
+            "COOKIE_SECURE": "false",
+            # The provider here is one node process on the same 2 cores, answering 200 users'
+            # five requests each: under other load its token endpoint queued a callback's token
+            # request past the default 5 s (a 504, a lost sign-in that is the provider's).
+            "TIMEOUT": STORM_PROVIDER_TIMEOUT,
+        }
+        env = {
+            **os.environ,
+            "QLIKAUTH_QPS_NODES": emu.qps_url,
+            "QLIKAUTH_CERTS": str(emu.certs_dir),
+            "QLIKAUTH_HUB_URL": emu.hub_urls["portal"],
+            "QLIKAUTH_VIRTUAL_PROXY": "portal",
+            "QLIKAUTH_OIDC": json.dumps(oidc),
+            "PORTAL_SECRET_KEY": secrets.token_hex(32),
+        }
         _log(f"oidc storm: gunicorn -w 1 --threads 16 on {portal}, {users} users")
-        with Gunicorn("oidc_storm_app:app", port, workers=1, threads=16, env=env, ready_path="/whoami"):
+        with Gunicorn(
+            "oidc_storm_app:app", port, workers=1, threads=16, env=env, ready_path="/whoami"
+        ):
             root = str(emu.certs_dir / "root.pem")
             results: list[dict[str, Any]] = [{} for _ in range(users)]
 
@@ -226,10 +292,18 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
         from qlikauth.bridges.oidc import OidcRelyingParty, OidcSettings
         from qlikauth.store import MemoryStore
 
-        rp = OidcRelyingParty(OidcSettings(issuer=op.issuer, client_id="storm", client_secret=SECRET,
-                                           redirect_uri=f"{portal}/oidc/callback", ca_bundle=op.ca_bundle,
-                                           timeout=STORM_PROVIDER_TIMEOUT,
-                                           scopes=("openid", "email", "profile", "groups")), MemoryStore())
+        rp = OidcRelyingParty(
+            OidcSettings(
+                issuer=op.issuer,
+                client_id="storm",
+                client_secret=SECRET,
+                redirect_uri=f"{portal}/oidc/callback",
+                ca_bundle=op.ca_bundle,
+                timeout=STORM_PROVIDER_TIMEOUT,
+                scopes=("openid", "email", "profile", "groups"),
+            ),
+            MemoryStore(),
+        )
         rp.complete(*_begin_at(rp, op, "bench000"))  # warm-up: discovery and JWKS fetched once
         alone: list[dict[str, Any]] = [{} for _ in range(users)]
 
@@ -249,14 +323,23 @@ def bench_oidc_storm(args: argparse.Namespace) -> dict[str, Any]:
         rp.close()
     done = [r for r in results if r.get("ok")]
     expected = {r["user"]: f"OIDC\\{r['user']}@example.com" for r in results}
-    mixups = sum(1 for r in done if r["hub_user"].lower() != expected[r["user"]].lower()
-                 or (r["portal_user"] or "").lower() != expected[r["user"]].lower())
+    mixups = sum(
+        1
+        for r in done
+        if r["hub_user"].lower() != expected[r["user"]].lower()
+        or (r["portal_user"] or "").lower() != expected[r["user"]].lower()
+    )
     provider = storm_figures(users, alone, provider_wall)
-    return {**storm_figures(users, results, wall), "mixups": mixups,
-            "provider_alone": {k: provider[k] for k in ("completed", "sign_ins_per_s", "p50_ms", "p99_ms",
-                                                        "first_errors")},
-            "server": "gunicorn -w 1 --threads 16 --keep-alive 0 (bench/oidc_storm_app.py); "
-                      "provider: oidc-provider on node"}
+    return {
+        **storm_figures(users, results, wall),
+        "mixups": mixups,
+        "provider_alone": {
+            k: provider[k]
+            for k in ("completed", "sign_ins_per_s", "p50_ms", "p99_ms", "first_errors")
+        },
+        "server": "gunicorn -w 1 --threads 16 --keep-alive 0 (bench/oidc_storm_app.py); "
+        "provider: oidc-provider on node",
+    }
 
 
 def _begin_at(rp: Any, op: Any, user: str) -> tuple[str, dict[str, str]]:
@@ -274,34 +357,62 @@ def oidc_rows(o: dict[str, Any]) -> list[str]:
     if "validation" not in o:
         return [f"| OIDC | {o.get('status')} | - | {o.get('reason')} |"]
     v = o["validation"]
-    q, p = v["contenders"]["qlikauth validate_id_token"], v["contenders"]["PyJWT decode, key preloaded"]
+    q, p = (
+        v["contenders"]["qlikauth validate_id_token"],
+        v["contenders"]["PyJWT decode, key preloaded"],
+    )
     return [
-        f"| OIDC id_token validation ({v['alg']}, warm JWKS): qlikauth / PyJWT with the key preloaded | "
-        f"**{v['ratio_qlikauth_vs_pyjwt']:.2f}x** | >= 0.5x | qlikauth {q['per_s_median']:.0f} tokens/s "
+        f"| OIDC id_token validation ({v['alg']}, warm JWKS): qlikauth / PyJWT with the key "
+        "preloaded | "
+        f"**{v['ratio_qlikauth_vs_pyjwt']:.2f}x** | >= 0.5x | qlikauth {q['per_s_median']:.0f} "
+        "tokens/s "
         f"(p50 {q['p50_ms']:.3f} ms), PyJWT {p['per_s_median']:.0f}/s (p50 {p['p50_ms']:.3f} ms); "
         f"JWKS fetches meanwhile: {o['jwks_fetches_during_validation']} |",
         f"| OIDC sign-ins with a warm cache: JWKS fetches during {o['sign_ins']:,} sign-ins | "
-        f"**{o['jwks_fetches_during_sign_ins']}** | 0 | provider calls per sign-in {o['provider_calls_per_sign_in']} "
-        f"(the token request); {o['sign_ins_per_s']:.0f} sign-ins/s sequential, p50 {o['sign_in_p50_ms']:.1f} ms; "
+        f"**{o['jwks_fetches_during_sign_ins']}** | 0 | provider calls per sign-in "
+        f"{o['provider_calls_per_sign_in']} "
+        f"(the token request); {o['sign_ins_per_s']:.0f} sign-ins/s sequential, p50 "
+        f"{o['sign_in_p50_ms']:.1f} ms; "
         f"signed in as themselves {o['subjects_ok']}/{o['sign_ins']} |",
-    ] + ([] if "storm" not in o else [
-        f"| OIDC sign-in storm: {o['storm']['users']} users at once (portal -> provider -> callback -> ticket -> hub) | "
-        f"{o['storm']['sign_ins_per_s']:.0f} sign-ins/s, {o['storm']['completed']}/{o['storm']['users']} signed in | "
-        f"all signed in as themselves, 0 mix-ups | p50 {o['storm']['p50_ms']:.0f} ms, p99 {o['storm']['p99_ms']:.0f} ms; "
-        f"mix-ups {o['storm']['mixups']}"
-        + (f"; the provider alone (the same users at once, its five requests each, no portal): "
-           f"{o['storm']['provider_alone']['sign_ins_per_s']:.0f} sign-ins/s, "
-           f"{o['storm']['provider_alone']['completed']}/{o['storm']['users']}"
-           if "provider_alone" in o["storm"] else "")
-        + (f"; errors {o['storm']['errors']}: {'; '.join(o['storm']['first_errors'])[:300]}" if o["storm"]["errors"] else "")
-        + " |"])
+    ] + (
+        []
+        if "storm" not in o
+        else [
+            f"| OIDC sign-in storm: {o['storm']['users']} users at once (portal -> provider -> "
+            "callback -> ticket -> hub) | "
+            f"{o['storm']['sign_ins_per_s']:.0f} sign-ins/s, "
+            f"{o['storm']['completed']}/{o['storm']['users']} signed in | "
+            f"all signed in as themselves, 0 mix-ups | p50 {o['storm']['p50_ms']:.0f} ms, p99 "
+            f"{o['storm']['p99_ms']:.0f} ms; "
+            f"mix-ups {o['storm']['mixups']}"
+            + (
+                "; the provider alone (the same users at once, its five requests each, no "
+                "portal): "
+                f"{o['storm']['provider_alone']['sign_ins_per_s']:.0f} sign-ins/s, "
+                f"{o['storm']['provider_alone']['completed']}/{o['storm']['users']}"
+                if "provider_alone" in o["storm"]
+                else ""
+            )
+            + (
+                f"; errors {o['storm']['errors']}: {'; '.join(o['storm']['first_errors'])[:300]}"
+                if o["storm"]["errors"]
+                else ""
+            )
+            + " |"
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     from _procs import run_standalone
 
-    return run_standalone(__doc__.splitlines()[0], bench_oidc, oidc_rows, argv,
-                          head=("| Benchmark | Ratio (median of rounds) | Target | Context |", "|---|---|---|---|"))
+    return run_standalone(
+        __doc__.splitlines()[0],
+        bench_oidc,
+        oidc_rows,
+        argv,
+        head=("| Benchmark | Ratio (median of rounds) | Target | Context |", "|---|---|---|---|"),
+    )
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def _wsgi_caller(app: Any, environ: dict[str, Any], expect: int = 200) -> Any:
         if not status_box or not status_box[0].startswith(str(expect)):
             raise RuntimeError(f"page view answered {status_box[:1]}: {body[:200]!r}")
         return body
+
     return call
 
 
@@ -89,7 +90,9 @@ def _flask_session_app(settings: dict[str, str]) -> Any:
     ext.init_app(app)
     # Compiled once, as Flask caches a file template.
     page = app.jinja_env.from_string(
-        "<!doctype html><title>Portal</title><h1>Hello {{ user }}</h1><a href='/qlik/login'>Qlik</a>")
+        "<!doctype html><title>Portal</title><h1>Hello {{ user }}</h1><a "
+        "href='/qlik/login'>Qlik</a>"
+    )
 
     @app.post("/signin")
     def signin() -> Any:
@@ -115,9 +118,13 @@ def _flask_session_environ(app: Any) -> dict[str, Any]:
     client = app.test_client()
     assert client.post("/signin").status_code == 302
     cookies = {name: client.get_cookie(name) for name in ("session", "X-Qlik-Session-mashup")}
-    assert all(c is not None for c in cookies.values()), "sign-in set no portal or proxy session cookie"
+    assert all(c is not None for c in cookies.values()), (
+        "sign-in set no portal or proxy session cookie"
+    )
     jar = "; ".join(f"{name}={c.value}" for name, c in cookies.items() if c is not None)
-    return EnvironBuilder(base_url="http://localhost:5000", path="/page", headers={"Cookie": jar}).get_environ()
+    return EnvironBuilder(
+        base_url="http://localhost:5000", path="/page", headers={"Cookie": jar}
+    ).get_environ()
 
 
 def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
@@ -153,13 +160,20 @@ def _django_handlers(settings: dict[str, str]) -> tuple[Any, Any, dict[str, Any]
     assert client.get("/mashup/", HTTP_HOST="localhost:8000").status_code == 200
     jar = "; ".join(f"{k}={m.value}" for k, m in client.cookies.items() if m.value)
     assert "X-Qlik-Session-mashup=" in jar, "the first view set no proxy session cookie"
-    environ = EnvironBuilder(base_url="http://localhost:8000", path="/mashup/",
-                             headers={"Cookie": jar}).get_environ()
+    environ = EnvironBuilder(
+        base_url="http://localhost:8000", path="/mashup/", headers={"Cookie": jar}
+    ).get_environ()
     return with_handler, without_handler, environ
 
 
-def _page_view_pair(name: str, app_with: Any, app_without: Any, environ: dict[str, Any],
-                    emu: EmulatorProcess, args: argparse.Namespace) -> dict[str, Any]:
+def _page_view_pair(
+    name: str,
+    app_with: Any,
+    app_without: Any,
+    environ: dict[str, Any],
+    emu: EmulatorProcess,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     call_with = _wsgi_caller(app_with, environ)
     call_without = _wsgi_caller(app_without, environ)
     first = emu.stats()["qps_requests"]
@@ -175,10 +189,18 @@ def _page_view_pair(name: str, app_with: Any, app_without: Any, environ: dict[st
     interleave([cw, co], rounds, args.slice / 6, 1)
     qps_calls = emu.stats()["qps_requests"] - before
     time_ratio = ratio(co, cw)  # time per view with / without = rate without / rate with
-    return {"time_ratio": round(time_ratio, 3), "overhead_pct": round((time_ratio - 1) * 100, 1),
-            "with": summary(cw), "without": summary(co), "views_with": cw.calls, "views_without": co.calls,
-            "qps_calls_during_views": qps_calls, "qps_calls_first_views": before - first, "qps_calls_per_view": qps_calls / max(1, cw.calls + co.calls),
-            "zero_qps_calls": qps_calls == 0}
+    return {
+        "time_ratio": round(time_ratio, 3),
+        "overhead_pct": round((time_ratio - 1) * 100, 1),
+        "with": summary(cw),
+        "without": summary(co),
+        "views_with": cw.calls,
+        "views_without": co.calls,
+        "qps_calls_during_views": qps_calls,
+        "qps_calls_first_views": before - first,
+        "qps_calls_per_view": qps_calls / max(1, cw.calls + co.calls),
+        "zero_qps_calls": qps_calls == 0,
+    }
 
 
 def bench_page_views(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,15 +209,33 @@ def bench_page_views(args: argparse.Namespace) -> dict[str, Any]:
     with EmulatorProcess(proxies=proxies) as emu:
         base = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir)}
         log("page views: flask (session mode, the extension on every view)")
-        flask_app = _flask_session_app({**base, "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"],
-                                        "QLIKAUTH_VIRTUAL_PROXY": "mashup", "QLIKAUTH_MODE": "session",
-                                        "QLIKAUTH_COOKIE_DOMAIN": ""})
+        flask_app = _flask_session_app(
+            {
+                **base,
+                "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"],
+                "QLIKAUTH_VIRTUAL_PROXY": "mashup",
+                "QLIKAUTH_MODE": "session",
+                "QLIKAUTH_COOKIE_DOMAIN": "",
+            }
+        )
         environ = _flask_session_environ(flask_app)
-        out["flask"] = _page_view_pair("flask", flask_app, _SwapEnviron(flask_app, {**environ, "PATH_INFO": "/page-without"}),
-                                       environ, emu, args)
-        out["flask"]["where"] = "session-mode page calling start_session on every view vs. the same page without it"
+        out["flask"] = _page_view_pair(
+            "flask",
+            flask_app,
+            _SwapEnviron(flask_app, {**environ, "PATH_INFO": "/page-without"}),
+            environ,
+            emu,
+            args,
+        )
+        out["flask"]["where"] = (
+            "session-mode page calling start_session on every view vs. the same page without it"
+        )
         log("page views: django")
-        dj_settings = {**base, "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"], "QLIKAUTH_VIRTUAL_PROXY": "mashup"}
+        dj_settings = {
+            **base,
+            "QLIKAUTH_HUB_URL": emu.hub_urls["mashup"],
+            "QLIKAUTH_VIRTUAL_PROXY": "mashup",
+        }
         h_with, h_without, dj_environ = _django_handlers(dj_settings)
         out["django"] = _page_view_pair("django", h_with, h_without, dj_environ, emu, args)
     return out
@@ -226,11 +266,17 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     portal = f"http://127.0.0.1:{port}"
     proxies = [{"prefix": "portal", "method": "ticket", "module_uri": f"{portal}/qlik/module"}]
     with EmulatorProcess(proxies=proxies) as emu:
-        env = {**os.environ, "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-               "QLIKAUTH_HUB_URL": emu.hub_urls["portal"], "QLIKAUTH_VIRTUAL_PROXY": "portal",
-               "PORTAL_SECRET_KEY": secrets.token_hex(32), "BENCH_USERS": str(users),
-               # One private session directory for both gunicorn workers (server-side sessions).
-               "PORTAL_SESSION_DIR": _private_dir("bench-portal-sessions-")}
+        env = {
+            **os.environ,
+            "QLIKAUTH_QPS_NODES": emu.qps_url,
+            "QLIKAUTH_CERTS": str(emu.certs_dir),
+            "QLIKAUTH_HUB_URL": emu.hub_urls["portal"],
+            "QLIKAUTH_VIRTUAL_PROXY": "portal",
+            "PORTAL_SECRET_KEY": secrets.token_hex(32),
+            "BENCH_USERS": str(users),
+            # One private session directory for both gunicorn workers (server-side sessions).
+            "PORTAL_SESSION_DIR": _private_dir("bench-portal-sessions-"),
+        }
         log(f"storm: gunicorn -w 2 --threads 8 on {portal}, {users} users")
         with Gunicorn("storm_app:app", port, workers=2, threads=8, env=env, ready_path="/login"):
             root = str(emu.certs_dir / "root.pem")
@@ -255,12 +301,26 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     t0 = time.perf_counter()
                     step[0] = "POST /login"
-                    r = s.post(f"{portal}/login", data={"csrf": csrf, "next": "/qlik/login", "username": name,
-                                                       "password": "demo"}, allow_redirects=False, timeout=60)
+                    r = s.post(
+                        f"{portal}/login",
+                        data={
+                            "csrf": csrf,
+                            "next": "/qlik/login",
+                            "username": name,
+                            "password": "demo",
+                        },
+                        allow_redirects=False,
+                        timeout=60,
+                    )
                     assert r.status_code == 302, f"login {r.status_code}"
                     step[0] = "/qlik/login"
-                    r = s.get(portal + r.headers["Location"] if r.headers["Location"].startswith("/") else r.headers["Location"],
-                              allow_redirects=False, timeout=60)
+                    r = s.get(
+                        portal + r.headers["Location"]
+                        if r.headers["Location"].startswith("/")
+                        else r.headers["Location"],
+                        allow_redirects=False,
+                        timeout=60,
+                    )
                     assert r.status_code == 302, f"/qlik/login {r.status_code}: {r.text[:200]}"
                     hub = r.headers["Location"]
                     m = re.search(r"[?&]qlikTicket=([^&]+)", hub)
@@ -282,9 +342,13 @@ def bench_storm(args: argparse.Namespace) -> dict[str, Any]:
     tickets = [r.get("ticket") for r in done]
     return {
         **storm_figures(users, results, wall),
-        "mixups": mixups, "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
+        "mixups": mixups,
+        "distinct_tickets": len(set(tickets)) == len(tickets) == users and None not in tickets,
         "hub_identity_ok": mixups == 0 and len(done) == users,
         "qps_requests": after["qps_requests"] - before["qps_requests"],
         "tickets_redeemed": after["tickets_redeemed"] - before["tickets_redeemed"],
-        "server": "gunicorn -w 2 --threads 8 --keep-alive 0 (examples/flask_portal via bench/storm_app.py)",
+        "server": (
+            "gunicorn -w 2 --threads 8 --keep-alive 0 (examples/flask_portal via "
+            "bench/storm_app.py)"
+        ),
     }

@@ -20,5 +20,15 @@ from _procs import load_module  # noqa: E402 - bench/ is gunicorn's working dire
 
 portal = load_module(ROOT / "examples" / "header_proxy" / "header_portal.py", "header_portal_app")
 
-app = portal.create_app({k: os.environ[k] for k in ("QLIKAUTH_QPS_NODES", "QLIKAUTH_CERTS", "QLIKAUTH_HUB_URL",
-                                                    "QLIKAUTH_VIRTUAL_PROXY") if k in os.environ})
+app = portal.create_app(
+    {
+        k: os.environ[k]
+        for k in (
+            "QLIKAUTH_QPS_NODES",
+            "QLIKAUTH_CERTS",
+            "QLIKAUTH_HUB_URL",
+            "QLIKAUTH_VIRTUAL_PROXY",
+        )
+        if k in os.environ
+    }
+)

@@ -2,7 +2,8 @@
 Redis die and come back; counts right sign-ins, clear refusals, hangs, mix-ups and orphans.
 
     .venv/bin/python bench/load_faults.py --sign-ins 1000 --browsers 50      # both modes, ~2 min
-    .venv/bin/python bench/load_faults.py --sign-ins 200 --browsers 20 --modes ticket --json out.json
+    .venv/bin/python bench/load_faults.py --sign-ins 200 --browsers 20 --modes ticket --json
+    out.json
 
 What runs (all on 127.0.0.1, every process started is stopped):
 
@@ -76,8 +77,12 @@ SAML_PREFIX = "sso"
 OIDC_PREFIX = "oidc"
 PHASES = ("before", "node_down", "node_back", "redis_down", "redis_back")
 #: Fault points as a share of the mode's sign-ins: (share, action, phase from then on).
-SCHEDULE = ((0.2, "crash", "node_down"), (0.4, "restart", "node_back"),
-            (0.6, "kill_redis", "redis_down"), (0.8, "start_redis", "redis_back"))
+SCHEDULE = (
+    (0.2, "crash", "node_down"),
+    (0.4, "restart", "node_back"),
+    (0.6, "kill_redis", "redis_down"),
+    (0.8, "start_redis", "redis_back"),
+)
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -93,8 +98,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the emulator cluster, in its own process -------------------------------------------------
-def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int = 0,
-                 op: dict[str, Any] | None = None) -> None:
+def cluster_main(
+    conn: Any,
+    module_port: int,
+    saml_port: int = 0,
+    oidc_port: int = 0,
+    op: dict[str, Any] | None = None,
+) -> None:
     """Two nodes and the local OpenID provider (``op``: its users and client, served over https
     with a certificate from the cluster's CA); answers ("crash", i), ("restart", i), "sessions",
     "stats" and "stop"."""
@@ -106,14 +116,18 @@ def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int
     from qlikauth.emulator import EmulatorCluster, VirtualProxy
     from qlikauth.emulator.oidc_op import OidcProvider, OpUser
 
-    vp = VirtualProxy(prefix=PREFIX, method="ticket",
-                      module_uri=f"http://localhost:{module_port}/qlik/module")
-    sso = VirtualProxy(prefix=SAML_PREFIX, method="ticket",
-                       module_uri=f"http://localhost:{saml_port}/qlik/module")
-    oidc = VirtualProxy(prefix=OIDC_PREFIX, method="ticket",
-                        module_uri=f"http://localhost:{oidc_port}/qlik/module")
-    cluster = EmulatorCluster(nodes=2, host="localhost", bind="127.0.0.1",
-                              virtual_proxies=[vp, sso, oidc])
+    vp = VirtualProxy(
+        prefix=PREFIX, method="ticket", module_uri=f"http://localhost:{module_port}/qlik/module"
+    )
+    sso = VirtualProxy(
+        prefix=SAML_PREFIX, method="ticket", module_uri=f"http://localhost:{saml_port}/qlik/module"
+    )
+    oidc = VirtualProxy(
+        prefix=OIDC_PREFIX, method="ticket", module_uri=f"http://localhost:{oidc_port}/qlik/module"
+    )
+    cluster = EmulatorCluster(
+        nodes=2, host="localhost", bind="127.0.0.1", virtual_proxies=[vp, sso, oidc]
+    )
     provider = tls_dir = None
     try:
         cluster.start()
@@ -121,17 +135,26 @@ def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int
             tls = temporary_server_certificate(cluster.certs_dir, prefix="qlikauth-load-op-")
             tls_dir = Path(tls[0]).parent
             provider = OidcProvider(
-                tls=tls, ca_bundle=cluster.certs_dir / "root.pem", clients=[op["client"]],
-                users={n: OpUser("demo", c) for n, c in op["users"].items()}).start()
+                tls=tls,
+                ca_bundle=cluster.certs_dir / "root.pem",
+                clients=[op["client"]],
+                users={n: OpUser("demo", c) for n, c in op["users"].items()},
+            ).start()
     except BaseException as exc:  # report instead of hanging the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         cluster.stop()
         return
-    conn.send({"qps_urls": cluster.qps_urls, "hub_urls": [n.hub_url_for(PREFIX) for n in cluster],
-               "sso_hub_urls": [n.hub_url_for(SAML_PREFIX) for n in cluster],
-               "oidc_hub_urls": [n.hub_url_for(OIDC_PREFIX) for n in cluster],
-               "issuer": provider.issuer if provider else None,
-               "certs_dir": str(cluster.certs_dir), "pid": os.getpid()})
+    conn.send(
+        {
+            "qps_urls": cluster.qps_urls,
+            "hub_urls": [n.hub_url_for(PREFIX) for n in cluster],
+            "sso_hub_urls": [n.hub_url_for(SAML_PREFIX) for n in cluster],
+            "oidc_hub_urls": [n.hub_url_for(OIDC_PREFIX) for n in cluster],
+            "issuer": provider.issuer if provider else None,
+            "certs_dir": str(cluster.certs_dir),
+            "pid": os.getpid(),
+        }
+    )
     try:
         while True:
             try:
@@ -147,17 +170,28 @@ def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int
                 cluster[cmd[1]].restart()
                 conn.send("ok")
             elif cmd == "sessions":
-                conn.send([[s.user.qualified_name for s in n.state.sessions()]
-                           for n in cluster])
+                conn.send([[s.user.qualified_name for s in n.state.sessions()] for n in cluster])
             elif cmd == "stats":
-                conn.send([{"qps_requests": n.state.qps_requests,
+                conn.send(
+                    [
+                        {
+                            "qps_requests": n.state.qps_requests,
                             "tickets_issued": n.state.tickets_issued,
-                            "tickets_redeemed": n.state.tickets_redeemed} for n in cluster])
+                            "tickets_redeemed": n.state.tickets_redeemed,
+                        }
+                        for n in cluster
+                    ]
+                )
             elif cmd == "op":
                 # the provider sessions left, and how the portal answered its back-channel logouts
-                conn.send({"sessions_left": sorted(s.user for s in provider.sessions.values()),
-                           "backchannel": dict(Counter(o for _, o in provider.logouts_sent))}
-                          if provider else {"sessions_left": [], "backchannel": {}})
+                conn.send(
+                    {
+                        "sessions_left": sorted(s.user for s in provider.sessions.values()),
+                        "backchannel": dict(Counter(o for _, o in provider.logouts_sent)),
+                    }
+                    if provider
+                    else {"sessions_left": [], "backchannel": {}}
+                )
     finally:
         if provider is not None:
             provider.stop()
@@ -167,10 +201,12 @@ def cluster_main(conn: Any, module_port: int, saml_port: int = 0, oidc_port: int
 
 
 class ClusterProcess(ChildProcess):
-    def __init__(self, module_port: int, saml_port: int, oidc_port: int,
-                 op: dict[str, Any] | None) -> None:
-        super().__init__("the emulator cluster", cluster_main, module_port, saml_port, oidc_port,
-                         op)
+    def __init__(
+        self, module_port: int, saml_port: int, oidc_port: int, op: dict[str, Any] | None
+    ) -> None:
+        super().__init__(
+            "the emulator cluster", cluster_main, module_port, saml_port, oidc_port, op
+        )
         self.qps_urls: list[str] = self.info["qps_urls"]
         self.hub_urls: list[str] = self.info["hub_urls"]
         self.sso_hub_urls: list[str] = self.info["sso_hub_urls"]
@@ -248,8 +284,11 @@ class Browser:
         if r.status_code != 200 or not m:
             return {"kind": "unclear", "detail": f"login form {r.status_code}"}
         t0 = time.perf_counter()
-        r = self._req("POST", f"{self.portal}/login", data={
-            "csrf": m.group(1), "username": user, "password": "demo", "next": "/qlik/login"})
+        r = self._req(
+            "POST",
+            f"{self.portal}/login",
+            data={"csrf": m.group(1), "username": user, "password": "demo", "next": "/qlik/login"},
+        )
         if r.status_code != 302:
             return self._refusal(r, "POST /login")
         self.current = user
@@ -265,7 +304,10 @@ class Browser:
             r = self._req("GET", hub.split("?", 1)[0], headers={"Accept": "application/json"})
         except requests.ConnectionError as exc:
             # Sent to a node that crashed between the portal's answer and the browser's visit.
-            return {"kind": "node_gone", "detail": f"hub refused the connection ({exc.__class__.__name__})"}
+            return {
+                "kind": "node_gone",
+                "detail": f"hub refused the connection ({exc.__class__.__name__})",
+            }
         if r.status_code != 200:
             return self._refusal(r, "hub page")
         who = r.json()
@@ -286,8 +328,11 @@ class Browser:
         clear = r.status_code != 500 and r.status_code >= 400 and len(text.strip()) > 40
         title = re.search(r"<title>([^<]{0,120})</title>", text)
         said = f" ({title.group(1).strip()})" if title else ""
-        return {"kind": "refused" if clear else "unclear",
-                "detail": f"{step}: {r.status_code}{said}", "status": r.status_code}
+        return {
+            "kind": "refused" if clear else "unclear",
+            "detail": f"{step}: {r.status_code}{said}",
+            "status": r.status_code,
+        }
 
     def saml_sign_in(self, user: str, idp: Any, saml_portal: str) -> dict[str, Any]:
         """A SAML sign-in at the SSO portal: its AuthnRequest, the IdP's signed answer (the
@@ -297,8 +342,9 @@ class Browser:
         if r.status_code != 302:
             return self._refusal(r, "SAML login")
         info = idp.parse_authn_request(r.headers["Location"])
-        xml = idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                               sp_entity_id=info.sp_entity_id)
+        xml = idp.response_xml(
+            user, in_response_to=info.id, acs_url=info.acs_url, sp_entity_id=info.sp_entity_id
+        )
         form = idp.post_form(xml, info.relay_state)
         t0 = time.perf_counter()
         r = self._req("POST", f"{saml_portal}/qlik/saml/acs", data=form)
@@ -313,8 +359,9 @@ class Browser:
             where = r.headers["Location"]
         return self._at_hub(where, t0, user, "SSO", f"Group{user[4:]}")
 
-    def _at_hub(self, where: str, t0: float, user: str, directory: str,
-                group: str) -> dict[str, Any]:
+    def _at_hub(
+        self, where: str, t0: float, user: str, directory: str, group: str
+    ) -> dict[str, Any]:
         """The hub step of an SSO sign-in: who the hub says ``user`` (an e-mail user id) is."""
         import requests
 
@@ -325,7 +372,10 @@ class Browser:
                     return self._refusal(r, "hub redeeming the ticket")
             r = self._req("GET", where.split("?", 1)[0], headers={"Accept": "application/json"})
         except requests.ConnectionError as exc:
-            return {"kind": "node_gone", "detail": f"hub refused the connection ({exc.__class__.__name__})"}
+            return {
+                "kind": "node_gone",
+                "detail": f"hub refused the connection ({exc.__class__.__name__})",
+            }
         if r.status_code != 200:
             return self._refusal(r, "hub page")
         who = r.json()
@@ -353,14 +403,19 @@ class Browser:
             if not m:
                 return {"kind": "unclear", "detail": "OIDC provider: no login form"}
             op = r.url.split("/auth", 1)[0]
-            r = self._req("POST", op + m.group(1).replace("&amp;", "&"),
-                          data={"username": user, "password": "demo"})
+            r = self._req(
+                "POST",
+                op + m.group(1).replace("&amp;", "&"),
+                data={"username": user, "password": "demo"},
+            )
         if r.status_code != 302:
             return self._refusal(r, "OIDC provider")
         callback = r.headers["Location"]
         if not callback.startswith(f"{oidc_portal}/oidc/callback?"):
-            return {"kind": "unclear", "detail": f"OIDC provider sent the browser to "
-                                                 f"{callback.split('?')[0]}"}
+            return {
+                "kind": "unclear",
+                "detail": f"OIDC provider sent the browser to {callback.split('?')[0]}",
+            }
         t0 = time.perf_counter()
         r = self._req("GET", callback)
         if r.status_code != 302:
@@ -372,8 +427,12 @@ class Browser:
         """The OIDC portal's sign-out (``POST /oidc/logout``: every proxy session ends), then the
         provider's end-session URL it sends the browser to (the provider session ends and the
         provider tells the portal over the back channel); its way back is not followed."""
-        r = self._req("POST", f"{oidc_portal}/oidc/logout",
-                      headers={"Origin": oidc_portal}, data={"next": "/"})
+        r = self._req(
+            "POST",
+            f"{oidc_portal}/oidc/logout",
+            headers={"Origin": oidc_portal},
+            data={"next": "/"},
+        )
         self.current = None
         if r.status_code not in (302, 303):
             return f"oidc logout {r.status_code}"
@@ -387,8 +446,12 @@ class Browser:
     def saml_sign_out(self, saml_portal: str) -> str:
         """The SSO portal's sign-out (``POST /qlik/saml/logout``: every proxy session ends, then
         the browser goes to the IdP, which is not followed here)."""
-        r = self._req("POST", f"{saml_portal}/qlik/saml/logout",
-                      headers={"Origin": saml_portal}, data={"next": "/"})
+        r = self._req(
+            "POST",
+            f"{saml_portal}/qlik/saml/logout",
+            headers={"Origin": saml_portal},
+            data={"next": "/"},
+        )
         self.current = None
         return "ok" if r.status_code in (302, 303) else f"saml logout {r.status_code}"
 
@@ -398,9 +461,13 @@ class Browser:
 
         if not cookie:
             return False
-        r = requests.get(hub, verify=self.root, allow_redirects=False, timeout=self.hang,
-                         headers={"Accept": "application/json",
-                                  "Cookie": f"X-Qlik-Session-{PREFIX}={cookie}"})
+        r = requests.get(
+            hub,
+            verify=self.root,
+            allow_redirects=False,
+            timeout=self.hang,
+            headers={"Accept": "application/json", "Cookie": f"X-Qlik-Session-{PREFIX}={cookie}"},
+        )
         return r.status_code == 200 and str(r.json().get("userId")) == previous
 
     def sign_out(self) -> str:
@@ -416,9 +483,18 @@ class Browser:
 
 
 # -- one mode -------------------------------------------------------------------------------
-def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
-             shared_every: int, schedule: Any = SCHEDULE, think: float = 0.0,
-             saml_every: int = 5, oidc_every: int = 5) -> dict[str, Any]:
+def run_mode(
+    mode: str,
+    sign_ins: int,
+    browsers: int,
+    workers: int,
+    hang: float,
+    shared_every: int,
+    schedule: Any = SCHEDULE,
+    think: float = 0.0,
+    saml_every: int = 5,
+    oidc_every: int = 5,
+) -> dict[str, Any]:
     from _redis_server import RedisServer
 
     from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings
@@ -429,10 +505,19 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
     portal, saml_portal = f"http://localhost:{port}", f"http://localhost:{saml_port}"
     oidc_portal = f"http://localhost:{oidc_port}"
     shared = [i for i in range(browsers) if shared_every and i % shared_every == shared_every - 1]
-    saml = [i for i in range(browsers)
-            if saml_every and i % saml_every == saml_every // 2 and i not in shared]
-    oidc = [i for i in range(browsers) if oidc_every and i % oidc_every == oidc_every // 2 + 1
-            and i not in shared and i not in saml]
+    saml = [
+        i
+        for i in range(browsers)
+        if saml_every and i % saml_every == saml_every // 2 and i not in shared
+    ]
+    oidc = [
+        i
+        for i in range(browsers)
+        if oidc_every
+        and i % oidc_every == oidc_every // 2 + 1
+        and i not in shared
+        and i not in saml
+    ]
     users_of: dict[int, list[str]] = {}
     n_users = 0
     for i in range(browsers):
@@ -446,19 +531,39 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
         users_of[i] = [f"bench{n_users + j:03d}" for j in range(k)]
         n_users += k
     guids = {f"saml{i:03d}": f"{i:08x}-0000-4000-8000-{i:012x}" for i in saml}
-    idp_users = {name: IdpUser("demo", f"{name}@example.com", {
-        ENTRA_CLAIMS["email"]: [f"{name.capitalize()}@Example.com"],
-        ENTRA_CLAIMS["groups"]: [guid]}) for name, guid in guids.items()}
+    idp_users = {
+        name: IdpUser(
+            "demo",
+            f"{name}@example.com",
+            {
+                ENTRA_CLAIMS["email"]: [f"{name.capitalize()}@Example.com"],
+                ENTRA_CLAIMS["groups"]: [guid],
+            },
+        )
+        for name, guid in guids.items()
+    }
     # The provider's users: an e-mail in mixed case (the mapping lowers it) and one group each.
     op_secret = secrets.token_urlsafe(32)
-    op = {"users": {f"oidc{i:03d}": {
-        "sub": f"sub-{i:03d}", "email": f"Oidc{i:03d}@Example.com", "email_verified": True,
-        "name": f"Oidc {i}", "preferred_username": f"oidc{i:03d}", "groups": [f"Group{i:03d}"]}
-        for i in oidc},
-        "client": {"client_id": "load", "client_secret": op_secret,
-                   "redirect_uris": [f"{oidc_portal}/oidc/callback"],
-                   "post_logout_redirect_uris": [f"{oidc_portal}/oidc/logged-out"],
-                   "backchannel_logout_uri": f"{oidc_portal}/oidc/backchannel-logout"}}
+    op = {
+        "users": {
+            f"oidc{i:03d}": {
+                "sub": f"sub-{i:03d}",
+                "email": f"Oidc{i:03d}@Example.com",
+                "email_verified": True,
+                "name": f"Oidc {i}",
+                "preferred_username": f"oidc{i:03d}",
+                "groups": [f"Group{i:03d}"],
+            }
+            for i in oidc
+        },
+        "client": {
+            "client_id": "load",
+            "client_secret": op_secret,
+            "redirect_uris": [f"{oidc_portal}/oidc/callback"],
+            "post_logout_redirect_uris": [f"{oidc_portal}/oidc/logged-out"],
+            "backchannel_logout_uri": f"{oidc_portal}/oidc/backchannel-logout",
+        },
+    }
     redis = RedisServer().start()
     store_keys = "k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     results: list[dict[str, Any]] = []
@@ -471,68 +576,148 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
     try:
         with ClusterProcess(port, saml_port, oidc_port, op) as cluster:
             common = {
-                "QPS_NODES": ",".join(cluster.qps_urls), "CERTS": str(cluster.certs_dir),
-                "MODE": mode, "STATE_STORE": redis.url,
-                "STORE_KEYS": store_keys, "TIMEOUT": "5", "CONNECT_TIMEOUT": "2",
+                "QPS_NODES": ",".join(cluster.qps_urls),
+                "CERTS": str(cluster.certs_dir),
+                "MODE": mode,
+                "STATE_STORE": redis.url,
+                "STORE_KEYS": store_keys,
+                "TIMEOUT": "5",
+                "CONNECT_TIMEOUT": "2",
                 # The portals are plain http here: their cookies (the proxy session's in
                 # session mode, qlikauth_seen) must come back to them as over https.
                 "COOKIE_SECURE": "false",
             }
-            settings = {**common, "HUB_URL": cluster.hub_urls[0],
-                        "NODE_HUB_URLS": ",".join(cluster.hub_urls), "VIRTUAL_PROXY": PREFIX}
-            env = {**os.environ, **{f"QLIKAUTH_{k}": v for k, v in settings.items()},
-                   "BENCH_USERS": str(n_users), "PORTAL_SECRET_KEY": secrets.token_hex(32),
-                   "PORTAL_SESSION_DIR": os.path.join(tmp, "sessions")}
-            saml_settings = {"BASE_URL": f"{saml_portal}/qlik/saml/",
-                             "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": True,
-                             "BROWSER_COOKIE_SECURE": False}
-            idp.add_sp_metadata(SamlServiceProvider(
-                SamlSettings.from_settings(saml_settings)).metadata())
-            claims = {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"],
-                      "USER_DIRECTORY": "SSO", "UNKNOWN_GROUPS": "refuse",
-                      "GROUP_NAMES": {g: f"Group{n[4:]}" for n, g in guids.items()}}
-            saml_qlik = {**common, "HUB_URL": cluster.sso_hub_urls[0],
-                         "NODE_HUB_URLS": ",".join(cluster.sso_hub_urls),
-                         "VIRTUAL_PROXY": SAML_PREFIX}
+            settings = {
+                **common,
+                "HUB_URL": cluster.hub_urls[0],
+                "NODE_HUB_URLS": ",".join(cluster.hub_urls),
+                "VIRTUAL_PROXY": PREFIX,
+            }
+            env = {
+                **os.environ,
+                **{f"QLIKAUTH_{k}": v for k, v in settings.items()},
+                "BENCH_USERS": str(n_users),
+                "PORTAL_SECRET_KEY": secrets.token_hex(32),
+                "PORTAL_SESSION_DIR": os.path.join(tmp, "sessions"),
+            }
+            saml_settings = {
+                "BASE_URL": f"{saml_portal}/qlik/saml/",
+                "IDP_METADATA": idp.metadata(),
+                "ALLOW_HTTP": True,
+                "BROWSER_COOKIE_SECURE": False,
+            }
+            idp.add_sp_metadata(
+                SamlServiceProvider(SamlSettings.from_settings(saml_settings)).metadata()
+            )
+            claims = {
+                "USER_ID": ENTRA_CLAIMS["email"],
+                "USER_ID_TRANSFORMS": ["lower"],
+                "USER_DIRECTORY": "SSO",
+                "UNKNOWN_GROUPS": "refuse",
+                "GROUP_NAMES": {g: f"Group{n[4:]}" for n, g in guids.items()},
+            }
+            saml_qlik = {
+                **common,
+                "HUB_URL": cluster.sso_hub_urls[0],
+                "NODE_HUB_URLS": ",".join(cluster.sso_hub_urls),
+                "VIRTUAL_PROXY": SAML_PREFIX,
+            }
             config = Path(tmp) / "saml.json"
-            config.write_text(json.dumps({
-                "secret_key": secrets.token_hex(32), "http_portal": True,
-                "protocol": {"QLIKAUTH_SAML": saml_settings, "QLIKAUTH_CLAIMS": claims},
-                "qlik": {f"QLIKAUTH_{k}": v for k, v in saml_qlik.items()}}))
-            saml_env = {**os.environ, "BENCH_SAML_CONFIG": str(config),
-                        "PORTAL_SESSION_DIR": os.path.join(tmp, "sso-sessions")}
+            config.write_text(
+                json.dumps(
+                    {
+                        "secret_key": secrets.token_hex(32),
+                        "http_portal": True,
+                        "protocol": {"QLIKAUTH_SAML": saml_settings, "QLIKAUTH_CLAIMS": claims},
+                        "qlik": {f"QLIKAUTH_{k}": v for k, v in saml_qlik.items()},
+                    }
+                )
+            )
+            saml_env = {
+                **os.environ,
+                "BENCH_SAML_CONFIG": str(config),
+                "PORTAL_SESSION_DIR": os.path.join(tmp, "sso-sessions"),
+            }
             oidc_settings = {
-                "ISSUER": cluster.issuer, "CLIENT_ID": "load", "CLIENT_SECRET": op_secret,
+                "ISSUER": cluster.issuer,
+                "CLIENT_ID": "load",
+                "CLIENT_SECRET": op_secret,
                 "REDIRECT_URI": f"{oidc_portal}/oidc/callback",
                 "POST_LOGOUT_REDIRECT_URI": f"{oidc_portal}/oidc/logged-out",
                 "CA_BUNDLE": str(cluster.certs_dir / "root.pem"),
                 "SCOPES": "openid email profile groups",
                 # plain http here: the browser-binding cookie cannot be Secure nor __Host-
-                "COOKIE_SECURE": False, "COOKIE_NAME": "qlikauth-oidc",
-                "CLAIMS": {"USER_ID": "email", "USER_ID_TRANSFORMS": ["lower"],
-                           "USER_DIRECTORY": "OIDC", "ATTRIBUTES": {"group": "groups"},
-                           "REQUIRED": ["email"]}}
-            oidc_qlik = {**common, "HUB_URL": cluster.oidc_hub_urls[0],
-                         "NODE_HUB_URLS": ",".join(cluster.oidc_hub_urls),
-                         "VIRTUAL_PROXY": OIDC_PREFIX}
+                "COOKIE_SECURE": False,
+                "COOKIE_NAME": "qlikauth-oidc",
+                "CLAIMS": {
+                    "USER_ID": "email",
+                    "USER_ID_TRANSFORMS": ["lower"],
+                    "USER_DIRECTORY": "OIDC",
+                    "ATTRIBUTES": {"group": "groups"},
+                    "REQUIRED": ["email"],
+                },
+            }
+            oidc_qlik = {
+                **common,
+                "HUB_URL": cluster.oidc_hub_urls[0],
+                "NODE_HUB_URLS": ",".join(cluster.oidc_hub_urls),
+                "VIRTUAL_PROXY": OIDC_PREFIX,
+            }
             oidc_config = Path(tmp) / "oidc.json"
-            oidc_config.write_text(json.dumps({
-                "protocol_name": "oidc", "secret_key": secrets.token_hex(32),
-                "http_portal": True, "protocol": {"QLIKAUTH_OIDC": oidc_settings},
-                "qlik": {f"QLIKAUTH_{k}": v for k, v in oidc_qlik.items()}}))
-            oidc_env = {**os.environ, "BENCH_SAML_CONFIG": str(oidc_config),
-                        "PORTAL_SESSION_DIR": os.path.join(tmp, "oidc-sessions")}
-            log(f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}, SSO portals on "
+            oidc_config.write_text(
+                json.dumps(
+                    {
+                        "protocol_name": "oidc",
+                        "secret_key": secrets.token_hex(32),
+                        "http_portal": True,
+                        "protocol": {"QLIKAUTH_OIDC": oidc_settings},
+                        "qlik": {f"QLIKAUTH_{k}": v for k, v in oidc_qlik.items()},
+                    }
+                )
+            )
+            oidc_env = {
+                **os.environ,
+                "BENCH_SAML_CONFIG": str(oidc_config),
+                "PORTAL_SESSION_DIR": os.path.join(tmp, "oidc-sessions"),
+            }
+            log(
+                f"[{mode}] gunicorn -w {workers} --threads 8 on {portal}, SSO portals on "
                 f"{saml_portal} (SAML) and {oidc_portal} (OIDC, provider {cluster.issuer}); "
                 f"{browsers} browsers ({len(shared)} shared, {len(saml)} SAML, {len(oidc)} "
-                f"OIDC), {sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}")
+                f"OIDC), {sign_ins} sign-ins; nodes {cluster.qps_urls}; Redis {redis.url}"
+            )
             portals = [
-                Gunicorn("storm_app:app", port, workers=workers, threads=8, env=env,
-                         ready_path="/login", timeout=120, ready_within=90),
-                Gunicorn("saml_storm_app:app", saml_port, workers=2, threads=8, env=saml_env,
-                         ready_path="/qlik/saml/metadata", timeout=120, ready_within=90),
-                Gunicorn("saml_storm_app:app", oidc_port, workers=2, threads=8, env=oidc_env,
-                         ready_path="/", timeout=120, ready_within=90)]
+                Gunicorn(
+                    "storm_app:app",
+                    port,
+                    workers=workers,
+                    threads=8,
+                    env=env,
+                    ready_path="/login",
+                    timeout=120,
+                    ready_within=90,
+                ),
+                Gunicorn(
+                    "saml_storm_app:app",
+                    saml_port,
+                    workers=2,
+                    threads=8,
+                    env=saml_env,
+                    ready_path="/qlik/saml/metadata",
+                    timeout=120,
+                    ready_within=90,
+                ),
+                Gunicorn(
+                    "saml_storm_app:app",
+                    oidc_port,
+                    workers=2,
+                    threads=8,
+                    env=oidc_env,
+                    ready_path="/",
+                    timeout=120,
+                    ready_within=90,
+                ),
+            ]
             with contextlib.ExitStack() as running:
                 for g in portals:  # booting side by side: the three import the same things
                     running.callback(g.close)
@@ -560,6 +745,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         def call(*a: Any, **k: Any) -> Any:
                             with idp_lock:
                                 return method(*a, **k)
+
                         return call
 
                 locked_idp = LockedIdp()
@@ -574,6 +760,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         if way == "oidc":
                             return b.oidc_sign_out(oidc_portal)
                         return b.sign_out()
+
                     rng = random.Random(i)
                     n = 0
                     while (ph := next_ticket()) is not None:
@@ -583,21 +770,32 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                         old_cookie = b.proxy_cookie() if previous else None
                         t0 = time.perf_counter()
                         try:
-                            out = b.saml_sign_in(user, locked_idp, saml_portal) \
-                                if way == "saml" else b.oidc_sign_in(user, oidc_portal) \
-                                if way == "oidc" else b.sign_in(user)
+                            out = (
+                                b.saml_sign_in(user, locked_idp, saml_portal)
+                                if way == "saml"
+                                else b.oidc_sign_in(user, oidc_portal)
+                                if way == "oidc"
+                                else b.sign_in(user)
+                            )
                         except Hung as exc:
                             out = {"kind": "hung", "detail": str(exc)}
                         except Exception as exc:  # counted and shown, never hidden
                             out = {"kind": "unclear", "detail": f"{type(exc).__name__}: {exc}"}
-                        out.update(phase=ph, browser=i, user=user, way=way,
-                                   wall=time.perf_counter() - t0, phase_end=phase[0])
+                        out.update(
+                            phase=ph,
+                            browser=i,
+                            user=user,
+                            way=way,
+                            wall=time.perf_counter() - t0,
+                            phase_end=phase[0],
+                        )
                         if way == "oidc":
                             out["provider_form"] = b.provider_form
                         if previous and out["kind"] == "right":
                             try:
                                 out["previous_alive"] = b.previous_answers_as(
-                                    old_cookie, previous, cluster.hub_urls[0])
+                                    old_cookie, previous, cluster.hub_urls[0]
+                                )
                             except Exception:  # the hub of node 1 down: not answering
                                 out["previous_alive"] = False
                         with lock:
@@ -622,8 +820,9 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
 
                 final_signouts: list[str] = []
                 resent = [0]
-                threads = [threading.Thread(target=browse, args=(i,), daemon=True)
-                           for i in range(browsers)]
+                threads = [
+                    threading.Thread(target=browse, args=(i,), daemon=True) for i in range(browsers)
+                ]
                 t_start = time.perf_counter()
                 for t in threads:
                     t.start()
@@ -661,8 +860,7 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
                 wall = time.perf_counter() - t_start
                 alive_before = cluster.ask("sessions")
                 pending: Any = {}
-                for name, conf in (("portal", settings), ("sso", saml_qlik),
-                                   ("oidc", oidc_qlik)):
+                for name, conf in (("portal", settings), ("sso", saml_qlik), ("oidc", oidc_qlik)):
                     runtime = build_runtime(conf, secret=env["PORTAL_SECRET_KEY"])
                     try:
                         pending[name] = runtime.finish_pending().ended
@@ -677,52 +875,107 @@ def run_mode(mode: str, sign_ins: int, browsers: int, workers: int, hang: float,
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
-    return figures(mode, sign_ins, browsers, len(shared), results, final_signouts, faults,
-                   wall, alive_before, remaining, pending, stats, len(saml), len(oidc),
-                   op_state, resent[0])
+    return figures(
+        mode,
+        sign_ins,
+        browsers,
+        len(shared),
+        results,
+        final_signouts,
+        faults,
+        wall,
+        alive_before,
+        remaining,
+        pending,
+        stats,
+        len(saml),
+        len(oidc),
+        op_state,
+        resent[0],
+    )
 
 
-def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[dict[str, Any]],
-            final_signouts: list[str], faults: list[dict[str, Any]], wall: float,
-            alive_before: list[list[str]], remaining: list[list[str]], pending: Any,
-            stats: list[dict[str, Any]], saml_browsers: int = 0, oidc_browsers: int = 0,
-            op_state: dict[str, Any] | None = None, resent: int = 0) -> dict[str, Any]:
+def figures(
+    mode: str,
+    sign_ins: int,
+    browsers: int,
+    shared: int,
+    results: list[dict[str, Any]],
+    final_signouts: list[str],
+    faults: list[dict[str, Any]],
+    wall: float,
+    alive_before: list[list[str]],
+    remaining: list[list[str]],
+    pending: Any,
+    stats: list[dict[str, Any]],
+    saml_browsers: int = 0,
+    oidc_browsers: int = 0,
+    op_state: dict[str, Any] | None = None,
+    resent: int = 0,
+) -> dict[str, Any]:
     kinds = Counter(r["kind"] for r in results)
     per_phase: dict[str, Any] = {}
     for ph in PHASES:
         rows = [r for r in results if r["phase"] == ph]
         lat = [r["seconds"] for r in rows if r["kind"] == "right"]
         per_phase[ph] = {
-            "sign_ins": len(rows), **{k: sum(1 for r in rows if r["kind"] == k)
-                                      for k in ("right", "refused", "unclear", "hung", "mixup",
-                                                "node_gone")},
-            "p50_ms": round(pct(lat, 50) * 1000), "p99_ms": round(pct(lat, 99) * 1000),
-            "by_way": {way: {k: sum(1 for r in rows if r.get("way") == way and r["kind"] == k)
-                             for k in ("right", "refused")}
-                       for way in ("password", "saml", "oidc")},
+            "sign_ins": len(rows),
+            **{
+                k: sum(1 for r in rows if r["kind"] == k)
+                for k in ("right", "refused", "unclear", "hung", "mixup", "node_gone")
+            },
+            "p50_ms": round(pct(lat, 50) * 1000),
+            "p99_ms": round(pct(lat, 99) * 1000),
+            "by_way": {
+                way: {
+                    k: sum(1 for r in rows if r.get("way") == way and r["kind"] == k)
+                    for k in ("right", "refused")
+                }
+                for way in ("password", "saml", "oidc")
+            },
             # a sign-in that started in this phase and ran into the next fault says so
-            "refusals": dict(Counter(
-                r["detail"] + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
-                for r in rows if r["kind"] in ("refused", "unclear")).most_common()),
+            "refusals": dict(
+                Counter(
+                    r["detail"]
+                    + ("" if r.get("phase_end", ph) == ph else f" [by then {r['phase_end']}]")
+                    for r in rows
+                    if r["kind"] in ("refused", "unclear")
+                ).most_common()
+            ),
         }
     switches = [r for r in results if "previous_alive" in r]
-    ways = {way: {k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
-                  for k in ("right", "refused", "unclear", "node_gone", "hung", "mixup")}
-            for way in ("password", "saml", "oidc")}
+    ways = {
+        way: {
+            k: sum(1 for r in results if r.get("way") == way and r["kind"] == k)
+            for k in ("right", "refused", "unclear", "node_gone", "hung", "mixup")
+        }
+        for way in ("password", "saml", "oidc")
+    }
     for way in ways:
         rows = [r for r in results if r.get("way") == way]
         ways[way]["sign_ins"] = len(rows)
         if way == "oidc":  # right ones through the provider's form / single sign-on
             ways[way]["right_by_form_sso"] = [
                 sum(1 for r in rows if r["kind"] == "right" and r.get("provider_form") is f)
-                for f in (True, False)]
-        ways[way]["refused_by_phase"] = dict(Counter(r["phase"] for r in rows
-                                                     if r["kind"] == "refused"))
+                for f in (True, False)
+            ]
+        ways[way]["refused_by_phase"] = dict(
+            Counter(r["phase"] for r in rows if r["kind"] == "refused")
+        )
     return {
-        "mode": mode, "sign_ins": len(results), "browsers": browsers, "shared_browsers": shared,
-        "saml_browsers": saml_browsers, "oidc_browsers": oidc_browsers, "ways": ways,
-        "wall_s": round(wall, 1), "right": kinds["right"], "refused": kinds["refused"],
-        "unclear": kinds["unclear"], "hung": kinds["hung"], "mixups": kinds["mixup"],
+        "mode": mode,
+        "sign_ins": len(results),
+        "browsers": browsers,
+        "shared_browsers": shared,
+        "saml_browsers": saml_browsers,
+        "oidc_browsers": oidc_browsers,
+        "ways": ways,
+        "wall_s": round(wall, 1),
+        "right": kinds["right"],
+        "refused": kinds["refused"],
+        "unclear": kinds["unclear"],
+        "hung": kinds["hung"],
+        "mixups": kinds["mixup"],
         "node_gone": kinds["node_gone"],
         "user_switches": len(switches),
         "previous_alive": sum(1 for r in switches if r["previous_alive"]),
@@ -735,42 +988,55 @@ def figures(mode: str, sign_ins: int, browsers: int, shared: int, results: list[
         "op_sessions_left": (op_state or {}).get("sessions_left", []),
         "op_backchannel_logouts": (op_state or {}).get("backchannel", {}),
         "resent_after_keepalive_close": resent,
-        "faults": faults, "phases": per_phase,
-        "first_problems": [f"{r['phase']}/{r['user']}: {r['kind']}: {r.get('detail')}"
-                           for r in results if r["kind"] in ("unclear", "hung", "mixup")][:5],
+        "faults": faults,
+        "phases": per_phase,
+        "first_problems": [
+            f"{r['phase']}/{r['user']}: {r['kind']}: {r.get('detail')}"
+            for r in results
+            if r["kind"] in ("unclear", "hung", "mixup")
+        ][:5],
         "qps": stats,
     }
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = [f"### {res['mode']} mode: {res['sign_ins']} sign-ins, {res['browsers']} browsers "
-             f"({res['shared_browsers']} shared by two users, {res['saml_browsers']} signing in "
-             f"with SAML, {res.get('oidc_browsers', 0)} with OpenID Connect), {res['wall_s']} s",
-             "",
-             "| phase | sign-ins | right | refused (clear page) | unclear | sent to a dead hub "
-             "| hung | mix-ups | SAML right / refused | OIDC right / refused | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {res['mode']} mode: {res['sign_ins']} sign-ins, {res['browsers']} browsers "
+        f"({res['shared_browsers']} shared by two users, {res['saml_browsers']} signing in "
+        f"with SAML, {res.get('oidc_browsers', 0)} with OpenID Connect), {res['wall_s']} s",
+        "",
+        "| phase | sign-ins | right | refused (clear page) | unclear | sent to a dead hub "
+        "| hung | mix-ups | SAML right / refused | OIDC right / refused | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for ph, p in res["phases"].items():
         w = p["by_way"]
-        lines.append(f"| {ph} | {p['sign_ins']} | {p['right']} | {p['refused']} | {p['unclear']} "
-                     f"| {p['node_gone']} | {p['hung']} | {p['mixup']} "
-                     f"| {w['saml']['right']} / {w['saml']['refused']} "
-                     f"| {w['oidc']['right']} / {w['oidc']['refused']} "
-                     f"| {p['p50_ms']} | {p['p99_ms']} |")
+        lines.append(
+            f"| {ph} | {p['sign_ins']} | {p['right']} | {p['refused']} | {p['unclear']} "
+            f"| {p['node_gone']} | {p['hung']} | {p['mixup']} "
+            f"| {w['saml']['right']} / {w['saml']['refused']} "
+            f"| {w['oidc']['right']} / {w['oidc']['refused']} "
+            f"| {p['p50_ms']} | {p['p99_ms']} |"
+        )
     ways = res["ways"]
-    lines.append(f"| **all** | {res['sign_ins']} | {res['right']} | {res['refused']} "
-                 f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} "
-                 f"| {ways['saml']['right']} / {ways['saml']['refused']} "
-                 f"| {ways['oidc']['right']} / {ways['oidc']['refused']} | | |")
-    lines += ["", f"User switches in shared browsers: {res['user_switches']}, previous user's "
-              f"proxy session still answering: {res['previous_alive']}. Proxy sessions alive "
-              f"after every browser signed out: {res['sessions_after_signouts']}; after "
-              f"`finish_pending()` (ended {res['pending_finished']}): **{res['orphans']} "
-              f"orphans**. Final sign-outs that failed: {len(res['final_signouts_failed'])}. "
-              f"Provider sessions left: {len(res.get('op_sessions_left', []))}; the portal's "
-              f"answers to the provider's back-channel logouts: "
-              f"{res.get('op_backchannel_logouts', {})}. Portal requests sent again after "
-              f"gunicorn closed the kept-alive connection: {res.get('resent_after_keepalive_close')}."]
+    lines.append(
+        f"| **all** | {res['sign_ins']} | {res['right']} | {res['refused']} "
+        f"| {res['unclear']} | {res['node_gone']} | {res['hung']} | {res['mixups']} "
+        f"| {ways['saml']['right']} / {ways['saml']['refused']} "
+        f"| {ways['oidc']['right']} / {ways['oidc']['refused']} | | |"
+    )
+    lines += [
+        "",
+        f"User switches in shared browsers: {res['user_switches']}, previous user's "
+        f"proxy session still answering: {res['previous_alive']}. Proxy sessions alive "
+        f"after every browser signed out: {res['sessions_after_signouts']}; after "
+        f"`finish_pending()` (ended {res['pending_finished']}): **{res['orphans']} "
+        f"orphans**. Final sign-outs that failed: {len(res['final_signouts_failed'])}. "
+        f"Provider sessions left: {len(res.get('op_sessions_left', []))}; the portal's "
+        f"answers to the provider's back-channel logouts: "
+        f"{res.get('op_backchannel_logouts', {})}. Portal requests sent again after "
+        f"gunicorn closed the kept-alive connection: {res.get('resent_after_keepalive_close')}.",
+    ]
     for way, w in res["ways"].items():
         lines.append(f"- {way}: {w}")
     for ph, p in res["phases"].items():
@@ -787,20 +1053,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=3, help="gunicorn workers")
     ap.add_argument("--hang", type=float, default=15.0, help="seconds after which a request hung")
     ap.add_argument("--shared-every", type=int, default=10, help="every n-th browser is shared")
-    ap.add_argument("--think", type=float, default=0.2,
-                    help="mean seconds a browser pauses between sign-ins (uniform, 0 to twice this)")
-    ap.add_argument("--saml-every", type=int, default=5,
-                    help="every n-th browser signs in with SAML at the SSO portal (0: none)")
-    ap.add_argument("--oidc-every", type=int, default=5,
-                    help="every n-th browser signs in with OpenID Connect at the OIDC portal "
-                         "(0: none)")
+    ap.add_argument(
+        "--think",
+        type=float,
+        default=0.2,
+        help="mean seconds a browser pauses between sign-ins (uniform, 0 to twice this)",
+    )
+    ap.add_argument(
+        "--saml-every",
+        type=int,
+        default=5,
+        help="every n-th browser signs in with SAML at the SSO portal (0: none)",
+    )
+    ap.add_argument(
+        "--oidc-every",
+        type=int,
+        default=5,
+        help="every n-th browser signs in with OpenID Connect at the OIDC portal (0: none)",
+    )
     ap.add_argument("--no-faults", action="store_true", help="the same load without faults")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--no-assert", action="store_true", help="report, exit 0 regardless")
     args = ap.parse_args(argv)
-    out = [run_mode(m.strip(), args.sign_ins, args.browsers, args.workers, args.hang,
-                    args.shared_every, () if args.no_faults else SCHEDULE, args.think,
-                    args.saml_every, args.oidc_every) for m in args.modes.split(",") if m.strip()]
+    out = [
+        run_mode(
+            m.strip(),
+            args.sign_ins,
+            args.browsers,
+            args.workers,
+            args.hang,
+            args.shared_every,
+            () if args.no_faults else SCHEDULE,
+            args.think,
+            args.saml_every,
+            args.oidc_every,
+        )
+        for m in args.modes.split(",")
+        if m.strip()
+    ]
     for res in out:
         print(table(res) + "\n", flush=True)
         if res["first_problems"]:

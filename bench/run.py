@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Every qlikauth benchmark in one command: ``.venv/bin/python bench/run.py [--quick] [--json FILE]``.
+"""Every qlikauth benchmark in one command: ``.venv/bin/python bench/run.py [--quick] [--json
+FILE]``.
 
 The machine is shared and noisy, so every headline figure is a *ratio measured side by side*:
 contenders run interleaved in rounds (A, B, C, A, B, C, ...) for the same time slice each, and
@@ -30,7 +31,9 @@ for _p in (str(HERE), str(ROOT), str(ROOT / "integrations")):
 
 from _procs import CannedProcess, EmulatorProcess, memory_worker, rss_kib  # noqa: E402
 
-FIXED_XRF = "abcdefghijklmnop"  # what the community scripts send; the SDK makes a fresh one per call
+FIXED_XRF = (
+    "abcdefghijklmnop"  # what the community scripts send; the SDK makes a fresh one per call
+)
 
 
 # -- measuring helpers -------------------------------------------------------------------
@@ -45,7 +48,12 @@ def pct(values: list[float], q: float) -> float:
 class Contender:
     """One way of doing the thing: ``call()`` once; ``setup``/``teardown`` around all rounds."""
 
-    def __init__(self, name: str, make: Callable[[], Callable[[], Any]], close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        name: str,
+        make: Callable[[], Callable[[], Any]],
+        close: Callable[[], None] | None = None,
+    ):
         self.name = name
         self.make = make
         self.close = close or (lambda: None)
@@ -54,7 +62,9 @@ class Contender:
         self.calls = 0
 
 
-def run_slice(call_factories: list[Callable[[], Any]], seconds: float, min_calls: int) -> tuple[int, float, list[float]]:
+def run_slice(
+    call_factories: list[Callable[[], Any]], seconds: float, min_calls: int
+) -> tuple[int, float, list[float]]:
     """Run one call function per thread for ``seconds`` (at least ``min_calls`` per thread)."""
     lats: list[list[float]] = [[] for _ in call_factories]
     counts = [0] * len(call_factories)
@@ -87,7 +97,10 @@ def run_slice(call_factories: list[Callable[[], Any]], seconds: float, min_calls
         worker(0, call_factories[0])
         wall = time.perf_counter() - t0
     else:
-        ts = [threading.Thread(target=worker, args=(i, c), daemon=True) for i, c in enumerate(call_factories)]
+        ts = [
+            threading.Thread(target=worker, args=(i, c), daemon=True)
+            for i, c in enumerate(call_factories)
+        ]
         for t in ts:
             t.start()
         deadline[0] = time.perf_counter() + seconds
@@ -101,8 +114,9 @@ def run_slice(call_factories: list[Callable[[], Any]], seconds: float, min_calls
     return sum(counts), wall, [x for lst in lats for x in lst]
 
 
-def interleave(contenders: list[Contender], rounds: int, seconds: float, threads: int,
-               min_calls: int = 3) -> None:
+def interleave(
+    contenders: list[Contender], rounds: int, seconds: float, threads: int, min_calls: int = 3
+) -> None:
     """Rounds of A, B, C, ... each for ``seconds``; rates and latencies go on the contenders."""
     calls = {c.name: [c.make() for _ in range(threads)] for c in contenders}
     for c in contenders:  # warm-up: connections open, imports done
@@ -123,9 +137,13 @@ def ratio(a: Contender, b: Contender) -> float:
 
 
 def summary(c: Contender) -> dict[str, Any]:
-    return {"per_s_median": round(statistics.median(c.rates), 1), "p50_ms": round(pct(c.latencies, 50) * 1000, 3),
-            "p99_ms": round(pct(c.latencies, 99) * 1000, 3), "calls": c.calls,
-            "per_s_rounds": [round(x, 1) for x in c.rates]}
+    return {
+        "per_s_median": round(statistics.median(c.rates), 1),
+        "p50_ms": round(pct(c.latencies, 50) * 1000, 3),
+        "p99_ms": round(pct(c.latencies, 99) * 1000, 3),
+        "calls": c.calls,
+        "per_s_rounds": [round(x, 1) for x in c.rates],
+    }
 
 
 def log(msg: str) -> None:
@@ -142,8 +160,11 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
     from qlikauth import Certificates, QlikUser, QpsClient
 
     out: dict[str, Any] = {}
-    with EmulatorProcess() as emu, CannedProcess(emu.certs_dir) as canned, \
-            CannedProcess(emu.certs_dir, stack=True) as stack:
+    with (
+        EmulatorProcess() as emu,
+        CannedProcess(emu.certs_dir) as canned,
+        CannedProcess(emu.certs_dir, stack=True) as stack,
+    ):
         certs = Certificates.from_dir(emu.certs_dir)
         user = QlikUser("BENCH", "jdoe", [("group", "Sales"), ("group", "Finance")])
         body = json.dumps(user.to_qps()).encode()
@@ -152,8 +173,12 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
         path = f"/qps/ticket?xrfkey={FIXED_XRF}"
         cert = (str(emu.certs_dir / "client.pem"), str(emu.certs_dir / "client_key.pem"))
         root = str(emu.certs_dir / "root.pem")
-        headers = {"X-Qlik-Xrfkey": FIXED_XRF, "Content-Type": "application/json", "Accept": "application/json",
-                   "Content-Length": str(len(body))}
+        headers = {
+            "X-Qlik-Xrfkey": FIXED_XRF,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Content-Length": str(len(body)),
+        }
 
         for mode, threads in (("sequential", 1), ("concurrent", args.threads)):
             clients: list[Any] = []
@@ -166,15 +191,24 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
             def make_per_request() -> Callable[[], Any]:
                 # The community-script pattern: a new requests.post (new TLS handshake) per ticket.
                 def call() -> Any:
-                    r = requests.post(url, json=user.to_qps(), headers={"X-Qlik-Xrfkey": FIXED_XRF},
-                                      cert=cert, verify=root, timeout=10)
+                    r = requests.post(
+                        url,
+                        json=user.to_qps(),
+                        headers={"X-Qlik-Xrfkey": FIXED_XRF},
+                        cert=cert,
+                        verify=root,
+                        timeout=10,
+                    )
                     r.raise_for_status()
                     return r.json()["Ticket"]
+
                 return call
 
             def make_floor(clients: list[Any] = clients, port: int = port) -> Callable[[], Any]:
                 # The floor: one persistent http.client connection, the same SSL context, no SDK.
-                conn = http.client.HTTPSConnection(host, port, context=certs.client_ssl_context(), timeout=10)
+                conn = http.client.HTTPSConnection(
+                    host, port, context=certs.client_ssl_context(), timeout=10
+                )
                 clients.append(conn)
 
                 def call() -> Any:
@@ -184,10 +218,17 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                     if r.status != 201:
                         raise RuntimeError(f"floor: {r.status}")
                     return json.loads(data)["Ticket"]
+
                 return call
 
-            pool = urllib3.HTTPSConnectionPool(host, port, ssl_context=certs.client_ssl_context(),
-                                               maxsize=threads, block=True, retries=False)
+            pool = urllib3.HTTPSConnectionPool(
+                host,
+                port,
+                ssl_context=certs.client_ssl_context(),
+                maxsize=threads,
+                block=True,
+                retries=False,
+            )
             clients.append(pool)
 
             def make_urllib3(pool: Any = pool) -> Callable[[], Any]:
@@ -196,6 +237,7 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                     if r.status != 201:
                         raise RuntimeError(f"urllib3: {r.status}")
                     return json.loads(r.data)["Ticket"]
+
                 return call
 
             def make_floor_canned(clients: list[Any] = clients) -> Callable[[], Any]:
@@ -203,15 +245,23 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                 return make_floor(clients, canned.port)
 
             def make_floor_stack(clients: list[Any] = clients) -> Callable[[], Any]:
-                # ... and against the emulator's server stack answering the canned ticket (no Qlik logic).
+                # ... and against the emulator's server stack answering the canned
+                # ticket (no Qlik logic).
                 return make_floor(clients, stack.port)
 
-            cs = [Contender("qlikauth QpsClient", make_sdk), Contender("requests.post per ticket", make_per_request),
-                  Contender("floor: bare http.client", make_floor), Contender("urllib3 pool (context)", make_urllib3),
-                  Contender("floor vs canned-ticket server", make_floor_canned),
-                  Contender("floor vs server stack, canned ticket", make_floor_stack)]
+            cs = [
+                Contender("qlikauth QpsClient", make_sdk),
+                Contender("requests.post per ticket", make_per_request),
+                Contender("floor: bare http.client", make_floor),
+                Contender("urllib3 pool (context)", make_urllib3),
+                Contender("floor vs canned-ticket server", make_floor_canned),
+                Contender("floor vs server stack, canned ticket", make_floor_stack),
+            ]
             before = emu.stats()
-            log(f"tickets {mode}: {args.rounds} rounds x {len(cs)} contenders x {args.slice:g}s, {threads} thread(s)")
+            log(
+                f"tickets {mode}: {args.rounds} rounds x {len(cs)} contenders x {args.slice:g}s, "
+                f"{threads} thread(s)"
+            )
             interleave(cs, args.rounds, args.slice, threads)
             after = emu.stats()
             for c in clients:
@@ -226,7 +276,8 @@ def bench_tickets(args: argparse.Namespace) -> dict[str, Any]:
                 "urllib3_vs_floor": round(ratio(u3, floor), 2),
                 "contenders": {c.name: summary(c) for c in cs},
                 "emulator_qps_requests": after["qps_requests"] - before["qps_requests"],
-                "emulator_connections": after["connections_accepted"] - before["connections_accepted"],
+                "emulator_connections": after["connections_accepted"]
+                - before["connections_accepted"],
             }
     return out
 
@@ -241,8 +292,11 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
     with EmulatorProcess(ticket_ttl=ttl) as emu:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=memory_worker, args=(child, emu.qps_url, str(emu.certs_dir), checkpoints, 4),
-                           daemon=True)
+        proc = ctx.Process(
+            target=memory_worker,
+            args=(child, emu.qps_url, str(emu.certs_dir), checkpoints, 4),
+            daemon=True,
+        )
         log(f"memory: {checkpoints[-1]} tickets (ttl {ttl:g}s) with 4 threads")
         proc.start()
         child.close()
@@ -255,13 +309,19 @@ def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
                 if msg == "done":
                     break
                 st = emu.stats()
-                out["checkpoints"].append({
-                    "tickets": msg["tickets"], "seconds": round(msg["seconds"], 2),
-                    "client_rss_mib": round(msg["rss_kib"] / 1024, 1), "client_peak_mib": round(msg["hwm_kib"] / 1024, 1),
-                    "emulator_rss_mib": round(st["rss_kib"] / 1024, 1), "emulator_peak_mib": round(st["hwm_kib"] / 1024, 1),
-                    "emulator_outstanding_tickets": st["outstanding_tickets"],
-                    "emulator_connections": st["connections_accepted"] - base_emu["connections_accepted"],
-                })
+                out["checkpoints"].append(
+                    {
+                        "tickets": msg["tickets"],
+                        "seconds": round(msg["seconds"], 2),
+                        "client_rss_mib": round(msg["rss_kib"] / 1024, 1),
+                        "client_peak_mib": round(msg["hwm_kib"] / 1024, 1),
+                        "emulator_rss_mib": round(st["rss_kib"] / 1024, 1),
+                        "emulator_peak_mib": round(st["hwm_kib"] / 1024, 1),
+                        "emulator_outstanding_tickets": st["outstanding_tickets"],
+                        "emulator_connections": st["connections_accepted"]
+                        - base_emu["connections_accepted"],
+                    }
+                )
             # Once a ticket lifetime has passed, every unused ticket must be gone.
             time.sleep(ttl + 0.3)
             out["emulator_outstanding_after_ttl"] = emu.stats()["outstanding_tickets"]
@@ -286,90 +346,153 @@ def bench_jwt(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- report ---------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
-    rows = ["| Benchmark | Ratio (median of rounds) | Target | Context (absolute, this run) |",
-            "|---|---|---|---|"]
+    rows = [
+        "| Benchmark | Ratio (median of rounds) | Target | Context (absolute, this run) |",
+        "|---|---|---|---|",
+    ]
     t = results.get("tickets")
     if t:
         for mode in ("sequential", "concurrent"):
             m = t[mode]
             c = m["contenders"]
-            sdk, per, floor = c["qlikauth QpsClient"], c["requests.post per ticket"], c["floor: bare http.client"]
-            ctx = (f"qlikauth {sdk['per_s_median']:.0f}/s (p50 {sdk['p50_ms']:.2f} ms, p99 {sdk['p99_ms']:.2f} ms); "
-                   f"per-request {per['per_s_median']:.0f}/s (p50 {per['p50_ms']:.2f}, p99 {per['p99_ms']:.2f}); "
-                   f"floor {floor['per_s_median']:.0f}/s (p50 {floor['p50_ms']:.2f}, p99 {floor['p99_ms']:.2f}); "
-                   f"urllib3 {c['urllib3 pool (context)']['per_s_median']:.0f}/s")
-            rows.append(f"| Tickets, {mode} ({m['threads']} thr): qlikauth / requests.post per ticket | "
-                        f"**{m['ratio_vs_per_request']:.2f}x** | >= 5x | {ctx} |")
-            rows.append(f"| Tickets, {mode}: qlikauth / bare http.client floor | **{m['ratio_vs_floor']:.2f}x** | "
-                        f">= 0.6x | urllib3 pool / floor {m['urllib3_vs_floor']:.2f}x; QPS connections opened by "
-                        f"the run: {m['emulator_connections']} |")
+            sdk, per, floor = (
+                c["qlikauth QpsClient"],
+                c["requests.post per ticket"],
+                c["floor: bare http.client"],
+            )
+            ctx = (
+                f"qlikauth {sdk['per_s_median']:.0f}/s (p50 {sdk['p50_ms']:.2f} ms, p99 "
+                f"{sdk['p99_ms']:.2f} ms); "
+                f"per-request {per['per_s_median']:.0f}/s (p50 {per['p50_ms']:.2f}, p99 "
+                f"{per['p99_ms']:.2f}); "
+                f"floor {floor['per_s_median']:.0f}/s (p50 {floor['p50_ms']:.2f}, p99 "
+                f"{floor['p99_ms']:.2f}); "
+                f"urllib3 {c['urllib3 pool (context)']['per_s_median']:.0f}/s"
+            )
+            rows.append(
+                f"| Tickets, {mode} ({m['threads']} thr): qlikauth / requests.post per ticket | "
+                f"**{m['ratio_vs_per_request']:.2f}x** | >= 5x | {ctx} |"
+            )
+            rows.append(
+                f"| Tickets, {mode}: qlikauth / bare http.client floor | "
+                f"**{m['ratio_vs_floor']:.2f}x** | "
+                f">= 0.6x | urllib3 pool / floor {m['urllib3_vs_floor']:.2f}x; QPS connections "
+                "opened by "
+                f"the run: {m['emulator_connections']} |"
+            )
             cf = c["floor vs canned-ticket server"]
-            rows.append(f"| Tickets, {mode}: floor against the emulator / against a canned-ticket TLS server | "
-                        f"**{m['emulator_vs_canned']:.2f}x** | >= 0.7x | emulator {floor['per_s_median']:.0f}/s, "
-                        f"canned {cf['per_s_median']:.0f}/s (uvicorn + httptools on uvloop vs. one sendall per answer); "
-                        f"the emulator's server stack alone answering the canned ticket: "
-                        f"{m['server_stack_vs_canned']:.2f}x |")
+            rows.append(
+                f"| Tickets, {mode}: floor against the emulator / against a canned-ticket TLS "
+                "server | "
+                f"**{m['emulator_vs_canned']:.2f}x** | >= 0.7x | emulator "
+                f"{floor['per_s_median']:.0f}/s, "
+                f"canned {cf['per_s_median']:.0f}/s (uvicorn + httptools on uvloop vs. one sendall "
+                "per answer); "
+                f"the emulator's server stack alone answering the canned ticket: "
+                f"{m['server_stack_vs_canned']:.2f}x |"
+            )
     pv = results.get("page_views")
     if pv:
         for fw in ("flask", "django"):
             if fw in pv:
                 m = pv[fw]
-                rows.append(f"| Page view, {fw}: with qlikauth / without (time per view) | **{m['time_ratio']:.3f}x** "
-                            f"({m['overhead_pct']:+.1f}%) | <= 1.05x, 0 QPS calls | with {m['with']['per_s_median']:.0f}/s, "
-                            f"without {m['without']['per_s_median']:.0f}/s; QPS calls during {m['views_with']} views: "
-                            f"{m['qps_calls_during_views']} |")
+                rows.append(
+                    f"| Page view, {fw}: with qlikauth / without (time per view) | "
+                    f"**{m['time_ratio']:.3f}x** "
+                    f"({m['overhead_pct']:+.1f}%) | <= 1.05x, 0 QPS calls | with "
+                    f"{m['with']['per_s_median']:.0f}/s, "
+                    f"without {m['without']['per_s_median']:.0f}/s; QPS calls during "
+                    f"{m['views_with']} views: "
+                    f"{m['qps_calls_during_views']} |"
+                )
     s = results.get("storm")
     if s:
-        rows.append(f"| Sign-in storm: {s['users']} users at once, Flask portal on gunicorn | "
-                    f"{s['sign_ins_per_s']:.0f} sign-ins/s, {s['completed']}/{s['users']} signed in | all signed in, "
-                    f"all distinct, no mix-ups | p50 {s['p50_ms']:.0f} ms, "
-                    f"p99 {s['p99_ms']:.0f} ms; mix-ups {s['mixups']}, distinct tickets {s['distinct_tickets']}, "
-                    f"hub identity ok {s['hub_identity_ok']}"
-                    + (f"; errors {s['errors']}: {'; '.join(s['first_errors'])[:300]}" if s["errors"] else "") + " |")
+        rows.append(
+            f"| Sign-in storm: {s['users']} users at once, Flask portal on gunicorn | "
+            f"{s['sign_ins_per_s']:.0f} sign-ins/s, {s['completed']}/{s['users']} signed in | all "
+            "signed in, "
+            f"all distinct, no mix-ups | p50 {s['p50_ms']:.0f} ms, "
+            f"p99 {s['p99_ms']:.0f} ms; mix-ups {s['mixups']}, distinct tickets "
+            f"{s['distinct_tickets']}, "
+            f"hub identity ok {s['hub_identity_ok']}"
+            + (
+                f"; errors {s['errors']}: {'; '.join(s['first_errors'])[:300]}"
+                if s["errors"]
+                else ""
+            )
+            + " |"
+        )
     mem = results.get("memory")
     if mem:
         a, b = mem["checkpoints"][0], mem["checkpoints"][-1]
-        rows.append(f"| Memory: {a['tickets']:,} -> {b['tickets']:,} tickets (ttl {mem['ticket_ttl_s']:g}s) | "
-                    f"peak RSS growth: client {mem['client_peak_growth_mib']:+.1f} MiB, emulator "
-                    f"{mem['emulator_peak_growth_mib']:+.1f} MiB | flat | client peak {a['client_peak_mib']} -> "
-                    f"{b['client_peak_mib']} MiB, emulator peak {a['emulator_peak_mib']} -> {b['emulator_peak_mib']} MiB; "
-                    f"outstanding tickets {b['emulator_outstanding_tickets']} |")
+        rows.append(
+            f"| Memory: {a['tickets']:,} -> {b['tickets']:,} tickets (ttl "
+            f"{mem['ticket_ttl_s']:g}s) | "
+            f"peak RSS growth: client {mem['client_peak_growth_mib']:+.1f} MiB, emulator "
+            f"{mem['emulator_peak_growth_mib']:+.1f} MiB | flat | client peak "
+            f"{a['client_peak_mib']} -> "
+            f"{b['client_peak_mib']} MiB, emulator peak {a['emulator_peak_mib']} -> "
+            f"{b['emulator_peak_mib']} MiB; "
+            f"outstanding tickets {b['emulator_outstanding_tickets']} |"
+        )
     h = results.get("header_auth")
     if h and h.get("status") == "measured":
         c = h["contenders"]
         w, k, b = c["no identity cache"], c["as generated"], c["without auth_request"]
-        ctx = (f"as generated {k['per_s_median']:.0f}/s (p50 {k['p50_ms']:.2f} ms), portal asked "
-               f"{h['portal_calls_cached']} times in {k['calls']} requests; without {b['per_s_median']:.0f}/s "
-               f"(p50 {b['p50_ms']:.2f} ms); {h['threads']} threads")
-        rows.append(f"| Hub requests through nginx: header auth as generated (identity cache "
-                    f"{h['identity_cache_s']}s) / no auth_request | **{h['ratio_generated_vs_without']:.2f}x** | "
-                    f">= 0.7x | {ctx} |")
-        rows.append(f"| Hub requests through nginx: header auth with `--identity-cache 0` / no auth_request | "
-                    f"{h['ratio_uncached_vs_without']:.2f}x | - | {w['per_s_median']:.0f}/s (p50 {w['p50_ms']:.2f} ms): "
-                    "every request asks the portal |")
+        ctx = (
+            f"as generated {k['per_s_median']:.0f}/s (p50 {k['p50_ms']:.2f} ms), portal asked "
+            f"{h['portal_calls_cached']} times in {k['calls']} requests; without "
+            f"{b['per_s_median']:.0f}/s "
+            f"(p50 {b['p50_ms']:.2f} ms); {h['threads']} threads"
+        )
+        rows.append(
+            f"| Hub requests through nginx: header auth as generated (identity cache "
+            f"{h['identity_cache_s']}s) / no auth_request | "
+            f"**{h['ratio_generated_vs_without']:.2f}x** | "
+            f">= 0.7x | {ctx} |"
+        )
+        rows.append(
+            "| Hub requests through nginx: header auth with `--identity-cache 0` / no "
+            "auth_request | "
+            f"{h['ratio_uncached_vs_without']:.2f}x | - | {w['per_s_median']:.0f}/s (p50 "
+            f"{w['p50_ms']:.2f} ms): "
+            "every request asks the portal |"
+        )
     elif h:
-        rows.append(f"| Hub requests through nginx: header auth as generated / no auth_request | {h['status']} | "
-                    f">= 0.7x | {h['reason']} |")
+        rows.append(
+            "| Hub requests through nginx: header auth as generated / no auth_request | "
+            f"{h['status']} | "
+            f">= 0.7x | {h['reason']} |"
+        )
     j = results.get("jwt")
     if j:
         from bench_cloud import cloud_rows
+
         rows.extend(cloud_rows(j))
     o = results.get("oidc")
     if o:
         from bench_oidc import oidc_rows
+
         rows.extend(oidc_rows(o))
     sm = results.get("saml")
     if sm:
         from bench_saml import saml_rows
+
         rows.extend(saml_rows(sm))
     r = results.get("storm_ratios")
     if r:
-        labels = {"oidc_provider_alone_vs_tickets": "the OIDC provider alone / ticket",
-                  "oidc_vs_its_provider_alone": "OIDC storm / its provider alone",
-                  "saml_vs_tickets": "**SAML / ticket** (target >= 0.7x)"}
+        labels = {
+            "oidc_provider_alone_vs_tickets": "the OIDC provider alone / ticket",
+            "oidc_vs_its_provider_alone": "OIDC storm / its provider alone",
+            "saml_vs_tickets": "**SAML / ticket** (target >= 0.7x)",
+        }
         ctx = "; ".join(f"{labels[k]} {v:.2f}x" for k, v in r.items() if k in labels)
-        rows.append(f"| Sign-in storms of {results['storm']['users']} users, same run: OIDC / ticket (sign-ins/s) | "
-                    f"**{r.get('oidc_vs_tickets', 0):.2f}x** | >= 0.7x (the provider's own cost apart) | {ctx} |")
+        rows.append(
+            f"| Sign-in storms of {results['storm']['users']} users, same run: OIDC / ticket "
+            "(sign-ins/s) | "
+            f"**{r.get('oidc_vs_tickets', 0):.2f}x** | >= 0.7x (the provider's own cost apart) | "
+            f"{ctx} |"
+        )
     return "\n".join(rows)
 
 
@@ -384,9 +507,12 @@ def storm_ratios(results: dict[str, Any]) -> dict[str, float]:
     if o.get("sign_ins_per_s"):
         out["oidc_vs_tickets"] = round(o["sign_ins_per_s"] / base, 3)
         if o.get("provider_alone", {}).get("sign_ins_per_s"):
-            out["oidc_provider_alone_vs_tickets"] = round(o["provider_alone"]["sign_ins_per_s"] / base, 3)
+            out["oidc_provider_alone_vs_tickets"] = round(
+                o["provider_alone"]["sign_ins_per_s"] / base, 3
+            )
             out["oidc_vs_its_provider_alone"] = round(
-                o["sign_ins_per_s"] / o["provider_alone"]["sign_ins_per_s"], 3)
+                o["sign_ins_per_s"] / o["provider_alone"]["sign_ins_per_s"], 3
+            )
     st = (results.get("saml") or {}).get("storm") or {}
     if st.get("sign_ins_per_s"):
         out["saml_vs_tickets"] = round(st["sign_ins_per_s"] / base, 3)
@@ -398,11 +524,22 @@ SECTIONS = ("tickets", "page_views", "storm", "memory", "header_auth", "jwt", "o
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small counts: a smoke run (seconds, not minutes)")
+    ap.add_argument(
+        "--quick", action="store_true", help="small counts: a smoke run (seconds, not minutes)"
+    )
     ap.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
-    ap.add_argument("--storm-users", type=int, default=None, metavar="N",
-                    help="users in each sign-in storm (default: 200, 20 with --quick)")
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    ap.add_argument(
+        "--storm-users",
+        type=int,
+        default=None,
+        metavar="N",
+        help="users in each sign-in storm (default: 200, 20 with --quick)",
+    )
+    ap.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {', '.join(SECTIONS)}",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     args.rounds = 2 if quick else 9
@@ -416,30 +553,41 @@ def main(argv: list[str] | None = None) -> int:
         if s not in SECTIONS:
             ap.error(f"unknown section {s!r}")
     results: dict[str, Any] = {
-        "quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "quick": quick,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "method": "contenders interleaved in rounds; figure = median of per-round ratios",
     }
     funcs: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-        "tickets": bench_tickets, "memory": bench_memory, "jwt": bench_jwt,
+        "tickets": bench_tickets,
+        "memory": bench_memory,
+        "jwt": bench_jwt,
     }
     try:
         from bench_oidc import bench_oidc
+
         funcs["oidc"] = bench_oidc
     except ImportError as exc:  # pragma: no cover
         log(f"OIDC benchmarks unavailable: {exc}")
     try:
         from bench_saml import bench_saml
+
         funcs["saml"] = bench_saml
     except ImportError as exc:  # pragma: no cover
         log(f"SAML benchmarks unavailable: {exc}")
     try:
         from bench_web import bench_page_views, bench_storm
+
         funcs["page_views"] = bench_page_views
         funcs["storm"] = bench_storm
     except ImportError as exc:  # pragma: no cover
         log(f"web benchmarks unavailable: {exc}")
     from bench_nginx import bench_header_auth
+
     funcs["header_auth"] = bench_header_auth
     started = time.perf_counter()
     for s in wanted:

@@ -34,13 +34,24 @@ if _config.get("protocol_name") == "oidc":
     from flask_qlikauth.oidc import QlikOidc
 
     # as protocols/oidc.py: QlikOidc's hook has checked the SSO session before the loader runs
-    _setup = protocols.Setup(name="oidc", label="OpenID Connect", settings=_config["protocol"],
-                             login_path="/oidc/login", logout_path="/oidc/logout",
-                             user_from_session=lambda _s, _r: QlikOidc.current_user(),
-                             extra={"init_app": QlikOidc})
+    _setup = protocols.Setup(
+        name="oidc",
+        label="OpenID Connect",
+        settings=_config["protocol"],
+        login_path="/oidc/login",
+        logout_path="/oidc/logout",
+        user_from_session=lambda _s, _r: QlikOidc.current_user(),
+        extra={"init_app": QlikOidc},
+    )
 else:
-    _setup = protocols.Setup(name="saml", label="SAML", settings=_config["protocol"], login_path="/qlik/saml/login",
-                             logout_path="/qlik/saml/logout", user_from_session=saml_user)
+    _setup = protocols.Setup(
+        name="saml",
+        label="SAML",
+        settings=_config["protocol"],
+        login_path="/qlik/saml/login",
+        logout_path="/qlik/saml/logout",
+        user_from_session=saml_user,
+    )
 app = portal.create_app(_setup, _config["qlik"])
 if _config.get("http_portal"):
     # bench/load_faults.py serves it over plain http: the portal session cookie must come back

@@ -18,8 +18,12 @@ from werkzeug.security import generate_password_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 # examples/ (the portal imports flask_portal.password_login) and the example's own directory
-for _p in (str(ROOT), str(ROOT / "integrations"), str(ROOT / "examples"),
-           str(ROOT / "examples" / "flask_portal")):
+for _p in (
+    str(ROOT),
+    str(ROOT / "integrations"),
+    str(ROOT / "examples"),
+    str(ROOT / "examples" / "flask_portal"),
+):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

@@ -27,19 +27,31 @@ def configure_django() -> None:
     settings.configure(
         SECRET_KEY="test-secret",
         ALLOWED_HOSTS=["testserver", "localhost"],
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes",
-                        "django.contrib.sessions", "django_qlikauth"],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware",
-                    "django.middleware.csrf.CsrfViewMiddleware",
-                    "django.contrib.auth.middleware.AuthenticationMiddleware",
-                    "django_qlikauth.middleware.QlikSessionMiddleware"],
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django_qlikauth",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django_qlikauth.middleware.QlikSessionMiddleware",
+        ],
         ROOT_URLCONF="qlikauth_django_test_urls",
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+        TEMPLATES=[
+            {"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}
+        ],
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         USE_TZ=True,
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",
-        QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"},
+        QLIKAUTH={
+            "QPS_NODES": "https://localhost:1",
+            "CERTS": "/nonexistent",
+            "HUB_URL": "https://localhost/hub/",
+        },
     )
     django.setup()
     from django.core.management import call_command

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from _support import free_port_number, stop_process
 
-REDIS_SERVER = os.environ.get("QLIKAUTH_REDIS_SERVER") or shutil.which("redis-server") or (
-    "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+REDIS_SERVER = (
+    os.environ.get("QLIKAUTH_REDIS_SERVER")
+    or shutil.which("redis-server")
+    or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
 )
 
 
@@ -44,7 +46,9 @@ class RedisServer:
     options (e.g. ``{"maxmemory": "1mb", "rename-command": ["GETDEL", ""]}``).
     """
 
-    def __init__(self, port: int | None = None, extra: dict[str, str | list[str]] | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, extra: dict[str, str | list[str]] | None = None
+    ) -> None:
         if REDIS_SERVER is None:
             raise FileNotFoundError("redis-server is not installed (Debian package 'redis-server')")
         self.port = port or free_port_number()
@@ -57,16 +61,36 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-                "--protected-mode", "yes", "--loglevel", "warning", "--logfile", str(self.dir / "redis.log")]
+        args = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         for name, value in self.extra.items():
             args += [f"--{name}", *([value] if isinstance(value, str) else value)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}: {self.log()[-2000:]}"
+                )
             try:
                 if resp_command(self.port, "PING", timeout=0.5).startswith(b"+PONG"):
                     return self

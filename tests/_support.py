@@ -36,7 +36,8 @@ def free_port_number() -> int:
 
 
 def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:port (RuntimeError if ``proc`` exits first)."""
+    """Wait until something accepts TCP connections on 127.0.0.1:port (RuntimeError if ``proc``
+    exits first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -49,7 +50,9 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def stop_process(proc: subprocess.Popen | None, *, group: bool = False, grace: float = 10.0) -> None:
+def stop_process(
+    proc: subprocess.Popen | None, *, group: bool = False, grace: float = 10.0
+) -> None:
     """Terminate a process we started if it still runs, and kill it when it is not gone within
     ``grace`` seconds. ``group=True``: its whole process group (started with
     ``start_new_session=True``), so its children go too."""

@@ -1,8 +1,10 @@
-"""Shared fixtures: free ports, QMC-style certificates, the QPS emulator, server processes, Chromium.
+"""Shared fixtures: free ports, QMC-style certificates, the QPS emulator, server processes,
+Chromium.
 
 Kept generic so every layer's tests can use them:
 
-* the ``free_port`` fixture (``free_port_number()``, ``skip_or_fail()``, ``stop_process()``: tests/_support.py);
+* the ``free_port`` fixture (``free_port_number()``, ``skip_or_fail()``, ``stop_process()``:
+tests/_support.py);
 * ``certs_dir`` (session): one generated QMC-style certificate set;
 * ``emulator_factory`` / ``emulator``: a running :class:`qlikauth.emulator.Emulator`;
 * ``server_process``: start a command that serves HTTP on 127.0.0.1:PORT, wait until it
@@ -53,7 +55,8 @@ if "QLIKAUTH_STORE_KEYS" not in os.environ:
     import secrets as _secrets
 
     os.environ["QLIKAUTH_STORE_KEYS"] = "test-run:" + base64.urlsafe_b64encode(
-        _secrets.token_bytes(32)).decode().rstrip("=")
+        _secrets.token_bytes(32)
+    ).decode().rstrip("=")
 
 # The integrations live in integrations/; make them importable even without an editable install.
 for extra in (ROOT / "integrations", ROOT):
@@ -83,14 +86,16 @@ def spki_sha256(cert_path: Path | str) -> str:
     from cryptography.hazmat.primitives import serialization
 
     cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture
 def emulator_factory(certs_dir: Path) -> Iterator[Callable[..., Any]]:
-    """``make(**kwargs)`` starts an Emulator (shared certificates unless given); all stop at teardown."""
+    """``make(**kwargs)`` starts an Emulator (shared certificates unless given); all stop at
+    teardown."""
     from qlikauth.emulator import Emulator
 
     started: list[Any] = []
@@ -134,8 +139,12 @@ def emulator(emulator_factory: Callable[..., Any]) -> Any:
     return emulator_factory()
 
 
-def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None,
-                  cafile: Path | str | None = None) -> None:
+def wait_for_http(
+    url: str,
+    timeout: float = 20.0,
+    proc: subprocess.Popen | None = None,
+    cafile: Path | str | None = None,
+) -> None:
     """Wait until ``url`` answers (any HTTP status) or fail.
 
     For an https ``url`` the server certificate is verified against ``cafile``; without one
@@ -155,7 +164,9 @@ def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server process exited with {proc.returncode} before answering {url}")
+            raise RuntimeError(
+                f"server process exited with {proc.returncode} before answering {url}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2, context=context):  # noqa: S310 - local test server
                 return
@@ -169,7 +180,8 @@ def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """``start(cmd, port, env=None, ready_path="/", scheme="http", cafile=None)``: run a server until teardown.
+    """``start(cmd, port, env=None, ready_path="/", scheme="http", cafile=None)``: run a server
+    until teardown.
 
     The server listens on 127.0.0.1:port; with ``scheme="https"`` readiness is probed over TLS
     (verified against ``cafile`` when given).
@@ -179,21 +191,36 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     """
     procs: list[subprocess.Popen] = []
 
-    def start(cmd: list[str], port: int, env: dict[str, str] | None = None, ready_path: str = "/",
-              timeout: float = 30.0, cwd: Path | None = None, scheme: str = "http",
-              cafile: Path | str | None = None) -> subprocess.Popen:
+    def start(
+        cmd: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/",
+        timeout: float = 30.0,
+        cwd: Path | None = None,
+        scheme: str = "http",
+        cafile: Path | str | None = None,
+    ) -> subprocess.Popen:
         log_path = tmp_path / f"server-{port}.log"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=str(cwd or ROOT), env=full_env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(cwd or ROOT),
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         procs.append(proc)
         proc.log_path = log_path  # type: ignore[attr-defined]
         try:
             wait_for_http(f"{scheme}://127.0.0.1:{port}{ready_path}", timeout, proc, cafile)
         except Exception:
             stop_process(proc, group=True, grace=5)
-            raise RuntimeError(f"{cmd} did not start:\n{log_path.read_text(errors='replace')[-4000:]}") from None
+            raise RuntimeError(
+                f"{cmd} did not start:\n{log_path.read_text(errors='replace')[-4000:]}"
+            ) from None
         return proc
 
     yield start
@@ -223,7 +250,9 @@ def portal_tls(certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return cert, key
 
 
-@pytest.fixture(scope="module")  # not session: a live Playwright loop trips Django's async-safety checks in later modules
+@pytest.fixture(
+    scope="module"
+)  # not session: a live Playwright loop trips Django's async-safety checks in later modules
 def chromium(certs_dir: Path, portal_tls: tuple[Path, Path]) -> Iterator[Any]:
     """Debian's Chromium driven by Playwright, trusting the emulator's and the portal's server
     certificates by SPKI pin (``portal_tls``; no ``ignore_https_errors``).
@@ -236,7 +265,9 @@ def chromium(certs_dir: Path, portal_tls: tuple[Path, Path]) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        skip_or_fail("the playwright Python package is not installed (pip install 'qlikauth[test]')")
+        skip_or_fail(
+            "the playwright Python package is not installed (pip install 'qlikauth[test]')"
+        )
     ARTIFACTS.mkdir(exist_ok=True)
     pins = ",".join(spki_sha256(c) for c in (certs_dir / "server.pem", portal_tls[0]))
     with tempfile.TemporaryDirectory(prefix="qlikauth-chromium-") as home:
@@ -264,19 +295,50 @@ def artifacts_dir() -> Path:
 #: Django's list of unsafe redirect targets (tests/utils_tests/test_http.py, test_bad_urls),
 #: plus the forms security.md names; ``{allowed}`` is replaced by an allowed origin's host:port.
 UNSAFE_REDIRECTS = (
-    "http://example.com", "http:///example.com", "https://example.com", "ftp://example.com",
-    r"\\example.com", r"\\\example.com", r"/\\/example.com", r"\\//example.com", r"/\/example.com",
-    r"\/example.com", r"/\example.com", r"http:/\//example.com", r"http:\/example.com",
-    r"http:/\example.com", 'javascript:alert("XSS")', "\njavascript:alert(x)", "java\nscript:alert(x)",
-    "\x08//example.com", r"http://otherserver\@example.com", r"http:\\testserver\@example.com",
-    r"http://testserver\me:pass@example.com", r"http://testserver\@example.com",
-    r"http:\\testserver\confirm\me@example.com", "http:999999999", "ftp:9999999999", "\n",
-    "http://[2001:cdba:0000:0000:0000:0000:3257:9652/", "http://2001:cdba:0000:0000:0000:0000:3257:9652]/",
+    "http://example.com",
+    "http:///example.com",
+    "https://example.com",
+    "ftp://example.com",
+    r"\\example.com",
+    r"\\\example.com",
+    r"/\\/example.com",
+    r"\\//example.com",
+    r"/\/example.com",
+    r"\/example.com",
+    r"/\example.com",
+    r"http:/\//example.com",
+    r"http:\/example.com",
+    r"http:/\example.com",
+    'javascript:alert("XSS")',
+    "\njavascript:alert(x)",
+    "java\nscript:alert(x)",
+    "\x08//example.com",
+    r"http://otherserver\@example.com",
+    r"http:\\testserver\@example.com",
+    r"http://testserver\me:pass@example.com",
+    r"http://testserver\@example.com",
+    r"http:\\testserver\confirm\me@example.com",
+    "http:999999999",
+    "ftp:9999999999",
+    "\n",
+    "http://[2001:cdba:0000:0000:0000:0000:3257:9652/",
+    "http://2001:cdba:0000:0000:0000:0000:3257:9652]/",
     # from the brief and security.md
-    "http://evil.com", "//evil.com", "/\\evil.com", "\\\\evil.com", "http:///evil.com",
-    "https://user:pass@{allowed}/", "https://{allowed}@evil.com/", "javascript:alert(1)",
-    "/ok\r\nSet-Cookie: x=1", "/ok\x00", "////evil.com", "https:evil.com", "https:///evil.com",
-    "data:text/html,<script>alert(1)</script>", "http://{allowed}/",
+    "http://evil.com",
+    "//evil.com",
+    "/\\evil.com",
+    "\\\\evil.com",
+    "http:///evil.com",
+    "https://user:pass@{allowed}/",
+    "https://{allowed}@evil.com/",
+    "javascript:alert(1)",
+    "/ok\r\nSet-Cookie: x=1",
+    "/ok\x00",
+    "////evil.com",
+    "https:evil.com",
+    "https:///evil.com",
+    "data:text/html,<script>alert(1)</script>",
+    "http://{allowed}/",
 )
 
 
@@ -307,36 +369,70 @@ def is_offsite(location: str | None, allowed_origins: tuple[str, ...]) -> bool:
 
 # -- the example portals as real server processes (tests/examples, tests/e2e) ------------
 def start_flask_portal(server_process: Any, emu: Any, port: int) -> Any:
-    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-           "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"), "QLIKAUTH_VIRTUAL_PROXY": "portal"}
-    return server_process([sys.executable, "examples/flask_portal/app.py"], port, env, ready_path="/login")
+    env = {
+        "PORTAL_PORT": str(port),
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(emu.certs_dir),
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"),
+        "QLIKAUTH_VIRTUAL_PROXY": "portal",
+    }
+    return server_process(
+        [sys.executable, "examples/flask_portal/app.py"], port, env, ready_path="/login"
+    )
 
 
-def start_django_portal(server_process: Any, emu: Any, port: int, tmp_path: Path,
-                        tls: tuple[Path, Path]) -> Any:
-    """The Django portal over https (PORTAL_TLS=1) with ``tls`` = (cert, key) from the emulator's CA."""
-    env = {"PORTAL_PORT": str(port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-           "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"), "QLIKAUTH_VIRTUAL_PROXY": "mashup",
-           "PORTAL_DB": str(tmp_path / "portal.sqlite3"), "PORTAL_TLS": "1",
-           "PORTAL_TLS_CERT": str(tls[0]), "PORTAL_TLS_KEY": str(tls[1])}
-    return server_process([sys.executable, "examples/django_portal/run.py"], port, env, ready_path="/accounts/login/",
-                          timeout=60, scheme="https", cafile=Path(emu.certs_dir) / "root.pem")
-
+def start_django_portal(
+    server_process: Any, emu: Any, port: int, tmp_path: Path, tls: tuple[Path, Path]
+) -> Any:
+    """The Django portal over https (PORTAL_TLS=1) with ``tls`` = (cert, key) from the emulator's
+    CA."""
+    env = {
+        "PORTAL_PORT": str(port),
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(emu.certs_dir),
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"),
+        "QLIKAUTH_VIRTUAL_PROXY": "mashup",
+        "PORTAL_DB": str(tmp_path / "portal.sqlite3"),
+        "PORTAL_TLS": "1",
+        "PORTAL_TLS_CERT": str(tls[0]),
+        "PORTAL_TLS_KEY": str(tls[1]),
+    }
+    return server_process(
+        [sys.executable, "examples/django_portal/run.py"],
+        port,
+        env,
+        ready_path="/accounts/login/",
+        timeout=60,
+        scheme="https",
+        cafile=Path(emu.certs_dir) / "root.pem",
+    )
 
 
 @pytest.fixture
 def flask_portal(emulator_factory: Any, server_process: Any, free_port: int) -> tuple[Any, str]:
     from qlikauth.emulator import VirtualProxy
 
-    emu = emulator_factory(virtual_proxies=[VirtualProxy(
-        prefix="portal", method="ticket", module_uri=f"http://localhost:{free_port}/qlik/module")])
+    emu = emulator_factory(
+        virtual_proxies=[
+            VirtualProxy(
+                prefix="portal",
+                method="ticket",
+                module_uri=f"http://localhost:{free_port}/qlik/module",
+            )
+        ]
+    )
     start_flask_portal(server_process, emu, free_port)
     return emu, f"http://localhost:{free_port}"
 
 
 @pytest.fixture
-def django_portal(emulator_factory: Any, server_process: Any, free_port: int, tmp_path: Path,
-                  portal_tls: tuple[Path, Path]) -> tuple[Any, str]:
+def django_portal(
+    emulator_factory: Any,
+    server_process: Any,
+    free_port: int,
+    tmp_path: Path,
+    portal_tls: tuple[Path, Path],
+) -> tuple[Any, str]:
     """The emulator and the Django portal's https base URL (same site as the hub)."""
     from qlikauth.emulator import VirtualProxy
 

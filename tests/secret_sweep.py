@@ -10,7 +10,8 @@ QPS client's tickets and session ids, Qlik Cloud and OIDC tokens, authorization 
 assertions, the browsers' cookies) and every Werkzeug and Django test-client exchange (tickets
 in redirects, SAML messages in forms, RelayState, state, cookies). Every ``qlikauth`` logger
 (the emulators' too: they run in this process) is set to DEBUG and every record is kept,
-formatted with its traceback. Records are also searched for secrets by shape (private keys, JWTs, SAML messages, raw or
+formatted with its traceback. Records are also searched for secrets by shape (private keys, JWTs,
+SAML messages, raw or
 base64). ``QLIKAUTH_SWEEP_REPORT`` names the JSON report written at the
 end: what was collected, by kind, and what leaked (with the logger that wrote it).
 
@@ -34,14 +35,31 @@ import pytest
 
 #: Query, form and JSON names whose values are secrets.
 SECRET_NAMES = {
-    "qlikticket": "ticket", "ticket": "ticket", "sessionid": "session id",
-    "session_id": "session id", "code": "authorization code", "state": "state",
-    "samlrequest": "SAML message", "samlresponse": "SAML message", "relaystate": "relay state",
-    "id_token": "JWT", "id_token_hint": "JWT", "logout_token": "JWT", "jwt": "JWT",
-    "client_assertion": "JWT", "assertion": "JWT", "access_token": "access token",
-    "refresh_token": "refresh token", "token": "token", "client_secret": "client secret",
-    "code_verifier": "PKCE verifier", "password": "password", "passphrase": "passphrase",
-    "csrfmiddlewaretoken": "CSRF token", "csrf": "CSRF token", "nonce": "nonce",
+    "qlikticket": "ticket",
+    "ticket": "ticket",
+    "sessionid": "session id",
+    "session_id": "session id",
+    "code": "authorization code",
+    "state": "state",
+    "samlrequest": "SAML message",
+    "samlresponse": "SAML message",
+    "relaystate": "relay state",
+    "id_token": "JWT",
+    "id_token_hint": "JWT",
+    "logout_token": "JWT",
+    "jwt": "JWT",
+    "client_assertion": "JWT",
+    "assertion": "JWT",
+    "access_token": "access token",
+    "refresh_token": "refresh token",
+    "token": "token",
+    "client_secret": "client secret",
+    "code_verifier": "PKCE verifier",
+    "password": "password",
+    "passphrase": "passphrase",
+    "csrfmiddlewaretoken": "CSRF token",
+    "csrf": "CSRF token",
+    "nonce": "nonce",
 }
 _HIDDEN = re.compile(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', re.IGNORECASE)
 _BEARER = re.compile(r"(?:Bearer|Basic)\s+(\S+)", re.IGNORECASE)
@@ -310,7 +328,7 @@ def _qlikauth_at_debug(caplog: pytest.LogCaptureFixture) -> Any:
 
 
 def _pieces(value: str, n: int) -> set[str]:
-    return {value[i:i + n] for i in range(len(value) - n + 1)}
+    return {value[i : i + n] for i in range(len(value) - n + 1)}
 
 
 def leaks(text_by_logger: list[tuple[str, str]], extra_text: str = "") -> list[dict[str, str]]:
@@ -325,8 +343,7 @@ def leaks(text_by_logger: list[tuple[str, str]], extra_text: str = "") -> list[d
     # What is a secret by its shape, whoever made it: keys, signed tokens, SAML messages.
     for n, t in text_by_logger:
         for kind, pattern in _SHAPES:
-            if pattern.search(t) and not any(f["logger"] == n and f["kind"] == kind
-                                             for f in found):
+            if pattern.search(t) and not any(f["logger"] == n and f["kind"] == kind for f in found):
                 found.append({"kind": kind, "logger": n, "planted": "False"})
     short = {}
     for value, kind in collected.items():
@@ -340,10 +357,12 @@ def leaks(text_by_logger: list[tuple[str, str]], extra_text: str = "") -> list[d
         for n, t in text_by_logger:
             for run in re.findall(r"[A-Za-z0-9_-]{8,}", t):
                 for piece in _pieces(run, 8):
-                    if piece in short and not any(f["logger"] == n and f["kind"] == short[piece]
-                                                  for f in found):
-                        found.append({"kind": short[piece] + " (part)", "logger": n,
-                                      "planted": "False"})
+                    if piece in short and not any(
+                        f["logger"] == n and f["kind"] == short[piece] for f in found
+                    ):
+                        found.append(
+                            {"kind": short[piece] + " (part)", "logger": n, "planted": "False"}
+                        )
     return found
 
 
@@ -359,6 +378,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         kinds[k] = kinds.get(k, 0) + 1
     loggers = sorted({n for n, _ in records})
     with open(path, "w") as fh:
-        json.dump({"collected": len(collected), "kinds": kinds,
-                   "records": len(records), "loggers": loggers,
-                   "leaks": leaks(records), "exitstatus": int(exitstatus)}, fh, indent=1)
+        json.dump(
+            {
+                "collected": len(collected),
+                "kinds": kinds,
+                "records": len(records),
+                "loggers": loggers,
+                "leaks": leaks(records),
+                "exitstatus": int(exitstatus),
+            },
+            fh,
+            indent=1,
+        )

@@ -47,20 +47,28 @@ def start_emulator() -> None:
     """Start the emulator with a session virtual proxy 'mashup'; export its settings."""
     from qlikauth.emulator import Emulator, VirtualProxy
 
-    emu = Emulator(host="localhost", bind="127.0.0.1",
-                   virtual_proxies=[VirtualProxy(prefix="mashup", method="session")])
+    emu = Emulator(
+        host="localhost",
+        bind="127.0.0.1",
+        virtual_proxies=[VirtualProxy(prefix="mashup", method="session")],
+    )
     emu.__enter__()
     # Stop it (and delete its generated keys) however the portal ends: Ctrl-C, kill, or a crash.
     atexit.register(emu.stop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    os.environ.update({
-        "QLIKAUTH_QPS_NODES": emu.qps_url,
-        "QLIKAUTH_CERTS": str(emu.certs_dir),
-        "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"),
-        "QLIKAUTH_VIRTUAL_PROXY": "mashup",
-    })
-    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('mashup')} (certificates in {emu.certs_dir})",
-          flush=True)
+    os.environ.update(
+        {
+            "QLIKAUTH_QPS_NODES": emu.qps_url,
+            "QLIKAUTH_CERTS": str(emu.certs_dir),
+            "QLIKAUTH_HUB_URL": emu.hub_url_for("mashup"),
+            "QLIKAUTH_VIRTUAL_PROXY": "mashup",
+        }
+    )
+    print(
+        f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('mashup')} (certificates in "
+        f"{emu.certs_dir})",
+        flush=True,
+    )
 
 
 def setup_database() -> None:
@@ -86,8 +94,10 @@ def tls_files() -> tuple[str, str]:
         return cert, key
     ca_dir = Path(os.environ.get("QLIKAUTH_CERTS", ""))
     if not (ca_dir / "root.pem").is_file() or not (ca_dir / "root_key.pem").is_file():
-        raise SystemExit("PORTAL_TLS is on but there is no certificate: set PORTAL_TLS_CERT and PORTAL_TLS_KEY "
-                         "(a QMC export has no CA key to issue one from).")
+        raise SystemExit(
+            "PORTAL_TLS is on but there is no certificate: set PORTAL_TLS_CERT and PORTAL_TLS_KEY "
+            "(a QMC export has no CA key to issue one from)."
+        )
     from qlikauth.certgen import temporary_server_certificate
 
     return temporary_server_certificate(ca_dir, prefix="django-portal-tls-")
@@ -105,7 +115,9 @@ def serve_https(application: Any, bind: str, port: int, cert: str, key: str) -> 
     class Handler(WSGIRequestHandler):
         def get_environ(self) -> dict[str, Any]:
             environ = super().get_environ()
-            environ["HTTPS"] = "on"  # wsgi.url_scheme "https": request.is_secure(), CSRF origin checks
+            environ["HTTPS"] = (
+                "on"  # wsgi.url_scheme "https": request.is_secure(), CSRF origin checks
+            )
             return environ
 
     class TLSServer(ThreadedWSGIServer):
@@ -153,10 +165,15 @@ def main() -> None:
     setup_database()
     call_command("check", fail_level="ERROR")
     scheme = "https" if tls else "http"
-    print(f"Django portal: {scheme}://localhost:{port}/  (demo users: {', '.join(DEMO_USERS)}; "
-          f"password '{DEMO_PASSWORD}')", flush=True)
+    print(
+        f"Django portal: {scheme}://localhost:{port}/  (demo users: {', '.join(DEMO_USERS)}; "
+        f"password '{DEMO_PASSWORD}')",
+        flush=True,
+    )
     if cert_key is None:
-        call_command("runserver", f"{bind}:{port}", use_reloader=False, use_threading=True, skip_checks=True)
+        call_command(
+            "runserver", f"{bind}:{port}", use_reloader=False, use_threading=True, skip_checks=True
+        )
         return
     print(f"TLS certificate: {cert_key[0]}", flush=True)
     from django.core.wsgi import get_wsgi_application

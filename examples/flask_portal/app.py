@@ -103,8 +103,10 @@ def server_side_sessions(app: Flask) -> None:
         if not directory:
             directory = tempfile.mkdtemp(prefix="qlikauth-portal-sessions-")
             atexit.register(shutil.rmtree, directory, True)
-        app.config.update(SESSION_TYPE="cachelib",
-                          SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600))
+        app.config.update(
+            SESSION_TYPE="cachelib",
+            SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600),
+        )
     app.config.update(
         # A browser-session cookie; the server forgets the session 8 hours after its last change.
         # Not refreshed on every request: an answer that sets no cookie can be cached by nginx's
@@ -141,22 +143,29 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
     @app.get("/")
     def home() -> str:
         user = load_qlik_user()
-        return render_template("home.html", user=user, demo_users=DEMO_USERS,
-                               hub_url=app.config["QLIKAUTH_HUB_URL"])
+        return render_template(
+            "home.html", user=user, demo_users=DEMO_USERS, hub_url=app.config["QLIKAUTH_HUB_URL"]
+        )
 
     # Throttled, and the same hashing work for unknown names as for wrong passwords.
     passwords = PasswordLogin(_HASHES)
     app.extensions["portal_passwords"] = passwords
 
     def _too_many(throttled: TooManyAttempts, next_url: str) -> Any:
-        page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
-                               demo_password=DEMO_PASSWORD,
-                               error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+        page = render_template(
+            "login.html",
+            next_url=next_url,
+            demo_users=DEMO_USERS,
+            demo_password=DEMO_PASSWORD,
+            error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.",
+        )
         return page, 429, {"Retry-After": str(throttled.retry_after)}
 
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
-        next_url = qlikauth.runtime.local_redirect(request.values.get("next"), url_for("qlikauth.login"))
+        next_url = qlikauth.runtime.local_redirect(
+            request.values.get("next"), url_for("qlikauth.login")
+        )
         error = None
         if request.method == "POST":
             _check_csrf()
@@ -175,8 +184,13 @@ def create_app(settings: Mapping[str, Any] | None = None) -> Flask:
                 app.session_interface.regenerate(session)  # type: ignore[attr-defined]
                 return redirect(next_url)
             error = "Unknown user or wrong password."
-        return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
-                               demo_password=DEMO_PASSWORD), (401 if error else 200)
+        return render_template(
+            "login.html",
+            next_url=next_url,
+            error=error,
+            demo_users=DEMO_USERS,
+            demo_password=DEMO_PASSWORD,
+        ), (401 if error else 200)
 
     @app.post("/logout")
     def logout() -> Any:
@@ -195,15 +209,24 @@ def _start_emulator(port: int) -> dict[str, str]:
     """Start the emulator with a ticket virtual proxy 'portal' whose module is this portal."""
     from qlikauth.emulator import Emulator, VirtualProxy
 
-    emu = Emulator(host="localhost", bind="127.0.0.1", virtual_proxies=[
-        VirtualProxy(prefix="portal", method="ticket", module_uri=f"http://localhost:{port}/qlik/module"),
-    ])
+    emu = Emulator(
+        host="localhost",
+        bind="127.0.0.1",
+        virtual_proxies=[
+            VirtualProxy(
+                prefix="portal", method="ticket", module_uri=f"http://localhost:{port}/qlik/module"
+            ),
+        ],
+    )
     emu.__enter__()
     # Stop it (and delete its generated keys) however the portal ends: Ctrl-C, kill, or a crash.
     atexit.register(emu.stop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('portal')} (certificates in {emu.certs_dir})",
-          flush=True)
+    print(
+        f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('portal')} (certificates in "
+        f"{emu.certs_dir})",
+        flush=True,
+    )
     return {
         "QLIKAUTH_QPS_NODES": emu.qps_url,
         "QLIKAUTH_CERTS": str(emu.certs_dir),
@@ -220,8 +243,11 @@ def main() -> None:
     if "QLIKAUTH_QPS_NODES" not in settings:
         settings.update(_start_emulator(port))
     app = create_app(settings)
-    print(f"Flask portal: http://localhost:{port}/  (demo users: {', '.join(DEMO_USERS)}; "
-          f"password '{DEMO_PASSWORD}')", flush=True)
+    print(
+        f"Flask portal: http://localhost:{port}/  (demo users: {', '.join(DEMO_USERS)}; "
+        f"password '{DEMO_PASSWORD}')",
+        flush=True,
+    )
     app.run(host=bind, port=port, threaded=True, use_reloader=False)
 
 

@@ -90,9 +90,16 @@ class PasswordLogin:
     :param max_keys: names and addresses remembered, each table.
     """
 
-    def __init__(self, hashes: Mapping[str, str], *, per_user: int = 5, per_address: int = 20,
-                 window: float = 300.0, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        hashes: Mapping[str, str],
+        *,
+        per_user: int = 5,
+        per_address: int = 20,
+        window: float = 300.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._hashes = dict(hashes)
         # The dummy is made like the real hashes (same method and cost), of a password nobody has.
         method = next(iter(self._hashes.values()), "").split("$", 1)[0] or "scrypt"

@@ -88,8 +88,10 @@ def server_side_sessions(app: Flask) -> None:
         if not directory:
             directory = tempfile.mkdtemp(prefix="qlikauth-portal-sessions-")
             atexit.register(shutil.rmtree, directory, True)
-        app.config.update(SESSION_TYPE="cachelib",
-                          SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600))
+        app.config.update(
+            SESSION_TYPE="cachelib",
+            SESSION_CACHELIB=FileSystemCache(directory, threshold=100_000, mode=0o600),
+        )
     app.config.update(
         # A browser-session cookie; the server forgets the session 8 hours after its last change.
         # Not refreshed on every request: an answer that sets no cookie can be cached by nginx's
@@ -130,7 +132,9 @@ def create_app(settings: Mapping[str, Any]) -> Flask:
 
     @app.get("/")
     def home() -> str:
-        return render_template("home.html", user=load_qlik_user(), hub_url=app.config["QLIKAUTH_HUB_URL"])
+        return render_template(
+            "home.html", user=load_qlik_user(), hub_url=app.config["QLIKAUTH_HUB_URL"]
+        )
 
     # Throttled, and the same hashing work for unknown names as for wrong passwords.
     passwords = PasswordLogin(_HASHES)
@@ -143,11 +147,17 @@ def create_app(settings: Mapping[str, Any]) -> Flask:
             _check_csrf()
             name = request.form.get("username", "").strip().lower()
             try:
-                ok = passwords.verify(name, request.form.get("password", ""), request.remote_addr or "")
+                ok = passwords.verify(
+                    name, request.form.get("password", ""), request.remote_addr or ""
+                )
             except TooManyAttempts as throttled:
-                page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
-                                       demo_password=DEMO_PASSWORD,
-                                       error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+                page = render_template(
+                    "login.html",
+                    next_url=next_url,
+                    demo_users=DEMO_USERS,
+                    demo_password=DEMO_PASSWORD,
+                    error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.",
+                )
                 return page, 429, {"Retry-After": str(throttled.retry_after)}
             if ok:
                 session.clear()  # against session fixation: nothing survives, and a new id
@@ -156,8 +166,13 @@ def create_app(settings: Mapping[str, Any]) -> Flask:
                 app.session_interface.regenerate(session)  # type: ignore[attr-defined]
                 return redirect(next_url)
             error = "Unknown user or wrong password."
-        return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
-                               demo_password=DEMO_PASSWORD), (401 if error else 200)
+        return render_template(
+            "login.html",
+            next_url=next_url,
+            error=error,
+            demo_users=DEMO_USERS,
+            demo_password=DEMO_PASSWORD,
+        ), (401 if error else 200)
 
     @app.post("/logout")
     def logout() -> Any:

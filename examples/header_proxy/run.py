@@ -43,10 +43,15 @@ HEADER = "X-Portal-User"
 
 
 def find_nginx() -> str:
-    found = os.environ.get("NGINX") or shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    found = (
+        os.environ.get("NGINX")
+        or shutil.which("nginx")
+        or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    )
     if not found:
-        raise SystemExit("nginx is not installed (apt-get install nginx-light, or set NGINX=/path/to/nginx).")
+        raise SystemExit(
+            "nginx is not installed (apt-get install nginx-light, or set NGINX=/path/to/nginx)."
+        )
     return found
 
 
@@ -105,9 +110,18 @@ class HeaderProxyStack:
     def _start(self) -> None:
         from werkzeug.serving import make_server
 
-        self.emulator = Emulator(host="localhost", bind="127.0.0.1", virtual_proxies=[
-            VirtualProxy(PREFIX, method="header-static", header_name=HEADER, header_user_directory="PORTAL"),
-        ])
+        self.emulator = Emulator(
+            host="localhost",
+            bind="127.0.0.1",
+            virtual_proxies=[
+                VirtualProxy(
+                    PREFIX,
+                    method="header-static",
+                    header_name=HEADER,
+                    header_user_directory="PORTAL",
+                ),
+            ],
+        )
         self.emulator.__enter__()
         certs = Path(self.emulator.certs_dir)
 
@@ -117,10 +131,16 @@ class HeaderProxyStack:
         cert, key = self.runtime_dir / "nginx.pem", self.runtime_dir / "nginx_key.pem"
         issue_server_certificate(certs, ["localhost", "127.0.0.1"], cert, key)
         block = generate_server_block(
-            server_name="localhost", listen_host="127.0.0.1", listen_port=self.nginx_port,
-            tls_cert=str(cert), tls_key=str(key),
-            portal_url=f"http://127.0.0.1:{self.portal_port}", login_url=f"{self.portal_url}/login",
-            header_name=HEADER, qps_nodes=[self.emulator.hub_url], root_pem=str(certs / "root.pem"),
+            server_name="localhost",
+            listen_host="127.0.0.1",
+            listen_port=self.nginx_port,
+            tls_cert=str(cert),
+            tls_key=str(key),
+            portal_url=f"http://127.0.0.1:{self.portal_port}",
+            login_url=f"{self.portal_url}/login",
+            header_name=HEADER,
+            qps_nodes=[self.emulator.hub_url],
+            root_pem=str(certs / "root.pem"),
             prefix=PREFIX,
             # the identity cache as generated (5 s), its files in this run's directory
             identity_cache_dir=str(self.runtime_dir / "identity_cache"),
@@ -128,12 +148,14 @@ class HeaderProxyStack:
         conf = self.runtime_dir / "nginx.conf"
         conf.write_text(generate_nginx_conf(block, str(self.runtime_dir)))
 
-        app = create_app({
-            "QLIKAUTH_QPS_NODES": self.emulator.qps_url,
-            "QLIKAUTH_CERTS": str(certs),
-            "QLIKAUTH_VIRTUAL_PROXY": PREFIX,
-            "QLIKAUTH_HUB_URL": self.hub_url,
-        })
+        app = create_app(
+            {
+                "QLIKAUTH_QPS_NODES": self.emulator.qps_url,
+                "QLIKAUTH_CERTS": str(certs),
+                "QLIKAUTH_VIRTUAL_PROXY": PREFIX,
+                "QLIKAUTH_HUB_URL": self.hub_url,
+            }
+        )
         # Loopback only: nginx reaches the portal; the identity endpoint is never public.
         self._portal_server = make_server("127.0.0.1", self.portal_port, app, threaded=True)
         threading.Thread(target=self._portal_server.serve_forever, daemon=True).start()  # type: ignore[attr-defined]
@@ -146,7 +168,9 @@ class HeaderProxyStack:
             _wait(self.nginx_port, self.nginx_proc, "nginx")
         except RuntimeError:
             log = self.runtime_dir / "error.log"
-            raise RuntimeError(f"nginx did not start: {log.read_text() if log.exists() else ''}") from None
+            raise RuntimeError(
+                f"nginx did not start: {log.read_text() if log.exists() else ''}"
+            ) from None
 
     def stop(self) -> None:
         if self.nginx_proc is not None and self.nginx_proc.poll() is None:
@@ -174,8 +198,10 @@ class HeaderProxyStack:
 
 
 def main() -> None:
-    stack = HeaderProxyStack(portal_port=int(os.environ.get("PORTAL_PORT", "5000")),
-                             nginx_port=int(os.environ.get("NGINX_PORT", "8443")))
+    stack = HeaderProxyStack(
+        portal_port=int(os.environ.get("PORTAL_PORT", "5000")),
+        nginx_port=int(os.environ.get("NGINX_PORT", "8443")),
+    )
     with stack:
         print(f"Portal:  {stack.portal_url}/   (alice, bob, carol; password 'demo')")
         print(f"Qlik:    {stack.hub_url}   (through nginx; CA: {stack.root_pem})")

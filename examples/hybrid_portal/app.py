@@ -1,6 +1,8 @@
-"""A hybrid portal: one sign-in, and the same person is one user in client-managed Qlik Sense and in Qlik Cloud.
+"""A hybrid portal: one sign-in, and the same person is one user in client-managed Qlik Sense and in
+Qlik Cloud.
 
-A hybrid site as Qlik partners describe it (Ometis, "Setting up a Qlik Sense Hybrid Environment"): the client-managed
+A hybrid site as Qlik partners describe it (Ometis, "Setting up a Qlik Sense Hybrid Environment"):
+the client-managed
 site knows the user as ``HYBRID\\ann@example.com`` (user id = e-mail, directory = the Qlik
 Cloud realm), the tenant by the subject ``ann@example.com`` in realm ``HYBRID``. One claims
 mapping (:class:`qlikauth.mapping.ClaimsMapping`) yields both from the portal's sign-in:
@@ -68,7 +70,8 @@ from qlikauth.web.cloud import CloudPortal  # noqa: E402
 
 log = logging.getLogger("hybrid_portal")
 
-#: The client-managed user directory and the Qlik Cloud realm: one name on both sides (one person, one user).
+#: The client-managed user directory and the Qlik Cloud realm: one name on both sides (one
+#: person, one user).
 REALM = "HYBRID"
 
 #: The portal's users as an identity provider would describe them (claims); password "demo".
@@ -81,9 +84,15 @@ _HASHES = {name: generate_password_hash(DEMO_PASSWORD) for name in DEMO_USERS}
 
 #: One person, one user: user id = e-mail, directory = the realm, groups -> the ``group``
 #: attribute (QSEoW) and the JWT's ``groups`` (Qlik Cloud); the e-mail is verified by the portal.
-MAPPING = ClaimsMapping(user_id="email", user_id_transforms=["strip", "lower"], user_directory=REALM,
-                        attributes=[AttributeRule("group", "groups")], required=["email"],
-                        cloud_email_verified=True, idp="the portal's user store")
+MAPPING = ClaimsMapping(
+    user_id="email",
+    user_id_transforms=["strip", "lower"],
+    user_directory=REALM,
+    attributes=[AttributeRule("group", "groups")],
+    required=["email"],
+    cloud_email_verified=True,
+    idp="the portal's user store",
+)
 
 
 @dataclass(frozen=True)
@@ -106,11 +115,16 @@ def signed_in_claims() -> Mapping[str, Any] | None:
 
 def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
     """The portal: ``qlik`` are its QLIKAUTH_* settings, ``cloud_settings`` the tenant's."""
-    app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
+    app = Flask(
+        __name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static")
+    )
     app.config.update(
         SECRET_KEY=os.environ.get("PORTAL_SECRET_KEY") or secrets.token_hex(32),
-        SESSION_COOKIE_NAME="hybrid_portal_session", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-        QLIKAUTH_LOGIN_URL="/login", QLIKAUTH_MODE="ticket",
+        SESSION_COOKIE_NAME="hybrid_portal_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        QLIKAUTH_LOGIN_URL="/login",
+        QLIKAUTH_MODE="ticket",
     )
     app.config.update(qlik)
     server_side_sessions(app)
@@ -123,13 +137,18 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
         return MAPPING.to_user(claims) if claims else None
 
     qlikauth.init_app(app)
-    store = app.extensions["qlikauth"].runtime.store  # QLIKAUTH_STATE_STORE (Redis for several processes)
+    store = app.extensions[
+        "qlikauth"
+    ].runtime.store  # QLIKAUTH_STATE_STORE (Redis for several processes)
 
     cloud = QlikCloud(cloud_settings.tenant_url, verify=cloud_settings.verify)
     issuer = CloudJwtIssuer(cloud_settings.jwt_key, cloud_settings.jwt_issuer)
     # Tokens and ensure-user records live in the runtime's state store, shared by the processes.
-    tokens = AccessTokenCache(cloud, OAuthClient(cloud_settings.client_id, client_secret=cloud_settings.client_secret),
-                              store)
+    tokens = AccessTokenCache(
+        cloud,
+        OAuthClient(cloud_settings.client_id, client_secret=cloud_settings.client_secret),
+        store,
+    )
     provisioner = UserProvisioner(cloud, method="jwt", issuer=issuer, store=store)
 
     def cloud_identity(_request: Any) -> CloudIdentity | None:
@@ -155,9 +174,11 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
     @app.after_request
     def security_headers(response: Any) -> Any:
         # Scripts only from the portal; the page may talk to itself and to the tenant, nothing else.
-        response.headers.setdefault("Content-Security-Policy",
-                                    f"default-src 'self'; connect-src 'self' {cloud.tenant_url}; "
-                                    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; connect-src 'self' {cloud.tenant_url}; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
@@ -166,7 +187,9 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
     def home() -> str:
         claims = signed_in_claims()
         both = MAPPING.map(claims) if claims else None
-        return render_template("home.html", both=both, demo_users=DEMO_USERS, demo_password=DEMO_PASSWORD)
+        return render_template(
+            "home.html", both=both, demo_users=DEMO_USERS, demo_password=DEMO_PASSWORD
+        )
 
     # Throttled, and the same hashing work for unknown names as for wrong passwords.
     passwords = PasswordLogin(_HASHES)
@@ -179,15 +202,22 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
             check_csrf()
             name = request.form.get("username", "").strip().lower()
             try:
-                ok = passwords.verify(name, request.form.get("password", ""), request.remote_addr or "")
+                ok = passwords.verify(
+                    name, request.form.get("password", ""), request.remote_addr or ""
+                )
             except TooManyAttempts as throttled:
-                page = render_template("login.html", next_url=next_url, demo_users=DEMO_USERS,
-                                       demo_password=DEMO_PASSWORD,
-                                       error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.")
+                page = render_template(
+                    "login.html",
+                    next_url=next_url,
+                    demo_users=DEMO_USERS,
+                    demo_password=DEMO_PASSWORD,
+                    error=f"Too many failed sign-ins; try again in {throttled.retry_after} s.",
+                )
                 return page, 429, {"Retry-After": str(throttled.retry_after)}
             if ok:
                 claims = DEMO_USERS[name]
-                # Session fixation: nothing from before the sign-in survives (new id, new CSRF token).
+                # Session fixation: nothing from before the sign-in survives (new
+                # id, new CSRF token).
                 session.clear()
                 session["claims"] = claims
                 session["csrf"] = secrets.token_urlsafe(24)
@@ -197,17 +227,26 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
                     # user in the tenant with its groups (again when the groups change).
                     provisioner.ensure(MAPPING.cloud_identity(claims))
                 except QlikAuthError as exc:
-                    log.warning("the Qlik Cloud user could not be ensured (the embed page retries): %s", exc)
+                    log.warning(
+                        "the Qlik Cloud user could not be ensured (the embed page retries): %s", exc
+                    )
                 return redirect(next_url)
             error = "Unknown user or wrong password."
-        return render_template("login.html", next_url=next_url, error=error, demo_users=DEMO_USERS,
-                               demo_password=DEMO_PASSWORD), (401 if error else 200)
+        return render_template(
+            "login.html",
+            next_url=next_url,
+            error=error,
+            demo_users=DEMO_USERS,
+            demo_password=DEMO_PASSWORD,
+        ), (401 if error else 200)
 
     @app.get("/embed")
     def embed() -> Any:
         if signed_in_claims() is None:
             return redirect(url_for("login", next="/embed"))
-        return render_template("embed.html", tenant_url=cloud.tenant_url, client_id=cloud_settings.client_id)
+        return render_template(
+            "embed.html", tenant_url=cloud.tenant_url, client_id=cloud_settings.client_id
+        )
 
     @app.post("/logout")
     def logout() -> Any:
@@ -226,13 +265,16 @@ def create_app(qlik: Mapping[str, Any], cloud_settings: CloudSettings) -> Flask:
 
 
 def _tls(certs_dir: Path | None) -> tuple[str, str]:
-    """PORTAL_TLS_CERT/KEY, else (with the emulators, ``certs_dir``) one for localhost from their CA."""
+    """PORTAL_TLS_CERT/KEY, else (with the emulators, ``certs_dir``) one for localhost from their
+    CA."""
     cert, key = os.environ.get("PORTAL_TLS_CERT"), os.environ.get("PORTAL_TLS_KEY")
     if cert and key:
         return cert, key
     if cert or key or certs_dir is None:
-        raise SystemExit("Set both PORTAL_TLS_CERT and PORTAL_TLS_KEY (the portal's certificate and key, PEM): "
-                         "a portal in front of a real site and tenant serves https with its own certificate.")
+        raise SystemExit(
+            "Set both PORTAL_TLS_CERT and PORTAL_TLS_KEY (the portal's certificate and key, PEM): "
+            "a portal in front of a real site and tenant serves https with its own certificate."
+        )
     from qlikauth.certgen import temporary_server_certificate
 
     return temporary_server_certificate(certs_dir, prefix="hybrid-portal-tls-")
@@ -243,49 +285,96 @@ def start_emulators(base: str) -> tuple[dict[str, Any], CloudSettings, Path]:
     from qlikauth.emulator import Emulator, VirtualProxy
     from qlikauth.emulator.cloud import CloudTenant, JwtIdentityProvider, OAuthClientConfig
 
-    emu = Emulator(certs_dir=os.environ.get("EMULATOR_CERTS") or None, host="localhost", bind="127.0.0.1",
-                   virtual_proxies=[VirtualProxy("hybrid", method="ticket", module_uri=f"{base}/qlik/module")])
+    emu = Emulator(
+        certs_dir=os.environ.get("EMULATOR_CERTS") or None,
+        host="localhost",
+        bind="127.0.0.1",
+        virtual_proxies=[VirtualProxy("hybrid", method="ticket", module_uri=f"{base}/qlik/module")],
+    )
     emu.start()
     atexit.register(emu.stop)
     certs = Path(emu.certs_dir)
     kid = "hybrid-portal-1"
     jwt_key = SigningKey.generate("RS256", kid=kid)
     client_secret = secrets.token_urlsafe(32)
-    tenant = CloudTenant(certs, jwt_idps=[JwtIdentityProvider(base, {kid: jwt_key.public_key})],
-                         oauth_clients=[OAuthClientConfig("hybrid-embed", client_secret=client_secret,
-                                                          scopes=("user_default",), allowed_origins=(base,))])
+    tenant = CloudTenant(
+        certs,
+        jwt_idps=[JwtIdentityProvider(base, {kid: jwt_key.public_key})],
+        oauth_clients=[
+            OAuthClientConfig(
+                "hybrid-embed",
+                client_secret=client_secret,
+                scopes=("user_default",),
+                allowed_origins=(base,),
+            )
+        ],
+    )
     tenant.start()
     atexit.register(tenant.stop)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit runs: emulators stopped, keys removed
-    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('hybrid')} (certificates in {certs})", flush=True)
+    signal.signal(
+        signal.SIGTERM, lambda *_: sys.exit(0)
+    )  # atexit runs: emulators stopped, keys removed
+    print(
+        f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('hybrid')} (certificates in {certs})",
+        flush=True,
+    )
     print(f"Qlik Cloud tenant: {tenant.url}", flush=True)
-    qlik = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(certs), "QLIKAUTH_VIRTUAL_PROXY": "hybrid",
-            "QLIKAUTH_HUB_URL": emu.hub_url_for("hybrid"), "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url]}
-    return qlik, CloudSettings(tenant.url, str(tenant.root_pem), "hybrid-embed", client_secret, jwt_key, base), certs
+    qlik = {
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(certs),
+        "QLIKAUTH_VIRTUAL_PROXY": "hybrid",
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("hybrid"),
+        "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url],
+    }
+    return (
+        qlik,
+        CloudSettings(
+            tenant.url, str(tenant.root_pem), "hybrid-embed", client_secret, jwt_key, base
+        ),
+        certs,
+    )
 
 
 def settings_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], CloudSettings] | None:
-    """A real site and tenant from the environment (QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL set), else None."""
+    """A real site and tenant from the environment (QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL
+    set), else None."""
     from qlikauth.web.config import settings_from_environ
 
     qlik = {f"QLIKAUTH_{k}": v for k, v in settings_from_environ(environ).items()}
     if "QLIKAUTH_QPS_NODES" not in qlik or not environ.get("QLIKCLOUD_TENANT_URL"):
         return None
-    needed = ("QLIKCLOUD_CLIENT_ID", "QLIKCLOUD_CLIENT_SECRET", "QLIKCLOUD_JWT_KEY", "QLIKCLOUD_JWT_KID",
-              "QLIKCLOUD_JWT_ISSUER")
+    needed = (
+        "QLIKCLOUD_CLIENT_ID",
+        "QLIKCLOUD_CLIENT_SECRET",
+        "QLIKCLOUD_JWT_KEY",
+        "QLIKCLOUD_JWT_KID",
+        "QLIKCLOUD_JWT_ISSUER",
+    )
     missing = [name for name in needed if not environ.get(name)]
     if missing:
-        raise SystemExit(f"QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL name a real site and tenant; they also need "
-                         f"{', '.join(missing)} (see the Hybrid paragraph of examples/README.md).")
-    key = SigningKey.from_file(environ["QLIKCLOUD_JWT_KEY"], environ.get("QLIKCLOUD_JWT_ALG", "RS256"),
-                               kid=environ["QLIKCLOUD_JWT_KID"])
-    return qlik, CloudSettings(environ["QLIKCLOUD_TENANT_URL"], environ.get("QLIKCLOUD_CA") or True,
-                               environ["QLIKCLOUD_CLIENT_ID"], environ["QLIKCLOUD_CLIENT_SECRET"], key,
-                               environ["QLIKCLOUD_JWT_ISSUER"])
+        raise SystemExit(
+            "QLIKAUTH_QPS_NODES and QLIKCLOUD_TENANT_URL name a real site and tenant; they also "
+            "need "
+            f"{', '.join(missing)} (see the Hybrid paragraph of examples/README.md)."
+        )
+    key = SigningKey.from_file(
+        environ["QLIKCLOUD_JWT_KEY"],
+        environ.get("QLIKCLOUD_JWT_ALG", "RS256"),
+        kid=environ["QLIKCLOUD_JWT_KID"],
+    )
+    return qlik, CloudSettings(
+        environ["QLIKCLOUD_TENANT_URL"],
+        environ.get("QLIKCLOUD_CA") or True,
+        environ["QLIKCLOUD_CLIENT_ID"],
+        environ["QLIKCLOUD_CLIENT_SECRET"],
+        key,
+        environ["QLIKCLOUD_JWT_ISSUER"],
+    )
 
 
 def main() -> int:
-    """Serve the portal over https (with the emulators unless a real site and tenant are configured)."""
+    """Serve the portal over https (with the emulators unless a real site and tenant are
+    configured)."""
     logging.basicConfig(level=logging.INFO)
     port = int(os.environ.get("PORTAL_PORT", "5444"))
     base = f"https://localhost:{port}"
@@ -293,12 +382,17 @@ def main() -> int:
     if real is None:
         qlik, cloud_settings, certs = start_emulators(base)
         tls = _tls(certs)
-        print(f"Trust {certs / 'root.pem'} in your browser (portal, hub and tenant certificates).", flush=True)
+        print(
+            f"Trust {certs / 'root.pem'} in your browser (portal, hub and tenant certificates).",
+            flush=True,
+        )
     else:
         qlik, cloud_settings = real
         tls = _tls(None)
     app = create_app(qlik, cloud_settings)
-    print(f"Portal: {base}/  (users {', '.join(DEMO_USERS)}, password '{DEMO_PASSWORD}')", flush=True)
+    print(
+        f"Portal: {base}/  (users {', '.join(DEMO_USERS)}, password '{DEMO_PASSWORD}')", flush=True
+    )
     try:
         app.run(host="127.0.0.1", port=port, ssl_context=tls, threaded=True, use_reloader=False)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""A Flask portal whose users sign in at an identity provider (single sign-on) and land in Qlik Sense.
+"""A Flask portal whose users sign in at an identity provider (single sign-on) and land in Qlik
+Sense.
 
 One command starts everything: the qlikauth emulator (a QPS node and hub over real TLS, a
 ticket virtual proxy ``sso``), a local identity provider, and the portal over https::
@@ -48,7 +49,8 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
     app = Flask(__name__, template_folder=str(HERE / "templates"))
     app.config.update(
         SECRET_KEY=os.environ.get("PORTAL_SECRET_KEY") or secrets.token_hex(32),
-        SESSION_COOKIE_NAME="sso_portal_session", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_NAME="sso_portal_session",
+        SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
     # Portal sessions on the server (the Flask portal's setup): a sign-out, a single logout or a
@@ -72,8 +74,12 @@ def create_app(setup: protocols.Setup, qlik: dict[str, Any]) -> Flask:
 
     @app.get("/")
     def home() -> str:
-        return render_template("home.html", user=qlikauth.current_user(), protocol=setup,
-                               hub_url=app.config["QLIKAUTH_HUB_URL"])
+        return render_template(
+            "home.html",
+            user=qlikauth.current_user(),
+            protocol=setup,
+            hub_url=app.config["QLIKAUTH_HUB_URL"],
+        )
 
     return app
 
@@ -98,26 +104,43 @@ def main(argv: list[str] | None = None) -> int:
 
     from qlikauth.emulator import Emulator, VirtualProxy
 
-    emu = Emulator(certs_dir=os.environ.get("EMULATOR_CERTS") or None, host="localhost", bind="127.0.0.1",
-                   virtual_proxies=[VirtualProxy("sso", method="ticket", module_uri=f"{base}/qlik/module")])
+    emu = Emulator(
+        certs_dir=os.environ.get("EMULATOR_CERTS") or None,
+        host="localhost",
+        bind="127.0.0.1",
+        virtual_proxies=[VirtualProxy("sso", method="ticket", module_uri=f"{base}/qlik/module")],
+    )
     emu.start()
     atexit.register(emu.stop)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # atexit runs: emulator, IdP, keys removed
+    signal.signal(
+        signal.SIGTERM, lambda *_: sys.exit(0)
+    )  # atexit runs: emulator, IdP, keys removed
     tls = _tls(Path(emu.certs_dir))
     setup = protocols.load(args.protocol).start(base, tls, str(emu.certs_dir))
     atexit.register(setup.stop)
-    qlik = {"QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-            "QLIKAUTH_VIRTUAL_PROXY": "sso", "QLIKAUTH_HUB_URL": emu.hub_url_for("sso"),
-            "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url], "QLIKAUTH_MODE": "ticket",
-            # an anonymous hub visit (the module redirect) goes to the IdP, and back to Qlik after
-            "QLIKAUTH_LOGIN_URL": setup.login_path}
+    qlik = {
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(emu.certs_dir),
+        "QLIKAUTH_VIRTUAL_PROXY": "sso",
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("sso"),
+        "QLIKAUTH_ALLOWED_TARGETS": [emu.hub_url],
+        "QLIKAUTH_MODE": "ticket",
+        # an anonymous hub visit (the module redirect) goes to the IdP, and back to Qlik after
+        "QLIKAUTH_LOGIN_URL": setup.login_path,
+    }
     app = create_app(setup, qlik)
-    print(f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('sso')} (certificates in {emu.certs_dir})", flush=True)
+    print(
+        f"Emulator: QPS {emu.qps_url}, hub {emu.hub_url_for('sso')} (certificates in "
+        f"{emu.certs_dir})",
+        flush=True,
+    )
     print(f"TLS certificate: {tls[0]}", flush=True)
     print(setup.idp_info, flush=True)
     if "idp_logout" in setup.extra:
         print(f"IdP-initiated logout: {setup.extra['idp_logout']}alice", flush=True)
-    print(f"Portal: {base}/  (trust {Path(emu.certs_dir) / 'root.pem'} in your browser)", flush=True)
+    print(
+        f"Portal: {base}/  (trust {Path(emu.certs_dir) / 'root.pem'} in your browser)", flush=True
+    )
     try:
         app.run(host="127.0.0.1", port=port, ssl_context=tls, threaded=True, use_reloader=False)
     except KeyboardInterrupt:

@@ -20,8 +20,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 def test_oidc_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "oidc.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_oidc.py"), "--quick", "--storm-users", "200",
-                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=290)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_oidc.py"),
+            "--quick",
+            "--storm-users",
+            "200",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert "validation" in result, result  # a skipped run (no node) fails here
@@ -33,7 +46,9 @@ def test_oidc_bench_quick(tmp_path: Path) -> None:
     assert result["jwks_fetches_during_sign_ins"] == 0
     assert result["subjects_ok"] == result["sign_ins"] > 0
     assert "OIDC id_token validation" in proc.stdout
-    storm = result["storm"]  # correctness, not speed: every user at the hub and the portal as themselves
+    storm = result[
+        "storm"
+    ]  # correctness, not speed: every user at the hub and the portal as themselves
     assert storm["completed"] == storm["users"] == 200, storm.get("first_errors")
     assert storm["mixups"] == 0
     alone = storm["provider_alone"]  # the provider's own cost, measured beside it

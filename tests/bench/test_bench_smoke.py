@@ -25,7 +25,9 @@ for _module in ("flask", "django", "gunicorn"):
         # QLIKAUTH_REQUIRE_ALL (CI): a missing dependency is a failure, never a silent skip.
         if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
             raise
-        pytest.skip(f"{_module} is not installed: pip install -e '.[all,dev]'", allow_module_level=True)
+        pytest.skip(
+            f"{_module} is not installed: pip install -e '.[all,dev]'", allow_module_level=True
+        )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,19 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "results.json"
     proc = subprocess.run(
         # Quick counts, but the storms at full size: a storm loses nobody at 200 users.
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--storm-users", "200", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--storm-users",
+            "200",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| Benchmark |" in proc.stdout
@@ -57,7 +70,9 @@ def test_ticket_figures_positive(results):
         assert m["ratio_vs_per_request"] > 0 and m["ratio_vs_floor"] > 0
         assert m["emulator_vs_canned"] > 0 and m["server_stack_vs_canned"] > 0
         for name, c in m["contenders"].items():
-            assert c["per_s_median"] > 0 and c["p50_ms"] > 0 and c["p99_ms"] > 0 and c["calls"] > 0, name
+            assert (
+                c["per_s_median"] > 0 and c["p50_ms"] > 0 and c["p99_ms"] > 0 and c["calls"] > 0
+            ), name
         assert m["emulator_qps_requests"] > 0
 
 

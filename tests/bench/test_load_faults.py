@@ -29,8 +29,9 @@ for _module in ("flask", "gunicorn", "flask_session", "redis"):
     except ImportError:
         if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
             raise
-        pytest.skip(f"{_module} is not installed: pip install -e '.[all,dev]'",
-                    allow_module_level=True)
+        pytest.skip(
+            f"{_module} is not installed: pip install -e '.[all,dev]'", allow_module_level=True
+        )
 
 sys.path.insert(0, str(ROOT / "tests"))
 from _redis_server import REDIS_SERVER  # noqa: E402
@@ -46,9 +47,25 @@ def figures(tmp_path_factory):
     out = tmp_path_factory.mktemp("load") / "load.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")])}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load_faults.py"), "--sign-ins", "300",
-         "--browsers", "20", "--think", "0.05", "--json", str(out), "--no-assert"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "load_faults.py"),
+            "--sign-ins",
+            "300",
+            "--browsers",
+            "20",
+            "--think",
+            "0.05",
+            "--json",
+            str(out),
+            "--no-assert",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {r["mode"]: r for r in json.loads(out.read_text())}
 
@@ -69,8 +86,7 @@ def test_no_mixup_hang_or_orphan_through_a_node_crash_and_a_redis_outage(figures
     assert res["user_switches"] > 0  # the shared browsers did switch users
     assert res["final_signouts_failed"] == []
     # The faults happened under load: every phase saw sign-ins, and most were right.
-    assert [f["action"] for f in res["faults"]] == ["crash", "restart", "kill_redis",
-                                                     "start_redis"]
+    assert [f["action"] for f in res["faults"]] == ["crash", "restart", "kill_redis", "start_redis"]
     for phase, p in res["phases"].items():
         assert p["sign_ins"] > 0, phase
     # A sign-in in flight when node 1 died may have been sent to its hub; nothing else fails.

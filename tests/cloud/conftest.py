@@ -1,4 +1,5 @@
-"""Fixtures: one emulated Qlik Cloud tenant with a JWT IdP, two OAuth clients and a web integration."""
+"""Fixtures: one emulated Qlik Cloud tenant with a JWT IdP, two OAuth clients and a web
+integration."""
 
 from __future__ import annotations
 
@@ -47,8 +48,12 @@ def tenant(idp_key, client_key):
     with CloudTenant(
         jwt_idps=[JwtIdentityProvider(ISSUER, {idp_key.kid: idp_key.public_key})],
         oauth_clients=[
-            OAuthClientConfig("embed-client", client_secret="embed-secret", allowed_origins=(PORTAL_ORIGIN,),
-                              scopes=("user_default",)),
+            OAuthClientConfig(
+                "embed-client",
+                client_secret="embed-secret",
+                allowed_origins=(PORTAL_ORIGIN,),
+                scopes=("user_default",),
+            ),
             OAuthClientConfig("pkjwt-client", jwks={client_key.kid: client_key.public_key}),
             OAuthClientConfig("admin-client", client_secret="admin-secret", impersonation=False),
         ],

@@ -1,4 +1,5 @@
-"""``qlikauth cloud-emulator`` serves a tenant a portal can sign users into, and stops cleanly on SIGTERM."""
+"""``qlikauth cloud-emulator`` serves a tenant a portal can sign users into, and stops cleanly on
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ def test_cli_tenant_end_to_end(tmp_path, free_port):
     exe = shutil.which("qlikauth", path=str(Path(sys.executable).parent))
     assert exe is not None
     proc = subprocess.Popen(
-        [exe, "cloud-emulator", "--port", str(free_port), "--certs", str(tmp_path / "certs"),
-         "--jwt-idp", f"issuer=https://cli-portal,kid=cli-key,key={tmp_path / 'idp.pem'}",
-         "--oauth-client", "id=cli-client,secret=cli-secret",
-         "--web-integration", "id=wi,origins=https://cli-portal"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            exe,
+            "cloud-emulator",
+            "--port",
+            str(free_port),
+            "--certs",
+            str(tmp_path / "certs"),
+            "--jwt-idp",
+            f"issuer=https://cli-portal,kid=cli-key,key={tmp_path / 'idp.pem'}",
+            "--oauth-client",
+            "id=cli-client,secret=cli-secret",
+            "--web-integration",
+            "id=wi,origins=https://cli-portal",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url_line = proc.stdout.readline()
         ca_line = proc.stdout.readline()
@@ -48,11 +62,19 @@ def test_cli_tenant_end_to_end(tmp_path, free_port):
 
 def test_cli_refuses_bad_specs(tmp_path):
     exe = shutil.which("qlikauth", path=str(Path(sys.executable).parent))
-    out = subprocess.run([exe, "cloud-emulator", "--oauth-client", "id=x"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [exe, "cloud-emulator", "--oauth-client", "id=x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "secret= or jwk=" in out.stderr
-    out = subprocess.run([exe, "cloud-emulator", "--jwt-idp", "issuer=a,color=blue"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [exe, "cloud-emulator", "--jwt-idp", "issuer=a,color=blue"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "color=blue" in out.stderr
 
 

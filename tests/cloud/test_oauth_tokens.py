@@ -12,12 +12,20 @@ from .conftest import Person
 
 ANN = Person("ann@example.com", "Ann Example", "ann@example.com", True, ("Sales",))
 BOB = Person("bob@example.com", "Bob Example", "bob@example.com", True, ())
-ADMIN = OAuthClient("admin-client", client_secret="admin-secret", scope="admin_classic user_default")
+ADMIN = OAuthClient(
+    "admin-client", client_secret="admin-secret", scope="admin_classic user_default"
+)
 
 
 def call(tenant, method, path, token, **kw):
-    return requests.request(method, tenant.url + path, verify=str(tenant.root_pem), timeout=10,
-                            headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})}, **kw)
+    return requests.request(
+        method,
+        tenant.url + path,
+        verify=str(tenant.root_pem),
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})},
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -55,7 +63,10 @@ def test_admin_lists_a_users_tokens_and_revokes_one(cloud, tenant, two_users):
     assert cloud.me(access_token=bob)["subject"] == BOB.sub
     again = call(tenant, "GET", f"/api/v1/oauth-tokens?userId={ann_id}", admin.access_token)
     assert again.json()["data"] == []
-    assert call(tenant, "DELETE", f"/api/v1/oauth-tokens/{row['id']}", admin.access_token).status_code == 404
+    assert (
+        call(tenant, "DELETE", f"/api/v1/oauth-tokens/{row['id']}", admin.access_token).status_code
+        == 404
+    )
 
 
 def test_last_used_is_reported_after_use(cloud, tenant, two_users):
@@ -76,14 +87,24 @@ def test_a_user_sees_and_revokes_only_its_own_tokens(cloud, tenant, two_users):
     # without TenantAdmin the list holds the caller's tokens only, whatever userId says
     own = call(tenant, "GET", "/api/v1/oauth-tokens", bob.access_token).json()["data"]
     assert {t["userId"] for t in own} == {bob_id}
-    assert call(tenant, "GET", f"/api/v1/oauth-tokens?userId={ann_id}", bob.access_token).json()["data"] == []
+    assert (
+        call(tenant, "GET", f"/api/v1/oauth-tokens?userId={ann_id}", bob.access_token).json()[
+            "data"
+        ]
+        == []
+    )
     admin = cloud.token(ADMIN).access_token
-    ann_tok = call(tenant, "GET", f"/api/v1/oauth-tokens?userId={ann_id}", admin).json()["data"][0]["id"]
+    ann_tok = call(tenant, "GET", f"/api/v1/oauth-tokens?userId={ann_id}", admin).json()["data"][0][
+        "id"
+    ]
     refused = call(tenant, "DELETE", f"/api/v1/oauth-tokens/{ann_tok}", bob.access_token)
     assert refused.status_code == 403 and refused.json()["errors"][0]["title"] == "Forbidden"
     assert tenant.token_valid(ann.access_token)
     # a user may revoke its own token (its last call with it)
-    assert call(tenant, "DELETE", f"/api/v1/oauth-tokens/{own[0]['id']}", bob.access_token).status_code == 204
+    assert (
+        call(tenant, "DELETE", f"/api/v1/oauth-tokens/{own[0]['id']}", bob.access_token).status_code
+        == 204
+    )
     assert not tenant.token_valid(bob.access_token)
 
 
@@ -101,15 +122,20 @@ def test_a_session_needs_the_csrf_token_to_revoke(cloud, issuer, tenant, embed_c
     session = cloud.jwt_session(issuer.mint(ANN))
     tok = cloud.token(embed_client, subject=ANN.sub)
     jar = {"Cookie": session.cookie_header()}
-    listed = requests.get(tenant.url + "/api/v1/oauth-tokens", headers=jar, verify=str(tenant.root_pem),
-                          timeout=10)
+    listed = requests.get(
+        tenant.url + "/api/v1/oauth-tokens", headers=jar, verify=str(tenant.root_pem), timeout=10
+    )
     assert listed.status_code == 200
     tid = listed.json()["data"][0]["id"]
     url = f"{tenant.url}/api/v1/oauth-tokens/{tid}"
     no_csrf = requests.delete(url, headers=jar, verify=str(tenant.root_pem), timeout=10)
     assert no_csrf.status_code == 403 and tenant.token_valid(tok.access_token)
-    ok = requests.delete(url, headers={**jar, "qlik-csrf-token": cloud.csrf_token(session)},
-                         verify=str(tenant.root_pem), timeout=10)
+    ok = requests.delete(
+        url,
+        headers={**jar, "qlik-csrf-token": cloud.csrf_token(session)},
+        verify=str(tenant.root_pem),
+        timeout=10,
+    )
     assert ok.status_code == 204 and not tenant.token_valid(tok.access_token)
 
 
@@ -120,8 +146,12 @@ def test_paging_and_parameter_checks(cloud, tenant, embed_client, issuer):
     admin = cloud.token(ADMIN).access_token
     first = call(tenant, "GET", "/api/v1/oauth-tokens?limit=2", admin).json()
     assert len(first["data"]) == 2 and "next" in first["links"]
-    nxt = requests.get(first["links"]["next"]["href"], headers={"Authorization": f"Bearer {admin}"},
-                       verify=str(tenant.root_pem), timeout=10).json()
+    nxt = requests.get(
+        first["links"]["next"]["href"],
+        headers={"Authorization": f"Bearer {admin}"},
+        verify=str(tenant.root_pem),
+        timeout=10,
+    ).json()
     ids = {t["id"] for t in first["data"]} | {t["id"] for t in nxt["data"]}
     assert len(ids) == 4 and "prev" in nxt["links"]  # 3 of Ann's and the admin client's own
     assert call(tenant, "GET", "/api/v1/oauth-tokens?limit=0", admin).status_code == 400
@@ -137,7 +167,9 @@ def test_token_valid_follows_expiry_and_unknown_tokens(cloud, tenant, two_users)
     assert not tenant.token_valid(ann.access_token)
 
 
-def test_cloud_access_sign_out_revokes_every_token_of_the_user(cloud, tenant, two_users, embed_client):
+def test_cloud_access_sign_out_revokes_every_token_of_the_user(
+    cloud, tenant, two_users, embed_client
+):
     """CloudAccess(revoke_all_with=admin): a sign-out revokes the cached token and every other OAuth
     token of the user (another process's, minted outside this cache); other users keep theirs."""
     from qlikauth.cloud import AccessTokenCache, CloudAccess
@@ -145,7 +177,9 @@ def test_cloud_access_sign_out_revokes_every_token_of_the_user(cloud, tenant, tw
     ann_elsewhere, bob = two_users
     access = CloudAccess(AccessTokenCache(cloud, embed_client), revoke_all_with=ADMIN)
     cached = access.access_token(ANN)
-    assert tenant.token_valid(cached.access_token) and tenant.token_valid(ann_elsewhere.access_token)
+    assert tenant.token_valid(cached.access_token) and tenant.token_valid(
+        ann_elsewhere.access_token
+    )
     assert access.logout(ANN) is True
     assert not tenant.token_valid(cached.access_token)
     assert not tenant.token_valid(ann_elsewhere.access_token)

@@ -19,7 +19,9 @@ from .conftest import ISSUER, PORTAL_ORIGIN, Person
 
 ANN = Person("ann@example.com", "Ann Example", "ann@example.com", True, ("Sales",))
 EMBED = OAuthClient("embed-client", client_secret="embed-secret")
-ADMIN = OAuthClient("admin-client", client_secret="admin-secret", scope="admin_classic user_default")
+ADMIN = OAuthClient(
+    "admin-client", client_secret="admin-secret", scope="admin_classic user_default"
+)
 
 
 @pytest.fixture
@@ -32,10 +34,18 @@ def make_tenant(idp_key):
         t = CloudTenant(
             jwt_idps=[JwtIdentityProvider(ISSUER, {idp_key.kid: idp_key.public_key})],
             oauth_clients=[
-                OAuthClientConfig("embed-client", client_secret="embed-secret", allowed_origins=(PORTAL_ORIGIN,),
-                                  scopes=("user_default",)),
-                OAuthClientConfig("admin-client", client_secret="admin-secret", impersonation=False),
-            ], **kw).start()
+                OAuthClientConfig(
+                    "embed-client",
+                    client_secret="embed-secret",
+                    allowed_origins=(PORTAL_ORIGIN,),
+                    scopes=("user_default",),
+                ),
+                OAuthClientConfig(
+                    "admin-client", client_secret="admin-secret", impersonation=False
+                ),
+            ],
+            **kw,
+        ).start()
         started.append(t)
         return t
 
@@ -45,9 +55,17 @@ def make_tenant(idp_key):
 
 
 def _post_token(tenant):
-    return requests.post(tenant.token_endpoint, verify=str(tenant.root_pem), timeout=10, json={
-        "grant_type": "client_credentials", "client_id": "admin-client", "client_secret": "admin-secret",
-        "scope": "admin_classic"})
+    return requests.post(
+        tenant.token_endpoint,
+        verify=str(tenant.root_pem),
+        timeout=10,
+        json={
+            "grant_type": "client_credentials",
+            "client_id": "admin-client",
+            "client_secret": "admin-secret",
+            "scope": "admin_classic",
+        },
+    )
 
 
 def test_the_tenant_answers_429_with_retry_after_over_the_limit(make_tenant):
@@ -99,8 +117,10 @@ def test_the_cache_stays_single_flight_through_a_429(make_tenant, idp_key):
         cloud.token(EMBED)  # the client's budget for this second is spent
         cache = AccessTokenCache(cloud, EMBED)
         got: list[str] = []
-        threads = [threading.Thread(target=lambda: got.append(cache.get(ANN.sub).access_token))
-                   for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: got.append(cache.get(ANN.sub).access_token))
+            for _ in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:

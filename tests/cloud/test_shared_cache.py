@@ -1,4 +1,5 @@
-"""Two portal processes share one token cache on a real Redis: 2 x 25 concurrent requests, one token request."""
+"""Two portal processes share one token cache on a real Redis: 2 x 25 concurrent requests, one token
+request."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ WORKER = textwrap.dedent("""
     from qlikauth.cloud import AccessTokenCache, OAuthClient, QlikCloud
     from qlikauth.store import RedisStore
 
-    url, ca, redis_url, start, keys = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
-    cache = AccessTokenCache(QlikCloud(url, verify=ca), OAuthClient("embed-client", client_secret="embed-secret"),
+    url, ca, redis_url, start, keys = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]),
+    sys.argv[5]
+    cache = AccessTokenCache(QlikCloud(url, verify=ca), OAuthClient("embed-client",
+    client_secret="embed-secret"),
                              RedisStore(redis_url, namespace="cloudtest"), keys=keys)
     out, errors = [], []
     def one():
@@ -38,7 +41,8 @@ WORKER = textwrap.dedent("""
         t.start()
     for t in threads:
         t.join(30)
-    print(json.dumps({"tokens": sorted(set(out)), "n": len(out), "errors": errors, "fetches": cache.fetches}))
+    print(json.dumps({"tokens": sorted(set(out)), "n": len(out), "errors": errors, "fetches":
+    cache.fetches}))
 """)
 
 
@@ -48,9 +52,23 @@ def test_two_processes_on_redis_make_one_token_request(tenant, cloud, issuer, re
     script.write_text(WORKER)
     start = time.time() + 3.0
     keys = new_store_key("shared")  # both processes seal and open with the same key
-    procs = [subprocess.Popen([sys.executable, str(script), tenant.url, str(tenant.root_pem), redis_url, str(start),
-                               keys],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                tenant.url,
+                str(tenant.root_pem),
+                redis_url,
+                str(start),
+                keys,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=90)
@@ -58,7 +76,7 @@ def test_two_processes_on_redis_make_one_token_request(tenant, cloud, issuer, re
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert all(r["errors"] == [] and r["n"] == 25 for r in results), results
     tokens = {t for r in results for t in r["tokens"]}
-    assert len(tokens) == 1, results            # every request of both processes got the same token
+    assert len(tokens) == 1, results  # every request of both processes got the same token
     assert sum(r["fetches"] for r in results) == 1
     assert tenant.state.counter("token_requests") == 1
 
@@ -71,8 +89,9 @@ class SlowTenant(QlikCloud):
         return super().token(*args, **kwargs)
 
 
-def test_a_fetch_slower_than_its_lock_does_not_release_the_next_fetchers_lock(tenant, cloud, issuer,
-                                                                               embed_client, redis_url):
+def test_a_fetch_slower_than_its_lock_does_not_release_the_next_fetchers_lock(
+    tenant, cloud, issuer, embed_client, redis_url
+):
     cloud.jwt_session(issuer.mint(Person("ann@example.com", "Ann", "ann@example.com")))
     store = RedisStore(redis_url, namespace="cloudtest")
     slow = SlowTenant(tenant.url, verify=tenant.root_pem)
@@ -97,14 +116,17 @@ def test_a_fetch_slower_than_its_lock_does_not_release_the_next_fetchers_lock(te
     store.close()
 
 
-def test_tokens_in_redis_are_sealed_and_a_copy_of_redis_gives_none(tenant, cloud, issuer, embed_client,
-                                                                  redis_url, monkeypatch):
+def test_tokens_in_redis_are_sealed_and_a_copy_of_redis_gives_none(
+    tenant, cloud, issuer, embed_client, redis_url, monkeypatch
+):
     monkeypatch.delenv("QLIKAUTH_STORE_KEYS", raising=False)
     cloud.jwt_session(issuer.mint(Person("ann@example.com", "Ann", "ann@example.com")))
     with pytest.raises(ConfigurationError, match="kept in clear"):
         AccessTokenCache(cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"))
     key = new_store_key("k1")
-    cache = AccessTokenCache(cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"), keys=key)
+    cache = AccessTokenCache(
+        cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"), keys=key
+    )
     assert isinstance(cache.store, SealedStore)
     token = cache.get("ann@example.com").access_token
     raw = redis.Redis.from_url(redis_url)
@@ -114,11 +136,14 @@ def test_tokens_in_redis_are_sealed_and_a_copy_of_redis_gives_none(tenant, cloud
     # Neither the token nor any long piece of it is in what Redis holds.
     for value in dump.values():
         assert token.encode() not in value
-        assert not any(token[i:i + 16].encode() in value for i in range(0, len(token) - 16, 8))
+        assert not any(token[i : i + 16].encode() in value for i in range(0, len(token) - 16, 8))
     # Another process with the key reads it; one without the key (or with another) gets nothing.
-    again = AccessTokenCache(cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"), keys=key)
+    again = AccessTokenCache(
+        cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"), keys=key
+    )
     assert again.get("ann@example.com").access_token == token
     assert tenant.state.counter("token_requests") == 1
-    stranger = AccessTokenCache(cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"),
-                                keys=new_store_key("k1"))
+    stranger = AccessTokenCache(
+        cloud, embed_client, RedisStore(redis_url, namespace="cloudtest"), keys=new_store_key("k1")
+    )
     assert stranger.get("ann@example.com").access_token != token  # fetched its own

@@ -1,4 +1,5 @@
-"""Certificates: loading Qlik's exports and failing with a message that names the file and the fix."""
+"""Certificates: loading Qlik's exports and failing with a message that names the file and
+the fix."""
 
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ def _reissue_client(cert_dir, days_valid: float, start_offset_days: float = -1):
     old = x509.load_pem_x509_certificate((cert_dir / "client.pem").read_bytes())
     start = dt.datetime.now(dt.UTC) + dt.timedelta(days=start_offset_days)
     cert = (
-        x509.CertificateBuilder().subject_name(old.subject).issuer_name(root.subject)
-        .public_key(old.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days_valid))
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(root.subject)
+        .public_key(old.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days_valid))
         .sign(root_key, hashes.SHA256())
     )
     (cert_dir / "client.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -45,7 +50,9 @@ def test_from_dir_builds_a_strict_context(cert_dir):
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.hostname_checks_common_name is False  # subjectAltName only
     assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2
-    assert [c["subject"] for c in ctx.get_ca_certs()] == [((("commonName", "qlikauth local CA"),), (("organizationName", "qlikauth"),))]
+    assert [c["subject"] for c in ctx.get_ca_certs()] == [
+        ((("commonName", "qlikauth local CA"),), (("organizationName", "qlikauth"),))
+    ]
     assert "BEGIN" not in repr(certs)
 
 

@@ -51,11 +51,15 @@ def test_the_old_variable_name_is_named(monkeypatch, capsys):
 
 
 def test_cli_reads_the_integrations_variable_names(emulator, monkeypatch, capsys):
-    """QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, QLIKAUTH_VIRTUAL_PROXY: one set of names for CLI and integrations."""
+    """QLIKAUTH_QPS_NODES, QLIKAUTH_CERTS, QLIKAUTH_VIRTUAL_PROXY: one set of names for CLI and
+    integrations."""
     from qlikauth.web.config import settings_from_environ
 
-    env = {"QLIKAUTH_QPS_NODES": f"{emulator.qps_url}, ", "QLIKAUTH_CERTS": str(emulator.certs_dir),
-           "QLIKAUTH_VIRTUAL_PROXY": ""}
+    env = {
+        "QLIKAUTH_QPS_NODES": f"{emulator.qps_url}, ",
+        "QLIKAUTH_CERTS": str(emulator.certs_dir),
+        "QLIKAUTH_VIRTUAL_PROXY": "",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert {"QPS_NODES", "CERTS", "VIRTUAL_PROXY"} <= set(settings_from_environ())
@@ -81,7 +85,8 @@ def test_passphrase_from_env(tmp_path, capsys, monkeypatch):
 
 
 def test_passphrase_file_that_is_not_utf8_is_one_clear_line(tmp_path):
-    # Latin-1 "pässwörd": invalid UTF-8. The error must say so without a traceback that quotes the bytes.
+    # Latin-1 "pässwörd": invalid UTF-8. The error must say so without a traceback that quotes
+    # the bytes.
     secret = "pässwörd".encode("latin-1")
     pw_file = tmp_path / "pw"
     pw_file.write_bytes(secret + b"\n")
@@ -89,7 +94,11 @@ def test_passphrase_file_that_is_not_utf8_is_one_clear_line(tmp_path):
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("qlikauth: error: passphrase file ") and "not UTF-8" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
-    assert "xe4" not in out.stderr and "w\\xf6rd" not in out.stderr and "rd" not in out.stderr.split("offset")[1]
+    assert (
+        "xe4" not in out.stderr
+        and "w\\xf6rd" not in out.stderr
+        and "rd" not in out.stderr.split("offset")[1]
+    )
 
 
 def test_passphrase_env_that_is_not_utf8_is_one_clear_line(tmp_path):
@@ -98,8 +107,13 @@ def test_passphrase_env_that_is_not_utf8_is_one_clear_line(tmp_path):
     env = {**os.environ, "MY_PW": "x"}
     env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
     env_bytes[b"MY_PW"] = "pässwörd".encode("latin-1")
-    out = subprocess.run([*QLIKAUTH, "certs", "check", str(tmp_path), "--passphrase-env", "MY_PW"],
-                         capture_output=True, text=True, timeout=60, env=env_bytes)
+    out = subprocess.run(
+        [*QLIKAUTH, "certs", "check", str(tmp_path), "--passphrase-env", "MY_PW"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_bytes,
+    )
     assert out.returncode == 2, out.stderr
     assert "$MY_PW is not UTF-8" in out.stderr and "Traceback" not in out.stderr
 
@@ -130,12 +144,12 @@ def test_certificate_errors_name_only_options_that_exist(tmp_path, capsys, monke
     assert main(["certs", "generate", str(tmp_path), "--passphrase-env", "MY_PW"]) == 0
     capsys.readouterr()
     monkeypatch.delenv("QLIKAUTH_CERT_PASSPHRASE", raising=False)
-    assert main(["certs", "check", str(tmp_path)]) == 1          # encrypted, no passphrase
+    assert main(["certs", "check", str(tmp_path)]) == 1  # encrypted, no passphrase
     encrypted = capsys.readouterr().err
     plain = tmp_path / "plain"
     assert main(["certs", "generate", str(plain)]) == 0
     capsys.readouterr()
-    assert main(["certs", "check", str(plain), "--passphrase-env", "MY_PW"]) == 1   # not encrypted
+    assert main(["certs", "check", str(plain), "--passphrase-env", "MY_PW"]) == 1  # not encrypted
     unencrypted = capsys.readouterr().err
     options = _cli_options()
     for message in (encrypted, unencrypted):
@@ -158,8 +172,10 @@ def test_a_command_without_its_extra_names_the_extra(monkeypatch, capsys):
         return real(name, package)
 
     monkeypatch.setattr(importlib, "import_module", without_uvicorn)
-    for argv in (["emulator", "--virtual-proxy", "portal:ticket", "--port", "4243"],
-                 ["cloud-emulator"]):
+    for argv in (
+        ["emulator", "--virtual-proxy", "portal:ticket", "--port", "4243"],
+        ["cloud-emulator"],
+    ):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert "unrecognized arguments" not in err

@@ -34,7 +34,13 @@ T = "https://acme.eu.qlikcloud.com"
 
 class Person:
     def __init__(self, sub, groups=()):
-        self.sub, self.name, self.email, self.groups, self.email_verified = sub, sub, sub, tuple(groups), True
+        self.sub, self.name, self.email, self.groups, self.email_verified = (
+            sub,
+            sub,
+            sub,
+            tuple(groups),
+            True,
+        )
 
 
 class Clock:
@@ -53,8 +59,14 @@ def cloud():
 
 
 def _token_answer(n, expires_in=21600):
-    return json.dumps({"access_token": f"tok-{n}", "token_type": "bearer", "expires_in": expires_in,
-                       "scope": "user_default"})
+    return json.dumps(
+        {
+            "access_token": f"tok-{n}",
+            "token_type": "bearer",
+            "expires_in": expires_in,
+            "scope": "user_default",
+        }
+    )
 
 
 @responses.activate
@@ -71,12 +83,20 @@ def test_impersonation_and_client_credentials_bodies(cloud):
     assert tok.access_token == "tok-1" and "tok-1" not in repr(tok)
     cloud.token(client, user_id="64f0")
     cloud.token(client, scope="admin_classic user_default")
-    assert seen[0] == {"client_id": "cid", "client_secret": "sec", "scope": "user_default",
-                       "grant_type": "urn:qlik:oauth:user-impersonation",
-                       "user_lookup": {"field": "subject", "value": "ann@example.com"}}
+    assert seen[0] == {
+        "client_id": "cid",
+        "client_secret": "sec",
+        "scope": "user_default",
+        "grant_type": "urn:qlik:oauth:user-impersonation",
+        "user_lookup": {"field": "subject", "value": "ann@example.com"},
+    }
     assert seen[1]["user_lookup"] == {"field": "userId", "value": "64f0"}
-    assert seen[2] == {"client_id": "cid", "client_secret": "sec", "scope": "admin_classic user_default",
-                       "grant_type": "client_credentials"}
+    assert seen[2] == {
+        "client_id": "cid",
+        "client_secret": "sec",
+        "scope": "admin_classic user_default",
+        "grant_type": "client_credentials",
+    }
     assert "user_lookup" not in seen[2]
     assert responses.calls[0].request.headers["Content-Type"] == "application/json"
 
@@ -85,35 +105,63 @@ def test_impersonation_and_client_credentials_bodies(cloud):
 def test_private_key_jwt_body(cloud):
     key = SigningKey.generate("ES384", kid="pk1")
     seen = []
-    responses.add_callback(responses.POST, f"{T}/oauth/token",
-                           callback=lambda r: (seen.append(json.loads(r.body)), (200, {}, _token_answer(1)))[1])
+    responses.add_callback(
+        responses.POST,
+        f"{T}/oauth/token",
+        callback=lambda r: (seen.append(json.loads(r.body)), (200, {}, _token_answer(1)))[1],
+    )
     cloud.token(OAuthClient("cid", private_key=key), subject="s")
     body = seen[0]
     assert "client_secret" not in body
     assert body["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    claims = pyjwt.decode(body["client_assertion"], key.public_key, algorithms=["ES384"],
-                          audience=f"{T}/oauth/token")
+    claims = pyjwt.decode(
+        body["client_assertion"], key.public_key, algorithms=["ES384"], audience=f"{T}/oauth/token"
+    )
     assert claims["iss"] == claims["sub"] == "cid"
 
 
 @responses.activate
 def test_expires_at_is_read_when_expires_in_is_absent(cloud):
-    responses.add(responses.POST, f"{T}/oauth/token",
-                  json={"access_token": "a", "token_type": "bearer", "expires_at": "2030-01-01T00:00:00.000Z"})
+    responses.add(
+        responses.POST,
+        f"{T}/oauth/token",
+        json={
+            "access_token": "a",
+            "token_type": "bearer",
+            "expires_at": "2030-01-01T00:00:00.000Z",
+        },
+    )
     tok = cloud.token(OAuthClient("c", client_secret="s"), subject="x")
     assert tok.expires_at == 1893456000.0
 
 
 @responses.activate
 def test_errors_carry_qliks_codes_but_never_the_secret(cloud):
-    responses.add(responses.POST, f"{T}/login/jwt-session", status=400, json={"errors": [
-        {"title": "Invalid token request", "detail": "JWT_LOGIN_VALIDATIONS Missing required claim: nbf",
-         "code": "INTERNAL-TOKEN-1", "status": "400"}]})
+    responses.add(
+        responses.POST,
+        f"{T}/login/jwt-session",
+        status=400,
+        json={
+            "errors": [
+                {
+                    "title": "Invalid token request",
+                    "detail": "JWT_LOGIN_VALIDATIONS Missing required claim: nbf",
+                    "code": "INTERNAL-TOKEN-1",
+                    "status": "400",
+                }
+            ]
+        },
+    )
     with pytest.raises(QlikEndpointHTTPError) as exc:
         cloud.jwt_session("eyJ.secret.token")
     assert exc.value.status_code == 400 and exc.value.codes == ["INTERNAL-TOKEN-1"]
     assert "Missing required claim: nbf" in str(exc.value) and "secret" not in str(exc.value)
-    responses.add(responses.POST, f"{T}/oauth/token", status=302, headers={"Location": "https://evil.example/"})
+    responses.add(
+        responses.POST,
+        f"{T}/oauth/token",
+        status=302,
+        headers={"Location": "https://evil.example/"},
+    )
     with pytest.raises(QlikEndpointHTTPError, match="redirect"):
         cloud.token(OAuthClient("c", client_secret="hunter2"), subject="x")
     assert len([c for c in responses.calls if "evil" in c.request.url]) == 0
@@ -121,17 +169,35 @@ def test_errors_carry_qliks_codes_but_never_the_secret(cloud):
 
 @responses.activate
 def test_jwt_session_csrf_and_me_shapes(cloud):
-    responses.add(responses.POST, f"{T}/login/jwt-session", status=200, json={},
-                  headers=[("Set-Cookie", "eas.sid=S1; path=/; secure; httponly"),
-                           ("Set-Cookie", "eas.sid.sig=G1; path=/"), ("Set-Cookie", "_csrfToken=C1; path=/"),
-                           ("Set-Cookie", "_csrfToken.sig=CG; path=/")])
-    responses.add(responses.GET, f"{T}/api/v1/csrf-token", status=204, headers={"qlik-csrf-token": "CSRF1"})
+    responses.add(
+        responses.POST,
+        f"{T}/login/jwt-session",
+        status=200,
+        json={},
+        headers=[
+            ("Set-Cookie", "eas.sid=S1; path=/; secure; httponly"),
+            ("Set-Cookie", "eas.sid.sig=G1; path=/"),
+            ("Set-Cookie", "_csrfToken=C1; path=/"),
+            ("Set-Cookie", "_csrfToken.sig=CG; path=/"),
+        ],
+    )
+    responses.add(
+        responses.GET, f"{T}/api/v1/csrf-token", status=204, headers={"qlik-csrf-token": "CSRF1"}
+    )
     responses.add(responses.GET, f"{T}/api/v1/users/me", json={"subject": "ann"})
     s = cloud.jwt_session("tok", web_integration_id="wid", origin="https://portal.example.com")
     req = responses.calls[0].request
-    assert req.headers["Authorization"] == "Bearer tok" and req.headers["qlik-web-integration-id"] == "wid"
+    assert (
+        req.headers["Authorization"] == "Bearer tok"
+        and req.headers["qlik-web-integration-id"] == "wid"
+    )
     assert req.headers["Origin"] == "https://portal.example.com"
-    assert s.cookies == {"eas.sid": "S1", "eas.sid.sig": "G1", "_csrfToken": "C1", "_csrfToken.sig": "CG"}
+    assert s.cookies == {
+        "eas.sid": "S1",
+        "eas.sid.sig": "G1",
+        "_csrfToken": "C1",
+        "_csrfToken.sig": "CG",
+    }
     assert "S1" not in repr(s)
     assert cloud.csrf_token(s) == "CSRF1"
     assert "eas.sid=S1" in responses.calls[1].request.headers["Cookie"]
@@ -155,8 +221,11 @@ def test_channel_refuses_unverified_and_plain_http():
 
 # -- the cache -------------------------------------------------------------------------
 
+
 def _cache(cloud, clock, store=None, **kw):
-    return AccessTokenCache(cloud, OAuthClient("cid", client_secret="sec"), store or MemoryStore(), clock=clock, **kw)
+    return AccessTokenCache(
+        cloud, OAuthClient("cid", client_secret="sec"), store or MemoryStore(), clock=clock, **kw
+    )
 
 
 @responses.activate
@@ -186,7 +255,9 @@ def test_cache_keeps_a_valid_token_when_an_early_refresh_fails(cloud):
     clock = Clock()
     cache = _cache(cloud, clock, refresh_margin=100)
     cache.get("ann")
-    responses.replace(responses.POST, f"{T}/oauth/token", status=503, json={"errors": [{"title": "down"}]})
+    responses.replace(
+        responses.POST, f"{T}/oauth/token", status=503, json={"errors": [{"title": "down"}]}
+    )
     clock.t += 550
     assert cache.get("ann").access_token == "tok-1"
     clock.t += 60  # now expired: the failure is raised
@@ -244,8 +315,12 @@ def test_invalidate_revokes_and_forgets(cloud):
 @responses.activate
 def test_ensure_user_runs_once_per_user_and_group_set(cloud):
     key = SigningKey.generate("RS256", kid="k")
-    responses.add(responses.POST, f"{T}/login/jwt-session", status=200,
-                  headers={"Set-Cookie": "eas.sid=S; path=/"})
+    responses.add(
+        responses.POST,
+        f"{T}/login/jwt-session",
+        status=200,
+        headers={"Set-Cookie": "eas.sid=S; path=/"},
+    )
     responses.add(responses.POST, f"{T}/oauth/token", body=_token_answer(1))
     store = MemoryStore()
     prov = UserProvisioner(cloud, issuer=CloudJwtIssuer(key, "iss"), store=store)
@@ -255,8 +330,12 @@ def test_ensure_user_runs_once_per_user_and_group_set(cloud):
         assert access.access_token(ann).access_token == "tok-1"
     logins = [c for c in responses.calls if c.request.url.endswith("/login/jwt-session")]
     assert len(logins) == 1
-    claims = pyjwt.decode(logins[0].request.headers["Authorization"][7:], key.public_key, algorithms=["RS256"],
-                          audience="qlik.api/login/jwt-session")
+    claims = pyjwt.decode(
+        logins[0].request.headers["Authorization"][7:],
+        key.public_key,
+        algorithms=["RS256"],
+        audience="qlik.api/login/jwt-session",
+    )
     assert claims["groups"] == ["Sales"]
     access.access_token(Person("ann", ["Sales", "Finance"]))  # groups changed: log in again
     assert len([c for c in responses.calls if c.request.url.endswith("/login/jwt-session")]) == 2
@@ -266,11 +345,24 @@ def test_ensure_user_runs_once_per_user_and_group_set(cloud):
 def test_ensure_user_by_users_api_creates_only_when_missing(cloud):
     responses.add(responses.POST, f"{T}/oauth/token", body=_token_answer(1))
     responses.add(responses.GET, f"{T}/api/v1/users", json={"data": []})
-    responses.add(responses.POST, f"{T}/api/v1/users", status=201, json={"id": "u1", "subject": "ann"})
-    prov = UserProvisioner(cloud, method="users-api", admin_client=OAuthClient("adm", client_secret="s"))
+    responses.add(
+        responses.POST, f"{T}/api/v1/users", status=201, json={"id": "u1", "subject": "ann"}
+    )
+    prov = UserProvisioner(
+        cloud, method="users-api", admin_client=OAuthClient("adm", client_secret="s")
+    )
     assert prov.ensure(Person("ann")) is True
     get = [c for c in responses.calls if c.request.method == "GET"][0]
     assert "filter=subject+eq+%22ann%22" in get.request.url
-    post = [c for c in responses.calls if c.request.url == f"{T}/api/v1/users" and c.request.method == "POST"][0]
-    assert json.loads(post.request.body) == {"subject": "ann", "name": "ann", "email": "ann", "status": "active"}
+    post = [
+        c
+        for c in responses.calls
+        if c.request.url == f"{T}/api/v1/users" and c.request.method == "POST"
+    ][0]
+    assert json.loads(post.request.body) == {
+        "subject": "ann",
+        "name": "ann",
+        "email": "ann",
+        "status": "active",
+    }
     assert prov.ensure(Person("ann")) is False

@@ -22,8 +22,19 @@ def test_static_directory():
         h.value(QlikUser("OTHER", "jdoe"))
 
 
-@pytest.mark.parametrize("name", ["X-Qlik-User", "x-qlik-security", "X-Qlik-ProxySession", "X_Portal_User",
-                                  "X Portal", "X-Portal:User", "", "X-Portal-User\r\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Qlik-User",
+        "x-qlik-security",
+        "X-Qlik-ProxySession",
+        "X_Portal_User",
+        "X Portal",
+        "X-Portal:User",
+        "",
+        "X-Portal-User\r\n",
+    ],
+)
 def test_reserved_or_unsafe_names(name):
     with pytest.raises(ConfigurationError):
         HeaderAuthenticator(name)
@@ -57,15 +68,20 @@ def test_identity_answer_for_nginx_auth_request():
     assert unsendable.status == 403 and dict(unsendable.headers) == {"Cache-Control": "no-store"}
 
 
-@pytest.mark.parametrize(("qmc", "value"), [
-    ("$ud\\\\$id", "ACME\\jdoe"),   # the QMC field's own example: matches USERDIRECTORY\userid
-    ("$ud\\$id", "ACME\\jdoe"),     # a single backslash before $id stands for itself
-    ("$id@$ud", "jdoe@ACME"),
-    ("$ud::$id", "ACME::jdoe"),
-    ("[$ud\\]]$id", "[ACME]]jdoe"),  # an escaped character is itself
-])
+@pytest.mark.parametrize(
+    ("qmc", "value"),
+    [
+        ("$ud\\\\$id", "ACME\\jdoe"),  # the QMC field's own example: matches USERDIRECTORY\userid
+        ("$ud\\$id", "ACME\\jdoe"),  # a single backslash before $id stands for itself
+        ("$id@$ud", "jdoe@ACME"),
+        ("$ud::$id", "ACME::jdoe"),
+        ("[$ud\\]]$id", "[ACME]]jdoe"),  # an escaped character is itself
+    ],
+)
 def test_pattern_is_read_as_the_qmc_field_holds_it(qmc, value):
-    assert HeaderAuthenticator("X-Portal-User", pattern=qmc).value(QlikUser("ACME", "jdoe")) == value
+    assert (
+        HeaderAuthenticator("X-Portal-User", pattern=qmc).value(QlikUser("ACME", "jdoe")) == value
+    )
 
 
 def test_default_pattern_is_the_qmc_example():

@@ -11,7 +11,9 @@ from qlikauth.identity import security_header_value
 
 
 def test_trims_and_serialises_repeated_and_empty_attributes():
-    user = QlikUser("  ACME ", "\tjdoe ", attributes=[("group", "Sales"), ("group", "Finance"), ("email", "")])
+    user = QlikUser(
+        "  ACME ", "\tjdoe ", attributes=[("group", "Sales"), ("group", "Finance"), ("email", "")]
+    )
     assert (user.user_directory, user.user_id) == ("ACME", "jdoe")
     assert user.to_qps() == {
         "UserDirectory": "ACME",
@@ -66,7 +68,8 @@ def test_invalid_identity_names_the_field(directory, user_id, field):
     ],
 )
 def test_semicolon_and_equals_in_directory_or_id_are_refused(qualified, field):
-    # Qlik composes "UserDirectory=...; UserId=..." headers from these: one could pass for another user.
+    # Qlik composes "UserDirectory=...; UserId=..." headers from these: one could pass for
+    # another user.
     with pytest.raises(IdentityError) as info:
         QlikUser.parse(qualified)
     assert info.value.field == field
@@ -97,15 +100,22 @@ def test_attributes_that_could_forge_another_are_refused(attrs):
 
 
 def test_from_qps_accepts_both_casings():
-    a = QlikUser.from_qps({"UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "S"}]})
-    b = QlikUser.from_qps({"userDirectory": "ACME", "userId": "jdoe", "attributes": [{"group": "S"}]})
+    a = QlikUser.from_qps(
+        {"UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "S"}]}
+    )
+    b = QlikUser.from_qps(
+        {"userDirectory": "ACME", "userId": "jdoe", "attributes": [{"group": "S"}]}
+    )
     assert a == b
     assert a.same_user(QlikUser("acme", "JDOE"))
 
 
 def test_security_header_rendering():
     user = QlikUser("ACME", "jdoe", [("group", "Sales"), ("empty", "")])
-    assert security_header_value(user.attributes) == "SecureRequest=true; Context=AppAccess; group=Sales; empty="
+    assert (
+        security_header_value(user.attributes)
+        == "SecureRequest=true; Context=AppAccess; group=Sales; empty="
+    )
 
 
 _name_part = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
@@ -119,7 +129,13 @@ def test_property_valid_or_clear_error(directory, user_id):
     except IdentityError as exc:
         assert exc.field in ("user_directory", "user_id")
         bad = directory if exc.field == "user_directory" else user_id
-        assert "\\" in bad or ";" in bad or "=" in bad or any(not c.isprintable() or c in "\u2028\u2029" for c in bad) or not bad.strip()
+        assert (
+            "\\" in bad
+            or ";" in bad
+            or "=" in bad
+            or any(not c.isprintable() or c in "\u2028\u2029" for c in bad)
+            or not bad.strip()
+        )
         return
     for value in (user.user_directory, user.user_id):
         assert value == value.strip() and value
@@ -127,8 +143,14 @@ def test_property_valid_or_clear_error(directory, user_id):
     assert QlikUser.parse(user.qualified_name) == user
 
 
-@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,10}", fullmatch=True),
-                          st.text(max_size=20).filter(lambda v: ";" not in v and v.isprintable()))))
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,10}", fullmatch=True),
+            st.text(max_size=20).filter(lambda v: ";" not in v and v.isprintable()),
+        )
+    )
+)
 def test_property_attribute_round_trip(pairs):
     user = QlikUser("ACME", "jdoe", pairs)
     again = QlikUser.from_qps(user.to_qps())
@@ -145,7 +167,9 @@ def test_checked_values_are_remembered_but_every_construction_is_checked() -> No
 
     first = QlikUser(" PORTAL ", "alice", [("group", "Sales")])
     assert (first.user_directory, first.attributes) == ("PORTAL", (("group", "Sales"),))
-    assert QlikUser(" PORTAL ", "alice", (("group", "Sales"),)) == first  # remembered: the same result
+    assert (
+        QlikUser(" PORTAL ", "alice", (("group", "Sales"),)) == first
+    )  # remembered: the same result
     for _ in range(2):
         with pytest.raises(IdentityError):
             QlikUser("PORTAL", "alice; UserId=sa_repository")
@@ -159,7 +183,9 @@ def test_checked_values_are_remembered_but_every_construction_is_checked() -> No
     assert QlikUser("PORTAL", "alice", [["group", "Sales"]]) == first
     assert QlikUser("PORTAL", "alice", [{"group": "Sales"}]) == first
     assert QlikUser("PORTAL", "alice", {"group": ["Sales"]}) == first
-    assert QlikUser("PORTAL", "alice\u00a0b").user_id == "alice\u00a0b"  # a no-break space is allowed
+    assert (
+        QlikUser("PORTAL", "alice\u00a0b").user_id == "alice\u00a0b"
+    )  # a no-break space is allowed
     # bounded
     for i in range(identity._CHECKED_KEPT + 10):
         QlikUser("PORTAL", f"user{i}")

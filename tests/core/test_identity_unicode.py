@@ -26,21 +26,25 @@ from qlikauth.mapping import UNVERIFIED, AttributeRule, ClaimsMapping, CloudIden
 ANY_CHAR = st.characters(codec=None, categories=None)
 ANY_TEXT = st.text(alphabet=ANY_CHAR, max_size=40)
 SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, codec=None, categories=None)
-NONCHARACTERS = st.sampled_from([chr(c) for c in (*range(0xFDD0, 0xFDF0), 0xFFFE, 0xFFFF, 0x1FFFE,
-                                                  0x10FFFF)])
+NONCHARACTERS = st.sampled_from(
+    [chr(c) for c in (*range(0xFDD0, 0xFDF0), 0xFFFE, 0xFFFF, 0x1FFFE, 0x10FFFF)]
+)
 
 
 def utf8_json(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode("utf-8")
 
 
-# -- QlikUser ---------------------------------------------------------------------------------------
+# -- QlikUser
+# ---------------------------------------------------------------------------------------
 @settings(max_examples=400, deadline=None)
 @given(directory=ANY_TEXT, user_id=ANY_TEXT, name=ANY_TEXT, value=ANY_TEXT)
 @example(directory="ACME", user_id="a\ud800b", name="group", value="x")
 @example(directory="ACME", user_id="a", name="group", value="\udfff")
 @example(directory="ACME", user_id="a\ufdd0", name="group", value="x")
-def test_property_qlikuser_over_every_code_point(directory: str, user_id: str, name: str, value: str) -> None:
+def test_property_qlikuser_over_every_code_point(
+    directory: str, user_id: str, name: str, value: str
+) -> None:
     try:
         user = QlikUser(directory, user_id, [(name, value)])
     except IdentityError as exc:
@@ -63,9 +67,14 @@ def test_surrogates_and_noncharacters_are_refused_everywhere(bad: str, where: st
 
 def test_messages_quote_only_a_short_prefix() -> None:
     long_id = "x" * 10_000
-    for make in (lambda: QlikUser("ACME", long_id + "\\"), lambda: QlikUser("ACME", long_id + "\ud800"),
-                 lambda: QlikUser("ACME", "a", [(long_id + ";", "v")]), lambda: QlikUser.parse(long_id),
-                 lambda: QlikUser("ACME", "a", [("g", long_id + "\x00")]), lambda: fold_identity("\u212a" + long_id)):
+    for make in (
+        lambda: QlikUser("ACME", long_id + "\\"),
+        lambda: QlikUser("ACME", long_id + "\ud800"),
+        lambda: QlikUser("ACME", "a", [(long_id + ";", "v")]),
+        lambda: QlikUser.parse(long_id),
+        lambda: QlikUser("ACME", "a", [("g", long_id + "\x00")]),
+        lambda: fold_identity("\u212a" + long_id),
+    ):
         with pytest.raises(IdentityError) as info:
             make()
         assert len(str(info.value)) < 600 and "x" * 100 not in str(info.value)
@@ -77,7 +86,9 @@ def test_messages_quote_only_a_short_prefix() -> None:
 
 # -- one normalisation: NFKC then case-fold, look-alikes refused -----------------------------------
 def test_kelvin_sign_is_refused_not_folded_into_ascii() -> None:
-    mapping = ClaimsMapping(user_id="email", user_id_transforms=["strip", "lower"], user_directory="D")
+    mapping = ClaimsMapping(
+        user_id="email", user_id_transforms=["strip", "lower"], user_directory="D"
+    )
     assert mapping.to_user({"email": "Kate@Example.com"}).user_id == "kate@example.com"
     with pytest.raises(ClaimsError) as info:
         mapping.to_user({"email": "\u212aate@example.com"})
@@ -87,26 +98,43 @@ def test_kelvin_sign_is_refused_not_folded_into_ascii() -> None:
         with pytest.raises(ClaimsError):
             mapping.to_user({"email": lookalike})
     # allowed by the integrator: folded to the plain letters
-    lenient = ClaimsMapping.from_settings({"USER_ID": "email", "USER_ID_TRANSFORMS": "lower",
-                                           "USER_DIRECTORY": "D", "ALLOW_COMPATIBILITY_CHARACTERS": "true"})
+    lenient = ClaimsMapping.from_settings(
+        {
+            "USER_ID": "email",
+            "USER_ID_TRANSFORMS": "lower",
+            "USER_DIRECTORY": "D",
+            "ALLOW_COMPATIBILITY_CHARACTERS": "true",
+        }
+    )
     assert lenient.to_user({"email": "\u212aate@example.com"}).user_id == "kate@example.com"
 
 
 def test_mixed_scripts_are_refused_unless_allowed() -> None:
-    mapping = ClaimsMapping(user_id="preferred_username", user_id_transforms="lower", user_directory="D")
+    mapping = ClaimsMapping(
+        user_id="preferred_username", user_id_transforms="lower", user_directory="D"
+    )
     assert mapping.to_user({"preferred_username": "Иван"}).user_id == "иван"
     assert mapping.to_user({"preferred_username": "山田たろう"}).user_id == "山田たろう"
     assert mapping.to_user({"preferred_username": "Ünal.Straße"}).user_id == "ünal.strasse"
-    assert mapping.to_user({"preferred_username": "U\u0308nal"}).user_id == "ünal"  # canonical: same person
+    assert (
+        mapping.to_user({"preferred_username": "U\u0308nal"}).user_id == "ünal"
+    )  # canonical: same person
     with pytest.raises(ClaimsError) as info:
         mapping.to_user({"preferred_username": "p\u0430ypal"})  # Cyrillic a
     assert info.value.code == "invalid_value" and "CYRILLIC" in str(info.value)
-    allowed = ClaimsMapping(user_id="preferred_username", user_id_transforms="lower", user_directory="D",
-                            allow_mixed_scripts=True)
+    allowed = ClaimsMapping(
+        user_id="preferred_username",
+        user_id_transforms="lower",
+        user_directory="D",
+        allow_mixed_scripts=True,
+    )
     assert allowed.to_user({"preferred_username": "p\u0430ypal"}).user_id == "p\u0430ypal"
     # the same rule for attribute values mapped with lower
-    rule = ClaimsMapping(user_id="$subject", user_directory="D",
-                         attributes=[AttributeRule("group", "groups", transforms="lower")])
+    rule = ClaimsMapping(
+        user_id="$subject",
+        user_directory="D",
+        attributes=[AttributeRule("group", "groups", transforms="lower")],
+    )
     assert rule.to_user({"groups": ["Sales"]}, subject="u").groups == ["sales"]
     with pytest.raises(ClaimsError) as info:
         rule.to_user({"groups": ["\u212aitchen"]}, subject="u")
@@ -128,13 +156,25 @@ def test_property_fold_is_stable_and_only_raises_identity_error(value: str) -> N
 
 # -- ClaimsMapping and CloudIdentity over every code point -----------------------------------------
 @settings(max_examples=300, deadline=None)
-@given(email=ANY_TEXT, groups=st.lists(ANY_TEXT, max_size=3), name=ANY_TEXT,
-       verified=st.sampled_from([True, False, "true", "false", "False", "1", None]))
+@given(
+    email=ANY_TEXT,
+    groups=st.lists(ANY_TEXT, max_size=3),
+    name=ANY_TEXT,
+    verified=st.sampled_from([True, False, "true", "false", "False", "1", None]),
+)
 @example(email="\u212aate@example.com", groups=[], name="Kate", verified=True)
 @example(email="a\ud800@x", groups=["\udc00"], name="n", verified="false")
-def test_property_mapping_over_every_code_point(email: str, groups: list[str], name: str, verified: object) -> None:
-    mapping = ClaimsMapping.from_settings({"USER_ID": "email", "USER_ID_TRANSFORMS": "strip,lower",
-                                           "USER_DIRECTORY": "OIDC", "CLOUD_EMAIL_VERIFIED": "email_verified"})
+def test_property_mapping_over_every_code_point(
+    email: str, groups: list[str], name: str, verified: object
+) -> None:
+    mapping = ClaimsMapping.from_settings(
+        {
+            "USER_ID": "email",
+            "USER_ID_TRANSFORMS": "strip,lower",
+            "USER_DIRECTORY": "OIDC",
+            "CLOUD_EMAIL_VERIFIED": "email_verified",
+        }
+    )
     claims = {"email": email, "groups": groups, "name": name, "email_verified": verified}
     try:
         mapped = mapping.map(claims)
@@ -148,13 +188,26 @@ def test_property_mapping_over_every_code_point(email: str, groups: list[str], n
 
 
 @settings(max_examples=300, deadline=None)
-@given(sub=ANY_TEXT, name=ANY_TEXT, email=ANY_TEXT, groups=st.lists(ANY_TEXT, max_size=3), realm=ANY_TEXT,
-       verified=st.one_of(st.booleans(), ANY_TEXT, st.integers(), st.none()))
-def test_property_cloud_identity_validates_its_fields(sub: str, name: str, email: str, groups: list[str],
-                                                      realm: str, verified: object) -> None:
+@given(
+    sub=ANY_TEXT,
+    name=ANY_TEXT,
+    email=ANY_TEXT,
+    groups=st.lists(ANY_TEXT, max_size=3),
+    realm=ANY_TEXT,
+    verified=st.one_of(st.booleans(), ANY_TEXT, st.integers(), st.none()),
+)
+def test_property_cloud_identity_validates_its_fields(
+    sub: str, name: str, email: str, groups: list[str], realm: str, verified: object
+) -> None:
     try:
-        cloud = CloudIdentity(sub=sub, name=name, email=email, email_verified=verified,  # type: ignore[arg-type]
-                              groups=tuple(groups), realm=realm)
+        cloud = CloudIdentity(
+            sub=sub,
+            name=name,
+            email=email,
+            email_verified=verified,  # type: ignore[arg-type]
+            groups=tuple(groups),
+            realm=realm,
+        )
     except IdentityError:
         return
     assert isinstance(cloud.email_verified, bool)
@@ -162,20 +215,38 @@ def test_property_cloud_identity_validates_its_fields(sub: str, name: str, email
 
 
 def test_cloud_identity_refuses_what_qlikuser_refuses() -> None:
-    good = {"sub": "ann@x.com", "name": "Ann", "email": "ann@x.com", "email_verified": True,
-            "groups": ("Sales",), "realm": "AZURE"}
-    for field, bad in (("sub", "a\ud800"), ("sub", " "), ("name", "A\x00nn"), ("email", "a\ufffe@x"),
-                       ("groups", ("\udc00",)), ("groups", "Sales"), ("realm", ""), ("email_verified", "yes"),
-                       ("email_verified", 1), ("sub", "x" * 5000)):
+    good = {
+        "sub": "ann@x.com",
+        "name": "Ann",
+        "email": "ann@x.com",
+        "email_verified": True,
+        "groups": ("Sales",),
+        "realm": "AZURE",
+    }
+    for field, bad in (
+        ("sub", "a\ud800"),
+        ("sub", " "),
+        ("name", "A\x00nn"),
+        ("email", "a\ufffe@x"),
+        ("groups", ("\udc00",)),
+        ("groups", "Sales"),
+        ("realm", ""),
+        ("email_verified", "yes"),
+        ("email_verified", 1),
+        ("sub", "x" * 5000),
+    ):
         with pytest.raises(IdentityError) as info:
             CloudIdentity(**(good | {field: bad}))  # type: ignore[arg-type]
         assert len(str(info.value)) < 300
     assert CloudIdentity(**(good | {"email_verified": "false"})).email_verified is False  # type: ignore[arg-type]
 
 
-# -- unverified claims never decide identity --------------------------------------------------------
+# -- unverified claims never decide identity
+# --------------------------------------------------------
 def test_unverified_claims_are_refused_as_the_user_id_only() -> None:
-    by_email = ClaimsMapping(user_id="email", user_directory="OIDC", cloud_email_verified="email_verified")
+    by_email = ClaimsMapping(
+        user_id="email", user_directory="OIDC", cloud_email_verified="email_verified"
+    )
     claims = {"sub": "s-1", "email": "alice@example.com", "email_verified": True}
     assert by_email.to_user(claims).user_id == "alice@example.com"
     for how in ({"unverified": ["email"]}, {}):
@@ -183,7 +254,9 @@ def test_unverified_claims_are_refused_as_the_user_id_only() -> None:
         with pytest.raises(ClaimsError) as info:
             by_email.to_user(given_claims, **how)  # type: ignore[arg-type]
         assert info.value.code == "unverified_claim" and info.value.claim == "email"
-    by_sub = ClaimsMapping(user_id="$subject", user_directory="OIDC", cloud_email_verified="email_verified")
+    by_sub = ClaimsMapping(
+        user_id="$subject", user_directory="OIDC", cloud_email_verified="email_verified"
+    )
     mapped = by_sub.map(claims | {UNVERIFIED: ["email"]}, "s-1")
     assert mapped.user.user_id == "s-1" and mapped.cloud.email == "alice@example.com"
     assert mapped.cloud.email_verified is False  # the provider did not vouch for it
@@ -193,7 +266,8 @@ def test_unverified_claims_are_refused_as_the_user_id_only() -> None:
     assert info.value.code == "unverified_claim"
 
 
-# -- the Qlik Cloud JWT: email_verified parsed strictly ---------------------------------------------
+# -- the Qlik Cloud JWT: email_verified parsed strictly
+# ---------------------------------------------
 class _Person:
     def __init__(self, verified: object) -> None:
         self.sub = self.email = "ann@example.com"
@@ -209,8 +283,12 @@ def test_cloud_jwt_email_verified_from_the_word_false_is_false() -> None:
     import jwt as pyjwt
 
     token = issuer.mint(_Person("false"))  # type: ignore[arg-type]
-    decoded = pyjwt.decode(token, issuer.signing_key.public_key, algorithms=["ES256"],
-                           audience="qlik.api/login/jwt-session")
+    decoded = pyjwt.decode(
+        token,
+        issuer.signing_key.public_key,
+        algorithms=["ES256"],
+        audience="qlik.api/login/jwt-session",
+    )
     assert decoded["email_verified"] is False
     for bad in ("no", "yes", 1, None, "maybe"):
         with pytest.raises(ConfigurationError):

@@ -1,4 +1,5 @@
-"""qlikauth.jose: every JWS verification on joserfc, cross-checked with PyJWT (an independent library)."""
+"""qlikauth.jose: every JWS verification on joserfc, cross-checked with PyJWT (an independent
+library)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,12 @@ def test_padded_or_non_base64url_segments_are_refused() -> None:
     head, body, sig = key.sign({"sub": "ann"}).split(".")
     assert verify_jwt(f"{head}.{body}.{sig}", {"k1": key.public_key}, ["RS256"])
     # the same bytes with padding or another alphabet: one token, one spelling
-    for token in (f"{head}=.{body}.{sig}", f"{head}.{body}=.{sig}", f"{head}.{body}.{sig}==",
-                  f"{head}.{body}+.{sig}"):
+    for token in (
+        f"{head}=.{body}.{sig}",
+        f"{head}.{body}=.{sig}",
+        f"{head}.{body}.{sig}==",
+        f"{head}.{body}+.{sig}",
+    ):
         with pytest.raises(JwtError) as info:
             verify_jwt(token, {"k1": key.public_key}, ["RS256"])
         assert info.value.code == "malformed"
@@ -85,10 +90,10 @@ def test_jwks_keys_are_checked_by_type_curve_size_and_use() -> None:
     assert key_from_jwk(_jwk(rsa_pub, kid="r"), "PS256")
     assert key_from_jwk(_jwk(p384, kid="e"), "ES384")
     refused = [
-        (_jwk(weak, kid="w"), "RS256"),             # under 2048 bits
-        (_jwk(rsa_pub, kid="r"), "ES256"),          # RSA key, EC algorithm
-        (_jwk(p256, kid="e"), "RS256"),             # EC key, RSA algorithm
-        (_jwk(p256, kid="e"), "ES384"),             # P-256 under ES384
+        (_jwk(weak, kid="w"), "RS256"),  # under 2048 bits
+        (_jwk(rsa_pub, kid="r"), "ES256"),  # RSA key, EC algorithm
+        (_jwk(p256, kid="e"), "RS256"),  # EC key, RSA algorithm
+        (_jwk(p256, kid="e"), "ES384"),  # P-256 under ES384
         (_jwk(rsa_pub, kid="r", alg="RS256"), "PS256"),
         (_jwk(rsa_pub, kid="r", use="enc"), "RS256"),
         (_jwk(rsa_pub, kid="r", key_ops=["encrypt"]), "RS256"),
@@ -103,7 +108,8 @@ def test_jwks_keys_are_checked_by_type_curve_size_and_use() -> None:
 
 
 def test_no_install_needs_python_jose() -> None:
-    """Verifying (verify_jwt, the OIDC relying party, the emulator) works with python-jose absent."""
+    """Verifying (verify_jwt, the OIDC relying party, the emulator) works with python-jose
+    absent."""
     code = (
         "import sys\n"
         "sys.modules['jose'] = None  # as if python-jose were not installed\n"
@@ -113,8 +119,13 @@ def test_no_install_needs_python_jose() -> None:
         "assert verify_jwt(k.sign({'a': 1}), {'k': k.public_key}, ['ES256'])[1] == {'a': 1}\n"
     )
     env_path = f"{ROOT}:{ROOT / 'integrations'}"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     extras = (ROOT / "pyproject.toml").read_text()
     assert "python-jose" not in extras and '"joserfc>=' in extras
@@ -127,7 +138,13 @@ def test_every_jws_verification_goes_through_qlikauth_jose() -> None:
         text = path.read_text()
         if path.name == "jose.py":
             continue
-        for needle in ("from jose", "import jose\n", "from joserfc", "import joserfc", "import jwt\n"):
+        for needle in (
+            "from jose",
+            "import jose\n",
+            "from joserfc",
+            "import joserfc",
+            "import jwt\n",
+        ):
             if needle in text:
                 offenders.append(f"{path.relative_to(ROOT)}: {needle.strip()}")
     assert not offenders, offenders

@@ -21,7 +21,13 @@ class Person:
     """A Qlik Cloud identity (the shape qlikauth.mapping.CloudIdentity has)."""
 
     def __init__(self, sub, name, email, groups=(), email_verified=True):
-        self.sub, self.name, self.email, self.groups, self.email_verified = sub, name, email, tuple(groups), email_verified
+        self.sub, self.name, self.email, self.groups, self.email_verified = (
+            sub,
+            name,
+            email,
+            tuple(groups),
+            email_verified,
+        )
 
 
 ANN = Person("ann@example.com", "Ann Example", "ann@example.com", ["Sales", "Finance"])
@@ -61,8 +67,11 @@ def test_key_checks_family_size_and_curve():
 def test_pem_round_trip_with_passphrase(tmp_path, rsa_key):
     from cryptography.hazmat.primitives import serialization
 
-    pem = rsa_key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.BestAvailableEncryption(b"s3cret"))
+    pem = rsa_key._key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret"),
+    )
     (tmp_path / "k.pem").write_bytes(pem)
     k = SigningKey.from_file(tmp_path / "k.pem", "RS384", kid="a", passphrase="s3cret")
     assert pyjwt.decode(k.sign({"a": 1}), rsa_key.public_key, algorithms=["RS384"]) == {"a": 1}
@@ -92,7 +101,11 @@ def test_verify_refuses_confusion_and_key_bearing_headers(rsa_key):
     assert exc.value.code == "algorithm"
     with pytest.raises(pyjwt.exceptions.PyJWTError):  # PyJWT agrees
         pyjwt.decode(forged, rsa_key.public_key, algorithms=["RS256"])
-    for header in ({"alg": "RS256", "jwk": {}}, {"alg": "RS256", "jku": "https://x"}, {"alg": "RS256", "crit": ["x"]}):
+    for header in (
+        {"alg": "RS256", "jwk": {}},
+        {"alg": "RS256", "jku": "https://x"},
+        {"alg": "RS256", "crit": ["x"]},
+    ):
         tok = rsa_key.sign({"a": 1}, headers={k: v for k, v in header.items() if k != "alg"})
         with pytest.raises(JwtError) as exc:
             verify_jwt(tok, {"key-1": rsa_key.public_key}, ["RS256"])
@@ -119,17 +132,39 @@ def test_certificate_pem_carries_the_public_key(rsa_key):
 
 # -- QSEoW JWT virtual proxy ---------------------------------------------------------
 
+
 def test_qseow_claims_use_the_configured_names_and_attribute_map(rsa_key):
-    auth = JwtAuthenticator(rsa_key, "https://qlik.example.com/jwt/", user_id_claim="uid",
-                            user_directory_claim="dir", attribute_claims={"group": "groups", "email": "mail"},
-                            audience="qlik-jwt", lifetime=60)
-    user = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance"), ("email", "j@x.com"),
-                                     ("secret", "not-mapped")])
+    auth = JwtAuthenticator(
+        rsa_key,
+        "https://qlik.example.com/jwt/",
+        user_id_claim="uid",
+        user_directory_claim="dir",
+        attribute_claims={"group": "groups", "email": "mail"},
+        audience="qlik-jwt",
+        lifetime=60,
+    )
+    user = QlikUser(
+        "ACME",
+        "jdoe",
+        [("group", "Sales"), ("group", "Finance"), ("email", "j@x.com"), ("secret", "not-mapped")],
+    )
     token = auth.mint(user, now=1_700_000_000)
-    claims = pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience="qlik-jwt",
-                          options={"verify_exp": False})
-    assert claims == {"uid": "jdoe", "dir": "ACME", "groups": ["Sales", "Finance"], "mail": "j@x.com",
-                      "aud": "qlik-jwt", "iat": 1_700_000_000, "exp": 1_700_000_060}
+    claims = pyjwt.decode(
+        token,
+        rsa_key.public_key,
+        algorithms=["RS256"],
+        audience="qlik-jwt",
+        options={"verify_exp": False},
+    )
+    assert claims == {
+        "uid": "jdoe",
+        "dir": "ACME",
+        "groups": ["Sales", "Finance"],
+        "mail": "j@x.com",
+        "aud": "qlik-jwt",
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_060,
+    }
     one_group = auth.claims(QlikUser("ACME", "x", [("group", "Only")]))
     assert one_group["groups"] == ["Only"]  # the group claim is always a list
     assert auth.headers(user).as_dict()["Authorization"].startswith("Bearer ey")
@@ -148,28 +183,41 @@ def test_qseow_refuses_non_rsa_and_bad_config(rsa_key):
         JwtAuthenticator(rsa_key, "https://q/jwt/", verify=False)
     auth = JwtAuthenticator(rsa_key, "https://q.example.com/jwt")
     assert auth.cookie_name == "X-Qlik-Session-jwt"
-    assert auth.engine_url("a b", "t/k") == "wss://q.example.com/jwt/app/a%20b?qlik-csrf-token=t%2Fk"
+    assert (
+        auth.engine_url("a b", "t/k") == "wss://q.example.com/jwt/app/a%20b?qlik-csrf-token=t%2Fk"
+    )
     assert "Authorization" not in auth.websocket_headers("sid")
-    assert auth.websocket_headers("sid") == {"Cookie": "X-Qlik-Session-jwt=sid", "Origin": "https://q.example.com"}
+    assert auth.websocket_headers("sid") == {
+        "Cookie": "X-Qlik-Session-jwt=sid",
+        "Origin": "https://q.example.com",
+    }
 
 
 # -- Qlik Cloud ------------------------------------------------------------------------
+
 
 def test_cloud_jwt_has_every_required_claim(rsa_key):
     issuer = CloudJwtIssuer(rsa_key, "https://portal.example.com", lifetime=300)
     token = issuer.mint(ANN)
     header = pyjwt.get_unverified_header(token)
     assert header["kid"] == "key-1" and header["alg"] == "RS256"
-    claims = pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE,
-                          issuer="https://portal.example.com",
-                          options={"require": ["iss", "aud", "sub", "jti", "iat", "nbf", "exp"]})
+    claims = pyjwt.decode(
+        token,
+        rsa_key.public_key,
+        algorithms=["RS256"],
+        audience=JWT_SESSION_AUDIENCE,
+        issuer="https://portal.example.com",
+        options={"require": ["iss", "aud", "sub", "jti", "iat", "nbf", "exp"]},
+    )
     assert claims["sub"] == "ann@example.com" and claims["subType"] == "user"
     assert claims["name"] == "Ann Example" and claims["email"] == "ann@example.com"
     assert claims["email_verified"] is True and claims["groups"] == ["Sales", "Finance"]
     assert 0 < claims["exp"] - claims["nbf"] <= 3600
     assert claims["nbf"] <= claims["iat"] < claims["exp"]
     assert len(claims["jti"]) >= 32
-    second = pyjwt.decode(issuer.mint(ANN), rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE)
+    second = pyjwt.decode(
+        issuer.mint(ANN), rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE
+    )
     assert second["jti"] != claims["jti"]
 
 
@@ -187,10 +235,17 @@ def test_cloud_issuer_refuses_what_qlik_refuses(rsa_key):
 def test_private_key_jwt_assertion(rsa_key):
     client = OAuthClient("client-1", private_key=rsa_key)
     creds = client.credentials("https://t.example.com/oauth/token", now=1_700_000_000)
-    assert creds["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assert (
+        creds["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    )
     assert "client_secret" not in creds and creds["client_id"] == "client-1"
-    claims = pyjwt.decode(creds["client_assertion"], rsa_key.public_key, algorithms=["RS256"],
-                          audience="https://t.example.com/oauth/token", options={"verify_exp": False})
+    claims = pyjwt.decode(
+        creds["client_assertion"],
+        rsa_key.public_key,
+        algorithms=["RS256"],
+        audience="https://t.example.com/oauth/token",
+        options={"verify_exp": False},
+    )
     assert claims["iss"] == claims["sub"] == "client-1"
     assert claims["exp"] - claims["iat"] <= 300 and claims["jti"]
     with pytest.raises(ConfigurationError, match="RS256, RS512, ES384"):
@@ -201,6 +256,7 @@ def test_private_key_jwt_assertion(rsa_key):
 
 
 # -- the mint path written directly over cryptography -----------------------------------
+
 
 def _payload(token):
     import base64
@@ -217,15 +273,27 @@ def test_cloud_mint_writes_exactly_the_claims_json(alg):
 
     key = SigningKey.generate(alg, kid="k-" + alg)
     issuer = CloudJwtIssuer(key, "https://portal.example.com", lifetime=300)
-    for person in (ANN, ANN, Person("bo@example.com", "Bö \"Quote\"", "bo@example.com"),
-                   Person("cy@example.com", "Cy", "cy@example.com", ["Ünïcode", "a,b"], email_verified=False)):
+    for person in (
+        ANN,
+        ANN,
+        Person("bo@example.com", 'Bö "Quote"', "bo@example.com"),
+        Person("cy@example.com", "Cy", "cy@example.com", ["Ünïcode", "a,b"], email_verified=False),
+    ):
         token = issuer.mint(person, now=1_700_000_000.75)
         payload = _payload(token)
         expected = issuer.claims(person, now=1_700_000_000.75)
         expected["jti"] = json.loads(payload)["jti"]
         assert payload == json.dumps(expected, separators=(",", ":"))
-        assert pyjwt.decode(token, key.public_key, algorithms=[alg], audience=JWT_SESSION_AUDIENCE,
-                            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False}) == expected
+        assert (
+            pyjwt.decode(
+                token,
+                key.public_key,
+                algorithms=[alg],
+                audience=JWT_SESSION_AUDIENCE,
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+            )
+            == expected
+        )
 
 
 def test_cloud_mint_follows_a_changed_identity(rsa_key):
@@ -234,15 +302,27 @@ def test_cloud_mint_follows_a_changed_identity(rsa_key):
     issuer = CloudJwtIssuer(rsa_key, "https://portal.example.com")
 
     def claims(person):
-        return pyjwt.decode(issuer.mint(person), rsa_key.public_key, algorithms=["RS256"],
-                            audience=JWT_SESSION_AUDIENCE)
+        return pyjwt.decode(
+            issuer.mint(person),
+            rsa_key.public_key,
+            algorithms=["RS256"],
+            audience=JWT_SESSION_AUDIENCE,
+        )
 
-    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales", "Finance"]))["groups"] == ["Sales", "Finance"]
+    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales", "Finance"]))["groups"] == [
+        "Sales",
+        "Finance",
+    ]
     assert claims(Person("d@x.com", "D", "d@x.com", ["Sales"]))["groups"] == ["Sales"]
     assert "groups" not in claims(Person("d@x.com", "D", "d@x.com", []))
     assert claims(Person("d@x.com", "D. Two", "d@x.com", ["Sales"]))["name"] == "D. Two"
-    assert claims(Person("d@x.com", "D", "d@x.com", ["Sales"], email_verified=False))["email_verified"] is False
-    with pytest.raises(ConfigurationError, match="name"):  # the rules hold on every call, cached or not
+    assert (
+        claims(Person("d@x.com", "D", "d@x.com", ["Sales"], email_verified=False))["email_verified"]
+        is False
+    )
+    with pytest.raises(
+        ConfigurationError, match="name"
+    ):  # the rules hold on every call, cached or not
         issuer.mint(Person("d@x.com", " ", "d@x.com", ["Sales"]))
 
 
@@ -252,7 +332,12 @@ def test_cloud_mint_uses_a_subclass_claims(rsa_key):
             return {**super().claims(user, now=now), "tenant": "eu"}
 
     token = WithTenantClaim(rsa_key, "https://portal.example.com").mint(ANN)
-    assert pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE)["tenant"] == "eu"
+    assert (
+        pyjwt.decode(
+            token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE
+        )["tenant"]
+        == "eu"
+    )
 
 
 def test_cloud_mint_reads_groups_given_as_an_iterator_once(rsa_key):
@@ -266,8 +351,9 @@ def test_cloud_mint_reads_groups_given_as_an_iterator_once(rsa_key):
             pass
 
     token = CloudJwtIssuer(rsa_key, "iss").mint(Lazy("e@x.com", "E", "e@x.com"))
-    assert pyjwt.decode(token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE)["groups"] == [
-        "Sales", "Ops"]
+    assert pyjwt.decode(
+        token, rsa_key.public_key, algorithms=["RS256"], audience=JWT_SESSION_AUDIENCE
+    )["groups"] == ["Sales", "Ops"]
 
 
 def test_headers_cannot_change_the_algorithm(rsa_key):
@@ -289,9 +375,16 @@ def test_es_signature_is_raw_r_and_s(rsa_key):
         head, body, sig = key.sign({"n": 1}).split(".")
         raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
         assert len(raw) == 2 * size
-        der = encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
-        key.public_key.verify(der, f"{head}.{body}".encode(), ec.ECDSA({"ES256": hashes.SHA256(), "ES384": hashes.SHA384(),
-                                                                       "ES512": hashes.SHA512()}[alg]))
+        der = encode_dss_signature(
+            int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
+        )
+        key.public_key.verify(
+            der,
+            f"{head}.{body}".encode(),
+            ec.ECDSA(
+                {"ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}[alg]
+            ),
+        )
 
 
 def test_claims_that_are_not_json_are_a_jwt_error(rsa_key):
@@ -308,5 +401,11 @@ def test_compact_json_is_json_dumps_compact():
 
     from qlikauth.jwtkeys import compact_json
 
-    for value in ({"a": 1, "b": [1, 2.5, None, True, False], "c": "é\"\n\u2028", "d": {"e": []}}, {}, [], "x", 3):
+    for value in (
+        {"a": 1, "b": [1, 2.5, None, True, False], "c": 'é"\n\u2028', "d": {"e": []}},
+        {},
+        [],
+        "x",
+        3,
+    ):
         assert compact_json(value) == json.dumps(value, separators=(",", ":"))

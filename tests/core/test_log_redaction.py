@@ -28,12 +28,15 @@ def _app(environ, start_response):
     return [b"ok"]
 
 
-@pytest.mark.parametrize("text, kept", [
-    (f"GET {QUERY} HTTP/1.1", ["/oidc/callback?code=[redacted]", "iss=https%3A%2F%2Fidp"]),
-    ("/qlik/login?target=https%3A%2F%2Fhub%2F%3FqlikTicket%3DAbCdEfGh12345678", ["target="]),
-    ("https://hub/portal/hub/?QLIKTICKET=AbCdEfGh12345678", ["?QLIKTICKET=[redacted]"]),
-    ("/slo?SAMLResponse=PHNhbWw&RelayState=xyz;Signature=abc", ["SAMLResponse=[redacted]"]),
-])
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        (f"GET {QUERY} HTTP/1.1", ["/oidc/callback?code=[redacted]", "iss=https%3A%2F%2Fidp"]),
+        ("/qlik/login?target=https%3A%2F%2Fhub%2F%3FqlikTicket%3DAbCdEfGh12345678", ["target="]),
+        ("https://hub/portal/hub/?QLIKTICKET=AbCdEfGh12345678", ["?QLIKTICKET=[redacted]"]),
+        ("/slo?SAMLResponse=PHNhbWw&RelayState=xyz;Signature=abc", ["SAMLResponse=[redacted]"]),
+    ],
+)
 def test_redact_query_takes_out_the_values(text, kept):
     out = redact_query(text)
     for secret in (CODE, STATE, SAML, "AbCdEfGh12345678", "PHNhbWw", "xyz"):
@@ -55,8 +58,10 @@ def _werkzeug_log(caplog, install: bool) -> str:
             r = requests.get(f"http://127.0.0.1:{server.server_port}{QUERY}", timeout=10)
             assert r.status_code == 200
             deadline = time.monotonic() + 5
-            while not any(rec.name == "werkzeug" for rec in caplog.records) \
-                    and time.monotonic() < deadline:
+            while (
+                not any(rec.name == "werkzeug" for rec in caplog.records)
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
     finally:
         server.shutdown()
@@ -76,20 +81,42 @@ def test_werkzeug_access_log(caplog):
 
 def _gunicorn_access_log(tmp_path: Path, install: bool) -> str:
     app = tmp_path / "tiny_app.py"
-    app.write_text("def app(environ, start_response):\n"
-                   "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-                   "    return [b'ok']\n")
+    app.write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
     access = tmp_path / f"access-{install}.log"
     conf = tmp_path / f"gunicorn-{install}.conf.py"
     # What docs/security.md tells integrators to put in gunicorn.conf.py.
-    conf.write_text(f"accesslog = {str(access)!r}\n" + (
-        "from qlikauth.logging import RedactQuery\n"
-        "RedactQuery.install('gunicorn.access')\n" if install else ""))
+    conf.write_text(
+        f"accesslog = {str(access)!r}\n"
+        + (
+            "from qlikauth.logging import RedactQuery\nRedactQuery.install('gunicorn.access')\n"
+            if install
+            else ""
+        )
+    )
     port = free_port_number()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(conf), "-w", "1",
-                             "-b", f"127.0.0.1:{port}", "tiny_app:app"], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(conf),
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "tiny_app:app",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -118,13 +145,15 @@ def test_gunicorn_access_log(tmp_path):
 
 
 def test_mapping_arguments_are_redacted_too():
-    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "%(r)s %(s)s",
-                               None, None)
+    record = logging.LogRecord(
+        "gunicorn.access", logging.INFO, __file__, 1, "%(r)s %(s)s", None, None
+    )
     record.args = {"r": f"GET {QUERY} HTTP/1.1", "s": 200, "U": "/oidc/callback"}
     assert RedactQuery().filter(record) is True
     assert CODE not in record.getMessage() and "[redacted]" in record.getMessage()
     extra = RedactQuery(extra=["apikey"])
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "GET %s",
-                               ("/a?apikey=k3y&code=1",), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "GET %s", ("/a?apikey=k3y&code=1",), None
+    )
     extra.filter(record)
     assert record.getMessage() == "GET /a?apikey=[redacted]&code=[redacted]"

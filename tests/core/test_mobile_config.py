@@ -13,17 +13,42 @@ from qlikauth.mobile import appconfig_xml, check_hubs, mdm_value, parse_hub
 
 
 def test_mdm_value_lists_every_hub_in_order(capsys):
-    assert main(["mobile-config", "--hub", "Sales=https://qlik.example.com/sales/hub/",
-                 "--hub", "Finance = https://qlik.example.com/finance/"]) == 0
+    assert (
+        main(
+            [
+                "mobile-config",
+                "--hub",
+                "Sales=https://qlik.example.com/sales/hub/",
+                "--hub",
+                "Finance = https://qlik.example.com/finance/",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == [
         {"name": "Sales", "url": "https://qlik.example.com/sales/hub/"},
-        {"name": "Finance", "url": "https://qlik.example.com/finance/"}]
+        {"name": "Finance", "url": "https://qlik.example.com/finance/"},
+    ]
 
 
 def test_appconfig_xml_carries_the_mdm_value(tmp_path):
     out = tmp_path / "appconfig.xml"
-    assert main(["mobile-config", "--hub", "Sales & Ops=https://qlik.example.com/sales/",
-                 "--format", "xml", "--bundle-id", "com.example.qliksense", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "mobile-config",
+                "--hub",
+                "Sales & Ops=https://qlik.example.com/sales/",
+                "--format",
+                "xml",
+                "--bundle-id",
+                "com.example.qliksense",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     root = ET.fromstring(out.read_text(encoding="utf-8"))
     assert root.tag == "managedAppConfiguration"
     assert root.findtext("bundleId") == "com.example.qliksense"
@@ -33,15 +58,18 @@ def test_appconfig_xml_carries_the_mdm_value(tmp_path):
     assert value == [{"name": "Sales & Ops", "url": "https://qlik.example.com/sales/"}]
 
 
-@pytest.mark.parametrize(("spec", "said"), [
-    ("Sales=http://qlik.example.com/", "must be https"),
-    ("Sales", "NAME=URL"),
-    ("=https://qlik.example.com/", "NAME=URL"),
-    ("Sales=https:///hub/", "no host name"),
-    ("Sales=https://user:pw@qlik.example.com/", "user information"),
-    ("Sales=https://qlik.example.com/hub/?qlikTicket=x", "a query"),
-    ("Sales=https://qlik.example.com:99999/", "not a URL"),
-])
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ("Sales=http://qlik.example.com/", "must be https"),
+        ("Sales", "NAME=URL"),
+        ("=https://qlik.example.com/", "NAME=URL"),
+        ("Sales=https:///hub/", "no host name"),
+        ("Sales=https://user:pw@qlik.example.com/", "user information"),
+        ("Sales=https://qlik.example.com/hub/?qlikTicket=x", "a query"),
+        ("Sales=https://qlik.example.com:99999/", "not a URL"),
+    ],
+)
 def test_bad_hub_urls_are_refused_with_the_reason(spec, said, capsys):
     with pytest.raises(ConfigurationError, match=said):
         parse_hub(spec)

@@ -57,7 +57,9 @@ def xrf_matches(request):
     key = request.headers.get("X-Qlik-Xrfkey")
     params = parse_qs(urlsplit(request.url).query)
     ok = key is not None and params.get("xrfkey") == [key] and re.fullmatch(r"[0-9A-Za-z]{16}", key)
-    return bool(ok), "" if ok else f"xrfkey mismatch: header {key!r}, query {params.get('xrfkey')!r}"
+    return bool(
+        ok
+    ), "" if ok else f"xrfkey mismatch: header {key!r}, query {params.get('xrfkey')!r}"
 
 
 @pytest.fixture
@@ -73,13 +75,22 @@ def test_ticket_request_shape(qps):
         f"{N1}/qps/portal/ticket",
         match=[
             xrf_matches,
-            matchers.json_params_matcher({
-                "UserDirectory": "ACME", "UserId": "jdoe",
-                "Attributes": [{"group": "Sales"}, {"group": "Finance"}, {"email": ""}],
-            }),
+            matchers.json_params_matcher(
+                {
+                    "UserDirectory": "ACME",
+                    "UserId": "jdoe",
+                    "Attributes": [{"group": "Sales"}, {"group": "Finance"}, {"email": ""}],
+                }
+            ),
             matchers.header_matcher({"Accept": "application/json"}),
         ],
-        json={"UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [], "Ticket": "T" * 16, "TargetUri": None},
+        json={
+            "UserDirectory": "ACME",
+            "UserId": "jdoe",
+            "Attributes": [],
+            "Ticket": "T" * 16,
+            "TargetUri": None,
+        },
         status=201,
     )
     t = qps.request_ticket(USER)
@@ -89,7 +100,9 @@ def test_ticket_request_shape(qps):
 
 @responses.activate
 def test_fresh_xrfkey_every_call(qps):
-    responses.post(f"{N1}/qps/portal/ticket", match=[xrf_matches], json={"Ticket": "abc"}, status=201)
+    responses.post(
+        f"{N1}/qps/portal/ticket", match=[xrf_matches], json={"Ticket": "abc"}, status=201
+    )
     for _ in range(5):
         qps.request_ticket(USER)
     keys = {c.request.headers["X-Qlik-Xrfkey"] for c in responses.calls}
@@ -101,7 +114,8 @@ def test_target_id_sent_and_target_uri_returned(qps):
     responses.post(
         f"{N2}/qps/portal/ticket",
         match=[matchers.json_params_matcher({"TargetId": "a1b2-c3"}, strict_match=False)],
-        json={"Ticket": "abc", "TargetUri": "https://qs2.example.com/portal/hub/"}, status=201,
+        json={"Ticket": "abc", "TargetUri": "https://qs2.example.com/portal/hub/"},
+        status=201,
     )
     t = qps.request_ticket(USER, target_id="a1b2-c3", node=N2)
     assert t.target_uri == "https://qs2.example.com/portal/hub/" and t.node == N2
@@ -120,8 +134,12 @@ def test_failover_to_second_node_on_connection_error(qps):
 
 @responses.activate
 def test_all_nodes_down_says_so(qps):
-    responses.post(f"{N1}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True))
-    responses.post(f"{N2}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True))
+    responses.post(
+        f"{N1}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True)
+    )
+    responses.post(
+        f"{N2}/qps/portal/ticket", body=ConnectFailed(TimeoutError("timed out"), timeout=True)
+    )
     with pytest.raises(QpsTimeout) as info:
         qps.request_ticket(USER)
     assert type(info.value) is QpsTimeout and "every QPS node" in str(info.value)
@@ -146,7 +164,9 @@ def test_http_errors_are_typed_and_say_what_to_do(qps, status, exc, text):
 
 @responses.activate
 def test_redirects_are_not_followed(qps):
-    responses.post(f"{N1}/qps/portal/ticket", status=302, headers={"Location": "https://evil.example/"})
+    responses.post(
+        f"{N1}/qps/portal/ticket", status=302, headers={"Location": "https://evil.example/"}
+    )
     with pytest.raises(QpsHTTPError, match="answered 302 .*not followed") as info:
         qps.request_ticket(USER)
     assert type(info.value) is QpsHTTPError and info.value.status_code == 302
@@ -178,9 +198,15 @@ def test_session_read_timeout_checks_before_retrying(qps):
 
     responses.add_callback(responses.POST, f"{N1}/qps/portal/session", callback=post_callback)
     responses.add_callback(
-        responses.GET, re.compile(rf"{N1}/qps/portal/session/[^?]+\?xrfkey=\w+"),
-        callback=lambda r: (200, {}, json.dumps({"UserDirectory": "ACME", "UserId": "jdoe",
-                                                  "SessionId": posts[0], "Attributes": []})),
+        responses.GET,
+        re.compile(rf"{N1}/qps/portal/session/[^?]+\?xrfkey=\w+"),
+        callback=lambda r: (
+            200,
+            {},
+            json.dumps(
+                {"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": posts[0], "Attributes": []}
+            ),
+        ),
     )
     s = qps.add_session(USER)
     assert len(posts) == 1 and s.session_id == posts[0] and s.node == N1
@@ -196,7 +222,11 @@ def test_session_read_timeout_then_not_found_retries_with_same_id(qps):
         posts.append(json.loads(request.body)["SessionId"])
         if len(posts) == 1:
             raise read_timeout()
-        return 201, {}, json.dumps({"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": posts[-1]})
+        return (
+            201,
+            {},
+            json.dumps({"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": posts[-1]}),
+        )
 
     responses.add_callback(responses.POST, f"{N1}/qps/portal/session", callback=post_callback)
     responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), status=404)
@@ -235,7 +265,10 @@ def test_logout_user_visits_every_node(qps):
 @responses.activate(assert_all_requests_are_fired=True)
 def test_add_session_fails_over_when_nothing_was_sent(qps):
     """A node that could not be connected to got nothing: the session is made on the next node."""
-    responses.post(f"{N1}/qps/portal/session", body=ConnectFailed(OSError(errno.EHOSTUNREACH, "No route to host")))
+    responses.post(
+        f"{N1}/qps/portal/session",
+        body=ConnectFailed(OSError(errno.EHOSTUNREACH, "No route to host")),
+    )
 
     def echo(request):
         return 201, {}, json.dumps({**json.loads(request.body), "NewUser": False})
@@ -249,7 +282,9 @@ def test_add_session_fails_over_when_nothing_was_sent(qps):
 def test_add_session_does_not_fail_over_after_sending(qps):
     """The connection broke after the POST went out: node 1 may hold the session, so the client
     asks node 1 before anything else, and never makes a second session on node 2."""
-    responses.post(f"{N1}/qps/portal/session", body=SendFailed(ConnectionResetError(errno.ECONNRESET, "reset")))
+    responses.post(
+        f"{N1}/qps/portal/session", body=SendFailed(ConnectionResetError(errno.ECONNRESET, "reset"))
+    )
     responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), body=refused())
     with pytest.raises(QpsConnectionError, match="broke after the request was sent") as info:
         qps.add_session(USER)
@@ -260,13 +295,43 @@ def test_add_session_does_not_fail_over_after_sending(qps):
 @pytest.mark.parametrize(
     ("failure", "exc", "sent", "text"),
     [
-        (ConnectFailed(ConnectionRefusedError(errno.ECONNREFUSED, "x")), QpsConnectionError, False, "connection refused"),
-        (ConnectFailed(OSError(errno.EHOSTUNREACH, "x")), QpsConnectionError, False, "no route to host"),
-        (ConnectFailed(OSError(errno.ENETUNREACH, "x")), QpsConnectionError, False, "network is unreachable"),
-        (ConnectFailed(TimeoutError(), timeout=True), QpsTimeout, False, "connecting to .* timed out after 2s"),
+        (
+            ConnectFailed(ConnectionRefusedError(errno.ECONNREFUSED, "x")),
+            QpsConnectionError,
+            False,
+            "connection refused",
+        ),
+        (
+            ConnectFailed(OSError(errno.EHOSTUNREACH, "x")),
+            QpsConnectionError,
+            False,
+            "no route to host",
+        ),
+        (
+            ConnectFailed(OSError(errno.ENETUNREACH, "x")),
+            QpsConnectionError,
+            False,
+            "network is unreachable",
+        ),
+        (
+            ConnectFailed(TimeoutError(), timeout=True),
+            QpsTimeout,
+            False,
+            "connecting to .* timed out after 2s",
+        ),
         (SendFailed(TimeoutError(), timeout=True), QpsTimeout, True, "did not answer within 2s"),
-        (SendFailed(BrokenPipeError(errno.EPIPE, "x")), QpsConnectionError, True, "broke after the request was sent"),
-        (SendFailed(ssl.SSLEOFError(8, "x")), QpsTLSError, True, "most likely refused our client certificate"),
+        (
+            SendFailed(BrokenPipeError(errno.EPIPE, "x")),
+            QpsConnectionError,
+            True,
+            "broke after the request was sent",
+        ),
+        (
+            SendFailed(ssl.SSLEOFError(8, "x")),
+            QpsTLSError,
+            True,
+            "most likely refused our client certificate",
+        ),
     ],
 )
 @responses.activate
@@ -334,10 +399,15 @@ def test_module_request_vetted_before_any_call(qps):
     rest = f"{N2}/qps/portal/"
     assert auth.check_module_request(rest, "0b2b1a9e-4c5d-4f6a-9e8d-7c6b5a4f3e2d") == N2
     bad = [
-        ("", "abc", "missing"), (rest, "", "missing"), (None, None, "missing"),
-        (rest, "a b", "malformed"), (rest, "../x", "malformed"), (rest, "x" * 129, "malformed"),
+        ("", "abc", "missing"),
+        (rest, "", "missing"),
+        (None, None, "missing"),
+        (rest, "a b", "malformed"),
+        (rest, "../x", "malformed"),
+        (rest, "x" * 129, "malformed"),
         (rest, "id\r\nSet-Cookie:x", "malformed"),
-        (f"{N1}/qps/other/", "abc", "not a configured"), ("https://qs1.example.com.evil/qps/portal/", "abc", "not a configured"),
+        (f"{N1}/qps/other/", "abc", "not a configured"),
+        ("https://qs1.example.com.evil/qps/portal/", "abc", "not a configured"),
     ]
     for rest_uri, target_id, why in bad:
         with pytest.raises(RedirectError, match=why):
@@ -350,11 +420,19 @@ def test_module_request_vetted_before_any_call(qps):
 @responses.activate
 def test_module_login_replaces_foreign_target_uri(qps):
     auth = TicketAuthenticator(qps, hub_url="https://qs1.example.com/portal/hub/")
-    responses.post(f"{N1}/qps/portal/ticket", json={"Ticket": "tk", "TargetUri": "https://evil.example/x"}, status=201)
+    responses.post(
+        f"{N1}/qps/portal/ticket",
+        json={"Ticket": "tk", "TargetUri": "https://evil.example/x"},
+        status=201,
+    )
     r = auth.module_login(USER, f"{N1}/qps/portal/", "abc")
     assert r.location == "https://qs1.example.com/portal/hub/?qlikTicket=tk"
-    responses.replace(responses.POST, f"{N1}/qps/portal/ticket",
-                      json={"Ticket": "tk2", "TargetUri": "https://qs1.example.com/portal/sense/app/1?x=1"}, status=201)
+    responses.replace(
+        responses.POST,
+        f"{N1}/qps/portal/ticket",
+        json={"Ticket": "tk2", "TargetUri": "https://qs1.example.com/portal/sense/app/1?x=1"},
+        status=201,
+    )
     r = auth.module_login(USER, f"{N1}/qps/portal/", "abc")
     assert r.location == "https://qs1.example.com/portal/sense/app/1?x=1&qlikTicket=tk2"
 
@@ -407,7 +485,9 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     auth = SessionAuthenticator(qps)
     # nothing remembered: one POST, a record owned by the Qlik user by default
     first = auth.resume(USER, None, now=100.0)
-    assert first.created and first.record["owner"] == "acme\\jdoe" and first.record["checked"] == 100.0
+    assert (
+        first.created and first.record["owner"] == "acme\\jdoe" and first.record["checked"] == 100.0
+    )
     assert first.cookie.value == first.record["sid"] and len(responses.calls) == 1
     assert first.record["sid"] not in repr(first)
     # remembered, same identity, no recheck asked: no call at all, same cookie
@@ -434,11 +514,20 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     # another owner's record is never reused
     before = len(responses.calls)
     other = auth.resume(USER, {**first.record, "owner": "acme\\mallory"})
-    assert other.created and other.record["sid"] != first.record["sid"] and len(responses.calls) == before + 1
+    assert (
+        other.created
+        and other.record["sid"] != first.record["sid"]
+        and len(responses.calls) == before + 1
+    )
     # recheck due and QPS still has it: one GET, kept, confirmed now
-    responses.get(re.compile(rf"{N1}/qps/portal/session/.+"), json={**USER.to_qps(), "SessionId": first.record["sid"]})
+    responses.get(
+        re.compile(rf"{N1}/qps/portal/session/.+"),
+        json={**USER.to_qps(), "SessionId": first.record["sid"]},
+    )
     kept = auth.resume(USER, first.record, recheck_after=60, now=200.0)
-    assert not kept.created and kept.record["checked"] == 200.0 and len(responses.calls) == before + 2
+    assert (
+        not kept.created and kept.record["checked"] == 200.0 and len(responses.calls) == before + 2
+    )
     # not due yet: no call
     assert not auth.resume(USER, kept.record, recheck_after=60, now=250.0).created
     assert len(responses.calls) == before + 2
@@ -450,7 +539,9 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
     # the node holding it cannot be reached (nothing was sent): the browser cannot use that
     # session either, so it counts as gone and a new one is made on a node that answers
     held_on = fresh.record["node"]
-    responses.replace(responses.GET, re.compile(rf"{held_on}/qps/portal/session/.+"), body=refused())
+    responses.replace(
+        responses.GET, re.compile(rf"{held_on}/qps/portal/session/.+"), body=refused()
+    )
     responses.add_callback(responses.POST, f"{N2}/qps/portal/session", callback=echo)
     ended: list[list[str]] = []
     moved = auth.resume(USER, fresh.record, recheck_after=0, end_replaced=ended.append)
@@ -463,7 +554,10 @@ def test_session_resume_reuses_rechecks_and_replaces(qps):
         auth.resume(lambda: USER, None)
 
 
-@pytest.mark.parametrize("nodes", ["http://qs1:4243", "https://qs1:4243/qps/portal", "", [], ["https://a:1", "https://A:1"]])
+@pytest.mark.parametrize(
+    "nodes",
+    ["http://qs1:4243", "https://qs1:4243/qps/portal", "", [], ["https://a:1", "https://A:1"]],
+)
 def test_bad_node_configuration(certs, nodes):
     with pytest.raises(ConfigurationError):
         QpsClient(nodes, certs)
@@ -492,8 +586,11 @@ def test_one_transport_with_only_our_context(qps, certs):
 
 @responses.activate
 def test_session_id_mismatch_is_refused(qps):
-    responses.post(f"{N1}/qps/portal/session", status=201,
-                   json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": "x" * 43})
+    responses.post(
+        f"{N1}/qps/portal/session",
+        status=201,
+        json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": "x" * 43},
+    )
     with pytest.raises(QpsResponseError, match="another SessionId"):
         qps.add_session(USER)
 
@@ -530,7 +627,9 @@ def test_the_adapter_sends_only_to_configured_nodes(qps):
     prep = QpsRequest()
     prep.prepare(method="GET", url="https://evil.example:4243/qps/portal/session/x", headers={})
     prep.path_url = "/qps/portal/session/x"
-    with pytest.raises(requests.exceptions.InvalidURL, match="not on one of this client's QPS nodes"):
+    with pytest.raises(
+        requests.exceptions.InvalidURL, match="not on one of this client's QPS nodes"
+    ):
         qps.adapter.send(prep, timeout=Timeout(1, 1))
 
 

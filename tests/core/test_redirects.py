@@ -7,7 +7,9 @@ import pytest
 from qlikauth import ConfigurationError, RedirectError
 from qlikauth.redirects import RedirectPolicy, normalise_base_url
 
-POLICY = RedirectPolicy(["https://qs2.example.com:8443"], default="https://hub.example.com/portal/hub/")
+POLICY = RedirectPolicy(
+    ["https://qs2.example.com:8443"], default="https://hub.example.com/portal/hub/"
+)
 
 # From django/tests/utils_tests/test_http.py (URLHasAllowedHostAndSchemeTests.test_bad_urls),
 # plus user-info and scheme tricks from OWASP's cheat sheet.
@@ -82,7 +84,10 @@ def test_configuration_errors_are_clear():
         normalise_base_url("https://hub.example.com/?x=1", "hub_url")
     with pytest.raises(ConfigurationError):
         RedirectPolicy(["not a url"], default="https://hub.example.com/")
-    assert normalise_base_url("https://Hub.Example.com:443/portal/") == "https://hub.example.com/portal"
+    assert (
+        normalise_base_url("https://Hub.Example.com:443/portal/")
+        == "https://hub.example.com/portal"
+    )
 
 
 # -- issue 10 §1: a laundered ticket --------------------------------------------------
@@ -107,11 +112,15 @@ def test_targets_lose_every_ticket_like_parameter(param: str) -> None:
     from qlikauth.authenticators.ticket import add_ticket
     from qlikauth.redirects import strip_tickets
 
-    for target in (f"https://hub.example.com/portal/hub/?{param}",
-                   f"https://hub.example.com/portal/hub/?a=1&{param}&b=2#frag",
-                   f"/portal/hub/stream?{param}"):
+    for target in (
+        f"https://hub.example.com/portal/hub/?{param}",
+        f"https://hub.example.com/portal/hub/?a=1&{param}&b=2#frag",
+        f"/portal/hub/stream?{param}",
+    ):
         checked = POLICY.check(target)
-        assert "ATTACKER" not in checked and "icket" not in checked.split("?", 1)[-1].lower(), checked
+        assert "ATTACKER" not in checked and "icket" not in checked.split("?", 1)[-1].lower(), (
+            checked
+        )
         assert "ATTACKER" not in strip_tickets(target)
         redeemed = add_ticket(target, "OURS")
         assert "ATTACKER" not in redeemed and redeemed.count("qlikTicket=") == 1, redeemed
@@ -124,19 +133,36 @@ def test_strip_tickets_keeps_everything_else_byte_for_byte() -> None:
 
     url = "https://hub.example.com/portal/hub/stream?x=%2F&tick=1&ticket=2&qlik=3#a?qlikTicket=1"
     assert strip_tickets(url) == url  # only names that read as "qlikticket" go
-    assert not is_ticket_param("ticket") and not is_ticket_param("qlik") and is_ticket_param("QlIkTiCkEt")
+    assert (
+        not is_ticket_param("ticket")
+        and not is_ticket_param("qlik")
+        and is_ticket_param("QlIkTiCkEt")
+    )
 
 
 def test_relative_targets_stay_under_the_hubs_prefix() -> None:
-    policy = RedirectPolicy([], default="https://hub.example.com/portal/hub/", relative_prefix="/portal/")
+    policy = RedirectPolicy(
+        [], default="https://hub.example.com/portal/hub/", relative_prefix="/portal/"
+    )
     assert policy.check("/portal/hub/stream") == "https://hub.example.com/portal/hub/stream"
     assert policy.check("/portal") == "https://hub.example.com/portal"
-    for bad in ("/other/hub/", "/portalx/hub/", "/", "/portal/../other/hub/", "/portal/%2e%2e/other/",
-                "/portal/%252e%252e/other", "/portal/.%2E/x", "/portal/..%2fother", "/hub/"):
+    for bad in (
+        "/other/hub/",
+        "/portalx/hub/",
+        "/",
+        "/portal/../other/hub/",
+        "/portal/%2e%2e/other/",
+        "/portal/%252e%252e/other",
+        "/portal/.%2E/x",
+        "/portal/..%2fother",
+        "/hub/",
+    ):
         with pytest.raises(RedirectError):
             policy.check(bad)
     # absolute targets on allowed origins are not path-restricted (QPS's TargetUri, other proxies)
-    assert policy.check("https://hub.example.com/other/hub/") == "https://hub.example.com/other/hub/"
+    assert (
+        policy.check("https://hub.example.com/other/hub/") == "https://hub.example.com/other/hub/"
+    )
     # the default policy ("/") accepts any local path, dot segments still refused
     with pytest.raises(RedirectError):
         POLICY.check("/a/../b")

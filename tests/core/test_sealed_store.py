@@ -58,7 +58,9 @@ def test_the_raw_redis_value_holds_no_token(redis_url):
     assert list(dump) == [b"sealed:tok:ann"]
     value = dump[b"sealed:tok:ann"]
     assert TOKEN not in value and b"bearer-access-token" not in value
-    assert value.startswith(b"qs1:k2026:") and len(value) == len(b"qs1:k2026:") + 12 + len(TOKEN) + 16
+    assert (
+        value.startswith(b"qs1:k2026:") and len(value) == len(b"qs1:k2026:") + 12 + len(TOKEN) + 16
+    )
     # The same value sealed twice is two different ciphertexts (a fresh nonce each time).
     store.put("tok:ann", TOKEN, ttl=30)
     assert raw.get("sealed:tok:ann") != value
@@ -97,13 +99,16 @@ def test_a_ciphertext_opens_only_under_its_own_key_and_unaltered():
     assert other.get("tok:ann") is None
 
 
-@pytest.mark.parametrize("setting, says", [
-    ("", "empty"),
-    ("nocolon", "entry 1"),
-    ("a:short", "32 bytes"),
-    ("bad id:" + "A" * 43, "key id"),
-    (["a:" + "A" * 43, "a:" + "B" * 43], "twice"),
-])
+@pytest.mark.parametrize(
+    "setting, says",
+    [
+        ("", "empty"),
+        ("nocolon", "entry 1"),
+        ("a:short", "32 bytes"),
+        ("bad id:" + "A" * 43, "key id"),
+        (["a:" + "A" * 43, "a:" + "B" * 43], "twice"),
+    ],
+)
 def test_bad_keys_are_refused_by_name(setting, says):
     with pytest.raises(ConfigurationError, match=says) as info:
         StoreKeys(setting)

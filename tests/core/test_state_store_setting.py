@@ -11,21 +11,30 @@ from qlikauth.store.redis_store import RedisStore
 from qlikauth.web.config import QlikAuthConfig
 from qlikauth.web.runtime import build_runtime
 
-BASE = {"QPS_NODES": "https://localhost:4243", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/"}
+BASE = {
+    "QPS_NODES": "https://localhost:4243",
+    "CERTS": "/nonexistent",
+    "HUB_URL": "https://localhost/hub/",
+}
 
 
 def test_unset_or_memory_is_one_process():
     for value in (None, "memory", ""):
         runtime = build_runtime({**BASE, "STATE_STORE": value})
         assert isinstance(runtime.store, MemoryStore)
-        assert isinstance(runtime.replay_cache, MemoryStore) and runtime.replay_cache is not runtime.store
+        assert (
+            isinstance(runtime.replay_cache, MemoryStore)
+            and runtime.replay_cache is not runtime.store
+        )
 
 
 def test_redis_setting_makes_a_shared_store_and_a_replay_cache(redis_url):
     runtime = build_runtime({**BASE, "STATE_STORE": redis_url})
     assert isinstance(runtime.store, RedisStore) and runtime.store.namespace == "qlikauth"
     runtime.store.put("state:x", b"1", ttl=10)
-    assert build_runtime({**BASE, "STATE_STORE": redis_url}).store.take("state:x") == b"1"  # another process's view
+    assert (
+        build_runtime({**BASE, "STATE_STORE": redis_url}).store.take("state:x") == b"1"
+    )  # another process's view
     replay = runtime.replay_cache
     assert replay.add("_id", b"1", ttl=10) and not replay.add("_id", b"1", ttl=10)
     runtime.close()
@@ -48,7 +57,9 @@ def test_a_store_object_is_taken_as_it_is():
     assert store.get("a") == b"1"
 
 
-@pytest.mark.parametrize("value", ["memcached://host", "redis//host", "https://user:hunter2@redis.example.com"])
+@pytest.mark.parametrize(
+    "value", ["memcached://host", "redis//host", "https://user:hunter2@redis.example.com"]
+)
 def test_an_unknown_store_is_a_setting_problem(value):
     with pytest.raises(ConfigurationError) as info:
         QlikAuthConfig.from_mapping({**BASE, "STATE_STORE": value})
@@ -56,7 +67,9 @@ def test_an_unknown_store_is_a_setting_problem(value):
 
 
 def test_the_password_is_not_in_the_config_repr(redis_url):
-    cfg = QlikAuthConfig.from_mapping({**BASE, "STATE_STORE": redis_url.replace("redis://", "redis://:hunter2@")})
+    cfg = QlikAuthConfig.from_mapping(
+        {**BASE, "STATE_STORE": redis_url.replace("redis://", "redis://:hunter2@")}
+    )
     assert "hunter2" not in repr(cfg)
 
 
@@ -65,8 +78,13 @@ def test_flask_extension_uses_the_setting(redis_url):
     from flask_qlikauth import QlikAuth
 
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="t", QLIKAUTH_QPS_NODES=BASE["QPS_NODES"], QLIKAUTH_CERTS=BASE["CERTS"],
-                      QLIKAUTH_HUB_URL=BASE["HUB_URL"], QLIKAUTH_STATE_STORE=redis_url)
+    app.config.update(
+        SECRET_KEY="t",
+        QLIKAUTH_QPS_NODES=BASE["QPS_NODES"],
+        QLIKAUTH_CERTS=BASE["CERTS"],
+        QLIKAUTH_HUB_URL=BASE["HUB_URL"],
+        QLIKAUTH_STATE_STORE=redis_url,
+    )
     ext = QlikAuth()
     ext.user_loader(lambda: None)
     ext.init_app(app)

@@ -1,4 +1,5 @@
-"""MemoryStore under threads (the rest of the stores: test_stores.py), the curated export surface, and a core free of web frameworks."""
+"""MemoryStore under threads (the rest of the stores: test_stores.py), the curated export surface,
+and a core free of web frameworks."""
 
 from __future__ import annotations
 
@@ -20,16 +21,45 @@ def test_take_is_used_once_under_concurrency():
 #: The public surface, exactly: adding or removing an export is a decision, made here too.
 EXPORTS = {
     "__version__",
-    "QlikUser", "Certificates", "QpsClient", "Ticket", "ProxySession",
-    "Authenticator", "TicketAuthenticator", "SessionAuthenticator", "HeaderAuthenticator",
-    "Redirect", "Cookie", "Headers",
-    "QlikAuthError", "ConfigurationError", "IdentityError", "CertificateError", "RedirectError",
-    "HeaderError", "QpsError", "QpsConnectionError", "QpsTLSError", "QpsTimeout", "QpsHTTPError",
-    "QpsForbidden", "QpsNotFound", "QpsTooManySessions", "QpsResponseError",
-    "StoreError", "StoreUnavailable", "StoreFull", "BridgeError", "ClaimsError",
+    "QlikUser",
+    "Certificates",
+    "QpsClient",
+    "Ticket",
+    "ProxySession",
+    "Authenticator",
+    "TicketAuthenticator",
+    "SessionAuthenticator",
+    "HeaderAuthenticator",
+    "Redirect",
+    "Cookie",
+    "Headers",
+    "QlikAuthError",
+    "ConfigurationError",
+    "IdentityError",
+    "CertificateError",
+    "RedirectError",
+    "HeaderError",
+    "QpsError",
+    "QpsConnectionError",
+    "QpsTLSError",
+    "QpsTimeout",
+    "QpsHTTPError",
+    "QpsForbidden",
+    "QpsNotFound",
+    "QpsTooManySessions",
+    "QpsResponseError",
+    "StoreError",
+    "StoreUnavailable",
+    "StoreFull",
+    "BridgeError",
+    "ClaimsError",
     "ClaimsMapping",
-    "JwtAuthenticator", "SigningKey", "JwtError",
-    "QlikEndpointError", "QlikEndpointConnectionError", "QlikEndpointHTTPError",
+    "JwtAuthenticator",
+    "SigningKey",
+    "JwtError",
+    "QlikEndpointError",
+    "QlikEndpointConnectionError",
+    "QlikEndpointHTTPError",
 }
 
 
@@ -41,16 +71,28 @@ def test_export_surface():
     # Nothing else public at the top level but the subpackages (no helper leaks out).
     import types
 
-    others = {n for n in dir(qlikauth) if not n.startswith("_") and n not in EXPORTS and n != "annotations"}
+    others = {
+        n
+        for n in dir(qlikauth)
+        if not n.startswith("_") and n not in EXPORTS and n != "annotations"
+    }
     assert all(isinstance(getattr(qlikauth, n), types.ModuleType) for n in others), others
 
 
 def test_integration_export_surfaces():
     import flask_qlikauth
 
-    assert sorted(flask_qlikauth.__all__) == ["QlikAuth", "QlikAuthState", "end_flask_login_if_ended",
-                                              "flask_login_loader", "flow_view", "render", "set_cookie",
-                                              "state", "web_request"]
+    assert sorted(flask_qlikauth.__all__) == [
+        "QlikAuth",
+        "QlikAuthState",
+        "end_flask_login_if_ended",
+        "flask_login_loader",
+        "flow_view",
+        "render",
+        "set_cookie",
+        "state",
+        "web_request",
+    ]
     for name in flask_qlikauth.__all__:
         assert hasattr(flask_qlikauth, name), name
 
@@ -63,7 +105,8 @@ def test_core_imports_without_django_or_flask():
         "        if name.split('.')[0] in ('django', 'flask', 'werkzeug'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import qlikauth, qlikauth.qps, qlikauth.authenticators, qlikauth.cli, qlikauth.store, qlikauth.certgen\n"
+        "import qlikauth, qlikauth.qps, qlikauth.authenticators, qlikauth.cli, qlikauth.store, "
+        "qlikauth.certgen\n"
         "import qlikauth.redirects, qlikauth.web, qlikauth.web.flows, qlikauth.web.errors\n"
         "print('ok')\n"
     )

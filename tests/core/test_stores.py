@@ -228,8 +228,14 @@ def test_redis_down_is_a_clear_typed_error(redis_factory):
     url = server.url.replace("redis://", "redis://:s3cret-pass@")
     server.stop()
     s = RedisStore(url, namespace="down", timeout=0.5)
-    for call in (lambda: s.put("a", b"1", 5), lambda: s.add("a", b"1", 5), lambda: s.get("a"),
-                 lambda: s.take("a"), lambda: s.delete("a"), s.ping):
+    for call in (
+        lambda: s.put("a", b"1", 5),
+        lambda: s.add("a", b"1", 5),
+        lambda: s.get("a"),
+        lambda: s.take("a"),
+        lambda: s.delete("a"),
+        s.ping,
+    ):
         with pytest.raises(StoreUnavailable) as info:
             call()
         msg = str(info.value)
@@ -280,9 +286,15 @@ def test_open_store_settings(redis_url, monkeypatch):
 
 def _tls_redis(redis_factory, certs, cert: str, key: str):
     port = free_port_number()
-    server = redis_factory(extra={"tls-port": str(port), "tls-cert-file": str(certs / cert),
-                                  "tls-key-file": str(certs / key), "tls-ca-cert-file": str(certs / "root.pem"),
-                                  "tls-auth-clients": "no"})
+    server = redis_factory(
+        extra={
+            "tls-port": str(port),
+            "tls-cert-file": str(certs / cert),
+            "tls-key-file": str(certs / key),
+            "tls-ca-cert-file": str(certs / "root.pem"),
+            "tls-auth-clients": "no",
+        }
+    )
     return server, port
 
 
@@ -298,14 +310,20 @@ def test_rediss_verifies_the_servers_certificate_and_name(redis_factory, tmp_pat
     s.put("a", b"1", ttl=10)
     assert s.take("a") == b"1"
     with pytest.raises(StoreUnavailable, match="cannot be reached"):  # another CA
-        RedisStore(f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path / 'other' / 'root.pem'}").get("a")
+        RedisStore(
+            f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path / 'other' / 'root.pem'}"
+        ).get("a")
     _wrong, port2 = _tls_redis(redis_factory, ca, "wrong.pem", "wrong_key.pem")
-    with pytest.raises(StoreUnavailable) as info:  # the right CA, but a certificate for another name
+    with pytest.raises(
+        StoreUnavailable
+    ) as info:  # the right CA, but a certificate for another name
         RedisStore(f"rediss://localhost:{port2}/0?ssl_ca_certs={ca / 'root.pem'}").get("a")
     assert "certificate" in str(info.value).lower() or "hostname" in str(info.value).lower()
 
 
-@pytest.mark.parametrize("query", ["ssl_cert_reqs=none", "ssl_cert_reqs=optional", "ssl_check_hostname=false"])
+@pytest.mark.parametrize(
+    "query", ["ssl_cert_reqs=none", "ssl_cert_reqs=optional", "ssl_check_hostname=false"]
+)
 def test_rediss_urls_that_turn_off_verification_are_refused(query):
     with pytest.raises(ConfigurationError, match="verification"):
         RedisStore(f"rediss://:pw@redis.example.com:6380/0?{query}")
@@ -338,5 +356,8 @@ def test_store_key_digest_is_the_one_the_keys_already_in_stores_use():
 
     from qlikauth.store._keys import digest
 
-    assert digest("sub", "https://idp", "alice") == hashlib.sha256(b"sub\x00https://idp\x00alice\x00").hexdigest()[:40]
+    assert (
+        digest("sub", "https://idp", "alice")
+        == hashlib.sha256(b"sub\x00https://idp\x00alice\x00").hexdigest()[:40]
+    )
     assert digest("ab", "c") != digest("a", "bc")

@@ -19,7 +19,10 @@ def _blocks(path: Path = DOC) -> list[str]:
 def test_the_readme_store_block_runs(redis_url):
     (block,) = [b for b in _blocks(README) if "qlikauth.store" in b]
     namespace: dict = {}
-    exec(compile(block.replace("redis://127.0.0.1:6379/0", redis_url), str(README), "exec"), namespace)  # noqa: S102
+    exec(
+        compile(block.replace("redis://127.0.0.1:6379/0", redis_url), str(README), "exec"),
+        namespace,
+    )  # noqa: S102
     states, replay = namespace["states"], namespace["replay"]
     states.put("k", b"v", ttl=5)
     assert states.take("k") == b"v" and states.take("k") is None

@@ -1,4 +1,5 @@
-"""URLs for the Django Qlik Cloud endpoint test: the test puts ``cloud_urls(portal)`` into ``urlpatterns``."""
+"""URLs for the Django Qlik Cloud endpoint test: the test puts ``cloud_urls(portal)`` into
+``urlpatterns``."""
 
 from django.contrib.auth import get_user_model, login, logout
 from django.http import HttpResponse
@@ -18,5 +19,9 @@ def signout(request):
     return HttpResponse("signed out")
 
 
-base = [path("signin/<str:name>", signin), path("signout", signout), path("qlik/", include("django_qlikauth.urls"))]
+base = [
+    path("signin/<str:name>", signin),
+    path("signout", signout),
+    path("qlik/", include("django_qlikauth.urls")),
+]
 urlpatterns = list(base)

@@ -8,5 +8,6 @@ def email_mapper(user):
 
 
 def refused_mapper(user):
-    # A value Qlik refuses (';' would let it compose another identity): QlikUser raises IdentityError.
+    # A value Qlik refuses (';' would let it compose another identity): QlikUser raises
+    # IdentityError.
     return QlikUser("CORP", f"{user.get_username()}; UserId=sa_repository")

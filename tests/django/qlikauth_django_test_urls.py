@@ -25,7 +25,7 @@ def login_page(request):
 
 
 urlpatterns = [
-    path("accounts/login/", login_page, name="login"),   # where a stock project's LOGIN_URL points
+    path("accounts/login/", login_page, name="login"),  # where a stock project's LOGIN_URL points
     path("signin/<str:name>", signin),
     path("signout", signout),
     path("page", page),

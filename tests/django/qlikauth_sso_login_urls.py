@@ -29,8 +29,15 @@ class BareUserIdsAdopting(BareUserIds):
 @login_required
 def me(request):
     user = request.user
-    return JsonResponse({"username": user.get_username(), "usable_password": user.has_usable_password(),
-                         "staff": user.is_staff, "superuser": user.is_superuser, "email": user.email})
+    return JsonResponse(
+        {
+            "username": user.get_username(),
+            "usable_password": user.has_usable_password(),
+            "staff": user.is_staff,
+            "superuser": user.is_superuser,
+            "email": user.email,
+        }
+    )
 
 
 def whoami(request):

@@ -22,9 +22,11 @@ from hypothesis import strategies as st  # noqa: E402
 from web.test_bad_input_everywhere import ANY_TEXT, RAW_BYTES, wire  # noqa: E402
 
 DOCUMENTED = {200, 204, 302, 303, 400, 401, 403, 404, 405, 413}
-SETTINGS = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +37,31 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     User.objects.get_or_create(username="alice")
     keys = tmp_path_factory.mktemp("django-bad-input")
     write_self_signed(keys / "idp", "idp")
-    emu = Emulator(virtual_proxies=[
-        VirtualProxy("portal", method="ticket", module_uri="http://testserver/qlik/module")]).start()
+    emu = Emulator(
+        virtual_proxies=[
+            VirtualProxy("portal", method="ticket", module_uri="http://testserver/qlik/module")
+        ]
+    ).start()
     idp = SamlIdp(key_dir=keys / "idp")
-    qlik = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir),
-            "HUB_URL": emu.hub_url_for("portal"), "VIRTUAL_PROXY": "portal",
-            "USER_DIRECTORY": "PORTAL", "ALLOWED_TARGETS": [emu.hub_url],
-            "SAML": {"BASE_URL": "http://testserver/qlik/saml/", "ALLOW_HTTP": True,
-                     "IDP_METADATA": idp.metadata()},
-            "CLAIMS": {"USER_ID": ENTRA_CLAIMS["email"], "USER_DIRECTORY": "AZURE",
-                       "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()},
-                       "UNKNOWN_GROUPS": "refuse"}}
+    qlik = {
+        "QPS_NODES": emu.qps_url,
+        "CERTS": str(emu.certs_dir),
+        "HUB_URL": emu.hub_url_for("portal"),
+        "VIRTUAL_PROXY": "portal",
+        "USER_DIRECTORY": "PORTAL",
+        "ALLOWED_TARGETS": [emu.hub_url],
+        "SAML": {
+            "BASE_URL": "http://testserver/qlik/saml/",
+            "ALLOW_HTTP": True,
+            "IDP_METADATA": idp.metadata(),
+        },
+        "CLAIMS": {
+            "USER_ID": ENTRA_CLAIMS["email"],
+            "USER_DIRECTORY": "AZURE",
+            "GROUP_NAMES": {g: n for n, g in DEMO_GROUPS.items()},
+            "UNKNOWN_GROUPS": "refuse",
+        },
+    }
     try:
         with override_settings(QLIKAUTH=qlik):
             yield {"emu": emu}
@@ -54,8 +70,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         emu.stop()
 
 
-def _check(site: dict[str, Any], method: str, path: str, query: str = "",
-           form: str | None = None, signed_in: bool = True) -> int:
+def _check(
+    site: dict[str, Any],
+    method: str,
+    path: str,
+    query: str = "",
+    form: str | None = None,
+    signed_in: bool = True,
+) -> int:
     emu = site["emu"]
     client = Client()
     if signed_in:
@@ -65,8 +87,13 @@ def _check(site: dict[str, Any], method: str, path: str, query: str = "",
     if method == "GET":
         r = client.get(url, HTTP_SEC_FETCH_SITE="same-origin")
     else:
-        r = client.post(url, data=form or "", content_type="application/x-www-form-urlencoded",
-                        HTTP_ORIGIN="http://testserver", HTTP_SEC_FETCH_SITE="same-origin")
+        r = client.post(
+            url,
+            data=form or "",
+            content_type="application/x-www-form-urlencoded",
+            HTTP_ORIGIN="http://testserver",
+            HTTP_SEC_FETCH_SITE="same-origin",
+        )
     assert r.status_code in DOCUMENTED, (path, query[:80], r.status_code, r.content[:300])
     if r.status_code >= 400:
         assert emu.state.qps_requests == before, (path, query[:80], "refused, yet QPS was asked")
@@ -84,10 +111,14 @@ def test_login_target(site: dict[str, Any], target: str | bytes) -> None:
 @SETTINGS
 @given(rest=ANY_TEXT | RAW_BYTES, target_id=ANY_TEXT | RAW_BYTES, node=st.booleans())
 @example(rest="", target_id="\udfff", node=True)
-def test_module_parameters(site: dict[str, Any], rest: str | bytes, target_id: str | bytes,
-                           node: bool) -> None:
-    proxy = wire(site["emu"].rest_uri_for("portal") + (rest if isinstance(rest, str) else "")) \
-        if node else wire(rest)
+def test_module_parameters(
+    site: dict[str, Any], rest: str | bytes, target_id: str | bytes, node: bool
+) -> None:
+    proxy = (
+        wire(site["emu"].rest_uri_for("portal") + (rest if isinstance(rest, str) else ""))
+        if node
+        else wire(rest)
+    )
     _check(site, "GET", "/qlik/module", f"proxyRestUri={proxy}&targetId={wire(target_id)}")
 
 
@@ -103,14 +134,24 @@ def test_logout_next(site: dict[str, Any], next_: str | bytes, path: str) -> Non
 @SETTINGS
 @given(next_=ANY_TEXT | RAW_BYTES, message=ANY_TEXT | RAW_BYTES, relay=ANY_TEXT | RAW_BYTES)
 @example(next_="\ud800", message="PHNhbWxwOl\udfff", relay="/")
-def test_saml_endpoints(site: dict[str, Any], next_: str | bytes, message: str | bytes,
-                        relay: str | bytes) -> None:
+def test_saml_endpoints(
+    site: dict[str, Any], next_: str | bytes, message: str | bytes, relay: str | bytes
+) -> None:
     _check(site, "GET", "/qlik/saml/login", f"next={wire(next_)}", signed_in=False)
-    _check(site, "POST", "/qlik/saml/acs",
-           form=f"SAMLResponse={wire(message)}&RelayState={wire(relay)}", signed_in=False)
+    _check(
+        site,
+        "POST",
+        "/qlik/saml/acs",
+        form=f"SAMLResponse={wire(message)}&RelayState={wire(relay)}",
+        signed_in=False,
+    )
     _check(site, "GET", "/qlik/saml/slo", f"SAMLRequest={wire(message)}&RelayState={wire(relay)}")
-    _check(site, "POST", "/qlik/saml/slo",
-           form=f"SAMLResponse={wire(message)}&RelayState={wire(relay)}")
+    _check(
+        site,
+        "POST",
+        "/qlik/saml/slo",
+        form=f"SAMLResponse={wire(message)}&RelayState={wire(relay)}",
+    )
 
 
 def test_the_endpoints_answer_good_input(site: dict[str, Any]) -> None:

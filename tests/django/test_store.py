@@ -1,4 +1,5 @@
-"""DjangoCacheStore on real Django caches: local memory, and Django's Redis backend on a real redis-server."""
+"""DjangoCacheStore on real Django caches: local memory, and Django's Redis backend on a real
+redis-server."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from django_qlikauth.store import DjangoCacheStore  # noqa: E402
 from qlikauth.exceptions import ConfigurationError, StoreUnavailable  # noqa: E402
 from qlikauth.store import StateStore, open_store  # noqa: E402
 
-LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "qlikauth-tests"}}
+LOCMEM = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "qlikauth-tests",
+    }
+}
 
 
 def _contract(s: StateStore) -> None:
@@ -50,7 +56,9 @@ def test_take_once_under_threads():
 
 
 def test_django_redis_backend_is_shared(redis_url):
-    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
     with override_settings(CACHES=caches):
         s = DjangoCacheStore(namespace="dj")
         _contract(s)
@@ -65,8 +73,13 @@ def test_django_redis_backend_is_shared(redis_url):
 
 def test_django_redis_backend_down_is_store_unavailable(redis_factory):
     server = redis_factory()
-    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": server.url,
-                          "OPTIONS": {"socket_connect_timeout": 0.5}}}
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
     server.stop()
     with override_settings(CACHES=caches):
         with pytest.raises(StoreUnavailable) as info:
@@ -88,8 +101,15 @@ def test_unknown_alias_and_replay_mode_are_refused():
         open_store("django-cache:default", when_full="refuse")
 
 
-@override_settings(CACHES=LOCMEM, QLIKAUTH={"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent",
-                                            "HUB_URL": "https://localhost/hub/", "STATE_STORE": "django-cache:default"})
+@override_settings(
+    CACHES=LOCMEM,
+    QLIKAUTH={
+        "QPS_NODES": "https://localhost:1",
+        "CERTS": "/nonexistent",
+        "HUB_URL": "https://localhost/hub/",
+        "STATE_STORE": "django-cache:default",
+    },
+)
 def test_the_state_store_setting_names_a_django_cache():
     from django_qlikauth.conf import get_runtime
 
@@ -106,12 +126,20 @@ def test_the_state_store_setting_reaches_redis_through_django(redis_url):
 
     from qlikauth.store.redis_store import RedisStore
 
-    settings_ = {"QPS_NODES": "https://localhost:1", "CERTS": "/nonexistent", "HUB_URL": "https://localhost/hub/",
-                 "STATE_STORE": redis_url}
+    settings_ = {
+        "QPS_NODES": "https://localhost:1",
+        "CERTS": "/nonexistent",
+        "HUB_URL": "https://localhost/hub/",
+        "STATE_STORE": redis_url,
+    }
     with override_settings(QLIKAUTH=settings_):
         runtime = get_runtime()
-        assert isinstance(runtime.store, RedisStore) and isinstance(runtime.replay_cache, RedisStore)
-        assert runtime.replay_cache.add("_id", b"1", ttl=10) and not runtime.replay_cache.add("_id", b"1", ttl=10)
+        assert isinstance(runtime.store, RedisStore) and isinstance(
+            runtime.replay_cache, RedisStore
+        )
+        assert runtime.replay_cache.add("_id", b"1", ttl=10) and not runtime.replay_cache.add(
+            "_id", b"1", ttl=10
+        )
 
 
 @override_settings(CACHES=LOCMEM)

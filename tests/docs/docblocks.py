@@ -5,7 +5,8 @@ How a block is treated (docs/design.md, "Code blocks in the manual", says the sa
 * ```` ```python ```` blocks run, each in its own Python process (a fresh Django settings,
   a fresh Flask app), from a temporary directory. A ``print(...)`` followed by a comment,
   on its line or alone on the next line, states what it prints: the test asserts it.
-  Leading and trailing blanks of the output are ignored. In the comment ``PORT`` stands for a port number and ``...`` for any text; after the
+  Leading and trailing blanks of the output are ignored. In the comment ``PORT`` stands for a port
+  number and ``...`` for any text; after the
   stated output an explanation may follow, introduced by ``": "``, ``"  ("`` or three
   spaces (``# True: the first healthy node``).
 * ```` ```sh ```` blocks: every ``qlikauth ...`` command line (after ``VAR=value``
@@ -35,7 +36,7 @@ class Block:
     """One fenced code block of a Markdown file."""
 
     path: Path
-    line: int          # 1-based line of the first line of code (after the fence)
+    line: int  # 1-based line of the first line of code (after the fence)
     lang: str
     code: str
     norun: bool
@@ -65,7 +66,9 @@ def blocks_of(path: Path) -> list[Block]:
         norun = i > 0 and bool(_NORUN.match(lines[i - 1]))
         start = i + 1
         j = start
-        while j < len(lines) and not re.match(rf"^[ ]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[j]):
+        while j < len(lines) and not re.match(
+            rf"^[ ]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}\s*$", lines[j]
+        ):
             j += 1
         found.append(Block(path, start + 1, lang, "\n".join(lines[start:j]) + "\n", norun))
         i = j + 1

@@ -29,13 +29,21 @@ class _Prints(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.func, ast.Name) and node.func.id == "print":
-            return ast.Call(func=ast.Name("__doc_print__", ast.Load()),
-                            args=[ast.Constant(node.lineno), *node.args], keywords=node.keywords)
+            return ast.Call(
+                func=ast.Name("__doc_print__", ast.Load()),
+                args=[ast.Constant(node.lineno), *node.args],
+                keywords=node.keywords,
+            )
         return node
 
 
 def main() -> None:
-    source_path, first_line, label, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    source_path, first_line, label, out_path = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        sys.argv[3],
+        sys.argv[4],
+    )
     with open(source_path, encoding="utf-8") as f:
         source = f.read()
     tree = ast.parse(source, filename=label)

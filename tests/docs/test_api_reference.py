@@ -8,8 +8,9 @@ from tests.docs.docblocks import ROOT
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_api_reference",
-                                                  ROOT / "scripts" / "gen_api_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_api_reference", ROOT / "scripts" / "gen_api_reference.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -19,7 +20,8 @@ def test_the_page_is_what_the_docstrings_generate():
     page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     assert page == _generator().api_reference(), (
         "docs/api.md differs from the docstrings: regenerate it with "
-        ".venv/bin/python scripts/gen_api_reference.py > docs/api.md")
+        ".venv/bin/python scripts/gen_api_reference.py > docs/api.md"
+    )
 
 
 def test_every_public_name_is_on_the_page():
@@ -33,8 +35,10 @@ def test_every_public_name_is_on_the_page():
 
 def test_docstring_markup_becomes_markdown():
     gen = _generator()
-    lines = gen._markdown("See :class:`~qlikauth.QpsClient` and ``x``.\n\n:param node: a URL\n\n"
-                          "Example::\n\n    qlikauth doctor\n")
+    lines = gen._markdown(
+        "See :class:`~qlikauth.QpsClient` and ``x``.\n\n:param node: a URL\n\n"
+        "Example::\n\n    qlikauth doctor\n"
+    )
     assert "See `qlikauth.QpsClient` and `x`." in lines
     assert "- `node`: a URL" in lines
     assert lines[lines.index("```text") + 1] == "qlikauth doctor"

@@ -1,4 +1,5 @@
-"""Every code block of the manual (docs/**/*.md, README.md) runs, and what its comments say it prints is asserted.
+"""Every code block of the manual (docs/**/*.md, README.md) runs, and what its comments say it
+prints is asserted.
 
 The rules are in tests/docs/docblocks.py's docstring and in docs/design.md ("Code blocks in the
 manual"). New pages are covered without touching this file.
@@ -38,7 +39,11 @@ def claims(block: Block) -> dict[int, tuple[int, str]]:
                 alone.add(tok.start[0])
     found: dict[int, tuple[int, str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ):
             end = node.end_lineno or node.lineno
             if end in comments and end not in alone:
                 found[node.lineno] = (end, comments[end])
@@ -64,7 +69,11 @@ def test_python_block_runs_and_prints_what_it_says(block, tmp_path):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     done = subprocess.run(
         [sys.executable, str(RUNNER), str(source), str(block.line), block.where, str(records_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, f"{block.where} failed:\n{done.stdout}\n{done.stderr}"
     records = json.loads(records_path.read_text())
@@ -75,11 +84,15 @@ def test_python_block_runs_and_prints_what_it_says(block, tmp_path):
     for line, (comment_line, comment) in sorted(claims(block).items()):
         outputs = printed.get(line)
         if not outputs:
-            problems.append(f"{block.path.name}:{line}: the print never ran (claimed {comment.strip()!r})")
+            problems.append(
+                f"{block.path.name}:{line}: the print never ran (claimed {comment.strip()!r})"
+            )
             continue
         for out in outputs:
             if not matches(comment, out):
-                problems.append(f"{block.path.name}:{comment_line}: says {comment.strip()!r}, printed {out!r}")
+                problems.append(
+                    f"{block.path.name}:{comment_line}: says {comment.strip()!r}, printed {out!r}"
+                )
     assert not problems, "\n".join(problems)
 
 
@@ -99,9 +112,16 @@ def test_shell_block_names_only_commands_and_options_that_exist(block):
 def test_claims_match_only_what_they_say():
     assert matches(" 1 1", "1 1") and not matches(" 1 1", "1 2")
     assert matches(" True: the first healthy node", "True")
-    assert matches(" https://localhost:PORT/portal/hub/ True", "https://localhost:50123/portal/hub/ True")
-    assert not matches(" https://localhost:PORT/portal/hub/ True", "https://evil.example/portal/hub/ True")
-    assert matches(" Certificates(client='QlikClient', expires=...)", "Certificates(client='QlikClient', expires=2028-01-01)")
+    assert matches(
+        " https://localhost:PORT/portal/hub/ True", "https://localhost:50123/portal/hub/ True"
+    )
+    assert not matches(
+        " https://localhost:PORT/portal/hub/ True", "https://evil.example/portal/hub/ True"
+    )
+    assert matches(
+        " Certificates(client='QlikClient', expires=...)",
+        "Certificates(client='QlikClient', expires=2028-01-01)",
+    )
     assert matches(" ACME ACME\\jdoe   (trimmed)", "ACME ACME\\jdoe")
     assert not matches(" 0", "")
 
@@ -121,5 +141,8 @@ def test_norun_marker_and_comment_claims(tmp_path):
 
 
 def test_shell_commands_are_found():
-    code = "QLIKAUTH_CERT_PASSPHRASE='x' qlikauth certs check /etc \\\n    --json   # note\n# qlikauth no\npip install x\n"
+    code = (
+        "QLIKAUTH_CERT_PASSPHRASE='x' qlikauth certs check /etc \\\n    --json   # note\n# "
+        "qlikauth no\npip install x\n"
+    )
     assert shell_commands(code) == ["qlikauth certs check /etc --json"]

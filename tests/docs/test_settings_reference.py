@@ -12,7 +12,8 @@ def test_the_page_is_what_the_code_generates():
     page = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     assert page == reference.settings_reference(), (
         "docs/settings.md differs from the code's settings tables: regenerate it with "
-        "python -m qlikauth.web.reference > docs/settings.md")
+        "python -m qlikauth.web.reference > docs/settings.md"
+    )
 
 
 def test_every_key_the_code_reads_is_on_the_page():
@@ -21,8 +22,13 @@ def test_every_key_the_code_reads_is_on_the_page():
     from qlikauth.web.config import SETTING_KEYS
 
     page = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
-    for key in (*SETTING_KEYS, *SamlSettings._KEYS, *ClaimsMapping._KEYS, "ISSUER",
-                "SESSION_IDLE_TIMEOUT"):
+    for key in (
+        *SETTING_KEYS,
+        *SamlSettings._KEYS,
+        *ClaimsMapping._KEYS,
+        "ISSUER",
+        "SESSION_IDLE_TIMEOUT",
+    ):
         assert f"| `{key}` |" in page, key
 
 

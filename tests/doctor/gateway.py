@@ -1,4 +1,5 @@
-"""A TLS-terminating gateway in front of an emulated QPS or hub port, as sites put load balancers there.
+"""A TLS-terminating gateway in front of an emulated QPS or hub port, as sites put load balancers
+there.
 
 It accepts TLS with the site's server certificate (requiring a client certificate from
 ``root.pem`` when ``client_ca`` is set), forwards each request over a new TLS connection to the
@@ -20,10 +21,16 @@ from qlikauth.certs import load_certificates
 
 
 class Gateway:
-    def __init__(self, upstream_port: int, certs_dir: Path, *, client_ca: bool = True,
-                 request_hook: Callable[[dict[str, str]], None] | None = None,
-                 response_hook: Callable[[list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
-                 refuse_upgrades: bool = False) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        certs_dir: Path,
+        *,
+        client_ca: bool = True,
+        request_hook: Callable[[dict[str, str]], None] | None = None,
+        response_hook: Callable[[list[tuple[str, str]]], list[tuple[str, str]]] | None = None,
+        refuse_upgrades: bool = False,
+    ) -> None:
         self.upstream_port = upstream_port
         upstream_ctx = load_certificates(certs_dir).client_ssl_context()
         gateway = self
@@ -46,14 +53,18 @@ class Gateway:
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 if request_hook is not None:
                     request_hook(headers)
-                conn = http.client.HTTPSConnection("localhost", gateway.upstream_port, context=upstream_ctx,
-                                                   timeout=10)
+                conn = http.client.HTTPSConnection(
+                    "localhost", gateway.upstream_port, context=upstream_ctx, timeout=10
+                )
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
-                    out = [(k, v) for k, v in resp.getheaders()
-                           if k.lower() not in ("connection", "transfer-encoding", "content-length")]
+                    out = [
+                        (k, v)
+                        for k, v in resp.getheaders()
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length")
+                    ]
                 finally:
                     conn.close()
                 if response_hook is not None:

@@ -16,19 +16,38 @@ def test_report_endpoint_on_django(certs_dir):
     from django.test import Client, override_settings
     from django.urls import include, path
 
-    urls = type("urls", (), {"urlpatterns": [
-        *base.urlpatterns, path("qlik/diagnostics/", include("django_qlikauth.diagnostics"))]})
-    settings = {"QPS_NODES": "https://localhost:4243", "CERTS": str(certs_dir),
-                "HUB_URL": "https://localhost/portal/hub/"}
+    urls = type(
+        "urls",
+        (),
+        {
+            "urlpatterns": [
+                *base.urlpatterns,
+                path("qlik/diagnostics/", include("django_qlikauth.diagnostics")),
+            ]
+        },
+    )
+    settings = {
+        "QPS_NODES": "https://localhost:4243",
+        "CERTS": str(certs_dir),
+        "HUB_URL": "https://localhost/portal/hub/",
+    }
     with override_settings(QLIKAUTH=settings, ROOT_URLCONF=urls):
         client = Client()
         page = client.get("/qlik/diagnostics/?hold=3")
         assert page.status_code == 200 and b'"hold": 3.0' in page.content
         body = json.dumps({"results": [{"test": "hub", "status": "ok", "detail": ""}]})
-        ok = client.post("/qlik/diagnostics/report", data=body, content_type="application/json",
-                         HTTP_ORIGIN="http://testserver")
+        ok = client.post(
+            "/qlik/diagnostics/report",
+            data=body,
+            content_type="application/json",
+            HTTP_ORIGIN="http://testserver",
+        )
         assert ok.status_code == 204
-        bad = client.post("/qlik/diagnostics/report", data=body, content_type="application/json",
-                          HTTP_ORIGIN="https://evil.example")
+        bad = client.post(
+            "/qlik/diagnostics/report",
+            data=body,
+            content_type="application/json",
+            HTTP_ORIGIN="https://evil.example",
+        )
         assert bad.status_code == 403
         assert len(client.get("/qlik/diagnostics/payload").content) == diagnostics.PAYLOAD_BYTES

@@ -32,10 +32,16 @@ def _portal(certs_dir: Path, portal_tls: tuple[Path, Path], port: int, hub: str)
     from werkzeug.serving import make_server
 
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="test", SESSION_COOKIE_SECURE=True,
-                      QLIKAUTH_QPS_NODES="https://localhost:4243", QLIKAUTH_CERTS=str(certs_dir),
-                      QLIKAUTH_VIRTUAL_PROXY=PREFIX, QLIKAUTH_HUB_URL=hub,
-                      QLIKAUTH_HEADER_NAME=HEADER, QLIKAUTH_HEADER_USER_DIRECTORY="PORTAL")
+    app.config.update(
+        SECRET_KEY="test",
+        SESSION_COOKIE_SECURE=True,
+        QLIKAUTH_QPS_NODES="https://localhost:4243",
+        QLIKAUTH_CERTS=str(certs_dir),
+        QLIKAUTH_VIRTUAL_PROXY=PREFIX,
+        QLIKAUTH_HUB_URL=hub,
+        QLIKAUTH_HEADER_NAME=HEADER,
+        QLIKAUTH_HEADER_USER_DIRECTORY="PORTAL",
+    )
 
     def user() -> QlikUser | None:
         name = session.get("user")
@@ -50,8 +56,9 @@ def _portal(certs_dir: Path, portal_tls: tuple[Path, Path], port: int, hub: str)
         session["user"] = request.args["user"]
         return redirect("/qlik/diagnostics?hold=3")
 
-    server = make_server("127.0.0.1", port, app, threaded=True,
-                         ssl_context=(str(portal_tls[0]), str(portal_tls[1])))
+    server = make_server(
+        "127.0.0.1", port, app, threaded=True, ssl_context=(str(portal_tls[0]), str(portal_tls[1]))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -62,23 +69,37 @@ def test_every_test_passes_through_the_generated_nginx(chromium, certs_dir, port
     caplog.set_level(logging.INFO, logger="qlikauth.diagnostics")
     portal_port, nginx_port = free_port_number(), free_port_number()
     origin = f"https://localhost:{portal_port}"
-    vp = VirtualProxy(PREFIX, method="header-static", header_name=HEADER,
-                      header_user_directory="PORTAL", host_allow_list=("localhost",),
-                      additional_response_headers=(
-                          ("Access-Control-Allow-Origin", origin),
-                          ("Access-Control-Allow-Credentials", "true"),
-                          ("Access-Control-Expose-Headers", "qlik-csrf-token")))
+    vp = VirtualProxy(
+        PREFIX,
+        method="header-static",
+        header_name=HEADER,
+        header_user_directory="PORTAL",
+        host_allow_list=("localhost",),
+        additional_response_headers=(
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Expose-Headers", "qlik-csrf-token"),
+        ),
+    )
     emu = Emulator(certs_dir=certs_dir, virtual_proxies=[vp]).start()
     hub = f"https://localhost:{nginx_port}/{PREFIX}/hub/"
     server = _portal(certs_dir, portal_tls, portal_port, hub)
     # The front presents the portal's certificate (Chromium trusts it by pin); nginx verifies
     # the portal and the emulated node against the emulator's root.pem.
     block = generate_server_block(
-        server_name="localhost", listen_host="127.0.0.1", listen_port=nginx_port,
-        tls_cert=str(portal_tls[0]), tls_key=str(portal_tls[1]),
-        portal_url=f"https://localhost:{portal_port}", portal_ca=str(certs_dir / "root.pem"),
-        login_url=f"{origin}/test-login", header_name=HEADER, qps_nodes=[emu.hub_url],
-        root_pem=str(certs_dir / "root.pem"), prefix=PREFIX)
+        server_name="localhost",
+        listen_host="127.0.0.1",
+        listen_port=nginx_port,
+        tls_cert=str(portal_tls[0]),
+        tls_key=str(portal_tls[1]),
+        portal_url=f"https://localhost:{portal_port}",
+        portal_ca=str(certs_dir / "root.pem"),
+        login_url=f"{origin}/test-login",
+        header_name=HEADER,
+        qps_nodes=[emu.hub_url],
+        root_pem=str(certs_dir / "root.pem"),
+        prefix=PREFIX,
+    )
     front = Nginx(block, nginx_port)
     context = None
     try:
@@ -87,8 +108,13 @@ def test_every_test_passes_through_the_generated_nginx(chromium, certs_dir, port
         page = context.new_page()
         page.goto(f"{origin}/test-login?user=ann")
         page.wait_for_selector("#done:not([hidden])", timeout=30_000)
-        results = {t: (page.get_attribute(f"#result-{t}", "data-status") or "",
-                       page.inner_text(f"#result-{t} .detail")) for t in diagnostics.TESTS}
+        results = {
+            t: (
+                page.get_attribute(f"#result-{t}", "data-status") or "",
+                page.inner_text(f"#result-{t} .detail"),
+            )
+            for t in diagnostics.TESTS
+        }
         identities = {r.identity for r in emu.state.header_log_for(PREFIX)}
     finally:
         if context is not None:
@@ -96,8 +122,10 @@ def test_every_test_passes_through_the_generated_nginx(chromium, certs_dir, port
         front.stop()
         server.shutdown()
         emu.stop()
-    assert {t: s for t, (s, _) in results.items()} == {t: "ok" for t in diagnostics.TESTS}, \
-        (results, front.error_log())
+    assert {t: s for t, (s, _) in results.items()} == {t: "ok" for t in diagnostics.TESTS}, (
+        results,
+        front.error_log(),
+    )
     # Every request Qlik saw came through the front, with the identity the portal granted.
     assert identities == {"PORTAL\\ann"}, identities
     assert "still open after 3" in results["websocket-hold"][1]

@@ -1,4 +1,5 @@
-"""``qlikauth doctor`` against the emulator: a healthy site passes, and each fault fails its own check.
+"""``qlikauth doctor`` against the emulator: a healthy site passes, and each fault fails its own
+check.
 
 Every check is failed here by the fault it names (an emulator fault, a gateway in between, a
 virtual proxy set up wrong, or broken certificate files), and the message says what and the fix.
@@ -40,8 +41,12 @@ def emu(tmp_path_factory):
         VirtualProxy("portal", module_uri=MODULE, host_allow_list=("localhost", "portal.test")),
         VirtualProxy("nomodule"),
         VirtualProxy("elsewhere", module_uri="https://other.test/login"),
-        VirtualProxy("cookie", module_uri=MODULE, session_cookie_name="X-Site-Cookie",
-                     host_allow_list=("localhost", "portal.test")),
+        VirtualProxy(
+            "cookie",
+            module_uri=MODULE,
+            session_cookie_name="X-Site-Cookie",
+            host_allow_list=("localhost", "portal.test"),
+        ),
         VirtualProxy("strict", module_uri=MODULE, host_allow_list=("localhost",)),
     ]
     with Emulator(certs_dir=certs, virtual_proxies=proxies) as e:
@@ -55,8 +60,12 @@ def _clear(emu):
 
 
 def settings(emu, prefix="portal", **extra):
-    mapping = {"QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": emu.hub_url_for(prefix),
-               "VIRTUAL_PROXY": prefix}
+    mapping = {
+        "QPS_NODES": emu.qps_url,
+        "CERTS": str(emu.certs_dir),
+        "HUB_URL": emu.hub_url_for(prefix),
+        "VIRTUAL_PROXY": prefix,
+    }
     mapping.update(extra)
     return mapping
 
@@ -89,9 +98,20 @@ def test_a_healthy_site_passes_every_check(emu):
     report = run(emu)
     assert report.ok, report.text()
     checks = {f.check for f in report.findings if f.status == "ok"}
-    assert {"certificates.files", "certificates.key", "certificates.expiry", "certificates.chain",
-            "node.tls", "node.server-name", "node.xrfkey", "node.clock", "ticket", "hub.module",
-            "session.cookie", "engine.websocket"} <= checks
+    assert {
+        "certificates.files",
+        "certificates.key",
+        "certificates.expiry",
+        "certificates.chain",
+        "node.tls",
+        "node.server-name",
+        "node.xrfkey",
+        "node.clock",
+        "ticket",
+        "hub.module",
+        "session.cookie",
+        "engine.websocket",
+    } <= checks
     # the doctor's proxy session was ended
     assert emu.state.sessions("portal") == []
     assert "all checks passed" in report.text()
@@ -129,11 +149,16 @@ def _issue_client(d: Path, *, days_ago: int) -> None:
     root_key = serialization.load_pem_private_key((d / "root_key.pem").read_bytes(), None)
     key = serialization.load_pem_private_key((d / "client_key.pem").read_bytes(), None)
     now = _dt.datetime.now(_dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(
-        x509.oid.NameOID.COMMON_NAME, "QlikClient")])).issuer_name(root.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "QlikClient")]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(days=days_ago + 30))
-        .not_valid_after(now - _dt.timedelta(days=days_ago)).sign(root_key, hashes.SHA256()))
+        .not_valid_after(now - _dt.timedelta(days=days_ago))
+        .sign(root_key, hashes.SHA256())
+    )
     (d / "client.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -204,14 +229,19 @@ def test_gateway_stripping_the_xrfkey_header(emu):
 
 
 def test_node_clock_ahead(emu):
-    late = email.utils.format_datetime(_dt.datetime.now(_dt.UTC) + _dt.timedelta(minutes=5), usegmt=True)
+    late = email.utils.format_datetime(
+        _dt.datetime.now(_dt.UTC) + _dt.timedelta(minutes=5), usegmt=True
+    )
 
     def skew(headers):
         return [(k, late if k.lower() == "date" else v) for k, v in headers]
 
     with Gateway(emu.qps_port, emu.certs_dir, response_hook=skew) as gw:
-        f = failed(run(emu, QPS_NODES=gw.url, doctor_kwargs={"session_checks": False}), "node.clock",
-                   also=NOT_LISTED)
+        f = failed(
+            run(emu, QPS_NODES=gw.url, doctor_kwargs={"session_checks": False}),
+            "node.clock",
+            also=NOT_LISTED,
+        )
     assert "ahead of this machine" in f.message and "NTP" in f.fix
 
 
@@ -243,8 +273,11 @@ def test_ticket_refused_with_403(emu):
             orig(self)
 
         gw.server.RequestHandlerClass.do_POST = forward
-        f = failed(run(emu, QPS_NODES=gw.url, doctor_kwargs={"session_checks": False}), "ticket",
-                   also=NOT_LISTED)
+        f = failed(
+            run(emu, QPS_NODES=gw.url, doctor_kwargs={"session_checks": False}),
+            "ticket",
+            also=NOT_LISTED,
+        )
     assert "client certificate is not trusted" in f.message
 
 
@@ -262,9 +295,14 @@ def test_module_pointing_elsewhere(emu):
 def test_hub_of_a_node_not_in_qps_nodes(tmp_path):
     vp = VirtualProxy("portal", module_uri=MODULE)
     with EmulatorCluster(2, certs_dir=tmp_path, virtual_proxies=[vp]) as cluster:
-        config = QlikAuthConfig.from_mapping({
-            "QPS_NODES": cluster[0].qps_url, "CERTS": str(tmp_path),
-            "HUB_URL": cluster[1].hub_url_for("portal"), "VIRTUAL_PROXY": "portal"})
+        config = QlikAuthConfig.from_mapping(
+            {
+                "QPS_NODES": cluster[0].qps_url,
+                "CERTS": str(tmp_path),
+                "HUB_URL": cluster[1].hub_url_for("portal"),
+                "VIRTUAL_PROXY": "portal",
+            }
+        )
         report = Doctor(config, portal_url=PORTAL, timeout=3).run()
     f = failed(report, "hub.module")
     assert "not in QPS_NODES" in f.message and cluster_port(f.message)
@@ -287,8 +325,10 @@ def test_portal_host_not_on_the_host_allow_list(emu):
 
 
 def test_cookie_domain_not_covering_the_hub(emu):
-    f = failed(run(emu, COOKIE_DOMAIN="example.com", doctor_kwargs={"session_checks": False}),
-               "session.cookie-domain")
+    f = failed(
+        run(emu, COOKIE_DOMAIN="example.com", doctor_kwargs={"session_checks": False}),
+        "session.cookie-domain",
+    )
     assert "'localhost'" in f.message
 
 
@@ -300,15 +340,23 @@ def test_nginx_config_refused_by_nginx_t(emu, tmp_path):
     from qlikauth.nginx import generate_nginx_conf, generate_server_block
 
     block = generate_server_block(
-        server_name=["localhost"], tls_cert=str(tmp_path / "missing.pem"),
-        tls_key=str(tmp_path / "missing_key.pem"), portal_url="http://127.0.0.1:5000",
-        login_url="https://localhost/login", header_name="X-Portal-User",
-        qps_nodes=[emu.hub_url], root_pem=str(emu.certs_dir / "root.pem"), prefix="hdr",
-        listen_host="127.0.0.1", listen_port=8443)
+        server_name=["localhost"],
+        tls_cert=str(tmp_path / "missing.pem"),
+        tls_key=str(tmp_path / "missing_key.pem"),
+        portal_url="http://127.0.0.1:5000",
+        login_url="https://localhost/login",
+        header_name="X-Portal-User",
+        qps_nodes=[emu.hub_url],
+        root_pem=str(emu.certs_dir / "root.pem"),
+        prefix="hdr",
+        listen_host="127.0.0.1",
+        listen_port=8443,
+    )
     conf = tmp_path / "nginx.conf"
     conf.write_text(generate_nginx_conf(block, str(tmp_path / "run")))
-    config = QlikAuthConfig.from_mapping(settings(emu, HEADER_NAME="X-Portal-User",
-                                                  HEADER_USER_DIRECTORY="CORP"))
+    config = QlikAuthConfig.from_mapping(
+        settings(emu, HEADER_NAME="X-Portal-User", HEADER_USER_DIRECTORY="CORP")
+    )
     report = Doctor(config, nginx_conf=conf, timeout=3).run()
     f = failed(report, "nginx.config")
     assert "missing.pem" in f.message
@@ -316,20 +364,46 @@ def test_nginx_config_refused_by_nginx_t(emu, tmp_path):
 
 # -- the command ---------------------------------------------------------------------------
 def test_command_json_and_exit_status(emu):
-    base = [sys.executable, "-m", "qlikauth.cli", "doctor", "--certs", str(emu.certs_dir),
-            "--qps", emu.qps_url, "--hub-url", emu.hub_url_for("portal"), "-p", "portal",
-            "--portal-url", PORTAL, "--session-checks", "--json", "--timeout", "3"]
+    base = [
+        sys.executable,
+        "-m",
+        "qlikauth.cli",
+        "doctor",
+        "--certs",
+        str(emu.certs_dir),
+        "--qps",
+        emu.qps_url,
+        "--hub-url",
+        emu.hub_url_for("portal"),
+        "-p",
+        "portal",
+        "--portal-url",
+        PORTAL,
+        "--session-checks",
+        "--json",
+        "--timeout",
+        "3",
+    ]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'integrations'}"}
     ok = subprocess.run(base, capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
-    bad = subprocess.run([*base[:-2], "--timeout", "3", "-p", "nosuch"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    bad = subprocess.run(
+        [*base[:-2], "--timeout", "3", "-p", "nosuch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 1
     data = json.loads(bad.stdout)
     assert data["ok"] is False
-    assert any(f["check"] == "ticket" and f["status"] == "fail" and f["fix"] for f in data["findings"])
-    text = subprocess.run([*base[:-3], "-p", "nosuch"], capture_output=True, text=True, env=env, timeout=120)
+    assert any(
+        f["check"] == "ticket" and f["status"] == "fail" and f["fix"] for f in data["findings"]
+    )
+    text = subprocess.run(
+        [*base[:-3], "-p", "nosuch"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert text.returncode == 1 and "FAIL ticket" in text.stdout and "fix:" in text.stdout
 
 
@@ -349,8 +423,9 @@ def test_flask_qlikauth_doctor(emu):
     app.config.update(SECRET_KEY="test", **{f"QLIKAUTH_{k}": v for k, v in settings(emu).items()})
     QlikAuth(app, user_loader=lambda: None)
     runner = app.test_cli_runner()
-    ok = runner.invoke(args=["qlikauth", "doctor", "--portal-url", PORTAL, "--session-checks",
-                             "--timeout", "3"])
+    ok = runner.invoke(
+        args=["qlikauth", "doctor", "--portal-url", PORTAL, "--session-checks", "--timeout", "3"]
+    )
     assert ok.exit_code == 0, ok.output
     assert "OK   engine.websocket" in ok.output and "all checks passed" in ok.output
     app.config["QLIKAUTH_VIRTUAL_PROXY"] = "nomodule"
@@ -379,8 +454,10 @@ def test_django_qlikauth_doctor(emu):
         call_command("qlikauth_doctor", "--portal-url", PORTAL, "--timeout", "3", stdout=out)
     assert "all checks passed" in out.getvalue()
     out = io.StringIO()
-    with override_settings(QLIKAUTH=settings(emu, VIRTUAL_PROXY="nosuch")), \
-            pytest.raises(CommandError) as info:
+    with (
+        override_settings(QLIKAUTH=settings(emu, VIRTUAL_PROXY="nosuch")),
+        pytest.raises(CommandError) as info,
+    ):
         call_command("qlikauth_doctor", "--timeout", "3", "--json", stdout=out)
     assert info.value.returncode == 1
     data = json.loads(out.getvalue())

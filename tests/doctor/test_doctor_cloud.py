@@ -25,22 +25,40 @@ def tenant(tmp_path_factory):
 
     certs = tmp_path_factory.mktemp("cloud-certs")
     generate_certificates(certs, ["localhost", "127.0.0.1"])
-    clients = [OAuthClientConfig("portal", client_secret=SECRET),
-               OAuthClientConfig("no-m2m", client_secret=SECRET, impersonation=False),
-               OAuthClientConfig("no-admin", client_secret=SECRET, scopes=("user_default",))]
-    with CloudTenant(certs, oauth_clients=clients,
-                     web_integrations=[WebIntegration("wi-portal", (PORTAL,), "Portal pages")],
-                     jwt_idps=[JwtIdentityProvider(PORTAL, {JWT_KEY.kid: JWT_KEY.public_key})],
-                     ) as t:
-        t.state.upsert_user("auth0|alice", "Alice", "alice@example.com", True, None, created_by="test")
+    clients = [
+        OAuthClientConfig("portal", client_secret=SECRET),
+        OAuthClientConfig("no-m2m", client_secret=SECRET, impersonation=False),
+        OAuthClientConfig("no-admin", client_secret=SECRET, scopes=("user_default",)),
+    ]
+    with CloudTenant(
+        certs,
+        oauth_clients=clients,
+        web_integrations=[WebIntegration("wi-portal", (PORTAL,), "Portal pages")],
+        jwt_idps=[JwtIdentityProvider(PORTAL, {JWT_KEY.kid: JWT_KEY.public_key})],
+    ) as t:
+        t.state.upsert_user(
+            "auth0|alice", "Alice", "alice@example.com", True, None, created_by="test"
+        )
         t.certs = certs
         yield t
 
 
-def check(tenant, client_id="portal", secret=SECRET, subject="auth0|alice", url=None,
-          portal_url=None, **more):
-    target = CloudTarget(url or tenant.url, OAuthClient(client_id, client_secret=secret), subject,
-                         verify=str(tenant.certs / "root.pem"), **more)
+def check(
+    tenant,
+    client_id="portal",
+    secret=SECRET,
+    subject="auth0|alice",
+    url=None,
+    portal_url=None,
+    **more,
+):
+    target = CloudTarget(
+        url or tenant.url,
+        OAuthClient(client_id, client_secret=secret),
+        subject,
+        verify=str(tenant.certs / "root.pem"),
+        **more,
+    )
     return Doctor(None, cloud=target, portal_url=portal_url, timeout=3).run()
 
 
@@ -54,7 +72,11 @@ def only_failure(report, check):
 def test_cloud_healthy(tenant):
     report = check(tenant)
     assert report.ok, report.text()
-    assert [f.check for f in report.findings] == ["cloud.tenant", "cloud.token", "cloud.impersonation"]
+    assert [f.check for f in report.findings] == [
+        "cloud.tenant",
+        "cloud.token",
+        "cloud.impersonation",
+    ]
     assert tenant.state.live_tokens() == []  # the doctor's tokens were revoked
 
 
@@ -94,42 +116,74 @@ def test_command_checks_a_cloud_only_portal(tenant):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{root}:{root / 'integrations'}",
-           "QLIKAUTH_CLOUD_CLIENT_SECRET": SECRET}
-    cmd = [sys.executable, "-m", "qlikauth.cli", "doctor", "--cloud-tenant", tenant.url,
-           "--cloud-client-id", "no-m2m", "--cloud-subject", "auth0|alice",
-           "--cloud-ca", str(tenant.certs / "root.pem"), "--json"]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{root}:{root / 'integrations'}",
+        "QLIKAUTH_CLOUD_CLIENT_SECRET": SECRET,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "qlikauth.cli",
+        "doctor",
+        "--cloud-tenant",
+        tenant.url,
+        "--cloud-client-id",
+        "no-m2m",
+        "--cloud-subject",
+        "auth0|alice",
+        "--cloud-ca",
+        str(tenant.certs / "root.pem"),
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1, done.stderr
     data = json.loads(done.stdout)
-    assert [f["check"] for f in data["findings"] if f["status"] == "fail"] == ["cloud.impersonation"]
+    assert [f["check"] for f in data["findings"] if f["status"] == "fail"] == [
+        "cloud.impersonation"
+    ]
     assert SECRET not in done.stdout + done.stderr
 
 
 # -- the web integration and the JWT identity provider, as the tenant has them ----------------
 def test_web_integration_and_jwt_idp_healthy(tenant):
-    report = check(tenant, portal_url=PORTAL + "/", web_integration_id="wi-portal",
-                   jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL))
+    report = check(
+        tenant,
+        portal_url=PORTAL + "/",
+        web_integration_id="wi-portal",
+        jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL),
+    )
     assert report.ok, report.text()
     assert [f.check for f in report.findings] == [
-        "cloud.tenant", "cloud.token", "cloud.web-integration", "cloud.jwt-idp",
-        "cloud.impersonation"]
-    assert "'Portal pages' allows the portal's origin https://portal.example.com" in \
-        report.get("cloud.web-integration").message
+        "cloud.tenant",
+        "cloud.token",
+        "cloud.web-integration",
+        "cloud.jwt-idp",
+        "cloud.impersonation",
+    ]
+    assert (
+        "'Portal pages' allows the portal's origin https://portal.example.com"
+        in report.get("cloud.web-integration").message
+    )
     assert tenant.state.live_tokens() == []
 
 
 def test_portal_origin_not_on_the_web_integration(tenant):
-    f = only_failure(check(tenant, portal_url="https://portal.example.com:8443",
-                           web_integration_id="wi-portal"), "cloud.web-integration")
-    assert ("the portal's origin https://portal.example.com:8443 is not an allowed origin of the "
-            "web integration 'Portal pages' (it allows: https://portal.example.com)") in f.message
+    f = only_failure(
+        check(tenant, portal_url="https://portal.example.com:8443", web_integration_id="wi-portal"),
+        "cloud.web-integration",
+    )
+    assert (
+        "the portal's origin https://portal.example.com:8443 is not an allowed origin of the "
+        "web integration 'Portal pages' (it allows: https://portal.example.com)"
+    ) in f.message
     assert "Add https://portal.example.com:8443 to the allowed origins" in f.fix
 
 
 def test_unknown_web_integration(tenant):
-    f = only_failure(check(tenant, portal_url=PORTAL, web_integration_id="wi-typo"),
-                     "cloud.web-integration")
+    f = only_failure(
+        check(tenant, portal_url=PORTAL, web_integration_id="wi-typo"), "cloud.web-integration"
+    )
     assert "no web integration with id 'wi-typo'" in f.message
 
 
@@ -139,10 +193,13 @@ def test_web_integration_without_portal_url_is_skipped(tenant):
 
 
 def test_jwt_issuer_not_the_tenants(tenant):
-    f = only_failure(check(tenant, jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL + "/")),
-                     "cloud.jwt-idp")
-    assert ("no JWT identity provider of the tenant has the issuer 'https://portal.example.com/'"
-            " the portal signs with (the tenant's: 'https://portal.example.com')") in f.message
+    f = only_failure(
+        check(tenant, jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL + "/")), "cloud.jwt-idp"
+    )
+    assert (
+        "no JWT identity provider of the tenant has the issuer 'https://portal.example.com/'"
+        " the portal signs with (the tenant's: 'https://portal.example.com')"
+    ) in f.message
 
 
 def test_jwt_kid_not_the_tenants(tenant):
@@ -159,13 +216,23 @@ def test_jwt_key_not_the_tenants(tenant):
 
 
 def test_client_without_admin_scope_warns_it_cannot_read(tenant):
-    report = check(tenant, client_id="no-admin", subject=None, portal_url=PORTAL,
-                   web_integration_id="wi-portal", jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL))
+    report = check(
+        tenant,
+        client_id="no-admin",
+        subject=None,
+        portal_url=PORTAL,
+        web_integration_id="wi-portal",
+        jwt_issuer=CloudJwtIssuer(JWT_KEY, PORTAL),
+    )
     assert report.ok, report.text()
     for name in ("cloud.web-integration", "cloud.jwt-idp"):
         f = report.get(name)
-        assert f.status == "warn" and "may not request the scope admin_classic (400)" in \
-            f.message and "not checked" in f.message and "admin_classic" in f.fix
+        assert (
+            f.status == "warn"
+            and "may not request the scope admin_classic (400)" in f.message
+            and "not checked" in f.message
+            and "admin_classic" in f.fix
+        )
 
 
 def test_command_checks_the_web_integration_and_the_jwt_idp(tenant, tmp_path):
@@ -178,13 +245,34 @@ def test_command_checks_the_web_integration_and_the_jwt_idp(tenant, tmp_path):
     key.write_bytes(JWT_KEY.private_pem())
     key.chmod(0o600)
     root = Path(__file__).resolve().parents[2]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{root}:{root / 'integrations'}",
-           "QLIKAUTH_CLOUD_CLIENT_SECRET": SECRET}
-    cmd = [sys.executable, "-m", "qlikauth.cli", "doctor", "--cloud-tenant", tenant.url,
-           "--cloud-client-id", "portal", "--cloud-ca", str(tenant.certs / "root.pem"),
-           "--portal-url", "https://elsewhere.example.com", "--cloud-web-integration", "wi-portal",
-           "--cloud-jwt-issuer", PORTAL, "--cloud-jwt-key", str(key),
-           "--cloud-jwt-kid", JWT_KEY.kid, "--json"]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{root}:{root / 'integrations'}",
+        "QLIKAUTH_CLOUD_CLIENT_SECRET": SECRET,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "qlikauth.cli",
+        "doctor",
+        "--cloud-tenant",
+        tenant.url,
+        "--cloud-client-id",
+        "portal",
+        "--cloud-ca",
+        str(tenant.certs / "root.pem"),
+        "--portal-url",
+        "https://elsewhere.example.com",
+        "--cloud-web-integration",
+        "wi-portal",
+        "--cloud-jwt-issuer",
+        PORTAL,
+        "--cloud-jwt-key",
+        str(key),
+        "--cloud-jwt-kid",
+        JWT_KEY.kid,
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1, done.stderr
     status = {f["check"]: f["status"] for f in json.loads(done.stdout)["findings"]}

@@ -31,9 +31,16 @@ def stack():
 
 def report_for(stack, hub_url):
     emu = stack.emulator
-    config = QlikAuthConfig.from_mapping({
-        "QPS_NODES": emu.qps_url, "CERTS": str(emu.certs_dir), "HUB_URL": hub_url,
-        "VIRTUAL_PROXY": "hdr", "HEADER_NAME": "X-Portal-User", "HEADER_USER_DIRECTORY": "PORTAL"})
+    config = QlikAuthConfig.from_mapping(
+        {
+            "QPS_NODES": emu.qps_url,
+            "CERTS": str(emu.certs_dir),
+            "HUB_URL": hub_url,
+            "VIRTUAL_PROXY": "hdr",
+            "HEADER_NAME": "X-Portal-User",
+            "HEADER_USER_DIRECTORY": "PORTAL",
+        }
+    )
     return Doctor(config, nginx_conf=stack.runtime_dir / "nginx.conf", timeout=5).run()
 
 

@@ -1,4 +1,5 @@
-"""Real Chromium signs in on each example portal and lands on the emulator's hub as the right user."""
+"""Real Chromium signs in on each example portal and lands on the emulator's hub as the
+right user."""
 
 from __future__ import annotations
 
@@ -11,32 +12,42 @@ from e2e_helpers import sign_in
 pytestmark = pytest.mark.browser
 
 
-def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], artifacts_dir: Path) -> None:
+def test_flask_portal_in_chromium(
+    chromium: Any, flask_portal: tuple[Any, str], artifacts_dir: Path
+) -> None:
     emu, base = flask_portal
     hub = emu.hub_url_for("portal")
     a, b = chromium.new_context(), chromium.new_context()
     try:
         pa, pb = a.new_page(), b.new_page()
         ticket_urls: list[str] = []
-        pa.on("request", lambda req: ticket_urls.append(req.url) if "qlikTicket=" in req.url else None)
+        pa.on(
+            "request", lambda req: ticket_urls.append(req.url) if "qlikTicket=" in req.url else None
+        )
         # two users at the same time, each in their own context
         sign_in(pa, f"{base}/login", "alice")
         sign_in(pb, f"{base}/login", "bob")
         assert pa.url.startswith(hub) and pb.url.startswith(hub)
         assert pa.text_content("#user") == "PORTAL\\alice"
         assert pb.text_content("#user") == "PORTAL\\bob"
-        assert pa.text_content("#attributes").count("group=") == 2 and "group=Finance" in pa.text_content("#attributes")
+        assert pa.text_content("#attributes").count(
+            "group="
+        ) == 2 and "group=Finance" in pa.text_content("#attributes")
         assert pb.text_content("#attributes") == "group=Marketing"
         pa.screenshot(path=str(artifacts_dir / "flask-portal-hub-alice.png"))
         pa.reload()
-        assert pa.text_content("#user") == "PORTAL\\alice" and pb.text_content("#user") == "PORTAL\\bob"
+        assert (
+            pa.text_content("#user") == "PORTAL\\alice"
+            and pb.text_content("#user") == "PORTAL\\bob"
+        )
         # the same ticket URL a second time signs nobody in (fresh context, no cookies)
         assert ticket_urls
         c = chromium.new_context()
         try:
             pc = c.new_page()
             pc.goto(ticket_urls[0])
-            # a spent ticket sends the browser back to the authentication module (the portal's login)
+            # a spent ticket sends the browser back to the authentication module (the
+            # portal's login)
             assert not pc.query_selector("#user") and "qlikTicket" not in pc.url
         finally:
             c.close()
@@ -47,7 +58,9 @@ def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], 
             pd.goto(hub + "stream/x")
             assert pd.url.startswith(f"{base}/login")
             sign_in(pd, pd.url, "carol")
-            assert pd.url.startswith(hub + "stream/x") and pd.text_content("#user") == "PORTAL\\carol"
+            assert (
+                pd.url.startswith(hub + "stream/x") and pd.text_content("#user") == "PORTAL\\carol"
+            )
         finally:
             d.close()
         # logout: the hub is signed out for alice, bob stays signed in
@@ -73,7 +86,9 @@ def test_flask_portal_in_chromium(chromium: Any, flask_portal: tuple[Any, str], 
         b.close()
 
 
-def test_django_portal_mashup_in_chromium(chromium: Any, django_portal: tuple[Any, str], artifacts_dir: Path) -> None:
+def test_django_portal_mashup_in_chromium(
+    chromium: Any, django_portal: tuple[Any, str], artifacts_dir: Path
+) -> None:
     """The hub inside the mashup page's iframe is signed in as the portal's user.
 
     The portal is served over https (issued from the emulator's CA), so portal and hub are the
@@ -87,7 +102,10 @@ def test_django_portal_mashup_in_chromium(chromium: Any, django_portal: tuple[An
     try:
         pa, pb = a.new_page(), b.new_page()
         hub_answers: list[tuple[str, dict[str, str]]] = []
-        pa.on("response", lambda r: hub_answers.append((r.url, r.headers)) if r.url.startswith(hub) else None)
+        pa.on(
+            "response",
+            lambda r: hub_answers.append((r.url, r.headers)) if r.url.startswith(hub) else None,
+        )
         sign_in(pa, f"{base}/accounts/login/?next=/mashup/", "alice")
         sign_in(pb, f"{base}/accounts/login/?next=/mashup/", "bob")
         assert pa.url == f"{base}/mashup/" and pb.url == f"{base}/mashup/"
@@ -118,8 +136,12 @@ def test_django_portal_mashup_in_chromium(chromium: Any, django_portal: tuple[An
         pa.click("#logout")
         pa.wait_for_load_state("load")
         pa.goto(hub)
-        # no module URI on this virtual proxy: Qlik's internal module, the form login for Linux Chromium
-        assert pa.query_selector("#user") is None and "/mashup/internal_forms_authentication/?targetId=" in pa.url
+        # no module URI on this virtual proxy: Qlik's internal module, the form login for
+        # Linux Chromium
+        assert (
+            pa.query_selector("#user") is None
+            and "/mashup/internal_forms_authentication/?targetId=" in pa.url
+        )
         assert pa.query_selector('input[name="pwd"]') is not None
         pb.reload()
         assert fb.locator("#user").text_content(timeout=10_000) == "PORTAL\\bob"

@@ -1,4 +1,5 @@
-"""Chromium drives the hybrid example portal: one sign-in, the same person in the hub and in Qlik Cloud, one sign-out.
+"""Chromium drives the hybrid example portal: one sign-in, the same person in the hub and in Qlik
+Cloud, one sign-out.
 
 examples/hybrid_portal runs as its own process with the QPS emulator and the emulated Qlik
 Cloud tenant (one CA; Chromium trusts the emulators' and the portal's certificates by SPKI
@@ -22,17 +23,26 @@ ANN = "HYBRID\\ann@example.com"
 
 
 @pytest.fixture
-def hybrid_portal(server_process: Any, free_port: int, certs_dir: Path, portal_tls: tuple[Path, Path]) -> dict[str, Any]:
-    proc, log = start_one_command_portal(server_process, "examples/hybrid_portal/app.py", free_port, certs_dir,
-                                         portal_tls)
+def hybrid_portal(
+    server_process: Any, free_port: int, certs_dir: Path, portal_tls: tuple[Path, Path]
+) -> dict[str, Any]:
+    proc, log = start_one_command_portal(
+        server_process, "examples/hybrid_portal/app.py", free_port, certs_dir, portal_tls
+    )
     hub = re.search(r"hub (https://\S+/hub/)", log).group(1)  # type: ignore[union-attr]
     tenant = re.search(r"Qlik Cloud tenant: (https://\S+)", log).group(1)  # type: ignore[union-attr]
-    return {"base": f"https://localhost:{free_port}", "hub": hub, "tenant": tenant, "ca": str(certs_dir / "root.pem"),
-            "log": proc.log_path}
+    return {
+        "base": f"https://localhost:{free_port}",
+        "hub": hub,
+        "tenant": tenant,
+        "ca": str(certs_dir / "root.pem"),
+        "log": proc.log_path,
+    }
 
 
 def portal_sign_in(page: Any, base: str, user: str) -> None:
-    """From the portal's home page, its "Sign in" link and login form (e2e_helpers.sign_in), back home."""
+    """From the portal's home page, its "Sign in" link and login form (e2e_helpers.sign_in), back
+    home."""
     page.goto(base + "/")
     page.click("#sign-in")
     sign_in(page, page.url, user)
@@ -42,25 +52,33 @@ def portal_sign_in(page: Any, base: str, user: str) -> None:
 def embedded_identity(page: Any, base: str) -> dict[str, str]:
     page.goto(base + "/embed")
     page.wait_for_selector("qlik-embed[data-state]")
-    assert page.get_attribute("qlik-embed", "data-state") == "ready", page.text_content("qlik-embed")
+    assert page.get_attribute("qlik-embed", "data-state") == "ready", page.text_content(
+        "qlik-embed"
+    )
     return {k: page.text_content(f"#cloud-{k}") for k in ("email", "subject", "groups")}
 
 
 def token_endpoint(page: Any) -> dict[str, Any]:
     """What the portal's token endpoint answers the page (status, and the token when 200)."""
     return page.evaluate("""async () => {
-        const r = await fetch("/qlik/cloud/access-token", {method: "POST", credentials: "same-origin"});
+        const r = await fetch("/qlik/cloud/access-token", {method: "POST", credentials:
+        "same-origin"});
         return {status: r.status, body: await r.text()};
     }""")
 
 
 def me(portal: dict[str, Any], token: str) -> requests.Response:
-    return requests.get(portal["tenant"] + "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"},
-                        verify=portal["ca"], timeout=10)
+    return requests.get(
+        portal["tenant"] + "/api/v1/users/me",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=portal["ca"],
+        timeout=10,
+    )
 
 
 def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
-        chromium: Any, hybrid_portal: dict[str, Any], artifacts_dir: Path) -> None:
+    chromium: Any, hybrid_portal: dict[str, Any], artifacts_dir: Path
+) -> None:
     base, hub = hybrid_portal["base"], hybrid_portal["hub"]
     a, b = chromium.new_context(), chromium.new_context()
     try:
@@ -78,7 +96,11 @@ def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
 
         # Qlik Cloud: the embed page's token fetch yields /api/v1/users/me as the same person
         cloud = embedded_identity(pa, base)
-        assert cloud == {"email": "ann@example.com", "subject": "ann@example.com", "groups": "Sales, Finance"}
+        assert cloud == {
+            "email": "ann@example.com",
+            "subject": "ann@example.com",
+            "groups": "Sales, Finance",
+        }
         pa.screenshot(path=str(artifacts_dir / "hybrid-embed-ann.png"))
         answer = token_endpoint(pa)
         assert answer["status"] == 200
@@ -87,10 +109,14 @@ def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
 
         # another site's page cannot read the token (the hub's origin is another origin)
         pa.goto(hub)
-        cross = pa.evaluate("""async (url) => {
-            try { const r = await fetch(url, {method: "POST", credentials: "include"}); return "read " + r.status; }
+        cross = pa.evaluate(
+            """async (url) => {
+            try { const r = await fetch(url, {method: "POST", credentials: "include"});
+            return "read " + r.status; }
             catch (e) { return "blocked"; }
-        }""", base + "/qlik/cloud/access-token")
+        }""",
+            base + "/qlik/cloud/access-token",
+        )
         assert cross == "blocked"
 
         # ben, in another browser, is signed in to the hub too
@@ -104,9 +130,9 @@ def test_one_sign_in_one_person_in_the_hub_and_in_qlik_cloud_one_sign_out(
         pa.click("#sign-out")
         pa.wait_for_url(base + "/")
         assert pa.query_selector("#nobody") is not None
-        assert me(hybrid_portal, token).status_code == 401        # the cloud token is revoked
-        assert token_endpoint(pa)["status"] == 401                 # and the endpoint refuses
-        pa.goto(hub)                                               # no hub session: back to the portal's login
+        assert me(hybrid_portal, token).status_code == 401  # the cloud token is revoked
+        assert token_endpoint(pa)["status"] == 401  # and the endpoint refuses
+        pa.goto(hub)  # no hub session: back to the portal's login
         assert pa.url.startswith(base + "/login"), pa.url
         pa.goto(base + "/embed")
         assert pa.url.startswith(base + "/login"), pa.url

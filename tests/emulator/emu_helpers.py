@@ -31,7 +31,9 @@ def browser_session(certs) -> requests.Session:
     return s
 
 
-def call(s: requests.Session, emu, method: str, path: str, prefix: str = "portal", **kw) -> requests.Response:
+def call(
+    s: requests.Session, emu, method: str, path: str, prefix: str = "portal", **kw
+) -> requests.Response:
     """One QPS API call with a fresh xrfkey in the query and the header."""
     key = xrf()
     url = f"{emu.rest_uri_for(prefix)}{path}"
@@ -41,8 +43,18 @@ def call(s: requests.Session, emu, method: str, path: str, prefix: str = "portal
 
 
 def ticket(s, emu, user_id="jdoe", prefix="portal", **extra) -> str:
-    r = call(s, emu, "POST", "ticket", prefix,
-             json={"UserDirectory": "ACME", "UserId": user_id,
-                   "Attributes": [{"group": "Sales"}, {"group": "Finance"}], **extra})
+    r = call(
+        s,
+        emu,
+        "POST",
+        "ticket",
+        prefix,
+        json={
+            "UserDirectory": "ACME",
+            "UserId": user_id,
+            "Attributes": [{"group": "Sales"}, {"group": "Finance"}],
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["Ticket"]

@@ -36,8 +36,9 @@ def _refused(port: int) -> bool:
 
 
 def _signed_in(browser, emu) -> bool:
-    r = browser.get(emu.hub_url_for("portal"), headers={"Accept": "application/json"},
-                    allow_redirects=False)
+    r = browser.get(
+        emu.hub_url_for("portal"), headers={"Accept": "application/json"}, allow_redirects=False
+    )
     return r.status_code == 200 and r.json().get("userId") == "jdoe"
 
 
@@ -104,8 +105,16 @@ def test_a_crash_is_one_instant_for_both_ports(emu, api, browser):
 
 
 def test_restart_of_a_running_node_also_loses_its_sessions(emu, api):
-    assert call(api, emu, "POST", "session", json={"UserDirectory": "ACME", "UserId": "jdoe",
-                                                   "SessionId": str(uuid.uuid4())}).status_code == 201
+    assert (
+        call(
+            api,
+            emu,
+            "POST",
+            "session",
+            json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": str(uuid.uuid4())},
+        ).status_code
+        == 201
+    )
     emu.inject("hang", port="hub")
     emu.restart()
     assert emu.state.sessions() == [] and emu.faults == {}
@@ -114,18 +123,31 @@ def test_restart_of_a_running_node_also_loses_its_sessions(emu, api):
 
 def test_a_crash_resets_websockets_without_a_session_message(emu, api, certs):
     sid = str(uuid.uuid4())
-    assert call(api, emu, "POST", "session", json={"UserDirectory": "ACME", "UserId": "jdoe",
-                                                   "SessionId": sid}).status_code == 201
+    assert (
+        call(
+            api,
+            emu,
+            "POST",
+            "session",
+            json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": sid},
+        ).status_code
+        == 201
+    )
     token = emu.state.session(sid).csrf_token
     ws = websocket.create_connection(
         f"wss://localhost:{emu.hub_port}/portal/app/abc?qlik-csrf-token={token}",
-        header=[f"Cookie: X-Qlik-Session-portal={sid}"], origin=emu.hub_url, timeout=5,
-        sslopt={"ca_certs": str(certs / "root.pem")})
+        header=[f"Cookie: X-Qlik-Session-portal={sid}"],
+        origin=emu.hub_url,
+        timeout=5,
+        sslopt={"ca_certs": str(certs / "root.pem")},
+    )
     try:
         assert "jdoe" in ws.recv()
         emu.crash()
         # no OnSessionClosed/LoggedOut notice: the connection just dies
-        with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+        with pytest.raises(
+            (websocket.WebSocketConnectionClosedException, ConnectionError, OSError)
+        ):
             while True:
                 msg = ws.recv()
                 assert "OnSession" not in msg, msg
@@ -144,8 +166,9 @@ def test_other_faults_wait_for_the_restart(emu):
 
 
 def test_a_crashed_node_frees_the_users_site_wide_session_count(certs):
-    with EmulatorCluster(2, certs_dir=certs, max_sessions_per_user=2,
-                         virtual_proxies=[VirtualProxy("portal")]) as site:
+    with EmulatorCluster(
+        2, certs_dir=certs, max_sessions_per_user=2, virtual_proxies=[VirtualProxy("portal")]
+    ) as site:
         qps = QpsClient(site.qps_urls, site.certs_dir, virtual_proxy="portal", timeout=1.0)
         try:
             qps.add_session(USER, str(uuid.uuid4()))
@@ -175,10 +198,27 @@ def test_client_sees_a_crashed_single_node_as_a_connection_error(emu):
 
 def test_cli_crash_and_restart_from_stdin(certs):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qlikauth.emulator", "--certs", str(certs), "--qps-port", "0",
-         "--hub-port", "0", "--virtual-proxy", "prefix=portal", "--control", "stdin",
-         "--log-level", "WARNING"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "qlikauth.emulator",
+            "--certs",
+            str(certs),
+            "--qps-port",
+            "0",
+            "--hub-port",
+            "0",
+            "--virtual-proxy",
+            "prefix=portal",
+            "--control",
+            "stdin",
+            "--log-level",
+            "WARNING",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines: list[str] = []
         while not lines or "Press Ctrl-C" not in lines[-1]:

@@ -38,7 +38,9 @@ def cluster(certs):
 
 
 def _client(c, **kw) -> QpsClient:
-    return QpsClient(c.qps_urls, c.certs_dir, virtual_proxy="portal", timeout=kw.pop("timeout", 1.0), **kw)
+    return QpsClient(
+        c.qps_urls, c.certs_dir, virtual_proxy="portal", timeout=kw.pop("timeout", 1.0), **kw
+    )
 
 
 # -- each fault on the wire ---------------------------------------------------------------------
@@ -54,7 +56,10 @@ def test_refuse_closes_the_port_and_clearing_listens_again(emu, api):
 
 def test_error_answers_the_status(emu, api):
     with emu.fault("error", status=502):
-        assert call(api, emu, "POST", "ticket", json={"UserDirectory": "A", "UserId": "b"}).status_code == 502
+        assert (
+            call(api, emu, "POST", "ticket", json={"UserDirectory": "A", "UserId": "b"}).status_code
+            == 502
+        )
     assert emu.state.tickets_issued == 0
     assert call(api, emu, "GET", "alive", prefix="").status_code == 200
 
@@ -63,8 +68,11 @@ def test_drop_resets_after_reading_and_hang_never_answers(emu, api):
     with emu.fault("drop"), pytest.raises(requests.exceptions.ConnectionError):
         call(api, emu, "GET", "alive", prefix="")
     with emu.fault("hang"), pytest.raises(requests.exceptions.ReadTimeout):
-        api.get(f"{emu.qps_url}/qps/alive?xrfkey=abcdefghijklmnop", headers={"X-Qlik-Xrfkey": "abcdefghijklmnop"},
-                timeout=(5, 0.5))
+        api.get(
+            f"{emu.qps_url}/qps/alive?xrfkey=abcdefghijklmnop",
+            headers={"X-Qlik-Xrfkey": "abcdefghijklmnop"},
+            timeout=(5, 0.5),
+        )
     assert emu.fault_hits() == 2
     assert emu.state.qps_requests == 0  # neither reached the QPS API
     assert call(api, emu, "GET", "alive", prefix="").json() is True
@@ -96,7 +104,9 @@ def test_a_fault_holds_at_most_max_hang_seconds_as_the_docs_say():
     assert f"at most {MAX_HANG:g} s" in doc and f"at most {MAX_HANG:g})" in doc
 
 
-@pytest.mark.parametrize(("kind", "port"), [("hang", "qps"), ("slow", "qps"), ("hang", "hub"), ("slow", "hub")])
+@pytest.mark.parametrize(
+    ("kind", "port"), [("hang", "qps"), ("slow", "qps"), ("hang", "hub"), ("slow", "hub")]
+)
 def test_a_client_giving_up_during_a_fault_logs_no_error(certs, caplog, kind, port):
     import logging
     import time
@@ -106,10 +116,16 @@ def test_a_client_giving_up_during_a_fault_logs_no_error(certs, caplog, kind, po
         e.inject(kind, port=port, seconds=None if kind == "hang" else 0.3)
         ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
         ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
-        with socket.create_connection(("127.0.0.1", e.qps_port if port == "qps" else e.hub_port),
-                                      timeout=5) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"GET /qps/alive?xrfkey=abcdefghijklmnop HTTP/1.1\r\nHost: localhost\r\n"
-                        b"X-Qlik-Xrfkey: abcdefghijklmnop\r\n\r\n")
+        with (
+            socket.create_connection(
+                ("127.0.0.1", e.qps_port if port == "qps" else e.hub_port), timeout=5
+            ) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(
+                b"GET /qps/alive?xrfkey=abcdefghijklmnop HTTP/1.1\r\nHost: localhost\r\n"
+                b"X-Qlik-Xrfkey: abcdefghijklmnop\r\n\r\n"
+            )
             time.sleep(0.1)  # the request is held ...
         time.sleep(0.5)  # ... the client has gone; a slow answer comes to nobody
         assert e.fault_hits(port) == 1
@@ -131,19 +147,26 @@ def _handshake(emu, certs, *, client_cert=True, port=None):
     ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
     if client_cert:
         ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
-    with socket.create_connection(("127.0.0.1", port or emu.qps_port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(b"GET /qps/alive?xrfkey=abcdefghijklmnop HTTP/1.1\r\nHost: localhost\r\n"
-                    b"X-Qlik-Xrfkey: abcdefghijklmnop\r\n\r\n")
+    with (
+        socket.create_connection(("127.0.0.1", port or emu.qps_port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(
+            b"GET /qps/alive?xrfkey=abcdefghijklmnop HTTP/1.1\r\nHost: localhost\r\n"
+            b"X-Qlik-Xrfkey: abcdefghijklmnop\r\n\r\n"
+        )
         return tls.recv(4096)
 
 
-@pytest.mark.parametrize("kind,error", [
-    ("wrong-host", "Hostname mismatch|doesn't match"),
-    ("expired-cert", "certificate has expired"),
-    ("untrusted-cert", "unable to get local issuer certificate|self.signed"),
-    ("client-ca", "unknown ca|UNKNOWN_CA"),
-])
+@pytest.mark.parametrize(
+    "kind,error",
+    [
+        ("wrong-host", "Hostname mismatch|doesn't match"),
+        ("expired-cert", "certificate has expired"),
+        ("untrusted-cert", "unable to get local issuer certificate|self.signed"),
+        ("client-ca", "unknown ca|UNKNOWN_CA"),
+    ],
+)
 def test_tls_faults_fail_the_handshake_as_a_real_server_would(emu, certs, kind, error):
     assert _handshake(emu, certs).startswith(b"HTTP/1.1 200")
     with emu.fault(kind):
@@ -237,10 +260,29 @@ def test_cli_starts_with_a_fault_and_switches_them_from_stdin(certs):
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qlikauth.emulator", "--certs", str(certs), "--qps-port", "0", "--hub-port", "0",
-         "--virtual-proxy", "prefix=portal", "--fault", "qps:error,status=502", "--control", "stdin",
-         "--log-level", "WARNING"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "qlikauth.emulator",
+            "--certs",
+            str(certs),
+            "--qps-port",
+            "0",
+            "--hub-port",
+            "0",
+            "--virtual-proxy",
+            "prefix=portal",
+            "--fault",
+            "qps:error,status=502",
+            "--control",
+            "stdin",
+            "--log-level",
+            "WARNING",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         while not lines or "Press Ctrl-C" not in lines[-1]:

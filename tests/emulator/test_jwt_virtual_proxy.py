@@ -1,4 +1,5 @@
-"""A real engine websocket through the emulated QSEoW JWT virtual proxy, driven by qlikauth's JwtAuthenticator.
+"""A real engine websocket through the emulated QSEoW JWT virtual proxy, driven by qlikauth's
+JwtAuthenticator.
 
 Since November 2024: the JWT makes the session; the websocket carries the session cookie, the
 CSRF token from /qps/csrftoken and an allowed Origin, and no Authorization header.
@@ -24,24 +25,37 @@ USER = QlikUser("ACME", "jdoe", [("group", "Sales"), ("group", "Finance")])
 
 @pytest.fixture
 def emu():
-    vp = VirtualProxy("jwt", method="jwt", jwt_certificate=KEY.certificate_pem(),
-                      jwt_user_id_attribute="uid", jwt_user_directory_attribute="dir")
+    vp = VirtualProxy(
+        "jwt",
+        method="jwt",
+        jwt_certificate=KEY.certificate_pem(),
+        jwt_user_id_attribute="uid",
+        jwt_user_directory_attribute="dir",
+    )
     with Emulator(virtual_proxies=[vp]) as e:
         yield e
 
 
 @pytest.fixture
 def auth(emu):
-    a = JwtAuthenticator(KEY, f"{emu.hub_url}/jwt/", user_id_claim="uid", user_directory_claim="dir",
-                         verify=emu.certs_dir / "root.pem")
+    a = JwtAuthenticator(
+        KEY,
+        f"{emu.hub_url}/jwt/",
+        user_id_claim="uid",
+        user_directory_claim="dir",
+        verify=emu.certs_dir / "root.pem",
+    )
     yield a
     a.close()
 
 
 def _ws(emu, url, headers):
     return websocket.create_connection(
-        url, timeout=5, header=[f"{k}: {v}" for k, v in headers.items()],
-        sslopt={"ca_certs": str(emu.certs_dir / "root.pem"), "cert_reqs": ssl.CERT_REQUIRED})
+        url,
+        timeout=5,
+        header=[f"{k}: {v}" for k, v in headers.items()],
+        sslopt={"ca_certs": str(emu.certs_dir / "root.pem"), "cert_reqs": ssl.CERT_REQUIRED},
+    )
 
 
 def test_websocket_with_the_csrf_token_succeeds(emu, auth):
@@ -69,15 +83,22 @@ def test_websocket_without_the_csrf_token_is_refused_403(emu, auth):
 def test_websocket_that_still_sends_authorization_is_refused(emu, auth):
     signed = auth.sign_in(USER)
     csrf = auth.csrf_token(signed.session_id)
-    headers = dict(auth.websocket_headers(signed.session_id), Authorization=f"Bearer {auth.mint(USER)}")
+    headers = dict(
+        auth.websocket_headers(signed.session_id), Authorization=f"Bearer {auth.mint(USER)}"
+    )
     with pytest.raises(websocket.WebSocketBadStatusException) as exc:
         _ws(emu, auth.engine_url("app-1", csrf), headers)
     assert exc.value.status_code == 403  # the token made a new session the CSRF token is not for
 
 
 def test_jwt_proxy_refuses_bad_tokens(emu, auth):
-    other = JwtAuthenticator(SigningKey.generate("RS256"), f"{emu.hub_url}/jwt/", user_id_claim="uid",
-                             user_directory_claim="dir", verify=emu.certs_dir / "root.pem")
+    other = JwtAuthenticator(
+        SigningKey.generate("RS256"),
+        f"{emu.hub_url}/jwt/",
+        user_id_claim="uid",
+        user_directory_claim="dir",
+        verify=emu.certs_dir / "root.pem",
+    )
     with pytest.raises(QlikEndpointHTTPError) as exc:
         other.sign_in(USER)  # signed by a key the proxy's certificate does not hold
     assert exc.value.status_code == 401
@@ -85,12 +106,21 @@ def test_jwt_proxy_refuses_bad_tokens(emu, auth):
     with pytest.raises(QlikEndpointHTTPError) as exc:
         wrong_names.sign_in(USER)  # userId/userDirectory, but the proxy reads uid/dir
     assert exc.value.status_code == 401
-    expired = JwtAuthenticator(KEY, f"{emu.hub_url}/jwt/", user_id_claim="uid", user_directory_claim="dir",
-                               verify=emu.certs_dir / "root.pem")
+    expired = JwtAuthenticator(
+        KEY,
+        f"{emu.hub_url}/jwt/",
+        user_id_claim="uid",
+        user_directory_claim="dir",
+        verify=emu.certs_dir / "root.pem",
+    )
     import requests
 
-    r = requests.get(f"{emu.hub_url}/jwt/qps/user", verify=str(emu.certs_dir / "root.pem"), timeout=5,
-                     headers={"Authorization": f"Bearer {expired.mint(USER, now=1_000_000_000)}"})
+    r = requests.get(
+        f"{emu.hub_url}/jwt/qps/user",
+        verify=str(emu.certs_dir / "root.pem"),
+        timeout=5,
+        headers={"Authorization": f"Bearer {expired.mint(USER, now=1_000_000_000)}"},
+    )
     assert r.status_code == 401
 
 
@@ -99,9 +129,15 @@ def test_cli_spec_for_a_jwt_virtual_proxy(tmp_path):
 
     cert = KEY.certificate_pem()
     (tmp_path / "jwt.pem").write_text(cert)
-    vp = parse_virtual_proxy(f"prefix=jwt,method=jwt,jwt_cert={tmp_path / 'jwt.pem'},jwt_user_id=uid,"
-                             "jwt_user_directory=dir")
-    assert (vp.method, vp.jwt_user_id_attribute, vp.jwt_user_directory_attribute) == ("jwt", "uid", "dir")
+    vp = parse_virtual_proxy(
+        f"prefix=jwt,method=jwt,jwt_cert={tmp_path / 'jwt.pem'},jwt_user_id=uid,"
+        "jwt_user_directory=dir"
+    )
+    assert (vp.method, vp.jwt_user_id_attribute, vp.jwt_user_directory_attribute) == (
+        "jwt",
+        "uid",
+        "dir",
+    )
     assert vp.jwt_certificate == cert
     from qlikauth.exceptions import ConfigurationError
 
@@ -123,18 +159,26 @@ def test_csrf_token_goes_through_qlikauth_engine_with_the_proxy_ca(emu, auth, mo
 
     monkeypatch.setattr("qlikauth.authenticators.jwt.fetch_csrf_token", spy)
     signed = auth.sign_in(USER)
-    assert auth.csrf_token(signed.session_id) == emu.state.session(signed.session_id, "jwt").csrf_token
+    assert (
+        auth.csrf_token(signed.session_id) == emu.state.session(signed.session_id, "jwt").csrf_token
+    )
     assert calls and calls[0]["verify"] == str(emu.certs_dir / "root.pem")
     with pytest.raises(QlikEndpointError, match="not valid on this virtual proxy"):
         auth.csrf_token("no-such-session")
-    assert auth.engine_url("a b", "t/k") == engine.engine_websocket_url(auth.proxy_url, "a b", "t/k")
+    assert auth.engine_url("a b", "t/k") == engine.engine_websocket_url(
+        auth.proxy_url, "a b", "t/k"
+    )
 
 
 def _get(emu, token):
     import requests
 
-    return requests.get(f"{emu.hub_url}/jwt/qps/user", verify=str(emu.certs_dir / "root.pem"), timeout=5,
-                        headers={"Authorization": f"Bearer {token}"})
+    return requests.get(
+        f"{emu.hub_url}/jwt/qps/user",
+        verify=str(emu.certs_dir / "root.pem"),
+        timeout=5,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def test_a_token_not_valid_yet_is_refused(emu, auth):

@@ -1,4 +1,5 @@
-"""The emulated QPS REST API over real mutual TLS: xrfkey, certificates, tickets, sessions, users."""
+"""The emulated QPS REST API over real mutual TLS: xrfkey, certificates, tickets, sessions,
+users."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ def emu(certs):
         yield e
 
 
-@pytest.mark.parametrize("query,header", [
-    (None, None),                                   # neither
-    ("abcdefghijklmnop", None),                     # header missing
-    (None, "abcdefghijklmnop"),                     # query missing
-    ("abcdefghijklmnop", "abcdefghijklmnoq"),       # mismatch
-    ("abcdefghijklmn-p", "abcdefghijklmn-p"),       # bad character
-    ("abcdefghijklmno", "abcdefghijklmno"),         # 15 characters
-])
+@pytest.mark.parametrize(
+    "query,header",
+    [
+        (None, None),  # neither
+        ("abcdefghijklmnop", None),  # header missing
+        (None, "abcdefghijklmnop"),  # query missing
+        ("abcdefghijklmnop", "abcdefghijklmnoq"),  # mismatch
+        ("abcdefghijklmn-p", "abcdefghijklmn-p"),  # bad character
+        ("abcdefghijklmno", "abcdefghijklmno"),  # 15 characters
+    ],
+)
 def test_xrfkey_rule(emu, api, query, header):
     url = emu.rest_uri_for("portal") + "ticket" + (f"?xrfkey={query}" if query else "")
     r = api.post(url, json=USER, headers={"X-Qlik-Xrfkey": header} if header else {})
@@ -40,7 +44,11 @@ def test_xrfkey_rule(emu, api, query, header):
 
 def test_xrfkey_parameter_name_is_case_insensitive(emu, api):
     key = xrf()
-    r = api.post(f"{emu.rest_uri_for('portal')}ticket?XrfKey={key}", json=USER, headers={"x-qlik-xrfkey": key})
+    r = api.post(
+        f"{emu.rest_uri_for('portal')}ticket?XrfKey={key}",
+        json=USER,
+        headers={"x-qlik-xrfkey": key},
+    )
     assert r.status_code == 201
 
 
@@ -48,8 +56,10 @@ def _raw_request(certs, port, ctx):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             key = xrf()
-            tls.sendall(f"GET /qps/alive?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\n"
-                        f"X-Qlik-Xrfkey: {key}\r\n\r\n".encode())
+            tls.sendall(
+                f"GET /qps/alive?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\n"
+                f"X-Qlik-Xrfkey: {key}\r\n\r\n".encode()
+            )
             return tls.recv(4096)
 
 
@@ -79,21 +89,40 @@ def test_alive(emu, api):
 
 def test_ticket_answer_upper_cases_the_user_directory(emu, api, browser):
     # as a published QPS answer does; the user id and attributes are echoed as sent
-    r = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
-                                                "Attributes": [{"Group": "Sales"}]})
+    r = call(
+        api,
+        emu,
+        "POST",
+        "ticket",
+        json={"UserDirectory": "acme", "UserId": "JDoe", "Attributes": [{"Group": "Sales"}]},
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["UserDirectory"] == "ACME" and body["UserId"] == "JDoe"
     assert body["Attributes"] == [{"Group": "Sales"}]
     # the same body again (answered from the emulator's cache) says the same
-    again = call(api, emu, "POST", "ticket", json={"UserDirectory": "acme", "UserId": "JDoe",
-                                                    "Attributes": [{"Group": "Sales"}]}).json()
+    again = call(
+        api,
+        emu,
+        "POST",
+        "ticket",
+        json={"UserDirectory": "acme", "UserId": "JDoe", "Attributes": [{"Group": "Sales"}]},
+    ).json()
     assert again["UserDirectory"] == "ACME" and again["Ticket"] != body["Ticket"]
 
 
 def test_ticket_answer_is_pascal_case_and_camel_case_input_is_accepted(emu, api):
-    r = call(api, emu, "POST", "ticket", json={"userDirectory": " ACME ", "userId": "jdoe",
-                                                "attributes": [{"group": "Sales"}, {"email": ""}]})
+    r = call(
+        api,
+        emu,
+        "POST",
+        "ticket",
+        json={
+            "userDirectory": " ACME ",
+            "userId": "jdoe",
+            "attributes": [{"group": "Sales"}, {"email": ""}],
+        },
+    )
     assert r.status_code == 201
     body = r.json()
     assert set(body) == {"UserDirectory", "UserId", "Attributes", "Ticket", "TargetUri"}
@@ -103,14 +132,17 @@ def test_ticket_answer_is_pascal_case_and_camel_case_input_is_accepted(emu, api)
     assert len(body["Ticket"]) >= 16
 
 
-@pytest.mark.parametrize("body,fragment", [
-    (b"{not json", "not valid JSON"),
-    (b"[1]", "JSON object"),
-    (b'{"UserDirectory": "ACME", "UserId": "a\\\\b"}', "backslash"),
-    (b'{"UserDirectory": "   ", "UserId": "x"}', "whitespace"),
-    (b'{"UserDirectory": "ACME", "UserId": "x", "Attributes": [{"g": 5}]}', "string"),
-    (b"{'UserDirectory': 'ACME', 'UserId': 'x}", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"UserDirectory": "ACME", "UserId": "a\\\\b"}', "backslash"),
+        (b'{"UserDirectory": "   ", "UserId": "x"}', "whitespace"),
+        (b'{"UserDirectory": "ACME", "UserId": "x", "Attributes": [{"g": 5}]}', "string"),
+        (b"{'UserDirectory': 'ACME', 'UserId': 'x}", "not valid JSON"),
+    ],
+)
 def test_bad_bodies_get_400_with_a_message(emu, api, body, fragment):
     r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400
@@ -118,10 +150,15 @@ def test_bad_bodies_get_400_with_a_message(emu, api, body, fragment):
     assert "Traceback" not in r.text
 
 
-@pytest.mark.parametrize("body", [
-    b"{'UserDirectory': 'ACME', 'UserId': 'jdoe', 'Attributes': [{'group': 'Sales'}]}",  # single quotes
-    b'{"userdirectory": "ACME", "USERID": "jdoe", "attributes": [{"group": "Sales"}]}',  # any key case
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        # single quotes
+        b"{'UserDirectory': 'ACME', 'UserId': 'jdoe', 'Attributes': [{'group': 'Sales'}]}",
+        # any key case
+        b'{"userdirectory": "ACME", "USERID": "jdoe", "attributes": [{"group": "Sales"}]}',
+    ],
+)
 def test_bodies_qps_takes_though_they_are_not_strict_json(emu, api, body):
     """QPS's .NET JSON reader takes single-quoted strings and property names in any case."""
     r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
@@ -132,12 +169,23 @@ def test_bodies_qps_takes_though_they_are_not_strict_json(emu, api, body):
 
 def test_attribute_values_qlikauth_refuses_to_send_are_taken_as_qlik_takes_them(emu, api, browser):
     long_value = "x" * 2000
-    r = call(api, emu, "POST", "ticket", json={
-        "UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "a;b"}, {"note": long_value}]})
+    r = call(
+        api,
+        emu,
+        "POST",
+        "ticket",
+        json={
+            "UserDirectory": "ACME",
+            "UserId": "jdoe",
+            "Attributes": [{"group": "a;b"}, {"note": long_value}],
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["Attributes"] == [{"group": "a;b"}, {"note": long_value}]
-    page = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={r.json()['Ticket']}",
-                       headers={"Accept": "application/json"})
+    page = browser.get(
+        f"{emu.hub_url_for('portal')}?qlikTicket={r.json()['Ticket']}",
+        headers={"Accept": "application/json"},
+    )
     assert page.json()["attributes"] == [{"group": "a;b"}, {"note": long_value}]
 
 
@@ -150,14 +198,20 @@ def test_qps_paths_and_host_as_qlik_takes_them(emu, api, certs):
     assert r.status_code == 200 and r.json() is True
     # a Host other than the node's name (a load balancer's, an address) is served
     key = xrf()
-    r = api.post(f"{emu.rest_uri_for('portal')}ticket?xrfkey={key}", json=USER, timeout=10,
-                 headers={"X-Qlik-Xrfkey": key, "Host": "qlik-lb.example.com"})
+    r = api.post(
+        f"{emu.rest_uri_for('portal')}ticket?xrfkey={key}",
+        json=USER,
+        timeout=10,
+        headers={"X-Qlik-Xrfkey": key, "Host": "qlik-lb.example.com"},
+    )
     assert r.status_code == 201, r.text
 
 
 def test_unknown_prefix_is_404(emu, api):
     assert call(api, emu, "POST", "ticket", prefix="nosuchproxy", json=USER).status_code == 404
-    assert call(api, emu, "POST", "ticket", prefix="", json=USER).status_code == 201  # default proxy
+    assert (
+        call(api, emu, "POST", "ticket", prefix="", json=USER).status_code == 201
+    )  # default proxy
 
 
 def test_ticket_single_use(emu, api, browser):
@@ -167,7 +221,10 @@ def test_ticket_single_use(emu, api, browser):
     browser.cookies.clear()
     again = browser.get(url, allow_redirects=False)
     # no module URI on this virtual proxy: back to Qlik's internal module (the form login)
-    assert again.status_code == 302 and "/portal/internal_forms_authentication/?targetId=" in again.headers["Location"]
+    assert (
+        again.status_code == 302
+        and "/portal/internal_forms_authentication/?targetId=" in again.headers["Location"]
+    )
     assert "Set-Cookie" not in again.headers
 
 
@@ -179,29 +236,58 @@ def test_ticket_expires(certs, api, browser):
     with emu:
         fresh, stale = ticket(api, emu), ticket(api, emu)
         now[0] += 59.0
-        assert browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={fresh}", allow_redirects=False).status_code == 200
+        assert (
+            browser.get(
+                f"{emu.hub_url_for('portal')}?qlikTicket={fresh}", allow_redirects=False
+            ).status_code
+            == 200
+        )
         browser.cookies.clear()
-        now[0] += 2.0   # 61 s after issue: past ticket_ttl
+        now[0] += 2.0  # 61 s after issue: past ticket_ttl
         r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={stale}", allow_redirects=False)
-        assert r.status_code == 302 and "/portal/internal_forms_authentication/" in r.headers["Location"]
-        assert [s.user.user_id for s in emu.state.sessions()] == [USER["UserId"]]   # only the fresh one
+        assert (
+            r.status_code == 302
+            and "/portal/internal_forms_authentication/" in r.headers["Location"]
+        )
+        assert [s.user.user_id for s in emu.state.sessions()] == [
+            USER["UserId"]
+        ]  # only the fresh one
 
 
 def test_ticket_only_for_its_virtual_proxy(certs, api, browser):
-    with Emulator(certs_dir=certs, virtual_proxies=[VirtualProxy("portal"), VirtualProxy("other")]) as emu:
+    with Emulator(
+        certs_dir=certs, virtual_proxies=[VirtualProxy("portal"), VirtualProxy("other")]
+    ) as emu:
         t = ticket(api, emu, prefix="other")
         r = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}", allow_redirects=False)
-        assert r.status_code == 302 and "/portal/internal_forms_authentication/" in r.headers["Location"]
+        assert (
+            r.status_code == 302
+            and "/portal/internal_forms_authentication/" in r.headers["Location"]
+        )
 
 
 def test_session_crud_and_user_logout(emu, api):
     sid = str(uuid.uuid4())
-    r = call(api, emu, "POST", "session", json={**USER, "Attributes": [{"group": "X"}], "SessionId": sid})
+    r = call(
+        api, emu, "POST", "session", json={**USER, "Attributes": [{"group": "X"}], "SessionId": sid}
+    )
     assert r.status_code == 201
-    assert r.json() == {"UserDirectory": "ACME", "UserId": "jdoe", "Attributes": [{"group": "X"}],
-                        "UserName": "jdoe", "SessionId": sid, "NewUser": True}
+    assert r.json() == {
+        "UserDirectory": "ACME",
+        "UserId": "jdoe",
+        "Attributes": [{"group": "X"}],
+        "UserName": "jdoe",
+        "SessionId": sid,
+        "NewUser": True,
+    }
     second = str(uuid.uuid4())
-    r = call(api, emu, "POST", "session", json={"userDirectory": "acme", "userId": "JDOE", "sessionId": second})
+    r = call(
+        api,
+        emu,
+        "POST",
+        "session",
+        json={"userDirectory": "acme", "userId": "JDOE", "sessionId": second},
+    )
     assert r.status_code == 201 and r.json()["NewUser"] is False  # users compare case-insensitively
     assert call(api, emu, "GET", f"session/{sid}").json()["SessionId"] == sid
     assert {s["SessionId"] for s in call(api, emu, "GET", "session").json()} == {sid, second}
@@ -219,14 +305,22 @@ def test_session_crud_and_user_logout(emu, api):
 
 def test_five_sessions_per_user(emu, api, browser):
     for _ in range(5):
-        assert call(api, emu, "POST", "session", json={**USER, "SessionId": str(uuid.uuid4())}).status_code == 201
+        assert (
+            call(
+                api, emu, "POST", "session", json={**USER, "SessionId": str(uuid.uuid4())}
+            ).status_code
+            == 201
+        )
     r = call(api, emu, "POST", "session", json={**USER, "SessionId": str(uuid.uuid4())})
     assert r.status_code == 409 and "too many sessions active in parallel" in r.text
     t = ticket(api, emu)
     page = browser.get(f"{emu.hub_url_for('portal')}?qlikTicket={t}", allow_redirects=False)
     assert page.status_code == 403 and "too many sessions active in parallel" in page.text
     assert len(call(api, emu, "DELETE", "user/ACME/jdoe").json()) == 5
-    assert call(api, emu, "POST", "session", json={**USER, "SessionId": str(uuid.uuid4())}).status_code == 201
+    assert (
+        call(api, emu, "POST", "session", json={**USER, "SessionId": str(uuid.uuid4())}).status_code
+        == 201
+    )
 
 
 def test_connections_are_reused_by_a_pooled_client(emu, certs):
@@ -261,16 +355,22 @@ def test_many_concurrent_clients(emu, certs):
 
 
 def test_each_keep_alive_answer_is_one_tls_record(emu, certs):
-    """Head and body in one write: no Nagle/delayed-ACK stall between them (was ~40 ms a request)."""
+    """Head and body in one write: no Nagle/delayed-ACK stall between them (was ~40 ms a
+    request)."""
     ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
     ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
     body = b'{"UserDirectory":"ACME","UserId":"jdoe"}'
-    with socket.create_connection(("127.0.0.1", emu.qps_port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", emu.qps_port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         for _ in range(20):
             key = xrf()
-            tls.sendall(f"POST /qps/portal/ticket?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\n"
-                        f"X-Qlik-Xrfkey: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            tls.sendall(
+                f"POST /qps/portal/ticket?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\n"
+                f"X-Qlik-Xrfkey: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             # An SSL read returns at most one record: the whole answer comes in the first one.
             first = tls.recv(65536)
             assert first.startswith(b"HTTP/1.1 201") and first.endswith(b"}"), first
@@ -278,7 +378,8 @@ def test_each_keep_alive_answer_is_one_tls_record(emu, certs):
 
 
 def test_health_and_about_as_the_spec_lists_them(emu, api):
-    # qps-openapi.json: /health a string, /about/default an object of objects, /about/description strings
+    # qps-openapi.json: /health a string, /about/default an object of objects,
+    # /about/description strings
     health = call(api, emu, "GET", "health", prefix="")
     assert health.status_code == 200 and isinstance(health.json(), str)
     default = call(api, emu, "GET", "about/default", prefix="").json()
@@ -305,20 +406,38 @@ def test_a_ticket_body_seen_again_gets_the_same_answer_as_the_first_time(emu, ap
 
     from qlikauth.emulator._web import json_bytes
 
-    user = {"UserDirectory": "ACME", "UserId": "zoë \"quoted\" ü", "Attributes": [
-        {"group": "Ventes & Marketing"}, {"email": "zoë@example.com"}, {"emoji": "\U0001f600"}]}
+    user = {
+        "UserDirectory": "ACME",
+        "UserId": 'zoë "quoted" ü',
+        "Attributes": [
+            {"group": "Ventes & Marketing"},
+            {"email": "zoë@example.com"},
+            {"emoji": "\U0001f600"},
+        ],
+    }
     target = emu.state.add_target("portal", "https://portal.example/hub/?x=1&y=é")
-    bodies = [json.dumps(user).encode(), json.dumps({**user, "TargetId": target}).encode(),
-              json.dumps({"UserDirectory": "ACME", "UserId": "jdoe"}).encode()]
+    bodies = [
+        json.dumps(user).encode(),
+        json.dumps({**user, "TargetId": target}).encode(),
+        json.dumps({"UserDirectory": "ACME", "UserId": "jdoe"}).encode(),
+    ]
     for body in bodies * 2:
-        r = call(api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"})
+        r = call(
+            api, emu, "POST", "ticket", data=body, headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 201, r.text
         data = r.json()
         sent = json.loads(body)
         expected_target = "https://portal.example/hub/?x=1&y=é" if "TargetId" in sent else None
-        assert r.content == json_bytes({"UserDirectory": sent["UserDirectory"], "UserId": sent["UserId"],
-                                        "Attributes": sent.get("Attributes", []), "Ticket": data["Ticket"],
-                                        "TargetUri": expected_target})
+        assert r.content == json_bytes(
+            {
+                "UserDirectory": sent["UserDirectory"],
+                "UserId": sent["UserId"],
+                "Attributes": sent.get("Attributes", []),
+                "Ticket": data["Ticket"],
+                "TargetUri": expected_target,
+            }
+        )
     # a body that failed once fails again (only bodies that passed are remembered)
     bad = json.dumps({"UserDirectory": "ACME", "UserId": "jdoe", "TargetId": 5}).encode()
     for _ in range(2):

@@ -34,8 +34,10 @@ def _exchange(emu, certs, data: bytes, *, port=None, client_cert=True) -> bytes:
     ctx = ssl.create_default_context(cafile=str(certs / "root.pem"))
     if client_cert:
         ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
-    with socket.create_connection(("127.0.0.1", port or emu.qps_port), timeout=5) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port or emu.qps_port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         tls.sendall(data)
         out = b""
         while True:
@@ -48,25 +50,47 @@ def _exchange(emu, certs, data: bytes, *, port=None, client_cert=True) -> bytes:
 H = b"Host: localhost\r\n"
 
 
-@pytest.mark.parametrize("raw,status", [
-    (b"NONSENSE\r\n\r\n", (b"400",)),
-    (b"GET /qps/alive HTTP/9.9\r\n" + H + b"\r\n", (b"400", b"505")),
-    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"Bad Header\r\n\r\n", (b"400",)),
-    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: a\r\n folded\r\n\r\n", (b"400",)),
-    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     (b"400",)),
-    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: 99999999\r\n\r\n", (b"413",)),
-    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: x\r\n\r\n", (b"400",)),
-    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: " + b"a" * 20000 + b"\r\n\r\n", (b"431",)),
-    (b"GET /qps/alive HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(5)) + b"\r\n",
-     (b"431",)),
-    # HTTP/1.1 without Host, or with two (RFC 9112 3.2)
-    (b"GET /qps/alive HTTP/1.1\r\n\r\n", (b"400",)),
-    (b"GET /qps/alive HTTP/1.1\r\n" + H + H + b"\r\n", (b"400",)),
-    # chunk sizes are hex digits only
-    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n", (b"400",)),
-    (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n+2\r\n{}\r\n0\r\n\r\n", (b"400",)),
-])
+@pytest.mark.parametrize(
+    "raw,status",
+    [
+        (b"NONSENSE\r\n\r\n", (b"400",)),
+        (b"GET /qps/alive HTTP/9.9\r\n" + H + b"\r\n", (b"400", b"505")),
+        (b"GET /qps/alive HTTP/1.1\r\n" + H + b"Bad Header\r\n\r\n", (b"400",)),
+        (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: a\r\n folded\r\n\r\n", (b"400",)),
+        (
+            b"POST /qps/ticket HTTP/1.1\r\n"
+            + H
+            + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            (b"400",),
+        ),
+        (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: 99999999\r\n\r\n", (b"413",)),
+        (b"POST /qps/ticket HTTP/1.1\r\n" + H + b"Content-Length: x\r\n\r\n", (b"400",)),
+        (b"GET /qps/alive HTTP/1.1\r\n" + H + b"X: " + b"a" * 20000 + b"\r\n\r\n", (b"431",)),
+        (
+            b"GET /qps/alive HTTP/1.1\r\n"
+            + H
+            + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(5))
+            + b"\r\n",
+            (b"431",),
+        ),
+        # HTTP/1.1 without Host, or with two (RFC 9112 3.2)
+        (b"GET /qps/alive HTTP/1.1\r\n\r\n", (b"400",)),
+        (b"GET /qps/alive HTTP/1.1\r\n" + H + H + b"\r\n", (b"400",)),
+        # chunk sizes are hex digits only
+        (
+            b"POST /qps/ticket HTTP/1.1\r\n"
+            + H
+            + b"Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+            (b"400",),
+        ),
+        (
+            b"POST /qps/ticket HTTP/1.1\r\n"
+            + H
+            + b"Transfer-Encoding: chunked\r\n\r\n+2\r\n{}\r\n0\r\n\r\n",
+            (b"400",),
+        ),
+    ],
+)
 def test_malformed_requests_get_a_clean_error_and_close(emu, certs, raw, status):
     out = _exchange(emu, certs, raw)
     assert out[9:12] in status, out[:80]
@@ -76,15 +100,24 @@ def test_malformed_requests_get_a_clean_error_and_close(emu, certs, raw, status)
 def test_chunked_body_is_accepted(emu, certs):
     key = xrf()
     body = b'{"UserDirectory":"ACME","UserId":"chunky"}'
-    req = (f"POST /qps/portal/ticket?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\nX-Qlik-Xrfkey: {key}\r\n"
-           f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len(body):x}\r\n").encode() + body + b"\r\n0\r\n\r\n"
+    req = (
+        (
+            f"POST /qps/portal/ticket?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\nX-Qlik-Xrfkey: "
+            f"{key}\r\n"
+            f"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len(body):x}\r\n"
+        ).encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
     out = _exchange(emu, certs, req)
     assert out.startswith(b"HTTP/1.1 201") and b'"UserId":"chunky"' in out
 
 
 def test_keep_alive_answers_pipelined_requests_each_in_one_piece(emu, certs):
     key = xrf()
-    one = f"GET /qps/alive?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\nX-Qlik-Xrfkey: {key}\r\n\r\n".encode()
+    one = (
+        f"GET /qps/alive?xrfkey={key} HTTP/1.1\r\nHost: localhost\r\nX-Qlik-Xrfkey: {key}\r\n\r\n"
+    ).encode()
     last = one.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
     out = _exchange(emu, certs, one * 4 + last)
     assert out.count(b"HTTP/1.1 200 OK") == 5
@@ -158,10 +191,18 @@ def test_sessions_time_out():
 
 # -- certgen ----------------------------------------------------------------------------------
 def test_certificates_as_the_qmc_exports_them(tmp_path):
-    files = generate_certificates(tmp_path, ["localhost", "127.0.0.1", "qs.example"], passphrase="s3cret",
-                                  pfx_password="pfx")
-    for name in ("root.pem", "root_key.pem", "server.pem", "server_key.pem", "client.pem", "client_key.pem",
-                 "client.pfx"):
+    files = generate_certificates(
+        tmp_path, ["localhost", "127.0.0.1", "qs.example"], passphrase="s3cret", pfx_password="pfx"
+    )
+    for name in (
+        "root.pem",
+        "root_key.pem",
+        "server.pem",
+        "server_key.pem",
+        "client.pem",
+        "client_key.pem",
+        "client.pfx",
+    ):
         assert (tmp_path / name).exists()
     for name in ("root_key.pem", "server_key.pem", "client_key.pem", "client.pfx"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
@@ -174,11 +215,16 @@ def test_certificates_as_the_qmc_exports_them(tmp_path):
     san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "qs.example"]
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == \
-        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    assert server.extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage
+    ).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
     from cryptography.x509.oid import NameOID
+
     assert client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "QlikClient"
-    assert ExtendedKeyUsageOID.CLIENT_AUTH in client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert (
+        ExtendedKeyUsageOID.CLIENT_AUTH
+        in client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
     server.verify_directly_issued_by(root)
     client.verify_directly_issued_by(root)
     key_pem = (tmp_path / "client_key.pem").read_bytes()
@@ -194,13 +240,17 @@ def test_certificates_as_the_qmc_exports_them(tmp_path):
 
 # -- CLI --------------------------------------------------------------------------------------
 def test_virtual_proxy_spec_parsing():
-    vp = parse_virtual_proxy("prefix=portal,method=ticket,module=http://127.0.0.1:5000/qlik/module?a=1,2")
+    vp = parse_virtual_proxy(
+        "prefix=portal,method=ticket,module=http://127.0.0.1:5000/qlik/module?a=1,2"
+    )
     assert vp.prefix == "portal" and vp.module_uri == "http://127.0.0.1:5000/qlik/module?a=1,2"
     hv = parse_virtual_proxy("prefix=hdr,method=header-dynamic,header=X-Portal-User")
     assert hv.header_name == "X-Portal-User" and hv.method == "header-dynamic"
 
 
-@pytest.mark.parametrize(("word", "secure"), [("true", True), (" Yes", True), ("1", True), ("off", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("word", "secure"), [("true", True), (" Yes", True), ("1", True), ("off", False), ("0", False)]
+)
 def test_virtual_proxy_secure_reads_the_boolean_words(word, secure):
     # (SameSite=None, the default, needs Secure: Lax lets secure=false stand.)
     assert parse_virtual_proxy(f"prefix=portal,samesite=Lax,secure={word}").secure is secure
@@ -208,16 +258,29 @@ def test_virtual_proxy_secure_reads_the_boolean_words(word, secure):
 
 def test_virtual_proxy_secure_refuses_a_word_that_is_not_a_boolean():
     # "ture" once read as False: a typo turned Secure cookies off without a word.
-    with pytest.raises(ConfigurationError, match=r"secure='ture' is not a boolean; use one of 0, 1, false"):
+    with pytest.raises(
+        ConfigurationError, match=r"secure='ture' is not a boolean; use one of 0, 1, false"
+    ):
         parse_virtual_proxy("prefix=portal,secure=ture")
 
 
 def test_cli_runs_until_stopped(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--certs", str(tmp_path), "--qps-port", "0", "--hub-port", "0",
-                              "--virtual-proxy", "prefix=portal,method=ticket,module=http://127.0.0.1:5000/m",
-                              "--virtual-proxy", "prefix=hdr,method=header-dynamic,header=X-Portal-User"])
+    args = parser.parse_args(
+        [
+            "--certs",
+            str(tmp_path),
+            "--qps-port",
+            "0",
+            "--hub-port",
+            "0",
+            "--virtual-proxy",
+            "prefix=portal,method=ticket,module=http://127.0.0.1:5000/m",
+            "--virtual-proxy",
+            "prefix=hdr,method=header-dynamic,header=X-Portal-User",
+        ]
+    )
     stop = threading.Event()
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(run(args, stop=stop)))

@@ -17,7 +17,9 @@ try:
 except ImportError:  # pragma: no cover - the saml extra is part of [all]
     if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
         raise
-    pytest.skip("the saml extra is not installed: pip install 'qlikauth[saml]'", allow_module_level=True)
+    pytest.skip(
+        "the saml extra is not installed: pip install 'qlikauth[saml]'", allow_module_level=True
+    )
 
 from qlikauth.bridges.saml import SamlServiceProvider, SamlSettings  # noqa: E402
 from qlikauth.emulator.saml_idp import SamlIdp  # noqa: E402
@@ -28,8 +30,14 @@ SP = "https://portal.example.com/qlik/saml/"
 @pytest.fixture
 def idp_and_sp():
     idp = SamlIdp().start()
-    sp = SamlServiceProvider(SamlSettings(sp_entity_id=SP + "metadata", acs_url=SP + "acs", slo_url=SP + "slo",
-                                          idp_metadata=idp.metadata()))
+    sp = SamlServiceProvider(
+        SamlSettings(
+            sp_entity_id=SP + "metadata",
+            acs_url=SP + "acs",
+            slo_url=SP + "slo",
+            idp_metadata=idp.metadata(),
+        )
+    )
     idp.add_sp_metadata(sp.metadata())
     yield idp, sp
     idp.stop()
@@ -39,11 +47,21 @@ def _sign_in(idp: SamlIdp, sp: SamlServiceProvider, user: str) -> requests.Sessi
     browser = requests.Session()
     start = sp.login("/home", None)
     q = dict(parse_qsl(urlsplit(start.redirect.location).query))
-    r = browser.post(f"{idp.base_url}/sso/login", data={"username": user, "password": "demo",
-                                                         "SAMLRequest": q["SAMLRequest"],
-                                                         "RelayState": q.get("RelayState", "")}, timeout=10)
+    r = browser.post(
+        f"{idp.base_url}/sso/login",
+        data={
+            "username": user,
+            "password": "demo",
+            "SAMLRequest": q["SAMLRequest"],
+            "RelayState": q.get("RelayState", ""),
+        },
+        timeout=10,
+    )
     assert r.status_code == 200 and "qlikauth_idp_session" in browser.cookies
-    assert "httponly" in r.headers["Set-Cookie"].lower() and "samesite=lax" in r.headers["Set-Cookie"].lower()
+    assert (
+        "httponly" in r.headers["Set-Cookie"].lower()
+        and "samesite=lax" in r.headers["Set-Cookie"].lower()
+    )
     return browser
 
 
@@ -64,7 +82,9 @@ def test_logout_needs_the_users_own_idp_session_and_a_registered_sp(idp_and_sp):
 
     # Alice's own browser, but any URL as sp_slo: refused (no open redirect), nothing ended.
     for target in ("https://evil.example/steal", SP + "slo/../x", SP + "acs"):
-        r = alice.get(logout, params={"user": "alice", "sp_slo": target}, allow_redirects=False, timeout=10)
+        r = alice.get(
+            logout, params={"user": "alice", "sp_slo": target}, allow_redirects=False, timeout=10
+        )
         assert r.status_code == 400 and "registered service provider" in r.text
     assert idp.sessions_of("alice")
 

@@ -29,8 +29,16 @@ def test_five_sessions_per_user_across_the_site(certs, browser, api):
         # ending one anywhere frees a place anywhere
         site[0].state.end_session(site[0].state.sessions()[0].session_id)
         sid = str(uuid.uuid4())
-        assert call(api, site[1], "POST", "session",
-                    json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": sid}).status_code == 201
+        assert (
+            call(
+                api,
+                site[1],
+                "POST",
+                "session",
+                json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": sid},
+            ).status_code
+            == 201
+        )
 
 
 def test_qps_port_serves_any_host_name(certs):
@@ -41,10 +49,16 @@ def test_qps_port_serves_any_host_name(certs):
         ctx.load_cert_chain(certs / "client.pem", certs / "client_key.pem")
         conn = http.client.HTTPSConnection("localhost", site[0].qps_port, context=ctx, timeout=5)
         try:
-            for host in ("qlik-lb.example.com", f"localhost:{site[0].qps_port}",
-                         f"127.0.0.1:{site[0].qps_port}"):
-                conn.request("GET", "/qps/alive?xrfkey=abcdefghijklmnop",
-                             headers={"Host": host, "X-Qlik-Xrfkey": "abcdefghijklmnop"})
+            for host in (
+                "qlik-lb.example.com",
+                f"localhost:{site[0].qps_port}",
+                f"127.0.0.1:{site[0].qps_port}",
+            ):
+                conn.request(
+                    "GET",
+                    "/qps/alive?xrfkey=abcdefghijklmnop",
+                    headers={"Host": host, "X-Qlik-Xrfkey": "abcdefghijklmnop"},
+                )
                 r = conn.getresponse()
                 r.read()
                 assert r.status == 200, host

@@ -25,34 +25,59 @@ MASHUP = "https://mashup.example.com"
 
 @pytest.fixture
 def emu(certs):
-    with Emulator(certs_dir=certs, virtual_proxies=[
-        VirtualProxy("portal", module_uri=MODULE),
-        VirtualProxy("mashup", host_allow_list=("localhost", "mashup.example.com"),
-                     additional_response_headers=(("Access-Control-Allow-Origin", MASHUP),
-                                                  ("Access-Control-Allow-Credentials", "true"),
-                                                  ("Access-Control-Expose-Headers", "qlik-csrf-token"))),
-    ]) as e:
+    with Emulator(
+        certs_dir=certs,
+        virtual_proxies=[
+            VirtualProxy("portal", module_uri=MODULE),
+            VirtualProxy(
+                "mashup",
+                host_allow_list=("localhost", "mashup.example.com"),
+                additional_response_headers=(
+                    ("Access-Control-Allow-Origin", MASHUP),
+                    ("Access-Control-Allow-Credentials", "true"),
+                    ("Access-Control-Expose-Headers", "qlik-csrf-token"),
+                ),
+            ),
+        ],
+    ) as e:
         yield e
 
 
 def _session(emu, api, prefix="portal") -> str:
     sid = str(uuid.uuid4())
-    assert call(api, emu, "POST", "session", prefix,
-                json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": sid}).status_code == 201
+    assert (
+        call(
+            api,
+            emu,
+            "POST",
+            "session",
+            prefix,
+            json={"UserDirectory": "ACME", "UserId": "jdoe", "SessionId": sid},
+        ).status_code
+        == 201
+    )
     return sid
 
 
 def _ws(emu, certs, path, cookie=None, origin=None):
     headers = [f"Cookie: {cookie}"] if cookie else []
     kw = {"origin": origin} if origin else {}
-    return websocket.create_connection(f"wss://localhost:{emu.hub_port}{path}", header=headers, timeout=5,
-                                       sslopt={"ca_certs": str(certs / "root.pem")}, **kw)
+    return websocket.create_connection(
+        f"wss://localhost:{emu.hub_port}{path}",
+        header=headers,
+        timeout=5,
+        sslopt={"ca_certs": str(certs / "root.pem")},
+        **kw,
+    )
 
 
 def test_csrftoken_endpoint_answers_204_with_the_token(emu, api, browser):
     sid = _session(emu, api)
-    r = browser.get(f"{emu.hub_url}/portal/qps/csrftoken", headers={"Cookie": f"X-Qlik-Session-portal={sid}"},
-                    allow_redirects=False)
+    r = browser.get(
+        f"{emu.hub_url}/portal/qps/csrftoken",
+        headers={"Cookie": f"X-Qlik-Session-portal={sid}"},
+        allow_redirects=False,
+    )
     assert r.status_code == 204 and r.content == b""
     assert r.headers["qlik-csrf-token"] == emu.state.session(sid).csrf_token
     # without a session: no token, off to the authentication module like any other request
@@ -81,14 +106,24 @@ def test_engine_websocket_from_a_disallowed_origin_is_refused(emu, api, certs):
     sid = _session(emu, api)
     token = emu.state.session(sid).csrf_token
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        _ws(emu, certs, f"/portal/app/abc?qlik-csrf-token={token}", f"X-Qlik-Session-portal={sid}",
-            origin="https://evil.example")
+        _ws(
+            emu,
+            certs,
+            f"/portal/app/abc?qlik-csrf-token={token}",
+            f"X-Qlik-Session-portal={sid}",
+            origin="https://evil.example",
+        )
     assert info.value.status_code == 403 and CSWSH.encode() in info.value.resp_body
     # the mashup's origin is on its virtual proxy's allow list
     msid = _session(emu, api, "mashup")
     mtoken = emu.state.session(msid).csrf_token
-    ws = _ws(emu, certs, f"/mashup/app/abc?qlik-csrf-token={mtoken}", f"X-Qlik-Session-mashup={msid}",
-             origin=MASHUP)
+    ws = _ws(
+        emu,
+        certs,
+        f"/mashup/app/abc?qlik-csrf-token={mtoken}",
+        f"X-Qlik-Session-mashup={msid}",
+        origin=MASHUP,
+    )
     ws.close()
 
 
@@ -99,9 +134,13 @@ def test_engine_websocket_needs_an_https_origin(emu, api, certs):
     path = f"/portal/app/abc?qlik-csrf-token={token}"
     cookie = f"X-Qlik-Session-portal={sid}"
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection(f"wss://localhost:{emu.hub_port}{path}", header=[f"Cookie: {cookie}"],
-                                    timeout=5, suppress_origin=True,
-                                    sslopt={"ca_certs": str(certs / "root.pem")})
+        websocket.create_connection(
+            f"wss://localhost:{emu.hub_port}{path}",
+            header=[f"Cookie: {cookie}"],
+            timeout=5,
+            suppress_origin=True,
+            sslopt={"ca_certs": str(certs / "root.pem")},
+        )
     assert info.value.status_code == 403 and CSWSH.encode() in info.value.resp_body
     for wrong in (f"http://localhost:{emu.hub_port}", "localhost", "null"):
         with pytest.raises(websocket.WebSocketBadStatusException) as info:
@@ -116,12 +155,16 @@ def test_engine_websocket_needs_an_https_origin(emu, api, certs):
 
 def test_additional_response_headers_let_a_mashup_read_the_token(emu, api, browser):
     sid = _session(emu, api, "mashup")
-    r = browser.get(f"{emu.hub_url}/mashup/qps/csrftoken", headers={"Cookie": f"X-Qlik-Session-mashup={sid}"})
+    r = browser.get(
+        f"{emu.hub_url}/mashup/qps/csrftoken", headers={"Cookie": f"X-Qlik-Session-mashup={sid}"}
+    )
     assert r.status_code == 204 and r.headers["qlik-csrf-token"]
     assert r.headers["Access-Control-Expose-Headers"] == "qlik-csrf-token"
     assert r.headers["Access-Control-Allow-Origin"] == MASHUP
-    assert "Access-Control-Expose-Headers" not in browser.get(f"{emu.hub_url}/portal/hub/",
-                                                               allow_redirects=False).headers
+    assert (
+        "Access-Control-Expose-Headers"
+        not in browser.get(f"{emu.hub_url}/portal/hub/", allow_redirects=False).headers
+    )
 
 
 def _raw_get(emu, certs, path, host):
@@ -144,7 +187,9 @@ def test_host_allow_list(emu, certs):
     assert emu.state.target("portal", target_id) == f"https://localhost:{emu.hub_port}/portal/hub/"
     # a virtual proxy's own list replaces the node's names
     status, location, _ = _raw_get(emu, certs, "/mashup/hub/", "mashup.example.com")
-    assert status == 302 and location.startswith("https://mashup.example.com/mashup/internal_forms_authentication/")
+    assert status == 302 and location.startswith(
+        "https://mashup.example.com/mashup/internal_forms_authentication/"
+    )
     assert _raw_get(emu, certs, "/mashup/hub/", "127.0.0.1")[0] == 403
 
 
@@ -163,8 +208,9 @@ def test_client_fetches_the_token_and_opens_the_engine_websocket(emu, api, certs
     token = fetch_csrf_token(proxy, "X-Qlik-Session-portal", sid, verify=root)
     url = engine_websocket_url(proxy, "my app", token)
     assert url == f"wss://localhost:{emu.hub_port}/portal/app/my%20app?qlik-csrf-token={token}"
-    ws = websocket.create_connection(url, header=[f"Cookie: X-Qlik-Session-portal={sid}"], timeout=5,
-                                     sslopt={"ca_certs": root})
+    ws = websocket.create_connection(
+        url, header=[f"Cookie: X-Qlik-Session-portal={sid}"], timeout=5, sslopt={"ca_certs": root}
+    )
     try:
         assert '"app": "my app"' in ws.recv()
     finally:
@@ -174,7 +220,9 @@ def test_client_fetches_the_token_and_opens_the_engine_websocket(emu, api, certs
 def test_client_says_what_is_wrong(emu, api, certs):
     root = str(certs / "root.pem")
     with pytest.raises(QlikEndpointError, match="answered 302: the proxy session is not valid"):
-        fetch_csrf_token(f"{emu.hub_url}/portal/", "X-Qlik-Session-portal", "no-such-session", verify=root)
+        fetch_csrf_token(
+            f"{emu.hub_url}/portal/", "X-Qlik-Session-portal", "no-such-session", verify=root
+        )
     with pytest.raises(ConfigurationError, match="verify=False"):
         fetch_csrf_token(f"{emu.hub_url}/portal/", "X-Qlik-Session-portal", "x", verify=False)
     with pytest.raises(ConfigurationError, match="https URL"):
@@ -197,7 +245,11 @@ def _open(emu, api, certs):
 
 def _notice_then_close(ws) -> str:
     notice = json.loads(ws.recv())
-    assert notice["jsonrpc"] == "2.0" and notice["params"]["severity"] == "fatal" and notice["params"]["message"]
+    assert (
+        notice["jsonrpc"] == "2.0"
+        and notice["params"]["severity"] == "fatal"
+        and notice["params"]["message"]
+    )
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
         for _ in range(3):
             ws.recv()
@@ -225,9 +277,9 @@ def test_inactivity_sends_on_session_timed_out_and_engine_traffic_is_activity(ce
             now[0] += 50
             ws.send("ping")  # engine traffic at 50 s ...
             assert ws.recv() == "ping"
-            now[0] += 50     # ... so 100 s after the start the session still lives
+            now[0] += 50  # ... so 100 s after the start the session still lives
             assert emu.state.session(sid) is not None
-            now[0] += 61     # 61 s of silence: timed out; the open websocket hears it
+            now[0] += 61  # 61 s of silence: timed out; the open websocket hears it
             assert _notice_then_close(ws) == "OnSessionTimedOut"
         finally:
             ws.close()

@@ -37,8 +37,11 @@ class FlaskForm:
         s = requests.Session()
         token = _field(s.get(f"{self.base}/login").text, "csrf")
         started = time.perf_counter()
-        r = s.post(f"{self.base}/login", data={"csrf": token, "username": name, "password": password},
-                   allow_redirects=False)
+        r = s.post(
+            f"{self.base}/login",
+            data={"csrf": token, "username": name, "password": password},
+            allow_redirects=False,
+        )
         return r, time.perf_counter() - started
 
 
@@ -52,9 +55,12 @@ class DjangoForm:
         s.verify = self.cafile
         token = _field(s.get(f"{self.base}/accounts/login/").text, "csrfmiddlewaretoken")
         started = time.perf_counter()
-        r = s.post(f"{self.base}/accounts/login/", data={"csrfmiddlewaretoken": token, "username": name,
-                                                         "password": password},
-                   headers={"Referer": f"{self.base}/accounts/login/"}, allow_redirects=False)
+        r = s.post(
+            f"{self.base}/accounts/login/",
+            data={"csrfmiddlewaretoken": token, "username": name, "password": password},
+            headers={"Referer": f"{self.base}/accounts/login/"},
+            allow_redirects=False,
+        )
         return r, time.perf_counter() - started
 
 
@@ -87,25 +93,35 @@ def _throttled(form: Any, ok_status: int, fail_status: int) -> None:
 
 
 @pytest.mark.slow
-def test_flask_portal_unknown_names_cost_what_wrong_passwords_cost(flask_portal: tuple[Any, str]) -> None:
+def test_flask_portal_unknown_names_cost_what_wrong_passwords_cost(
+    flask_portal: tuple[Any, str],
+) -> None:
     _equal_work(FlaskForm(flask_portal[1]))
 
 
 @pytest.mark.slow
-def test_flask_portal_sign_in_is_throttled_per_user_and_per_address(flask_portal: tuple[Any, str]) -> None:
+def test_flask_portal_sign_in_is_throttled_per_user_and_per_address(
+    flask_portal: tuple[Any, str],
+) -> None:
     _throttled(FlaskForm(flask_portal[1]), ok_status=302, fail_status=401)
 
 
 @pytest.mark.slow
-def test_django_portal_unknown_names_cost_what_wrong_passwords_cost(django_portal: tuple[Any, str]) -> None:
+def test_django_portal_unknown_names_cost_what_wrong_passwords_cost(
+    django_portal: tuple[Any, str],
+) -> None:
     emu, base = django_portal
     _equal_work(DjangoForm(base, str(Path(emu.certs_dir) / "root.pem")))
 
 
 @pytest.mark.slow
-def test_django_portal_sign_in_is_throttled_per_user_and_per_address(django_portal: tuple[Any, str]) -> None:
+def test_django_portal_sign_in_is_throttled_per_user_and_per_address(
+    django_portal: tuple[Any, str],
+) -> None:
     emu, base = django_portal
-    _throttled(DjangoForm(base, str(Path(emu.certs_dir) / "root.pem")), ok_status=302, fail_status=200)
+    _throttled(
+        DjangoForm(base, str(Path(emu.certs_dir) / "root.pem")), ok_status=302, fail_status=200
+    )
 
 
 @pytest.mark.nginx
@@ -114,7 +130,9 @@ def test_header_portal_sign_in_is_throttled() -> None:
     from _support import free_port_number, load_example
 
     mod = load_example(ROOT / "examples" / "header_proxy", "run.py", "header_proxy_run_passwords")
-    with mod.HeaderProxyStack(portal_port=free_port_number(), nginx_port=free_port_number()) as stack:
+    with mod.HeaderProxyStack(
+        portal_port=free_port_number(), nginx_port=free_port_number()
+    ) as stack:
         _throttled(FlaskForm(stack.portal_url.rstrip("/")), ok_status=302, fail_status=401)
 
 
@@ -159,7 +177,9 @@ def test_memory_is_bounded_whatever_names_are_sprayed() -> None:
     assert users <= 50 and addresses <= 50
 
 
-def test_an_unknown_name_is_never_signed_in_even_with_the_dummys_password(hashes: dict[str, str]) -> None:
+def test_an_unknown_name_is_never_signed_in_even_with_the_dummys_password(
+    hashes: dict[str, str],
+) -> None:
     login = PasswordLogin(hashes)
     assert login.verify("mallory", "demo", "10.0.0.9") is False
     assert login.verify("", "", "10.0.0.9") is False

@@ -1,4 +1,5 @@
-"""What integrators copy from the examples holds: server-side sessions sign-out revokes, Secure cookies over https,
+"""What integrators copy from the examples holds: server-side sessions sign-out revokes, Secure
+cookies over https,
 and the header portal's sign-out ends the Qlik sessions (an open websocket with them).
 """
 
@@ -26,8 +27,12 @@ def _sign_in(base: str, user: str) -> requests.Session:
     s = requests.Session()
     s.trust_env = False
     form = s.get(f"{base}/login", timeout=10).text
-    r = s.post(f"{base}/login", data={"csrf": _csrf(form), "next": "/", "username": user, "password": "demo"},
-               allow_redirects=False, timeout=10)
+    r = s.post(
+        f"{base}/login",
+        data={"csrf": _csrf(form), "next": "/", "username": user, "password": "demo"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 302, r.text[:300]
     return s
 
@@ -38,7 +43,9 @@ def _sign_out(s: requests.Session, base: str) -> None:
     assert r.status_code == 302
 
 
-def test_flask_portal_sign_out_revokes_a_copied_session_cookie(flask_portal: tuple[Any, str]) -> None:
+def test_flask_portal_sign_out_revokes_a_copied_session_cookie(
+    flask_portal: tuple[Any, str],
+) -> None:
     emu, base = flask_portal
     before_login = requests.Session()
     before_login.trust_env = False
@@ -47,26 +54,45 @@ def test_flask_portal_sign_out_revokes_a_copied_session_cookie(flask_portal: tup
     s = _sign_in(base, "alice")
     copied = s.cookies.get("portal_session")
     assert copied and copied != pre, "sign-in must give a new session id (fixation)"
-    # The cookie is a random id, not the session's content (Flask's default cookie is "eyJ..." JSON).
+    # The cookie is a random id, not the session's content (Flask's default cookie is "eyJ..."
+    # JSON).
     assert "alice" not in copied and not copied.startswith(("eyJ", ".eJ"))
-    r = requests.get(f"{base}/qlik/login", cookies={"portal_session": copied}, allow_redirects=False, timeout=10)
-    assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"]  # the copy works while alice is in
+    r = requests.get(
+        f"{base}/qlik/login", cookies={"portal_session": copied}, allow_redirects=False, timeout=10
+    )
+    assert (
+        r.status_code == 302 and "qlikTicket=" in r.headers["Location"]
+    )  # the copy works while alice is in
     _sign_out(s, base)
-    r = requests.get(f"{base}/qlik/login", cookies={"portal_session": copied}, allow_redirects=False, timeout=10)
-    assert r.status_code == 302 and r.headers["Location"].startswith("/login"), r.headers.get("Location")
+    r = requests.get(
+        f"{base}/qlik/login", cookies={"portal_session": copied}, allow_redirects=False, timeout=10
+    )
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login"), r.headers.get(
+        "Location"
+    )
     # and the pre-login id was not kept alive either
-    assert pre is None or requests.get(f"{base}/qlik/login", cookies={"portal_session": pre},
-                                       allow_redirects=False, timeout=10).headers["Location"].startswith("/login")
+    assert pre is None or requests.get(
+        f"{base}/qlik/login", cookies={"portal_session": pre}, allow_redirects=False, timeout=10
+    ).headers["Location"].startswith("/login")
 
 
-def test_flask_portal_cookie_is_secure_when_served_over_https(emulator_factory: Any, server_process: Any,
-                                                              free_port: int) -> None:
+def test_flask_portal_cookie_is_secure_when_served_over_https(
+    emulator_factory: Any, server_process: Any, free_port: int
+) -> None:
     from qlikauth.emulator import VirtualProxy
 
     emu = emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="ticket")])
-    env = {"PORTAL_PORT": str(free_port), "QLIKAUTH_QPS_NODES": emu.qps_url, "QLIKAUTH_CERTS": str(emu.certs_dir),
-           "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"), "QLIKAUTH_VIRTUAL_PROXY": "portal", "PORTAL_HTTPS": "1"}
-    server_process([sys.executable, "examples/flask_portal/app.py"], free_port, env, ready_path="/login")
+    env = {
+        "PORTAL_PORT": str(free_port),
+        "QLIKAUTH_QPS_NODES": emu.qps_url,
+        "QLIKAUTH_CERTS": str(emu.certs_dir),
+        "QLIKAUTH_HUB_URL": emu.hub_url_for("portal"),
+        "QLIKAUTH_VIRTUAL_PROXY": "portal",
+        "PORTAL_HTTPS": "1",
+    }
+    server_process(
+        [sys.executable, "examples/flask_portal/app.py"], free_port, env, ready_path="/login"
+    )
     r = requests.get(f"http://localhost:{free_port}/login", timeout=10)
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith("portal_session=")
@@ -102,7 +128,9 @@ def header_stack() -> Any:
 
 
 @pytest.mark.nginx
-def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(header_stack: Any) -> None:
+def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(
+    header_stack: Any,
+) -> None:
     import websocket
 
     from qlikauth import QlikUser
@@ -114,24 +142,38 @@ def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(header
     assert s.get(stack.hub_url, timeout=10).status_code == 200  # cached from here
     cached_at = time.monotonic()
     # QSEoW since November 2024: the websocket carries its proxy session's CSRF token (and cookie)
-    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=10).headers["qlik-csrf-token"]
-    proxy_cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session"))
-    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", f"/app/abc-123?qlik-csrf-token={csrf}")
-    ws = websocket.create_connection(ws_url, header=[f"Cookie: portal_session={copied}; {proxy_cookie}"],
-                                     sslopt={"ca_certs": str(stack.root_pem)}, timeout=10)
+    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=10).headers[
+        "qlik-csrf-token"
+    ]
+    proxy_cookie = "; ".join(
+        f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session")
+    )
+    ws_url = stack.hub_url.replace("https://", "wss://").replace(
+        "/hub/", f"/app/abc-123?qlik-csrf-token={csrf}"
+    )
+    ws = websocket.create_connection(
+        ws_url,
+        header=[f"Cookie: portal_session={copied}; {proxy_cookie}"],
+        sslopt={"ca_certs": str(stack.root_pem)},
+        timeout=10,
+    )
     try:
         ws.send('{"jsonrpc":"2.0","id":1,"method":"GetAuthenticatedUser","handle":-1,"params":[]}')
         assert ws.recv()
         bob = QlikUser("PORTAL", "bob")
         assert stack.emulator.state.sessions(user=bob) != []
         _sign_out(s, stack.portal_url)
-        assert stack.emulator.state.sessions(user=bob) == [], "sign-out left bob's Qlik session alive"
+        assert stack.emulator.state.sessions(user=bob) == [], (
+            "sign-out left bob's Qlik session alive"
+        )
         # The websocket that rode on it stops being usable.
         deadline = time.monotonic() + 10
         closed = False
         while time.monotonic() < deadline and not closed:
             try:
-                ws.send('{"jsonrpc":"2.0","id":2,"method":"GetAuthenticatedUser","handle":-1,"params":[]}')
+                ws.send(
+                    '{"jsonrpc":"2.0","id":2,"method":"GetAuthenticatedUser","handle":-1,"params":[]}'
+                )
                 answer = ws.recv()
                 closed = answer in ("", b"", None)
             except (websocket.WebSocketException, OSError):
@@ -149,6 +191,11 @@ def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(header
 
     sleep_past_identity_cache(cached_at, DEFAULT_IDENTITY_CACHE)
     m = len(stack.emulator.state.header_log_for("hdr"))
-    r = requests.get(stack.hub_url, cookies={"portal_session": copied}, verify=str(stack.root_pem),
-                     allow_redirects=False, timeout=10)
+    r = requests.get(
+        stack.hub_url,
+        cookies={"portal_session": copied},
+        verify=str(stack.root_pem),
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 302 and stack.emulator.state.header_log_for("hdr")[m:] == []

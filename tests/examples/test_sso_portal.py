@@ -1,4 +1,5 @@
-"""examples/sso_portal boots with one command (emulator, SAML IdP, portal) and signs a user in and out."""
+"""examples/sso_portal boots with one command (emulator, SAML IdP, portal) and signs a user in and
+out."""
 
 from __future__ import annotations
 
@@ -16,24 +17,45 @@ PY = sys.executable
 
 
 def _fields(page: str, names: tuple[str, ...]) -> dict[str, str]:
-    return {k: html.unescape(v) for k, v in re.findall(r"name='([A-Za-z]+)' value='([^']*)'", page) if k in names}
+    return {
+        k: html.unescape(v)
+        for k, v in re.findall(r"name='([A-Za-z]+)' value='([^']*)'", page)
+        if k in names
+    }
 
 
 def idp_sign_in(s: requests.Session, login_url: str, user: str) -> requests.Response:
-    """At the IdP's login page: fill in the form, then post the signed response to the ACS (as the page's script would)."""
+    """At the IdP's login page: fill in the form, then post the signed response to the ACS (as the
+    page's script would)."""
     page = s.get(login_url, timeout=30)
     assert page.status_code == 200 and "Local SAML IdP" in page.text
     idp = login_url.split("/sso?", 1)[0]
-    r = s.post(idp + "/sso/login", data={**_fields(page.text, ("SAMLRequest", "RelayState")),
-                                          "username": user, "password": "demo"}, timeout=30)
+    r = s.post(
+        idp + "/sso/login",
+        data={
+            **_fields(page.text, ("SAMLRequest", "RelayState")),
+            "username": user,
+            "password": "demo",
+        },
+        timeout=30,
+    )
     assert r.status_code == 200, r.text[:300]
     acs = html.unescape(re.search(r"action='([^']+)'", r.text).group(1))  # type: ignore[union-attr]
-    return s.post(acs, data=_fields(r.text, ("SAMLResponse", "RelayState")), allow_redirects=False, timeout=30)
+    return s.post(
+        acs, data=_fields(r.text, ("SAMLResponse", "RelayState")), allow_redirects=False, timeout=30
+    )
 
 
-def test_sso_portal_one_command_sign_in_and_single_logout(server_process: Any, free_port: int) -> None:
-    proc = server_process([PY, "examples/sso_portal/run.py"], free_port, {"PORTAL_PORT": str(free_port)},
-                          timeout=90, scheme="https")
+def test_sso_portal_one_command_sign_in_and_single_logout(
+    server_process: Any, free_port: int
+) -> None:
+    proc = server_process(
+        [PY, "examples/sso_portal/run.py"],
+        free_port,
+        {"PORTAL_PORT": str(free_port)},
+        timeout=90,
+        scheme="https",
+    )
     log = Path(proc.log_path).read_text()
     certs = Path(re.search(r"certificates in ([^)]+)\)", log).group(1))  # type: ignore[union-attr]
     idp_keys = Path(re.search(r"keys in ([^)]+)\)", log).group(1))  # type: ignore[union-attr]
@@ -41,7 +63,9 @@ def test_sso_portal_one_command_sign_in_and_single_logout(server_process: Any, f
     base = f"https://localhost:{free_port}"
     s = requests.Session()
     s.trust_env = False
-    s.verify = str(certs / "root.pem")  # portal, IdP and hub certificates all come from the emulator's CA
+    s.verify = str(
+        certs / "root.pem"
+    )  # portal, IdP and hub certificates all come from the emulator's CA
     home = s.get(base + "/", timeout=30).text
     assert "Nobody is signed in" in home
     start = html.unescape(re.search(r'id="sign-in" href="([^"]+)"', home).group(1))  # type: ignore[union-attr]

@@ -34,7 +34,9 @@ def make_app(emu: Any, prefix: str = "", **overrides: Any) -> Flask:
     @ext.user_loader
     def load() -> QlikUser | None:
         name = session.get("user")
-        return QlikUser("PORTAL", name, [("group", "Sales"), ("group", "Finance")]) if name else None
+        return (
+            QlikUser("PORTAL", name, [("group", "Sales"), ("group", "Finance")]) if name else None
+        )
 
     ext.init_app(app)
 
@@ -62,8 +64,13 @@ def make_app(emu: Any, prefix: str = "", **overrides: Any) -> Flask:
 def ticket_emu(emulator_factory: Any) -> Any:
     from qlikauth.emulator import VirtualProxy
 
-    return emulator_factory(virtual_proxies=[VirtualProxy(prefix="portal", method="ticket",
-                                                          module_uri="http://localhost:5000/qlik/module")])
+    return emulator_factory(
+        virtual_proxies=[
+            VirtualProxy(
+                prefix="portal", method="ticket", module_uri="http://localhost:5000/qlik/module"
+            )
+        ]
+    )
 
 
 @pytest.fixture
@@ -84,7 +91,11 @@ def test_config_comes_from_app_config_and_is_checked(ticket_emu: Any) -> None:
     assert state.config.virtual_proxy == "portal"
     assert state.runtime._qps is None  # nothing loaded until a QPS call is needed
     bad = Flask("bad")
-    bad.config.update(QLIKAUTH_QPS_NODES="http://qlik:4243", QLIKAUTH_CERTS="/x", QLIKAUTH_HUB_URL="https://qlik/hub/")
+    bad.config.update(
+        QLIKAUTH_QPS_NODES="http://qlik:4243",
+        QLIKAUTH_CERTS="/x",
+        QLIKAUTH_HUB_URL="https://qlik/hub/",
+    )
     with pytest.raises(ConfigurationError, match="QPS_NODES.*https"):
         QlikAuth(bad)
     typo = Flask("typo")
@@ -117,8 +128,9 @@ def test_login_redirects_to_the_hub_with_a_ticket(ticket_emu: Any, qps_calls: li
     assert urlsplit(r.headers["Location"]).path == "/portal/hub/my/work"
 
 
-def test_unsafe_targets_are_refused_before_any_qps_call(ticket_emu: Any, qps_calls: list,
-                                                        unsafe_redirects: tuple[str, ...], offsite: Any) -> None:
+def test_unsafe_targets_are_refused_before_any_qps_call(
+    ticket_emu: Any, qps_calls: list, unsafe_redirects: tuple[str, ...], offsite: Any
+) -> None:
     client = make_app(ticket_emu, "portal").test_client()
     client.get("/signin/alice")
     allowed = urlsplit(ticket_emu.hub_url).netloc
@@ -174,8 +186,12 @@ def test_module_flow(ticket_emu: Any, qps_calls: list, offsite: Any) -> None:
     rest = f"{ticket_emu.qps_url}/qps/portal/"
     # missing parameters / foreign node: refused, nothing sent
     assert client.get("/qlik/module").status_code == 400
-    for bad in ("https://evil.com:4243/qps/portal/", f"{ticket_emu.qps_url}/qps/other/",
-                rest.replace("https://", "http://"), "//evil.com/qps/portal/"):
+    for bad in (
+        "https://evil.com:4243/qps/portal/",
+        f"{ticket_emu.qps_url}/qps/other/",
+        rest.replace("https://", "http://"),
+        "//evil.com/qps/portal/",
+    ):
         r = client.get("/qlik/module", query_string={"targetId": "abc", "proxyRestUri": bad})
         assert r.status_code == 400, bad
     assert qps_calls == []
@@ -191,7 +207,9 @@ def test_module_flow(ticket_emu: Any, qps_calls: list, offsite: Any) -> None:
     assert qps_calls == [("POST", "ticket")]
 
 
-def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_calls: list) -> None:
+def test_session_mode_sets_cookie_once_and_logout_ends_it(
+    session_emu: Any, qps_calls: list
+) -> None:
     app = make_app(session_emu, "mashup", MODE="session")
     client = app.test_client()
     r = client.get("/after-login/alice")
@@ -199,7 +217,9 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     assert len(cookies) == 1
     attrs = [a.strip() for a in cookies[0].split(";")]
     assert "Secure" in attrs and "HttpOnly" in attrs and "SameSite=Lax" in attrs  # the default
-    assert not any(a.lower().startswith(("max-age", "expires")) for a in attrs)  # browser-session cookie
+    assert not any(
+        a.lower().startswith(("max-age", "expires")) for a in attrs
+    )  # browser-session cookie
     assert qps_calls == [("POST", "session")]
     sid = cookies[0].split(";")[0].split("=", 1)[1]
     qps = app.extensions["qlikauth"].runtime.qps
@@ -225,7 +245,9 @@ def test_session_mode_sets_cookie_once_and_logout_ends_it(session_emu: Any, qps_
     client.delete_cookie("X-Qlik-Session-mashup")
     assert _sid(client.get("/open-qlik")) == sid and qps_calls == []
     # logout: every session of the user ends on every node, cookie cleared
-    r = client.post("/qlik/logout", data={"next": "//evil.com"}, headers={"Origin": "http://localhost"})
+    r = client.post(
+        "/qlik/logout", data={"next": "//evil.com"}, headers={"Origin": "http://localhost"}
+    )
     assert r.status_code == 302 and r.headers["Location"] == "/"
     cleared = [c for c in set_cookies(r) if c.startswith("X-Qlik-Session-mashup=;")]
     assert cleared and "Max-Age=0" in cleared[0]
@@ -251,8 +273,12 @@ def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_ca
     # and the new cookie signs the browser into the hub
     hub = requests.Session()
     hub.trust_env = False
-    page = hub.get(session_emu.hub_url_for("mashup"), cookies={"X-Qlik-Session-mashup": new},
-                   headers={"Accept": "application/json"}, verify=str(session_emu.certs_dir / "root.pem"))
+    page = hub.get(
+        session_emu.hub_url_for("mashup"),
+        cookies={"X-Qlik-Session-mashup": new},
+        headers={"Accept": "application/json"},
+        verify=str(session_emu.certs_dir / "root.pem"),
+    )
     assert page.status_code == 200 and page.json()["userId"] == "alice"
     # start_session trusts a remembered session for SESSION_RECHECK seconds, then confirms it
     qps_calls.clear()
@@ -261,19 +287,32 @@ def test_session_mode_replaces_a_session_qlik_has_ended(session_emu: Any, qps_ca
         s[SESSION_KEY] = {**s[SESSION_KEY], "checked": 0}
     r = client.get("/open-qlik")
     assert qps_calls == [("GET", "session")] and _browser_sid(client) == new
-    assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))  # still the same one
+    assert not any(
+        c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r)
+    )  # still the same one
 
 
 def test_logout_redirect_targets(ticket_emu: Any, unsafe_redirects: tuple[str, ...]) -> None:
     client = make_app(ticket_emu, "portal").test_client()
     same_site = {"Origin": "http://localhost"}
     for probe in unsafe_redirects:
-        r = client.post("/qlik/logout", data={"next": probe.replace("{allowed}", "localhost")}, headers=same_site)
+        r = client.post(
+            "/qlik/logout",
+            data={"next": probe.replace("{allowed}", "localhost")},
+            headers=same_site,
+        )
         assert r.status_code == 302 and r.headers["Location"] == "/", probe
         # the GET page carries only a checked ``next`` into its form
-        page = client.get("/qlik/logout", query_string={"next": probe.replace("{allowed}", "localhost")})
-        assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True), probe
-    assert client.post("/qlik/logout", data={"next": "/bye"}, headers=same_site).headers["Location"] == "/bye"
+        page = client.get(
+            "/qlik/logout", query_string={"next": probe.replace("{allowed}", "localhost")}
+        )
+        assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True), (
+            probe
+        )
+    assert (
+        client.post("/qlik/logout", data={"next": "/bye"}, headers=same_site).headers["Location"]
+        == "/bye"
+    )
 
 
 CROSS_SITE_LOGOUTS = {
@@ -309,7 +348,10 @@ def test_logout_is_post_only_and_refuses_cross_site(session_emu: Any, qps_calls:
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and '<form method="post" action="/qlik/logout">' in html
     assert 'name="next" value="/bye"' in html
-    assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert (
+        r.headers["X-Frame-Options"] == "DENY"
+        and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    )
     assert not any(c.startswith("X-Qlik-Session-mashup=") for c in set_cookies(r))
     # A form on another site posting here: 403, nothing ends.
     for name, headers in CROSS_SITE_LOGOUTS.items():
@@ -319,20 +361,28 @@ def test_logout_is_post_only_and_refuses_cross_site(session_emu: Any, qps_calls:
     assert client.head("/qlik/logout").status_code == 200
     assert qps_calls == [] and qps.get_session(sid).user.user_id == "alice"
     # The portal's own page (Referer only, as with an Origin-less older client): signed out.
-    r = client.post("/qlik/logout", data={"next": "/bye"}, headers={"Referer": "http://localhost/account"})
+    r = client.post(
+        "/qlik/logout", data={"next": "/bye"}, headers={"Referer": "http://localhost/account"}
+    )
     assert r.status_code == 302 and r.headers["Location"] == "/bye"
     assert any(c.startswith("X-Qlik-Session-mashup=;") for c in set_cookies(r))
     assert qps.get_session(sid) is None
     # Same origin (the browser's Origin header) works too.
     sid = _sid(client.get("/after-login/bob"))
-    r = client.post("/qlik/logout", headers={"Origin": "http://localhost", "Referer": "https://evil.example/"})
+    r = client.post(
+        "/qlik/logout", headers={"Origin": "http://localhost", "Referer": "https://evil.example/"}
+    )
     assert r.status_code == 302 and qps.get_session(sid) is None
 
 
 def test_header_auth_endpoint(ticket_emu: Any, qps_calls: list) -> None:
     client = make_app(ticket_emu, "portal").test_client()
-    spoof = {"X-Qlik-User": "UserDirectory=PORTAL; UserId=admin", "X_Qlik_User": "PORTAL\\admin",
-             "X-Portal-User": "PORTAL\\admin", "X-Qlik-Header-Value": "PORTAL\\admin"}
+    spoof = {
+        "X-Qlik-User": "UserDirectory=PORTAL; UserId=admin",
+        "X_Qlik_User": "PORTAL\\admin",
+        "X-Portal-User": "PORTAL\\admin",
+        "X-Qlik-Header-Value": "PORTAL\\admin",
+    }
     r = client.get("/qlik/header-auth", headers=spoof)
     assert r.status_code == 401 and "X-Qlik-Header-Value" not in r.headers
     assert r.headers["Cache-Control"] == "no-store"
@@ -345,7 +395,9 @@ def test_header_auth_endpoint(ticket_emu: Any, qps_calls: list) -> None:
 
 
 def test_header_auth_static_directory_and_custom_response_header(ticket_emu: Any) -> None:
-    app = make_app(ticket_emu, "portal", HEADER_USER_DIRECTORY="PORTAL", HEADER_RESPONSE_HEADER="X-Identity")
+    app = make_app(
+        ticket_emu, "portal", HEADER_USER_DIRECTORY="PORTAL", HEADER_RESPONSE_HEADER="X-Identity"
+    )
     client = app.test_client()
     client.get("/signin/bob")
     r = client.get("/qlik/header-auth")
@@ -364,7 +416,8 @@ def _hub_client() -> requests.Session:
 
 @pytest.mark.parametrize("name", ["qlikTicket", "QLIKTICKET", "qlik%54icket", "x-qlik-ticket"])
 def test_a_laundered_ticket_never_reaches_the_hub(ticket_emu: Any, name: str) -> None:
-    """Login CSRF: a target carrying the attacker's ticket must not sign the victim in as the attacker."""
+    """Login CSRF: a target carrying the attacker's ticket must not sign the victim in as the
+    attacker."""
     app = make_app(ticket_emu, "portal")
     qps = app.extensions["qlikauth"].runtime.qps
     attackers = qps.request_ticket(QlikUser("PORTAL", "mallory")).ticket
@@ -376,8 +429,11 @@ def test_a_laundered_ticket_never_reaches_the_hub(ticket_emu: Any, name: str) ->
     location = r.headers["Location"]
     assert attackers not in location and location.lower().count("ticket=") == 1
     # redeemed at the real (emulated) hub: the browser is alice, not mallory
-    hub = _hub_client().get(location, headers={"Accept": "application/json"},
-                            verify=str(ticket_emu.certs_dir / "root.pem"))
+    hub = _hub_client().get(
+        location,
+        headers={"Accept": "application/json"},
+        verify=str(ticket_emu.certs_dir / "root.pem"),
+    )
     assert hub.status_code == 200 and hub.json()["userId"] == "alice"
 
 
@@ -385,14 +441,22 @@ def test_cross_site_navigation_mints_no_ticket(ticket_emu: Any, qps_calls: list)
     client = make_app(ticket_emu, "portal").test_client()
     client.get("/signin/alice")
     for _ in range(6):  # more than Qlik's five sessions per user
-        r = client.get("/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "cross-site"})
+        r = client.get(
+            "/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "cross-site"}
+        )
         assert r.status_code == 200 and "Location" not in r.headers
     body = r.get_data(as_text=True)
     assert 'id="qlikauth-continue-submit"' in body and 'value="/portal/hub/stream"' in body
     assert r.headers["X-Frame-Options"] == "DENY" and qps_calls == []
     # the button: a same-origin navigation gets the ticket
-    r = client.get("/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "same-origin"})
-    assert r.status_code == 302 and "qlikTicket=" in r.headers["Location"] and qps_calls == [("POST", "ticket")]
+    r = client.get(
+        "/qlik/login?target=/portal/hub/stream", headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert (
+        r.status_code == 302
+        and "qlikTicket=" in r.headers["Location"]
+        and qps_calls == [("POST", "ticket")]
+    )
     # typed or bookmarked: no other site is involved
     assert client.get("/qlik/login", headers={"Sec-Fetch-Site": "none"}).status_code == 302
     # a sibling host of the portal is another site too: it could mint tickets as well
@@ -400,7 +464,9 @@ def test_cross_site_navigation_mints_no_ticket(ticket_emu: Any, qps_calls: list)
     assert r.status_code == 200 and 'id="qlikauth-continue-submit"' in r.get_data(as_text=True)
 
 
-def test_error_pages_show_no_internal_node_or_qps_answer(ticket_emu: Any, free_port: int, caplog: Any) -> None:
+def test_error_pages_show_no_internal_node_or_qps_answer(
+    ticket_emu: Any, free_port: int, caplog: Any
+) -> None:
     app = make_app(ticket_emu, "portal", QPS_NODES=f"https://localhost:{free_port}", TIMEOUT=2)
     client = app.test_client()
     client.get("/signin/alice")
@@ -412,11 +478,18 @@ def test_error_pages_show_no_internal_node_or_qps_answer(ticket_emu: Any, free_p
     # a forged proxyRestUri: the configured node list is not shown to the (anonymous) browser
     anon = make_app(ticket_emu, "portal").test_client()
     for accept in ("text/html", "application/json"):
-        r = anon.get("/qlik/module", query_string={"targetId": "abc",
-                                                   "proxyRestUri": "https://evil.example:4243/qps/portal/"},
-                     headers={"Accept": accept})
+        r = anon.get(
+            "/qlik/module",
+            query_string={
+                "targetId": "abc",
+                "proxyRestUri": "https://evil.example:4243/qps/portal/",
+            },
+            headers={"Accept": accept},
+        )
         text = r.get_data(as_text=True)
-        assert r.status_code == 400 and "evil.example" not in text and ticket_emu.qps_url not in text, accept
+        assert (
+            r.status_code == 400 and "evil.example" not in text and ticket_emu.qps_url not in text
+        ), accept
 
 
 def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: list) -> None:
@@ -426,7 +499,11 @@ def test_session_mode_follows_the_portals_groups(session_emu: Any, qps_calls: li
     @ext.user_loader
     def load() -> QlikUser | None:
         name = session.get("user")
-        return QlikUser("PORTAL", name, [("group", g) for g in session.get("groups", [])]) if name else None
+        return (
+            QlikUser("PORTAL", name, [("group", g) for g in session.get("groups", [])])
+            if name
+            else None
+        )
 
     @app.route("/set-groups/<groups>")
     def set_groups(groups: str) -> str:
@@ -472,7 +549,8 @@ def _remembering_app(emu: Any, groups: dict[str, list[str]], loads: list[str]) -
 
 
 def test_user_key_remembers_the_mapping_and_forget_user_applies_a_removed_group(
-        session_emu: Any, qps_calls: list) -> None:
+    session_emu: Any, qps_calls: list
+) -> None:
     groups = {"alice": ["Sales", "Finance"], "bob": ["Sales"]}
     loads: list[str] = []
     app = _remembering_app(session_emu, groups, loads)
@@ -497,8 +575,9 @@ def test_user_key_remembers_the_mapping_and_forget_user_applies_a_removed_group(
         assert ext.current_user() is None and loads == []
 
 
-def test_user_key_mapping_expires_for_changes_made_elsewhere(session_emu: Any, qps_calls: list,
-                                                             monkeypatch: Any) -> None:
+def test_user_key_mapping_expires_for_changes_made_elsewhere(
+    session_emu: Any, qps_calls: list, monkeypatch: Any
+) -> None:
     import time
 
     import flask_qlikauth
@@ -521,9 +600,15 @@ def test_user_key_mapping_expires_for_changes_made_elsewhere(session_emu: Any, q
 # -- setup mistakes a new user makes (issue: holes found from outside) -------------------------
 def _bare_app(emu: Any) -> Flask:
     app = Flask("bare")
-    app.config.update(SECRET_KEY="test", TESTING=True, QLIKAUTH_QPS_NODES=emu.qps_url,
-                      QLIKAUTH_CERTS=str(emu.certs_dir), QLIKAUTH_HUB_URL=emu.hub_url_for("portal"),
-                      QLIKAUTH_VIRTUAL_PROXY="portal", QLIKAUTH_USER_DIRECTORY="PORTAL")
+    app.config.update(
+        SECRET_KEY="test",
+        TESTING=True,
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url_for("portal"),
+        QLIKAUTH_VIRTUAL_PROXY="portal",
+        QLIKAUTH_USER_DIRECTORY="PORTAL",
+    )
     return app
 
 
@@ -533,7 +618,7 @@ def test_init_app_without_a_user_loader_is_refused(ticket_emu: Any) -> None:
         QlikAuth(_bare_app(ticket_emu))
     with pytest.raises(ConfigurationError, match="user_loader"):
         QlikAuth().init_app(_bare_app(ticket_emu))
-    QlikAuth(_bare_app(ticket_emu), user_loader=lambda: None)   # given at construction: fine
+    QlikAuth(_bare_app(ticket_emu), user_loader=lambda: None)  # given at construction: fine
 
 
 def test_flask_login_users_are_mapped_explicitly_not_from_get_id(ticket_emu: Any) -> None:
@@ -542,13 +627,17 @@ def test_flask_login_users_are_mapped_explicitly_not_from_get_id(ticket_emu: Any
     class Account(flask_login.UserMixin):
         def __init__(self, username: str) -> None:
             self.username = username
-            self.id = "8f14e45f-session-token"   # what Flask-Login recommends get_id() return
+            self.id = "8f14e45f-session-token"  # what Flask-Login recommends get_id() return
 
     app = _bare_app(ticket_emu)
     manager = flask_login.LoginManager(app)
-    manager.user_loader(lambda token: Account("alice") if token == "8f14e45f-session-token" else None)
+    manager.user_loader(
+        lambda token: Account("alice") if token == "8f14e45f-session-token" else None
+    )
     ext = QlikAuth()
-    ext.user_loader(flask_login_loader(lambda u: QlikUser("PORTAL", u.username, [("group", "Sales")])))
+    ext.user_loader(
+        flask_login_loader(lambda u: QlikUser("PORTAL", u.username, [("group", "Sales")]))
+    )
     ext.init_app(app)
 
     @app.route("/signin")
@@ -557,13 +646,16 @@ def test_flask_login_users_are_mapped_explicitly_not_from_get_id(ticket_emu: Any
         return "ok"
 
     client = app.test_client()
-    assert client.get("/qlik/login").headers["Location"].startswith("/login?next=")   # anonymous
+    assert client.get("/qlik/login").headers["Location"].startswith("/login?next=")  # anonymous
     client.get("/signin")
     hub = client.get("/qlik/login").headers["Location"]
     ticket = parse_qs(urlsplit(hub).query)["qlikTicket"][0]
-    page = requests.get(f"{hub.split('?')[0]}?qlikTicket={ticket}", headers={"Accept": "application/json"},
-                        verify=str(ticket_emu.certs_dir / "root.pem"))
-    assert page.json()["userId"] == "alice"      # the mapping's name, never the get_id() token
+    page = requests.get(
+        f"{hub.split('?')[0]}?qlikTicket={ticket}",
+        headers={"Accept": "application/json"},
+        verify=str(ticket_emu.certs_dir / "root.pem"),
+    )
+    assert page.json()["userId"] == "alice"  # the mapping's name, never the get_id() token
 
 
 def test_flask_qlikauth_check_command(ticket_emu: Any, tmp_path: Any) -> None:
@@ -574,7 +666,7 @@ def test_flask_qlikauth_check_command(ticket_emu: Any, tmp_path: Any) -> None:
     assert ok.exit_code == 0, ok.output
     assert "certificates OK" in ok.output and f"{ticket_emu.qps_url}: alive" in ok.output
     broken = _bare_app(ticket_emu)
-    broken.config["QLIKAUTH_CERTS"] = str(tmp_path)      # an empty directory
+    broken.config["QLIKAUTH_CERTS"] = str(tmp_path)  # an empty directory
     QlikAuth(broken, user_loader=lambda: None)
     bad = broken.test_cli_runner().invoke(args=["qlikauth", "check"])
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
@@ -582,7 +674,9 @@ def test_flask_qlikauth_check_command(ticket_emu: Any, tmp_path: Any) -> None:
 
 def _redeem(emu: Any, location: str) -> str:
     """Follow a ticket redirect at the emulated hub (a browser of its own); the user it signs in."""
-    page = _hub_client().get(location, headers={"Accept": "application/json"}, verify=str(emu.certs_dir / "root.pem"))
+    page = _hub_client().get(
+        location, headers={"Accept": "application/json"}, verify=str(emu.certs_dir / "root.pem")
+    )
     assert page.status_code == 200, page.status_code
     return str(page.json()["userId"])
 
@@ -591,9 +685,11 @@ def _seen(response: Any) -> list[str]:
     return [c for c in set_cookies(response) if c.startswith("qlikauth_seen=")]
 
 
-def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(ticket_emu: Any,
-                                                                                qps_calls: list) -> None:
-    """Ticket mode: bob signing in over alice in one browser must not leave the hub showing alice."""
+def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(
+    ticket_emu: Any, qps_calls: list
+) -> None:
+    """Ticket mode: bob signing in over alice in one browser must not leave the hub showing
+    alice."""
     from qlikauth.store import MemoryStore
 
     store = MemoryStore()
@@ -608,7 +704,9 @@ def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(ti
     r = client.get("/qlik/login")  # a development portal over plain http: not Secure, or dropped
     [cookie] = _seen(r)
     assert "Secure" not in [a.strip() for a in cookie.split(";")]
-    assert not any(a.lower().startswith(("max-age", "expires", "domain")) for a in attrs)  # browser-session
+    assert not any(
+        a.lower().startswith(("max-age", "expires", "domain")) for a in attrs
+    )  # browser-session
     assert _redeem(ticket_emu, r.headers["Location"]) == "alice"
     assert len(ticket_emu.state.sessions(user=alice)) == 1
     # the same user again: nothing ends
@@ -629,7 +727,10 @@ def test_switching_users_in_one_browser_ends_the_previous_users_qlik_sessions(ti
     # the module flow does the same: carol over bob
     qps_calls.clear()
     client.get("/signin/carol")
-    r = client.get("/qlik/module", query_string={"targetId": "abc", "proxyRestUri": f"{ticket_emu.qps_url}/qps/portal/"})
+    r = client.get(
+        "/qlik/module",
+        query_string={"targetId": "abc", "proxyRestUri": f"{ticket_emu.qps_url}/qps/portal/"},
+    )
     assert r.status_code == 302 and qps_calls == [("DELETE", "user"), ("POST", "ticket")]
     assert ticket_emu.state.sessions(user=bob) == [] and _seen(r)
 
@@ -650,14 +751,22 @@ def test_an_unknown_or_forged_handle_ends_nothing(ticket_emu: Any, qps_calls: li
     assert len(ticket_emu.state.sessions(user=QlikUser("PORTAL", "alice"))) == 1
 
 
-def test_a_qps_failure_refuses_the_switch_and_keeps_the_handle(ticket_emu: Any, free_port: int,
-                                                              qps_calls: list) -> None:
-    """Ending alice's sessions fails: bob is refused (not signed in next to alice's live hub session)."""
+def test_a_qps_failure_refuses_the_switch_and_keeps_the_handle(
+    ticket_emu: Any, free_port: int, qps_calls: list
+) -> None:
+    """Ending alice's sessions fails: bob is refused (not signed in next to alice's live hub
+    session)."""
     from qlikauth.store import MemoryStore
 
     store = MemoryStore()
     good = make_app(ticket_emu, "portal", STATE_STORE=store)
-    down = make_app(ticket_emu, "portal", STATE_STORE=store, QPS_NODES=f"https://localhost:{free_port}", TIMEOUT=2)
+    down = make_app(
+        ticket_emu,
+        "portal",
+        STATE_STORE=store,
+        QPS_NODES=f"https://localhost:{free_port}",
+        TIMEOUT=2,
+    )
     alice = QlikUser("PORTAL", "alice")
     browser = good.test_client()
     browser.get("/signin/alice")
@@ -710,8 +819,13 @@ def test_render_sets_an_answers_headers_as_setting_them_one_by_one_would() -> No
 
     app = Flask("render")
     with app.test_request_context("/"):
-        plain = render(PlainAnswer(body="t", headers=(("Cache-Control", "no-store"), ("Pragma", "no-cache"))))
-        assert plain.headers.getlist("Cache-Control") == ["no-store"] and plain.headers["Pragma"] == "no-cache"
+        plain = render(
+            PlainAnswer(body="t", headers=(("Cache-Control", "no-store"), ("Pragma", "no-cache")))
+        )
+        assert (
+            plain.headers.getlist("Cache-Control") == ["no-store"]
+            and plain.headers["Pragma"] == "no-cache"
+        )
         assert plain.mimetype == "text/plain" and plain.get_data(as_text=True) == "t"
         typed = render(PlainAnswer(body="t", headers=(("Content-Type", "text/csv"), ("X-A", "1"))))
         assert typed.headers.getlist("Content-Type") == ["text/csv"] and typed.headers["X-A"] == "1"
@@ -723,10 +837,18 @@ def test_a_post_form_and_the_query_are_read_only_when_a_flow_asks(session_emu: A
     from flask_qlikauth import web_request
 
     app = make_app(session_emu, "mashup", MODE="session")
-    with app.test_request_context("/x?next=/a&next=/b", method="POST", data={"next": "/home", "csrf": "t"}):
+    with app.test_request_context(
+        "/x?next=/a&next=/b", method="POST", data={"next": "/home", "csrf": "t"}
+    ):
         wr = web_request()
-        assert wr.args.get("next") == "/a" and wr.args["next"] == "/a" and sorted(wr.args) == ["next"]
-        assert wr.form.get("next") == "/home" and len(wr.form) == 2 and dict(wr.form) == {"next": "/home", "csrf": "t"}
+        assert (
+            wr.args.get("next") == "/a" and wr.args["next"] == "/a" and sorted(wr.args) == ["next"]
+        )
+        assert (
+            wr.form.get("next") == "/home"
+            and len(wr.form) == 2
+            and dict(wr.form) == {"next": "/home", "csrf": "t"}
+        )
         assert wr.form.get("missing") is None
     with app.test_request_context("/x"):
         assert web_request().args == {} and web_request().form == {}

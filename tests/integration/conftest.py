@@ -1,4 +1,5 @@
-"""Fixtures for the integration tests: ``tls_server``, a mutual-TLS HTTP server (see tls_server.py)."""
+"""Fixtures for the integration tests: ``tls_server``, a mutual-TLS HTTP server (see
+tls_server.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from tls_server import TlsServer
 
 @pytest.fixture
 def tls_server() -> Iterator[Callable[..., TlsServer]]:
-    """``make(cert_dir, handler, cert=None, key=None)`` starts a :class:`TlsServer`; all stop at teardown."""
+    """``make(cert_dir, handler, cert=None, key=None)`` starts a :class:`TlsServer`; all stop at
+    teardown."""
     started: list[TlsServer] = []
 
-    def make(cert_dir: Path, handler: Callable[[http.server.BaseHTTPRequestHandler], None], **kw: Any) -> TlsServer:
+    def make(
+        cert_dir: Path, handler: Callable[[http.server.BaseHTTPRequestHandler], None], **kw: Any
+    ) -> TlsServer:
         server = TlsServer(Path(cert_dir), handler, **kw)
         started.append(server)
         return server

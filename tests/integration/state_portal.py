@@ -25,8 +25,14 @@ PORT = int(os.environ["PORTAL_PORT"])
 
 app = Flask(__name__)
 # No QPS call is made here: the nodes and certificates are placeholders the settings require.
-runtime = build_runtime({"QPS_NODES": "https://localhost:4243", "CERTS": "/nonexistent",
-                         "HUB_URL": "https://localhost/hub/", "STATE_STORE": os.environ["STATE_STORE"]})
+runtime = build_runtime(
+    {
+        "QPS_NODES": "https://localhost:4243",
+        "CERTS": "/nonexistent",
+        "HUB_URL": "https://localhost/hub/",
+        "STATE_STORE": os.environ["STATE_STORE"],
+    }
+)
 states = runtime.store
 replay = runtime.replay_cache
 
@@ -46,7 +52,11 @@ def index():
 @app.get("/signin/start")
 def start():
     state = secrets.token_urlsafe(32)
-    states.put(f"state:{state}", json.dumps({"user": request.args["user"], "started_on": PORT}).encode(), ttl=300)
+    states.put(
+        f"state:{state}",
+        json.dumps({"user": request.args["user"], "started_on": PORT}).encode(),
+        ttl=300,
+    )
     return jsonify(state=state, started_on=PORT)
 
 

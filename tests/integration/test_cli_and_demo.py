@@ -28,8 +28,23 @@ def _args(emu):
 
 
 def test_ticket_command(emu, capsys):
-    assert main(["ticket", *_args(emu), "--user", "ACME\\jdoe", "--attr", "group=Sales",
-                 "--attr", "group=Finance", "--attr", "email="]) == 0
+    assert (
+        main(
+            [
+                "ticket",
+                *_args(emu),
+                "--user",
+                "ACME\\jdoe",
+                "--attr",
+                "group=Sales",
+                "--attr",
+                "group=Finance",
+                "--attr",
+                "email=",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["node"] == emu.qps_url and len(out["ticket"]) >= 16
     assert out["user_id"] == "jdoe"
@@ -50,8 +65,22 @@ def test_session_commands(emu, capsys):
 
 
 def test_wrong_prefix_is_one_clear_line(emu, capsys):
-    assert main(["ticket", "--qps", emu.qps_url, "-p", "nope", "--certs", str(emu.certs_dir),
-                 "--user", "ACME\\jdoe"]) == 1
+    assert (
+        main(
+            [
+                "ticket",
+                "--qps",
+                emu.qps_url,
+                "-p",
+                "nope",
+                "--certs",
+                str(emu.certs_dir),
+                "--user",
+                "ACME\\jdoe",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "virtual proxy prefix" in err and len(err.strip().splitlines()) == 1
 
@@ -60,7 +89,10 @@ def test_demo_signs_the_demo_user_into_the_hub(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "qlikauth.cli", "demo", "--port", "0", "--state-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     try:
         lines = []
@@ -105,7 +137,9 @@ def test_demo_landing_page_says_what_to_do_and_what_the_hub_shows():
             assert f"<code>{user.qualified_name}</code>" in page
         assert "<code>group=Sales, group=Finance</code>" in page
         assert 'id="module"' not in page
-        from_qlik = portal.page({"targetId": "t-1", "proxyRestUri": "https://localhost:4243/qps/portal/"})
+        from_qlik = portal.page(
+            {"targetId": "t-1", "proxyRestUri": "https://localhost:4243/qps/portal/"}
+        )
         assert 'id="module"' in from_qlik and "targetId=t-1" in from_qlik
     finally:
         portal.server.server_close()

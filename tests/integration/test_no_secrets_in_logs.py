@@ -17,8 +17,10 @@ def test_full_flows_log_no_secret(caplog):
     caplog.set_level(logging.DEBUG)  # everything: qlikauth, the emulator, urllib3, requests
     user = QlikUser("ACME", "logged", [("group", "Sales")])
     secrets_seen: list[str] = []
-    with Emulator(virtual_proxies=[VirtualProxy("portal")]) as emu, \
-         QpsClient(emu.qps_url, emu.certs_dir, virtual_proxy="portal") as qps:
+    with (
+        Emulator(virtual_proxies=[VirtualProxy("portal")]) as emu,
+        QpsClient(emu.qps_url, emu.certs_dir, virtual_proxy="portal") as qps,
+    ):
         tickets = TicketAuthenticator(qps, hub_url=emu.hub_url_for("portal"))
         redirect = tickets.login(user)
         ticket = redirect.location.split("qlikTicket=")[1]
@@ -39,7 +41,9 @@ def test_full_flows_log_no_secret(caplog):
         assert ticket not in repr(redirect) and cookie.value not in repr(cookie)
     # urllib3's records come from the test's own browser stand-in (requests), which logs the
     # ticket URL it is sent to, as any browser history would; qlikauth's client does not use it.
-    text = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records if not r.name.startswith("urllib3"))
+    text = "\n".join(
+        f"{r.name} {r.getMessage()}" for r in caplog.records if not r.name.startswith("urllib3")
+    )
     assert "qlikauth.emulator" in text and "qlikauth.qps" in text
     assert "QPS POST ticket" in text  # the records were captured at all
     for secret in secrets_seen:
@@ -52,8 +56,9 @@ def test_full_flows_log_no_secret(caplog):
 
 
 def pieces(secret: str, n: int = 6) -> set[str]:
-    """Every run of ``n`` characters of ``secret`` (a log line holding one gives part of it away)."""
-    return {secret[i:i + n] for i in range(len(secret) - n + 1)}
+    """Every run of ``n`` characters of ``secret`` (a log line holding one gives part of it
+    away)."""
+    return {secret[i : i + n] for i in range(len(secret) - n + 1)}
 
 
 def test_mask_shows_no_character_of_the_secret():

@@ -41,13 +41,17 @@ def cert_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def node1(cert_dir):
-    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:
+    with Emulator(
+        certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]
+    ) as emu:
         yield emu
 
 
 @pytest.fixture(scope="module")
 def node2(cert_dir):
-    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]) as emu:
+    with Emulator(
+        certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal", method="ticket")]
+    ) as emu:
         yield emu
 
 
@@ -88,7 +92,10 @@ def test_ticket_redeemed_at_the_hub_with_attributes(node1, cert_dir, hub):
     fresh = _browser(cert_dir)
     again = fresh.get(redirect.location, allow_redirects=False)
     # no module URI on this proxy: Qlik's internal module (the form login for this User-Agent)
-    assert again.status_code == 302 and "/portal/internal_forms_authentication/" in again.headers["Location"]
+    assert (
+        again.status_code == 302
+        and "/portal/internal_forms_authentication/" in again.headers["Location"]
+    )
     assert not any(c.name.startswith("X-Qlik-Session") for c in fresh.cookies)
 
 
@@ -123,8 +130,10 @@ def test_ticket_only_redeems_on_its_node(node1, node2, cert_dir):
 
 def test_sessions_across_two_nodes(node1, node2, cert_dir):
     user = QlikUser("ACME", "sessions-user", [("group", "X")])
-    with QpsClient([node1.qps_url, node2.qps_url], cert_dir, virtual_proxy="portal") as q1, \
-         QpsClient([node2.qps_url, node1.qps_url], cert_dir, virtual_proxy="portal") as q2:
+    with (
+        QpsClient([node1.qps_url, node2.qps_url], cert_dir, virtual_proxy="portal") as q1,
+        QpsClient([node2.qps_url, node1.qps_url], cert_dir, virtual_proxy="portal") as q2,
+    ):
         a = q1.add_session(user)
         b = q2.add_session(user)
         assert a.node == node1.qps_url and b.node == node2.qps_url
@@ -166,8 +175,10 @@ def test_five_sessions_per_user(node1, cert_dir):
 
 def test_module_flow_round_trip(cert_dir, hub):
     vp = VirtualProxy("portal", method="ticket", module_uri="https://portal.example/qlik/module")
-    with Emulator(certs_dir=cert_dir, virtual_proxies=[vp]) as emu, \
-         QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps:
+    with (
+        Emulator(certs_dir=cert_dir, virtual_proxies=[vp]) as emu,
+        QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps,
+    ):
         wanted = f"{emu.hub_url}/portal/sense/app/abc?sheet=1"
         r = hub.get(wanted, allow_redirects=False)
         assert r.status_code == 302
@@ -258,7 +269,9 @@ def test_reconnects_after_the_node_restarts(cert_dir):
     with QpsClient(first.qps_url, cert_dir, virtual_proxy="portal") as qps:
         qps.request_ticket(USER)
         first.stop()
-        with Emulator(certs_dir=cert_dir, qps_port=port, virtual_proxies=[VirtualProxy("portal")]) as second:
+        with Emulator(
+            certs_dir=cert_dir, qps_port=port, virtual_proxies=[VirtualProxy("portal")]
+        ) as second:
             t = qps.request_ticket(USER)
             assert t.node == second.qps_url
             assert second.state.connections_accepted == 1
@@ -302,7 +315,9 @@ def test_add_session_fails_over_from_a_node_it_could_not_connect_to(node2, cert_
         with pytest.raises(QpsConnectionError, match="cannot reach") as info:
             only_dead.add_session(user)
     assert type(info.value) is QpsConnectionError and info.value.sent is False
-    assert ("network is unreachable" if first == "unreachable" else "connection refused") in str(info.value)
+    assert ("network is unreachable" if first == "unreachable" else "connection refused") in str(
+        info.value
+    )
 
 
 def test_pool_bound_holds_with_more_threads_than_connections(node1, cert_dir):
@@ -310,7 +325,9 @@ def test_pool_bound_holds_with_more_threads_than_connections(node1, cert_dir):
     before = node1.state.connections_accepted
     results: list[str] = []
     failures: list[BaseException] = []
-    with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal", pool_maxsize=2, timeout=10) as qps:
+    with QpsClient(
+        node1.qps_url, cert_dir, virtual_proxy="portal", pool_maxsize=2, timeout=10
+    ) as qps:
         start = threading.Barrier(8)
 
         def work():
@@ -333,8 +350,10 @@ def test_pool_bound_holds_with_more_threads_than_connections(node1, cert_dir):
 def test_redirects_are_not_followed_on_the_real_transport(cert_dir, tls_server):
     """A 3xx comes back as an error naming it; the Location is never visited."""
     elsewhere = tls_server(cert_dir, lambda req: answer(req, 201, b'{"Ticket": "stolen"}'))
-    redirector = tls_server(cert_dir, lambda req: answer(
-        req, 307, headers={"Location": f"{elsewhere.url}/qps/portal/ticket"}))
+    redirector = tls_server(
+        cert_dir,
+        lambda req: answer(req, 307, headers={"Location": f"{elsewhere.url}/qps/portal/ticket"}),
+    )
     with QpsClient(redirector.url, cert_dir, virtual_proxy="portal") as qps:
         with pytest.raises(QpsHTTPError, match="answered 307 .*not followed") as info:
             qps.request_ticket(USER)
@@ -353,7 +372,14 @@ def environment_says_otherwise(monkeypatch, tmp_path, tls_server):
     proxy.listen(16)
     proxy.settimeout(0)
     proxy_url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+    for name in (
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
         monkeypatch.setenv(name, proxy_url)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -376,12 +402,16 @@ def environment_says_otherwise(monkeypatch, tmp_path, tls_server):
     proxy.close()
 
 
-def test_no_proxy_and_no_ca_bundle_from_the_environment(node1, cert_dir, environment_says_otherwise):
+def test_no_proxy_and_no_ca_bundle_from_the_environment(
+    node1, cert_dir, environment_says_otherwise
+):
     """With HTTPS_PROXY and REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE set, calls still go straight to the
     node and root.pem stays the only trust anchor, in both directions."""
     proxy_connections, other = environment_says_otherwise
     with QpsClient(node1.qps_url, cert_dir, virtual_proxy="portal") as qps:
-        assert qps.request_ticket(USER).node == node1.qps_url  # not through the proxy, not the other CA
+        assert (
+            qps.request_ticket(USER).node == node1.qps_url
+        )  # not through the proxy, not the other CA
     # The environment's bundle (the other site's root) must not add trust: a client whose
     # root.pem does not sign the node is refused, whatever the environment says.
     shutil.copy(cert_dir / "root.pem", other / "root.pem")  # now the env bundle trusts node1
@@ -405,8 +435,14 @@ def test_a_caller_past_the_pool_bound_waits_then_is_told_why(cert_dir, tls_serve
         answer(req, 201, b'{"Ticket": "slow"}')
 
     server = tls_server(cert_dir, slow)
-    with QpsClient(server.url, cert_dir, virtual_proxy="portal", pool_maxsize=1,
-                   connect_timeout=0.3, timeout=10) as qps:
+    with QpsClient(
+        server.url,
+        cert_dir,
+        virtual_proxy="portal",
+        pool_maxsize=1,
+        connect_timeout=0.3,
+        timeout=10,
+    ) as qps:
         first: list[str] = []
         busy = threading.Thread(target=lambda: first.append(qps.request_ticket(USER).ticket))
         busy.start()
@@ -415,7 +451,9 @@ def test_a_caller_past_the_pool_bound_waits_then_is_told_why(cert_dir, tls_serve
                 if server.requests:
                     break
                 threading.Event().wait(0.02)
-            with pytest.raises(QpsTimeout, match="pooled connections .* stayed busy .* raise pool_maxsize") as info:
+            with pytest.raises(
+                QpsTimeout, match="pooled connections .* stayed busy .* raise pool_maxsize"
+            ) as info:
                 qps.request_ticket(USER)
             assert info.value.sent is False and server.requests == 1
         finally:
@@ -428,9 +466,12 @@ def test_a_caller_past_the_pool_bound_waits_then_is_told_why(cert_dir, tls_serve
 
 # -- TLS diagnoses over real handshakes (read from OpenSSL's verify codes) -------------------------
 def _ticket_server(cert_dir, tls_server, **odd):
-    cert, key = issue_server_cert(cert_dir, cert_dir.parent / f"odd-{'-'.join(f'{k}{v}' for k, v in odd.items())}",
-                                  **odd)
-    return tls_server(cert_dir, lambda req: answer(req, 201, b'{"Ticket": "accepted"}'), cert=cert, key=key)
+    cert, key = issue_server_cert(
+        cert_dir, cert_dir.parent / f"odd-{'-'.join(f'{k}{v}' for k, v in odd.items())}", **odd
+    )
+    return tls_server(
+        cert_dir, lambda req: answer(req, 201, b'{"Ticket": "accepted"}'), cert=cert, key=key
+    )
 
 
 @pytest.mark.parametrize(
@@ -464,6 +505,7 @@ def test_a_proper_certificate_from_the_same_helper_is_accepted(cert_dir, tls_ser
 def test_an_answer_cut_short_is_a_broken_read_not_a_connect_failure(cert_dir, tls_server):
     """The node sends headers and part of the body, then closes: the request was handled, so the
     error says the connection broke while reading (sent), and the connection is not reused."""
+
     def short(req):
         length = int(req.headers.get("Content-Length") or 0)
         req.rfile.read(length)
@@ -486,7 +528,9 @@ def test_the_hub_port_given_as_qps_port_says_so(node1, cert_dir):
     """A POST to the proxy's browser port gets Qlik's 'initial authentication request must be a
     GET request' 403: the error names the port mix-up instead of blaming the certificate."""
     with QpsClient(node1.hub_url.rstrip("/"), cert_dir, virtual_proxy="portal") as qps:
-        with pytest.raises(QpsForbidden, match="browser \\(hub\\) port, not the QPS API. Use the QPS API port") as info:
+        with pytest.raises(
+            QpsForbidden, match="browser \\(hub\\) port, not the QPS API. Use the QPS API port"
+        ) as info:
             qps.request_ticket(USER)
     assert type(info.value) is QpsForbidden and info.value.status_code == 403
     assert "client certificate not trusted" not in str(info.value)
@@ -499,8 +543,10 @@ def test_a_lookup_on_a_connection_the_node_dropped_is_retried_on_a_new_one(cert_
     # answer. A lookup is harmless to repeat: it gets a new connection, which is refused, so
     # the caller learns nothing was sent (session mode then counts the remembered session as
     # gone instead of sending the browser back to the dead node). The race is timing: rounds.
-    with Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal")]) as emu, \
-            QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps:
+    with (
+        Emulator(certs_dir=cert_dir, virtual_proxies=[VirtualProxy("portal")]) as emu,
+        QpsClient(emu.qps_url, cert_dir, virtual_proxy="portal") as qps,
+    ):
         for i in range(rounds):
             sid = SessionAuthenticator(qps).login(QlikUser("ACME", f"dropped{i}")).value
             assert qps.get_session(sid, node=emu.qps_url) is not None  # the connection is pooled

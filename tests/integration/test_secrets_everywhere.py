@@ -40,9 +40,21 @@ FLOWS = [
 #: A portal in another process logs there, not here; that test covers the shared store.
 DESELECT = ["tests/oidc/test_web_flows.py::test_logout_reaches_sessions_of_another_portal_process"]
 #: Kinds the run must have collected at least once (else a flow or a collector is missing).
-EXPECTED_KINDS = {"ticket", "session id", "authorization code", "state", "SAML message",
-                  "relay state", "JWT", "access token", "cookie", "credential", "client secret",
-                  "nonce", "Qlik Cloud session"}
+EXPECTED_KINDS = {
+    "ticket",
+    "session id",
+    "authorization code",
+    "state",
+    "SAML message",
+    "relay state",
+    "JWT",
+    "access token",
+    "cookie",
+    "credential",
+    "client secret",
+    "nonce",
+    "Qlik Cloud session",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +63,35 @@ pytestmark = pytest.mark.slow
 def report(tmp_path_factory):
     peers = ROOT / "tests" / "peers" / "oidc-provider" / "node_modules"
     if not peers.exists():
-        pytest.skip("the OpenID provider peer is not installed (npm ci in tests/peers/oidc-provider)")
+        pytest.skip(
+            "the OpenID provider peer is not installed (npm ci in tests/peers/oidc-provider)"
+        )
     out = tmp_path_factory.mktemp("sweep") / "sweep.json"
-    env = {**os.environ, "QLIKAUTH_SWEEP_REPORT": str(out),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT), str(ROOT / "integrations"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "pytest", "-p", "secret_sweep", "-q", "-s", "-p",
-           "no:cacheprovider", *FLOWS, *(f"--deselect={d}" for d in DESELECT)]
+    env = {
+        **os.environ,
+        "QLIKAUTH_SWEEP_REPORT": str(out),
+        "PYTHONPATH": os.pathsep.join(
+            [
+                str(ROOT / "tests"),
+                str(ROOT),
+                str(ROOT / "integrations"),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        ),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "secret_sweep",
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        *FLOWS,
+        *(f"--deselect={d}" for d in DESELECT),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     data = json.loads(out.read_text())
@@ -70,8 +104,9 @@ def report(tmp_path_factory):
 def test_no_secret_of_any_flow_in_any_log(report):
     leaks = report["leaks"]
     control = [leak for leak in leaks if leak["logger"] == "qlikauth.sweep_control"]
-    assert control and control[0]["kind"] == "authorization code" \
-        and control[0]["planted"] == "True", "the sweep cannot find a secret"
+    assert (
+        control and control[0]["kind"] == "authorization code" and control[0]["planted"] == "True"
+    ), "the sweep cannot find a secret"
     others = [leak for leak in leaks if leak["logger"] != "qlikauth.sweep_control"]
     assert others == [], others
     assert EXPECTED_KINDS <= set(report["kinds"]), report["kinds"]

@@ -21,9 +21,14 @@ HERE = Path(__file__).resolve().parent
 def two_portals(server_process, redis_factory):
     server = redis_factory()
     ports = [free_port_number(), free_port_number()]
-    procs = [server_process([sys.executable, str(HERE / "state_portal.py")], port,
-                            env={"PORTAL_PORT": str(port), "STATE_STORE": server.url})
-             for port in ports]
+    procs = [
+        server_process(
+            [sys.executable, str(HERE / "state_portal.py")],
+            port,
+            env={"PORTAL_PORT": str(port), "STATE_STORE": server.url},
+        )
+        for port in ports
+    ]
     return server, [f"http://127.0.0.1:{p}" for p in ports], procs
 
 
@@ -31,14 +36,18 @@ def test_a_sign_in_started_on_one_process_finishes_on_the_other(two_portals):
     _server, (a, b), _procs = two_portals
     for first, second in ((a, b), (b, a)):
         started = requests.get(f"{first}/signin/start", params={"user": "alice"}, timeout=10).json()
-        done = requests.get(f"{second}/signin/finish", params={"state": started["state"]}, timeout=10)
+        done = requests.get(
+            f"{second}/signin/finish", params={"state": started["state"]}, timeout=10
+        )
         assert done.status_code == 200, done.text
         body = done.json()
         assert body["user"] == "alice"
         assert body["started_on"] != body["finished_on"], "two different processes"
         # a replay of the same state is refused on either process
         for where in (a, b):
-            again = requests.get(f"{where}/signin/finish", params={"state": started["state"]}, timeout=10)
+            again = requests.get(
+                f"{where}/signin/finish", params={"state": started["state"]}, timeout=10
+            )
             assert again.status_code == 400 and "already used" in again.json()["error"]
 
 
@@ -74,4 +83,9 @@ def test_redis_stopped_mid_run_is_a_clear_error_never_a_pass(two_portals):
     # Redis back: the portals answer again without a restart
     server.start()
     fresh = requests.get(f"{a}/signin/start", params={"user": "carol"}, timeout=10).json()
-    assert requests.get(f"{b}/signin/finish", params={"state": fresh["state"]}, timeout=10).json()["user"] == "carol"
+    assert (
+        requests.get(f"{b}/signin/finish", params={"state": fresh["state"]}, timeout=10).json()[
+            "user"
+        ]
+        == "carol"
+    )

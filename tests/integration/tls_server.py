@@ -21,10 +21,18 @@ from typing import Any
 class TlsServer:
     """One mutual-TLS HTTP server in a thread (see the module docstring)."""
 
-    def __init__(self, cert_dir: Path, handler: Callable[[http.server.BaseHTTPRequestHandler], None],
-                 cert: Path | None = None, key: Path | None = None, tls: bool = True) -> None:
+    def __init__(
+        self,
+        cert_dir: Path,
+        handler: Callable[[http.server.BaseHTTPRequestHandler], None],
+        cert: Path | None = None,
+        key: Path | None = None,
+        tls: bool = True,
+    ) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert or cert_dir / "server.pem"), str(key or cert_dir / "server_key.pem"))
+        ctx.load_cert_chain(
+            str(cert or cert_dir / "server.pem"), str(key or cert_dir / "server_key.pem")
+        )
         ctx.load_verify_locations(str(cert_dir / "root.pem"))
         ctx.verify_mode = ssl.CERT_REQUIRED
         self.connections = 0
@@ -59,8 +67,9 @@ class TlsServer:
         self._httpd = Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self.url = f"https://localhost:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -70,8 +79,12 @@ class TlsServer:
         self._thread.join()
 
 
-def answer(req: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b"",
-           headers: dict[str, str] | None = None) -> None:
+def answer(
+    req: http.server.BaseHTTPRequestHandler,
+    status: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> None:
     """Send a complete answer with Content-Length (the request body is read first)."""
     length = int(req.headers.get("Content-Length") or 0)
     if length:
@@ -84,9 +97,16 @@ def answer(req: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b
     req.wfile.write(body)
 
 
-def issue_server_cert(cert_dir: Path, out_dir: Path, *, name: str = "localhost",
-                      start_days: float = -1, valid_days: float = 30, san: bool = True,
-                      server_auth: bool = True) -> tuple[Path, Path]:
+def issue_server_cert(
+    cert_dir: Path,
+    out_dir: Path,
+    *,
+    name: str = "localhost",
+    start_days: float = -1,
+    valid_days: float = 30,
+    san: bool = True,
+    server_auth: bool = True,
+) -> tuple[Path, Path]:
     """A server certificate from ``cert_dir``'s CA with odd properties, for TLS diagnosis tests.
 
     ``start_days`` > 0 makes it not valid yet; ``start_days + valid_days`` < 0 expired;
@@ -113,15 +133,30 @@ def issue_server_cert(cert_dir: Path, out_dir: Path, *, name: str = "localhost",
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH if server_auth else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [
+                    ExtendedKeyUsageOID.SERVER_AUTH
+                    if server_auth
+                    else ExtendedKeyUsageOID.CLIENT_AUTH
+                ]
+            ),
+            critical=False,
+        )
     )
     if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False
+        )
     cert = builder.sign(root_key, hashes.SHA256())  # type: ignore[arg-type]
     out_dir.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = out_dir / "odd_server.pem", out_dir / "odd_server_key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path

@@ -38,8 +38,12 @@ from op_peer import LogoutSink, OpenIDProvider, node_available  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def world(certs_dir: Path, portal_tls: tuple[Path, Path], redis_server: Any,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    certs_dir: Path,
+    portal_tls: tuple[Path, Path],
+    redis_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
     from qlikauth.emulator import Emulator, VirtualProxy
     from qlikauth.emulator.cloud import CloudTenant, JwtIdentityProvider, OAuthClientConfig
     from qlikauth.emulator.saml_idp import SamlIdp, write_self_signed
@@ -55,32 +59,69 @@ def world(certs_dir: Path, portal_tls: tuple[Path, Path], redis_server: Any,
     keys = tmp_path_factory.mktemp("matrix-saml")
     write_self_signed(keys, "idp")
     sink = LogoutSink(portal_tls)
-    client = {"client_id": OIDC_CLIENT, "client_secret": OIDC_SECRET,
-              "token_endpoint_auth_method": "client_secret_basic",
-              "redirect_uris": [f"{PORTAL}/oidc/callback"],
-              "post_logout_redirect_uris": [f"{PORTAL}/"],
-              "backchannel_logout_uri": sink.url, "backchannel_logout_session_required": True,
-              "grant_types": ["authorization_code"], "response_types": ["code"]}
-    vps = [VirtualProxy(prefix="tkt", method="ticket", module_uri=f"{PORTAL}/qlik/module"),
-           VirtualProxy(prefix="ses", method="session")]
+    client = {
+        "client_id": OIDC_CLIENT,
+        "client_secret": OIDC_SECRET,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [f"{PORTAL}/oidc/callback"],
+        "post_logout_redirect_uris": [f"{PORTAL}/"],
+        "backchannel_logout_uri": sink.url,
+        "backchannel_logout_session_required": True,
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
+    vps = [
+        VirtualProxy(prefix="tkt", method="ticket", module_uri=f"{PORTAL}/qlik/module"),
+        VirtualProxy(prefix="ses", method="session"),
+    ]
     # Two nodes of one site (Qlik counts a user's sessions site-wide), on two host names: a browser
     # shares cookies across the ports of one host, so two hubs on one name would share a cookie.
     site = SiteSessions()
-    nodes = [Emulator(certs_dir=certs_dir, host=host, bind="127.0.0.1", virtual_proxies=vps, site_sessions=site)
-             for host in ("localhost", "127.0.0.1")]
+    nodes = [
+        Emulator(
+            certs_dir=certs_dir,
+            host=host,
+            bind="127.0.0.1",
+            virtual_proxies=vps,
+            site_sessions=site,
+        )
+        for host in ("localhost", "127.0.0.1")
+    ]
     # The matrix signs in a few hundred times a minute: the tenant's rate limits (Qlik's, 100 a
     # minute) are off, where the emulated tenant has them.
-    limits = {k: None for k in ("jwt_login_rate", "token_rate")
-              if k in inspect.signature(CloudTenant).parameters}
-    with nodes[0], nodes[1], \
-            CloudTenant(jwt_idps=[JwtIdentityProvider(CLOUD_ISSUER, {cloud_key.kid: cloud_key.public_key})],
-                        oauth_clients=[OAuthClientConfig("embed-client", client_secret="embed-secret",
-                                                         allowed_origins=(PORTAL,), scopes=("user_default",))],
-                        **limits) as tenant:
+    limits = {
+        k: None
+        for k in ("jwt_login_rate", "token_rate")
+        if k in inspect.signature(CloudTenant).parameters
+    }
+    with (
+        nodes[0],
+        nodes[1],
+        CloudTenant(
+            jwt_idps=[JwtIdentityProvider(CLOUD_ISSUER, {cloud_key.kid: cloud_key.public_key})],
+            oauth_clients=[
+                OAuthClientConfig(
+                    "embed-client",
+                    client_secret="embed-secret",
+                    allowed_origins=(PORTAL,),
+                    scopes=("user_default",),
+                )
+            ],
+            **limits,
+        ) as tenant,
+    ):
         idp = SamlIdp(key_dir=keys)
         op = OpenIDProvider(certs_dir, clients=[client]).start()
-        w = World(nodes=nodes, tenant=tenant, cloud_key=cloud_key, idp=idp, op=op, sink=sink,
-                  redis=redis_server, certs_dir=certs_dir)
+        w = World(
+            nodes=nodes,
+            tenant=tenant,
+            cloud_key=cloud_key,
+            idp=idp,
+            op=op,
+            sink=sink,
+            redis=redis_server,
+            certs_dir=certs_dir,
+        )
         try:
             yield w
         finally:
@@ -92,7 +133,8 @@ def world(certs_dir: Path, portal_tls: tuple[Path, Path], redis_server: Any,
 
 @pytest.fixture
 def fresh(world: World) -> Iterator[World]:
-    """The world, reset before the case (faults cleared, nodes, store and provider sessions emptied)."""
+    """The world, reset before the case (faults cleared, nodes, store and provider sessions
+    emptied)."""
     world.reset()
     yield world
     world.clear_faults()
@@ -111,7 +153,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     case = item.nodeid.split("::", 1)[1]
     case = case.split("[", 1)[1].rstrip("]") if case.startswith("test_lifecycle[") else case
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        text = str(report.longrepr.reprcrash.message) if report.failed and hasattr(report.longrepr, "reprcrash") else ""
+        text = (
+            str(report.longrepr.reprcrash.message)
+            if report.failed and hasattr(report.longrepr, "reprcrash")
+            else ""
+        )
         _OUTCOMES[case] = (report.outcome, text)
 
 
@@ -128,8 +174,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     others = {c: o for c, (o, _) in _OUTCOMES.items() if c not in matrix}
     if others:
         bad = sorted(c for c, o in others.items() if o != "passed")
-        write(f"other lifecycle tests: {len(others)}, passed: {len(others) - len(bad)}, failed: {len(bad)}"
-              + "".join(f"\n  failed: {c}" for c in bad))
+        write(
+            f"other lifecycle tests: {len(others)}, passed: {len(others) - len(bad)}, failed: "
+            f"{len(bad)}" + "".join(f"\n  failed: {c}" for c in bad)
+        )
     kinds: Counter[str] = Counter()
     for text in failed.values():
         for line in text.splitlines():
@@ -144,9 +192,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     out = Path(__file__).resolve().parents[2] / "test-artifacts" / "lifecycle-matrix.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({c: {"outcome": o, "problems": [ln.strip() for ln in t.splitlines()
-                                                              if ln.strip() and not ln.strip().startswith(("assert", "+"))]}
-                               for c, (o, t) in sorted(_OUTCOMES.items())}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                c: {
+                    "outcome": o,
+                    "problems": [
+                        ln.strip()
+                        for ln in t.splitlines()
+                        if ln.strip() and not ln.strip().startswith(("assert", "+"))
+                    ],
+                }
+                for c, (o, t) in sorted(_OUTCOMES.items())
+            },
+            indent=1,
+        )
+    )
     write(f"each case's problems: {out}")
 
 

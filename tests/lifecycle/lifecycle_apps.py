@@ -38,7 +38,8 @@ EMAIL = {"alice": "alice@example.com", "bob": "bob@example.com"}
 #: The OpenID provider's subject of each test user (tests/peers/op_peer.py DEFAULT_ACCOUNTS).
 OIDC_SUB = {"alice": "a1b2c3-alice", "bob": "d4e5f6-bob"}
 #: The QPS timeout of the portals: small, so a hung node costs little; the emulator drops a hung
-#: request a little later (never answers it), so a late answer cannot end a session behind the test's back.
+#: request a little later (never answers it), so a late answer cannot end a session behind the
+#: test's back.
 QPS_TIMEOUT = 0.3
 HANG_SECONDS = 0.45
 #: The OIDC session caps of the "idle" and "absolute" portal variants (seconds).
@@ -48,9 +49,15 @@ OIDC_CAP = 2.0
 def saml_claims() -> dict[str, Any]:
     from qlikauth.emulator.saml_idp import DEMO_GROUPS, ENTRA_CLAIMS
 
-    return {"USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"], "USER_DIRECTORY": "AZURE",
-            "GROUP_NAMES": {guid: name for name, guid in DEMO_GROUPS.items()}, "UNKNOWN_GROUPS": "refuse",
-            "REQUIRED": [ENTRA_CLAIMS["email"]], "IDP": "the matrix IdP"}
+    return {
+        "USER_ID": ENTRA_CLAIMS["email"],
+        "USER_ID_TRANSFORMS": ["lower"],
+        "USER_DIRECTORY": "AZURE",
+        "GROUP_NAMES": {guid: name for name, guid in DEMO_GROUPS.items()},
+        "UNKNOWN_GROUPS": "refuse",
+        "REQUIRED": [ENTRA_CLAIMS["email"]],
+        "IDP": "the matrix IdP",
+    }
 
 
 @dataclass
@@ -104,16 +111,27 @@ class World:
 
     def qlik_settings(self, mode: str) -> dict[str, Any]:
         prefix = self.prefix(mode)
-        return {"QPS_NODES": ",".join(n.qps_url for n in self.nodes), "CERTS": str(self.certs_dir),
-                "VIRTUAL_PROXY": prefix, "HUB_URL": self.nodes[0].hub_url_for(prefix),
-                "NODE_HUB_URLS": ",".join(n.hub_url_for(prefix) for n in self.nodes),
-                "MODE": mode, "TIMEOUT": QPS_TIMEOUT, "STATE_STORE": self.redis.url,
-                "USER_DIRECTORY": "PORTAL"}
+        return {
+            "QPS_NODES": ",".join(n.qps_url for n in self.nodes),
+            "CERTS": str(self.certs_dir),
+            "VIRTUAL_PROXY": prefix,
+            "HUB_URL": self.nodes[0].hub_url_for(prefix),
+            "NODE_HUB_URLS": ",".join(n.hub_url_for(prefix) for n in self.nodes),
+            "MODE": mode,
+            "TIMEOUT": QPS_TIMEOUT,
+            "STATE_STORE": self.redis.url,
+            "USER_DIRECTORY": "PORTAL",
+        }
 
     def sessions_of(self, email: str) -> list[tuple[int, Any]]:
-        """Every live proxy session of ``email`` (any directory, any virtual proxy) as (node, record)."""
-        return [(i, s) for i, n in enumerate(self.nodes) for s in n.state.sessions()
-                if s.user.user_id.lower() == email]
+        """Every live proxy session of ``email`` (any directory, any virtual proxy) as (node,
+        record)."""
+        return [
+            (i, s)
+            for i, n in enumerate(self.nodes)
+            for s in n.state.sessions()
+            if s.user.user_id.lower() == email
+        ]
 
     def live_users(self) -> set[str]:
         return {s.user.user_id.lower() for n in self.nodes for s in n.state.sessions()}
@@ -133,8 +151,12 @@ class World:
             self._probe = plain_session(self.certs_dir)
             self._probe.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         prefix = name.removeprefix("X-Qlik-Session-")
-        r = self._probe.get(node.hub_url_for(prefix), headers={"Accept": "application/json", "Cookie": f"{name}={value}"},
-                            allow_redirects=False, timeout=10)
+        r = self._probe.get(
+            node.hub_url_for(prefix),
+            headers={"Accept": "application/json", "Cookie": f"{name}={value}"},
+            allow_redirects=False,
+            timeout=10,
+        )
         return r.json().get("userId", "").lower() if r.status_code == 200 else None
 
     # -- Qlik Cloud -----------------------------------------------------------------------
@@ -142,7 +164,11 @@ class World:
         s = requests.Session()
         s.trust_env = False
         s.verify = str(self.tenant.root_pem)
-        r = s.get(f"{self.tenant.url}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        r = s.get(
+            f"{self.tenant.url}/api/v1/users/me",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
         if r.status_code not in (200, 401):
             raise AssertionError(f"the tenant answered {r.status_code} to /users/me")
         return r.status_code == 200
@@ -155,12 +181,22 @@ class World:
         return self._flask[key]
 
     def oidc_settings(self, variant: str) -> dict[str, Any]:
-        caps = {"std": (8 * 3600.0, 1800.0), "idle": (3600.0, OIDC_CAP), "absolute": (OIDC_CAP, 0)}[variant]
-        return {"ISSUER": self.op.issuer, "CLIENT_ID": OIDC_CLIENT, "CLIENT_SECRET": OIDC_SECRET,
-                "REDIRECT_URI": f"{PORTAL}/oidc/callback", "CA_BUNDLE": self.op.ca_bundle,
-                "SCOPES": "openid email profile groups", "POST_LOGOUT_REDIRECT_URI": f"{PORTAL}/",
-                "FRONTCHANNEL_LOGOUT": True, "SESSION_MAX_AGE": caps[0], "SESSION_IDLE_TIMEOUT": caps[1],
-                "CLAIMS": {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]}}
+        caps = {"std": (8 * 3600.0, 1800.0), "idle": (3600.0, OIDC_CAP), "absolute": (OIDC_CAP, 0)}[
+            variant
+        ]
+        return {
+            "ISSUER": self.op.issuer,
+            "CLIENT_ID": OIDC_CLIENT,
+            "CLIENT_SECRET": OIDC_SECRET,
+            "REDIRECT_URI": f"{PORTAL}/oidc/callback",
+            "CA_BUNDLE": self.op.ca_bundle,
+            "SCOPES": "openid email profile groups",
+            "POST_LOGOUT_REDIRECT_URI": f"{PORTAL}/",
+            "FRONTCHANNEL_LOGOUT": True,
+            "SESSION_MAX_AGE": caps[0],
+            "SESSION_IDLE_TIMEOUT": caps[1],
+            "CLAIMS": {"USER_ID": "email", "USER_DIRECTORY": "OIDC", "REQUIRED": ["email"]},
+        }
 
     def trust_sp(self, metadata: str) -> None:
         if metadata not in self._saml_sp_known:
@@ -210,9 +246,14 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
 
     app = Flask(f"lifecycle_{mode}_{variant}")
     app.config.update(
-        SECRET_KEY="matrix-" + "s" * 40, TESTING=True,
-        SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache(threshold=100_000), SESSION_PERMANENT=False,
-        SESSION_COOKIE_NAME="portal_session", SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True,
+        SECRET_KEY="matrix-" + "s" * 40,
+        TESTING=True,
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=SimpleCache(threshold=100_000),
+        SESSION_PERMANENT=False,
+        SESSION_COOKIE_NAME="portal_session",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         QLIKAUTH_LOGIN_URL="/login",
         QLIKAUTH_SAML={"BASE_URL": SAML_BASE, "IDP_METADATA": world.idp.metadata()},
@@ -234,13 +275,17 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
         return Account(user_id) if user_id in PASSWORDS or user_id in sso_accounts else None
 
     def portal_user(qlik_user: QlikUser) -> Account:
-        # docs/flask.md, "SSO sign-in as a Flask-Login sign-in": the portal's own user for an SSO sign-in
+        # docs/flask.md, "SSO sign-in as a Flask-Login sign-in": the portal's own user for
+        # an SSO sign-in
         sso_accounts.add(qlik_user.qualified_name)
         return Account(qlik_user.qualified_name)
 
     # Where flask_qlikauth can make an SSO sign-in a Flask-Login sign-in, this portal lets it.
-    sso_login = ({"login_user_with": portal_user}
-                 if "login_user_with" in inspect.signature(QlikAuth).parameters else {})
+    sso_login = (
+        {"login_user_with": portal_user}
+        if "login_user_with" in inspect.signature(QlikAuth).parameters
+        else {}
+    )
     qlik = QlikAuth(**sso_login)
 
     @qlik.user_loader
@@ -259,8 +304,15 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
     cloud = QlikCloud(world.tenant.url, verify=world.tenant.root_pem)
     tokens = AccessTokenCache(cloud, OAuthClient("embed-client", client_secret="embed-secret"))
     issuer = CloudJwtIssuer(world.cloud_key, CLOUD_ISSUER)
-    app.register_blueprint(cloud_blueprint(CloudPortal(access=CloudAccess(
-        tokens, UserProvisioner(cloud, issuer=issuer, store=tokens.store)))))
+    app.register_blueprint(
+        cloud_blueprint(
+            CloudPortal(
+                access=CloudAccess(
+                    tokens, UserProvisioner(cloud, issuer=issuer, store=tokens.store)
+                )
+            )
+        )
+    )
 
     @app.get("/")
     def home() -> str:
@@ -306,7 +358,8 @@ def make_flask_app(world: World, mode: str, variant: str) -> Any:
 
 
 def django_settings(world: World, mode: str, sso: bool = False) -> dict[str, Any]:
-    """The Django settings of the portal in ``mode`` (one QLIKAUTH object per portal: django_qlikauth
+    """The Django settings of the portal in ``mode`` (one QLIKAUTH object per portal:
+    django_qlikauth
     keeps its runtime while the setting is the same object). ``sso``: SAML and OpenID Connect
     sign-ins are Django sign-ins too (``SsoBackend`` and its middleware)."""
     key = f"{mode}-sso" if sso else mode
@@ -314,18 +367,33 @@ def django_settings(world: World, mode: str, sso: bool = False) -> dict[str, Any
         from django.conf import settings
 
         qlikauth = world.qlik_settings(mode)
-        values: dict[str, Any] = {"ROOT_URLCONF": "lifecycle_django_urls", "LOGIN_URL": "/accounts/login/",
-                                  "ALLOWED_HOSTS": ["portal.test"]}
+        values: dict[str, Any] = {
+            "ROOT_URLCONF": "lifecycle_django_urls",
+            "LOGIN_URL": "/accounts/login/",
+            "ALLOWED_HOSTS": ["portal.test"],
+        }
         if sso:
-            qlikauth.update(SAML={"BASE_URL": SAML_BASE, "IDP_METADATA": world.idp.metadata()},
-                            CLAIMS=saml_claims(), OIDC=world.oidc_settings("std"))
+            qlikauth.update(
+                SAML={"BASE_URL": SAML_BASE, "IDP_METADATA": world.idp.metadata()},
+                CLAIMS=saml_claims(),
+                OIDC=world.oidc_settings("std"),
+            )
             middleware = list(settings.MIDDLEWARE)
-            middleware.insert(middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
-                              "django_qlikauth.oidc.OidcSessionMiddleware")
-            middleware.insert(middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
-                              "django_qlikauth.middleware.SsoLoginMiddleware")
-            values.update(MIDDLEWARE=middleware, AUTHENTICATION_BACKENDS=[
-                "django_qlikauth.backends.SsoBackend", "django.contrib.auth.backends.ModelBackend"])
+            middleware.insert(
+                middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+                "django_qlikauth.oidc.OidcSessionMiddleware",
+            )
+            middleware.insert(
+                middleware.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+                "django_qlikauth.middleware.SsoLoginMiddleware",
+            )
+            values.update(
+                MIDDLEWARE=middleware,
+                AUTHENTICATION_BACKENDS=[
+                    "django_qlikauth.backends.SsoBackend",
+                    "django.contrib.auth.backends.ModelBackend",
+                ],
+            )
         values["QLIKAUTH"] = qlikauth
         world._django[key] = values
     return world._django[key]
@@ -368,16 +436,23 @@ class Browser:
 
     def _answer(self, r: Any) -> Answer:
         if self.framework == "flask":
-            a = Answer(r.status_code, r.headers.get("Location"), r.headers.getlist("Set-Cookie"),
-                       r.get_data(as_text=True))
+            a = Answer(
+                r.status_code,
+                r.headers.get("Location"),
+                r.headers.getlist("Set-Cookie"),
+                r.get_data(as_text=True),
+            )
         else:
             cookies = [m.output(header="").strip() for m in r.cookies.values()]
-            a = Answer(r.status_code, r.get("Location"), cookies, r.content.decode(errors="replace"))
+            a = Answer(
+                r.status_code, r.get("Location"), cookies, r.content.decode(errors="replace")
+            )
         self._mirror(a.set_cookies)
         return a
 
     def _mirror(self, set_cookies: list[str]) -> None:
-        """A proxy session cookie the portal sets is the hubs' (a site-wide cookie in production)."""
+        """A proxy session cookie the portal sets is the hubs' (a site-wide cookie in
+        production)."""
         for line in set_cookies:
             name, _, rest = line.partition("=")
             name = name.strip()
@@ -389,7 +464,9 @@ class Browser:
             cleared = not value or "max-age=0" in rest.lower().replace(" ", "")
             if not cleared:
                 for node in self.world.nodes:
-                    self.hub.cookies.set(name, value, domain=jar_domain(host_of(node.hub_url)), path="/")
+                    self.hub.cookies.set(
+                        name, value, domain=jar_domain(host_of(node.hub_url)), path="/"
+                    )
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
         self.history.append(f"GET {path.split('?')[0]}")
@@ -397,11 +474,17 @@ class Browser:
             return self._answer(self.client.get(path, base_url=PORTAL, headers=headers or {}))
         return self._answer(self.client.get(path, secure=True, headers=headers or {}))
 
-    def post(self, path: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Answer:
+    def post(
+        self, path: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
         self.history.append(f"POST {path.split('?')[0]}")
         if self.framework == "flask":
-            return self._answer(self.client.post(path, base_url=PORTAL, data=data or {}, headers=headers or {}))
-        return self._answer(self.client.post(path, data=data or {}, secure=True, headers=headers or {}))
+            return self._answer(
+                self.client.post(path, base_url=PORTAL, data=data or {}, headers=headers or {})
+            )
+        return self._answer(
+            self.client.post(path, data=data or {}, secure=True, headers=headers or {})
+        )
 
     def portal_cookie(self) -> tuple[str, str] | None:
         """The portal session cookie (name, value), or None."""
@@ -435,7 +518,7 @@ class Browser:
         url = location
         for _ in range(hops):
             if url.startswith("/") or url.startswith(PORTAL):
-                path = url[len(PORTAL):] if url.startswith(PORTAL) else url
+                path = url[len(PORTAL) :] if url.startswith(PORTAL) else url
                 a = self.get(path)
                 if a.status in (301, 302, 303, 307) and a.location:
                     url = urljoin(PORTAL + path, a.location)
@@ -443,7 +526,9 @@ class Browser:
                 return "portal", a
             if self.is_hub(url):
                 self.history.append(f"HUB {urlsplit(url).netloc}{urlsplit(url).path}")
-                r = self.hub.get(url, headers={"Accept": "application/json"}, allow_redirects=False, timeout=10)
+                r = self.hub.get(
+                    url, headers={"Accept": "application/json"}, allow_redirects=False, timeout=10
+                )
                 if r.is_redirect:
                     url = urljoin(url, r.headers["location"])
                     continue
@@ -461,8 +546,11 @@ class Browser:
 
     def hub_cookies(self) -> list[tuple[str, str, str]]:
         """The proxy session cookies this browser holds for the hubs (domain, name, value)."""
-        return [(c.domain.removesuffix(".local"), c.name, c.value) for c in self.hub.cookies
-                if c.name.startswith("X-Qlik-Session")]
+        return [
+            (c.domain.removesuffix(".local"), c.name, c.value)
+            for c in self.hub.cookies
+            if c.name.startswith("X-Qlik-Session")
+        ]
 
     # -- ways in ------------------------------------------------------------------------------
     def password(self, user: str, next_url: str | None = None) -> Answer:
@@ -487,17 +575,20 @@ class Browser:
         return self.on_hub(self.password(user, nxt).location or "/")
 
     def module_way(self, user: str, hub: str) -> str | None:
-        """A hub visit without a session: the hub's module redirect, the portal's login, the ticket."""
+        """A hub visit without a session: the hub's module redirect, the portal's login,
+        the ticket."""
         url = hub
         for _ in range(10):
             if self.is_hub(url):
-                r = self.hub.get(url, headers={"Accept": "application/json"}, allow_redirects=False, timeout=10)
+                r = self.hub.get(
+                    url, headers={"Accept": "application/json"}, allow_redirects=False, timeout=10
+                )
                 self.history.append(f"HUB {urlsplit(url).netloc}{urlsplit(url).path}")
                 if not r.is_redirect:
                     return str(r.json()["userId"]).lower() if r.status_code == 200 else None
                 url = urljoin(url, r.headers["location"])
                 continue
-            path = url[len(PORTAL):] if url.startswith(PORTAL) else url
+            path = url[len(PORTAL) :] if url.startswith(PORTAL) else url
             a = self.get(path)
             if a.status == 302 and a.location and urlsplit(a.location).path == "/login":
                 nxt = dict(parse_qsl(urlsplit(a.location).query))["next"]
@@ -506,8 +597,13 @@ class Browser:
             url = urljoin(PORTAL + path, a.location)
         raise AssertionError("too many redirects in the module way in")
 
-    def saml(self, user: str, target: str | None, session_index: str | None = None,
-             not_on_or_after: float | None = None) -> str | None:
+    def saml(
+        self,
+        user: str,
+        target: str | None,
+        session_index: str | None = None,
+        not_on_or_after: float | None = None,
+    ) -> str | None:
         """SAML sign-in through the IdP to ``target``; ``session_index`` reuses an IdP session,
         ``not_on_or_after`` sets SessionNotOnOrAfter (epoch seconds)."""
         idp = self.world.idp
@@ -517,14 +613,24 @@ class Browser:
         mutate = None
         if session_index is not None or not_on_or_after is not None:
             mutate = _authn_statement(session_index, not_on_or_after)
-        xml = idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                               sp_entity_id=info.sp_entity_id, mutate=mutate)
-        a = self.post("/qlik/saml/acs", data=idp.post_form(xml, info.relay_state), headers={"Origin": idp.base_url})
+        xml = idp.response_xml(
+            user,
+            in_response_to=info.id,
+            acs_url=info.acs_url,
+            sp_entity_id=info.sp_entity_id,
+            mutate=mutate,
+        )
+        a = self.post(
+            "/qlik/saml/acs",
+            data=idp.post_form(xml, info.relay_state),
+            headers={"Origin": idp.base_url},
+        )
         assert a.status == 302 and a.location, (a.status, a.text[:500])
         return self.on_hub(a.location)
 
     def oidc(self, user: str, target: str | None) -> str | None:
-        """OpenID Connect sign-in at the real provider (this browser's provider cookies), to ``target``."""
+        """OpenID Connect sign-in at the real provider (this browser's provider cookies), to
+        ``target``."""
         query = {"next" if target.startswith("/") else "target": target} if target else {}
         a = self.get("/oidc/login" + ("?" + urlencode(query) if query else ""))
         assert a.status == 302 and a.location, (a.status, a.text[:300])
@@ -536,7 +642,9 @@ class Browser:
         return self.on_hub(a.location)
 
     def cloud_token(self) -> str:
-        a = self.post("/qlik/cloud/access-token", headers={"Origin": PORTAL, "Sec-Fetch-Site": "same-origin"})
+        a = self.post(
+            "/qlik/cloud/access-token", headers={"Origin": PORTAL, "Sec-Fetch-Site": "same-origin"}
+        )
         assert a.status == 200, (a.status, a.text[:300])
         return a.text
 
@@ -547,17 +655,35 @@ def _authn_statement(session_index: str | None, not_on_or_after: float | None) -
             if session_index is not None:
                 el.set("SessionIndex", session_index)
             if not_on_or_after is not None:
-                el.set("SessionNotOnOrAfter", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_on_or_after)))
+                el.set(
+                    "SessionNotOnOrAfter",
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_on_or_after)),
+                )
+
     return mutate
 
 
 def logout_token_claims(token: str) -> dict[str, Any]:
-    """The claims of a logout_token the provider sent (read only for iss and sid: the portal verifies)."""
+    """The claims of a logout_token the provider sent (read only for iss and sid: the portal
+    verifies)."""
     import base64
 
     payload = token.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
-__all__ = ["World", "Browser", "Answer", "make_flask_app", "django_settings", "logout_token_claims",
-           "PORTAL", "SAML_BASE", "EMAIL", "OIDC_SUB", "OIDC_CAP", "HANG_SECONDS", "quote"]
+__all__ = [
+    "World",
+    "Browser",
+    "Answer",
+    "make_flask_app",
+    "django_settings",
+    "logout_token_claims",
+    "PORTAL",
+    "SAML_BASE",
+    "EMAIL",
+    "OIDC_SUB",
+    "OIDC_CAP",
+    "HANG_SECONDS",
+    "quote",
+]

@@ -10,13 +10,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 def login_page(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponse("the portal's login page")
-    user = authenticate(request, username=request.POST.get("username", ""),
-                        password=request.POST.get("password", ""))
+    user = authenticate(
+        request,
+        username=request.POST.get("username", ""),
+        password=request.POST.get("password", ""),
+    )
     if user is None:
         return HttpResponse("Unknown user or wrong password.", status=401)
-    login(request, user)  # a new session key (fixation); QlikSessionMiddleware sets the proxy cookie
+    login(
+        request, user
+    )  # a new session key (fixation); QlikSessionMiddleware sets the proxy cookie
     nxt = request.POST.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(nxt, allowed_hosts={request.get_host()}, require_https=True):
+    if not url_has_allowed_host_and_scheme(
+        nxt, allowed_hosts={request.get_host()}, require_https=True
+    ):
         nxt = "/"
     return HttpResponseRedirect(nxt)
 

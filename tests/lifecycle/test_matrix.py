@@ -72,7 +72,13 @@ MODES = ("ticket", "session")
 NODES = ("healthy", "n1-500", "n1-refused", "n1-hung")
 ENDINGS_ALL = ("next-user", "portal-signout", "qlik-logout")
 ENDINGS_SAML = ("saml-slo-sp", "saml-slo-idp", "saml-slo-idp-browser", "saml-expiry")
-ENDINGS_OIDC = ("oidc-rp-logout", "oidc-backchannel", "oidc-frontchannel", "oidc-idle-cap", "oidc-absolute-cap")
+ENDINGS_OIDC = (
+    "oidc-rp-logout",
+    "oidc-backchannel",
+    "oidc-frontchannel",
+    "oidc-idle-cap",
+    "oidc-absolute-cap",
+)
 
 
 def modes_for(way: str) -> tuple[str, ...]:
@@ -96,8 +102,13 @@ def endings_for(way: str) -> tuple[str, ...]:
 
 # The Django portal is here for its own password sign-in (Django's login()/logout() and
 # django_qlikauth's signal); its SAML endpoints are the same flows the Flask portal runs.
-CASES = [pytest.param(way, mode, node, ending, id=f"{way}-{mode}-{node}-{ending}")
-         for way in WAYS for mode in modes_for(way) for node in NODES for ending in endings_for(way)]
+CASES = [
+    pytest.param(way, mode, node, ending, id=f"{way}-{mode}-{node}-{ending}")
+    for way in WAYS
+    for mode in modes_for(way)
+    for node in NODES
+    for ending in endings_for(way)
+]
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +151,16 @@ def finish_pending(runtime: Any) -> None:
 class Case:
     """One run: the browser, what was seen before the ending, and what did not hold afterwards."""
 
-    def __init__(self, world: World, way: str, mode: str, node: str, ending: str,
-                 next_way: str | None = None, framework: str | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        way: str,
+        mode: str,
+        node: str,
+        ending: str,
+        next_way: str | None = None,
+        framework: str | None = None,
+    ) -> None:
         self.world, self.way, self.mode, self.node, self.ending = world, way, mode, node, ending
         self.next_way = next_way or way  # how the next user signs in (another user ending)
         self.framework = framework or ("django" if way == "password-django" else "flask")
@@ -157,8 +176,9 @@ class Case:
         self.problems.append(text)
 
     # -- ways in --------------------------------------------------------------------------------
-    def sign_in(self, b: Browser, user: str, target: str | None = None, way: str | None = None,
-                **saml: Any) -> str | None:
+    def sign_in(
+        self, b: Browser, user: str, target: str | None = None, way: str | None = None, **saml: Any
+    ) -> str | None:
         """``user`` signs in by ``way`` (this case's) and opens Qlik (at ``target``, else wherever
         the portal sends the browser); who the hub then shows."""
         way = way or self.way
@@ -198,10 +218,14 @@ class Case:
             return
         still = [c for c in self.hub_evidence if self.world.hub_identity(c) == ALICE]
         if still:
-            self.problem(f"right after {when}, alice's hub session still answers as alice "
-                         f"({len(still)} of {len(self.hub_evidence)} hub cookies)")
+            self.problem(
+                f"right after {when}, alice's hub session still answers as alice "
+                f"({len(still)} of {len(self.hub_evidence)} hub cookies)"
+            )
         elif self.world.sessions_of(ALICE):
-            self.problem(f"right after {when}, a proxy session of alice lives (made at bob's sign-in?)")
+            self.problem(
+                f"right after {when}, a proxy session of alice lives (made at bob's sign-in?)"
+            )
 
     # -- endings ---------------------------------------------------------------------------------
     def end(self) -> str | None:
@@ -210,7 +234,9 @@ class Case:
             return self.next_user_signs_in()
         if ending == "portal-signout":
             if self.framework == "flask":
-                b.post("/logout", headers={"Origin": PORTAL})  # logout_user() + QlikAuth.end_sessions
+                b.post(
+                    "/logout", headers={"Origin": PORTAL}
+                )  # logout_user() + QlikAuth.end_sessions
             else:
                 b.post("/signout")  # django.contrib.auth.logout(): user_logged_out
         elif ending == "qlik-logout":
@@ -221,15 +247,17 @@ class Case:
                 _status, headers, _ = w.idp.handle_slo(urlsplit(a.location).query)
                 back = headers.get("Location", "")
                 if back.startswith(PORTAL):
-                    b.get(back[len(PORTAL):])
+                    b.get(back[len(PORTAL) :])
         elif ending == "saml-slo-idp":
-            # IdP-initiated, POST binding, over another channel: no cookie of alice's browser comes with it
+            # IdP-initiated, POST binding, over another channel: no cookie of alice's
+            # browser comes with it
             form = w.idp.logout_request(self.session_index, SAML_BASE + "slo", binding="post")
             self.new_browser().post("/qlik/saml/slo", data=form)
         elif ending == "saml-slo-idp-browser":
-            # IdP-initiated, Redirect binding, through alice's browser (her portal cookie comes with it)
+            # IdP-initiated, Redirect binding, through alice's browser (her portal
+            # cookie comes with it)
             url = w.idp.logout_request(self.session_index, SAML_BASE + "slo")
-            b.get(url[len(PORTAL):])
+            b.get(url[len(PORTAL) :])
         elif ending in ("saml-expiry", "oidc-idle-cap", "oidc-absolute-cap"):
             time.sleep(max(0.0, self.cap_at - time.time()))
             b.get("/")  # the browser's next request to the portal
@@ -243,10 +271,17 @@ class Case:
                 self.problem("the provider sent no logout_token (test setup)")
             for token in tokens:
                 if ending == "oidc-backchannel":
-                    self.new_browser().post("/oidc/backchannel-logout", data={"logout_token": token})
-                else:  # the provider's logout page loads the portal's front-channel URI in alice's browser
+                    self.new_browser().post(
+                        "/oidc/backchannel-logout", data={"logout_token": token}
+                    )
+                else:
+                    # the provider's logout page loads the portal's front-channel URI in alice's
+                    # browser
                     claims = token_claims(token)
-                    b.get("/oidc/frontchannel-logout?" + urlencode({"iss": claims["iss"], "sid": claims.get("sid", "")}))
+                    b.get(
+                        "/oidc/frontchannel-logout?"
+                        + urlencode({"iss": claims["iss"], "sid": claims.get("sid", "")})
+                    )
         return None
 
     # -- the case ---------------------------------------------------------------------------------
@@ -255,7 +290,9 @@ class Case:
         if self.way == "oidc":
             w.end_provider_sessions()
         if self.way == "saml" and self.framework == "django":
-            w.trust_sp(b.get("/qlik/saml/metadata").text)  # the IdP knows the Flask portal's already
+            w.trust_sp(
+                b.get("/qlik/saml/metadata").text
+            )  # the IdP knows the Flask portal's already
         saml: dict[str, Any] = {}
         if self.ending == "saml-expiry":
             saml["not_on_or_after"] = float(int(time.time()) + 3)
@@ -264,7 +301,9 @@ class Case:
         b.runtime.qps.alive()
         shown = self.sign_in(b, "alice", self.target, **saml)
         if self.ending in ("oidc-idle-cap", "oidc-absolute-cap"):
-            self.cap_at = time.time() + OIDC_CAP + 0.2  # both caps count from the callback, before now
+            self.cap_at = (
+                time.time() + OIDC_CAP + 0.2
+            )  # both caps count from the callback, before now
         assert shown == ALICE, f"alice's sign-in ({self.way}) ended on {shown!r}: {b.history[-6:]}"
         if self.mode == "ticket":
             # alice also opens node 2's hub: its authentication module gives her a ticket there
@@ -321,7 +360,9 @@ class Case:
             carried = {c[2] for c in self.browser.hub_cookies()}
             stray = [s for _, s in w.sessions_of(BOB) if s.session_id not in carried]
             if stray:
-                self.problem(f"{len(stray)} proxy session(s) of bob that his browser does not carry")
+                self.problem(
+                    f"{len(stray)} proxy session(s) of bob that his browser does not carry"
+                )
             who = self.browser.whoami()
             if not who.endswith("\\" + BOB):
                 self.problem(f"after bob signed in, the portal says {who!r}")
@@ -330,7 +371,9 @@ class Case:
         if self.ending == "qlik-logout":
             who = self.browser.whoami()
             if not who.endswith("\\" + ALICE):
-                self.problem(f"'sign out of Qlik only' also ended the portal session (whoami: {who!r})")
+                self.problem(
+                    f"'sign out of Qlik only' also ended the portal session (whoami: {who!r})"
+                )
             return
         again = False
         if self.way in ("saml", "oidc") and self.ending != "next-user":
@@ -339,8 +382,14 @@ class Case:
         replay = self.new_browser()
         replay.set_portal_cookie(self.portal_cookie)
         if replay.whoami().endswith("\\" + ALICE):
-            self.problem("alice's portal cookie, copied before the ending, still signs her in"
-                         + (" (after she signed in again elsewhere with the same IdP session)" if again else ""))
+            self.problem(
+                "alice's portal cookie, copied before the ending, still signs her in"
+                + (
+                    " (after she signed in again elsewhere with the same IdP session)"
+                    if again
+                    else ""
+                )
+            )
 
     def sign_in_again(self) -> bool:
         """alice signs in again in another browser with the same IdP session (SAML: its
@@ -353,12 +402,16 @@ class Case:
                 again.op_session = self.browser.op_session
                 again.oidc("alice", "/")
         except AssertionError:
-            return False  # a portal may refuse that IdP session for good: the old cookie cannot come back then either
+            # a portal may refuse that IdP session for good: the old cookie cannot come back
+            # then either
+            return False
         return again.whoami().endswith("\\" + ALICE)
 
 
 @pytest.mark.parametrize("way, mode, node, ending", CASES)
-def test_lifecycle(fresh: World, django_users: None, way: str, mode: str, node: str, ending: str) -> None:
+def test_lifecycle(
+    fresh: World, django_users: None, way: str, mode: str, node: str, ending: str
+) -> None:
     case = Case(fresh, way, mode, node, ending)
     with ExitStack() as stack:
         if case.framework == "django":
@@ -372,14 +425,21 @@ def test_lifecycle(fresh: World, django_users: None, way: str, mode: str, node: 
 # A sign-out in the browser while the shared store is down: every way out still ends every proxy
 # session of alice (an SSO sign-in's are named by the store's registry; without it, all of the
 # user's), and her browser is signed out of the portal.
-STORE_DOWN = [pytest.param(way, mode, ending, id=f"{way}-{mode}-{ending}")
-              for way, ending in (("password-flask", "portal-signout"), ("saml", "saml-slo-sp"),
-                                  ("oidc", "oidc-rp-logout"))
-              for mode in MODES]
+STORE_DOWN = [
+    pytest.param(way, mode, ending, id=f"{way}-{mode}-{ending}")
+    for way, ending in (
+        ("password-flask", "portal-signout"),
+        ("saml", "saml-slo-sp"),
+        ("oidc", "oidc-rp-logout"),
+    )
+    for mode in MODES
+]
 
 
 @pytest.mark.parametrize("way, mode, ending", STORE_DOWN)
-def test_a_sign_out_with_the_shared_store_down(fresh: World, way: str, mode: str, ending: str) -> None:
+def test_a_sign_out_with_the_shared_store_down(
+    fresh: World, way: str, mode: str, ending: str
+) -> None:
     case = Case(fresh, way, mode, "store-down", ending)
     case.run()
     who = case.browser.whoami()
@@ -388,7 +448,8 @@ def test_a_sign_out_with_the_shared_store_down(fresh: World, way: str, mode: str
     assert not case.problems, "\n".join(case.problems)
 
 
-# -- two promises the matrix's endings do not reach --------------------------------------------------
+# -- two promises the matrix's endings do not reach
+# --------------------------------------------------
 @pytest.mark.parametrize("down", ["node-of-the-session", "the-other-node"])
 def test_a_dead_node_strands_nobody(fresh: World, down: str) -> None:
     """Session mode: alice's remembered proxy session is on node 1. When node 1 refuses connections
@@ -425,29 +486,44 @@ def test_cross_site_navigation_mints_nothing(fresh: World, way: str) -> None:
         b.password("alice")
     elif way == "oidc-login":
         w.end_provider_sessions()
-        assert b.oidc("alice", "/") is None  # signed in to the portal; the provider session lives on
+        assert (
+            b.oidc("alice", "/") is None
+        )  # signed in to the portal; the provider session lives on
     else:
         assert b.saml("alice", "/") is None
     minted = sum(n.state.tickets_issued for n in w.nodes)
     for i in range(5):
         if way == "qlik-module":
-            query = urlencode({"proxyRestUri": w.nodes[0].rest_uri_for("tkt"),
-                               "targetId": f"00000000-0000-4000-8000-00000000000{i}"})
+            query = urlencode(
+                {
+                    "proxyRestUri": w.nodes[0].rest_uri_for("tkt"),
+                    "targetId": f"00000000-0000-4000-8000-00000000000{i}",
+                }
+            )
             b.get("/qlik/module?" + query, headers=cross)
         elif way == "oidc-login":
             a = b.get("/oidc/login?" + urlencode({"target": hub}), headers=cross)
             if a.status == 302 and a.location and a.location.startswith(w.op.issuer):
-                got = w.op.sign_in(a.location, "alice", session=b.op_session)  # silent: the provider session lives
+                got = w.op.sign_in(
+                    a.location, "alice", session=b.op_session
+                )  # silent: the provider session lives
                 parts = urlsplit(got["url"])
                 b.get(f"{parts.path}?{parts.query}", headers=cross)
         else:
             a = b.get("/qlik/saml/login?" + urlencode({"next": hub}), headers=cross)
             if a.status == 302 and a.location and a.location.startswith(w.idp.base_url):
                 info = w.idp.parse_authn_request(a.location)  # a silent IdP answers at once
-                xml = w.idp.response_xml("alice", in_response_to=info.id, acs_url=info.acs_url,
-                                         sp_entity_id=info.sp_entity_id)
-                b.post("/qlik/saml/acs", data=w.idp.post_form(xml, info.relay_state),
-                       headers={"Origin": w.idp.base_url, **cross})
+                xml = w.idp.response_xml(
+                    "alice",
+                    in_response_to=info.id,
+                    acs_url=info.acs_url,
+                    sp_entity_id=info.sp_entity_id,
+                )
+                b.post(
+                    "/qlik/saml/acs",
+                    data=w.idp.post_form(xml, info.relay_state),
+                    headers={"Origin": w.idp.base_url, **cross},
+                )
     minted = sum(n.state.tickets_issued for n in w.nodes) - minted
     assert minted == 0, f"{minted} ticket(s) minted by five cross-site navigations ({way})"
 
@@ -483,9 +559,13 @@ def test_user_switch_with_the_shared_store_down(fresh: World) -> None:
 
 # alice signs in one way, bob another, in her browser: the previous-user rule holds across ways in
 # (the Flask portal offers all of them; healthy nodes: the faults are the matrix's).
-SWITCHES = [pytest.param(a, b, mode, id=f"{a}-then-{b}-{mode}")
-            for a in ("password-flask", "saml", "oidc") for b in ("password-flask", "saml", "oidc")
-            if a != b for mode in MODES]
+SWITCHES = [
+    pytest.param(a, b, mode, id=f"{a}-then-{b}-{mode}")
+    for a in ("password-flask", "saml", "oidc")
+    for b in ("password-flask", "saml", "oidc")
+    if a != b
+    for mode in MODES
+]
 
 
 @pytest.mark.parametrize("first, then, mode", SWITCHES)
@@ -500,13 +580,19 @@ def test_user_switch_across_ways_in(fresh: World, first: str, then: str, mode: s
 # The Django portal's SSO sign-ins (SsoBackend: a SAML or OIDC sign-in is a Django sign-in, Django's
 # logout() its portal sign-out) with healthy nodes: the node faults are the Flask portal's matrix
 # (the same flows); the caps are left to it too (their waits would double).
-DJANGO_SSO = [pytest.param(way, mode, ending, id=f"django-{way}-{mode}-{ending}")
-              for way in ("saml", "oidc") for mode in MODES for ending in endings_for(way)
-              if ending not in ("saml-expiry", "oidc-idle-cap", "oidc-absolute-cap")]
+DJANGO_SSO = [
+    pytest.param(way, mode, ending, id=f"django-{way}-{mode}-{ending}")
+    for way in ("saml", "oidc")
+    for mode in MODES
+    for ending in endings_for(way)
+    if ending not in ("saml-expiry", "oidc-idle-cap", "oidc-absolute-cap")
+]
 
 
 @pytest.mark.parametrize("way, mode, ending", DJANGO_SSO)
-def test_django_sso_lifecycle(fresh: World, django_users: None, way: str, mode: str, ending: str) -> None:
+def test_django_sso_lifecycle(
+    fresh: World, django_users: None, way: str, mode: str, ending: str
+) -> None:
     from django.test import override_settings
 
     case = Case(fresh, way, mode, "healthy", ending, framework="django")

@@ -17,7 +17,9 @@ PREFIX = "hdr"
 
 def pytest_collection_modifyitems(config, items):
     if NGINX is None and not os.environ.get("QLIKAUTH_REQUIRE_ALL"):
-        skip = pytest.mark.skip(reason="nginx is not installed (set QLIKAUTH_REQUIRE_ALL=1 to fail instead)")
+        skip = pytest.mark.skip(
+            reason="nginx is not installed (set QLIKAUTH_REQUIRE_ALL=1 to fail instead)"
+        )
         for item in items:
             if "nginx" in item.keywords:
                 item.add_marker(skip)
@@ -50,10 +52,17 @@ def start_wsgi(app):
 
 def front_block(certs, portal_port: int, qps_nodes: list[str], port: int, **kw) -> str:
     args = dict(
-        server_name="localhost", listen_host="127.0.0.1", listen_port=port,
-        tls_cert=str(certs / "nginx.pem"), tls_key=str(certs / "nginx_key.pem"),
-        portal_url=f"http://127.0.0.1:{portal_port}", login_url=f"http://localhost:{portal_port}/login",
-        header_name=HEADER, qps_nodes=qps_nodes, root_pem=str(certs / "root.pem"), prefix=PREFIX,
+        server_name="localhost",
+        listen_host="127.0.0.1",
+        listen_port=port,
+        tls_cert=str(certs / "nginx.pem"),
+        tls_key=str(certs / "nginx_key.pem"),
+        portal_url=f"http://127.0.0.1:{portal_port}",
+        login_url=f"http://localhost:{portal_port}/login",
+        header_name=HEADER,
+        qps_nodes=qps_nodes,
+        root_pem=str(certs / "root.pem"),
+        prefix=PREFIX,
     )
     if "identity_cache_dir" not in kw:
         # These tests look at what the portal is asked on each request: no identity cache unless

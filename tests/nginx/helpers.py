@@ -18,8 +18,10 @@ from _support import stop_process, wait_port
 
 from qlikauth.nginx import generate_nginx_conf, generate_server_block
 
-NGINX = os.environ.get("QLIKAUTH_NGINX") or shutil.which("nginx") or (
-    "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+NGINX = (
+    os.environ.get("QLIKAUTH_NGINX")
+    or shutil.which("nginx")
+    or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 )
 
 
@@ -49,13 +51,18 @@ class Nginx:
         self.proc: subprocess.Popen | None = None
 
     def test_config(self) -> subprocess.CompletedProcess:
-        return subprocess.run([NGINX, "-t", "-p", str(self.dir), "-c", "nginx.conf"],
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [NGINX, "-t", "-p", str(self.dir), "-c", "nginx.conf"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def start(self) -> Nginx:
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.dir), "-c", "nginx.conf", "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             wait_port(self.port, self.proc)
@@ -95,20 +102,32 @@ class Recorder:
                 pass
 
             def _record(self) -> dict:
-                values = [v for k, v in self.headers.items() if k.lower() == recorder.header_name.lower()]
+                values = [
+                    v for k, v in self.headers.items() if k.lower() == recorder.header_name.lower()
+                ]
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                entry = {"method": self.command, "body": body, "path": self.path, "headers": list(self.headers.items()),
-                         "identity": values}
+                entry = {
+                    "method": self.command,
+                    "body": body,
+                    "path": self.path,
+                    "headers": list(self.headers.items()),
+                    "identity": values,
+                }
                 recorder.requests.append(entry)
                 return entry
 
             def do_GET(self):
                 entry = self._record()
                 if self.headers.get("Upgrade", "").lower() == "websocket":
-                    accept = base64.b64encode(hashlib.sha1(
-                        (self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()
-                    ).digest()).decode()
+                    accept = base64.b64encode(
+                        hashlib.sha1(
+                            (
+                                self.headers["Sec-WebSocket-Key"]
+                                + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                            ).encode()
+                        ).digest()
+                    ).decode()
                     self.send_response(101)
                     self.send_header("Upgrade", "websocket")
                     self.send_header("Connection", "Upgrade")
@@ -145,8 +164,10 @@ class Recorder:
 def raw_request(port: int, cafile: Path, data: bytes, timeout: float = 5.0) -> bytes:
     """Send bytes over verified TLS to nginx and return everything it answers until it closes."""
     ctx = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock, \
-            ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock,
+        ctx.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
         tls.sendall(data)
         chunks = []
         try:
@@ -158,7 +179,11 @@ def raw_request(port: int, cafile: Path, data: bytes, timeout: float = 5.0) -> b
                 if b"\r\n\r\n" in b"".join(chunks) and len(chunks) > 0:
                     # One response is enough: nginx answers errors with Connection: close.
                     head, _, rest = b"".join(chunks).partition(b"\r\n\r\n")
-                    length = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+                    length = [
+                        ln
+                        for ln in head.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length:")
+                    ]
                     if length and len(rest) >= int(length[0].split(b":")[1]):
                         break
         except (TimeoutError, ssl.SSLError, ConnectionResetError):

@@ -51,11 +51,17 @@ def _sign_in(stack, user: str, next_url: str | None = None) -> requests.Session:
     s = requests.Session()
     s.trust_env = False  # REQUESTS_CA_BUNDLE would override s.verify
     s.verify = str(stack.root_pem)
-    page = s.get(f"{stack.portal_url}/login", params={"next": next_url} if next_url else None, timeout=5)
+    page = s.get(
+        f"{stack.portal_url}/login", params={"next": next_url} if next_url else None, timeout=5
+    )
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     nxt = re.search(r'name="next" value="([^"]*)"', page.text).group(1)
-    r = s.post(f"{stack.portal_url}/login", data={"csrf": csrf, "next": nxt, "username": user, "password": "demo"},
-               allow_redirects=False, timeout=5)
+    r = s.post(
+        f"{stack.portal_url}/login",
+        data={"csrf": csrf, "next": nxt, "username": user, "password": "demo"},
+        allow_redirects=False,
+        timeout=5,
+    )
     assert r.status_code == 302, r.text[:200]
     return s
 
@@ -65,7 +71,8 @@ def _mark(stack) -> int:
 
 
 def _since(stack, mark: int):
-    """What the emulator's header virtual proxy recorded since ``_mark`` (the tests run in order)."""
+    """What the emulator's header virtual proxy recorded since ``_mark`` (the tests run in
+    order)."""
     return stack.emulator.state.header_log_for("hdr")[mark:]
 
 
@@ -105,12 +112,22 @@ def test_websocket_to_the_app_carries_the_user(stack):
     s = _sign_in(stack, "carol")
     # QSEoW since November 2024: the websocket carries the session's CSRF token
     # (the token belongs to the proxy session, so the websocket carries that session's cookie too)
-    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=5).headers["qlik-csrf-token"]
-    proxy_cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session"))
-    ws_url = stack.hub_url.replace("https://", "wss://").replace("/hub/", f"/app/abc-123?qlik-csrf-token={csrf}")
+    csrf = s.get(stack.hub_url.replace("/hub/", "/qps/csrftoken"), timeout=5).headers[
+        "qlik-csrf-token"
+    ]
+    proxy_cookie = "; ".join(
+        f"{c.name}={c.value}" for c in s.cookies if c.name.startswith("X-Qlik-Session")
+    )
+    ws_url = stack.hub_url.replace("https://", "wss://").replace(
+        "/hub/", f"/app/abc-123?qlik-csrf-token={csrf}"
+    )
     m = _mark(stack)
-    ws = websocket.create_connection(ws_url, header=[f"Cookie: {_cookie_header(s)}; {proxy_cookie}"],
-                                     sslopt={"ca_certs": str(stack.root_pem)}, timeout=5)
+    ws = websocket.create_connection(
+        ws_url,
+        header=[f"Cookie: {_cookie_header(s)}; {proxy_cookie}"],
+        sslopt={"ca_certs": str(stack.root_pem)},
+        timeout=5,
+    )
     try:
         assert ws.connected
         ws.send('{"jsonrpc":"2.0","id":1,"method":"GetAuthenticatedUser","handle":-1,"params":[]}')
@@ -124,8 +141,12 @@ def test_websocket_to_the_app_carries_the_user(stack):
 
 def test_websocket_without_portal_session_is_refused(stack):
     m = _mark(stack)
-    upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"),
-               ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("X-Portal-User", "alice")]
+    upgrade = [
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("X-Portal-User", "alice"),
+    ]
     resp = _raw(stack, "/hdr/app/abc-123", [("Connection", "Upgrade")] + upgrade, None)
     assert status_of(resp) == 302
     assert b"/login?next=" in resp
@@ -207,17 +228,26 @@ def test_a_copied_signed_out_cookie_keeps_its_identity_at_most_the_cache_lifetim
     home = s.get(f"{stack.portal_url}/", timeout=5)
     csrf = re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)
     s.post(f"{stack.portal_url}/logout", data={"csrf": csrf}, allow_redirects=False, timeout=5)
-    assert s.get(stack.hub_url, allow_redirects=False, timeout=5).status_code == 302  # the browser: at once
+    assert (
+        s.get(stack.hub_url, allow_redirects=False, timeout=5).status_code == 302
+    )  # the browser: at once
     sleep_past_identity_cache(cached_at, DEFAULT_IDENTITY_CACHE)
     m = _mark(stack)
-    r = requests.get(stack.hub_url, headers=copied, verify=str(stack.root_pem), allow_redirects=False, timeout=5)
+    r = requests.get(
+        stack.hub_url, headers=copied, verify=str(stack.root_pem), allow_redirects=False, timeout=5
+    )
     assert r.status_code == 302, "a copied cookie outlived the identity cache's lifetime"
     assert _since(stack, m) == []
 
 
-@pytest.mark.parametrize("path", ["/resources/qmc/fonts/../../../qrs/ReloadTask",
-                                  "/hdr/resources/qmc/fonts/%2e%2e/%2E%2E/%2e%2e/qrs/ReloadTask",
-                                  "/hdr/hub/..%2f..%2fqrs/about"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/resources/qmc/fonts/../../../qrs/ReloadTask",
+        "/hdr/resources/qmc/fonts/%2e%2e/%2E%2E/%2e%2e/qrs/ReloadTask",
+        "/hdr/hub/..%2f..%2fqrs/about",
+    ],
+)
 def test_traversal_probe_gets_400(stack, path):
     s = _sign_in(stack, "alice")
     m = _mark(stack)
@@ -230,10 +260,18 @@ def test_tunnelling_shape_gets_400(stack):
     s = _sign_in(stack, "alice")
     m = _mark(stack)
     smuggled = b"0\r\n\r\nGET /hdr/hub/?mark=smuggled HTTP/1.1\r\nX-Portal-User: carol\r\n\r\n"
-    head = ("\r\n".join([
-        "POST /hdr/hub/?mark=tunnel HTTP/1.1", f"Host: localhost:{stack.nginx_port}",
-        f"Cookie: {_cookie_header(s)}", f"Content-Length: {len(smuggled)}", "Transfer-Encoding: chunked",
-    ]) + "\r\n\r\n").encode()
+    head = (
+        "\r\n".join(
+            [
+                "POST /hdr/hub/?mark=tunnel HTTP/1.1",
+                f"Host: localhost:{stack.nginx_port}",
+                f"Cookie: {_cookie_header(s)}",
+                f"Content-Length: {len(smuggled)}",
+                "Transfer-Encoding: chunked",
+            ]
+        )
+        + "\r\n\r\n"
+    ).encode()
     resp = raw_request(stack.nginx_port, stack.root_pem, head + smuggled)
     assert status_of(resp) == 400
     assert _since(stack, m) == []
@@ -245,8 +283,15 @@ def test_logout_uri_names_only_the_configured_host(stack):
     cookie = _cookie_header(s)
     m = _mark(stack)
     for host in ("evil.example", f"evil.example:{stack.nginx_port}", "localhost:1"):
-        lines = ["GET /hdr/qps/user HTTP/1.1", f"Host: {host}", "Connection: close", f"Cookie: {cookie}"]
-        resp = raw_request(stack.nginx_port, stack.root_pem, ("\r\n".join(lines) + "\r\n\r\n").encode())
+        lines = [
+            "GET /hdr/qps/user HTTP/1.1",
+            f"Host: {host}",
+            "Connection: close",
+            f"Cookie: {cookie}",
+        ]
+        resp = raw_request(
+            stack.nginx_port, stack.root_pem, ("\r\n".join(lines) + "\r\n\r\n").encode()
+        )
         assert status_of(resp) == 421, resp[:200]
         assert b"evil.example" not in resp
     assert _since(stack, m) == []

@@ -1,4 +1,5 @@
-"""The identity cache (``identity_cache=``) against real nginx: who is cached, and what sign-out does.
+"""The identity cache (``identity_cache=``) against real nginx: who is cached, and what sign-out
+does.
 
 The portal is the minimal Flask portal of ``test_front`` (200 + ``X-Qlik-Header-Value`` for a
 signed-in session, 401 otherwise, every call recorded) plus a sign-out that clears the session
@@ -52,8 +53,14 @@ def cache_dir():
 def front(certs, recorder, portal, start_nginx, cache_dir):
     _app, pport = portal
     port = free_port()
-    block = front_block(certs, pport, [f"https://localhost:{recorder.port}"], port, identity_cache=TTL,
-                        identity_cache_dir=cache_dir)
+    block = front_block(
+        certs,
+        pport,
+        [f"https://localhost:{recorder.port}"],
+        port,
+        identity_cache=TTL,
+        identity_cache_dir=cache_dir,
+    )
     return start_nginx(block, port)
 
 
@@ -67,8 +74,13 @@ def _browser(pport: int, user: str) -> requests.Session:
 
 def _hub(front, certs, cookie: str | None, mark: str) -> requests.Response:
     headers = {"Cookie": cookie} if cookie else {}
-    return requests.get(f"https://localhost:{front.port}/hdr/hub/?mark={mark}", headers=headers,
-                        verify=str(certs / "root.pem"), allow_redirects=False, timeout=5)
+    return requests.get(
+        f"https://localhost:{front.port}/hdr/hub/?mark={mark}",
+        headers=headers,
+        verify=str(certs / "root.pem"),
+        allow_redirects=False,
+        timeout=5,
+    )
 
 
 def _cookie(s: requests.Session) -> str:
@@ -99,7 +111,9 @@ def test_signing_out_takes_effect_at_once_for_the_browser(front, portal, recorde
     s.post(f"http://localhost:{pport}/logout", allow_redirects=False, timeout=5)
     assert "session" not in s.cookies  # the browser's cookie is gone...
     r = _hub(front, certs, "; ".join(f"{c.name}={c.value}" for c in s.cookies) or None, "c-after")
-    assert r.status_code == 302 and _seen(recorder, "c-after") == []  # ...so it is asked about, and refused
+    assert (
+        r.status_code == 302 and _seen(recorder, "c-after") == []
+    )  # ...so it is asked about, and refused
     # What the cache does NOT revoke (docs/nginx.md): a copy of the signed-out cookie keeps its
     # identity until its cache entry expires (identity_cache seconds at most).
     app.config["calls"].clear()
@@ -159,14 +173,17 @@ def front_as_generated(certs, recorder, portal, start_nginx):
     _app, pport = portal
     port = free_port()
     d = identity_cache_dir()
-    block = front_block(certs, pport, [f"https://localhost:{recorder.port}"], port, identity_cache_dir=d)
+    block = front_block(
+        certs, pport, [f"https://localhost:{recorder.port}"], port, identity_cache_dir=d
+    )
     assert "proxy_cache_valid 200 5s;" in block
     yield start_nginx(block, port)
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_as_generated_a_signed_out_browser_is_refused_on_its_very_next_request(front_as_generated, portal,
-                                                                               recorder, certs):
+def test_as_generated_a_signed_out_browser_is_refused_on_its_very_next_request(
+    front_as_generated, portal, recorder, certs
+):
     app, pport = portal
     s = _browser(pport, "erin")
     app.config["calls"].clear()
@@ -174,6 +191,13 @@ def test_as_generated_a_signed_out_browser_is_refused_on_its_very_next_request(f
         assert _hub(front_as_generated, certs, _cookie(s), f"g{i}").text == "erin"
     assert len(app.config["calls"]) == 1, "the portal asked once, then the cache answered"
     s.post(f"http://localhost:{pport}/logout", allow_redirects=False, timeout=5)
-    r = _hub(front_as_generated, certs, "; ".join(f"{c.name}={c.value}" for c in s.cookies) or None, "g-after")
+    r = _hub(
+        front_as_generated,
+        certs,
+        "; ".join(f"{c.name}={c.value}" for c in s.cookies) or None,
+        "g-after",
+    )
     assert r.status_code == 302 and _seen(recorder, "g-after") == []
-    assert len(app.config["calls"]) == 2, "the next request was asked about, not answered from the cache"
+    assert len(app.config["calls"]) == 2, (
+        "the next request was asked about, not answered from the cache"
+    )

@@ -56,10 +56,15 @@ class RawPortal:
                     if not chunk:
                         break
                     data += chunk
-                uri = [ln for ln in data.split(b"\r\n") if ln.lower().startswith(b"x-original-uri:")]
+                uri = [
+                    ln for ln in data.split(b"\r\n") if ln.lower().startswith(b"x-original-uri:")
+                ]
                 name = uri[0].split(b"answer=", 1)[-1].split(b"&")[0].decode() if uri else "clean"
-                conn.sendall(b"HTTP/1.1 200 OK\r\n" + ANSWERS.get(name, b"") +
-                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\n"
+                    + ANSWERS.get(name, b"")
+                    + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
 
     def close(self) -> None:
         self.stop = True
@@ -70,7 +75,9 @@ class RawPortal:
 def evil_front(certs, recorder, start_nginx):
     portal = RawPortal()
     port = free_port()
-    n = start_nginx(front_block(certs, portal.port, [f"https://localhost:{recorder.port}"], port), port)
+    n = start_nginx(
+        front_block(certs, portal.port, [f"https://localhost:{recorder.port}"], port), port
+    )
     yield n
     portal.close()
 
@@ -78,8 +85,12 @@ def evil_front(certs, recorder, start_nginx):
 @pytest.mark.parametrize("name", sorted(ANSWERS))
 def test_malformed_portal_answers_never_become_an_identity(evil_front, recorder, certs, name):
     mark = f"answer={name}"
-    r = requests.get(f"https://localhost:{evil_front.port}/hdr/hub/?{mark}", verify=str(certs / "root.pem"),
-                     allow_redirects=False, timeout=5)
+    r = requests.get(
+        f"https://localhost:{evil_front.port}/hdr/hub/?{mark}",
+        verify=str(certs / "root.pem"),
+        allow_redirects=False,
+        timeout=5,
+    )
     hits = [h for h in recorder.requests if mark in h["path"]]
     if name == "clean":
         assert r.status_code == 200 and [h["identity"] for h in hits] == [["alice"]]
@@ -90,7 +101,9 @@ def test_malformed_portal_answers_never_become_an_identity(evil_front, recorder,
         allowed = ([], [["alice"]])
     else:
         allowed = ([],)
-        assert r.status_code >= 500, "an unusable identity is refused by nginx, not forwarded without one"
+        assert r.status_code >= 500, (
+            "an unusable identity is refused by nginx, not forwarded without one"
+        )
     assert [h["identity"] for h in hits] in [list(a) for a in allowed], (r.status_code, hits)
     for h in hits:
         assert all("ADMIN" not in v for _k, v in h["headers"])

@@ -53,22 +53,34 @@ def _spread(front, certs, pport, nodes, tag):
         cookie = _cookie(pport, user)
         for i in range(3):
             mark = f"{tag}-{user}-{i}"
-            r = requests.get(f"https://localhost:{front.port}/hdr/hub/?m={mark}", headers={"Cookie": cookie},
-                             verify=str(certs / "root.pem"), timeout=5)
+            r = requests.get(
+                f"https://localhost:{front.port}/hdr/hub/?m={mark}",
+                headers={"Cookie": cookie},
+                verify=str(certs / "root.pem"),
+                timeout=5,
+            )
             assert r.status_code == 200 and r.text == user
-            where = {n for n, rec in enumerate(nodes) if any(f"m={mark}" in h["path"] for h in rec.requests)}
+            where = {
+                n
+                for n, rec in enumerate(nodes)
+                if any(f"m={mark}" in h["path"] for h in rec.requests)
+            }
             assert len(where) == 1
             seen.setdefault(user, set()).update(where)
     return seen
 
 
 @pytest.mark.parametrize("mode", ["own-names", "one-upstream"])
-def test_each_user_sticks_to_one_node_and_both_nodes_serve(certs, portal, nodes, second_name, start_nginx, mode):
+def test_each_user_sticks_to_one_node_and_both_nodes_serve(
+    certs, portal, nodes, second_name, start_nginx, mode
+):
     port = free_port()
     if mode == "own-names":  # each node verified under its own name (split_clients)
         if second_name is None:
-            skip_or_fail("no second DNS name for 127.0.0.1 on this machine (e.g. the host name): "
-                         "add one to /etc/hosts, e.g. '127.0.0.1 qlikauth-node2'")
+            skip_or_fail(
+                "no second DNS name for 127.0.0.1 on this machine (e.g. the host name): "
+                "add one to /etc/hosts, e.g. '127.0.0.1 qlikauth-node2'"
+            )
         qps = [f"https://localhost:{nodes[0].port}", f"https://{second_name}:{nodes[1].port}"]
         kw = {}
     else:  # one name on every certificate: one upstream, hash ... consistent, failover
@@ -90,14 +102,20 @@ def _refused_node(certs, portal, start_nginx, node: Recorder):
     nothing reaches ``node``. Gives the nginx (for its error log)."""
     port = free_port()
     front = start_nginx(front_block(certs, portal, [f"https://localhost:{node.port}"], port), port)
-    r = requests.get(f"https://localhost:{front.port}/hdr/hub/", headers={"Cookie": _cookie(portal, "alice")},
-                     verify=str(certs / "root.pem"), timeout=5)
+    r = requests.get(
+        f"https://localhost:{front.port}/hdr/hub/",
+        headers={"Cookie": _cookie(portal, "alice")},
+        verify=str(certs / "root.pem"),
+        timeout=5,
+    )
     assert r.status_code == 502
     assert node.requests == []
     return front
 
 
-def test_a_node_with_a_certificate_from_another_ca_gets_nothing(certs, portal, tmp_path_factory, start_nginx):
+def test_a_node_with_a_certificate_from_another_ca_gets_nothing(
+    certs, portal, tmp_path_factory, start_nginx
+):
     other = tmp_path_factory.mktemp("other-ca")
     generate_certificates(other, ["localhost", "127.0.0.1"])
     rogue = Recorder(other / "server.pem", other / "server_key.pem", HEADER)
@@ -108,7 +126,9 @@ def test_a_node_with_a_certificate_from_another_ca_gets_nothing(certs, portal, t
         rogue.close()
 
 
-def test_a_node_whose_certificate_names_another_host_gets_nothing(certs, portal, tmp_path_factory, start_nginx):
+def test_a_node_whose_certificate_names_another_host_gets_nothing(
+    certs, portal, tmp_path_factory, start_nginx
+):
     d = tmp_path_factory.mktemp("wrong-name")
     issue_server_certificate(certs, ["qs9.example.com"], d / "s.pem", d / "k.pem")
     rec = Recorder(d / "s.pem", d / "k.pem", HEADER)

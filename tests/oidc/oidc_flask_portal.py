@@ -36,17 +36,26 @@ sso = QlikOidc(app)
 def home() -> str:
     user = QlikOidc.current_user()
     if user is None:
-        return '<p id="anonymous">Nobody is signed in. <a id="signin" href="/oidc/login">Sign in</a></p>'
+        return (
+            '<p id="anonymous">Nobody is signed in. <a id="signin" href="/oidc/login">Sign '
+            "in</a></p>"
+        )
     return f'<p>Signed in as <span id="user">{escape(user.qualified_name)}</span></p>'
 
 
 @app.get("/whoami")
 def whoami():  # type: ignore[no-untyped-def]
     user = QlikOidc.current_user()
-    return jsonify(user=None if user is None else user.qualified_name,
-                   groups=[] if user is None else user.groups)
+    return jsonify(
+        user=None if user is None else user.qualified_name,
+        groups=[] if user is None else user.groups,
+    )
 
 
 if __name__ == "__main__":
-    tls = (os.environ["PORTAL_TLS_CERT"], os.environ["PORTAL_TLS_KEY"]) if os.environ.get("PORTAL_TLS_CERT") else None
+    tls = (
+        (os.environ["PORTAL_TLS_CERT"], os.environ["PORTAL_TLS_KEY"])
+        if os.environ.get("PORTAL_TLS_CERT")
+        else None
+    )
     app.run(host="127.0.0.1", port=int(os.environ["PORTAL_PORT"]), ssl_context=tls, threaded=True)

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_chromium_signs_in_at_the_provider_and_is_signed_out_by_backchannel(
-        chromium: Any, site_factory: Any, artifacts_dir: Path) -> None:
+    chromium: Any, site_factory: Any, artifacts_dir: Path
+) -> None:
     site: Site = site_factory()
     hub = site.emu.hub_url_for("portal")
     context = chromium.new_context()
@@ -30,8 +31,11 @@ def test_chromium_signs_in_at_the_provider_and_is_signed_out_by_backchannel(
         assert "group=Finance" in (page.text_content("#security") or "")
         page.screenshot(path=str(artifacts_dir / "oidc-hub-alice.png"))
         cookies = {c["name"]: c for c in context.cookies()}
-        assert "__Host-qlikauth-oidc" not in cookies  # the binding cookie was cleared at the callback
-        # the portal's and Qlik's cookies are browser-session cookies (seed 004: shared workstations)
+        assert (
+            "__Host-qlikauth-oidc" not in cookies
+        )  # the binding cookie was cleared at the callback
+        # the portal's and Qlik's cookies are browser-session cookies (seed 004: shared
+        # workstations)
         ours = [cookies[n] for n in ("session", "X-Qlik-Session-portal")]
         assert all(c["expires"] == -1 for c in ours), ours
         # the provider ends alice's session: it POSTs a logout_token to the portal
@@ -40,7 +44,8 @@ def test_chromium_signs_in_at_the_provider_and_is_signed_out_by_backchannel(
         assert qps_user_sessions(site.emu, "alice@example.com") == []
         page.reload()
         assert page.query_selector("#user") is None
-        # no module URI on this virtual proxy: Qlik's internal module, the form login for Linux Chromium
+        # no module URI on this virtual proxy: Qlik's internal module, the form login for
+        # Linux Chromium
         assert "/portal/internal_forms_authentication/?targetId=" in page.url
         page.goto(f"{site.portal}/")
         assert page.query_selector("#anonymous") is not None

@@ -54,9 +54,12 @@ class MetadataServer:
         self.base = f"https://localhost:{self.httpd.server_address[1]}"
         self.issuer = issuer_template.format(base=self.base)
         self.docs["/organizations/v2.0/.well-known/openid-configuration"] = {
-            "issuer": self.issuer, "authorization_endpoint": f"{self.base}/authorize",
-            "token_endpoint": f"{self.base}/token", "jwks_uri": f"{self.base}/keys",
-            "code_challenge_methods_supported": ["plain", "S256"]}
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.base}/authorize",
+            "token_endpoint": f"{self.base}/token",
+            "jwks_uri": f"{self.base}/keys",
+            "code_challenge_methods_supported": ["plain", "S256"],
+        }
         self.docs["/keys"] = {"keys": [public_jwk(self.key)]}
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -64,8 +67,16 @@ class MetadataServer:
         import jwt
 
         now = int(time.time())
-        claims = {"iss": f"{self.base}/{tid}/v2.0", "tid": tid, "aud": "app-id", "sub": "s-1",
-                  "iat": now, "exp": now + 600, "nonce": "n", **extra}
+        claims = {
+            "iss": f"{self.base}/{tid}/v2.0",
+            "tid": tid,
+            "aud": "app-id",
+            "sub": "s-1",
+            "iat": now,
+            "exp": now + 600,
+            "nonce": "n",
+            **extra,
+        }
         return jwt.encode(claims, private_key_of(self.key), "RS256", headers={"kid": "entra-key"})
 
     def close(self) -> None:
@@ -81,10 +92,18 @@ def entra(portal_tls: tuple[Path, Path]) -> Iterator[MetadataServer]:
 
 
 def entra_rp(server: MetadataServer, certs_dir: Path, tenants: tuple[str, ...]) -> OidcRelyingParty:
-    return OidcRelyingParty(OidcSettings(
-        issuer=server.issuer, discovery_url=f"{server.base}/organizations/v2.0/.well-known/openid-configuration",
-        tenants=tenants, client_id="app-id", client_secret="x", redirect_uri="https://localhost:8443/cb",
-        ca_bundle=str(certs_dir / "root.pem")), MemoryStore())
+    return OidcRelyingParty(
+        OidcSettings(
+            issuer=server.issuer,
+            discovery_url=f"{server.base}/organizations/v2.0/.well-known/openid-configuration",
+            tenants=tenants,
+            client_id="app-id",
+            client_secret="x",
+            redirect_uri="https://localhost:8443/cb",
+            ca_bundle=str(certs_dir / "root.pem"),
+        ),
+        MemoryStore(),
+    )
 
 
 def test_entra_multi_tenant_issuer(entra: MetadataServer, certs_dir: Path) -> None:
@@ -93,8 +112,10 @@ def test_entra_multi_tenant_issuer(entra: MetadataServer, certs_dir: Path) -> No
     claims = rp.validate_id_token(entra.token(TENANT_A), nonce="n")
     assert claims["iss"] == f"{entra.base}/{TENANT_A}/v2.0"
     cases = {
-        "tenant": entra.token(TENANT_B),                                           # another tenant
-        "issuer": entra.token(TENANT_A, iss=f"{entra.base}/{TENANT_B}/v2.0"),       # iss of another tenant
+        "tenant": entra.token(TENANT_B),  # another tenant
+        "issuer": entra.token(
+            TENANT_A, iss=f"{entra.base}/{TENANT_B}/v2.0"
+        ),  # iss of another tenant
     }
     for reason, token in cases.items():
         with pytest.raises(OidcError) as info:
@@ -106,20 +127,34 @@ def test_entra_multi_tenant_issuer(entra: MetadataServer, certs_dir: Path) -> No
     claims = jwt.decode(no_tid, options={"verify_signature": False})
     claims.pop("tid")
     with pytest.raises(OidcError) as info:
-        rp.validate_id_token(jwt.encode(claims, private_key_of(entra.key), "RS256", headers={"kid": "entra-key"}), nonce="n")
+        rp.validate_id_token(
+            jwt.encode(claims, private_key_of(entra.key), "RS256", headers={"kid": "entra-key"}),
+            nonce="n",
+        )
     assert info.value.code == "issuer"
     # '*' admits any tenant, still with the iss form checked against the token's own tid
     anyone = entra_rp(entra, certs_dir, ("*",))
     assert anyone.validate_id_token(entra.token(TENANT_B), nonce="n")["tid"] == TENANT_B
     with pytest.raises(OidcError):
-        anyone.validate_id_token(entra.token(TENANT_A, iss=f"{entra.base}/{TENANT_B}/v2.0"), nonce="n")
+        anyone.validate_id_token(
+            entra.token(TENANT_A, iss=f"{entra.base}/{TENANT_B}/v2.0"), nonce="n"
+        )
 
 
-def test_discovery_issuer_must_equal_the_configured_one(entra: MetadataServer, certs_dir: Path) -> None:
+def test_discovery_issuer_must_equal_the_configured_one(
+    entra: MetadataServer, certs_dir: Path
+) -> None:
     doc = entra.docs["/organizations/v2.0/.well-known/openid-configuration"]
-    rp = OidcRelyingParty(OidcSettings(
-        issuer=entra.base + "/organizations/v2.0", client_id="app-id", client_secret="x",
-        redirect_uri="https://localhost:8443/cb", ca_bundle=str(certs_dir / "root.pem")), MemoryStore())
+    rp = OidcRelyingParty(
+        OidcSettings(
+            issuer=entra.base + "/organizations/v2.0",
+            client_id="app-id",
+            client_secret="x",
+            redirect_uri="https://localhost:8443/cb",
+            ca_bundle=str(certs_dir / "root.pem"),
+        ),
+        MemoryStore(),
+    )
     with pytest.raises(OidcError) as info:
         rp.metadata()
     assert info.value.code == "metadata" and "issuer" in str(info.value)
@@ -136,7 +171,9 @@ def test_discovery_endpoints_must_be_https(entra: MetadataServer, certs_dir: Pat
 
 
 def test_discovery_without_s256_is_refused(entra: MetadataServer, certs_dir: Path) -> None:
-    entra.docs["/organizations/v2.0/.well-known/openid-configuration"]["code_challenge_methods_supported"] = ["plain"]
+    entra.docs["/organizations/v2.0/.well-known/openid-configuration"][
+        "code_challenge_methods_supported"
+    ] = ["plain"]
     with pytest.raises(OidcError) as info:
         entra_rp(entra, certs_dir, (TENANT_A,)).metadata()
     assert "S256" in str(info.value)
@@ -145,28 +182,51 @@ def test_discovery_without_s256_is_refused(entra: MetadataServer, certs_dir: Pat
 BASE = {"client_id": "c", "client_secret": "s", "redirect_uri": "https://portal.example.com/cb"}
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    ({"issuer": "http://idp.example.com"}, "https"),
-    ({"issuer": "https://idp.example.com", "redirect_uri": "http://portal.example.com/cb"}, "https"),
-    ({"issuer": "https://idp.example.com", "algorithms": ("none",)}, "refused"),
-    ({"issuer": "https://idp.example.com", "algorithms": ("HS256",)}, "HMAC"),
-    ({"issuer": "https://idp.example.com/.well-known/openid-configuration"}, "drop /.well-known"),
-    ({"issuer": "https://idp.example.com", "prompt": "none"}, "prompt"),
-    ({"issuer": "https://idp.example.com", "allow_unverified_email": "perhaps"}, "true or false"),
-    ({"issuer": "https://idp.example.com", "algorithms": ()}, "algorithm"),
-    ({"issuer": "https://idp.example.com", "leeway": 3600}, "leeway"),
-    ({"issuer": "https://idp.example.com", "scopes": ("email",)}, "openid"),
-    ({"issuer": "https://idp.example.com", "response_mode": "fragment"}, "form_post"),
-    ({"issuer": "https://idp.example.com", "client_secret": None}, "client_secret"),
-    ({"issuer": "https://idp.example.com", "token_endpoint_auth_method": "private_key_jwt"}, "client_private_key"),
-    ({"issuer": "https://idp.example.com", "token_endpoint_auth_method": "none"}, "token_endpoint_auth_method"),
-    ({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"}, "discovery_url"),
-    ({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
-      "discovery_url": "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration"}, "tenants"),
-    ({"issuer": "https://idp.example.com", "tenants": (TENANT_A,)}, "tenantid"),
-    ({"issuer": "https://idp.example.com", "ca_bundle": "/nonexistent.pem"}, "ca_bundle"),
-    ({"issuer": "https://idp.example.com", "cookie_secure": False}, "__Host-"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"issuer": "http://idp.example.com"}, "https"),
+        (
+            {"issuer": "https://idp.example.com", "redirect_uri": "http://portal.example.com/cb"},
+            "https",
+        ),
+        ({"issuer": "https://idp.example.com", "algorithms": ("none",)}, "refused"),
+        ({"issuer": "https://idp.example.com", "algorithms": ("HS256",)}, "HMAC"),
+        (
+            {"issuer": "https://idp.example.com/.well-known/openid-configuration"},
+            "drop /.well-known",
+        ),
+        ({"issuer": "https://idp.example.com", "prompt": "none"}, "prompt"),
+        (
+            {"issuer": "https://idp.example.com", "allow_unverified_email": "perhaps"},
+            "true or false",
+        ),
+        ({"issuer": "https://idp.example.com", "algorithms": ()}, "algorithm"),
+        ({"issuer": "https://idp.example.com", "leeway": 3600}, "leeway"),
+        ({"issuer": "https://idp.example.com", "scopes": ("email",)}, "openid"),
+        ({"issuer": "https://idp.example.com", "response_mode": "fragment"}, "form_post"),
+        ({"issuer": "https://idp.example.com", "client_secret": None}, "client_secret"),
+        (
+            {"issuer": "https://idp.example.com", "token_endpoint_auth_method": "private_key_jwt"},
+            "client_private_key",
+        ),
+        (
+            {"issuer": "https://idp.example.com", "token_endpoint_auth_method": "none"},
+            "token_endpoint_auth_method",
+        ),
+        ({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0"}, "discovery_url"),
+        (
+            {
+                "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+                "discovery_url": "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration",
+            },
+            "tenants",
+        ),
+        ({"issuer": "https://idp.example.com", "tenants": (TENANT_A,)}, "tenantid"),
+        ({"issuer": "https://idp.example.com", "ca_bundle": "/nonexistent.pem"}, "ca_bundle"),
+        ({"issuer": "https://idp.example.com", "cookie_secure": False}, "__Host-"),
+    ],
+)
 def test_settings_refused(change: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         OidcSettings(**{**BASE, **change})
@@ -175,15 +235,26 @@ def test_settings_refused(change: dict[str, Any], words: str) -> None:
 
 
 def test_loopback_http_is_allowed_for_tests() -> None:
-    s = OidcSettings(issuer="http://127.0.0.1:9000", client_id="c", client_secret="hush-hush",
-                     redirect_uri="http://localhost:8000/cb", cookie_name="qlikauth-oidc", cookie_secure=False)
+    s = OidcSettings(
+        issuer="http://127.0.0.1:9000",
+        client_id="c",
+        client_secret="hush-hush",
+        redirect_uri="http://localhost:8000/cb",
+        cookie_name="qlikauth-oidc",
+        cookie_secure=False,
+    )
     assert s.issuer == "http://127.0.0.1:9000"
     assert "hush-hush" not in repr(s)
 
 
 # -- boolean settings read as QLIKAUTH and QLIKAUTH_SAML read them (qlikauth._parse) ----------
-WEB_BASE = {"ISSUER": "https://idp.example.com", "CLIENT_ID": "c", "CLIENT_SECRET": "s3cret",
-            "REDIRECT_URI": "https://portal.example.com/cb", "COOKIE_NAME": "qlikauth-oidc"}
+WEB_BASE = {
+    "ISSUER": "https://idp.example.com",
+    "CLIENT_ID": "c",
+    "CLIENT_SECRET": "s3cret",
+    "REDIRECT_URI": "https://portal.example.com/cb",
+    "COOKIE_NAME": "qlikauth-oidc",
+}
 
 
 @pytest.mark.parametrize("key", ["COOKIE_SECURE", "USERINFO", "FRONTCHANNEL_LOGOUT"])
@@ -197,11 +268,27 @@ def test_a_boolean_oidc_setting_that_is_not_one_is_refused(key: str, value: str)
     assert "s3cret" not in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("Yes", True), (" on ", True), ("TRUE", True), ("1", True),
-                                               ("0", False), ("off", False), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Yes", True),
+        (" on ", True),
+        ("TRUE", True),
+        ("1", True),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("", False),
+    ],
+)
 def test_boolean_oidc_settings_read_the_documented_words(value: str, expected: bool) -> None:
     from qlikauth.web.oidc import OidcWebSettings
 
-    s = OidcWebSettings.from_mapping({**WEB_BASE, "USERINFO": value, "COOKIE_SECURE": value,
-                                      "FRONTCHANNEL_LOGOUT": value})
-    assert s.rp.userinfo is expected and s.rp.cookie_secure is expected and s.frontchannel_logout is expected
+    s = OidcWebSettings.from_mapping(
+        {**WEB_BASE, "USERINFO": value, "COOKIE_SECURE": value, "FRONTCHANNEL_LOGOUT": value}
+    )
+    assert (
+        s.rp.userinfo is expected
+        and s.rp.cookie_secure is expected
+        and s.frontchannel_logout is expected
+    )

@@ -36,16 +36,28 @@ def portal(emulator_factory: Any) -> Any:
     with OidcProvider(host="127.0.0.1", clients=[client]) as op:
         app = Flask(__name__)
         app.config.update(
-            SECRET_KEY="test", TESTING=True, SESSION_COOKIE_SECURE=True,
-            QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir),
-            QLIKAUTH_HUB_URL=emu.hub_url_for("sso"), QLIKAUTH_VIRTUAL_PROXY="sso",
-            QLIKAUTH_OIDC={"ISSUER": op.issuer, "CLIENT_ID": "portal", "CLIENT_SECRET": SECRET,
-                           "REDIRECT_URI": CALLBACK, "SESSION_IDLE_TIMEOUT": 600})
+            SECRET_KEY="test",
+            TESTING=True,
+            SESSION_COOKIE_SECURE=True,
+            QLIKAUTH_QPS_NODES=emu.qps_url,
+            QLIKAUTH_CERTS=str(emu.certs_dir),
+            QLIKAUTH_HUB_URL=emu.hub_url_for("sso"),
+            QLIKAUTH_VIRTUAL_PROXY="sso",
+            QLIKAUTH_OIDC={
+                "ISSUER": op.issuer,
+                "CLIENT_ID": "portal",
+                "CLIENT_SECRET": SECRET,
+                "REDIRECT_URI": CALLBACK,
+                "SESSION_IDLE_TIMEOUT": 600,
+            },
+        )
         known: dict[str, User] = {}
         LoginManager(app).user_loader(known.get)
         QlikAuth(app, user_loader=QlikOidc.current_user)
-        QlikOidc(app, login_user_with=lambda u: known.setdefault(u.qualified_name,
-                                                                 User(u.qualified_name)))
+        QlikOidc(
+            app,
+            login_user_with=lambda u: known.setdefault(u.qualified_name, User(u.qualified_name)),
+        )
 
         @app.get("/me")
         def me() -> str:
@@ -60,9 +72,13 @@ def _sign_in(app: Flask, op: OidcProvider) -> Any:
     at_op = requests.Session()
     page = at_op.get(r.headers["Location"], timeout=10)
     action = page.text.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-    back = at_op.post(op.issuer + action, data={"username": "alice", "password": "demo"},
-                      allow_redirects=False, timeout=10)
-    done = b.get(back.headers["Location"][len(PORTAL):], base_url=PORTAL)
+    back = at_op.post(
+        op.issuer + action,
+        data={"username": "alice", "password": "demo"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    done = b.get(back.headers["Location"][len(PORTAL) :], base_url=PORTAL)
     assert done.status_code == 302 and done.headers["Location"] == "/me"
     assert b.get("/me", base_url=PORTAL).get_data(as_text=True) == "OIDC\\alice@example.com"
     return b
@@ -73,8 +89,12 @@ def test_back_channel_logout_logs_the_flask_login_user_out(portal: Any) -> None:
     b = _sign_in(app, op)
     sid = next(iter(op.sessions))
     token = op.logout_token("portal", op.users["alice"].claims["sub"], sid)
-    assert app.test_client().post("/oidc/backchannel-logout", base_url=PORTAL,
-                                  data={"logout_token": token}).status_code == 200
+    assert (
+        app.test_client()
+        .post("/oidc/backchannel-logout", base_url=PORTAL, data={"logout_token": token})
+        .status_code
+        == 200
+    )
     assert b.get("/me", base_url=PORTAL).get_data(as_text=True) == "anonymous"
 
 

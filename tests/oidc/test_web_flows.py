@@ -23,21 +23,34 @@ def test_sign_in_lands_on_the_hub_as_the_mapped_user(site_factory: Callable[...,
     hub = site.follow_to_hub(browser, answer)
     assert hub.status_code == 200
     assert '<dd id="user">OIDC\\alice@example.com</dd>' in hub.text
-    assert "group=Finance" in hub.text.replace("</li>", "").replace("<li>", "") or "Finance" in hub.text
+    assert (
+        "group=Finance" in hub.text.replace("</li>", "").replace("<li>", "")
+        or "Finance" in hub.text
+    )
     # the binding cookie is cleared at the callback; the portal knows the user
-    assert any(c.startswith("__Host-qlikauth-oidc=;") for c in answer.headers.get("set-cookie", "").split(", "))
-    assert browser.get(f"{site.portal}/whoami", timeout=10).json()["user"] == "OIDC\\alice@example.com"
+    assert any(
+        c.startswith("__Host-qlikauth-oidc=;")
+        for c in answer.headers.get("set-cookie", "").split(", ")
+    )
+    assert (
+        browser.get(f"{site.portal}/whoami", timeout=10).json()["user"] == "OIDC\\alice@example.com"
+    )
     assert len(qps_user_sessions(site.emu, "alice@example.com")) == 1
 
 
-def test_backchannel_logout_ends_the_proxy_session_and_the_portal_session(site_factory: Callable[..., Site]) -> None:
+def test_backchannel_logout_ends_the_proxy_session_and_the_portal_session(
+    site_factory: Callable[..., Site],
+) -> None:
     site = site_factory()
     alice, bob = site.browser(), site.browser()
     site.follow_to_hub(alice, site.sign_in(alice, "alice"))
     site.follow_to_hub(bob, site.sign_in(bob, "bob"))
     assert qps_user_sessions(site.emu, "alice@example.com")
     result = site.op.end_sessions("a1b2c3-alice")  # the provider signs alice out everywhere
-    assert result["results"] and all(r["ok"] for r in result["results"]), (result, site.op.log_text()[-2000:])
+    assert result["results"] and all(r["ok"] for r in result["results"]), (
+        result,
+        site.op.log_text()[-2000:],
+    )
     assert qps_user_sessions(site.emu, "alice@example.com") == []
     assert qps_user_sessions(site.emu, "bob@example.com")  # bob is untouched
     assert browser_user(site, alice) is None
@@ -71,12 +84,19 @@ def test_refused_callbacks_make_no_qlik_call(site_factory: Callable[..., Site]) 
     other.get(f"{site.portal}/oidc/login", allow_redirects=False, timeout=10)
     start = browser.get(f"{site.portal}/oidc/login", allow_redirects=False, timeout=10)
     got = site.op.sign_in(start.headers["location"], "alice", session=browser.op_session)  # type: ignore[attr-defined]
-    stolen = other.get(site.portal + urlsplit(got["url"]).path + "?" + urlsplit(got["url"]).query,
-                       allow_redirects=False, timeout=10)
+    stolen = other.get(
+        site.portal + urlsplit(got["url"]).path + "?" + urlsplit(got["url"]).query,
+        allow_redirects=False,
+        timeout=10,
+    )
     assert stolen.status_code == 400
     # a bad target is refused before the provider is even asked
-    bad = browser.get(f"{site.portal}/oidc/login", params={"target": "https://evil.example/"},
-                      allow_redirects=False, timeout=10)
+    bad = browser.get(
+        f"{site.portal}/oidc/login",
+        params={"target": "https://evil.example/"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert bad.status_code == 400
     assert site.emu.state.qps_requests == before
 
@@ -92,9 +112,18 @@ def test_backchannel_refusals_answer_400(site_factory: Callable[..., Site]) -> N
     assert s.post(url, data={"logout_token": "not.a.token"}, timeout=10).status_code == 400
     assert s.get(url, timeout=10).status_code == 405
     now = __import__("time").time()
-    forged = site.op.sign({"iss": site.op.issuer, "aud": "portal-web", "iat": now, "exp": now + 120,
-                           "jti": "j1", "sub": "a1b2c3-alice",
-                           "events": {"http://schemas.openid.net/event/backchannel-logout": {}}, "nonce": "x"})
+    forged = site.op.sign(
+        {
+            "iss": site.op.issuer,
+            "aud": "portal-web",
+            "iat": now,
+            "exp": now + 120,
+            "jti": "j1",
+            "sub": "a1b2c3-alice",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            "nonce": "x",
+        }
+    )
     r = s.post(url, data={"logout_token": forged}, timeout=10)
     assert r.status_code == 400 and r.json()["error_description"] == "logout_nonce"
     assert qps_user_sessions(site.emu, "alice@example.com")  # nothing was ended
@@ -107,13 +136,27 @@ def test_rp_initiated_logout(site_factory: Callable[..., Site]) -> None:
     site.follow_to_hub(browser, site.sign_in(browser, "alice"))
     page = browser.get(f"{site.portal}/oidc/logout", timeout=10)
     assert page.status_code == 200 and "<form" in page.text
-    cross = browser.post(f"{site.portal}/oidc/logout", headers={"Origin": "https://evil.example"},
-                         allow_redirects=False, timeout=10)
+    cross = browser.post(
+        f"{site.portal}/oidc/logout",
+        headers={"Origin": "https://evil.example"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert cross.status_code == 403 and browser_user(site, browser) is not None
-    out = browser.post(f"{site.portal}/oidc/logout", headers={"Origin": site.portal}, allow_redirects=False, timeout=10)
-    assert out.status_code == 302 and out.headers["location"].startswith(site.op.issuer + "/session/end?")
+    out = browser.post(
+        f"{site.portal}/oidc/logout",
+        headers={"Origin": site.portal},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert out.status_code == 302 and out.headers["location"].startswith(
+        site.op.issuer + "/session/end?"
+    )
     assert "id_token_hint=" in out.headers["location"]
-    assert "post_logout_redirect_uri=" + requests.utils.quote(site.portal + "/", safe="") in out.headers["location"]
+    assert (
+        "post_logout_redirect_uri=" + requests.utils.quote(site.portal + "/", safe="")
+        in out.headers["location"]
+    )
     assert qps_user_sessions(site.emu, "alice@example.com") == []
     assert browser_user(site, browser) is None
 
@@ -124,7 +167,10 @@ def test_form_post_and_session_mode(site_factory: Callable[..., Site]) -> None:
     answer = site.sign_in(browser, "bob")
     assert answer.status_code == 302
     cookies = answer.headers.get("set-cookie", "")
-    assert "X-Qlik-Session-portal=" in cookies and "Max-Age" not in cookies.split("X-Qlik-Session-portal=")[1].split(",")[0]
+    assert (
+        "X-Qlik-Session-portal=" in cookies
+        and "Max-Age" not in cookies.split("X-Qlik-Session-portal=")[1].split(",")[0]
+    )
     hub = browser.get(site.emu.hub_url_for("portal"), timeout=10)
     assert '<dd id="user">OIDC\\bob@example.com</dd>' in hub.text
     sessions = qps_user_sessions(site.emu, "bob@example.com")
@@ -158,7 +204,9 @@ def test_session_caps_end_the_proxy_sessions(site_factory: Callable[..., Site]) 
     assert "prompt" not in parse_qs(urlsplit(again.headers["location"]).query)
 
 
-def test_logout_reaches_sessions_of_another_portal_process(site_factory: Callable[..., Site], redis_url: str) -> None:
+def test_logout_reaches_sessions_of_another_portal_process(
+    site_factory: Callable[..., Site], redis_url: str
+) -> None:
     """Two portal processes on one Redis: the provider's back-channel call reaches the first, the
     browser signed in through the second; its proxy session and SSO session end all the same."""
     site = site_factory(portals=2, redis_url=redis_url)
@@ -172,8 +220,11 @@ def test_logout_reaches_sessions_of_another_portal_process(site_factory: Callabl
     assert browser_user(site, browser, second) is None
 
 
-def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(site_factory: Callable[..., Site]) -> None:
-    """Seed 004 (fast user switching): bob signs in in alice's browser; alice's Qlik session ends."""
+def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(
+    site_factory: Callable[..., Site],
+) -> None:
+    """Seed 004 (fast user switching): bob signs in in alice's browser; alice's Qlik
+    session ends."""
     site = site_factory()
     browser = site.browser()
     site.follow_to_hub(browser, site.sign_in(browser, "alice"))
@@ -185,7 +236,8 @@ def test_the_next_user_at_a_shared_workstation_ends_the_previous_users_sessions(
 
 
 def test_a_session_mode_sign_in_ends_the_browsers_proxy_session_from_an_earlier_sign_in(
-        site_factory: Callable[..., Site]) -> None:
+    site_factory: Callable[..., Site],
+) -> None:
     """The browser still carries carol's proxy session cookie from a sign-in the portal no longer
     remembers (a password sign-in, an expired portal session); bob signs in with OIDC in it: carol's
     proxy session ends, bob's is the only one the cookie names."""
@@ -203,14 +255,21 @@ def test_a_session_mode_sign_in_ends_the_browsers_proxy_session_from_an_earlier_
     assert '<dd id="user">OIDC\\bob@example.com</dd>' in hub.text
 
 
-def test_next_brings_the_browser_back_to_the_portal_signed_in(site_factory: Callable[..., Site]) -> None:
+def test_next_brings_the_browser_back_to_the_portal_signed_in(
+    site_factory: Callable[..., Site],
+) -> None:
     site = site_factory()
     browser = site.browser()
-    start = browser.get(f"{site.portal}/oidc/login", params={"next": "/whoami"}, allow_redirects=False, timeout=10)
+    start = browser.get(
+        f"{site.portal}/oidc/login", params={"next": "/whoami"}, allow_redirects=False, timeout=10
+    )
     got = site.op.sign_in(start.headers["location"], "bob", session=browser.op_session)  # type: ignore[attr-defined]
     before = site.emu.state.tickets_issued
-    back = browser.get(site.portal + urlsplit(got["url"]).path + "?" + urlsplit(got["url"]).query,
-                       allow_redirects=False, timeout=10)
+    back = browser.get(
+        site.portal + urlsplit(got["url"]).path + "?" + urlsplit(got["url"]).query,
+        allow_redirects=False,
+        timeout=10,
+    )
     assert back.status_code == 302 and back.headers["location"] == "/whoami"
     assert site.emu.state.tickets_issued == before  # no ticket until the user opens Qlik
     assert browser_user(site, browser) == "OIDC\\bob@example.com"
@@ -221,5 +280,9 @@ def test_next_brings_the_browser_back_to_the_portal_signed_in(site_factory: Call
     assert '<dd id="user">OIDC\\bob@example.com</dd>' in hub.text
     # next must be a path of the portal; another host is refused before the provider is asked
     for bad in ("//evil.example/", "https://evil.example/"):
-        assert browser.get(f"{site.portal}/oidc/login", params={"next": bad}, allow_redirects=False,
-                           timeout=10).status_code == 400
+        assert (
+            browser.get(
+                f"{site.portal}/oidc/login", params={"next": bad}, allow_redirects=False, timeout=10
+            ).status_code
+            == 400
+        )

@@ -1,4 +1,5 @@
-"""The distribution as pip sees it: the sdist builds from the tracked files, the wheel builds from the sdist, and both hold what they should.
+"""The distribution as pip sees it: the sdist builds from the tracked files, the wheel builds from
+the sdist, and both hold what they should.
 
 Built offline (``python -m build --no-isolation``: setuptools, wheel and build come from the dev
 extra), from a copy of the files git tracks, so a file that only exists in a work tree cannot
@@ -20,14 +21,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-PACKAGE_DIRS = {"qlikauth": ROOT / "qlikauth", "django_qlikauth": ROOT / "integrations" / "django_qlikauth",
-                "flask_qlikauth": ROOT / "integrations" / "flask_qlikauth"}
+PACKAGE_DIRS = {
+    "qlikauth": ROOT / "qlikauth",
+    "django_qlikauth": ROOT / "integrations" / "django_qlikauth",
+    "flask_qlikauth": ROOT / "integrations" / "flask_qlikauth",
+}
 
 pytestmark = pytest.mark.slow
 
 
 def tracked(*paths: str) -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z", *paths], cwd=ROOT, capture_output=True, check=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", *paths], cwd=ROOT, capture_output=True, check=True
+    )
     return [p for p in out.stdout.decode().split("\0") if p]
 
 
@@ -40,8 +46,12 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         target.write_bytes((ROOT / rel).read_bytes())
     out = tmp_path_factory.mktemp("dist")
     # Default build: the sdist first, then the wheel from the unpacked sdist.
-    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
@@ -70,8 +80,11 @@ def test_wheel_holds_every_package_file_and_nothing_else(dists):
     assert extra == set(), f"unexpected files in the wheel: {sorted(extra)}"
     for typed in ("qlikauth/py.typed", "django_qlikauth/py.typed", "flask_qlikauth/py.typed"):
         assert typed in names
-    assert {"qlikauth/web/templates/qlikauth/error.html", "qlikauth/web/templates/qlikauth/logout.html",
-            "qlikauth/nginx/server.conf.tmpl"} <= names
+    assert {
+        "qlikauth/web/templates/qlikauth/error.html",
+        "qlikauth/web/templates/qlikauth/logout.html",
+        "qlikauth/nginx/server.conf.tmpl",
+    } <= names
     assert not any(n.startswith(("tests/", "examples/", "docs/", "bench/")) for n in names)
 
 
@@ -84,7 +97,7 @@ def test_wheel_metadata_says_what_exists(dists):
     assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls)
     assert all(u.startswith("https://") for u in urls.values())
     summary = meta["Summary"]
-    for claim in ("SAML", "OIDC", "Qlik Cloud", "emulator"):   # what exists (see README)
+    for claim in ("SAML", "OIDC", "Qlik Cloud", "emulator"):  # what exists (see README)
         assert claim in summary, summary
     assert {"flask", "django", "all"} <= set(meta.get_all("Provides-Extra"))
     assert meta["License-Expression"] == "MIT"
@@ -98,10 +111,18 @@ def test_sdist_holds_the_sources_the_manual_and_the_examples(dists):
     top = members[0].split("/")[0]
     names = {m.removeprefix(top + "/") for m in members}
     wanted = set(tracked("qlikauth", "integrations", "docs", "examples")) | {
-        "pyproject.toml", "README.md", "SECURITY.md", "LICENSE", "mkdocs.yml", "MANIFEST.in"}
+        "pyproject.toml",
+        "README.md",
+        "SECURITY.md",
+        "LICENSE",
+        "mkdocs.yml",
+        "MANIFEST.in",
+    }
     assert wanted - names == set(), f"missing from the sdist: {sorted(wanted - names)}"
-    assert not any(n.startswith(("tests/", ".venv/", "site/", "test-artifacts/")) or "__pycache__" in n
-                   for n in names)
+    assert not any(
+        n.startswith(("tests/", ".venv/", "site/", "test-artifacts/")) or "__pycache__" in n
+        for n in names
+    )
     assert not any(n.endswith(("_key.pem", ".pfx", ".p12")) for n in names)
 
 
@@ -111,14 +132,19 @@ def test_package_data_patterns_each_match_a_file():
         files = [str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()]
         for pattern in patterns:
             glob = pattern.replace("**/", "*")
-            assert any(fnmatch.fnmatch(f, glob) for f in files), f"{package}: {pattern!r} matches nothing"
+            assert any(fnmatch.fnmatch(f, glob) for f in files), (
+                f"{package}: {pattern!r} matches nothing"
+            )
 
 
-@pytest.mark.parametrize(("module", "blocked", "extra"), [
-    ("flask_qlikauth", ("flask", "werkzeug"), "flask"),
-    ("django_qlikauth", ("django",), "django"),
-    ("qlikauth.emulator", ("httptools", "uvicorn", "uvloop", "wsproto"), "emulator"),
-])
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("flask_qlikauth", ("flask", "werkzeug"), "flask"),
+        ("django_qlikauth", ("django",), "django"),
+        ("qlikauth.emulator", ("httptools", "uvicorn", "uvloop", "wsproto"), "emulator"),
+    ],
+)
 def test_import_without_the_extra_names_it(module, blocked, extra):
     code = (
         "import sys\n"
@@ -153,7 +179,8 @@ def test_the_emulator_runs_without_uvloop():
         "from qlikauth.emulator.serving import BackgroundServer\n"
         "with Emulator(virtual_proxies=[VirtualProxy('portal')]) as emu:\n"
         "    qps = QpsClient(emu.qps_url, emu.certs_dir, virtual_proxy='portal')\n"
-        "    print(len(qps.request_ticket(QlikUser('ACME', 'jdoe')).ticket), 'uvloop' in sys.modules)\n"
+        "    print(len(qps.request_ticket(QlikUser('ACME', 'jdoe')).ticket), 'uvloop' in "
+        "sys.modules)\n"
         "    qps.close()\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -164,7 +191,10 @@ def test_the_emulator_runs_without_uvloop():
 def test_uvloop_is_optional_with_uvicorns_own_marker():
     deps = PYPROJECT["project"]["optional-dependencies"]["emulator"]
     uvloop_dep = next(d for d in deps if d.startswith("uvloop"))
-    assert "sys_platform != 'win32'" in uvloop_dep and "platform_python_implementation != 'PyPy'" in uvloop_dep
+    assert (
+        "sys_platform != 'win32'" in uvloop_dep
+        and "platform_python_implementation != 'PyPy'" in uvloop_dep
+    )
 
 
 def test_site_is_ignored():

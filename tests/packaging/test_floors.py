@@ -1,4 +1,5 @@
-"""The dependency floors in pyproject.toml carry the security fixes, and what is installed meets them.
+"""The dependency floors in pyproject.toml carry the security fixes, and what is installed meets
+them.
 
 The floors are read from pyproject.toml itself (the base dependencies and every extra), so a
 floor lowered there, or an environment left on an old release, fails here.
@@ -49,7 +50,9 @@ def test_every_security_floor_is_at_least_the_fixed_release():
         assert name in by_name, f"{name} is not a dependency in pyproject.toml"
         for req in by_name[name]:
             floor = floor_of(req)
-            assert floor is not None and floor >= Version(fixed), f"{req}: the floor must be >= {fixed}"
+            assert floor is not None and floor >= Version(fixed), (
+                f"{req}: the floor must be >= {fixed}"
+            )
 
 
 def test_mkdocs_stays_below_2():

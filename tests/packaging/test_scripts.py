@@ -37,9 +37,13 @@ def bootstrap(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)
-    return subprocess.run(["/bin/bash", str(root / "scripts" / "bootstrap.sh"), *args],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": str(bin_dir), "HOME": str(root)})
+    return subprocess.run(
+        ["/bin/bash", str(root / "scripts" / "bootstrap.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "HOME": str(root)},
+    )
 
 
 def test_the_demo_bootstrap_needs_no_npm(tmp_path):
@@ -63,7 +67,9 @@ def test_no_script_stops_or_starts_services():
     for script in (ROOT / "scripts").glob("*.sh"):
         text = script.read_text()
         for word in ("service ", "systemctl", "invoke-rc.d"):
-            assert word not in text, f"{script.name} manages the machine's services ({word.strip()})"
+            assert word not in text, (
+                f"{script.name} manages the machine's services ({word.strip()})"
+            )
 
 
 def test_demo_script_bootstraps_without_test_options():

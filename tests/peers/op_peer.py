@@ -33,13 +33,28 @@ PEER_DIR = Path(__file__).resolve().parent / "oidc-provider"
 
 #: The accounts the provider knows by default: username -> (password, claims).
 DEFAULT_ACCOUNTS: dict[str, dict[str, Any]] = {
-    "alice": {"password": "alice-pw", "claims": {
-        "sub": "a1b2c3-alice", "email": "alice@example.com", "email_verified": True,
-        "name": "Alice Andersen", "preferred_username": "alice",
-        "groups": ["Finance", "Clinicians"]}},
-    "bob": {"password": "bob-pw", "claims": {
-        "sub": "d4e5f6-bob", "email": "bob@example.com", "email_verified": True,
-        "name": "Bob Berg", "preferred_username": "bob", "groups": ["Marketing"]}},
+    "alice": {
+        "password": "alice-pw",
+        "claims": {
+            "sub": "a1b2c3-alice",
+            "email": "alice@example.com",
+            "email_verified": True,
+            "name": "Alice Andersen",
+            "preferred_username": "alice",
+            "groups": ["Finance", "Clinicians"],
+        },
+    },
+    "bob": {
+        "password": "bob-pw",
+        "claims": {
+            "sub": "d4e5f6-bob",
+            "email": "bob@example.com",
+            "email_verified": True,
+            "name": "Bob Berg",
+            "preferred_username": "bob",
+            "groups": ["Marketing"],
+        },
+    },
 }
 
 
@@ -48,7 +63,10 @@ def node_available() -> str | None:
     if shutil.which("node") is None:
         return "node is not installed (Debian package 'nodejs')"
     if not (PEER_DIR / "node_modules" / "oidc-provider").is_dir():
-        return f"the npm test peer is not installed: run scripts/bootstrap.sh --test (npm ci in {PEER_DIR})"
+        return (
+            "the npm test peer is not installed: run scripts/bootstrap.sh --test (npm ci in "
+            f"{PEER_DIR})"
+        )
     return None
 
 
@@ -97,11 +115,16 @@ class OpenIDProvider:
     :param clients: client metadata (oidc-provider's names); see :meth:`client`.
     """
 
-    def __init__(self, certs_dir: Path | str, *, host: str = "localhost",
-                 clients: Sequence[Mapping[str, Any]] = (),
-                 accounts: Mapping[str, Mapping[str, Any]] | None = None,
-                 keys: Sequence[Mapping[str, Any]] | None = None,
-                 tls: tuple[Path | str, Path | str] | None = None) -> None:
+    def __init__(
+        self,
+        certs_dir: Path | str,
+        *,
+        host: str = "localhost",
+        clients: Sequence[Mapping[str, Any]] = (),
+        accounts: Mapping[str, Mapping[str, Any]] | None = None,
+        keys: Sequence[Mapping[str, Any]] | None = None,
+        tls: tuple[Path | str, Path | str] | None = None,
+    ) -> None:
         self.certs_dir = Path(certs_dir)
         self.host = host
         self.clients = [dict(c) for c in clients]
@@ -112,7 +135,8 @@ class OpenIDProvider:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.ca_bundle = str(self.certs_dir / "root.pem")
-        #: (certificate, key) to serve, e.g. one a browser already pins; else one is issued by the CA.
+        #: (certificate, key) to serve, e.g. one a browser already pins; else one is
+        #: issued by the CA.
         self.tls = tls
 
     # -- lifecycle ------------------------------------------------------------------
@@ -127,9 +151,16 @@ class OpenIDProvider:
         else:
             cert, key = work / "op.pem", work / "op_key.pem"
             issue_server_certificate(self.certs_dir, ["localhost", "127.0.0.1"], cert, key)
-        settings = {"host": self.host, "bind": "127.0.0.1", "tls": {"cert": str(cert), "key": str(key)},
-                    "admin_token": self.admin_token, "cookie_keys": [secrets.token_urlsafe(32)],
-                    "keys": self.keys, "clients": self.clients, "accounts": self.accounts}
+        settings = {
+            "host": self.host,
+            "bind": "127.0.0.1",
+            "tls": {"cert": str(cert), "key": str(key)},
+            "admin_token": self.admin_token,
+            "cookie_keys": [secrets.token_urlsafe(32)],
+            "keys": self.keys,
+            "clients": self.clients,
+            "accounts": self.accounts,
+        }
         settings_path = work / "settings.json"
         settings_path.write_text(json.dumps(settings))
         settings_path.chmod(0o600)
@@ -137,8 +168,13 @@ class OpenIDProvider:
         env = {**os.environ, "NODE_EXTRA_CA_CERTS": self.ca_bundle, "NODE_ENV": "production"}
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - our own test peer
-                ["node", str(PEER_DIR / "provider.mjs"), str(settings_path)], cwd=str(PEER_DIR),
-                env=env, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                ["node", str(PEER_DIR / "provider.mjs"), str(settings_path)],
+                cwd=str(PEER_DIR),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
         assert self._proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
@@ -150,7 +186,9 @@ class OpenIDProvider:
             if not line and self._proc.poll() is not None:
                 break
         self.stop()
-        raise RuntimeError(f"the OpenID provider did not start: {line!r}\n{self.log_text()[-3000:]}")
+        raise RuntimeError(
+            f"the OpenID provider did not start: {line!r}\n{self.log_text()[-3000:]}"
+        )
 
     def log_text(self) -> str:
         """What the provider wrote to stderr (errors, back-channel results)."""
@@ -196,8 +234,13 @@ class OpenIDProvider:
         return self.keys[0]
 
     def _admin(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        resp = requests.post(f"{self.issuer}/__admin/{path}", json=dict(body), timeout=10,
-                             headers={"x-admin-token": self.admin_token}, verify=self.ca_bundle)
+        resp = requests.post(
+            f"{self.issuer}/__admin/{path}",
+            json=dict(body),
+            timeout=10,
+            headers={"x-admin-token": self.admin_token},
+            verify=self.ca_bundle,
+        )
         resp.raise_for_status()
         return dict(resp.json())
 
@@ -209,10 +252,15 @@ class OpenIDProvider:
 
     def add_client(self, client: Mapping[str, Any]) -> None:
         """Register one more client (replacing one with the same client_id)."""
-        self.set_clients([c for c in self.clients if c["client_id"] != client["client_id"]] + [dict(client)])
+        self.set_clients(
+            [c for c in self.clients if c["client_id"] != client["client_id"]] + [dict(client)]
+        )
 
-    def rotate_keys(self, new: Mapping[str, Any] | None = None, *, keep_old: bool = True) -> dict[str, Any]:
-        """Sign with a new key from now on (the old one stays published unless ``keep_old`` is false)."""
+    def rotate_keys(
+        self, new: Mapping[str, Any] | None = None, *, keep_old: bool = True
+    ) -> dict[str, Any]:
+        """Sign with a new key from now on (the old one stays published unless ``keep_old`` is
+        false)."""
         jwk = dict(new) if new is not None else new_rsa_jwk()
         self.keys = [jwk, *self.keys] if keep_old else [jwk]
         self._admin("configure", {"keys": self.keys})
@@ -227,18 +275,32 @@ class OpenIDProvider:
         return self._admin("end-session", {"sub": sub})
 
     # -- forging (refusal tests) -------------------------------------------------------
-    def sign(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None,
-             jwk: Mapping[str, Any] | None = None, algorithm: str | None = None) -> str:
+    def sign(
+        self,
+        claims: Mapping[str, Any],
+        *,
+        headers: Mapping[str, Any] | None = None,
+        jwk: Mapping[str, Any] | None = None,
+        algorithm: str | None = None,
+    ) -> str:
         """A JWT signed with the provider's current key (or ``jwk``), by PyJWT."""
         import jwt
 
         key = dict(jwk or self.signing_jwk)
         hdr = {"kid": key["kid"], **(headers or {})}
-        return jwt.encode(dict(claims), private_key_of(key), algorithm=algorithm or key["alg"], headers=hdr)
+        return jwt.encode(
+            dict(claims), private_key_of(key), algorithm=algorithm or key["alg"], headers=hdr
+        )
 
     # -- a browser-less sign-in (requests) ----------------------------------------------
-    def sign_in(self, authorize_url: str, username: str, password: str | None = None, *,
-                session: requests.Session | None = None) -> dict[str, Any]:
+    def sign_in(
+        self,
+        authorize_url: str,
+        username: str,
+        password: str | None = None,
+        *,
+        session: requests.Session | None = None,
+    ) -> dict[str, Any]:
         """Follow ``authorize_url`` through the login page as a browser would; stop at the RP.
 
         Returns ``{"url": the redirect to the relying party, "params": its query}`` for
@@ -255,21 +317,33 @@ class OpenIDProvider:
             if resp.is_redirect:
                 nxt = urljoin(url, resp.headers["location"])
                 if not nxt.startswith(self.issuer):
-                    return {"url": nxt, "params": {k: v[0] for k, v in parse_qs(urlsplit(nxt).query).items()}}
+                    return {
+                        "url": nxt,
+                        "params": {k: v[0] for k, v in parse_qs(urlsplit(nxt).query).items()},
+                    }
                 url = nxt
                 continue
-            if "id=\"login\"" in resp.text:
+            if 'id="login"' in resp.text:
                 pw = password if password is not None else self.accounts[username]["password"]
                 action = urljoin(url, _attr(resp.text, "form", "action"))
-                resp = s.post(action, data={"username": username, "password": pw},
-                              allow_redirects=False, timeout=10)
+                resp = s.post(
+                    action,
+                    data={"username": username, "password": pw},
+                    allow_redirects=False,
+                    timeout=10,
+                )
                 if not resp.is_redirect:
-                    raise AssertionError(f"login refused by the provider: {resp.status_code} {resp.text[:300]}")
+                    raise AssertionError(
+                        f"login refused by the provider: {resp.status_code} {resp.text[:300]}"
+                    )
                 url = urljoin(action, resp.headers["location"])
                 continue
-            if "<form" in resp.text and "method=\"post\"" in resp.text.lower():
-                return {"url": _attr(resp.text, "form", "action"), "params": _hidden_fields(resp.text),
-                        "form_post": True}
+            if "<form" in resp.text and 'method="post"' in resp.text.lower():
+                return {
+                    "url": _attr(resp.text, "form", "action"),
+                    "params": _hidden_fields(resp.text),
+                    "form_post": True,
+                }
             raise AssertionError(f"unexpected provider page {resp.status_code}: {resp.text[:500]}")
         raise AssertionError("too many redirects at the provider")
 
@@ -293,7 +367,9 @@ def _hidden_fields(html: str) -> dict[str, str]:
         name = re.search(r"name=\"([^\"]*)\"", tag)
         value = re.search(r"value=\"([^\"]*)\"", tag)
         if name:
-            out[html_mod.unescape(name.group(1))] = html_mod.unescape(value.group(1)) if value else ""
+            out[html_mod.unescape(name.group(1))] = (
+                html_mod.unescape(value.group(1)) if value else ""
+            )
     return out
 
 

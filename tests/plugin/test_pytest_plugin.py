@@ -1,4 +1,5 @@
-"""The pytest plugin as an integrator gets it: registered by the installed distribution, configurable, torn down.
+"""The pytest plugin as an integrator gets it: registered by the installed distribution,
+configurable, torn down.
 
 Each case runs a real ``python -m pytest`` in a temporary project, so the plugin is found the way
 an integrator's project finds it (the ``pytest11`` entry point of the installed qlikauth).
@@ -20,15 +21,34 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_pytest(project: Path, files: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    project: Path, files: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
     for name, text in files.items():
         (project / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS",
-                                                             "PYTEST_DISABLE_PLUGIN_AUTOLOAD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    }
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers",
-         "-W", "error::pytest.PytestUnraisableExceptionWarning", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--strict-markers",
+            "-W",
+            "error::pytest.PytestUnraisableExceptionWarning",
+            *args,
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -39,7 +59,10 @@ def passed(result: subprocess.CompletedProcess[str], count: int) -> None:
 
 def test_registered_by_the_installed_distribution(tmp_path):
     # No conftest, no pytest_plugins: the pytest11 entry point makes the fixtures available.
-    result = run_pytest(tmp_path, {"test_default.py": """
+    result = run_pytest(
+        tmp_path,
+        {
+            "test_default.py": """
         from qlikauth import QlikUser
 
         def test_default_portal_ticket_proxy(qlik_emulator, qlik_qps):
@@ -48,21 +71,26 @@ def test_registered_by_the_installed_distribution(tmp_path):
             ticket = qlik_qps.request_ticket(QlikUser("ACME", "jdoe"))
             assert ticket.node == qlik_emulator.qps_url
             assert qlik_emulator.state.tickets_issued == 1
-    """})
+    """
+        },
+    )
     passed(result, 1)
     disabled = run_pytest(tmp_path, {}, "-p", "no:qlikauth.pytest_plugin")
     assert disabled.returncode != 0 and "fixture 'qlik_emulator' not found" in disabled.stdout
 
 
 def test_virtual_proxies_chosen_by_fixture_and_marker_in_one_emulator(tmp_path):
-    result = run_pytest(tmp_path, {
-        "conftest.py": """
+    result = run_pytest(
+        tmp_path,
+        {
+            "conftest.py": """
             import pytest
             from qlikauth.emulator import VirtualProxy
 
             @pytest.fixture
             def qlik_virtual_proxies():
-                return [VirtualProxy("portal", method="session", session_cookie_name="X-Portal-Qlik",
+                return [VirtualProxy("portal", method="session",
+                session_cookie_name="X-Portal-Qlik",
                                      module_uri="https://portal.example.com/qlik/module"),
                         VirtualProxy("hdr", method="header-static", header_name="X-Portal-User",
                                      header_user_directory="PORTAL")]
@@ -71,7 +99,7 @@ def test_virtual_proxies_chosen_by_fixture_and_marker_in_one_emulator(tmp_path):
             def qlik_emulator_options():
                 return {"max_sessions_per_user": 2}
         """,
-        "test_configured.py": """
+            "test_configured.py": """
             import requests
             import pytest
             from qlikauth import QlikUser
@@ -89,26 +117,33 @@ def test_virtual_proxies_chosen_by_fixture_and_marker_in_one_emulator(tmp_path):
                 assert (vp.method, vp.session_cookie_name) == ("session", "X-Portal-Qlik")
                 # The configured module URI is where Qlik sends a browser without a session.
                 root = str(qlik_emulator.certs_dir / "root.pem")
-                first = requests.get(qlik_emulator.hub_url_for("portal"), verify=root, allow_redirects=False)
+                first = requests.get(qlik_emulator.hub_url_for("portal"),
+                verify=root, allow_redirects=False)
                 assert first.status_code == 302
-                assert first.headers["Location"].startswith("https://portal.example.com/qlik/module?")
+                assert
+                first.headers["Location"].startswith("https://portal.example.com/qlik/module?")
                 assert qlik_qps.add_session(QlikUser("ACME", "jdoe")).node == qlik_emulator.qps_url
                 assert len(started) == 1
 
-            @pytest.mark.qlik_virtual_proxies(VirtualProxy("other", method="ticket", session_cookie_name="X-Other"))
+            @pytest.mark.qlik_virtual_proxies(VirtualProxy("other", method="ticket",
+            session_cookie_name="X-Other"))
             def test_from_the_marker(qlik_emulator):
                 assert set(qlik_emulator.virtual_proxies) == {"", "other"}
                 assert qlik_emulator.virtual_proxies["other"].session_cookie_name == "X-Other"
                 assert len(started) == 2      # one emulator per test, never a second one in a test
         """,
-    })
+        },
+    )
     passed(result, 2)
 
 
 def test_each_test_gets_a_fresh_emulator_and_teardown_stops_it(tmp_path):
-    result = run_pytest(tmp_path, {
-        "conftest.py": 'pytest_plugins = ["qlikauth.pytest_plugin"]\n',   # listed too: no double registration
-        "test_teardown.py": """
+    result = run_pytest(
+        tmp_path,
+        {
+            # listed too: no double registration
+            "conftest.py": 'pytest_plugins = ["qlikauth.pytest_plugin"]\n',
+            "test_teardown.py": """
             import socket
             from qlikauth import QlikUser
             seen = []
@@ -129,7 +164,8 @@ def test_each_test_gets_a_fresh_emulator_and_teardown_stops_it(tmp_path):
                     raise AssertionError("the previous test's emulator still listens")
                 assert old.certs_dir == qlik_emulator.certs_dir     # certificates shared by the run
         """,
-    })
+        },
+    )
     passed(result, 2)
 
 

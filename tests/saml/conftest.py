@@ -15,7 +15,9 @@ try:
 except ImportError:  # pragma: no cover - the saml extra is part of [all]
     if os.environ.get("QLIKAUTH_REQUIRE_ALL"):
         raise
-    pytest.skip("the saml extra is not installed: pip install 'qlikauth[saml]'", allow_module_level=True)
+    pytest.skip(
+        "the saml extra is not installed: pip install 'qlikauth[saml]'", allow_module_level=True
+    )
 
 from qlikauth.bridges.saml import SamlAssertion, SamlServiceProvider, SamlSettings  # noqa: E402
 from qlikauth.emulator.saml_idp import SamlIdp, write_self_signed  # noqa: E402
@@ -58,8 +60,13 @@ class Flow:
     def response(self, user: str = "alice", **kwargs: Any) -> dict[str, str]:
         """A signed response from the IdP to a fresh AuthnRequest of this browser."""
         info = self.start()
-        xml = self.idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                                    sp_entity_id=info.sp_entity_id, **kwargs)
+        xml = self.idp.response_xml(
+            user,
+            in_response_to=info.id,
+            acs_url=info.acs_url,
+            sp_entity_id=info.sp_entity_id,
+            **kwargs,
+        )
         return self.idp.post_form(xml, info.relay_state)
 
     def acs(self, form: dict[str, str], token: str | None = None) -> SamlAssertion:
@@ -71,8 +78,12 @@ def make_flow(idp: SamlIdp, saml_keys: dict[str, tuple[Path, Path]]) -> Callable
     """``make_flow(**settings)``: a strict SP (sensible defaults) trusted by the IdP."""
 
     def make(**overrides: Any) -> Flow:
-        values: dict[str, Any] = {"sp_entity_id": SP_ENTITY, "acs_url": ACS, "slo_url": SLO,
-                                  "idp_metadata": idp.metadata()}
+        values: dict[str, Any] = {
+            "sp_entity_id": SP_ENTITY,
+            "acs_url": ACS,
+            "slo_url": SLO,
+            "idp_metadata": idp.metadata(),
+        }
         values.update(overrides)
         sp = SamlServiceProvider(SamlSettings(**values))
         idp.add_sp_metadata(sp.metadata())
@@ -101,8 +112,12 @@ class SamlifyIdp:
         import json
         import urllib.request
 
-        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback peer
                 return json.loads(resp.read())
@@ -126,8 +141,11 @@ class SamlifyIdp:
 
 
 @pytest.fixture
-def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> Iterator[Callable[..., SamlifyIdp]]:
-    """``start(sp_metadata_xml, users)`` runs the samlify IdP (needs node and ``npm ci`` in the peer dir)."""
+def samlify_factory(
+    tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]
+) -> Iterator[Callable[..., SamlifyIdp]]:
+    """``start(sp_metadata_xml, users)`` runs the samlify IdP (needs node and ``npm ci`` in the peer
+    dir)."""
     import json
     import shutil
     import subprocess
@@ -137,7 +155,9 @@ def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> 
     if shutil.which("node") is None:
         skip_or_fail("node is not installed (Debian: nodejs); the samlify IdP needs it")
     if not (PEER / "node_modules" / "samlify").is_dir():
-        skip_or_fail(f"the samlify peer is not installed: run scripts/bootstrap.sh --test (npm ci in {PEER})")
+        skip_or_fail(
+            f"the samlify peer is not installed: run scripts/bootstrap.sh --test (npm ci in {PEER})"
+        )
     procs: list[Any] = []
 
     def start(sp_metadata: bytes | str, users: dict[str, Any], **extra: Any) -> SamlifyIdp:
@@ -145,15 +165,32 @@ def samlify_factory(tmp_path: Path, saml_keys: dict[str, tuple[Path, Path]]) -> 
         md.write_bytes(sp_metadata if isinstance(sp_metadata, bytes) else sp_metadata.encode())
         cert, key = saml_keys["idp"]
         cfg = tmp_path / f"samlify-{len(procs)}.json"
-        cfg.write_text(json.dumps({"port": 0, "key": str(key), "cert": str(cert), "sp_metadata": str(md),
-                                   "users": users, **extra}))
-        proc = subprocess.Popen(["node", str(PEER / "idp.js"), str(cfg)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        cfg.write_text(
+            json.dumps(
+                {
+                    "port": 0,
+                    "key": str(key),
+                    "cert": str(cert),
+                    "sp_metadata": str(md),
+                    "users": users,
+                    **extra,
+                }
+            )
+        )
+        proc = subprocess.Popen(
+            ["node", str(PEER / "idp.js"), str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         procs.append(proc)
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("listening "):
             stop_process(proc, group=True, grace=5)
-            raise RuntimeError(f"the samlify IdP did not start: {line}{proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(
+                f"the samlify IdP did not start: {line}{proc.stdout.read() if proc.stdout else ''}"
+            )
         return SamlifyIdp(proc, int(line.split()[1]))
 
     yield start

@@ -1,4 +1,5 @@
-"""A SAML portal process for the multi-process tests: Flask + flask_qlikauth, settings from a JSON file.
+"""A SAML portal process for the multi-process tests: Flask + flask_qlikauth, settings from a JSON
+file.
 
 ``SAML_PORTAL_CONFIG`` names the JSON (``secret_key``, ``qlik``: QLIKAUTH_* keys incl. SAML and
 CLAIMS); ``PORT`` the port on 127.0.0.1. Several processes with the same file are several

@@ -42,24 +42,37 @@ def no_subprocess_no_tempfile(monkeypatch, tmp_path):
         def fail(*args, **kwargs):
             calls.append(what)
             raise AssertionError(f"{what} called during a SAML operation")
+
         return fail
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(subprocess, "Popen", refuse("subprocess.Popen"))
     monkeypatch.setattr(saml2.sigver, "Popen", refuse("saml2.sigver.Popen"))
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse("tempfile.NamedTemporaryFile"))
-    monkeypatch.setattr(saml2.sigver, "NamedTemporaryFile", refuse("saml2.sigver.NamedTemporaryFile"))
+    monkeypatch.setattr(
+        saml2.sigver, "NamedTemporaryFile", refuse("saml2.sigver.NamedTemporaryFile")
+    )
     return calls
 
 
-def test_every_sp_operation_runs_without_xmlsec1_subprocess_or_temp_file(idp, saml_keys,
-                                                                          no_subprocess_no_tempfile):
+def test_every_sp_operation_runs_without_xmlsec1_subprocess_or_temp_file(
+    idp, saml_keys, no_subprocess_no_tempfile
+):
     cert, key = saml_keys["sp"]
     # built, metadata signed, AuthnRequest signed: all with no xmlsec1 on PATH
-    sp = SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, slo_url=SLO,
-                                          idp_metadata=idp.metadata(), sp_cert=str(cert), sp_key=str(key),
-                                          sign_requests=True, want_response_signed=True,
-                                          want_assertions_signed=False))
+    sp = SamlServiceProvider(
+        SamlSettings(
+            sp_entity_id=SP_ENTITY,
+            acs_url=ACS,
+            slo_url=SLO,
+            idp_metadata=idp.metadata(),
+            sp_cert=str(cert),
+            sp_key=str(key),
+            sign_requests=True,
+            want_response_signed=True,
+            want_assertions_signed=False,
+        )
+    )
     metadata = sp.metadata().decode()
     assert "SignatureValue" in metadata
     idp.add_sp_metadata(metadata)
@@ -86,14 +99,21 @@ def test_every_sp_operation_runs_without_xmlsec1_subprocess_or_temp_file(idp, sa
 
 
 def _encrypted_response(idp, request_id, sp_cert):
-    """An encrypted (response-signed) answer, made with the tempfile guard lifted for the IdP only."""
+    """An encrypted (response-signed) answer, made with the tempfile guard lifted for the
+    IdP only."""
     import saml2.sigver
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(saml2.sigver, "NamedTemporaryFile", _real_named_temporary_file)
         m.setattr(tempfile, "NamedTemporaryFile", _real_named_temporary_file)
-        return idp.response_xml("alice", in_response_to=request_id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                                encrypt_cert=sp_cert.read_text(), sign_assertion=False)
+        return idp.response_xml(
+            "alice",
+            in_response_to=request_id,
+            acs_url=ACS,
+            sp_entity_id=SP_ENTITY,
+            encrypt_cert=sp_cert.read_text(),
+            sign_assertion=False,
+        )
 
 
 _real_named_temporary_file = tempfile.NamedTemporaryFile
@@ -103,10 +123,24 @@ def test_a_key_in_the_message_is_never_used(flow, saml_keys):
     # the attacker signs with their own key and ships their certificate in KeyInfo
     evil_cert, evil_key = saml_keys["evil"]
     body = re.sub(r"-----[^-]+-----|\s+", "", evil_cert.read_text())
-    xml = flow.idp.response_xml("alice", in_response_to=flow.start().id, acs_url=ACS,
-                                sp_entity_id=SP_ENTITY, key_file=evil_key)
-    key_info = f"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"
-    xml = re.sub(r"(</ds:SignatureValue>)(\s*<ds:KeyInfo>.*?</ds:KeyInfo>)?", r"\1" + key_info, xml, flags=re.S)
+    xml = flow.idp.response_xml(
+        "alice",
+        in_response_to=flow.start().id,
+        acs_url=ACS,
+        sp_entity_id=SP_ENTITY,
+        key_file=evil_key,
+    )
+    key_info = (
+        "<ds:KeyInfo><ds:X509Data>"
+        f"<ds:X509Certificate>{body}</ds:X509Certificate>"
+        "</ds:X509Data></ds:KeyInfo>"
+    )
+    xml = re.sub(
+        r"(</ds:SignatureValue>)(\s*<ds:KeyInfo>.*?</ds:KeyInfo>)?",
+        r"\1" + key_info,
+        xml,
+        flags=re.S,
+    )
     assert xml.count(body) == 2  # both signatures name the attacker's certificate
     with pytest.raises(SamlError) as err:
         flow.acs(_form(xml))
@@ -147,14 +181,23 @@ def _encrypt(backend, response_xml, cert, key_enc=None):
     from saml2.sigver import pre_encryption_part
 
     # self-contained, as an IdP encrypts it: the assertion carries its namespace declarations
-    assertion = etree.fromstring(response_xml.encode()).find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")
+    assertion = etree.fromstring(response_xml.encode()).find(
+        "{urn:oasis:names:tc:SAML:2.0:assertion}Assertion"
+    )
     standalone = etree.tostring(assertion).decode()
-    wrapped = re.sub(r"<(\w+):Assertion[ >].*</\1:Assertion>",
-                     lambda m: f"<{m.group(1)}:EncryptedAssertion>{standalone}</{m.group(1)}:EncryptedAssertion>",
-                     response_xml, flags=re.S)
+    wrapped = re.sub(
+        r"<(\w+):Assertion[ >].*</\1:Assertion>",
+        lambda m: (
+            f"<{m.group(1)}:EncryptedAssertion>{standalone}</{m.group(1)}:EncryptedAssertion>"
+        ),
+        response_xml,
+        flags=re.S,
+    )
     body = re.sub(r"-----[^-]+-----|\s+", "", cert.read_text())
     kwargs = {"key_enc": key_enc} if key_enc else {}
-    return backend.encrypt_assertion(wrapped, str(cert), pre_encryption_part(encrypt_cert=body, **kwargs))
+    return backend.encrypt_assertion(
+        wrapped, str(cert), pre_encryption_part(encrypt_cert=body, **kwargs)
+    )
 
 
 def test_rsa_pkcs1_v15_key_transport_is_refused(make_flow, saml_keys):
@@ -180,8 +223,13 @@ def test_a_comment_inside_an_encrypted_assertion_is_refused(make_flow, saml_keys
 
     def encrypted(comment: bool):
         info = f.start()
-        xml = f.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                                 sign_response=False)
+        xml = f.idp.response_xml(
+            "alice",
+            in_response_to=info.id,
+            acs_url=ACS,
+            sp_entity_id=SP_ENTITY,
+            sign_response=False,
+        )
         if comment:
             xml = xml.replace(">alice@example.com<", ">alice@example.com<!---->.evil.example<", 1)
         return _form(_encrypt(f.sp.client.sec.crypto, xml, cert), info.relay_state)
@@ -202,7 +250,9 @@ def test_a_mismatched_lxml_xmlsec_pair_is_refused_at_start_up(monkeypatch, idp):
     monkeypatch.setattr(saml_xmlsec, "_CHECKED", None)
     monkeypatch.setattr(xmlsec, "get_libxml_version", lambda: (2, 9, 14))
     with pytest.raises(ConfigurationError) as err:
-        SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata()))
+        SamlServiceProvider(
+            SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata())
+        )
     assert "libxml2 2.9.14" in str(err.value) and "pip install 'qlikauth[saml]'" in str(err.value)
 
 
@@ -238,9 +288,15 @@ def _schema_cases(xml):
     return {
         "assertion": (base, True),
         "issuer moved after the statements": (edit(issuer_last), False),
-        "unknown element": (edit(lambda el: el.find(f"{a}Issuer").addnext(etree.Element(f"{a}Bogus"))), False),
+        "unknown element": (
+            edit(lambda el: el.find(f"{a}Issuer").addnext(etree.Element(f"{a}Bogus"))),
+            False,
+        ),
         "no Version": (edit(lambda el: el.attrib.pop("Version")), False),
-        "IssueInstant not a dateTime": (edit(lambda el: el.set("IssueInstant", "yesterday")), False),
+        "IssueInstant not a dateTime": (
+            edit(lambda el: el.set("IssueInstant", "yesterday")),
+            False,
+        ),
         "unknown attribute": (edit(lambda el: el.set("Role", "admin")), False),
     }
 
@@ -259,14 +315,18 @@ def test_the_schema_check_agrees_with_pysaml2s(flow):
     cases = _schema_cases(xml)
     response = xml.split("?>", 1)[1]
     cases["response"] = (response, True)
-    cases["response without Status"] = (re.sub(r"<(\w+):Status>.*?</\1:Status>", "", response, flags=re.S),
-                                         False)
+    cases["response without Status"] = (
+        re.sub(r"<(\w+):Status>.*?</\1:Status>", "", response, flags=re.S),
+        False,
+    )
     a = flow.acs(flow.response())
     form = flow.idp.logout_request(a.session_index, SLO, binding="post")
     logout = base64.b64decode(form["SAMLRequest"]).decode()
     cases["logout request"] = (logout, True)
     cases["logout request without NameID"] = (
-        re.sub(r"<(\w+):NameID[^>]*>[^<]*</\1:NameID>", "", logout), False)
+        re.sub(r"<(\w+):NameID[^>]*>[^<]*</\1:NameID>", "", logout),
+        False,
+    )
     for name, (doc, valid) in cases.items():
         assert verdict(pysaml2_validate, doc) is valid, f"pysaml2: {name}"
         assert verdict(saml_xmlsec.validate_saml_schema, doc) is valid, f"qlikauth: {name}"
@@ -308,15 +368,17 @@ def test_an_encrypted_signed_assertion_is_decrypted_then_verified(make_flow, sam
     cert, key = saml_keys["sp"]
     f = make_flow(sp_cert=str(cert), sp_key=str(key))  # the assertion's own signature is required
     info = f.start()
-    xml = f.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                             sign_response=False)
+    xml = f.idp.response_xml(
+        "alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY, sign_response=False
+    )
     encrypted = _encrypt(f.sp.client.sec.crypto, xml, cert)
     assert "alice@example.com" not in encrypted
     assert f.acs(_form(encrypted, info.relay_state)).name_id == "alice@example.com"
     # the same, its assertion altered before encryption: the signature inside still catches it
     info = f.start()
-    xml = f.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                             sign_response=False).replace("Alice Example", "Admin Example")
+    xml = f.idp.response_xml(
+        "alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY, sign_response=False
+    ).replace("Alice Example", "Admin Example")
     with pytest.raises(SamlError) as err:
         f.acs(_form(_encrypt(f.sp.client.sec.crypto, xml, cert), info.relay_state))
     assert err.value.code == "signature"

@@ -1,4 +1,5 @@
-"""The SSO session registry: IdP session -> proxy sessions, ended on every QPS node (real emulators, real Redis)."""
+"""The SSO session registry: IdP session -> proxy sessions, ended on every QPS node (real emulators,
+real Redis)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,9 @@ def test_ticket_mode_record_ends_the_users_sessions_on_every_node(cluster):
     qps = _qps(cluster)
     registry = SsoSessionRegistry(MemoryStore())
     for _ in range(2):
-        qps.add_session(ALICE)  # what the hub did when the tickets were redeemed, unknown to the portal
+        qps.add_session(
+            ALICE
+        )  # what the hub did when the tickets were redeemed, unknown to the portal
     registry.record(SsoKey(ISSUER, "alice@example.com", "_t"), ALICE, None)
     ended = registry.end(ISSUER, "alice@example.com", ["_t"], qps)
     assert ended.sessions_ended == 2 and _live(cluster, ALICE) == []

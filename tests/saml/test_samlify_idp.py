@@ -30,13 +30,18 @@ USERS = {name: {"name_id": u.name_id, "claims": dict(u.claims)} for name, u in D
 @pytest.fixture
 def pair(samlify_factory, idp):
     # the SP's metadata first (with a stand-in IdP), then the real SP against samlify's metadata
-    bootstrap = SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, slo_url=SLO,
-                                                 idp_metadata=idp.metadata()))
+    bootstrap = SamlServiceProvider(
+        SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, slo_url=SLO, idp_metadata=idp.metadata())
+    )
     peer = samlify_factory(bootstrap.metadata(), USERS)
     store = MemoryStore()
-    sp = SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, slo_url=SLO,
-                                          idp_metadata=peer.metadata()), store=store,
-                             replay_cache=MemoryStore(when_full="refuse"))
+    sp = SamlServiceProvider(
+        SamlSettings(
+            sp_entity_id=SP_ENTITY, acs_url=ACS, slo_url=SLO, idp_metadata=peer.metadata()
+        ),
+        store=store,
+        replay_cache=MemoryStore(when_full="refuse"),
+    )
     return sp, peer
 
 
@@ -55,9 +60,12 @@ def test_sign_in_with_samlify_maps_the_entra_claims(pair):
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "rsa-sha256" in xml and "xml-exc-c14n" in xml
     a = sp.acs(form, token)
-    assert a.name_id == "alice@example.com" and a.session_index == session_index and a.relay_state == "/portal/home"
-    mapping = ClaimsMapping(user_id="$subject", user_directory="AZURE",
-                            attributes=None)
+    assert (
+        a.name_id == "alice@example.com"
+        and a.session_index == session_index
+        and a.relay_state == "/portal/home"
+    )
+    mapping = ClaimsMapping(user_id="$subject", user_directory="AZURE", attributes=None)
     user = mapping.to_user(a.claims, a.name_id)
     assert user.groups == DEMO_USERS["alice"].claims[ENTRA_GROUPS_CLAIM]
 
@@ -81,7 +89,11 @@ def test_samlify_response_of_another_browser_and_tampered(pair):
     with pytest.raises(SamlError) as err:
         sp.acs({**form, "SAMLResponse": base64.b64encode(xml.encode()).decode()}, token)
     assert err.value.code == "signature"
-    xml = base64.b64decode(form["SAMLResponse"]).decode().replace(">alice@example.com<", ">alice@example.com<!---->x<", 1)
+    xml = (
+        base64.b64decode(form["SAMLResponse"])
+        .decode()
+        .replace(">alice@example.com<", ">alice@example.com<!---->x<", 1)
+    )
     with pytest.raises(SamlError) as err:
         sp.acs({**form, "SAMLResponse": base64.b64encode(xml.encode()).decode()}, token)
     assert err.value.code == "comment"

@@ -30,8 +30,12 @@ def _claims(directory: str) -> dict[str, Any]:
 
 
 def _saml(idp: SamlIdp, name: str, directory: str) -> dict[str, Any]:
-    return {"BASE_URL": f"{PORTAL}/qlik/saml/{name}/", "IDP_METADATA": idp.metadata(),
-            "CLAIMS": _claims(directory), "LABEL": f"{name.upper()} sign-in"}
+    return {
+        "BASE_URL": f"{PORTAL}/qlik/saml/{name}/",
+        "IDP_METADATA": idp.metadata(),
+        "CLAIMS": _claims(directory),
+        "LABEL": f"{name.upper()} sign-in",
+    }
 
 
 @pytest.fixture
@@ -52,10 +56,16 @@ def two_idps() -> Any:
 def make_app(emu: Any, saml: dict[str, Any], oidc: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="test", TESTING=True, SESSION_COOKIE_SECURE=True,
-        QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir),
-        QLIKAUTH_HUB_URL=emu.hub_url_for("mashup"), QLIKAUTH_VIRTUAL_PROXY="mashup",
-        QLIKAUTH_MODE="session", QLIKAUTH_SAML=saml)
+        SECRET_KEY="test",
+        TESTING=True,
+        SESSION_COOKIE_SECURE=True,
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url_for("mashup"),
+        QLIKAUTH_VIRTUAL_PROXY="mashup",
+        QLIKAUTH_MODE="session",
+        QLIKAUTH_SAML=saml,
+    )
     if oidc is not None:
         app.config["QLIKAUTH_OIDC"] = oidc
     ext = QlikAuth()
@@ -88,16 +98,22 @@ class Browser:
     def get(self, path: str, **kw: Any) -> Any:
         return self.client.get(path, base_url=PORTAL, **kw)
 
-    def saml_sign_in(self, idp: SamlIdp, name: str, user: str = "alice",
-                     login: str | None = None) -> Any:
+    def saml_sign_in(
+        self, idp: SamlIdp, name: str, user: str = "alice", login: str | None = None
+    ) -> Any:
         r = self.get(login or f"/qlik/saml/{name}/login")
         assert r.status_code == 302, r.get_data(as_text=True)
         info = idp.parse_authn_request(r.headers["Location"])
-        xml = idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                               sp_entity_id=info.sp_entity_id)
+        xml = idp.response_xml(
+            user, in_response_to=info.id, acs_url=info.acs_url, sp_entity_id=info.sp_entity_id
+        )
         path = urlsplit(info.acs_url).path
-        return self.client.post(path, base_url=PORTAL, data=idp.post_form(xml, info.relay_state),
-                                headers={"Origin": "https://idp.test"})
+        return self.client.post(
+            path,
+            base_url=PORTAL,
+            data=idp.post_form(xml, info.relay_state),
+            headers={"Origin": "https://idp.test"},
+        )
 
     def whoami(self) -> str:
         return self.get("/whoami").get_data(as_text=True)
@@ -116,10 +132,13 @@ def _live(emu: Any) -> set[str]:
     return {s.session_id for s in emu.state.sessions("mashup")}
 
 
-def test_two_saml_idps_each_with_its_mapping_and_only_its_own_single_logout(emu: Any,
-                                                                          two_idps: Any) -> None:
+def test_two_saml_idps_each_with_its_mapping_and_only_its_own_single_logout(
+    emu: Any, two_idps: Any
+) -> None:
     entra, adfs = two_idps
-    app = make_app(emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")})
+    app = make_app(
+        emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")}
+    )
     _trust(app, entra, "entra")
     _trust(app, adfs, "adfs")
     office, clinic = Browser(app), Browser(app)
@@ -132,39 +151,53 @@ def test_two_saml_idps_each_with_its_mapping_and_only_its_own_single_logout(emu:
     assert office_sid and clinic_sid and {office_sid, clinic_sid} <= _live(emu)
     # ADFS's single logout (reaching the portal through a third browser) ends only its sign-in
     url = adfs.logout_request(adfs.sessions_of("alice")[-1], f"{PORTAL}/qlik/saml/adfs/slo")
-    assert Browser(app).get(url[len(PORTAL):]).status_code == 302
+    assert Browser(app).get(url[len(PORTAL) :]).status_code == 302
     assert clinic_sid not in _live(emu) and office_sid in _live(emu)
     assert clinic.whoami() == "nobody" and office.whoami() == "AZURE\\alice@example.com"
     # Entra's LogoutRequest sent to ADFS's endpoint is refused (another IdP's signature)
     wrong = entra.logout_request(entra.sessions_of("alice")[-1], f"{PORTAL}/qlik/saml/entra/slo")
-    wrong = wrong[len(PORTAL):].replace("/qlik/saml/entra/slo", "/qlik/saml/adfs/slo", 1)
+    wrong = wrong[len(PORTAL) :].replace("/qlik/saml/entra/slo", "/qlik/saml/adfs/slo", 1)
     assert Browser(app).get(wrong).status_code == 401
     assert office_sid in _live(emu)
     url = entra.logout_request(entra.sessions_of("alice")[-1], f"{PORTAL}/qlik/saml/entra/slo")
-    assert Browser(app).get(url[len(PORTAL):]).status_code == 302
+    assert Browser(app).get(url[len(PORTAL) :]).status_code == 302
     assert office_sid not in _live(emu) and office.whoami() == "nobody"
 
 
 def test_a_response_from_one_idp_is_refused_at_the_others_acs(emu: Any, two_idps: Any) -> None:
     entra, adfs = two_idps
-    app = make_app(emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")})
+    app = make_app(
+        emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")}
+    )
     _trust(app, entra, "entra")
     _trust(app, adfs, "adfs")
     b = Browser(app)
     r = b.get("/qlik/saml/entra/login")
     info = entra.parse_authn_request(r.headers["Location"])
     # a response to Entra's request signed with ADFS's key: Entra's SP does not trust that key
-    xml = entra.response_xml("alice", in_response_to=info.id, acs_url=info.acs_url,
-                             sp_entity_id=info.sp_entity_id, key_file=adfs.key_file)
-    r = b.client.post("/qlik/saml/entra/acs", base_url=PORTAL, data=entra.post_form(xml, None),
-                      headers={"Origin": "https://idp.test"})
+    xml = entra.response_xml(
+        "alice",
+        in_response_to=info.id,
+        acs_url=info.acs_url,
+        sp_entity_id=info.sp_entity_id,
+        key_file=adfs.key_file,
+    )
+    r = b.client.post(
+        "/qlik/saml/entra/acs",
+        base_url=PORTAL,
+        data=entra.post_form(xml, None),
+        headers={"Origin": "https://idp.test"},
+    )
     assert r.status_code == 401 and b.whoami() == "nobody" and not _live(emu)
 
 
-def test_one_qlik_user_through_two_idps_only_when_the_mappings_say_so(emu: Any,
-                                                                      two_idps: Any) -> None:
+def test_one_qlik_user_through_two_idps_only_when_the_mappings_say_so(
+    emu: Any, two_idps: Any
+) -> None:
     entra, adfs = two_idps
-    app = make_app(emu, {"entra": _saml(entra, "entra", "CORP"), "adfs": _saml(adfs, "adfs", "CORP")})
+    app = make_app(
+        emu, {"entra": _saml(entra, "entra", "CORP"), "adfs": _saml(adfs, "adfs", "CORP")}
+    )
     _trust(app, entra, "entra")
     _trust(app, adfs, "adfs")
     b = Browser(app)
@@ -177,7 +210,9 @@ def test_one_qlik_user_through_two_idps_only_when_the_mappings_say_so(emu: Any,
 
 def test_which_idp_is_chosen_and_the_chooser_page(emu: Any, two_idps: Any) -> None:
     entra, adfs = two_idps
-    app = make_app(emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")})
+    app = make_app(
+        emu, {"entra": _saml(entra, "entra", "AZURE"), "adfs": _saml(adfs, "adfs", "ADFS")}
+    )
     b = Browser(app)
     none = b.get("/qlik/saml/login")
     assert none.status_code == 400 and "which identity provider" in none.get_data(as_text=True)
@@ -190,8 +225,9 @@ def test_which_idp_is_chosen_and_the_chooser_page(emu: Any, two_idps: Any) -> No
     md = b.get("/qlik/saml/adfs/metadata").get_data(as_text=True)
     assert f"{PORTAL}/qlik/saml/adfs/acs" in md
     # signing out without a SAML sign-in needs no IdP name: nothing to tell any IdP
-    out = b.client.post("/qlik/saml/logout", base_url=PORTAL, data={"next": "/bye"},
-                        headers={"Origin": PORTAL})
+    out = b.client.post(
+        "/qlik/saml/logout", base_url=PORTAL, data={"next": "/bye"}, headers={"Origin": PORTAL}
+    )
     assert out.status_code == 302 and out.headers["Location"] == "/bye"
 
 
@@ -200,8 +236,13 @@ def test_several_idp_settings_are_checked_at_start_up(emu: Any, two_idps: Any) -
 
     entra, _ = two_idps
     with pytest.raises(ConfigurationError, match=r"SAML\['adfs'\] IDP_METADTA.*IDP_METADATA"):
-        make_app(emu, {"entra": _saml(entra, "entra", "AZURE"),
-                       "adfs": {"BASE_URL": f"{PORTAL}/qlik/saml/adfs/", "IDP_METADTA": "x"}})
+        make_app(
+            emu,
+            {
+                "entra": _saml(entra, "entra", "AZURE"),
+                "adfs": {"BASE_URL": f"{PORTAL}/qlik/saml/adfs/", "IDP_METADTA": "x"},
+            },
+        )
     with pytest.raises(ConfigurationError, match="cannot name an identity provider"):
         make_app(emu, {"Entra ID": _saml(entra, "entra", "AZURE")})
 
@@ -213,10 +254,17 @@ def test_saml_and_oidc_in_one_portal_each_ending_only_its_own(emu: Any, two_idps
     callback = f"{PORTAL}/oidc/imprivata/callback"
     client = {"client_id": "portal", "client_secret": secret, "redirect_uris": [callback]}
     with OidcProvider(host="127.0.0.1", clients=[client]) as op:
-        oidc = {"imprivata": {
-            "ISSUER": op.issuer, "CLIENT_ID": "portal", "CLIENT_SECRET": secret,
-            "REDIRECT_URI": callback, "SCOPES": "openid email profile", "LABEL": "Imprivata",
-            "CLAIMS": {"USER_ID": "preferred_username", "USER_DIRECTORY": "CLINIC"}}}
+        oidc = {
+            "imprivata": {
+                "ISSUER": op.issuer,
+                "CLIENT_ID": "portal",
+                "CLIENT_SECRET": secret,
+                "REDIRECT_URI": callback,
+                "SCOPES": "openid email profile",
+                "LABEL": "Imprivata",
+                "CLAIMS": {"USER_ID": "preferred_username", "USER_DIRECTORY": "CLINIC"},
+            }
+        }
         app = make_app(emu, {"entra": _saml(entra, "entra", "AZURE")}, oidc)
         _trust(app, entra, "entra")
         office, ward = Browser(app), Browser(app)
@@ -227,10 +275,14 @@ def test_saml_and_oidc_in_one_portal_each_ending_only_its_own(emu: Any, two_idps
         at_op = requests.Session()
         page = at_op.get(r.headers["Location"], timeout=10)
         action = page.text.split('action="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
-        back = at_op.post(op.issuer + action, data={"username": "alice", "password": "demo"},
-                          allow_redirects=False, timeout=10)
+        back = at_op.post(
+            op.issuer + action,
+            data={"username": "alice", "password": "demo"},
+            allow_redirects=False,
+            timeout=10,
+        )
         assert back.headers["Location"].startswith(callback)
-        done = ward.get(back.headers["Location"][len(PORTAL):])
+        done = ward.get(back.headers["Location"][len(PORTAL) :])
         assert done.status_code == 302 and done.headers["Location"] == "/whoami"
         assert ward.whoami() == "CLINIC\\alice" and office.whoami() == "AZURE\\alice@example.com"
         ward_sid, office_sid = ward.proxy_session(), office.proxy_session()
@@ -241,16 +293,24 @@ def test_saml_and_oidc_in_one_portal_each_ending_only_its_own(emu: Any, two_idps
         # the provider's back-channel logout ends the clinic sign-in only
         sid = next(iter(op.sessions))
         token = op.logout_token("portal", op.users["alice"].claims["sub"], sid)
-        r = Browser(app).client.post("/oidc/imprivata/backchannel-logout", base_url=PORTAL,
-                                     data={"logout_token": token})
+        r = Browser(app).client.post(
+            "/oidc/imprivata/backchannel-logout", base_url=PORTAL, data={"logout_token": token}
+        )
         assert r.status_code == 200
         assert ward_sid not in _live(emu) and office_sid in _live(emu)
         assert ward.whoami() == "nobody" and office.whoami() == "AZURE\\alice@example.com"
         # /oidc/logout in a browser that signed in over SAML: its sign-in ends, no provider told
-        out = office.client.post("/oidc/logout", base_url=PORTAL, data={"next": "/bye"},
-                                 headers={"Origin": PORTAL})
+        out = office.client.post(
+            "/oidc/logout", base_url=PORTAL, data={"next": "/bye"}, headers={"Origin": PORTAL}
+        )
         assert out.status_code == 302 and out.headers["Location"] == "/bye"
         assert office_sid not in _live(emu) and office.whoami() == "nobody"
         # sent to the SAML IdP's name under /oidc: not an OpenID provider of this portal
-        assert Browser(app).client.post("/oidc/entra/backchannel-logout", base_url=PORTAL,
-                                        data={"logout_token": token}).status_code == 404
+        assert (
+            Browser(app)
+            .client.post(
+                "/oidc/entra/backchannel-logout", base_url=PORTAL, data={"logout_token": token}
+            )
+            .status_code
+            == 404
+        )

@@ -1,4 +1,5 @@
-"""The SAML SP against a real IdP (pysaml2's Server signing with xmlsec1): sign-in, then every refusal.
+"""The SAML SP against a real IdP (pysaml2's Server signing with xmlsec1): sign-in, then every
+refusal.
 
 Each refusal starts from a response the IdP signed with its real key, then alters or replays
 it; each is refused with its own ``SamlError.code`` (or ``ClaimsError.code`` at the mapping).
@@ -55,8 +56,9 @@ def test_signed_response_signs_in_with_claims_session_index_and_relay_state(flow
     assert a.relay_state == "/portal/home"
     email = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"
     assert a.claims[email] == ["Alice@Example.com"]
-    user = ClaimsMapping(user_id=email, user_id_transforms=["lower"], user_directory="AZURE").to_user(
-        a.claims, a.name_id)
+    user = ClaimsMapping(
+        user_id=email, user_id_transforms=["lower"], user_directory="AZURE"
+    ).to_user(a.claims, a.name_id)
     assert user.qualified_name == "AZURE\\alice@example.com" and len(user.groups) == 2
     assert a.logout_info()["session_index"] == a.session_index
 
@@ -70,7 +72,9 @@ def test_response_signed_only_or_assertion_signed_only(make_flow):
 
 def test_encrypted_assertion_accepted_with_an_sp_key(make_flow, saml_keys):
     cert, key = saml_keys["sp"]
-    f = make_flow(sp_cert=str(cert), sp_key=str(key), want_response_signed=True, want_assertions_signed=False)
+    f = make_flow(
+        sp_cert=str(cert), sp_key=str(key), want_response_signed=True, want_assertions_signed=False
+    )
     form = f.response(encrypt_cert=cert.read_text(), sign_assertion=False)
     assert "EncryptedAssertion" in _xml(form) and "alice@example.com" not in _xml(form)
     assert f.acs(form).name_id == "alice@example.com"
@@ -110,8 +114,10 @@ def _evil_copy(assertion: str) -> str:
     return evil.replace("alice@example.com", "admin@example.com")
 
 
-@pytest.mark.parametrize("shape", ["beside_before", "beside_after", "wrapping_signed", "inside_signed",
-                                   "response_wrapped"])
+@pytest.mark.parametrize(
+    "shape",
+    ["beside_before", "beside_after", "wrapping_signed", "inside_signed", "response_wrapped"],
+)
 def test_signature_wrapping(flow, shape):
     xml = _xml(flow.response())
     s, e = _assertion_span(xml)
@@ -129,12 +135,19 @@ def test_signature_wrapping(flow, shape):
         inner = signed.replace(f"</{prefix}:Subject>", evil + f"</{prefix}:Subject>", 1)
         out = xml[:s] + inner + xml[e:]
     else:  # XSW1/2: a new Response around the signed one
-        root_tag = re.match(r'(?s)<\?xml[^>]*>\s*(<(\w+):Response[^>]*>)', xml)
+        root_tag = re.match(r"(?s)<\?xml[^>]*>\s*(<(\w+):Response[^>]*>)", xml)
         assert root_tag
-        body = xml[root_tag.end(1):]
+        body = xml[root_tag.end(1) :]
         wrapper = re.sub(r'ID="[^"]+"', 'ID="_evilresponse"', root_tag.group(1), count=1)
-        out = wrapper + f"<{root_tag.group(2)}:Extensions>" + root_tag.group(1) + body + \
-            f"</{root_tag.group(2)}:Extensions>" + evil + f"</{root_tag.group(2)}:Response>"
+        out = (
+            wrapper
+            + f"<{root_tag.group(2)}:Extensions>"
+            + root_tag.group(1)
+            + body
+            + f"</{root_tag.group(2)}:Extensions>"
+            + evil
+            + f"</{root_tag.group(2)}:Response>"
+        )
     err = refused(flow, _form(out), "structure")
     assert "wrapping" in str(err) or "assertion" in str(err)
 
@@ -146,20 +159,29 @@ def test_comment_inside_the_name_id(flow):
     refused(flow, _form(xml), "comment")
 
 
-@pytest.mark.parametrize("doctype", [
-    '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
-    '<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
-    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
-    '<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd">',
-])
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
+        '<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
+        '<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd">',
+    ],
+)
 def test_xxe_and_entity_expansion(flow, doctype):
     xml = _xml(flow.response())
     decl_end = xml.index("?>") + 2
-    xml = xml[:decl_end] + doctype + xml[decl_end:].replace("Alice Example", "&x;" if "SYSTEM \"file" in doctype else "&c;", 1)
+    xml = (
+        xml[:decl_end]
+        + doctype
+        + xml[decl_end:].replace("Alice Example", "&x;" if 'SYSTEM "file' in doctype else "&c;", 1)
+    )
     refused(flow, _form(xml), "doctype")
 
 
-def _set_times(not_before: str | None = None, not_on_or_after: str | None = None, sc_nooa: str | None = None):
+def _set_times(
+    not_before: str | None = None, not_on_or_after: str | None = None, sc_nooa: str | None = None
+):
     def mutate(root: ET.Element) -> None:
         for cond in root.iter(f"{A}Conditions"):
             if not_before:
@@ -169,18 +191,27 @@ def _set_times(not_before: str | None = None, not_on_or_after: str | None = None
         for data in root.iter(f"{A}SubjectConfirmationData"):
             if sc_nooa:
                 data.set("NotOnOrAfter", sc_nooa)
+
     return mutate
 
 
 def test_expired(flow):
-    err = refused(flow, flow.response(mutate=_set_times(not_before=_iso(-900), not_on_or_after=_iso(-600),
-                                                        sc_nooa=_iso(-600))), "expired")
+    err = refused(
+        flow,
+        flow.response(
+            mutate=_set_times(not_before=_iso(-900), not_on_or_after=_iso(-600), sc_nooa=_iso(-600))
+        ),
+        "expired",
+    )
     assert "clock" in str(err)
 
 
 def test_not_yet_valid(flow):
-    refused(flow, flow.response(mutate=_set_times(not_before=_iso(600), not_on_or_after=_iso(900))),
-            "not_yet_valid")
+    refused(
+        flow,
+        flow.response(mutate=_set_times(not_before=_iso(600), not_on_or_after=_iso(900))),
+        "not_yet_valid",
+    )
 
 
 def test_within_clock_skew_is_accepted(flow):
@@ -192,6 +223,7 @@ def test_wrong_audience(flow):
     def mutate(root):
         for aud in root.iter(f"{A}Audience"):
             aud.text = "https://other-app.example.com/metadata"
+
     err = refused(flow, flow.response(mutate=mutate), "audience")
     assert "Entity ID" in str(err)
 
@@ -199,6 +231,7 @@ def test_wrong_audience(flow):
 def test_wrong_destination(flow):
     def mutate(root):
         root.set("Destination", "https://attacker.example.com/acs")
+
     refused(flow, flow.response(mutate=mutate), "destination")
 
 
@@ -206,12 +239,15 @@ def test_wrong_recipient(flow):
     def mutate(root):
         for data in root.iter(f"{A}SubjectConfirmationData"):
             data.set("Recipient", "https://attacker.example.com/acs")
+
     refused(flow, flow.response(mutate=mutate), "recipient")
 
 
 def test_unknown_in_response_to(flow):
     flow.start()
-    xml = flow.idp.response_xml("alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY)
+    xml = flow.idp.response_xml(
+        "alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY
+    )
     refused(flow, _form(xml), "unknown_request")
 
 
@@ -219,7 +255,9 @@ def test_in_response_to_of_another_browser(flow):
     form = flow.response()
     refused(flow, form, "other_browser", token="B" * 43)
     refused(flow, form, "other_browser", token="")
-    assert flow.acs(form).name_id == "alice@example.com"  # the right browser still can (nothing was used up)
+    assert (
+        flow.acs(form).name_id == "alice@example.com"
+    )  # the right browser still can (nothing was used up)
 
 
 def test_replayed(flow):
@@ -245,7 +283,9 @@ def test_unsolicited_allowed_still_checks_a_present_in_response_to(make_flow):
     # pysaml2 skips InResponseTo entirely under allow_unsolicited; qlikauth does not
     f = make_flow(allow_unsolicited=True)
     f.start()
-    xml = f.idp.response_xml("alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY)
+    xml = f.idp.response_xml(
+        "alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY
+    )
     refused(f, _form(xml), "unknown_request")
 
 
@@ -271,8 +311,11 @@ def test_sha1_refused_unless_enabled(make_flow):
 
 def test_idp_error_status(flow):
     def mutate(root):
-        code = root.find("{urn:oasis:names:tc:SAML:2.0:protocol}Status/{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode")
+        code = root.find(
+            "{urn:oasis:names:tc:SAML:2.0:protocol}Status/{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode"
+        )
         code.set("Value", "urn:oasis:names:tc:SAML:2.0:status:Responder")
+
     refused(flow, flow.response(mutate=mutate), "idp_status")
 
 
@@ -280,6 +323,7 @@ def test_missing_subject(flow):
     def mutate(root):
         for subj in root.iter(f"{A}Subject"):
             subj.remove(subj.find(f"{A}NameID"))
+
     refused(flow, flow.response(mutate=mutate), "no_subject")
 
 
@@ -292,15 +336,25 @@ def test_garbage_and_oversize(flow):
 
 def test_missing_required_claim_and_unknown_group_are_refused_at_the_mapping(flow):
     a = flow.acs(flow.response("carol"))  # carol is in no group
-    strict = ClaimsMapping.from_settings({"USER_ID": "$subject", "USER_DIRECTORY": "AZURE",
-                                          "REQUIRED": ["http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"]})
+    strict = ClaimsMapping.from_settings(
+        {
+            "USER_ID": "$subject",
+            "USER_DIRECTORY": "AZURE",
+            "REQUIRED": ["http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"],
+        }
+    )
     with pytest.raises(ClaimsError) as err:
         strict.to_user(a.claims, a.name_id)
     assert err.value.code == "missing_claim"
     b = flow.acs(flow.response("alice"))
-    table = ClaimsMapping.from_settings({"USER_ID": "$subject", "USER_DIRECTORY": "AZURE",
-                                         "GROUP_NAMES": {"6b8a5d1e-1c7f-4d3a-9a51-0c2d1e7f9b10": "Sales"},
-                                         "UNKNOWN_GROUPS": "refuse"})
+    table = ClaimsMapping.from_settings(
+        {
+            "USER_ID": "$subject",
+            "USER_DIRECTORY": "AZURE",
+            "GROUP_NAMES": {"6b8a5d1e-1c7f-4d3a-9a51-0c2d1e7f9b10": "Sales"},
+            "UNKNOWN_GROUPS": "refuse",
+        }
+    )
     with pytest.raises(ClaimsError) as err:
         table.to_user(b.claims, b.name_id)
     assert err.value.code == "unknown_group" and "0f3c2b1a" in str(err.value)
@@ -311,12 +365,16 @@ def test_gap_pysaml2_alone_accepts_a_replay(flow):
     from saml2 import BINDING_HTTP_POST
 
     info = flow.start()
-    xml = flow.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY)
+    xml = flow.idp.response_xml(
+        "alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY
+    )
     b64 = _form(xml)["SAMLResponse"]
     client = flow.sp.client
     first = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
     second = client.parse_authn_request_response(b64, BINDING_HTTP_POST, outstanding={info.id: "/"})
-    assert first.name_id.text == second.name_id.text == "alice@example.com"  # pysaml2: the replay passes
+    assert (
+        first.name_id.text == second.name_id.text == "alice@example.com"
+    )  # pysaml2: the replay passes
     flow.acs(_form(xml))
     refused(flow, _form(xml), "replayed")
 
@@ -327,11 +385,18 @@ def test_sha1_is_refused_by_the_crypto_backend_too(flow):
     from saml2 import BINDING_HTTP_POST
 
     info = flow.start()
-    xml = flow.idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                                sign_alg=SHA1, digest_alg=DIGEST_SHA1)
+    xml = flow.idp.response_xml(
+        "alice",
+        in_response_to=info.id,
+        acs_url=ACS,
+        sp_entity_id=SP_ENTITY,
+        sign_alg=SHA1,
+        digest_alg=DIGEST_SHA1,
+    )
     with pytest.raises(Exception) as err:  # noqa: B017 - pysaml2 raises SignatureError here
-        flow.sp.client.parse_authn_request_response(_form(xml)["SAMLResponse"], BINDING_HTTP_POST,
-                                                    outstanding={info.id: "/"})
+        flow.sp.client.parse_authn_request_response(
+            _form(xml)["SAMLResponse"], BINDING_HTTP_POST, outstanding={info.id: "/"}
+        )
     assert "Signature" in type(err.value).__name__
     refused(flow, _form(xml), "algorithm")
 
@@ -340,11 +405,16 @@ def test_gap_pysaml2_returns_no_subject_for_a_wrong_destination(flow):
     from saml2 import BINDING_HTTP_POST
 
     info = flow.start()
-    xml = flow.idp.response_xml("alice", in_response_to=info.id, acs_url="https://elsewhere.example/acs",
-                                sp_entity_id=SP_ENTITY)
+    xml = flow.idp.response_xml(
+        "alice",
+        in_response_to=info.id,
+        acs_url="https://elsewhere.example/acs",
+        sp_entity_id=SP_ENTITY,
+    )
     try:
-        resp = flow.sp.client.parse_authn_request_response(_form(xml)["SAMLResponse"], BINDING_HTTP_POST,
-                                                           outstanding={info.id: "/"})
+        resp = flow.sp.client.parse_authn_request_response(
+            _form(xml)["SAMLResponse"], BINDING_HTTP_POST, outstanding={info.id: "/"}
+        )
         assert resp is None or resp.name_id is None  # pysaml2: no exception, no subject
     except Exception:  # noqa: BLE001 - some versions raise; either way qlikauth names the cause
         pass
@@ -355,7 +425,9 @@ def test_gap_pysaml2_skips_in_response_to_when_unsolicited_is_allowed(make_flow)
     from saml2 import BINDING_HTTP_POST
 
     f = make_flow(allow_unsolicited=True)
-    xml = f.idp.response_xml("alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY)
+    xml = f.idp.response_xml(
+        "alice", in_response_to="id-never-asked", acs_url=ACS, sp_entity_id=SP_ENTITY
+    )
     resp = f.sp.client.parse_authn_request_response(_form(xml)["SAMLResponse"], BINDING_HTTP_POST)
     assert resp.name_id.text == "alice@example.com"
     f.start()
@@ -365,14 +437,35 @@ def test_gap_pysaml2_skips_in_response_to_when_unsolicited_is_allowed(make_flow)
 # -- settings ---------------------------------------------------------------------------------
 def test_refuses_to_build_an_sp_that_accepts_unsigned_assertions(idp):
     with pytest.raises(ConfigurationError, match="unsigned"):
-        SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata(),
-                     want_response_signed=False, want_assertions_signed=False)
+        SamlSettings(
+            sp_entity_id=SP_ENTITY,
+            acs_url=ACS,
+            idp_metadata=idp.metadata(),
+            want_response_signed=False,
+            want_assertions_signed=False,
+        )
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False), (1, True), (0, False), ("Yes", True),
-                                               (" on ", True), ("0", False), ("off", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),
+        (0, False),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("off", False),
+        ("", False),
+    ],
+)
 def test_allow_http_reads_the_same_words_as_qlikauth_settings(idp, value, expected):
-    settings = {"BASE_URL": "http://portal.example/qlik/saml/", "IDP_METADATA": idp.metadata(), "ALLOW_HTTP": value}
+    settings = {
+        "BASE_URL": "http://portal.example/qlik/saml/",
+        "IDP_METADATA": idp.metadata(),
+        "ALLOW_HTTP": value,
+    }
     if expected:
         assert SamlSettings.from_settings(settings).acs_url == "http://portal.example/qlik/saml/acs"
     else:
@@ -383,18 +476,31 @@ def test_allow_http_reads_the_same_words_as_qlikauth_settings(idp, value, expect
 @pytest.mark.parametrize("value", ["maybe", "ture", 2, 1.0, None, ["true"]])
 def test_allow_http_that_is_not_a_boolean_is_refused_by_name(idp, value):
     with pytest.raises(ConfigurationError, match="ALLOW_HTTP: expected true or false"):
-        SamlSettings.from_settings({"BASE_URL": "https://portal.example/qlik/saml/", "IDP_METADATA": idp.metadata(),
-                                    "ALLOW_HTTP": value})
+        SamlSettings.from_settings(
+            {
+                "BASE_URL": "https://portal.example/qlik/saml/",
+                "IDP_METADATA": idp.metadata(),
+                "ALLOW_HTTP": value,
+            }
+        )
 
 
 def test_settings_from_plain_mapping(idp, tmp_path):
     md = tmp_path / "idp.xml"
     md.write_text(idp.metadata())
-    s = SamlSettings.from_settings({"base_url": "https://portal.example.com/qlik/saml", "idp_metadata": str(md),
-                                    "allow_sha1": "false", "clock_skew": "30"})
+    s = SamlSettings.from_settings(
+        {
+            "base_url": "https://portal.example.com/qlik/saml",
+            "idp_metadata": str(md),
+            "allow_sha1": "false",
+            "clock_skew": "30",
+        }
+    )
     assert s.acs_url == ACS and s.sp_entity_id == SP_ENTITY and s.clock_skew == 30
     with pytest.raises(ConfigurationError, match="Did you mean ALLOW_SHA1"):
-        SamlSettings.from_settings({"BASE_URL": "https://p.example/", "IDP_METADATA": str(md), "ALLOW_SHA": True})
+        SamlSettings.from_settings(
+            {"BASE_URL": "https://p.example/", "IDP_METADATA": str(md), "ALLOW_SHA": True}
+        )
     with pytest.raises(ConfigurationError, match="https"):
         SamlSettings.from_settings({"BASE_URL": "http://p.example/", "IDP_METADATA": str(md)})
     sp = SamlServiceProvider(s)
@@ -419,7 +525,10 @@ def test_a_full_replay_cache_refuses_rather_than_forgets(make_flow):
     from qlikauth.store import MemoryStore
 
     def unsolicited(f):
-        return _form(f.idp.response_xml("alice", in_response_to=None, acs_url=ACS, sp_entity_id=SP_ENTITY), None)
+        return _form(
+            f.idp.response_xml("alice", in_response_to=None, acs_url=ACS, sp_entity_id=SP_ENTITY),
+            None,
+        )
 
     # an evicting cache (what a plain cache does) forgets the oldest consumed id: its replay passes
     evicting = make_flow(allow_unsolicited=True)
@@ -457,10 +566,18 @@ def test_signed_authn_and_logout_requests_verify_with_the_sp_certificate(make_fl
     def verify(location: str, first: str) -> None:
         query = urlsplit(location).query
         signed, _, signature = query.rpartition("&Signature=")
-        assert signed.startswith(first + "=") and "SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256" in signed
+        assert (
+            signed.startswith(first + "=")
+            and "SigAlg=http%3A%2F%2Fwww.w3.org%2F2001%2F04%2Fxmldsig-more%23rsa-sha256" in signed
+        )
         from urllib.parse import unquote
 
-        public.verify(base64.b64decode(unquote(signature)), signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+        public.verify(
+            base64.b64decode(unquote(signature)),
+            signed.encode(),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
 
     start = f.sp.login("/x")
     verify(start.redirect.location, "SAMLRequest")

@@ -52,7 +52,9 @@ def test_redirect_logout_request_is_read_from_the_signed_pairs_only(flow):
     alice = _signed_in(flow, "alice")
     bob = _signed_in(flow, "bob")
     signed = urlsplit(flow.idp.logout_request(bob.session_index, SLO)).query
-    forged = dict(parse_qsl(urlsplit(flow.idp.logout_request(alice.session_index, SLO, sign=False)).query))
+    forged = dict(
+        parse_qsl(urlsplit(flow.idp.logout_request(alice.session_index, SLO, sign=False)).query)
+    )
     raw = f"SAML%52equest={quote(forged['SAMLRequest'], safe='')}&{signed}"
     framework = {}  # what Werkzeug's args.get / a first-wins reader hands over
     for k, v in parse_qsl(raw):
@@ -64,13 +66,16 @@ def test_redirect_logout_request_is_read_from_the_signed_pairs_only(flow):
     assert isinstance(result, IdpLogoutRequest) and result.name_id == "bob@example.com"
 
 
-@pytest.mark.parametrize("query", [
-    "SAMLRequest=a&SAMLRequest=b&SigAlg=x&Signature=y",
-    "SAML%52equest=a&SigAlg=x&Signature=y",
-    "SAMLRequest=a&Sig%41lg=x&Signature=y",
-    "SAMLRequest=a&SAMLResponse=b&SigAlg=x&Signature=y",
-    "SAMLRequest+=a&SigAlg=x&Signature=y",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SAMLRequest=a&SAMLRequest=b&SigAlg=x&Signature=y",
+        "SAML%52equest=a&SigAlg=x&Signature=y",
+        "SAMLRequest=a&Sig%41lg=x&Signature=y",
+        "SAMLRequest=a&SAMLResponse=b&SigAlg=x&Signature=y",
+        "SAMLRequest+=a&SigAlg=x&Signature=y",
+    ],
+)
 def test_encoded_repeated_or_doubled_names_are_refused(flow, query):
     assert _code(flow.sp.handle_slo, "redirect", {}, query) == "structure"
 
@@ -97,8 +102,11 @@ def test_a_tampered_signed_logout_response_is_refused(flow):
     _, headers, _ = flow.idp.handle_slo(urlsplit(out.location).query)
     back = urlsplit(headers["Location"]).query
     assert "Signature=" in back
-    tampered = back.replace("RelayState=%2Fbye", "RelayState=%2Fevil") if "RelayState=" in back else \
-        back.replace("SigAlg=", "RelayState=%2Fevil&SigAlg=")
+    tampered = (
+        back.replace("RelayState=%2Fbye", "RelayState=%2Fevil")
+        if "RelayState=" in back
+        else back.replace("SigAlg=", "RelayState=%2Fevil&SigAlg=")
+    )
     assert _code(flow.sp.handle_slo, "redirect", None, tampered, flow.token) == "logout_signature"
 
 
@@ -115,7 +123,10 @@ def test_request_size_bound_is_checked_before_reading():
 
 
 def test_an_oversized_query_is_refused_unparsed(flow):
-    assert _code(flow.sp.handle_slo, "redirect", {}, "SAMLRequest=" + "A" * MAX_REQUEST_BYTES) == "too_large"
+    assert (
+        _code(flow.sp.handle_slo, "redirect", {}, "SAMLRequest=" + "A" * MAX_REQUEST_BYTES)
+        == "too_large"
+    )
 
 
 # -- IdP-initiated sign-in: login CSRF and its mitigation --------------------------------------
@@ -128,7 +139,10 @@ def test_unsolicited_relay_states_allow_list(make_flow, caplog):
     assert not any("login CSRF" in w for w in f.sp.startup_warnings())
 
     def unsolicited(relay):
-        return _form(f.idp.response_xml("alice", in_response_to=None, acs_url=ACS, sp_entity_id=SP_ENTITY), relay)
+        return _form(
+            f.idp.response_xml("alice", in_response_to=None, acs_url=ACS, sp_entity_id=SP_ENTITY),
+            relay,
+        )
 
     assert f.acs(unsolicited("/portal/home")).relay_state == "/portal/home"
     assert f.acs(unsolicited(None)).relay_state is None
@@ -139,12 +153,16 @@ def test_unsolicited_relay_states_allow_list(make_flow, caplog):
 
 def test_unsolicited_relay_states_from_settings(idp):
     base = {"BASE_URL": "https://portal.example.com/qlik/saml/", "IDP_METADATA": idp.metadata()}
-    s = SamlSettings.from_settings({**base, "ALLOW_UNSOLICITED": True, "UNSOLICITED_RELAY_STATES": ["/a", "/b"]})
+    s = SamlSettings.from_settings(
+        {**base, "ALLOW_UNSOLICITED": True, "UNSOLICITED_RELAY_STATES": ["/a", "/b"]}
+    )
     assert s.unsolicited_relay_states == ("/a", "/b")
     with pytest.raises(ConfigurationError, match="only used with ALLOW_UNSOLICITED"):
         SamlSettings.from_settings({**base, "UNSOLICITED_RELAY_STATES": ["/a"]})
     with pytest.raises(ConfigurationError, match="UNSOLICITED_RELAY_STATES"):
-        SamlSettings.from_settings({**base, "ALLOW_UNSOLICITED": True, "UNSOLICITED_RELAY_STATES": [3]})
+        SamlSettings.from_settings(
+            {**base, "ALLOW_UNSOLICITED": True, "UNSOLICITED_RELAY_STATES": [3]}
+        )
 
 
 # -- the IdP's signing certificate: expiry warning, rollover -----------------------------------
@@ -158,12 +176,23 @@ def _cert_expiring_in(directory: Path, days: int) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expiring IdP")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=300))
-            .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256()))
-    (directory / "idp.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=300))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "idp.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (directory / "idp.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -172,11 +201,21 @@ def test_an_idp_certificate_close_to_expiry_is_warned_about(tmp_path, caplog):
     idp = SamlIdp(key_dir=tmp_path / "k")
     try:
         with caplog.at_level(logging.WARNING, logger="qlikauth.saml"):
-            sp = SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata()))
-        assert "expires on" in caplog.text and ("in 9 day(s)" in caplog.text or "in 10 day(s)" in caplog.text)
+            sp = SamlServiceProvider(
+                SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata())
+            )
+        assert "expires on" in caplog.text and (
+            "in 9 day(s)" in caplog.text or "in 10 day(s)" in caplog.text
+        )
         assert "IDP_NEXT_CERT" in caplog.text
-        quiet = SamlServiceProvider(SamlSettings(sp_entity_id=SP_ENTITY, acs_url=ACS, idp_metadata=idp.metadata(),
-                                                 cert_expiry_warning_days=5))
+        quiet = SamlServiceProvider(
+            SamlSettings(
+                sp_entity_id=SP_ENTITY,
+                acs_url=ACS,
+                idp_metadata=idp.metadata(),
+                cert_expiry_warning_days=5,
+            )
+        )
         assert quiet.certificate_warnings() == []
         later = sp.certificate_warnings(now=sp._now() + 11 * 86400)
         assert len(later) == 1 and "expired on" in later[0]
@@ -186,8 +225,13 @@ def test_an_idp_certificate_close_to_expiry_is_warned_about(tmp_path, caplog):
 
 def test_two_idp_certificates_are_trusted_during_a_rollover(idp, saml_keys, tmp_path):
     new_cert, new_key = write_self_signed(tmp_path / "next", "next")
-    f_settings = {"sp_entity_id": SP_ENTITY, "acs_url": ACS, "slo_url": SLO, "idp_metadata": idp.metadata(),
-                  "idp_next_cert": new_cert.read_text()}
+    f_settings = {
+        "sp_entity_id": SP_ENTITY,
+        "acs_url": ACS,
+        "slo_url": SLO,
+        "idp_metadata": idp.metadata(),
+        "idp_next_cert": new_cert.read_text(),
+    }
     sp = SamlServiceProvider(SamlSettings(**f_settings))
     idp.add_sp_metadata(sp.metadata())
     assert len(sp._idp_certs) == 2
@@ -195,13 +239,19 @@ def test_two_idp_certificates_are_trusted_during_a_rollover(idp, saml_keys, tmp_
     def sign_in(key_file=None):
         start = sp.login("/home")
         info = idp.parse_authn_request(start.redirect.location)
-        xml = idp.response_xml("alice", in_response_to=info.id, acs_url=ACS, sp_entity_id=SP_ENTITY,
-                               key_file=key_file, mutate=lambda root: None)
+        xml = idp.response_xml(
+            "alice",
+            in_response_to=info.id,
+            acs_url=ACS,
+            sp_entity_id=SP_ENTITY,
+            key_file=key_file,
+            mutate=lambda root: None,
+        )
         return sp.acs(_form(xml, info.relay_state), start.cookie.value)
 
-    assert sign_in().name_id == "alice@example.com"               # the current certificate
-    assert sign_in(new_key).name_id == "alice@example.com"        # the next one
-    assert _code(sign_in, saml_keys["evil"][1]) == "signature"   # any other key: refused
+    assert sign_in().name_id == "alice@example.com"  # the current certificate
+    assert sign_in(new_key).name_id == "alice@example.com"  # the next one
+    assert _code(sign_in, saml_keys["evil"][1]) == "signature"  # any other key: refused
     # Redirect-binding LogoutRequests signed with the next key verify too
     a = sign_in(new_key)
     original = idp.key_file
@@ -216,17 +266,28 @@ def test_two_idp_certificates_are_trusted_during_a_rollover(idp, saml_keys, tmp_
 def test_idp_next_cert_from_settings(idp, tmp_path):
     cert, _ = write_self_signed(tmp_path / "n", "n")
     base = {"BASE_URL": "https://portal.example.com/qlik/saml/", "IDP_METADATA": idp.metadata()}
-    assert "BEGIN CERTIFICATE" in SamlSettings.from_settings({**base, "IDP_NEXT_CERT": str(cert)}).idp_next_cert
+    assert (
+        "BEGIN CERTIFICATE"
+        in SamlSettings.from_settings({**base, "IDP_NEXT_CERT": str(cert)}).idp_next_cert
+    )
     with pytest.raises(ConfigurationError, match="IDP_NEXT_CERT: not a PEM certificate"):
         SamlSettings.from_settings({**base, "IDP_NEXT_CERT": "-----BEGIN CERTIFICATE-----\nnope\n"})
 
 
 # -- settings ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["https://login.microsoftonline.com/tenant/federationmetadata/2007-06/"
-                                 "federationmetadata.xml?appid=1", "http://idp.example/metadata"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://login.microsoftonline.com/tenant/federationmetadata/2007-06/"
+        "federationmetadata.xml?appid=1",
+        "http://idp.example/metadata",
+    ],
+)
 def test_idp_metadata_as_a_url_is_refused_with_how_to_download_it(url):
     with pytest.raises(ConfigurationError) as err:
-        SamlSettings.from_settings({"BASE_URL": "https://portal.example.com/qlik/saml/", "IDP_METADATA": url})
+        SamlSettings.from_settings(
+            {"BASE_URL": "https://portal.example.com/qlik/saml/", "IDP_METADATA": url}
+        )
     text = str(err.value)
     assert "never fetches" in text and "curl" in text and "IDP_METADATA = '/path/to" in text
     assert url not in text or len(url) <= 80
@@ -243,5 +304,6 @@ def test_a_response_from_an_unknown_issuer_is_refused_as_issuer(flow, where):
             targets.append(root.find(f"{A}Assertion").find(f"{A}Issuer"))
         for issuer in targets:
             issuer.text = "https://unknown-idp.example/metadata"
+
     err_code = _code(flow.acs, flow.response(mutate=mutate))
     assert err_code == "issuer"

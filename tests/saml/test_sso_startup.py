@@ -24,15 +24,25 @@ from qlikauth.web.saml import saml_parts, saml_user
 
 PORTAL = "https://portal.test"
 BASE = PORTAL + "/qlik/saml/"
-OIDC = {"ISSUER": "https://op.example.com", "CLIENT_ID": "portal", "CLIENT_SECRET": "s3cret",
-        "REDIRECT_URI": PORTAL + "/oidc/callback"}
+OIDC = {
+    "ISSUER": "https://op.example.com",
+    "CLIENT_ID": "portal",
+    "CLIENT_SECRET": "s3cret",
+    "REDIRECT_URI": PORTAL + "/oidc/callback",
+}
 
 
 def _app(emu: Any, **qlikauth: Any) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="test", TESTING=True, SESSION_COOKIE_SECURE=True,
-                      QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir),
-                      QLIKAUTH_HUB_URL=emu.hub_url_for("sso"), QLIKAUTH_VIRTUAL_PROXY="sso")
+    app.config.update(
+        SECRET_KEY="test",
+        TESTING=True,
+        SESSION_COOKIE_SECURE=True,
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url_for("sso"),
+        QLIKAUTH_VIRTUAL_PROXY="sso",
+    )
     app.config.update({f"QLIKAUTH_{k}": v for k, v in qlikauth.items()})
     return app
 
@@ -51,14 +61,17 @@ def _refused(app: Flask) -> str:
 
 
 # -- refused at start-up ---------------------------------------------------------------
-def test_init_app_refuses_unusable_saml_settings_with_what_to_do(emu: Any, idp: SamlIdp,
-                                                                  tmp_path: Path) -> None:
+def test_init_app_refuses_unusable_saml_settings_with_what_to_do(
+    emu: Any, idp: SamlIdp, tmp_path: Path
+) -> None:
     md = idp.metadata()
     typo = _refused(_app(emu, SAML={"BASE_URL": BASE, "IDP_METADTA": md}))
     assert "IDP_METADTA" in typo and "Did you mean IDP_METADATA?" in typo
     missing = _refused(_app(emu, SAML={"BASE_URL": BASE, "IDP_METADATA": str(tmp_path / "no.xml")}))
     assert "IDP_METADATA" in missing and "cannot read" in missing
-    http = _refused(_app(emu, SAML={"BASE_URL": "http://portal.test/qlik/saml/", "IDP_METADATA": md}))
+    http = _refused(
+        _app(emu, SAML={"BASE_URL": "http://portal.test/qlik/saml/", "IDP_METADATA": md})
+    )
     assert "BASE_URL" in http and "https" in http
     skew = _refused(_app(emu, SAML={"BASE_URL": BASE, "IDP_METADATA": md, "CLOCK_SKEW": 3600}))
     assert "CLOCK_SKEW" in skew
@@ -73,15 +86,19 @@ def test_init_app_refuses_unusable_oidc_settings(emu: Any) -> None:
     assert "http" in http and "ISSUER" in http.upper()
     leeway = _refused(_app(emu, OIDC={**OIDC, "LEEWAY": 86400}))
     assert "leeway" in leeway.lower() and "between" in leeway
-    well_known = _refused(_app(emu, OIDC={**OIDC, "ISSUER": "https://op.example.com/.well-known/"
-                                                            "openid-configuration"}))
+    well_known = _refused(
+        _app(
+            emu, OIDC={**OIDC, "ISSUER": "https://op.example.com/.well-known/openid-configuration"}
+        )
+    )
     assert "drop /.well-known/openid-configuration" in well_known
     # Nothing is fetched at start-up: a provider nobody can reach still starts the portal.
     QlikAuth(_app(emu, OIDC=OIDC), user_loader=lambda: None)
 
 
 def test_a_missing_saml_extra_is_named_at_start_up_not_at_the_first_request(
-        emu: Any, idp: SamlIdp, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu: Any, idp: SamlIdp, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delitem(sys.modules, "qlikauth.bridges.saml", raising=False)
     monkeypatch.setitem(sys.modules, "saml2", None)  # import saml2 raises ImportError
     text = _refused(_app(emu, SAML={"BASE_URL": BASE, "IDP_METADATA": idp.metadata()}))
@@ -97,18 +114,30 @@ def _expiring_idp(tmp_path: Path, days: int) -> SamlIdp:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expiring IdP")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=300))
-            .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256()))
-    (tmp_path / "idp.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=300))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "idp.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     (tmp_path / "idp.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return SamlIdp(key_dir=tmp_path)
 
 
-def test_flask_check_command_reports_the_idp_certificate_expiry(emu: Any, tmp_path: Path,
-                                                                 caplog: Any) -> None:
+def test_flask_check_command_reports_the_idp_certificate_expiry(
+    emu: Any, tmp_path: Path, caplog: Any
+) -> None:
     idp = _expiring_idp(tmp_path, 10)
     try:
         app = _app(emu, SAML={"BASE_URL": BASE, "IDP_METADATA": idp.metadata()})
@@ -125,15 +154,20 @@ def test_flask_check_command_reports_the_idp_certificate_expiry(emu: Any, tmp_pa
 
 
 def test_django_system_checks_report_sso_settings_and_certificate_expiry(
-        tmp_path: Path, certs_dir: Any, idp: SamlIdp) -> None:
+    tmp_path: Path, certs_dir: Any, idp: SamlIdp
+) -> None:
     from _django_setup import configure_django
 
     configure_django()
     from django.core import checks
     from django.test import override_settings
 
-    ok = {"QPS_NODES": "https://localhost:4243", "CERTS": str(certs_dir),
-          "HUB_URL": "https://localhost/hub/", "USER_DIRECTORY": "PORTAL"}
+    ok = {
+        "QPS_NODES": "https://localhost:4243",
+        "CERTS": str(certs_dir),
+        "HUB_URL": "https://localhost/hub/",
+        "USER_DIRECTORY": "PORTAL",
+    }
 
     def found(**extra: Any) -> list[Any]:
         with override_settings(QLIKAUTH={**ok, **extra}):
@@ -167,10 +201,15 @@ class Browser:
     def sign_in(self, user: str = "alice") -> Any:
         r = self.get("/qlik/saml/login?next=/me")
         info = self.idp.parse_authn_request(r.headers["Location"])
-        xml = self.idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                                    sp_entity_id=info.sp_entity_id)
-        return self.client.post("/qlik/saml/acs", base_url=PORTAL, data=self.idp.post_form(
-            xml, info.relay_state), headers={"Origin": "https://idp.test"})
+        xml = self.idp.response_xml(
+            user, in_response_to=info.id, acs_url=info.acs_url, sp_entity_id=info.sp_entity_id
+        )
+        return self.client.post(
+            "/qlik/saml/acs",
+            base_url=PORTAL,
+            data=self.idp.post_form(xml, info.relay_state),
+            headers={"Origin": "https://idp.test"},
+        )
 
 
 @pytest.fixture
@@ -213,8 +252,9 @@ def test_a_saml_sign_in_is_a_flask_login_sign_in(login_portal: Any, idp: SamlIdp
     assert b.get("/me").get_data(as_text=True) == "AZURE\\alice@example.com"
 
 
-def test_single_logout_with_this_browser_logs_the_flask_login_user_out(login_portal: Any,
-                                                                         idp: SamlIdp) -> None:
+def test_single_logout_with_this_browser_logs_the_flask_login_user_out(
+    login_portal: Any, idp: SamlIdp
+) -> None:
     app, _ = login_portal
     b = Browser(app, idp)
     b.sign_in("alice")
@@ -225,7 +265,8 @@ def test_single_logout_with_this_browser_logs_the_flask_login_user_out(login_por
 
 
 def test_single_logout_received_without_the_browser_logs_it_out_at_its_next_request(
-        login_portal: Any, idp: SamlIdp) -> None:
+    login_portal: Any, idp: SamlIdp
+) -> None:
     app, _ = login_portal
     b = Browser(app, idp)
     b.sign_in("alice")
@@ -236,8 +277,9 @@ def test_single_logout_received_without_the_browser_logs_it_out_at_its_next_requ
     assert b.get("/me").get_data(as_text=True) == "anonymous"
 
 
-def test_the_portal_logout_user_ends_the_sso_sign_in(login_portal: Any, idp: SamlIdp,
-                                                    emu: Any) -> None:
+def test_the_portal_logout_user_ends_the_sso_sign_in(
+    login_portal: Any, idp: SamlIdp, emu: Any
+) -> None:
     from flask_login import logout_user
 
     app, _ = login_portal

@@ -26,18 +26,30 @@ PORTAL = "https://portal.test"
 BASE = PORTAL + "/qlik/saml/"
 A = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 CLAIMS = {
-    "USER_ID": ENTRA_CLAIMS["email"], "USER_ID_TRANSFORMS": ["lower"], "USER_DIRECTORY": "AZURE",
-    "GROUP_NAMES": {guid: name for name, guid in DEMO_GROUPS.items()}, "UNKNOWN_GROUPS": "refuse",
-    "REQUIRED": [ENTRA_CLAIMS["email"]], "IDP": "the test IdP",
+    "USER_ID": ENTRA_CLAIMS["email"],
+    "USER_ID_TRANSFORMS": ["lower"],
+    "USER_DIRECTORY": "AZURE",
+    "GROUP_NAMES": {guid: name for name, guid in DEMO_GROUPS.items()},
+    "UNKNOWN_GROUPS": "refuse",
+    "REQUIRED": [ENTRA_CLAIMS["email"]],
+    "IDP": "the test IdP",
 }
 
 
-def make_app(emu: Any, idp: SamlIdp, prefix: str, mode: str, claims: dict[str, Any] | None = None) -> Flask:
+def make_app(
+    emu: Any, idp: SamlIdp, prefix: str, mode: str, claims: dict[str, Any] | None = None
+) -> Flask:
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY="test", TESTING=True, SESSION_COOKIE_SECURE=True,
-        QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir), QLIKAUTH_HUB_URL=emu.hub_url_for(prefix),
-        QLIKAUTH_VIRTUAL_PROXY=prefix, QLIKAUTH_MODE=mode, QLIKAUTH_ALLOWED_TARGETS=[emu.hub_url],
+        SECRET_KEY="test",
+        TESTING=True,
+        SESSION_COOKIE_SECURE=True,
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url_for(prefix),
+        QLIKAUTH_VIRTUAL_PROXY=prefix,
+        QLIKAUTH_MODE=mode,
+        QLIKAUTH_ALLOWED_TARGETS=[emu.hub_url],
         QLIKAUTH_SAML={"BASE_URL": BASE, "IDP_METADATA": idp.metadata()},
         QLIKAUTH_CLAIMS=claims or CLAIMS,
     )
@@ -101,10 +113,13 @@ class Browser:
         assert r.status_code == 302, r.get_data(as_text=True)
         return self.idp.parse_authn_request(r.headers["Location"])
 
-    def idp_form(self, user: str = "alice", next_url: str | None = None, **kw: Any) -> dict[str, str]:
+    def idp_form(
+        self, user: str = "alice", next_url: str | None = None, **kw: Any
+    ) -> dict[str, str]:
         info = self.start(next_url)
-        xml = self.idp.response_xml(user, in_response_to=info.id, acs_url=info.acs_url,
-                                    sp_entity_id=info.sp_entity_id, **kw)
+        xml = self.idp.response_xml(
+            user, in_response_to=info.id, acs_url=info.acs_url, sp_entity_id=info.sp_entity_id, **kw
+        )
         return self.idp.post_form(xml, info.relay_state)
 
     def acs(self, form: dict[str, str]) -> Any:
@@ -142,7 +157,9 @@ def test_relay_state_back_to_a_portal_page_makes_no_ticket(ticket_portal, idp):
     assert emu.state.qps_requests == before
     r = b.get("/qlik/login")  # opening Qlik later makes the ticket
     assert "qlikTicket=" in r.headers["Location"]
-    assert [a["group"] for a in hub_identity(emu, r.headers["Location"])["attributes"]] == ["Marketing"]
+    assert [a["group"] for a in hub_identity(emu, r.headers["Location"])["attributes"]] == [
+        "Marketing"
+    ]
 
 
 def test_login_refuses_an_offsite_next(ticket_portal, idp):
@@ -243,7 +260,9 @@ def test_replay_and_another_browser_refused_without_a_qlik_call(ticket_portal, i
 
 def test_idp_initiated_refused_when_off(ticket_portal, idp):
     emu, app = ticket_portal
-    xml = idp.response_xml("alice", in_response_to=None, acs_url=BASE + "acs", sp_entity_id=BASE + "metadata")
+    xml = idp.response_xml(
+        "alice", in_response_to=None, acs_url=BASE + "acs", sp_entity_id=BASE + "metadata"
+    )
     before = emu.state.qps_requests
     r = Browser(app, idp).acs(idp.post_form(xml))
     assert r.status_code == 401 and "own page" in r.get_data(as_text=True)
@@ -251,11 +270,15 @@ def test_idp_initiated_refused_when_off(ticket_portal, idp):
 
 
 # -- single logout --------------------------------------------------------------------------
-def _signed_in_session(emu: Any, app: Flask, idp: SamlIdp, user: str = "alice") -> tuple[Browser, str]:
+def _signed_in_session(
+    emu: Any, app: Flask, idp: SamlIdp, user: str = "alice"
+) -> tuple[Browser, str]:
     b = Browser(app, idp)
     r = b.acs(b.idp_form(user))
     assert r.status_code == 302
-    cookie = next(c for c in r.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup="))
+    cookie = next(
+        c for c in r.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup=")
+    )
     assert "secure" in cookie.lower() and "max-age" not in cookie.lower()  # browser-session cookie
     return b, cookie.split(";")[0].split("=", 1)[1]
 
@@ -264,9 +287,12 @@ def test_idp_initiated_logout_ends_the_proxy_session_and_answers_the_idp(session
     emu, app = session_portal
     alice, _sid = _signed_in_session(emu, app, idp, "alice")
     bob, _ = _signed_in_session(emu, app, idp, "bob")
-    assert {s.user.user_id for s in emu.state.sessions("mashup")} == {"alice@example.com", "bob@example.com"}
+    assert {s.user.user_id for s in emu.state.sessions("mashup")} == {
+        "alice@example.com",
+        "bob@example.com",
+    }
     url = idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo")
-    r = alice.get(url[len(PORTAL):])
+    r = alice.get(url[len(PORTAL) :])
     assert r.status_code == 302, r.get_data(as_text=True)
     assert r.headers["Location"].startswith(idp.base_url + "/slo?SAMLResponse=")
     assert {s.user.user_id for s in emu.state.sessions("mashup")} == {"bob@example.com"}
@@ -277,7 +303,9 @@ def test_idp_initiated_logout_ends_the_proxy_session_and_answers_the_idp(session
     assert status == 200
 
 
-def test_idp_logout_over_another_channel_ends_the_portal_sign_in_on_the_next_request(session_portal, idp):
+def test_idp_logout_over_another_channel_ends_the_portal_sign_in_on_the_next_request(
+    session_portal, idp
+):
     emu, app = session_portal
     alice, _ = _signed_in_session(emu, app, idp, "alice")
     form = idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo", binding="post")
@@ -289,28 +317,38 @@ def test_idp_logout_over_another_channel_ends_the_portal_sign_in_on_the_next_req
     assert alice.get("/whoami").get_data(as_text=True) == "nobody"  # registry: IdP session ended
 
 
-@pytest.mark.parametrize("how, code_text", [
-    ("unsigned-redirect", "not signed"), ("unsigned-post", "not signed"),
-    ("tampered-redirect", "no valid signature"), ("old", "too old"), ("sha1", "algorithm this portal refuses"),
-])
+@pytest.mark.parametrize(
+    "how, code_text",
+    [
+        ("unsigned-redirect", "not signed"),
+        ("unsigned-post", "not signed"),
+        ("tampered-redirect", "no valid signature"),
+        ("old", "too old"),
+        ("sha1", "algorithm this portal refuses"),
+    ],
+)
 def test_forged_logout_requests_are_refused_and_end_nothing(session_portal, idp, how, code_text):
     emu, app = session_portal
     alice, _ = _signed_in_session(emu, app, idp, "alice")
     si = idp.sessions_of("alice")[-1]
     if how == "unsigned-redirect":
-        r = alice.get(idp.logout_request(si, BASE + "slo", sign=False)[len(PORTAL):])
+        r = alice.get(idp.logout_request(si, BASE + "slo", sign=False)[len(PORTAL) :])
     elif how == "unsigned-post":
-        r = alice.post("/qlik/saml/slo", data=idp.logout_request(si, BASE + "slo", binding="post", sign=False))
+        r = alice.post(
+            "/qlik/saml/slo", data=idp.logout_request(si, BASE + "slo", binding="post", sign=False)
+        )
     elif how == "tampered-redirect":
         url = idp.logout_request(si, BASE + "slo", relay_state="/a")
-        r = alice.get(url[len(PORTAL):].replace("RelayState=%2Fa", "RelayState=%2Fb"))
+        r = alice.get(url[len(PORTAL) :].replace("RelayState=%2Fa", "RelayState=%2Fb"))
     elif how == "old":
-        r = alice.post("/qlik/saml/slo", data=idp.logout_request(si, BASE + "slo", binding="post",
-                                                                 issue_instant=_iso(-3600)))
+        r = alice.post(
+            "/qlik/saml/slo",
+            data=idp.logout_request(si, BASE + "slo", binding="post", issue_instant=_iso(-3600)),
+        )
     else:
         from qlikauth.emulator.saml_idp import SHA1
 
-        r = alice.get(idp.logout_request(si, BASE + "slo", sign_alg=SHA1)[len(PORTAL):])
+        r = alice.get(idp.logout_request(si, BASE + "slo", sign_alg=SHA1)[len(PORTAL) :])
     page = r.get_data(as_text=True)
     assert r.status_code == 401 and code_text in page, page[:400]
     assert [s.user.user_id for s in emu.state.sessions("mashup")] == ["alice@example.com"]
@@ -324,8 +362,13 @@ def test_a_signed_logout_request_cannot_carry_another_unsigned_one(session_porta
     alice, _ = _signed_in_session(emu, app, idp, "alice")
     bob, _ = _signed_in_session(emu, app, idp, "bob")
     signed = urlsplit(idp.logout_request(idp.sessions_of("bob")[-1], BASE + "slo")).query
-    forged = dict(parse_qsl(urlsplit(idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo",
-                                                        sign=False)).query))["SAMLRequest"]
+    forged = dict(
+        parse_qsl(
+            urlsplit(
+                idp.logout_request(idp.sessions_of("alice")[-1], BASE + "slo", sign=False)
+            ).query
+        )
+    )["SAMLRequest"]
     from urllib.parse import quote
 
     if shape == "encoded-name-first":
@@ -336,7 +379,10 @@ def test_a_signed_logout_request_cannot_carry_another_unsigned_one(session_porta
         query = f"SAMLRequest={quote(forged, safe='')}&{signed}"
     r = bob.get("/qlik/saml/slo?" + query)
     assert r.status_code == 401, r.get_data(as_text=True)[:300]
-    assert sorted(s.user.user_id for s in emu.state.sessions("mashup")) == ["alice@example.com", "bob@example.com"]
+    assert sorted(s.user.user_id for s in emu.state.sessions("mashup")) == [
+        "alice@example.com",
+        "bob@example.com",
+    ]
     assert alice.get("/whoami").get_data(as_text=True) == "AZURE\\alice@example.com"
 
 
@@ -350,7 +396,9 @@ def test_gap_pysaml2_accepts_an_unsigned_logout_request(session_portal, idp):
     with app.app_context():
         sp = saml_parts(app.qlikauth.runtime).sp  # type: ignore[attr-defined]
         req = sp.client.parse_logout_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
-    assert req is not None and req.message.name_id.text == "alice@example.com"  # pysaml2 alone: accepted
+    assert (
+        req is not None and req.message.name_id.text == "alice@example.com"
+    )  # pysaml2 alone: accepted
 
 
 def test_sp_initiated_logout(session_portal, idp):
@@ -359,7 +407,9 @@ def test_sp_initiated_logout(session_portal, idp):
     r = alice.post("/qlik/saml/logout", data={"next": "/bye"})  # no Origin: refused (CSRF)
     assert r.status_code == 403 and len(emu.state.sessions("mashup")) == 1
     r = alice.post("/qlik/saml/logout", data={"next": "/bye"}, headers={"Origin": PORTAL})
-    assert r.status_code == 302 and r.headers["Location"].startswith(idp.base_url + "/slo?SAMLRequest=")
+    assert r.status_code == 302 and r.headers["Location"].startswith(
+        idp.base_url + "/slo?SAMLRequest="
+    )
     assert emu.state.sessions("mashup") == []  # ended before the browser goes to the IdP
     cleared = [c for c in r.headers.getlist("Set-Cookie") if c.startswith("X-Qlik-Session-mashup=")]
     assert cleared and "max-age=0" in cleared[0].lower()
@@ -367,22 +417,28 @@ def test_sp_initiated_logout(session_portal, idp):
     status, headers, _ = idp.handle_slo(urlsplit(r.headers["Location"]).query)
     assert status == 302 and idp.logouts_received == ["alice@example.com"]
     back = headers["Location"]
-    r = alice.get(back[len(PORTAL):])
+    r = alice.get(back[len(PORTAL) :])
     assert r.status_code == 302 and r.headers["Location"] == "/bye"
-    r = alice.get(back[len(PORTAL):])  # the same LogoutResponse again: refused
+    r = alice.get(back[len(PORTAL) :])  # the same LogoutResponse again: refused
     assert r.status_code == 401
 
 
 def test_unconfigured_saml_is_a_configuration_page(emulator_factory, caplog):
     emu = emulator_factory()
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="x", QLIKAUTH_QPS_NODES=emu.qps_url, QLIKAUTH_CERTS=str(emu.certs_dir),
-                      QLIKAUTH_HUB_URL=emu.hub_url + "/hub/")
-    QlikAuth(app, user_loader=lambda: None)   # init_app refuses to run without a user loader
+    app.config.update(
+        SECRET_KEY="x",
+        QLIKAUTH_QPS_NODES=emu.qps_url,
+        QLIKAUTH_CERTS=str(emu.certs_dir),
+        QLIKAUTH_HUB_URL=emu.hub_url + "/hub/",
+    )
+    QlikAuth(app, user_loader=lambda: None)  # init_app refuses to run without a user loader
     r = app.test_client().get("/qlik/saml/login", base_url=PORTAL)
     page = r.get_data(as_text=True)
     assert r.status_code == 500 and "not set up correctly" in page and "IDP_METADATA" not in page
-    assert "QLIKAUTH SAML is not configured" in caplog.text  # the administrator's text is in the log
+    assert (
+        "QLIKAUTH SAML is not configured" in caplog.text
+    )  # the administrator's text is in the log
 
 
 def test_session_key_holds_no_assertion(ticket_portal, idp):
@@ -391,11 +447,18 @@ def test_session_key_holds_no_assertion(ticket_portal, idp):
     b.acs(b.idp_form("alice"))
     with b.client.session_transaction(base_url=PORTAL) as s:
         data = s[SAML_SESSION_KEY]
-    assert set(data) == {"issuer", "name_id", "format", "name_qualifier", "sp_name_qualifier", "session_index", "user",
-                         "idp"}
+    assert set(data) == {
+        "issuer",
+        "name_id",
+        "format",
+        "name_qualifier",
+        "sp_name_qualifier",
+        "session_index",
+        "user",
+        "idp",
+    }
     assert data["idp"] == "default"  # which SP ends it (several IdPs: the IdP's name)
     assert not re.search(r"Signature|Assertion", repr(data))
-
 
 
 def test_a_body_over_the_bound_is_refused_unread_on_both_frameworks(ticket_portal, qps_calls):
@@ -407,11 +470,16 @@ def test_a_body_over_the_bound_is_refused_unread_on_both_frameworks(ticket_porta
     huge = 32 * 1024 * 1024
     # the declared length decides, before anything is read (were the body read, the short one
     # sent would be refused as a missing SAMLResponse, not as too large)
-    r = app.test_client().post("/qlik/saml/acs", data=b"SAMLResponse=",
-                               content_type="application/x-www-form-urlencoded",
-                               environ_overrides={"CONTENT_LENGTH": str(huge)})
+    r = app.test_client().post(
+        "/qlik/saml/acs",
+        data=b"SAMLResponse=",
+        content_type="application/x-www-form-urlencoded",
+        environ_overrides={"CONTENT_LENGTH": str(huge)},
+    )
     assert r.status_code == 413 and "too large" in r.get_data(as_text=True).lower()
     # a longer body than the bound is refused too
-    r = app.test_client().post("/qlik/saml/acs", data={"SAMLResponse": "A" * (MAX_REQUEST_BYTES + 10)})
+    r = app.test_client().post(
+        "/qlik/saml/acs", data={"SAMLResponse": "A" * (MAX_REQUEST_BYTES + 10)}
+    )
     assert r.status_code == 413
     assert qps_calls == []

@@ -22,8 +22,14 @@ FAULTS = ("error", "refuse", "hang")
 def cluster(certs_dir: Any) -> Iterator[Any]:
     from qlikauth.emulator import EmulatorCluster, VirtualProxy
 
-    with EmulatorCluster(nodes=2, certs_dir=certs_dir, virtual_proxies=[
-            VirtualProxy("portal", method="ticket"), VirtualProxy("mashup", method="session")]) as c:
+    with EmulatorCluster(
+        nodes=2,
+        certs_dir=certs_dir,
+        virtual_proxies=[
+            VirtualProxy("portal", method="ticket"),
+            VirtualProxy("mashup", method="session"),
+        ],
+    ) as c:
         yield c
 
 
@@ -39,13 +45,22 @@ def healthy(cluster: Any) -> Iterator[None]:
 
 def runtime_for(cluster: Any, mode: str, store: Any = None) -> Any:
     prefix = "mashup" if mode == "session" else "portal"
-    return build_runtime({
-        "QPS_NODES": [n.qps_url for n in cluster.nodes], "CERTS": str(cluster.nodes[0].certs_dir),
-        "VIRTUAL_PROXY": prefix, "HUB_URL": cluster.nodes[0].hub_url_for(prefix), "MODE": mode,
-        "NODE_HUB_URLS": [n.hub_url_for(prefix) for n in cluster.nodes],
-        "USER_DIRECTORY": "PORTAL", "TIMEOUT": 0.5,
-        # every call asks every node, so a node answers again as soon as its fault is cleared
-        "UNHEALTHY_FOR": 0}, store=store if store is not None else MemoryStore(), secret="s" * 32)
+    return build_runtime(
+        {
+            "QPS_NODES": [n.qps_url for n in cluster.nodes],
+            "CERTS": str(cluster.nodes[0].certs_dir),
+            "VIRTUAL_PROXY": prefix,
+            "HUB_URL": cluster.nodes[0].hub_url_for(prefix),
+            "MODE": mode,
+            "NODE_HUB_URLS": [n.hub_url_for(prefix) for n in cluster.nodes],
+            "USER_DIRECTORY": "PORTAL",
+            "TIMEOUT": 0.5,
+            # every call asks every node, so a node answers again as soon as its fault is cleared
+            "UNHEALTHY_FOR": 0,
+        },
+        store=store if store is not None else MemoryStore(),
+        secret="s" * 32,
+    )
 
 
 def session_on(cluster: Any, index: int, prefix: str, user: QlikUser) -> str:
@@ -68,10 +83,18 @@ class Browser:
         self.cookies: dict[str, str] = {}
         self.session: dict[str, Any] = {}
 
-    def request(self, user: QlikUser | None, method: str = "GET", path: str = "/qlik/login",
-                **kw: Any) -> WebRequest:
-        return WebRequest(method=method, path=path, host="portal.example", cookies=dict(self.cookies),
-                          session=self.session, user=user, **kw)
+    def request(
+        self, user: QlikUser | None, method: str = "GET", path: str = "/qlik/login", **kw: Any
+    ) -> WebRequest:
+        return WebRequest(
+            method=method,
+            path=path,
+            host="portal.example",
+            cookies=dict(self.cookies),
+            session=self.session,
+            user=user,
+            **kw,
+        )
 
     def keep(self, cookies: Any) -> None:
         for c in cookies:
@@ -86,7 +109,9 @@ def redeem(cluster: Any, location: str) -> None:
     import requests
 
     node = next(n for n in cluster.nodes if location.startswith(n.hub_url))
-    requests.get(location, verify=str(node.certs_dir / "root.pem"), timeout=5, allow_redirects=False)
+    requests.get(
+        location, verify=str(node.certs_dir / "root.pem"), timeout=5, allow_redirects=False
+    )
 
 
 def open_qlik(cluster: Any, runtime: Any, browser: Browser, user: QlikUser) -> None:
@@ -100,7 +125,8 @@ def open_qlik(cluster: Any, runtime: Any, browser: Browser, user: QlikUser) -> N
 @pytest.mark.parametrize("mode", ["ticket", "session"])
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_user_switch_with_a_failing_node_ends_the_previous_user_and_keeps_the_rest_pending(
-        cluster: Any, mode: str, fault: str) -> None:
+    cluster: Any, mode: str, fault: str
+) -> None:
     """alice has proxy sessions on both nodes; node 2 fails; bob signs in in her browser: bob gets
     in, alice is gone from node 1 now and from node 2 as soon as it answers again."""
     runtime = runtime_for(cluster, mode)
@@ -122,7 +148,8 @@ def test_a_user_switch_with_a_failing_node_ends_the_previous_user_and_keeps_the_
 
 @pytest.mark.parametrize("way", ["ticket", "session", "session page view"])
 def test_a_pending_sign_out_never_ends_the_next_sign_in_of_the_same_user(
-        cluster: Any, way: str) -> None:
+    cluster: Any, way: str
+) -> None:
     """alice signs out while node 2 fails (her session there stays pending); node 2 answers
     again and alice signs in anew on it: her new proxy session there outlives finishing the
     pending list, her old one does not."""
@@ -151,8 +178,7 @@ def test_a_pending_sign_out_never_ends_the_next_sign_in_of_the_same_user(
     assert runtime.pending.count() == 0
 
 
-def test_a_pending_sign_out_is_kept_for_a_node_still_down_at_the_next_sign_in(
-        cluster: Any) -> None:
+def test_a_pending_sign_out_is_kept_for_a_node_still_down_at_the_next_sign_in(cluster: Any) -> None:
     """The next sign-in cannot end alice's pending session on a node that is still down: it
     stays pending (nothing new is made there) and ends once the node answers."""
     runtime = runtime_for(cluster, "ticket")
@@ -226,7 +252,8 @@ def test_the_previous_user_cookie_needs_no_store_and_cannot_be_forged(cluster: A
 
 
 def test_an_sso_sign_out_with_the_store_down_ends_every_proxy_session_of_the_user(
-        cluster: Any) -> None:
+    cluster: Any,
+) -> None:
     """Which proxy sessions an IdP session made is in the store: with the store down, the SSO
     sign-out ends every proxy session of the browser's user instead, on every node."""
     from qlikauth.bridges.registry import SsoKey
@@ -245,9 +272,12 @@ def test_an_sso_sign_out_with_the_store_down_ends_every_proxy_session_of_the_use
         session_on(cluster, index, "portal", ALICE)
     key = SsoKey("https://idp.example", "alice-subject", "s1")
     browser = Browser()
-    browser.session[lifecycle.SIGNIN_KEY] = {"id": "x", "user": ALICE.to_qps(), "via": "saml",
-                                             "sso": {"issuer": key.issuer, "subject": key.subject,
-                                                     "session": key.session}}
+    browser.session[lifecycle.SIGNIN_KEY] = {
+        "id": "x",
+        "user": ALICE.to_qps(),
+        "via": "saml",
+        "sso": {"issuer": key.issuer, "subject": key.subject, "session": key.session},
+    }
     done = lifecycle.sign_out_sso(browser.request(ALICE), runtime, key, reason="test")
     assert done.report.complete and live(cluster, ALICE) == []
     assert lifecycle.SIGNIN_KEY not in browser.session
@@ -267,8 +297,11 @@ def test_a_revoked_sign_in_never_comes_back(cluster: Any) -> None:
     elsewhere = runtime_for(cluster, "ticket", store=store)  # another portal process
     assert lifecycle.current_sign_in(copied, elsewhere) is None and copied == {}
     assert lifecycle.current_sign_in(browser.session, elsewhere) is not None
-    answer = flows.run(flows.login, WebRequest("GET", "/qlik/login", session=dict(copied), user=ALICE,
-                                               host="portal.example"), runtime)
+    answer = flows.run(
+        flows.login,
+        WebRequest("GET", "/qlik/login", session=dict(copied), user=ALICE, host="portal.example"),
+        runtime,
+    )
     assert isinstance(answer, RedirectAnswer)  # no record: a fresh sign-in, not the revoked one
 
 
@@ -280,8 +313,9 @@ def test_an_idp_session_end_is_kept(cluster: Any) -> None:
 
     runtime = runtime_for(cluster, "ticket")
     browser = Browser()
-    login = lifecycle.VerifiedLogin(ALICE, via="saml", sso=SsoKey("https://idp", "alice", "_s1"),
-                                    expires=time.time() + 60)
+    login = lifecycle.VerifiedLogin(
+        ALICE, via="saml", sso=SsoKey("https://idp", "alice", "_s1"), expires=time.time() + 60
+    )
     signed = lifecycle.sign_in(browser.request(ALICE), runtime, login, open_qlik=True)
     redeem(cluster, str(signed.location))
     assert live(cluster, ALICE)
@@ -295,8 +329,9 @@ def test_the_previous_user_cookie_works_on_an_http_development_portal(cluster: A
     and is Secure over https as COOKIE_SECURE says."""
     runtime = runtime_for(cluster, "ticket")
     for scheme, secure in (("http", False), ("https", True)):
-        request = WebRequest("GET", "/qlik/login", host="portal.test", scheme=scheme,
-                             session={}, user=ALICE)
+        request = WebRequest(
+            "GET", "/qlik/login", host="portal.test", scheme=scheme, session={}, user=ALICE
+        )
         answer = flows.run(flows.login, request, runtime)
         [seen] = [c for c in answer.cookies if c.name == lifecycle.SEEN_COOKIE]
         assert seen.secure is secure and seen.http_only and seen.samesite == "Lax"
@@ -308,7 +343,10 @@ def test_two_portals_sharing_a_store_each_finish_their_own_pending_endings(clust
     # pending. The session-mode portal's scheduled finish_pending() runs first once the node is
     # back: it must not take (and lose) the ticket portal's pending work.
     store = MemoryStore()
-    tickets, sessions = runtime_for(cluster, "ticket", store), runtime_for(cluster, "session", store)
+    tickets, sessions = (
+        runtime_for(cluster, "ticket", store),
+        runtime_for(cluster, "session", store),
+    )
     session_on(cluster, 0, "portal", ALICE)
     cluster.nodes[0].inject("refuse")
     done = lifecycle.sign_out(None, tickets, users=[ALICE], reason="test")

@@ -40,22 +40,29 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "portal.urls"
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "DIRS": [],
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 WSGI_APPLICATION = "portal.wsgi.application"
 
-DATABASES = {"default": {
-    "ENGINE": "django.db.backends.sqlite3",
-    "NAME": os.environ.get("PORTAL_DB") or str(Path(tempfile.gettempdir()) / "qlikauth-django-portal.sqlite3"),
-}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("PORTAL_DB")
+        or str(Path(tempfile.gettempdir()) / "qlikauth-django-portal.sqlite3"),
+    }
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "mashup"
@@ -74,14 +81,22 @@ SESSION_COOKIE_SECURE = PORTAL_TLS
 CSRF_COOKIE_SECURE = PORTAL_TLS
 #: Failed password sign-ins are counted here (portal/views.py): bounded, culled when full.
 #: With several processes, point this at a shared cache (Redis, memcached) for one count.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                      "LOCATION": "portal", "OPTIONS": {"MAX_ENTRIES": 10_000}}}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "portal",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    }
+}
 LOGIN_THROTTLE = {"PER_USER": 5, "PER_ADDRESS": 20, "WINDOW": 300}
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-LOGGING = {"version": 1, "disable_existing_loggers": False,
-           "handlers": {"console": {"class": "logging.StreamHandler"}},
-           "loggers": {"django_qlikauth": {"handlers": ["console"], "level": "INFO"}}}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_qlikauth": {"handlers": ["console"], "level": "INFO"}},
+}
 
 QLIKAUTH = {
     "MODE": "session",

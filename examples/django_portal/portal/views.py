@@ -24,8 +24,11 @@ def home(request: HttpRequest) -> HttpResponse:
 def mashup(request: HttpRequest) -> HttpResponse:
     """The Qlik hub in an iframe: the middleware has already set the proxy session cookie."""
     groups = list(request.user.groups.order_by("name").values_list("name", flat=True))
-    return render(request, "portal/mashup.html", {"hub_url": settings.QLIKAUTH.get("HUB_URL"),
-                                                  "groups": groups})
+    return render(
+        request,
+        "portal/mashup.html",
+        {"hub_url": settings.QLIKAUTH.get("HUB_URL"), "groups": groups},
+    )
 
 
 class ThrottledLoginView(LoginView):
@@ -42,8 +45,10 @@ class ThrottledLoginView(LoginView):
         name = self.request.POST.get("username", "").strip().lower()
         address = self.request.META.get("REMOTE_ADDR", "")
         # Hashed: cache keys stay short and printable whatever the form sent.
-        return ("login-fail:user:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest(),
-                "login-fail:addr:" + hashlib.sha256(address.encode()).hexdigest())
+        return (
+            "login-fail:user:" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest(),
+            "login-fail:addr:" + hashlib.sha256(address.encode()).hexdigest(),
+        )
 
     def _wait(self) -> int:
         limits = settings.LOGIN_THROTTLE

@@ -23,9 +23,9 @@ class Setup:
 
     name: str
     label: str
-    settings: dict[str, Any]                      # QLIKAUTH_* keys for the Flask app
-    login_path: str                               # GET ?next=... starts the sign-in
-    logout_path: str                              # POST ends the portal, Qlik and IdP sessions
+    settings: dict[str, Any]  # QLIKAUTH_* keys for the Flask app
+    login_path: str  # GET ?next=... starts the sign-in
+    logout_path: str  # POST ends the portal, Qlik and IdP sessions
     user_from_session: Callable[[Any, Any], Any]  # (session, runtime) -> QlikUser | None
     idp_info: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -39,4 +39,6 @@ def load(name: str) -> Any:
     try:
         return importlib.import_module(f"protocols.{name}")
     except ModuleNotFoundError:
-        raise SystemExit(f"unknown protocol {name!r}: this portal knows saml, oidc and both") from None
+        raise SystemExit(
+            f"unknown protocol {name!r}: this portal knows saml, oidc and both"
+        ) from None
