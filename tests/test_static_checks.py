@@ -3,6 +3,7 @@ lint-free."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -74,10 +75,13 @@ def test_every_python_file_keeps_the_configured_line_length():
         "line-length"
     ]
     assert limit == 100
+    # As ruff does, a trailing pragma (``# noqa``, ``# type: ignore``) is not counted: the code
+    # before it must fit.
+    pragma = re.compile(r"\s+#\s*(noqa|type:\s*ignore)\b.*$")
     long_lines = []
     for top in ("qlikauth", "integrations", "tests", "bench", "examples", "scripts"):
         for path in sorted((ROOT / top).rglob("*.py")):
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if len(line) > limit:
+                if len(pragma.sub("", line)) > limit:
                     long_lines.append(f"{path.relative_to(ROOT)}:{number}")
     assert not long_lines, long_lines[:20]

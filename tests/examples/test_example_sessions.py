@@ -172,7 +172,8 @@ def test_header_portal_sign_out_ends_qlik_sessions_and_the_open_websocket(
         while time.monotonic() < deadline and not closed:
             try:
                 ws.send(
-                    '{"jsonrpc":"2.0","id":2,"method":"GetAuthenticatedUser","handle":-1,"params":[]}'
+                    '{"jsonrpc":"2.0","id":2,"method":"GetAuthenticatedUser",'
+                    '"handle":-1,"params":[]}'
                 )
                 answer = ws.recv()
                 closed = answer in ("", b"", None)

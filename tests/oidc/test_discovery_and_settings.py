@@ -218,7 +218,10 @@ BASE = {"client_id": "c", "client_secret": "s", "redirect_uri": "https://portal.
         (
             {
                 "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
-                "discovery_url": "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration",
+                "discovery_url": (
+                    "https://login.microsoftonline.com/organizations/v2.0"
+                    "/.well-known/openid-configuration"
+                ),
             },
             "tenants",
         ),

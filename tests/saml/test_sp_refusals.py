@@ -311,9 +311,8 @@ def test_sha1_refused_unless_enabled(make_flow):
 
 def test_idp_error_status(flow):
     def mutate(root):
-        code = root.find(
-            "{urn:oasis:names:tc:SAML:2.0:protocol}Status/{urn:oasis:names:tc:SAML:2.0:protocol}StatusCode"
-        )
+        protocol = "{urn:oasis:names:tc:SAML:2.0:protocol}"
+        code = root.find(f"{protocol}Status/{protocol}StatusCode")
         code.set("Value", "urn:oasis:names:tc:SAML:2.0:status:Responder")
 
     refused(flow, flow.response(mutate=mutate), "idp_status")
