@@ -24,10 +24,10 @@ WORKER = textwrap.dedent("""
     from qlikauth.cloud import AccessTokenCache, OAuthClient, QlikCloud
     from qlikauth.store import RedisStore
 
-    url, ca, redis_url, start, keys = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]),
-    sys.argv[5]
-    cache = AccessTokenCache(QlikCloud(url, verify=ca), OAuthClient("embed-client",
-    client_secret="embed-secret"),
+    url, ca, redis_url, start, keys = sys.argv[1:6]
+    start = float(start)
+    cache = AccessTokenCache(QlikCloud(url, verify=ca),
+                             OAuthClient("embed-client", client_secret="embed-secret"),
                              RedisStore(redis_url, namespace="cloudtest"), keys=keys)
     out, errors = [], []
     def one():
@@ -41,8 +41,8 @@ WORKER = textwrap.dedent("""
         t.start()
     for t in threads:
         t.join(30)
-    print(json.dumps({"tokens": sorted(set(out)), "n": len(out), "errors": errors, "fetches":
-    cache.fetches}))
+    print(json.dumps({"tokens": sorted(set(out)), "n": len(out), "errors": errors,
+                      "fetches": cache.fetches}))
 """)
 
 

@@ -61,8 +61,8 @@ def embedded_identity(page: Any, base: str) -> dict[str, str]:
 def token_endpoint(page: Any) -> dict[str, Any]:
     """What the portal's token endpoint answers the page (status, and the token when 200)."""
     return page.evaluate("""async () => {
-        const r = await fetch("/qlik/cloud/access-token", {method: "POST", credentials:
-        "same-origin"});
+        const r = await fetch("/qlik/cloud/access-token",
+                              {method: "POST", credentials: "same-origin"});
         return {status: r.status, body: await r.text()};
     }""")
 

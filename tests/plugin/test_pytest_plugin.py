@@ -90,7 +90,7 @@ def test_virtual_proxies_chosen_by_fixture_and_marker_in_one_emulator(tmp_path):
             @pytest.fixture
             def qlik_virtual_proxies():
                 return [VirtualProxy("portal", method="session",
-                session_cookie_name="X-Portal-Qlik",
+                                     session_cookie_name="X-Portal-Qlik",
                                      module_uri="https://portal.example.com/qlik/module"),
                         VirtualProxy("hdr", method="header-static", header_name="X-Portal-User",
                                      header_user_directory="PORTAL")]
@@ -117,16 +117,16 @@ def test_virtual_proxies_chosen_by_fixture_and_marker_in_one_emulator(tmp_path):
                 assert (vp.method, vp.session_cookie_name) == ("session", "X-Portal-Qlik")
                 # The configured module URI is where Qlik sends a browser without a session.
                 root = str(qlik_emulator.certs_dir / "root.pem")
-                first = requests.get(qlik_emulator.hub_url_for("portal"),
-                verify=root, allow_redirects=False)
+                first = requests.get(qlik_emulator.hub_url_for("portal"), verify=root,
+                                     allow_redirects=False)
                 assert first.status_code == 302
-                assert
-                first.headers["Location"].startswith("https://portal.example.com/qlik/module?")
+                module = "https://portal.example.com/qlik/module?"
+                assert first.headers["Location"].startswith(module)
                 assert qlik_qps.add_session(QlikUser("ACME", "jdoe")).node == qlik_emulator.qps_url
                 assert len(started) == 1
 
-            @pytest.mark.qlik_virtual_proxies(VirtualProxy("other", method="ticket",
-            session_cookie_name="X-Other"))
+            @pytest.mark.qlik_virtual_proxies(
+                VirtualProxy("other", method="ticket", session_cookie_name="X-Other"))
             def test_from_the_marker(qlik_emulator):
                 assert set(qlik_emulator.virtual_proxies) == {"", "other"}
                 assert qlik_emulator.virtual_proxies["other"].session_cookie_name == "X-Other"
