@@ -325,8 +325,9 @@ def sign_out_sso(
     more than the IdP session's (the same person's other browsers sign in again through the
     IdP), never less.
     """
-    found = None
-    fallback: list[QlikUser] = []
+    from ..bridges.registry import EndedSso
+
+    found = EndedSso(users=())
     if key is not None:
         try:
             found = registry(runtime).take(
@@ -335,20 +336,31 @@ def sign_out_sso(
         except QlikAuthError as exc:
             session = request.session if request is not None else None
             record = session.get(SIGNIN_KEY) if session is not None else None
-            fallback = _record_users(record) if isinstance(record, dict) else []
+            if isinstance(record, dict):
+                found = EndedSso(users=(), end_users=tuple(_record_users(record)))
             log.warning(
                 "qlikauth: sign-out (%s): the shared store did not answer (%s); ending every "
                 "proxy session of the signed-in user instead",
                 reason,
                 exc,
             )
+    return sign_out_found(request, runtime, found, reason=reason)
+
+
+def sign_out_found(
+    request: WebRequest | None, runtime: QlikAuthRuntime, found: Any, *, reason: str
+) -> SignedOut:
+    """:func:`sign_out` of what the SSO registry found for an IdP session (an
+    :class:`~qlikauth.bridges.registry.EndedSso`): its users by user where no proxy session was
+    recorded, its recorded proxy sessions by id, its sign-ins revoked, its people's Qlik Cloud
+    tokens revoked."""
     return sign_out(
         request,
         runtime,
-        users=found.end_users if found else fallback,
-        session_ids=found.session_ids if found else (),
-        signin_ids=found.signin_ids if found else (),
-        people=found.users if found else (),
+        users=found.end_users,
+        session_ids=found.session_ids,
+        signin_ids=found.signin_ids,
+        people=found.users,
         reason=reason,
     )
 

@@ -75,7 +75,7 @@ from .lifecycle import (
     register_portal_key,
     registry,
     sign_in,
-    sign_out,
+    sign_out_found,
     sign_out_sso,
 )
 from .runtime import QlikAuthRuntime
@@ -595,15 +595,7 @@ def backchannel_logout(
         log.info("OIDC back-channel logout for a provider session this portal never saw")
         return JsonAnswer(status=200, data={})
     found = o.registry.take(event.issuer, subject, [event.sid] if event.sid else None)
-    done = sign_out(
-        None,
-        runtime,
-        users=found.end_users,
-        session_ids=found.session_ids,
-        signin_ids=found.signin_ids,
-        people=found.users,
-        reason="OIDC back-channel logout",
-    )
+    done = sign_out_found(None, runtime, found, reason="OIDC back-channel logout")
     # The sign-in is revoked and what a node could not end is pending: the logout is done.
     log.info(
         "OIDC back-channel logout: %d proxy session(s) ended%s",

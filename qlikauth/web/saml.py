@@ -58,7 +58,7 @@ from .lifecycle import (
     register_portal_key,
     registry,
     sign_in,
-    sign_out,
+    sign_out_found,
     sign_out_sso,
 )
 from .runtime import QlikAuthRuntime
@@ -502,15 +502,7 @@ def saml_slo(request: WebRequest, runtime: QlikAuthRuntime, *, idp: str | None =
         and (not result.session_indexes or key.session in result.session_indexes)
     )
     # The browser that carried the request (if it is the one named) is signed out here too.
-    done = sign_out(
-        request if here else None,
-        runtime,
-        users=found.end_users,
-        session_ids=found.session_ids,
-        signin_ids=found.signin_ids,
-        people=found.users,
-        reason="SAML single logout",
-    )
+    done = sign_out_found(request if here else None, runtime, found, reason="SAML single logout")
     return RedirectAnswer(location=result.response.location, cookies=done.cookies)
 
 
